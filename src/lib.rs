@@ -1,0 +1,1 @@
+//! Forklane: release experiments on a service mesh, decided with statistics.
