@@ -35,7 +35,7 @@ pub fn duplicates(schema: &Value, items: &[Value], path: &str) -> Vec<FieldError
             (Some("set"), _) => items[..i].contains(item).then(|| item.clone()),
             (Some("map"), Some(keys)) => {
                 let k = key_of(keys, item);
-                items[..i].iter().any(|o| key_of(keys, o) == k).then(|| Value::Object(k))
+                items[..i].iter().any(|o| key_of(keys, o) == k).then_some(Value::Object(k))
             }
             _ => None,
         };
