@@ -1,0 +1,343 @@
+//! The promotion decision: given per-arm data for the goal metric and the guardrails,
+//! answer `Promote(arm) | Rollback(reason) | Continue(reason)` with the numbers behind it.
+//!
+//! Rules (frequentist methods; the Bayesian method swaps p ≤ α for probability ≥ 1 − α):
+//! - Too little data in any arm, or a mean metric without variance yet: Continue.
+//! - Sample ratio mismatch (sequential test at `srmAlpha`): Rollback — nothing measured
+//!   on a broken split can be trusted.
+//! - Guardrails are one-sided with a margin m ≥ 0 of tolerated harm. An arm is `inferior`
+//!   when harm > m is shown (Holm across all arm × guardrail pairs, so the chance of a
+//!   false rollback stays ≤ α) — then Rollback. It is `nonInferior` when harm < m is shown;
+//!   promotion needs every guardrail non-inferior (an intersection–union test: no
+//!   correction needed).
+//! - The goal metric is tested two-sided for every treatment arm against the control,
+//!   Holm-adjusted across arms. Promote the best arm that is significantly better and
+//!   non-inferior on every guardrail. If every arm is significantly worse: Rollback.
+//! - Fixed horizon: nothing is decided before `plannedSamplesPerArm`; at that look the
+//!   test is over, so anything short of a promotion is a Rollback.
+
+use super::compare::{self, Pair};
+use super::{srm, Result, invalid};
+use serde::{Deserialize, Serialize};
+
+/// Planned samples per arm used to tune the sequential test when none is configured.
+pub const DEFAULT_PLANNED_SAMPLES_PER_ARM: u64 = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Method {
+    /// mSPRT: valid however often the controller looks.
+    #[default]
+    Sequential,
+    /// Classical z/t tests, valid only when evaluated once at the planned sample size.
+    FixedHorizon,
+    /// Beta-Binomial / normal posteriors; no error-rate guarantee under peeking.
+    Bayesian,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    #[default]
+    HigherIsBetter,
+    LowerIsBetter,
+}
+
+/// One arm's data for one metric.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Observation {
+    Proportion { successes: u64, trials: u64 },
+    Mean { mean: f64, variance: f64, n: u64 },
+}
+
+impl Observation {
+    pub fn samples(&self) -> u64 {
+        match *self {
+            Self::Proportion { trials, .. } => trials,
+            Self::Mean { n, .. } => n,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArmObservation {
+    pub arm: String,
+    pub value: Observation,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metric {
+    pub name: String,
+    #[serde(default)]
+    pub direction: Direction,
+    pub arms: Vec<ArmObservation>,
+}
+
+/// Tolerated harm on a guardrail, absolute or relative to the control's value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Margin {
+    Absolute(f64),
+    Relative(f64),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Guardrail {
+    #[serde(flatten)]
+    pub metric: Metric,
+    pub margin: Margin,
+}
+
+/// Units assigned to an arm and the arm's configured traffic weight, for the SRM check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assignment {
+    pub arm: String,
+    pub weight: f64,
+    pub units: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionInput {
+    pub control: String,
+    pub goal: Metric,
+    #[serde(default)]
+    pub guardrails: Vec<Guardrail>,
+    /// Empty: no SRM check.
+    #[serde(default)]
+    pub assignment: Vec<Assignment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DecisionConfig {
+    pub method: Method,
+    pub alpha: f64,
+    pub min_samples_per_arm: u64,
+    /// Tunes the sequential mixture; the decision point of the fixed-horizon method.
+    pub planned_samples_per_arm: Option<u64>,
+    pub srm_alpha: f64,
+    /// Beta prior of the Bayesian method (positive integers).
+    pub prior: [f64; 2],
+}
+
+impl Default for DecisionConfig {
+    fn default() -> Self {
+        Self { method: Method::Sequential, alpha: 0.05, min_samples_per_arm: 100, planned_samples_per_arm: None, srm_alpha: 0.001, prior: [1.0, 1.0] }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum Outcome {
+    Promote { arm: String },
+    Rollback { reason: String },
+    Continue { reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    Goal,
+    Guardrail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Verdict {
+    Better,
+    Worse,
+    NonInferior,
+    Inferior,
+    Inconclusive,
+}
+
+/// The numbers behind a decision for one treatment arm and one metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Comparison {
+    pub arm: String,
+    pub metric: String,
+    pub role: Role,
+    pub control_value: f64,
+    pub arm_value: f64,
+    /// arm − control, in the metric's units.
+    pub difference: f64,
+    /// Interval for the difference: the (1 − α) confidence sequence (sequential),
+    /// confidence interval (fixed horizon) or credible interval (Bayesian); for guardrails
+    /// the two one-sided (1 − α) bounds.
+    pub interval: [f64; 2],
+    /// Goal: H0 no difference. Guardrail: H0 harm ≥ margin (non-inferiority test).
+    pub p_value: Option<f64>,
+    /// Goal: Holm across arms. Guardrail: H0 harm ≤ margin (the rollback test), Holm
+    /// across all arm × guardrail pairs.
+    pub adjusted_p_value: Option<f64>,
+    /// Bayesian method only. Goal: P(arm better than control); guardrail: P(harm <
+    /// margin). Exact Beta-Binomial for proportions, flat-prior normal otherwise.
+    pub prob_better: Option<f64>,
+    /// Bayesian method, goal only: expected loss of choosing the arm over the control.
+    pub expected_loss: Option<f64>,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SrmCheck {
+    pub p_value: f64,
+    pub ln_bayes_factor: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub comparisons: Vec<Comparison>,
+    pub srm: Option<SrmCheck>,
+}
+
+fn stop(outcome: Outcome, comparisons: Vec<Comparison>, srm: Option<SrmCheck>) -> Result<Decision> {
+    Ok(Decision { outcome, comparisons, srm })
+}
+
+fn cont(reason: String) -> Outcome {
+    Outcome::Continue { reason }
+}
+
+/// Decides one look at an experiment. Malformed input (unknown control, arms missing
+/// from a metric, impossible counts, α outside (0, 1)) is an error; too little data is a
+/// `Continue` with the reason.
+pub fn decide(input: &DecisionInput, config: &DecisionConfig) -> Result<Decision> {
+    let arms = validate(input, config)?;
+    let metrics = std::iter::once(&input.goal).chain(input.guardrails.iter().map(|g| &g.metric));
+    for metric in metrics {
+        for obs in &metric.arms {
+            let floor = match obs.value { Observation::Proportion { .. } => 1, Observation::Mean { .. } => 2 };
+            let needed = config.min_samples_per_arm.max(floor);
+            if obs.value.samples() < needed {
+                return stop(cont(format!("arm `{}` has {} samples of `{}`; at least {needed} are needed", obs.arm, obs.value.samples(), metric.name)), vec![], None);
+            }
+        }
+    }
+    let srm = srm_check(input)?;
+    if let Some(s) = srm.filter(|s| s.p_value <= config.srm_alpha) {
+        let reason = format!("sample ratio mismatch: traffic does not follow the configured weights (sequential p = {:.2e})", s.p_value);
+        return stop(Outcome::Rollback { reason }, vec![], srm);
+    }
+    if config.method == Method::FixedHorizon {
+        if let Some(planned) = config.planned_samples_per_arm {
+            let smallest = input.goal.arms.iter().map(|a| a.value.samples()).min().unwrap_or(0);
+            if smallest < planned {
+                return stop(cont(format!("fixed-horizon test waits for {planned} samples per arm; the smallest arm has {smallest}")), vec![], srm);
+            }
+        }
+    }
+    let control = arms[0];
+    let treatments = &arms[1..];
+    let mut goal = Vec::with_capacity(treatments.len());
+    for &arm in treatments {
+        match Pair::new(&input.goal, control, arm)? {
+            Some(pair) => goal.push(compare::goal(&pair, &input.goal, config)?),
+            None => return stop(cont(format!("`{}` has no variance yet in arm `{arm}` or `{control}`", input.goal.name)), vec![], srm),
+        }
+    }
+    let mut guard = Vec::with_capacity(treatments.len() * input.guardrails.len());
+    for g in &input.guardrails {
+        for &arm in treatments {
+            match Pair::new(&g.metric, control, arm)? {
+                Some(pair) => guard.push(compare::guardrail(&pair, g, config)?),
+                None => return stop(cont(format!("guardrail `{}` has no variance yet in arm `{arm}` or `{control}`", g.metric.name)), vec![], srm),
+            }
+        }
+    }
+    compare::adjust(&mut goal, &mut guard, config, input.goal.direction)?;
+    let outcome = outcome(input, config, &goal, &guard);
+    goal.extend(guard);
+    stop(outcome, goal, srm)
+}
+
+fn outcome(input: &DecisionInput, config: &DecisionConfig, goal: &[Comparison], guard: &[Comparison]) -> Outcome {
+    if let Some(bad) = guard.iter().find(|c| c.verdict == Verdict::Inferior) {
+        return Outcome::Rollback { reason: format!("arm `{}` is worse than `{}` on guardrail `{}` by more than its margin (difference {:.4}, interval [{:.4}, {:.4}])", bad.arm, input.control, bad.metric, bad.difference, bad.interval[0], bad.interval[1]) };
+    }
+    if goal.iter().all(|c| c.verdict == Verdict::Worse) {
+        return Outcome::Rollback { reason: format!("every arm is worse than `{}` on `{}`", input.control, input.goal.name) };
+    }
+    let sign = if input.goal.direction == Direction::HigherIsBetter { 1.0 } else { -1.0 };
+    let guard_ok = |arm: &str| guard.iter().filter(|c| c.arm == arm).all(|c| c.verdict == Verdict::NonInferior);
+    let winners: Vec<&Comparison> = goal.iter().filter(|c| c.verdict == Verdict::Better).collect();
+    let best = winners.iter().filter(|c| guard_ok(&c.arm)).max_by(|a, b| (sign * a.difference).total_cmp(&(sign * b.difference)));
+    let at_horizon = config.method == Method::FixedHorizon && config.planned_samples_per_arm.is_some();
+    match (best, winners.first()) {
+        (Some(best), _) => Outcome::Promote { arm: best.arm.clone() },
+        (None, Some(w)) => {
+            let pending: Vec<&str> = guard.iter().filter(|c| c.arm == w.arm && c.verdict != Verdict::NonInferior).map(|c| c.metric.as_str()).collect();
+            let reason = format!("arm `{}` beats `{}` on `{}` but guardrails {pending:?} are not yet shown non-inferior", w.arm, input.control, input.goal.name);
+            if at_horizon { Outcome::Rollback { reason: format!("{reason} at the planned horizon") } } else { cont(reason) }
+        }
+        (None, None) if at_horizon => Outcome::Rollback { reason: format!("no arm beat `{}` on `{}` at the planned sample size", input.control, input.goal.name) },
+        (None, None) => {
+            let evidence = match config.method {
+                Method::Bayesian => format!("highest P(better) {:.3}", goal.iter().filter_map(|c| c.prob_better).fold(0.0, f64::max)),
+                _ => format!("smallest adjusted p-value {:.3}", goal.iter().filter_map(|c| c.adjusted_p_value).fold(1.0, f64::min)),
+            };
+            cont(format!("no arm differs from `{}` on `{}` yet ({evidence})", input.control, input.goal.name))
+        }
+    }
+}
+
+/// Checks the input's shape and returns the arm names, control first.
+fn validate<'a>(input: &'a DecisionInput, config: &DecisionConfig) -> Result<Vec<&'a str>> {
+    if !(config.alpha > 0.0 && config.alpha < 1.0) || !(config.srm_alpha > 0.0 && config.srm_alpha < 1.0) {
+        return invalid("alpha and srmAlpha must lie in (0, 1)");
+    }
+    if config.planned_samples_per_arm == Some(0) {
+        return invalid("plannedSamplesPerArm must be positive");
+    }
+    let names: Vec<&str> = input.goal.arms.iter().map(|a| a.arm.as_str()).collect();
+    if names.len() < 2 {
+        return invalid("the goal metric needs the control and at least one other arm");
+    }
+    if (1..names.len()).any(|i| names[..i].contains(&names[i])) {
+        return invalid("arm names must be unique");
+    }
+    if !names.contains(&input.control.as_str()) {
+        return invalid(format!("control arm `{}` has no goal data", input.control));
+    }
+    for g in &input.guardrails {
+        let mut theirs: Vec<&str> = g.metric.arms.iter().map(|a| a.arm.as_str()).collect();
+        let mut ours = names.clone();
+        theirs.sort_unstable();
+        ours.sort_unstable();
+        if theirs != ours {
+            return invalid(format!("guardrail `{}` must have data for exactly the goal's arms", g.metric.name));
+        }
+        let m = match g.margin { Margin::Absolute(m) | Margin::Relative(m) => m };
+        if !(m.is_finite() && m >= 0.0) {
+            return invalid(format!("guardrail `{}`: margin must be finite and ≥ 0", g.metric.name));
+        }
+    }
+    let metrics = std::iter::once(&input.goal).chain(input.guardrails.iter().map(|g| &g.metric));
+    for m in metrics {
+        for a in &m.arms {
+            compare::check_observation(&a.value).map_err(|e| super::StatsError::InvalidInput(format!("`{}` arm `{}`: {e}", m.name, a.arm)))?;
+        }
+    }
+    let mut ordered = vec![input.control.as_str()];
+    ordered.extend(names.into_iter().filter(|n| *n != input.control));
+    Ok(ordered)
+}
+
+fn srm_check(input: &DecisionInput) -> Result<Option<SrmCheck>> {
+    if input.assignment.is_empty() {
+        return Ok(None);
+    }
+    let units: Vec<u64> = input.assignment.iter().map(|a| a.units).collect();
+    let weights: Vec<f64> = input.assignment.iter().map(|a| a.weight).collect();
+    let s = srm::sequential(&units, &weights, srm::DEFAULT_CONCENTRATION)?;
+    Ok(Some(SrmCheck { p_value: s.p_value, ln_bayes_factor: s.ln_bayes_factor }))
+}
