@@ -3,6 +3,7 @@
 //! patches, server-side apply, managed fields, tables, names). No I/O lives here.
 
 pub mod apply;
+pub mod builtin;
 pub mod field_error;
 mod gofmt;
 pub mod managed_fields;

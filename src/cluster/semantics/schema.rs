@@ -10,7 +10,7 @@ mod walk;
 
 pub use crate::cluster::semantics::field_error::{FieldError, FieldErrorReason};
 pub use cel::check_rules;
-pub use lists::list_type_at;
+pub use lists::{is_map_at, list_type_at};
 pub use prune::{apply_defaults, prune, unknown_field_message};
 
 use crate::cluster::semantics::gofmt;

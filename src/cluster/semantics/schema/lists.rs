@@ -46,30 +46,31 @@ pub fn duplicates(schema: &Value, items: &[Value], path: &str) -> Vec<FieldError
     errors
 }
 
-/// The list type at a field path (`.spec.arms`, list items written `[]`, as
-/// `managed_fields::ListType` lookups use) according to a CRD schema. Lists without
-/// `x-kubernetes-list-type` are atomic, as in Kubernetes.
-pub fn list_type_at(schema: &Value, path: &str) -> ListType {
+/// The schema node at a field path (`.spec.arms[].tags`), if the schema describes it.
+fn schema_at<'a>(schema: &'a Value, path: &str) -> Option<&'a Value> {
     let mut node = schema;
     for seg in path.split('.').filter(|s| !s.is_empty()) {
-        let (name, items) = match seg.strip_suffix("[]") {
-            Some(n) => (n, true),
-            None => (seg, false),
-        };
-        match field_schema(node, name) {
-            Some(s) => node = s,
-            None => return ListType::Atomic,
-        }
+        let (name, items) = seg.strip_suffix("[]").map_or((seg, false), |n| (n, true));
+        node = field_schema(node, name)?;
         if items {
-            match node.get("items") {
-                Some(s) => node = s,
-                None => return ListType::Atomic,
-            }
+            node = node.get("items")?;
         }
     }
-    match node.get("x-kubernetes-list-type").and_then(Value::as_str) {
+    Some(node)
+}
+
+/// The list type at a field path according to a CRD schema. Lists without
+/// `x-kubernetes-list-type` are atomic, as in Kubernetes.
+pub fn list_type_at(schema: &Value, path: &str) -> ListType {
+    let node = schema_at(schema, path);
+    match node.and_then(|n| n.get("x-kubernetes-list-type")).and_then(Value::as_str) {
         Some("set") => ListType::Set,
-        Some("map") => ListType::Map(map_keys(node).unwrap_or_default()),
+        Some("map") => ListType::Map(node.and_then(map_keys).unwrap_or_default()),
         _ => ListType::Atomic,
     }
+}
+
+/// Whether the object at a field path is a map (`additionalProperties`) rather than a struct.
+pub fn is_map_at(schema: &Value, path: &str) -> bool {
+    schema_at(schema, path).is_some_and(|n| n.get("additionalProperties").is_some_and(Value::is_object) && n.get("properties").is_none())
 }
