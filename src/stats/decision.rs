@@ -228,12 +228,10 @@ pub fn decide(input: &DecisionInput, config: &DecisionConfig) -> Result<Decision
         let reason = format!("sample ratio mismatch: traffic does not follow the configured weights (sequential p = {:.2e})", s.p_value);
         return stop(Outcome::Rollback { reason }, vec![], srm);
     }
-    if config.method == Method::FixedHorizon {
-        if let Some(planned) = config.planned_samples_per_arm {
-            let smallest = input.goal.arms.iter().map(|a| a.value.samples()).min().unwrap_or(0);
-            if smallest < planned {
-                return stop(cont(format!("fixed-horizon test waits for {planned} samples per arm; the smallest arm has {smallest}")), vec![], srm);
-            }
+    if let (Method::FixedHorizon, Some(planned)) = (config.method, config.planned_samples_per_arm) {
+        let smallest = input.goal.arms.iter().map(|a| a.value.samples()).min().unwrap_or(0);
+        if smallest < planned {
+            return stop(cont(format!("fixed-horizon test waits for {planned} samples per arm; the smallest arm has {smallest}")), vec![], srm);
         }
     }
     let control = arms[0];
@@ -292,7 +290,7 @@ fn outcome(input: &DecisionInput, config: &DecisionConfig, goal: &[Comparison], 
 
 /// Checks the input's shape and returns the arm names, control first.
 fn validate<'a>(input: &'a DecisionInput, config: &DecisionConfig) -> Result<Vec<&'a str>> {
-    if !(config.alpha > 0.0 && config.alpha < 1.0) || !(config.srm_alpha > 0.0 && config.srm_alpha < 1.0) {
+    if !(config.alpha > 0.0 && config.alpha < 1.0 && config.srm_alpha > 0.0 && config.srm_alpha < 1.0) {
         return invalid("alpha and srmAlpha must lie in (0, 1)");
     }
     if config.planned_samples_per_arm == Some(0) {
@@ -341,3 +339,7 @@ fn srm_check(input: &DecisionInput) -> Result<Option<SrmCheck>> {
     let s = srm::sequential(&units, &weights, srm::DEFAULT_CONCENTRATION)?;
     Ok(Some(SrmCheck { p_value: s.p_value, ln_bayes_factor: s.ln_bayes_factor }))
 }
+
+#[cfg(test)]
+#[path = "decision_tests.rs"]
+mod tests;

@@ -220,7 +220,7 @@ pub fn synthetic_input(arms: usize, metrics: usize, seed: u64) -> DecisionInput 
         direction: if k == 0 { Default::default() } else { super::decision::Direction::LowerIsBetter },
         arms: names.iter().map(|a| ArmObservation {
             arm: a.clone(),
-            value: if k % 2 == 0 {
+            value: if k.is_multiple_of(2) {
                 Observation::Proportion { successes: binomial(rng, 50_000, 0.05), trials: 50_000 }
             } else {
                 Observation::Mean { mean: 0.2 + 0.01 * rng.random::<f64>(), variance: 0.01, n: 50_000 }

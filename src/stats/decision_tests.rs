@@ -1,0 +1,253 @@
+//! Unit tests of the decision rules.
+
+use super::*;
+
+fn prop(arm: &str, successes: u64, trials: u64) -> ArmObservation {
+    ArmObservation { arm: arm.into(), value: Observation::Proportion { successes, trials } }
+}
+
+fn mean(arm: &str, m: f64, variance: f64, n: u64) -> ArmObservation {
+    ArmObservation { arm: arm.into(), value: Observation::Mean { mean: m, variance, n } }
+}
+
+fn experiment(arms: Vec<ArmObservation>) -> DecisionInput {
+    DecisionInput { control: "control".into(), goal: Metric { name: "conversion".into(), direction: Direction::HigherIsBetter, arms }, guardrails: vec![], assignment: vec![] }
+}
+
+fn errors(control: u64, v2: u64, n: u64, margin: f64) -> Guardrail {
+    Guardrail { metric: Metric { name: "errors".into(), direction: Direction::LowerIsBetter, arms: vec![prop("control", control, n), prop("v2", v2, n)] }, margin: Margin::Absolute(margin) }
+}
+
+fn seq() -> DecisionConfig {
+    DecisionConfig::default()
+}
+
+fn fixed() -> DecisionConfig {
+    DecisionConfig { method: Method::FixedHorizon, ..Default::default() }
+}
+
+fn outcome(input: &DecisionInput, config: &DecisionConfig) -> Outcome {
+    decide(input, config).expect("valid input").outcome
+}
+
+fn promote(arm: &str) -> Outcome {
+    Outcome::Promote { arm: arm.into() }
+}
+
+fn reason(o: &Outcome) -> &str {
+    match o {
+        Outcome::Rollback { reason } | Outcome::Continue { reason } => reason,
+        Outcome::Promote { .. } => "",
+    }
+}
+
+#[test]
+fn promotes_a_clear_winner_with_its_numbers() {
+    let d = decide(&experiment(vec![prop("control", 1000, 20_000), prop("v2", 1400, 20_000)]), &seq()).unwrap();
+    assert_eq!(d.outcome, promote("v2"));
+    let c = &d.comparisons[0];
+    assert_eq!((c.arm.as_str(), c.role, c.verdict), ("v2", Role::Goal, Verdict::Better));
+    assert!((c.difference - 0.02).abs() < 1e-12);
+    assert!(c.interval[0] > 0.0 && c.interval[1] > c.difference);
+    assert!(c.adjusted_p_value.is_some_and(|p| p <= 0.05));
+}
+
+#[test]
+fn identical_arms_continue_and_worse_arms_roll_back() {
+    let same = outcome(&experiment(vec![prop("control", 1000, 20_000), prop("v2", 1000, 20_000)]), &seq());
+    assert!(matches!(same, Outcome::Continue { .. }), "{same:?}");
+    let worse = outcome(&experiment(vec![prop("control", 1000, 20_000), prop("v2", 600, 20_000)]), &seq());
+    assert!(matches!(worse, Outcome::Rollback { .. }), "{worse:?}");
+}
+
+#[test]
+fn lower_is_better_goal_promotes_the_faster_arm() {
+    let mut input = experiment(vec![mean("control", 0.250, 0.01, 10_000), mean("v2", 0.240, 0.01, 10_000)]);
+    input.goal.direction = Direction::LowerIsBetter;
+    assert_eq!(outcome(&input, &seq()), promote("v2"));
+    input.goal.direction = Direction::HigherIsBetter;
+    assert!(matches!(outcome(&input, &seq()), Outcome::Rollback { .. }));
+}
+
+#[test]
+fn guardrail_beyond_its_margin_rolls_back() {
+    let mut input = experiment(vec![prop("control", 1000, 20_000), prop("v2", 1000, 20_000)]);
+    input.guardrails.push(errors(100, 400, 20_000, 0.002));
+    let o = outcome(&input, &seq());
+    assert!(matches!(o, Outcome::Rollback { .. }) && reason(&o).contains("errors"), "{o:?}");
+    // The same harm within a wider margin is no reason to roll back.
+    input.guardrails[0] = errors(100, 400, 20_000, 0.05);
+    assert!(matches!(outcome(&input, &seq()), Outcome::Continue { .. }));
+}
+
+#[test]
+fn a_winner_waits_until_guardrails_are_non_inferior() {
+    let mut input = experiment(vec![prop("control", 1000, 20_000), prop("v2", 1400, 20_000)]);
+    input.guardrails.push(errors(10, 12, 20_000, 0.0001));
+    let o = outcome(&input, &seq());
+    assert!(matches!(o, Outcome::Continue { .. }) && reason(&o).contains("errors"), "{o:?}");
+    input.guardrails[0] = errors(10, 12, 20_000, 0.005);
+    assert_eq!(outcome(&input, &seq()), promote("v2"));
+}
+
+#[test]
+fn holm_guards_the_goal_across_arms() {
+    // Raw p ≈ 0.027 for v1: significant alone, not after Holm with a second arm.
+    let two = experiment(vec![prop("control", 500, 10_000), prop("v1", 570, 10_000)]);
+    assert_eq!(outcome(&two, &fixed()), promote("v1"));
+    let three = experiment(vec![prop("control", 500, 10_000), prop("v1", 570, 10_000), prop("v2", 500, 10_000)]);
+    let d = decide(&three, &fixed()).unwrap();
+    assert!(matches!(d.outcome, Outcome::Continue { .. }), "{:?}", d.outcome);
+    let v1 = d.comparisons.iter().find(|c| c.arm == "v1").unwrap();
+    assert!(v1.p_value.unwrap() < 0.05 && v1.adjusted_p_value.unwrap() > 0.05);
+}
+
+#[test]
+fn promotes_the_best_of_several_winners() {
+    let input = experiment(vec![prop("control", 1000, 20_000), prop("v1", 1300, 20_000), prop("v2", 1500, 20_000)]);
+    assert_eq!(outcome(&input, &seq()), promote("v2"));
+}
+
+#[test]
+fn too_few_samples_continue_with_the_reason() {
+    let o = outcome(&experiment(vec![prop("control", 10, 50), prop("v2", 40, 50)]), &seq());
+    assert!(matches!(o, Outcome::Continue { .. }) && reason(&o).contains("at least 100"), "{o:?}");
+}
+
+#[test]
+fn sample_ratio_mismatch_rolls_back() {
+    let mut input = experiment(vec![prop("control", 1000, 20_000), prop("v2", 1400, 22_000)]);
+    input.assignment = vec![
+        Assignment { arm: "control".into(), weight: 1.0, units: 20_000 },
+        Assignment { arm: "v2".into(), weight: 1.0, units: 22_000 },
+    ];
+    let d = decide(&input, &seq()).unwrap();
+    assert!(matches!(&d.outcome, Outcome::Rollback { reason } if reason.contains("sample ratio")), "{:?}", d.outcome);
+    assert!(d.srm.is_some_and(|s| s.p_value < 1e-3));
+    input.assignment[1].units = 20_100;
+    assert!(decide(&input, &seq()).unwrap().srm.is_some_and(|s| s.p_value > 0.001));
+}
+
+#[test]
+fn fixed_horizon_decides_only_at_the_planned_size() {
+    let config = DecisionConfig { planned_samples_per_arm: Some(30_000), ..fixed() };
+    let early = outcome(&experiment(vec![prop("control", 1000, 20_000), prop("v2", 1400, 20_000)]), &config);
+    assert!(matches!(early, Outcome::Continue { .. }) && reason(&early).contains("30000"), "{early:?}");
+    let win = outcome(&experiment(vec![prop("control", 1500, 30_000), prop("v2", 2100, 30_000)]), &config);
+    assert_eq!(win, promote("v2"));
+    let null = outcome(&experiment(vec![prop("control", 1500, 30_000), prop("v2", 1510, 30_000)]), &config);
+    assert!(matches!(null, Outcome::Rollback { .. }) && reason(&null).contains("planned"), "{null:?}");
+}
+
+#[test]
+fn bayesian_method_reports_probabilities_and_losses() {
+    let config = DecisionConfig { method: Method::Bayesian, ..Default::default() };
+    let d = decide(&experiment(vec![prop("control", 1000, 20_000), prop("v2", 1400, 20_000)]), &config).unwrap();
+    assert_eq!(d.outcome, promote("v2"));
+    let c = &d.comparisons[0];
+    assert!(c.prob_better.is_some_and(|p| p > 0.999) && c.expected_loss.is_some_and(|l| l < 1e-6));
+    assert!(c.p_value.is_none());
+    let unclear = outcome(&experiment(vec![prop("control", 120, 1000), prop("v2", 140, 1000)]), &config);
+    assert!(matches!(unclear, Outcome::Continue { .. }), "{unclear:?}"); // P(better) ≈ 0.91
+}
+
+/// Every number a decision reports must be finite.
+fn assert_finite(d: &Decision) {
+    for c in &d.comparisons {
+        let opt = [c.p_value, c.adjusted_p_value, c.prob_better, c.expected_loss];
+        let all = [c.control_value, c.arm_value, c.difference, c.interval[0], c.interval[1]].into_iter().chain(opt.into_iter().flatten());
+        for v in all {
+            assert!(v.is_finite(), "{c:?}");
+        }
+    }
+}
+
+#[test]
+fn extreme_counts_give_defined_results() {
+    const T: u64 = 1_000_000_000_000;
+    let cases = [
+        ((0, 1000), (0, 1000)),           // zero conversions
+        ((1000, 1000), (1000, 1000)),     // all conversions
+        ((0, 1000), (1000, 1000)),        // all vs none
+        ((0, 0), (0, 0)),                 // n = 0
+        ((1, 1), (0, 1)),                 // n = 1
+        ((50_000, 1_000_000), (0, 1)),    // million-fold imbalance
+        ((50_000, 1_000_000_000_000), (1, 1_000_000)),
+        ((T / 20, T), (T / 20, T)),       // 10^12
+        ((T / 20, T), (T / 20 + T / 10_000, T)),
+    ];
+    let methods = [Method::Sequential, Method::FixedHorizon, Method::Bayesian];
+    for ((xc, nc), (xt, nt)) in cases {
+        for method in methods {
+            for min in [0, 100] {
+                let mut input = experiment(vec![prop("control", xc, nc), prop("v2", xt, nt)]);
+                input.guardrails.push(Guardrail { metric: Metric { name: "errors".into(), direction: Direction::LowerIsBetter, arms: vec![prop("control", xc, nc), prop("v2", xt, nt)] }, margin: Margin::Relative(0.1) });
+                let config = DecisionConfig { method, min_samples_per_arm: min, ..Default::default() };
+                let d = decide(&input, &config).unwrap_or_else(|e| panic!("{method:?} {xc}/{nc} vs {xt}/{nt}: {e}"));
+                assert_finite(&d);
+                if nc == 0 || (min == 100 && nt < 100) {
+                    assert!(matches!(&d.outcome, Outcome::Continue { reason } if reason.contains("samples")), "{:?}", d.outcome);
+                }
+            }
+        }
+    }
+    // 10^12 trials and a 0.2% relative uplift: decisive under every method.
+    for method in methods {
+        let input = experiment(vec![prop("control", T / 20, T), prop("v2", T / 20 + T / 10_000, T)]);
+        assert_eq!(outcome(&input, &DecisionConfig { method, ..Default::default() }), promote("v2"), "{method:?}");
+    }
+}
+
+#[test]
+fn constant_means_continue_for_lack_of_variance() {
+    let o = outcome(&experiment(vec![mean("control", 1.0, 0.0, 500), mean("v2", 1.0, 0.0, 500)]), &seq());
+    assert!(matches!(o, Outcome::Continue { .. }) && reason(&o).contains("variance"), "{o:?}");
+    let one = outcome(&experiment(vec![mean("control", 1.0, 0.5, 1), mean("v2", 1.0, 0.5, 1)]), &DecisionConfig { min_samples_per_arm: 0, ..seq() });
+    assert!(reason(&one).contains("at least 2"), "{one:?}");
+}
+
+#[test]
+fn malformed_input_is_an_error() {
+    let ok = || experiment(vec![prop("control", 10, 100), prop("v2", 12, 100)]);
+    let mut unknown = ok();
+    unknown.control = "nope".into();
+    let mut dup = ok();
+    dup.goal.arms.push(prop("v2", 1, 2));
+    let mut lonely = ok();
+    lonely.goal.arms.truncate(1);
+    let impossible = experiment(vec![prop("control", 101, 100), prop("v2", 12, 100)]);
+    let nan = experiment(vec![mean("control", f64::NAN, 1.0, 100), mean("v2", 1.0, 1.0, 100)]);
+    let mixed = experiment(vec![prop("control", 10, 100), mean("v2", 1.0, 1.0, 100)]);
+    let mut missing = ok();
+    missing.guardrails.push(Guardrail { metric: Metric { name: "g".into(), direction: Direction::LowerIsBetter, arms: vec![prop("control", 1, 100)] }, margin: Margin::Absolute(0.1) });
+    let mut negative = ok();
+    negative.guardrails.push(Guardrail { margin: Margin::Absolute(-0.1), ..errors(1, 1, 100, 0.0) });
+    for (name, input) in [("unknown", unknown), ("dup", dup), ("lonely", lonely), ("impossible", impossible), ("nan", nan), ("mixed", mixed), ("missing", missing), ("negative", negative)] {
+        assert!(matches!(decide(&input, &seq()), Err(crate::stats::StatsError::InvalidInput(_))), "{name}");
+    }
+    for config in [DecisionConfig { alpha: 0.0, ..seq() }, DecisionConfig { alpha: f64::NAN, ..seq() }, DecisionConfig { planned_samples_per_arm: Some(0), ..seq() }] {
+        assert!(decide(&ok(), &config).is_err());
+    }
+}
+
+#[test]
+fn types_speak_camel_case_json() {
+    let input: DecisionInput = serde_json::from_value(serde_json::json!({
+        "control": "control",
+        "goal": {"name": "conversion", "arms": [
+            {"arm": "control", "value": {"proportion": {"successes": 1000, "trials": 20000}}},
+            {"arm": "v2", "value": {"proportion": {"successes": 1400, "trials": 20000}}}]},
+        "guardrails": [{"name": "latency", "direction": "lowerIsBetter", "margin": {"relative": 0.05}, "arms": [
+            {"arm": "control", "value": {"mean": {"mean": 0.2, "variance": 0.01, "n": 20000}}},
+            {"arm": "v2", "value": {"mean": {"mean": 0.2, "variance": 0.01, "n": 20000}}}]}]
+    })).unwrap();
+    let config: DecisionConfig = serde_json::from_value(serde_json::json!({"method": "fixedHorizon", "minSamplesPerArm": 10})).unwrap();
+    assert_eq!((config.method, config.min_samples_per_arm, config.alpha), (Method::FixedHorizon, 10, 0.05));
+    let d = decide(&input, &seq()).unwrap();
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(json["outcome"], serde_json::json!({"action": "promote", "arm": "v2"}));
+    assert!(json["comparisons"][1]["adjustedPValue"].is_f64());
+    assert_eq!(json["comparisons"][1]["verdict"], "nonInferior");
+    let back: Decision = serde_json::from_value(json).unwrap();
+    assert_eq!(back, d);
+}
