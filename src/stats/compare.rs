@@ -56,7 +56,7 @@ impl Pair {
         if variance <= 0.0 {
             return Ok(None);
         }
-        let units = (c.samples() + t.samples()) as f64;
+        let units = c.samples() as f64 + t.samples() as f64;
         Ok(Some(Self { arm: arm.to_string(), control: c, treatment: t, control_value: cv, arm_value: tv, diff: Difference { estimate: tv - cv, variance }, units }))
     }
 

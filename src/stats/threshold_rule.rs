@@ -26,9 +26,12 @@ fn binomial_tails(k: u64, n: u64, p: f64) -> (f64, f64) {
     (beta_reg(kf + 1.0, nf - kf, p), beta_reg(nf - kf, kf + 1.0, 1.0 - p))
 }
 
+/// Bounds the O(K + T) sum; real rollouts use a handful of checks.
+const MAX_CHECKS: u64 = 100_000;
+
 pub fn threshold_rule(requests: u64, error_rate: f64, min_success_pct: f64, passes_k: u64, fails_t: u64) -> Result<ThresholdRule> {
-    if requests == 0 || passes_k == 0 || fails_t == 0 {
-        return invalid("requests, K and T must be positive");
+    if requests == 0 || !(1..=MAX_CHECKS).contains(&passes_k) || !(1..=MAX_CHECKS).contains(&fails_t) {
+        return invalid(format!("requests must be positive and K, T between 1 and {MAX_CHECKS}"));
     }
     if !(0.0..=1.0).contains(&error_rate) || !(0.0..=100.0).contains(&min_success_pct) {
         return invalid("error rate must lie in [0, 1] and the threshold in [0, 100] %");
@@ -60,5 +63,6 @@ mod tests {
         let broken = threshold_rule(1000, 1.0, 99.0, 3, 2).unwrap();
         assert_eq!(broken.p_rollback, 1.0);
         assert!(threshold_rule(0, 0.1, 99.0, 1, 1).is_err());
+        assert!(threshold_rule(10, 0.1, 99.0, u64::MAX, 1).is_err());
     }
 }

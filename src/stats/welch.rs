@@ -61,7 +61,7 @@ pub fn welch_ttest(a: Summary, b: Summary, alt: Alternative) -> Result<WelchTest
     let vb = b.variance / b.n as f64;
     let se2 = va + vb;
     if se2 == 0.0 {
-        return Ok(WelchTest { t: 0.0, df: (a.n + b.n - 2) as f64, p_value: 1.0, se: 0.0 });
+        return Ok(WelchTest { t: 0.0, df: a.n as f64 + b.n as f64 - 2.0, p_value: 1.0, se: 0.0 });
     }
     let df = se2 * se2 / (va * va / (a.n - 1) as f64 + vb * vb / (b.n - 1) as f64);
     let se = se2.sqrt();
