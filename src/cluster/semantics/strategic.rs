@@ -155,7 +155,7 @@ fn merge_list(original: Vec<Value>, patch: &[Value], tpath: &str) -> Result<Vec<
 }
 
 /// `$setElementOrder`: listed items first, in the given order, then the others as they were.
-fn reorder(items: &mut Vec<Value>, order: &[Value], merge_key: Option<&str>) {
+fn reorder(items: &mut [Value], order: &[Value], merge_key: Option<&str>) {
     let id = |v: &Value| match merge_key {
         Some(k) => v.get(k).cloned(),
         None => Some(v.clone()),
