@@ -1,1 +1,8 @@
 //! Forklane: release experiments on a service mesh, decided with statistics.
+
+pub mod api;
+pub mod cli;
+pub mod istio;
+pub mod plan;
+pub mod policy;
+pub mod stats;

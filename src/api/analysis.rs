@@ -1,0 +1,158 @@
+//! `spec.analysis` and `spec.promotion`: how arms are measured and what a decision does.
+//! Parsed and validated by the foundation; executed by the controller.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Analysis {
+    /// How often the metrics are read and tested; default 1m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub method: Method,
+    /// Error rate of the decision; default 0.05.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0001, max = 0.5))]
+    pub alpha: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_samples_per_arm: Option<i64>,
+    /// After this long without a decision, `promotion.onInconclusive` applies; default 24h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srm: Option<SrmCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Provider>,
+    #[serde(default)]
+    pub metrics: Vec<Metric>,
+}
+
+impl Analysis {
+    pub const DEFAULT_ALPHA: f64 = 0.05;
+    pub const DEFAULT_INTERVAL: &'static str = "1m";
+    pub const DEFAULT_MAX_DURATION: &'static str = "24h";
+
+    pub fn alpha(&self) -> f64 {
+        self.alpha.unwrap_or(Self::DEFAULT_ALPHA)
+    }
+    pub fn interval(&self) -> &str {
+        self.interval.as_deref().unwrap_or(Self::DEFAULT_INTERVAL)
+    }
+    pub fn max_duration(&self) -> &str {
+        self.max_duration.as_deref().unwrap_or(Self::DEFAULT_MAX_DURATION)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Method {
+    #[default]
+    Sequential,
+    FixedHorizon,
+    Bayesian,
+}
+
+/// Sample ratio mismatch check against the configured weights.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SrmCheck {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Provider {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusProvider>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusProvider {
+    pub address: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Metric {
+    pub name: String,
+    /// A predefined metric over Istio's standard telemetry (or `http_requests_total` without a mesh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<Builtin>,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<MetricKind>,
+    /// PromQL template for the count of successes (proportion metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_query: Option<String>,
+    /// PromQL template for the count of trials (proportion metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_query: Option<String>,
+    /// Largest acceptable harm for a guardrail, in the metric's own unit (absolute difference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub margin: Option<f64>,
+    /// For latency: a request slower than this counts as a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub threshold_ms: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Builtin {
+    IstioErrorRate,
+    IstioLatency,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    Goal,
+    Guardrail,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    Increase,
+    Decrease,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum MetricKind {
+    Proportion,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Promotion {
+    #[serde(default)]
+    pub mode: PromotionMode,
+    #[serde(default)]
+    pub on_inconclusive: OnInconclusive,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PromotionMode {
+    #[default]
+    Auto,
+    Manual,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnInconclusive {
+    #[default]
+    Rollback,
+    KeepControl,
+    Promote,
+}

@@ -1,0 +1,371 @@
+//! The `Experiment` custom resource: arms, a strategy, routing rules and the analysis that decides it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::analysis::{Analysis, Promotion};
+
+/// One release experiment on one Service.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "forklane.io",
+    version = "v1alpha1",
+    kind = "Experiment",
+    namespaced,
+    shortname = "exp",
+    status = "ExperimentStatus",
+    printcolumn(name = "Strategy", type_ = "string", json_path = ".status.strategy"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Weights", type_ = "string", json_path = ".status.weightSummary"),
+    printcolumn(name = "Winner", type_ = "string", json_path = ".status.winner"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentSpec {
+    /// The Service whose traffic is split between the arms.
+    pub service: ServiceRef,
+    /// Where routing is done: Istio objects, native Kubernetes objects, or chosen by discovery.
+    #[serde(default)]
+    pub mesh: MeshMode,
+    /// The versions under test; exactly one is the control.
+    #[x_kube(validation = Rule::new("self.filter(a, has(a.control) && a.control).size() == 1").message("exactly one arm must have control: true"))]
+    #[schemars(length(min = 2, max = 10))]
+    pub arms: Vec<Arm>,
+    /// How traffic moves between the arms.
+    pub strategy: Strategy,
+    /// Optional shadow traffic to one arm (Istio only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Mirror>,
+    /// How the arms are measured and compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
+    /// What happens once the analysis has decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promotion>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRef {
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// Hosts of the VirtualService; default `[name]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
+    /// Gateways of the VirtualService; default: the mesh only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateways: Option<Vec<String>>,
+}
+
+impl ServiceRef {
+    pub fn hosts(&self) -> Vec<String> {
+        self.hosts.clone().unwrap_or_else(|| vec![self.name.clone()])
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MeshMode {
+    #[default]
+    Auto,
+    Istio,
+    None,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Arm {
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub control: bool,
+    /// Pod labels that identify this arm's pods (the DestinationRule subset's labels).
+    #[schemars(length(min = 1))]
+    pub selector: BTreeMap<String, String>,
+    /// The Deployment that runs this arm (needed without a mesh, where replicas carry the split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+}
+
+/// Exactly one of the five strategies.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("[has(self.recreate), has(self.rollingUpdate), has(self.blueGreen), has(self.canary), has(self.abTest)].filter(x, x).size() == 1").message("exactly one strategy must be set: recreate, rollingUpdate, blueGreen, canary or abTest"))]
+#[serde(rename_all = "camelCase")]
+pub struct Strategy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recreate: Option<Recreate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling_update: Option<RollingUpdate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreen>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ab_test: Option<AbTest>,
+}
+
+/// The strategy names, as they appear in `spec.strategy` and in policies.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum StrategyName {
+    Recreate,
+    RollingUpdate,
+    BlueGreen,
+    Canary,
+    AbTest,
+}
+
+impl StrategyName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Recreate => "recreate",
+            Self::RollingUpdate => "rollingUpdate",
+            Self::BlueGreen => "blueGreen",
+            Self::Canary => "canary",
+            Self::AbTest => "abTest",
+        }
+    }
+}
+
+impl Strategy {
+    /// The strategies that are set, in declaration order.
+    pub fn names(&self) -> Vec<StrategyName> {
+        let set = [
+            (self.recreate.is_some(), StrategyName::Recreate),
+            (self.rolling_update.is_some(), StrategyName::RollingUpdate),
+            (self.blue_green.is_some(), StrategyName::BlueGreen),
+            (self.canary.is_some(), StrategyName::Canary),
+            (self.ab_test.is_some(), StrategyName::AbTest),
+        ];
+        set.into_iter().filter(|(on, _)| *on).map(|(_, n)| n).collect()
+    }
+}
+
+/// All control pods stop before any candidate pod starts (the article's `Recreate`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Recreate {
+    /// Pods of the new version; default: the control Deployment's current replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub replicas: Option<i32>,
+}
+
+/// Pods are replaced a few at a time, as a Deployment's `RollingUpdate` does.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollingUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_surge: Option<IntOrString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub replicas: Option<i32>,
+}
+
+/// Both versions run; traffic switches at once. A header previews the candidate beforehand.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreen {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_header: Option<PreviewHeader>,
+    #[serde(default)]
+    pub auto_promote: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewHeader {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Canary {
+    #[schemars(length(min = 1))]
+    pub steps: Vec<CanaryStep>,
+    /// Pods shared by control and candidate without a mesh, where replica ratios carry the weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 2))]
+    pub total_replicas: Option<i32>,
+}
+
+/// One canary step: exactly one of setWeight, pause, analysis.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("[has(self.setWeight), has(self.pause), has(self.analysis)].filter(x, x).size() == 1").message("a canary step sets exactly one of setWeight, pause, analysis"))]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStep {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub set_weight: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<Pause>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<StepAnalysis>,
+}
+
+/// A pause; without a duration it lasts until `forklane resume`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Pause {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+}
+
+/// Runs `spec.analysis` at this step until it decides.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepAnalysis {}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AbTest {
+    /// Ordered targeting rules; the first that matches wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<AbRule>,
+    /// Weights for everyone no rule matched: arm name → integer weight; they sum to 100.
+    #[x_kube(
+        validation = Rule::new("self.all(k, self[k] >= 0 && self[k] <= 100)").message("each weight must be between 0 and 100"),
+        validation = Rule::new("self.map(k, self[k]).sum() == 100").message("split weights must sum to 100")
+    )]
+    pub split: BTreeMap<String, i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<Sticky>,
+    /// The request header that carries the client's region; default `x-region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_header: Option<String>,
+    /// Without a mesh, drop the rules and keep only the split (as replica ratios).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_degraded: bool,
+    /// Pods shared by the arms without a mesh, where replica ratios carry the split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 2))]
+    pub total_replicas: Option<i32>,
+}
+
+impl AbTest {
+    pub fn region_header(&self) -> &str {
+        self.region_header.as_deref().unwrap_or("x-region")
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AbRule {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matches: RuleMatch,
+    pub arm: String,
+}
+
+/// Conditions of one rule; all must hold.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleMatch {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, StringMatch>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cookies: BTreeMap<String, StringMatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<StringMatch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+}
+
+impl RuleMatch {
+    pub fn is_empty(&self) -> bool {
+        self.headers.is_empty() && self.cookies.is_empty() && self.user_agent.is_none() && self.regions.is_empty()
+    }
+}
+
+/// One of exact, prefix or regex (RE2, matched against the whole value).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("[has(self.exact), has(self.prefix), has(self.regex)].filter(x, x).size() == 1").message("set exactly one of exact, prefix, regex"))]
+#[serde(rename_all = "camelCase")]
+pub struct StringMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub regex: Option<String>,
+}
+
+/// Keeps each user in the arm the split gave them, with a cookie.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Sticky {
+    pub cookie_name: String,
+    #[serde(default = "default_max_age")]
+    #[schemars(range(min = 1))]
+    pub max_age_seconds: i64,
+}
+
+fn default_max_age() -> i64 {
+    86_400
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Mirror {
+    pub arm: String,
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub percent: f64,
+}
+
+/// What the controller reports; written only through the status subresource.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<StrategyName>,
+    /// `istio` or `none`: the routing mode in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step: Option<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<ArmWeightStatus>,
+    /// The weights as one short string, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArmWeightStatus {
+    pub arm: String,
+    pub desired: i32,
+    pub achieved: f64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    Pending,
+    Progressing,
+    Paused,
+    Analysing,
+    Promoting,
+    Succeeded,
+    RolledBack,
+    Failed,
+}

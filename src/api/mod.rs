@@ -1,0 +1,23 @@
+//! The custom resources Forklane serves, group `forklane.io`, version `v1alpha1`.
+
+pub mod analysis;
+pub mod duration;
+pub mod experiment;
+pub mod load;
+pub mod policy;
+pub mod validate;
+
+pub use analysis::*;
+pub use experiment::*;
+pub use policy::{FreezeWindow, RolloutPolicy, RolloutPolicySpec};
+
+use kube::CustomResourceExt;
+
+/// The CRDs as multi-document YAML, exactly as checked in under `crds/`.
+pub fn crds_yaml() -> String {
+    let docs = [serde_yaml_ng::to_string(&Experiment::crd()), serde_yaml_ng::to_string(&RolloutPolicy::crd())];
+    docs.into_iter()
+        .map(|doc| doc.expect("a CRD always serialises"))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}

@@ -1,0 +1,498 @@
+//! Rules the CRD schema cannot express, checked in Rust. Every problem names its field.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use regex::Regex;
+
+use super::duration;
+use super::experiment::*;
+use super::{Analysis, Builtin, Role};
+
+/// Envoy refuses longer regexes by default; istiod checks the same bound.
+pub const MAX_REGEX_LEN: usize = 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Where the experiment will route: decides which features are available.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routing {
+    Istio,
+    Native,
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem { path: path.into(), message: message.into() });
+    }
+}
+
+/// Every problem of the experiment, for the given routing mode.
+pub fn validate(exp: &ExperimentSpec, routing: Routing) -> Vec<Problem> {
+    let mut p = Problems::default();
+    check_service(&exp.service, &mut p);
+    let arms = check_arms(&exp.arms, &mut p);
+    check_strategy(exp, &arms, routing, &mut p);
+    if let Some(mirror) = &exp.mirror {
+        check_mirror(mirror, exp, &arms, routing, &mut p);
+    }
+    if let Some(analysis) = &exp.analysis {
+        check_analysis(analysis, &mut p);
+    }
+    p.0
+}
+
+fn check_service(service: &ServiceRef, p: &mut Problems) {
+    if !is_dns1123_label(&service.name) {
+        p.add("spec.service.name", format!("{:?} is not a valid Service name (a DNS-1123 label)", service.name));
+    }
+    if matches!(&service.hosts, Some(h) if h.is_empty()) {
+        p.add("spec.service.hosts", "must not be empty when set");
+    }
+}
+
+/// Arm names in order, for lookups by the strategy checks.
+fn check_arms(arms: &[Arm], p: &mut Problems) -> Vec<String> {
+    if !(2..=10).contains(&arms.len()) {
+        p.add("spec.arms", format!("{} arms given, need between 2 and 10", arms.len()));
+    }
+    let mut seen = BTreeSet::new();
+    for (i, arm) in arms.iter().enumerate() {
+        if !is_dns1123_label(&arm.name) {
+            p.add(format!("spec.arms[{i}].name"), format!("{:?} must be a DNS-1123 label (lowercase letters, digits and '-', at most 63)", arm.name));
+        } else if !seen.insert(arm.name.as_str()) {
+            p.add(format!("spec.arms[{i}].name"), format!("duplicate arm name {:?}", arm.name));
+        }
+        if arm.selector.is_empty() {
+            p.add(format!("spec.arms[{i}].selector"), "must not be empty: it identifies the arm's pods");
+        }
+        for (key, value) in &arm.selector {
+            if let Err(why) = check_label(key, value) {
+                p.add(format!("spec.arms[{i}].selector.{key}"), why);
+            }
+        }
+        if let Some(deployment) = &arm.deployment {
+            if !is_dns1123_subdomain(deployment) {
+                p.add(format!("spec.arms[{i}].deployment"), format!("{deployment:?} is not a valid Deployment name"));
+            }
+        }
+    }
+    let controls: Vec<&str> = arms.iter().filter(|a| a.control).map(|a| a.name.as_str()).collect();
+    match controls.len() {
+        1 => {}
+        0 => p.add("spec.arms", "no arm has control: true; exactly one must"),
+        _ => p.add("spec.arms", format!("arms {} all have control: true; exactly one must", controls.join(", "))),
+    }
+    for (i, a) in arms.iter().enumerate() {
+        for b in &arms[..i] {
+            if a.selector.is_empty() || b.selector.is_empty() {
+                continue;
+            }
+            if a.selector == b.selector {
+                p.add(format!("spec.arms[{i}].selector"), format!("identical to the selector of arm {:?}; arms must select different pods", b.name));
+            } else if is_subset(&a.selector, &b.selector) || is_subset(&b.selector, &a.selector) {
+                p.add(format!("spec.arms[{i}].selector"), format!("overlaps the selector of arm {:?}: one selects every pod of the other", b.name));
+            }
+        }
+    }
+    arms.iter().map(|a| a.name.clone()).collect()
+}
+
+fn is_subset(small: &BTreeMap<String, String>, big: &BTreeMap<String, String>) -> bool {
+    small.iter().all(|(k, v)| big.get(k) == Some(v))
+}
+
+fn check_strategy(exp: &ExperimentSpec, arms: &[String], routing: Routing, p: &mut Problems) {
+    let names = exp.strategy.names();
+    if names.len() != 1 {
+        let found = if names.is_empty() { "none".to_string() } else { names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ") };
+        p.add("spec.strategy", format!("exactly one strategy must be set: recreate, rollingUpdate, blueGreen, canary or abTest (found: {found})"));
+        return;
+    }
+    let two_arms = |p: &mut Problems, name: &str| {
+        if exp.arms.len() != 2 {
+            p.add(format!("spec.strategy.{name}"), format!("needs exactly 2 arms (a control and a candidate), got {}; use abTest for more", exp.arms.len()));
+        }
+    };
+    let s = &exp.strategy;
+    if let Some(r) = &s.recreate {
+        two_arms(p, "recreate");
+        if routing == Routing::Native {
+            need_deployments(exp, "recreate", p);
+        }
+        check_replicas(r.replicas, "spec.strategy.recreate.replicas", p);
+    }
+    if let Some(r) = &s.rolling_update {
+        two_arms(p, "rollingUpdate");
+        if routing == Routing::Native {
+            need_deployments(exp, "rollingUpdate", p);
+        }
+        check_replicas(r.replicas, "spec.strategy.rollingUpdate.replicas", p);
+        check_rolling(r, p);
+    }
+    if let Some(bg) = &s.blue_green {
+        two_arms(p, "blueGreen");
+        if let Some(h) = &bg.preview_header {
+            check_header_name(&h.name, "spec.strategy.blueGreen.previewHeader.name", p);
+            if routing == Routing::Native {
+                p.add("spec.strategy.blueGreen.previewHeader", "header-based preview needs a mesh (mesh: istio); without one the Service selector switches all traffic at once");
+            }
+        }
+    }
+    if let Some(c) = &s.canary {
+        two_arms(p, "canary");
+        check_canary(c, p);
+        if routing == Routing::Native {
+            need_deployments(exp, "canary", p);
+            if c.total_replicas.is_none() {
+                p.add("spec.strategy.canary.totalReplicas", "required without a mesh: the weights become replica ratios");
+            }
+        }
+    }
+    if let Some(ab) = &s.ab_test {
+        check_ab_test(ab, exp, arms, routing, p);
+    }
+}
+
+fn check_replicas(replicas: Option<i32>, path: &str, p: &mut Problems) {
+    if let Some(n) = replicas {
+        if n < 1 {
+            p.add(path, format!("{n} must be at least 1"));
+        }
+    }
+}
+
+fn need_deployments(exp: &ExperimentSpec, strategy: &str, p: &mut Problems) {
+    for (i, arm) in exp.arms.iter().enumerate() {
+        if arm.deployment.is_none() {
+            p.add(format!("spec.arms[{i}].deployment"), format!("required for {strategy} without a mesh: replicas carry the traffic"));
+        }
+    }
+}
+
+/// Resolves a maxSurge/maxUnavailable value against a replica count, as Deployments do.
+pub fn resolve_int_or_percent(value: &IntOrString, replicas: i32, round_up: bool) -> Result<i32, String> {
+    match value {
+        IntOrString::Int(n) if *n >= 0 => Ok(*n),
+        IntOrString::Int(n) => Err(format!("{n} must not be negative")),
+        IntOrString::String(s) => {
+            let percent: i32 = s
+                .strip_suffix('%')
+                .and_then(|n| n.parse().ok())
+                .filter(|n| (0..=100).contains(n))
+                .ok_or_else(|| format!("{s:?} must be an integer or a percentage such as \"25%\""))?;
+            let scaled = i64::from(percent) * i64::from(replicas);
+            let resolved = if round_up { (scaled + 99) / 100 } else { scaled / 100 };
+            Ok(resolved as i32)
+        }
+    }
+}
+
+fn check_rolling(r: &RollingUpdate, p: &mut Problems) {
+    let replicas = r.replicas.unwrap_or(1).max(1);
+    let surge = r.max_surge.as_ref().map(|v| resolve_int_or_percent(v, replicas, true));
+    let unavailable = r.max_unavailable.as_ref().map(|v| resolve_int_or_percent(v, replicas, false));
+    if let Some(Err(why)) = &surge {
+        p.add("spec.strategy.rollingUpdate.maxSurge", why.clone());
+    }
+    if let Some(Err(why)) = &unavailable {
+        p.add("spec.strategy.rollingUpdate.maxUnavailable", why.clone());
+    }
+    if let (Some(Ok(0)), Some(Ok(0))) = (surge, unavailable) {
+        p.add("spec.strategy.rollingUpdate.maxUnavailable", "may not be 0 when maxSurge is 0");
+    }
+}
+
+fn check_canary(c: &Canary, p: &mut Problems) {
+    if c.steps.is_empty() {
+        p.add("spec.strategy.canary.steps", "must have at least one step");
+    }
+    let mut weight = 0;
+    let mut analysed = false;
+    for (i, step) in c.steps.iter().enumerate() {
+        let path = format!("spec.strategy.canary.steps[{i}]");
+        let set = [step.set_weight.is_some(), step.pause.is_some(), step.analysis.is_some()].iter().filter(|x| **x).count();
+        if set != 1 {
+            p.add(&path, "a canary step sets exactly one of setWeight, pause, analysis");
+        }
+        if let Some(w) = step.set_weight {
+            if !(0..=100).contains(&w) {
+                p.add(format!("{path}.setWeight"), format!("{w} is outside 0..100"));
+            } else if w < weight && !analysed {
+                p.add(format!("{path}.setWeight"), format!("{w} decreases the weight from {weight} without an analysis step before it"));
+            }
+            weight = w;
+        }
+        if let Some(duration) = step.pause.as_ref().and_then(|pause| pause.duration.as_ref()) {
+            if let Err(why) = duration::parse(duration) {
+                p.add(format!("{path}.pause.duration"), why);
+            }
+        }
+        analysed |= step.analysis.is_some();
+    }
+    if let Some(total) = c.total_replicas {
+        if total < 2 {
+            p.add("spec.strategy.canary.totalReplicas", format!("{total} must be at least 2 (one pod per arm)"));
+        }
+    }
+}
+
+fn check_ab_test(ab: &AbTest, exp: &ExperimentSpec, arms: &[String], routing: Routing, p: &mut Problems) {
+    let base = "spec.strategy.abTest";
+    let known = |name: &str| arms.iter().any(|a| a == name);
+    let arm_list = arms.join(", ");
+    let sum: i64 = ab.split.values().map(|w| i64::from(*w)).sum();
+    if sum != 100 {
+        p.add(format!("{base}.split"), format!("weights sum to {sum}, must be 100"));
+    }
+    for (arm, weight) in &ab.split {
+        if !known(arm) {
+            p.add(format!("{base}.split.{arm}"), format!("unknown arm {arm:?} (arms: {arm_list})"));
+        }
+        if !(0..=100).contains(weight) {
+            p.add(format!("{base}.split.{arm}"), format!("{weight} is outside 0..100"));
+        }
+    }
+    let mut rule_names = BTreeSet::new();
+    for (i, rule) in ab.rules.iter().enumerate() {
+        let path = format!("{base}.rules[{i}]");
+        if !is_dns1123_label(&rule.name) {
+            p.add(format!("{path}.name"), format!("{:?} must be a DNS-1123 label", rule.name));
+        } else if !rule_names.insert(rule.name.as_str()) {
+            p.add(format!("{path}.name"), format!("duplicate rule name {:?}", rule.name));
+        }
+        if !known(&rule.arm) {
+            p.add(format!("{path}.arm"), format!("unknown arm {:?} (arms: {arm_list})", rule.arm));
+        }
+        check_rule_match(&rule.matches, &format!("{path}.match"), p);
+    }
+    for (i, arm) in exp.arms.iter().enumerate() {
+        let in_split = ab.split.get(&arm.name).is_some_and(|w| *w > 0);
+        if !in_split && !ab.rules.iter().any(|r| r.arm == arm.name) {
+            p.add(format!("spec.arms[{i}]"), format!("arm {:?} gets no traffic: it has no weight in the split and no rule points at it", arm.name));
+        }
+    }
+    if let Some(header) = &ab.region_header {
+        check_header_name(header, &format!("{base}.regionHeader"), p);
+    }
+    if let Some(sticky) = &ab.sticky {
+        if !is_cookie_name(&sticky.cookie_name) {
+            p.add(format!("{base}.sticky.cookieName"), format!("{:?} is not a valid cookie name", sticky.cookie_name));
+        }
+        if sticky.max_age_seconds < 1 {
+            p.add(format!("{base}.sticky.maxAgeSeconds"), format!("{} must be at least 1", sticky.max_age_seconds));
+        }
+    }
+    if routing == Routing::Native {
+        if !ab.rules.is_empty() && !ab.allow_degraded {
+            p.add(format!("{base}.rules"), "header, cookie, user-agent and region rules need a mesh (mesh: istio); set allowDegraded: true to keep only the split");
+        }
+        if ab.total_replicas.is_none() {
+            p.add(format!("{base}.totalReplicas"), "required without a mesh: the split becomes replica ratios");
+        }
+        let positive = ab.split.values().filter(|w| **w > 0).count();
+        if let Some(total) = ab.total_replicas {
+            if (total as usize) < positive {
+                p.add(format!("{base}.totalReplicas"), format!("{total} is fewer than the {positive} arms with a weight: each needs at least one pod"));
+            }
+        }
+        need_deployments(exp, "abTest", p);
+    }
+}
+
+fn check_rule_match(m: &RuleMatch, path: &str, p: &mut Problems) {
+    if m.is_empty() {
+        p.add(path, "a rule needs at least one condition (headers, cookies, userAgent or regions)");
+    }
+    for (name, matcher) in &m.headers {
+        let field = format!("{path}.headers.{name}");
+        check_header_name(name, &field, p);
+        check_string_match(matcher, &field, p);
+        if name == "cookie" && !m.cookies.is_empty() {
+            p.add(&field, "conflicts with match.cookies, which is matched on the cookie header; use one or the other");
+        }
+        if name == "user-agent" && m.user_agent.is_some() {
+            p.add(&field, "conflicts with match.userAgent; use one or the other");
+        }
+    }
+    if m.cookies.len() > 1 {
+        p.add(format!("{path}.cookies"), "at most one cookie condition per rule: Istio matches one pattern on the cookie header");
+    }
+    for (name, matcher) in &m.cookies {
+        let field = format!("{path}.cookies.{name}");
+        if !is_cookie_name(name) {
+            p.add(&field, format!("{name:?} is not a valid cookie name"));
+        }
+        if matcher.prefix.is_some() {
+            p.add(format!("{field}.prefix"), "cookies match with exact or regex only");
+        }
+        check_string_match(matcher, &field, p);
+    }
+    if let Some(ua) = &m.user_agent {
+        check_string_match(ua, &format!("{path}.userAgent"), p);
+    }
+    for (i, region) in m.regions.iter().enumerate() {
+        if region.is_empty() || region.chars().any(|c| c.is_whitespace() || c == ',') {
+            p.add(format!("{path}.regions[{i}]"), format!("{region:?} is not a region name"));
+        }
+    }
+}
+
+fn check_string_match(m: &StringMatch, path: &str, p: &mut Problems) {
+    let set = [m.exact.is_some(), m.prefix.is_some(), m.regex.is_some()].iter().filter(|x| **x).count();
+    if set != 1 {
+        p.add(path, "set exactly one of exact, prefix, regex");
+    }
+    if let Some(re) = &m.regex {
+        check_regex(re, &format!("{path}.regex"), p);
+    }
+}
+
+/// RE2 syntax (the `regex` crate accepts the same language) and Envoy's length bound.
+pub fn check_regex_text(re: &str) -> Result<(), String> {
+    if re.len() > MAX_REGEX_LEN {
+        return Err(format!("regex is {} characters long, at most {MAX_REGEX_LEN} allowed", re.len()));
+    }
+    Regex::new(re).map(|_| ()).map_err(|e| format!("{re:?} is not a valid RE2 regex: {}", e.to_string().lines().last().unwrap_or_default()))
+}
+
+fn check_regex(re: &str, path: &str, p: &mut Problems) {
+    if let Err(why) = check_regex_text(re) {
+        p.add(path, why);
+    }
+}
+
+fn check_header_name(name: &str, path: &str, p: &mut Problems) {
+    if name.is_empty() {
+        p.add(path, "header name must not be empty");
+    } else if name.contains(':') {
+        p.add(path, format!("{name:?}: header names must not contain ':' (pseudo-headers cannot be matched here)"));
+    } else if name.chars().any(|c| c.is_ascii_uppercase()) {
+        p.add(path, format!("{name:?}: header names must be lowercase (write {:?})", name.to_ascii_lowercase()));
+    } else if !name.bytes().all(is_token_byte) {
+        p.add(path, format!("{name:?} is not a valid header name"));
+    }
+}
+
+fn check_mirror(mirror: &Mirror, exp: &ExperimentSpec, arms: &[String], routing: Routing, p: &mut Problems) {
+    if !arms.contains(&mirror.arm) {
+        p.add("spec.mirror.arm", format!("unknown arm {:?} (arms: {})", mirror.arm, arms.join(", ")));
+    } else if exp.arms.iter().any(|a| a.control && a.name == mirror.arm) {
+        p.add("spec.mirror.arm", format!("{:?} is the control arm: mirroring to it would duplicate live traffic", mirror.arm));
+    }
+    if !(0.0..=100.0).contains(&mirror.percent) || mirror.percent.is_nan() {
+        p.add("spec.mirror.percent", format!("{} is outside 0..100", mirror.percent));
+    }
+    if routing == Routing::Native {
+        p.add("spec.mirror", "mirroring needs a mesh (mesh: istio)");
+    }
+}
+
+fn check_analysis(a: &Analysis, p: &mut Problems) {
+    if let Some(alpha) = a.alpha {
+        if !(alpha > 0.0 && alpha <= 0.5) {
+            p.add("spec.analysis.alpha", format!("{alpha} must be in (0, 0.5]"));
+        }
+    }
+    for (field, text) in [("interval", &a.interval), ("maxDuration", &a.max_duration)] {
+        if let Some(text) = text {
+            match duration::parse(text) {
+                Ok(d) if d.is_zero() => p.add(format!("spec.analysis.{field}"), "must be longer than zero"),
+                Ok(_) => {}
+                Err(why) => p.add(format!("spec.analysis.{field}"), why),
+            }
+        }
+    }
+    if let Some(n) = a.min_samples_per_arm {
+        if n < 0 {
+            p.add("spec.analysis.minSamplesPerArm", format!("{n} must not be negative"));
+        }
+    }
+    if let Some(prom) = a.provider.as_ref().and_then(|pr| pr.prometheus.as_ref()) {
+        if !(prom.address.starts_with("http://") || prom.address.starts_with("https://")) {
+            p.add("spec.analysis.provider.prometheus.address", format!("{:?} must be an http:// or https:// URL", prom.address));
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (i, m) in a.metrics.iter().enumerate() {
+        let path = format!("spec.analysis.metrics[{i}]");
+        if !is_dns1123_label(&m.name) {
+            p.add(format!("{path}.name"), format!("{:?} must be a DNS-1123 label", m.name));
+        } else if !names.insert(m.name.as_str()) {
+            p.add(format!("{path}.name"), format!("duplicate metric name {:?}", m.name));
+        }
+        match m.builtin {
+            Some(_) if m.success_query.is_some() || m.trial_query.is_some() => {
+                p.add(&path, "set either builtin or successQuery/trialQuery, not both")
+            }
+            Some(Builtin::IstioLatency) if m.threshold_ms.is_none() => {
+                p.add(format!("{path}.thresholdMs"), "required for istio-latency: slower requests count as failures")
+            }
+            Some(_) => {}
+            None if m.success_query.is_none() || m.trial_query.is_none() => {
+                p.add(&path, "needs a builtin or both successQuery and trialQuery")
+            }
+            None => {}
+        }
+        if m.role == Role::Goal && m.margin.is_some() {
+            p.add(format!("{path}.margin"), "margins apply to guardrails only");
+        }
+        if let Some(margin) = m.margin {
+            if !(margin >= 0.0 && margin.is_finite()) {
+                p.add(format!("{path}.margin"), format!("{margin} must be a non-negative number"));
+            }
+        }
+    }
+}
+
+pub fn is_dns1123_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+pub fn is_dns1123_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns1123_label)
+}
+
+fn check_label(key: &str, value: &str) -> Result<(), String> {
+    let (prefix, name) = key.rsplit_once('/').map_or((None, key), |(p, n)| (Some(p), n));
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && s.as_bytes()[0].is_ascii_alphanumeric()
+            && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+    };
+    if prefix.is_some_and(|p| !is_dns1123_subdomain(p)) || !name_ok(name) {
+        return Err(format!("{key:?} is not a valid label key"));
+    }
+    if !value.is_empty() && !name_ok(value) {
+        return Err(format!("{value:?} is not a valid label value"));
+    }
+    Ok(())
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(is_token_byte)
+}

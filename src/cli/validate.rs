@@ -1,0 +1,87 @@
+//! `forklane validate -f FILE [--policy FILE]...`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::api::load::Document;
+use crate::api::validate::{Routing, validate};
+use crate::api::{Experiment, MeshMode, RolloutPolicy};
+use crate::policy;
+
+use super::{display_name, read_documents};
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// File of Experiments (and RolloutPolicies); multi-document YAML.
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    /// RolloutPolicy files whose constraints the experiments must meet.
+    #[arg(long = "policy")]
+    pub policies: Vec<PathBuf>,
+}
+
+/// Every problem of every document, as printed lines (empty: valid).
+pub fn problems(args: &ValidateArgs, now: Option<i64>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let documents = match read_documents(&args.file) {
+        Ok(d) => d,
+        Err(errors) => return errors,
+    };
+    let mut policies: Vec<RolloutPolicy> = Vec::new();
+    for path in &args.policies {
+        match read_documents(path) {
+            Ok(docs) => {
+                for doc in docs {
+                    match doc {
+                        Document::RolloutPolicy(p) => policies.push(*p),
+                        Document::Experiment(e) => lines.push(format!("{}: {} is an Experiment, not a RolloutPolicy", path.display(), display_name(&e.metadata))),
+                    }
+                }
+            }
+            Err(errors) => lines.extend(errors),
+        }
+    }
+    let experiments: Vec<&Experiment> = documents.iter().filter_map(|d| if let Document::Experiment(e) = d { Some(e.as_ref()) } else { None }).collect();
+    let prefix_needed = documents.len() > 1;
+    let mut report = |kind: &str, meta: &kube::api::ObjectMeta, line: String| {
+        lines.push(if prefix_needed { format!("{kind} {}: {line}", display_name(meta)) } else { line });
+    };
+    for doc in &documents {
+        match doc {
+            Document::Experiment(exp) => {
+                let routing = if exp.spec.mesh == MeshMode::None { Routing::Native } else { Routing::Istio };
+                for p in validate(&exp.spec, routing) {
+                    report("Experiment", &exp.metadata, p.to_string());
+                }
+            }
+            Document::RolloutPolicy(p) => {
+                for problem in policy::check_policy(p) {
+                    report("RolloutPolicy", &p.metadata, problem.to_string());
+                }
+            }
+        }
+    }
+    for exp in experiments {
+        let labels = policy::default_namespace_labels(exp.metadata.namespace.as_deref().unwrap_or("default"));
+        for p in &policies {
+            for v in policy::evaluate(p, exp, &labels, now) {
+                report("Experiment", &exp.metadata, v.to_string());
+            }
+        }
+    }
+    lines
+}
+
+pub fn run(args: ValidateArgs) -> ExitCode {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).ok();
+    let lines = problems(&args, now);
+    if lines.is_empty() {
+        println!("valid");
+        ExitCode::SUCCESS
+    } else {
+        for line in lines {
+            eprintln!("{line}");
+        }
+        ExitCode::FAILURE
+    }
+}

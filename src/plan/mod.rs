@@ -1,0 +1,172 @@
+//! Pure translation: an Experiment, a target state and a routing mode become the ordered list of
+//! objects to apply. No I/O; the controller observes, calls [`plan`], and applies in order.
+
+pub mod istio;
+pub mod native;
+pub mod routing;
+pub mod steps;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::api::validate::{Routing, validate};
+use crate::api::{Experiment, StrategyName};
+use crate::istio::{DestinationRule, VirtualService};
+
+pub use native::{Scale, ServiceSelector};
+pub use steps::State;
+
+/// Where routing happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Istio,
+    Native,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Istio => "istio",
+            Mode::Native => "none",
+        }
+    }
+}
+
+/// Which state to plan for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// State N of the strategy: 0 is the start, N the state after the strategy's N-th step.
+    Step(usize),
+    /// All traffic to one arm: the promoted winner, or the control after a rollback.
+    Final(String),
+}
+
+/// What the cluster holds now, as far as the plan depends on it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// Subsets of the experiment's DestinationRule, if it exists.
+    pub subsets: Option<BTreeSet<String>>,
+    /// Current replicas per arm.
+    pub replicas: BTreeMap<String, i32>,
+}
+
+/// One object to write, in plan order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    DestinationRule(Box<DestinationRule>),
+    VirtualService(Box<VirtualService>),
+    ServiceSelector(ServiceSelector),
+    Scale(Scale),
+}
+
+impl Action {
+    /// The object as it is applied (server-side apply body).
+    pub fn object(&self) -> Value {
+        match self {
+            Action::DestinationRule(dr) => serde_json::to_value(dr).expect("typed objects serialise"),
+            Action::VirtualService(vs) => serde_json::to_value(vs).expect("typed objects serialise"),
+            Action::ServiceSelector(s) => s.object(),
+            Action::Scale(s) => s.object(),
+        }
+    }
+
+    /// The kubectl command with the same effect, for native actions.
+    pub fn kubectl(&self) -> Option<String> {
+        match self {
+            Action::ServiceSelector(s) => Some(s.kubectl()),
+            Action::Scale(s) => Some(s.kubectl()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArmWeight {
+    pub arm: String,
+    /// The weight the strategy asks for.
+    pub desired: i32,
+    /// The share of traffic the objects give (replica ratios without a mesh), in percent.
+    pub achieved: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub mode: Mode,
+    pub strategy: StrategyName,
+    /// Number of states of the strategy (`Target::Step` takes 0..states).
+    pub states: usize,
+    pub weights: Vec<ArmWeight>,
+    pub replicas: Option<Vec<(String, i32)>>,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlanError {
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    #[error("--step {step} is out of range: this experiment has steps 0 to {last}")]
+    StepOutOfRange { step: usize, last: usize },
+    #[error("unknown arm {0:?}")]
+    UnknownArm(String),
+}
+
+/// Plans the objects for `target`. Validates first: invalid experiments plan nothing.
+pub fn plan(exp: &Experiment, target: &Target, mode: Mode, observed: &Observed) -> Result<Plan, PlanError> {
+    let spec = &exp.spec;
+    let routing = if mode == Mode::Istio { Routing::Istio } else { Routing::Native };
+    let problems = validate(spec, routing);
+    if !problems.is_empty() {
+        return Err(PlanError::Invalid(problems.iter().map(ToString::to_string).collect()));
+    }
+    let strategy = steps::strategy_name(spec)?;
+    let control = spec.arms.iter().find(|a| a.control).map(|a| a.name.clone()).unwrap_or_default();
+    let sizes = steps::Replicas { control: observed.replicas.get(&control).copied() };
+    let states = steps::states(spec, &sizes)?;
+    let state = match target {
+        Target::Step(n) => states.get(*n).cloned().ok_or(PlanError::StepOutOfRange { step: *n, last: states.len() - 1 })?,
+        Target::Final(arm) => final_state(spec, arm, &states)?,
+    };
+    let namespace = exp.metadata.namespace.clone();
+    let actions = match mode {
+        Mode::Native => native::actions(spec, &namespace, strategy, &state, observed)?,
+        Mode::Istio => istio::actions(exp, &state, observed),
+    };
+    let replicas = match mode {
+        Mode::Native if strategy != StrategyName::BlueGreen => Some(native::replicas(spec, &state)?),
+        _ => state.replicas.clone(),
+    };
+    let weights = achieved(&state, mode, replicas.as_deref());
+    Ok(Plan { mode, strategy, states: states.len(), weights, replicas, actions })
+}
+
+/// All traffic to `arm`; where replicas carry the strategy, all pods too.
+fn final_state(spec: &crate::api::ExperimentSpec, arm: &str, states: &[State]) -> Result<State, PlanError> {
+    if !spec.arms.iter().any(|a| a.name == arm) {
+        return Err(PlanError::UnknownArm(arm.to_string()));
+    }
+    let size = states.iter().filter_map(|s| s.replicas.as_ref()).flat_map(|r| r.iter().map(|(_, n)| *n)).max();
+    Ok(State {
+        weights: steps::all_to(spec, arm),
+        preview: false,
+        replicas: size.map(|n| spec.arms.iter().map(|a| (a.name.clone(), if a.name == arm { n } else { 0 })).collect()),
+        experiment_routes: false,
+    })
+}
+
+fn achieved(state: &State, mode: Mode, replicas: Option<&[(String, i32)]>) -> Vec<ArmWeight> {
+    let total: i32 = replicas.map(|r| r.iter().map(|(_, n)| n).sum()).unwrap_or(0);
+    state
+        .weights
+        .iter()
+        .map(|(arm, desired)| {
+            let pods = replicas.and_then(|r| r.iter().find(|(a, _)| a == arm)).map(|(_, n)| *n);
+            let achieved = match (mode, pods) {
+                (Mode::Native, Some(n)) if total > 0 => 100.0 * f64::from(n) / f64::from(total),
+                (Mode::Native, Some(_)) => 0.0,
+                _ => f64::from(*desired),
+            };
+            ArmWeight { arm: arm.clone(), desired: *desired, achieved }
+        })
+        .collect()
+}

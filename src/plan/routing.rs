@@ -1,0 +1,148 @@
+//! A mesh-independent route table: ordered routes, each with conditions and weighted arms.
+//! `istio.rs` turns it into a VirtualService; the traffic simulator can evaluate it directly.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::api::{ExperimentSpec, StringMatch};
+
+use super::steps::State;
+
+/// How one header value is compared; Envoy compares against the whole value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Matcher {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+}
+
+impl Matcher {
+    fn from_string_match(m: &StringMatch) -> Option<Self> {
+        m.exact
+            .clone()
+            .map(Self::Exact)
+            .or_else(|| m.prefix.clone().map(Self::Prefix))
+            .or_else(|| m.regex.clone().map(Self::Regex))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Destination {
+    pub arm: String,
+    pub weight: i32,
+    /// A `Set-Cookie` value added to answers from this destination (sticky assignment).
+    pub set_cookie: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    pub name: String,
+    /// Header name (lowercase) → matcher; all must hold. Empty: matches every request.
+    pub headers: BTreeMap<String, Matcher>,
+    pub destinations: Vec<Destination>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteTable {
+    pub routes: Vec<Route>,
+    /// Arm receiving shadow copies, and the share of requests copied.
+    pub mirror: Option<(String, f64)>,
+}
+
+impl RouteTable {
+    /// Arms a route or the mirror sends traffic to: the subsets that must exist.
+    pub fn referenced_arms(&self) -> BTreeSet<String> {
+        let routed = self.routes.iter().flat_map(|r| r.destinations.iter().map(|d| d.arm.clone()));
+        routed.chain(self.mirror.iter().map(|(arm, _)| arm.clone())).collect()
+    }
+}
+
+/// The regex that finds `name=value` among the cookies of a `cookie` header.
+pub fn cookie_regex(name: &str, value_pattern: &str) -> String {
+    format!(r"^(.*?;\s*)?({}=({value_pattern}))(;.*)?$", regex::escape(name))
+}
+
+/// The routes of one state: targeting rules, preview, sticky pins, then the catch-all split.
+pub fn route_table(spec: &ExperimentSpec, state: &State) -> RouteTable {
+    let mut routes = Vec::new();
+    let to = |arm: &str| vec![Destination { arm: arm.to_string(), weight: 100, set_cookie: None }];
+    let ab = spec.strategy.ab_test.as_ref().filter(|_| state.experiment_routes);
+    for rule in ab.map(|a| a.rules.as_slice()).unwrap_or_default() {
+        let mut headers = BTreeMap::new();
+        for (name, m) in &rule.matches.headers {
+            headers.extend(Matcher::from_string_match(m).map(|m| (name.clone(), m)));
+        }
+        for (name, m) in &rule.matches.cookies {
+            let pattern = match (&m.exact, &m.regex) {
+                (Some(exact), _) => regex::escape(exact),
+                (None, Some(re)) => re.clone(),
+                (None, None) => continue,
+            };
+            headers.insert("cookie".into(), Matcher::Regex(cookie_regex(name, &pattern)));
+        }
+        if let Some(m) = rule.matches.user_agent.as_ref().and_then(Matcher::from_string_match) {
+            headers.insert("user-agent".into(), m);
+        }
+        if let Some(m) = region_matcher(&rule.matches.regions) {
+            headers.insert(ab.map(|a| a.region_header()).unwrap_or("x-region").into(), m);
+        }
+        routes.push(Route { name: rule.name.clone(), headers, destinations: to(&rule.arm) });
+    }
+    if let (true, Some(header)) = (state.preview, spec.strategy.blue_green.as_ref().and_then(|b| b.preview_header.as_ref())) {
+        let candidate = spec.arms.iter().find(|a| !a.control).map(|a| a.name.as_str()).unwrap_or_default();
+        let headers = BTreeMap::from([(header.name.clone(), Matcher::Exact(header.value.clone()))]);
+        routes.push(Route { name: "preview".into(), headers, destinations: to(candidate) });
+    }
+    let weighted: Vec<&(String, i32)> = state.weights.iter().filter(|(_, w)| *w > 0).collect();
+    let sticky = ab.and_then(|a| a.sticky.as_ref());
+    if let Some(sticky) = sticky {
+        // Users keep the arm they were given while it still has weight; nothing drifts.
+        for (arm, _) in &weighted {
+            let headers = BTreeMap::from([("cookie".to_string(), Matcher::Regex(cookie_regex(&sticky.cookie_name, &regex::escape(arm))))]);
+            routes.push(Route { name: format!("sticky-{arm}"), headers, destinations: to(arm) });
+        }
+    }
+    let destinations = weighted
+        .iter()
+        .map(|(arm, weight)| Destination {
+            arm: arm.clone(),
+            weight: *weight,
+            set_cookie: sticky.map(|s| format!("{}={arm}; Max-Age={}; Path=/", s.cookie_name, s.max_age_seconds)),
+        })
+        .collect();
+    routes.push(Route { name: "split".into(), headers: BTreeMap::new(), destinations });
+    let mirror = spec.mirror.as_ref().filter(|_| state.experiment_routes).map(|m| (m.arm.clone(), m.percent));
+    RouteTable { routes, mirror }
+}
+
+fn region_matcher(regions: &[String]) -> Option<Matcher> {
+    match regions {
+        [] => None,
+        [one] => Some(Matcher::Exact(one.clone())),
+        many => Some(Matcher::Regex(format!(
+            "^({})$",
+            many.iter().map(|r| regex::escape(r)).collect::<Vec<_>>().join("|")
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_regex_finds_the_cookie_anywhere_in_the_header() {
+        let re = regex::Regex::new(&cookie_regex("forklane-checkout", "v2")).unwrap();
+        assert!(re.is_match("forklane-checkout=v2"));
+        assert!(re.is_match("a=1; forklane-checkout=v2; b=2"));
+        assert!(!re.is_match("forklane-checkout=v21"));
+        assert!(!re.is_match("xforklane-checkout=v2"));
+        assert!(!re.is_match("a=forklane-checkout=v2"));
+    }
+
+    #[test]
+    fn escapes_cookie_names_and_values() {
+        let re = regex::Regex::new(&cookie_regex("a.b", &regex::escape("1+1"))).unwrap();
+        assert!(re.is_match("a.b=1+1"));
+        assert!(!re.is_match("axb=11"));
+    }
+}

@@ -1,0 +1,178 @@
+//! Pure evaluation of `RolloutPolicy` constraints against an Experiment.
+//! Enforcement (refusing to change traffic) is the controller's; this module only judges.
+
+pub mod cron;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use crate::api::duration;
+use crate::api::validate::Problem;
+use crate::api::{Experiment, Role, RolloutPolicy};
+use crate::plan::steps;
+
+/// One broken rule of one policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Violation {
+    pub policy: String,
+    /// The policy field that was broken, e.g. `maxStepWeight`.
+    pub rule: &'static str,
+    /// The experiment field at fault.
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: violates RolloutPolicy {:?} ({}): {}", self.path, self.policy, self.rule, self.message)
+    }
+}
+
+/// The labels a namespace carries at least: Kubernetes sets `kubernetes.io/metadata.name` on every one.
+pub fn default_namespace_labels(namespace: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("kubernetes.io/metadata.name".to_string(), namespace.to_string())])
+}
+
+/// Problems of the policy itself (bad durations, bad cron schedules).
+pub fn check_policy(policy: &RolloutPolicy) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut add = |path: String, message: String| out.push(Problem { path, message });
+    if let Some(d) = &policy.spec.min_analysis_duration {
+        if let Err(why) = duration::parse(d) {
+            add("spec.minAnalysisDuration".into(), why);
+        }
+    }
+    for (i, w) in policy.spec.freeze_windows.iter().enumerate() {
+        if let Err(why) = cron::Schedule::parse(&w.schedule) {
+            add(format!("spec.freezeWindows[{i}].schedule"), why);
+        }
+        if let Err(why) = duration::parse(&w.duration) {
+            add(format!("spec.freezeWindows[{i}].duration"), why);
+        }
+    }
+    if let Some(selector) = &policy.spec.namespace_selector {
+        for (i, e) in selector.match_expressions.iter().flatten().enumerate() {
+            if !["In", "NotIn", "Exists", "DoesNotExist"].contains(&e.operator.as_str()) {
+                add(format!("spec.namespaceSelector.matchExpressions[{i}].operator"), format!("{:?} is not In, NotIn, Exists or DoesNotExist", e.operator));
+            }
+        }
+    }
+    out
+}
+
+/// Whether a label selector selects the given labels (an absent selector selects everything).
+pub fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
+    let Some(selector) = selector else { return true };
+    let by_labels = selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
+    let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        match (e.operator.as_str(), labels.get(&e.key)) {
+            ("In", Some(v)) => values.contains(v),
+            ("NotIn", Some(v)) => !values.contains(v),
+            ("NotIn", None) | ("DoesNotExist", None) | ("Exists", Some(_)) => true,
+            _ => false,
+        }
+    });
+    by_labels && by_expressions
+}
+
+/// Every violation of `policy` by `exp`; `now` (Unix seconds) enables the freeze-window check.
+pub fn evaluate(policy: &RolloutPolicy, exp: &Experiment, namespace_labels: &BTreeMap<String, String>, now: Option<i64>) -> Vec<Violation> {
+    let spec = &policy.spec;
+    if !selects(spec.namespace_selector.as_ref(), namespace_labels) {
+        return vec![];
+    }
+    let name = policy.metadata.name.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    let mut add = |rule, path: &str, message: String| out.push(Violation { policy: name.clone(), rule, path: path.into(), message });
+    let exp_spec = &exp.spec;
+    let strategy = exp_spec.strategy.names();
+    if !spec.allowed_strategies.is_empty() {
+        for s in strategy.iter().filter(|s| !spec.allowed_strategies.contains(s)) {
+            let allowed: Vec<&str> = spec.allowed_strategies.iter().map(|s| s.as_str()).collect();
+            add("allowedStrategies", &format!("spec.strategy.{}", s.as_str()), format!("strategy {} is not allowed (allowed: {})", s.as_str(), allowed.join(", ")));
+        }
+    }
+    let candidate_weights = candidate_weight_path(exp);
+    if let Some(max) = spec.max_step_weight {
+        let mut previous = 0;
+        for (i, weight) in candidate_weights.iter().map(|(w, _)| *w).enumerate() {
+            if weight - previous > max {
+                add("maxStepWeight", "spec.strategy", format!("state {i} raises a candidate's weight from {previous} to {weight}, a step of {}; at most {max} allowed", weight - previous));
+                break;
+            }
+            previous = weight;
+        }
+    }
+    if let Some(max) = spec.max_weight_without_analysis {
+        let before_analysis = candidate_weights.iter().take_while(|(_, analysed)| !analysed).map(|(w, _)| *w).max().unwrap_or(0);
+        if before_analysis > max {
+            add("maxWeightWithoutAnalysis", "spec.analysis", format!("a candidate reaches weight {before_analysis} before any analysis has run; at most {max} allowed"));
+        }
+    }
+    let analysis = exp_spec.analysis.as_ref();
+    for required in &spec.required_guardrails {
+        let present = analysis.is_some_and(|a| a.metrics.iter().any(|m| &m.name == required && m.role == Role::Guardrail));
+        if !present {
+            add("requiredGuardrails", "spec.analysis.metrics", format!("guardrail metric {required:?} is required"));
+        }
+    }
+    if let (Some(max), Some(a)) = (spec.max_alpha, analysis) {
+        if a.alpha() > max {
+            add("maxAlpha", "spec.analysis.alpha", format!("{} is above the allowed {max}", a.alpha()));
+        }
+    }
+    if let Some(min) = spec.min_analysis_duration.as_deref().and_then(|d| duration::parse(d).ok()) {
+        match analysis.map(|a| duration::parse(a.max_duration())) {
+            None => add("minAnalysisDuration", "spec.analysis", format!("an analysis of at least {} is required", spec.min_analysis_duration.as_deref().unwrap_or_default())),
+            Some(Ok(d)) if d < min => add("minAnalysisDuration", "spec.analysis.maxDuration", format!("{} is shorter than the required {}", analysis.map(|a| a.max_duration()).unwrap_or_default(), spec.min_analysis_duration.as_deref().unwrap_or_default())),
+            _ => {}
+        }
+    }
+    if let Some(now) = now {
+        if let Some((window, until)) = active_freeze(policy, now) {
+            let reason = window.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+            add("freezeWindows", "spec", format!("traffic changes are frozen until {}{reason}", format_unix(until)));
+        }
+    }
+    out
+}
+
+/// The highest candidate weight of each strategy state, and whether an analysis has run by then.
+fn candidate_weight_path(exp: &Experiment) -> Vec<(i32, bool)> {
+    let spec = &exp.spec;
+    let Ok(states) = steps::states(spec, &steps::Replicas { control: Some(100) }) else { return vec![] };
+    let mut analysed_after = vec![false; states.len()];
+    if let Some(canary) = &spec.strategy.canary {
+        // State i+1 follows step i; an analysis step guards the states after it.
+        let mut seen = false;
+        for (i, step) in canary.steps.iter().enumerate() {
+            seen |= step.analysis.is_some();
+            analysed_after[i + 1] = seen;
+        }
+    } else if spec.analysis.is_some() && spec.strategy.ab_test.is_none() {
+        // Blue/green and the replica strategies run their analysis before leaving the start.
+        analysed_after.iter_mut().skip(1).for_each(|a| *a = true);
+    }
+    let candidate_max = |s: &steps::State| {
+        s.weights.iter().filter(|(arm, _)| spec.arms.iter().any(|a| &a.name == arm && !a.control)).map(|(_, w)| *w).max().unwrap_or(0)
+    };
+    states.iter().zip(analysed_after).map(|(s, analysed)| (candidate_max(s), analysed)).collect()
+}
+
+/// The freeze window `now` falls in, and when it ends.
+pub fn active_freeze(policy: &RolloutPolicy, now: i64) -> Option<(&crate::api::FreezeWindow, i64)> {
+    policy.spec.freeze_windows.iter().find_map(|w| {
+        let schedule = cron::Schedule::parse(&w.schedule).ok()?;
+        let length = duration::parse(&w.duration).ok()?.as_secs() as i64;
+        let this_minute = now - now.rem_euclid(60);
+        // A window opened at a matching minute no longer ago than its length.
+        (0..=length / 60).map(|k| this_minute - 60 * k).find(|start| start + length > now && schedule.matches(cron::Minute::from_unix(*start))).map(|start| (w, start + length))
+    })
+}
+
+fn format_unix(secs: i64) -> String {
+    let m = cron::Minute::from_unix(secs);
+    format!("{:02}-{:02} {:02}:{:02} UTC", m.month, m.day, m.hour, m.minute)
+}
