@@ -1,0 +1,121 @@
+//! Content negotiation: request body decoding (JSON or YAML, 3 MiB limit), the response
+//! forms a client can ask for in `Accept` (plain JSON, `Table`, `PartialObjectMetadata`),
+//! and Status responses.
+
+use crate::cluster::error::{Error, Result};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+/// The apiserver's request body limit (`MaxRequestBodyBytes`).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Json,
+    /// `as=Table;g=meta.k8s.io;v=v1`, with the `includeObject` policy.
+    Table,
+    /// `as=PartialObjectMetadata` (or `PartialObjectMetadataList` for lists).
+    Metadata,
+}
+
+/// Picks the first acceptable form in the client's order of `Accept` entries.
+pub fn output(headers: &HeaderMap) -> Result<Output> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    for entry in accept.split(',') {
+        let mut parts = entry.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default();
+        let params: Vec<(&str, &str)> = parts.filter_map(|p| p.split_once('=')).collect();
+        let param = |k: &str| params.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        if !matches!(media, "application/json" | "*/*" | "application/*") {
+            continue;
+        }
+        match param("as") {
+            None => return Ok(Output::Json),
+            Some("Table") if param("g") == Some("meta.k8s.io") && matches!(param("v"), Some("v1") | Some("v1beta1")) => {
+                return Ok(Output::Table);
+            }
+            Some("PartialObjectMetadata" | "PartialObjectMetadataList") if param("g") == Some("meta.k8s.io") => {
+                return Ok(Output::Metadata);
+            }
+            Some(_) => continue,
+        }
+    }
+    Err(Error::NotAcceptable(format!("only the following media types are accepted: application/json, application/yaml (requested: {accept})")))
+}
+
+/// Whether `Accept` asks for aggregated discovery (`apidiscovery.k8s.io/v2`), which the
+/// apiserver prefers over the legacy documents when the client lists it.
+pub fn wants_aggregated_discovery(headers: &HeaderMap) -> bool {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    accept.split(',').any(|entry| {
+        let params: Vec<&str> = entry.split(';').skip(1).map(str::trim).collect();
+        params.contains(&"as=APIGroupDiscoveryList") && params.contains(&"v=v2") && params.contains(&"g=apidiscovery.k8s.io")
+    })
+}
+
+/// Media type of the request body, without parameters.
+pub fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        .unwrap_or_else(|| "application/json".into())
+}
+
+/// Reads a request body, enforcing the 3 MiB limit.
+pub async fn read_body(body: Body) -> Result<Bytes> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        Error::RequestEntityTooLarge(format!("Request entity too large: limit is {MAX_BODY}"))
+    })
+}
+
+/// Decodes an object body as JSON or YAML, as the apiserver's serializers do.
+pub fn decode(bytes: &[u8], media: &str) -> Result<Value> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::BadRequest("Object 'Kind' is missing in ''".into()));
+    }
+    let value: Value = match media {
+        "application/yaml" | "application/apply-patch+yaml" => {
+            serde_yaml_ng::from_slice(bytes).map_err(|e| Error::BadRequest(format!("error converting YAML to JSON: yaml: {e}")))?
+        }
+        "application/json" | "application/merge-patch+json" | "application/strategic-merge-patch+json" | "application/json-patch+json" => {
+            serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))?
+        }
+        other => {
+            return Err(Error::UnsupportedMediaType(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other})"
+            )));
+        }
+    };
+    Ok(value)
+}
+
+/// A JSON response with optional `Warning` headers (RFC 7234 code 299, as the apiserver).
+pub fn json(code: u16, value: &Value, warnings: &[String]) -> Response {
+    json_typed(code, value, "application/json", warnings)
+}
+
+pub fn json_typed(code: u16, value: &Value, content_type: &str, warnings: &[String]) -> Response {
+    let mut resp = (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), value.to_string()).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")));
+    h.insert("Audit-Id", HeaderValue::from_str(&crate::cluster::meta::new_uid()).expect("uuid is a valid header"));
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            h.append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+pub fn error(err: &Error) -> Response {
+    json(err.code(), &err.to_status(), &[])
+}
+
+/// `PartialObjectMetadata` of an object.
+pub fn partial_metadata(obj: &Value) -> Value {
+    serde_json::json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
+}

@@ -1,0 +1,303 @@
+//! Verb handlers for resource URLs: translate a request into a store call and the result
+//! into the response form the client negotiated.
+
+use super::negotiate::{self, Output};
+use super::route::Target;
+use super::AppState;
+use crate::cluster::error::{Error, Result};
+use crate::cluster::meta;
+use crate::cluster::resources::ResourceInfo;
+use crate::cluster::semantics::FieldError;
+use crate::cluster::semantics::table::{self, IncludeObject};
+use crate::cluster::store::{
+    DeleteOptions, FieldValidation, ListParams, Patch, Propagation, Subresource, WatchParams, WriteOptions,
+};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, header};
+use axum::response::Response;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+type Query = HashMap<String, String>;
+
+pub async fn handle(state: &AppState, method: &Method, query: &Query, headers: &HeaderMap, body: Body, target: Target) -> Response {
+    match dispatch(state, method, query, headers, body, target).await {
+        Ok(resp) => resp,
+        Err(e) => negotiate::error(&e),
+    }
+}
+
+fn subresource(target: &Target, info: &ResourceInfo) -> Result<Subresource> {
+    let not_found = || Error::NotFound { message: "the server could not find the requested resource".into(), details: Value::Null };
+    let version = info.version(&target.gvr.version).ok_or_else(not_found)?;
+    match target.subresource.as_deref() {
+        None => Ok(Subresource::Main),
+        Some("status") if version.status => Ok(Subresource::Status),
+        Some("scale") if version.scale.is_some() => Ok(Subresource::Scale),
+        Some("finalize") if info.group.is_empty() && info.resource == "namespaces" => Ok(Subresource::Main),
+        Some(_) => Err(not_found()),
+    }
+}
+
+fn flag(query: &Query, key: &str) -> bool {
+    matches!(query.get(key).map(String::as_str), Some("true" | "1"))
+}
+
+fn write_options(query: &Query, headers: &HeaderMap, sub: Subresource) -> Result<WriteOptions> {
+    let field_validation = match query.get("fieldValidation").map(String::as_str) {
+        None | Some("") | Some("Warn") => FieldValidation::Warn,
+        Some("Strict") => FieldValidation::Strict,
+        Some("Ignore") => FieldValidation::Ignore,
+        Some(other) => {
+            return Err(Error::BadRequest(format!("fieldValidation must be one of Ignore, Warn or Strict, got {other}")));
+        }
+    };
+    let dry_run = match query.get("dryRun").map(String::as_str) {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(other) => return Err(Error::BadRequest(format!("Invalid dryRun value: {other}: supported values: \"All\""))),
+    };
+    // Like the apiserver, name the user agent's product as the manager when none is given.
+    let field_manager = query.get("fieldManager").cloned().or_else(|| {
+        headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.split('/').next().unwrap_or_default().to_string())
+            .filter(|m| !m.is_empty())
+    });
+    Ok(WriteOptions { field_manager, dry_run, force: flag(query, "force"), subresource: sub, field_validation, ..Default::default() })
+}
+
+fn list_params(query: &Query) -> Result<ListParams> {
+    let limit = match query.get("limit").filter(|l| !l.is_empty()) {
+        Some(l) => Some(l.parse::<i64>().map_err(|_| Error::BadRequest(format!("invalid limit: {l}")))?.max(0) as usize),
+        None => None,
+    };
+    Ok(ListParams {
+        label_selector: query.get("labelSelector").cloned(),
+        field_selector: query.get("fieldSelector").cloned(),
+        limit,
+        continue_token: query.get("continue").cloned(),
+        resource_version: query.get("resourceVersion").cloned(),
+        resource_version_match: query.get("resourceVersionMatch").cloned(),
+    })
+}
+
+async fn dispatch(state: &AppState, method: &Method, query: &Query, headers: &HeaderMap, body: Body, target: Target) -> Result<Response> {
+    let store = &state.store;
+    let info = store.resource(&target.gvr)?;
+    if target.namespace.is_some() && !info.namespaced {
+        return Err(Error::NotFound { message: "the server could not find the requested resource".into(), details: Value::Null });
+    }
+    let sub = subresource(&target, &info)?;
+    let gvr = &target.gvr;
+    let ns = target.namespace.as_deref();
+    let is_write = !matches!(*method, Method::GET | Method::HEAD);
+    if is_write && let Some(err) = state.faults.write_failure() {
+        return Err(err);
+    }
+    let output = negotiate::output(headers)?;
+    match (method.clone(), target.name.as_deref()) {
+        (Method::GET, None) if target.watch_path || flag(query, "watch") => watch(state, &info, &target, query, output).await,
+        (Method::GET, None) => {
+            let list = store.list(gvr, ns, &list_params(query)?)?;
+            Ok(render_list(&info, &target, list, output, query))
+        }
+        (Method::GET, Some(name)) if target.watch_path => {
+            let mut query = query.clone();
+            query.insert("fieldSelector".into(), format!("metadata.name={name}"));
+            watch(state, &info, &target, &query, output).await
+        }
+        (Method::GET, Some(name)) => {
+            let obj = if sub == Subresource::Scale { store.get_scale(gvr, ns, name)? } else { store.get(gvr, ns, name)? };
+            Ok(render_one(&info, &target, obj, output, 200, &[], query))
+        }
+        (Method::POST, None) => {
+            let obj = decode(headers, body).await?;
+            let opts = write_options(query, headers, Subresource::Main)?;
+            let created = store.create(gvr, ns, obj, &opts)?;
+            Ok(render_one(&info, &target, created, output, 201, &opts.warnings.borrow(), query))
+        }
+        (Method::PUT, Some(name)) => {
+            let obj = decode(headers, body).await?;
+            if target.subresource.as_deref() == Some("finalize") {
+                let finalizers = obj["spec"]["finalizers"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+                    .unwrap_or_default();
+                let ns_obj = store.finalize_namespace(name, finalizers)?;
+                return Ok(negotiate::json(200, &ns_obj, &[]));
+            }
+            let opts = write_options(query, headers, sub)?;
+            let updated = store.update(gvr, ns, name, obj, &opts)?;
+            Ok(render_one(&info, &target, updated, output, 200, &opts.warnings.borrow(), query))
+        }
+        (Method::PATCH, Some(name)) => {
+            let media = negotiate::content_type(headers);
+            let bytes = negotiate::read_body(body).await?;
+            let body = negotiate::decode(&bytes, &media)?;
+            let patch = match media.as_str() {
+                "application/json-patch+json" => Patch::Json(body),
+                "application/merge-patch+json" => Patch::Merge(body),
+                "application/strategic-merge-patch+json" => Patch::Strategic(body),
+                "application/apply-patch+yaml" => Patch::Apply(body),
+                other => {
+                    return Err(Error::UnsupportedMediaType(format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"
+                    )));
+                }
+            };
+            let mut opts = write_options(query, headers, sub)?;
+            if let Patch::Apply(_) = patch {
+                opts.field_manager = query.get("fieldManager").cloned();
+            } else if flag(query, "force") {
+                return Err(Error::BadRequest("force flag is not allowed unless the patch type is apply".into()));
+            }
+            let existed = store.get(gvr, ns, name).is_ok();
+            let patched = store.patch(gvr, ns, name, patch, &opts)?;
+            let code = if existed { 200 } else { 201 };
+            Ok(render_one(&info, &target, patched, output, code, &opts.warnings.borrow(), query))
+        }
+        (Method::DELETE, Some(name)) => {
+            let opts = delete_options(query, body).await?;
+            let obj = store.delete(gvr, ns, name, &opts)?;
+            // With finalizers pending the object is returned, still present; otherwise the
+            // apiserver answers with the deleted object as well.
+            let code = if meta::is_deleting(&obj) && !meta::finalizers(&obj).is_empty() { 202 } else { 200 };
+            Ok(render_one(&info, &target, obj, output, code, &[], query))
+        }
+        (Method::DELETE, None) => {
+            let opts = delete_options(query, body).await?;
+            let list = store.delete_collection(gvr, ns, &list_params(query)?, &opts)?;
+            Ok(negotiate::json(200, &list, &[]))
+        }
+        _ => Err(Error::MethodNotAllowed(format!("the server does not allow this method on the requested resource ({method})"))),
+    }
+}
+
+async fn decode(headers: &HeaderMap, body: Body) -> Result<Value> {
+    let media = negotiate::content_type(headers);
+    let bytes: Bytes = negotiate::read_body(body).await?;
+    negotiate::decode(&bytes, &media)
+}
+
+async fn delete_options(query: &Query, body: Body) -> Result<DeleteOptions> {
+    let bytes = negotiate::read_body(body).await?;
+    let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))?
+    };
+    let policy = body["propagationPolicy"].as_str().map(String::from).or_else(|| query.get("propagationPolicy").cloned());
+    let mut propagation = match policy.as_deref() {
+        None | Some("") => None,
+        Some("Orphan") => Some(Propagation::Orphan),
+        Some("Background") => Some(Propagation::Background),
+        Some("Foreground") => Some(Propagation::Foreground),
+        Some(other) => {
+            return Err(Error::BadRequest(format!("propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\"")));
+        }
+    };
+    let orphan = body["orphanDependents"].as_bool().or_else(|| query.get("orphanDependents").map(|v| v == "true"));
+    if propagation.is_none() {
+        propagation = orphan.map(|o| if o { Propagation::Orphan } else { Propagation::Background });
+    }
+    let dry_run = body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All")) || query.get("dryRun").is_some_and(|v| v == "All");
+    Ok(DeleteOptions {
+        propagation,
+        precondition_uid: body["preconditions"]["uid"].as_str().map(String::from),
+        precondition_resource_version: body["preconditions"]["resourceVersion"].as_str().map(String::from),
+        dry_run,
+    })
+}
+
+fn table_of(info: &ResourceInfo, target: &Target, objects: &[Value], query: &Query) -> Value {
+    let include = match query.get("includeObject").map(String::as_str) {
+        Some("None") => IncludeObject::None,
+        Some("Object") => IncludeObject::Object,
+        _ => IncludeObject::Metadata,
+    };
+    let version = info.version(&target.gvr.version);
+    let custom = info.crd.as_ref().map(|_| version.map(|v| v.printer_columns.as_slice()).unwrap_or_default());
+    table::table(&info.kind, objects, custom, &meta::now(), include)
+}
+
+fn render_one(info: &ResourceInfo, target: &Target, obj: Value, output: Output, code: u16, warnings: &[String], query: &Query) -> Response {
+    let body = match output {
+        Output::Table if obj["kind"] != "Scale" => table_of(info, target, &[obj], query),
+        Output::Metadata => negotiate::partial_metadata(&obj),
+        _ => obj,
+    };
+    negotiate::json(code, &body, warnings)
+}
+
+fn render_list(info: &ResourceInfo, target: &Target, list: Value, output: Output, query: &Query) -> Response {
+    let body = match output {
+        Output::Json => list,
+        Output::Table => {
+            let items = list["items"].as_array().cloned().unwrap_or_default();
+            let mut t = table_of(info, target, &items, query);
+            t["metadata"] = list["metadata"].clone();
+            t
+        }
+        Output::Metadata => {
+            let items: Vec<Value> = list["items"].as_array().into_iter().flatten().map(negotiate::partial_metadata).collect();
+            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list["metadata"], "items": items})
+        }
+    };
+    negotiate::json(200, &body, &[])
+}
+
+async fn watch(state: &AppState, info: &ResourceInfo, target: &Target, query: &Query, output: Output) -> Result<Response> {
+    // The apiserver picks a random timeout in [minRequestTimeout, 2*minRequestTimeout).
+    let timeout = match query.get("timeoutSeconds").filter(|s| !s.is_empty()) {
+        Some(s) => Duration::from_secs(s.parse().map_err(|_| Error::BadRequest(format!("invalid timeoutSeconds: {s}")))?),
+        None => Duration::from_secs(1800 + rand::random_range(0..1800)),
+    };
+    let send_initial_events = flag(query, "sendInitialEvents");
+    if send_initial_events && query.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan") {
+        let err = FieldError::forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan");
+        return Err(Error::invalid("ListOptions", "meta.k8s.io", "", &[err]));
+    }
+    let params = WatchParams {
+        label_selector: query.get("labelSelector").cloned(),
+        field_selector: query.get("fieldSelector").cloned(),
+        resource_version: query.get("resourceVersion").cloned(),
+        allow_bookmarks: flag(query, "allowWatchBookmarks"),
+        send_initial_events,
+        timeout: Some(timeout),
+        bookmark_interval: Some(state.bookmark_interval),
+    };
+    let events = state.store.watch(&target.gvr, target.namespace.as_deref(), params)?;
+    let mut cut = state.faults.cut_signal();
+    let lifetime = state.faults.watch_lifetime();
+    let stop = async move {
+        let expire = async {
+            match lifetime {
+                Some(l) => tokio::time::sleep(l).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! { _ = cut.changed() => {}, _ = expire => {} }
+    };
+    let (info, target, query) = (info.clone(), target.clone(), query.clone());
+    let lines = events.take_until(Box::pin(stop)).map(move |mut ev| {
+        if matches!(ev.kind, "ADDED" | "MODIFIED" | "DELETED") {
+            ev.object = match output {
+                Output::Table => table_of(&info, &target, &[ev.object], &query),
+                Output::Metadata => negotiate::partial_metadata(&ev.object),
+                Output::Json => ev.object,
+            };
+        }
+        let mut line = ev.to_json().to_string();
+        line.push('\n');
+        Ok::<_, Infallible>(Bytes::from(line))
+    });
+    let mut resp = Response::new(Body::from_stream(lines));
+    resp.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("static"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, "no-cache, private".parse().expect("static"));
+    Ok(resp)
+}
