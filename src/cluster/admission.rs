@@ -75,9 +75,14 @@ fn invalid(info: &ResourceInfo, obj: &Value, errors: Vec<FieldError>) -> Result<
 
 /// Applies create-time rules to `obj` (already named and namespaced).
 pub fn on_create(alloc: &mut Allocator, info: &ResourceInfo, obj: &mut Value) -> Result<()> {
-    // Status is owned by controllers: creates through the main resource start it empty.
-    if info.versions.iter().any(|v| v.status) && info.crd.is_none() {
-        obj["status"] = json!({});
+    // With a status subresource, status is owned by controllers: creates through the main
+    // resource start without it (built-ins with an empty status, custom objects with none).
+    if info.versions.iter().any(|v| v.status) {
+        if info.crd.is_none() {
+            obj["status"] = json!({});
+        } else if let Some(m) = obj.as_object_mut() {
+            m.remove("status");
+        }
     }
     match (info.group.as_str(), info.resource.as_str()) {
         ("", "namespaces") => {

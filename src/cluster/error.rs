@@ -29,8 +29,9 @@ pub enum Error {
     NotAcceptable(String),
     #[error("{0}")]
     RequestEntityTooLarge(String),
-    /// 500, used by fault injection and for unexpected internal failures.
-    #[error("{0}")]
+    /// 500, used by fault injection and for unexpected internal failures; worded like
+    /// `errors.NewInternalError`.
+    #[error("Internal error occurred: {0}")]
     Internal(String),
     /// A ready-made Status (e.g. from the semantics layer), passed through unchanged.
     #[error("{}", .0["message"].as_str().unwrap_or("error"))]

@@ -95,7 +95,7 @@ impl Faults {
                 details: serde_json::Value::Null,
             }
         } else {
-            Error::Internal("Internal error occurred: injected fault".into())
+            Error::Internal("injected fault".into())
         })
     }
 }
