@@ -1,0 +1,93 @@
+//! RolloutPolicy evaluation: each rule catches what it should and names the policy.
+
+use std::collections::BTreeMap;
+
+use forklane::api::load::{Document, load_documents};
+use forklane::api::{Experiment, RolloutPolicy};
+use forklane::cli::validate::{ValidateArgs, problems};
+use forklane::policy::{check_policy, default_namespace_labels, evaluate};
+
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn load<T>(path: &str, pick: impl Fn(Document) -> Option<T>) -> T {
+    let text = std::fs::read_to_string(root().join(path)).unwrap();
+    load_documents(&text).unwrap().into_iter().find_map(pick).unwrap()
+}
+
+fn policy(path: &str) -> RolloutPolicy {
+    load(path, |d| if let Document::RolloutPolicy(p) = d { Some(*p) } else { None })
+}
+
+fn experiment(path: &str) -> Experiment {
+    load(path, |d| if let Document::Experiment(e) = d { Some(*e) } else { None })
+}
+
+fn production_labels() -> BTreeMap<String, String> {
+    let mut labels = default_namespace_labels("shop");
+    labels.insert("environment".into(), "production".into());
+    labels
+}
+
+/// Thursday 2026-11-26 10:00 UTC: outside every freeze window of the example policies.
+const THURSDAY: i64 = 1795687200;
+
+#[test]
+fn example_policies_are_well_formed() {
+    for path in ["policies/production.yaml", "policies/payments-strict.yaml"] {
+        assert_eq!(check_policy(&policy(path)), vec![], "{path}");
+    }
+}
+
+#[test]
+fn namespace_selector_limits_where_a_policy_applies() {
+    let exp = experiment("examples/recreate.yaml");
+    let p = policy("policies/production.yaml");
+    assert!(evaluate(&p, &exp, &default_namespace_labels("dev"), Some(THURSDAY)).is_empty());
+    assert!(!evaluate(&p, &exp, &production_labels(), Some(THURSDAY)).is_empty());
+}
+
+#[test]
+fn production_policy_rules_each_fire() {
+    let p = policy("policies/production.yaml");
+    let rules = |exp: &Experiment| -> Vec<&'static str> { evaluate(&p, exp, &production_labels(), Some(THURSDAY)).iter().map(|v| v.rule).collect() };
+    assert_eq!(rules(&experiment("examples/recreate.yaml")), vec!["allowedStrategies", "maxStepWeight", "maxWeightWithoutAnalysis", "requiredGuardrails", "minAnalysisDuration"]);
+    // The canary example moves 10 → 50: a step of 40; its analysis allows at most 2h ≥ 30m.
+    let canary = rules(&experiment("examples/canary.yaml"));
+    assert_eq!(canary, vec!["maxStepWeight"]);
+    let violations = evaluate(&p, &experiment("examples/canary.yaml"), &production_labels(), Some(THURSDAY));
+    assert_eq!(violations[0].to_string(), "spec.strategy: violates RolloutPolicy \"production\" (maxStepWeight): state 4 raises a candidate's weight from 10 to 50, a step of 40; at most 25 allowed");
+}
+
+#[test]
+fn freeze_windows_block_changes_while_open() {
+    let p = policy("policies/production.yaml");
+    let exp = experiment("examples/ab-test.yaml");
+    let friday_17h = THURSDAY + 86_400 + 7 * 3600;
+    let monday_9h = THURSDAY + 4 * 86_400 - 3600;
+    let frozen = |now| evaluate(&p, &exp, &production_labels(), Some(now)).iter().any(|v| v.rule == "freezeWindows");
+    assert!(!frozen(THURSDAY));
+    assert!(frozen(friday_17h));
+    assert!(!frozen(monday_9h), "the 64h window opened Friday 16:00 ends Monday 08:00");
+}
+
+#[test]
+fn strict_policy_wants_lower_alpha_and_latency_guardrail() {
+    let p = policy("policies/payments-strict.yaml");
+    let exp = experiment("examples/canary.yaml");
+    let found = evaluate(&p, &exp, &default_namespace_labels("payments"), Some(THURSDAY));
+    let lines: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert!(lines.iter().any(|l| l == "spec.analysis.alpha: violates RolloutPolicy \"payments-strict\" (maxAlpha): 0.05 is above the allowed 0.01"), "{lines:#?}");
+    assert!(!found.iter().any(|v| v.rule == "minAnalysisDuration"), "a 2h analysis meets a 2h minimum");
+    assert!(lines.iter().any(|l| l.contains("(maxWeightWithoutAnalysis): a candidate reaches weight 10 before any analysis has run; at most 5 allowed")), "{lines:#?}");
+}
+
+#[test]
+fn validate_command_reports_policy_violations_by_name() {
+    let args = ValidateArgs { file: root().join("examples/recreate.yaml"), policies: vec![root().join("policies/payments-strict.yaml")] };
+    // The recreate example lives in `default`, which payments-strict does not select.
+    assert_eq!(problems(&args, Some(THURSDAY)), Vec::<String>::new());
+    let args = ValidateArgs { file: root().join("examples/abn-test.yaml"), policies: vec![root().join("policies/production.yaml"), root().join("policies/payments-strict.yaml")] };
+    assert_eq!(problems(&args, Some(THURSDAY)), Vec::<String>::new(), "shop has no environment label and is not a payments namespace");
+}
