@@ -1,8 +1,6 @@
 //! Proves the CRD-schema helper accepts valid Istio objects and can fail.
 
-mod common {
-    pub mod istio_schema;
-}
+mod common;
 
 use common::istio_schema::{assert_valid_istio, istio_schema_errors};
 use serde_json::{Value, json};
