@@ -2,6 +2,8 @@
 
 pub mod api;
 pub mod cli;
+pub mod clock;
+pub mod controller;
 pub mod istio;
 pub mod plan;
 pub mod policy;

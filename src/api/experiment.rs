@@ -344,10 +344,43 @@ pub struct ExperimentStatus {
     pub weight_summary: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub winner: Option<String>,
+    /// Set once the experiment has ended: all traffic goes to this arm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_arm: Option<String>,
+    /// What the experiment is doing or waiting for, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the current step began (RFC 3339): pauses count from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<String>,
+    /// When the current analysis began: `{{ window }}` and maxDuration count from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis_started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_analysis_at: Option<String>,
+    /// Samples per arm at the last analysis.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<ArmSamples>,
+    /// The statistics behind the last decision (outcome, comparisons, SRM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown")]
+    pub statistics: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArmSamples {
+    pub arm: String,
+    pub samples: f64,
+}
+
+/// A free-form object the API server keeps as it is.
+fn preserve_unknown(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

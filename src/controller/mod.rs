@@ -1,0 +1,122 @@
+//! `forklane run`: the Experiment controller. `progress` (the state machine) and `crate::plan`
+//! (the objects) are pure; `observe`, `apply` and `reconcile` are the thin I/O around them.
+
+pub mod apply;
+pub mod commands;
+pub mod conditions;
+pub mod error;
+pub mod observe;
+pub mod progress;
+pub mod reconcile;
+pub mod telemetry;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Client, ResourceExt};
+
+use crate::api::Experiment;
+use crate::clock::Clock;
+use crate::istio::{DestinationRule, VirtualService};
+use crate::plan::Mode;
+use crate::stats::decision::Decision;
+
+pub use error::{Error, Result};
+use telemetry::Metrics;
+
+/// Reads an experiment's metrics and decides; the error explains why there is no decision.
+pub trait Analyst: Send + Sync {
+    fn decide<'a>(
+        &'a self,
+        exp: &'a Experiment,
+        mode: Mode,
+        window: Duration,
+        weights: &'a [(String, i32)],
+    ) -> Pin<Box<dyn Future<Output = std::result::Result<(Decision, Vec<crate::api::ArmSamples>), String>> + Send + 'a>>;
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub clock: Clock,
+    pub analyst: Arc<dyn Analyst>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Objects written so far (server-side applies), for tests and demos.
+    pub writes: AtomicU64,
+}
+
+impl Context {
+    pub fn new(client: Client, clock: Clock, analyst: Arc<dyn Analyst>, metrics: Arc<Metrics>) -> Self {
+        let reporter = Reporter { controller: "forklane".into(), instance: std::env::var("POD_NAME").ok() };
+        Context { recorder: Recorder::new(client.clone(), reporter), client, clock, analyst, metrics, writes: AtomicU64::new(0) }
+    }
+
+    fn count_writes(&self, n: u32) {
+        self.writes.fetch_add(u64::from(n), Ordering::Relaxed);
+    }
+}
+
+/// Which namespaces to watch.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    pub namespace: Option<String>,
+}
+
+fn api<K>(client: &Client, scope: &Scope) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match &scope.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Experiments in the same namespace that name this object (a Deployment or Service of theirs).
+fn naming(store: &kube::runtime::reflector::Store<Experiment>, ns: Option<String>, name: &str, field: fn(&Experiment, &str) -> bool) -> Vec<ObjectRef<Experiment>> {
+    store.state().iter().filter(|e| e.namespace() == ns && field(e, name)).map(|e| ObjectRef::from_obj(e.as_ref())).collect()
+}
+
+/// Runs the controller until `shutdown` resolves. With Istio installed it also watches the
+/// routing objects it writes.
+pub async fn run_controller(ctx: Arc<Context>, scope: Scope, istio: bool, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let experiments: Api<Experiment> = api(&client, &scope);
+    let config = watcher::Config::default();
+    let controller = Controller::new(experiments, config.clone());
+    let store = controller.store();
+    let by_deployment = store.clone();
+    let by_service = store.clone();
+    let mut controller = controller
+        .watches(api::<Deployment>(&client, &scope), config.clone(), move |d| {
+            naming(&by_deployment, d.namespace(), &d.name_any(), |e, n| e.spec.arms.iter().any(|a| a.deployment.as_deref() == Some(n)))
+        })
+        .watches(api::<Service>(&client, &scope), config.clone(), move |s| {
+            naming(&by_service, s.namespace(), &s.name_any(), |e, n| e.spec.service.name == n)
+        });
+    if istio {
+        controller = controller.owns(api::<VirtualService>(&client, &scope), config.clone()).owns(api::<DestinationRule>(&client, &scope), config);
+    }
+    ctx.metrics.ready.store(true, Ordering::Relaxed);
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller stream");
+            }
+        })
+        .await;
+}

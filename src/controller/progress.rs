@@ -1,0 +1,339 @@
+//! The experiment's state machine, pure: given the spec, the last status, the time, whether the
+//! current state is fully applied, the people's commands and (when one was due) the analysis'
+//! decision, it returns the next status. All progress lives in `status`, so a restarted
+//! controller resumes exactly where the last one stopped, without repeating or skipping a step.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::api::duration;
+use crate::clock::{format_time, parse_time};
+use crate::api::{ExperimentSpec, ExperimentStatus, OnInconclusive, Phase, PromotionMode, StrategyName};
+use crate::plan::Target;
+use crate::stats::decision::{Decision, Outcome, Role};
+
+use super::commands::{Commands, Promote};
+
+/// Everything the next status depends on.
+pub struct Tick<'a> {
+    pub spec: &'a ExperimentSpec,
+    pub strategy: StrategyName,
+    pub status: &'a ExperimentStatus,
+    pub now: Timestamp,
+    /// Number of states of the strategy (from the planner).
+    pub states: usize,
+    /// The current target is applied and its pods are ready.
+    pub settled: bool,
+    pub commands: &'a Commands,
+    /// A policy demands `forklane promote` before 100%.
+    pub policy_manual_promotion: bool,
+    /// The decision of an analysis run in this reconcile, if one was due and the metrics were there.
+    pub decision: Option<&'a Decision>,
+}
+
+/// A Kubernetes Event to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub reason: &'static str,
+    pub message: String,
+    pub warning: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    pub status: ExperimentStatus,
+    pub events: Vec<Event>,
+    /// When to look again (simulated time); `None`: only when something changes.
+    pub requeue: Option<Duration>,
+}
+
+/// What the objects should route now, from the status.
+pub fn target(status: &ExperimentStatus) -> Target {
+    match &status.final_arm {
+        Some(arm) => Target::Final(arm.clone()),
+        None => Target::Step(status.current_step.unwrap_or(0).max(0) as usize),
+    }
+}
+
+/// Whether the analysis should run in this reconcile.
+pub fn analysis_due(spec: &ExperimentSpec, status: &ExperimentStatus, now: Timestamp) -> bool {
+    let Some(analysis) = &spec.analysis else { return false };
+    if status.phase != Some(Phase::Analysing) || status.final_arm.is_some() {
+        return false;
+    }
+    let interval = duration::parse(analysis.interval()).unwrap_or(Duration::from_secs(60));
+    match status.last_analysis_at.as_deref().and_then(parse_time) {
+        Some(last) => elapsed(last, now) >= interval,
+        None => status.analysis_started_at.as_deref().and_then(parse_time).is_some_and(|start| elapsed(start, now) >= interval),
+    }
+}
+
+
+fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
+    Duration::from_secs_f64(since.duration_until(now).as_secs_f64().max(0.0))
+}
+
+struct Machine<'a> {
+    t: &'a Tick<'a>,
+    st: ExperimentStatus,
+    events: Vec<Event>,
+    requeue: Option<Duration>,
+}
+
+pub fn advance(t: &Tick) -> Transition {
+    let mut m = Machine { t, st: t.status.clone(), events: vec![], requeue: None };
+    m.step();
+    Transition { status: m.st, events: m.events, requeue: m.requeue }
+}
+
+impl Machine<'_> {
+    fn event(&mut self, reason: &'static str, message: String, warning: bool) {
+        self.events.push(Event { reason, message, warning });
+    }
+
+    fn control(&self) -> String {
+        self.t.spec.arms.iter().find(|a| a.control).map(|a| a.name.clone()).unwrap_or_default()
+    }
+
+    fn candidate(&self) -> String {
+        self.t.spec.arms.iter().find(|a| !a.control).map(|a| a.name.clone()).unwrap_or_default()
+    }
+
+    fn manual_promotion(&self) -> bool {
+        self.t.policy_manual_promotion || self.t.spec.promotion.as_ref().is_some_and(|p| p.mode == PromotionMode::Manual)
+    }
+
+    fn set_phase(&mut self, phase: Phase, message: impl Into<String>) {
+        let message = message.into();
+        if self.st.phase != Some(phase) {
+            self.event(phase_reason(phase), message.clone(), matches!(phase, Phase::RolledBack | Phase::Failed));
+        }
+        self.st.phase = Some(phase);
+        self.st.message = Some(message);
+    }
+
+    fn step(&mut self) {
+        let now = self.t.now;
+        if self.st.phase.is_none() {
+            self.st.current_step = Some(0);
+            self.st.step_started_at = Some(format_time(now));
+            self.set_phase(Phase::Progressing, "started");
+        }
+        if let Some(arm) = self.st.final_arm.clone() {
+            // Promoting or rolling back: done once the final routing is in place.
+            if self.t.settled && self.st.phase == Some(Phase::Promoting) {
+                self.set_phase(Phase::Succeeded, format!("all traffic on {arm}"));
+            }
+            return;
+        }
+        if let Some(reason) = self.t.commands.abort.clone() {
+            return self.finish(self.control(), false, reason);
+        }
+        if self.t.commands.paused {
+            return self.set_phase(Phase::Paused, "paused by forklane pause; forklane resume continues");
+        }
+        if !self.t.settled {
+            let message = self.st.message.clone().unwrap_or_default();
+            if self.st.phase == Some(Phase::Paused) {
+                self.st.phase = Some(Phase::Progressing); // resumed, waiting for the routing
+            }
+            self.st.message = Some(message);
+            return;
+        }
+        match self.t.strategy {
+            StrategyName::Canary => self.canary(),
+            StrategyName::BlueGreen => self.blue_green(),
+            StrategyName::AbTest => self.ab_test(),
+            StrategyName::Recreate | StrategyName::RollingUpdate => self.replace(),
+        }
+    }
+
+    fn next_state(&mut self, why: String) {
+        let k = self.st.current_step.unwrap_or(0) + 1;
+        self.st.current_step = Some(k);
+        self.st.step_started_at = Some(format_time(self.t.now));
+        self.st.analysis_started_at = None;
+        self.st.last_analysis_at = None;
+        self.set_phase(Phase::Progressing, why.clone());
+        self.event("StepAdvanced", format!("step {k}: {why}"), false);
+        self.requeue = Some(Duration::ZERO);
+    }
+
+    /// Ends the experiment with all traffic on `arm`.
+    fn finish(&mut self, arm: String, success: bool, message: String) {
+        self.st.final_arm = Some(arm.clone());
+        self.st.analysis_started_at = None;
+        if success {
+            self.st.winner = Some(arm);
+            self.set_phase(Phase::Promoting, message);
+        } else {
+            self.set_phase(Phase::RolledBack, message);
+        }
+        self.requeue = Some(Duration::ZERO);
+    }
+
+    /// Promotion of `arm` to 100%, unless a person must say so first.
+    fn promote(&mut self, arm: String, why: String) {
+        if self.manual_promotion() && self.t.commands.promote.is_none() {
+            self.st.winner = Some(arm.clone());
+            return self.set_phase(Phase::Paused, format!("{why}; waiting for forklane promote before all traffic goes to {arm}"));
+        }
+        self.finish(arm, true, why);
+    }
+
+    fn canary(&mut self) {
+        let steps = &self.t.spec.strategy.canary.as_ref().expect("canary strategy").steps;
+        let k = self.st.current_step.unwrap_or(0).max(0) as usize;
+        if self.t.commands.promote == Some(Promote::Full) {
+            return self.promote(self.candidate(), "promoted by forklane promote --full".into());
+        }
+        let Some(step) = steps.get(k) else {
+            return self.promote(self.candidate(), "all canary steps done".into());
+        };
+        if let Some(weight) = step.set_weight {
+            return self.next_state(format!("weight {weight}"));
+        }
+        if let Some(pause) = &step.pause {
+            if self.t.commands.promote.is_some() {
+                return self.next_state("pause ended by forklane promote".into());
+            }
+            match pause.duration.as_deref().and_then(|d| duration::parse(d).ok()) {
+                None => return self.set_phase(Phase::Paused, "paused until forklane promote"),
+                Some(length) => {
+                    let started = self.st.step_started_at.as_deref().and_then(parse_time).unwrap_or(self.t.now);
+                    let waited = elapsed(started, self.t.now);
+                    if waited >= length {
+                        return self.next_state(format!("pause of {} over", pause.duration.as_deref().unwrap_or_default()));
+                    }
+                    self.requeue = Some(length - waited);
+                    return self.set_phase(Phase::Paused, format!("pausing {} at step {k}", pause.duration.as_deref().unwrap_or_default()));
+                }
+            }
+        }
+        if self.t.commands.promote.is_some() {
+            return self.next_state("analysis skipped by forklane promote".into());
+        }
+        match self.analyse() {
+            Some(Outcome::Promote { .. }) => self.next_state("analysis passed".into()),
+            Some(Outcome::Rollback { reason }) => self.finish(self.control(), false, reason),
+            _ => {}
+        }
+    }
+
+    fn blue_green(&mut self) {
+        let bg = self.t.spec.strategy.blue_green.as_ref().expect("blue/green strategy");
+        let candidate = self.candidate();
+        if self.t.commands.promote.is_some() {
+            return self.finish(candidate, true, "switched by forklane promote".into());
+        }
+        if bg.auto_promote {
+            return self.promote(candidate, "candidate ready; autoPromote".into());
+        }
+        self.set_phase(Phase::Paused, format!("{candidate} is ready for preview; forklane promote switches all traffic"));
+    }
+
+    fn ab_test(&mut self) {
+        if let Some(p) = self.t.commands.promote.clone() {
+            let arm = match p {
+                Promote::Arm(arm) => arm,
+                _ => self.st.winner.clone().or_else(|| (self.t.spec.arms.len() == 2).then(|| self.candidate())).unwrap_or_default(),
+            };
+            if arm.is_empty() || !self.t.spec.arms.iter().any(|a| a.name == arm) {
+                return self.set_phase(Phase::Paused, "forklane promote needs --arm NAME: no winner is known yet");
+            }
+            return self.finish(arm, true, "promoted by forklane promote".into());
+        }
+        if self.t.spec.analysis.is_none() {
+            return self.set_phase(Phase::Paused, "no analysis configured; forklane promote --arm NAME ends the test");
+        }
+        if self.st.phase == Some(Phase::Paused) && self.st.winner.is_some() {
+            return; // decided, waiting for a person
+        }
+        match self.analyse() {
+            Some(Outcome::Promote { arm }) => self.promote(arm.clone(), format!("analysis chose {arm}")),
+            Some(Outcome::Rollback { reason }) => self.finish(self.control(), false, reason),
+            _ => {}
+        }
+    }
+
+    /// Recreate and rolling update: each state follows once the previous one is ready.
+    fn replace(&mut self) {
+        let k = self.st.current_step.unwrap_or(0).max(0) as usize;
+        if k + 1 < self.t.states {
+            self.next_state(format!("replicas of state {} ready", k));
+        } else {
+            self.finish(self.candidate(), true, "every pod replaced".into());
+        }
+    }
+
+    /// One analysis round: the decision, or the onInconclusive outcome after maxDuration.
+    fn analyse(&mut self) -> Option<Outcome> {
+        let analysis = self.t.spec.analysis.as_ref()?;
+        let now = self.t.now;
+        if self.st.analysis_started_at.is_none() {
+            self.st.analysis_started_at = Some(format_time(now));
+            self.st.last_analysis_at = None;
+            self.set_phase(Phase::Analysing, "analysis started");
+        } else if self.st.phase != Some(Phase::Analysing) {
+            self.set_phase(Phase::Analysing, "analysis resumed");
+        }
+        let interval = duration::parse(analysis.interval()).unwrap_or(Duration::from_secs(60));
+        self.requeue = Some(interval);
+        let decision = self.t.decision?;
+        self.st.last_analysis_at = Some(format_time(now));
+        self.st.statistics = serde_json::to_value(decision).ok();
+        match &decision.outcome {
+            Outcome::Continue { reason } => {
+                let started = self.st.analysis_started_at.as_deref().and_then(parse_time).unwrap_or(now);
+                let limit = duration::parse(analysis.max_duration()).unwrap_or(Duration::from_secs(86_400));
+                if elapsed(started, now) < limit {
+                    self.st.message = Some(reason.clone());
+                    return None;
+                }
+                Some(self.inconclusive(decision))
+            }
+            outcome => Some(outcome.clone()),
+        }
+    }
+
+    fn inconclusive(&mut self, decision: &Decision) -> Outcome {
+        let on = self.t.spec.promotion.as_ref().map(|p| p.on_inconclusive).unwrap_or_default();
+        let why = "no decision within maxDuration";
+        self.event("Inconclusive", format!("{why}; onInconclusive: {on:?}"), true);
+        match on {
+            OnInconclusive::Rollback => Outcome::Rollback { reason: format!("{why}: rolled back") },
+            OnInconclusive::KeepControl => {
+                self.finish(self.control(), true, format!("{why}: kept the control"));
+                Outcome::Continue { reason: why.into() }
+            }
+            OnInconclusive::Promote => {
+                let best = decision
+                    .comparisons
+                    .iter()
+                    .filter(|c| c.role == Role::Goal)
+                    .max_by(|a, b| a.difference.total_cmp(&b.difference))
+                    .map(|c| c.arm.clone())
+                    .unwrap_or_else(|| self.candidate());
+                Outcome::Promote { arm: best }
+            }
+        }
+    }
+}
+
+fn phase_reason(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Pending => "Pending",
+        Phase::Progressing => "Progressing",
+        Phase::Paused => "Paused",
+        Phase::Analysing => "Analysing",
+        Phase::Promoting => "Promoting",
+        Phase::Succeeded => "Succeeded",
+        Phase::RolledBack => "RolledBack",
+        Phase::Failed => "Failed",
+    }
+}
+
+#[cfg(test)]
+#[path = "progress_tests.rs"]
+mod tests;
