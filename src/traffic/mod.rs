@@ -1,0 +1,28 @@
+//! The data plane of the embedded cluster: simulated apps behind Services, kube-proxy's endpoint
+//! choice, a simulated Istio mesh, real NodePort listeners, a load generator and the metrics
+//! Prometheus scrapes. The core ([`Dataplane::handle`]) is pure over a [`Snapshot`] of the
+//! cluster; the listeners and the HTTP load generator are thin I/O around it.
+//!
+//! See `docs/traffic.md` for the pod annotations that set each version's behaviour.
+
+pub mod app;
+pub mod behaviour;
+pub mod cookies;
+pub mod dataplane;
+pub mod http;
+pub mod loadgen;
+pub mod mesh;
+pub mod metrics;
+pub mod nodeport;
+pub mod proxy;
+pub mod request;
+pub mod snapshot;
+pub mod view;
+
+pub use dataplane::Dataplane;
+pub use loadgen::{LoadSpec, Population, Report};
+pub use metrics::{Metrics, Recorded, VersionCounts};
+pub use nodeport::{NodePort, serve_nodeport};
+pub use request::{Answer, Outcome, Request, Response, ResponseFlag};
+pub use snapshot::{Pod, Service, ServiceKey, ServicePort, Snapshot};
+pub use view::{ClusterView, LiveView, SnapshotFeed};

@@ -1,0 +1,250 @@
+//! Istio routing semantics of the simulated mesh and kube-proxy's choice, on hand-made objects.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use forklane::istio::*;
+use forklane::traffic::{Dataplane, Outcome, Pod, Request, ResponseFlag, Service, ServiceKey, ServicePort, Snapshot};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+const NS: &str = "default";
+
+fn key() -> ServiceKey {
+    ServiceKey::new(NS, "my-app")
+}
+
+fn service() -> Service {
+    Service {
+        namespace: NS.into(),
+        name: "my-app".into(),
+        selector: BTreeMap::from([("app".into(), "my-app".into())]),
+        ports: vec![ServicePort { name: Some("http".into()), port: 80, node_port: Some(32532) }],
+        service_type: "NodePort".into(),
+    }
+}
+
+/// `n` pods of `version`, ready or not.
+fn pods(version: &str, n: usize, ready: bool) -> Vec<Pod> {
+    (0..n)
+        .map(|i| Pod { ready, ..Pod::ready(NS, &format!("my-app-{version}-{i}"), &[("app", "my-app"), ("version", version)], version) })
+        .collect()
+}
+
+fn destination_rule(subsets: &[&str]) -> DestinationRule {
+    let subsets = subsets
+        .iter()
+        .map(|s| DestinationRuleSubsets { name: s.to_string(), labels: Some(BTreeMap::from([("version".into(), s.to_string())])), ..Default::default() })
+        .collect();
+    DestinationRule {
+        metadata: kube::api::ObjectMeta { name: Some("my-app".into()), namespace: Some(NS.into()), ..Default::default() },
+        spec: DestinationRuleSpec { host: "my-app".into(), subsets: Some(subsets), ..Default::default() },
+        status: None,
+    }
+}
+
+fn to(subset: &str, weight: Option<i32>) -> VirtualServiceHttpRoute {
+    VirtualServiceHttpRoute {
+        destination: VirtualServiceHttpRouteDestination { host: "my-app".into(), subset: Some(subset.into()), port: None },
+        weight,
+        headers: None,
+    }
+}
+
+fn header_match(name: &str, m: VirtualServiceHttpMatchHeaders) -> Option<Vec<VirtualServiceHttpMatch>> {
+    Some(vec![VirtualServiceHttpMatch { headers: Some(BTreeMap::from([(name.to_string(), m)])), ..Default::default() }])
+}
+
+fn virtual_service(http: Vec<VirtualServiceHttp>) -> VirtualService {
+    VirtualService {
+        metadata: kube::api::ObjectMeta { name: Some("my-app".into()), namespace: Some(NS.into()), ..Default::default() },
+        spec: VirtualServiceSpec { hosts: Some(vec!["my-app".into()]), http: Some(http), ..Default::default() },
+        status: None,
+    }
+}
+
+fn mesh(pods: Vec<Pod>, vs: Vec<VirtualService>, dr: Vec<DestinationRule>) -> Snapshot {
+    Snapshot::new(vec![service()], pods, &vs, &dr).with_mesh(true)
+}
+
+fn send(snap: &Snapshot, req: &Request, rng: &mut StdRng) -> Outcome {
+    Dataplane::default().handle(snap, &key(), req, rng)
+}
+
+fn served_version(outcome: &Outcome) -> Option<String> {
+    outcome.answer()?.served.as_ref().map(|s| s.version.clone())
+}
+
+#[test]
+fn a_subset_missing_from_the_destination_rule_answers_503_nr() {
+    let vs = virtual_service(vec![VirtualServiceHttp { route: Some(vec![to("v3", None)]), ..Default::default() }]);
+    let snap = mesh(pods("v1", 2, true), vec![vs], vec![destination_rule(&["v1"])]);
+    let answer = send(&snap, &Request::get("/"), &mut StdRng::seed_from_u64(1)).answer().cloned().unwrap();
+    assert_eq!((answer.response.status, answer.flag), (503, ResponseFlag::NoRoute));
+    assert!(answer.served.is_none());
+}
+
+#[test]
+fn a_route_without_any_destination_rule_answers_503_nr() {
+    let vs = virtual_service(vec![VirtualServiceHttp { route: Some(vec![to("v1", None)]), ..Default::default() }]);
+    let snap = mesh(pods("v1", 2, true), vec![vs], vec![]);
+    let answer = send(&snap, &Request::get("/"), &mut StdRng::seed_from_u64(1)).answer().cloned().unwrap();
+    assert_eq!((answer.response.status, answer.flag), (503, ResponseFlag::NoRoute));
+}
+
+#[test]
+fn a_subset_without_ready_pods_answers_503_uh() {
+    let vs = virtual_service(vec![VirtualServiceHttp { route: Some(vec![to("v2", None)]), ..Default::default() }]);
+    let all = [pods("v1", 2, true), pods("v2", 2, false)].concat();
+    let snap = mesh(all, vec![vs], vec![destination_rule(&["v1", "v2"])]);
+    let dataplane = Dataplane::default();
+    let answer = dataplane.handle(&snap, &key(), &Request::get("/"), &mut StdRng::seed_from_u64(1)).answer().cloned().unwrap();
+    assert_eq!((answer.response.status, answer.flag, answer.response.body.as_str()), (503, ResponseFlag::NoHealthyUpstream, "no healthy upstream"));
+    assert_eq!(dataplane.metrics.recorded().local_replies.get("UH"), Some(&1));
+    let text = dataplane.metrics.encode();
+    assert!(text.contains(r#"reporter="source""#) && text.contains(r#"response_flags="UH""#), "{text}");
+}
+
+#[test]
+fn no_matching_route_answers_404_nr() {
+    let only_beta = VirtualServiceHttp {
+        r#match: header_match("x-group", VirtualServiceHttpMatchHeaders { exact: Some("beta".into()), ..Default::default() }),
+        route: Some(vec![to("v1", None)]),
+        ..Default::default()
+    };
+    let snap = mesh(pods("v1", 1, true), vec![virtual_service(vec![only_beta])], vec![destination_rule(&["v1"])]);
+    let mut rng = StdRng::seed_from_u64(1);
+    let answer = send(&snap, &Request::get("/"), &mut rng).answer().cloned().unwrap();
+    assert_eq!((answer.response.status, answer.flag), (404, ResponseFlag::NoRoute));
+    assert_eq!(served_version(&send(&snap, &Request::get("/").header("x-group", "beta"), &mut rng)).as_deref(), Some("v1"));
+}
+
+#[test]
+fn the_first_matching_route_wins_and_regexes_match_the_whole_value() {
+    let rule = |m, subset| VirtualServiceHttp { r#match: header_match("user-agent", m), route: Some(vec![to(subset, None)]), ..Default::default() };
+    let vs = virtual_service(vec![
+        rule(VirtualServiceHttpMatchHeaders { regex: Some("Mobile".into()), ..Default::default() }, "v2"),
+        rule(VirtualServiceHttpMatchHeaders { prefix: Some("curl/".into()), ..Default::default() }, "v2"),
+        VirtualServiceHttp { route: Some(vec![to("v1", None)]), ..Default::default() },
+    ]);
+    let snap = mesh([pods("v1", 2, true), pods("v2", 2, true)].concat(), vec![vs], vec![destination_rule(&["v1", "v2"])]);
+    let mut rng = StdRng::seed_from_u64(3);
+    let version = |ua: &str, rng: &mut StdRng| served_version(&send(&snap, &Request::get("/").header("User-Agent", ua), rng)).unwrap();
+    for _ in 0..50 {
+        assert_eq!(version("Mobile", &mut rng), "v2");
+        assert_eq!(version("Some Mobile Browser", &mut rng), "v1", "an unanchored regex would match this");
+        assert_eq!(version("curl/7.88.1", &mut rng), "v2");
+        assert_eq!(version("Wget", &mut rng), "v1");
+    }
+}
+
+#[test]
+fn weights_are_relative_and_a_lone_destination_takes_everything() {
+    let split = VirtualServiceHttp { route: Some(vec![to("v1", Some(1)), to("v2", Some(3))]), ..Default::default() };
+    let snap = mesh([pods("v1", 3, true), pods("v2", 1, true)].concat(), vec![virtual_service(vec![split])], vec![destination_rule(&["v1", "v2"])]);
+    let mut rng = StdRng::seed_from_u64(11);
+    let n = 20_000;
+    let v2 = (0..n).filter(|_| served_version(&send(&snap, &Request::get("/"), &mut rng)).as_deref() == Some("v2")).count();
+    let (p, share) = (0.75, v2 as f64 / n as f64);
+    assert!((share - p).abs() <= 3.0 * (p * (1.0 - p) / n as f64).sqrt(), "share {share}");
+
+    let lone = VirtualServiceHttp { route: Some(vec![to("v2", None)]), ..Default::default() };
+    let snap = mesh([pods("v1", 1, true), pods("v2", 1, true)].concat(), vec![virtual_service(vec![lone])], vec![destination_rule(&["v1", "v2"])]);
+    assert!((0..200).all(|_| served_version(&send(&snap, &Request::get("/"), &mut rng)).as_deref() == Some("v2")));
+}
+
+#[test]
+fn response_headers_of_route_and_destination_are_applied() {
+    let mut destination = to("v1", None);
+    destination.headers = Some(VirtualServiceHttpRouteHeaders {
+        response: Some(VirtualServiceHttpRouteHeadersResponse {
+            add: Some(BTreeMap::from([("Set-Cookie".into(), "arm=v1; Max-Age=60".into())])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let route = VirtualServiceHttp {
+        route: Some(vec![destination]),
+        headers: Some(VirtualServiceHttpHeaders {
+            response: Some(VirtualServiceHttpHeadersResponse { set: Some(BTreeMap::from([("x-served-by".into(), "mesh".into())])), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let snap = mesh(pods("v1", 1, true), vec![virtual_service(vec![route])], vec![destination_rule(&["v1"])]);
+    let answer = send(&snap, &Request::get("/"), &mut StdRng::seed_from_u64(1)).answer().cloned().unwrap();
+    assert_eq!(answer.response.header_values("set-cookie").collect::<Vec<_>>(), ["arm=v1; Max-Age=60"]);
+    assert_eq!(answer.response.header_values("x-served-by").collect::<Vec<_>>(), ["mesh"]);
+}
+
+#[test]
+fn a_mirror_without_percentage_copies_every_request_and_its_answer_is_dropped() {
+    let route = VirtualServiceHttp {
+        route: Some(vec![to("v1", None)]),
+        mirror: Some(VirtualServiceHttpMirror { host: "my-app".into(), subset: Some("v2".into()), port: None }),
+        ..Default::default()
+    };
+    let snap = mesh([pods("v1", 1, true), pods("v2", 1, true)].concat(), vec![virtual_service(vec![route])], vec![destination_rule(&["v1", "v2"])]);
+    let dataplane = Dataplane::default();
+    let mut rng = StdRng::seed_from_u64(5);
+    for _ in 0..100 {
+        let answer = dataplane.handle(&snap, &key(), &Request::get("/"), &mut rng).answer().cloned().unwrap();
+        assert_eq!(answer.response.version(), Some("v1"));
+        assert_eq!(answer.mirrored_to.len(), 1);
+    }
+    let recorded = dataplane.metrics.recorded();
+    assert_eq!((recorded.versions["v2"].requests, recorded.versions["v2"].mirrored, recorded.versions["v2"].visits), (100, 100, 0));
+    let text = dataplane.metrics.encode();
+    let line = text.lines().find(|l| l.starts_with("istio_requests_total{") && l.contains(r#"destination_version="v2""#)).unwrap();
+    assert!(line.contains(r#"reporter="destination""#) && line.ends_with(" 100"), "{line}");
+}
+
+#[test]
+fn without_a_virtual_service_the_sidecar_balances_over_all_endpoints() {
+    let snap = mesh([pods("v1", 1, true), pods("v2", 1, true)].concat(), vec![], vec![]);
+    let mut rng = StdRng::seed_from_u64(9);
+    let v2 = (0..4000).filter(|_| served_version(&send(&snap, &Request::get("/"), &mut rng)).as_deref() == Some("v2")).count();
+    assert!((v2 as f64 / 4000.0 - 0.5).abs() < 3.0 * (0.25f64 / 4000.0).sqrt(), "{v2}");
+}
+
+#[test]
+fn kube_proxy_spreads_uniformly_over_ready_endpoints_and_refuses_without_any() {
+    // The article's canary without a mesh: 10 v1 pods and 1 v2 pod serve v2 about 1 in 11.
+    let snap = Arc::new(Snapshot::new(vec![service()], [pods("v1", 10, true), pods("v2", 1, true), pods("v3", 5, false)].concat(), &[], &[]));
+    let mut rng = StdRng::seed_from_u64(13);
+    let n = 22_000;
+    let mut by_version = BTreeMap::<String, usize>::new();
+    for _ in 0..n {
+        *by_version.entry(served_version(&send(&snap, &Request::get("/"), &mut rng)).unwrap()).or_default() += 1;
+    }
+    assert!(!by_version.contains_key("v3"), "pods that are not ready get no traffic");
+    let (p, share) = (1.0 / 11.0, by_version["v2"] as f64 / n as f64);
+    assert!((share - p).abs() <= 3.0 * (p * (1.0 - p) / n as f64).sqrt(), "{by_version:?}");
+
+    let empty = Snapshot::new(vec![service()], pods("v1", 3, false), &[], &[]);
+    assert_eq!(send(&empty, &Request::get("/"), &mut rng), Outcome::Refused);
+    assert_eq!(send(&snap, &Request::get("/"), &mut rng).answer().unwrap().response.body.lines().count(), 1);
+}
+
+#[test]
+fn annotations_set_errors_and_conversions_per_version() {
+    let mut all = [pods("v1", 1, true), pods("v2", 1, true)].concat();
+    all[0].annotations = BTreeMap::from([("sim.forklane.io/error-rate".into(), "0.2".into()), ("sim.forklane.io/conversion-rate".into(), "0.1".into())]);
+    all[1].annotations = BTreeMap::from([("sim.forklane.io/conversion-rate".into(), "0.3".into())]);
+    let snap = Snapshot::new(vec![service()], all, &[], &[]);
+    let dataplane = Dataplane::default();
+    let mut rng = StdRng::seed_from_u64(17);
+    for _ in 0..20_000 {
+        dataplane.handle(&snap, &key(), &Request::get("/"), &mut rng);
+    }
+    let r = dataplane.metrics.recorded();
+    let within = |x: u64, n: u64, p: f64| (x as f64 / n as f64 - p).abs() <= 3.0 * (p * (1.0 - p) / n as f64).sqrt();
+    let (v1, v2) = (&r.versions["v1"], &r.versions["v2"]);
+    assert!(within(v1.errors, v1.requests, 0.2), "{v1:?}");
+    assert_eq!(v1.visits, v1.requests - v1.errors, "errors are not visits");
+    assert!(within(v1.orders, v1.visits, 0.1), "{v1:?}");
+    assert!(within(v2.orders, v2.visits, 0.3) && v2.errors == 0, "{v2:?}");
+    let text = dataplane.metrics.encode();
+    assert!(text.contains("orders_total{") && text.contains("visits_total{") && text.contains(r#"code="500""#));
+    assert!(!text.contains("istio_requests_total{"), "no mesh, no Istio metrics");
+}
