@@ -1,0 +1,111 @@
+//! Builtin metrics as success/trial query templates per arm, rendered like user templates.
+//!
+//! - `istio-error-rate`: 5xx answers over answers, from `istio_requests_total`
+//!   (reporter="destination"); without a mesh, `http_requests_total` with `code=~"5.."`.
+//! - `istio-latency`: answers slower than `thresholdMs` over answers, from the request
+//!   duration histogram: `_count − _bucket{le=B}`, B the smallest bucket bound ≥ the threshold.
+//!
+//! With Istio an arm is picked by `destination_version` when its selector has a `version`
+//! label (Istio fills that label from the pod's `version` label), else by
+//! `destination_workload` = the arm's Deployment. Without a mesh, by `version`.
+
+use crate::api::{Arm, Builtin, Metric};
+use crate::plan::Mode;
+
+/// Istio's default bucket bounds of `istio_request_duration_milliseconds`. The native
+/// histogram `http_request_duration_seconds` is expected to use the same bounds in seconds.
+pub const BUCKETS_MS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0, 300000.0, 600000.0,
+    1800000.0, 3600000.0,
+];
+
+/// A success query and a trial query (templates or rendered PromQL).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryPair {
+    pub success: String,
+    pub trial: String,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BuiltinError {
+    #[error("metric `{metric}`: builtin {builtin} needs thresholdMs")]
+    NoThreshold { metric: String, builtin: &'static str },
+    #[error("metric `{metric}`: thresholdMs {value} is not between 0 and {max} (Istio's largest finite bucket bound)")]
+    Threshold { metric: String, value: f64, max: f64 },
+    #[error("metric `{metric}`: without a mesh builtin {builtin} selects arm `{arm}` by its `version` label, which its selector lacks")]
+    NoVersion { metric: String, builtin: &'static str, arm: String },
+}
+
+fn builtin_name(b: Builtin) -> &'static str {
+    match b {
+        Builtin::IstioErrorRate => "istio-error-rate",
+        Builtin::IstioLatency => "istio-latency",
+    }
+}
+
+/// The smallest bucket bound ≥ `threshold_ms`: a threshold between two bounds is rounded up.
+pub fn bucket_bound(metric: &Metric, threshold_ms: f64) -> Result<f64, BuiltinError> {
+    let max = BUCKETS_MS[BUCKETS_MS.len() - 1];
+    BUCKETS_MS
+        .iter()
+        .copied()
+        .find(|b| threshold_ms >= 0.0 && *b >= threshold_ms)
+        .ok_or(BuiltinError::Threshold { metric: metric.name.clone(), value: threshold_ms, max })
+}
+
+/// An `le` matcher for a bound. Exporters disagree on large bounds: Rust's formatting gives
+/// `1800000`, Go's and Envoy's `%g` give `1.8e+06`; from 10⁶ on both spellings match.
+fn le_matcher(bound: f64) -> String {
+    let plain = format!("{bound}");
+    if bound < 1e6 {
+        return format!(r#"le="{plain}""#);
+    }
+    let exp = bound.log10().floor() as i32;
+    let mantissa = format!("{}", bound / 10f64.powi(exp)).replace('.', r"\\.");
+    format!(r#"le=~"{plain}|{mantissa}e\\+{exp:02}""#)
+}
+
+/// The success/trial templates of a builtin metric for one arm.
+pub fn templates(builtin: Builtin, metric: &Metric, mode: Mode, arm: &Arm) -> Result<QueryPair, BuiltinError> {
+    let name = builtin_name(builtin);
+    let (selector, histogram, scale) = match mode {
+        Mode::Istio => {
+            let arm_label = if arm.selector.contains_key("version") {
+                r#"destination_version="{{ arm.selector.version }}""#
+            } else {
+                r#"destination_workload="{{ arm.deployment }}""#
+            };
+            let selector = format!(
+                r#"reporter="destination",destination_service_namespace="{{{{ namespace }}}}",destination_service_name="{{{{ service.name }}}}",{arm_label}"#
+            );
+            (selector, "istio_request_duration_milliseconds", 1.0)
+        }
+        Mode::Native => {
+            if !arm.selector.contains_key("version") {
+                return Err(BuiltinError::NoVersion { metric: metric.name.clone(), builtin: name, arm: arm.name.clone() });
+            }
+            (r#"version="{{ arm.selector.version }}""#.to_string(), "http_request_duration_seconds", 1e-3)
+        }
+    };
+    let increase = |series: &str, extra: &str| format!("sum(increase({series}{{{selector}{extra}}}[{{{{ window }}}}]))");
+    Ok(match builtin {
+        Builtin::IstioErrorRate => {
+            let (requests, code) = match mode {
+                Mode::Istio => ("istio_requests_total", "response_code"),
+                Mode::Native => ("http_requests_total", "code"),
+            };
+            QueryPair { success: increase(requests, &format!(r#",{code}=~"5..""#)), trial: increase(requests, "") }
+        }
+        Builtin::IstioLatency => {
+            let threshold = metric.threshold_ms.ok_or(BuiltinError::NoThreshold { metric: metric.name.clone(), builtin: name })?;
+            let bound = bucket_bound(metric, threshold)? * scale;
+            let count = increase(&format!("{histogram}_count"), "");
+            let fast = increase(&format!("{histogram}_bucket"), &format!(",{}", le_matcher(bound)));
+            QueryPair { success: format!("{count} - {fast}"), trial: count }
+        }
+    })
+}
+
+#[cfg(test)]
+#[path = "builtins_tests.rs"]
+mod tests;

@@ -1,0 +1,74 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::api::Role;
+
+fn metric(threshold_ms: Option<f64>) -> Metric {
+    Metric {
+        name: "latency".into(),
+        builtin: Some(Builtin::IstioLatency),
+        role: Role::Guardrail,
+        direction: None,
+        kind: None,
+        success_query: None,
+        trial_query: None,
+        margin: None,
+        threshold_ms,
+    }
+}
+
+fn arm(labels: &[(&str, &str)]) -> Arm {
+    let selector = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+    Arm { name: "v2".into(), control: false, selector, deployment: Some("shop-v2".into()) }
+}
+
+#[test]
+fn istio_error_rate_selects_by_version_when_the_arm_has_one() {
+    let q = templates(Builtin::IstioErrorRate, &metric(None), Mode::Istio, &arm(&[("app", "shop"), ("version", "v2")])).unwrap();
+    let sel = r#"reporter="destination",destination_service_namespace="{{ namespace }}",destination_service_name="{{ service.name }}",destination_version="{{ arm.selector.version }}""#;
+    assert_eq!(q.trial, format!("sum(increase(istio_requests_total{{{sel}}}[{{{{ window }}}}]))"));
+    assert_eq!(q.success, format!(r#"sum(increase(istio_requests_total{{{sel},response_code=~"5.."}}[{{{{ window }}}}]))"#));
+}
+
+#[test]
+fn istio_builtins_fall_back_to_the_workload_without_a_version_label() {
+    let q = templates(Builtin::IstioErrorRate, &metric(None), Mode::Istio, &arm(&[("track", "canary")])).unwrap();
+    assert!(q.trial.contains(r#"destination_workload="{{ arm.deployment }}""#), "{}", q.trial);
+    assert!(!q.trial.contains("destination_version"));
+}
+
+#[test]
+fn latency_rounds_the_threshold_up_to_a_bucket_bound() {
+    let q = templates(Builtin::IstioLatency, &metric(Some(300.0)), Mode::Istio, &arm(&[("version", "v2")])).unwrap();
+    assert!(q.success.starts_with(&format!("{} - sum(increase(istio_request_duration_milliseconds_bucket{{", q.trial)), "{}", q.success);
+    assert!(q.success.ends_with(r#"le="500"}[{{ window }}]))"#), "{}", q.success);
+    assert!(q.trial.starts_with("sum(increase(istio_request_duration_milliseconds_count{"));
+    assert_eq!(bucket_bound(&metric(None), 500.0).unwrap(), 500.0);
+    assert_eq!(bucket_bound(&metric(None), 0.2).unwrap(), 0.5);
+    assert!(matches!(bucket_bound(&metric(None), 3_600_001.0), Err(BuiltinError::Threshold { value, .. }) if value == 3_600_001.0));
+    assert!(bucket_bound(&metric(None), -1.0).is_err());
+}
+
+#[test]
+fn large_bounds_match_both_exporters_spellings() {
+    assert_eq!(le_matcher(1_800_000.0), r#"le=~"1800000|1\\.8e\\+06""#);
+    assert_eq!(le_matcher(600_000.0), r#"le="600000""#);
+    assert_eq!(le_matcher(0.5), r#"le="0.5""#);
+}
+
+#[test]
+fn native_mode_uses_the_apps_own_metrics_in_seconds() {
+    let a = arm(&[("version", "v2")]);
+    let err = templates(Builtin::IstioErrorRate, &metric(None), Mode::Native, &a).unwrap();
+    assert_eq!(err.success, r#"sum(increase(http_requests_total{version="{{ arm.selector.version }}",code=~"5.."}[{{ window }}]))"#);
+    let lat = templates(Builtin::IstioLatency, &metric(Some(0.4)), Mode::Native, &a).unwrap();
+    assert!(lat.success.ends_with(r#"http_request_duration_seconds_bucket{version="{{ arm.selector.version }}",le="0.0005"}[{{ window }}]))"#), "{}", lat.success);
+    let no_version = templates(Builtin::IstioErrorRate, &metric(None), Mode::Native, &arm(&[("track", "b")])).unwrap_err();
+    assert_eq!(no_version, BuiltinError::NoVersion { metric: "latency".into(), builtin: "istio-error-rate", arm: "v2".into() });
+}
+
+#[test]
+fn latency_without_threshold_is_an_error() {
+    let err = templates(Builtin::IstioLatency, &metric(None), Mode::Istio, &arm(&[("version", "v2")])).unwrap_err();
+    assert!(err.to_string().contains("thresholdMs"), "{err}");
+}

@@ -1,0 +1,177 @@
+//! One look at an experiment: render the queries, read the counts, turn them into the
+//! statistics engine's input. `measure` is the only I/O; the rest is pure.
+//!
+//! The controller calls `measure` → `decision_input` → `stats::decision::decide`, with
+//! `decision_config` for the method and thresholds.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::api::{Analysis, Direction, Experiment, Method, Metric, Role};
+use crate::plan::Mode;
+use crate::stats::decision::{self as stats, DecisionConfig, DecisionInput};
+
+use super::builtins::{self, BuiltinError, QueryPair};
+use super::source::{Counts, MetricSource, SourceError};
+use super::template::{self, Context, TemplateError};
+
+/// The experiment's analysis cannot be run as configured: a status condition, not a retry.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("the experiment has no spec.analysis")]
+    NoAnalysis,
+    #[error("spec.analysis.metrics has {0} goal metrics; exactly one is needed")]
+    Goals(usize),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Builtin(#[from] BuiltinError),
+    #[error("guardrail `{0}`: set direction (increase or decrease); only builtins and names containing `error` or `latency` default to decrease")]
+    Direction(String),
+    #[error("SRM check: arm `{arm}` has weight {weight:?}; every arm needs a positive weight")]
+    Weight { arm: String, weight: Option<f64> },
+}
+
+/// Why a look produced no measurements.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MeasureError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Set `MetricsUnavailable` and hold the weights.
+    #[error("metric `{metric}`, arm `{arm}`: {error}")]
+    Unavailable { metric: String, arm: String, error: SourceError },
+}
+
+/// The rendered queries of one metric, per arm in `spec.arms` order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricQueries {
+    pub metric: String,
+    pub arms: Vec<(String, QueryPair)>,
+}
+
+/// Counts per metric (in `spec.analysis.metrics` order) and arm (in `spec.arms` order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measurements {
+    pub metrics: Vec<MetricCounts>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricCounts {
+    pub metric: String,
+    pub arms: Vec<(String, Counts)>,
+}
+
+fn analysis(exp: &Experiment) -> Result<&Analysis, ConfigError> {
+    exp.spec.analysis.as_ref().ok_or(ConfigError::NoAnalysis)
+}
+
+/// Renders every metric's queries for every arm; `since_start` becomes `{{ window }}`.
+pub fn queries(exp: &Experiment, mode: Mode, since_start: Duration) -> Result<Vec<MetricQueries>, ConfigError> {
+    let namespace = exp.metadata.namespace.as_deref().unwrap_or("default");
+    let experiment = exp.metadata.name.as_deref().unwrap_or_default();
+    let mut out = Vec::new();
+    for metric in &analysis(exp)?.metrics {
+        let mut arms = Vec::with_capacity(exp.spec.arms.len());
+        for arm in &exp.spec.arms {
+            let pair = match metric.builtin {
+                Some(b) => builtins::templates(b, metric, mode, arm)?,
+                // Validation guarantees both queries when there is no builtin.
+                None => QueryPair { success: metric.success_query.clone().unwrap_or_default(), trial: metric.trial_query.clone().unwrap_or_default() },
+            };
+            let ctx = Context { arm, service: &exp.spec.service.name, namespace, experiment, window: since_start };
+            let render = |t: &str| template::render(t, &ctx, &metric.name);
+            arms.push((arm.name.clone(), QueryPair { success: render(&pair.success)?, trial: render(&pair.trial)? }));
+        }
+        out.push(MetricQueries { metric: metric.name.clone(), arms });
+    }
+    Ok(out)
+}
+
+/// Reads every metric for every arm from `source`.
+pub async fn measure(exp: &Experiment, mode: Mode, since_start: Duration, source: &dyn MetricSource) -> Result<Measurements, MeasureError> {
+    let mut metrics = Vec::new();
+    for mq in queries(exp, mode, since_start)? {
+        let mut arms = Vec::with_capacity(mq.arms.len());
+        for (arm, pair) in &mq.arms {
+            let counts = source.counts(pair).await.map_err(|error| MeasureError::Unavailable { metric: mq.metric.clone(), arm: arm.clone(), error })?;
+            arms.push((arm.clone(), counts));
+        }
+        metrics.push(MetricCounts { metric: mq.metric, arms });
+    }
+    Ok(Measurements { metrics })
+}
+
+/// Whether larger values of a metric are better.
+fn direction(metric: &Metric) -> Result<stats::Direction, ConfigError> {
+    let lower_named = metric.name.contains("error") || metric.name.contains("latency");
+    match (metric.direction, metric.role) {
+        (Some(Direction::Increase), _) => Ok(stats::Direction::HigherIsBetter),
+        (Some(Direction::Decrease), _) => Ok(stats::Direction::LowerIsBetter),
+        (None, Role::Goal) => Ok(stats::Direction::HigherIsBetter),
+        (None, Role::Guardrail) if metric.builtin.is_some() || lower_named => Ok(stats::Direction::LowerIsBetter),
+        // Guessing would silently invert a guardrail: it would roll back on improvement.
+        (None, Role::Guardrail) => Err(ConfigError::Direction(metric.name.clone())),
+    }
+}
+
+/// Rounds extrapolated counts to whole ones; successes are clamped into [0, trials]
+/// because two `increase()`s (or `_count − _bucket`) extrapolate independently.
+fn observation(c: &Counts) -> stats::Observation {
+    let trials = c.trials.round().max(0.0) as u64;
+    let successes = (c.successes.round().max(0.0) as u64).min(trials);
+    stats::Observation::Proportion { successes, trials }
+}
+
+/// The statistics engine's input. `weights` are the arms' current traffic weights, used
+/// for the SRM check (when `srm.enabled`) against the goal's trials per arm.
+pub fn decision_input(exp: &Experiment, m: &Measurements, weights: &BTreeMap<String, f64>) -> Result<DecisionInput, ConfigError> {
+    let analysis = analysis(exp)?;
+    let goals = analysis.metrics.iter().filter(|x| x.role == Role::Goal).count();
+    if goals != 1 {
+        return Err(ConfigError::Goals(goals));
+    }
+    let mut goal = None;
+    let mut guardrails = Vec::new();
+    for (spec, counts) in analysis.metrics.iter().zip(&m.metrics) {
+        let arms = counts.arms.iter().map(|(arm, c)| stats::ArmObservation { arm: arm.clone(), value: observation(c) }).collect();
+        let metric = stats::Metric { name: spec.name.clone(), direction: direction(spec)?, arms };
+        match spec.role {
+            Role::Goal => goal = Some(metric),
+            // No margin: harm must be shown below zero, so promotion waits (conservative).
+            Role::Guardrail => guardrails.push(stats::Guardrail { metric, margin: stats::Margin::Absolute(spec.margin.unwrap_or(0.0)) }),
+        }
+    }
+    let goal = goal.ok_or(ConfigError::Goals(0))?;
+    let control = exp.spec.arms.iter().find(|a| a.control).unwrap_or(&exp.spec.arms[0]).name.clone();
+    let assignment = match &analysis.srm {
+        Some(srm) if srm.enabled => goal
+            .arms
+            .iter()
+            .map(|a| match weights.get(&a.arm) {
+                Some(&weight) if weight > 0.0 && weight.is_finite() => Ok(stats::Assignment { arm: a.arm.clone(), weight, units: a.value.samples() }),
+                other => Err(ConfigError::Weight { arm: a.arm.clone(), weight: other.copied() }),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+    Ok(DecisionInput { control, goal, guardrails, assignment })
+}
+
+/// Method, α and the sample floor from `spec.analysis`; the engine's defaults otherwise.
+pub fn decision_config(analysis: &Analysis) -> DecisionConfig {
+    let defaults = DecisionConfig::default();
+    DecisionConfig {
+        method: match analysis.method {
+            Method::Sequential => stats::Method::Sequential,
+            Method::FixedHorizon => stats::Method::FixedHorizon,
+            Method::Bayesian => stats::Method::Bayesian,
+        },
+        alpha: analysis.alpha(),
+        min_samples_per_arm: analysis.min_samples_per_arm.map_or(defaults.min_samples_per_arm, |n| n.max(0) as u64),
+        ..defaults
+    }
+}
+
+#[cfg(test)]
+#[path = "evaluate_tests.rs"]
+mod tests;

@@ -1,0 +1,187 @@
+use std::collections::HashMap;
+
+use super::*;
+use crate::analysis::source::BoxFuture;
+use crate::stats::decision::{Observation, Outcome, decide};
+
+const EXPERIMENT: &str = r#"
+apiVersion: forklane.io/v1alpha1
+kind: Experiment
+metadata: {name: checkout, namespace: shop}
+spec:
+  service: {name: my-app}
+  arms:
+    - {name: v1, control: true, selector: {app: my-app, version: v1.0.0}, deployment: my-app-v1}
+    - {name: v2, selector: {app: my-app, version: v2.0.0}, deployment: my-app-v2}
+  strategy: {abTest: {split: {v1: 50, v2: 50}}}
+  analysis:
+    method: bayesian
+    alpha: 0.01
+    minSamplesPerArm: 500
+    srm: {enabled: true}
+    metrics:
+      - name: conversion
+        role: goal
+        successQuery: 'sum(increase(orders_total{version="{{ arm.selector.version }}"}[{{ window }}]))'
+        trialQuery: 'sum(increase(visits_total{version="{{ arm.selector.version }}"}[{{ window }}]))'
+      - {name: error-rate, builtin: istio-error-rate, role: guardrail, margin: 0.002}
+"#;
+
+fn experiment() -> Experiment {
+    serde_yaml_ng::from_str(EXPERIMENT).unwrap()
+}
+
+fn with_metrics(extra: &str) -> Experiment {
+    let mut exp = experiment();
+    let more: Vec<Metric> = serde_yaml_ng::from_str(extra).unwrap();
+    exp.spec.analysis.as_mut().unwrap().metrics.extend(more);
+    exp
+}
+
+/// Answers queries from a table; anything else has no data.
+struct Table(HashMap<String, f64>);
+
+impl MetricSource for Table {
+    fn value<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<f64, SourceError>> {
+        let answer = self.0.get(query).copied().ok_or(SourceError::NoData { query: query.into(), why: "empty result".into() });
+        Box::pin(async move { answer })
+    }
+}
+
+fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+}
+
+fn conversion(version: &str, series: &str) -> String {
+    format!(r#"sum(increase({series}_total{{version="{version}"}}[2m5s]))"#)
+}
+
+fn istio_errors(version: &str, errors: bool) -> String {
+    let code = if errors { r#",response_code=~"5..""# } else { "" };
+    format!(
+        r#"sum(increase(istio_requests_total{{reporter="destination",destination_service_namespace="shop",destination_service_name="my-app",destination_version="{version}"{code}}}[2m5s]))"#
+    )
+}
+
+#[test]
+fn renders_each_metric_for_each_arm_in_spec_order() {
+    let q = queries(&experiment(), Mode::Istio, Duration::from_secs(125)).unwrap();
+    assert_eq!(q.iter().map(|m| m.metric.as_str()).collect::<Vec<_>>(), ["conversion", "error-rate"]);
+    assert_eq!(q[0].arms[1], ("v2".to_string(), QueryPair { success: conversion("v2.0.0", "orders"), trial: conversion("v2.0.0", "visits") }));
+    assert_eq!(q[1].arms[0].1, QueryPair { success: istio_errors("v1.0.0", true), trial: istio_errors("v1.0.0", false) });
+}
+
+#[test]
+fn template_errors_surface_as_config_errors() {
+    let exp = with_metrics("[{name: bad, role: guardrail, direction: decrease, successQuery: 'x{a=\"{{ arm.colour }}\"}', trialQuery: 'y'}]");
+    let err = run(measure(&exp, Mode::Istio, Duration::from_secs(60), &Table(HashMap::new()))).unwrap_err();
+    assert_eq!(err, MeasureError::Config(ConfigError::Template(TemplateError::Unknown { metric: "bad".into(), name: "arm.colour".into() })));
+}
+
+fn full_table() -> Table {
+    let mut t = HashMap::new();
+    for (v, visits, orders, requests, errors) in [("v1.0.0", 1000.4, 100.0, 10000.0, 40.0), ("v2.0.0", 1010.0, 180.0, 10100.0, 30.0)] {
+        t.insert(conversion(v, "visits"), visits);
+        t.insert(conversion(v, "orders"), orders);
+        t.insert(istio_errors(v, false), requests);
+        t.insert(istio_errors(v, true), errors);
+    }
+    Table(t)
+}
+
+#[test]
+fn measures_every_metric_and_arm() {
+    let m = run(measure(&experiment(), Mode::Istio, Duration::from_secs(125), &full_table())).unwrap();
+    assert_eq!(m.metrics[0].metric, "conversion");
+    assert_eq!(m.metrics[0].arms, vec![("v1".into(), Counts { successes: 100.0, trials: 1000.4 }), ("v2".into(), Counts { successes: 180.0, trials: 1010.0 })]);
+    assert_eq!(m.metrics[1].arms[1].1, Counts { successes: 30.0, trials: 10100.0 });
+}
+
+#[test]
+fn missing_data_names_the_metric_and_arm() {
+    let mut table = full_table();
+    table.0.remove(&istio_errors("v2.0.0", false));
+    let err = run(measure(&experiment(), Mode::Istio, Duration::from_secs(125), &table)).unwrap_err();
+    assert!(matches!(&err, MeasureError::Unavailable { metric, arm, error: SourceError::NoData { .. } } if metric == "error-rate" && arm == "v2"), "{err}");
+    assert!(err.to_string().starts_with("metric `error-rate`, arm `v2`: query `sum(increase(istio_requests_total"), "{err}");
+}
+
+fn counts(rows: &[(&str, f64, f64)]) -> Vec<(String, Counts)> {
+    rows.iter().map(|(a, s, t)| (a.to_string(), Counts { successes: *s, trials: *t })).collect()
+}
+
+fn weights(v1: f64, v2: f64) -> BTreeMap<String, f64> {
+    BTreeMap::from([("v1".into(), v1), ("v2".into(), v2)])
+}
+
+#[test]
+fn builds_the_decision_input_with_directions_margins_and_srm() {
+    let exp = with_metrics("[{name: p99-latency, builtin: istio-latency, thresholdMs: 300, role: guardrail}, {name: crashes, role: guardrail, direction: increase, successQuery: a, trialQuery: b}]");
+    let m = Measurements {
+        metrics: vec![
+            MetricCounts { metric: "conversion".into(), arms: counts(&[("v1", 100.0, 1000.4), ("v2", 180.0, 1010.0)]) },
+            MetricCounts { metric: "error-rate".into(), arms: counts(&[("v1", 4.0, 1000.0), ("v2", 1011.2, 1010.0)]) },
+            MetricCounts { metric: "p99-latency".into(), arms: counts(&[("v1", -0.4, 1000.0), ("v2", 2.0, 1010.0)]) },
+            MetricCounts { metric: "crashes".into(), arms: counts(&[("v1", 1.0, 10.0), ("v2", 1.0, 10.0)]) },
+        ],
+    };
+    let input = decision_input(&exp, &m, &weights(90.0, 10.0)).unwrap();
+    assert_eq!(input.control, "v1");
+    assert_eq!(input.goal.direction, stats::Direction::HigherIsBetter);
+    assert_eq!(input.goal.arms[0].value, Observation::Proportion { successes: 100, trials: 1000 });
+    let guard: Vec<_> = input.guardrails.iter().map(|g| (g.metric.name.as_str(), g.metric.direction, g.margin)).collect();
+    assert_eq!(
+        guard,
+        [
+            ("error-rate", stats::Direction::LowerIsBetter, stats::Margin::Absolute(0.002)),
+            ("p99-latency", stats::Direction::LowerIsBetter, stats::Margin::Absolute(0.0)),
+            ("crashes", stats::Direction::HigherIsBetter, stats::Margin::Absolute(0.0)),
+        ]
+    );
+    // Extrapolation can put successes a little outside [0, trials]; they are clamped.
+    assert_eq!(input.guardrails[0].metric.arms[1].value, Observation::Proportion { successes: 1010, trials: 1010 });
+    assert_eq!(input.guardrails[1].metric.arms[0].value, Observation::Proportion { successes: 0, trials: 1000 });
+    let units: Vec<_> = input.assignment.iter().map(|a| (a.arm.as_str(), a.weight, a.units)).collect();
+    assert_eq!(units, [("v1", 90.0, 1000), ("v2", 10.0, 1010)]);
+}
+
+#[test]
+fn guardrails_of_unknown_direction_are_refused() {
+    let exp = with_metrics("[{name: crashes, role: guardrail, successQuery: a, trialQuery: b}]");
+    let mut m = Measurements { metrics: vec![] };
+    for name in ["conversion", "error-rate", "crashes"] {
+        m.metrics.push(MetricCounts { metric: name.into(), arms: counts(&[("v1", 1.0, 10.0), ("v2", 1.0, 10.0)]) });
+    }
+    assert_eq!(decision_input(&exp, &m, &weights(50.0, 50.0)), Err(ConfigError::Direction("crashes".into())));
+}
+
+#[test]
+fn needs_exactly_one_goal_and_positive_weights_for_srm() {
+    let m = run(measure(&experiment(), Mode::Istio, Duration::from_secs(125), &full_table())).unwrap();
+    let two_goals = with_metrics("[{name: revenue, role: goal, successQuery: a, trialQuery: b}]");
+    assert_eq!(decision_input(&two_goals, &m, &weights(50.0, 50.0)), Err(ConfigError::Goals(2)));
+    assert_eq!(decision_input(&experiment(), &m, &weights(100.0, 0.0)), Err(ConfigError::Weight { arm: "v2".into(), weight: Some(0.0) }));
+    let only_v1 = BTreeMap::from([("v1".to_string(), 100.0)]);
+    assert_eq!(decision_input(&experiment(), &m, &only_v1), Err(ConfigError::Weight { arm: "v2".into(), weight: None }));
+    let mut no_srm = experiment();
+    no_srm.spec.analysis.as_mut().unwrap().srm = None;
+    assert!(decision_input(&no_srm, &m, &BTreeMap::new()).unwrap().assignment.is_empty());
+}
+
+#[test]
+fn maps_the_analysis_config() {
+    let exp = experiment();
+    let c = decision_config(exp.spec.analysis.as_ref().unwrap());
+    assert_eq!((c.method, c.alpha, c.min_samples_per_arm), (stats::Method::Bayesian, 0.01, 500));
+    let defaults = decision_config(&Analysis::default());
+    assert_eq!(defaults, DecisionConfig { alpha: 0.05, ..DecisionConfig::default() });
+}
+
+#[test]
+fn a_clear_winner_is_promoted_end_to_end() {
+    let exp = experiment();
+    let m = run(measure(&exp, Mode::Istio, Duration::from_secs(125), &full_table())).unwrap();
+    let input = decision_input(&exp, &m, &weights(50.0, 50.0)).unwrap();
+    let decision = decide(&input, &decision_config(exp.spec.analysis.as_ref().unwrap())).unwrap();
+    assert_eq!(decision.outcome, Outcome::Promote { arm: "v2".into() });
+}

@@ -1,0 +1,76 @@
+//! The Prometheus metric source: instant queries at "now" through prometheus-http-query.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use prometheus_http_query::{Client, Error, response::Data};
+
+use super::source::{BoxFuture, MetricSource, SourceError};
+
+/// How long one query may take before the source counts as unreachable. reqwest's default
+/// client has no timeout, and a black-holed address would otherwise stall a reconcile.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct PrometheusSource {
+    client: Client,
+    address: String,
+    timeout: Duration,
+}
+
+impl PrometheusSource {
+    /// `address` as in `spec.analysis.provider.prometheus.address`, e.g. `http://prometheus:9090`.
+    pub fn new(address: &str) -> Result<Self, SourceError> {
+        let client = Client::from_str(address).map_err(|e| SourceError::Unreachable { source_name: address.into(), message: chain(&e) })?;
+        Ok(Self { client, address: address.into(), timeout: DEFAULT_TIMEOUT })
+    }
+
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        Self { timeout, ..self }
+    }
+
+    async fn query(&self, query: &str) -> Result<f64, SourceError> {
+        let unreachable = |message: String| SourceError::Unreachable { source_name: self.address.clone(), message };
+        // POST: rendered queries can outgrow what proxies accept in a URL.
+        let answer = tokio::time::timeout(self.timeout, self.client.query(query).post())
+            .await
+            .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?;
+        let result = match answer {
+            Ok(result) => result,
+            Err(Error::Prometheus(e)) => return Err(SourceError::Query { query: query.into(), message: e.to_string() }),
+            Err(e) => return Err(unreachable(chain(&e))),
+        };
+        let value = match result.data() {
+            Data::Scalar(sample) => sample.value(),
+            Data::Vector(v) if v.is_empty() => return Err(no_data(query, "empty result")),
+            Data::Vector(v) if v.len() == 1 => v[0].sample().value(),
+            Data::Vector(v) => {
+                return Err(SourceError::Query { query: query.into(), message: format!("returned {} series; aggregate it to one, e.g. with sum()", v.len()) });
+            }
+            Data::Matrix(_) => return Err(SourceError::Query { query: query.into(), message: "returned a range vector; an instant value is needed".into() }),
+        };
+        if value.is_nan() { Err(no_data(query, "NaN")) } else { Ok(value) }
+    }
+}
+
+fn no_data(query: &str, why: &str) -> SourceError {
+    SourceError::NoData { query: query.into(), why: why.into() }
+}
+
+/// An error with its causes: prometheus-http-query's own message alone is often just
+/// "failed to send request".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+impl MetricSource for PrometheusSource {
+    fn value<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<f64, SourceError>> {
+        Box::pin(self.query(query))
+    }
+}

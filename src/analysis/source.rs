@@ -1,0 +1,90 @@
+//! Where counts come from. Every failure here means "metrics unavailable": the controller
+//! holds the experiment's weights and never reads an error as a pass or a fail.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use super::builtins::QueryPair;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One arm's counts for one metric. Counts are f64 because `increase()` extrapolates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Counts {
+    pub successes: f64,
+    pub trials: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SourceError {
+    #[error("metrics source {source_name} is unreachable: {message}")]
+    Unreachable { source_name: String, message: String },
+    #[error("query `{query}` failed: {message}")]
+    Query { query: String, message: String },
+    #[error("query `{query}` returned no data ({why})")]
+    NoData { query: String, why: String },
+}
+
+pub trait MetricSource: Send + Sync {
+    /// The single value of `query` evaluated now. An empty result, or NaN, is `NoData`.
+    fn value<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<f64, SourceError>>;
+
+    /// Successes and trials of one arm. The trial query must have data. A success query
+    /// without data next to trials that have data counts zero successes: Prometheus has no
+    /// series for errors that never happened (`response_code=~"5.."` of a healthy arm).
+    fn counts<'a>(&'a self, pair: &'a QueryPair) -> BoxFuture<'a, Result<Counts, SourceError>> {
+        Box::pin(async move {
+            let trials = self.value(&pair.trial).await?;
+            let successes = match self.value(&pair.success).await {
+                Err(SourceError::NoData { .. }) => 0.0,
+                other => other?,
+            };
+            for (query, v) in [(&pair.trial, trials), (&pair.success, successes)] {
+                if !v.is_finite() {
+                    return Err(SourceError::Query { query: query.clone(), message: format!("value {v} is not a finite count") });
+                }
+            }
+            Ok(Counts { successes, trials })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    struct Fixed(HashMap<&'static str, Result<f64, SourceError>>);
+
+    impl MetricSource for Fixed {
+        fn value<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<f64, SourceError>> {
+            let answer = self.0.get(query).cloned().unwrap_or(Err(SourceError::NoData { query: query.into(), why: "empty vector".into() }));
+            Box::pin(async move { answer })
+        }
+    }
+
+    fn pair() -> QueryPair {
+        QueryPair { success: "s".into(), trial: "t".into() }
+    }
+
+    fn counts(answers: Vec<(&'static str, Result<f64, SourceError>)>) -> Result<Counts, SourceError> {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let source: &dyn MetricSource = &Fixed(answers.into_iter().collect());
+        rt.block_on(source.counts(&pair()))
+    }
+
+    #[test]
+    fn missing_successes_next_to_trials_count_zero() {
+        assert_eq!(counts(vec![("t", Ok(120.0))]), Ok(Counts { successes: 0.0, trials: 120.0 }));
+        assert_eq!(counts(vec![("t", Ok(120.0)), ("s", Ok(3.0))]), Ok(Counts { successes: 3.0, trials: 120.0 }));
+    }
+
+    #[test]
+    fn missing_trials_and_failures_are_errors() {
+        assert!(matches!(counts(vec![("s", Ok(3.0))]), Err(SourceError::NoData { query, .. }) if query == "t"));
+        let down = SourceError::Unreachable { source_name: "p".into(), message: "refused".into() };
+        assert_eq!(counts(vec![("t", Ok(1.0)), ("s", Err(down.clone()))]), Err(down));
+        assert!(matches!(counts(vec![("t", Ok(f64::INFINITY))]), Err(SourceError::Query { query, .. }) if query == "t"));
+    }
+}
