@@ -1,0 +1,94 @@
+//! The simulated clock. Every time the simulator writes into an object (condition times,
+//! `startedAt`, ...) and every delay it honours (probe delays, grace periods,
+//! `minReadySeconds`, progress deadlines) is read from one `Clock`, which runs at real speed
+//! by default or faster for tests and demos.
+
+use jiff::{SignedDuration, Timestamp};
+use std::time::{Duration, Instant};
+
+/// A point in simulated time.
+pub type Time = Timestamp;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    origin_real: Instant,
+    origin_sim: Timestamp,
+    speed: f64,
+}
+
+impl Clock {
+    /// Wall-clock time.
+    pub fn real() -> Self {
+        Clock::scaled(1.0)
+    }
+
+    /// Starts at the current wall-clock time and then runs `speed` times faster:
+    /// `Clock::scaled(20.0)` turns a 30 s progress deadline into 1.5 s of waiting.
+    pub fn scaled(speed: f64) -> Self {
+        assert!(speed.is_finite() && speed > 0.0, "clock speed must be positive, got {speed}");
+        Clock { origin_real: Instant::now(), origin_sim: Timestamp::now(), speed }
+    }
+
+    pub fn speed(&self) -> f64 {
+        self.speed
+    }
+
+    pub fn now(&self) -> Time {
+        let elapsed = self.origin_real.elapsed().as_secs_f64() * self.speed;
+        self.origin_sim + SignedDuration::from_secs_f64(elapsed)
+    }
+
+    /// The real time to wait until the simulated time `t` (zero if it has passed).
+    pub fn real_until(&self, t: Time) -> Duration {
+        let sim = self.now().duration_until(t).as_secs_f64();
+        Duration::from_secs_f64((sim / self.speed).max(0.0))
+    }
+
+    /// A simulated duration in real time, e.g. for test timeouts.
+    pub fn real_duration(&self, simulated: Duration) -> Duration {
+        simulated.div_f64(self.speed)
+    }
+}
+
+/// `metav1.Time` serialisation: RFC 3339 in whole seconds (Kubernetes truncates, so a
+/// condition written at 12:00:00.9 reads back as 12:00:00).
+pub fn format_time(t: Time) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+pub fn parse_time(s: &str) -> Option<Time> {
+    s.parse().ok()
+}
+
+/// `t` plus whole seconds.
+pub fn add_secs(t: Time, secs: i64) -> Time {
+    t + SignedDuration::from_secs(secs)
+}
+
+/// Truncates to whole seconds, as a round trip through an object does.
+pub fn truncate(t: Time) -> Time {
+    Timestamp::from_second(t.as_second()).expect("in range")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaled_clock_runs_faster() {
+        let c = Clock::scaled(1000.0);
+        let t0 = c.now();
+        std::thread::sleep(Duration::from_millis(20));
+        let elapsed = t0.duration_until(c.now()).as_secs_f64();
+        assert!(elapsed >= 19.0, "20 ms real at x1000 is ≥ 19 s simulated, got {elapsed}");
+        let wait = c.real_until(add_secs(c.now(), 10));
+        assert!(wait <= Duration::from_millis(11), "10 s simulated ≈ 10 ms real, got {wait:?}");
+    }
+
+    #[test]
+    fn times_round_trip_in_whole_seconds() {
+        let t: Time = "2024-05-01T10:00:00.900Z".parse().unwrap();
+        assert_eq!(format_time(t), "2024-05-01T10:00:00Z");
+        assert_eq!(parse_time(&format_time(t)), Some(truncate(t)));
+    }
+}
