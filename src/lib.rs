@@ -1,5 +1,6 @@
 //! Forklane: release experiments on a service mesh, decided with statistics.
 
+pub mod analysis;
 pub mod api;
 pub mod cli;
 pub mod clock;

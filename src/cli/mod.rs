@@ -1,12 +1,81 @@
 //! The `forklane` command line: one module per subcommand.
 
+pub mod command;
 pub mod render;
+pub mod run;
 pub mod stats;
 pub mod validate;
 
 use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 use crate::api::load::{Document, load_documents};
+use crate::controller::commands::Command as Cmd;
+
+/// Forklane: release experiments on a service mesh, decided with statistics.
+#[derive(Parser)]
+#[command(name = "forklane", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the objects that route an experiment's traffic at a given step.
+    Render(render::RenderArgs),
+    /// Check experiments (and policies) and report every problem.
+    Validate(validate::ValidateArgs),
+    /// Print the CustomResourceDefinitions of Forklane's API.
+    Crdgen,
+    /// Statistics: reproduce reference vectors, or compare arms by hand.
+    Stats {
+        #[command(subcommand)]
+        cmd: stats::StatsCommand,
+    },
+    /// Run the controller.
+    Run(run::RunArgs),
+    /// Continue past a pause or analysis step (--full: straight to 100%; --arm: pick an A/B arm).
+    Promote(command::PromoteArgs),
+    /// Send all traffic back to the control and stop.
+    Abort(command::AbortArgs),
+    /// Hold the experiment where it is.
+    Pause(command::Target),
+    /// Let a paused experiment go on.
+    Resume(command::Target),
+}
+
+/// Runs the command line (`forklane …`, or `kubectl forklane …` through the plugin binary).
+pub async fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Render(args) => render::run(args),
+        Command::Validate(args) => validate::run(args),
+        Command::Crdgen => {
+            print!("{}", crate::api::crds_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Stats { cmd } => stats::run(cmd),
+        Command::Run(args) => run::run(args).await,
+        Command::Promote(args) => command::send(&args.target, command::promote_command(&args)).await,
+        Command::Abort(args) => command::send(&args.target, Cmd::Abort(args.reason.clone())).await,
+        Command::Pause(target) => command::send(&target, Cmd::Pause).await,
+        Command::Resume(target) => command::send(&target, Cmd::Resume).await,
+    }
+}
+
+/// A client from a kubeconfig file, or the default chain (KUBECONFIG, ~/.kube/config, in-cluster).
+pub async fn connect(kubeconfig: Option<&Path>) -> Result<kube::Client, String> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &Default::default()).await.map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => kube::Config::infer().await.map_err(|e| format!("no Kubernetes configuration: {e}"))?,
+    };
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}
 
 /// Reads and parses a file of Forklane objects; the errors are ready to print.
 pub fn read_documents(path: &Path) -> Result<Vec<Document>, Vec<String>> {

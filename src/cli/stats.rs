@@ -102,7 +102,7 @@ fn compare(args: &CompareArgs) -> ExitCode {
     };
     let control = args.control.clone().unwrap_or_else(|| arms[0].arm.clone());
     let direction = if args.lower_is_better { Direction::LowerIsBetter } else { Direction::HigherIsBetter };
-    let input = DecisionInput { control, goal: Metric { name: "goal".into(), direction, arms }, guardrails: vec![], assignment: vec![] };
+    let input = DecisionInput { control, goal: Some(Metric { name: "goal".into(), direction, arms }), guardrails: vec![], assignment: vec![] };
     let method = match args.method {
         MethodArg::Sequential => Method::Sequential,
         MethodArg::FixedHorizon => Method::FixedHorizon,
@@ -130,7 +130,7 @@ fn fmt_opt(v: Option<f64>) -> String {
 fn table(input: &DecisionInput, d: &Decision, bayes: &Decision) -> String {
     let mut out = format!("{:<12} {:>10} {:>10} {:>11} {:>25} {:>9} {:>9} {:>9}  {}\n", "arm", "n", "value", "difference", "interval", "p", "adj. p", "P(better)", "verdict");
     let find = |cs: &[Comparison], arm: &str| cs.iter().find(|c| c.arm == arm).cloned();
-    for a in &input.goal.arms {
+    for a in input.goal.iter().flat_map(|g| &g.arms) {
         let line = match (find(&d.comparisons, &a.arm), find(&bayes.comparisons, &a.arm)) {
             (Some(c), b) => format!("{:>10.5} {:>+11.5} {:>25} {:>9} {:>9} {:>9}  {:?}", c.arm_value, c.difference, format!("[{:+.5}, {:+.5}]", c.interval[0], c.interval[1]),
                 fmt_opt(c.p_value), fmt_opt(c.adjusted_p_value), fmt_opt(b.and_then(|b| b.prob_better)), c.verdict),

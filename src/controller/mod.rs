@@ -1,6 +1,7 @@
 //! `forklane run`: the Experiment controller. `progress` (the state machine) and `crate::plan`
 //! (the objects) are pure; `observe`, `apply` and `reconcile` are the thin I/O around them.
 
+pub mod analyst;
 pub mod apply;
 pub mod commands;
 pub mod conditions;

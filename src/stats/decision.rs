@@ -105,7 +105,10 @@ pub struct Assignment {
 #[serde(rename_all = "camelCase")]
 pub struct DecisionInput {
     pub control: String,
-    pub goal: Metric,
+    /// `None`: a guardrail-only gate (a canary's analysis step), which passes for an arm once
+    /// every guardrail shows it non-inferior.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<Metric>,
     #[serde(default)]
     pub guardrails: Vec<Guardrail>,
     /// Empty: no SRM check.
@@ -213,7 +216,7 @@ fn cont(reason: String) -> Outcome {
 /// `Continue` with the reason.
 pub fn decide(input: &DecisionInput, config: &DecisionConfig) -> Result<Decision> {
     let arms = validate(input, config)?;
-    let metrics = std::iter::once(&input.goal).chain(input.guardrails.iter().map(|g| &g.metric));
+    let metrics = input.goal.iter().chain(input.guardrails.iter().map(|g| &g.metric));
     for metric in metrics {
         for obs in &metric.arms {
             let floor = match obs.value { Observation::Proportion { .. } => 1, Observation::Mean { .. } => 2 };
@@ -229,7 +232,7 @@ pub fn decide(input: &DecisionInput, config: &DecisionConfig) -> Result<Decision
         return stop(Outcome::Rollback { reason }, vec![], srm);
     }
     if let (Method::FixedHorizon, Some(planned)) = (config.method, config.planned_samples_per_arm) {
-        let smallest = input.goal.arms.iter().map(|a| a.value.samples()).min().unwrap_or(0);
+        let smallest = primary(input)?.arms.iter().map(|a| a.value.samples()).min().unwrap_or(0);
         if smallest < planned {
             return stop(cont(format!("fixed-horizon test waits for {planned} samples per arm; the smallest arm has {smallest}")), vec![], srm);
         }
@@ -237,10 +240,10 @@ pub fn decide(input: &DecisionInput, config: &DecisionConfig) -> Result<Decision
     let control = arms[0];
     let treatments = &arms[1..];
     let mut goal = Vec::with_capacity(treatments.len());
-    for &arm in treatments {
-        match Pair::new(&input.goal, control, arm)? {
-            Some(pair) => goal.push(compare::goal(&pair, &input.goal, config)?),
-            None => return stop(cont(format!("`{}` has no variance yet in arm `{arm}` or `{control}`", input.goal.name)), vec![], srm),
+    for (&arm, metric) in treatments.iter().flat_map(|arm| input.goal.iter().map(move |m| (arm, m))) {
+        match Pair::new(metric, control, arm)? {
+            Some(pair) => goal.push(compare::goal(&pair, metric, config)?),
+            None => return stop(cont(format!("`{}` has no variance yet in arm `{arm}` or `{control}`", metric.name)), vec![], srm),
         }
     }
     let mut guard = Vec::with_capacity(treatments.len() * input.guardrails.len());
@@ -252,20 +255,47 @@ pub fn decide(input: &DecisionInput, config: &DecisionConfig) -> Result<Decision
             }
         }
     }
-    compare::adjust(&mut goal, &mut guard, config, input.goal.direction)?;
-    let outcome = outcome(input, config, &goal, &guard);
+    let direction = input.goal.as_ref().map_or(Direction::HigherIsBetter, |g| g.direction);
+    compare::adjust(&mut goal, &mut guard, config, direction)?;
+    let outcome = match &input.goal {
+        Some(metric) => outcome(input, metric, config, &goal, &guard),
+        None => gate_outcome(input, treatments, config, &guard),
+    };
     goal.extend(guard);
     stop(outcome, goal, srm)
 }
 
-fn outcome(input: &DecisionInput, config: &DecisionConfig, goal: &[Comparison], guard: &[Comparison]) -> Outcome {
+/// The goal metric, or for a guardrail-only gate the first guardrail: whose arms and samples count.
+fn primary(input: &DecisionInput) -> Result<&Metric> {
+    match input.goal.as_ref().or_else(|| input.guardrails.first().map(|g| &g.metric)) {
+        Some(m) => Ok(m),
+        None => invalid("a decision needs a goal metric or at least one guardrail"),
+    }
+}
+
+/// A guardrail-only gate: harm rolls back; an arm shown non-inferior on every guardrail passes.
+fn gate_outcome(input: &DecisionInput, treatments: &[&str], config: &DecisionConfig, guard: &[Comparison]) -> Outcome {
+    if let Some(bad) = guard.iter().find(|c| c.verdict == Verdict::Inferior) {
+        return Outcome::Rollback { reason: format!("arm `{}` is worse than `{}` on guardrail `{}` by more than its margin (difference {:.4}, interval [{:.4}, {:.4}])", bad.arm, input.control, bad.metric, bad.difference, bad.interval[0], bad.interval[1]) };
+    }
+    let passed = treatments.iter().find(|arm| guard.iter().filter(|c| c.arm == **arm).all(|c| c.verdict == Verdict::NonInferior));
+    match passed {
+        Some(arm) => Outcome::Promote { arm: arm.to_string() },
+        None if config.method == Method::FixedHorizon && config.planned_samples_per_arm.is_some() => {
+            Outcome::Rollback { reason: "guardrails not shown non-inferior at the planned sample size".into() }
+        }
+        None => cont("guardrails are not yet shown non-inferior".into()),
+    }
+}
+
+fn outcome(input: &DecisionInput, goal_metric: &Metric, config: &DecisionConfig, goal: &[Comparison], guard: &[Comparison]) -> Outcome {
     if let Some(bad) = guard.iter().find(|c| c.verdict == Verdict::Inferior) {
         return Outcome::Rollback { reason: format!("arm `{}` is worse than `{}` on guardrail `{}` by more than its margin (difference {:.4}, interval [{:.4}, {:.4}])", bad.arm, input.control, bad.metric, bad.difference, bad.interval[0], bad.interval[1]) };
     }
     if goal.iter().all(|c| c.verdict == Verdict::Worse) {
-        return Outcome::Rollback { reason: format!("every arm is worse than `{}` on `{}`", input.control, input.goal.name) };
+        return Outcome::Rollback { reason: format!("every arm is worse than `{}` on `{}`", input.control, goal_metric.name) };
     }
-    let sign = if input.goal.direction == Direction::HigherIsBetter { 1.0 } else { -1.0 };
+    let sign = if goal_metric.direction == Direction::HigherIsBetter { 1.0 } else { -1.0 };
     let guard_ok = |arm: &str| guard.iter().filter(|c| c.arm == arm).all(|c| c.verdict == Verdict::NonInferior);
     let winners: Vec<&Comparison> = goal.iter().filter(|c| c.verdict == Verdict::Better).collect();
     let best = winners.iter().filter(|c| guard_ok(&c.arm)).max_by(|a, b| (sign * a.difference).total_cmp(&(sign * b.difference)));
@@ -274,16 +304,16 @@ fn outcome(input: &DecisionInput, config: &DecisionConfig, goal: &[Comparison], 
         (Some(best), _) => Outcome::Promote { arm: best.arm.clone() },
         (None, Some(w)) => {
             let pending: Vec<&str> = guard.iter().filter(|c| c.arm == w.arm && c.verdict != Verdict::NonInferior).map(|c| c.metric.as_str()).collect();
-            let reason = format!("arm `{}` beats `{}` on `{}` but guardrails {pending:?} are not yet shown non-inferior", w.arm, input.control, input.goal.name);
+            let reason = format!("arm `{}` beats `{}` on `{}` but guardrails {pending:?} are not yet shown non-inferior", w.arm, input.control, goal_metric.name);
             if at_horizon { Outcome::Rollback { reason: format!("{reason} at the planned horizon") } } else { cont(reason) }
         }
-        (None, None) if at_horizon => Outcome::Rollback { reason: format!("no arm beat `{}` on `{}` at the planned sample size", input.control, input.goal.name) },
+        (None, None) if at_horizon => Outcome::Rollback { reason: format!("no arm beat `{}` on `{}` at the planned sample size", input.control, goal_metric.name) },
         (None, None) => {
             let evidence = match config.method {
                 Method::Bayesian => format!("highest P(better) {:.3}", goal.iter().filter_map(|c| c.prob_better).fold(0.0, f64::max)),
                 _ => format!("smallest adjusted p-value {:.3}", goal.iter().filter_map(|c| c.adjusted_p_value).fold(1.0, f64::min)),
             };
-            cont(format!("no arm differs from `{}` on `{}` yet ({evidence})", input.control, input.goal.name))
+            cont(format!("no arm differs from `{}` on `{}` yet ({evidence})", input.control, goal_metric.name))
         }
     }
 }
@@ -296,9 +326,9 @@ fn validate<'a>(input: &'a DecisionInput, config: &DecisionConfig) -> Result<Vec
     if config.planned_samples_per_arm == Some(0) {
         return invalid("plannedSamplesPerArm must be positive");
     }
-    let names: Vec<&str> = input.goal.arms.iter().map(|a| a.arm.as_str()).collect();
+    let names: Vec<&str> = primary(input)?.arms.iter().map(|a| a.arm.as_str()).collect();
     if names.len() < 2 {
-        return invalid("the goal metric needs the control and at least one other arm");
+        return invalid("the goal metric (or first guardrail) needs the control and at least one other arm");
     }
     if (1..names.len()).any(|i| names[..i].contains(&names[i])) {
         return invalid("arm names must be unique");
@@ -319,7 +349,7 @@ fn validate<'a>(input: &'a DecisionInput, config: &DecisionConfig) -> Result<Vec
             return invalid(format!("guardrail `{}`: margin must be finite and ≥ 0", g.metric.name));
         }
     }
-    let metrics = std::iter::once(&input.goal).chain(input.guardrails.iter().map(|g| &g.metric));
+    let metrics = input.goal.iter().chain(input.guardrails.iter().map(|g| &g.metric));
     for m in metrics {
         for a in &m.arms {
             compare::check_observation(&a.value).map_err(|e| super::StatsError::InvalidInput(format!("`{}` arm `{}`: {e}", m.name, a.arm)))?;

@@ -11,7 +11,7 @@ fn mean(arm: &str, m: f64, variance: f64, n: u64) -> ArmObservation {
 }
 
 fn experiment(arms: Vec<ArmObservation>) -> DecisionInput {
-    DecisionInput { control: "control".into(), goal: Metric { name: "conversion".into(), direction: Direction::HigherIsBetter, arms }, guardrails: vec![], assignment: vec![] }
+    DecisionInput { control: "control".into(), goal: Some(Metric { name: "conversion".into(), direction: Direction::HigherIsBetter, arms }), guardrails: vec![], assignment: vec![] }
 }
 
 fn errors(control: u64, v2: u64, n: u64, margin: f64) -> Guardrail {
@@ -63,9 +63,9 @@ fn identical_arms_continue_and_worse_arms_roll_back() {
 #[test]
 fn lower_is_better_goal_promotes_the_faster_arm() {
     let mut input = experiment(vec![mean("control", 0.250, 0.01, 10_000), mean("v2", 0.240, 0.01, 10_000)]);
-    input.goal.direction = Direction::LowerIsBetter;
+    input.goal.as_mut().unwrap().direction = Direction::LowerIsBetter;
     assert_eq!(outcome(&input, &seq()), promote("v2"));
-    input.goal.direction = Direction::HigherIsBetter;
+    input.goal.as_mut().unwrap().direction = Direction::HigherIsBetter;
     assert!(matches!(outcome(&input, &seq()), Outcome::Rollback { .. }));
 }
 
@@ -212,9 +212,9 @@ fn malformed_input_is_an_error() {
     let mut unknown = ok();
     unknown.control = "nope".into();
     let mut dup = ok();
-    dup.goal.arms.push(prop("v2", 1, 2));
+    dup.goal.as_mut().unwrap().arms.push(prop("v2", 1, 2));
     let mut lonely = ok();
-    lonely.goal.arms.truncate(1);
+    lonely.goal.as_mut().unwrap().arms.truncate(1);
     let impossible = experiment(vec![prop("control", 101, 100), prop("v2", 12, 100)]);
     let nan = experiment(vec![mean("control", f64::NAN, 1.0, 100), mean("v2", 1.0, 1.0, 100)]);
     let mixed = experiment(vec![prop("control", 10, 100), mean("v2", 1.0, 1.0, 100)]);
@@ -250,4 +250,26 @@ fn types_speak_camel_case_json() {
     assert_eq!(json["comparisons"][1]["verdict"], "nonInferior");
     let back: Decision = serde_json::from_value(json).unwrap();
     assert_eq!(back, d);
+}
+
+#[test]
+fn a_guardrail_only_gate_passes_harmless_arms_and_rolls_back_harmful_ones() {
+    let guard = |control: (u64, u64), v2: (u64, u64)| DecisionInput {
+        control: "control".into(),
+        goal: None,
+        guardrails: vec![Guardrail {
+            metric: Metric { name: "error-rate".into(), direction: Direction::LowerIsBetter, arms: vec![prop("control", control.0, control.1), prop("v2", v2.0, v2.1)] },
+            margin: Margin::Absolute(0.005),
+        }],
+        assignment: vec![],
+    };
+    let config = DecisionConfig::default();
+    let same = decide(&guard((100, 20_000), (98, 20_000)), &config).unwrap();
+    assert_eq!(same.outcome, Outcome::Promote { arm: "v2".into() });
+    let harmful = decide(&guard((100, 20_000), (500, 20_000)), &config).unwrap();
+    assert!(matches!(harmful.outcome, Outcome::Rollback { .. }), "{:?}", harmful.outcome);
+    let early = decide(&guard((1, 200), (1, 200)), &config).unwrap();
+    assert!(matches!(early.outcome, Outcome::Continue { .. }), "{:?}", early.outcome);
+    let nothing = DecisionInput { guardrails: vec![], ..guard((1, 2), (1, 2)) };
+    assert!(decide(&nothing, &config).is_err());
 }

@@ -62,7 +62,7 @@ fn two_arm_input(c: (u64, u64), t: (u64, u64)) -> DecisionInput {
     let arm = |name: &str, (x, n): (u64, u64)| ArmObservation { arm: name.into(), value: Observation::Proportion { successes: x, trials: n } };
     DecisionInput {
         control: "control".into(),
-        goal: Metric { name: "conversion".into(), direction: Default::default(), arms: vec![arm("control", c), arm("treatment", t)] },
+        goal: Some(Metric { name: "conversion".into(), direction: Default::default(), arms: vec![arm("control", c), arm("treatment", t)] }),
         guardrails: vec![],
         assignment: vec![],
     }
@@ -230,7 +230,7 @@ pub fn synthetic_input(arms: usize, metrics: usize, seed: u64) -> DecisionInput 
     let goal = metric(0, &mut rng);
     let guardrails = (1..metrics).map(|k| super::decision::Guardrail { metric: metric(k, &mut rng), margin: super::decision::Margin::Relative(0.05) }).collect();
     let assignment = names.iter().map(|a| Assignment { arm: a.clone(), weight: 1.0, units: 50_000 }).collect();
-    DecisionInput { control: "control".into(), goal, guardrails, assignment }
+    DecisionInput { control: "control".into(), goal: Some(goal), guardrails, assignment }
 }
 
 #[cfg(test)]

@@ -1,0 +1,8 @@
+//! `kubectl forklane …`: kubectl finds this plugin on PATH and passes the rest of the line.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    forklane::cli::main().await
+}

@@ -1,0 +1,77 @@
+//! The bridge from the controller to the analysis: read the metrics from a source, turn them into
+//! the statistics engine's input, decide.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::analysis::{MetricSource, PrometheusSource, decision_config, decision_input, measure};
+use crate::api::{ArmSamples, Experiment};
+use crate::plan::Mode;
+use crate::stats::decision::{Decision, decide};
+
+use super::Analyst;
+
+/// Picks the metric source for an experiment.
+pub type SourceFor = dyn Fn(&Experiment) -> Result<Arc<dyn MetricSource>, String> + Send + Sync;
+
+/// An analyst over any metric source.
+pub struct SourceAnalyst {
+    source_for: Box<SourceFor>,
+}
+
+impl SourceAnalyst {
+    pub fn new(source_for: impl Fn(&Experiment) -> Result<Arc<dyn MetricSource>, String> + Send + Sync + 'static) -> Self {
+        SourceAnalyst { source_for: Box::new(source_for) }
+    }
+
+    /// The same source for every experiment (the embedded simulation, a test double).
+    pub fn fixed(source: Arc<dyn MetricSource>) -> Self {
+        Self::new(move |_| Ok(source.clone()))
+    }
+
+    /// Each experiment's `spec.analysis.provider.prometheus.address`, else `default_address`.
+    pub fn prometheus(default_address: Option<String>) -> Self {
+        Self::new(move |exp| {
+            let address = exp
+                .spec
+                .analysis
+                .as_ref()
+                .and_then(|a| a.provider.as_ref())
+                .and_then(|p| p.prometheus.as_ref())
+                .map(|p| p.address.clone())
+                .or_else(|| default_address.clone())
+                .ok_or("no metric provider: set spec.analysis.provider.prometheus.address (or forklane run --prometheus-url)")?;
+            let source = PrometheusSource::new(&address).map_err(|e| e.to_string())?;
+            Ok(Arc::new(source) as Arc<dyn MetricSource>)
+        })
+    }
+}
+
+impl Analyst for SourceAnalyst {
+    fn decide<'a>(
+        &'a self,
+        exp: &'a Experiment,
+        mode: Mode,
+        window: Duration,
+        weights: &'a [(String, i32)],
+    ) -> Pin<Box<dyn Future<Output = Result<(Decision, Vec<ArmSamples>), String>> + Send + 'a>> {
+        Box::pin(async move {
+            let source = (self.source_for)(exp)?;
+            let measured = measure(exp, mode, window, source.as_ref()).await.map_err(|e| e.to_string())?;
+            let weights: BTreeMap<String, f64> = weights.iter().map(|(arm, w)| (arm.clone(), f64::from(*w))).collect();
+            let input = decision_input(exp, &measured, &weights).map_err(|e| e.to_string())?;
+            let analysis = exp.spec.analysis.as_ref().ok_or("no spec.analysis")?;
+            let decision = decide(&input, &decision_config(analysis)).map_err(|e| e.to_string())?;
+            // Samples per arm: the trials of the first metric.
+            let samples = measured
+                .metrics
+                .first()
+                .map(|m| m.arms.iter().map(|(arm, c)| ArmSamples { arm: arm.clone(), samples: c.trials.round() }).collect())
+                .unwrap_or_default();
+            Ok((decision, samples))
+        })
+    }
+}
