@@ -121,3 +121,15 @@ async fn injected_write_faults_and_the_admin_endpoint() {
     assert!(c.faults().set(FaultSettings { write_error_code: 418, ..Default::default() }).is_err());
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn built_in_objects_decode_through_their_types() {
+    let c = cluster().await;
+    let strict = format!("{CMS}?fieldValidation=Strict");
+    let s = refused(&c, "POST", &strict, "application/json", br#"{"metadata":{"name":"a"},"bogus":1}"#.to_vec(), 400, "BadRequest").await;
+    assert_eq!(s.message, "strict decoding error: unknown field \"bogus\"");
+    refused(&c, "POST", CMS, "application/json", br#"{"metadata":{"name":"a"},"data":5}"#.to_vec(), 400, "BadRequest").await;
+    let created = send(&c, "POST", CMS, "application/json", br#"{"metadata":{"name":"a"},"bogus":1}"#.to_vec()).await.unwrap();
+    assert!(!created.contains("bogus"), "unknown fields are dropped: {created}");
+    c.shutdown().await;
+}

@@ -22,6 +22,7 @@ pub mod semantics;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod typed;
 
 pub use error::{Error, Result};
 pub use faults::{FaultSettings, Faults};

@@ -162,15 +162,18 @@ async fn dispatch(state: &AppState, method: &Method, query: &Query, headers: &He
             Ok(render_one(&info, &target, patched, output, code, &opts.warnings.borrow(), query))
         }
         (Method::DELETE, Some(name)) => {
-            let opts = delete_options(query, body).await?;
+            let bytes = negotiate::read_body(body).await?;
+            let opts = delete_options(query, &bytes)?;
             let obj = store.delete(gvr, ns, name, &opts)?;
-            // With finalizers pending the object is returned, still present; otherwise the
-            // apiserver answers with the deleted object as well.
-            let code = if meta::is_deleting(&obj) && !meta::finalizers(&obj).is_empty() { 202 } else { 200 };
+            // The apiserver answers 200 with the object (gone or held by finalizers); only the
+            // legacy `orphanDependents: false` on a held object gets 202 Accepted.
+            let held = meta::is_deleting(&obj) && !meta::finalizers(&obj).is_empty();
+            let code = if held && orphan_dependents(query, &bytes) == Some(false) { 202 } else { 200 };
             Ok(render_one(&info, &target, obj, output, code, &[], query))
         }
         (Method::DELETE, None) => {
-            let opts = delete_options(query, body).await?;
+            let bytes = negotiate::read_body(body).await?;
+            let opts = delete_options(query, &bytes)?;
             let list = store.delete_collection(gvr, ns, &list_params(query)?, &opts)?;
             Ok(negotiate::json(200, &list, &[]))
         }
@@ -184,13 +187,22 @@ async fn decode(headers: &HeaderMap, body: Body) -> Result<Value> {
     negotiate::decode(&bytes, &media)
 }
 
-async fn delete_options(query: &Query, body: Body) -> Result<DeleteOptions> {
-    let bytes = negotiate::read_body(body).await?;
-    let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-        json!({})
+fn delete_body(bytes: &[u8]) -> Result<Value> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        Ok(json!({}))
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))?
-    };
+        serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))
+    }
+}
+
+/// The legacy `orphanDependents` of a delete request, from the body or the query.
+fn orphan_dependents(query: &Query, bytes: &[u8]) -> Option<bool> {
+    let body = delete_body(bytes).ok()?;
+    body["orphanDependents"].as_bool().or_else(|| query.get("orphanDependents").map(|v| v == "true"))
+}
+
+fn delete_options(query: &Query, bytes: &[u8]) -> Result<DeleteOptions> {
+    let body = delete_body(bytes)?;
     let policy = body["propagationPolicy"].as_str().map(String::from).or_else(|| query.get("propagationPolicy").cloned());
     let mut propagation = match policy.as_deref() {
         None | Some("") => None,
@@ -201,9 +213,8 @@ async fn delete_options(query: &Query, body: Body) -> Result<DeleteOptions> {
             return Err(Error::BadRequest(format!("propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\"")));
         }
     };
-    let orphan = body["orphanDependents"].as_bool().or_else(|| query.get("orphanDependents").map(|v| v == "true"));
     if propagation.is_none() {
-        propagation = orphan.map(|o| if o { Propagation::Orphan } else { Propagation::Background });
+        propagation = orphan_dependents(query, bytes).map(|o| if o { Propagation::Orphan } else { Propagation::Background });
     }
     let dry_run = body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All")) || query.get("dryRun").is_some_and(|v| v == "All");
     Ok(DeleteOptions {

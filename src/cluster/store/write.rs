@@ -169,6 +169,9 @@ impl Store {
     /// Admission shared by create and update: per-resource rules, CRD definition checks and
     /// custom-object schema validation.
     fn admit(&self, inner: &mut Inner, info: &ResourceInfo, gvr: &Gvr, old: Option<&Value>, obj: &mut Value, opts: &WriteOptions) -> Result<()> {
+        let (decoded, warnings) = crate::cluster::typed::decode(info, &gvr.version, std::mem::take(obj), opts.field_validation)?;
+        *obj = decoded;
+        opts.warnings.borrow_mut().extend(warnings);
         match old {
             None => admission::on_create(&mut inner.allocator, info, obj)?,
             Some(old) => admission::on_update(&mut inner.allocator, info, old, obj)?,

@@ -274,3 +274,74 @@ fn sync_slices(svc: &Value, pods: &[&Value], owned: &[&Value], now: Time) -> Vec
     }
     writes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Time {
+        "2024-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn pod(name: &str, ip: &str, ready: bool, terminating: bool) -> Value {
+        let mut p = json!({
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"), "labels": {"app": "my-app"}},
+            "spec": {"nodeName": "forklane-node", "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]}]},
+            "status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+        });
+        if terminating {
+            p["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:30Z");
+        }
+        p
+    }
+
+    fn svc() -> Value {
+        json!({"metadata": {"name": "my-app", "namespace": "default", "uid": "svc", "labels": {"app": "my-app"}},
+               "spec": {"selector": {"app": "my-app"}, "clusterIP": "10.96.0.10", "ports": [{"name": "web", "port": 80, "targetPort": "http", "protocol": "TCP"}]}})
+    }
+
+    fn written(r: &Reconciled, kind: Kind) -> Vec<&Value> {
+        r.writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Create { kind: k, object, .. } | Write::Update { kind: k, object, .. } if *k == kind => Some(object),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn endpoints_and_slices_from_readiness_and_termination() {
+        let pods = [pod("a", "10.244.0.10", true, false), pod("b", "10.244.0.9", false, false), pod("c", "10.244.0.2", true, true)];
+        let r = reconcile_service(&svc(), &pods, &[], &[], now());
+        let ep = written(&r, Kind::Endpoints)[0];
+        assert_eq!(ep["subsets"][0]["ports"], json!([{"name": "web", "port": 8080, "protocol": "TCP"}]), "named targetPort resolved");
+        assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], "10.244.0.10");
+        assert_eq!(ep["subsets"][0]["notReadyAddresses"][0]["ip"], "10.244.0.9");
+        assert_eq!(ep["subsets"][0]["addresses"].as_array().unwrap().len(), 1, "terminating pods are left out of Endpoints");
+        let slice = written(&r, Kind::EndpointSlice)[0];
+        assert_eq!(slice["metadata"]["labels"][SERVICE_NAME_LABEL], "my-app");
+        assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Service");
+        let conds: Vec<(&str, &Value)> = slice["endpoints"].as_array().unwrap().iter().map(|e| (e["addresses"][0].as_str().unwrap(), &e["conditions"])).collect();
+        assert_eq!(conds, [
+            ("10.244.0.2", &json!({"ready": false, "serving": true, "terminating": true})),
+            ("10.244.0.9", &json!({"ready": false, "serving": false, "terminating": false})),
+            ("10.244.0.10", &json!({"ready": true, "serving": true, "terminating": false})),
+        ]);
+    }
+
+    #[test]
+    fn unchanged_state_writes_nothing_and_selectorless_services_are_left_alone() {
+        let pods = [pod("a", "10.244.0.10", true, false)];
+        let first = reconcile_service(&svc(), &pods, &[], &[], now());
+        let mut ep = written(&first, Kind::Endpoints)[0].clone();
+        ep["metadata"]["uid"] = json!("ep");
+        let mut slice = written(&first, Kind::EndpointSlice)[0].clone();
+        slice["metadata"]["name"] = json!("my-app-abcde");
+        let again = reconcile_service(&svc(), &pods, &[ep], &[slice], now());
+        assert_eq!(again.writes, vec![]);
+        let mut manual = svc();
+        manual["spec"].as_object_mut().unwrap().remove("selector");
+        assert_eq!(reconcile_service(&manual, &pods, &[], &[], now()).writes, vec![]);
+    }
+}

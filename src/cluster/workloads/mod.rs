@@ -4,8 +4,26 @@
 //!
 //! The controllers are pure functions from objects and a time to the writes a real controller
 //! would send (`deployment`, `replicaset`, `pods`, `endpoints`); `driver` runs them against the
-//! store, re-triggered by changes and by timers of the simulated `Clock`. See
-//! docs/workloads.md for what is faithful to Kubernetes and what is not.
+//! store, re-triggered by changes and by timers of the simulated `Clock`.
+//!
+//! Faithful to Kubernetes: ReplicaSet naming `<deployment>-<pod-template-hash>` and pod
+//! naming by generateName; revision, revision-history, desired/max-replicas annotations and
+//! change-cause copying; RollingUpdate (surge rounded up, unavailability down, unhealthy old
+//! replicas cleaned first), Recreate (waits until old pods are gone, terminating ones
+//! included), proportional scaling, paused, minReadySeconds, progress deadline, history
+//! cleanup; conditions and counters as `calculateStatus`/`syncRolloutStatus` write them;
+//! pod deletion ranking with LogarithmicScaleDown; readiness from probe timing; Endpoints
+//! and EndpointSlices with ready/serving/terminating and named target ports.
+//!
+//! Not faithful (by design or not yet): the hash is FNV over canonical JSON, not over Go's
+//! spew dump, so values differ from a real cluster's (see `hash`); ReplicaSets and pods are
+//! matched by controller reference only (no adoption of orphans, no release); no events are
+//! recorded; probes always succeed and containers never crash or restart (liveness and
+//! startup probes are ignored); one node, no resources or scheduling constraints; a deleted
+//! pod's containers stop `KubeletSettings::termination_seconds` after the deletion (default
+//! 2 s, at most the grace period) — a real app's shutdown time is its own; the Endpoints
+//! `last-change-trigger-time` is the time of the write; no ReplicaFailure conditions.
+//! Timestamps written by the store itself follow its own clock until it shares this one.
 
 pub mod clock;
 pub mod deployment;

@@ -312,3 +312,92 @@ fn terminate(pod: &Value, now: Time, settings: &KubeletSettings, out: &mut Recon
         manager: KUBELET,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::workloads::objects::is_pod_ready;
+
+    fn t(s: i64) -> Time {
+        add_secs("2024-01-01T00:00:00Z".parse().unwrap(), s)
+    }
+
+    fn pod(probe: Value) -> Value {
+        json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+            "spec": {"containers": [{"name": "app", "image": "nginx:1.25", "readinessProbe": probe}], "terminationGracePeriodSeconds": 30},
+            "status": {"phase": "Pending"},
+        })
+    }
+
+    /// Applies the reconcile's status writes to `p` (what the store would return).
+    fn step(p: &mut Value, now: Time) -> Reconciled {
+        let r = reconcile_pod(p, now, &KubeletSettings::default(), &mut || "10.244.0.7".into());
+        for w in &r.writes {
+            match w {
+                Write::Update { object, .. } => p["spec"] = object["spec"].clone(),
+                Write::UpdateStatus { object, .. } => p["status"] = object["status"].clone(),
+                _ => {}
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn readiness_waits_for_the_first_probe_after_the_initial_delay() {
+        assert_eq!(ready_at(&json!({"readinessProbe": {"initialDelaySeconds": 5, "periodSeconds": 3}}), t(0)), t(6));
+        assert_eq!(ready_at(&json!({"readinessProbe": {"initialDelaySeconds": 6, "periodSeconds": 3}}), t(0)), t(6));
+        assert_eq!(ready_at(&json!({"readinessProbe": {"periodSeconds": 5, "successThreshold": 2}}), t(0)), t(5));
+        assert_eq!(ready_at(&json!({}), t(0)), t(0), "no probe: ready when started");
+    }
+
+    #[test]
+    fn pending_to_running_to_ready() {
+        let mut p = pod(json!({"initialDelaySeconds": 5, "periodSeconds": 5}));
+        let r = step(&mut p, t(0));
+        assert!(matches!(&r.writes[0], Write::Update { manager: "kube-scheduler", .. }));
+        assert_eq!(p["spec"]["nodeName"], "forklane-node");
+        step(&mut p, t(0));
+        assert_eq!(p["status"]["phase"], "Pending");
+        assert_eq!(p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "ContainerCreating");
+        assert_eq!(p["status"]["containerStatuses"][0]["image"], "docker.io/library/nginx:1.25");
+        let r = step(&mut p, t(1));
+        assert_eq!(p["status"]["phase"], "Running");
+        assert_eq!(p["status"]["podIP"], "10.244.0.7");
+        assert!(!is_pod_ready(&p));
+        assert_eq!(r.requeue_at, Some(t(6)), "probe at start + 5");
+        step(&mut p, t(7));
+        assert!(is_pod_ready(&p));
+        let ready = p["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+        assert_eq!(ready["lastTransitionTime"], format_time(t(6)), "the probe's time, not when we looked");
+        let types: Vec<&str> = p["status"]["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]);
+        assert!(step(&mut p, t(8)).writes.is_empty(), "steady state writes nothing");
+    }
+
+    #[test]
+    fn a_deleted_pod_stops_after_the_simulated_grace_then_is_removed() {
+        let mut p = pod(Value::Null);
+        for s in [0, 0, 1] {
+            step(&mut p, t(s));
+        }
+        // The apiserver's graceful deletion at t=10 with the default 30 s.
+        p["metadata"]["deletionTimestamp"] = json!(format_time(t(40)));
+        p["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+        let r = step(&mut p, t(11));
+        assert!(r.writes.is_empty());
+        assert_eq!(r.requeue_at, Some(t(12)), "2 s after the deletion");
+        let r = step(&mut p, t(12));
+        assert_eq!(p["status"]["phase"], "Succeeded");
+        assert_eq!(p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"], "Completed");
+        assert!(matches!(&r.writes[1], Write::Delete { grace_period_seconds: Some(0), uid, .. } if uid == "u1"));
+    }
+
+    #[test]
+    fn ip_pool_hands_out_in_order_and_skips_used() {
+        let mut pool = IpPool::default();
+        let used: HashSet<String> = ["10.244.0.3".to_string()].into();
+        assert_eq!(pool.allocate(&used), "10.244.0.2");
+        assert_eq!(pool.allocate(&used), "10.244.0.4");
+    }
+}

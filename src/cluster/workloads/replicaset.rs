@@ -142,3 +142,67 @@ fn newer_first(ta: Option<Time>, tb: Option<Time>, a: &Value, b: &Value, now: Ti
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::workloads::clock::{add_secs, format_time};
+    use crate::cluster::workloads::objects::pod_condition;
+
+    fn t(s: i64) -> Time {
+        add_secs("2024-01-01T00:00:00Z".parse().unwrap(), s)
+    }
+
+    fn pod(name: &str, created: i64, ready_since: Option<i64>) -> Value {
+        let conditions: Vec<Value> = ready_since.map(|s| pod_condition("Ready", true, t(s), None, None)).into_iter().collect();
+        json!({
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"), "creationTimestamp": format_time(t(created)),
+                         "ownerReferences": [{"uid": "rs", "controller": true}], "labels": {"app": "a"}},
+            "spec": {"nodeName": "forklane-node"},
+            "status": {"phase": "Running", "conditions": conditions},
+        })
+    }
+
+    fn rs(replicas: i64) -> Value {
+        json!({"metadata": {"name": "rs", "namespace": "default", "uid": "rs", "generation": 2},
+               "spec": {"replicas": replicas, "template": {"metadata": {"labels": {"app": "a"}}, "spec": {}}}})
+    }
+
+    fn deleted(r: &Reconciled) -> Vec<&str> {
+        r.writes.iter().filter_map(|w| if let Write::Delete { name, .. } = w { Some(name.as_str()) } else { None }).collect()
+    }
+
+    #[test]
+    fn scale_down_deletes_not_ready_then_newest() {
+        let pods = [pod("old-ready", 0, Some(10)), pod("new-ready", 3000, Some(3010)), pod("not-ready", 0, None)];
+        let now = t(5000);
+        assert_eq!(deleted(&reconcile_replica_set(&rs(2), &pods, now)), ["not-ready"]);
+        assert_eq!(deleted(&reconcile_replica_set(&rs(1), &pods, now)), ["not-ready", "new-ready"]);
+    }
+
+    #[test]
+    fn scale_up_creates_from_the_template_and_status_counts() {
+        let pods = [pod("a", 0, Some(1))];
+        let r = reconcile_replica_set(&rs(3), &pods, t(100));
+        let creates: Vec<&Value> = r.writes.iter().filter_map(|w| if let Write::Create { object, .. } = w { Some(object) } else { None }).collect();
+        assert_eq!(creates.len(), 2);
+        assert_eq!(creates[0]["metadata"]["generateName"], "rs-");
+        assert_eq!(creates[0]["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+        let status = r.writes.iter().find_map(|w| if let Write::UpdateStatus { object, .. } = w { Some(&object["status"]) } else { None }).unwrap();
+        assert_eq!(status, &json!({"replicas": 1, "fullyLabeledReplicas": 1, "readyReplicas": 1, "availableReplicas": 1, "observedGeneration": 2}));
+    }
+
+    #[test]
+    fn terminating_pods_are_not_counted_and_min_ready_seconds_requeues() {
+        let mut going = pod("going", 0, Some(1));
+        going["metadata"]["deletionTimestamp"] = json!(format_time(t(200)));
+        let mut rs = rs(1);
+        rs["spec"]["minReadySeconds"] = json!(30);
+        let r = reconcile_replica_set(&rs, &[going, pod("b", 0, Some(90))], t(100));
+        assert!(deleted(&r).is_empty() && !r.writes.iter().any(|w| matches!(w, Write::Create { .. })));
+        let status = r.writes.iter().find_map(|w| if let Write::UpdateStatus { object, .. } = w { Some(&object["status"]) } else { None }).unwrap();
+        assert_eq!(status["replicas"], 1);
+        assert!(status.get("availableReplicas").is_none());
+        assert_eq!(r.requeue_at, Some(t(121)));
+    }
+}
