@@ -23,6 +23,7 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod typed;
+pub mod workloads;
 
 pub use error::{Error, Result};
 pub use faults::{FaultSettings, Faults};
