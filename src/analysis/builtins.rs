@@ -7,17 +7,21 @@
 //!
 //! With Istio an arm is picked by `destination_version` when its selector has a `version`
 //! label (Istio fills that label from the pod's `version` label), else by
-//! `destination_workload` = the arm's Deployment. Without a mesh, by `version`.
+//! `destination_workload` = the arm's Deployment. Without a mesh, by `namespace` and `version`.
 
 use crate::api::{Arm, Builtin, Metric};
 use crate::plan::Mode;
 
-/// Istio's default bucket bounds of `istio_request_duration_milliseconds`. The native
-/// histogram `http_request_duration_seconds` is expected to use the same bounds in seconds.
-pub const BUCKETS_MS: [f64; 19] = [
+use super::template::escape_quoted;
+
+/// Istio's default bucket bounds of `istio_request_duration_milliseconds`.
+pub const ISTIO_BUCKETS_MS: [f64; 19] = [
     0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0, 300000.0, 600000.0,
     1800000.0, 3600000.0,
 ];
+
+/// The Prometheus client libraries' default buckets of `http_request_duration_seconds`, in ms.
+pub const NATIVE_BUCKETS_MS: [f64; 11] = [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
 
 /// A success query and a trial query (templates or rendered PromQL).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,7 +34,7 @@ pub struct QueryPair {
 pub enum BuiltinError {
     #[error("metric `{metric}`: builtin {builtin} needs thresholdMs")]
     NoThreshold { metric: String, builtin: &'static str },
-    #[error("metric `{metric}`: thresholdMs {value} is not between 0 and {max} (Istio's largest finite bucket bound)")]
+    #[error("metric `{metric}`: thresholdMs {value} is not between 0 and {max} (the largest finite bucket bound)")]
     Threshold { metric: String, value: f64, max: f64 },
     #[error("metric `{metric}`: without a mesh builtin {builtin} selects arm `{arm}` by its `version` label, which its selector lacks")]
     NoVersion { metric: String, builtin: &'static str, arm: String },
@@ -44,31 +48,39 @@ fn builtin_name(b: Builtin) -> &'static str {
 }
 
 /// The smallest bucket bound ≥ `threshold_ms`: a threshold between two bounds is rounded up.
-pub fn bucket_bound(metric: &Metric, threshold_ms: f64) -> Result<f64, BuiltinError> {
-    let max = BUCKETS_MS[BUCKETS_MS.len() - 1];
-    BUCKETS_MS
+pub fn bucket_bound(metric: &Metric, threshold_ms: f64, mode: Mode) -> Result<f64, BuiltinError> {
+    let bounds: &[f64] = match mode {
+        Mode::Istio => &ISTIO_BUCKETS_MS,
+        Mode::Native => &NATIVE_BUCKETS_MS,
+    };
+    let max = bounds[bounds.len() - 1];
+    bounds
         .iter()
         .copied()
         .find(|b| threshold_ms >= 0.0 && *b >= threshold_ms)
         .ok_or(BuiltinError::Threshold { metric: metric.name.clone(), value: threshold_ms, max })
 }
 
-/// An `le` matcher for a bound. Exporters disagree on large bounds: Rust's formatting gives
-/// `1800000`, Go's and Envoy's `%g` give `1.8e+06`; from 10⁶ on both spellings match.
+/// An `le` matcher for a bound, accepting each exporter's spelling of it: Envoy and Go's
+/// clients write `500` and, from 10⁶ on, `1.8e+06`; the Rust client writes `500.0`.
 fn le_matcher(bound: f64) -> String {
     let plain = format!("{bound}");
-    if bound < 1e6 {
-        return format!(r#"le="{plain}""#);
+    let mut spellings = vec![plain.clone()];
+    if bound.fract() == 0.0 {
+        spellings.push(format!("{plain}.0"));
     }
-    let exp = bound.log10().floor() as i32;
-    let mantissa = format!("{}", bound / 10f64.powi(exp)).replace('.', r"\\.");
-    format!(r#"le=~"{plain}|{mantissa}e\\+{exp:02}""#)
+    if bound >= 1e6 {
+        let exp = bound.log10().floor() as i32;
+        spellings.push(format!("{}e+{exp:02}", bound / 10f64.powi(exp)));
+    }
+    let alternatives: Vec<String> = spellings.iter().map(|s| escape_quoted(&regex::escape(s), '"')).collect();
+    format!(r#"le=~"{}""#, alternatives.join("|"))
 }
 
 /// The success/trial templates of a builtin metric for one arm.
 pub fn templates(builtin: Builtin, metric: &Metric, mode: Mode, arm: &Arm) -> Result<QueryPair, BuiltinError> {
     let name = builtin_name(builtin);
-    let (selector, histogram, scale) = match mode {
+    let (selector, histogram, per_ms) = match mode {
         Mode::Istio => {
             let arm_label = if arm.selector.contains_key("version") {
                 r#"destination_version="{{ arm.selector.version }}""#
@@ -84,7 +96,8 @@ pub fn templates(builtin: Builtin, metric: &Metric, mode: Mode, arm: &Arm) -> Re
             if !arm.selector.contains_key("version") {
                 return Err(BuiltinError::NoVersion { metric: metric.name.clone(), builtin: name, arm: arm.name.clone() });
             }
-            (r#"version="{{ arm.selector.version }}""#.to_string(), "http_request_duration_seconds", 1e-3)
+            // `namespace` as a kubernetes_sd scrape attaches it; versions repeat across apps.
+            (r#"namespace="{{ namespace }}",version="{{ arm.selector.version }}""#.to_string(), "http_request_duration_seconds", 1000.0)
         }
     };
     let increase = |series: &str, extra: &str| format!("sum(increase({series}{{{selector}{extra}}}[{{{{ window }}}}]))");
@@ -98,7 +111,7 @@ pub fn templates(builtin: Builtin, metric: &Metric, mode: Mode, arm: &Arm) -> Re
         }
         Builtin::IstioLatency => {
             let threshold = metric.threshold_ms.ok_or(BuiltinError::NoThreshold { metric: metric.name.clone(), builtin: name })?;
-            let bound = bucket_bound(metric, threshold)? * scale;
+            let bound = bucket_bound(metric, threshold, mode)? / per_ms;
             let count = increase(&format!("{histogram}_count"), "");
             let fast = increase(&format!("{histogram}_bucket"), &format!(",{}", le_matcher(bound)));
             QueryPair { success: format!("{count} - {fast}"), trial: count }

@@ -20,8 +20,10 @@ use super::template::{self, Context, TemplateError};
 pub enum ConfigError {
     #[error("the experiment has no spec.analysis")]
     NoAnalysis,
-    #[error("spec.analysis.metrics has {0} goal metrics; exactly one is needed")]
+    #[error("spec.analysis.metrics has {0} goal metrics; at most one is supported")]
     Goals(usize),
+    #[error("spec.analysis.metrics is empty: a decision needs a goal or a guardrail")]
+    NoMetrics,
     #[error(transparent)]
     Template(#[from] TemplateError),
     #[error(transparent)]
@@ -122,12 +124,12 @@ fn observation(c: &Counts) -> stats::Observation {
     stats::Observation::Proportion { successes, trials }
 }
 
-/// The statistics engine's input. `weights` are the arms' current traffic weights, used
-/// for the SRM check (when `srm.enabled`) against the goal's trials per arm.
+/// The statistics engine's input from the counts `measure` read for the same experiment.
+/// `weights` are the arms' current traffic weights, for the SRM check (when `srm.enabled`).
 pub fn decision_input(exp: &Experiment, m: &Measurements, weights: &BTreeMap<String, f64>) -> Result<DecisionInput, ConfigError> {
     let analysis = analysis(exp)?;
     let goals = analysis.metrics.iter().filter(|x| x.role == Role::Goal).count();
-    if goals != 1 {
+    if goals > 1 {
         return Err(ConfigError::Goals(goals));
     }
     let mut goal = None;
@@ -141,10 +143,12 @@ pub fn decision_input(exp: &Experiment, m: &Measurements, weights: &BTreeMap<Str
             Role::Guardrail => guardrails.push(stats::Guardrail { metric, margin: stats::Margin::Absolute(spec.margin.unwrap_or(0.0)) }),
         }
     }
-    let goal = goal.ok_or(ConfigError::Goals(0))?;
+    // Units for the SRM check: the goal's trials, or the first guardrail's in a
+    // guardrail-only gate (a canary's analysis step).
+    let primary = goal.as_ref().or(guardrails.first().map(|g| &g.metric)).ok_or(ConfigError::NoMetrics)?;
     let control = exp.spec.arms.iter().find(|a| a.control).unwrap_or(&exp.spec.arms[0]).name.clone();
     let assignment = match &analysis.srm {
-        Some(srm) if srm.enabled => goal
+        Some(srm) if srm.enabled => primary
             .arms
             .iter()
             .map(|a| match weights.get(&a.arm) {

@@ -127,8 +127,9 @@ fn builds_the_decision_input_with_directions_margins_and_srm() {
     };
     let input = decision_input(&exp, &m, &weights(90.0, 10.0)).unwrap();
     assert_eq!(input.control, "v1");
-    assert_eq!(input.goal.direction, stats::Direction::HigherIsBetter);
-    assert_eq!(input.goal.arms[0].value, Observation::Proportion { successes: 100, trials: 1000 });
+    let goal = input.goal.as_ref().unwrap();
+    assert_eq!(goal.direction, stats::Direction::HigherIsBetter);
+    assert_eq!(goal.arms[0].value, Observation::Proportion { successes: 100, trials: 1000 });
     let guard: Vec<_> = input.guardrails.iter().map(|g| (g.metric.name.as_str(), g.metric.direction, g.margin)).collect();
     assert_eq!(
         guard,
@@ -156,7 +157,19 @@ fn guardrails_of_unknown_direction_are_refused() {
 }
 
 #[test]
-fn needs_exactly_one_goal_and_positive_weights_for_srm() {
+fn guardrails_alone_make_a_gate_whose_srm_units_are_the_first_guardrails_trials() {
+    let mut exp = experiment();
+    exp.spec.analysis.as_mut().unwrap().metrics.remove(0);
+    let m = Measurements { metrics: vec![MetricCounts { metric: "error-rate".into(), arms: counts(&[("v1", 4.0, 1000.0), ("v2", 3.0, 990.0)]) }] };
+    let input = decision_input(&exp, &m, &weights(50.0, 50.0)).unwrap();
+    assert_eq!(input.goal, None);
+    assert_eq!(input.assignment.iter().map(|a| a.units).collect::<Vec<_>>(), [1000, 990]);
+    exp.spec.analysis.as_mut().unwrap().metrics.clear();
+    assert_eq!(decision_input(&exp, &Measurements { metrics: vec![] }, &weights(50.0, 50.0)), Err(ConfigError::NoMetrics));
+}
+
+#[test]
+fn needs_at_most_one_goal_and_positive_weights_for_srm() {
     let m = run(measure(&experiment(), Mode::Istio, Duration::from_secs(125), &full_table())).unwrap();
     let two_goals = with_metrics("[{name: revenue, role: goal, successQuery: a, trialQuery: b}]");
     assert_eq!(decision_input(&two_goals, &m, &weights(50.0, 50.0)), Err(ConfigError::Goals(2)));

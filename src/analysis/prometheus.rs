@@ -1,11 +1,13 @@
-//! The Prometheus metric source: instant queries at "now" through prometheus-http-query.
+//! The Prometheus metric source: instant queries at "now" (whole seconds) through
+//! prometheus-http-query.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use prometheus_http_query::{Client, Error, response::Data};
 
-use super::source::{BoxFuture, MetricSource, SourceError};
+use super::builtins::QueryPair;
+use super::source::{BoxFuture, Counts, MetricSource, SourceError, combine};
 
 /// How long one query may take before the source counts as unreachable. reqwest's default
 /// client has no timeout, and a black-holed address would otherwise stall a reconcile.
@@ -28,10 +30,11 @@ impl PrometheusSource {
         Self { timeout, ..self }
     }
 
-    async fn query(&self, query: &str) -> Result<f64, SourceError> {
+    /// Evaluates `query` at `at` (Unix seconds, the API's resolution).
+    async fn query(&self, query: &str, at: i64) -> Result<f64, SourceError> {
         let unreachable = |message: String| SourceError::Unreachable { source_name: self.address.clone(), message };
         // POST: rendered queries can outgrow what proxies accept in a URL.
-        let answer = tokio::time::timeout(self.timeout, self.client.query(query).post())
+        let answer = tokio::time::timeout(self.timeout, self.client.query(query).at(at).post())
             .await
             .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?;
         let result = match answer {
@@ -69,8 +72,22 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
 impl MetricSource for PrometheusSource {
     fn value<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<f64, SourceError>> {
-        Box::pin(self.query(query))
+        Box::pin(self.query(query, unix_now()))
+    }
+
+    /// Both queries at one instant: `increase()` extrapolates to the end of its window, so
+    /// queries a few milliseconds apart scale their counts differently and skew the ratio.
+    fn counts<'a>(&'a self, pair: &'a QueryPair) -> BoxFuture<'a, Result<Counts, SourceError>> {
+        Box::pin(async move {
+            let at = unix_now();
+            let (trials, successes) = tokio::join!(self.query(&pair.trial, at), self.query(&pair.success, at));
+            combine(pair, trials, successes)
+        })
     }
 }

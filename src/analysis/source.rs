@@ -29,24 +29,32 @@ pub trait MetricSource: Send + Sync {
     /// The single value of `query` evaluated now. An empty result, or NaN, is `NoData`.
     fn value<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<f64, SourceError>>;
 
-    /// Successes and trials of one arm. The trial query must have data. A success query
-    /// without data next to trials that have data counts zero successes: Prometheus has no
-    /// series for errors that never happened (`response_code=~"5.."` of a healthy arm).
+    /// Successes and trials of one arm, by [`combine`]. A source whose answers depend on
+    /// the evaluation time should evaluate both queries at one instant.
     fn counts<'a>(&'a self, pair: &'a QueryPair) -> BoxFuture<'a, Result<Counts, SourceError>> {
         Box::pin(async move {
-            let trials = self.value(&pair.trial).await?;
-            let successes = match self.value(&pair.success).await {
-                Err(SourceError::NoData { .. }) => 0.0,
-                other => other?,
-            };
-            for (query, v) in [(&pair.trial, trials), (&pair.success, successes)] {
-                if !v.is_finite() {
-                    return Err(SourceError::Query { query: query.clone(), message: format!("value {v} is not a finite count") });
-                }
-            }
-            Ok(Counts { successes, trials })
+            let trials = self.value(&pair.trial).await;
+            let successes = self.value(&pair.success).await;
+            combine(pair, trials, successes)
         })
     }
+}
+
+/// The trial query must have data. A success query without data next to trials that have
+/// data counts zero successes: Prometheus has no series for errors that never happened
+/// (`response_code=~"5.."` of a healthy arm). Infinite values are query errors.
+pub fn combine(pair: &QueryPair, trials: Result<f64, SourceError>, successes: Result<f64, SourceError>) -> Result<Counts, SourceError> {
+    let trials = trials?;
+    let successes = match successes {
+        Err(SourceError::NoData { .. }) => 0.0,
+        other => other?,
+    };
+    for (query, v) in [(&pair.trial, trials), (&pair.success, successes)] {
+        if !v.is_finite() {
+            return Err(SourceError::Query { query: query.clone(), message: format!("value {v} is not a finite count") });
+        }
+    }
+    Ok(Counts { successes, trials })
 }
 
 #[cfg(test)]

@@ -1,0 +1,223 @@
+//! The Prometheus source against a real Prometheus (the Debian package;
+//! `scripts/install-prometheus`) scraping fixed counters every second, side by side with the
+//! embedded source over the same counters: same rendered queries, same proportions, same
+//! decision. Label values carry `"`, `}`, `\` and a newline, so the escaping is tested by
+//! Prometheus' own parser. Unreachable, failing and empty queries come back as the matching
+//! `SourceError`.
+//!
+//! Without the `prometheus` binary the test is skipped, except under CI (`CI` set), where it fails.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use forklane::analysis::{self, CounterStore, Counts, EmbeddedSource, Matcher, MeasureError, Measurements, MetricSource, PrometheusSource, SourceError};
+use forklane::api::Experiment;
+use forklane::plan::Mode;
+use forklane::stats::decision::{Outcome, decide};
+
+/// A version label value that would break an unescaped query.
+const WEIRD: &str = "v\"2}\\\n";
+
+type Series = (&'static str, Vec<(&'static str, String)>, f64);
+
+/// Counter totals: v1 converts 10%, the weird v2 20%; 1% and 2% errors; 10% and 5% slow.
+/// Large enough that the decision is clear (a promotion) from either source.
+fn series() -> Vec<Series> {
+    let mut out = Vec::new();
+    for (v, orders, errors, slow) in [("v1", 300.0, 100.0, 1000.0), (WEIRD, 600.0, 200.0, 500.0)] {
+        let ver = |extra: &[(&'static str, &str)]| {
+            let mut l = vec![("version", v.to_string())];
+            l.extend(extra.iter().map(|(k, x)| (*k, x.to_string())));
+            l
+        };
+        let istio = |extra: &[(&'static str, &str)]| {
+            let mut l = vec![
+                ("reporter", "destination".to_string()),
+                ("destination_service_namespace", "shop".into()),
+                ("destination_service_name", "checkout".into()),
+                ("destination_version", v.to_string()),
+            ];
+            l.extend(extra.iter().map(|(k, x)| (*k, x.to_string())));
+            l
+        };
+        out.push(("orders_total", ver(&[]), orders));
+        out.push(("visits_total", ver(&[]), 3000.0));
+        out.push(("istio_requests_total", istio(&[("response_code", "200")]), 10000.0 - errors));
+        out.push(("istio_requests_total", istio(&[("response_code", "503")]), errors));
+        // As the Rust client spells bounds (`500.0`); Envoy writes `500`.
+        out.push(("istio_request_duration_milliseconds_bucket", istio(&[("le", "500.0")]), 10000.0 - slow));
+        out.push(("istio_request_duration_milliseconds_bucket", istio(&[("le", "+Inf")]), 10000.0));
+        out.push(("istio_request_duration_milliseconds_count", istio(&[]), 10000.0));
+    }
+    out
+}
+
+/// Prometheus text format; every value is 0 at the first scrape, so `increase()` counts from
+/// zero exactly as the embedded store does for series born inside the window.
+fn exposition(series: &[Series], zero: bool) -> String {
+    let escape = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let mut out = String::new();
+    for (name, labels, value) in series {
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+        out.push_str(&format!("{name}{{{}}} {}\n", labels.join(","), if zero { 0.0 } else { *value }));
+    }
+    out
+}
+
+/// The embedded side: every series was born inside the window, so its increase is its total.
+struct Totals(Vec<Series>);
+
+impl CounterStore for Totals {
+    fn increase(&self, metric: &str, matchers: &[Matcher], _window: Duration) -> Option<f64> {
+        let value = |labels: &[(&str, String)], name: &str| labels.iter().find(|(k, _)| *k == name).map_or(String::new(), |(_, v)| v.clone());
+        let hits: Vec<f64> = self.0.iter().filter(|(n, l, _)| *n == metric && matchers.iter().all(|m| m.matches(&value(l, &m.label)))).map(|s| s.2).collect();
+        (!hits.is_empty()).then(|| hits.iter().sum())
+    }
+}
+
+fn experiment() -> Experiment {
+    let mut exp: Experiment = serde_yaml_ng::from_str(
+        r#"
+apiVersion: forklane.io/v1alpha1
+kind: Experiment
+metadata: {name: checkout, namespace: shop}
+spec:
+  service: {name: checkout}
+  arms:
+    - {name: v1, control: true, selector: {app: checkout, version: v1}}
+    - {name: v2, selector: {app: checkout, version: placeholder}}
+  strategy: {abTest: {split: {v1: 50, v2: 50}}}
+  analysis:
+    minSamplesPerArm: 100
+    srm: {enabled: true}
+    metrics:
+      - name: conversion
+        role: goal
+        successQuery: 'sum(increase(orders_total{version="{{ arm.selector.version }}"}[{{ window }}]))'
+        trialQuery: 'sum(increase(visits_total{version="{{ arm.selector.version }}"}[{{ window }}]))'
+      - {name: error-rate, builtin: istio-error-rate, role: guardrail, margin: 0.05}
+      - {name: latency, builtin: istio-latency, thresholdMs: 300, role: guardrail, margin: 0.05}
+"#,
+    )
+    .unwrap();
+    exp.spec.arms[1].selector.insert("version".into(), WEIRD.into());
+    exp
+}
+
+/// Kills Prometheus and removes its directory, also when the test fails.
+struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+    url: String,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_prometheus(target: std::net::SocketAddr) -> Prometheus {
+    let dir = std::env::temp_dir().join(format!("forklane-analysis-prometheus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: fixture\n    static_configs: [{{targets: ['{target}']}}]\n");
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+        .spawn()
+        .expect("prometheus starts");
+    Prometheus { child, dir, url: format!("http://127.0.0.1:{port}") }
+}
+
+fn prometheus_installed() -> bool {
+    let found = Command::new("prometheus").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found && std::env::var_os("CI").is_some() {
+        panic!("prometheus is missing under CI: run scripts/install-prometheus first");
+    }
+    found
+}
+
+fn ratios(m: &Measurements) -> Vec<(String, String, f64)> {
+    m.metrics.iter().flat_map(|mc| mc.arms.iter().map(|(arm, c)| (mc.metric.clone(), arm.clone(), c.successes / c.trials))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_and_embedded_sources_agree_on_counts_and_decision() {
+    if !prometheus_installed() {
+        eprintln!("skipped: prometheus is not installed (scripts/install-prometheus)");
+        return;
+    }
+    let scrapes = Arc::new(AtomicUsize::new(0));
+    let counter = scrapes.clone();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+            async move { exposition(&series(), first) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, app).into_future());
+    let prometheus = start_prometheus(target);
+
+    let exp = experiment();
+    let window = Duration::from_secs(120);
+    let source = PrometheusSource::new(&prometheus.url).unwrap().with_timeout(Duration::from_secs(5));
+    // Wait for the zero scrape and two more, then for every query to have data.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let from_prometheus = loop {
+        if scrapes.load(Ordering::SeqCst) >= 3 {
+            match analysis::measure(&exp, Mode::Istio, window, &source).await {
+                Ok(m) => break m,
+                Err(MeasureError::Unavailable { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let log = std::fs::read_to_string(prometheus.dir.join("prometheus.log")).unwrap_or_default();
+        assert!(Instant::now() < deadline, "no data from Prometheus within 60 s; its log:\n{log}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let from_embedded = analysis::measure(&exp, Mode::Istio, window, &EmbeddedSource::new(Totals(series()))).await.unwrap();
+
+    assert_eq!(from_embedded.metrics[0].arms[1].1, Counts { successes: 600.0, trials: 3000.0 });
+    // increase() extrapolates to the window's end, by the same factor for every series of a
+    // scrape: counts may be inflated, proportions are exact.
+    for ((metric, arm, p), (_, _, e)) in ratios(&from_prometheus).into_iter().zip(ratios(&from_embedded)) {
+        assert!((p - e).abs() < 1e-9, "{metric}/{arm}: Prometheus {p}, embedded {e}");
+    }
+    for (mc, me) in from_prometheus.metrics.iter().zip(&from_embedded.metrics) {
+        for ((arm, p), (_, e)) in mc.arms.iter().zip(&me.arms) {
+            assert!(p.trials >= e.trials && p.trials < 2.0 * e.trials, "{}/{arm}: {} vs {}", mc.metric, p.trials, e.trials);
+        }
+    }
+    let weights = BTreeMap::from([("v1".to_string(), 50.0), ("v2".to_string(), 50.0)]);
+    let config = analysis::decision_config(exp.spec.analysis.as_ref().unwrap());
+    let decide_on = |m: &Measurements| decide(&analysis::decision_input(&exp, m, &weights).unwrap(), &config).unwrap().outcome;
+    assert_eq!(decide_on(&from_embedded), Outcome::Promote { arm: "v2".into() });
+    assert_eq!(decide_on(&from_prometheus), Outcome::Promote { arm: "v2".into() });
+
+    // Failures are told apart, and none of them is a count.
+    let bad = analysis::QueryPair { success: "sum(".into(), trial: "sum(increase(visits_total[1m]))".into() };
+    assert!(matches!(source.counts(&bad).await, Err(SourceError::Query { query, .. }) if query == "sum("));
+    let empty = analysis::QueryPair { success: "x".into(), trial: "sum(increase(no_such_total[1m]))".into() };
+    assert!(matches!(source.counts(&empty).await, Err(SourceError::NoData { .. })));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let down = PrometheusSource::new(&format!("http://127.0.0.1:{port}")).unwrap();
+    let err = analysis::measure(&exp, Mode::Istio, window, &down).await.unwrap_err();
+    assert!(matches!(&err, MeasureError::Unavailable { metric, arm, error: SourceError::Unreachable { .. } } if metric == "conversion" && arm == "v1"), "{err}");
+
+    server.abort();
+}
