@@ -248,3 +248,21 @@ fn annotations_set_errors_and_conversions_per_version() {
     assert!(text.contains("orders_total{") && text.contains("visits_total{") && text.contains(r#"code="500""#));
     assert!(!text.contains("istio_requests_total{"), "no mesh, no Istio metrics");
 }
+
+#[test]
+fn the_exposition_has_no_duplicate_series() {
+    // Two pods of one Deployment share their Istio labels: one series, or Prometheus drops samples.
+    let replicas = pods("v1", 2, true).into_iter().map(|p| Pod { owner: Some("my-app-v1-7b4874cd75".into()), ..p }).collect();
+    let snap = mesh(replicas, vec![], vec![]);
+    let dataplane = Dataplane::default();
+    let mut rng = StdRng::seed_from_u64(2);
+    for _ in 0..200 {
+        dataplane.handle(&snap, &key(), &Request::get("/"), &mut rng);
+    }
+    let text = dataplane.metrics.encode();
+    let series: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').unwrap().0).collect();
+    let unique: std::collections::BTreeSet<&str> = series.iter().copied().collect();
+    assert_eq!(series.len(), unique.len(), "{text}");
+    let destination = text.lines().find(|l| l.starts_with("istio_requests_total{") && l.contains(r#"reporter="destination""#)).unwrap();
+    assert!(destination.contains(r#"destination_workload="my-app-v1""#) && destination.ends_with(" 200"), "{destination}");
+}

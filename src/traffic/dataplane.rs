@@ -45,7 +45,7 @@ impl Dataplane {
         let answer = match decision.primary {
             Ok(picked) => {
                 let (answer, served) = self.at_pod(snap, &picked, req, false, rng);
-                let workload = &snap.pod(picked.pod).workload;
+                let workload = &snap.pod(picked.pod).workload.mesh;
                 self.metrics.record_mesh(Reporter::Source, &picked.service, Some(workload), answer.status, ResponseFlag::None, answer.latency);
                 let mut response = Response { status: answer.status, headers: Vec::new(), body: answer.body };
                 for ops in decision.response_headers {
@@ -68,10 +68,10 @@ impl Dataplane {
         let answer = app::answer(pod, req, mirrored, rng);
         let w = &pod.workload;
         if snap.mesh {
-            self.metrics.record_mesh(Reporter::Destination, &picked.service, Some(w), answer.status, ResponseFlag::None, answer.latency);
+            self.metrics.record_mesh(Reporter::Destination, &picked.service, Some(&w.mesh), answer.status, ResponseFlag::None, answer.latency);
         }
         self.metrics.record_app(&picked.service, w, answer.status, answer.latency, answer.visit, mirrored, snap.mesh);
-        let served = Served { namespace: w.namespace.clone(), pod: w.pod.clone(), version: w.version.clone() };
+        let served = Served { namespace: w.mesh.namespace.clone(), pod: w.pod.clone(), version: w.mesh.version.clone() };
         (answer, served)
     }
 }

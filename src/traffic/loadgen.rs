@@ -77,7 +77,16 @@ impl Population {
 
     /// A user drawn uniformly, and their next request at `now` (on the load generator's clock).
     pub fn next_request(&mut self, now: Duration) -> (usize, Request) {
-        let index = self.rng.random_range(0..self.users.len());
+        let user = self.pick_user();
+        (user, self.request_for(user, now))
+    }
+
+    fn pick_user(&mut self) -> usize {
+        self.rng.random_range(0..self.users.len())
+    }
+
+    /// The next request of user `index` at `now`, with the cookies they hold then.
+    fn request_for(&mut self, index: usize, now: Duration) -> Request {
         let user = &mut self.users[index];
         let mut req = Request::get(&self.spec.path)
             .header("x-user-id", &user.id)
@@ -88,7 +97,7 @@ impl Population {
         if let Some(cookie) = user.jar.header(now) {
             req = req.header("cookie", &cookie);
         }
-        (index, req)
+        req
     }
 
     /// The user's browser takes the answer's cookies.
@@ -185,7 +194,9 @@ pub enum Limit {
 }
 
 /// Sends requests over HTTP at `rps` until `limit`, each user's cookies kept between requests.
+/// A user, like a browser session, waits for one answer (and its cookies) before the next request.
 pub async fn run_http(target: &HttpTarget, population: Population, rps: f64, limit: Limit) -> Report {
+    let turns: Arc<Vec<tokio::sync::Mutex<()>>> = Arc::new((0..population.users.len()).map(|_| tokio::sync::Mutex::new(())).collect());
     let population = Arc::new(Mutex::new(population));
     let report = Arc::new(Mutex::new(Report::default()));
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -203,9 +214,11 @@ pub async fn run_http(target: &HttpTarget, population: Population, rps: f64, lim
         }
         ticks.tick().await;
         let permit = in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let (user, req) = lock(&population).next_request(start.elapsed());
-        let (target, population, report) = (target.clone(), population.clone(), report.clone());
+        let user = lock(&population).pick_user();
+        let (target, population, report, turns) = (target.clone(), population.clone(), report.clone(), turns.clone());
         tasks.spawn(async move {
+            let _turn = turns[user].lock().await;
+            let req = lock(&population).request_for(user, start.elapsed());
             let result = http::send(&target, &req).await;
             if let Ok(response) = &result {
                 lock(&population).observe(user, response, start.elapsed());

@@ -22,7 +22,7 @@ use prometheus_client::registry::Registry;
 
 use super::app::Visit;
 use super::request::ResponseFlag;
-use super::snapshot::{ServiceKey, Workload};
+use super::snapshot::{MeshWorkload, ServiceKey, Workload};
 
 /// Istio's default buckets for `istio_request_duration_milliseconds`.
 pub const ISTIO_DURATION_BUCKETS_MS: [f64; 19] =
@@ -44,8 +44,9 @@ pub enum Reporter {
 struct IstioLabels {
     reporter: Reporter,
     service: ServiceKey,
-    /// `None` for the proxy's own replies: no pod was reached.
-    destination: Option<Arc<Workload>>,
+    /// `None` for the proxy's own replies: no pod was reached. Pods of one Deployment share
+    /// these labels, hence one series (duplicate series would make Prometheus drop samples).
+    destination: Option<Arc<MeshWorkload>>,
     code: u16,
     flag: ResponseFlag,
 }
@@ -85,7 +86,7 @@ impl EncodeLabelSet for IstioLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct ConversionLabels {
     service: ServiceKey,
-    destination: Arc<Workload>,
+    destination: Arc<MeshWorkload>,
 }
 
 impl EncodeLabelSet for ConversionLabels {
@@ -110,7 +111,7 @@ struct AppLabels {
 impl EncodeLabelSet for AppLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
         let w = &self.workload;
-        [("namespace", w.namespace.as_str()), ("pod", &w.pod), ("version", &w.version)].encode(encoder)?;
+        [("namespace", w.mesh.namespace.as_str()), ("pod", &w.pod), ("version", &w.mesh.version)].encode(encoder)?;
         w.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>().encode(encoder)?;
         if let Some(code) = self.code {
             ("code", code.to_string()).encode(encoder.encode_label())?;
@@ -194,7 +195,7 @@ impl Metrics {
     }
 
     /// A request as a mesh proxy reports it.
-    pub fn record_mesh(&self, reporter: Reporter, service: &ServiceKey, destination: Option<&Arc<Workload>>, code: u16, flag: ResponseFlag, latency: Duration) {
+    pub fn record_mesh(&self, reporter: Reporter, service: &ServiceKey, destination: Option<&Arc<MeshWorkload>>, code: u16, flag: ResponseFlag, latency: Duration) {
         let labels = IstioLabels { reporter, service: service.clone(), destination: destination.cloned(), code, flag };
         self.0.istio_duration.get_or_create(&labels).observe(latency.as_secs_f64() * 1000.0);
         self.0.istio_requests.get_or_create(&labels).inc();
@@ -215,13 +216,13 @@ impl Metrics {
         if visit == Visit::Ordered {
             self.0.orders.get_or_create(&without_code).inc();
             if mesh {
-                self.0.conversions.get_or_create(&ConversionLabels { service: service.clone(), destination: workload.clone() }).inc();
+                self.0.conversions.get_or_create(&ConversionLabels { service: service.clone(), destination: workload.mesh.clone() }).inc();
             }
         }
         let mut tally = self.tally();
-        let counts = match tally.versions.get_mut(workload.version.as_str()) {
+        let counts = match tally.versions.get_mut(workload.mesh.version.as_str()) {
             Some(c) => c,
-            None => tally.versions.entry(workload.version.clone()).or_default(),
+            None => tally.versions.entry(workload.mesh.version.clone()).or_default(),
         };
         counts.requests += 1;
         counts.errors += u64::from(code >= 500);

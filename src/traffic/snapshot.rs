@@ -98,16 +98,23 @@ pub struct PodEntry {
 /// Identity of a pod in metrics.
 #[derive(Debug, Hash, PartialEq, Eq)]
 pub struct Workload {
-    pub namespace: String,
+    /// What Istio's metrics say of it, the same for every pod of a Deployment.
+    pub mesh: Arc<MeshWorkload>,
     pub pod: String,
+    /// Pod labels with Prometheus-safe names, as a `labelmap` relabelling would attach them.
+    pub labels: Vec<(String, String)>,
+}
+
+/// The `destination_*` labels of Istio's metrics.
+#[derive(Debug, Hash, PartialEq, Eq)]
+pub struct MeshWorkload {
+    pub namespace: String,
     /// The Deployment name (ReplicaSet owner minus its hash), as Istio reports `destination_workload`.
     pub workload: String,
     /// Label `app`, else `unknown`.
     pub app: String,
     /// Label `version`, else the `VERSION` env, else `unknown`.
     pub version: String,
-    /// Pod labels with Prometheus-safe names, as a `labelmap` relabelling would attach them.
-    pub labels: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -218,14 +225,13 @@ fn pod_entry(pod: Pod) -> PodEntry {
         .map(|(k, v)| (prometheus_label_name(k), v.clone()))
         .filter(|(k, _)| !reserved.contains(&k.as_str()))
         .collect();
-    let workload = Workload {
+    let mesh = MeshWorkload {
         namespace: pod.namespace.clone(),
-        pod: pod.name.clone(),
         workload,
         app: pod.labels.get("app").cloned().unwrap_or_else(|| "unknown".into()),
         version,
-        labels,
     };
+    let workload = Workload { mesh: Arc::new(mesh), pod: pod.name.clone(), labels };
     PodEntry { pod, behaviour, workload: Arc::new(workload) }
 }
 
@@ -330,8 +336,8 @@ mod tests {
         let pod = snap.pod(entry.endpoints[0]);
         assert_eq!(pod.pod.name, "my-app-7b4874cd75-a");
         assert_eq!(pod.behaviour.error_rate, 0.5);
-        assert_eq!(pod.workload.workload, "my-app");
-        assert_eq!(pod.workload.version, "v1.0.0");
+        assert_eq!(pod.workload.mesh.workload, "my-app");
+        assert_eq!(pod.workload.mesh.version, "v1.0.0");
         assert!(pod.workload.labels.contains(&("pod_template_hash".into(), "7b4874cd75".into())));
     }
 }
