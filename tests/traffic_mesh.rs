@@ -266,3 +266,17 @@ fn the_exposition_has_no_duplicate_series() {
     let destination = text.lines().find(|l| l.starts_with("istio_requests_total{") && l.contains(r#"reporter="destination""#)).unwrap();
     assert!(destination.contains(r#"destination_workload="my-app-v1""#) && destination.ends_with(" 200"), "{destination}");
 }
+
+#[tokio::test]
+async fn in_process_traffic_can_be_paced_in_real_time() {
+    use forklane::traffic::loadgen::{self, Limit, LoadSpec, Population};
+    let view = Arc::new(Snapshot::new(vec![service()], pods("v1", 2, true), &[], &[]));
+    let dataplane = Dataplane::default();
+    let mut population = Population::new(&LoadSpec::default());
+    let start = std::time::Instant::now();
+    let report = loadgen::drive_in_process(&dataplane, &view, &key(), &mut population, 1000.0, Limit::Duration(std::time::Duration::from_millis(300))).await;
+    let elapsed = start.elapsed();
+    assert_eq!(report.sent, 300, "{report}");
+    assert!(elapsed >= std::time::Duration::from_millis(300) && elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
+    assert_eq!(dataplane.metrics.recorded().versions["v1"].requests, 300);
+}

@@ -29,17 +29,20 @@ impl Dataplane {
         Dataplane { metrics, sleep_latency: false, seed: 0 }
     }
 
-    /// Handles a request sent to `service` (through its NodePort, or from a client in the mesh).
-    /// An unknown Service, or one without a ready endpoint and no mesh, refuses the connection.
+    /// Handles a request sent to `service` through its NodePort. kube-proxy comes first: an
+    /// unknown Service, or one without any ready endpoint, refuses the connection, mesh or not;
+    /// otherwise the mesh (when on) routes the request.
     pub fn handle(&self, snap: &Snapshot, service: &ServiceKey, req: &Request, rng: &mut impl Rng) -> Outcome {
         let Some(entry) = snap.service(service) else { return Outcome::Refused };
+        let Some(picked) = proxy::pick(rng, &entry.endpoints, service) else { return Outcome::Refused };
         if !snap.mesh {
-            let Some(picked) = proxy::pick(rng, &entry.endpoints, service) else { return Outcome::Refused };
+            // kube-proxy's choice is final.
             let (answer, served) = self.at_pod(snap, &picked, req, false, rng);
             let response = Response { status: answer.status, headers: Vec::new(), body: answer.body };
             let answer = Answer { response, flag: ResponseFlag::None, served: Some(served), latency: answer.latency, mirrored_to: Vec::new() };
             return Outcome::Answered(answer);
         }
+        // The mesh routes the request again by its own rules.
         let decision = mesh::route(snap, service, entry, req, rng);
         let mirrored_to = decision.mirrors.iter().map(|m| self.at_pod(snap, m, req, true, rng).1).collect();
         let answer = match decision.primary {

@@ -165,16 +165,19 @@ impl Report {
     }
 }
 
-/// Sends `requests` requests to `service` in-process, `rps` per second of virtual time (which
-/// only ages cookies: nothing sleeps). Reads the view afresh for every request.
-pub fn run_in_process(dataplane: &Dataplane, view: &impl ClusterView, service: &ServiceKey, population: &mut Population, requests: u64, rps: f64) -> Report {
-    let mut rng = population.dataplane_rng();
-    let mut report = Report::default();
-    for i in 0..requests {
-        let now = Duration::from_secs_f64(i as f64 / rps);
+/// In-process requests to one Service.
+struct InProcess<'a, V> {
+    dataplane: &'a Dataplane,
+    view: &'a V,
+    service: &'a ServiceKey,
+    rng: StdRng,
+}
+
+impl<V: ClusterView> InProcess<'_, V> {
+    /// The next user's request at `now`, and what the user and the report make of the answer.
+    fn send(&mut self, population: &mut Population, report: &mut Report, now: Duration) {
         let (user, req) = population.next_request(now);
-        let outcome = dataplane.handle(&view.snapshot(), service, &req, &mut rng);
-        match &outcome {
+        match self.dataplane.handle(&self.view.snapshot(), self.service, &req, &mut self.rng) {
             Outcome::Refused => report.record(user, Err(&HttpError::Refused)),
             Outcome::Answered(answer) => {
                 population.observe(user, &answer.response, now);
@@ -183,8 +186,46 @@ pub fn run_in_process(dataplane: &Dataplane, view: &impl ClusterView, service: &
         }
         report.elapsed = now;
     }
+}
+
+/// Sends `requests` requests to `service` in-process, `rps` per second of virtual time (which
+/// only ages cookies: nothing sleeps). Reads the view afresh for every request.
+pub fn run_in_process(dataplane: &Dataplane, view: &impl ClusterView, service: &ServiceKey, population: &mut Population, requests: u64, rps: f64) -> Report {
+    let mut client = InProcess { dataplane, view, service, rng: population.dataplane_rng() };
+    let mut report = Report::default();
+    for i in 0..requests {
+        client.send(population, &mut report, Duration::from_secs_f64(i as f64 / rps));
+    }
     report
 }
+
+/// Like [`run_in_process`], but paced in real time at `rps` until `limit`, so that metrics grow
+/// as a scraping Prometheus (and an analysis reading it) expects: background traffic for demos
+/// and end-to-end tests. Sends the requests due every [`PACING`].
+pub async fn drive_in_process(dataplane: &Dataplane, view: &impl ClusterView, service: &ServiceKey, population: &mut Population, rps: f64, limit: Limit) -> Report {
+    let mut client = InProcess { dataplane, view, service, rng: population.dataplane_rng() };
+    let mut report = Report::default();
+    let (start, mut ticks) = (Instant::now(), tokio::time::interval(PACING));
+    loop {
+        ticks.tick().await;
+        let now = start.elapsed();
+        let (cap, done) = match limit {
+            Limit::Requests(n) => (n, false),
+            Limit::Duration(d) => ((d.as_secs_f64() * rps) as u64, now >= d),
+        };
+        let due = ((now.as_secs_f64() * rps) as u64).min(cap);
+        while report.sent < due {
+            client.send(population, &mut report, now);
+        }
+        if done || report.sent >= cap {
+            report.elapsed = now;
+            return report;
+        }
+    }
+}
+
+/// How often [`drive_in_process`] sends the requests that are due.
+pub const PACING: Duration = Duration::from_millis(10);
 
 /// How long an HTTP run lasts.
 #[derive(Clone, Copy, Debug, PartialEq)]

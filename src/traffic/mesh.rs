@@ -8,6 +8,8 @@
 //! `gateways` (holds when it lists `mesh`). A match using any other condition (`queryParams`,
 //! `port`, `sourceLabels`, `sourceNamespace`) never holds here.
 
+use std::collections::BTreeMap;
+
 use rand::Rng;
 use regex::Regex;
 
@@ -80,11 +82,11 @@ pub struct HeaderOps {
 
 impl HeaderOps {
     fn from_parts(
-        set: Option<&std::collections::BTreeMap<String, String>>,
-        add: Option<&std::collections::BTreeMap<String, String>>,
+        set: Option<&BTreeMap<String, String>>,
+        add: Option<&BTreeMap<String, String>>,
         remove: Option<&Vec<String>>,
     ) -> Self {
-        let lower = |m: Option<&std::collections::BTreeMap<String, String>>| {
+        let lower = |m: Option<&BTreeMap<String, String>>| {
             m.into_iter().flatten().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect()
         };
         HeaderOps { set: lower(set), add: lower(add), remove: remove.into_iter().flatten().map(|h| h.to_ascii_lowercase()).collect() }

@@ -23,6 +23,6 @@ pub use dataplane::Dataplane;
 pub use loadgen::{LoadSpec, Population, Report};
 pub use metrics::{Metrics, Recorded, VersionCounts};
 pub use nodeport::{NodePort, serve_nodeport};
-pub use request::{Answer, Outcome, Request, Response, ResponseFlag};
+pub use request::{Answer, Outcome, Request, Response, ResponseFlag, Served};
 pub use snapshot::{Pod, Service, ServiceKey, ServicePort, Snapshot};
 pub use view::{ClusterView, LiveView, SnapshotFeed};
