@@ -20,8 +20,11 @@ fn rendered(template: &str, version: &str) -> Result<String, TemplateError> {
     render(template, &ctx, "conversion")
 }
 
+/// One term's sign, metric, range and (label, operator) pairs.
+type TermShape = (bool, String, Duration, Vec<(String, u8)>);
+
 /// The query's shape: terms, metric names, labels and operators, without the values.
-fn shape(terms: &[Term]) -> Vec<(bool, String, Duration, Vec<(String, u8)>)> {
+fn shape(terms: &[Term]) -> Vec<TermShape> {
     let op = |m: &MatchOp| match m {
         MatchOp::Equal(_) => 0,
         MatchOp::NotEqual(_) => 1,

@@ -56,8 +56,10 @@ mod tests {
 
     use super::*;
 
+    type Series = (&'static str, Vec<(&'static str, &'static str)>, f64);
+
     /// Series with fixed totals, all created inside any window; records the windows asked for.
-    struct Totals(Vec<(&'static str, Vec<(&'static str, &'static str)>, f64)>, Mutex<Vec<Duration>>);
+    struct Totals(Vec<Series>, Mutex<Vec<Duration>>);
 
     impl CounterStore for Totals {
         fn increase(&self, metric: &str, matchers: &[Matcher], window: Duration) -> Option<f64> {
