@@ -1,5 +1,6 @@
 //! The `forklane` command line: one module per subcommand.
 
+pub mod cluster;
 pub mod command;
 pub mod render;
 pub mod run;
@@ -37,6 +38,8 @@ enum Command {
     },
     /// Run the controller.
     Run(run::RunArgs),
+    /// Serve an embedded Kubernetes API server for kubectl and the controller.
+    Cluster(cluster::ClusterArgs),
     /// Continue past a pause or analysis step (--full: straight to 100%; --arm: pick an A/B arm).
     Promote(command::PromoteArgs),
     /// Send all traffic back to the control and stop.
@@ -58,6 +61,7 @@ pub async fn main() -> ExitCode {
         }
         Command::Stats { cmd } => stats::run(cmd),
         Command::Run(args) => run::run(args).await,
+        Command::Cluster(args) => cluster::run(args).await,
         Command::Promote(args) => command::send(&args.target, command::promote_command(&args)).await,
         Command::Abort(args) => command::send(&args.target, Cmd::Abort(args.reason.clone())).await,
         Command::Pause(target) => command::send(&target, Cmd::Pause).await,
