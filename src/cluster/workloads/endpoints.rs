@@ -142,7 +142,7 @@ fn sync_endpoints(svc: &Value, pods: &[&Value], current: Option<&Value>, now: Ti
         if ports.is_empty() && !(no_ports && is_headless(svc)) {
             continue;
         }
-        ports.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+        ports.sort_by_key(Value::to_string);
         let entry = subsets.entry(Value::from(ports.clone()).to_string()).or_insert_with(|| (Value::from(ports), vec![], vec![]));
         if tolerate_unready || is_pod_ready(pod) { entry.1.push(pod) } else { entry.2.push(pod) }
     }
@@ -200,7 +200,7 @@ fn sync_slices(svc: &Value, pods: &[&Value], owned: &[&Value], now: Time) -> Vec
     let tolerate_unready = svc["spec"]["publishNotReadyAddresses"] == true;
     let mut groups: BTreeMap<String, (Value, Vec<Value>)> = BTreeMap::new();
     let mut sorted: Vec<&Value> = pods.iter().copied().filter(|p| should_be_in_endpoints(p, true)).collect();
-    sorted.sort_by(|a, b| ip_key(ip(a)).cmp(&ip_key(ip(b))));
+    sorted.sort_by_key(|p| ip_key(ip(p)));
     for pod in sorted {
         let ports = Value::from(resolved_ports(svc, pod));
         let serving = is_pod_ready(pod);

@@ -87,9 +87,11 @@ pub fn reconcile_pod(pod: &Value, now: Time, settings: &KubeletSettings, ip: &mu
             out.requeue(running_at);
             return out;
         }
+        // Written as of when the containers started, even if we look late, and without
+        // later probe results: a watcher sees Running before Ready, as on a real node.
         let mut status = pod["status"].clone();
-        start_containers(&mut status, pod, now, ip());
-        let next = update_readiness(&mut status, pod, now);
+        start_containers(&mut status, pod, running_at, ip());
+        let next = update_readiness(&mut status, pod, running_at);
         if let Some(t) = next {
             out.requeue(t);
         }
