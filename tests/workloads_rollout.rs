@@ -206,6 +206,11 @@ async fn rolling_update_max_surge_1_max_unavailable_0() {
     let slice_ips: Vec<&str> = slices["items"].as_array().unwrap().iter().flat_map(|s| s["endpoints"].as_array().unwrap()).filter(|e| e["conditions"]["ready"] == true).map(|e| e["addresses"][0].as_str().unwrap()).collect();
     assert_eq!(slice_ips.len(), 10);
 
+    // Steady state: the controllers find nothing to write.
+    let settled = store.resource_version();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.resource_version(), settled, "no writes once rolled out");
+
     let rss = store.list(&gvr("apps", "replicasets"), Some("default"), &ListParams::default()).unwrap();
     let mut revisions: Vec<(String, i64)> = rss["items"].as_array().unwrap().iter().map(|rs| (rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"].as_str().unwrap().to_string(), rs["spec"]["replicas"].as_i64().unwrap())).collect();
     revisions.sort();
