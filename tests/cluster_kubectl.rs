@@ -3,82 +3,21 @@
 //! without it these tests fail, they never skip.
 
 mod cluster_common;
-use cluster_common::{cluster, kubectl_path, widget_crd};
+use cluster_common::kubectl::{Kubectl, header};
+use cluster_common::{cluster, widget_crd};
 
-use forklane::cluster::Cluster;
 use std::path::PathBuf;
 use std::time::Duration;
-
-struct Kubectl {
-    dir: PathBuf,
-    bin: String,
-}
-
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Kubectl {
-    fn new(c: &Cluster) -> Self {
-        let dir = std::env::temp_dir().join(format!("forklane-kubectl-{}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("kubeconfig"), c.kubeconfig_yaml()).unwrap();
-        Kubectl { dir, bin: kubectl_path() }
-    }
-
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(&self.bin);
-        cmd.args(args)
-            .arg("--cache-dir")
-            .arg(self.dir.join("cache"))
-            .env("KUBECONFIG", self.dir.join("kubeconfig"))
-            .current_dir(seed_dir())
-            .kill_on_drop(true);
-        cmd
-    }
-
-    async fn run(&self, args: &[&str]) -> Out {
-        let out = self.command(args).output().await.expect("kubectl runs");
-        Out { ok: out.status.success(), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
-    }
-
-    /// Runs and requires success; returns stdout.
-    async fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args).await;
-        assert!(out.ok, "kubectl {args:?} failed:\n{}\n{}", out.stdout, out.stderr);
-        assert!(!out.stderr.contains("WARNING: version difference"), "skew warning: {}", out.stderr);
-        out.stdout
-    }
-
-    /// Writes a file into the scratch directory and returns its path.
-    fn file(&self, name: &str, contents: &str) -> String {
-        let p = self.dir.join(name);
-        std::fs::write(&p, contents).unwrap();
-        p.to_string_lossy().into()
-    }
-}
-
-impl Drop for Kubectl {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// tests/fixtures/seed, found from this file (cargo runs tests from the package root).
 fn seed_dir() -> PathBuf {
     std::path::Path::new(file!()).parent().expect("tests dir").join("fixtures/seed")
 }
 
-fn header(table: &str) -> Vec<String> {
-    table.lines().next().unwrap_or_default().split_whitespace().map(String::from).collect()
-}
-
 #[tokio::test]
 async fn version_and_api_resources() {
     let c = cluster().await;
-    let k = Kubectl::new(&c);
+    let k = Kubectl::new(&c, &seed_dir());
     let out = k.run(&["version"]).await;
     assert!(out.ok, "{}", out.stderr);
     assert!(out.stdout.contains("Server Version: v1.37"), "{}", out.stdout);
@@ -97,7 +36,7 @@ async fn version_and_api_resources() {
 #[tokio::test]
 async fn recreate_walkthrough_apply_get_describe_scale_label_annotate_delete() {
     let c = cluster().await;
-    let k = Kubectl::new(&c);
+    let k = Kubectl::new(&c, &seed_dir());
     let out = k.ok(&["apply", "-f", "app-v1.yaml"]).await;
     assert_eq!(out.trim(), "service/my-app created\ndeployment.apps/my-app created");
 
@@ -137,7 +76,7 @@ async fn recreate_walkthrough_apply_get_describe_scale_label_annotate_delete() {
 #[tokio::test]
 async fn blue_green_patch_types_and_server_side_apply() {
     let c = cluster().await;
-    let k = Kubectl::new(&c);
+    let k = Kubectl::new(&c, &seed_dir());
     k.ok(&["apply", "-f", "app-v1-single-svc.yaml"]).await;
     k.ok(&["apply", "-f", "app-v2-single-svc.yaml"]).await;
     let out = k.ok(&["patch", "service", "my-app", "-p", r#"{"spec":{"selector":{"version":"v2.0.0"}}}"#]).await;
@@ -166,7 +105,7 @@ async fn blue_green_patch_types_and_server_side_apply() {
 #[tokio::test]
 async fn get_watch_prints_first_events() {
     let c = cluster().await;
-    let k = Kubectl::new(&c);
+    let k = Kubectl::new(&c, &seed_dir());
     k.ok(&["apply", "-f", "app-v1-canary.yaml"]).await;
     let child = k.command(&["get", "deploy", "-w"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -186,7 +125,7 @@ async fn get_watch_prints_first_events() {
 #[tokio::test]
 async fn crd_then_custom_objects_valid_accepted_invalid_rejected() {
     let c = cluster().await;
-    let k = Kubectl::new(&c);
+    let k = Kubectl::new(&c, &seed_dir());
     let crd = k.file("crd.yaml", &serde_yaml_ng::to_string(&widget_crd()).unwrap());
     assert_eq!(k.ok(&["apply", "-f", &crd]).await.trim(), "customresourcedefinition.apiextensions.k8s.io/widgets.example.com created");
     let valid = k.file("valid.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 3\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w2\nspec:\n  size: 7\n  color: red\n");

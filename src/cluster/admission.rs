@@ -5,6 +5,7 @@
 use crate::cluster::defaults;
 use crate::cluster::error::{Error, Result};
 use crate::cluster::meta;
+use crate::cluster::rbac;
 use crate::cluster::resources::ResourceInfo;
 use crate::cluster::semantics::FieldError;
 use base64::Engine;
@@ -109,6 +110,7 @@ pub fn on_create(alloc: &mut Allocator, info: &ResourceInfo, obj: &mut Value) ->
             defaults::deployment(obj);
             validate_workload(info, obj)?;
         }
+        (rbac::GROUP, _) => validate_rbac(info, obj, None)?,
         ("apps", "replicasets") => {
             defaults::replica_set(obj);
             validate_workload(info, obj)?;
@@ -158,9 +160,24 @@ pub fn on_update(alloc: &mut Allocator, info: &ResourceInfo, old: &Value, new: &
             validate_workload(info, new)?;
             immutable_selector(info, old, new)?;
         }
+        (rbac::GROUP, _) => validate_rbac(info, new, Some(old))?,
         _ => {}
     }
     Ok(())
+}
+
+/// Roles and bindings, defaulted and validated as `rbac.authorization.k8s.io/v1` does.
+fn validate_rbac(info: &ResourceInfo, obj: &mut Value, old: Option<&Value>) -> Result<()> {
+    let errors = match info.resource.as_str() {
+        "roles" | "clusterroles" => rbac::validate_rules(obj, info.namespaced),
+        _ => {
+            rbac::default_binding(obj);
+            let mut errors = rbac::validate_binding(obj, info.namespaced);
+            errors.extend(old.map(|old| rbac::validate_binding_update(old, obj)).unwrap_or_default());
+            errors
+        }
+    };
+    invalid(info, obj, errors)
 }
 
 /// Releases what the object held once it is gone.

@@ -7,7 +7,7 @@ use crate::cluster::http::{self, AppState};
 use crate::cluster::kubeconfig;
 use crate::cluster::resources::Gvr;
 use crate::cluster::store::{Store, StoreConfig, WriteOptions};
-use crate::cluster::{gc, lifecycle, tls};
+use crate::cluster::{gc, lifecycle, service_accounts, tls};
 use futures::future::BoxFuture;
 use serde_json::json;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ pub struct ClusterConfig {
     /// How often watches with `allowWatchBookmarks` get a bookmark.
     pub bookmark_interval: Duration,
     /// Extra controllers, started after the built-in ones (garbage collector, namespace
-    /// and CRD cleanup).
+    /// and CRD cleanup, default service accounts).
     pub controllers: Vec<ControllerFn>,
 }
 
@@ -83,6 +83,7 @@ fn seed(store: &Store) -> Result<()> {
         },
     });
     store.create(&Gvr::new("", "v1", "services"), Some("default"), service, &opts)?;
+    service_accounts::sweep(store);
     Ok(())
 }
 
@@ -121,7 +122,11 @@ impl Cluster {
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let server = tokio::spawn(http::serve(listener, tls.server_config.clone(), http::router(state), shutdown_rx));
-        let mut controllers = vec![tokio::spawn(gc::run(store.clone())), tokio::spawn(lifecycle::run(store.clone()))];
+        let mut controllers = vec![
+            tokio::spawn(gc::run(store.clone())),
+            tokio::spawn(lifecycle::run(store.clone())),
+            tokio::spawn(service_accounts::run(store.clone())),
+        ];
         for c in &config.controllers {
             controllers.push(tokio::spawn(c(store.clone())));
         }

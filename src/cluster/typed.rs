@@ -6,7 +6,7 @@ use crate::cluster::error::{Error, Result};
 use crate::cluster::resources::ResourceInfo;
 use crate::cluster::semantics::schema::unknown_field_message;
 use crate::cluster::store::FieldValidation;
-use k8s_openapi::api::{apps, coordination, core, discovery, events};
+use k8s_openapi::api::{apps, coordination, core, discovery, events, rbac};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,11 +27,16 @@ pub fn decode(info: &ResourceInfo, version: &str, obj: Value, validation: FieldV
         ("", "Pod") => round_trip::<core::v1::Pod>(&obj),
         ("", "ConfigMap") => round_trip::<core::v1::ConfigMap>(&obj),
         ("", "Secret") => round_trip::<core::v1::Secret>(&obj),
+        ("", "ServiceAccount") => round_trip::<core::v1::ServiceAccount>(&obj),
         ("", "Event") => round_trip::<core::v1::Event>(&obj),
         ("apps", "Deployment") => round_trip::<apps::v1::Deployment>(&obj),
         ("apps", "ReplicaSet") => round_trip::<apps::v1::ReplicaSet>(&obj),
         ("discovery.k8s.io", "EndpointSlice") => round_trip::<discovery::v1::EndpointSlice>(&obj),
         ("events.k8s.io", "Event") => round_trip::<events::v1::Event>(&obj),
+        ("rbac.authorization.k8s.io", "Role") => round_trip::<rbac::v1::Role>(&obj),
+        ("rbac.authorization.k8s.io", "ClusterRole") => round_trip::<rbac::v1::ClusterRole>(&obj),
+        ("rbac.authorization.k8s.io", "RoleBinding") => round_trip::<rbac::v1::RoleBinding>(&obj),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => round_trip::<rbac::v1::ClusterRoleBinding>(&obj),
         ("coordination.k8s.io", "Lease") => round_trip::<coordination::v1::Lease>(&obj),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => round_trip::<CustomResourceDefinition>(&obj),
         _ => return Ok((obj, vec![])),

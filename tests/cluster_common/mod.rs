@@ -1,6 +1,8 @@
 //! Helpers shared by the cluster integration tests (`tests/cluster_*.rs`).
 #![allow(dead_code)]
 
+pub mod kubectl;
+
 use forklane::cluster::{Cluster, ClusterConfig};
 use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, GroupVersionKind};

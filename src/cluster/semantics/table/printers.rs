@@ -18,6 +18,8 @@ pub(super) fn printer(kind: &str) -> (&'static [Column], Row) {
         "ConfigMap" => (&[NAME, ("Data", "integer", "", 0), AGE], |o, now| vec![name(o), json!(len(o, "/data") + len(o, "/binaryData")), json!(age(o, now))]),
         "Secret" => (&[NAME, ("Type", "string", "", 0), ("Data", "integer", "", 0), AGE], |o, now| vec![name(o), json!(s(o, "/type")), json!(len(o, "/data")), json!(age(o, now))]),
         "Endpoints" => (&[NAME, ("Endpoints", "string", "", 0), AGE], |o, now| vec![name(o), json!(endpoints(o)), json!(age(o, now))]),
+        "ServiceAccount" => (&[NAME, ("Secrets", "string", "", 0), AGE], |o, now| vec![name(o), json!(items(o, "/secrets").len()), json!(age(o, now))]),
+        "RoleBinding" | "ClusterRoleBinding" => (&[NAME, ("Role", "string", "", 0), AGE, ("Users", "string", "", 1), ("Groups", "string", "", 1), ("ServiceAccounts", "string", "", 1)], binding),
         "Lease" => (&[NAME, ("Holder", "string", "", 0), AGE], |o, now| vec![name(o), json!(s(o, "/spec/holderIdentity")), json!(age(o, now))]),
         "Event" => (&[("Last Seen", "string", "", 0), ("Type", "string", "", 0), ("Reason", "string", "", 0), ("Object", "string", "", 0), ("Message", "string", "", 0)], event),
         _ => (&[NAME, ("Created At", "date", "", 0)], |o, _| vec![name(o), json!(s(o, "/metadata/creationTimestamp"))]),
@@ -217,6 +219,22 @@ fn endpoints(o: &Value) -> String {
         out.push_str(&format!(" + {more} more..."));
     }
     out
+}
+
+/// `printRoleBinding`/`printClusterRoleBinding` with the wide cells of `rbac.SubjectsStrings`.
+fn binding(o: &Value, now: i64) -> Vec<Value> {
+    let role = format!("{}/{}", s(o, "/roleRef/kind"), s(o, "/roleRef/name"));
+    let (mut users, mut groups, mut sas) = (vec![], vec![], vec![]);
+    for subject in items(o, "/subjects") {
+        let name = s(subject, "/name").to_string();
+        match s(subject, "/kind") {
+            "User" => users.push(name),
+            "Group" => groups.push(name),
+            "ServiceAccount" => sas.push(format!("{}/{name}", s(subject, "/namespace"))),
+            _ => {}
+        }
+    }
+    vec![name(o), json!(role), json!(age(o, now)), json!(users.join(", ")), json!(groups.join(", ")), json!(sas.join(", "))]
 }
 
 fn event(o: &Value, now: i64) -> Vec<Value> {
