@@ -43,11 +43,6 @@ impl Clock {
         let sim = self.now().duration_until(t).as_secs_f64();
         Duration::from_secs_f64((sim / self.speed).max(0.0))
     }
-
-    /// A simulated duration in real time, e.g. for test timeouts.
-    pub fn real_duration(&self, simulated: Duration) -> Duration {
-        simulated.div_f64(self.speed)
-    }
 }
 
 /// `metav1.Time` serialisation: RFC 3339 in whole seconds (Kubernetes truncates, so a

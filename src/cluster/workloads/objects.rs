@@ -80,25 +80,6 @@ pub fn status_int(obj: &Value, field: &str) -> i64 {
     obj["status"][field].as_i64().unwrap_or(0)
 }
 
-/// Whether a `matchLabels`/`matchExpressions` selector selects these labels.
-pub fn selector_matches(selector: &Value, labels: &Map<String, Value>) -> bool {
-    let Some(sel) = selector.as_object() else { return false };
-    let match_labels = sel.get("matchLabels").and_then(Value::as_object);
-    let labels_ok = match_labels.into_iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
-    let exprs_ok = sel.get("matchExpressions").and_then(Value::as_array).into_iter().flatten().all(|e| {
-        let value = labels.get(e["key"].as_str().unwrap_or_default()).and_then(Value::as_str);
-        let values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-        match e["operator"].as_str().unwrap_or_default() {
-            "In" => value.is_some_and(|v| values.contains(&v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(&v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    labels_ok && exprs_ok
-}
-
 pub fn condition<'a>(obj: &'a Value, kind: &str) -> Option<&'a Value> {
     obj["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == kind)
 }
@@ -165,16 +146,6 @@ pub fn by_creation(a: &Value, b: &Value) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn selectors_match_labels_and_expressions() {
-        let labels = json!({"app": "a", "tier": "web"}).as_object().cloned().unwrap();
-        assert!(selector_matches(&json!({"matchLabels": {"app": "a"}}), &labels));
-        assert!(!selector_matches(&json!({"matchLabels": {"app": "b"}}), &labels));
-        let exprs = json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["web"]}, {"key": "x", "operator": "DoesNotExist"}]});
-        assert!(selector_matches(&exprs, &labels));
-        assert!(!selector_matches(&json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["web"]}]}), &labels));
-    }
 
     #[test]
     fn availability_needs_min_ready_seconds_strictly_past() {
