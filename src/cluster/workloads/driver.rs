@@ -170,7 +170,8 @@ fn apply(store: &Store, r: Reconciled) -> Reconciled {
             }
         };
         match result {
-            Ok(_) | Err(Error::NotFound { .. } | Error::Conflict { .. } | Error::AlreadyExists { .. }) => {}
+            // Races a later pass resolves, and creates refused in a terminating namespace.
+            Ok(_) | Err(Error::NotFound { .. } | Error::Conflict { .. } | Error::AlreadyExists { .. } | Error::Forbidden(_)) => {}
             Err(e) => tracing::warn!(?kind, error = %e, "workloads: write failed"),
         }
     }
