@@ -10,3 +10,4 @@ pub mod istio;
 pub mod plan;
 pub mod policy;
 pub mod stats;
+pub mod traffic;
