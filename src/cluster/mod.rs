@@ -2,6 +2,7 @@
 //! See docs/cluster.md for what it serves and how faithfully.
 
 pub mod admission;
+pub mod audit;
 pub mod crd;
 pub mod defaults;
 pub mod discovery;
@@ -27,6 +28,7 @@ pub mod tls;
 pub mod typed;
 pub mod workloads;
 
+pub use audit::{Audit, AuditRecord};
 pub use error::{Error, Result};
 pub use faults::{FaultSettings, Faults};
 pub use resources::Gvr;

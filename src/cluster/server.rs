@@ -1,6 +1,7 @@
 //! `Cluster`: one running embedded API server (HTTPS listener, store, built-in controllers)
 //! and the handles tests, the demo and simulators use.
 
+use crate::cluster::audit::Audit;
 use crate::cluster::error::{Error, Result};
 use crate::cluster::faults::Faults;
 use crate::cluster::http::{self, AppState};
@@ -32,11 +33,13 @@ pub struct ClusterConfig {
     /// Extra controllers, started after the built-in ones (garbage collector, namespace
     /// and CRD cleanup, default service accounts).
     pub controllers: Vec<ControllerFn>,
+    /// Record every resource request (see `Cluster::audit`); off by default.
+    pub audit: bool,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { port: 0, token: None, store: StoreConfig::default(), bookmark_interval: Duration::from_secs(60), controllers: vec![] }
+        ClusterConfig { port: 0, token: None, store: StoreConfig::default(), bookmark_interval: Duration::from_secs(60), controllers: vec![], audit: false }
     }
 }
 
@@ -48,6 +51,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("store", &self.store)
             .field("bookmark_interval", &self.bookmark_interval)
             .field("controllers", &self.controllers.len())
+            .field("audit", &self.audit)
             .finish()
     }
 }
@@ -55,6 +59,7 @@ impl std::fmt::Debug for ClusterConfig {
 pub struct Cluster {
     store: Store,
     faults: Faults,
+    audit: Audit,
     url: String,
     token: String,
     ca_pem: String,
@@ -113,12 +118,14 @@ impl Cluster {
         let store = Store::new(config.store.clone());
         seed(&store)?;
         let faults = Faults::default();
+        let audit = Audit::new(config.audit);
         let state = Arc::new(AppState {
             store: store.clone(),
             faults: faults.clone(),
             token: token.clone(),
             server_address: addr.to_string(),
             bookmark_interval: config.bookmark_interval,
+            audit: audit.clone(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let server = tokio::spawn(http::serve(listener, tls.server_config.clone(), http::router(state), shutdown_rx));
@@ -130,7 +137,7 @@ impl Cluster {
         for c in &config.controllers {
             controllers.push(tokio::spawn(c(store.clone())));
         }
-        Ok(Cluster { store, faults, url, token, ca_pem: tls.ca_pem, kubeconfig, client_config, shutdown, server, controllers })
+        Ok(Cluster { store, faults, audit, url, token, ca_pem: tls.ca_pem, kubeconfig, client_config, shutdown, server, controllers })
     }
 
     /// A kube client authenticated against this cluster.
@@ -167,6 +174,11 @@ impl Cluster {
 
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// The request audit log; empty unless `ClusterConfig::audit` was set.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
     }
 
     /// Stops accepting, closes watches and connections, and stops the controllers.

@@ -5,8 +5,11 @@
 mod admin;
 mod negotiate;
 mod resource;
-mod route;
+pub(crate) mod route;
 
+pub(crate) use route::Target;
+
+use crate::cluster::audit::Audit;
 use crate::cluster::discovery;
 use crate::cluster::error::Error;
 use crate::cluster::faults::Faults;
@@ -34,6 +37,7 @@ pub struct AppState {
     /// `host:port`, reported in `/api`.
     pub server_address: String,
     pub bookmark_interval: Duration,
+    pub audit: Audit,
 }
 
 pub fn router(state: Arc<AppState>) -> axum::Router {
@@ -104,7 +108,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn route(state: &AppState, method: &Method, uri: &Uri, query: &HashMap<String, String>, headers: &HeaderMap, body: Body) -> Response {
     let path = uri.path().trim_end_matches('/');
     if let Some(target) = route::parse(path) {
-        return resource::handle(state, method, query, headers, body, target).await;
+        if !state.audit.is_enabled() {
+            return resource::handle(state, method, query, headers, body, target).await;
+        }
+        let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let response = resource::handle(state, method, query, headers, body, target.clone()).await;
+        state.audit.record(method.as_str(), &target, query, &user_agent, response.status().as_u16());
+        return response;
     }
     if let Some(rest) = path.strip_prefix("/forklane/faults") {
         return admin::faults(state, method, rest, body).await;
