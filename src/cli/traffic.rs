@@ -38,7 +38,8 @@ pub struct TrafficArgs {
 }
 
 pub async fn run(args: TrafficArgs) -> ExitCode {
-    if !(args.rps > 0.0) || !(0.0..=1.0).contains(&args.mobile_share) {
+    let rps_valid = args.rps.is_finite() && args.rps > 0.0;
+    if !rps_valid || !(0.0..=1.0).contains(&args.mobile_share) {
         eprintln!("error: --rps must be positive and --mobile-share between 0 and 1");
         return ExitCode::FAILURE;
     }

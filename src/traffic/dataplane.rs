@@ -73,7 +73,7 @@ impl Dataplane {
         if snap.mesh {
             self.metrics.record_mesh(Reporter::Destination, &picked.service, Some(&w.mesh), answer.status, ResponseFlag::None, answer.latency);
         }
-        self.metrics.record_app(&picked.service, w, answer.status, answer.latency, answer.visit, mirrored, snap.mesh);
+        self.metrics.record_app(&picked.service, w, &answer, mirrored, snap.mesh);
         let served = Served { namespace: w.mesh.namespace.clone(), pod: w.pod.clone(), version: w.mesh.version.clone() };
         (answer, served)
     }

@@ -20,7 +20,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::app::Visit;
+use super::app::{AppAnswer, Visit};
 use super::request::ResponseFlag;
 use super::snapshot::{MeshWorkload, ServiceKey, Workload};
 
@@ -205,11 +205,12 @@ impl Metrics {
     }
 
     /// A request as the app that answered it reports it.
-    pub fn record_app(&self, service: &ServiceKey, workload: &Arc<Workload>, code: u16, latency: Duration, visit: Visit, mirrored: bool, mesh: bool) {
+    pub fn record_app(&self, service: &ServiceKey, workload: &Arc<Workload>, answer: &AppAnswer, mirrored: bool, mesh: bool) {
+        let (code, visit) = (answer.status, answer.visit);
         let with_code = AppLabels { workload: workload.clone(), code: Some(code) };
         let without_code = AppLabels { workload: workload.clone(), code: None };
         self.0.http_requests.get_or_create(&with_code).inc();
-        self.0.http_duration.get_or_create(&without_code).observe(latency.as_secs_f64());
+        self.0.http_duration.get_or_create(&without_code).observe(answer.latency.as_secs_f64());
         if visit != Visit::NotCounted {
             self.0.visits.get_or_create(&without_code).inc();
         }
