@@ -60,7 +60,7 @@ fn sweep(store: &Store) {
 /// Deletes everything in the namespace; once nothing is left, finalizes it.
 fn empty_namespace(store: &Store, namespace: &str) {
     let mut remaining = 0;
-    for info in store.registry().all().filter(|i| i.namespaced) {
+    for info in store.registry().all().filter(|i| i.namespaced && !i.is_view()) {
         let gvr = storage_gvr(info);
         let Ok(list) = store.list(&gvr, Some(namespace), &ListParams::default()) else { continue };
         for item in list["items"].as_array().into_iter().flatten() {

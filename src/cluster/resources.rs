@@ -87,9 +87,23 @@ impl ResourceInfo {
         self.versions.iter().find(|v| v.name == version)
     }
 
-
     pub fn group_resource(&self) -> GroupResource {
         GroupResource { group: self.group.clone(), resource: self.resource.clone() }
+    }
+
+    /// Where the objects live. Usually the resource itself; events.k8s.io Events are the core
+    /// Events in another version (see `events.rs`).
+    pub fn storage_resource(&self) -> GroupResource {
+        if crate::cluster::events::is_events_view(&self.group, &self.resource) {
+            crate::cluster::events::storage()
+        } else {
+            self.group_resource()
+        }
+    }
+
+    /// A second view of another resource's objects; sweeps over all objects skip it.
+    pub fn is_view(&self) -> bool {
+        self.storage_resource() != self.group_resource()
     }
 }
 

@@ -5,6 +5,7 @@ use super::negotiate::{self, Output};
 use super::route::Target;
 use super::AppState;
 use crate::cluster::error::{Error, Result};
+use crate::cluster::events;
 use crate::cluster::meta;
 use crate::cluster::resources::ResourceInfo;
 use crate::cluster::semantics::FieldError;
@@ -233,7 +234,19 @@ fn table_of(info: &ResourceInfo, target: &Target, objects: &[Value], query: &Que
     };
     let version = info.version(&target.gvr.version);
     let custom = info.crd.as_ref().map(|_| version.map(|v| v.printer_columns.as_slice()).unwrap_or_default());
-    table::table(&info.kind, objects, custom, &meta::now(), include)
+    if !info.is_view() {
+        return table::table(&info.kind, objects, custom, &meta::now(), include);
+    }
+    // The apiserver prints events.k8s.io Events from their internal (core) form; rows
+    // carry the objects as requested.
+    let core: Vec<Value> = objects.iter().map(events::to_core).collect();
+    let mut t = table::table(&info.kind, &core, custom, &meta::now(), include);
+    if include == IncludeObject::Object {
+        for (row, obj) in t["rows"].as_array_mut().into_iter().flatten().zip(objects) {
+            row["object"] = obj.clone();
+        }
+    }
+    t
 }
 
 fn render_one(info: &ResourceInfo, target: &Target, obj: Value, output: Output, code: u16, warnings: &[String], query: &Query) -> Response {

@@ -34,9 +34,15 @@ pub(crate) struct Filter {
 
 impl Filter {
     pub fn new(info: &ResourceInfo, namespace: Option<&str>, labels: Option<&str>, fields: Option<&str>) -> Result<Self> {
+        let mut fields = fields.unwrap_or_default().to_string();
+        if info.is_view() {
+            // Filters run on stored (core) Events: translate the events.k8s.io labels.
+            fields = crate::cluster::events::core_field_selector(&fields)?;
+        }
+        let storage = info.storage_resource();
         Ok(Filter {
             labels: LabelSelector::parse(labels.unwrap_or_default())?,
-            fields: FieldSelector::parse(fields.unwrap_or_default(), &supported_fields(&info.group, &info.resource))?,
+            fields: FieldSelector::parse(&fields, &supported_fields(&storage.group, &storage.resource))?,
             namespace: namespace.filter(|_| info.namespaced).map(String::from),
         })
     }
@@ -72,11 +78,11 @@ impl Store {
                 let snap = inner
                     .snapshots
                     .iter()
-                    .find(|s| s.rv == rv && s.resource == info.group_resource())
+                    .find(|s| s.rv == rv && s.resource == info.storage_resource())
                     .ok_or_else(|| Error::Gone(CONTINUE_EXPIRED.into()))?;
                 (rv, snap.objects.clone(), Some(start))
             }
-            None => (inner.rv, inner.table(&info.group_resource()), None),
+            None => (inner.rv, inner.table(&info.storage_resource()), None),
         };
         let prefix = filter.namespace.clone();
         let lower = match (&start, &prefix) {
@@ -112,7 +118,7 @@ impl Store {
                 metadata["remainingItemCount"] = json!(after);
             }
             if start.is_none() {
-                remember_snapshot(&mut inner, list_rv, info.group_resource(), objects);
+                remember_snapshot(&mut inner, list_rv, info.storage_resource(), objects);
             }
         }
         Ok(json!({

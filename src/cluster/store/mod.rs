@@ -13,6 +13,7 @@ pub use watch::{WatchEvent, WatchStream};
 
 use crate::cluster::admission::Allocator;
 use crate::cluster::error::{Error, Result};
+use crate::cluster::events;
 use crate::cluster::meta;
 use crate::cluster::resources::{GroupResource, Gvr, Registry, ResourceInfo};
 use imbl::OrdMap;
@@ -148,7 +149,7 @@ impl Inner {
 
     pub fn find(&self, info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
         let key = (if info.namespaced { namespace.unwrap_or_default() } else { "" }.to_string(), name.to_string());
-        self.objects.get(&info.group_resource())?.get(&key).cloned()
+        self.objects.get(&info.storage_resource())?.get(&key).cloned()
     }
 
     pub fn table(&self, gr: &GroupResource) -> Objects {
@@ -157,8 +158,12 @@ impl Inner {
 }
 
 /// Renders a stored object in the requested version. Stored objects carry the storage
-/// version; CRD versions convert with strategy `None`, which only rewrites `apiVersion`.
+/// version; events.k8s.io Events convert from core ones; CRD versions convert with strategy
+/// `None`, which only rewrites `apiVersion`.
 pub(crate) fn present(obj: &Value, gvr: &Gvr) -> Value {
+    if events::is_events_view(&gvr.group, &gvr.resource) && obj["apiVersion"] == "v1" {
+        return events::to_events(obj);
+    }
     let mut out = obj.clone();
     let api_version = gvr.api_version();
     if out["apiVersion"] != api_version.as_str() {
@@ -176,12 +181,12 @@ impl Store {
         meta::metadata_mut(&mut obj).insert("resourceVersion".into(), Value::String(rv.to_string()));
         let key = (if info.namespaced { meta::namespace(&obj).to_string() } else { String::new() }, meta::name(&obj).to_string());
         let obj = Arc::new(obj);
-        let table = inner.objects.entry(info.group_resource()).or_default();
+        let table = inner.objects.entry(info.storage_resource()).or_default();
         let previous = match kind {
             ChangeKind::Deleted => table.remove(&key),
             _ => table.insert(key, obj.clone()),
         };
-        let change = Arc::new(Change { rv, kind, resource: info.group_resource(), object: obj.clone(), previous });
+        let change = Arc::new(Change { rv, kind, resource: info.storage_resource(), object: obj.clone(), previous });
         inner.history.push_back(change.clone());
         while inner.history.len() > self.0.config.history {
             if let Some(old) = inner.history.pop_front() {
@@ -199,7 +204,7 @@ impl Store {
     pub fn all_objects(&self) -> Vec<(Arc<ResourceInfo>, Arc<Value>)> {
         let inner = self.lock();
         let mut out = Vec::new();
-        for info in inner.registry.all() {
+        for info in inner.registry.all().filter(|i| !i.is_view()) {
             for obj in inner.table(&info.group_resource()).values() {
                 out.push((info.clone(), obj.clone()));
             }

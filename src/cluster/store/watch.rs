@@ -50,7 +50,7 @@ impl Store {
         let inner = self.lock();
         let info = inner.resource(gvr)?;
         let filter = Filter::new(&info, namespace, params.label_selector.as_deref(), params.field_selector.as_deref())?;
-        let gr = info.group_resource();
+        let gr = info.storage_resource();
         let changes = self.0.changes.subscribe();
         let start_rv = inner.rv;
         let requested: Option<u64> = match params.resource_version.as_deref().filter(|v| !v.is_empty() && *v != "0") {

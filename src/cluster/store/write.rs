@@ -460,8 +460,11 @@ fn namespace_held(info: &ResourceInfo, obj: &Value) -> bool {
     info.group.is_empty() && info.resource == "namespaces" && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
 }
 
-/// Objects are stored in the storage version.
+/// Objects are stored in the storage version (events.k8s.io Events as core Events).
 fn to_storage(info: &ResourceInfo, mut obj: Value) -> Value {
+    if info.is_view() {
+        return crate::cluster::events::to_core(&obj);
+    }
     obj["apiVersion"] = json!(crate::cluster::resources::api_version(&info.group, &info.storage));
     obj
 }
