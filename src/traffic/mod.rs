@@ -8,7 +8,9 @@
 pub mod app;
 pub mod behaviour;
 pub mod cookies;
+pub mod counters;
 pub mod dataplane;
+pub mod feed;
 pub mod http;
 pub mod loadgen;
 pub mod mesh;

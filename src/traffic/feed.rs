@@ -1,0 +1,104 @@
+//! The data plane attached to the embedded cluster, as kube-proxy and istiod follow a real API
+//! server: every change to Services, Pods, VirtualServices or DestinationRules publishes a new
+//! [`Snapshot`], and every NodePort Service gets a real listener on 127.0.0.1:<nodePort>.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+
+use crate::cluster::store::ListParams;
+use crate::cluster::{Gvr, Store};
+
+use super::{Dataplane, NodePort, ServiceKey, Snapshot, SnapshotFeed, serve_nodeport};
+
+const WATCHED: [&str; 5] = ["services", "pods", "virtualservices", "destinationrules", "customresourcedefinitions"];
+
+/// Rebuilds at most this often, so that a burst of writes costs one snapshot.
+const COALESCE: Duration = Duration::from_millis(5);
+
+/// The running attachment; dropping it stops the feed and closes every listener.
+pub struct ClusterDataplane {
+    pub dataplane: Dataplane,
+    pub feed: SnapshotFeed,
+    task: JoinHandle<()>,
+}
+
+impl Drop for ClusterDataplane {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn items(store: &Store, group: &str, version: &str, resource: &str) -> Option<Vec<Value>> {
+    let list = store.list(&Gvr::new(group, version, resource), None, &ListParams::default()).ok()?;
+    list.get("items").and_then(Value::as_array).cloned()
+}
+
+/// The cluster as the data plane sees it; the mesh is on when Istio's API is served.
+pub fn snapshot(store: &Store) -> Snapshot {
+    let services = items(store, "", "v1", "services").unwrap_or_default();
+    let pods = items(store, "", "v1", "pods").unwrap_or_default();
+    let vss = items(store, "networking.istio.io", "v1", "virtualservices");
+    let drs = items(store, "networking.istio.io", "v1", "destinationrules").unwrap_or_default();
+    let mesh = vss.is_some();
+    Snapshot::from_objects(&services, &pods, &vss.unwrap_or_default(), &drs).with_mesh(mesh)
+}
+
+/// NodePorts of the snapshot's Services: port → Service.
+fn node_ports(store: &Store) -> BTreeMap<u16, ServiceKey> {
+    let mut out = BTreeMap::new();
+    for svc in items(store, "", "v1", "services").unwrap_or_default() {
+        let ns = svc["metadata"]["namespace"].as_str().unwrap_or("default");
+        let name = svc["metadata"]["name"].as_str().unwrap_or_default();
+        for port in svc["spec"]["ports"].as_array().into_iter().flatten() {
+            if let Some(n) = port["nodePort"].as_u64().and_then(|n| u16::try_from(n).ok()) {
+                out.insert(n, ServiceKey::new(ns, name));
+            }
+        }
+    }
+    out
+}
+
+/// Follows `store` until the returned handle is dropped.
+pub fn attach(store: Store, dataplane: Dataplane) -> ClusterDataplane {
+    let feed = SnapshotFeed::new(snapshot(&store));
+    let (dp, fd) = (dataplane.clone(), feed.clone());
+    let task = tokio::spawn(async move {
+        let mut changes = store.changes();
+        let mut listeners: BTreeMap<u16, (ServiceKey, NodePort)> = BTreeMap::new();
+        loop {
+            sync_listeners(&store, &dp, &fd, &mut listeners).await;
+            // Wait for a change that matters, then let the burst settle.
+            loop {
+                match changes.recv().await {
+                    Ok(change) if WATCHED.contains(&change.resource.resource.as_str()) => break,
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Closed) => return,
+                }
+            }
+            tokio::time::sleep(COALESCE).await;
+            while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) = changes.try_recv() {}
+            fd.publish(snapshot(&store));
+        }
+    });
+    ClusterDataplane { dataplane, feed, task }
+}
+
+async fn sync_listeners(store: &Store, dp: &Dataplane, feed: &SnapshotFeed, listeners: &mut BTreeMap<u16, (ServiceKey, NodePort)>) {
+    let wanted = node_ports(store);
+    listeners.retain(|port, (key, _)| wanted.get(port) == Some(key));
+    for (port, key) in wanted {
+        if listeners.contains_key(&port) {
+            continue;
+        }
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        match serve_nodeport(addr, key.clone(), feed.view(), dp.clone()).await {
+            Ok(listener) => drop(listeners.insert(port, (key, listener))),
+            Err(e) => tracing::warn!(%addr, error = %e, "cannot open NodePort"),
+        }
+    }
+}
