@@ -176,7 +176,16 @@ pub fn merge_patch(original: &Value, patch: &Value) -> Value {
 pub fn json_patch(original: &Value, patch_ops: &Value) -> Result<Value, PatchError> {
     let ops: json_patch::Patch = serde_json::from_value(patch_ops.clone()).map_err(|e| PatchError::BadRequest(format!("error decoding patch: {e}")))?;
     let mut out = original.clone();
-    json_patch::patch(&mut out, &ops).map_err(|e| PatchError::Unprocessable(e.to_string()))?;
+    for op in ops.0 {
+        // The apiserver's JSON patch library treats a missing path as equal to null in a
+        // `test`; kube-rs' finalizer helper relies on it (`test /metadata/finalizers == null`).
+        if let json_patch::PatchOperation::Test(test) = &op {
+            if test.value.is_null() && out.pointer(test.path.as_str()).is_none() {
+                continue;
+            }
+        }
+        json_patch::patch(&mut out, &[op]).map_err(|e| PatchError::Unprocessable(e.to_string()))?;
+    }
     Ok(out)
 }
 

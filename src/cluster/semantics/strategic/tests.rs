@@ -86,3 +86,17 @@ fn json_patch_rfc6902() {
     assert!(matches!(json_patch(&json!({}), &json!([{"op": "test", "path": "/a", "value": 1}])), Err(PatchError::Unprocessable(_))));
     assert!(matches!(json_patch(&json!({}), &json!({"op": "add"})), Err(PatchError::BadRequest(_))));
 }
+
+#[test]
+fn json_patch_test_of_null_passes_on_a_missing_path() {
+    // kube-rs' finalizer helper: test that there are no finalizers yet, then add the first.
+    let obj = json!({"metadata": {"name": "x"}});
+    let ops = json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": null},
+        {"op": "add", "path": "/metadata/finalizers", "value": []},
+        {"op": "add", "path": "/metadata/finalizers/-", "value": "f"}
+    ]);
+    assert_eq!(json_patch(&obj, &ops).unwrap()["metadata"]["finalizers"], json!(["f"]));
+    let present = json!({"metadata": {"finalizers": ["g"]}});
+    assert!(json_patch(&present, &ops).is_err(), "a present value is not null");
+}
