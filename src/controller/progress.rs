@@ -79,10 +79,12 @@ struct Machine<'a> {
     st: ExperimentStatus,
     events: Vec<Event>,
     requeue: Option<Duration>,
+    /// The analysis ran out of time in this tick.
+    inconclusive: bool,
 }
 
 pub fn advance(t: &Tick) -> Transition {
-    let mut m = Machine { t, st: t.status.clone(), events: vec![], requeue: None };
+    let mut m = Machine { t, st: t.status.clone(), events: vec![], requeue: None, inconclusive: false };
     m.step();
     Transition { status: m.st, events: m.events, requeue: m.requeue }
 }
@@ -122,8 +124,10 @@ impl Machine<'_> {
         }
         if let Some(arm) = self.st.final_arm.clone() {
             // Promoting or rolling back: done once the final routing is in place.
-            if self.t.settled && self.st.phase == Some(Phase::Promoting) {
-                self.set_phase(Phase::Succeeded, format!("all traffic on {arm}"));
+            if self.t.settled && !matches!(self.st.phase, Some(Phase::Succeeded | Phase::RolledBack)) {
+                let why = self.st.message.clone().unwrap_or_default();
+                let phase = if self.st.winner.is_some() { Phase::Succeeded } else { Phase::RolledBack };
+                self.set_phase(phase, format!("{why}; all traffic on {arm}"));
             }
             return;
         }
@@ -168,7 +172,9 @@ impl Machine<'_> {
             self.st.winner = Some(arm);
             self.set_phase(Phase::Promoting, message);
         } else {
-            self.set_phase(Phase::RolledBack, message);
+            self.st.winner = None;
+            self.event("RollingBack", message.clone(), true);
+            self.set_phase(Phase::Progressing, format!("rolling back: {message}"));
         }
         self.requeue = Some(Duration::ZERO);
     }
@@ -251,6 +257,7 @@ impl Machine<'_> {
             return; // decided, waiting for a person
         }
         match self.analyse() {
+            Some(Outcome::Promote { arm }) if self.inconclusive => self.promote(arm.clone(), format!("no decision within maxDuration: promoted {arm}, the best estimate")),
             Some(Outcome::Promote { arm }) => self.promote(arm.clone(), format!("analysis chose {arm}")),
             Some(Outcome::Rollback { reason }) => self.finish(self.control(), false, reason),
             _ => {}
@@ -300,6 +307,7 @@ impl Machine<'_> {
     fn inconclusive(&mut self, decision: &Decision) -> Outcome {
         let on = self.t.spec.promotion.as_ref().map(|p| p.on_inconclusive).unwrap_or_default();
         let why = "no decision within maxDuration";
+        self.inconclusive = true;
         self.event("Inconclusive", format!("{why}; onInconclusive: {on:?}"), true);
         match on {
             OnInconclusive::Rollback => Outcome::Rollback { reason: format!("{why}: rolled back") },

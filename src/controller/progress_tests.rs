@@ -133,8 +133,14 @@ fn a_guardrail_breach_rolls_back_to_the_control() {
         r.tick(now, true, None);
     }
     let out = r.tick(363, true, Some(&decision(Outcome::Rollback { reason: "error-rate worse".into() })));
-    assert_eq!((r.phase(), r.status.final_arm.as_deref()), (Phase::RolledBack, Some("v1")));
+    assert_eq!((r.phase(), r.status.final_arm.as_deref()), (Phase::Progressing, Some("v1")), "rolling back");
     assert_eq!(target(&r.status), Target::Final("v1".into()));
+    assert!(out.events.iter().any(|e| e.reason == "RollingBack" && e.warning));
+    r.tick(364, false, None);
+    assert_eq!(r.phase(), Phase::Progressing, "rolled back only once the routing is restored");
+    let out = r.tick(365, true, None);
+    assert_eq!(r.phase(), Phase::RolledBack);
+    assert_eq!(r.status.message.as_deref(), Some("rolling back: error-rate worse; all traffic on v1"));
     assert!(out.events.iter().any(|e| e.reason == "RolledBack" && e.warning));
 }
 
@@ -162,8 +168,8 @@ fn ab_test_promotes_the_winner_or_waits_for_a_person() {
 fn inconclusive_tests_end_as_configured() {
     for (on, final_arm, phase) in [
         (OnInconclusive::Rollback, "v1", Phase::RolledBack),
-        (OnInconclusive::KeepControl, "v1", Phase::Promoting),
-        (OnInconclusive::Promote, "v2", Phase::Promoting),
+        (OnInconclusive::KeepControl, "v1", Phase::Succeeded),
+        (OnInconclusive::Promote, "v2", Phase::Succeeded),
     ] {
         let mut r = Run::new("ab-test");
         r.exp.spec.promotion = Some(Promotion { on_inconclusive: on, ..Default::default() });
@@ -172,7 +178,9 @@ fn inconclusive_tests_end_as_configured() {
         r.tick(3600, true, Some(&flat));
         assert_eq!(r.status.final_arm, None);
         r.tick(24 * 3600, true, Some(&flat));
+        r.tick(24 * 3600 + 1, true, None);
         assert_eq!((r.status.final_arm.as_deref(), r.phase()), (Some(final_arm), phase), "{on:?}");
+        assert!(r.status.message.as_deref().unwrap_or_default().contains("no decision within maxDuration"), "{on:?}");
     }
 }
 
@@ -185,7 +193,8 @@ fn people_can_pause_and_abort() {
     assert_eq!((r.phase(), r.status.final_arm.as_deref()), (Phase::Paused, None));
     r.commands = Commands { abort: Some("bad release".into()), ..Default::default() };
     r.tick(61, true, None);
-    assert_eq!((r.phase(), r.status.final_arm.as_deref(), r.status.message.as_deref()), (Phase::RolledBack, Some("v1"), Some("bad release")));
+    r.tick(62, true, None);
+    assert_eq!((r.phase(), r.status.final_arm.as_deref(), r.status.message.as_deref()), (Phase::RolledBack, Some("v1"), Some("rolling back: bad release; all traffic on v1")));
 }
 
 #[test]
