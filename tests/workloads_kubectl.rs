@@ -5,10 +5,9 @@
 mod cluster_common;
 use cluster_common::kubectl_path;
 
-use forklane::cluster::workloads::{self, Clock};
+use forklane::clock::Clock;
 use forklane::cluster::{Cluster, ClusterConfig};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// 40 simulated seconds per real second: the 10-replica rollout with a 15 s readiness delay
@@ -16,9 +15,7 @@ use std::time::Duration;
 const SPEED: f64 = 40.0;
 
 async fn cluster() -> Cluster {
-    let clock = Clock::scaled(SPEED);
-    let sim: forklane::cluster::ControllerFn = Arc::new(move |store| Box::pin(workloads::run(store, clock)));
-    Cluster::start(ClusterConfig { controllers: vec![sim], ..Default::default() }).await.expect("cluster starts")
+    Cluster::start(ClusterConfig { clock: Clock::scaled(SPEED), workloads: true, ..Default::default() }).await.expect("cluster starts")
 }
 
 struct Kubectl {

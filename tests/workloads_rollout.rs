@@ -4,7 +4,8 @@
 
 use forklane::cluster::resources::Gvr;
 use forklane::cluster::store::{ListParams, Patch, Store, StoreConfig, WatchEvent, WatchParams, WriteOptions};
-use forklane::cluster::workloads::{Clock, start_workloads};
+use forklane::clock::Clock;
+use forklane::cluster::workloads::start_workloads;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -20,8 +21,9 @@ fn opts(manager: &str) -> WriteOptions {
     WriteOptions { field_manager: Some(manager.into()), ..Default::default() }
 }
 
+/// A store on the simulator's fast clock.
 fn store() -> Store {
-    let store = Store::new(StoreConfig::default());
+    let store = Store::new(StoreConfig::default(), Clock::scaled(SPEED));
     store.create(&gvr("", "namespaces"), None, json!({"metadata": {"name": "default"}}), &opts("test")).unwrap();
     store
 }
@@ -156,7 +158,7 @@ fn update_version(store: &Store, version: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_update_max_surge_1_max_unavailable_0() {
     let store = store();
-    let _sim = start_workloads(store.clone(), Clock::scaled(SPEED));
+    let _sim = start_workloads(store.clone(), store.clock());
     store.create(&gvr("", "services"), Some("default"), service(), &opts("kubectl")).unwrap();
     let strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
     store.create(&gvr("apps", "deployments"), Some("default"), deployment(10, "v1.0.0", strategy), &opts("kubectl")).unwrap();
@@ -220,7 +222,7 @@ async fn rolling_update_max_surge_1_max_unavailable_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recreate_terminates_every_old_pod_before_the_first_new_one() {
     let store = store();
-    let _sim = start_workloads(store.clone(), Clock::scaled(SPEED));
+    let _sim = start_workloads(store.clone(), store.clock());
     store.create(&gvr("", "services"), Some("default"), service(), &opts("kubectl")).unwrap();
     store.create(&gvr("apps", "deployments"), Some("default"), deployment(3, "v1.0.0", json!({"type": "Recreate"})), &opts("kubectl")).unwrap();
     wait_rolled_out(&store).await;
@@ -240,7 +242,7 @@ async fn recreate_terminates_every_old_pod_before_the_first_new_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_follow_readiness() {
     let store = store();
-    let _sim = start_workloads(store.clone(), Clock::scaled(SPEED));
+    let _sim = start_workloads(store.clone(), store.clock());
     store.create(&gvr("", "services"), Some("default"), service(), &opts("kubectl")).unwrap();
     let rv = store.resource_version();
     let params = WatchParams { resource_version: Some(rv.to_string()), ..Default::default() };

@@ -1,5 +1,7 @@
-//! `forklane cluster`: runs the embedded Kubernetes API server until Ctrl-C.
+//! `forklane cluster`: runs the embedded Kubernetes API server, with the workload simulator
+//! and the traffic data plane (NodePorts on 127.0.0.1, metrics for Prometheus), until Ctrl-C.
 
+use crate::clock::Clock;
 use crate::cluster::{Cluster, ClusterConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +14,20 @@ pub struct ClusterArgs {
     /// Where to write the kubeconfig (context `forklane`, CA and bearer token included).
     #[arg(long, default_value = "forklane.kubeconfig")]
     pub kubeconfig: PathBuf,
+    /// Speed of the simulated clock (2 = two simulated seconds per second): rollouts, probe
+    /// delays, grace periods and the API server's timestamps all follow it.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
+    pub speed: f64,
+    /// Port on 127.0.0.1 serving the data plane's Prometheus `/metrics` (0 picks a free port).
+    #[arg(long, default_value_t = 0)]
+    pub metrics_port: u16,
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
 }
 
 fn write_private(path: &PathBuf, contents: &str) -> std::io::Result<()> {
@@ -26,8 +42,22 @@ fn write_private(path: &PathBuf, contents: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(contents.as_bytes())
 }
 
+/// Serves the data plane's `/metrics` on 127.0.0.1:`port`; returns the address and the server.
+async fn serve_metrics(cluster: &Cluster, port: u16) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let router = cluster.dataplane().expect("the data plane is on").dataplane.metrics.router();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            eprintln!("forklane cluster: metrics server: {e}");
+        }
+    });
+    Ok((addr, server))
+}
+
 pub async fn run(args: ClusterArgs) -> ExitCode {
-    let cluster = match Cluster::start(ClusterConfig { port: args.port, ..Default::default() }).await {
+    let config = ClusterConfig { port: args.port, clock: Clock::scaled(args.speed), workloads: true, dataplane: true, ..Default::default() };
+    let cluster = match Cluster::start(config).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("forklane cluster: {e}");
@@ -39,6 +69,14 @@ pub async fn run(args: ClusterArgs) -> ExitCode {
         cluster.shutdown().await;
         return ExitCode::FAILURE;
     }
+    let metrics = match serve_metrics(&cluster, args.metrics_port).await {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("forklane cluster: metrics on 127.0.0.1:{}: {e}", args.metrics_port);
+            cluster.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
     let path = std::fs::canonicalize(&args.kubeconfig).unwrap_or(args.kubeconfig.clone());
     println!("Kubernetes API server (forklane, in memory) listening on {}", cluster.url());
     println!("Kubeconfig written to {} (context \"forklane\").", path.display());
@@ -46,9 +84,12 @@ pub async fn run(args: ClusterArgs) -> ExitCode {
     println!("    export KUBECONFIG={}", path.display());
     println!("    kubectl get namespaces");
     println!();
+    println!("Workloads run on a clock at {}x; NodePort Services answer on 127.0.0.1:<nodePort>.", args.speed);
+    println!("Data plane metrics: http://{}/metrics", metrics.0);
     println!("Fault injection: {}/forklane/faults (same token). Press Ctrl-C to stop.", cluster.url());
     let stopped = tokio::signal::ctrl_c().await;
     println!("Stopping.");
+    metrics.1.abort();
     cluster.shutdown().await;
     match stopped {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,8 +13,9 @@ use std::cmp::Ordering;
 /// Finalizer the apiserver puts on CRDs so custom objects are removed before the CRD.
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
-/// Defaults, validates and fills the status of a CRD being created or updated.
-pub fn admit_definition(info: &ResourceInfo, crd: &mut Value) -> Result<()> {
+/// Defaults, validates and fills the status of a CRD being created or updated; `now` is the
+/// conditions' transition time.
+pub fn admit_definition(info: &ResourceInfo, crd: &mut Value, now: &str) -> Result<()> {
     let spec = &mut crd["spec"];
     if let Some(kind) = spec["names"]["kind"].as_str().map(String::from) {
         if spec["names"]["singular"].as_str().is_none_or(str::is_empty) {
@@ -39,7 +40,6 @@ pub fn admit_definition(info: &ResourceInfo, crd: &mut Value) -> Result<()> {
             stored.push(v);
         }
     }
-    let now = meta::now();
     let condition = |ty: &str, reason: &str, message: &str| {
         json!({"type": ty, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message})
     };

@@ -17,8 +17,9 @@ pub const DEFAULT_MANAGER: &str = "unknown";
 /// Records a non-apply write in `new`'s managedFields. A client may rewrite managedFields
 /// itself (kubectl does when migrating client-side apply ownership to server-side apply):
 /// an explicit non-empty list replaces the stored one as the starting point, `[{}]`
-/// strips them all, and an empty list changes nothing — the apiserver's rules.
-pub fn record(info: &ResourceInfo, old: Option<&Value>, new: &mut Value, opts: &WriteOptions, gvr: &Gvr) {
+/// strips them all, and an empty list changes nothing — the apiserver's rules. `now` is the
+/// entry's time.
+pub fn record(info: &ResourceInfo, old: Option<&Value>, new: &mut Value, opts: &WriteOptions, gvr: &Gvr, now: &str) {
     let requested = new.pointer("/metadata/managedFields").cloned();
     if requested.as_ref().and_then(Value::as_array).is_some_and(|a| a.len() == 1 && a[0].as_object().is_some_and(|o| o.is_empty())) {
         meta::metadata_mut(new).remove("managedFields");
@@ -33,13 +34,13 @@ pub fn record(info: &ResourceInfo, old: Option<&Value>, new: &mut Value, opts: &
         _ => old.cloned(),
     };
     let manager = opts.field_manager.as_deref().filter(|m| !m.is_empty()).unwrap_or(DEFAULT_MANAGER);
-    let (api_version, now) = (gvr.api_version(), meta::now());
+    let api_version = gvr.api_version();
     *new = match patch::types(info, gvr) {
         Types::Schema(schema) => {
-            managed_fields::update_managed_fields(base.as_ref(), new, manager, &api_version, Operation::Update, &now, &SchemaTypes(&schema))
+            managed_fields::update_managed_fields(base.as_ref(), new, manager, &api_version, Operation::Update, now, &SchemaTypes(&schema))
         }
         Types::Builtin => {
-            managed_fields::update_managed_fields(base.as_ref(), new, manager, &api_version, Operation::Update, &now, &builtin::list_type)
+            managed_fields::update_managed_fields(base.as_ref(), new, manager, &api_version, Operation::Update, now, &builtin::list_type)
         }
     };
 }

@@ -51,16 +51,6 @@ pub fn set_finalizers(obj: &mut Value, finalizers: &[String]) {
     }
 }
 
-/// RFC 3339 in whole seconds, as `metav1.Time` serialises.
-pub fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// RFC 3339 with microseconds, as `metav1.MicroTime` serialises (events, leases).
-pub fn now_micro() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
 /// A random version-4 UUID.
 pub fn new_uid() -> String {
     let mut b: [u8; 16] = rand::random();

@@ -3,7 +3,6 @@
 //! type each resource accepts.
 
 use crate::cluster::error::{Error, Result};
-use crate::cluster::meta;
 use crate::cluster::resources::{Gvr, ResourceInfo};
 use crate::cluster::semantics::managed_fields::SchemaTypes;
 use crate::cluster::semantics::{apply, builtin, strategic};
@@ -11,8 +10,8 @@ use crate::cluster::store::{Patch, WriteOptions};
 use serde_json::{Value, json};
 
 /// The patched object. `current` is `None` only for server-side apply creating the object;
-/// for the scale subresource it is the `Scale` view.
-pub fn apply(info: &ResourceInfo, gvr: &Gvr, current: Option<&Value>, patch: &Patch, opts: &WriteOptions) -> Result<Value> {
+/// for the scale subresource it is the `Scale` view. `now` is the managedFields time.
+pub fn apply(info: &ResourceInfo, gvr: &Gvr, current: Option<&Value>, patch: &Patch, opts: &WriteOptions, now: &str) -> Result<Value> {
     let empty = Value::Object(Default::default());
     let doc = current.unwrap_or(&empty);
     let (group, kind) = if doc["kind"] == "Scale" { ("autoscaling", "Scale") } else { (info.group.as_str(), info.kind.as_str()) };
@@ -38,10 +37,9 @@ pub fn apply(info: &ResourceInfo, gvr: &Gvr, current: Option<&Value>, patch: &Pa
             if applied.get("apiVersion").is_none() {
                 applied["apiVersion"] = json!(gvr.api_version());
             }
-            let now = meta::now();
             let result = match types(info, gvr) {
-                Types::Schema(schema) => apply::server_side_apply(current, &applied, manager, opts.force, &now, &SchemaTypes(&schema)),
-                Types::Builtin => apply::server_side_apply(current, &applied, manager, opts.force, &now, &builtin::list_type),
+                Types::Schema(schema) => apply::server_side_apply(current, &applied, manager, opts.force, now, &SchemaTypes(&schema)),
+                Types::Builtin => apply::server_side_apply(current, &applied, manager, opts.force, now, &builtin::list_type),
             };
             result.map_err(|conflicts| Error::Status(apply::conflict_status(&conflicts)))
         }

@@ -1,6 +1,8 @@
-//! `Cluster`: one running embedded API server (HTTPS listener, store, built-in controllers)
-//! and the handles tests, the demo and simulators use.
+//! `Cluster`: one running embedded API server (HTTPS listener, store, built-in controllers,
+//! optionally the workload simulator and the traffic data plane) and the handles tests, the
+//! demo and simulators use.
 
+use crate::clock::Clock;
 use crate::cluster::audit::Audit;
 use crate::cluster::error::{Error, Result};
 use crate::cluster::faults::Faults;
@@ -8,7 +10,9 @@ use crate::cluster::http::{self, AppState};
 use crate::cluster::kubeconfig;
 use crate::cluster::resources::Gvr;
 use crate::cluster::store::{Store, StoreConfig, WriteOptions};
-use crate::cluster::{gc, lifecycle, service_accounts, tls};
+use crate::cluster::{gc, lifecycle, service_accounts, tls, workloads};
+use crate::traffic::feed::{self, ClusterDataplane};
+use crate::traffic::{Dataplane, Metrics};
 use futures::future::BoxFuture;
 use serde_json::json;
 use std::sync::Arc;
@@ -35,11 +39,30 @@ pub struct ClusterConfig {
     pub controllers: Vec<ControllerFn>,
     /// Record every resource request (see `Cluster::audit`); off by default.
     pub audit: bool,
+    /// The time the API server writes (creation and deletion timestamps, managed fields, table
+    /// ages) and the workload simulator runs on; `Clock::real()` by default.
+    pub clock: Clock,
+    /// Run the workload simulator: Deployments roll, pods start and terminate, endpoints
+    /// follow. Off by default (Deployments stay inert).
+    pub workloads: bool,
+    /// Attach the traffic data plane: simulated apps behind every Service, a listener on
+    /// 127.0.0.1:<nodePort> for every NodePort Service, metrics (see `Cluster::dataplane`).
+    pub dataplane: bool,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { port: 0, token: None, store: StoreConfig::default(), bookmark_interval: Duration::from_secs(60), controllers: vec![], audit: false }
+        ClusterConfig {
+            port: 0,
+            token: None,
+            store: StoreConfig::default(),
+            bookmark_interval: Duration::from_secs(60),
+            controllers: vec![],
+            audit: false,
+            clock: Clock::real(),
+            workloads: false,
+            dataplane: false,
+        }
     }
 }
 
@@ -52,6 +75,9 @@ impl std::fmt::Debug for ClusterConfig {
             .field("bookmark_interval", &self.bookmark_interval)
             .field("controllers", &self.controllers.len())
             .field("audit", &self.audit)
+            .field("clock", &self.clock)
+            .field("workloads", &self.workloads)
+            .field("dataplane", &self.dataplane)
             .finish()
     }
 }
@@ -68,6 +94,7 @@ pub struct Cluster {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     controllers: Vec<JoinHandle<()>>,
+    dataplane: Option<ClusterDataplane>,
 }
 
 /// Namespaces every cluster starts with.
@@ -115,7 +142,7 @@ impl Cluster {
                 .map_err(|e| Error::Setup(e.to_string()))?
         };
 
-        let store = Store::new(config.store.clone());
+        let store = Store::new(config.store.clone(), config.clock);
         seed(&store)?;
         let faults = Faults::default();
         let audit = Audit::new(config.audit);
@@ -134,10 +161,14 @@ impl Cluster {
             tokio::spawn(lifecycle::run(store.clone())),
             tokio::spawn(service_accounts::run(store.clone())),
         ];
+        if config.workloads {
+            controllers.push(tokio::spawn(workloads::run(store.clone(), config.clock)));
+        }
         for c in &config.controllers {
             controllers.push(tokio::spawn(c(store.clone())));
         }
-        Ok(Cluster { store, faults, audit, url, token, ca_pem: tls.ca_pem, kubeconfig, client_config, shutdown, server, controllers })
+        let dataplane = config.dataplane.then(|| feed::attach(store.clone(), Dataplane::new(Metrics::new())));
+        Ok(Cluster { store, faults, audit, url, token, ca_pem: tls.ca_pem, kubeconfig, client_config, shutdown, server, controllers, dataplane })
     }
 
     /// A kube client authenticated against this cluster.
@@ -181,8 +212,21 @@ impl Cluster {
         &self.audit
     }
 
-    /// Stops accepting, closes watches and connections, and stops the controllers.
+    /// The traffic data plane (`ClusterConfig::dataplane`): its `dataplane` for in-process
+    /// requests and metrics, its `feed` for views of the cluster.
+    pub fn dataplane(&self) -> Option<&ClusterDataplane> {
+        self.dataplane.as_ref()
+    }
+
+    /// The clock of the API server and the simulator.
+    pub fn clock(&self) -> Clock {
+        self.store.clock()
+    }
+
+    /// Stops accepting, closes watches and connections, and stops the controllers and the
+    /// data plane (its NodePort listeners close).
     pub async fn shutdown(self) {
+        drop(self.dataplane);
         self.faults.cut_watches();
         let _ = self.shutdown.send(true);
         let _ = self.server.await;

@@ -4,6 +4,7 @@
 use super::negotiate::{self, Output};
 use super::route::Target;
 use super::AppState;
+use crate::clock::{Clock, format_time};
 use crate::cluster::error::{Error, Result};
 use crate::cluster::events;
 use crate::cluster::meta;
@@ -101,11 +102,12 @@ async fn dispatch(state: &AppState, method: &Method, query: &Query, headers: &He
         return Err(err);
     }
     let output = negotiate::output(headers)?;
+    let shown = Rendering { info: &info, target: &target, query, clock: store.clock() };
     match (method.clone(), target.name.as_deref()) {
         (Method::GET, None) if target.watch_path || flag(query, "watch") => watch(state, &info, &target, query, output).await,
         (Method::GET, None) => {
             let list = store.list(gvr, ns, &list_params(query)?)?;
-            Ok(render_list(&info, &target, list, output, query))
+            Ok(render_list(&shown, list, output))
         }
         (Method::GET, Some(name)) if target.watch_path => {
             let mut query = query.clone();
@@ -114,13 +116,13 @@ async fn dispatch(state: &AppState, method: &Method, query: &Query, headers: &He
         }
         (Method::GET, Some(name)) => {
             let obj = if sub == Subresource::Scale { store.get_scale(gvr, ns, name)? } else { store.get(gvr, ns, name)? };
-            Ok(render_one(&info, &target, obj, output, 200, &[], query))
+            Ok(render_one(&shown, obj, output, 200, &[]))
         }
         (Method::POST, None) => {
             let obj = decode(headers, body).await?;
             let opts = write_options(query, headers, Subresource::Main)?;
             let created = store.create(gvr, ns, obj, &opts)?;
-            Ok(render_one(&info, &target, created, output, 201, &opts.warnings.borrow(), query))
+            Ok(render_one(&shown, created, output, 201, &opts.warnings.borrow()))
         }
         (Method::PUT, Some(name)) => {
             let obj = decode(headers, body).await?;
@@ -134,7 +136,7 @@ async fn dispatch(state: &AppState, method: &Method, query: &Query, headers: &He
             }
             let opts = write_options(query, headers, sub)?;
             let updated = store.update(gvr, ns, name, obj, &opts)?;
-            Ok(render_one(&info, &target, updated, output, 200, &opts.warnings.borrow(), query))
+            Ok(render_one(&shown, updated, output, 200, &opts.warnings.borrow()))
         }
         (Method::PATCH, Some(name)) => {
             let media = negotiate::content_type(headers);
@@ -160,7 +162,7 @@ async fn dispatch(state: &AppState, method: &Method, query: &Query, headers: &He
             let existed = store.get(gvr, ns, name).is_ok();
             let patched = store.patch(gvr, ns, name, patch, &opts)?;
             let code = if existed { 200 } else { 201 };
-            Ok(render_one(&info, &target, patched, output, code, &opts.warnings.borrow(), query))
+            Ok(render_one(&shown, patched, output, code, &opts.warnings.borrow()))
         }
         (Method::DELETE, Some(name)) => {
             let bytes = negotiate::read_body(body).await?;
@@ -170,7 +172,7 @@ async fn dispatch(state: &AppState, method: &Method, query: &Query, headers: &He
             // legacy `orphanDependents: false` on a held object gets 202 Accepted.
             let held = meta::is_deleting(&obj) && !meta::finalizers(&obj).is_empty();
             let code = if held && orphan_dependents(query, &bytes) == Some(false) { 202 } else { 200 };
-            Ok(render_one(&info, &target, obj, output, code, &[], query))
+            Ok(render_one(&shown, obj, output, code, &[]))
         }
         (Method::DELETE, None) => {
             let bytes = negotiate::read_body(body).await?;
@@ -218,15 +220,32 @@ fn delete_options(query: &Query, bytes: &[u8]) -> Result<DeleteOptions> {
         propagation = orphan_dependents(query, bytes).map(|o| if o { Propagation::Orphan } else { Propagation::Background });
     }
     let dry_run = body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All")) || query.get("dryRun").is_some_and(|v| v == "All");
+    let grace_period_seconds = match (body.get("gracePeriodSeconds").filter(|v| !v.is_null()), query.get("gracePeriodSeconds")) {
+        (Some(v), _) => Some(v.as_i64().ok_or_else(|| Error::BadRequest(format!("gracePeriodSeconds: invalid value {v}")))?),
+        (None, Some(q)) => Some(q.parse().map_err(|_| Error::BadRequest(format!("invalid gracePeriodSeconds: {q}")))?),
+        (None, None) => None,
+    };
     Ok(DeleteOptions {
         propagation,
         precondition_uid: body["preconditions"]["uid"].as_str().map(String::from),
         precondition_resource_version: body["preconditions"]["resourceVersion"].as_str().map(String::from),
         dry_run,
+        grace_period_seconds,
     })
 }
 
-fn table_of(info: &ResourceInfo, target: &Target, objects: &[Value], query: &Query) -> Value {
+/// What shapes a response body: the resource, the URL, the query and the API server's clock
+/// (tables show ages relative to it).
+struct Rendering<'a> {
+    info: &'a ResourceInfo,
+    target: &'a Target,
+    query: &'a Query,
+    clock: Clock,
+}
+
+fn table_of(r: &Rendering, objects: &[Value]) -> Value {
+    let (info, target, query) = (r.info, r.target, r.query);
+    let now = format_time(r.clock.now());
     let include = match query.get("includeObject").map(String::as_str) {
         Some("None") => IncludeObject::None,
         Some("Object") => IncludeObject::Object,
@@ -235,12 +254,12 @@ fn table_of(info: &ResourceInfo, target: &Target, objects: &[Value], query: &Que
     let version = info.version(&target.gvr.version);
     let custom = info.crd.as_ref().map(|_| version.map(|v| v.printer_columns.as_slice()).unwrap_or_default());
     if !info.is_view() {
-        return table::table(&info.kind, objects, custom, &meta::now(), include);
+        return table::table(&info.kind, objects, custom, &now, include);
     }
     // The apiserver prints events.k8s.io Events from their internal (core) form; rows
     // carry the objects as requested.
     let core: Vec<Value> = objects.iter().map(events::to_core).collect();
-    let mut t = table::table(&info.kind, &core, custom, &meta::now(), include);
+    let mut t = table::table(&info.kind, &core, custom, &now, include);
     if include == IncludeObject::Object {
         for (row, obj) in t["rows"].as_array_mut().into_iter().flatten().zip(objects) {
             row["object"] = obj.clone();
@@ -249,21 +268,21 @@ fn table_of(info: &ResourceInfo, target: &Target, objects: &[Value], query: &Que
     t
 }
 
-fn render_one(info: &ResourceInfo, target: &Target, obj: Value, output: Output, code: u16, warnings: &[String], query: &Query) -> Response {
+fn render_one(r: &Rendering, obj: Value, output: Output, code: u16, warnings: &[String]) -> Response {
     let body = match output {
-        Output::Table if obj["kind"] != "Scale" => table_of(info, target, &[obj], query),
+        Output::Table if obj["kind"] != "Scale" => table_of(r, &[obj]),
         Output::Metadata => negotiate::partial_metadata(&obj),
         _ => obj,
     };
     negotiate::json(code, &body, warnings)
 }
 
-fn render_list(info: &ResourceInfo, target: &Target, list: Value, output: Output, query: &Query) -> Response {
+fn render_list(r: &Rendering, list: Value, output: Output) -> Response {
     let body = match output {
         Output::Json => list,
         Output::Table => {
             let items = list["items"].as_array().cloned().unwrap_or_default();
-            let mut t = table_of(info, target, &items, query);
+            let mut t = table_of(r, &items);
             t["metadata"] = list["metadata"].clone();
             t
         }
@@ -307,11 +326,11 @@ async fn watch(state: &AppState, info: &ResourceInfo, target: &Target, query: &Q
         };
         tokio::select! { _ = cut.changed() => {}, _ = expire => {} }
     };
-    let (info, target, query) = (info.clone(), target.clone(), query.clone());
+    let (info, target, query, clock) = (info.clone(), target.clone(), query.clone(), state.store.clock());
     let lines = events.take_until(Box::pin(stop)).map(move |mut ev| {
         if matches!(ev.kind, "ADDED" | "MODIFIED" | "DELETED") {
             ev.object = match output {
-                Output::Table => table_of(&info, &target, &[ev.object], &query),
+                Output::Table => table_of(&Rendering { info: &info, target: &target, query: &query, clock }, &[ev.object]),
                 Output::Metadata => negotiate::partial_metadata(&ev.object),
                 Output::Json => ev.object,
             };

@@ -11,6 +11,7 @@ mod write;
 pub use options::{DeleteOptions, FieldValidation, ListParams, Patch, Propagation, Subresource, WatchParams, WriteOptions};
 pub use watch::{WatchEvent, WatchStream};
 
+use crate::clock::{Clock, Time};
 use crate::cluster::admission::Allocator;
 use crate::cluster::error::{Error, Result};
 use crate::cluster::events;
@@ -78,6 +79,7 @@ struct Shared {
     inner: Mutex<Inner>,
     changes: broadcast::Sender<Arc<Change>>,
     config: StoreConfig,
+    clock: Clock,
 }
 
 /// A cheap, clonable handle to the object store.
@@ -85,7 +87,9 @@ struct Shared {
 pub struct Store(Arc<Shared>);
 
 impl Store {
-    pub fn new(config: StoreConfig) -> Self {
+    /// A store whose own timestamps (creation, deletion, managed fields, table ages) are read
+    /// from `clock`, the clock the cluster's simulators run on.
+    pub fn new(config: StoreConfig, clock: Clock) -> Self {
         let (changes, _) = broadcast::channel(config.broadcast);
         let inner = Inner {
             rv: 0,
@@ -96,12 +100,21 @@ impl Store {
             snapshots: VecDeque::new(),
             allocator: Allocator::default(),
         };
-        Store(Arc::new(Shared { inner: Mutex::new(inner), changes, config }))
+        Store(Arc::new(Shared { inner: Mutex::new(inner), changes, config, clock }))
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves consistent data (writes commit at the end).
         self.0.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.0.clock
+    }
+
+    /// The API server's time, as written into objects.
+    pub fn now(&self) -> Time {
+        self.0.clock.now()
     }
 
     /// Snapshot of the served resources (built-ins and established CRDs).

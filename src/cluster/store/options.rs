@@ -91,4 +91,8 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
     pub dry_run: bool,
+    /// `gracePeriodSeconds` (pods only): unset means the pod's
+    /// `terminationGracePeriodSeconds`; 0 removes the pod at once (the kubelet's final delete,
+    /// `kubectl delete --force`).
+    pub grace_period_seconds: Option<i64>,
 }

@@ -3,6 +3,7 @@
 //! `commit` per change.
 
 use super::{ChangeKind, Inner, Store, present};
+use crate::clock::{add_secs, format_time};
 use crate::cluster::admission;
 use crate::cluster::crd;
 use crate::cluster::error::{Error, Result};
@@ -147,12 +148,12 @@ impl Store {
         self.admit(inner, info, gvr, None, &mut obj, opts)?;
         let meta = meta::metadata_mut(&mut obj);
         meta.insert("uid".into(), json!(meta::new_uid()));
-        meta.insert("creationTimestamp".into(), json!(meta::now()));
+        meta.insert("creationTimestamp".into(), json!(format_time(self.now())));
         if info.generation {
             meta.insert("generation".into(), json!(1));
         }
         if !applied {
-            crate::cluster::fields::record(info, None, &mut obj, opts, gvr);
+            crate::cluster::fields::record(info, None, &mut obj, opts, gvr, &format_time(self.now()));
         }
         if opts.dry_run {
             return Ok(present(&obj, gvr));
@@ -177,7 +178,7 @@ impl Store {
             Some(old) => admission::on_update(&mut inner.allocator, info, old, obj)?,
         }
         if info.group == "apiextensions.k8s.io" && info.resource == "customresourcedefinitions" {
-            crd::admit_definition(info, obj)?;
+            crd::admit_definition(info, obj, &format_time(self.now()))?;
         }
         if info.crd.is_some() {
             let old_view = old.map(|o| present(o, gvr));
@@ -276,7 +277,7 @@ impl Store {
             new["metadata"]["generation"] = json!(generation);
         }
         if !applied {
-            crate::cluster::fields::record(info, Some(&old), &mut new, opts, gvr);
+            crate::cluster::fields::record(info, Some(&old), &mut new, opts, gvr, &format_time(self.now()));
         }
         let mut unchanged = new.clone();
         unchanged["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
@@ -287,7 +288,7 @@ impl Store {
         if opts.dry_run {
             return Ok(unchanged);
         }
-        if meta::is_deleting(&new) && meta::finalizers(&new).is_empty() && !namespace_held(info, &new) {
+        if meta::is_deleting(&new) && meta::finalizers(&new).is_empty() && !namespace_held(info, &new) && !grace_pending(&new) {
             return Ok(present(&self.remove_locked(inner, info, to_storage(info, new)), gvr));
         }
         let stored = self.commit(inner, ChangeKind::Modified, info, to_storage(info, new));
@@ -320,14 +321,14 @@ impl Store {
         if opts.subresource == Subresource::Scale {
             let existing = existing.ok_or_else(|| Error::not_found(&gvr.group, &gvr.resource, name))?;
             let scale = crate::cluster::scale::to_scale(&info, gvr, &existing)?;
-            let patched = patch::apply(&info, gvr, Some(&scale), &patch, opts)?;
+            let patched = patch::apply(&info, gvr, Some(&scale), &patch, opts, &format_time(self.now()))?;
             drop(inner);
             return self.update_scale(gvr, namespace, name, patched, opts);
         }
         let Some(existing) = existing else {
             if let Patch::Apply(_) = patch {
                 // Server-side apply creates what does not exist.
-                let mut obj = patch::apply(&info, gvr, None, &patch, opts)?;
+                let mut obj = patch::apply(&info, gvr, None, &patch, opts, &format_time(self.now()))?;
                 check_type(&info, gvr, &mut obj)?;
                 check_namespace(&info, namespace, &mut obj)?;
                 if meta::name(&obj) != name {
@@ -338,7 +339,7 @@ impl Store {
             return Err(Error::not_found(&gvr.group, &gvr.resource, name));
         };
         let current = present(&existing, gvr);
-        let mut patched = patch::apply(&info, gvr, Some(&current), &patch, opts)?;
+        let mut patched = patch::apply(&info, gvr, Some(&current), &patch, opts, &format_time(self.now()))?;
         check_type(&info, gvr, &mut patched)?;
         check_namespace(&info, namespace, &mut patched)?;
         if meta::name(&patched) != name {
@@ -349,8 +350,9 @@ impl Store {
         self.update_locked(&mut inner, &info, gvr, existing, patched, opts, applied)
     }
 
-    /// Deletes an object: with finalizers it only gets a deletionTimestamp; dependents are
-    /// handled by the garbage collector according to `propagation`.
+    /// Deletes an object: with finalizers it only gets a deletionTimestamp, and so does a pod
+    /// deleted with a grace period (see `graceful`); dependents are handled by the garbage
+    /// collector according to `propagation`.
     pub fn delete(&self, gvr: &Gvr, namespace: Option<&str>, name: &str, opts: &DeleteOptions) -> Result<Value> {
         let mut inner = self.lock();
         let info = inner.resource(gvr)?;
@@ -379,13 +381,15 @@ impl Store {
             return Err(Error::Forbidden(format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted")));
         }
         let mut obj = (*existing).clone();
+        match graceful(info, &obj, opts) {
+            Grace::Pending => return Ok(present(&obj, gvr)),
+            Grace::Period(seconds) if seconds > 0 || !meta::finalizers(&obj).is_empty() => {
+                return self.delete_gracefully(inner, info, gvr, obj, seconds, opts);
+            }
+            Grace::Period(_) | Grace::None => {}
+        }
         let mut finalizers = meta::finalizers(&obj);
-        let policy_finalizer = match opts.propagation {
-            Some(Propagation::Orphan) => Some("orphan"),
-            Some(Propagation::Foreground) => Some("foregroundDeletion"),
-            _ => None,
-        };
-        if let Some(f) = policy_finalizer
+        if let Some(f) = policy_finalizer(opts)
             && !meta::is_deleting(&obj)
             && !finalizers.iter().any(|x| x == f)
         {
@@ -402,7 +406,7 @@ impl Store {
         }
         meta::set_finalizers(&mut obj, &finalizers);
         let meta = meta::metadata_mut(&mut obj);
-        meta.insert("deletionTimestamp".into(), json!(meta::now()));
+        meta.insert("deletionTimestamp".into(), json!(format_time(self.now())));
         meta.insert("deletionGracePeriodSeconds".into(), json!(0));
         if let Some(g) = meta.get("generation").and_then(Value::as_i64) {
             meta.insert("generation".into(), json!(g + 1));
@@ -410,6 +414,34 @@ impl Store {
         if info.group.is_empty() && info.resource == "namespaces" {
             obj["status"]["phase"] = json!("Terminating");
         }
+        if opts.dry_run {
+            return Ok(present(&obj, gvr));
+        }
+        Ok(present(&self.commit(inner, ChangeKind::Modified, info, obj), gvr))
+    }
+
+    /// Sets or shortens a pod's grace period, keeping the object for the kubelet to finish.
+    fn delete_gracefully(&self, inner: &mut Inner, info: &ResourceInfo, gvr: &Gvr, mut obj: Value, seconds: i64, opts: &DeleteOptions) -> Result<Value> {
+        let at = match obj.pointer("/metadata/deletionTimestamp").and_then(Value::as_str).and_then(crate::clock::parse_time) {
+            // Shortening: the deadline moves by the difference.
+            Some(deadline) => add_secs(deadline, seconds - obj["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0)),
+            None => {
+                let mut finalizers = meta::finalizers(&obj);
+                if let Some(f) = policy_finalizer(opts)
+                    && !finalizers.iter().any(|x| x == f)
+                {
+                    finalizers.push(f.to_string());
+                }
+                meta::set_finalizers(&mut obj, &finalizers);
+                if let Some(g) = obj["metadata"]["generation"].as_i64() {
+                    obj["metadata"]["generation"] = json!(g + 1);
+                }
+                add_secs(self.now(), seconds)
+            }
+        };
+        let meta = meta::metadata_mut(&mut obj);
+        meta.insert("deletionTimestamp".into(), json!(format_time(at)));
+        meta.insert("deletionGracePeriodSeconds".into(), json!(seconds));
         if opts.dry_run {
             return Ok(present(&obj, gvr));
         }
@@ -447,6 +479,52 @@ impl Store {
         }
         Ok(self.commit(&mut inner, ChangeKind::Modified, &info, ns).as_ref().clone())
     }
+}
+
+/// The garbage collector's finalizer for a deletion's propagation policy.
+fn policy_finalizer(opts: &DeleteOptions) -> Option<&'static str> {
+    match opts.propagation {
+        Some(Propagation::Orphan) => Some("orphan"),
+        Some(Propagation::Foreground) => Some("foregroundDeletion"),
+        _ => None,
+    }
+}
+
+/// How a delete treats an object's grace period.
+enum Grace {
+    /// Not a graceful resource, or a deletion without a grace period already in progress.
+    None,
+    /// A graceful deletion is in progress and the request does not shorten it: nothing changes.
+    Pending,
+    /// Delete with this grace period (0: at once).
+    Period(i64),
+}
+
+/// The pod strategy's `CheckGracefulDelete` and the registry's `BeforeDelete`: the period is
+/// the request's `gracePeriodSeconds`, else the pod's `terminationGracePeriodSeconds`; 0 for
+/// a pod never scheduled or already finished; negative means 1. A deletion in progress may
+/// only be shortened.
+fn graceful(info: &ResourceInfo, pod: &Value, opts: &DeleteOptions) -> Grace {
+    if !(info.group.is_empty() && info.resource == "pods") {
+        return Grace::None;
+    }
+    if meta::is_deleting(pod) {
+        let current = pod["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
+        return match opts.grace_period_seconds.map(|p| if p < 0 { 1 } else { p }) {
+            _ if current == 0 => Grace::None,
+            Some(p) if p < current => Grace::Period(p),
+            _ => Grace::Pending,
+        };
+    }
+    let unscheduled = pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
+    let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    let period = opts.grace_period_seconds.or(pod["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(0);
+    Grace::Period(if unscheduled || finished { 0 } else if period < 0 { 1 } else { period })
+}
+
+/// A pod whose grace period has not been cut to 0 stays until the kubelet deletes it.
+fn grace_pending(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).is_some_and(|g| g > 0)
 }
 
 /// `ValidateObjectMeta`: name (or generateName), namespace, labels, annotations.

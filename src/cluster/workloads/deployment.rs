@@ -5,7 +5,7 @@
 //! Kubernetes sends several requests in one sync, later steps here see the earlier ones'
 //! effect on working copies, and each object gets one write at the end.
 
-use super::clock::Time;
+use crate::clock::Time;
 use super::deployment_status::{self as status, PAUSED, PROGRESSING, RESUMED, TIMED_OUT, deployment_complete, get_condition, has_progress_deadline, new_condition, set_condition};
 use super::hash::pod_template_hash;
 use super::objects::{by_creation, controlled_by, controller_ref, is_deleting, name, namespace, phase, set_annotation, spec_replicas, status_int, uid};
@@ -465,7 +465,7 @@ impl<'a> Sync<'a> {
         out.writes.extend(self.deletes);
         if let Some(deadline) = status::progress_deadline(&self.d, &self.d["status"]) {
             // `requeueStuckDeployment`: look again just after the deadline.
-            out.requeue(super::clock::add_secs(deadline, 1));
+            out.requeue(crate::clock::add_secs(deadline, 1));
         }
         out
     }

@@ -1,7 +1,7 @@
 //! Deployment status and conditions (`pkg/controller/deployment/progress.go`, `sync.go` and
 //! the condition helpers of `deployment_util.go`).
 
-use super::clock::{Time, add_secs, format_time};
+use crate::clock::{Time, add_secs, format_time};
 use super::objects::{condition_time, generation, name, spec_replicas, status_int};
 use super::rollout::max_unavailable;
 use serde_json::{Map, Value, json};

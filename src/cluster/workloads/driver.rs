@@ -4,7 +4,7 @@
 //! components' field managers. A pass runs after every relevant change (bursts coalesce)
 //! and when the earliest timer of the simulated clock is due.
 
-use super::clock::{Clock, Time};
+use crate::clock::{Clock, Time};
 use super::pods::{IpPool, KubeletSettings, reconcile_pod};
 use super::{Kind, Reconciled, Write, deployment, endpoints, replicaset};
 use crate::cluster::error::Error;
@@ -162,10 +162,8 @@ fn apply(store: &Store, r: Reconciled) -> Reconciled {
             }
             Write::Update { object, manager, .. } => update(store, kind, object, opts(manager, Subresource::Main), &mut versions),
             Write::UpdateStatus { object, manager, .. } => update(store, kind, object, opts(manager, Subresource::Status), &mut versions),
-            Write::Delete { namespace, name, uid, .. } => {
-                // The store removes objects at once until it supports grace periods (see
-                // REQUESTS R2); then `grace_period_seconds` is passed on here.
-                let opts = DeleteOptions { precondition_uid: Some(uid), ..Default::default() };
+            Write::Delete { namespace, name, uid, grace_period_seconds, .. } => {
+                let opts = DeleteOptions { precondition_uid: Some(uid), grace_period_seconds, ..Default::default() };
                 store.delete(&gvr(kind), Some(&namespace), &name, &opts)
             }
         };

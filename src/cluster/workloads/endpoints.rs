@@ -3,7 +3,7 @@
 //! not-ready addresses, terminating pods left out) and as `discovery.k8s.io/v1`
 //! EndpointSlices (terminating pods kept with their ready/serving/terminating conditions).
 
-use super::clock::Time;
+use crate::clock::Time;
 use super::objects::{controlled_by, controller_ref, is_deleting, is_pod_ready, labels, name, namespace, phase, uid};
 use super::{CONTROLLER_MANAGER, Kind, Reconciled, Write};
 use serde_json::{Map, Value, json};

@@ -23,9 +23,9 @@
 //! pod's containers stop `KubeletSettings::termination_seconds` after the deletion (default
 //! 2 s, at most the grace period) — a real app's shutdown time is its own; the Endpoints
 //! `last-change-trigger-time` is the time of the write; no ReplicaFailure conditions.
-//! Timestamps written by the store itself follow its own clock until it shares this one.
+//! The simulator and the store read one `crate::clock::Clock`, so the API server's own
+//! timestamps (creation, deletion, managed fields) are simulated time too.
 
-pub mod clock;
 pub mod deployment;
 mod deployment_status;
 pub mod driver;
@@ -40,10 +40,10 @@ mod sim;
 #[cfg(test)]
 mod scenarios;
 
-pub use clock::{Clock, Time};
 pub use driver::{WorkloadsHandle, run, start_workloads};
 pub use pods::KubeletSettings;
 
+use crate::clock::Time;
 use serde_json::Value;
 
 /// The resources the simulator reads and writes.

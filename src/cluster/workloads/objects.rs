@@ -1,7 +1,7 @@
 //! Reading and writing the parts of objects the controllers care about: owner references,
 //! conditions, pod readiness and availability (the `podutil` helpers of Kubernetes).
 
-use super::clock::{Time, add_secs, format_time, parse_time};
+use crate::clock::{Time, add_secs, format_time, parse_time};
 use serde_json::{Map, Value, json};
 
 pub fn name(obj: &Value) -> &str {

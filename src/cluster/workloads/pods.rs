@@ -2,7 +2,7 @@
 //! through the API: binding, Pending → Running with container statuses and an IP, readiness
 //! from the readinessProbe's timing, and graceful termination.
 
-use super::clock::{Time, add_secs, format_time, parse_time, truncate};
+use crate::clock::{Time, add_secs, format_time, parse_time, truncate};
 use super::hash::fnv32a;
 use super::objects::{is_deleting, name, namespace, phase, pod_condition, uid};
 use super::{Kind, Reconciled, Write};

@@ -1,7 +1,7 @@
 //! The ReplicaSet controller (`pkg/controller/replicaset`): create or delete pods until the
 //! active ones match `spec.replicas`, and report counts in status.
 
-use super::clock::Time;
+use crate::clock::Time;
 use super::objects::{self, controlled_by, controller_ref, created, is_deleting, is_pod_active, is_pod_available, is_pod_ready, name, namespace, phase, pod_available_at, pod_ready_since, spec_replicas, uid};
 use super::{CONTROLLER_MANAGER, Kind, Reconciled, Write};
 use serde_json::{Map, Value, json};
@@ -146,7 +146,7 @@ fn newer_first(ta: Option<Time>, tb: Option<Time>, a: &Value, b: &Value, now: Ti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::workloads::clock::{add_secs, format_time};
+    use crate::clock::{add_secs, format_time};
     use crate::cluster::workloads::objects::pod_condition;
 
     fn t(s: i64) -> Time {

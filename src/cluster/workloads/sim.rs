@@ -3,7 +3,7 @@
 //! defaults, graceful pod deletion, background cascading — and moves simulated time from
 //! one timer to the next, so whole rollouts run in microseconds.
 
-use super::clock::{Time, add_secs, format_time};
+use crate::clock::{Time, add_secs, format_time};
 use super::pods::{IpPool, KubeletSettings, reconcile_pod};
 use super::{Kind, Reconciled, Write, deployment, endpoints, objects, replicaset};
 use crate::cluster::defaults;
