@@ -9,5 +9,6 @@ pub mod controller;
 pub mod istio;
 pub mod plan;
 pub mod policy;
+pub mod sandbox;
 pub mod stats;
 pub mod traffic;

@@ -161,7 +161,7 @@ async fn mirroring_reaches_v2_without_answering_from_it() {
     env.wait_for_phase("shadow", LONG, &[Phase::Paused]).await;
     let answers: Vec<Option<String>> = (0..300).map(|_| env.request(&[])).collect();
     assert!(answers.iter().all(|v| v.as_deref() == Some("v1")), "only v1 answers");
-    let recorded = env.net.dataplane.metrics.recorded();
+    let recorded = env.net().dataplane.metrics.recorded();
     let v2 = recorded.versions.get("v2").cloned().unwrap_or_default();
     assert!(v2.mirrored >= 300, "every request copied to v2: {v2:?}");
     assert_eq!(v2.visits, 0, "no user saw an answer of v2");
@@ -179,7 +179,8 @@ async fn native_canary_hits_the_replica_ratios() {
     let exp = env.wait_for("native", LONG, |e| phase(e) == Some(Phase::Paused) && e.status.as_ref().and_then(|s| s.current_step) == Some(1)).await;
     let status = exp.status.unwrap();
     assert_eq!(status.mesh.as_deref(), Some("none"));
-    assert_eq!((env.ready("my-app-v1").await, env.ready("my-app-v2").await), (9, 1));
+    env.wait_ready("my-app-v1", 9).await;
+    env.wait_ready("my-app-v2", 1).await;
     // kube-proxy picks endpoints uniformly: v2 answers about 1 in 10.
     let n = 4000;
     let v2 = (0..n).filter(|_| env.request(&[]).as_deref() == Some("v2")).count() as f64 / n as f64;
@@ -187,7 +188,8 @@ async fn native_canary_hits_the_replica_ratios() {
     assert!((v2 - 0.1).abs() < 3.0 * se, "v2 share {v2}");
     env.experiments().patch("native", &PatchParams::default(), &Patch::Merge(forklane::controller::commands::patch(&forklane::controller::commands::Command::Promote(forklane::controller::commands::Promote::Next)))).await.unwrap();
     env.wait_for("native", LONG, |e| phase(e) == Some(Phase::Paused) && e.status.as_ref().and_then(|s| s.current_step) == Some(3)).await;
-    assert_eq!((env.ready("my-app-v1").await, env.ready("my-app-v2").await), (5, 5));
+    env.wait_ready("my-app-v1", 5).await;
+    env.wait_ready("my-app-v2", 5).await;
     env.shutdown().await;
 }
 
@@ -204,7 +206,8 @@ async fn recreate_and_rolling_update_complete_without_a_mesh() {
     env.apply(&experiment("recreate", "none", "  strategy:\n    recreate: {replicas: 3}\n")).await;
     let exp = env.wait_for_phase("recreate", LONG, ENDED).await;
     assert_eq!(exp.status.unwrap().phase, Some(Phase::Succeeded));
-    assert_eq!((env.ready("my-app-v1").await, env.ready("my-app-v2").await), (0, 3));
+    env.wait_ready("my-app-v1", 0).await;
+    env.wait_ready("my-app-v2", 3).await;
     // Recreate: no moment with pods of both versions alive.
     let mut alive = std::collections::BTreeMap::<String, String>::new();
     for pod in pods.objects() {
@@ -222,7 +225,9 @@ async fn recreate_and_rolling_update_complete_without_a_mesh() {
     env.apply(&experiment("rolling", "none", "  strategy:\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0, replicas: 3}\n").replace("{name: v1, control: true", "{name: v1, control: true, deployment: my-app-v2").replace("selector: {app: my-app, version: v1}, deployment: my-app-v1}", "selector: {app: my-app, version: v2}}").replace("{name: v2, selector: {app: my-app, version: v2}, deployment: my-app-v2}", "{name: v3, selector: {app: my-app, version: v1}, deployment: my-app-v1}")).await;
     let exp = env.wait_for_phase("rolling", LONG, ENDED).await;
     assert_eq!(exp.status.unwrap().phase, Some(Phase::Succeeded));
-    assert_eq!((env.ready("my-app-v2").await, env.ready("my-app-v1").await), (0, 3), "back to v1 by rolling replacement");
+    // Back to v1 by rolling replacement.
+    env.wait_ready("my-app-v2", 0).await;
+    env.wait_ready("my-app-v1", 3).await;
     env.shutdown().await;
 }
 

@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod command;
+pub mod demo;
 pub mod render;
 pub mod run;
 pub mod stats;
@@ -38,6 +39,8 @@ enum Command {
     },
     /// Run the controller.
     Run(run::RunArgs),
+    /// Run an A/B experiment end to end in one process, on a sped-up clock.
+    Demo(demo::DemoArgs),
     /// Serve an embedded Kubernetes API server for kubectl and the controller.
     Cluster(cluster::ClusterArgs),
     /// Continue past a pause or analysis step (--full: straight to 100%; --arm: pick an A/B arm).
@@ -62,6 +65,7 @@ pub async fn main() -> ExitCode {
         Command::Stats { cmd } => stats::run(cmd),
         Command::Run(args) => run::run(args).await,
         Command::Cluster(args) => cluster::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Promote(args) => command::send(&args.target, command::promote_command(&args)).await,
         Command::Abort(args) => command::send(&args.target, Cmd::Abort(args.reason.clone())).await,
         Command::Pause(target) => command::send(&target, Cmd::Pause).await,

@@ -3,120 +3,50 @@
 //! controller — all in one process on one sped-up clock.
 #![allow(dead_code)]
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use forklane::analysis::EmbeddedSource;
 use forklane::api::{Experiment, Phase};
-use forklane::clock::Clock;
-use forklane::cluster::{Cluster, ClusterConfig, ControllerFn};
-use forklane::controller::analyst::SourceAnalyst;
-use forklane::controller::telemetry::Metrics as ControllerMetrics;
-use forklane::controller::{Analyst, Context, Scope, run_controller};
-use forklane::traffic::counters::CounterHistory;
-use forklane::traffic::feed::{ClusterDataplane, attach};
-use forklane::traffic::loadgen::{Limit, drive_in_process};
-use forklane::traffic::{Dataplane, LoadSpec, Metrics, Population, ServiceKey};
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::discovery::pinned_kind;
-use kube::core::GroupVersionKind;
+use forklane::sandbox::Sandbox;
+use forklane::traffic::ServiceKey;
+use kube::api::Api;
 use serde_json::Value;
-use tokio::task::JoinHandle;
 
 pub const NS: &str = "default";
-
-pub struct Env {
-    pub cluster: Cluster,
-    pub client: kube::Client,
-    pub clock: Clock,
-    pub net: ClusterDataplane,
-    pub history: CounterHistory,
-    pub controller_metrics: Arc<ControllerMetrics>,
-    pub analyst: Arc<dyn Analyst>,
-    scraper: JoinHandle<()>,
-    controller: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>, Arc<Context>)>,
-    traffic: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
-}
 
 /// Simulated seconds per real second: a 1-minute analysis interval takes 0.6 s.
 pub const SPEED: f64 = 100.0;
 
+/// The sandbox with the test's conveniences.
+pub struct Env(Sandbox);
+
+impl Deref for Env {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        &self.0
+    }
+}
+
+impl DerefMut for Env {
+    fn deref_mut(&mut self) -> &mut Sandbox {
+        &mut self.0
+    }
+}
+
 impl Env {
-    /// The cluster with workloads and the data plane; `istio` installs Istio's CRDs (the mesh).
     pub async fn start(istio: bool, audit: bool) -> Env {
         forklane::cli::run::init_logging(false);
-        let clock = Clock::scaled(SPEED);
-        let sim_clock = forklane::cluster::workloads::Clock::scaled(SPEED);
-        let workloads: ControllerFn = Arc::new(move |store| Box::pin(forklane::cluster::workloads::run(store, sim_clock)));
-        let config = ClusterConfig { controllers: vec![workloads], audit, ..Default::default() };
-        let cluster = Cluster::start(config).await.expect("cluster starts");
-        let client = cluster.client();
-        let crds = std::fs::read_to_string(root("crds/forklane.crds.yaml")).unwrap();
-        apply_yaml(&client, &crds).await;
-        if istio {
-            for kind in ["virtualservice", "destinationrule"] {
-                apply_yaml(&client, &std::fs::read_to_string(root(&format!("src/istio/crds/{kind}.crd.yaml"))).unwrap()).await;
-            }
-        }
-        let metrics = Metrics::new();
-        let net = attach(cluster.store().clone(), Dataplane::new(metrics.clone()));
-        let history = CounterHistory::new(metrics, clock);
-        let scraper = history.spawn_scraper(Duration::from_millis(50));
-        let analyst: Arc<dyn Analyst> = Arc::new(SourceAnalyst::fixed(Arc::new(EmbeddedSource::new(history.clone()))));
-        Env { cluster, client, clock, net, history, controller_metrics: Arc::new(ControllerMetrics::default()), analyst, scraper, controller: None, traffic: None }
+        Env(Sandbox::start(istio, SPEED, audit).await.expect("sandbox starts"))
     }
 
-    pub fn istio(&self) -> bool {
-        forklane::traffic::feed::snapshot(self.cluster.store()).mesh
-    }
-
-    pub fn start_controller(&mut self) {
-        let ctx = Arc::new(Context::new(self.client.clone(), self.clock, self.analyst.clone(), self.controller_metrics.clone()));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let istio = self.istio();
-        let task = tokio::spawn(run_controller(ctx.clone(), Scope::default(), istio, async move {
-            let _ = rx.await;
-        }));
-        self.controller = Some((tx, task, ctx));
-    }
-
-    /// Objects the controller has written so far.
-    pub fn controller_writes(&self) -> u64 {
-        self.controller.as_ref().map(|(_, _, ctx)| ctx.writes.load(Ordering::Relaxed)).unwrap_or(0)
-    }
-
-    pub async fn stop_controller(&mut self) {
-        if let Some((tx, task, _)) = self.controller.take() {
-            let _ = tx.send(());
-            task.abort();
-            let _ = task.await;
-        }
-    }
-
-    /// Steady background traffic to my-app through the data plane (the mesh when installed).
+    /// Steady background traffic to my-app.
     pub fn start_traffic(&mut self, rps: f64, users: usize) {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (dp, view, flag) = (self.net.dataplane.clone(), self.net.feed.view(), stop.clone());
-        let task = tokio::spawn(async move {
-            let mut population = Population::new(&LoadSpec { users, ..Default::default() });
-            let key = ServiceKey::new(NS, "my-app");
-            while !flag.load(Ordering::Relaxed) {
-                drive_in_process(&dp, &view, &key, &mut population, rps, Limit::Duration(Duration::from_millis(200))).await;
-            }
-        });
-        self.traffic = Some((stop, task));
-    }
-
-    pub async fn stop_traffic(&mut self) {
-        if let Some((stop, task)) = self.traffic.take() {
-            stop.store(true, Ordering::Relaxed);
-            let _ = task.await;
-        }
+        self.0.start_traffic(ServiceKey::new(NS, "my-app"), rps, users);
     }
 
     pub async fn apply(&self, yaml: &str) {
-        apply_yaml(&self.client, yaml).await;
+        forklane::sandbox::apply_yaml(&self.client, yaml, NS).await.unwrap();
     }
 
     pub fn experiments(&self) -> Api<Experiment> {
@@ -149,45 +79,20 @@ impl Env {
         api.get(deployment).await.ok().and_then(|d| d.status).and_then(|s| s.ready_replicas).unwrap_or(0)
     }
 
+    /// Waits until exactly `replicas` pods of the Deployment are ready (as its status reports).
     pub async fn wait_ready(&self, deployment: &str, replicas: i32) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while self.ready(deployment).await < replicas {
+        while self.ready(deployment).await != replicas {
             assert!(tokio::time::Instant::now() < deadline, "{deployment} never had {replicas} ready pods");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    pub async fn shutdown(mut self) {
-        self.stop_traffic().await;
-        self.stop_controller().await;
-        self.scraper.abort();
-        self.cluster.shutdown().await;
+    pub async fn shutdown(self) {
+        self.0.shutdown().await;
     }
 }
 
-pub fn root(path: &str) -> String {
-    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Server-side applies every document, as `kubectl apply --server-side` does.
-pub async fn apply_yaml(client: &kube::Client, yaml: &str) {
-    for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
-        let value: Value = serde::Deserialize::deserialize(doc).unwrap();
-        if value.is_null() {
-            continue;
-        }
-        let obj: DynamicObject = serde_json::from_value(value.clone()).unwrap();
-        let types = obj.types.clone().expect("apiVersion and kind");
-        let gvk = GroupVersionKind::try_from(&types).unwrap();
-        let (resource, caps) = pinned_kind(client, &gvk).await.unwrap_or_else(|e| panic!("{gvk:?}: {e}"));
-        let name = obj.metadata.name.clone().unwrap();
-        let api: Api<DynamicObject> = match caps.scope {
-            kube::discovery::Scope::Namespaced => Api::namespaced_with(client.clone(), obj.metadata.namespace.as_deref().unwrap_or(NS), &resource),
-            kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &resource),
-        };
-        api.patch(&name, &PatchParams::apply("e2e-test").force(), &Patch::Apply(value)).await.unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
-}
 
 /// The article's app as one Deployment per version, with simulated behaviour.
 pub fn app(version: &str, replicas: i32, annotations: &[(&str, &str)]) -> String {
@@ -275,9 +180,9 @@ impl Env {
         for (k, v) in headers {
             req = req.header(k, v);
         }
-        let snapshot = self.net.feed.view().snapshot();
+        let snapshot = self.net().feed.view().snapshot();
         let mut rng = rand::rng();
-        match self.net.dataplane.handle(&snapshot, &ServiceKey::new(NS, "my-app"), &req, &mut rng) {
+        match self.net().dataplane.handle(&snapshot, &ServiceKey::new(NS, "my-app"), &req, &mut rng) {
             Outcome::Answered(a) if a.response.status < 500 => a.response.version().map(str::to_string),
             _ => None,
         }
@@ -285,7 +190,7 @@ impl Env {
 
     /// The mesh never answered 503 for a missing subset (NR) or a subset without pods (UH).
     pub fn assert_no_routing_503(&self) {
-        let replies = self.net.dataplane.metrics.recorded().local_replies;
+        let replies = self.net().dataplane.metrics.recorded().local_replies;
         let bad: u64 = ["NR", "UH"].iter().map(|f| replies.get(f).copied().unwrap_or(0)).sum();
         assert_eq!(bad, 0, "503s from routing: {replies:?}");
     }
