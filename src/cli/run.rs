@@ -5,16 +5,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
-
-use kube::Client;
-use kube_lease_manager::LeaseManagerBuilder;
 
 use crate::clock::Clock;
-use crate::controller::observe::istio_installed;
-use crate::controller::telemetry::{Metrics, router};
 use crate::controller::analyst::SourceAnalyst;
-use crate::controller::{Context, Scope, run_controller};
+use crate::controller::leader::{LeaseSettings, lead};
+use crate::controller::telemetry::{Metrics, router};
+use crate::controller::{Context, Scope};
 
 use super::connect;
 
@@ -33,6 +29,10 @@ pub struct RunArgs {
     /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else `default`).
     #[arg(long)]
     pub lease_namespace: Option<String>,
+    /// Seconds a leader's lease stays valid without renewal: how long a crashed leader keeps a
+    /// standby waiting (a leader that shuts down releases it at once).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..))]
+    pub lease_duration: u64,
     /// Prometheus for experiments that name no provider.
     #[arg(long)]
     pub prometheus_url: Option<String>,
@@ -63,9 +63,15 @@ pub async fn run(args: RunArgs) -> ExitCode {
     };
     let served = metrics.clone();
     tokio::spawn(async move { axum::serve(listener, router(served)).await });
-    let lease_ns = args.lease_namespace.clone().or_else(|| std::env::var("POD_NAMESPACE").ok()).unwrap_or_else(|| "default".into());
+    let lease = LeaseSettings {
+        namespace: args.lease_namespace.clone().or_else(|| std::env::var("POD_NAMESPACE").ok()).unwrap_or_else(|| "default".into()),
+        name: "forklane-controller".into(),
+        identity: identity(),
+        duration: args.lease_duration,
+        grace: (args.lease_duration / 3).max(1),
+    };
     let ctx = Arc::new(Context::new(client.clone(), Clock::real(), Arc::new(SourceAnalyst::prometheus(args.prometheus_url.clone())), metrics.clone()));
-    match lead(client, lease_ns, ctx, Scope { namespace: args.namespace }).await {
+    match lead(client, lease, ctx, Scope { namespace: args.namespace }, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -74,41 +80,22 @@ pub async fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-/// Runs the controller while this replica holds the Lease; stops it when the lease is lost and
-/// restarts it when Istio is installed or removed (the watched kinds change).
-async fn lead(client: Client, lease_ns: String, ctx: Arc<Context>, scope: Scope) -> Result<(), String> {
-    let manager = LeaseManagerBuilder::new(client.clone(), "forklane-controller")
-        .with_namespace(lease_ns)
-        .with_field_manager("forklane-leader-election")
-        .build()
-        .await
-        .map_err(|e| format!("leader election: {e}"))?;
-    let (mut leading, _task) = manager.watch().await;
-    loop {
-        while !*leading.borrow_and_update() {
-            tracing::info!("waiting for leadership");
-            tokio::select! {
-                changed = leading.changed() => changed.map_err(|_| "lease manager stopped".to_string())?,
-                _ = tokio::signal::ctrl_c() => return Ok(()),
-            }
+/// This replica's name among the others: the pod's name, else the host's, else a random one.
+fn identity() -> String {
+    std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| format!("forklane-{:016x}", rand::random::<u64>()))
+}
+
+/// Ctrl-C, or the SIGTERM Kubernetes sends before it kills the pod.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async move {
+        match term.as_mut() {
+            Some(t) => drop(t.recv().await),
+            None => std::future::pending().await,
         }
-        let istio = istio_installed(&client).await.map_err(|e| e.to_string())?;
-        tracing::info!(istio, "leading: controller starts");
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let controller = tokio::spawn(run_controller(ctx.clone(), scope.clone(), istio, async move {
-            let _ = stop_rx.await;
-        }));
-        let reason = loop {
-            tokio::select! {
-                _ = leading.changed() => if !*leading.borrow_and_update() { break "lost leadership" },
-                _ = tokio::time::sleep(Duration::from_secs(10)) => {
-                    if istio_installed(&client).await.unwrap_or(istio) != istio { break "Istio appeared or disappeared" }
-                }
-                _ = tokio::signal::ctrl_c() => { let _ = stop_tx.send(()); let _ = controller.await; return Ok(()) }
-            }
-        };
-        tracing::info!(reason, "controller stops");
-        let _ = stop_tx.send(());
-        let _ = controller.await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminated => {}
     }
 }

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod commands;
 pub mod conditions;
 pub mod error;
+pub mod leader;
 pub mod observe;
 pub mod progress;
 pub mod reconcile;

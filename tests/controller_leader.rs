@@ -1,0 +1,130 @@
+//! Leader election on the embedded cluster: two replicas compete for one Lease; only the holder's
+//! controller writes, it carries a canary to the end, and when it shuts down mid-experiment the
+//! standby takes the lease and finishes the experiment without losing or repeating a step.
+
+mod e2e_common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use e2e_common::*;
+use forklane::api::Phase;
+use forklane::controller::leader::{LeaseSettings, lead};
+use forklane::controller::telemetry::Metrics;
+use forklane::controller::{Context, Scope};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const ENDED: &[Phase] = &[Phase::Succeeded, Phase::RolledBack, Phase::Failed];
+const LEASE: &str = "forklane-controller";
+
+/// One `forklane run` process: its own Context (write counter) and its shutdown switch.
+struct Replica {
+    ctx: Arc<Context>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<forklane::controller::Result<()>>,
+}
+
+impl Replica {
+    fn start(env: &Env, identity: &str) -> Replica {
+        let ctx = Arc::new(Context::new(env.client.clone(), env.clock, env.analyst.clone(), Arc::new(Metrics::default())));
+        let lease = LeaseSettings { namespace: NS.into(), name: LEASE.into(), identity: identity.into(), duration: 2, grace: 1 };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(lead(env.client.clone(), lease, ctx.clone(), Scope::default(), async move {
+            let _ = stopped.await;
+        }));
+        Replica { ctx, stop: Some(stop), task }
+    }
+
+    fn writes(&self) -> u64 {
+        self.ctx.writes.load(Ordering::Relaxed)
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = self.stop.take().expect("running").send(());
+        (&mut self.task).await.expect("no panic").expect("leads and releases without error");
+    }
+}
+
+async fn holder(env: &Env) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), NS);
+    leases.get_opt(LEASE).await.unwrap().and_then(|l| l.spec).and_then(|s| s.holder_identity)
+}
+
+/// Waits (real time) until one of `identities` holds the Lease.
+async fn wait_for_holder(env: &Env, identities: &[&str]) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match holder(env).await {
+            Some(h) if identities.contains(&h.as_str()) => return h,
+            other => assert!(tokio::time::Instant::now() < deadline, "lease holder {other:?}, expected one of {identities:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `app` (v1 and v2, ready) behind its Service: the article's app renamed.
+async fn two_versions(env: &Env, name: &str) {
+    for yaml in [service("{app: my-app}"), app("v1", 1, &[]), app("v2", 1, &[])] {
+        env.apply(&yaml.replace("my-app", name)).await;
+    }
+    env.wait_ready(&format!("{name}-v1"), 1).await;
+    env.wait_ready(&format!("{name}-v2"), 1).await;
+}
+
+/// v2's successive weights in the VirtualServices written for `experiment`.
+fn v2_weights(routes: &Log, experiment: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for vs in routes.objects().into_iter().filter(|o| o.get("deleted").is_none() && o["metadata"]["ownerReferences"][0]["name"] == experiment) {
+        let w = split(&vs).get("v2").copied().unwrap_or(0);
+        if out.last() != Some(&w) {
+            out.push(w);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_acts_and_the_standby_takes_over_when_it_shuts_down() {
+    let env = Env::start(true, false).await;
+    let routes = env.record("virtualservices");
+    two_versions(&env, "my-app").await;
+    two_versions(&env, "shop").await;
+
+    let mut replicas = [Replica::start(&env, "replica-a"), Replica::start(&env, "replica-b")];
+    let leader_id = wait_for_holder(&env, &["replica-a", "replica-b"]).await;
+    let (leader, standby) = if leader_id == "replica-a" { (0, 1) } else { (1, 0) };
+
+    env.apply(&experiment("first", "istio", "  strategy:\n    canary:\n      steps: [{setWeight: 20}, {setWeight: 50}]\n")).await;
+    let first = env.wait_for_phase("first", Duration::from_secs(15), ENDED).await.status.unwrap();
+    assert_eq!((first.phase, first.winner.as_deref()), (Some(Phase::Succeeded), Some("v2")), "{:?}", first.message);
+    assert_eq!(v2_weights(&routes, "first"), vec![0, 20, 50, 100]);
+    assert_eq!(holder(&env).await.as_deref(), Some(leader_id.as_str()), "the lease stayed with one replica");
+    assert!(replicas[leader].writes() > 0, "the leader acted");
+    assert_eq!(replicas[standby].writes(), 0, "the standby never wrote");
+
+    let second = experiment("second", "istio", "  strategy:\n    canary:\n      steps: [{setWeight: 20}, {pause: {duration: 5m}}, {setWeight: 50}]\n");
+    env.apply(&second.replace("my-app", "shop")).await;
+    env.wait_for_phase("second", Duration::from_secs(15), &[Phase::Paused]).await;
+    replicas[leader].shutdown().await;
+    let written_by_leader = replicas[leader].writes();
+    let standby_id = if leader == 0 { "replica-b" } else { "replica-a" };
+    assert_eq!(wait_for_holder(&env, &[standby_id]).await, standby_id, "the standby took the released lease");
+    let phase = env.experiments().get("second").await.unwrap().status.unwrap().phase;
+    assert_eq!(phase, Some(Phase::Paused), "the handover happened mid-experiment");
+
+    let second = env.wait_for_phase("second", Duration::from_secs(15), ENDED).await.status.unwrap();
+    assert_eq!((second.phase, second.winner.as_deref()), (Some(Phase::Succeeded), Some("v2")), "{:?}", second.message);
+    assert_eq!(v2_weights(&routes, "second"), vec![0, 20, 50, 100], "no step lost or repeated across the handover");
+    assert!(replicas[standby].writes() > 0, "the new leader finished the experiment");
+    assert_eq!(replicas[leader].writes(), written_by_leader, "the old leader wrote nothing after shutting down");
+    assert_weights_sum_to_100(&routes);
+    env.assert_no_routing_503();
+
+    replicas[standby].shutdown().await;
+    assert_eq!(holder(&env).await, None, "a replica that shuts down releases the lease");
+    env.shutdown().await;
+}
