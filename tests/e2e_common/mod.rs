@@ -57,14 +57,24 @@ impl Env {
     pub async fn wait_for(&self, name: &str, timeout: Duration, done: impl Fn(&Experiment) -> bool) -> Experiment {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Ok(exp) = self.experiments().get(name).await {
-                if done(&exp) {
-                    return exp;
-                }
-                if tokio::time::Instant::now() > deadline {
-                    panic!("timed out; status: {}", serde_json::to_string_pretty(&exp.status).unwrap());
+            let exp = self.experiments().get(name).await;
+            if let Ok(exp) = &exp {
+                if done(exp) {
+                    return exp.clone();
                 }
             }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {name}: {:?}", exp.map(|e| e.status));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the experiment is gone (its finalizer done).
+    pub async fn wait_gone(&self, name: &str, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.experiments().get_opt(name).await.unwrap().is_some() {
+            assert!(tokio::time::Instant::now() < deadline, "{name} was never deleted");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

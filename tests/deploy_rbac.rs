@@ -1,0 +1,81 @@
+//! Least privilege: the ClusterRole in deploy/rbac.yaml grants exactly what the controller uses.
+//! The controller runs experiments of every routing kind on the embedded cluster with the request
+//! audit on; the (group, resource, verb) set it used is compared with the rules.
+
+mod e2e_common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use e2e_common::*;
+use forklane::api::Phase;
+use kube::api::DeleteParams;
+
+const AGENT: &str = "forklane-controller";
+
+type Permission = (String, String, String);
+
+fn granted() -> BTreeSet<Permission> {
+    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml")).unwrap();
+    let mut out = BTreeSet::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&yaml) {
+        let role: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        if role["kind"] != "ClusterRole" {
+            continue;
+        }
+        for rule in role["rules"].as_array().unwrap() {
+            for group in rule["apiGroups"].as_array().unwrap() {
+                for resource in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        out.insert((group.as_str().unwrap().into(), resource.as_str().unwrap().into(), verb.as_str().unwrap().into()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
+    let mut env = Env::start(true, true).await;
+    let mut config = env.cluster.client_config();
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(AGENT)));
+    let controller_client = kube::Client::try_from(config).unwrap();
+    env.apply(&service("{app: my-app}")).await;
+    env.apply(&app("v1", 2, &[("sim.forklane.io/conversion-rate", "0.2")])).await;
+    env.apply(&app("v2", 2, &[("sim.forklane.io/conversion-rate", "0.3")])).await;
+    env.wait_ready("my-app-v1", 2).await;
+    env.wait_ready("my-app-v2", 2).await;
+    env.start_traffic(1500.0, 300);
+    env.start_controller_with(controller_client);
+    let long = Duration::from_secs(90);
+    // Istio routing with an analysis, then deletion (the finalizer restores routing).
+    let analysis = "  analysis:\n    minSamplesPerArm: 300\n    metrics:\n      - {name: conversion, role: goal, successQuery: 'sum(increase(orders_total{version=\"{{ arm.selector.version }}\"}[{{ window }}]))', trialQuery: 'sum(increase(visits_total{version=\"{{ arm.selector.version }}\"}[{{ window }}]))'}\n";
+    env.apply(&experiment("mesh", "istio", &format!("  strategy:\n    abTest:\n      split: {{v1: 50, v2: 50}}\n{analysis}"))).await;
+    env.wait_for_phase("mesh", long, &[Phase::Succeeded]).await;
+    env.experiments().delete("mesh", &DeleteParams::default()).await.unwrap();
+    env.wait_gone("mesh", long).await;
+    let vs: kube::Api<forklane::istio::VirtualService> = kube::Api::namespaced(env.client.clone(), NS);
+    let kept = vs.get("mesh-forklane").await.expect("the routing outlives the experiment");
+    assert_eq!(split(&serde_json::to_value(&kept).unwrap()).get("v2"), Some(&100), "the winner keeps the traffic");
+    // Native routing: Service selector and replicas; a command the controller clears.
+    env.apply(&experiment("native", "none", "  strategy:\n    canary:\n      totalReplicas: 4\n      steps: [{setWeight: 25}, {pause: {}}]\n")).await;
+    env.wait_for("native", long, |e| e.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Paused))).await;
+    let promote = forklane::controller::commands::patch(&forklane::controller::commands::Command::Promote(forklane::controller::commands::Promote::Next));
+    env.experiments().patch("native", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(promote)).await.unwrap();
+    env.wait_for_phase("native", long, &[Phase::Succeeded]).await;
+    env.stop_controller().await;
+
+    let records = env.cluster.audit().records();
+    let used: BTreeSet<Permission> = records.iter().filter(|r| r.user_agent == AGENT).map(|r| (r.group.clone(), r.rbac_resource(), r.verb.clone())).collect();
+    assert!(!used.is_empty(), "the audit saw the controller");
+    let granted = granted();
+    let missing: Vec<&Permission> = used.difference(&granted).collect();
+    assert!(missing.is_empty(), "the controller uses permissions deploy/rbac.yaml does not grant: {missing:?}");
+    // Patching an event happens only when the same event repeats within a series.
+    let optional: BTreeSet<Permission> = [("events.k8s.io".to_string(), "events".to_string(), "patch".to_string())].into();
+    let unused: Vec<&Permission> = granted.difference(&used).filter(|p| !optional.contains(*p)).collect();
+    assert!(unused.is_empty(), "deploy/rbac.yaml grants permissions the controller never used: {unused:?}");
+    env.shutdown().await;
+}
