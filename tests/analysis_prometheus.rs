@@ -5,11 +5,11 @@
 //! Prometheus' own parser. Unreachable, failing and empty queries come back as the matching
 //! `SourceError`.
 //!
-//! Without the `prometheus` binary the test is skipped, except under CI (`CI` set), where it fails.
+//! Without the `prometheus` binary the test fails (scripts/install-prometheus installs it).
+
+mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -108,57 +108,12 @@ spec:
     exp
 }
 
-/// Kills Prometheus and removes its directory, also when the test fails.
-struct Prometheus {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_prometheus(target: std::net::SocketAddr) -> Prometheus {
-    let dir = std::env::temp_dir().join(format!("forklane-analysis-prometheus-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: fixture\n    static_configs: [{{targets: ['{target}']}}]\n");
-    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-        .spawn()
-        .expect("prometheus starts");
-    Prometheus { child, dir, url: format!("http://127.0.0.1:{port}") }
-}
-
-fn prometheus_installed() -> bool {
-    let found = Command::new("prometheus").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found && std::env::var_os("CI").is_some() {
-        panic!("prometheus is missing under CI: run scripts/install-prometheus first");
-    }
-    found
-}
-
 fn ratios(m: &Measurements) -> Vec<(String, String, f64)> {
     m.metrics.iter().flat_map(|mc| mc.arms.iter().map(|(arm, c)| (mc.metric.clone(), arm.clone(), c.successes / c.trials))).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_and_embedded_sources_agree_on_counts_and_decision() {
-    if !prometheus_installed() {
-        eprintln!("skipped: prometheus is not installed (scripts/install-prometheus)");
-        return;
-    }
     let scrapes = Arc::new(AtomicUsize::new(0));
     let counter = scrapes.clone();
     let app = axum::Router::new().route(
@@ -171,7 +126,7 @@ async fn prometheus_and_embedded_sources_agree_on_counts_and_decision() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = listener.local_addr().unwrap();
     let server = tokio::spawn(axum::serve(listener, app).into_future());
-    let prometheus = start_prometheus(target);
+    let prometheus = common::prometheus::start(target);
 
     let exp = experiment();
     let window = Duration::from_secs(120);

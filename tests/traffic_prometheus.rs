@@ -2,11 +2,11 @@
 //! `/metrics` every second; PromQL through `prometheus-http-query` gives per-version request,
 //! error and order counts within 1% of what the simulation recorded.
 //!
-//! Without the `prometheus` binary the test is skipped, except under CI (`CI` set), where it fails.
+//! Without the `prometheus` binary the test fails (scripts/install-prometheus installs it).
+
+mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,55 +19,6 @@ use prometheus_http_query::Client;
 use prometheus_http_query::response::Data;
 
 const NS: &str = "shop";
-
-/// Kills Prometheus and removes its directory, also when the test fails.
-struct Prometheus {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn start_prometheus(scrape: std::net::SocketAddr) -> Prometheus {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let dir = std::env::temp_dir().join(format!("forklane-prometheus-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = format!(
-        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
-         scrape_configs:\n  - job_name: forklane\n    static_configs: [{{targets: ['{scrape}']}}]\n"
-    );
-    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("prometheus starts");
-    Prometheus { child, dir, url: format!("http://127.0.0.1:{port}") }
-}
-
-fn prometheus_installed() -> bool {
-    let found = Command::new("prometheus").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found && std::env::var_os("CI").is_some() {
-        panic!("prometheus is missing under CI: run scripts/install-prometheus first");
-    }
-    found
-}
 
 /// An 80/20 split between two versions with different error and conversion rates.
 fn cluster() -> Snapshot {
@@ -125,15 +76,11 @@ fn within_one_percent(promql: f64, recorded: u64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_agrees_with_the_simulation() {
-    if !prometheus_installed() {
-        eprintln!("skipped: prometheus is not installed (scripts/install-prometheus)");
-        return;
-    }
     let dataplane = Dataplane::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = listener.local_addr().unwrap();
     let server = tokio::spawn(axum::serve(listener, dataplane.metrics.router()).into_future());
-    let prometheus = start_prometheus(metrics_addr);
+    let prometheus = common::prometheus::start(metrics_addr);
 
     let ready = HttpTarget::parse(&format!("{}/-/ready", prometheus.url)).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -2,3 +2,4 @@
 #![allow(dead_code)]
 
 pub mod istio_schema;
+pub mod prometheus;

@@ -36,8 +36,12 @@ impl DerefMut for Env {
 
 impl Env {
     pub async fn start(istio: bool, audit: bool) -> Env {
+        Self::start_with_speed(istio, audit, SPEED).await
+    }
+
+    pub async fn start_with_speed(istio: bool, audit: bool, speed: f64) -> Env {
         forklane::cli::run::init_logging(false);
-        Env(Sandbox::start(istio, SPEED, audit).await.expect("sandbox starts"))
+        Env(Sandbox::start(istio, speed, audit).await.expect("sandbox starts"))
     }
 
     /// Steady background traffic to my-app.
