@@ -84,6 +84,7 @@ fn each_bad_input_is_named() {
         ("mirror percent", format!("{BASE}  mirror: {{arm: v2, percent: 150}}\n"), "spec.mirror.percent: 150 is outside 0..100"),
         ("not an Experiment", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: my-app}\n".into(), "apiVersion: \"apps/v1\" (kind \"Deployment\") is not a Forklane object"),
         ("not a mapping", "- just\n- a list\n".into(), ": not a Kubernetes object"),
+        ("guardrail without direction", format!("{BASE}  analysis:\n    metrics:\n      - {{name: checkout-time, role: guardrail, successQuery: a, trialQuery: b}}\n"), "spec.analysis.metrics[0].direction: required for guardrail \"checkout-time\": increase or decrease"),
         ("wrong type", edit("{name: my-app}", "{name: my-app, port: http}"), "spec.service.port: invalid type: string \"http\""),
     ];
     let mut failures = Vec::new();

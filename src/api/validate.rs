@@ -447,6 +447,11 @@ fn check_analysis(a: &Analysis, p: &mut Problems) {
             }
             None => {}
         }
+        // Guessing a guardrail's direction could invert it: it would roll back on improvement.
+        let named_lower = m.name.contains("error") || m.name.contains("latency");
+        if m.role == Role::Guardrail && m.direction.is_none() && m.builtin.is_none() && !named_lower {
+            p.add(format!("{path}.direction"), format!("required for guardrail {:?}: increase or decrease", m.name));
+        }
         if m.role == Role::Goal && m.margin.is_some() {
             p.add(format!("{path}.margin"), "margins apply to guardrails only");
         }
