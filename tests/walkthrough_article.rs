@@ -157,11 +157,14 @@ async fn recreate_refuses_connections_then_serves_only_v2() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let seen: Vec<Curl> = curls.finish().await.into_iter().map(|(_, _, c)| c).collect();
 
-    // v1, then `curl: (7) Failed to connect ... Couldn't connect to server`, then v2 only.
-    let first_refusal = seen.iter().position(|c| *c == Curl::Exit(7)).unwrap_or_else(|| panic!("no refused connection: {seen:?}"));
+    // v1, then `curl: (7) Failed to connect ... Couldn't connect to server`, then v2 only. A request
+    // in flight when the last v1 pod goes may be reset instead (curl exit 56), as on a real node.
+    let outage = |c: &Curl| matches!(c, Curl::Exit(7) | Curl::Exit(56));
+    assert!(seen.contains(&Curl::Exit(7)), "no refused connection: {seen:?}");
+    let first_refusal = seen.iter().position(outage).unwrap_or_else(|| panic!("no outage: {seen:?}"));
     let first_v2 = seen.iter().position(|c| *c == Curl::Version(V2.into())).unwrap_or_else(|| panic!("no v2: {seen:?}"));
     assert!(seen[..first_refusal].iter().all(|c| *c == Curl::Version(V1.into())), "before the outage only v1: {seen:?}");
-    assert!(seen[first_refusal..first_v2].iter().all(|c| *c == Curl::Exit(7)), "the outage refuses connections: {seen:?}");
+    assert!(seen[first_refusal..first_v2].iter().all(outage), "the outage refuses connections: {seen:?}");
     assert!(seen[first_v2..].iter().all(|c| *c == Curl::Version(V2.into())), "after the outage only v2: {seen:?}");
     assert!(first_refusal >= 5 && seen.len() - first_v2 >= 5, "v1 and v2 each answered several times: {seen:?}");
 }

@@ -84,11 +84,10 @@ fn check_arms(arms: &[Arm], p: &mut Problems) -> Vec<String> {
                 p.add(format!("spec.arms[{i}].selector.{key}"), why);
             }
         }
-        if let Some(deployment) = &arm.deployment {
-            if !is_dns1123_subdomain(deployment) {
+        if let Some(deployment) = &arm.deployment
+            && !is_dns1123_subdomain(deployment) {
                 p.add(format!("spec.arms[{i}].deployment"), format!("{deployment:?} is not a valid Deployment name"));
             }
-        }
     }
     let controls: Vec<&str> = arms.iter().filter(|a| a.control).map(|a| a.name.as_str()).collect();
     match controls.len() {
@@ -168,11 +167,10 @@ fn check_strategy(exp: &ExperimentSpec, arms: &[String], routing: Routing, p: &m
 }
 
 fn check_replicas(replicas: Option<i32>, path: &str, p: &mut Problems) {
-    if let Some(n) = replicas {
-        if n < 1 {
+    if let Some(n) = replicas
+        && n < 1 {
             p.add(path, format!("{n} must be at least 1"));
         }
-    }
 }
 
 fn need_deployments(exp: &ExperimentSpec, strategy: &str, p: &mut Problems) {
@@ -236,18 +234,16 @@ fn check_canary(c: &Canary, p: &mut Problems) {
             }
             weight = w;
         }
-        if let Some(duration) = step.pause.as_ref().and_then(|pause| pause.duration.as_ref()) {
-            if let Err(why) = duration::parse(duration) {
+        if let Some(duration) = step.pause.as_ref().and_then(|pause| pause.duration.as_ref())
+            && let Err(why) = duration::parse(duration) {
                 p.add(format!("{path}.pause.duration"), why);
             }
-        }
         analysed |= step.analysis.is_some();
     }
-    if let Some(total) = c.total_replicas {
-        if total < 2 {
+    if let Some(total) = c.total_replicas
+        && total < 2 {
             p.add("spec.strategy.canary.totalReplicas", format!("{total} must be at least 2 (one pod per arm)"));
         }
-    }
 }
 
 fn check_ab_test(ab: &AbTest, exp: &ExperimentSpec, arms: &[String], routing: Routing, p: &mut Problems) {
@@ -304,11 +300,10 @@ fn check_ab_test(ab: &AbTest, exp: &ExperimentSpec, arms: &[String], routing: Ro
             p.add(format!("{base}.totalReplicas"), "required without a mesh: the split becomes replica ratios");
         }
         let positive = ab.split.values().filter(|w| **w > 0).count();
-        if let Some(total) = ab.total_replicas {
-            if (total as usize) < positive {
+        if let Some(total) = ab.total_replicas
+            && (total as usize) < positive {
                 p.add(format!("{base}.totalReplicas"), format!("{total} is fewer than the {positive} arms with a weight: each needs at least one pod"));
             }
-        }
         need_deployments(exp, "abTest", p);
     }
 }
@@ -402,11 +397,10 @@ fn check_mirror(mirror: &Mirror, exp: &ExperimentSpec, arms: &[String], routing:
 }
 
 fn check_analysis(a: &Analysis, p: &mut Problems) {
-    if let Some(alpha) = a.alpha {
-        if !(alpha > 0.0 && alpha <= 0.5) {
+    if let Some(alpha) = a.alpha
+        && !(alpha > 0.0 && alpha <= 0.5) {
             p.add("spec.analysis.alpha", format!("{alpha} must be in (0, 0.5]"));
         }
-    }
     for (field, text) in [("interval", &a.interval), ("maxDuration", &a.max_duration)] {
         if let Some(text) = text {
             match duration::parse(text) {
@@ -416,16 +410,14 @@ fn check_analysis(a: &Analysis, p: &mut Problems) {
             }
         }
     }
-    if let Some(n) = a.min_samples_per_arm {
-        if n < 0 {
+    if let Some(n) = a.min_samples_per_arm
+        && n < 0 {
             p.add("spec.analysis.minSamplesPerArm", format!("{n} must not be negative"));
         }
-    }
-    if let Some(prom) = a.provider.as_ref().and_then(|pr| pr.prometheus.as_ref()) {
-        if !(prom.address.starts_with("http://") || prom.address.starts_with("https://")) {
+    if let Some(prom) = a.provider.as_ref().and_then(|pr| pr.prometheus.as_ref())
+        && !(prom.address.starts_with("http://") || prom.address.starts_with("https://")) {
             p.add("spec.analysis.provider.prometheus.address", format!("{:?} must be an http:// or https:// URL", prom.address));
         }
-    }
     let mut names = BTreeSet::new();
     for (i, m) in a.metrics.iter().enumerate() {
         let path = format!("spec.analysis.metrics[{i}]");
@@ -455,11 +447,10 @@ fn check_analysis(a: &Analysis, p: &mut Problems) {
         if m.role == Role::Goal && m.margin.is_some() {
             p.add(format!("{path}.margin"), "margins apply to guardrails only");
         }
-        if let Some(margin) = m.margin {
-            if !(margin >= 0.0 && margin.is_finite()) {
+        if let Some(margin) = m.margin
+            && !(margin >= 0.0 && margin.is_finite()) {
                 p.add(format!("{path}.margin"), format!("{margin} must be a non-negative number"));
             }
-        }
     }
 }
 

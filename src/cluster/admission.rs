@@ -253,7 +253,7 @@ fn allocate_service(alloc: &mut Allocator, info: &ResourceInfo, svc: &mut Value,
         && let Some(ip) = svc["spec"]["clusterIP"].as_str().and_then(|s| s.parse::<Ipv4Addr>().ok())
         && !alloc.ips.insert(ip)
     {
-        let err = FieldError::invalid("spec.clusterIPs", json!([ip.to_string()]), &format!("failed to allocate IP {ip}: provided IP is already allocated"));
+        let err = FieldError::invalid("spec.clusterIPs", json!([ip.to_string()]), format!("failed to allocate IP {ip}: provided IP is already allocated"));
         return invalid(info, svc, vec![err]);
     }
     if ty != "ExternalName" && svc["spec"]["clusterIP"] != "None" {

@@ -83,9 +83,7 @@ fn validate_definition(crd: &Value) -> Vec<FieldError> {
         errors.push(FieldError::not_supported("spec.scope", json!(scope), &["Cluster".into(), "Namespaced".into()]));
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
-    if versions.is_empty() {
-        errors.push(FieldError::invalid("spec.versions", json!(versions), "must have exactly one version marked as storage version"));
-    } else if versions.iter().filter(|v| v["storage"] == true).count() != 1 {
+    if versions.iter().filter(|v| v["storage"] == true).count() != 1 {
         errors.push(FieldError::invalid("spec.versions", json!(versions), "must have exactly one version marked as storage version"));
     }
     for (i, v) in versions.iter().enumerate() {

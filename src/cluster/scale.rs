@@ -66,7 +66,7 @@ impl Store {
         let p = paths(&info, gvr)?.clone();
         let existing = inner.find(&info, namespace, name).ok_or_else(|| Error::not_found(&gvr.group, &gvr.resource, name))?;
         let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(Value::Null);
-        if !replicas.as_i64().is_some_and(|r| r >= 0) {
+        if replicas.as_i64().is_none_or(|r| r < 0) {
             let err = crate::cluster::semantics::FieldError::invalid("spec.replicas", replicas, "must be greater than or equal to 0");
             return Err(Error::invalid("Scale", "autoscaling", name, &[err]));
         }

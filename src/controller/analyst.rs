@@ -2,17 +2,15 @@
 //! the statistics engine's input, decide.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::analysis::{MetricSource, PrometheusSource, decision_config, decision_input, measure};
 use crate::api::{ArmSamples, Experiment};
 use crate::plan::Mode;
-use crate::stats::decision::{Decision, decide};
+use crate::stats::decision::decide;
 
-use super::Analyst;
+use super::{Analyst, Decided};
 
 /// Picks the metric source for an experiment.
 pub type SourceFor = dyn Fn(&Experiment) -> Result<Arc<dyn MetricSource>, String> + Send + Sync;
@@ -51,13 +49,7 @@ impl SourceAnalyst {
 }
 
 impl Analyst for SourceAnalyst {
-    fn decide<'a>(
-        &'a self,
-        exp: &'a Experiment,
-        mode: Mode,
-        window: Duration,
-        weights: &'a [(String, i32)],
-    ) -> Pin<Box<dyn Future<Output = Result<(Decision, Vec<ArmSamples>), String>> + Send + 'a>> {
+    fn decide<'a>(&'a self, exp: &'a Experiment, mode: Mode, window: Duration, weights: &'a [(String, i32)]) -> Decided<'a> {
         Box::pin(async move {
             let source = (self.source_for)(exp)?;
             let measured = measure(exp, mode, window, source.as_ref()).await.map_err(|e| e.to_string())?;

@@ -76,11 +76,10 @@ pub async fn apply(client: &Client, exp: &Experiment, namespace: &str, plan: &Pl
             Action::Scale(s) => {
                 let arm = arm_of_deployment(&s.deployment).unwrap_or_default();
                 let current = obs.plan.replicas.get(&arm).copied().unwrap_or(0);
-                if s.replicas < current {
-                    if let Some((arm, want)) = kept.iter().find(|(arm, want)| ready(arm) < **want) {
+                if s.replicas < current
+                    && let Some((arm, want)) = kept.iter().find(|(arm, want)| ready(arm) < **want) {
                         return Ok(Applied::Waiting(format!("waiting for {want} ready pods of arm {arm} before scaling down")));
                     }
-                }
                 let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
                 api.patch(&s.deployment, &params(), &Patch::Apply(s.object())).await?;
             }

@@ -36,15 +36,12 @@ use crate::stats::decision::Decision;
 pub use error::{Error, Result};
 use telemetry::Metrics;
 
-/// Reads an experiment's metrics and decides; the error explains why there is no decision.
+/// A decision with the samples per arm behind it, or why there is none.
+pub type Decided<'a> = Pin<Box<dyn Future<Output = std::result::Result<(Decision, Vec<crate::api::ArmSamples>), String>> + Send + 'a>>;
+
+/// Reads an experiment's metrics and decides.
 pub trait Analyst: Send + Sync {
-    fn decide<'a>(
-        &'a self,
-        exp: &'a Experiment,
-        mode: Mode,
-        window: Duration,
-        weights: &'a [(String, i32)],
-    ) -> Pin<Box<dyn Future<Output = std::result::Result<(Decision, Vec<crate::api::ArmSamples>), String>> + Send + 'a>>;
+    fn decide<'a>(&'a self, exp: &'a Experiment, mode: Mode, window: Duration, weights: &'a [(String, i32)]) -> Decided<'a>;
 }
 
 /// What every reconcile shares.

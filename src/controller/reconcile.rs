@@ -152,11 +152,10 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
     };
     let transition = progress::advance(&tick);
     let mut next = transition.status;
-    if let Applied::Waiting(message) = &applied {
-        if next.final_arm.is_none() || next.phase == Some(Phase::Promoting) {
+    if let Applied::Waiting(message) = &applied
+        && (next.final_arm.is_none() || next.phase == Some(Phase::Promoting)) {
             next.message = Some(message.clone());
         }
-    }
     let phase = next.phase.unwrap_or(Phase::Pending);
     set(&mut next.conditions, conditions::READY, settled, if settled { "RoutingApplied" } else { "Waiting" }, if settled { "routing matches the current step".into() } else { next.message.clone().unwrap_or_default() }, generation, now);
     let progressing = !matches!(phase, Phase::Succeeded | Phase::RolledBack | Phase::Failed);
@@ -210,14 +209,13 @@ async fn finish_failed(exp: &Experiment, ctx: &Context, ns: &str, mut status: Ex
 
 /// Writes the status with server-side apply, so fields Forklane stops setting disappear.
 async fn write_status(exp: &Experiment, ctx: &Context, ns: &str, before: &ExperimentStatus, status: ExperimentStatus) -> Result<()> {
-    if let Some(phase) = status.phase {
-        if before.phase != Some(phase) {
+    if let Some(phase) = status.phase
+        && before.phase != Some(phase) {
             if let Some(old) = before.phase {
                 ctx.metrics.experiments.get_or_create(&PhaseLabel { phase: format!("{old:?}") }).dec();
             }
             ctx.metrics.experiments.get_or_create(&PhaseLabel { phase: format!("{phase:?}") }).inc();
         }
-    }
     if &status == before {
         return Ok(());
     }

@@ -38,11 +38,10 @@ pub fn default_namespace_labels(namespace: &str) -> BTreeMap<String, String> {
 pub fn check_policy(policy: &RolloutPolicy) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut add = |path: String, message: String| out.push(Problem { path, message });
-    if let Some(d) = &policy.spec.min_analysis_duration {
-        if let Err(why) = duration::parse(d) {
+    if let Some(d) = &policy.spec.min_analysis_duration
+        && let Err(why) = duration::parse(d) {
             add("spec.minAnalysisDuration".into(), why);
         }
-    }
     for (i, w) in policy.spec.freeze_windows.iter().enumerate() {
         if let Err(why) = cron::Schedule::parse(&w.schedule) {
             add(format!("spec.freezeWindows[{i}].schedule"), why);
@@ -118,11 +117,10 @@ pub fn evaluate(policy: &RolloutPolicy, exp: &Experiment, namespace_labels: &BTr
             add("requiredGuardrails", "spec.analysis.metrics", format!("guardrail metric {required:?} is required"));
         }
     }
-    if let (Some(max), Some(a)) = (spec.max_alpha, analysis) {
-        if a.alpha() > max {
+    if let (Some(max), Some(a)) = (spec.max_alpha, analysis)
+        && a.alpha() > max {
             add("maxAlpha", "spec.analysis.alpha", format!("{} is above the allowed {max}", a.alpha()));
         }
-    }
     if let Some(min) = spec.min_analysis_duration.as_deref().and_then(|d| duration::parse(d).ok()) {
         match analysis.map(|a| duration::parse(a.max_duration())) {
             None => add("minAnalysisDuration", "spec.analysis", format!("an analysis of at least {} is required", spec.min_analysis_duration.as_deref().unwrap_or_default())),
@@ -130,12 +128,11 @@ pub fn evaluate(policy: &RolloutPolicy, exp: &Experiment, namespace_labels: &BTr
             _ => {}
         }
     }
-    if let Some(now) = now {
-        if let Some((window, until)) = active_freeze(policy, now) {
+    if let Some(now) = now
+        && let Some((window, until)) = active_freeze(policy, now) {
             let reason = window.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
             add("freezeWindows", "spec", format!("traffic changes are frozen until {}{reason}", format_unix(until)));
         }
-    }
     out
 }
 

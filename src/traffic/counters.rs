@@ -17,6 +17,8 @@ use super::Metrics;
 /// One series: metric name and sorted labels.
 type Series = (String, Vec<(String, String)>);
 type Samples = BTreeMap<Series, f64>;
+/// Scrapes in time order.
+type Scrapes = VecDeque<(Timestamp, Arc<Samples>)>;
 
 /// How much history to keep (simulated): the longest window an analysis may ask for.
 const KEEP: Duration = Duration::from_secs(48 * 3600);
@@ -25,7 +27,7 @@ const KEEP: Duration = Duration::from_secs(48 * 3600);
 pub struct CounterHistory {
     metrics: Metrics,
     clock: Clock,
-    scrapes: Arc<Mutex<VecDeque<(Timestamp, Arc<Samples>)>>>,
+    scrapes: Arc<Mutex<Scrapes>>,
 }
 
 impl CounterHistory {
@@ -99,7 +101,7 @@ pub fn parse_exposition(text: &str) -> Samples {
 }
 
 fn parse_line(line: &str) -> Option<(Series, f64)> {
-    let name_end = line.find(|c: char| c == '{' || c == ' ')?;
+    let name_end = line.find(['{', ' '])?;
     let name = line[..name_end].to_string();
     let mut rest = &line[name_end..];
     let mut labels = Vec::new();

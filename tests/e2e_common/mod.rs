@@ -62,11 +62,10 @@ impl Env {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let exp = self.experiments().get(name).await;
-            if let Ok(exp) = &exp {
-                if done(exp) {
+            if let Ok(exp) = &exp
+                && done(exp) {
                     return exp.clone();
                 }
-            }
             if tokio::time::Instant::now() > deadline {
                 panic!("timed out waiting for {name}: {:?}", exp.map(|e| e.status));
             }

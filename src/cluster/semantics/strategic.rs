@@ -179,11 +179,10 @@ pub fn json_patch(original: &Value, patch_ops: &Value) -> Result<Value, PatchErr
     for op in ops.0 {
         // The apiserver's JSON patch library treats a missing path as equal to null in a
         // `test`; kube-rs' finalizer helper relies on it (`test /metadata/finalizers == null`).
-        if let json_patch::PatchOperation::Test(test) = &op {
-            if test.value.is_null() && out.pointer(test.path.as_str()).is_none() {
+        if let json_patch::PatchOperation::Test(test) = &op
+            && test.value.is_null() && out.pointer(test.path.as_str()).is_none() {
                 continue;
             }
-        }
         json_patch::patch(&mut out, &[op]).map_err(|e| PatchError::Unprocessable(e.to_string()))?;
     }
     Ok(out)
