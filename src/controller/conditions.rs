@@ -29,10 +29,6 @@ pub fn set(conditions: &mut Vec<Condition>, type_: &str, status: bool, reason: &
     conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
 }
 
-pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
-    conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,8 @@ pub enum Error {
     NoNamespace,
     #[error("leader election: {0}")]
     Lease(String),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -45,7 +45,7 @@ pub async fn reconcile(exp: Arc<Experiment>, ctx: Arc<Context>) -> Result<Action
     .map_err(|e| match e {
         kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         kube::runtime::finalizer::Error::AddFinalizer(e) | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
-        other => Error::Lease(other.to_string()),
+        other => Error::Finalizer(other.to_string()),
     });
     ctx.metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
     result
@@ -257,9 +257,4 @@ async fn cleanup(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
     }
     publish(ctx, exp, "RoutingRestored", &format!("all traffic to {arm} before deletion"), false).await;
     Ok(Action::await_change())
-}
-
-/// Kept for `forklane` status printing: whether a condition is set.
-pub fn has_condition(exp: &Experiment, type_: &str) -> bool {
-    exp.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, type_))
 }
