@@ -7,18 +7,9 @@ use crate::cluster::meta;
 use crate::cluster::resources::Gvr;
 use crate::cluster::store::{Change, ChangeKind, DeleteOptions, ListParams, Store, storage_gvr};
 use serde_json::Value;
-use tokio::sync::broadcast::error::RecvError;
 
 pub async fn run(store: Store) {
-    let mut changes = store.changes();
-    sweep(&store);
-    loop {
-        match changes.recv().await {
-            Ok(change) => handle(&store, &change),
-            Err(RecvError::Lagged(_)) => sweep(&store),
-            Err(RecvError::Closed) => return,
-        }
-    }
+    store.follow(|change| handle(&store, change), || sweep(&store)).await;
 }
 
 fn handle(store: &Store, change: &Change) {

@@ -5,26 +5,16 @@ use crate::cluster::meta;
 use crate::cluster::resources::Gvr;
 use crate::cluster::store::{ChangeKind, ListParams, Store, WriteOptions};
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
 
 const DEFAULT: &str = "default";
 
 pub async fn run(store: Store) {
-    let mut changes = store.changes();
-    sweep(&store);
-    loop {
-        match changes.recv().await {
-            Ok(change) => match (change.resource.group.as_str(), change.resource.resource.as_str(), change.kind) {
-                ("", "namespaces", ChangeKind::Added | ChangeKind::Modified) => ensure(&store, meta::name(&change.object)),
-                ("", "serviceaccounts", ChangeKind::Deleted) if meta::name(&change.object) == DEFAULT => {
-                    ensure(&store, meta::namespace(&change.object))
-                }
-                _ => {}
-            },
-            Err(RecvError::Lagged(_)) => sweep(&store),
-            Err(RecvError::Closed) => return,
-        }
-    }
+    let handle = |change: &crate::cluster::store::Change| match (change.resource.group.as_str(), change.resource.resource.as_str(), change.kind) {
+        ("", "namespaces", ChangeKind::Added | ChangeKind::Modified) => ensure(&store, meta::name(&change.object)),
+        ("", "serviceaccounts", ChangeKind::Deleted) if meta::name(&change.object) == DEFAULT => ensure(&store, meta::namespace(&change.object)),
+        _ => {}
+    };
+    store.follow(handle, || sweep(&store)).await;
 }
 
 /// Gives every active namespace its `default` ServiceAccount. Also run once before the

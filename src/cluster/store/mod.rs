@@ -137,6 +137,20 @@ impl Store {
         self.0.changes.subscribe()
     }
 
+    /// Runs a built-in controller until the store closes: `resync` first and whenever it falls
+    /// behind the change stream (changes were dropped), `handle` for every change otherwise.
+    pub async fn follow(&self, mut handle: impl FnMut(&Change), mut resync: impl FnMut()) {
+        let mut changes = self.changes();
+        resync();
+        loop {
+            match changes.recv().await {
+                Ok(change) => handle(&change),
+                Err(broadcast::error::RecvError::Lagged(_)) => resync(),
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
     /// Drops the whole change history, like an etcd compaction: watches resuming from
     /// any earlier version get 410 Gone and must re-list.
     pub fn compact(&self) {
