@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use forklane::analysis::{self, CounterStore, Counts, EmbeddedSource, Matcher, MeasureError, Measurements, MetricSource, PrometheusSource, SourceError};
-use forklane::api::Experiment;
-use forklane::plan::Mode;
-use forklane::stats::decision::{Outcome, decide};
+use forklane_core::analysis::{self, Counts, MeasureError, Measurements, MetricSource, PrometheusSource, SourceError};
+use forklane_sim::metrics::{CounterStore, EmbeddedSource, Matcher};
+use forklane_core::api::Experiment;
+use forklane_core::plan::Mode;
+use forklane_core::stats::decision::{Outcome, decide};
 
 /// A version label value that would break an unescaped query.
 const WEIRD: &str = "v\"2}\\\n";

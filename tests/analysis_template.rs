@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use forklane::analysis::expr::{self, MatchOp, Term};
-use forklane::analysis::template::{Context, TemplateError, render};
-use forklane::api::Arm;
+use forklane_sim::metrics::expr::{self, MatchOp, Term};
+use forklane_core::analysis::template::{Context, TemplateError, render};
+use forklane_core::api::Arm;
 use proptest::prelude::*;
 
 fn arm(version: &str) -> Arm {

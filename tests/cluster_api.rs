@@ -290,7 +290,7 @@ async fn finalizers_hold_objects_until_removed() {
     c.shutdown().await;
 }
 
-async fn owned_replica_set(c: &forklane::cluster::Cluster, owner: &Deployment, name: &str) -> ReplicaSet {
+async fn owned_replica_set(c: &forklane_sim::cluster::Cluster, owner: &Deployment, name: &str) -> ReplicaSet {
     let rss: Api<ReplicaSet> = Api::namespaced(c.client(), "default");
     let mut rs: ReplicaSet = obj(json!({
         "metadata": {"name": name, "labels": {"app": "web"}},

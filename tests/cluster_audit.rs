@@ -3,7 +3,7 @@
 mod cluster_common;
 use cluster_common::{cluster, obj};
 
-use forklane::cluster::{AuditRecord, Cluster, ClusterConfig};
+use forklane_sim::cluster::{AuditRecord, Cluster, ClusterConfig};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;

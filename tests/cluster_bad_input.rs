@@ -3,7 +3,7 @@
 mod cluster_common;
 use cluster_common::cluster;
 
-use forklane::cluster::{Cluster, FaultSettings};
+use forklane_sim::cluster::{Cluster, FaultSettings};
 use kube::core::Status;
 use serde_json::json;
 

@@ -6,8 +6,8 @@ mod cluster_common;
 use cluster_common::kubectl::Kubectl;
 use cluster_common::{cluster, obj};
 
-use forklane::clock::{Clock, parse_time};
-use forklane::cluster::{Cluster, ClusterConfig};
+use forklane_core::clock::{Clock, parse_time};
+use forklane_sim::cluster::{Cluster, ClusterConfig};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::json;

@@ -4,7 +4,7 @@
 mod cluster_common;
 use cluster_common::{cluster, obj};
 
-use forklane::cluster::{ClusterConfig, FaultSettings, Gvr};
+use forklane_sim::cluster::{ClusterConfig, FaultSettings, Gvr};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
@@ -84,7 +84,7 @@ async fn reflector_stays_in_sync_through_rapid_updates_and_a_forced_410() {
     let store = c.store();
     for i in 0..5 {
         store
-            .patch(&gvr, Some("default"), &format!("cm-{i}"), forklane::cluster::store::Patch::Merge(json!({"data": {"n": "away"}})), &Default::default())
+            .patch(&gvr, Some("default"), &format!("cm-{i}"), forklane_sim::cluster::store::Patch::Merge(json!({"data": {"n": "away"}})), &Default::default())
             .unwrap();
     }
     store.delete(&gvr, Some("default"), "cm-9", &Default::default()).unwrap();
@@ -119,7 +119,7 @@ async fn streaming_list_watcher_syncs() {
 
 #[tokio::test]
 async fn too_old_resource_version_gets_410_and_bookmarks_and_timeouts_work() {
-    let c = forklane::cluster::Cluster::start(ClusterConfig { bookmark_interval: Duration::from_millis(200), ..Default::default() }).await.unwrap();
+    let c = forklane_sim::cluster::Cluster::start(ClusterConfig { bookmark_interval: Duration::from_millis(200), ..Default::default() }).await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(c.client(), "default");
     api.create(&PostParams::default(), &obj(json!({"metadata": {"name": "a"}}))).await.unwrap();
     c.store().compact();

@@ -8,7 +8,7 @@ mod e2e_common;
 use std::time::Duration;
 
 use e2e_common::*;
-use forklane::api::Phase;
+use forklane_core::api::Phase;
 use kube::api::{Patch, PatchParams};
 
 const ENDED: &[Phase] = &[Phase::Succeeded, Phase::RolledBack, Phase::Failed];
@@ -33,7 +33,7 @@ async fn two_versions(env: &Env, replicas: i32, v1: &[(&str, &str)], v2: &[(&str
     env.wait_ready("my-app-v2", replicas).await;
 }
 
-fn phase(exp: &forklane::api::Experiment) -> Option<Phase> {
+fn phase(exp: &forklane_core::api::Experiment) -> Option<Phase> {
     exp.status.as_ref().and_then(|s| s.phase)
 }
 
@@ -115,7 +115,7 @@ async fn canary_steps_move_weights_in_order_and_pause_where_told() {
     tokio::time::sleep(Duration::from_secs_f64(300.0 / SPEED)).await;
     assert_eq!(env.experiments().get("steps").await.unwrap().status.unwrap().current_step, Some(3));
     assert_eq!(weight_history(&routes, "v2"), vec![0, 10, 30]);
-    let promote = forklane::controller::commands::patch(&forklane::controller::commands::Command::Promote(forklane::controller::commands::Promote::Next));
+    let promote = forklane_core::controller::commands::patch(&forklane_core::controller::commands::Command::Promote(forklane_core::controller::commands::Promote::Next));
     env.experiments().patch("steps", &PatchParams::default(), &Patch::Merge(promote)).await.unwrap();
     let exp = env.wait_for_phase("steps", LONG, ENDED).await;
     assert_eq!(exp.status.as_ref().unwrap().winner.as_deref(), Some("v2"));
@@ -139,7 +139,7 @@ async fn blue_green_serves_the_preview_header_before_the_switch_and_nothing_afte
     let live: Vec<Option<String>> = (0..200).map(|_| env.request(&[])).collect();
     assert!(preview.iter().all(|v| v.as_deref() == Some("v2")), "preview header reaches v2 only");
     assert!(live.iter().all(|v| v.as_deref() == Some("v1")), "everyone else stays on v1");
-    let abort = forklane::controller::commands::patch(&forklane::controller::commands::Command::Abort(Some("preview failed QA".into())));
+    let abort = forklane_core::controller::commands::patch(&forklane_core::controller::commands::Command::Abort(Some("preview failed QA".into())));
     env.experiments().patch("bg", &PatchParams::default(), &Patch::Merge(abort)).await.unwrap();
     let exp = env.wait_for_phase("bg", LONG, ENDED).await;
     assert_eq!(exp.status.as_ref().unwrap().phase, Some(Phase::RolledBack));
@@ -186,7 +186,7 @@ async fn native_canary_hits_the_replica_ratios() {
     let v2 = (0..n).filter(|_| env.request(&[]).as_deref() == Some("v2")).count() as f64 / n as f64;
     let se = (0.1f64 * 0.9 / n as f64).sqrt();
     assert!((v2 - 0.1).abs() < 3.0 * se, "v2 share {v2}");
-    env.experiments().patch("native", &PatchParams::default(), &Patch::Merge(forklane::controller::commands::patch(&forklane::controller::commands::Command::Promote(forklane::controller::commands::Promote::Next)))).await.unwrap();
+    env.experiments().patch("native", &PatchParams::default(), &Patch::Merge(forklane_core::controller::commands::patch(&forklane_core::controller::commands::Command::Promote(forklane_core::controller::commands::Promote::Next)))).await.unwrap();
     env.wait_for("native", LONG, |e| phase(e) == Some(Phase::Paused) && e.status.as_ref().and_then(|s| s.current_step) == Some(3)).await;
     env.wait_ready("my-app-v1", 5).await;
     env.wait_ready("my-app-v2", 5).await;
@@ -245,7 +245,7 @@ async fn a_violating_experiment_never_changes_traffic_and_names_the_policy() {
     let condition = status.conditions.iter().find(|c| c.type_ == "PolicyViolation").unwrap();
     assert!(condition.message.contains("RolloutPolicy \"canary-only\" (allowedStrategies)"), "{}", condition.message);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let vs: kube::Api<forklane::istio::VirtualService> = kube::Api::namespaced(env.client.clone(), NS);
+    let vs: kube::Api<forklane_core::istio::VirtualService> = kube::Api::namespaced(env.client.clone(), NS);
     assert!(vs.list(&Default::default()).await.unwrap().items.is_empty(), "no routing was written");
     env.shutdown().await;
 }

@@ -9,10 +9,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use e2e_common::*;
-use forklane::api::Phase;
-use forklane::controller::leader::{LeaseSettings, lead};
-use forklane::controller::telemetry::Metrics;
-use forklane::controller::{Context, Scope};
+use forklane_core::api::Phase;
+use forklane_core::controller::leader::{LeaseSettings, lead};
+use forklane_core::controller::telemetry::Metrics;
+use forklane_core::controller::{Context, Scope};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use tokio::sync::oneshot;
@@ -25,7 +25,7 @@ const LEASE: &str = "forklane-controller";
 struct Replica {
     ctx: Arc<Context>,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<forklane::controller::Result<()>>,
+    task: JoinHandle<forklane_core::controller::Result<()>>,
 }
 
 impl Replica {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use e2e_common::*;
-use forklane::api::Phase;
-use forklane::controller::analyst::SourceAnalyst;
+use forklane_core::api::Phase;
+use forklane_core::controller::analyst::SourceAnalyst;
 
 const EXPERIMENT: &str = r#"  strategy:
     abTest:

@@ -4,7 +4,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use forklane::controller::telemetry::{Metrics, OutcomeLabel, router};
+use forklane::cli::run::router;
+use forklane_core::controller::telemetry::{Metrics, OutcomeLabel};
 
 fn get(url: &str) -> (String, String) {
     let out = Command::new("curl").args(["-s", "-w", "\n%{http_code}", url]).output().expect("curl is installed (scripts/install-curl)");

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use e2e_common::*;
-use forklane::api::Phase;
+use forklane_core::api::Phase;
 use kube::api::DeleteParams;
 
 const AGENT: &str = "forklane-controller";
@@ -56,13 +56,13 @@ async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
     env.wait_for_phase("mesh", long, &[Phase::Succeeded]).await;
     env.experiments().delete("mesh", &DeleteParams::default()).await.unwrap();
     env.wait_gone("mesh", long).await;
-    let vs: kube::Api<forklane::istio::VirtualService> = kube::Api::namespaced(env.client.clone(), NS);
+    let vs: kube::Api<forklane_core::istio::VirtualService> = kube::Api::namespaced(env.client.clone(), NS);
     let kept = vs.get("mesh-forklane").await.expect("the routing outlives the experiment");
     assert_eq!(split(&serde_json::to_value(&kept).unwrap()).get("v2"), Some(&100), "the winner keeps the traffic");
     // Native routing: Service selector and replicas; a command the controller clears.
     env.apply(&experiment("native", "none", "  strategy:\n    canary:\n      totalReplicas: 4\n      steps: [{setWeight: 25}, {pause: {}}]\n")).await;
     env.wait_for("native", long, |e| e.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Paused))).await;
-    let promote = forklane::controller::commands::patch(&forklane::controller::commands::Command::Promote(forklane::controller::commands::Promote::Next));
+    let promote = forklane_core::controller::commands::patch(&forklane_core::controller::commands::Command::Promote(forklane_core::controller::commands::Promote::Next));
     env.experiments().patch("native", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(promote)).await.unwrap();
     env.wait_for_phase("native", long, &[Phase::Succeeded]).await;
     env.stop_controller().await;

@@ -2,10 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use forklane::api::{AbRule, AbTest, Arm, Canary, CanaryStep, Experiment, ExperimentSpec, MeshMode, Mirror, Pause, RuleMatch, ServiceRef, Sticky, StringMatch};
-use forklane::api::Strategy as Spec;
-use forklane::plan::{Action, Mode, Observed, Target, plan};
-use forklane::plan::steps::proportional;
+use forklane_core::api::{AbRule, AbTest, Arm, Canary, CanaryStep, Experiment, ExperimentSpec, MeshMode, Mirror, Pause, RuleMatch, ServiceRef, Sticky, StringMatch};
+use forklane_core::api::Strategy as Spec;
+use forklane_core::plan::{Action, Mode, Observed, Target, plan};
+use forklane_core::plan::steps::proportional;
 use kube::api::ObjectMeta;
 use proptest::prelude::*;
 

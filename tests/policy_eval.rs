@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use forklane::api::load::{Document, load_documents};
-use forklane::api::{Experiment, RolloutPolicy};
+use forklane_core::api::load::{Document, load_documents};
+use forklane_core::api::{Experiment, RolloutPolicy};
 use forklane::cli::validate::{ValidateArgs, problems};
-use forklane::policy::{check_policy, default_namespace_labels, evaluate};
+use forklane_core::policy::{check_policy, default_namespace_labels, evaluate};
 
 fn root() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -5,9 +5,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use forklane::api::load::{Document, load_documents};
+use forklane_core::api::load::{Document, load_documents};
 use forklane::cli::render::{MeshArg, RenderArgs, render};
-use forklane::plan::{Action, Mode, Observed, Target, plan};
+use forklane_core::plan::{Action, Mode, Observed, Target, plan};
 
 fn examples() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
@@ -17,7 +17,7 @@ fn examples() -> Vec<PathBuf> {
     files
 }
 
-fn experiments(path: &Path) -> Vec<forklane::api::Experiment> {
+fn experiments(path: &Path) -> Vec<forklane_core::api::Experiment> {
     let docs = load_documents(&std::fs::read_to_string(path).unwrap()).unwrap();
     docs.into_iter().filter_map(|d| if let Document::Experiment(e) = d { Some(*e) } else { None }).collect()
 }
@@ -63,7 +63,7 @@ fn every_rendered_istio_object_is_valid() {
                     match action {
                         Action::VirtualService(vs) => {
                             common::istio_schema::assert_valid_istio(&action.object());
-                            let problems = forklane::istio::validate_routing(vs, &drs);
+                            let problems = forklane_core::istio::validate_routing(vs, &drs);
                             assert!(problems.is_empty(), "{}: {target:?}: {problems:?}", path.display());
                             checked += 1;
                         }

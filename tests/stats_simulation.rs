@@ -1,7 +1,7 @@
 //! Operating characteristics of the decision rules, by seeded simulation through the
 //! real decision function. Figures are printed (run with `--nocapture`) for the docs.
 
-use forklane::stats::simulation::{aa_study, power_study, srm_study, AaStudy, PowerStudy, SrmStudy};
+use forklane_core::stats::simulation::{aa_study, power_study, srm_study, AaStudy, PowerStudy, SrmStudy};
 
 #[test]
 fn aa_sequential_holds_alpha_while_peeked_z_test_inflates() {

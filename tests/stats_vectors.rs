@@ -1,12 +1,12 @@
-//! Every value of `shared/reference/stats/vectors.json` (scipy / statsmodels references)
+//! Every value of `tests/reference/stats/vectors.json` (scipy / statsmodels references)
 //! reproduced through the eval dispatcher and through `forklane stats eval`.
 
-use forklane::stats::vectors;
+use forklane_core::stats::vectors;
 use serde_json::Value;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/stats/vectors.json");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/stats/vectors.json");
 
 fn load() -> Value {
     let text = std::fs::read_to_string(VECTORS).unwrap_or_else(|e| panic!("cannot read {VECTORS}: {e}"));

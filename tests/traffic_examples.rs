@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use forklane::api::Experiment;
-use forklane::api::load::{Document, load_documents};
-use forklane::istio::VirtualService;
-use forklane::plan::{Action, Mode, Observed, Plan, Target, plan};
-use forklane::traffic::loadgen::{self, LoadSpec, Population};
-use forklane::traffic::{Dataplane, Pod, Request, Service, ServiceKey, ServicePort, Snapshot};
+use forklane_core::api::Experiment;
+use forklane_core::api::load::{Document, load_documents};
+use forklane_core::istio::VirtualService;
+use forklane_core::plan::{Action, Mode, Observed, Plan, Target, plan};
+use forklane_sim::traffic::loadgen::{self, LoadSpec, Population};
+use forklane_sim::traffic::{Dataplane, Pod, Request, Service, ServiceKey, ServicePort, Snapshot};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 use rand::SeedableRng;
@@ -110,7 +110,7 @@ fn shares_match_the_weights_of_every_state_of_every_example() {
 }
 
 /// A value satisfying a header condition of the rendered VirtualService.
-fn satisfying(m: &forklane::istio::VirtualServiceHttpMatchHeaders, runner: &mut TestRunner) -> String {
+fn satisfying(m: &forklane_core::istio::VirtualServiceHttpMatchHeaders, runner: &mut TestRunner) -> String {
     match (&m.exact, &m.prefix, &m.regex) {
         (Some(e), _, _) => e.clone(),
         (_, Some(p), _) => format!("{p}suffix"),

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use forklane::istio::*;
-use forklane::traffic::{Dataplane, Outcome, Pod, Request, ResponseFlag, Service, ServiceKey, ServicePort, Snapshot};
+use forklane_core::istio::*;
+use forklane_sim::traffic::{Dataplane, Outcome, Pod, Request, ResponseFlag, Service, ServiceKey, ServicePort, Snapshot};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -269,7 +269,7 @@ fn the_exposition_has_no_duplicate_series() {
 
 #[tokio::test]
 async fn in_process_traffic_can_be_paced_in_real_time() {
-    use forklane::traffic::loadgen::{self, Limit, LoadSpec, Population};
+    use forklane_sim::traffic::loadgen::{self, Limit, LoadSpec, Population};
     let view = Arc::new(Snapshot::new(vec![service()], pods("v1", 2, true), &[], &[]));
     let dataplane = Dataplane::default();
     let mut population = Population::new(&LoadSpec::default());

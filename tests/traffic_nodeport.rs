@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use forklane::istio::*;
-use forklane::traffic::http::{self, HttpError, HttpTarget};
-use forklane::traffic::loadgen::{self, Limit, LoadSpec, Population};
-use forklane::traffic::{Dataplane, NodePort, Pod, Request, Service, ServiceKey, ServicePort, Snapshot, SnapshotFeed, serve_nodeport};
+use forklane_core::istio::*;
+use forklane_sim::traffic::http::{self, HttpError, HttpTarget};
+use forklane_sim::traffic::loadgen::{self, Limit, LoadSpec, Population};
+use forklane_sim::traffic::{Dataplane, NodePort, Pod, Request, Service, ServiceKey, ServicePort, Snapshot, SnapshotFeed, serve_nodeport};
 
 const NS: &str = "default";
 

@@ -11,10 +11,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use forklane::istio::*;
-use forklane::traffic::http::{self, HttpTarget};
-use forklane::traffic::loadgen::{self, LoadSpec, Population};
-use forklane::traffic::{Dataplane, Pod, Request, Service, ServiceKey, ServicePort, Snapshot};
+use forklane_core::istio::*;
+use forklane_sim::traffic::http::{self, HttpTarget};
+use forklane_sim::traffic::loadgen::{self, LoadSpec, Population};
+use forklane_sim::traffic::{Dataplane, Pod, Request, Service, ServiceKey, ServicePort, Snapshot};
 use prometheus_http_query::Client;
 use prometheus_http_query::response::Data;
 

@@ -1,7 +1,7 @@
 //! Every kind of bad Experiment gets a clear error that names the field and the value.
 
-use forklane::api::load::{Document, load_documents};
-use forklane::api::validate::{Routing, validate};
+use forklane_core::api::load::{Document, load_documents};
+use forklane_core::api::validate::{Routing, validate};
 
 const BASE: &str = r#"
 apiVersion: forklane.io/v1alpha1

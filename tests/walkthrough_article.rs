@@ -9,11 +9,11 @@
 mod cluster_common;
 use cluster_common::kubectl::Kubectl;
 
-use forklane::clock::Clock;
-use forklane::cluster::{Cluster, ClusterConfig};
-use forklane::traffic::http::HttpTarget;
-use forklane::traffic::loadgen::{Limit, run_http};
-use forklane::traffic::{LoadSpec, Population, Report};
+use forklane_core::clock::Clock;
+use forklane_sim::cluster::{Cluster, ClusterConfig};
+use forklane_sim::traffic::http::HttpTarget;
+use forklane_sim::traffic::loadgen::{Limit, run_http};
+use forklane_sim::traffic::{LoadSpec, Population, Report};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,8 +5,8 @@
 mod cluster_common;
 use cluster_common::kubectl_path;
 
-use forklane::clock::Clock;
-use forklane::cluster::{Cluster, ClusterConfig};
+use forklane_core::clock::Clock;
+use forklane_sim::cluster::{Cluster, ClusterConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 

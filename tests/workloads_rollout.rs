@@ -2,10 +2,10 @@
 //! rolling-update and recreate walkthroughs, observed through watch events as
 //! `kubectl get po -w` would see them, and the Service's endpoints following pod readiness.
 
-use forklane::cluster::resources::Gvr;
-use forklane::cluster::store::{ListParams, Patch, Store, StoreConfig, WatchEvent, WatchParams, WriteOptions};
-use forklane::clock::Clock;
-use forklane::cluster::workloads::start_workloads;
+use forklane_sim::cluster::resources::Gvr;
+use forklane_sim::cluster::store::{ListParams, Patch, Store, StoreConfig, WatchEvent, WatchParams, WriteOptions};
+use forklane_core::clock::Clock;
+use forklane_sim::cluster::workloads::start_workloads;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

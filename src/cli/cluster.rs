@@ -1,8 +1,8 @@
 //! `forklane cluster`: runs the embedded Kubernetes API server, with the workload simulator
 //! and the traffic data plane (NodePorts on 127.0.0.1, metrics for Prometheus), until Ctrl-C.
 
-use crate::clock::Clock;
-use crate::cluster::{Cluster, ClusterConfig};
+use forklane_core::clock::Clock;
+use forklane_sim::cluster::{Cluster, ClusterConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

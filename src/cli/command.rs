@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use kube::api::{Api, Patch, PatchParams};
 
-use crate::api::Experiment;
-use crate::controller::commands::{Command, Promote, patch};
+use forklane_core::api::Experiment;
+use forklane_core::controller::commands::{Command, Promote, patch};
 
 use super::connect;
 

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use kube::api::Api;
 
-use crate::api::{Experiment, Phase};
-use crate::sandbox::{Sandbox, apply_yaml};
-use crate::traffic::ServiceKey;
+use forklane_core::api::{Experiment, Phase};
+use forklane_sim::sandbox::{Sandbox, apply_yaml};
+use forklane_sim::traffic::ServiceKey;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -88,7 +88,7 @@ async fn demo(args: &DemoArgs) -> Result<bool, String> {
 }
 
 /// One line per state: phase, weights, samples and the latest statistics.
-fn describe(status: &crate::api::ExperimentStatus) -> String {
+fn describe(status: &forklane_core::api::ExperimentStatus) -> String {
     let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "Pending".into());
     let weights = status.weight_summary.clone().unwrap_or_default();
     let samples: Vec<String> = status.samples.iter().map(|s| format!("{}={}", s.arm, s.samples)).collect();

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::api::load::{Document, load_documents};
-use crate::controller::commands::Command as Cmd;
+use forklane_core::api::load::{Document, load_documents};
+use forklane_core::controller::commands::Command as Cmd;
 
 /// Forklane: release experiments on a service mesh, decided with statistics.
 #[derive(Parser)]
@@ -59,7 +59,7 @@ pub async fn main() -> ExitCode {
         Command::Render(args) => render::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Crdgen => {
-            print!("{}", crate::api::crds_yaml());
+            print!("{}", forklane_core::api::crds_yaml());
             ExitCode::SUCCESS
         }
         Command::Stats { cmd } => stats::run(cmd),

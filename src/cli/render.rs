@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::api::load::Document;
-use crate::api::{Experiment, MeshMode};
-use crate::plan::{Action, Mode, Observed, Plan, Target, plan};
+use forklane_core::api::load::Document;
+use forklane_core::api::{Experiment, MeshMode};
+use forklane_core::plan::{Action, Mode, Observed, Plan, Target, plan};
 
 use super::{display_name, read_documents};
 

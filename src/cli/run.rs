@@ -6,11 +6,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::clock::Clock;
-use crate::controller::analyst::SourceAnalyst;
-use crate::controller::leader::{LeaseSettings, lead};
-use crate::controller::telemetry::{Metrics, router};
-use crate::controller::{Context, Scope};
+use forklane_core::clock::Clock;
+use forklane_core::controller::analyst::SourceAnalyst;
+use forklane_core::controller::leader::{LeaseSettings, lead};
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use forklane_core::controller::telemetry::Metrics;
+use forklane_core::controller::{Context, Scope};
 
 use super::connect;
 
@@ -98,4 +104,18 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         () = terminated => {}
     }
+}
+
+/// `/metrics`, `/healthz` (the process runs) and `/readyz` (it has reached the API server).
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(|State(m): State<Arc<Metrics>>| async move { m.encode() }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(m): State<Arc<Metrics>>| async move {
+                if m.ready.load(Ordering::Relaxed) { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+            }),
+        )
+        .with_state(metrics)
 }

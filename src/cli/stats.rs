@@ -1,7 +1,7 @@
 //! `forklane stats`: the statistics engine from the command line.
 
-use crate::stats::decision::{decide, ArmObservation, Comparison, Decision, DecisionConfig, DecisionInput, Direction, Method, Metric, Observation, Outcome};
-use crate::stats::vectors;
+use forklane_core::stats::decision::{decide, ArmObservation, Comparison, Decision, DecisionConfig, DecisionInput, Direction, Method, Metric, Observation, Outcome};
+use forklane_core::stats::vectors;
 use std::io::Read;
 use std::process::ExitCode;
 

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::traffic::http::HttpTarget;
-use crate::traffic::loadgen::{self, Limit, LoadSpec, Population};
+use forklane_sim::traffic::http::HttpTarget;
+use forklane_sim::traffic::loadgen::{self, Limit, LoadSpec, Population};
 
 #[derive(Debug, clap::Args)]
 pub struct TrafficArgs {
@@ -27,7 +27,7 @@ pub struct TrafficArgs {
     #[arg(long, default_value = "x-region")]
     pub region_header: String,
     /// How long to run, e.g. 10s, 2m.
-    #[arg(long, value_parser = crate::api::duration::parse, conflicts_with = "requests")]
+    #[arg(long, value_parser = forklane_core::api::duration::parse, conflicts_with = "requests")]
     pub duration: Option<Duration>,
     /// How many requests to send.
     #[arg(long)]

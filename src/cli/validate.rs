@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::api::load::Document;
-use crate::api::validate::{Routing, validate};
-use crate::api::{Experiment, MeshMode, RolloutPolicy};
-use crate::policy;
+use forklane_core::api::load::Document;
+use forklane_core::api::validate::{Routing, validate};
+use forklane_core::api::{Experiment, MeshMode, RolloutPolicy};
+use forklane_core::policy;
 
 use super::{display_name, read_documents};
 

@@ -2,7 +2,7 @@
 //! kubeconfig and discovery cache in a scratch directory.
 
 use super::kubectl_path;
-use forklane::cluster::Cluster;
+use forklane_sim::cluster::Cluster;
 use std::path::{Path, PathBuf};
 
 pub struct Kubectl {

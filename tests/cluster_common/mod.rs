@@ -3,7 +3,7 @@
 
 pub mod kubectl;
 
-use forklane::cluster::{Cluster, ClusterConfig};
+use forklane_sim::cluster::{Cluster, ClusterConfig};
 use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;

@@ -1,5 +1,5 @@
 //! Validates rendered Istio objects against the `openAPIV3Schema` of the
-//! vendored Istio CRDs (`src/istio/crds/`), the way the API server's schema
+//! vendored Istio CRDs (`core/src/istio/crds/`), the way the API server's schema
 //! validation would with `kubectl apply --validate=strict`.
 //!
 //! What is checked: types, `required`, `enum`, `pattern`, lengths, ranges, the
@@ -8,13 +8,12 @@
 //!
 //! What is NOT checked: the CEL rules in `x-kubernetes-validations` (Istio uses
 //! them for "duration >= 1ms" and for wildcards/empty keys in label selectors).
-//! They are stripped from the schema, not evaluated; `src/istio/validation.rs`
+//! They are stripped from the schema, not evaluated; `core/src/istio/validation.rs`
 //! and istiod's webhook cover what Forklane generates.
 
 use serde_json::{Map, Value, json};
 
-const VIRTUAL_SERVICE_CRD: &str = include_str!("../../src/istio/crds/virtualservice.crd.yaml");
-const DESTINATION_RULE_CRD: &str = include_str!("../../src/istio/crds/destinationrule.crd.yaml");
+use forklane_core::istio::{DESTINATION_RULE_CRD, VIRTUAL_SERVICE_CRD};
 const API_VERSION: &str = "networking.istio.io/v1";
 
 /// Panics with every schema violation if `obj.spec` does not conform to the

@@ -7,9 +7,9 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
-use forklane::api::{Experiment, Phase};
-use forklane::sandbox::Sandbox;
-use forklane::traffic::ServiceKey;
+use forklane_core::api::{Experiment, Phase};
+use forklane_sim::sandbox::Sandbox;
+use forklane_sim::traffic::ServiceKey;
 use kube::api::Api;
 use serde_json::Value;
 
@@ -50,7 +50,7 @@ impl Env {
     }
 
     pub async fn apply(&self, yaml: &str) {
-        forklane::sandbox::apply_yaml(&self.client, yaml, NS).await.unwrap();
+        forklane_sim::sandbox::apply_yaml(&self.client, yaml, NS).await.unwrap();
     }
 
     pub fn experiments(&self) -> Api<Experiment> {
@@ -176,7 +176,7 @@ impl Env {
             while let Ok(change) = changes.recv().await {
                 if change.resource.resource == resource {
                     let mut object = (*change.object).clone();
-                    if change.kind == forklane::cluster::store::ChangeKind::Deleted {
+                    if change.kind == forklane_sim::cluster::store::ChangeKind::Deleted {
                         object["deleted"] = Value::Bool(true); // marks the deletion in the log
                     }
                     sink.0.lock().unwrap().push(object);
@@ -188,7 +188,7 @@ impl Env {
 
     /// One request to my-app through the data plane; the version that answered, if any.
     pub fn request(&self, headers: &[(&str, &str)]) -> Option<String> {
-        use forklane::traffic::{ClusterView, Outcome, Request};
+        use forklane_sim::traffic::{ClusterView, Outcome, Request};
         let mut req = Request::get("/");
         for (k, v) in headers {
             req = req.header(k, v);

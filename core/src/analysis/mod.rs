@@ -1,0 +1,14 @@
+//! `spec.analysis` at run time: PromQL templates and builtins become per-arm success/trial
+//! queries, a [`MetricSource`] (Prometheus or the embedded simulation) answers them, and the
+//! counts become the statistics engine's input. See docs/analysis.md.
+
+pub mod builtins;
+pub mod evaluate;
+pub mod prometheus;
+pub mod source;
+pub mod template;
+
+pub use builtins::QueryPair;
+pub use evaluate::{ConfigError, MeasureError, Measurements, decision_config, decision_input, measure, queries};
+pub use prometheus::PrometheusSource;
+pub use source::{Counts, MetricSource, SourceError};

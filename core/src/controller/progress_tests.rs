@@ -1,0 +1,236 @@
+use super::*;
+use crate::api::load::{Document, load_documents};
+use crate::api::{Experiment, Promotion};
+use crate::stats::decision::{Comparison, Verdict};
+
+fn example(name: &str) -> Experiment {
+    let text = std::fs::read_to_string(format!("{}/../examples/{name}.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    match load_documents(&text).unwrap().remove(0) {
+        Document::Experiment(e) => *e,
+        Document::RolloutPolicy(_) => unreachable!(),
+    }
+}
+
+fn t(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + secs).unwrap()
+}
+
+fn decision(outcome: Outcome) -> Decision {
+    let comparison = |arm: &str, difference| Comparison {
+        arm: arm.into(),
+        metric: "conversion".into(),
+        role: Role::Goal,
+        control_value: 0.1,
+        arm_value: 0.1 + difference,
+        difference,
+        interval: [difference - 0.01, difference + 0.01],
+        p_value: Some(0.5),
+        adjusted_p_value: Some(0.5),
+        prob_better: None,
+        expected_loss: None,
+        verdict: Verdict::Inconclusive,
+    };
+    Decision { outcome, comparisons: vec![comparison("v2", 0.02)], srm: None }
+}
+
+struct Run {
+    exp: Experiment,
+    status: ExperimentStatus,
+    commands: Commands,
+    manual: bool,
+    states: usize,
+}
+
+impl Run {
+    fn new(name: &str) -> Self {
+        let exp = example(name);
+        let states = crate::plan::plan(&exp, &Target::Step(0), crate::plan::Mode::Istio, &crate::plan::Observed::default()).unwrap().states;
+        Run { exp, status: ExperimentStatus::default(), commands: Commands::default(), manual: false, states }
+    }
+
+    fn tick(&mut self, now: i64, settled: bool, decision: Option<&Decision>) -> Transition {
+        let strategy = self.exp.spec.strategy.names()[0];
+        let tick = Tick {
+            spec: &self.exp.spec,
+            strategy,
+            status: &self.status,
+            now: t(now),
+            states: self.states,
+            settled,
+            commands: &self.commands,
+            policy_manual_promotion: self.manual,
+            decision,
+        };
+        let out = advance(&tick);
+        self.status = out.status.clone();
+        out
+    }
+
+    fn phase(&self) -> Phase {
+        self.status.phase.unwrap()
+    }
+}
+
+#[test]
+fn canary_walks_its_steps_in_order() {
+    let mut r = Run::new("canary");
+    // setWeight 10
+    r.tick(0, true, None);
+    assert_eq!((r.status.current_step, r.phase()), (Some(1), Phase::Progressing));
+    // pause 5m: paused, asks to be woken when it ends
+    let out = r.tick(1, true, None);
+    assert_eq!(r.phase(), Phase::Paused);
+    assert_eq!(out.requeue, Some(Duration::from_secs(299)));
+    r.tick(200, true, None);
+    assert_eq!(r.status.current_step, Some(1), "still pausing");
+    r.tick(302, true, None);
+    assert_eq!(r.status.current_step, Some(2));
+    // analysis: starts, continues, then passes
+    r.tick(303, true, None);
+    assert_eq!(r.phase(), Phase::Analysing);
+    assert!(!analysis_due(&r.exp.spec, &r.status, t(304)));
+    assert!(analysis_due(&r.exp.spec, &r.status, t(363)));
+    r.tick(363, true, Some(&decision(Outcome::Continue { reason: "not yet".into() })));
+    assert_eq!((r.status.current_step, r.phase()), (Some(2), Phase::Analysing));
+    assert_eq!(r.status.message.as_deref(), Some("not yet"));
+    r.tick(423, true, Some(&decision(Outcome::Promote { arm: "v2".into() })));
+    assert_eq!(r.status.current_step, Some(3));
+    // setWeight 50, then an indefinite pause that only promote ends
+    r.tick(424, true, None);
+    assert_eq!(r.status.current_step, Some(4));
+    r.tick(425, true, None);
+    assert_eq!(r.phase(), Phase::Paused);
+    r.tick(5000, true, None);
+    assert_eq!(r.status.current_step, Some(4));
+    r.commands.promote = Some(Promote::Next);
+    r.tick(5001, true, None);
+    r.commands.promote = None;
+    assert_eq!(r.status.current_step, Some(5));
+    // setWeight 100, then the end: promoting until the final routing is in place
+    r.tick(5002, true, None);
+    r.tick(5003, true, None);
+    assert_eq!((r.phase(), r.status.final_arm.as_deref()), (Phase::Promoting, Some("v2")));
+    r.tick(5004, false, None);
+    assert_eq!(r.phase(), Phase::Promoting);
+    r.tick(5005, true, None);
+    assert_eq!((r.phase(), r.status.winner.as_deref()), (Phase::Succeeded, Some("v2")));
+}
+
+#[test]
+fn nothing_moves_until_the_current_state_is_ready() {
+    let mut r = Run::new("canary");
+    r.tick(0, false, None);
+    let before = r.status.clone();
+    let out = r.tick(500, false, None);
+    assert_eq!(out.status, before);
+    assert!(out.events.is_empty());
+}
+
+#[test]
+fn a_guardrail_breach_rolls_back_to_the_control() {
+    let mut r = Run::new("canary");
+    for now in [0, 1, 302, 303] {
+        r.tick(now, true, None);
+    }
+    let out = r.tick(363, true, Some(&decision(Outcome::Rollback { reason: "error-rate worse".into() })));
+    assert_eq!((r.phase(), r.status.final_arm.as_deref()), (Phase::Progressing, Some("v1")), "rolling back");
+    assert_eq!(target(&r.status), Target::Final("v1".into()));
+    assert!(out.events.iter().any(|e| e.reason == "RollingBack" && e.warning));
+    r.tick(364, false, None);
+    assert_eq!(r.phase(), Phase::Progressing, "rolled back only once the routing is restored");
+    let out = r.tick(365, true, None);
+    assert_eq!(r.phase(), Phase::RolledBack);
+    assert_eq!(r.status.message.as_deref(), Some("rolling back: error-rate worse; all traffic on v1"));
+    assert!(out.events.iter().any(|e| e.reason == "RolledBack" && e.warning));
+}
+
+#[test]
+fn ab_test_promotes_the_winner_or_waits_for_a_person() {
+    let mut r = Run::new("ab-test");
+    r.tick(0, true, None);
+    assert_eq!(r.phase(), Phase::Analysing);
+    r.tick(60, true, Some(&decision(Outcome::Promote { arm: "v2".into() })));
+    assert_eq!((r.phase(), r.status.final_arm.as_deref()), (Phase::Promoting, Some("v2")));
+
+    let mut r = Run::new("ab-test");
+    r.manual = true;
+    r.tick(0, true, None);
+    r.tick(60, true, Some(&decision(Outcome::Promote { arm: "v2".into() })));
+    assert_eq!((r.phase(), r.status.final_arm.as_deref(), r.status.winner.as_deref()), (Phase::Paused, None, Some("v2")));
+    r.tick(120, true, None);
+    assert_eq!(r.phase(), Phase::Paused, "a decided test waits");
+    r.commands.promote = Some(Promote::Next);
+    r.tick(121, true, None);
+    assert_eq!(r.status.final_arm.as_deref(), Some("v2"));
+}
+
+#[test]
+fn inconclusive_tests_end_as_configured() {
+    for (on, final_arm, phase) in [
+        (OnInconclusive::Rollback, "v1", Phase::RolledBack),
+        (OnInconclusive::KeepControl, "v1", Phase::Succeeded),
+        (OnInconclusive::Promote, "v2", Phase::Succeeded),
+    ] {
+        let mut r = Run::new("ab-test");
+        r.exp.spec.promotion = Some(Promotion { on_inconclusive: on, ..Default::default() });
+        r.tick(0, true, None);
+        let flat = decision(Outcome::Continue { reason: "no difference".into() });
+        r.tick(3600, true, Some(&flat));
+        assert_eq!(r.status.final_arm, None);
+        r.tick(24 * 3600, true, Some(&flat));
+        r.tick(24 * 3600 + 1, true, None);
+        assert_eq!((r.status.final_arm.as_deref(), r.phase()), (Some(final_arm), phase), "{on:?}");
+        assert!(r.status.message.as_deref().unwrap_or_default().contains("no decision within maxDuration"), "{on:?}");
+    }
+}
+
+#[test]
+fn people_can_pause_and_abort() {
+    let mut r = Run::new("ab-test");
+    r.tick(0, true, None);
+    r.commands.paused = true;
+    r.tick(60, true, Some(&decision(Outcome::Promote { arm: "v2".into() })));
+    assert_eq!((r.phase(), r.status.final_arm.as_deref()), (Phase::Paused, None));
+    r.commands = Commands { abort: Some("bad release".into()), ..Default::default() };
+    r.tick(61, true, None);
+    r.tick(62, true, None);
+    assert_eq!((r.phase(), r.status.final_arm.as_deref(), r.status.message.as_deref()), (Phase::RolledBack, Some("v1"), Some("rolling back: bad release; all traffic on v1")));
+}
+
+#[test]
+fn blue_green_switches_only_when_promoted() {
+    let mut r = Run::new("blue-green");
+    r.tick(0, true, None);
+    assert_eq!(r.phase(), Phase::Paused);
+    r.tick(1000, true, None);
+    assert_eq!(r.status.final_arm, None);
+    r.commands.promote = Some(Promote::Next);
+    r.tick(1001, true, None);
+    assert_eq!(r.status.final_arm.as_deref(), Some("v2"));
+}
+
+#[test]
+fn replacement_strategies_walk_every_state_then_finish() {
+    let mut r = Run::new("rolling-update");
+    let mut now = 0;
+    while r.status.final_arm.is_none() {
+        r.tick(now, true, None);
+        now += 1;
+        assert!(now < 100, "rolling update never ends");
+    }
+    assert_eq!(r.status.current_step, Some(r.states as i32 - 1));
+    assert_eq!(r.status.final_arm.as_deref(), Some("v2"));
+}
+
+#[test]
+fn replaying_a_tick_from_the_same_status_gives_the_same_result() {
+    // Restart safety: a controller that crashed after computing but before writing repeats exactly.
+    let mut r = Run::new("canary");
+    for now in [0, 1, 302, 303] {
+        let saved = r.status.clone();
+        let first = r.tick(now, true, None);
+        r.status = saved;
+        let second = r.tick(now, true, None);
+        assert_eq!(first, second);
+    }
+}

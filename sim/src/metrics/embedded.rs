@@ -1,0 +1,100 @@
+//! The embedded metric source: the same rendered queries as for Prometheus, evaluated
+//! against in-process counters (the traffic simulator's) instead of a time-series database.
+
+use std::time::Duration;
+
+use super::expr::{self, Matcher};
+use forklane_core::analysis::source::{BoxFuture, MetricSource, SourceError};
+
+/// Counters the embedded source reads; the traffic simulator implements it.
+pub trait CounterStore: Send + Sync {
+    /// The increase over the last `window` (on the store's own clock, which may be sped up)
+    /// of the sum of every counter series named `metric` whose labels all match `matchers`
+    /// (a label a series lacks matches as `""`: call `Matcher::matches(value_or_empty)`).
+    /// A series created inside the window counts from zero. `None` when no series matches,
+    /// as Prometheus returns an empty vector; `Some(0.0)` when series match but did not grow.
+    /// Histograms are counters named `<name>_bucket` (with `le`) and `<name>_count`.
+    fn increase(&self, metric: &str, matchers: &[Matcher], window: Duration) -> Option<f64>;
+}
+
+pub struct EmbeddedSource<S> {
+    store: S,
+}
+
+impl<S: CounterStore> EmbeddedSource<S> {
+    pub fn new(store: S) -> Self {
+        Self { store }
+    }
+
+    fn evaluate(&self, query: &str) -> Result<f64, SourceError> {
+        let terms = expr::parse(query).map_err(|e| SourceError::Query {
+            query: query.into(),
+            message: format!("the embedded source evaluates only sums and differences of sum(increase(metric{{...}}[range])): {e}"),
+        })?;
+        let mut total = 0.0;
+        for t in &terms {
+            // As in PromQL, `a - b` is empty when either side is.
+            let v = self.store.increase(&t.metric, &t.matchers, t.range).ok_or_else(|| SourceError::NoData {
+                query: query.into(),
+                why: format!("no series of `{}` matches", t.metric),
+            })?;
+            total += if t.negative { -v } else { v };
+        }
+        Ok(total)
+    }
+}
+
+impl<S: CounterStore> MetricSource for EmbeddedSource<S> {
+    fn value<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<f64, SourceError>> {
+        Box::pin(std::future::ready(self.evaluate(query)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    type Series = (&'static str, Vec<(&'static str, &'static str)>, f64);
+
+    /// Series with fixed totals, all created inside any window; records the windows asked for.
+    struct Totals(Vec<Series>, Mutex<Vec<Duration>>);
+
+    impl CounterStore for Totals {
+        fn increase(&self, metric: &str, matchers: &[Matcher], window: Duration) -> Option<f64> {
+            self.1.lock().unwrap().push(window);
+            let label = |labels: &[(&str, &str)], name: &str| labels.iter().find(|(k, _)| *k == name).map_or("", |(_, v)| *v).to_string();
+            let hits: Vec<f64> = self.0.iter().filter(|(m, labels, _)| *m == metric && matchers.iter().all(|x| x.matches(&label(labels, &x.label)))).map(|s| s.2).collect();
+            (!hits.is_empty()).then(|| hits.iter().sum())
+        }
+    }
+
+    fn source() -> EmbeddedSource<Totals> {
+        EmbeddedSource::new(Totals(
+            vec![
+                ("req", vec![("v", "1"), ("code", "200")], 90.0),
+                ("req", vec![("v", "1"), ("code", "503")], 10.0),
+                ("req", vec![("v", "2"), ("code", "200")], 50.0),
+            ],
+            Mutex::new(Vec::new()),
+        ))
+    }
+
+    #[test]
+    fn evaluates_sums_differences_and_matchers() {
+        let s = source();
+        assert_eq!(s.evaluate(r#"sum(increase(req{v="1"}[5m]))"#), Ok(100.0));
+        assert_eq!(s.evaluate(r#"sum(increase(req{v="1",code=~"5.."}[5m]))"#), Ok(10.0));
+        assert_eq!(s.evaluate(r#"sum(increase(req[1h])) - sum(increase(req{code!="200"}[1h]))"#), Ok(140.0));
+        assert_eq!(*s.store.1.lock().unwrap(), [Duration::from_secs(300), Duration::from_secs(300), Duration::from_secs(3600), Duration::from_secs(3600)]);
+    }
+
+    #[test]
+    fn no_matching_series_is_no_data_and_other_queries_are_query_errors() {
+        let s = source();
+        assert!(matches!(s.evaluate(r#"sum(increase(req{v="3"}[5m]))"#), Err(SourceError::NoData { why, .. }) if why.contains("`req`")));
+        assert!(matches!(s.evaluate(r#"sum(increase(req[5m])) - sum(increase(nope[5m]))"#), Err(SourceError::NoData { .. })));
+        assert!(matches!(s.evaluate("rate(req[5m])"), Err(SourceError::Query { message, .. }) if message.contains("embedded source")));
+    }
+}

@@ -1,0 +1,147 @@
+//! Everything in one process: the embedded cluster with its workload simulator, the data plane
+//! following it, background traffic, the embedded metric source and the controller, on one
+//! (possibly sped-up) clock. `forklane demo` and the end-to-end tests run on it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::pinned_kind;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::metrics::EmbeddedSource;
+use forklane_core::clock::Clock;
+use crate::cluster::{Cluster, ClusterConfig};
+use forklane_core::controller::analyst::SourceAnalyst;
+use forklane_core::controller::telemetry::Metrics as ControllerMetrics;
+use forklane_core::controller::{Analyst, Context, Scope, run_controller};
+use crate::traffic::counters::CounterHistory;
+use crate::traffic::feed::{ClusterDataplane, snapshot};
+use crate::traffic::loadgen::{Limit, drive_in_process};
+use crate::traffic::{LoadSpec, Population, ServiceKey};
+
+/// Forklane's CRDs and Istio's, as shipped in the repository and compiled in.
+pub const FORKLANE_CRDS: &str = include_str!("../../crds/forklane.crds.yaml");
+pub const ISTIO_CRDS: [&str; 2] = [forklane_core::istio::VIRTUAL_SERVICE_CRD, forklane_core::istio::DESTINATION_RULE_CRD];
+
+pub struct Sandbox {
+    pub cluster: Cluster,
+    pub client: kube::Client,
+    pub clock: Clock,
+    pub history: CounterHistory,
+    pub controller_metrics: Arc<ControllerMetrics>,
+    pub analyst: Arc<dyn Analyst>,
+    scraper: JoinHandle<()>,
+    controller: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>, Arc<Context>)>,
+    traffic: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl Sandbox {
+    /// The cluster with workloads and the data plane; `istio` installs Istio's CRDs (the mesh).
+    pub async fn start(istio: bool, speed: f64, audit: bool) -> Result<Sandbox, String> {
+        let clock = Clock::scaled(speed);
+        let config = ClusterConfig { clock, workloads: true, dataplane: true, audit, ..Default::default() };
+        let cluster = Cluster::start(config).await.map_err(|e| e.to_string())?;
+        let client = cluster.client();
+        apply_yaml(&client, FORKLANE_CRDS, "default").await?;
+        if istio {
+            for crd in ISTIO_CRDS {
+                apply_yaml(&client, crd, "default").await?;
+            }
+        }
+        let metrics = cluster.dataplane().expect("the data plane runs").dataplane.metrics.clone();
+        let history = CounterHistory::new(metrics, clock);
+        let scraper = history.spawn_scraper(Duration::from_millis(50));
+        let analyst: Arc<dyn Analyst> = Arc::new(SourceAnalyst::fixed(Arc::new(EmbeddedSource::new(history.clone()))));
+        Ok(Sandbox { cluster, client, clock, history, controller_metrics: Arc::new(ControllerMetrics::default()), analyst, scraper, controller: None, traffic: None })
+    }
+
+    /// The data plane following the cluster.
+    pub fn net(&self) -> &ClusterDataplane {
+        self.cluster.dataplane().expect("the sandbox starts the data plane")
+    }
+
+    /// Whether the data plane routes through the mesh.
+    pub fn istio(&self) -> bool {
+        snapshot(self.cluster.store()).mesh
+    }
+
+    /// Starts the controller with `client` (e.g. one with its own User-Agent).
+    pub fn start_controller_with(&mut self, client: kube::Client) {
+        let ctx = Arc::new(Context::new(client, self.clock, self.analyst.clone(), self.controller_metrics.clone()));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_controller(ctx.clone(), Scope::default(), self.istio(), async move {
+            let _ = rx.await;
+        }));
+        self.controller = Some((tx, task, ctx));
+    }
+
+    pub fn start_controller(&mut self) {
+        self.start_controller_with(self.client.clone());
+    }
+
+    /// Objects the running controller has written.
+    pub fn controller_writes(&self) -> u64 {
+        self.controller.as_ref().map(|(_, _, ctx)| ctx.writes.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    pub async fn stop_controller(&mut self) {
+        if let Some((tx, task, _)) = self.controller.take() {
+            let _ = tx.send(());
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Steady traffic to `service` through the data plane (the mesh when installed).
+    pub fn start_traffic(&mut self, service: ServiceKey, rps: f64, users: usize) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (dp, view, flag) = (self.net().dataplane.clone(), self.net().feed.view(), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut population = Population::new(&LoadSpec { users, ..Default::default() });
+            while !flag.load(Ordering::Relaxed) {
+                drive_in_process(&dp, &view, &service, &mut population, rps, Limit::Duration(Duration::from_millis(200))).await;
+            }
+        });
+        self.traffic = Some((stop, task));
+    }
+
+    pub async fn stop_traffic(&mut self) {
+        if let Some((stop, task)) = self.traffic.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = task.await;
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        self.stop_traffic().await;
+        self.stop_controller().await;
+        self.scraper.abort();
+        self.cluster.shutdown().await;
+    }
+}
+
+/// Server-side applies every document (namespaced ones default to `namespace`), as
+/// `kubectl apply --server-side` does.
+pub async fn apply_yaml(client: &kube::Client, yaml: &str, namespace: &str) -> Result<(), String> {
+    for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
+        let value: Value = serde::Deserialize::deserialize(doc).map_err(|e| e.to_string())?;
+        if value.is_null() {
+            continue;
+        }
+        let obj: DynamicObject = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+        let types = obj.types.clone().ok_or("a document without apiVersion and kind")?;
+        let gvk = GroupVersionKind::try_from(&types).map_err(|e| e.to_string())?;
+        let (resource, caps) = pinned_kind(client, &gvk).await.map_err(|e| format!("{}/{}: {e}", types.api_version, types.kind))?;
+        let name = obj.metadata.name.clone().ok_or("a document without metadata.name")?;
+        let api: Api<DynamicObject> = match caps.scope {
+            kube::discovery::Scope::Namespaced => Api::namespaced_with(client.clone(), obj.metadata.namespace.as_deref().unwrap_or(namespace), &resource),
+            kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &resource),
+        };
+        api.patch(&name, &PatchParams::apply("forklane-sandbox").force(), &Patch::Apply(value)).await.map_err(|e| format!("{} {name}: {e}", types.kind))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,310 @@
+//! Istio's HTTP routing, as the sidecar applies a VirtualService and DestinationRule: the first
+//! http route with a holding `match`, a destination drawn by relative integer weights, the subset's
+//! ready pods, mirrors, and response header changes. Envoy's local replies stand in for mistakes:
+//! 404 NR when no route matches, 503 NR for a destination (host, port, subset) that does not exist,
+//! 503 UH for one without a ready pod.
+//!
+//! Match conditions modelled: `headers`, `withoutHeaders`, `uri`, `method`, `authority` and
+//! `gateways` (holds when it lists `mesh`). A match using any other condition (`queryParams`,
+//! `port`, `sourceLabels`, `sourceNamespace`) never holds here.
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+use regex::Regex;
+
+use super::proxy::{self, Picked};
+use super::request::{Request, ResponseFlag};
+use super::snapshot::{ServiceEntry, ServiceKey, Snapshot};
+use forklane_core::istio::*;
+
+#[derive(Debug)]
+pub struct CompiledVirtualService {
+    hosts: Vec<ServiceKey>,
+    /// Whether the rules apply to sidecar traffic (`gateways` absent or listing `mesh`).
+    for_mesh: bool,
+    routes: Vec<HttpRoute>,
+}
+
+#[derive(Debug)]
+struct HttpRoute {
+    /// Any of these must hold; an empty list matches everything.
+    matches: Vec<Vec<Condition>>,
+    destinations: Vec<WeightedDestination>,
+    total_weight: u64,
+    response: HeaderOps,
+    mirrors: Vec<(Target, f64)>,
+}
+
+#[derive(Debug)]
+struct WeightedDestination {
+    target: Target,
+    weight: u64,
+    response: HeaderOps,
+}
+
+/// A destination: `host` resolved to a Service (`None`: not a cluster Service), subset, port.
+#[derive(Debug)]
+struct Target {
+    service: Option<ServiceKey>,
+    subset: Option<String>,
+    port: Option<i64>,
+}
+
+#[derive(Debug)]
+enum Condition {
+    Header(String, StringMatcher),
+    WithoutHeader(String, StringMatcher),
+    Uri(StringMatcher),
+    Method(StringMatcher),
+    Authority(StringMatcher),
+    Never,
+}
+
+#[derive(Debug)]
+enum StringMatcher {
+    /// `{}`: the header is present.
+    Present,
+    Exact(String),
+    Prefix(String),
+    /// Anchored (RE2 matches the whole value); `None` for a pattern that does not compile, which
+    /// Istio's validation would have refused: it never matches.
+    Regex(Option<Regex>),
+}
+
+/// `headers.response` of a route or destination.
+#[derive(Debug, Default)]
+pub struct HeaderOps {
+    set: Vec<(String, String)>,
+    add: Vec<(String, String)>,
+    remove: Vec<String>,
+}
+
+impl HeaderOps {
+    fn from_parts(
+        set: Option<&BTreeMap<String, String>>,
+        add: Option<&BTreeMap<String, String>>,
+        remove: Option<&Vec<String>>,
+    ) -> Self {
+        let lower = |m: Option<&BTreeMap<String, String>>| {
+            m.into_iter().flatten().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect()
+        };
+        HeaderOps { set: lower(set), add: lower(add), remove: remove.into_iter().flatten().map(|h| h.to_ascii_lowercase()).collect() }
+    }
+
+    pub fn apply(&self, headers: &mut Vec<(String, String)>) {
+        headers.retain(|(name, _)| !self.remove.contains(name) && !self.set.iter().any(|(s, _)| s == name));
+        headers.extend(self.set.iter().cloned());
+        headers.extend(self.add.iter().cloned());
+    }
+}
+
+impl CompiledVirtualService {
+    pub fn applies_to(&self, service: &ServiceKey) -> bool {
+        self.for_mesh && self.hosts.contains(service)
+    }
+}
+
+/// Compiles a VirtualService's hosts, http routes and regexes.
+pub fn compile(vs: &VirtualService) -> CompiledVirtualService {
+    let namespace = vs.metadata.namespace.as_deref().unwrap_or("default");
+    let target = |host: &str, subset: &Option<String>, port: Option<i64>| Target {
+        service: ServiceKey::from_host(host, namespace),
+        subset: subset.clone(),
+        port,
+    };
+    let routes = vs
+        .spec
+        .http
+        .iter()
+        .flatten()
+        .map(|http| {
+            let destinations: Vec<WeightedDestination> = http
+                .route
+                .iter()
+                .flatten()
+                .map(|r| {
+                    let d = &r.destination;
+                    let response = r.headers.as_ref().and_then(|h| h.response.as_ref());
+                    WeightedDestination {
+                        target: target(&d.host, &d.subset, d.port.as_ref().and_then(|p| p.number)),
+                        weight: u64::try_from(r.weight.unwrap_or(0)).unwrap_or(0),
+                        response: response.map_or_else(HeaderOps::default, |h| HeaderOps::from_parts(h.set.as_ref(), h.add.as_ref(), h.remove.as_ref())),
+                    }
+                })
+                .collect();
+            let response = http.headers.as_ref().and_then(|h| h.response.as_ref());
+            HttpRoute {
+                matches: http.r#match.iter().flatten().map(conditions).collect(),
+                // A single destination takes all traffic whatever its weight says.
+                total_weight: if destinations.len() == 1 { 0 } else { destinations.iter().map(|d| d.weight).sum() },
+                destinations,
+                response: response.map_or_else(HeaderOps::default, |h| HeaderOps::from_parts(h.set.as_ref(), h.add.as_ref(), h.remove.as_ref())),
+                mirrors: mirrors(http, &target),
+            }
+        })
+        .collect();
+    CompiledVirtualService {
+        hosts: vs.spec.hosts.iter().flatten().filter_map(|h| ServiceKey::from_host(h, namespace)).collect(),
+        for_mesh: vs.spec.gateways.as_ref().is_none_or(|g| g.iter().any(|g| g == "mesh")),
+        routes,
+    }
+}
+
+/// `mirror` (+ `mirrorPercentage`, or the deprecated integer `mirrorPercent`; 100 when neither)
+/// and the newer `mirrors` list.
+fn mirrors(http: &VirtualServiceHttp, target: &impl Fn(&str, &Option<String>, Option<i64>) -> Target) -> Vec<(Target, f64)> {
+    let single = http.mirror.as_ref().map(|m| {
+        let percent = http
+            .mirror_percentage
+            .as_ref()
+            .and_then(|p| p.value)
+            .or(http.mirror_percent.map(|p| p as f64))
+            .unwrap_or(100.0);
+        (target(&m.host, &m.subset, m.port.as_ref().and_then(|p| p.number)), percent)
+    });
+    let listed = http.mirrors.iter().flatten().map(|m| {
+        let d = &m.destination;
+        let percent = m.percentage.as_ref().and_then(|p| p.value).unwrap_or(100.0);
+        (target(&d.host, &d.subset, d.port.as_ref().and_then(|p| p.number)), percent)
+    });
+    single.into_iter().chain(listed).collect()
+}
+
+fn conditions(m: &VirtualServiceHttpMatch) -> Vec<Condition> {
+    let mut out = Vec::new();
+    for (name, h) in m.headers.iter().flatten() {
+        out.push(Condition::Header(name.to_ascii_lowercase(), matcher(&h.exact, &h.prefix, &h.regex)));
+    }
+    for (name, h) in m.without_headers.iter().flatten() {
+        out.push(Condition::WithoutHeader(name.to_ascii_lowercase(), matcher(&h.exact, &h.prefix, &h.regex)));
+    }
+    if let Some(u) = &m.uri {
+        out.push(Condition::Uri(matcher(&u.exact, &u.prefix, &u.regex)));
+    }
+    if let Some(x) = &m.method {
+        out.push(Condition::Method(matcher(&x.exact, &x.prefix, &x.regex)));
+    }
+    if let Some(a) = &m.authority {
+        out.push(Condition::Authority(matcher(&a.exact, &a.prefix, &a.regex)));
+    }
+    let unmodelled = m.query_params.is_some() || m.port.is_some() || m.source_labels.is_some() || m.source_namespace.is_some();
+    let other_gateways = m.gateways.as_ref().is_some_and(|g| !g.iter().any(|g| g == "mesh"));
+    if unmodelled || other_gateways {
+        out.push(Condition::Never);
+    }
+    out
+}
+
+fn matcher(exact: &Option<String>, prefix: &Option<String>, regex: &Option<String>) -> StringMatcher {
+    match (exact, prefix, regex) {
+        (Some(e), _, _) => StringMatcher::Exact(e.clone()),
+        (_, Some(p), _) => StringMatcher::Prefix(p.clone()),
+        (_, _, Some(r)) => StringMatcher::Regex(
+            Regex::new(&format!("^(?:{r})$")).map_err(|e| tracing::warn!("VirtualService regex {r:?} does not compile: {e}")).ok(),
+        ),
+        _ => StringMatcher::Present,
+    }
+}
+
+impl StringMatcher {
+    fn holds(&self, value: Option<&str>) -> bool {
+        let Some(value) = value else { return false };
+        match self {
+            StringMatcher::Present => true,
+            StringMatcher::Exact(e) => value == e,
+            StringMatcher::Prefix(p) => value.starts_with(p.as_str()),
+            StringMatcher::Regex(re) => re.as_ref().is_some_and(|re| re.is_match(value)),
+        }
+    }
+}
+
+impl Condition {
+    fn holds(&self, req: &Request) -> bool {
+        match self {
+            Condition::Header(name, m) => m.holds(req.header_value(name).as_deref()),
+            Condition::WithoutHeader(name, m) => !m.holds(req.header_value(name).as_deref()),
+            Condition::Uri(m) => m.holds(Some(req.path_only())),
+            Condition::Method(m) => m.holds(Some(&req.method)),
+            Condition::Authority(m) => m.holds(Some(&req.authority)),
+            Condition::Never => false,
+        }
+    }
+}
+
+/// The proxy's own reply instead of forwarding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u16,
+    pub flag: ResponseFlag,
+    /// The Service the request was headed for, where known.
+    pub service: Option<ServiceKey>,
+}
+
+/// Where the mesh sends one request.
+#[derive(Debug)]
+pub struct Decision<'s> {
+    pub primary: Result<Picked, LocalReply>,
+    /// Pods that get a copy whose answer is dropped (mirrors that cannot be resolved are skipped).
+    pub mirrors: Vec<Picked>,
+    /// Response header changes of the chosen destination, then of the route.
+    pub response_headers: Vec<&'s HeaderOps>,
+}
+
+/// Routes a request for `service` through the mesh.
+pub fn route<'s>(snap: &'s Snapshot, service: &ServiceKey, entry: &'s ServiceEntry, req: &Request, rng: &mut impl Rng) -> Decision<'s> {
+    let Some(vs) = &entry.virtual_service else {
+        // No VirtualService: the sidecar balances over all of the Service's ready endpoints.
+        let primary = proxy::pick(rng, &entry.endpoints, service).ok_or(LocalReply { status: 503, flag: ResponseFlag::NoHealthyUpstream, service: Some(service.clone()) });
+        return Decision { primary, mirrors: Vec::new(), response_headers: Vec::new() };
+    };
+    let Some(route) = vs.routes.iter().find(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.iter().all(|c| c.holds(req)))) else {
+        let primary = Err(LocalReply { status: 404, flag: ResponseFlag::NoRoute, service: Some(service.clone()) });
+        return Decision { primary, mirrors: Vec::new(), response_headers: Vec::new() };
+    };
+    let mut mirrors = Vec::new();
+    for (target, percent) in &route.mirrors {
+        if rng.random::<f64>() * 100.0 < *percent {
+            mirrors.extend(resolve(snap, target, rng).ok());
+        }
+    }
+    let Some(destination) = choose(route, rng) else {
+        let primary = Err(LocalReply { status: 503, flag: ResponseFlag::NoRoute, service: Some(service.clone()) });
+        return Decision { primary, mirrors, response_headers: Vec::new() };
+    };
+    Decision { primary: resolve(snap, &destination.target, rng), mirrors, response_headers: vec![&destination.response, &route.response] }
+}
+
+/// A destination drawn with probability weight/sum (Istio ≥ 1.13 normalises weights).
+fn choose<'r>(route: &'r HttpRoute, rng: &mut impl Rng) -> Option<&'r WeightedDestination> {
+    if route.destinations.len() == 1 {
+        return route.destinations.first();
+    }
+    if route.total_weight == 0 {
+        return None;
+    }
+    let mut draw = rng.random_range(0..route.total_weight);
+    route.destinations.iter().find(|d| {
+        if draw < d.weight {
+            return true;
+        }
+        draw -= d.weight;
+        false
+    })
+}
+
+fn resolve(snap: &Snapshot, target: &Target, rng: &mut impl Rng) -> Result<Picked, LocalReply> {
+    let no_route = |service: Option<&ServiceKey>| LocalReply { status: 503, flag: ResponseFlag::NoRoute, service: service.cloned() };
+    let key = target.service.as_ref().ok_or_else(|| no_route(None))?;
+    let entry = snap.service(key).ok_or_else(|| no_route(Some(key)))?;
+    if let Some(port) = target.port
+        && !entry.service.ports.iter().any(|p| i64::from(p.port) == port)
+    {
+        return Err(no_route(Some(key)));
+    }
+    let endpoints = match &target.subset {
+        None => &entry.endpoints,
+        Some(subset) => entry.subsets.as_ref().and_then(|s| s.get(subset)).ok_or_else(|| no_route(Some(key)))?,
+    };
+    proxy::pick(rng, endpoints, key).ok_or(LocalReply { status: 503, flag: ResponseFlag::NoHealthyUpstream, service: Some(key.clone()) })
+}

@@ -1,0 +1,343 @@
+//! What the data plane reads from the cluster: Services, pods and the Istio routing objects,
+//! frozen in an immutable [`Snapshot`] that is compiled once (endpoints, subsets, regexes) so that
+//! routing a request is cheap.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::behaviour::Behaviour;
+use super::mesh::{self, CompiledVirtualService};
+use forklane_core::istio::{DestinationRule, VirtualService};
+
+/// `(namespace, name)` of a Service.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ServiceKey {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        ServiceKey { namespace: namespace.into(), name: name.into() }
+    }
+
+    /// `name.namespace.svc.cluster.local`, the host Istio labels metrics with.
+    pub fn fqdn(&self) -> String {
+        format!("{}.{}.svc.cluster.local", self.name, self.namespace)
+    }
+
+    /// The Service a mesh host names, resolving short names in `namespace` as Istio does;
+    /// `None` for hosts outside the cluster (`checkout.example.com`).
+    pub fn from_host(host: &str, namespace: &str) -> Option<Self> {
+        let host = host.strip_suffix(".cluster.local").unwrap_or(host);
+        let host = host.strip_suffix(".svc").unwrap_or(host);
+        match host.split('.').collect::<Vec<_>>()[..] {
+            [name] => Some(ServiceKey::new(namespace, name)),
+            [name, ns] => Some(ServiceKey::new(ns, name)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Service {
+    pub namespace: String,
+    pub name: String,
+    /// Without a selector a Service has no endpoints here.
+    pub selector: BTreeMap<String, String>,
+    pub ports: Vec<ServicePort>,
+    /// `ClusterIP`, `NodePort`, `LoadBalancer`.
+    pub service_type: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServicePort {
+    pub name: Option<String>,
+    pub port: i32,
+    pub node_port: Option<i32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Ready condition true and not terminating: what makes an endpoint ready.
+    pub ready: bool,
+    /// The `VERSION` env of its container, which the article's image prints.
+    pub version_env: Option<String>,
+    /// Name of the controlling owner (a ReplicaSet), from which Istio derives the workload.
+    pub owner: Option<String>,
+}
+
+impl Pod {
+    /// A ready pod with `VERSION` set, for tests and demos.
+    pub fn ready(namespace: &str, name: &str, labels: &[(&str, &str)], version: &str) -> Self {
+        Pod {
+            namespace: namespace.into(),
+            name: name.into(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ready: true,
+            version_env: Some(version.into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// A pod as the data plane uses it: its behaviour and the labels its metrics carry.
+#[derive(Debug)]
+pub struct PodEntry {
+    pub pod: Pod,
+    pub behaviour: Behaviour,
+    pub workload: Arc<Workload>,
+}
+
+/// Identity of a pod in metrics.
+#[derive(Debug, Hash, PartialEq, Eq)]
+pub struct Workload {
+    /// What Istio's metrics say of it, the same for every pod of a Deployment.
+    pub mesh: Arc<MeshWorkload>,
+    pub pod: String,
+    /// Pod labels with Prometheus-safe names, as a `labelmap` relabelling would attach them.
+    pub labels: Vec<(String, String)>,
+}
+
+/// The `destination_*` labels of Istio's metrics.
+#[derive(Debug, Hash, PartialEq, Eq)]
+pub struct MeshWorkload {
+    pub namespace: String,
+    /// The Deployment name (ReplicaSet owner minus its hash), as Istio reports `destination_workload`.
+    pub workload: String,
+    /// Label `app`, else `unknown`.
+    pub app: String,
+    /// Label `version`, else the `VERSION` env, else `unknown`.
+    pub version: String,
+}
+
+#[derive(Debug)]
+pub struct ServiceEntry {
+    pub service: Service,
+    /// Indices into the snapshot's pods: ready pods matching the selector.
+    pub endpoints: Vec<usize>,
+    /// The VirtualService for this host, if any (the first in snapshot order).
+    pub virtual_service: Option<Arc<CompiledVirtualService>>,
+    /// Subsets of the DestinationRule for this host: name → ready endpoints; `None` without one.
+    pub subsets: Option<HashMap<String, Vec<usize>>>,
+}
+
+/// The cluster as the data plane sees it at one moment.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Whether requests go through the simulated Istio mesh (the Istio CRDs are installed).
+    pub mesh: bool,
+    pods: Vec<PodEntry>,
+    services: HashMap<ServiceKey, ServiceEntry>,
+}
+
+impl Snapshot {
+    /// Compiles a snapshot (the mesh is off; see [`Snapshot::with_mesh`]).
+    pub fn new(services: Vec<Service>, pods: Vec<Pod>, virtual_services: &[VirtualService], destination_rules: &[DestinationRule]) -> Self {
+        let pods: Vec<PodEntry> = pods.into_iter().map(pod_entry).collect();
+        let compiled: Vec<Arc<CompiledVirtualService>> = virtual_services.iter().map(|vs| Arc::new(mesh::compile(vs))).collect();
+        let services = services
+            .into_iter()
+            .map(|service| {
+                let key = ServiceKey::new(&service.namespace, &service.name);
+                let ready_matching = |labels: &BTreeMap<String, String>| -> Vec<usize> {
+                    let mut out: Vec<usize> = pods
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p.pod.ready && p.pod.namespace == service.namespace)
+                        .filter(|(_, p)| !service.selector.is_empty() && selects(&service.selector, &p.pod.labels))
+                        .filter(|(_, p)| selects(labels, &p.pod.labels))
+                        .map(|(i, _)| i)
+                        .collect();
+                    out.sort_by(|a, b| pods[*a].pod.name.cmp(&pods[*b].pod.name));
+                    out
+                };
+                let virtual_service = compiled.iter().find(|vs| vs.applies_to(&key)).cloned();
+                let subsets = destination_rules.iter().find(|dr| dr_host(dr).as_ref() == Some(&key)).map(|dr| {
+                    let subsets = dr.spec.subsets.iter().flatten();
+                    subsets.map(|s| (s.name.clone(), ready_matching(&s.labels.clone().unwrap_or_default()))).collect()
+                });
+                let entry = ServiceEntry { endpoints: ready_matching(&BTreeMap::new()), virtual_service, subsets, service };
+                (key, entry)
+            })
+            .collect();
+        Snapshot { mesh: false, pods, services }
+    }
+
+    /// Turns the simulated mesh on or off (on when the cluster has the Istio CRDs).
+    pub fn with_mesh(mut self, mesh: bool) -> Self {
+        self.mesh = mesh;
+        self
+    }
+
+    /// Builds a snapshot from API objects as the store holds them (v1 Services and Pods,
+    /// `networking.istio.io` VirtualServices and DestinationRules). Objects that do not parse are
+    /// skipped with a warning; the mesh is off until [`Snapshot::with_mesh`].
+    pub fn from_objects(services: &[Value], pods: &[Value], virtual_services: &[Value], destination_rules: &[Value]) -> Self {
+        let vs: Vec<VirtualService> = parse_typed(virtual_services);
+        let dr: Vec<DestinationRule> = parse_typed(destination_rules);
+        Snapshot::new(services.iter().map(service_from).collect(), pods.iter().map(pod_from).collect(), &vs, &dr)
+    }
+
+    pub fn service(&self, key: &ServiceKey) -> Option<&ServiceEntry> {
+        self.services.get(key)
+    }
+
+    pub fn pod(&self, index: usize) -> &PodEntry {
+        &self.pods[index]
+    }
+
+    /// Whether kube-proxy would forward a connection to this Service (some endpoint is ready).
+    pub fn has_ready_endpoints(&self, key: &ServiceKey) -> bool {
+        self.service(key).is_some_and(|s| !s.endpoints.is_empty())
+    }
+}
+
+fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn dr_host(dr: &DestinationRule) -> Option<ServiceKey> {
+    ServiceKey::from_host(&dr.spec.host, dr.metadata.namespace.as_deref().unwrap_or("default"))
+}
+
+fn pod_entry(pod: Pod) -> PodEntry {
+    let behaviour = Behaviour::from_annotations(&pod.annotations).unwrap_or_else(|e| {
+        tracing::warn!(pod = %pod.name, "ignoring simulation annotations: {e}");
+        Behaviour::default()
+    });
+    let workload = pod
+        .owner
+        .as_deref()
+        .map(|rs| rs.rsplit_once('-').map_or(rs, |(deployment, _hash)| deployment).to_string())
+        .unwrap_or_else(|| pod.name.clone());
+    let version = pod.labels.get("version").or(pod.version_env.as_ref()).cloned().unwrap_or_else(|| "unknown".into());
+    let reserved = ["namespace", "pod", "version", "code"];
+    let labels = pod
+        .labels
+        .iter()
+        .map(|(k, v)| (prometheus_label_name(k), v.clone()))
+        .filter(|(k, _)| !reserved.contains(&k.as_str()))
+        .collect();
+    let mesh = MeshWorkload {
+        namespace: pod.namespace.clone(),
+        workload,
+        app: pod.labels.get("app").cloned().unwrap_or_else(|| "unknown".into()),
+        version,
+    };
+    let workload = Workload { mesh: Arc::new(mesh), pod: pod.name.clone(), labels };
+    PodEntry { pod, behaviour, workload: Arc::new(workload) }
+}
+
+/// `app.kubernetes.io/name` → `app_kubernetes_io_name`.
+fn prometheus_label_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
+}
+
+fn parse_typed<T: serde::de::DeserializeOwned>(objects: &[Value]) -> Vec<T> {
+    objects
+        .iter()
+        .filter_map(|o| {
+            serde_json::from_value(o.clone())
+                .map_err(|e| tracing::warn!(name = %o["metadata"]["name"], "skipping an Istio object that does not parse: {e}"))
+                .ok()
+        })
+        .collect()
+}
+
+fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+fn service_from(o: &Value) -> Service {
+    let ports = o["spec"]["ports"].as_array().into_iter().flatten();
+    Service {
+        namespace: text(&o["metadata"]["namespace"]),
+        name: text(&o["metadata"]["name"]),
+        selector: string_map(&o["spec"]["selector"]),
+        ports: ports
+            .map(|p| ServicePort {
+                name: p["name"].as_str().map(String::from),
+                port: p["port"].as_i64().unwrap_or_default() as i32,
+                node_port: p["nodePort"].as_i64().map(|n| n as i32),
+            })
+            .collect(),
+        service_type: o["spec"]["type"].as_str().unwrap_or("ClusterIP").to_string(),
+    }
+}
+
+fn pod_from(o: &Value) -> Pod {
+    let conditions = o["status"]["conditions"].as_array().into_iter().flatten();
+    let ready_condition = conditions.into_iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
+    let terminating = !o["metadata"]["deletionTimestamp"].is_null();
+    let containers = o["spec"]["containers"].as_array().into_iter().flatten();
+    let version_env = containers
+        .flat_map(|c| c["env"].as_array().into_iter().flatten())
+        .find(|e| e["name"] == "VERSION")
+        .and_then(|e| e["value"].as_str().map(String::from));
+    let owners = o["metadata"]["ownerReferences"].as_array().into_iter().flatten();
+    let owner = owners.into_iter().find(|r| r["controller"] == true).and_then(|r| r["name"].as_str().map(String::from));
+    Pod {
+        namespace: text(&o["metadata"]["namespace"]),
+        name: text(&o["metadata"]["name"]),
+        labels: string_map(&o["metadata"]["labels"]),
+        annotations: string_map(&o["metadata"]["annotations"]),
+        ready: ready_condition && !terminating,
+        version_env,
+        owner,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn resolves_mesh_hosts() {
+        assert_eq!(ServiceKey::from_host("my-app", "default"), Some(ServiceKey::new("default", "my-app")));
+        assert_eq!(ServiceKey::from_host("my-app.shop", "default"), Some(ServiceKey::new("shop", "my-app")));
+        assert_eq!(ServiceKey::from_host("my-app.shop.svc.cluster.local", "x"), Some(ServiceKey::new("shop", "my-app")));
+        assert_eq!(ServiceKey::from_host("checkout.example.com", "shop"), None);
+    }
+
+    #[test]
+    fn reads_store_objects() {
+        let service = json!({"metadata": {"name": "my-app", "namespace": "default"},
+            "spec": {"type": "NodePort", "selector": {"app": "my-app"}, "ports": [{"name": "http", "port": 80, "nodePort": 32532}]}});
+        let pod = |name: &str, ready: &str, deleting: bool| {
+            let mut p = json!({"metadata": {"name": name, "namespace": "default", "labels": {"app": "my-app", "pod-template-hash": "7b4874cd75"},
+                    "annotations": {"sim.forklane.io/error-rate": "0.5"},
+                    "ownerReferences": [{"kind": "ReplicaSet", "name": "my-app-7b4874cd75", "controller": true}]},
+                "spec": {"containers": [{"name": "my-app", "env": [{"name": "VERSION", "value": "v1.0.0"}]}]},
+                "status": {"conditions": [{"type": "Ready", "status": ready}]}});
+            if deleting {
+                p["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+            }
+            p
+        };
+        let pods = [pod("my-app-7b4874cd75-a", "True", false), pod("my-app-7b4874cd75-b", "False", false), pod("my-app-7b4874cd75-c", "True", true)];
+        let snap = Snapshot::from_objects(&[service], &pods, &[], &[]);
+        let entry = snap.service(&ServiceKey::new("default", "my-app")).unwrap();
+        assert_eq!(entry.service.ports[0].node_port, Some(32532));
+        assert_eq!(entry.endpoints.len(), 1, "only the ready, non-terminating pod is an endpoint");
+        let pod = snap.pod(entry.endpoints[0]);
+        assert_eq!(pod.pod.name, "my-app-7b4874cd75-a");
+        assert_eq!(pod.behaviour.error_rate, 0.5);
+        assert_eq!(pod.workload.mesh.workload, "my-app");
+        assert_eq!(pod.workload.mesh.version, "v1.0.0");
+        assert!(pod.workload.labels.contains(&("pod_template_hash".into(), "7b4874cd75".into())));
+    }
+}
