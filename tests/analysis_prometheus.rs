@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use forklane_core::analysis::{self, Counts, MeasureError, Measurements, MetricSource, PrometheusSource, SourceError};
-use forklane_sim::metrics::{CounterStore, EmbeddedSource, Matcher};
 use forklane_core::api::Experiment;
 use forklane_core::plan::Mode;
 use forklane_core::stats::decision::{Outcome, decide};
+use forklane_sim::metrics::{CounterStore, EmbeddedSource, Matcher};
 
 /// A version label value that would break an unescaped query.
 const WEIRD: &str = "v\"2}\\\n";
@@ -74,8 +74,15 @@ struct Totals(Vec<Series>);
 
 impl CounterStore for Totals {
     fn increase(&self, metric: &str, matchers: &[Matcher], _window: Duration) -> Option<f64> {
-        let value = |labels: &[(&str, String)], name: &str| labels.iter().find(|(k, _)| *k == name).map_or(String::new(), |(_, v)| v.clone());
-        let hits: Vec<f64> = self.0.iter().filter(|(n, l, _)| *n == metric && matchers.iter().all(|m| m.matches(&value(l, &m.label)))).map(|s| s.2).collect();
+        let value = |labels: &[(&str, String)], name: &str| {
+            labels.iter().find(|(k, _)| *k == name).map_or(String::new(), |(_, v)| v.clone())
+        };
+        let hits: Vec<f64> = self
+            .0
+            .iter()
+            .filter(|(n, l, _)| *n == metric && matchers.iter().all(|m| m.matches(&value(l, &m.label))))
+            .map(|s| s.2)
+            .collect();
         (!hits.is_empty()).then(|| hits.iter().sum())
     }
 }
@@ -110,7 +117,10 @@ spec:
 }
 
 fn ratios(m: &Measurements) -> Vec<(String, String, f64)> {
-    m.metrics.iter().flat_map(|mc| mc.arms.iter().map(|(arm, c)| (mc.metric.clone(), arm.clone(), c.successes / c.trials))).collect()
+    m.metrics
+        .iter()
+        .flat_map(|mc| mc.arms.iter().map(|(arm, c)| (mc.metric.clone(), arm.clone(), c.successes / c.trials)))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,7 +156,8 @@ async fn prometheus_and_embedded_sources_agree_on_counts_and_decision() {
         assert!(Instant::now() < deadline, "no data from Prometheus within 60 s; its log:\n{log}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let from_embedded = analysis::measure(&exp, Mode::Istio, window, &EmbeddedSource::new(Totals(series()))).await.unwrap();
+    let from_embedded =
+        analysis::measure(&exp, Mode::Istio, window, &EmbeddedSource::new(Totals(series()))).await.unwrap();
 
     assert_eq!(from_embedded.metrics[0].arms[1].1, Counts { successes: 600.0, trials: 3000.0 });
     // increase() extrapolates to the window's end, by the same factor for every series of a
@@ -156,12 +167,19 @@ async fn prometheus_and_embedded_sources_agree_on_counts_and_decision() {
     }
     for (mc, me) in from_prometheus.metrics.iter().zip(&from_embedded.metrics) {
         for ((arm, p), (_, e)) in mc.arms.iter().zip(&me.arms) {
-            assert!(p.trials >= e.trials && p.trials < 2.0 * e.trials, "{}/{arm}: {} vs {}", mc.metric, p.trials, e.trials);
+            assert!(
+                p.trials >= e.trials && p.trials < 2.0 * e.trials,
+                "{}/{arm}: {} vs {}",
+                mc.metric,
+                p.trials,
+                e.trials
+            );
         }
     }
     let weights = BTreeMap::from([("v1".to_string(), 50.0), ("v2".to_string(), 50.0)]);
     let config = analysis::decision_config(exp.spec.analysis.as_ref().unwrap());
-    let decide_on = |m: &Measurements| decide(&analysis::decision_input(&exp, m, &weights).unwrap(), &config).unwrap().outcome;
+    let decide_on =
+        |m: &Measurements| decide(&analysis::decision_input(&exp, m, &weights).unwrap(), &config).unwrap().outcome;
     assert_eq!(decide_on(&from_embedded), Outcome::Promote { arm: "v2".into() });
     assert_eq!(decide_on(&from_prometheus), Outcome::Promote { arm: "v2".into() });
 
@@ -173,7 +191,10 @@ async fn prometheus_and_embedded_sources_agree_on_counts_and_decision() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let down = PrometheusSource::new(&format!("http://127.0.0.1:{port}")).unwrap();
     let err = analysis::measure(&exp, Mode::Istio, window, &down).await.unwrap_err();
-    assert!(matches!(&err, MeasureError::Unavailable { metric, arm, error: SourceError::Unreachable { .. } } if metric == "conversion" && arm == "v1"), "{err}");
+    assert!(
+        matches!(&err, MeasureError::Unavailable { metric, arm, error: SourceError::Unreachable { .. } } if metric == "conversion" && arm == "v1"),
+        "{err}"
+    );
 
     server.abort();
 }

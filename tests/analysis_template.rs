@@ -5,18 +5,24 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use forklane_sim::metrics::expr::{self, MatchOp, Term};
 use forklane_core::analysis::template::{Context, TemplateError, render};
 use forklane_core::api::Arm;
+use forklane_sim::metrics::expr::{self, MatchOp, Term};
 use proptest::prelude::*;
 
 fn arm(version: &str) -> Arm {
-    Arm { name: "v2".into(), control: false, selector: BTreeMap::from([("version".into(), version.into())]), deployment: None }
+    Arm {
+        name: "v2".into(),
+        control: false,
+        selector: BTreeMap::from([("version".into(), version.into())]),
+        deployment: None,
+    }
 }
 
 fn rendered(template: &str, version: &str) -> Result<String, TemplateError> {
     let arm = arm(version);
-    let ctx = Context { arm: &arm, service: "shop", namespace: "prod", experiment: "e", window: Duration::from_secs(95) };
+    let ctx =
+        Context { arm: &arm, service: "shop", namespace: "prod", experiment: "e", window: Duration::from_secs(95) };
     render(template, &ctx, "conversion")
 }
 
@@ -31,7 +37,12 @@ fn shape(terms: &[Term]) -> Vec<TermShape> {
         MatchOp::Regex(_) => 2,
         MatchOp::NotRegex(_) => 3,
     };
-    terms.iter().map(|t| (t.negative, t.metric.clone(), t.range, t.matchers.iter().map(|m| (m.label.clone(), op(&m.op))).collect())).collect()
+    terms
+        .iter()
+        .map(|t| {
+            (t.negative, t.metric.clone(), t.range, t.matchers.iter().map(|m| (m.label.clone(), op(&m.op))).collect())
+        })
+        .collect()
 }
 
 const TEMPLATE: &str = r#"sum(increase(orders_total{a="{{ arm.selector.version }}", b='{{ arm.selector.version }}', c=~"{{ arm.selector.version }}", d!~'x|{{ arm.selector.version }}'}[{{ window }}])) # {{ arm.name }}
@@ -40,7 +51,10 @@ const TEMPLATE: &str = r#"sum(increase(orders_total{a="{{ arm.selector.version }
 /// Values rich in what could break out of a literal, plus arbitrary Unicode.
 fn value() -> impl Strategy<Value = String> {
     prop_oneof![
-        proptest::string::string_regex("[\"'`\\\\{}\\[\\]()\n\r\t\u{0}-\u{1f}\u{7f}-\u{9f}#=~!,.*+?|^$ a-z0-9é€😀]{0,24}").unwrap(),
+        proptest::string::string_regex(
+            "[\"'`\\\\{}\\[\\]()\n\r\t\u{0}-\u{1f}\u{7f}-\u{9f}#=~!,.*+?|^$ a-z0-9é€😀]{0,24}"
+        )
+        .unwrap(),
         any::<String>(),
     ]
 }

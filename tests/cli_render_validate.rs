@@ -51,7 +51,13 @@ fn validate_says_valid_or_lists_every_problem() {
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.yaml");
     let original = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ab-test.yaml")).unwrap();
-    std::fs::write(&bad, original.replace("split: {v1: 90, v2: 10}", "split: {v1: 80, v2: 10}").replace("{exact: beta}", "{regex: \"(beta\"}")).unwrap();
+    std::fs::write(
+        &bad,
+        original
+            .replace("split: {v1: 90, v2: 10}", "split: {v1: 80, v2: 10}")
+            .replace("{exact: beta}", "{regex: \"(beta\"}"),
+    )
+    .unwrap();
     let out = forklane(&["validate", "-f", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
@@ -59,7 +65,12 @@ fn validate_says_valid_or_lists_every_problem() {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{stderr}");
     assert!(lines.contains(&"spec.strategy.abTest.split: weights sum to 90, must be 100"), "{stderr}");
-    assert!(lines.iter().any(|l| l.starts_with("spec.strategy.abTest.rules[0].match.headers.x-user-group.regex: \"(beta\" is not a valid RE2 regex")), "{stderr}");
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "spec.strategy.abTest.rules[0].match.headers.x-user-group.regex: \"(beta\" is not a valid RE2 regex"
+        )),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -41,7 +41,10 @@ async fn eventually<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(wha
 async fn crud_on_builtins_with_defaults_and_allocation() {
     let c = cluster().await;
     let cms: Api<ConfigMap> = Api::namespaced(c.client(), "default");
-    let cm = cms.create(&PostParams::default(), &obj(json!({"metadata": {"name": "cfg"}, "data": {"a": "1"}}))).await.unwrap();
+    let cm = cms
+        .create(&PostParams::default(), &obj(json!({"metadata": {"name": "cfg"}, "data": {"a": "1"}})))
+        .await
+        .unwrap();
     assert!(cm.metadata.uid.is_some() && cm.metadata.creation_timestamp.is_some());
     let mut got = cms.get("cfg").await.unwrap();
     got.data.as_mut().unwrap().insert("b".into(), "2".into());
@@ -52,7 +55,8 @@ async fn crud_on_builtins_with_defaults_and_allocation() {
     assert_eq!(status(cms.get("cfg").await.unwrap_err()).code, 404);
 
     // generateName
-    let generated = cms.create(&PostParams::default(), &obj(json!({"metadata": {"generateName": "gen-"}}))).await.unwrap();
+    let generated =
+        cms.create(&PostParams::default(), &obj(json!({"metadata": {"generateName": "gen-"}}))).await.unwrap();
     let name = generated.metadata.name.unwrap();
     assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
 
@@ -64,14 +68,20 @@ async fn crud_on_builtins_with_defaults_and_allocation() {
     assert_eq!(spec.revision_history_limit, Some(10));
     assert_eq!(spec.template.spec.as_ref().unwrap().containers[0].image_pull_policy.as_deref(), Some("IfNotPresent"));
     assert_eq!(d.metadata.generation, Some(1));
-    let relabeled = deploys.patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))).await.unwrap();
+    let relabeled = deploys
+        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})))
+        .await
+        .unwrap();
     assert_eq!(relabeled.metadata.generation, Some(1), "metadata changes do not bump generation");
-    let rescaled = deploys.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}}))).await.unwrap();
+    let rescaled =
+        deploys.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}}))).await.unwrap();
     assert_eq!(rescaled.metadata.generation, Some(2));
 
     // Service allocation
     let svcs: Api<Service> = Api::namespaced(c.client(), "default");
-    let svc: Service = obj(json!({"metadata": {"name": "web"}, "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80}]}}));
+    let svc: Service = obj(
+        json!({"metadata": {"name": "web"}, "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+    );
     let svc = svcs.create(&PostParams::default(), &svc).await.unwrap();
     let spec = svc.spec.unwrap();
     assert!(spec.cluster_ip.as_deref().unwrap().starts_with("10."));
@@ -102,7 +112,10 @@ async fn stale_resource_version_conflicts() {
     assert!(s.message.contains("the object has been modified"), "{}", s.message);
     // As in etcd3's store, a create carrying a resourceVersion is refused before anything else.
     let s = status(cms.create(&PostParams::default(), &first).await.unwrap_err());
-    assert_eq!((s.code, s.message.as_str()), (500, "Internal error occurred: resourceVersion should not be set on objects to be created"));
+    assert_eq!(
+        (s.code, s.message.as_str()),
+        (500, "Internal error occurred: resourceVersion should not be set on objects to be created")
+    );
     let mut again = first.clone();
     again.metadata.resource_version = None;
     assert_eq!(status(cms.create(&PostParams::default(), &again).await.unwrap_err()).reason, "AlreadyExists");
@@ -115,7 +128,12 @@ async fn selectors_and_pagination() {
     let cms: Api<ConfigMap> = Api::namespaced(c.client(), "default");
     for i in 0..25 {
         let tier = if i % 2 == 0 { "even" } else { "odd" };
-        cms.create(&PostParams::default(), &obj(json!({"metadata": {"name": format!("cm-{i:02}"), "labels": {"tier": tier}}}))).await.unwrap();
+        cms.create(
+            &PostParams::default(),
+            &obj(json!({"metadata": {"name": format!("cm-{i:02}"), "labels": {"tier": tier}}})),
+        )
+        .await
+        .unwrap();
     }
     assert_eq!(cms.list(&ListParams::default().labels("tier=even")).await.unwrap().items.len(), 13);
     assert_eq!(cms.list(&ListParams::default().labels("tier in (odd),tier!=even")).await.unwrap().items.len(), 12);
@@ -133,7 +151,9 @@ async fn selectors_and_pagination() {
             None => break,
         }
         // Pages come from one snapshot: a write in between is not seen.
-        cms.create(&PostParams::default(), &obj(json!({"metadata": {"name": format!("late-{}", names.len())}}))).await.unwrap();
+        cms.create(&PostParams::default(), &obj(json!({"metadata": {"name": format!("late-{}", names.len())}})))
+            .await
+            .unwrap();
     }
     assert_eq!(names.len(), 25);
     assert!(names.windows(2).all(|w| w[0] < w[1]));
@@ -152,24 +172,34 @@ async fn custom_resources_are_served_validated_pruned_and_defaulted() {
     assert!(discovery.groups().any(|g| g.name() == "example.com"));
 
     let widgets = dynamic(c.client(), "example.com", "v1", "Widget", "widgets", Some("default"));
-    let w: DynamicObject = obj(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3, "bogus": true}}));
+    let w: DynamicObject = obj(
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3, "bogus": true}}),
+    );
     let created = widgets.create(&PostParams::default(), &w).await.unwrap();
     assert_eq!(created.data["spec"], json!({"size": 3, "color": "blue"}), "defaulted and pruned");
 
-    let bad: DynamicObject = obj(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w2"}, "spec": {"size": 0, "color": "green"}}));
+    let bad: DynamicObject = obj(
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w2"}, "spec": {"size": 0, "color": "green"}}),
+    );
     let s = status(widgets.create(&PostParams::default(), &bad).await.unwrap_err());
     assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
     let fields: Vec<String> = s.details.unwrap().causes.iter().map(|c| c.field.clone()).collect();
     assert!(fields.contains(&"spec.size".to_string()) && fields.contains(&"spec.color".to_string()), "{fields:?}");
 
-    let cel: DynamicObject = obj(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w3"}, "spec": {"size": 500}}));
+    let cel: DynamicObject = obj(
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w3"}, "spec": {"size": 500}}),
+    );
     let s = status(widgets.create(&PostParams::default(), &cel).await.unwrap_err());
     assert!(s.message.contains("big widgets must be red"), "{}", s.message);
 
     // Strategic merge patch is refused on custom resources (415), merge patch works.
-    let smp = widgets.patch("w1", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"size": 4}}))).await.unwrap_err();
+    let smp = widgets
+        .patch("w1", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"size": 4}})))
+        .await
+        .unwrap_err();
     assert_eq!(status(smp).code, 415);
-    let merged = widgets.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 4}}))).await.unwrap();
+    let merged =
+        widgets.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 4}}))).await.unwrap();
     assert_eq!(merged.data["spec"]["size"], 4);
 
     // Deleting the CRD removes its objects and stops serving the resource.
@@ -194,7 +224,8 @@ async fn every_patch_type() {
     deploys.create(&PostParams::default(), &deployment("web", 1)).await.unwrap();
     let pp = PatchParams::default();
 
-    let json_patch: json_patch::Patch = serde_json::from_value(json!([{"op": "replace", "path": "/spec/replicas", "value": 4}])).unwrap();
+    let json_patch: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "replace", "path": "/spec/replicas", "value": 4}])).unwrap();
     let d = deploys.patch("web", &pp, &Patch::<()>::Json(json_patch)).await.unwrap();
     assert_eq!(d.spec.unwrap().replicas, Some(4));
 
@@ -245,20 +276,29 @@ async fn status_and_scale_subresources() {
     let crds: Api<CustomResourceDefinition> = Api::all(c.client());
     crds.create(&PostParams::default(), &obj(widget_crd())).await.unwrap();
     let widgets = dynamic(c.client(), "example.com", "v1", "Widget", "widgets", Some("default"));
-    let w: DynamicObject = obj(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1, "replicas": 1}, "status": {"phase": "ignored"}}));
+    let w: DynamicObject = obj(
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1, "replicas": 1}, "status": {"phase": "ignored"}}),
+    );
     let created = widgets.create(&PostParams::default(), &w).await.unwrap();
     assert!(created.data.get("status").is_none(), "status is ignored on create");
     assert_eq!(created.metadata.generation, Some(1));
 
     // status writes change only status and leave generation alone
     let st = widgets
-        .patch_status("w", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 50}, "status": {"phase": "Ready", "replicas": 1}})))
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 50}, "status": {"phase": "Ready", "replicas": 1}})),
+        )
         .await
         .unwrap();
     assert_eq!((st.data["spec"]["size"].clone(), st.data["status"]["phase"].clone()), (json!(1), json!("Ready")));
     assert_eq!(st.metadata.generation, Some(1));
     // main-resource writes ignore status and bump generation on spec changes
-    let main = widgets.patch("w", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 2}, "status": {"phase": "Lost"}}))).await.unwrap();
+    let main = widgets
+        .patch("w", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 2}, "status": {"phase": "Lost"}})))
+        .await
+        .unwrap();
     assert_eq!((main.data["status"]["phase"].clone(), main.metadata.generation), (json!("Ready"), Some(2)));
 
     let scale = widgets.get_scale("w").await.unwrap();
@@ -279,11 +319,21 @@ async fn status_and_scale_subresources() {
 async fn finalizers_hold_objects_until_removed() {
     let c = cluster().await;
     let cms: Api<ConfigMap> = Api::namespaced(c.client(), "default");
-    cms.create(&PostParams::default(), &obj(json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}))).await.unwrap();
+    cms.create(&PostParams::default(), &obj(json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}})))
+        .await
+        .unwrap();
     cms.delete("held", &DeleteParams::default()).await.unwrap();
     let held = cms.get("held").await.unwrap();
     assert!(held.metadata.deletion_timestamp.is_some());
-    let s = status(cms.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": ["example.com/hold", "new"]}}))).await.unwrap_err());
+    let s = status(
+        cms.patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": ["example.com/hold", "new"]}})),
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!(s.code, 422);
     cms.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
     assert_eq!(status(cms.get("held").await.unwrap_err()).code, 404);
@@ -312,7 +362,11 @@ async fn cascading_delete_background_foreground_orphan() {
     let c = cluster().await;
     let deploys: Api<Deployment> = Api::namespaced(c.client(), "default");
     let rss: Api<ReplicaSet> = Api::namespaced(c.client(), "default");
-    for (policy, dp) in [("background", DeleteParams::background()), ("foreground", DeleteParams::foreground()), ("orphan", DeleteParams::orphan())] {
+    for (policy, dp) in [
+        ("background", DeleteParams::background()),
+        ("foreground", DeleteParams::foreground()),
+        ("orphan", DeleteParams::orphan()),
+    ] {
         let d = deploys.create(&PostParams::default(), &deployment(&format!("web-{policy}"), 1)).await.unwrap();
         let rs_name = format!("rs-{policy}");
         owned_replica_set(&c, &d, &rs_name).await;
@@ -321,7 +375,10 @@ async fn cascading_delete_background_foreground_orphan() {
         eventually("owner gone", || async { status_code(deploys.get(&name).await) == Some(404) }).await;
         if policy == "orphan" {
             let rs = rss.get(&rs_name).await.unwrap();
-            assert!(rs.metadata.owner_references.unwrap_or_default().is_empty(), "orphaned dependent loses its owner reference");
+            assert!(
+                rs.metadata.owner_references.unwrap_or_default().is_empty(),
+                "orphaned dependent loses its owner reference"
+            );
         } else {
             eventually("dependent collected", || async { status_code(rss.get(&rs_name).await) == Some(404) }).await;
         }
@@ -336,7 +393,12 @@ async fn deletecollection_and_namespace_deletion() {
     nss.create(&PostParams::default(), &obj(json!({"metadata": {"name": "team"}}))).await.unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(c.client(), "team");
     for i in 0..5 {
-        cms.create(&PostParams::default(), &obj(json!({"metadata": {"name": format!("c{i}"), "labels": {"drop": (i < 3).to_string()}}}))).await.unwrap();
+        cms.create(
+            &PostParams::default(),
+            &obj(json!({"metadata": {"name": format!("c{i}"), "labels": {"drop": (i < 3).to_string()}}})),
+        )
+        .await
+        .unwrap();
     }
     cms.delete_collection(&DeleteParams::default(), &ListParams::default().labels("drop=true")).await.unwrap();
     assert_eq!(cms.list(&ListParams::default()).await.unwrap().items.len(), 2);
@@ -353,9 +415,13 @@ async fn deletecollection_and_namespace_deletion() {
 async fn leases_and_events() {
     let c = cluster().await;
     let leases: Api<Lease> = Api::namespaced(c.client(), "default");
-    let lease: Lease = obj(json!({"metadata": {"name": "leader"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}));
+    let lease: Lease =
+        obj(json!({"metadata": {"name": "leader"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}));
     leases.create(&PostParams::default(), &lease).await.unwrap();
-    let got = leases.patch("leader", &PatchParams::default(), &Patch::Merge(json!({"spec": {"holderIdentity": "b"}}))).await.unwrap();
+    let got = leases
+        .patch("leader", &PatchParams::default(), &Patch::Merge(json!({"spec": {"holderIdentity": "b"}})))
+        .await
+        .unwrap();
     assert_eq!(got.spec.unwrap().holder_identity.as_deref(), Some("b"));
 
     let events: Api<Event> = Api::namespaced(c.client(), "default");
@@ -367,7 +433,9 @@ async fn leases_and_events() {
     let found = events.list(&ListParams::default().fields("involvedObject.name=web,reason=Scaled")).await.unwrap();
     assert_eq!(found.items.len(), 1);
     let new_events = dynamic(c.client(), "events.k8s.io", "v1", "Event", "events", Some("default"));
-    let e2: DynamicObject = obj(json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "web.2"}, "reason": "Started", "action": "Start", "note": "n", "type": "Normal", "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "x", "reportingInstance": "y", "regarding": {"kind": "Deployment", "name": "web"}}));
+    let e2: DynamicObject = obj(
+        json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "web.2"}, "reason": "Started", "action": "Start", "note": "n", "type": "Normal", "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "x", "reportingInstance": "y", "regarding": {"kind": "Deployment", "name": "web"}}),
+    );
     new_events.create(&PostParams::default(), &e2).await.unwrap();
     assert!(new_events.get("web.2").await.is_ok());
     c.shutdown().await;

@@ -8,7 +8,8 @@ use kube::core::Status;
 use serde_json::json;
 
 async fn send(c: &Cluster, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> Result<String, Status> {
-    let req = http::Request::builder().method(method).uri(path).header("Content-Type", content_type).body(body).unwrap();
+    let req =
+        http::Request::builder().method(method).uri(path).header("Content-Type", content_type).body(body).unwrap();
     match c.client().request_text(req).await {
         Ok(text) => Ok(text),
         Err(kube::Error::Api(s)) => Err(*s),
@@ -17,7 +18,15 @@ async fn send(c: &Cluster, method: &str, path: &str, content_type: &str, body: V
 }
 
 /// Runs a request that must fail, checks code and reason, and that no write happened.
-async fn refused(c: &Cluster, method: &str, path: &str, content_type: &str, body: Vec<u8>, code: u16, reason: &str) -> Status {
+async fn refused(
+    c: &Cluster,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    code: u16,
+    reason: &str,
+) -> Status {
     let before = c.store().resource_version();
     let s = send(c, method, path, content_type, body).await.expect_err("request must fail");
     assert_eq!((s.code, s.reason.as_str()), (code, reason), "{s:?}");
@@ -33,24 +42,70 @@ async fn malformed_bodies() {
     refused(&c, "POST", CMS, "application/json", b"{\"metadata\": {".to_vec(), 400, "BadRequest").await;
     refused(&c, "POST", CMS, "application/yaml", b"metadata: [unclosed".to_vec(), 400, "BadRequest").await;
     refused(&c, "POST", CMS, "application/json", b"[1,2]".to_vec(), 400, "BadRequest").await;
-    refused(&c, "POST", CMS, "application/vnd.kubernetes.protobuf", b"\x00".to_vec(), 415, "UnsupportedMediaType").await;
+    refused(&c, "POST", CMS, "application/vnd.kubernetes.protobuf", b"\x00".to_vec(), 415, "UnsupportedMediaType")
+        .await;
     send(&c, "POST", CMS, "application/json", br#"{"metadata":{"name":"ok"}}"#.to_vec()).await.unwrap();
     let path = format!("{CMS}/ok");
     refused(&c, "PATCH", &path, "application/merge-patch+json", b"{not json".to_vec(), 400, "BadRequest").await;
     refused(&c, "PATCH", &path, "text/plain", b"{}".to_vec(), 415, "UnsupportedMediaType").await;
-    refused(&c, "PATCH", &path, "application/json-patch+json", br#"[{"op":"remove","path":"/nope"}]"#.to_vec(), 422, "Invalid").await;
+    refused(
+        &c,
+        "PATCH",
+        &path,
+        "application/json-patch+json",
+        br#"[{"op":"remove","path":"/nope"}]"#.to_vec(),
+        422,
+        "Invalid",
+    )
+    .await;
     c.shutdown().await;
 }
 
 #[tokio::test]
 async fn wrong_type_namespace_or_name_for_the_url() {
     let c = cluster().await;
-    let s = refused(&c, "POST", CMS, "application/json", br#"{"apiVersion":"apps/v1","kind":"ConfigMap","metadata":{"name":"a"}}"#.to_vec(), 400, "BadRequest").await;
+    let s = refused(
+        &c,
+        "POST",
+        CMS,
+        "application/json",
+        br#"{"apiVersion":"apps/v1","kind":"ConfigMap","metadata":{"name":"a"}}"#.to_vec(),
+        400,
+        "BadRequest",
+    )
+    .await;
     assert_eq!(s.message, "the API version in the data (apps/v1) does not match the expected API version (v1)");
-    refused(&c, "POST", CMS, "application/json", br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"a"}}"#.to_vec(), 400, "BadRequest").await;
-    refused(&c, "POST", CMS, "application/json", br#"{"metadata":{"name":"a","namespace":"kube-system"}}"#.to_vec(), 400, "BadRequest").await;
+    refused(
+        &c,
+        "POST",
+        CMS,
+        "application/json",
+        br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"a"}}"#.to_vec(),
+        400,
+        "BadRequest",
+    )
+    .await;
+    refused(
+        &c,
+        "POST",
+        CMS,
+        "application/json",
+        br#"{"metadata":{"name":"a","namespace":"kube-system"}}"#.to_vec(),
+        400,
+        "BadRequest",
+    )
+    .await;
     send(&c, "POST", CMS, "application/json", br#"{"metadata":{"name":"a"}}"#.to_vec()).await.unwrap();
-    let s = refused(&c, "PUT", &format!("{CMS}/a"), "application/json", br#"{"metadata":{"name":"b"}}"#.to_vec(), 400, "BadRequest").await;
+    let s = refused(
+        &c,
+        "PUT",
+        &format!("{CMS}/a"),
+        "application/json",
+        br#"{"metadata":{"name":"b"}}"#.to_vec(),
+        400,
+        "BadRequest",
+    )
+    .await;
     assert_eq!(s.message, "the name of the object (b) does not match the name on the URL (a)");
     refused(&c, "POST", &format!("{CMS}/a"), "application/json", b"{}".to_vec(), 405, "MethodNotAllowed").await;
     c.shutdown().await;
@@ -84,7 +139,16 @@ async fn bodies_over_three_mebibytes() {
 async fn unknown_resources_and_missing_objects() {
     let c = cluster().await;
     refused(&c, "GET", "/api/v1/namespaces/default/widgets", "application/json", vec![], 404, "NotFound").await;
-    refused(&c, "POST", "/apis/example.com/v1/namespaces/default/widgets", "application/json", b"{}".to_vec(), 404, "NotFound").await;
+    refused(
+        &c,
+        "POST",
+        "/apis/example.com/v1/namespaces/default/widgets",
+        "application/json",
+        b"{}".to_vec(),
+        404,
+        "NotFound",
+    )
+    .await;
     refused(&c, "GET", "/apis/apps/v2/deployments", "application/json", vec![], 404, "NotFound").await;
     let s = refused(&c, "GET", &format!("{CMS}/missing"), "application/json", vec![], 404, "NotFound").await;
     assert_eq!(s.message, "configmaps \"missing\" not found");
@@ -126,10 +190,21 @@ async fn injected_write_faults_and_the_admin_endpoint() {
 async fn built_in_objects_decode_through_their_types() {
     let c = cluster().await;
     let strict = format!("{CMS}?fieldValidation=Strict");
-    let s = refused(&c, "POST", &strict, "application/json", br#"{"metadata":{"name":"a"},"bogus":1}"#.to_vec(), 400, "BadRequest").await;
+    let s = refused(
+        &c,
+        "POST",
+        &strict,
+        "application/json",
+        br#"{"metadata":{"name":"a"},"bogus":1}"#.to_vec(),
+        400,
+        "BadRequest",
+    )
+    .await;
     assert_eq!(s.message, "strict decoding error: unknown field \"bogus\"");
-    refused(&c, "POST", CMS, "application/json", br#"{"metadata":{"name":"a"},"data":5}"#.to_vec(), 400, "BadRequest").await;
-    let created = send(&c, "POST", CMS, "application/json", br#"{"metadata":{"name":"a"},"bogus":1}"#.to_vec()).await.unwrap();
+    refused(&c, "POST", CMS, "application/json", br#"{"metadata":{"name":"a"},"data":5}"#.to_vec(), 400, "BadRequest")
+        .await;
+    let created =
+        send(&c, "POST", CMS, "application/json", br#"{"metadata":{"name":"a"},"bogus":1}"#.to_vec()).await.unwrap();
     assert!(!created.contains("bogus"), "unknown fields are dropped: {created}");
     c.shutdown().await;
 }

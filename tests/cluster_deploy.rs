@@ -66,15 +66,32 @@ async fn apply_k_deploy_creates_everything_then_reports_unchanged() {
     let deploy = deploy_dir();
     assert_applied(&k.ok(&["apply", "-k", &deploy]).await, "created");
 
-    let out = k.ok(&["get", "deploy,sa,clusterrole,clusterrolebinding,role,rolebinding,svc", "-n", "forklane-system"]).await;
+    let out =
+        k.ok(&["get", "deploy,sa,clusterrole,clusterrolebinding,role,rolebinding,svc", "-n", "forklane-system"]).await;
     let tables = tables(&out);
     let expect = [
         ("deployment.apps", &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"][..], "deployment.apps/forklane "),
         ("serviceaccount", &["NAME", "SECRETS", "AGE"], "serviceaccount/forklane "),
-        ("clusterrole.rbac.authorization.k8s.io", &["NAME", "CREATED", "AT"], "clusterrole.rbac.authorization.k8s.io/forklane "),
-        ("clusterrolebinding.rbac.authorization.k8s.io", &["NAME", "ROLE", "AGE"], "clusterrolebinding.rbac.authorization.k8s.io/forklane "),
-        ("role.rbac.authorization.k8s.io", &["NAME", "CREATED", "AT"], "role.rbac.authorization.k8s.io/forklane-leader-election "),
-        ("rolebinding.rbac.authorization.k8s.io", &["NAME", "ROLE", "AGE"], "rolebinding.rbac.authorization.k8s.io/forklane-leader-election "),
+        (
+            "clusterrole.rbac.authorization.k8s.io",
+            &["NAME", "CREATED", "AT"],
+            "clusterrole.rbac.authorization.k8s.io/forklane ",
+        ),
+        (
+            "clusterrolebinding.rbac.authorization.k8s.io",
+            &["NAME", "ROLE", "AGE"],
+            "clusterrolebinding.rbac.authorization.k8s.io/forklane ",
+        ),
+        (
+            "role.rbac.authorization.k8s.io",
+            &["NAME", "CREATED", "AT"],
+            "role.rbac.authorization.k8s.io/forklane-leader-election ",
+        ),
+        (
+            "rolebinding.rbac.authorization.k8s.io",
+            &["NAME", "ROLE", "AGE"],
+            "rolebinding.rbac.authorization.k8s.io/forklane-leader-election ",
+        ),
         ("service", &["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], "service/forklane-metrics "),
     ];
     assert_eq!(tables.len(), expect.len(), "{out}");
@@ -111,13 +128,19 @@ async fn bindings_are_validated_and_their_role_is_fixed() {
     };
     let first = k.file("b1.yaml", &binding("ClusterRole"));
     assert_eq!(k.ok(&["apply", "-f", &first]).await.trim(), "clusterrolebinding.rbac.authorization.k8s.io/b created");
-    let subject: Value = serde_json::from_str(&k.ok(&["get", "clusterrolebinding", "b", "-o", "jsonpath={.subjects[0]}"]).await).unwrap();
+    let subject: Value =
+        serde_json::from_str(&k.ok(&["get", "clusterrolebinding", "b", "-o", "jsonpath={.subjects[0]}"]).await)
+            .unwrap();
     assert_eq!(subject["apiGroup"], "rbac.authorization.k8s.io", "User subjects default their apiGroup");
 
     let changed = k.file("b2.yaml", &binding("Role"));
     let out = k.run(&["apply", "-f", &changed]).await;
     assert!(!out.ok);
-    assert!(out.stderr.contains("roleRef.kind: Unsupported value: \"Role\": supported values: \"ClusterRole\""), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("roleRef.kind: Unsupported value: \"Role\": supported values: \"ClusterRole\""),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("cannot change roleRef"), "{}", out.stderr);
     c.shutdown().await;
 }

@@ -28,7 +28,13 @@ async fn deployment(client: &Client) -> Deployment {
 }
 
 fn promoted() -> Event {
-    Event { type_: EventType::Normal, reason: "Promoted".into(), note: Some("all traffic to v2".into()), action: "Promote".into(), secondary: None }
+    Event {
+        type_: EventType::Normal,
+        reason: "Promoted".into(),
+        note: Some("all traffic to v2".into()),
+        action: "Promote".into(),
+        secondary: None,
+    }
 }
 
 fn recorder(client: &Client) -> Recorder {
@@ -49,18 +55,29 @@ async fn recorder_events_are_core_events() {
     recorder.publish(&promoted(), &reference).await.unwrap();
     // A core watch sees the events.k8s.io write, in core form.
     match core_watch.try_next().await.unwrap().unwrap() {
-        WatchEvent::Added(e) => assert_eq!((e.reason.as_deref(), e.message.as_deref()), (Some("Promoted"), Some("all traffic to v2"))),
+        WatchEvent::Added(e) => {
+            assert_eq!((e.reason.as_deref(), e.message.as_deref()), (Some("Promoted"), Some("all traffic to v2")))
+        }
         other => panic!("expected ADDED, got {other:?}"),
     }
     // The second publish patches the series through events.k8s.io.
     recorder.publish(&promoted(), &reference).await.unwrap();
 
-    let selected = core.list(&ListParams::default().fields("involvedObject.name=web,involvedObject.kind=Deployment")).await.unwrap();
+    let selected = core
+        .list(&ListParams::default().fields("involvedObject.name=web,involvedObject.kind=Deployment"))
+        .await
+        .unwrap();
     assert_eq!(selected.items.len(), 1);
     let e = &selected.items[0];
     assert_eq!(e.involved_object.uid, d.metadata.uid);
-    assert_eq!((e.reason.as_deref(), e.message.as_deref(), e.type_.as_deref()), (Some("Promoted"), Some("all traffic to v2"), Some("Normal")));
-    assert_eq!((e.reporting_component.as_deref(), e.reporting_instance.as_deref(), e.action.as_deref()), (Some("forklane"), Some("forklane-0"), Some("Promote")));
+    assert_eq!(
+        (e.reason.as_deref(), e.message.as_deref(), e.type_.as_deref()),
+        (Some("Promoted"), Some("all traffic to v2"), Some("Normal"))
+    );
+    assert_eq!(
+        (e.reporting_component.as_deref(), e.reporting_instance.as_deref(), e.action.as_deref()),
+        (Some("forklane"), Some("forklane-0"), Some("Promote"))
+    );
     assert_eq!(e.series.as_ref().map(|s| s.count), Some(Some(2)));
     assert!(e.event_time.is_some());
     assert!(core.list(&ListParams::default().fields("involvedObject.name=other")).await.unwrap().items.is_empty());
@@ -111,7 +128,12 @@ async fn kubectl_describe_shows_recorder_events() {
     for resource in ["events", "events.v1.events.k8s.io"] {
         let table = k.ok(&["get", resource]).await;
         assert_eq!(header(&table), ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], "{table}");
-        assert!(table.lines().any(|l| l.contains("Promoted") && l.contains("deployment/web") && l.contains("all traffic to v2")), "{resource}:\n{table}");
+        assert!(
+            table
+                .lines()
+                .any(|l| l.contains("Promoted") && l.contains("deployment/web") && l.contains("all traffic to v2")),
+            "{resource}:\n{table}"
+        );
     }
     c.shutdown().await;
 }

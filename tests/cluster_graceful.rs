@@ -14,7 +14,9 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 fn pod(name: &str, node: Option<&str>) -> Pod {
-    obj(json!({"metadata": {"name": name}, "spec": {"nodeName": node, "containers": [{"name": "app", "image": "nginx"}]}}))
+    obj(
+        json!({"metadata": {"name": name}, "spec": {"nodeName": node, "containers": [{"name": "app", "image": "nginx"}]}}),
+    )
 }
 
 fn deadline(p: &Pod) -> jiff::Timestamp {
@@ -35,18 +37,41 @@ async fn a_bound_pod_is_kept_for_its_grace_period_which_may_only_shorten() {
     assert!((at.as_second() - before.as_second() - 30).abs() <= 2, "deletionTimestamp is now + 30 s: {at}");
     assert!(pods.get_opt("bound").await.unwrap().is_some());
 
-    let longer = pods.delete("bound", &DeleteParams { grace_period_seconds: Some(60), ..Default::default() }).await.unwrap().left().unwrap();
-    assert_eq!((deadline(&longer), longer.metadata.resource_version.clone()), (at, kept.metadata.resource_version.clone()), "a longer period changes nothing");
-    let shorter = pods.delete("bound", &DeleteParams { grace_period_seconds: Some(10), ..Default::default() }).await.unwrap().left().unwrap();
-    assert_eq!((shorter.metadata.deletion_grace_period_seconds, deadline(&shorter).as_second()), (Some(10), at.as_second() - 20));
+    let longer = pods
+        .delete("bound", &DeleteParams { grace_period_seconds: Some(60), ..Default::default() })
+        .await
+        .unwrap()
+        .left()
+        .unwrap();
+    assert_eq!(
+        (deadline(&longer), longer.metadata.resource_version.clone()),
+        (at, kept.metadata.resource_version.clone()),
+        "a longer period changes nothing"
+    );
+    let shorter = pods
+        .delete("bound", &DeleteParams { grace_period_seconds: Some(10), ..Default::default() })
+        .await
+        .unwrap()
+        .left()
+        .unwrap();
+    assert_eq!(
+        (shorter.metadata.deletion_grace_period_seconds, deadline(&shorter).as_second()),
+        (Some(10), at.as_second() - 20)
+    );
 
     // Writes during the grace period (the kubelet's status updates) keep the pod.
-    pods.patch("bound", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"stopping": "yes"}}}))).await.unwrap();
+    pods.patch("bound", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"stopping": "yes"}}})))
+        .await
+        .unwrap();
     assert!(pods.get_opt("bound").await.unwrap().is_some());
 
     // The kubelet's final delete.
     let uid = kept.metadata.uid.clone();
-    let last = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid, resource_version: None }), ..Default::default() };
+    let last = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions { uid, resource_version: None }),
+        ..Default::default()
+    };
     pods.delete("bound", &last).await.unwrap();
     assert!(pods.get_opt("bound").await.unwrap().is_none());
 
@@ -64,7 +89,8 @@ async fn kubectl_shows_terminating_and_ages_on_the_clusters_clock() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let row = k.ok(&["get", "po", "web", "--no-headers"]).await;
     let age = row.split_whitespace().last().unwrap();
-    let minutes: u64 = age.strip_suffix('m').and_then(|m| m.parse().ok()).unwrap_or_else(|| panic!("AGE in whole minutes: {row}"));
+    let minutes: u64 =
+        age.strip_suffix('m').and_then(|m| m.parse().ok()).unwrap_or_else(|| panic!("AGE in whole minutes: {row}"));
     assert!((10..30).contains(&minutes), "one real second is ten simulated minutes: {row}");
 
     k.ok(&["delete", "po", "web", "--wait=false"]).await;
@@ -96,6 +122,10 @@ async fn kubectl_delete_pod_waits_for_the_kubelet() {
     }
     assert!(delete.wait().await.unwrap().success());
     assert!(terminating, "the pod showed Terminating while the kubelet stopped it");
-    assert!(started.elapsed() >= Duration::from_millis(800), "kubectl delete returned before the pod was gone: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "kubectl delete returned before the pod was gone: {:?}",
+        started.elapsed()
+    );
     assert!(!k.run(&["get", "po", &name]).await.ok, "the pod is gone when kubectl delete returns");
 }

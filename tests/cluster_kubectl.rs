@@ -29,7 +29,10 @@ async fn version_and_api_resources() {
     assert_eq!(k.ok(&["run", "web", "--image=nginx:1.27"]).await.trim(), "pod/web created");
     let pods = k.ok(&["get", "pods"]).await;
     assert_eq!(header(&pods), ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{pods}");
-    assert!(pods.lines().nth(1).is_some_and(|l| l.starts_with("web") && l.contains("0/1") && l.contains("Pending")), "{pods}");
+    assert!(
+        pods.lines().nth(1).is_some_and(|l| l.starts_with("web") && l.contains("0/1") && l.contains("Pending")),
+        "{pods}"
+    );
     c.shutdown().await;
 }
 
@@ -47,8 +50,12 @@ async fn recreate_walkthrough_apply_get_describe_scale_label_annotate_delete() {
     assert!(k.ok(&["get", "pods", "-l", "app=my-app"]).await.is_empty(), "deployments stay inert");
 
     let yaml = k.ok(&["get", "deploy", "my-app", "-o", "yaml"]).await;
-    assert!(yaml.contains("kubectl.kubernetes.io/last-applied-configuration") && yaml.contains("type: Recreate"), "{yaml}");
-    let json: serde_json::Value = serde_json::from_str(&k.ok(&["get", "svc", "-l", "app=my-app", "-o", "json"]).await).unwrap();
+    assert!(
+        yaml.contains("kubectl.kubernetes.io/last-applied-configuration") && yaml.contains("type: Recreate"),
+        "{yaml}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "svc", "-l", "app=my-app", "-o", "json"]).await).unwrap();
     assert_eq!(json["items"].as_array().unwrap().len(), 1);
 
     let out = k.ok(&["apply", "-f", "app-v2.yaml"]).await;
@@ -57,7 +64,10 @@ async fn recreate_walkthrough_apply_get_describe_scale_label_annotate_delete() {
     assert_eq!(out.trim(), "deployment.apps/my-app unchanged");
 
     let described = k.ok(&["describe", "deploy", "my-app"]).await;
-    assert!(described.contains("StrategyType:       Recreate") && described.contains("VERSION:     v2.0.0"), "{described}");
+    assert!(
+        described.contains("StrategyType:       Recreate") && described.contains("VERSION:     v2.0.0"),
+        "{described}"
+    );
     assert!(k.ok(&["describe", "svc", "my-app"]).await.contains("Type:                     NodePort"));
 
     assert_eq!(k.ok(&["scale", "deploy", "my-app", "--replicas=5"]).await.trim(), "deployment.apps/my-app scaled");
@@ -83,9 +93,19 @@ async fn blue_green_patch_types_and_server_side_apply() {
     assert_eq!(out.trim(), "service/my-app patched");
     assert_eq!(k.ok(&["get", "svc", "my-app", "-o", "jsonpath={.spec.selector.version}"]).await, "v2.0.0");
     k.ok(&["patch", "deploy", "my-app-v2", "--type=merge", "-p", r#"{"spec":{"replicas":4}}"#]).await;
-    k.ok(&["patch", "deploy", "my-app-v2", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/replicas","value":6}]"#]).await;
+    k.ok(&[
+        "patch",
+        "deploy",
+        "my-app-v2",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":6}]"#,
+    ])
+    .await;
     assert_eq!(k.ok(&["get", "deploy", "my-app-v2", "-o", "jsonpath={.spec.replicas}"]).await, "6");
-    let bad = k.run(&["patch", "deploy", "my-app-v2", "--type=json", "-p", r#"[{"op":"remove","path":"/spec/nothing"}]"#]).await;
+    let bad = k
+        .run(&["patch", "deploy", "my-app-v2", "--type=json", "-p", r#"[{"op":"remove","path":"/spec/nothing"}]"#])
+        .await;
     assert!(!bad.ok);
     k.ok(&["delete", "deploy", "my-app-v1"]).await;
 
@@ -93,11 +113,24 @@ async fn blue_green_patch_types_and_server_side_apply() {
     assert!(out.contains("serverside-applied"), "{out}");
     // replicas now belong to kubectl-patch: applying another value conflicts until forced.
     let out = k.run(&["apply", "--server-side", "-f", "app-v2-canary.yaml"]).await;
-    assert!(!out.ok && out.stderr.contains("conflict with \"kubectl-patch\"") && out.stderr.contains(".spec.replicas"), "{}", out.stderr);
+    assert!(
+        !out.ok && out.stderr.contains("conflict with \"kubectl-patch\"") && out.stderr.contains(".spec.replicas"),
+        "{}",
+        out.stderr
+    );
     let out = k.ok(&["apply", "--server-side", "--force-conflicts", "-f", "app-v2-canary.yaml"]).await;
     assert!(out.contains("deployment.apps/my-app-v2 serverside-applied"), "{out}");
     assert_eq!(k.ok(&["get", "deploy", "my-app-v2", "-o", "jsonpath={.spec.replicas}"]).await, "1");
-    let managers = k.ok(&["get", "deploy", "my-app-v2", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[*].manager}"]).await;
+    let managers = k
+        .ok(&[
+            "get",
+            "deploy",
+            "my-app-v2",
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={.metadata.managedFields[*].manager}",
+        ])
+        .await;
     assert!(managers.contains("kubectl"), "{managers}");
     c.shutdown().await;
 }
@@ -116,7 +149,11 @@ async fn get_watch_prints_first_events() {
     let out = child.wait_with_output().await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], "{text}");
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{text}"
+    );
     assert!(lines[1].starts_with("my-app-v1") && lines[1].contains("0/10"), "{text}");
     assert!(lines.iter().any(|l| l.starts_with("my-app-v1") && l.contains("0/2")), "watch event missing:\n{text}");
     c.shutdown().await;
@@ -127,19 +164,31 @@ async fn crd_then_custom_objects_valid_accepted_invalid_rejected() {
     let c = cluster().await;
     let k = Kubectl::new(&c, &seed_dir());
     let crd = k.file("crd.yaml", &serde_yaml_ng::to_string(&widget_crd()).unwrap());
-    assert_eq!(k.ok(&["apply", "-f", &crd]).await.trim(), "customresourcedefinition.apiextensions.k8s.io/widgets.example.com created");
+    assert_eq!(
+        k.ok(&["apply", "-f", &crd]).await.trim(),
+        "customresourcedefinition.apiextensions.k8s.io/widgets.example.com created"
+    );
     let valid = k.file("valid.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 3\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w2\nspec:\n  size: 7\n  color: red\n");
-    assert_eq!(k.ok(&["apply", "-f", &valid]).await.trim(), "widget.example.com/w1 created\nwidget.example.com/w2 created");
+    assert_eq!(
+        k.ok(&["apply", "-f", &valid]).await.trim(),
+        "widget.example.com/w1 created\nwidget.example.com/w2 created"
+    );
     let table = k.ok(&["get", "widgets"]).await;
     // With additionalPrinterColumns the apiserver adds no AGE column of its own.
     assert_eq!(header(&table), ["NAME", "SIZE"], "{table}");
     assert!(k.ok(&["get", "wd", "w1", "-o", "yaml"]).await.contains("color: blue"), "defaulting");
 
-    let invalid = k.file("invalid.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w3\nspec:\n  size: 0\n  color: green\n");
+    let invalid = k.file(
+        "invalid.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w3\nspec:\n  size: 0\n  color: green\n",
+    );
     let out = k.run(&["apply", "-f", &invalid]).await;
     assert!(!out.ok);
     assert!(out.stderr.contains("spec.size") && out.stderr.contains("spec.color"), "{}", out.stderr);
-    let unknown = k.file("unknown.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w4\nspec:\n  size: 1\n  bogus: 1\n");
+    let unknown = k.file(
+        "unknown.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w4\nspec:\n  size: 1\n  bogus: 1\n",
+    );
     let out = k.run(&["apply", "-f", &unknown]).await;
     assert!(!out.ok && out.stderr.contains("unknown field \"spec.bogus\""), "strict validation: {}", out.stderr);
     assert!(k.run(&["get", "widget", "w3"]).await.stderr.contains("NotFound"));

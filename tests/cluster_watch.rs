@@ -62,7 +62,9 @@ async fn reflector_stays_in_sync_through_rapid_updates_and_a_forced_410() {
     reader.wait_until_ready().await.unwrap();
 
     for i in 0..10 {
-        api.create(&PostParams::default(), &obj(json!({"metadata": {"name": format!("cm-{i}")}, "data": {"n": "0"}}))).await.unwrap();
+        api.create(&PostParams::default(), &obj(json!({"metadata": {"name": format!("cm-{i}")}, "data": {"n": "0"}})))
+            .await
+            .unwrap();
     }
     // 1,000 rapid updates, ten writers at once.
     futures::stream::iter(0..1000)
@@ -84,7 +86,13 @@ async fn reflector_stays_in_sync_through_rapid_updates_and_a_forced_410() {
     let store = c.store();
     for i in 0..5 {
         store
-            .patch(&gvr, Some("default"), &format!("cm-{i}"), forklane_sim::cluster::store::Patch::Merge(json!({"data": {"n": "away"}})), &Default::default())
+            .patch(
+                &gvr,
+                Some("default"),
+                &format!("cm-{i}"),
+                forklane_sim::cluster::store::Patch::Merge(json!({"data": {"n": "away"}})),
+                &Default::default(),
+            )
             .unwrap();
     }
     store.delete(&gvr, Some("default"), "cm-9", &Default::default()).unwrap();
@@ -104,7 +112,9 @@ async fn streaming_list_watcher_syncs() {
     let c = cluster().await;
     let api: Api<ConfigMap> = Api::namespaced(c.client(), "default");
     for i in 0..5 {
-        api.create(&PostParams::default(), &obj(json!({"metadata": {"name": format!("s-{i}")}, "data": {"n": "1"}}))).await.unwrap();
+        api.create(&PostParams::default(), &obj(json!({"metadata": {"name": format!("s-{i}")}, "data": {"n": "1"}})))
+            .await
+            .unwrap();
     }
     let (reader, writer) = reflector::store();
     let stream = watcher(api.clone(), watcher::Config::default().streaming_lists()).reflect(writer);
@@ -119,7 +129,12 @@ async fn streaming_list_watcher_syncs() {
 
 #[tokio::test]
 async fn too_old_resource_version_gets_410_and_bookmarks_and_timeouts_work() {
-    let c = forklane_sim::cluster::Cluster::start(ClusterConfig { bookmark_interval: Duration::from_millis(200), ..Default::default() }).await.unwrap();
+    let c = forklane_sim::cluster::Cluster::start(ClusterConfig {
+        bookmark_interval: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let api: Api<ConfigMap> = Api::namespaced(c.client(), "default");
     api.create(&PostParams::default(), &obj(json!({"metadata": {"name": "a"}}))).await.unwrap();
     c.store().compact();
@@ -131,7 +146,13 @@ async fn too_old_resource_version_gets_410_and_bookmarks_and_timeouts_work() {
 
     let rv = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
     let started = std::time::Instant::now();
-    let events: Vec<_> = api.watch(&WatchParams { bookmarks: true, ..WatchParams::default() }.timeout(1), &rv).await.unwrap().try_collect().await.unwrap();
+    let events: Vec<_> = api
+        .watch(&WatchParams { bookmarks: true, ..WatchParams::default() }.timeout(1), &rv)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(900), "stream ended early");
     assert!(started.elapsed() < Duration::from_secs(5), "timeoutSeconds ignored");
     assert!(events.iter().any(|e| matches!(e, WatchEvent::Bookmark(_))), "{events:?}");
@@ -145,8 +166,12 @@ async fn label_selector_watch_sees_objects_enter_and_leave() {
     api.create(&PostParams::default(), &obj(json!({"metadata": {"name": "x", "labels": {"on": "no"}}}))).await.unwrap();
     let rv = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
     let mut w = api.watch(&WatchParams::default().labels("on=yes"), &rv).await.unwrap().boxed();
-    api.patch("x", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"on": "yes"}}}))).await.unwrap();
-    api.patch("x", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"on": "no"}}}))).await.unwrap();
+    api.patch("x", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"on": "yes"}}})))
+        .await
+        .unwrap();
+    api.patch("x", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"on": "no"}}})))
+        .await
+        .unwrap();
     assert!(matches!(w.try_next().await.unwrap(), Some(WatchEvent::Added(_))));
     assert!(matches!(w.try_next().await.unwrap(), Some(WatchEvent::Deleted(_))));
     c.shutdown().await;

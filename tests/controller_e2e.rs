@@ -42,7 +42,13 @@ async fn ab_test_with_a_true_winner_promotes_it() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut env = Env::start(true, false).await;
     let routes = env.record("virtualservices");
-    two_versions(&env, 2, &[("sim.forklane.io/conversion-rate", "0.20")], &[("sim.forklane.io/conversion-rate", "0.30")]).await;
+    two_versions(
+        &env,
+        2,
+        &[("sim.forklane.io/conversion-rate", "0.20")],
+        &[("sim.forklane.io/conversion-rate", "0.30")],
+    )
+    .await;
     env.start_traffic(1500.0, 300);
     env.start_controller();
     env.apply(&experiment("ab", "auto", &format!("  strategy:\n    abTest:\n      split: {{v1: 50, v2: 50}}\n  analysis:\n    interval: 1m\n    minSamplesPerArm: 500\n    maxDuration: 2h\n    srm: {{enabled: true}}\n    metrics:\n{CONVERSION}      - {{name: error-rate, builtin: istio-error-rate, role: guardrail, margin: 0.01}}\n"))).await;
@@ -73,7 +79,12 @@ async fn ab_test_with_identical_arms_ends_inconclusive_and_keeps_the_control() {
     assert_eq!(analysing.status.unwrap().final_arm, None);
     let exp = env.wait_for_phase("aa", LONG, ENDED).await;
     let status = exp.status.unwrap();
-    assert_eq!((status.phase, status.final_arm.as_deref()), (Some(Phase::Succeeded), Some("v1")), "{:?}", status.message);
+    assert_eq!(
+        (status.phase, status.final_arm.as_deref()),
+        (Some(Phase::Succeeded), Some("v1")),
+        "{:?}",
+        status.message
+    );
     assert!(status.message.unwrap_or_default().contains("no decision within maxDuration"));
     assert_eq!(status.statistics.unwrap()["outcome"]["action"], "continue", "the last look found no difference");
     assert_eq!(weight_history(&routes, "v2"), vec![50, 0]);
@@ -93,7 +104,12 @@ async fn a_guardrail_breach_rolls_back_before_the_next_weight_step() {
     env.apply(&experiment("guard", "istio", "  strategy:\n    canary:\n      steps: [{setWeight: 30}, {analysis: {}}, {setWeight: 60}, {analysis: {}}]\n  analysis:\n    interval: 1m\n    minSamplesPerArm: 300\n    maxDuration: 1h\n    metrics:\n      - {name: error-rate, builtin: istio-error-rate, role: guardrail, margin: 0.005}\n")).await;
     let exp = env.wait_for_phase("guard", LONG, ENDED).await;
     let status = exp.status.unwrap();
-    assert_eq!((status.phase, status.final_arm.as_deref()), (Some(Phase::RolledBack), Some("v1")), "{:?}", status.message);
+    assert_eq!(
+        (status.phase, status.final_arm.as_deref()),
+        (Some(Phase::RolledBack), Some("v1")),
+        "{:?}",
+        status.message
+    );
     assert!(status.message.unwrap_or_default().contains("error-rate"));
     assert_eq!(weight_history(&routes, "v2"), vec![0, 30, 0], "never reached 60");
     assert_weights_sum_to_100(&routes);
@@ -109,17 +125,26 @@ async fn canary_steps_move_weights_in_order_and_pause_where_told() {
     two_versions(&env, 2, &[], &[]).await;
     env.start_controller();
     env.apply(&experiment("steps", "istio", "  strategy:\n    canary:\n      steps: [{setWeight: 10}, {pause: {duration: 2m}}, {setWeight: 30}, {pause: {}}, {setWeight: 60}]\n")).await;
-    let paused = env.wait_for("steps", LONG, |e| phase(e) == Some(Phase::Paused) && e.status.as_ref().and_then(|s| s.current_step) == Some(3)).await;
+    let paused = env
+        .wait_for("steps", LONG, |e| {
+            phase(e) == Some(Phase::Paused) && e.status.as_ref().and_then(|s| s.current_step) == Some(3)
+        })
+        .await;
     assert_eq!(paused.status.unwrap().weight_summary.as_deref(), Some("v1=70,v2=30"));
     // An indefinite pause holds: 300 simulated seconds later nothing moved.
     tokio::time::sleep(Duration::from_secs_f64(300.0 / SPEED)).await;
     assert_eq!(env.experiments().get("steps").await.unwrap().status.unwrap().current_step, Some(3));
     assert_eq!(weight_history(&routes, "v2"), vec![0, 10, 30]);
-    let promote = forklane_core::controller::commands::patch(&forklane_core::controller::commands::Command::Promote(forklane_core::controller::commands::Promote::Next));
+    let promote = forklane_core::controller::commands::patch(&forklane_core::controller::commands::Command::Promote(
+        forklane_core::controller::commands::Promote::Next,
+    ));
     env.experiments().patch("steps", &PatchParams::default(), &Patch::Merge(promote)).await.unwrap();
     let exp = env.wait_for_phase("steps", LONG, ENDED).await;
     assert_eq!(exp.status.as_ref().unwrap().winner.as_deref(), Some("v2"));
-    assert!(!exp.metadata.annotations.unwrap_or_default().contains_key("forklane.io/promote"), "the one-shot command is cleared");
+    assert!(
+        !exp.metadata.annotations.unwrap_or_default().contains_key("forklane.io/promote"),
+        "the one-shot command is cleared"
+    );
     assert_eq!(weight_history(&routes, "v2"), vec![0, 10, 30, 60, 100]);
     assert_weights_sum_to_100(&routes);
     env.assert_no_routing_503();
@@ -133,17 +158,27 @@ async fn blue_green_serves_the_preview_header_before_the_switch_and_nothing_afte
     let routes = env.record("virtualservices");
     two_versions(&env, 2, &[], &[]).await;
     env.start_controller();
-    env.apply(&experiment("bg", "istio", "  strategy:\n    blueGreen:\n      previewHeader: {name: x-preview, value: \"true\"}\n")).await;
+    env.apply(&experiment(
+        "bg",
+        "istio",
+        "  strategy:\n    blueGreen:\n      previewHeader: {name: x-preview, value: \"true\"}\n",
+    ))
+    .await;
     env.wait_for_phase("bg", LONG, &[Phase::Paused]).await;
     let preview: Vec<Option<String>> = (0..200).map(|_| env.request(&[("x-preview", "true")])).collect();
     let live: Vec<Option<String>> = (0..200).map(|_| env.request(&[])).collect();
     assert!(preview.iter().all(|v| v.as_deref() == Some("v2")), "preview header reaches v2 only");
     assert!(live.iter().all(|v| v.as_deref() == Some("v1")), "everyone else stays on v1");
-    let abort = forklane_core::controller::commands::patch(&forklane_core::controller::commands::Command::Abort(Some("preview failed QA".into())));
+    let abort = forklane_core::controller::commands::patch(&forklane_core::controller::commands::Command::Abort(Some(
+        "preview failed QA".into(),
+    )));
     env.experiments().patch("bg", &PatchParams::default(), &Patch::Merge(abort)).await.unwrap();
     let exp = env.wait_for_phase("bg", LONG, ENDED).await;
     assert_eq!(exp.status.as_ref().unwrap().phase, Some(Phase::RolledBack));
-    env.wait_for("bg", LONG, |_| routes.objects().last().is_some_and(|vs| vs["spec"]["http"].as_array().map(Vec::len) == Some(1))).await;
+    env.wait_for("bg", LONG, |_| {
+        routes.objects().last().is_some_and(|vs| vs["spec"]["http"].as_array().map(Vec::len) == Some(1))
+    })
+    .await;
     let after: Vec<Option<String>> = (0..200).map(|_| env.request(&[("x-preview", "true")])).collect();
     assert!(after.iter().all(|v| v.as_deref() == Some("v1")), "after the rollback nothing reaches v2");
     assert_weights_sum_to_100(&routes);
@@ -157,7 +192,8 @@ async fn mirroring_reaches_v2_without_answering_from_it() {
     let mut env = Env::start(true, false).await;
     two_versions(&env, 2, &[], &[]).await;
     env.start_controller();
-    env.apply(&experiment("shadow", "istio", "  strategy:\n    blueGreen: {}\n  mirror: {arm: v2, percent: 100}\n")).await;
+    env.apply(&experiment("shadow", "istio", "  strategy:\n    blueGreen: {}\n  mirror: {arm: v2, percent: 100}\n"))
+        .await;
     env.wait_for_phase("shadow", LONG, &[Phase::Paused]).await;
     let answers: Vec<Option<String>> = (0..300).map(|_| env.request(&[])).collect();
     assert!(answers.iter().all(|v| v.as_deref() == Some("v1")), "only v1 answers");
@@ -176,7 +212,11 @@ async fn native_canary_hits_the_replica_ratios() {
     two_versions(&env, 1, &[], &[]).await;
     env.start_controller();
     env.apply(&experiment("native", "auto", "  strategy:\n    canary:\n      totalReplicas: 10\n      steps: [{setWeight: 10}, {pause: {}}, {setWeight: 50}, {pause: {}}]\n")).await;
-    let exp = env.wait_for("native", LONG, |e| phase(e) == Some(Phase::Paused) && e.status.as_ref().and_then(|s| s.current_step) == Some(1)).await;
+    let exp = env
+        .wait_for("native", LONG, |e| {
+            phase(e) == Some(Phase::Paused) && e.status.as_ref().and_then(|s| s.current_step) == Some(1)
+        })
+        .await;
     let status = exp.status.unwrap();
     assert_eq!(status.mesh.as_deref(), Some("none"));
     env.wait_ready("my-app-v1", 9).await;
@@ -186,8 +226,22 @@ async fn native_canary_hits_the_replica_ratios() {
     let v2 = (0..n).filter(|_| env.request(&[]).as_deref() == Some("v2")).count() as f64 / n as f64;
     let se = (0.1f64 * 0.9 / n as f64).sqrt();
     assert!((v2 - 0.1).abs() < 3.0 * se, "v2 share {v2}");
-    env.experiments().patch("native", &PatchParams::default(), &Patch::Merge(forklane_core::controller::commands::patch(&forklane_core::controller::commands::Command::Promote(forklane_core::controller::commands::Promote::Next)))).await.unwrap();
-    env.wait_for("native", LONG, |e| phase(e) == Some(Phase::Paused) && e.status.as_ref().and_then(|s| s.current_step) == Some(3)).await;
+    env.experiments()
+        .patch(
+            "native",
+            &PatchParams::default(),
+            &Patch::Merge(forklane_core::controller::commands::patch(
+                &forklane_core::controller::commands::Command::Promote(
+                    forklane_core::controller::commands::Promote::Next,
+                ),
+            )),
+        )
+        .await
+        .unwrap();
+    env.wait_for("native", LONG, |e| {
+        phase(e) == Some(Phase::Paused) && e.status.as_ref().and_then(|s| s.current_step) == Some(3)
+    })
+    .await;
     env.wait_ready("my-app-v1", 5).await;
     env.wait_ready("my-app-v2", 5).await;
     env.shutdown().await;
@@ -213,7 +267,10 @@ async fn recreate_and_rolling_update_complete_without_a_mesh() {
     for pod in pods.objects() {
         let name = pod["metadata"]["name"].as_str().unwrap().to_string();
         let version = pod["metadata"]["labels"]["version"].as_str().unwrap_or_default().to_string();
-        if pod.get("deleted").is_some() || pod["status"]["phase"] == "Succeeded" || pod["metadata"]["deletionTimestamp"].is_string() {
+        if pod.get("deleted").is_some()
+            || pod["status"]["phase"] == "Succeeded"
+            || pod["metadata"]["deletionTimestamp"].is_string()
+        {
             alive.remove(&name);
         } else {
             alive.insert(name, version);
@@ -222,7 +279,23 @@ async fn recreate_and_rolling_update_complete_without_a_mesh() {
         assert!(versions.len() <= 1, "pods of two versions at once: {alive:?}");
     }
 
-    env.apply(&experiment("rolling", "none", "  strategy:\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0, replicas: 3}\n").replace("{name: v1, control: true", "{name: v1, control: true, deployment: my-app-v2").replace("selector: {app: my-app, version: v1}, deployment: my-app-v1}", "selector: {app: my-app, version: v2}}").replace("{name: v2, selector: {app: my-app, version: v2}, deployment: my-app-v2}", "{name: v3, selector: {app: my-app, version: v1}, deployment: my-app-v1}")).await;
+    env.apply(
+        &experiment(
+            "rolling",
+            "none",
+            "  strategy:\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0, replicas: 3}\n",
+        )
+        .replace("{name: v1, control: true", "{name: v1, control: true, deployment: my-app-v2")
+        .replace(
+            "selector: {app: my-app, version: v1}, deployment: my-app-v1}",
+            "selector: {app: my-app, version: v2}}",
+        )
+        .replace(
+            "{name: v2, selector: {app: my-app, version: v2}, deployment: my-app-v2}",
+            "{name: v3, selector: {app: my-app, version: v1}, deployment: my-app-v1}",
+        ),
+    )
+    .await;
     let exp = env.wait_for_phase("rolling", LONG, ENDED).await;
     assert_eq!(exp.status.unwrap().phase, Some(Phase::Succeeded));
     // Back to v1 by rolling replacement.
@@ -239,7 +312,13 @@ async fn a_violating_experiment_never_changes_traffic_and_names_the_policy() {
     env.apply("apiVersion: forklane.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: canary-only}\nspec:\n  allowedStrategies: [canary]\n").await;
     env.start_controller();
     env.apply(&experiment("forbidden", "istio", "  strategy:\n    abTest:\n      split: {v1: 50, v2: 50}\n")).await;
-    let exp = env.wait_for("forbidden", LONG, |e| e.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "PolicyViolation" && c.status == "True"))).await;
+    let exp = env
+        .wait_for("forbidden", LONG, |e| {
+            e.status
+                .as_ref()
+                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "PolicyViolation" && c.status == "True"))
+        })
+        .await;
     let status = exp.status.unwrap();
     assert_eq!(status.phase, Some(Phase::Pending));
     let condition = status.conditions.iter().find(|c| c.type_ == "PolicyViolation").unwrap();
@@ -258,7 +337,11 @@ async fn another_virtual_service_for_the_host_blocks_the_start() {
     env.apply("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: hand-made, namespace: default}\nspec:\n  hosts: [my-app]\n  http:\n    - route:\n        - destination: {host: my-app}\n").await;
     env.start_controller();
     env.apply(&experiment("blocked", "istio", "  strategy:\n    canary:\n      steps: [{setWeight: 10}]\n")).await;
-    let exp = env.wait_for("blocked", LONG, |e| e.status.as_ref().is_some_and(|s| s.message.as_deref().unwrap_or_default().contains("hand-made"))).await;
+    let exp = env
+        .wait_for("blocked", LONG, |e| {
+            e.status.as_ref().is_some_and(|s| s.message.as_deref().unwrap_or_default().contains("hand-made"))
+        })
+        .await;
     assert_eq!(exp.status.unwrap().phase, Some(Phase::Pending));
     env.shutdown().await;
 }
@@ -269,7 +352,12 @@ async fn restarting_the_controller_after_each_write_ends_in_the_same_state() {
     let mut env = Env::start(true, false).await;
     let routes = env.record("virtualservices");
     two_versions(&env, 2, &[], &[]).await;
-    env.apply(&experiment("restart", "istio", "  strategy:\n    canary:\n      steps: [{setWeight: 20}, {setWeight: 50}, {setWeight: 80}]\n")).await;
+    env.apply(&experiment(
+        "restart",
+        "istio",
+        "  strategy:\n    canary:\n      steps: [{setWeight: 20}, {setWeight: 50}, {setWeight: 80}]\n",
+    ))
+    .await;
     // Kill the controller right after each of its first writes, then let it finish.
     for _ in 0..6 {
         env.start_controller();
@@ -282,7 +370,11 @@ async fn restarting_the_controller_after_each_write_ends_in_the_same_state() {
     env.start_controller();
     let exp = env.wait_for_phase("restart", LONG, ENDED).await;
     assert_eq!(exp.status.as_ref().unwrap().winner.as_deref(), Some("v2"));
-    assert_eq!(weight_history(&routes, "v2"), vec![0, 20, 50, 80, 100], "no step lost, repeated out of order or skipped");
+    assert_eq!(
+        weight_history(&routes, "v2"),
+        vec![0, 20, 50, 80, 100],
+        "no step lost, repeated out of order or skipped"
+    );
     assert_weights_sum_to_100(&routes);
     env.assert_no_routing_503();
     env.shutdown().await;

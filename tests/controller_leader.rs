@@ -30,8 +30,15 @@ struct Replica {
 
 impl Replica {
     fn start(env: &Env, identity: &str) -> Replica {
-        let ctx = Arc::new(Context::new(env.client.clone(), env.clock, env.analyst.clone(), Arc::new(Metrics::default())));
-        let lease = LeaseSettings { namespace: NS.into(), name: LEASE.into(), identity: identity.into(), duration: 2, grace: 1 };
+        let ctx =
+            Arc::new(Context::new(env.client.clone(), env.clock, env.analyst.clone(), Arc::new(Metrics::default())));
+        let lease = LeaseSettings {
+            namespace: NS.into(),
+            name: LEASE.into(),
+            identity: identity.into(),
+            duration: 2,
+            grace: 1,
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(lead(env.client.clone(), lease, ctx.clone(), Scope::default(), async move {
             let _ = stopped.await;
@@ -60,7 +67,10 @@ async fn wait_for_holder(env: &Env, identities: &[&str]) -> String {
     loop {
         match holder(env).await {
             Some(h) if identities.contains(&h.as_str()) => return h,
-            other => assert!(tokio::time::Instant::now() < deadline, "lease holder {other:?}, expected one of {identities:?}"),
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "lease holder {other:?}, expected one of {identities:?}"
+            ),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -78,7 +88,11 @@ async fn two_versions(env: &Env, name: &str) {
 /// v2's successive weights in the VirtualServices written for `experiment`.
 fn v2_weights(routes: &Log, experiment: &str) -> Vec<i64> {
     let mut out = Vec::new();
-    for vs in routes.objects().into_iter().filter(|o| o.get("deleted").is_none() && o["metadata"]["ownerReferences"][0]["name"] == experiment) {
+    for vs in routes
+        .objects()
+        .into_iter()
+        .filter(|o| o.get("deleted").is_none() && o["metadata"]["ownerReferences"][0]["name"] == experiment)
+    {
         let w = split(&vs).get("v2").copied().unwrap_or(0);
         if out.last() != Some(&w) {
             out.push(w);
@@ -98,7 +112,12 @@ async fn one_replica_acts_and_the_standby_takes_over_when_it_shuts_down() {
     let leader_id = wait_for_holder(&env, &["replica-a", "replica-b"]).await;
     let (leader, standby) = if leader_id == "replica-a" { (0, 1) } else { (1, 0) };
 
-    env.apply(&experiment("first", "istio", "  strategy:\n    canary:\n      steps: [{setWeight: 20}, {setWeight: 50}]\n")).await;
+    env.apply(&experiment(
+        "first",
+        "istio",
+        "  strategy:\n    canary:\n      steps: [{setWeight: 20}, {setWeight: 50}]\n",
+    ))
+    .await;
     let first = env.wait_for_phase("first", Duration::from_secs(15), ENDED).await.status.unwrap();
     assert_eq!((first.phase, first.winner.as_deref()), (Some(Phase::Succeeded), Some("v2")), "{:?}", first.message);
     assert_eq!(v2_weights(&routes, "first"), vec![0, 20, 50, 100]);
@@ -106,7 +125,11 @@ async fn one_replica_acts_and_the_standby_takes_over_when_it_shuts_down() {
     assert!(replicas[leader].writes() > 0, "the leader acted");
     assert_eq!(replicas[standby].writes(), 0, "the standby never wrote");
 
-    let second = experiment("second", "istio", "  strategy:\n    canary:\n      steps: [{setWeight: 20}, {pause: {duration: 5m}}, {setWeight: 50}]\n");
+    let second = experiment(
+        "second",
+        "istio",
+        "  strategy:\n    canary:\n      steps: [{setWeight: 20}, {pause: {duration: 5m}}, {setWeight: 50}]\n",
+    );
     env.apply(&second.replace("my-app", "shop")).await;
     env.wait_for_phase("second", Duration::from_secs(15), &[Phase::Paused]).await;
     replicas[leader].shutdown().await;

@@ -50,10 +50,14 @@ async fn decide(prometheus: bool) -> (Option<Phase>, Option<String>) {
     env.start_traffic(1500.0, 300);
     env.start_controller();
     env.apply(&experiment("ab", "istio", EXPERIMENT)).await;
-    let exp = env.wait_for_phase("ab", Duration::from_secs(90), &[Phase::Succeeded, Phase::RolledBack, Phase::Failed]).await;
+    let exp =
+        env.wait_for_phase("ab", Duration::from_secs(90), &[Phase::Succeeded, Phase::RolledBack, Phase::Failed]).await;
     let status = exp.status.unwrap();
     if prometheus {
-        assert!(status.conditions.iter().any(|c| c.type_ == "MetricsUnavailable" && c.status == "False"), "the Prometheus source answered");
+        assert!(
+            status.conditions.iter().any(|c| c.type_ == "MetricsUnavailable" && c.status == "False"),
+            "the Prometheus source answered"
+        );
     }
     env.shutdown().await;
     (status.phase, status.winner)

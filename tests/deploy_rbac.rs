@@ -27,7 +27,11 @@ fn granted() -> BTreeSet<Permission> {
             for group in rule["apiGroups"].as_array().unwrap() {
                 for resource in rule["resources"].as_array().unwrap() {
                     for verb in rule["verbs"].as_array().unwrap() {
-                        out.insert((group.as_str().unwrap().into(), resource.as_str().unwrap().into(), verb.as_str().unwrap().into()));
+                        out.insert((
+                            group.as_str().unwrap().into(),
+                            resource.as_str().unwrap().into(),
+                            verb.as_str().unwrap().into(),
+                        ));
                     }
                 }
             }
@@ -52,7 +56,12 @@ async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
     let long = Duration::from_secs(90);
     // Istio routing with an analysis, then deletion (the finalizer restores routing).
     let analysis = "  analysis:\n    minSamplesPerArm: 300\n    metrics:\n      - {name: conversion, role: goal, successQuery: 'sum(increase(orders_total{version=\"{{ arm.selector.version }}\"}[{{ window }}]))', trialQuery: 'sum(increase(visits_total{version=\"{{ arm.selector.version }}\"}[{{ window }}]))'}\n";
-    env.apply(&experiment("mesh", "istio", &format!("  strategy:\n    abTest:\n      split: {{v1: 50, v2: 50}}\n{analysis}"))).await;
+    env.apply(&experiment(
+        "mesh",
+        "istio",
+        &format!("  strategy:\n    abTest:\n      split: {{v1: 50, v2: 50}}\n{analysis}"),
+    ))
+    .await;
     env.wait_for_phase("mesh", long, &[Phase::Succeeded]).await;
     env.experiments().delete("mesh", &DeleteParams::default()).await.unwrap();
     env.wait_gone("mesh", long).await;
@@ -60,21 +69,36 @@ async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
     let kept = vs.get("mesh-forklane").await.expect("the routing outlives the experiment");
     assert_eq!(split(&serde_json::to_value(&kept).unwrap()).get("v2"), Some(&100), "the winner keeps the traffic");
     // Native routing: Service selector and replicas; a command the controller clears.
-    env.apply(&experiment("native", "none", "  strategy:\n    canary:\n      totalReplicas: 4\n      steps: [{setWeight: 25}, {pause: {}}]\n")).await;
+    env.apply(&experiment(
+        "native",
+        "none",
+        "  strategy:\n    canary:\n      totalReplicas: 4\n      steps: [{setWeight: 25}, {pause: {}}]\n",
+    ))
+    .await;
     env.wait_for("native", long, |e| e.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Paused))).await;
-    let promote = forklane_core::controller::commands::patch(&forklane_core::controller::commands::Command::Promote(forklane_core::controller::commands::Promote::Next));
-    env.experiments().patch("native", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(promote)).await.unwrap();
+    let promote = forklane_core::controller::commands::patch(&forklane_core::controller::commands::Command::Promote(
+        forklane_core::controller::commands::Promote::Next,
+    ));
+    env.experiments()
+        .patch("native", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(promote))
+        .await
+        .unwrap();
     env.wait_for_phase("native", long, &[Phase::Succeeded]).await;
     env.stop_controller().await;
 
     let records = env.cluster.audit().records();
-    let used: BTreeSet<Permission> = records.iter().filter(|r| r.user_agent == AGENT).map(|r| (r.group.clone(), r.rbac_resource(), r.verb.clone())).collect();
+    let used: BTreeSet<Permission> = records
+        .iter()
+        .filter(|r| r.user_agent == AGENT)
+        .map(|r| (r.group.clone(), r.rbac_resource(), r.verb.clone()))
+        .collect();
     assert!(!used.is_empty(), "the audit saw the controller");
     let granted = granted();
     let missing: Vec<&Permission> = used.difference(&granted).collect();
     assert!(missing.is_empty(), "the controller uses permissions deploy/rbac.yaml does not grant: {missing:?}");
     // Patching an event happens only when the same event repeats within a series.
-    let optional: BTreeSet<Permission> = [("events.k8s.io".to_string(), "events".to_string(), "patch".to_string())].into();
+    let optional: BTreeSet<Permission> =
+        [("events.k8s.io".to_string(), "events".to_string(), "patch".to_string())].into();
     let unused: Vec<&Permission> = granted.difference(&used).filter(|p| !optional.contains(*p)).collect();
     assert!(unused.is_empty(), "deploy/rbac.yaml grants permissions the controller never used: {unused:?}");
     env.shutdown().await;

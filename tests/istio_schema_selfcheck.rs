@@ -54,9 +54,7 @@ fn destination_rule() -> Value {
 fn assert_rejected(obj: &Value, path: &str, reason: &str) {
     let errors = istio_schema_errors(obj).expect_err("object must be rejected");
     assert!(
-        errors
-            .iter()
-            .any(|e| e.starts_with(path) && e.contains(reason)),
+        errors.iter().any(|e| e.starts_with(path) && e.contains(reason)),
         "no error at {path:?} mentions {reason:?}: {errors:#?}"
     );
 }
@@ -75,22 +73,14 @@ fn accepts_valid_destination_rule() {
 fn rejects_weight_as_string() {
     let mut vs = virtual_service();
     vs["spec"]["http"][1]["route"][0]["weight"] = json!("90");
-    assert_rejected(
-        &vs,
-        "spec/http/1/route/0/weight:",
-        "is not of type \"integer\"",
-    );
+    assert_rejected(&vs, "spec/http/1/route/0/weight:", "is not of type \"integer\"");
 }
 
 #[test]
 fn rejects_destination_without_host() {
     let mut vs = virtual_service();
     vs["spec"]["http"][0]["route"][0]["destination"] = json!({"subset": "canary"});
-    assert_rejected(
-        &vs,
-        "spec/http/0/route/0/destination:",
-        "\"host\" is a required property",
-    );
+    assert_rejected(&vs, "spec/http/0/route/0/destination:", "\"host\" is a required property");
 }
 
 #[test]
@@ -127,9 +117,5 @@ fn rejects_wrong_api_version_and_unknown_kind() {
     let mut vs = virtual_service();
     vs["apiVersion"] = json!("networking.istio.io/v1alpha3");
     assert_rejected(&vs, "apiVersion", "is not networking.istio.io/v1");
-    assert_rejected(
-        &json!({"apiVersion": "networking.istio.io/v1", "kind": "Gateway"}),
-        "unsupported kind",
-        "Gateway",
-    );
+    assert_rejected(&json!({"apiVersion": "networking.istio.io/v1", "kind": "Gateway"}), "unsupported kind", "Gateway");
 }

@@ -2,10 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use forklane_core::api::{AbRule, AbTest, Arm, Canary, CanaryStep, Experiment, ExperimentSpec, MeshMode, Mirror, Pause, RuleMatch, ServiceRef, Sticky, StringMatch};
 use forklane_core::api::Strategy as Spec;
-use forklane_core::plan::{Action, Mode, Observed, Target, plan};
+use forklane_core::api::{
+    AbRule, AbTest, Arm, Canary, CanaryStep, Experiment, ExperimentSpec, MeshMode, Mirror, Pause, RuleMatch,
+    ServiceRef, Sticky, StringMatch,
+};
 use forklane_core::plan::steps::proportional;
+use forklane_core::plan::{Action, Mode, Observed, Target, plan};
 use kube::api::ObjectMeta;
 use proptest::prelude::*;
 
@@ -55,11 +58,20 @@ fn rule(i: usize, arm: String, kind: u8) -> AbRule {
 
 fn ab_experiment() -> impl Strategy<Value = Experiment> {
     (2usize..=10)
-        .prop_flat_map(|n| (Just(n), weights(n), proptest::collection::vec((0..n, any::<u8>()), 0..5), any::<bool>(), proptest::option::of((1..n, 0.0..=100.0f64))))
+        .prop_flat_map(|n| {
+            (
+                Just(n),
+                weights(n),
+                proptest::collection::vec((0..n, any::<u8>()), 0..5),
+                any::<bool>(),
+                proptest::option::of((1..n, 0.0..=100.0f64)),
+            )
+        })
         .prop_map(|(n, w, rules, sticky, mirror)| {
             let arms = arms(n);
             let split = arms.iter().zip(&w).map(|(a, w)| (a.name.clone(), *w)).collect();
-            let rules = rules.into_iter().enumerate().map(|(i, (arm, kind))| rule(i, arms[arm].name.clone(), kind)).collect();
+            let rules =
+                rules.into_iter().enumerate().map(|(i, (arm, kind))| rule(i, arms[arm].name.clone(), kind)).collect();
             let ab = AbTest {
                 rules,
                 split,
@@ -75,8 +87,20 @@ fn ab_experiment() -> impl Strategy<Value = Experiment> {
 fn canary_experiment() -> impl Strategy<Value = Experiment> {
     proptest::collection::vec(0..=100i32, 1..8).prop_map(|mut ws| {
         ws.sort();
-        let steps = ws.into_iter().flat_map(|w| [CanaryStep { set_weight: Some(w), ..Default::default() }, CanaryStep { pause: Some(Pause { duration: Some("1m".into()) }), ..Default::default() }]).collect();
-        experiment(arms(2), Spec { canary: Some(Canary { steps, total_replicas: Some(10) }), ..Default::default() }, None)
+        let steps = ws
+            .into_iter()
+            .flat_map(|w| {
+                [
+                    CanaryStep { set_weight: Some(w), ..Default::default() },
+                    CanaryStep { pause: Some(Pause { duration: Some("1m".into()) }), ..Default::default() },
+                ]
+            })
+            .collect();
+        experiment(
+            arms(2),
+            Spec { canary: Some(Canary { steps, total_replicas: Some(10) }), ..Default::default() },
+            None,
+        )
     })
 }
 
@@ -95,23 +119,35 @@ fn check_istio(exp: &Experiment, target: &Target, observed: &Observed) -> BTreeS
                 let http = vs.spec.http.as_ref().unwrap();
                 for route in http {
                     let dests = route.route.as_ref().unwrap();
-                    assert_eq!(dests.iter().map(|d| d.weight.unwrap()).sum::<i32>(), 100, "weights of {:?}", route.name);
+                    assert_eq!(
+                        dests.iter().map(|d| d.weight.unwrap()).sum::<i32>(),
+                        100,
+                        "weights of {:?}",
+                        route.name
+                    );
                     assert!(dests.iter().all(|d| d.weight.unwrap() > 0), "0-weight destinations are omitted");
                     for d in dests {
-                        assert!(subsets.contains(d.destination.subset.as_ref().unwrap()), "subset {:?} used before it exists", d.destination.subset);
+                        assert!(
+                            subsets.contains(d.destination.subset.as_ref().unwrap()),
+                            "subset {:?} used before it exists",
+                            d.destination.subset
+                        );
                     }
                     if let Some(m) = &route.mirror {
                         assert!(subsets.contains(m.subset.as_ref().unwrap()));
                     }
                 }
-                let catch_all: Vec<usize> = http.iter().enumerate().filter(|(_, r)| r.r#match.is_none()).map(|(i, _)| i).collect();
+                let catch_all: Vec<usize> =
+                    http.iter().enumerate().filter(|(_, r)| r.r#match.is_none()).map(|(i, _)| i).collect();
                 assert_eq!(catch_all, vec![http.len() - 1], "exactly one catch-all, last");
                 let rules: Vec<String> = match target {
                     Target::Final(_) => {
                         assert_eq!(http.len(), 1, "a final state keeps only the catch-all");
                         vec![]
                     }
-                    Target::Step(_) => exp.spec.strategy.ab_test.iter().flat_map(|a| a.rules.iter().map(|r| r.name.clone())).collect(),
+                    Target::Step(_) => {
+                        exp.spec.strategy.ab_test.iter().flat_map(|a| a.rules.iter().map(|r| r.name.clone())).collect()
+                    }
                 };
                 let names: Vec<String> = http.iter().take(rules.len()).map(|r| r.name.clone().unwrap()).collect();
                 assert_eq!(names, rules, "rule order is preserved, rules first");

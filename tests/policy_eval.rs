@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use forklane::cli::validate::{ValidateArgs, problems};
 use forklane_core::api::load::{Document, load_documents};
 use forklane_core::api::{Experiment, RolloutPolicy};
-use forklane::cli::validate::{ValidateArgs, problems};
 use forklane_core::policy::{check_policy, default_namespace_labels, evaluate};
 
 fn root() -> std::path::PathBuf {
@@ -51,13 +51,27 @@ fn namespace_selector_limits_where_a_policy_applies() {
 #[test]
 fn production_policy_rules_each_fire() {
     let p = policy("policies/production.yaml");
-    let rules = |exp: &Experiment| -> Vec<&'static str> { evaluate(&p, exp, &production_labels(), Some(THURSDAY)).iter().map(|v| v.rule).collect() };
-    assert_eq!(rules(&experiment("examples/recreate.yaml")), vec!["allowedStrategies", "maxStepWeight", "maxWeightWithoutAnalysis", "requiredGuardrails", "minAnalysisDuration"]);
+    let rules = |exp: &Experiment| -> Vec<&'static str> {
+        evaluate(&p, exp, &production_labels(), Some(THURSDAY)).iter().map(|v| v.rule).collect()
+    };
+    assert_eq!(
+        rules(&experiment("examples/recreate.yaml")),
+        vec![
+            "allowedStrategies",
+            "maxStepWeight",
+            "maxWeightWithoutAnalysis",
+            "requiredGuardrails",
+            "minAnalysisDuration"
+        ]
+    );
     // The canary example moves 10 → 50: a step of 40; its analysis allows at most 2h ≥ 30m.
     let canary = rules(&experiment("examples/canary.yaml"));
     assert_eq!(canary, vec!["maxStepWeight"]);
     let violations = evaluate(&p, &experiment("examples/canary.yaml"), &production_labels(), Some(THURSDAY));
-    assert_eq!(violations[0].to_string(), "spec.strategy: violates RolloutPolicy \"production\" (maxStepWeight): state 4 raises a candidate's weight from 10 to 50, a step of 40; at most 25 allowed");
+    assert_eq!(
+        violations[0].to_string(),
+        "spec.strategy: violates RolloutPolicy \"production\" (maxStepWeight): state 4 raises a candidate's weight from 10 to 50, a step of 40; at most 25 allowed"
+    );
 }
 
 #[test]
@@ -80,14 +94,29 @@ fn strict_policy_wants_lower_alpha_and_latency_guardrail() {
     let lines: Vec<String> = found.iter().map(ToString::to_string).collect();
     assert!(lines.iter().any(|l| l == "spec.analysis.alpha: violates RolloutPolicy \"payments-strict\" (maxAlpha): 0.05 is above the allowed 0.01"), "{lines:#?}");
     assert!(!found.iter().any(|v| v.rule == "minAnalysisDuration"), "a 2h analysis meets a 2h minimum");
-    assert!(lines.iter().any(|l| l.contains("(maxWeightWithoutAnalysis): a candidate reaches weight 10 before any analysis has run; at most 5 allowed")), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains(
+            "(maxWeightWithoutAnalysis): a candidate reaches weight 10 before any analysis has run; at most 5 allowed"
+        )),
+        "{lines:#?}"
+    );
 }
 
 #[test]
 fn validate_command_reports_policy_violations_by_name() {
-    let args = ValidateArgs { file: root().join("examples/recreate.yaml"), policies: vec![root().join("policies/payments-strict.yaml")] };
+    let args = ValidateArgs {
+        file: root().join("examples/recreate.yaml"),
+        policies: vec![root().join("policies/payments-strict.yaml")],
+    };
     // The recreate example lives in `default`, which payments-strict does not select.
     assert_eq!(problems(&args, Some(THURSDAY)), Vec::<String>::new());
-    let args = ValidateArgs { file: root().join("examples/abn-test.yaml"), policies: vec![root().join("policies/production.yaml"), root().join("policies/payments-strict.yaml")] };
-    assert_eq!(problems(&args, Some(THURSDAY)), Vec::<String>::new(), "shop has no environment label and is not a payments namespace");
+    let args = ValidateArgs {
+        file: root().join("examples/abn-test.yaml"),
+        policies: vec![root().join("policies/production.yaml"), root().join("policies/payments-strict.yaml")],
+    };
+    assert_eq!(
+        problems(&args, Some(THURSDAY)),
+        Vec::<String>::new(),
+        "shop has no environment label and is not a payments namespace"
+    );
 }

@@ -5,13 +5,17 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use forklane_core::api::load::{Document, load_documents};
 use forklane::cli::render::{MeshArg, RenderArgs, render};
+use forklane_core::api::load::{Document, load_documents};
 use forklane_core::plan::{Action, Mode, Observed, Target, plan};
 
 fn examples() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
     files.sort();
     assert!(files.len() >= 6, "one example per strategy plus A/B/n");
     files
@@ -27,7 +31,8 @@ fn render_all(path: &Path, mesh: MeshArg, mode: Mode) -> String {
     let exp = &experiments(path)[0];
     let states = plan(exp, &Target::Step(0), mode, &Observed::default()).map(|p| p.states).unwrap_or(1);
     let mut out = String::new();
-    let targets = (0..states).map(|n| (Some(n), None)).chain(std::iter::once((None, Some(exp.spec.arms[1].name.clone()))));
+    let targets =
+        (0..states).map(|n| (Some(n), None)).chain(std::iter::once((None, Some(exp.spec.arms[1].name.clone()))));
     for (step, final_arm) in targets {
         let args = RenderArgs { file: path.to_path_buf(), step, final_arm, mesh: Some(mesh) };
         match render(&args) {
@@ -55,10 +60,15 @@ fn every_rendered_istio_object_is_valid() {
     for path in examples() {
         for exp in experiments(&path) {
             let states = plan(&exp, &Target::Step(0), Mode::Istio, &Observed::default()).unwrap().states;
-            let targets = (0..states).map(Target::Step).chain(exp.spec.arms.iter().map(|a| Target::Final(a.name.clone())));
+            let targets =
+                (0..states).map(Target::Step).chain(exp.spec.arms.iter().map(|a| Target::Final(a.name.clone())));
             for target in targets {
                 let p = plan(&exp, &target, Mode::Istio, &Observed::default()).unwrap();
-                let drs: Vec<_> = p.actions.iter().filter_map(|a| if let Action::DestinationRule(d) = a { Some((**d).clone()) } else { None }).collect();
+                let drs: Vec<_> = p
+                    .actions
+                    .iter()
+                    .filter_map(|a| if let Action::DestinationRule(d) = a { Some((**d).clone()) } else { None })
+                    .collect();
                 for action in &p.actions {
                     match action {
                         Action::VirtualService(vs) => {

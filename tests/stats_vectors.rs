@@ -101,7 +101,8 @@ fn binary_eval_reproduces_every_reference_value() {
 
 #[test]
 fn binary_eval_reports_bad_entries_and_exits_1() {
-    let input = r#"[{"test": "no_such_test", "inputs": {}}, {"test": "multipletests", "inputs": {"p_values": [0.1, 0.2]}}]"#;
+    let input =
+        r#"[{"test": "no_such_test", "inputs": {}}, {"test": "multipletests", "inputs": {"p_values": [0.1, 0.2]}}]"#;
     let mut child = Command::new(env!("CARGO_BIN_EXE_forklane"))
         .args(["stats", "eval"])
         .stdin(Stdio::piped())

@@ -51,13 +51,21 @@ fn cluster(exp: &Experiment, plan: &Plan) -> (Snapshot, ServiceKey, VirtualServi
     let namespace = exp.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let arms = &exp.spec.arms;
     // The Service selects what all arms share (e.g. `app`).
-    let selector: BTreeMap<String, String> =
-        arms[0].selector.iter().filter(|(k, v)| arms.iter().all(|a| a.selector.get(*k) == Some(*v))).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let selector: BTreeMap<String, String> = arms[0]
+        .selector
+        .iter()
+        .filter(|(k, v)| arms.iter().all(|a| a.selector.get(*k) == Some(*v)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let service = Service {
         namespace: namespace.clone(),
         name: exp.spec.service.name.clone(),
         selector,
-        ports: vec![ServicePort { name: Some("http".into()), port: exp.spec.service.port.unwrap_or(80), node_port: None }],
+        ports: vec![ServicePort {
+            name: Some("http".into()),
+            port: exp.spec.service.port.unwrap_or(80),
+            node_port: None,
+        }],
         service_type: "ClusterIP".into(),
     };
     let pods = arms
@@ -69,8 +77,18 @@ fn cluster(exp: &Experiment, plan: &Plan) -> (Snapshot, ServiceKey, VirtualServi
             })
         })
         .collect();
-    let vs = plan.actions.iter().rev().find_map(|a| if let Action::VirtualService(vs) = a { Some((**vs).clone()) } else { None }).unwrap();
-    let dr = plan.actions.iter().rev().find_map(|a| if let Action::DestinationRule(dr) = a { Some((**dr).clone()) } else { None }).unwrap();
+    let vs = plan
+        .actions
+        .iter()
+        .rev()
+        .find_map(|a| if let Action::VirtualService(vs) = a { Some((**vs).clone()) } else { None })
+        .unwrap();
+    let dr = plan
+        .actions
+        .iter()
+        .rev()
+        .find_map(|a| if let Action::DestinationRule(dr) = a { Some((**dr).clone()) } else { None })
+        .unwrap();
     let snap = Snapshot::new(vec![service], pods, std::slice::from_ref(&vs), &[dr]).with_mesh(true);
     (snap, ServiceKey::new(&namespace, &exp.spec.service.name), vs)
 }
@@ -93,7 +111,10 @@ fn shares_match_the_weights_of_every_state_of_every_example() {
             let mut counts = BTreeMap::<String, usize>::new();
             for _ in 0..REQUESTS {
                 let outcome = dataplane.handle(&snap, &service, &Request::get("/"), &mut rng);
-                let served = outcome.answer().and_then(|a| a.served.as_ref()).unwrap_or_else(|| panic!("{file} step {step}: {outcome:?}"));
+                let served = outcome
+                    .answer()
+                    .and_then(|a| a.served.as_ref())
+                    .unwrap_or_else(|| panic!("{file} step {step}: {outcome:?}"));
                 *counts.entry(arm_of(&served.pod)).or_default() += 1;
             }
             let total: i32 = plan.weights.iter().map(|w| w.desired).sum();
@@ -101,7 +122,11 @@ fn shares_match_the_weights_of_every_state_of_every_example() {
                 let p = f64::from(w.desired) / f64::from(total);
                 let share = counts.get(&w.arm).copied().unwrap_or(0) as f64 / REQUESTS as f64;
                 let tolerance = 3.0 * (p * (1.0 - p) / REQUESTS as f64).sqrt();
-                assert!((share - p).abs() <= tolerance, "{file} step {step} arm {}: share {share}, weight {p} ± {tolerance}", w.arm);
+                assert!(
+                    (share - p).abs() <= tolerance,
+                    "{file} step {step} arm {}: share {share}, weight {p} ± {tolerance}",
+                    w.arm
+                );
                 checked += 1;
             }
         }
@@ -148,7 +173,12 @@ fn requests_satisfying_a_rule_always_reach_its_arm() {
                         }
                         let outcome = dataplane.handle(&snap, &service, &req, &mut rng);
                         let served = outcome.answer().and_then(|a| a.served.as_ref()).map(|s| arm_of(&s.pod));
-                        assert_eq!(served.as_deref(), Some(arm.as_str()), "{file} step {step} route {:?}: {req:?}", route.name);
+                        assert_eq!(
+                            served.as_deref(),
+                            Some(arm.as_str()),
+                            "{file} step {step} route {:?}: {req:?}",
+                            route.name
+                        );
                     }
                     rules += 1;
                 }
@@ -161,14 +191,18 @@ fn requests_satisfying_a_rule_always_reach_its_arm() {
 #[test]
 fn sticky_users_never_change_arm() {
     let dataplane = Dataplane::default();
-    let sticky: Vec<_> = examples().into_iter().filter(|(_, e)| e.spec.strategy.ab_test.as_ref().is_some_and(|a| a.sticky.is_some())).collect();
+    let sticky: Vec<_> = examples()
+        .into_iter()
+        .filter(|(_, e)| e.spec.strategy.ab_test.as_ref().is_some_and(|a| a.sticky.is_some()))
+        .collect();
     assert!(sticky.len() >= 2);
     for (file, exp) in sticky {
         let (snap, service, _) = cluster(&exp, &plan_at(&exp, 0));
         let regions = vec!["eu-west-1".to_string(), "us-east-1".to_string()];
         let spec = LoadSpec { users: 300, mobile_share: 0.3, regions, seed: 21, ..LoadSpec::default() };
         let mut population = Population::new(&spec);
-        let report = loadgen::run_in_process(&dataplane, &Arc::new(snap), &service, &mut population, REQUESTS as u64, 100.0);
+        let report =
+            loadgen::run_in_process(&dataplane, &Arc::new(snap), &service, &mut population, REQUESTS as u64, 100.0);
         assert_eq!(report.users_switched(), 0, "{file}: {report}");
         assert_eq!(report.by_version.values().sum::<u64>(), REQUESTS as u64, "{file}: every request answered");
         assert!(report.by_version.len() >= 2, "{file}: users spread over the arms: {report}");
@@ -197,7 +231,10 @@ fn mirrored_copies_are_counted_at_the_mirror_and_never_answer() {
     }
     let p = mirror.percent / 100.0;
     let share = copies as f64 / REQUESTS as f64;
-    assert!((share - p).abs() <= 3.0 * (p * (1.0 - p) / REQUESTS as f64).sqrt(), "{file}: {share} of requests mirrored, want {p}");
+    assert!(
+        (share - p).abs() <= 3.0 * (p * (1.0 - p) / REQUESTS as f64).sqrt(),
+        "{file}: {share} of requests mirrored, want {p}"
+    );
     // Metrics carry the pods' `version` label.
     let arm = exp.spec.arms.iter().find(|a| a.name == mirror.arm).unwrap();
     let recorded = &dataplane.metrics.recorded().versions[arm.selector.get("version").unwrap_or(&arm.name)];

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use forklane_core::istio::*;
-use forklane_sim::traffic::{Dataplane, Outcome, Pod, Request, ResponseFlag, Service, ServiceKey, ServicePort, Snapshot};
+use forklane_sim::traffic::{
+    Dataplane, Outcome, Pod, Request, ResponseFlag, Service, ServiceKey, ServicePort, Snapshot,
+};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -27,17 +29,28 @@ fn service() -> Service {
 /// `n` pods of `version`, ready or not.
 fn pods(version: &str, n: usize, ready: bool) -> Vec<Pod> {
     (0..n)
-        .map(|i| Pod { ready, ..Pod::ready(NS, &format!("my-app-{version}-{i}"), &[("app", "my-app"), ("version", version)], version) })
+        .map(|i| Pod {
+            ready,
+            ..Pod::ready(NS, &format!("my-app-{version}-{i}"), &[("app", "my-app"), ("version", version)], version)
+        })
         .collect()
 }
 
 fn destination_rule(subsets: &[&str]) -> DestinationRule {
     let subsets = subsets
         .iter()
-        .map(|s| DestinationRuleSubsets { name: s.to_string(), labels: Some(BTreeMap::from([("version".into(), s.to_string())])), ..Default::default() })
+        .map(|s| DestinationRuleSubsets {
+            name: s.to_string(),
+            labels: Some(BTreeMap::from([("version".into(), s.to_string())])),
+            ..Default::default()
+        })
         .collect();
     DestinationRule {
-        metadata: kube::api::ObjectMeta { name: Some("my-app".into()), namespace: Some(NS.into()), ..Default::default() },
+        metadata: kube::api::ObjectMeta {
+            name: Some("my-app".into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
         spec: DestinationRuleSpec { host: "my-app".into(), subsets: Some(subsets), ..Default::default() },
         status: None,
     }
@@ -45,7 +58,11 @@ fn destination_rule(subsets: &[&str]) -> DestinationRule {
 
 fn to(subset: &str, weight: Option<i32>) -> VirtualServiceHttpRoute {
     VirtualServiceHttpRoute {
-        destination: VirtualServiceHttpRouteDestination { host: "my-app".into(), subset: Some(subset.into()), port: None },
+        destination: VirtualServiceHttpRouteDestination {
+            host: "my-app".into(),
+            subset: Some(subset.into()),
+            port: None,
+        },
         weight,
         headers: None,
     }
@@ -57,7 +74,11 @@ fn header_match(name: &str, m: VirtualServiceHttpMatchHeaders) -> Option<Vec<Vir
 
 fn virtual_service(http: Vec<VirtualServiceHttp>) -> VirtualService {
     VirtualService {
-        metadata: kube::api::ObjectMeta { name: Some("my-app".into()), namespace: Some(NS.into()), ..Default::default() },
+        metadata: kube::api::ObjectMeta {
+            name: Some("my-app".into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
         spec: VirtualServiceSpec { hosts: Some(vec!["my-app".into()]), http: Some(http), ..Default::default() },
         status: None,
     }
@@ -98,8 +119,12 @@ fn a_subset_without_ready_pods_answers_503_uh() {
     let all = [pods("v1", 2, true), pods("v2", 2, false)].concat();
     let snap = mesh(all, vec![vs], vec![destination_rule(&["v1", "v2"])]);
     let dataplane = Dataplane::default();
-    let answer = dataplane.handle(&snap, &key(), &Request::get("/"), &mut StdRng::seed_from_u64(1)).answer().cloned().unwrap();
-    assert_eq!((answer.response.status, answer.flag, answer.response.body.as_str()), (503, ResponseFlag::NoHealthyUpstream, "no healthy upstream"));
+    let answer =
+        dataplane.handle(&snap, &key(), &Request::get("/"), &mut StdRng::seed_from_u64(1)).answer().cloned().unwrap();
+    assert_eq!(
+        (answer.response.status, answer.flag, answer.response.body.as_str()),
+        (503, ResponseFlag::NoHealthyUpstream, "no healthy upstream")
+    );
     assert_eq!(dataplane.metrics.recorded().local_replies.get("UH"), Some(&1));
     let text = dataplane.metrics.encode();
     assert!(text.contains(r#"reporter="source""#) && text.contains(r#"response_flags="UH""#), "{text}");
@@ -108,7 +133,10 @@ fn a_subset_without_ready_pods_answers_503_uh() {
 #[test]
 fn no_matching_route_answers_404_nr() {
     let only_beta = VirtualServiceHttp {
-        r#match: header_match("x-group", VirtualServiceHttpMatchHeaders { exact: Some("beta".into()), ..Default::default() }),
+        r#match: header_match(
+            "x-group",
+            VirtualServiceHttpMatchHeaders { exact: Some("beta".into()), ..Default::default() },
+        ),
         route: Some(vec![to("v1", None)]),
         ..Default::default()
     };
@@ -116,20 +144,30 @@ fn no_matching_route_answers_404_nr() {
     let mut rng = StdRng::seed_from_u64(1);
     let answer = send(&snap, &Request::get("/"), &mut rng).answer().cloned().unwrap();
     assert_eq!((answer.response.status, answer.flag), (404, ResponseFlag::NoRoute));
-    assert_eq!(served_version(&send(&snap, &Request::get("/").header("x-group", "beta"), &mut rng)).as_deref(), Some("v1"));
+    assert_eq!(
+        served_version(&send(&snap, &Request::get("/").header("x-group", "beta"), &mut rng)).as_deref(),
+        Some("v1")
+    );
 }
 
 #[test]
 fn the_first_matching_route_wins_and_regexes_match_the_whole_value() {
-    let rule = |m, subset| VirtualServiceHttp { r#match: header_match("user-agent", m), route: Some(vec![to(subset, None)]), ..Default::default() };
+    let rule = |m, subset| VirtualServiceHttp {
+        r#match: header_match("user-agent", m),
+        route: Some(vec![to(subset, None)]),
+        ..Default::default()
+    };
     let vs = virtual_service(vec![
         rule(VirtualServiceHttpMatchHeaders { regex: Some("Mobile".into()), ..Default::default() }, "v2"),
         rule(VirtualServiceHttpMatchHeaders { prefix: Some("curl/".into()), ..Default::default() }, "v2"),
         VirtualServiceHttp { route: Some(vec![to("v1", None)]), ..Default::default() },
     ]);
-    let snap = mesh([pods("v1", 2, true), pods("v2", 2, true)].concat(), vec![vs], vec![destination_rule(&["v1", "v2"])]);
+    let snap =
+        mesh([pods("v1", 2, true), pods("v2", 2, true)].concat(), vec![vs], vec![destination_rule(&["v1", "v2"])]);
     let mut rng = StdRng::seed_from_u64(3);
-    let version = |ua: &str, rng: &mut StdRng| served_version(&send(&snap, &Request::get("/").header("User-Agent", ua), rng)).unwrap();
+    let version = |ua: &str, rng: &mut StdRng| {
+        served_version(&send(&snap, &Request::get("/").header("User-Agent", ua), rng)).unwrap()
+    };
     for _ in 0..50 {
         assert_eq!(version("Mobile", &mut rng), "v2");
         assert_eq!(version("Some Mobile Browser", &mut rng), "v1", "an unanchored regex would match this");
@@ -141,15 +179,24 @@ fn the_first_matching_route_wins_and_regexes_match_the_whole_value() {
 #[test]
 fn weights_are_relative_and_a_lone_destination_takes_everything() {
     let split = VirtualServiceHttp { route: Some(vec![to("v1", Some(1)), to("v2", Some(3))]), ..Default::default() };
-    let snap = mesh([pods("v1", 3, true), pods("v2", 1, true)].concat(), vec![virtual_service(vec![split])], vec![destination_rule(&["v1", "v2"])]);
+    let snap = mesh(
+        [pods("v1", 3, true), pods("v2", 1, true)].concat(),
+        vec![virtual_service(vec![split])],
+        vec![destination_rule(&["v1", "v2"])],
+    );
     let mut rng = StdRng::seed_from_u64(11);
     let n = 20_000;
-    let v2 = (0..n).filter(|_| served_version(&send(&snap, &Request::get("/"), &mut rng)).as_deref() == Some("v2")).count();
+    let v2 =
+        (0..n).filter(|_| served_version(&send(&snap, &Request::get("/"), &mut rng)).as_deref() == Some("v2")).count();
     let (p, share) = (0.75, v2 as f64 / n as f64);
     assert!((share - p).abs() <= 3.0 * (p * (1.0 - p) / n as f64).sqrt(), "share {share}");
 
     let lone = VirtualServiceHttp { route: Some(vec![to("v2", None)]), ..Default::default() };
-    let snap = mesh([pods("v1", 1, true), pods("v2", 1, true)].concat(), vec![virtual_service(vec![lone])], vec![destination_rule(&["v1", "v2"])]);
+    let snap = mesh(
+        [pods("v1", 1, true), pods("v2", 1, true)].concat(),
+        vec![virtual_service(vec![lone])],
+        vec![destination_rule(&["v1", "v2"])],
+    );
     assert!((0..200).all(|_| served_version(&send(&snap, &Request::get("/"), &mut rng)).as_deref() == Some("v2")));
 }
 
@@ -166,7 +213,10 @@ fn response_headers_of_route_and_destination_are_applied() {
     let route = VirtualServiceHttp {
         route: Some(vec![destination]),
         headers: Some(VirtualServiceHttpHeaders {
-            response: Some(VirtualServiceHttpHeadersResponse { set: Some(BTreeMap::from([("x-served-by".into(), "mesh".into())])), ..Default::default() }),
+            response: Some(VirtualServiceHttpHeadersResponse {
+                set: Some(BTreeMap::from([("x-served-by".into(), "mesh".into())])),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -184,7 +234,11 @@ fn a_mirror_without_percentage_copies_every_request_and_its_answer_is_dropped() 
         mirror: Some(VirtualServiceHttpMirror { host: "my-app".into(), subset: Some("v2".into()), port: None }),
         ..Default::default()
     };
-    let snap = mesh([pods("v1", 1, true), pods("v2", 1, true)].concat(), vec![virtual_service(vec![route])], vec![destination_rule(&["v1", "v2"])]);
+    let snap = mesh(
+        [pods("v1", 1, true), pods("v2", 1, true)].concat(),
+        vec![virtual_service(vec![route])],
+        vec![destination_rule(&["v1", "v2"])],
+    );
     let dataplane = Dataplane::default();
     let mut rng = StdRng::seed_from_u64(5);
     for _ in 0..100 {
@@ -193,9 +247,15 @@ fn a_mirror_without_percentage_copies_every_request_and_its_answer_is_dropped() 
         assert_eq!(answer.mirrored_to.len(), 1);
     }
     let recorded = dataplane.metrics.recorded();
-    assert_eq!((recorded.versions["v2"].requests, recorded.versions["v2"].mirrored, recorded.versions["v2"].visits), (100, 100, 0));
+    assert_eq!(
+        (recorded.versions["v2"].requests, recorded.versions["v2"].mirrored, recorded.versions["v2"].visits),
+        (100, 100, 0)
+    );
     let text = dataplane.metrics.encode();
-    let line = text.lines().find(|l| l.starts_with("istio_requests_total{") && l.contains(r#"destination_version="v2""#)).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("istio_requests_total{") && l.contains(r#"destination_version="v2""#))
+        .unwrap();
     assert!(line.contains(r#"reporter="destination""#) && line.ends_with(" 100"), "{line}");
 }
 
@@ -203,14 +263,21 @@ fn a_mirror_without_percentage_copies_every_request_and_its_answer_is_dropped() 
 fn without_a_virtual_service_the_sidecar_balances_over_all_endpoints() {
     let snap = mesh([pods("v1", 1, true), pods("v2", 1, true)].concat(), vec![], vec![]);
     let mut rng = StdRng::seed_from_u64(9);
-    let v2 = (0..4000).filter(|_| served_version(&send(&snap, &Request::get("/"), &mut rng)).as_deref() == Some("v2")).count();
+    let v2 = (0..4000)
+        .filter(|_| served_version(&send(&snap, &Request::get("/"), &mut rng)).as_deref() == Some("v2"))
+        .count();
     assert!((v2 as f64 / 4000.0 - 0.5).abs() < 3.0 * (0.25f64 / 4000.0).sqrt(), "{v2}");
 }
 
 #[test]
 fn kube_proxy_spreads_uniformly_over_ready_endpoints_and_refuses_without_any() {
     // The article's canary without a mesh: 10 v1 pods and 1 v2 pod serve v2 about 1 in 11.
-    let snap = Arc::new(Snapshot::new(vec![service()], [pods("v1", 10, true), pods("v2", 1, true), pods("v3", 5, false)].concat(), &[], &[]));
+    let snap = Arc::new(Snapshot::new(
+        vec![service()],
+        [pods("v1", 10, true), pods("v2", 1, true), pods("v3", 5, false)].concat(),
+        &[],
+        &[],
+    ));
     let mut rng = StdRng::seed_from_u64(13);
     let n = 22_000;
     let mut by_version = BTreeMap::<String, usize>::new();
@@ -229,7 +296,10 @@ fn kube_proxy_spreads_uniformly_over_ready_endpoints_and_refuses_without_any() {
 #[test]
 fn annotations_set_errors_and_conversions_per_version() {
     let mut all = [pods("v1", 1, true), pods("v2", 1, true)].concat();
-    all[0].annotations = BTreeMap::from([("sim.forklane.io/error-rate".into(), "0.2".into()), ("sim.forklane.io/conversion-rate".into(), "0.1".into())]);
+    all[0].annotations = BTreeMap::from([
+        ("sim.forklane.io/error-rate".into(), "0.2".into()),
+        ("sim.forklane.io/conversion-rate".into(), "0.1".into()),
+    ]);
     all[1].annotations = BTreeMap::from([("sim.forklane.io/conversion-rate".into(), "0.3".into())]);
     let snap = Snapshot::new(vec![service()], all, &[], &[]);
     let dataplane = Dataplane::default();
@@ -252,7 +322,8 @@ fn annotations_set_errors_and_conversions_per_version() {
 #[test]
 fn the_exposition_has_no_duplicate_series() {
     // Two pods of one Deployment share their Istio labels: one series, or Prometheus drops samples.
-    let replicas = pods("v1", 2, true).into_iter().map(|p| Pod { owner: Some("my-app-v1-7b4874cd75".into()), ..p }).collect();
+    let replicas =
+        pods("v1", 2, true).into_iter().map(|p| Pod { owner: Some("my-app-v1-7b4874cd75".into()), ..p }).collect();
     let snap = mesh(replicas, vec![], vec![]);
     let dataplane = Dataplane::default();
     let mut rng = StdRng::seed_from_u64(2);
@@ -260,11 +331,18 @@ fn the_exposition_has_no_duplicate_series() {
         dataplane.handle(&snap, &key(), &Request::get("/"), &mut rng);
     }
     let text = dataplane.metrics.encode();
-    let series: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').unwrap().0).collect();
+    let series: Vec<&str> =
+        text.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').unwrap().0).collect();
     let unique: std::collections::BTreeSet<&str> = series.iter().copied().collect();
     assert_eq!(series.len(), unique.len(), "{text}");
-    let destination = text.lines().find(|l| l.starts_with("istio_requests_total{") && l.contains(r#"reporter="destination""#)).unwrap();
-    assert!(destination.contains(r#"destination_workload="my-app-v1""#) && destination.ends_with(" 200"), "{destination}");
+    let destination = text
+        .lines()
+        .find(|l| l.starts_with("istio_requests_total{") && l.contains(r#"reporter="destination""#))
+        .unwrap();
+    assert!(
+        destination.contains(r#"destination_workload="my-app-v1""#) && destination.ends_with(" 200"),
+        "{destination}"
+    );
 }
 
 #[tokio::test]
@@ -274,9 +352,20 @@ async fn in_process_traffic_can_be_paced_in_real_time() {
     let dataplane = Dataplane::default();
     let mut population = Population::new(&LoadSpec::default());
     let start = std::time::Instant::now();
-    let report = loadgen::drive_in_process(&dataplane, &view, &key(), &mut population, 1000.0, Limit::Duration(std::time::Duration::from_millis(300))).await;
+    let report = loadgen::drive_in_process(
+        &dataplane,
+        &view,
+        &key(),
+        &mut population,
+        1000.0,
+        Limit::Duration(std::time::Duration::from_millis(300)),
+    )
+    .await;
     let elapsed = start.elapsed();
     assert_eq!(report.sent, 300, "{report}");
-    assert!(elapsed >= std::time::Duration::from_millis(300) && elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
+    assert!(
+        elapsed >= std::time::Duration::from_millis(300) && elapsed < std::time::Duration::from_secs(2),
+        "{elapsed:?}"
+    );
     assert_eq!(dataplane.metrics.recorded().versions["v1"].requests, 300);
 }

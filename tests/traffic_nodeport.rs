@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use forklane_core::istio::*;
 use forklane_sim::traffic::http::{self, HttpError, HttpTarget};
 use forklane_sim::traffic::loadgen::{self, Limit, LoadSpec, Population};
-use forklane_sim::traffic::{Dataplane, NodePort, Pod, Request, Service, ServiceKey, ServicePort, Snapshot, SnapshotFeed, serve_nodeport};
+use forklane_sim::traffic::{
+    Dataplane, NodePort, Pod, Request, Service, ServiceKey, ServicePort, Snapshot, SnapshotFeed, serve_nodeport,
+};
 
 const NS: &str = "default";
 
@@ -28,7 +30,10 @@ fn service() -> Service {
 /// Pods named as a Deployment names them, e.g. `my-app-7b4874cd75-0`.
 fn pods(hash: &str, version: &str, n: usize, ready: bool) -> Vec<Pod> {
     (0..n)
-        .map(|i| Pod { ready, ..Pod::ready(NS, &format!("my-app-{hash}-{i}"), &[("app", "my-app"), ("version", version)], version) })
+        .map(|i| Pod {
+            ready,
+            ..Pod::ready(NS, &format!("my-app-{hash}-{i}"), &[("app", "my-app"), ("version", version)], version)
+        })
         .collect()
 }
 
@@ -48,7 +53,11 @@ async fn curl(addr: SocketAddr, extra: &[&str]) -> (i32, String, String) {
         .output()
         .await
         .expect("curl is installed");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Waits (bounded) until connecting to `addr` is refused, or accepted.
@@ -93,10 +102,22 @@ async fn curl_sees_the_article_answers_and_refusals_of_a_recreate() {
 }
 
 fn sticky_mesh() -> Snapshot {
-    let subset = |name: &str| DestinationRuleSubsets { name: name.into(), labels: Some(BTreeMap::from([("version".into(), name.into())])), ..Default::default() };
+    let subset = |name: &str| DestinationRuleSubsets {
+        name: name.into(),
+        labels: Some(BTreeMap::from([("version".into(), name.into())])),
+        ..Default::default()
+    };
     let dr = DestinationRule {
-        metadata: kube::api::ObjectMeta { name: Some("my-app".into()), namespace: Some(NS.into()), ..Default::default() },
-        spec: DestinationRuleSpec { host: "my-app".into(), subsets: Some(vec![subset("v1"), subset("v2")]), ..Default::default() },
+        metadata: kube::api::ObjectMeta {
+            name: Some("my-app".into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        spec: DestinationRuleSpec {
+            host: "my-app".into(),
+            subsets: Some(vec![subset("v1"), subset("v2")]),
+            ..Default::default()
+        },
         status: None,
     };
     let to = |arm: &str, weight: i32, cookie: bool| VirtualServiceHttpRoute {
@@ -112,7 +133,10 @@ fn sticky_mesh() -> Snapshot {
     };
     let pinned = |arm: &str| VirtualServiceHttp {
         r#match: Some(vec![VirtualServiceHttpMatch {
-            headers: Some(BTreeMap::from([("cookie".into(), VirtualServiceHttpMatchHeaders { regex: Some(format!("(.*; )?arm={arm}(;.*)?")), ..Default::default() })])),
+            headers: Some(BTreeMap::from([(
+                "cookie".into(),
+                VirtualServiceHttpMatchHeaders { regex: Some(format!("(.*; )?arm={arm}(;.*)?")), ..Default::default() },
+            )])),
             ..Default::default()
         }]),
         route: Some(vec![to(arm, 100, false)]),
@@ -120,8 +144,16 @@ fn sticky_mesh() -> Snapshot {
     };
     let split = VirtualServiceHttp { route: Some(vec![to("v1", 50, true), to("v2", 50, true)]), ..Default::default() };
     let vs = VirtualService {
-        metadata: kube::api::ObjectMeta { name: Some("my-app".into()), namespace: Some(NS.into()), ..Default::default() },
-        spec: VirtualServiceSpec { hosts: Some(vec!["my-app".into()]), http: Some(vec![pinned("v1"), pinned("v2"), split]), ..Default::default() },
+        metadata: kube::api::ObjectMeta {
+            name: Some("my-app".into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        spec: VirtualServiceSpec {
+            hosts: Some(vec!["my-app".into()]),
+            http: Some(vec![pinned("v1"), pinned("v2"), split]),
+            ..Default::default()
+        },
         status: None,
     };
     let all = [pods("aaaaaaaaaa", "v1", 2, true), pods("bbbbbbbbbb", "v2", 2, true)].concat();
@@ -181,10 +213,18 @@ async fn metrics_are_served_over_http() {
     server.abort();
     assert_eq!(response.status, 200);
     assert!(response.header_values("content-type").any(|c| c.starts_with("application/openmetrics-text")));
-    for name in ["istio_requests_total{", "istio_request_duration_milliseconds_bucket{", "http_requests_total{", "visits_total{"] {
+    for name in [
+        "istio_requests_total{",
+        "istio_request_duration_milliseconds_bucket{",
+        "http_requests_total{",
+        "visits_total{",
+    ] {
         assert!(response.body.contains(name), "{name} missing:\n{}", response.body);
     }
-    assert!(response.body.contains(r#"le="0.5""#) && response.body.contains(r#"le="3600000.0""#), "Istio's default buckets");
+    assert!(
+        response.body.contains(r#"le="0.5""#) && response.body.contains(r#"le="3600000.0""#),
+        "Istio's default buckets"
+    );
 }
 
 #[tokio::test]

@@ -29,7 +29,12 @@ fn cluster() -> Snapshot {
             ("sim.forklane.io/latency-ms".into(), "lognormal:median=30,p99=300".into()),
         ]),
         owner: Some(format!("checkout-{version}-5d4f8b7c9")),
-        ..Pod::ready(NS, &format!("checkout-{version}-5d4f8b7c9-{i}"), &[("app", "checkout"), ("version", version)], version)
+        ..Pod::ready(
+            NS,
+            &format!("checkout-{version}-5d4f8b7c9-{i}"),
+            &[("app", "checkout"), ("version", version)],
+            version,
+        )
     };
     let pods = vec![pod("v1", 0, "0.01", "0.10"), pod("v1", 1, "0.01", "0.10"), pod("v2", 0, "0.05", "0.12")];
     let service = Service {
@@ -39,11 +44,20 @@ fn cluster() -> Snapshot {
         ports: vec![ServicePort { name: Some("http".into()), port: 80, node_port: None }],
         service_type: "ClusterIP".into(),
     };
-    let meta = kube::api::ObjectMeta { name: Some("checkout".into()), namespace: Some(NS.into()), ..Default::default() };
-    let subset = |v: &str| DestinationRuleSubsets { name: v.into(), labels: Some(BTreeMap::from([("version".into(), v.into())])), ..Default::default() };
+    let meta =
+        kube::api::ObjectMeta { name: Some("checkout".into()), namespace: Some(NS.into()), ..Default::default() };
+    let subset = |v: &str| DestinationRuleSubsets {
+        name: v.into(),
+        labels: Some(BTreeMap::from([("version".into(), v.into())])),
+        ..Default::default()
+    };
     let dr = DestinationRule {
         metadata: meta.clone(),
-        spec: DestinationRuleSpec { host: "checkout".into(), subsets: Some(vec![subset("v1"), subset("v2")]), ..Default::default() },
+        spec: DestinationRuleSpec {
+            host: "checkout".into(),
+            subsets: Some(vec![subset("v1"), subset("v2")]),
+            ..Default::default()
+        },
         status: None,
     };
     let to = |v: &str, weight| VirtualServiceHttpRoute {
@@ -55,7 +69,10 @@ fn cluster() -> Snapshot {
         metadata: meta,
         spec: VirtualServiceSpec {
             hosts: Some(vec!["checkout".into()]),
-            http: Some(vec![VirtualServiceHttp { route: Some(vec![to("v1", 80), to("v2", 20)]), ..Default::default() }]),
+            http: Some(vec![VirtualServiceHttp {
+                route: Some(vec![to("v1", 80), to("v2", 20)]),
+                ..Default::default()
+            }]),
             ..Default::default()
         },
         status: None,
@@ -85,7 +102,11 @@ async fn prometheus_agrees_with_the_simulation() {
     let ready = HttpTarget::parse(&format!("{}/-/ready", prometheus.url)).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !http::send(&ready, &Request::get("/-/ready")).await.is_ok_and(|r| r.status == 200) {
-        assert!(Instant::now() < deadline, "prometheus not ready; see {}", prometheus.dir.join("prometheus.log").display());
+        assert!(
+            Instant::now() < deadline,
+            "prometheus not ready; see {}",
+            prometheus.dir.join("prometheus.log").display()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -117,15 +138,26 @@ async fn prometheus_agrees_with_the_simulation() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let requests = by_label(&client, requests, "destination_version").await;
-    let errors = by_label(&client, r#"sum by (destination_version) (istio_requests_total{reporter="destination",response_code=~"5.."})"#, "destination_version").await;
+    let errors = by_label(
+        &client,
+        r#"sum by (destination_version) (istio_requests_total{reporter="destination",response_code=~"5.."})"#,
+        "destination_version",
+    )
+    .await;
     let app_requests = by_label(&client, "sum by (version) (http_requests_total)", "version").await;
     let orders = by_label(&client, "sum by (version) (orders_total)", "version").await;
-    let conversions = by_label(&client, "sum by (destination_version) (forklane_sim_conversions_total)", "destination_version").await;
+    let conversions =
+        by_label(&client, "sum by (destination_version) (forklane_sim_conversions_total)", "destination_version").await;
     server.abort();
 
     for (version, counts) in &recorded.versions {
         let get = |m: &BTreeMap<String, f64>| m.get(version).copied().unwrap_or(0.0);
-        println!("{version}: recorded {counts:?}; prometheus requests {} errors {} orders {}", get(&requests), get(&errors), get(&orders));
+        println!(
+            "{version}: recorded {counts:?}; prometheus requests {} errors {} orders {}",
+            get(&requests),
+            get(&errors),
+            get(&orders)
+        );
         assert!(within_one_percent(get(&requests), counts.requests), "{version} requests");
         assert!(within_one_percent(get(&app_requests), counts.requests), "{version} app requests");
         assert!(within_one_percent(get(&errors), counts.errors), "{version} errors");

@@ -51,41 +51,138 @@ fn each_bad_input_is_named() {
     let two_strategies = edit("  strategy:\n", "  strategy:\n    canary: {steps: [{setWeight: 10}]}\n");
     let eleven_arms = {
         let extra: String = (3..=11).map(|i| format!("    - {{name: v{i}, selector: {{version: v{i}}}}}\n")).collect();
-        edit("    - {name: v2, selector: {version: v2}, deployment: my-app-v2}\n", &format!("    - {{name: v2, selector: {{version: v2}}, deployment: my-app-v2}}\n{extra}"))
+        edit(
+            "    - {name: v2, selector: {version: v2}, deployment: my-app-v2}\n",
+            &format!("    - {{name: v2, selector: {{version: v2}}, deployment: my-app-v2}}\n{extra}"),
+        )
     };
     let canary = |steps: &str| {
         let start = BASE.find("    abTest:").unwrap();
         format!("{}    canary:\n      steps: {steps}\n", &BASE[..start])
     };
     let cases: Vec<(&str, String, &str)> = vec![
-        ("unknown strategy", edit("    abTest:", "    blueGreenX: {}\n    abTestX:"), "spec.strategy.blueGreenX: unknown field"),
-        ("two strategies", two_strategies, "spec.strategy: exactly one strategy must be set: recreate, rollingUpdate, blueGreen, canary or abTest (found: canary, abTest)"),
-        ("no strategy", format!("{}  strategy: {{}}\n", &BASE[..BASE.find("  strategy:").unwrap()]), "spec.strategy: exactly one strategy must be set: recreate, rollingUpdate, blueGreen, canary or abTest (found: none)"),
-        ("one arm", edit("    - {name: v2, selector: {version: v2}, deployment: my-app-v2}\n", ""), "spec.arms: 1 arms given, need between 2 and 10"),
+        (
+            "unknown strategy",
+            edit("    abTest:", "    blueGreenX: {}\n    abTestX:"),
+            "spec.strategy.blueGreenX: unknown field",
+        ),
+        (
+            "two strategies",
+            two_strategies,
+            "spec.strategy: exactly one strategy must be set: recreate, rollingUpdate, blueGreen, canary or abTest (found: canary, abTest)",
+        ),
+        (
+            "no strategy",
+            format!("{}  strategy: {{}}\n", &BASE[..BASE.find("  strategy:").unwrap()]),
+            "spec.strategy: exactly one strategy must be set: recreate, rollingUpdate, blueGreen, canary or abTest (found: none)",
+        ),
+        (
+            "one arm",
+            edit("    - {name: v2, selector: {version: v2}, deployment: my-app-v2}\n", ""),
+            "spec.arms: 1 arms given, need between 2 and 10",
+        ),
         ("eleven arms", eleven_arms, "spec.arms: 11 arms given, need between 2 and 10"),
-        ("duplicate arm", edit("name: v2, selector", "name: v1, selector"), "spec.arms[1].name: duplicate arm name \"v1\""),
-        ("arm name not DNS-1123", edit("name: v2, selector", "name: V_2, selector"), "spec.arms[1].name: \"V_2\" must be a DNS-1123 label"),
+        (
+            "duplicate arm",
+            edit("name: v2, selector", "name: v1, selector"),
+            "spec.arms[1].name: duplicate arm name \"v1\"",
+        ),
+        (
+            "arm name not DNS-1123",
+            edit("name: v2, selector", "name: V_2, selector"),
+            "spec.arms[1].name: \"V_2\" must be a DNS-1123 label",
+        ),
         ("no control", edit("control: true, ", ""), "spec.arms: no arm has control: true; exactly one must"),
-        ("two controls", edit("{name: v2, selector", "{name: v2, control: true, selector"), "spec.arms: arms v1, v2 all have control: true; exactly one must"),
-        ("split sum", edit("{v1: 90, v2: 10}", "{v1: 80, v2: 10}"), "spec.strategy.abTest.split: weights sum to 90, must be 100"),
-        ("split unknown arm", edit("{v1: 90, v2: 10}", "{v1: 90, v9: 10}"), "spec.strategy.abTest.split.v9: unknown arm \"v9\" (arms: v1, v2)"),
-        ("rule unknown arm", edit("          arm: v2", "          arm: v7"), "spec.strategy.abTest.rules[0].arm: unknown arm \"v7\" (arms: v1, v2)"),
-        ("invalid regex", edit("{exact: beta}", "{regex: \"(beta\"}"), "spec.strategy.abTest.rules[0].match.headers.x-user-group.regex: \"(beta\" is not a valid RE2 regex"),
+        (
+            "two controls",
+            edit("{name: v2, selector", "{name: v2, control: true, selector"),
+            "spec.arms: arms v1, v2 all have control: true; exactly one must",
+        ),
+        (
+            "split sum",
+            edit("{v1: 90, v2: 10}", "{v1: 80, v2: 10}"),
+            "spec.strategy.abTest.split: weights sum to 90, must be 100",
+        ),
+        (
+            "split unknown arm",
+            edit("{v1: 90, v2: 10}", "{v1: 90, v9: 10}"),
+            "spec.strategy.abTest.split.v9: unknown arm \"v9\" (arms: v1, v2)",
+        ),
+        (
+            "rule unknown arm",
+            edit("          arm: v2", "          arm: v7"),
+            "spec.strategy.abTest.rules[0].arm: unknown arm \"v7\" (arms: v1, v2)",
+        ),
+        (
+            "invalid regex",
+            edit("{exact: beta}", "{regex: \"(beta\"}"),
+            "spec.strategy.abTest.rules[0].match.headers.x-user-group.regex: \"(beta\" is not a valid RE2 regex",
+        ),
         ("lookahead is not RE2", edit("{exact: beta}", "{regex: \"(?=beta)\"}"), "is not a valid RE2 regex"),
-        ("over-long regex", edit("{exact: beta}", &format!("{{regex: \"{}\"}}", "a".repeat(1025))), "regex is 1025 characters long, at most 1024 allowed"),
-        ("uppercase header", edit("{x-user-group:", "{X-User-Group:"), "spec.strategy.abTest.rules[0].match.headers.X-User-Group: \"X-User-Group\": header names must be lowercase (write \"x-user-group\")"),
-        ("colon header", edit("{x-user-group:", "{\":authority\":"), "spec.strategy.abTest.rules[0].match.headers.:authority: \":authority\": header names must not contain ':'"),
+        (
+            "over-long regex",
+            edit("{exact: beta}", &format!("{{regex: \"{}\"}}", "a".repeat(1025))),
+            "regex is 1025 characters long, at most 1024 allowed",
+        ),
+        (
+            "uppercase header",
+            edit("{x-user-group:", "{X-User-Group:"),
+            "spec.strategy.abTest.rules[0].match.headers.X-User-Group: \"X-User-Group\": header names must be lowercase (write \"x-user-group\")",
+        ),
+        (
+            "colon header",
+            edit("{x-user-group:", "{\":authority\":"),
+            "spec.strategy.abTest.rules[0].match.headers.:authority: \":authority\": header names must not contain ':'",
+        ),
         ("empty selector", edit("selector: {version: v2}", "selector: {}"), "spec.arms[1].selector: must not be empty"),
-        ("identical selectors", edit("selector: {version: v2}", "selector: {version: v1}"), "spec.arms[1].selector: identical to the selector of arm \"v1\""),
-        ("canary weight above 100", canary("[{setWeight: 120}]"), "spec.strategy.canary.steps[0].setWeight: 120 is outside 0..100"),
-        ("canary weight below 0", canary("[{setWeight: -5}]"), "spec.strategy.canary.steps[0].setWeight: -5 is outside 0..100"),
-        ("canary decreasing", canary("[{setWeight: 50}, {setWeight: 20}]"), "spec.strategy.canary.steps[1].setWeight: 20 decreases the weight from 50 without an analysis step before it"),
-        ("mirror to control", format!("{BASE}  mirror: {{arm: v1, percent: 10}}\n"), "spec.mirror.arm: \"v1\" is the control arm"),
-        ("mirror percent", format!("{BASE}  mirror: {{arm: v2, percent: 150}}\n"), "spec.mirror.percent: 150 is outside 0..100"),
-        ("not an Experiment", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: my-app}\n".into(), "apiVersion: \"apps/v1\" (kind \"Deployment\") is not a Forklane object"),
+        (
+            "identical selectors",
+            edit("selector: {version: v2}", "selector: {version: v1}"),
+            "spec.arms[1].selector: identical to the selector of arm \"v1\"",
+        ),
+        (
+            "canary weight above 100",
+            canary("[{setWeight: 120}]"),
+            "spec.strategy.canary.steps[0].setWeight: 120 is outside 0..100",
+        ),
+        (
+            "canary weight below 0",
+            canary("[{setWeight: -5}]"),
+            "spec.strategy.canary.steps[0].setWeight: -5 is outside 0..100",
+        ),
+        (
+            "canary decreasing",
+            canary("[{setWeight: 50}, {setWeight: 20}]"),
+            "spec.strategy.canary.steps[1].setWeight: 20 decreases the weight from 50 without an analysis step before it",
+        ),
+        (
+            "mirror to control",
+            format!("{BASE}  mirror: {{arm: v1, percent: 10}}\n"),
+            "spec.mirror.arm: \"v1\" is the control arm",
+        ),
+        (
+            "mirror percent",
+            format!("{BASE}  mirror: {{arm: v2, percent: 150}}\n"),
+            "spec.mirror.percent: 150 is outside 0..100",
+        ),
+        (
+            "not an Experiment",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: my-app}\n".into(),
+            "apiVersion: \"apps/v1\" (kind \"Deployment\") is not a Forklane object",
+        ),
         ("not a mapping", "- just\n- a list\n".into(), ": not a Kubernetes object"),
-        ("guardrail without direction", format!("{BASE}  analysis:\n    metrics:\n      - {{name: checkout-time, role: guardrail, successQuery: a, trialQuery: b}}\n"), "spec.analysis.metrics[0].direction: required for guardrail \"checkout-time\": increase or decrease"),
-        ("wrong type", edit("{name: my-app}", "{name: my-app, port: http}"), "spec.service.port: invalid type: string \"http\""),
+        (
+            "guardrail without direction",
+            format!(
+                "{BASE}  analysis:\n    metrics:\n      - {{name: checkout-time, role: guardrail, successQuery: a, trialQuery: b}}\n"
+            ),
+            "spec.analysis.metrics[0].direction: required for guardrail \"checkout-time\": increase or decrease",
+        ),
+        (
+            "wrong type",
+            edit("{name: my-app}", "{name: my-app, port: http}"),
+            "spec.service.port: invalid type: string \"http\"",
+        ),
     ];
     let mut failures = Vec::new();
     for (name, text, expected) in &cases {
@@ -100,7 +197,13 @@ fn each_bad_input_is_named() {
 #[test]
 fn rules_without_a_mesh_are_refused_unless_degraded() {
     let got = problems(BASE, Routing::Native);
-    assert!(got.iter().any(|l| l.starts_with("spec.strategy.abTest.rules: header, cookie, user-agent and region rules need a mesh")), "{got:?}");
-    let degraded = edit("split: {v1: 90, v2: 10}", "split: {v1: 90, v2: 10}\n      allowDegraded: true\n      totalReplicas: 10");
+    assert!(
+        got.iter()
+            .any(|l| l
+                .starts_with("spec.strategy.abTest.rules: header, cookie, user-agent and region rules need a mesh")),
+        "{got:?}"
+    );
+    let degraded =
+        edit("split: {v1: 90, v2: 10}", "split: {v1: 90, v2: 10}\n      allowDegraded: true\n      totalReplicas: 10");
     assert_eq!(problems(&degraded, Routing::Native), Vec::<String>::new());
 }

@@ -60,7 +60,8 @@ async fn curl(url: &str) -> Curl {
     match out.status.code() {
         Some(0) => {
             let body = String::from_utf8_lossy(&out.stdout);
-            let version = body.trim().split(", Version: ").nth(1).unwrap_or_else(|| panic!("unexpected answer {body:?}"));
+            let version =
+                body.trim().split(", Version: ").nth(1).unwrap_or_else(|| panic!("unexpected answer {body:?}"));
             Curl::Version(version.to_string())
         }
         code => Curl::Exit(code.unwrap_or(-1)),
@@ -110,7 +111,8 @@ async fn answered(url: &str) -> String {
 
 async fn load(url: &str, requests: u64) -> Report {
     let target = HttpTarget::parse(url).await.unwrap();
-    run_http(&target, Population::new(&LoadSpec { users: 50, ..Default::default() }), 2000.0, Limit::Requests(requests)).await
+    run_http(&target, Population::new(&LoadSpec { users: 50, ..Default::default() }), 2000.0, Limit::Requests(requests))
+        .await
 }
 
 /// Runs the load generator until `stop` is set (then for up to one more `chunk`).
@@ -130,7 +132,10 @@ fn count(r: &Report, version: &str) -> u64 {
 
 /// Only `version` answered, and nothing was refused or failed.
 fn only(r: &Report, version: &str) {
-    assert!(r.refused == 0 && r.failed == 0 && r.by_version.len() == 1 && count(r, version) == r.sent, "expected only {version}: {r}");
+    assert!(
+        r.refused == 0 && r.failed == 0 && r.by_version.len() == 1 && count(r, version) == r.sent,
+        "expected only {version}: {r}"
+    );
 }
 
 /// The observed share of `version` is within 3 standard errors of `p` (binomial,
@@ -139,7 +144,11 @@ fn share_within_3se(r: &Report, version: &str, p: f64) {
     let n = r.by_version.values().sum::<u64>() as f64;
     assert!(n >= 2000.0, "too few answers: {r}");
     let (observed, se) = (count(r, version) as f64 / n, (p * (1.0 - p) / n).sqrt());
-    assert!((observed - p).abs() <= 3.0 * se, "share of {version} {observed:.4}, expected {p:.4} ± {:.4} (3 SE): {r}", 3.0 * se);
+    assert!(
+        (observed - p).abs() <= 3.0 * se,
+        "share of {version} {observed:.4}, expected {p:.4} ± {:.4} (3 SE): {r}",
+        3.0 * se
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,8 +171,12 @@ async fn recreate_refuses_connections_then_serves_only_v2() {
     let outage = |c: &Curl| matches!(c, Curl::Exit(7) | Curl::Exit(56));
     assert!(seen.contains(&Curl::Exit(7)), "no refused connection: {seen:?}");
     let first_refusal = seen.iter().position(outage).unwrap_or_else(|| panic!("no outage: {seen:?}"));
-    let first_v2 = seen.iter().position(|c| *c == Curl::Version(V2.into())).unwrap_or_else(|| panic!("no v2: {seen:?}"));
-    assert!(seen[..first_refusal].iter().all(|c| *c == Curl::Version(V1.into())), "before the outage only v1: {seen:?}");
+    let first_v2 =
+        seen.iter().position(|c| *c == Curl::Version(V2.into())).unwrap_or_else(|| panic!("no v2: {seen:?}"));
+    assert!(
+        seen[..first_refusal].iter().all(|c| *c == Curl::Version(V1.into())),
+        "before the outage only v1: {seen:?}"
+    );
     assert!(seen[first_refusal..first_v2].iter().all(outage), "the outage refuses connections: {seen:?}");
     assert!(seen[first_v2..].iter().all(|c| *c == Curl::Version(V2.into())), "after the outage only v2: {seen:?}");
     assert!(first_refusal >= 5 && seen.len() - first_v2 >= 5, "v1 and v2 each answered several times: {seen:?}");
@@ -185,9 +198,13 @@ async fn rolling_update_never_refuses_and_moves_from_v1_to_v2() {
     rolled_out(&k, "my-app").await;
     stop.store(true, Ordering::Relaxed);
     let reports = during.await.unwrap();
-    let (refused, failed): (u64, u64) = (reports.iter().map(|r| r.refused).sum(), reports.iter().map(|r| r.failed).sum());
+    let (refused, failed): (u64, u64) =
+        (reports.iter().map(|r| r.refused).sum(), reports.iter().map(|r| r.failed).sum());
     assert_eq!((refused, failed), (0, 0), "the rolling update never refuses a request");
-    assert!(reports.iter().any(|r| count(r, V1) > 0 && count(r, V2) > 0), "a mix of v1 and v2 was served during the update");
+    assert!(
+        reports.iter().any(|r| count(r, V1) > 0 && count(r, V2) > 0),
+        "a mix of v1 and v2 was served during the update"
+    );
     only(&load(&url, 300).await, V2);
 }
 
@@ -206,7 +223,16 @@ async fn rollout_pause_freezes_a_mix_resume_completes_undo_returns_to_v1() {
         assert!(Instant::now() < deadline, "no v2 pod became ready");
     }
     k.ok(&["rollout", "pause", "deploy/my-app"]).await;
-    let sizes = || k.ok(&["get", "rs", "-l", "app=my-app", "-o", "jsonpath={range .items[*]}{.metadata.labels.version}={.spec.replicas} {end}"]);
+    let sizes = || {
+        k.ok(&[
+            "get",
+            "rs",
+            "-l",
+            "app=my-app",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.labels.version}={.spec.replicas} {end}",
+        ])
+    };
     let frozen = sizes().await;
     // 40 simulated seconds, two waves of the rollout: pods already started become ready, the
     // ReplicaSets keep their sizes, and both versions keep answering.
@@ -260,7 +286,10 @@ async fn blue_green_switches_atomically_at_the_service_patch() {
     }
     let versions: Vec<&Curl> = seen.iter().map(|(_, _, c)| c).collect();
     let switch = versions.iter().position(|c| **c == Curl::Version(V2.into())).expect("v2 after the switch");
-    assert!(switch > 5 && versions[switch..].iter().all(|c| **c == Curl::Version(V2.into())), "one switch, no v1 after the first v2: {versions:?}");
+    assert!(
+        switch > 5 && versions[switch..].iter().all(|c| **c == Curl::Version(V2.into())),
+        "one switch, no v1 after the first v2: {versions:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,9 @@ use std::time::Duration;
 const SPEED: f64 = 40.0;
 
 async fn cluster() -> Cluster {
-    Cluster::start(ClusterConfig { clock: Clock::scaled(SPEED), workloads: true, ..Default::default() }).await.expect("cluster starts")
+    Cluster::start(ClusterConfig { clock: Clock::scaled(SPEED), workloads: true, ..Default::default() })
+        .await
+        .expect("cluster starts")
 }
 
 struct Kubectl {
@@ -50,7 +52,15 @@ impl Kubectl {
     }
 
     async fn replica_set_sizes(&self) -> String {
-        self.ok(&["get", "rs", "-l", "app=my-app", "-o", "jsonpath={range .items[*]}{.metadata.labels.version}={.spec.replicas} {end}"]).await
+        self.ok(&[
+            "get",
+            "rs",
+            "-l",
+            "app=my-app",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.labels.version}={.spec.replicas} {end}",
+        ])
+        .await
     }
 }
 
@@ -75,7 +85,9 @@ async fn rollout_status_pause_resume_history_undo() {
     let frozen = k.replica_set_sizes().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(k.replica_set_sizes().await, frozen, "nothing moves while paused");
-    let reason = k.ok(&["get", "deploy", "my-app", "-o", "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}"]).await;
+    let reason = k
+        .ok(&["get", "deploy", "my-app", "-o", "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}"])
+        .await;
     assert_eq!(reason, "DeploymentPaused");
 
     k.ok(&["rollout", "resume", "deploy/my-app"]).await;

@@ -2,9 +2,9 @@
 //! rolling-update and recreate walkthroughs, observed through watch events as
 //! `kubectl get po -w` would see them, and the Service's endpoints following pod readiness.
 
+use forklane_core::clock::Clock;
 use forklane_sim::cluster::resources::Gvr;
 use forklane_sim::cluster::store::{ListParams, Patch, Store, StoreConfig, WatchEvent, WatchParams, WriteOptions};
-use forklane_core::clock::Clock;
 use forklane_sim::cluster::workloads::start_workloads;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -106,7 +106,11 @@ impl Pods {
             e.0 += 1;
             if p["metadata"]["deletionTimestamp"].is_null() {
                 e.1 += 1;
-                let ready = p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True");
+                let ready = p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
                 e.2 += usize::from(ready);
             }
         }
@@ -118,7 +122,12 @@ async fn watch_until_rolled_out(store: &Store, rv: u64, mut check: impl FnMut(&P
     let params = WatchParams { resource_version: Some(rv.to_string()), ..Default::default() };
     let mut watch = store.watch(&gvr("", "pods"), Some("default"), params).unwrap();
     let mut pods = Pods::default();
-    for p in store.list(&gvr("", "pods"), Some("default"), &ListParams { resource_version: None, ..Default::default() }).unwrap()["items"].as_array().unwrap() {
+    for p in store
+        .list(&gvr("", "pods"), Some("default"), &ListParams { resource_version: None, ..Default::default() })
+        .unwrap()["items"]
+        .as_array()
+        .unwrap()
+    {
         // Resuming at `rv` replays from there; seed with what existed at that version.
         if p["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap() <= rv {
             pods.0.insert(p["metadata"]["name"].as_str().unwrap().to_string(), p.clone());
@@ -135,8 +144,13 @@ async fn watch_until_rolled_out(store: &Store, rv: u64, mut check: impl FnMut(&P
             Err(_) if tokio::time::Instant::now() > deadline => {
                 let d = store.get(&gvr("apps", "deployments"), Some("default"), "my-app").unwrap();
                 let rss = store.list(&gvr("apps", "replicasets"), Some("default"), &ListParams::default()).unwrap();
-                let sizes: Vec<(&Value, &Value)> = rss["items"].as_array().unwrap().iter().map(|r| (&r["spec"]["replicas"], &r["status"])).collect();
-                panic!("rollout unfinished: pods {:?}, deployment {:#}, replica sets {sizes:?}", pods.census(), d["status"]);
+                let sizes: Vec<(&Value, &Value)> =
+                    rss["items"].as_array().unwrap().iter().map(|r| (&r["spec"]["replicas"], &r["status"])).collect();
+                panic!(
+                    "rollout unfinished: pods {:?}, deployment {:#}, replica sets {sizes:?}",
+                    pods.census(),
+                    d["status"]
+                );
             }
             Err(_) => {}
         }
@@ -151,7 +165,15 @@ async fn watch_until_rolled_out(store: &Store, rv: u64, mut check: impl FnMut(&P
 fn update_version(store: &Store, version: &str) -> u64 {
     let rv = store.resource_version();
     let patch = json!({"spec": {"template": {"metadata": {"labels": {"version": version}}, "spec": {"containers": [{"name": "my-app", "env": [{"name": "VERSION", "value": version}]}]}}}});
-    store.patch(&gvr("apps", "deployments"), Some("default"), "my-app", Patch::Strategic(patch), &opts("kubectl-client-side-apply")).unwrap();
+    store
+        .patch(
+            &gvr("apps", "deployments"),
+            Some("default"),
+            "my-app",
+            Patch::Strategic(patch),
+            &opts("kubectl-client-side-apply"),
+        )
+        .unwrap();
     rv
 }
 
@@ -161,7 +183,9 @@ async fn rolling_update_max_surge_1_max_unavailable_0() {
     let _sim = start_workloads(store.clone(), store.clock());
     store.create(&gvr("", "services"), Some("default"), service(), &opts("kubectl")).unwrap();
     let strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
-    store.create(&gvr("apps", "deployments"), Some("default"), deployment(10, "v1.0.0", strategy), &opts("kubectl")).unwrap();
+    store
+        .create(&gvr("apps", "deployments"), Some("default"), deployment(10, "v1.0.0", strategy), &opts("kubectl"))
+        .unwrap();
     wait_rolled_out(&store).await;
 
     let rv = update_version(&store, "v2.0.0");
@@ -185,9 +209,13 @@ async fn rolling_update_max_surge_1_max_unavailable_0() {
     assert_eq!(pod["spec"]["nodeName"], "forklane-node");
     assert!(pod["status"]["podIP"].as_str().unwrap().starts_with("10.244."));
     let cs = &pod["status"]["containerStatuses"][0];
-    assert_eq!((cs["ready"].as_bool(), cs["started"].as_bool(), cs["restartCount"].as_i64()), (Some(true), Some(true), Some(0)));
+    assert_eq!(
+        (cs["ready"].as_bool(), cs["started"].as_bool(), cs["restartCount"].as_i64()),
+        (Some(true), Some(true), Some(0))
+    );
     assert!(cs["state"]["running"]["startedAt"].is_string());
-    let managers: Vec<&str> = pod["metadata"]["managedFields"].as_array().unwrap().iter().filter_map(|m| m["manager"].as_str()).collect();
+    let managers: Vec<&str> =
+        pod["metadata"]["managedFields"].as_array().unwrap().iter().filter_map(|m| m["manager"].as_str()).collect();
     for m in ["kube-controller-manager", "kube-scheduler", "kubelet"] {
         assert!(managers.contains(&m), "{m} in {managers:?}");
     }
@@ -198,14 +226,28 @@ async fn rolling_update_max_surge_1_max_unavailable_0() {
     let ep = store.get(&gvr("", "endpoints"), Some("default"), "my-app").unwrap();
     let subset = &ep["subsets"][0];
     assert_eq!(subset["ports"], json!([{"name": "http", "port": 8080, "protocol": "TCP"}]));
-    let mut got: Vec<&str> = subset["addresses"].as_array().unwrap().iter().map(|a| a["ip"].as_str().unwrap()).collect();
+    let mut got: Vec<&str> =
+        subset["addresses"].as_array().unwrap().iter().map(|a| a["ip"].as_str().unwrap()).collect();
     let mut want = ips.clone();
     got.sort();
     want.sort();
     assert_eq!(got, want);
     assert!(subset.get("notReadyAddresses").is_none());
-    let slices = store.list(&gvr("discovery.k8s.io", "endpointslices"), Some("default"), &ListParams { label_selector: Some("kubernetes.io/service-name=my-app".into()), ..Default::default() }).unwrap();
-    let slice_ips: Vec<&str> = slices["items"].as_array().unwrap().iter().flat_map(|s| s["endpoints"].as_array().unwrap()).filter(|e| e["conditions"]["ready"] == true).map(|e| e["addresses"][0].as_str().unwrap()).collect();
+    let slices = store
+        .list(
+            &gvr("discovery.k8s.io", "endpointslices"),
+            Some("default"),
+            &ListParams { label_selector: Some("kubernetes.io/service-name=my-app".into()), ..Default::default() },
+        )
+        .unwrap();
+    let slice_ips: Vec<&str> = slices["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["endpoints"].as_array().unwrap())
+        .filter(|e| e["conditions"]["ready"] == true)
+        .map(|e| e["addresses"][0].as_str().unwrap())
+        .collect();
     assert_eq!(slice_ips.len(), 10);
 
     // Steady state: the controllers find nothing to write.
@@ -214,7 +256,17 @@ async fn rolling_update_max_surge_1_max_unavailable_0() {
     assert_eq!(store.resource_version(), settled, "no writes once rolled out");
 
     let rss = store.list(&gvr("apps", "replicasets"), Some("default"), &ListParams::default()).unwrap();
-    let mut revisions: Vec<(String, i64)> = rss["items"].as_array().unwrap().iter().map(|rs| (rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"].as_str().unwrap().to_string(), rs["spec"]["replicas"].as_i64().unwrap())).collect();
+    let mut revisions: Vec<(String, i64)> = rss["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rs| {
+            (
+                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"].as_str().unwrap().to_string(),
+                rs["spec"]["replicas"].as_i64().unwrap(),
+            )
+        })
+        .collect();
     revisions.sort();
     assert_eq!(revisions, vec![("1".to_string(), 0), ("2".to_string(), 10)]);
 }
@@ -224,7 +276,14 @@ async fn recreate_terminates_every_old_pod_before_the_first_new_one() {
     let store = store();
     let _sim = start_workloads(store.clone(), store.clock());
     store.create(&gvr("", "services"), Some("default"), service(), &opts("kubectl")).unwrap();
-    store.create(&gvr("apps", "deployments"), Some("default"), deployment(3, "v1.0.0", json!({"type": "Recreate"})), &opts("kubectl")).unwrap();
+    store
+        .create(
+            &gvr("apps", "deployments"),
+            Some("default"),
+            deployment(3, "v1.0.0", json!({"type": "Recreate"})),
+            &opts("kubectl"),
+        )
+        .unwrap();
     wait_rolled_out(&store).await;
 
     let rv = update_version(&store, "v2.0.0");
@@ -256,7 +315,13 @@ async fn endpoints_follow_readiness() {
     while seen.last().map(String::as_str) != Some("ready") {
         let ev = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.unwrap().unwrap();
         let s = &ev.object["subsets"][0];
-        let state = if s["addresses"].is_array() { "ready" } else if s["notReadyAddresses"].is_array() { "not-ready" } else { "empty" };
+        let state = if s["addresses"].is_array() {
+            "ready"
+        } else if s["notReadyAddresses"].is_array() {
+            "not-ready"
+        } else {
+            "empty"
+        };
         if seen.last().map(String::as_str) != Some(state) {
             seen.push(state.to_string());
         }

@@ -1,7 +1,7 @@
 //! Time of one full decision over 10 arms × 5 metrics (1 goal, 4 guardrails, SRM check).
 //! `cargo bench --bench stats_decision`
 
-use forklane_core::stats::decision::{decide, DecisionConfig, Method};
+use forklane_core::stats::decision::{DecisionConfig, Method, decide};
 use forklane_core::stats::simulation::synthetic_input;
 use std::hint::black_box;
 use std::time::Instant;
@@ -23,6 +23,10 @@ fn main() {
             black_box(decide(black_box(&input), &config).ok());
         }
         let per = start.elapsed() / iterations;
-        println!("decision 10 arms x 5 metrics, {method:?}: {per:?} per decision ({} comparisons, outcome {:?})", first.comparisons.len(), first.outcome);
+        println!(
+            "decision 10 arms x 5 metrics, {method:?}: {per:?} per decision ({} comparisons, outcome {:?})",
+            first.comparisons.len(),
+            first.outcome
+        );
     }
 }

@@ -44,7 +44,10 @@ async fn main() {
         .for_each_concurrent(CONCURRENCY, |i| {
             let api = api.clone();
             async move {
-                let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": format!("cm-{i:05}"), "labels": {"bench": "yes"}}, "data": {"k": "v"}})).unwrap();
+                let cm: ConfigMap = serde_json::from_value(
+                    json!({"metadata": {"name": format!("cm-{i:05}"), "labels": {"bench": "yes"}}, "data": {"k": "v"}}),
+                )
+                .unwrap();
                 api.create(&PostParams::default(), &cm).await.expect("create");
             }
         })
@@ -74,7 +77,10 @@ async fn main() {
 
     // 100 watchers on one object; each update carries its send time.
     let watched: Api<ConfigMap> = Api::namespaced(cluster.client(), "kube-public");
-    watched.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "w"}})).unwrap()).await.unwrap();
+    watched
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "w"}})).unwrap())
+        .await
+        .unwrap();
     let rv = watched.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
     let mut handles = Vec::new();
     for _ in 0..WATCHERS {
@@ -110,13 +116,19 @@ async fn main() {
     println!("cluster_api benchmark (HTTPS + kube-rs, {CONCURRENCY} concurrent requests, 2 worker threads)");
     println!("creates/s ({OBJECTS} small ConfigMaps):  {:.0}", OBJECTS as f64 / create_secs);
     println!("gets/s ({OBJECTS}):                     {:.0}", OBJECTS as f64 / get_secs);
-    println!("list of {OBJECTS} objects:              median {:.1} ms, min {:.1} ms", percentile(&list_ms, 0.5), list_ms[0]);
+    println!(
+        "list of {OBJECTS} objects:              median {:.1} ms, min {:.1} ms",
+        percentile(&list_ms, 0.5),
+        list_ms[0]
+    );
     println!(
         "watch event latency ({WATCHERS} watchers x {WATCHED_UPDATES} updates, {} events): p50 {:.2} ms, p99 {:.2} ms",
         latencies.len(),
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99)
     );
-    println!("resident memory: {rss_start:.0} MiB at start, {rss_loaded:.0} MiB with {OBJECTS} objects (server and client in one process)");
+    println!(
+        "resident memory: {rss_start:.0} MiB at start, {rss_loaded:.0} MiB with {OBJECTS} objects (server and client in one process)"
+    );
     cluster.shutdown().await;
 }

@@ -49,16 +49,32 @@ fn install(store: &Store) {
         create(store, Gvr::new("apiextensions.k8s.io", "v1", "customresourcedefinitions"), None, crd);
     }
     let ns = Some("default");
-    create(store, Gvr::new("", "v1", "services"), ns, json!({"metadata": {"name": "my-app"}, "spec": {"selector": {"app": "my-app"}, "ports": [{"port": 80, "targetPort": "http"}]}}));
+    create(
+        store,
+        Gvr::new("", "v1", "services"),
+        ns,
+        json!({"metadata": {"name": "my-app"}, "spec": {"selector": {"app": "my-app"}, "ports": [{"port": 80, "targetPort": "http"}]}}),
+    );
     create(store, Gvr::new("apps", "v1", "deployments"), ns, deployment("v1", 3));
     create(store, Gvr::new("apps", "v1", "deployments"), ns, deployment("v2", 3));
     let subsets: Vec<Value> = ["v1", "v2"].iter().map(|v| json!({"name": v, "labels": {"version": v}})).collect();
-    create(store, Gvr::new("networking.istio.io", "v1", "destinationrules"), ns, json!({"metadata": {"name": "my-app"}, "spec": {"host": "my-app", "subsets": subsets}}));
+    create(
+        store,
+        Gvr::new("networking.istio.io", "v1", "destinationrules"),
+        ns,
+        json!({"metadata": {"name": "my-app"}, "spec": {"host": "my-app", "subsets": subsets}}),
+    );
     let to = |subset: &str, weight: u32| json!({"destination": {"host": "my-app", "subset": subset}, "weight": weight});
-    let mut http: Vec<Value> =
-        (0..RULES).map(|i| json!({"match": [{"headers": {format!("x-group-{i}"): {"exact": "beta"}}}], "route": [to("v2", 100)]})).collect();
+    let mut http: Vec<Value> = (0..RULES)
+        .map(|i| json!({"match": [{"headers": {format!("x-group-{i}"): {"exact": "beta"}}}], "route": [to("v2", 100)]}))
+        .collect();
     http.push(json!({"route": [to("v1", 90), to("v2", 10)]}));
-    create(store, Gvr::new("networking.istio.io", "v1", "virtualservices"), ns, json!({"metadata": {"name": "my-app"}, "spec": {"hosts": ["my-app"], "http": http}}));
+    create(
+        store,
+        Gvr::new("networking.istio.io", "v1", "virtualservices"),
+        ns,
+        json!({"metadata": {"name": "my-app"}, "spec": {"hosts": ["my-app"], "http": http}}),
+    );
 }
 
 /// Sequential GETs of a Deployment until `run` has passed: sorted latencies.
@@ -98,7 +114,10 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let api: Api<Deployment> = Api::namespaced(cluster.client(), "default");
-    println!("API-server responses (sequential kube-rs GETs of a Deployment) on {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "API-server responses (sequential kube-rs GETs of a Deployment) on {} cores",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     report("idle", &probe(&api, IDLE).await);
 
     let traffic = {
@@ -111,12 +130,22 @@ async fn main() {
     let loaded = probe(&api, LOADED - Duration::from_millis(200)).await;
     let sent = traffic.await.expect("traffic task");
     report(&format!("under {RPS} simulated requests/s"), &loaded);
-    println!("{:<34} {:>8.0} requests/s achieved ({} in {:.2?})", "  traffic through the mesh", sent.sent as f64 / sent.elapsed.as_secs_f64(), sent.sent, sent.elapsed);
+    println!(
+        "{:<34} {:>8.0} requests/s achieved ({} in {:.2?})",
+        "  traffic through the mesh",
+        sent.sent as f64 / sent.elapsed.as_secs_f64(),
+        sent.sent,
+        sent.elapsed
+    );
 
     let mut users = Population::new(&LoadSpec { users: 1000, seed: 2, ..Default::default() });
     let start = Instant::now();
     let unpaced = run_in_process(&net.dataplane, &view, &service, &mut users, 200_000, RPS);
     let secs = start.elapsed().as_secs_f64();
-    println!("VirtualService with {RULES} rules, unpaced: {:>10.0} simulated requests/s ({} in {secs:.2}s)", unpaced.sent as f64 / secs, unpaced.sent);
+    println!(
+        "VirtualService with {RULES} rules, unpaced: {:>10.0} simulated requests/s ({} in {secs:.2}s)",
+        unpaced.sent as f64 / secs,
+        unpaced.sent
+    );
     cluster.shutdown().await;
 }

@@ -19,7 +19,9 @@ fn cluster() -> Snapshot {
     let arms = ["v1", "v2", "v3"];
     let pods = arms
         .iter()
-        .flat_map(|v| (0..3).map(move |i| Pod::ready(NS, &format!("my-app-{v}-{i}"), &[("app", "my-app"), ("version", v)], v)))
+        .flat_map(|v| {
+            (0..3).map(move |i| Pod::ready(NS, &format!("my-app-{v}-{i}"), &[("app", "my-app"), ("version", v)], v))
+        })
         .collect();
     let service = Service {
         namespace: NS.into(),
@@ -31,9 +33,17 @@ fn cluster() -> Snapshot {
     let meta = kube::api::ObjectMeta { name: Some("my-app".into()), namespace: Some(NS.into()), ..Default::default() };
     let subsets = arms
         .iter()
-        .map(|v| DestinationRuleSubsets { name: v.to_string(), labels: Some(BTreeMap::from([("version".into(), v.to_string())])), ..Default::default() })
+        .map(|v| DestinationRuleSubsets {
+            name: v.to_string(),
+            labels: Some(BTreeMap::from([("version".into(), v.to_string())])),
+            ..Default::default()
+        })
         .collect();
-    let dr = DestinationRule { metadata: meta.clone(), spec: DestinationRuleSpec { host: "my-app".into(), subsets: Some(subsets), ..Default::default() }, status: None };
+    let dr = DestinationRule {
+        metadata: meta.clone(),
+        spec: DestinationRuleSpec { host: "my-app".into(), subsets: Some(subsets), ..Default::default() },
+        status: None,
+    };
     let to = |v: &str, weight| VirtualServiceHttpRoute {
         destination: VirtualServiceHttpRouteDestination { host: "my-app".into(), subset: Some(v.into()), port: None },
         weight: Some(weight),
@@ -43,12 +53,27 @@ fn cluster() -> Snapshot {
     let mut http: Vec<VirtualServiceHttp> = (0..RULES)
         .map(|i| {
             let (name, m) = match i % 3 {
-                0 => (format!("x-group-{i}"), VirtualServiceHttpMatchHeaders { exact: Some("beta".into()), ..Default::default() }),
-                1 => ("user-agent".to_string(), VirtualServiceHttpMatchHeaders { prefix: Some(format!("rule-{i}/")), ..Default::default() }),
-                _ => ("cookie".to_string(), VirtualServiceHttpMatchHeaders { regex: Some(format!(r"^(.*?;\s*)?(pin-{i}=(v2))(;.*)?$")), ..Default::default() }),
+                0 => (
+                    format!("x-group-{i}"),
+                    VirtualServiceHttpMatchHeaders { exact: Some("beta".into()), ..Default::default() },
+                ),
+                1 => (
+                    "user-agent".to_string(),
+                    VirtualServiceHttpMatchHeaders { prefix: Some(format!("rule-{i}/")), ..Default::default() },
+                ),
+                _ => (
+                    "cookie".to_string(),
+                    VirtualServiceHttpMatchHeaders {
+                        regex: Some(format!(r"^(.*?;\s*)?(pin-{i}=(v2))(;.*)?$")),
+                        ..Default::default()
+                    },
+                ),
             };
             VirtualServiceHttp {
-                r#match: Some(vec![VirtualServiceHttpMatch { headers: Some(BTreeMap::from([(name, m)])), ..Default::default() }]),
+                r#match: Some(vec![VirtualServiceHttpMatch {
+                    headers: Some(BTreeMap::from([(name, m)])),
+                    ..Default::default()
+                }]),
                 route: Some(vec![to(["v2", "v3"][i % 2], 100)]),
                 ..Default::default()
             }

@@ -12,20 +12,21 @@ use kube::discovery::pinned_kind;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::metrics::EmbeddedSource;
-use forklane_core::clock::Clock;
 use crate::cluster::{Cluster, ClusterConfig};
-use forklane_core::controller::analyst::SourceAnalyst;
-use forklane_core::controller::telemetry::Metrics as ControllerMetrics;
-use forklane_core::controller::{Analyst, Context, Scope, run_controller};
+use crate::metrics::EmbeddedSource;
 use crate::traffic::counters::CounterHistory;
 use crate::traffic::feed::{ClusterDataplane, snapshot};
 use crate::traffic::loadgen::{Limit, drive_in_process};
 use crate::traffic::{LoadSpec, Population, ServiceKey};
+use forklane_core::clock::Clock;
+use forklane_core::controller::analyst::SourceAnalyst;
+use forklane_core::controller::telemetry::Metrics as ControllerMetrics;
+use forklane_core::controller::{Analyst, Context, Scope, run_controller};
 
 /// Forklane's CRDs and Istio's, as shipped in the repository and compiled in.
 pub const FORKLANE_CRDS: &str = include_str!("../../crds/forklane.crds.yaml");
-pub const ISTIO_CRDS: [&str; 2] = [forklane_core::istio::VIRTUAL_SERVICE_CRD, forklane_core::istio::DESTINATION_RULE_CRD];
+pub const ISTIO_CRDS: [&str; 2] =
+    [forklane_core::istio::VIRTUAL_SERVICE_CRD, forklane_core::istio::DESTINATION_RULE_CRD];
 
 pub struct Sandbox {
     pub cluster: Cluster,
@@ -56,7 +57,17 @@ impl Sandbox {
         let history = CounterHistory::new(metrics, clock);
         let scraper = history.spawn_scraper(Duration::from_millis(50));
         let analyst: Arc<dyn Analyst> = Arc::new(SourceAnalyst::fixed(Arc::new(EmbeddedSource::new(history.clone()))));
-        Ok(Sandbox { cluster, client, clock, history, controller_metrics: Arc::new(ControllerMetrics::default()), analyst, scraper, controller: None, traffic: None })
+        Ok(Sandbox {
+            cluster,
+            client,
+            clock,
+            history,
+            controller_metrics: Arc::new(ControllerMetrics::default()),
+            analyst,
+            scraper,
+            controller: None,
+            traffic: None,
+        })
     }
 
     /// The data plane following the cluster.
@@ -103,7 +114,15 @@ impl Sandbox {
         let task = tokio::spawn(async move {
             let mut population = Population::new(&LoadSpec { users, ..Default::default() });
             while !flag.load(Ordering::Relaxed) {
-                drive_in_process(&dp, &view, &service, &mut population, rps, Limit::Duration(Duration::from_millis(200))).await;
+                drive_in_process(
+                    &dp,
+                    &view,
+                    &service,
+                    &mut population,
+                    rps,
+                    Limit::Duration(Duration::from_millis(200)),
+                )
+                .await;
             }
         });
         self.traffic = Some((stop, task));
@@ -135,13 +154,18 @@ pub async fn apply_yaml(client: &kube::Client, yaml: &str, namespace: &str) -> R
         let obj: DynamicObject = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
         let types = obj.types.clone().ok_or("a document without apiVersion and kind")?;
         let gvk = GroupVersionKind::try_from(&types).map_err(|e| e.to_string())?;
-        let (resource, caps) = pinned_kind(client, &gvk).await.map_err(|e| format!("{}/{}: {e}", types.api_version, types.kind))?;
+        let (resource, caps) =
+            pinned_kind(client, &gvk).await.map_err(|e| format!("{}/{}: {e}", types.api_version, types.kind))?;
         let name = obj.metadata.name.clone().ok_or("a document without metadata.name")?;
         let api: Api<DynamicObject> = match caps.scope {
-            kube::discovery::Scope::Namespaced => Api::namespaced_with(client.clone(), obj.metadata.namespace.as_deref().unwrap_or(namespace), &resource),
+            kube::discovery::Scope::Namespaced => {
+                Api::namespaced_with(client.clone(), obj.metadata.namespace.as_deref().unwrap_or(namespace), &resource)
+            }
             kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &resource),
         };
-        api.patch(&name, &PatchParams::apply("forklane-sandbox").force(), &Patch::Apply(value)).await.map_err(|e| format!("{} {name}: {e}", types.kind))?;
+        api.patch(&name, &PatchParams::apply("forklane-sandbox").force(), &Patch::Apply(value))
+            .await
+            .map_err(|e| format!("{} {name}: {e}", types.kind))?;
     }
     Ok(())
 }

@@ -43,7 +43,10 @@ fn write_private(path: &PathBuf, contents: &str) -> std::io::Result<()> {
 }
 
 /// Serves the data plane's `/metrics` on 127.0.0.1:`port`; returns the address and the server.
-async fn serve_metrics(cluster: &Cluster, port: u16) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+async fn serve_metrics(
+    cluster: &Cluster,
+    port: u16,
+) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
     let router = cluster.dataplane().expect("the data plane is on").dataplane.metrics.router();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
@@ -56,7 +59,13 @@ async fn serve_metrics(cluster: &Cluster, port: u16) -> std::io::Result<(std::ne
 }
 
 pub async fn run(args: ClusterArgs) -> ExitCode {
-    let config = ClusterConfig { port: args.port, clock: Clock::scaled(args.speed), workloads: true, dataplane: true, ..Default::default() };
+    let config = ClusterConfig {
+        port: args.port,
+        clock: Clock::scaled(args.speed),
+        workloads: true,
+        dataplane: true,
+        ..Default::default()
+    };
     let cluster = match Cluster::start(config).await {
         Ok(c) => c,
         Err(e) => {

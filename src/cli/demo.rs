@@ -106,5 +106,9 @@ fn describe(status: &forklane_core::api::ExperimentStatus) -> String {
             )
         })
         .unwrap_or_default();
-    format!("{phase:<11} {weights:<12} samples [{}]{stats} — {}", samples.join(" "), status.message.clone().unwrap_or_default())
+    format!(
+        "{phase:<11} {weights:<12} samples [{}]{stats} — {}",
+        samples.join(" "),
+        status.message.clone().unwrap_or_default()
+    )
 }

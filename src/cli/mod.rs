@@ -78,7 +78,9 @@ pub async fn connect(kubeconfig: Option<&Path>) -> Result<kube::Client, String> 
     let config = match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &Default::default()).await.map_err(|e| format!("{}: {e}", path.display()))?
+            kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?
         }
         None => kube::Config::infer().await.map_err(|e| format!("no Kubernetes configuration: {e}"))?,
     };

@@ -61,7 +61,13 @@ fn to_yaml(exp: &Experiment, target: &Target, plan: &Plan) -> String {
     let weights: Vec<String> = plan
         .weights
         .iter()
-        .map(|w| if (w.achieved - f64::from(w.desired)).abs() < 1e-9 { format!("{}={}", w.arm, w.desired) } else { format!("{}={} (achieved {:.1})", w.arm, w.desired, w.achieved) })
+        .map(|w| {
+            if (w.achieved - f64::from(w.desired)).abs() < 1e-9 {
+                format!("{}={}", w.arm, w.desired)
+            } else {
+                format!("{}={} (achieved {:.1})", w.arm, w.desired, w.achieved)
+            }
+        })
         .collect();
     let mut out = format!(
         "# Experiment {}: {}, {state}, mesh {}\n# weights: {}\n",

@@ -70,13 +70,22 @@ pub async fn run(args: RunArgs) -> ExitCode {
     let served = metrics.clone();
     tokio::spawn(async move { axum::serve(listener, router(served)).await });
     let lease = LeaseSettings {
-        namespace: args.lease_namespace.clone().or_else(|| std::env::var("POD_NAMESPACE").ok()).unwrap_or_else(|| "default".into()),
+        namespace: args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".into()),
         name: "forklane-controller".into(),
         identity: identity(),
         duration: args.lease_duration,
         grace: (args.lease_duration / 3).max(1),
     };
-    let ctx = Arc::new(Context::new(client.clone(), Clock::real(), Arc::new(SourceAnalyst::prometheus(args.prometheus_url.clone())), metrics.clone()));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Clock::real(),
+        Arc::new(SourceAnalyst::prometheus(args.prometheus_url.clone())),
+        metrics.clone(),
+    ));
     match lead(client, lease, ctx, Scope { namespace: args.namespace }, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -88,7 +97,9 @@ pub async fn run(args: RunArgs) -> ExitCode {
 
 /// This replica's name among the others: the pod's name, else the host's, else a random one.
 fn identity() -> String {
-    std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| format!("forklane-{:016x}", rand::random::<u64>()))
+    std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("forklane-{:016x}", rand::random::<u64>()))
 }
 
 /// Ctrl-C, or the SIGTERM Kubernetes sends before it kills the pod.
@@ -114,7 +125,11 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         .route(
             "/readyz",
             get(|State(m): State<Arc<Metrics>>| async move {
-                if m.ready.load(Ordering::Relaxed) { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+                if m.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ok")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                }
             }),
         )
         .with_state(metrics)

@@ -1,6 +1,9 @@
 //! `forklane stats`: the statistics engine from the command line.
 
-use forklane_core::stats::decision::{decide, ArmObservation, Comparison, Decision, DecisionConfig, DecisionInput, Direction, Method, Metric, Observation, Outcome};
+use forklane_core::stats::decision::{
+    ArmObservation, Comparison, Decision, DecisionConfig, DecisionInput, Direction, Method, Metric, Observation,
+    Outcome, decide,
+};
 use forklane_core::stats::vectors;
 use std::io::Read;
 use std::process::ExitCode;
@@ -63,7 +66,9 @@ pub fn run(cmd: StatsCommand) -> ExitCode {
 
 fn eval() -> ExitCode {
     let mut text = String::new();
-    let parsed = std::io::stdin().read_to_string(&mut text).map_err(|e| e.to_string())
+    let parsed = std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())
         .and_then(|_| serde_json::from_str::<serde_json::Value>(&text).map_err(|e| format!("stdin is not JSON: {e}")));
     let (out, ok) = match parsed {
         Ok(entries) => vectors::eval(&entries),
@@ -79,13 +84,25 @@ fn eval() -> ExitCode {
 fn parse_arm(spec: &str, kind: MetricKind) -> Result<ArmObservation, String> {
     let (name, data) = spec.split_once('=').ok_or_else(|| format!("arm `{spec}` is not name=data"))?;
     let parts: Vec<&str> = data.split('/').collect();
-    let bad = || format!("arm `{spec}`: expected {}", match kind {
-        MetricKind::Proportion => "successes/trials",
-        MetricKind::Mean => "mean/variance/n",
-    });
+    let bad = || {
+        format!(
+            "arm `{spec}`: expected {}",
+            match kind {
+                MetricKind::Proportion => "successes/trials",
+                MetricKind::Mean => "mean/variance/n",
+            }
+        )
+    };
     let value = match (kind, parts.as_slice()) {
-        (MetricKind::Proportion, [x, n]) => Observation::Proportion { successes: x.trim().parse().map_err(|_| bad())?, trials: n.trim().parse().map_err(|_| bad())? },
-        (MetricKind::Mean, [m, v, n]) => Observation::Mean { mean: m.trim().parse().map_err(|_| bad())?, variance: v.trim().parse().map_err(|_| bad())?, n: n.trim().parse().map_err(|_| bad())? },
+        (MetricKind::Proportion, [x, n]) => Observation::Proportion {
+            successes: x.trim().parse().map_err(|_| bad())?,
+            trials: n.trim().parse().map_err(|_| bad())?,
+        },
+        (MetricKind::Mean, [m, v, n]) => Observation::Mean {
+            mean: m.trim().parse().map_err(|_| bad())?,
+            variance: v.trim().parse().map_err(|_| bad())?,
+            n: n.trim().parse().map_err(|_| bad())?,
+        },
         _ => return Err(bad()),
     };
     Ok(ArmObservation { arm: name.trim().to_string(), value })
@@ -102,13 +119,24 @@ fn compare(args: &CompareArgs) -> ExitCode {
     };
     let control = args.control.clone().unwrap_or_else(|| arms[0].arm.clone());
     let direction = if args.lower_is_better { Direction::LowerIsBetter } else { Direction::HigherIsBetter };
-    let input = DecisionInput { control, goal: Some(Metric { name: "goal".into(), direction, arms }), guardrails: vec![], assignment: vec![] };
+    let input = DecisionInput {
+        control,
+        goal: Some(Metric { name: "goal".into(), direction, arms }),
+        guardrails: vec![],
+        assignment: vec![],
+    };
     let method = match args.method {
         MethodArg::Sequential => Method::Sequential,
         MethodArg::FixedHorizon => Method::FixedHorizon,
         MethodArg::Bayesian => Method::Bayesian,
     };
-    let config = DecisionConfig { method, alpha: args.alpha, min_samples_per_arm: args.min_samples, planned_samples_per_arm: args.planned_samples, ..Default::default() };
+    let config = DecisionConfig {
+        method,
+        alpha: args.alpha,
+        min_samples_per_arm: args.min_samples,
+        planned_samples_per_arm: args.planned_samples,
+        ..Default::default()
+    };
     // P(better) is shown whatever the method: it comes from the Bayesian evaluation.
     let bayes_config = DecisionConfig { method: Method::Bayesian, ..config.clone() };
     match (decide(&input, &config), decide(&input, &bayes_config)) {
@@ -128,15 +156,28 @@ fn fmt_opt(v: Option<f64>) -> String {
 }
 
 fn table(input: &DecisionInput, d: &Decision, bayes: &Decision) -> String {
-    let mut out = format!("{:<12} {:>10} {:>10} {:>11} {:>25} {:>9} {:>9} {:>9}  {}\n", "arm", "n", "value", "difference", "interval", "p", "adj. p", "P(better)", "verdict");
+    let mut out = format!(
+        "{:<12} {:>10} {:>10} {:>11} {:>25} {:>9} {:>9} {:>9}  {}\n",
+        "arm", "n", "value", "difference", "interval", "p", "adj. p", "P(better)", "verdict"
+    );
     let find = |cs: &[Comparison], arm: &str| cs.iter().find(|c| c.arm == arm).cloned();
     for a in input.goal.iter().flat_map(|g| &g.arms) {
         let line = match (find(&d.comparisons, &a.arm), find(&bayes.comparisons, &a.arm)) {
-            (Some(c), b) => format!("{:>10.5} {:>+11.5} {:>25} {:>9} {:>9} {:>9}  {:?}", c.arm_value, c.difference, format!("[{:+.5}, {:+.5}]", c.interval[0], c.interval[1]),
-                fmt_opt(c.p_value), fmt_opt(c.adjusted_p_value), fmt_opt(b.and_then(|b| b.prob_better)), c.verdict),
+            (Some(c), b) => format!(
+                "{:>10.5} {:>+11.5} {:>25} {:>9} {:>9} {:>9}  {:?}",
+                c.arm_value,
+                c.difference,
+                format!("[{:+.5}, {:+.5}]", c.interval[0], c.interval[1]),
+                fmt_opt(c.p_value),
+                fmt_opt(c.adjusted_p_value),
+                fmt_opt(b.and_then(|b| b.prob_better)),
+                c.verdict
+            ),
             (None, _) => {
                 let value = match a.value {
-                    Observation::Proportion { successes, trials } if trials > 0 => format!("{:>10.5}", successes as f64 / trials as f64),
+                    Observation::Proportion { successes, trials } if trials > 0 => {
+                        format!("{:>10.5}", successes as f64 / trials as f64)
+                    }
                     Observation::Mean { mean, .. } => format!("{mean:>10.5}"),
                     Observation::Proportion { .. } => format!("{:>10}", "-"),
                 };

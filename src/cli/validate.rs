@@ -34,14 +34,21 @@ pub fn problems(args: &ValidateArgs, now: Option<i64>) -> Vec<String> {
                 for doc in docs {
                     match doc {
                         Document::RolloutPolicy(p) => policies.push(*p),
-                        Document::Experiment(e) => lines.push(format!("{}: {} is an Experiment, not a RolloutPolicy", path.display(), display_name(&e.metadata))),
+                        Document::Experiment(e) => lines.push(format!(
+                            "{}: {} is an Experiment, not a RolloutPolicy",
+                            path.display(),
+                            display_name(&e.metadata)
+                        )),
                     }
                 }
             }
             Err(errors) => lines.extend(errors),
         }
     }
-    let experiments: Vec<&Experiment> = documents.iter().filter_map(|d| if let Document::Experiment(e) = d { Some(e.as_ref()) } else { None }).collect();
+    let experiments: Vec<&Experiment> = documents
+        .iter()
+        .filter_map(|d| if let Document::Experiment(e) = d { Some(e.as_ref()) } else { None })
+        .collect();
     let prefix_needed = documents.len() > 1;
     let mut report = |kind: &str, meta: &kube::api::ObjectMeta, line: String| {
         lines.push(if prefix_needed { format!("{kind} {}: {line}", display_name(meta)) } else { line });

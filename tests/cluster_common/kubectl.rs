@@ -39,7 +39,11 @@ impl Kubectl {
 
     pub async fn run(&self, args: &[&str]) -> Out {
         let out = self.command(args).output().await.expect("kubectl runs");
-        Out { ok: out.status.success(), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+        Out {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
     }
 
     /// Runs and requires success; returns stdout.

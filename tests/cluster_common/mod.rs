@@ -20,7 +20,14 @@ pub fn status(err: kube::Error) -> kube::core::Status {
     }
 }
 
-pub fn dynamic(client: kube::Client, group: &str, version: &str, kind: &str, plural: &str, ns: Option<&str>) -> Api<DynamicObject> {
+pub fn dynamic(
+    client: kube::Client,
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+    ns: Option<&str>,
+) -> Api<DynamicObject> {
     let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
     match ns {
         Some(ns) => Api::namespaced_with(client, ns, &ar),
@@ -79,6 +86,8 @@ pub fn kubectl_path() -> String {
             assert_eq!(minor, "37", "kubectl on PATH is not 1.37; run scripts/install-kubectl");
             "kubectl".into()
         }
-        _ => panic!("kubectl 1.37 is required on PATH (CI={:?}); run scripts/install-kubectl", std::env::var("CI").ok()),
+        _ => {
+            panic!("kubectl 1.37 is required on PATH (CI={:?}); run scripts/install-kubectl", std::env::var("CI").ok())
+        }
     }
 }

@@ -20,11 +20,7 @@ const API_VERSION: &str = "networking.istio.io/v1";
 /// CRD of `obj.kind` (VirtualService or DestinationRule) at version v1.
 pub fn assert_valid_istio(obj: &Value) {
     if let Err(errors) = istio_schema_errors(obj) {
-        panic!(
-            "{} is not valid against its CRD schema:\n  {}\nobject: {obj:#}",
-            obj["kind"],
-            errors.join("\n  ")
-        );
+        panic!("{} is not valid against its CRD schema:\n  {}\nobject: {obj:#}", obj["kind"], errors.join("\n  "));
     }
 }
 
@@ -36,34 +32,20 @@ pub fn istio_schema_errors(obj: &Value) -> Result<(), Vec<String>> {
         other => return Err(vec![format!("unsupported kind {other:?}")]),
     };
     if obj["apiVersion"] != API_VERSION {
-        return Err(vec![format!(
-            "apiVersion {} is not {API_VERSION}",
-            obj["apiVersion"]
-        )]);
+        return Err(vec![format!("apiVersion {} is not {API_VERSION}", obj["apiVersion"])]);
     }
     let schema = spec_schema(crd);
-    let validator = jsonschema::draft202012::options()
-        .build(&schema)
-        .expect("converted CRD schema must compile");
+    let validator = jsonschema::draft202012::options().build(&schema).expect("converted CRD schema must compile");
     let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
-    let errors: Vec<String> = validator
-        .iter_errors(&spec)
-        .map(|e| format!("spec{}: {e}", e.instance_path()))
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+    let errors: Vec<String> = validator.iter_errors(&spec).map(|e| format!("spec{}: {e}", e.instance_path())).collect();
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
 /// The JSON Schema of `.spec` for the served version v1 of a CRD document.
 fn spec_schema(crd_yaml: &str) -> Value {
     let crd: Value = serde_yaml_ng::from_str(crd_yaml).expect("CRD YAML parses");
-    let version = crd["spec"]["versions"]
-        .as_array()
-        .and_then(|vs| vs.iter().find(|v| v["name"] == "v1"))
-        .expect("CRD serves v1");
+    let version =
+        crd["spec"]["versions"].as_array().and_then(|vs| vs.iter().find(|v| v["name"] == "v1")).expect("CRD serves v1");
     let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
     assert!(spec.is_object(), "CRD v1 schema has no spec");
     to_json_schema(spec)
@@ -79,10 +61,7 @@ fn to_json_schema(node: &Value) -> Value {
         match key.as_str() {
             "properties" | "patternProperties" => {
                 let props = value.as_object().expect("properties is a map");
-                let converted = props
-                    .iter()
-                    .map(|(k, v)| (k.clone(), to_json_schema(v)))
-                    .collect();
+                let converted = props.iter().map(|(k, v)| (k.clone(), to_json_schema(v))).collect();
                 out.insert(key.clone(), Value::Object(converted));
             }
             "items" | "additionalProperties" | "not" => {
@@ -106,10 +85,7 @@ fn to_json_schema(node: &Value) -> Value {
     if flag("x-kubernetes-int-or-string") {
         // Structural schemas give int-or-string no `type`; the value is either.
         out.remove("type");
-        out.insert(
-            "anyOf".into(),
-            json!([{"type": "integer"}, {"type": "string"}]),
-        );
+        out.insert("anyOf".into(), json!([{"type": "integer"}, {"type": "string"}]));
     }
     match src.get("format").and_then(Value::as_str) {
         Some("int32") => bound(&mut out, i64::from(i32::MIN), i64::from(i32::MAX)),
@@ -122,10 +98,7 @@ fn to_json_schema(node: &Value) -> Value {
     // The API server rejects unknown fields under strict field validation
     // unless the schema preserves them; a typo in a rendered object is a bug.
     let has_props = src.contains_key("properties");
-    if has_props
-        && !src.contains_key("additionalProperties")
-        && !flag("x-kubernetes-preserve-unknown-fields")
-    {
+    if has_props && !src.contains_key("additionalProperties") && !flag("x-kubernetes-preserve-unknown-fields") {
         out.insert("additionalProperties".into(), Value::Bool(false));
     }
     if flag("nullable")

@@ -63,9 +63,10 @@ impl Env {
         loop {
             let exp = self.experiments().get(name).await;
             if let Ok(exp) = &exp
-                && done(exp) {
-                    return exp.clone();
-                }
+                && done(exp)
+            {
+                return exp.clone();
+            }
             if tokio::time::Instant::now() > deadline {
                 panic!("timed out waiting for {name}: {:?}", exp.map(|e| e.status));
             }
@@ -83,7 +84,8 @@ impl Env {
     }
 
     pub async fn wait_for_phase(&self, name: &str, timeout: Duration, phases: &[Phase]) -> Experiment {
-        self.wait_for(name, timeout, |e| e.status.as_ref().and_then(|s| s.phase).is_some_and(|p| phases.contains(&p))).await
+        self.wait_for(name, timeout, |e| e.status.as_ref().and_then(|s| s.phase).is_some_and(|p| phases.contains(&p)))
+            .await
     }
 
     /// Ready replicas of a Deployment.
@@ -105,7 +107,6 @@ impl Env {
         self.0.shutdown().await;
     }
 }
-
 
 /// The article's app as one Deployment per version, with simulated behaviour.
 pub fn app(version: &str, replicas: i32, annotations: &[(&str, &str)]) -> String {
@@ -155,7 +156,9 @@ pub const ARMS: &str = "  arms:
 ";
 
 pub fn experiment(name: &str, mesh: &str, body: &str) -> String {
-    format!("apiVersion: forklane.io/v1alpha1\nkind: Experiment\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  service: {{name: my-app, port: 80}}\n  mesh: {mesh}\n{ARMS}{body}")
+    format!(
+        "apiVersion: forklane.io/v1alpha1\nkind: Experiment\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  service: {{name: my-app, port: 80}}\n  mesh: {mesh}\n{ARMS}{body}"
+    )
 }
 
 /// Every object of one resource written to the store, in order (a test-side audit of writes).
@@ -213,14 +216,22 @@ impl Env {
 pub fn split(vs: &Value) -> std::collections::BTreeMap<String, i64> {
     let routes = vs["spec"]["http"].as_array().cloned().unwrap_or_default();
     let last = routes.last().cloned().unwrap_or_default();
-    last["route"].as_array().into_iter().flatten().map(|d| (d["destination"]["subset"].as_str().unwrap_or_default().to_string(), d["weight"].as_i64().unwrap_or(100))).collect()
+    last["route"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            (d["destination"]["subset"].as_str().unwrap_or_default().to_string(), d["weight"].as_i64().unwrap_or(100))
+        })
+        .collect()
 }
 
 /// Every route of every VirtualService written has weights summing to 100.
 pub fn assert_weights_sum_to_100(log: &Log) {
     for vs in log.objects().into_iter().filter(|o| o.get("deleted").is_none()) {
         for route in vs["spec"]["http"].as_array().into_iter().flatten() {
-            let sum: i64 = route["route"].as_array().into_iter().flatten().map(|d| d["weight"].as_i64().unwrap_or(100)).sum();
+            let sum: i64 =
+                route["route"].as_array().into_iter().flatten().map(|d| d["weight"].as_i64().unwrap_or(100)).sum();
             assert_eq!(sum, 100, "route {} of {}", route["name"], vs["metadata"]["name"]);
         }
     }

@@ -16,8 +16,8 @@ use super::template::escape_quoted;
 
 /// Istio's default bucket bounds of `istio_request_duration_milliseconds`.
 pub const ISTIO_BUCKETS_MS: [f64; 19] = [
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0, 300000.0, 600000.0,
-    1800000.0, 3600000.0,
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0, 300000.0,
+    600000.0, 1800000.0, 3600000.0,
 ];
 
 /// The Prometheus client libraries' default buckets of `http_request_duration_seconds`, in ms.
@@ -36,7 +36,9 @@ pub enum BuiltinError {
     NoThreshold { metric: String, builtin: &'static str },
     #[error("metric `{metric}`: thresholdMs {value} is not between 0 and {max} (the largest finite bucket bound)")]
     Threshold { metric: String, value: f64, max: f64 },
-    #[error("metric `{metric}`: without a mesh builtin {builtin} selects arm `{arm}` by its `version` label, which its selector lacks")]
+    #[error(
+        "metric `{metric}`: without a mesh builtin {builtin} selects arm `{arm}` by its `version` label, which its selector lacks"
+    )]
     NoVersion { metric: String, builtin: &'static str, arm: String },
 }
 
@@ -54,11 +56,11 @@ pub fn bucket_bound(metric: &Metric, threshold_ms: f64, mode: Mode) -> Result<f6
         Mode::Native => &NATIVE_BUCKETS_MS,
     };
     let max = bounds[bounds.len() - 1];
-    bounds
-        .iter()
-        .copied()
-        .find(|b| threshold_ms >= 0.0 && *b >= threshold_ms)
-        .ok_or(BuiltinError::Threshold { metric: metric.name.clone(), value: threshold_ms, max })
+    bounds.iter().copied().find(|b| threshold_ms >= 0.0 && *b >= threshold_ms).ok_or(BuiltinError::Threshold {
+        metric: metric.name.clone(),
+        value: threshold_ms,
+        max,
+    })
 }
 
 /// An `le` matcher for a bound, accepting each exporter's spelling of it: Envoy and Go's
@@ -94,13 +96,22 @@ pub fn templates(builtin: Builtin, metric: &Metric, mode: Mode, arm: &Arm) -> Re
         }
         Mode::Native => {
             if !arm.selector.contains_key("version") {
-                return Err(BuiltinError::NoVersion { metric: metric.name.clone(), builtin: name, arm: arm.name.clone() });
+                return Err(BuiltinError::NoVersion {
+                    metric: metric.name.clone(),
+                    builtin: name,
+                    arm: arm.name.clone(),
+                });
             }
             // `namespace` as a kubernetes_sd scrape attaches it; versions repeat across apps.
-            (r#"namespace="{{ namespace }}",version="{{ arm.selector.version }}""#.to_string(), "http_request_duration_seconds", 1000.0)
+            (
+                r#"namespace="{{ namespace }}",version="{{ arm.selector.version }}""#.to_string(),
+                "http_request_duration_seconds",
+                1000.0,
+            )
         }
     };
-    let increase = |series: &str, extra: &str| format!("sum(increase({series}{{{selector}{extra}}}[{{{{ window }}}}]))");
+    let increase =
+        |series: &str, extra: &str| format!("sum(increase({series}{{{selector}{extra}}}[{{{{ window }}}}]))");
     Ok(match builtin {
         Builtin::IstioErrorRate => {
             let (requests, code) = match mode {
@@ -110,7 +121,8 @@ pub fn templates(builtin: Builtin, metric: &Metric, mode: Mode, arm: &Arm) -> Re
             QueryPair { success: increase(requests, &format!(r#",{code}=~"5..""#)), trial: increase(requests, "") }
         }
         Builtin::IstioLatency => {
-            let threshold = metric.threshold_ms.ok_or(BuiltinError::NoThreshold { metric: metric.name.clone(), builtin: name })?;
+            let threshold =
+                metric.threshold_ms.ok_or(BuiltinError::NoThreshold { metric: metric.name.clone(), builtin: name })?;
             let bound = bucket_bound(metric, threshold, mode)? / per_ms;
             let count = increase(&format!("{histogram}_count"), "");
             let fast = increase(&format!("{histogram}_bucket"), &format!(",{}", le_matcher(bound)));

@@ -28,7 +28,9 @@ pub enum ConfigError {
     Template(#[from] TemplateError),
     #[error(transparent)]
     Builtin(#[from] BuiltinError),
-    #[error("guardrail `{0}`: set direction (increase or decrease); only builtins and names containing `error` or `latency` default to decrease")]
+    #[error(
+        "guardrail `{0}`: set direction (increase or decrease); only builtins and names containing `error` or `latency` default to decrease"
+    )]
     Direction(String),
     #[error("SRM check: arm `{arm}` has weight {weight:?}; every arm needs a positive weight")]
     Weight { arm: String, weight: Option<f64> },
@@ -78,7 +80,10 @@ pub fn queries(exp: &Experiment, mode: Mode, since_start: Duration) -> Result<Ve
             let pair = match metric.builtin {
                 Some(b) => builtins::templates(b, metric, mode, arm)?,
                 // Validation guarantees both queries when there is no builtin.
-                None => QueryPair { success: metric.success_query.clone().unwrap_or_default(), trial: metric.trial_query.clone().unwrap_or_default() },
+                None => QueryPair {
+                    success: metric.success_query.clone().unwrap_or_default(),
+                    trial: metric.trial_query.clone().unwrap_or_default(),
+                },
             };
             let ctx = Context { arm, service: &exp.spec.service.name, namespace, experiment, window: since_start };
             let render = |t: &str| template::render(t, &ctx, &metric.name);
@@ -90,12 +95,21 @@ pub fn queries(exp: &Experiment, mode: Mode, since_start: Duration) -> Result<Ve
 }
 
 /// Reads every metric for every arm from `source`.
-pub async fn measure(exp: &Experiment, mode: Mode, since_start: Duration, source: &dyn MetricSource) -> Result<Measurements, MeasureError> {
+pub async fn measure(
+    exp: &Experiment,
+    mode: Mode,
+    since_start: Duration,
+    source: &dyn MetricSource,
+) -> Result<Measurements, MeasureError> {
     let mut metrics = Vec::new();
     for mq in queries(exp, mode, since_start)? {
         let mut arms = Vec::with_capacity(mq.arms.len());
         for (arm, pair) in &mq.arms {
-            let counts = source.counts(pair).await.map_err(|error| MeasureError::Unavailable { metric: mq.metric.clone(), arm: arm.clone(), error })?;
+            let counts = source.counts(pair).await.map_err(|error| MeasureError::Unavailable {
+                metric: mq.metric.clone(),
+                arm: arm.clone(),
+                error,
+            })?;
             arms.push((arm.clone(), counts));
         }
         metrics.push(MetricCounts { metric: mq.metric, arms });
@@ -126,7 +140,11 @@ fn observation(c: &Counts) -> stats::Observation {
 
 /// The statistics engine's input from the counts `measure` read for the same experiment.
 /// `weights` are the arms' current traffic weights, for the SRM check (when `srm.enabled`).
-pub fn decision_input(exp: &Experiment, m: &Measurements, weights: &BTreeMap<String, f64>) -> Result<DecisionInput, ConfigError> {
+pub fn decision_input(
+    exp: &Experiment,
+    m: &Measurements,
+    weights: &BTreeMap<String, f64>,
+) -> Result<DecisionInput, ConfigError> {
     let analysis = analysis(exp)?;
     let goals = analysis.metrics.iter().filter(|x| x.role == Role::Goal).count();
     if goals > 1 {
@@ -135,12 +153,17 @@ pub fn decision_input(exp: &Experiment, m: &Measurements, weights: &BTreeMap<Str
     let mut goal = None;
     let mut guardrails = Vec::new();
     for (spec, counts) in analysis.metrics.iter().zip(&m.metrics) {
-        let arms = counts.arms.iter().map(|(arm, c)| stats::ArmObservation { arm: arm.clone(), value: observation(c) }).collect();
+        let arms = counts
+            .arms
+            .iter()
+            .map(|(arm, c)| stats::ArmObservation { arm: arm.clone(), value: observation(c) })
+            .collect();
         let metric = stats::Metric { name: spec.name.clone(), direction: direction(spec)?, arms };
         match spec.role {
             Role::Goal => goal = Some(metric),
             // No margin: harm must be shown below zero, so promotion waits (conservative).
-            Role::Guardrail => guardrails.push(stats::Guardrail { metric, margin: stats::Margin::Absolute(spec.margin.unwrap_or(0.0)) }),
+            Role::Guardrail => guardrails
+                .push(stats::Guardrail { metric, margin: stats::Margin::Absolute(spec.margin.unwrap_or(0.0)) }),
         }
     }
     // Units for the SRM check: the goal's trials, or the first guardrail's in a
@@ -152,7 +175,9 @@ pub fn decision_input(exp: &Experiment, m: &Measurements, weights: &BTreeMap<Str
             .arms
             .iter()
             .map(|a| match weights.get(&a.arm) {
-                Some(&weight) if weight > 0.0 && weight.is_finite() => Ok(stats::Assignment { arm: a.arm.clone(), weight, units: a.value.samples() }),
+                Some(&weight) if weight > 0.0 && weight.is_finite() => {
+                    Ok(stats::Assignment { arm: a.arm.clone(), weight, units: a.value.samples() })
+                }
                 other => Err(ConfigError::Weight { arm: a.arm.clone(), weight: other.copied() }),
             })
             .collect::<Result<_, _>>()?,

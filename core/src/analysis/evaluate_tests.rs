@@ -43,7 +43,8 @@ struct Table(HashMap<String, f64>);
 
 impl MetricSource for Table {
     fn value<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<f64, SourceError>> {
-        let answer = self.0.get(query).copied().ok_or(SourceError::NoData { query: query.into(), why: "empty result".into() });
+        let answer =
+            self.0.get(query).copied().ok_or(SourceError::NoData { query: query.into(), why: "empty result".into() });
         Box::pin(async move { answer })
     }
 }
@@ -67,20 +68,39 @@ fn istio_errors(version: &str, errors: bool) -> String {
 fn renders_each_metric_for_each_arm_in_spec_order() {
     let q = queries(&experiment(), Mode::Istio, Duration::from_secs(125)).unwrap();
     assert_eq!(q.iter().map(|m| m.metric.as_str()).collect::<Vec<_>>(), ["conversion", "error-rate"]);
-    assert_eq!(q[0].arms[1], ("v2".to_string(), QueryPair { success: conversion("v2.0.0", "orders"), trial: conversion("v2.0.0", "visits") }));
-    assert_eq!(q[1].arms[0].1, QueryPair { success: istio_errors("v1.0.0", true), trial: istio_errors("v1.0.0", false) });
+    assert_eq!(
+        q[0].arms[1],
+        (
+            "v2".to_string(),
+            QueryPair { success: conversion("v2.0.0", "orders"), trial: conversion("v2.0.0", "visits") }
+        )
+    );
+    assert_eq!(
+        q[1].arms[0].1,
+        QueryPair { success: istio_errors("v1.0.0", true), trial: istio_errors("v1.0.0", false) }
+    );
 }
 
 #[test]
 fn template_errors_surface_as_config_errors() {
-    let exp = with_metrics("[{name: bad, role: guardrail, direction: decrease, successQuery: 'x{a=\"{{ arm.colour }}\"}', trialQuery: 'y'}]");
+    let exp = with_metrics(
+        "[{name: bad, role: guardrail, direction: decrease, successQuery: 'x{a=\"{{ arm.colour }}\"}', trialQuery: 'y'}]",
+    );
     let err = run(measure(&exp, Mode::Istio, Duration::from_secs(60), &Table(HashMap::new()))).unwrap_err();
-    assert_eq!(err, MeasureError::Config(ConfigError::Template(TemplateError::Unknown { metric: "bad".into(), name: "arm.colour".into() })));
+    assert_eq!(
+        err,
+        MeasureError::Config(ConfigError::Template(TemplateError::Unknown {
+            metric: "bad".into(),
+            name: "arm.colour".into()
+        }))
+    );
 }
 
 fn full_table() -> Table {
     let mut t = HashMap::new();
-    for (v, visits, orders, requests, errors) in [("v1.0.0", 1000.4, 100.0, 10000.0, 40.0), ("v2.0.0", 1010.0, 180.0, 10100.0, 30.0)] {
+    for (v, visits, orders, requests, errors) in
+        [("v1.0.0", 1000.4, 100.0, 10000.0, 40.0), ("v2.0.0", 1010.0, 180.0, 10100.0, 30.0)]
+    {
         t.insert(conversion(v, "visits"), visits);
         t.insert(conversion(v, "orders"), orders);
         t.insert(istio_errors(v, false), requests);
@@ -93,7 +113,13 @@ fn full_table() -> Table {
 fn measures_every_metric_and_arm() {
     let m = run(measure(&experiment(), Mode::Istio, Duration::from_secs(125), &full_table())).unwrap();
     assert_eq!(m.metrics[0].metric, "conversion");
-    assert_eq!(m.metrics[0].arms, vec![("v1".into(), Counts { successes: 100.0, trials: 1000.4 }), ("v2".into(), Counts { successes: 180.0, trials: 1010.0 })]);
+    assert_eq!(
+        m.metrics[0].arms,
+        vec![
+            ("v1".into(), Counts { successes: 100.0, trials: 1000.4 }),
+            ("v2".into(), Counts { successes: 180.0, trials: 1010.0 })
+        ]
+    );
     assert_eq!(m.metrics[1].arms[1].1, Counts { successes: 30.0, trials: 10100.0 });
 }
 
@@ -102,8 +128,14 @@ fn missing_data_names_the_metric_and_arm() {
     let mut table = full_table();
     table.0.remove(&istio_errors("v2.0.0", false));
     let err = run(measure(&experiment(), Mode::Istio, Duration::from_secs(125), &table)).unwrap_err();
-    assert!(matches!(&err, MeasureError::Unavailable { metric, arm, error: SourceError::NoData { .. } } if metric == "error-rate" && arm == "v2"), "{err}");
-    assert!(err.to_string().starts_with("metric `error-rate`, arm `v2`: query `sum(increase(istio_requests_total"), "{err}");
+    assert!(
+        matches!(&err, MeasureError::Unavailable { metric, arm, error: SourceError::NoData { .. } } if metric == "error-rate" && arm == "v2"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().starts_with("metric `error-rate`, arm `v2`: query `sum(increase(istio_requests_total"),
+        "{err}"
+    );
 }
 
 fn counts(rows: &[(&str, f64, f64)]) -> Vec<(String, Counts)> {
@@ -116,7 +148,9 @@ fn weights(v1: f64, v2: f64) -> BTreeMap<String, f64> {
 
 #[test]
 fn builds_the_decision_input_with_directions_margins_and_srm() {
-    let exp = with_metrics("[{name: p99-latency, builtin: istio-latency, thresholdMs: 300, role: guardrail}, {name: crashes, role: guardrail, direction: increase, successQuery: a, trialQuery: b}]");
+    let exp = with_metrics(
+        "[{name: p99-latency, builtin: istio-latency, thresholdMs: 300, role: guardrail}, {name: crashes, role: guardrail, direction: increase, successQuery: a, trialQuery: b}]",
+    );
     let m = Measurements {
         metrics: vec![
             MetricCounts { metric: "conversion".into(), arms: counts(&[("v1", 100.0, 1000.4), ("v2", 180.0, 1010.0)]) },
@@ -130,7 +164,8 @@ fn builds_the_decision_input_with_directions_margins_and_srm() {
     let goal = input.goal.as_ref().unwrap();
     assert_eq!(goal.direction, stats::Direction::HigherIsBetter);
     assert_eq!(goal.arms[0].value, Observation::Proportion { successes: 100, trials: 1000 });
-    let guard: Vec<_> = input.guardrails.iter().map(|g| (g.metric.name.as_str(), g.metric.direction, g.margin)).collect();
+    let guard: Vec<_> =
+        input.guardrails.iter().map(|g| (g.metric.name.as_str(), g.metric.direction, g.margin)).collect();
     assert_eq!(
         guard,
         [
@@ -160,12 +195,20 @@ fn guardrails_of_unknown_direction_are_refused() {
 fn guardrails_alone_make_a_gate_whose_srm_units_are_the_first_guardrails_trials() {
     let mut exp = experiment();
     exp.spec.analysis.as_mut().unwrap().metrics.remove(0);
-    let m = Measurements { metrics: vec![MetricCounts { metric: "error-rate".into(), arms: counts(&[("v1", 4.0, 1000.0), ("v2", 3.0, 990.0)]) }] };
+    let m = Measurements {
+        metrics: vec![MetricCounts {
+            metric: "error-rate".into(),
+            arms: counts(&[("v1", 4.0, 1000.0), ("v2", 3.0, 990.0)]),
+        }],
+    };
     let input = decision_input(&exp, &m, &weights(50.0, 50.0)).unwrap();
     assert_eq!(input.goal, None);
     assert_eq!(input.assignment.iter().map(|a| a.units).collect::<Vec<_>>(), [1000, 990]);
     exp.spec.analysis.as_mut().unwrap().metrics.clear();
-    assert_eq!(decision_input(&exp, &Measurements { metrics: vec![] }, &weights(50.0, 50.0)), Err(ConfigError::NoMetrics));
+    assert_eq!(
+        decision_input(&exp, &Measurements { metrics: vec![] }, &weights(50.0, 50.0)),
+        Err(ConfigError::NoMetrics)
+    );
 }
 
 #[test]
@@ -173,9 +216,15 @@ fn needs_at_most_one_goal_and_positive_weights_for_srm() {
     let m = run(measure(&experiment(), Mode::Istio, Duration::from_secs(125), &full_table())).unwrap();
     let two_goals = with_metrics("[{name: revenue, role: goal, successQuery: a, trialQuery: b}]");
     assert_eq!(decision_input(&two_goals, &m, &weights(50.0, 50.0)), Err(ConfigError::Goals(2)));
-    assert_eq!(decision_input(&experiment(), &m, &weights(100.0, 0.0)), Err(ConfigError::Weight { arm: "v2".into(), weight: Some(0.0) }));
+    assert_eq!(
+        decision_input(&experiment(), &m, &weights(100.0, 0.0)),
+        Err(ConfigError::Weight { arm: "v2".into(), weight: Some(0.0) })
+    );
     let only_v1 = BTreeMap::from([("v1".to_string(), 100.0)]);
-    assert_eq!(decision_input(&experiment(), &m, &only_v1), Err(ConfigError::Weight { arm: "v2".into(), weight: None }));
+    assert_eq!(
+        decision_input(&experiment(), &m, &only_v1),
+        Err(ConfigError::Weight { arm: "v2".into(), weight: None })
+    );
     let mut no_srm = experiment();
     no_srm.spec.analysis.as_mut().unwrap().srm = None;
     assert!(decision_input(&no_srm, &m, &BTreeMap::new()).unwrap().assignment.is_empty());

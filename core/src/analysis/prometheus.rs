@@ -22,7 +22,8 @@ pub struct PrometheusSource {
 impl PrometheusSource {
     /// `address` as in `spec.analysis.provider.prometheus.address`, e.g. `http://prometheus:9090`.
     pub fn new(address: &str) -> Result<Self, SourceError> {
-        let client = Client::from_str(address).map_err(|e| SourceError::Unreachable { source_name: address.into(), message: chain(&e) })?;
+        let client = Client::from_str(address)
+            .map_err(|e| SourceError::Unreachable { source_name: address.into(), message: chain(&e) })?;
         Ok(Self { client, address: address.into(), timeout: DEFAULT_TIMEOUT })
     }
 
@@ -39,7 +40,9 @@ impl PrometheusSource {
             .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?;
         let result = match answer {
             Ok(result) => result,
-            Err(Error::Prometheus(e)) => return Err(SourceError::Query { query: query.into(), message: e.to_string() }),
+            Err(Error::Prometheus(e)) => {
+                return Err(SourceError::Query { query: query.into(), message: e.to_string() });
+            }
             Err(e) => return Err(unreachable(chain(&e))),
         };
         let value = match result.data() {
@@ -47,9 +50,17 @@ impl PrometheusSource {
             Data::Vector(v) if v.is_empty() => return Err(no_data(query, "empty result")),
             Data::Vector(v) if v.len() == 1 => v[0].sample().value(),
             Data::Vector(v) => {
-                return Err(SourceError::Query { query: query.into(), message: format!("returned {} series; aggregate it to one, e.g. with sum()", v.len()) });
+                return Err(SourceError::Query {
+                    query: query.into(),
+                    message: format!("returned {} series; aggregate it to one, e.g. with sum()", v.len()),
+                });
             }
-            Data::Matrix(_) => return Err(SourceError::Query { query: query.into(), message: "returned a range vector; an instant value is needed".into() }),
+            Data::Matrix(_) => {
+                return Err(SourceError::Query {
+                    query: query.into(),
+                    message: "returned a range vector; an instant value is needed".into(),
+                });
+            }
         };
         if value.is_nan() { Err(no_data(query, "NaN")) } else { Ok(value) }
     }

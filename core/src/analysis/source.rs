@@ -43,7 +43,11 @@ pub trait MetricSource: Send + Sync {
 /// The trial query must have data. A success query without data next to trials that have
 /// data counts zero successes: Prometheus has no series for errors that never happened
 /// (`response_code=~"5.."` of a healthy arm). Infinite values are query errors.
-pub fn combine(pair: &QueryPair, trials: Result<f64, SourceError>, successes: Result<f64, SourceError>) -> Result<Counts, SourceError> {
+pub fn combine(
+    pair: &QueryPair,
+    trials: Result<f64, SourceError>,
+    successes: Result<f64, SourceError>,
+) -> Result<Counts, SourceError> {
     let trials = trials?;
     let successes = match successes {
         Err(SourceError::NoData { .. }) => 0.0,
@@ -51,7 +55,10 @@ pub fn combine(pair: &QueryPair, trials: Result<f64, SourceError>, successes: Re
     };
     for (query, v) in [(&pair.trial, trials), (&pair.success, successes)] {
         if !v.is_finite() {
-            return Err(SourceError::Query { query: query.clone(), message: format!("value {v} is not a finite count") });
+            return Err(SourceError::Query {
+                query: query.clone(),
+                message: format!("value {v} is not a finite count"),
+            });
         }
     }
     Ok(Counts { successes, trials })
@@ -67,7 +74,11 @@ mod tests {
 
     impl MetricSource for Fixed {
         fn value<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<f64, SourceError>> {
-            let answer = self.0.get(query).cloned().unwrap_or(Err(SourceError::NoData { query: query.into(), why: "empty vector".into() }));
+            let answer = self
+                .0
+                .get(query)
+                .cloned()
+                .unwrap_or(Err(SourceError::NoData { query: query.into(), why: "empty vector".into() }));
             Box::pin(async move { answer })
         }
     }
@@ -93,6 +104,8 @@ mod tests {
         assert!(matches!(counts(vec![("s", Ok(3.0))]), Err(SourceError::NoData { query, .. }) if query == "t"));
         let down = SourceError::Unreachable { source_name: "p".into(), message: "refused".into() };
         assert_eq!(counts(vec![("t", Ok(1.0)), ("s", Err(down.clone()))]), Err(down));
-        assert!(matches!(counts(vec![("t", Ok(f64::INFINITY))]), Err(SourceError::Query { query, .. }) if query == "t"));
+        assert!(
+            matches!(counts(vec![("t", Ok(f64::INFINITY))]), Err(SourceError::Query { query, .. }) if query == "t")
+        );
     }
 }

@@ -25,13 +25,19 @@ pub struct Context<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    #[error("metric `{metric}`: unknown placeholder `{{{{ {name} }}}}` (known: window, arm.name, arm.selector.<label>, arm.deployment, service.name, namespace, experiment)")]
+    #[error(
+        "metric `{metric}`: unknown placeholder `{{{{ {name} }}}}` (known: window, arm.name, arm.selector.<label>, arm.deployment, service.name, namespace, experiment)"
+    )]
     Unknown { metric: String, name: String },
     #[error("metric `{metric}`: placeholder `{{{{ {name} }}}}` has no value for arm `{arm}`")]
     Missing { metric: String, name: String, arm: String },
-    #[error("metric `{metric}`: placeholder `{{{{ {name} }}}}` is outside a quoted string, where only letters, digits and `_` are safe, but its value is {value:?}")]
+    #[error(
+        "metric `{metric}`: placeholder `{{{{ {name} }}}}` is outside a quoted string, where only letters, digits and `_` are safe, but its value is {value:?}"
+    )]
     Unsafe { metric: String, name: String, value: String },
-    #[error("metric `{metric}`: placeholder `{{{{ {name} }}}}` is inside a `…` raw string, which cannot hold its value {value:?}; use double quotes")]
+    #[error(
+        "metric `{metric}`: placeholder `{{{{ {name} }}}}` is inside a `…` raw string, which cannot hold its value {value:?}; use double quotes"
+    )]
     RawString { metric: String, name: String, value: String },
     #[error("metric `{metric}`: `{{{{` at byte {at} is not closed by `}}}}`")]
     Unclosed { metric: String, at: usize },
@@ -43,7 +49,10 @@ enum Place {
     Code,
     Comment,
     /// Inside a string literal opened by this quote; `regex` when it is a regex matcher's operand.
-    Str { quote: char, regex: bool },
+    Str {
+        quote: char,
+        regex: bool,
+    },
 }
 
 /// Renders `template` for one arm; `metric` names the metric in errors.
@@ -62,7 +71,11 @@ pub fn render(template: &str, ctx: &Context, metric: &str) -> Result<String, Tem
             let value = lookup(name, ctx).map_err(|unknown| placeholder_error(unknown, name, ctx, metric))?;
             out.push_str(&place_value(place, &value).map_err(|raw| {
                 let (name, value) = (name.to_string(), value.clone());
-                if raw { TemplateError::RawString { metric: metric.into(), name, value } } else { TemplateError::Unsafe { metric: metric.into(), name, value } }
+                if raw {
+                    TemplateError::RawString { metric: metric.into(), name, value }
+                } else {
+                    TemplateError::Unsafe { metric: metric.into(), name, value }
+                }
             })?);
             rest = &rest[close + 2..];
             continue;
@@ -107,7 +120,11 @@ fn lookup(name: &str, ctx: &Context) -> Result<String, bool> {
 
 fn placeholder_error(known: bool, name: &str, ctx: &Context, metric: &str) -> TemplateError {
     let (metric, name) = (metric.to_string(), name.to_string());
-    if known { TemplateError::Missing { metric, name, arm: ctx.arm.name.clone() } } else { TemplateError::Unknown { metric, name } }
+    if known {
+        TemplateError::Missing { metric, name, arm: ctx.arm.name.clone() }
+    } else {
+        TemplateError::Unknown { metric, name }
+    }
 }
 
 /// The text to insert; `Err(raw)` when the value cannot stand there safely.

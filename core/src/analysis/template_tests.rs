@@ -4,11 +4,17 @@ use std::time::Duration;
 use super::*;
 
 fn arm(version: &str) -> Arm {
-    Arm { name: "v2".into(), control: false, selector: BTreeMap::from([("version".into(), version.into())]), deployment: Some("shop-v2".into()) }
+    Arm {
+        name: "v2".into(),
+        control: false,
+        selector: BTreeMap::from([("version".into(), version.into())]),
+        deployment: Some("shop-v2".into()),
+    }
 }
 
 fn render_with(template: &str, arm: &Arm) -> Result<String, TemplateError> {
-    let ctx = Context { arm, service: "shop", namespace: "prod", experiment: "exp-1", window: Duration::from_secs(3723) };
+    let ctx =
+        Context { arm, service: "shop", namespace: "prod", experiment: "exp-1", window: Duration::from_secs(3723) };
     render(template, &ctx, "conversion")
 }
 
@@ -33,14 +39,23 @@ fn unknown_placeholders_name_the_placeholder_and_the_metric() {
 #[test]
 fn missing_values_name_the_arm() {
     let err = render_with(r#"x{v="{{ arm.selector.track }}"}"#, &arm("v2")).unwrap_err();
-    assert_eq!(err, TemplateError::Missing { metric: "conversion".into(), name: "arm.selector.track".into(), arm: "v2".into() });
+    assert_eq!(
+        err,
+        TemplateError::Missing { metric: "conversion".into(), name: "arm.selector.track".into(), arm: "v2".into() }
+    );
     let no_deployment = Arm { deployment: None, ..arm("v2") };
-    assert!(matches!(render_with(r#"x{d="{{ arm.deployment }}"}"#, &no_deployment), Err(TemplateError::Missing { .. })));
+    assert!(matches!(
+        render_with(r#"x{d="{{ arm.deployment }}"}"#, &no_deployment),
+        Err(TemplateError::Missing { .. })
+    ));
 }
 
 #[test]
 fn unclosed_placeholder_is_an_error() {
-    assert_eq!(render_with("x[{{ window ]", &arm("v2")), Err(TemplateError::Unclosed { metric: "conversion".into(), at: 2 }));
+    assert_eq!(
+        render_with("x[{{ window ]", &arm("v2")),
+        Err(TemplateError::Unclosed { metric: "conversion".into(), at: 2 })
+    );
 }
 
 #[test]
@@ -53,7 +68,11 @@ fn escapes_quotes_backslashes_braces_and_newlines_in_strings() {
 
 #[test]
 fn regex_matchers_get_regex_quoted_values() {
-    let q = render_with(r#"x{v=~"{{ arm.selector.version }}|v1", w !~ "{{ arm.selector.version }}", z="{{ arm.selector.version }}"}"#, &arm("v2.*")).unwrap();
+    let q = render_with(
+        r#"x{v=~"{{ arm.selector.version }}|v1", w !~ "{{ arm.selector.version }}", z="{{ arm.selector.version }}"}"#,
+        &arm("v2.*"),
+    )
+    .unwrap();
     assert_eq!(q, r#"x{v=~"v2\\.\\*|v1", w !~ "v2\\.\\*", z="v2.*"}"#);
 }
 
@@ -62,7 +81,14 @@ fn values_outside_strings_must_be_plain_words() {
     assert_eq!(render_with("x_{{ arm.selector.version }}_total", &arm("v2")).unwrap(), "x_v2_total");
     for bad in ["v2.0", "a-b", "a}", "", "a b", "a\nb"] {
         let err = render_with("x_{{ arm.selector.version }}_total", &arm(bad)).unwrap_err();
-        assert_eq!(err, TemplateError::Unsafe { metric: "conversion".into(), name: "arm.selector.version".into(), value: bad.into() });
+        assert_eq!(
+            err,
+            TemplateError::Unsafe {
+                metric: "conversion".into(),
+                name: "arm.selector.version".into(),
+                value: bad.into()
+            }
+        );
     }
     // A comment ends at a newline, so the same rule holds there.
     assert!(matches!(render_with("x # {{ arm.selector.version }}\n", &arm("a\nb")), Err(TemplateError::Unsafe { .. })));
@@ -71,12 +97,16 @@ fn values_outside_strings_must_be_plain_words() {
 #[test]
 fn quotes_in_comments_and_escaped_quotes_do_not_open_or_close_strings() {
     // The `"` in the comment and the `\"` in the literal must not flip the scanner's state.
-    let q = render_with("x{a=\"q\\\"{{ arm.selector.version }}\"} # it's \"\n + y_{{ arm.name }}", &arm("a\"b")).unwrap();
+    let q =
+        render_with("x{a=\"q\\\"{{ arm.selector.version }}\"} # it's \"\n + y_{{ arm.name }}", &arm("a\"b")).unwrap();
     assert_eq!(q, "x{a=\"q\\\"a\\\"b\"} # it's \"\n + y_v2");
 }
 
 #[test]
 fn raw_strings_take_values_without_backticks_only() {
     assert_eq!(render_with("x{v=`{{ arm.selector.version }}`}", &arm("a\"b")).unwrap(), "x{v=`a\"b`}");
-    assert!(matches!(render_with("x{v=`{{ arm.selector.version }}`}", &arm("a`b")), Err(TemplateError::RawString { .. })));
+    assert!(matches!(
+        render_with("x{v=`{{ arm.selector.version }}`}", &arm("a`b")),
+        Err(TemplateError::RawString { .. })
+    ));
 }

@@ -61,7 +61,10 @@ type FieldProblems = Vec<(String, String)>;
 
 fn parse_document(value: &Value) -> Result<Document, FieldProblems> {
     let Some(object) = value.as_object() else {
-        return Err(vec![(String::new(), "not a Kubernetes object (expected a mapping with apiVersion and kind)".into())]);
+        return Err(vec![(
+            String::new(),
+            "not a Kubernetes object (expected a mapping with apiVersion and kind)".into(),
+        )]);
     };
     let text = |key: &str| object.get(key).and_then(Value::as_str).unwrap_or("");
     let (api_version, kind) = (text("apiVersion"), text("kind"));
@@ -74,7 +77,10 @@ fn parse_document(value: &Value) -> Result<Document, FieldProblems> {
     match kind {
         "Experiment" => typed::<Experiment>(value).map(|e| Document::Experiment(Box::new(e))),
         "RolloutPolicy" => typed::<RolloutPolicy>(value).map(|p| Document::RolloutPolicy(Box::new(p))),
-        other => Err(vec![("kind".into(), format!("{other:?} is not a Forklane kind; expected Experiment or RolloutPolicy"))]),
+        other => Err(vec![(
+            "kind".into(),
+            format!("{other:?} is not a Forklane kind; expected Experiment or RolloutPolicy"),
+        )]),
     }
 }
 

@@ -16,8 +16,5 @@ use kube::CustomResourceExt;
 /// The CRDs as multi-document YAML, exactly as checked in under `crds/`.
 pub fn crds_yaml() -> String {
     let docs = [serde_yaml_ng::to_string(&Experiment::crd()), serde_yaml_ng::to_string(&RolloutPolicy::crd())];
-    docs.into_iter()
-        .map(|doc| doc.expect("a CRD always serialises"))
-        .collect::<Vec<_>>()
-        .join("---\n")
+    docs.into_iter().map(|doc| doc.expect("a CRD always serialises")).collect::<Vec<_>>().join("---\n")
 }

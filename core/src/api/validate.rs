@@ -72,7 +72,10 @@ fn check_arms(arms: &[Arm], p: &mut Problems) -> Vec<String> {
     let mut seen = BTreeSet::new();
     for (i, arm) in arms.iter().enumerate() {
         if !is_dns1123_label(&arm.name) {
-            p.add(format!("spec.arms[{i}].name"), format!("{:?} must be a DNS-1123 label (lowercase letters, digits and '-', at most 63)", arm.name));
+            p.add(
+                format!("spec.arms[{i}].name"),
+                format!("{:?} must be a DNS-1123 label (lowercase letters, digits and '-', at most 63)", arm.name),
+            );
         } else if !seen.insert(arm.name.as_str()) {
             p.add(format!("spec.arms[{i}].name"), format!("duplicate arm name {:?}", arm.name));
         }
@@ -85,9 +88,10 @@ fn check_arms(arms: &[Arm], p: &mut Problems) -> Vec<String> {
             }
         }
         if let Some(deployment) = &arm.deployment
-            && !is_dns1123_subdomain(deployment) {
-                p.add(format!("spec.arms[{i}].deployment"), format!("{deployment:?} is not a valid Deployment name"));
-            }
+            && !is_dns1123_subdomain(deployment)
+        {
+            p.add(format!("spec.arms[{i}].deployment"), format!("{deployment:?} is not a valid Deployment name"));
+        }
     }
     let controls: Vec<&str> = arms.iter().filter(|a| a.control).map(|a| a.name.as_str()).collect();
     match controls.len() {
@@ -101,9 +105,15 @@ fn check_arms(arms: &[Arm], p: &mut Problems) -> Vec<String> {
                 continue;
             }
             if a.selector == b.selector {
-                p.add(format!("spec.arms[{i}].selector"), format!("identical to the selector of arm {:?}; arms must select different pods", b.name));
+                p.add(
+                    format!("spec.arms[{i}].selector"),
+                    format!("identical to the selector of arm {:?}; arms must select different pods", b.name),
+                );
             } else if is_subset(&a.selector, &b.selector) || is_subset(&b.selector, &a.selector) {
-                p.add(format!("spec.arms[{i}].selector"), format!("overlaps the selector of arm {:?}: one selects every pod of the other", b.name));
+                p.add(
+                    format!("spec.arms[{i}].selector"),
+                    format!("overlaps the selector of arm {:?}: one selects every pod of the other", b.name),
+                );
             }
         }
     }
@@ -117,13 +127,23 @@ fn is_subset(small: &BTreeMap<String, String>, big: &BTreeMap<String, String>) -
 fn check_strategy(exp: &ExperimentSpec, arms: &[String], routing: Routing, p: &mut Problems) {
     let names = exp.strategy.names();
     if names.len() != 1 {
-        let found = if names.is_empty() { "none".to_string() } else { names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ") };
+        let found = if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+        };
         p.add("spec.strategy", format!("exactly one strategy must be set: recreate, rollingUpdate, blueGreen, canary or abTest (found: {found})"));
         return;
     }
     let two_arms = |p: &mut Problems, name: &str| {
         if exp.arms.len() != 2 {
-            p.add(format!("spec.strategy.{name}"), format!("needs exactly 2 arms (a control and a candidate), got {}; use abTest for more", exp.arms.len()));
+            p.add(
+                format!("spec.strategy.{name}"),
+                format!(
+                    "needs exactly 2 arms (a control and a candidate), got {}; use abTest for more",
+                    exp.arms.len()
+                ),
+            );
         }
     };
     let s = &exp.strategy;
@@ -157,7 +177,10 @@ fn check_strategy(exp: &ExperimentSpec, arms: &[String], routing: Routing, p: &m
         if routing == Routing::Native {
             need_deployments(exp, "canary", p);
             if c.total_replicas.is_none() {
-                p.add("spec.strategy.canary.totalReplicas", "required without a mesh: the weights become replica ratios");
+                p.add(
+                    "spec.strategy.canary.totalReplicas",
+                    "required without a mesh: the weights become replica ratios",
+                );
             }
         }
     }
@@ -168,15 +191,19 @@ fn check_strategy(exp: &ExperimentSpec, arms: &[String], routing: Routing, p: &m
 
 fn check_replicas(replicas: Option<i32>, path: &str, p: &mut Problems) {
     if let Some(n) = replicas
-        && n < 1 {
-            p.add(path, format!("{n} must be at least 1"));
-        }
+        && n < 1
+    {
+        p.add(path, format!("{n} must be at least 1"));
+    }
 }
 
 fn need_deployments(exp: &ExperimentSpec, strategy: &str, p: &mut Problems) {
     for (i, arm) in exp.arms.iter().enumerate() {
         if arm.deployment.is_none() {
-            p.add(format!("spec.arms[{i}].deployment"), format!("required for {strategy} without a mesh: replicas carry the traffic"));
+            p.add(
+                format!("spec.arms[{i}].deployment"),
+                format!("required for {strategy} without a mesh: replicas carry the traffic"),
+            );
         }
     }
 }
@@ -222,7 +249,8 @@ fn check_canary(c: &Canary, p: &mut Problems) {
     let mut analysed = false;
     for (i, step) in c.steps.iter().enumerate() {
         let path = format!("spec.strategy.canary.steps[{i}]");
-        let set = [step.set_weight.is_some(), step.pause.is_some(), step.analysis.is_some()].iter().filter(|x| **x).count();
+        let set =
+            [step.set_weight.is_some(), step.pause.is_some(), step.analysis.is_some()].iter().filter(|x| **x).count();
         if set != 1 {
             p.add(&path, "a canary step sets exactly one of setWeight, pause, analysis");
         }
@@ -230,20 +258,25 @@ fn check_canary(c: &Canary, p: &mut Problems) {
             if !(0..=100).contains(&w) {
                 p.add(format!("{path}.setWeight"), format!("{w} is outside 0..100"));
             } else if w < weight && !analysed {
-                p.add(format!("{path}.setWeight"), format!("{w} decreases the weight from {weight} without an analysis step before it"));
+                p.add(
+                    format!("{path}.setWeight"),
+                    format!("{w} decreases the weight from {weight} without an analysis step before it"),
+                );
             }
             weight = w;
         }
         if let Some(duration) = step.pause.as_ref().and_then(|pause| pause.duration.as_ref())
-            && let Err(why) = duration::parse(duration) {
-                p.add(format!("{path}.pause.duration"), why);
-            }
+            && let Err(why) = duration::parse(duration)
+        {
+            p.add(format!("{path}.pause.duration"), why);
+        }
         analysed |= step.analysis.is_some();
     }
     if let Some(total) = c.total_replicas
-        && total < 2 {
-            p.add("spec.strategy.canary.totalReplicas", format!("{total} must be at least 2 (one pod per arm)"));
-        }
+        && total < 2
+    {
+        p.add("spec.strategy.canary.totalReplicas", format!("{total} must be at least 2 (one pod per arm)"));
+    }
 }
 
 fn check_ab_test(ab: &AbTest, exp: &ExperimentSpec, arms: &[String], routing: Routing, p: &mut Problems) {
@@ -278,7 +311,10 @@ fn check_ab_test(ab: &AbTest, exp: &ExperimentSpec, arms: &[String], routing: Ro
     for (i, arm) in exp.arms.iter().enumerate() {
         let in_split = ab.split.get(&arm.name).is_some_and(|w| *w > 0);
         if !in_split && !ab.rules.iter().any(|r| r.arm == arm.name) {
-            p.add(format!("spec.arms[{i}]"), format!("arm {:?} gets no traffic: it has no weight in the split and no rule points at it", arm.name));
+            p.add(
+                format!("spec.arms[{i}]"),
+                format!("arm {:?} gets no traffic: it has no weight in the split and no rule points at it", arm.name),
+            );
         }
     }
     if let Some(header) = &ab.region_header {
@@ -301,9 +337,13 @@ fn check_ab_test(ab: &AbTest, exp: &ExperimentSpec, arms: &[String], routing: Ro
         }
         let positive = ab.split.values().filter(|w| **w > 0).count();
         if let Some(total) = ab.total_replicas
-            && (total as usize) < positive {
-                p.add(format!("{base}.totalReplicas"), format!("{total} is fewer than the {positive} arms with a weight: each needs at least one pod"));
-            }
+            && (total as usize) < positive
+        {
+            p.add(
+                format!("{base}.totalReplicas"),
+                format!("{total} is fewer than the {positive} arms with a weight: each needs at least one pod"),
+            );
+        }
         need_deployments(exp, "abTest", p);
     }
 }
@@ -324,7 +364,10 @@ fn check_rule_match(m: &RuleMatch, path: &str, p: &mut Problems) {
         }
     }
     if m.cookies.len() > 1 {
-        p.add(format!("{path}.cookies"), "at most one cookie condition per rule: Istio matches one pattern on the cookie header");
+        p.add(
+            format!("{path}.cookies"),
+            "at most one cookie condition per rule: Istio matches one pattern on the cookie header",
+        );
     }
     for (name, matcher) in &m.cookies {
         let field = format!("{path}.cookies.{name}");
@@ -361,7 +404,9 @@ pub fn check_regex_text(re: &str) -> Result<(), String> {
     if re.len() > MAX_REGEX_LEN {
         return Err(format!("regex is {} characters long, at most {MAX_REGEX_LEN} allowed", re.len()));
     }
-    Regex::new(re).map(|_| ()).map_err(|e| format!("{re:?} is not a valid RE2 regex: {}", e.to_string().lines().last().unwrap_or_default()))
+    Regex::new(re)
+        .map(|_| ())
+        .map_err(|e| format!("{re:?} is not a valid RE2 regex: {}", e.to_string().lines().last().unwrap_or_default()))
 }
 
 fn check_regex(re: &str, path: &str, p: &mut Problems) {
@@ -386,7 +431,10 @@ fn check_mirror(mirror: &Mirror, exp: &ExperimentSpec, arms: &[String], routing:
     if !arms.contains(&mirror.arm) {
         p.add("spec.mirror.arm", format!("unknown arm {:?} (arms: {})", mirror.arm, arms.join(", ")));
     } else if exp.arms.iter().any(|a| a.control && a.name == mirror.arm) {
-        p.add("spec.mirror.arm", format!("{:?} is the control arm: mirroring to it would duplicate live traffic", mirror.arm));
+        p.add(
+            "spec.mirror.arm",
+            format!("{:?} is the control arm: mirroring to it would duplicate live traffic", mirror.arm),
+        );
     }
     if !(0.0..=100.0).contains(&mirror.percent) || mirror.percent.is_nan() {
         p.add("spec.mirror.percent", format!("{} is outside 0..100", mirror.percent));
@@ -398,9 +446,10 @@ fn check_mirror(mirror: &Mirror, exp: &ExperimentSpec, arms: &[String], routing:
 
 fn check_analysis(a: &Analysis, p: &mut Problems) {
     if let Some(alpha) = a.alpha
-        && !(alpha > 0.0 && alpha <= 0.5) {
-            p.add("spec.analysis.alpha", format!("{alpha} must be in (0, 0.5]"));
-        }
+        && !(alpha > 0.0 && alpha <= 0.5)
+    {
+        p.add("spec.analysis.alpha", format!("{alpha} must be in (0, 0.5]"));
+    }
     for (field, text) in [("interval", &a.interval), ("maxDuration", &a.max_duration)] {
         if let Some(text) = text {
             match duration::parse(text) {
@@ -411,13 +460,18 @@ fn check_analysis(a: &Analysis, p: &mut Problems) {
         }
     }
     if let Some(n) = a.min_samples_per_arm
-        && n < 0 {
-            p.add("spec.analysis.minSamplesPerArm", format!("{n} must not be negative"));
-        }
+        && n < 0
+    {
+        p.add("spec.analysis.minSamplesPerArm", format!("{n} must not be negative"));
+    }
     if let Some(prom) = a.provider.as_ref().and_then(|pr| pr.prometheus.as_ref())
-        && !(prom.address.starts_with("http://") || prom.address.starts_with("https://")) {
-            p.add("spec.analysis.provider.prometheus.address", format!("{:?} must be an http:// or https:// URL", prom.address));
-        }
+        && !(prom.address.starts_with("http://") || prom.address.starts_with("https://"))
+    {
+        p.add(
+            "spec.analysis.provider.prometheus.address",
+            format!("{:?} must be an http:// or https:// URL", prom.address),
+        );
+    }
     let mut names = BTreeSet::new();
     for (i, m) in a.metrics.iter().enumerate() {
         let path = format!("spec.analysis.metrics[{i}]");
@@ -448,9 +502,10 @@ fn check_analysis(a: &Analysis, p: &mut Problems) {
             p.add(format!("{path}.margin"), "margins apply to guardrails only");
         }
         if let Some(margin) = m.margin
-            && !(margin >= 0.0 && margin.is_finite()) {
-                p.add(format!("{path}.margin"), format!("{margin} must be a non-negative number"));
-            }
+            && !(margin >= 0.0 && margin.is_finite())
+        {
+            p.add(format!("{path}.margin"), format!("{margin} must be a non-negative number"));
+        }
     }
 }
 

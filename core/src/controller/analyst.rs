@@ -21,7 +21,9 @@ pub struct SourceAnalyst {
 }
 
 impl SourceAnalyst {
-    pub fn new(source_for: impl Fn(&Experiment) -> Result<Arc<dyn MetricSource>, String> + Send + Sync + 'static) -> Self {
+    pub fn new(
+        source_for: impl Fn(&Experiment) -> Result<Arc<dyn MetricSource>, String> + Send + Sync + 'static,
+    ) -> Self {
         SourceAnalyst { source_for: Box::new(source_for) }
     }
 
@@ -49,7 +51,13 @@ impl SourceAnalyst {
 }
 
 impl Analyst for SourceAnalyst {
-    fn decide<'a>(&'a self, exp: &'a Experiment, mode: Mode, window: Duration, weights: &'a [(String, i32)]) -> Decided<'a> {
+    fn decide<'a>(
+        &'a self,
+        exp: &'a Experiment,
+        mode: Mode,
+        window: Duration,
+        weights: &'a [(String, i32)],
+    ) -> Decided<'a> {
         Box::pin(async move {
             let source = (self.source_for)(exp)?;
             let measured = measure(exp, mode, window, source.as_ref()).await.map_err(|e| e.to_string())?;
@@ -61,7 +69,9 @@ impl Analyst for SourceAnalyst {
             let samples = measured
                 .metrics
                 .first()
-                .map(|m| m.arms.iter().map(|(arm, c)| ArmSamples { arm: arm.clone(), samples: c.trials.round() }).collect())
+                .map(|m| {
+                    m.arms.iter().map(|(arm, c)| ArmSamples { arm: arm.clone(), samples: c.trials.round() }).collect()
+                })
                 .unwrap_or_default();
             Ok((decision, samples))
         })

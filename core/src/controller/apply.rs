@@ -33,16 +33,31 @@ fn params() -> PatchParams {
 }
 
 /// Applies `plan`; `writes` counts the objects written (for tests and metrics).
-pub async fn apply(client: &Client, exp: &Experiment, namespace: &str, plan: &Plan, obs: &Observation, writes: &mut u32) -> Result<Applied> {
+pub async fn apply(
+    client: &Client,
+    exp: &Experiment,
+    namespace: &str,
+    plan: &Plan,
+    obs: &Observation,
+    writes: &mut u32,
+) -> Result<Applied> {
     let ready = |arm: &str| obs.pods.get(arm).map(|p| p.ready).unwrap_or(0);
-    let arm_of_deployment = |name: &str| exp.spec.arms.iter().find(|a| a.deployment.as_deref() == Some(name)).map(|a| a.name.clone());
+    let arm_of_deployment =
+        |name: &str| exp.spec.arms.iter().find(|a| a.deployment.as_deref() == Some(name)).map(|a| a.name.clone());
     // Replicas this plan sets per arm; arms it does not shrink must be serving before any shrink.
     let scaled: BTreeMap<String, i32> = plan
         .actions
         .iter()
-        .filter_map(|a| if let Action::Scale(s) = a { Some((arm_of_deployment(&s.deployment).unwrap_or_default(), s.replicas)) } else { None })
+        .filter_map(|a| {
+            if let Action::Scale(s) = a {
+                Some((arm_of_deployment(&s.deployment).unwrap_or_default(), s.replicas))
+            } else {
+                None
+            }
+        })
         .collect();
-    let kept: Vec<(&String, &i32)> = scaled.iter().filter(|(arm, want)| **want >= obs.plan.replicas.get(*arm).copied().unwrap_or(0)).collect();
+    let kept: Vec<(&String, &i32)> =
+        scaled.iter().filter(|(arm, want)| **want >= obs.plan.replicas.get(*arm).copied().unwrap_or(0)).collect();
     for action in &plan.actions {
         match action {
             Action::DestinationRule(dr) => {
@@ -53,7 +68,9 @@ pub async fn apply(client: &Client, exp: &Experiment, namespace: &str, plan: &Pl
                 // A subset the live routes do not use yet gets traffic only once it has ready pods.
                 for subset in referenced_subsets(vs).difference(&obs.routed_subsets) {
                     if ready(subset) == 0 {
-                        return Ok(Applied::Waiting(format!("waiting for ready pods of arm {subset} before routing to it")));
+                        return Ok(Applied::Waiting(format!(
+                            "waiting for ready pods of arm {subset} before routing to it"
+                        )));
                     }
                 }
                 let api: Api<VirtualService> = Api::namespaced(client.clone(), namespace);
@@ -63,7 +80,10 @@ pub async fn apply(client: &Client, exp: &Experiment, namespace: &str, plan: &Pl
                 if let Some(arm) = exp.spec.arms.iter().find(|a| a.selector == s.set) {
                     let wanted = obs.plan.replicas.get(&arm.name).copied().unwrap_or(1).max(1);
                     if ready(&arm.name) < wanted {
-                        return Ok(Applied::Waiting(format!("waiting for {wanted} ready pods of arm {} before switching the Service", arm.name)));
+                        return Ok(Applied::Waiting(format!(
+                            "waiting for {wanted} ready pods of arm {} before switching the Service",
+                            arm.name
+                        )));
                     }
                 }
                 let api: Api<Service> = Api::namespaced(client.clone(), namespace);
@@ -77,9 +97,12 @@ pub async fn apply(client: &Client, exp: &Experiment, namespace: &str, plan: &Pl
                 let arm = arm_of_deployment(&s.deployment).unwrap_or_default();
                 let current = obs.plan.replicas.get(&arm).copied().unwrap_or(0);
                 if s.replicas < current
-                    && let Some((arm, want)) = kept.iter().find(|(arm, want)| ready(arm) < **want) {
-                        return Ok(Applied::Waiting(format!("waiting for {want} ready pods of arm {arm} before scaling down")));
-                    }
+                    && let Some((arm, want)) = kept.iter().find(|(arm, want)| ready(arm) < **want)
+                {
+                    return Ok(Applied::Waiting(format!(
+                        "waiting for {want} ready pods of arm {arm} before scaling down"
+                    )));
+                }
                 let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
                 api.patch(&s.deployment, &params(), &Patch::Apply(s.object())).await?;
             }
@@ -89,7 +112,10 @@ pub async fn apply(client: &Client, exp: &Experiment, namespace: &str, plan: &Pl
     for (arm, want) in &scaled {
         let pods = obs.pods.get(arm).cloned().unwrap_or_default();
         if pods.ready != *want || (*want == 0 && pods.existing > 0) {
-            return Ok(Applied::Waiting(format!("arm {arm}: {} of {want} pods ready ({} exist)", pods.ready, pods.existing)));
+            return Ok(Applied::Waiting(format!(
+                "arm {arm}: {} of {want} pods ready ({} exist)",
+                pods.ready, pods.existing
+            )));
         }
     }
     Ok(Applied::Settled)

@@ -37,7 +37,13 @@ impl Commands {
                 "full" => Promote::Full,
                 arm => Promote::Arm(arm.to_string()),
             }),
-            abort: get(ABORT).map(|reason| if reason.is_empty() || reason == "true" { "aborted by forklane abort".into() } else { reason.to_string() }),
+            abort: get(ABORT).map(|reason| {
+                if reason.is_empty() || reason == "true" {
+                    "aborted by forklane abort".into()
+                } else {
+                    reason.to_string()
+                }
+            }),
         }
     }
 }
@@ -47,11 +53,14 @@ pub fn patch(command: &Command) -> Value {
     let (key, value) = match command {
         Command::Pause => (PAUSED, json!("true")),
         Command::Resume => (PAUSED, Value::Null),
-        Command::Promote(p) => (PROMOTE, json!(match p {
-            Promote::Next => "next".to_string(),
-            Promote::Full => "full".to_string(),
-            Promote::Arm(arm) => arm.clone(),
-        })),
+        Command::Promote(p) => (
+            PROMOTE,
+            json!(match p {
+                Promote::Next => "next".to_string(),
+                Promote::Full => "full".to_string(),
+                Promote::Arm(arm) => arm.clone(),
+            }),
+        ),
         Command::Abort(reason) => (ABORT, json!(reason.clone().unwrap_or_else(|| "true".into()))),
     };
     json!({"metadata": {"annotations": {key: value}}})
@@ -78,7 +87,10 @@ mod tests {
     fn reads_what_the_patches_write() {
         for (command, expected) in [
             (Command::Pause, Commands { paused: true, ..Default::default() }),
-            (Command::Promote(Promote::Arm("v3".into())), Commands { promote: Some(Promote::Arm("v3".into())), ..Default::default() }),
+            (
+                Command::Promote(Promote::Arm("v3".into())),
+                Commands { promote: Some(Promote::Arm("v3".into())), ..Default::default() },
+            ),
             (Command::Promote(Promote::Full), Commands { promote: Some(Promote::Full), ..Default::default() }),
             (Command::Abort(None), Commands { abort: Some("aborted by forklane abort".into()), ..Default::default() }),
         ] {

@@ -11,7 +11,15 @@ pub const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
 pub const SAMPLE_RATIO_MISMATCH: &str = "SampleRatioMismatch";
 
 /// Sets condition `type_`, keeping `lastTransitionTime` when the status does not change.
-pub fn set(conditions: &mut Vec<Condition>, type_: &str, status: bool, reason: &str, message: String, generation: Option<i64>, now: jiff::Timestamp) {
+pub fn set(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) {
     let status = if status { "True" } else { "False" }.to_string();
     let transition = match conditions.iter().find(|c| c.type_ == type_) {
         Some(old) if old.status == status => old.last_transition_time.clone(),

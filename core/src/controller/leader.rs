@@ -41,7 +41,13 @@ enum Stop {
 }
 
 /// Competes for the Lease until `shutdown` resolves, running the controller while holding it.
-pub async fn lead(client: Client, lease: LeaseSettings, ctx: Arc<Context>, scope: Scope, shutdown: impl Future<Output = ()>) -> Result<()> {
+pub async fn lead(
+    client: Client,
+    lease: LeaseSettings,
+    ctx: Arc<Context>,
+    scope: Scope,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     let manager = LeaseManagerBuilder::new(client.clone(), &lease.name)
         .with_namespace(&lease.namespace)
         .with_identity(&lease.identity)
@@ -65,7 +71,13 @@ pub async fn lead(client: Client, lease: LeaseSettings, ctx: Arc<Context>, scope
 }
 
 /// Follows the lease state: stands by, or runs the controller until something stops it.
-async fn follow(client: &Client, mut leading: watch::Receiver<bool>, ctx: &Arc<Context>, scope: &Scope, shutdown: impl Future<Output = ()>) -> Result<()> {
+async fn follow(
+    client: &Client,
+    mut leading: watch::Receiver<bool>,
+    ctx: &Arc<Context>,
+    scope: &Scope,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     tokio::pin!(shutdown);
     loop {
         while !*leading.borrow_and_update() {

@@ -37,11 +37,18 @@ pub use error::{Error, Result};
 use telemetry::Metrics;
 
 /// A decision with the samples per arm behind it, or why there is none.
-pub type Decided<'a> = Pin<Box<dyn Future<Output = std::result::Result<(Decision, Vec<crate::api::ArmSamples>), String>> + Send + 'a>>;
+pub type Decided<'a> =
+    Pin<Box<dyn Future<Output = std::result::Result<(Decision, Vec<crate::api::ArmSamples>), String>> + Send + 'a>>;
 
 /// Reads an experiment's metrics and decides.
 pub trait Analyst: Send + Sync {
-    fn decide<'a>(&'a self, exp: &'a Experiment, mode: Mode, window: Duration, weights: &'a [(String, i32)]) -> Decided<'a>;
+    fn decide<'a>(
+        &'a self,
+        exp: &'a Experiment,
+        mode: Mode,
+        window: Duration,
+        weights: &'a [(String, i32)],
+    ) -> Decided<'a>;
 }
 
 /// What every reconcile shares.
@@ -58,7 +65,14 @@ pub struct Context {
 impl Context {
     pub fn new(client: Client, clock: Clock, analyst: Arc<dyn Analyst>, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter { controller: "forklane".into(), instance: std::env::var("POD_NAME").ok() };
-        Context { recorder: Recorder::new(client.clone(), reporter), client, clock, analyst, metrics, writes: AtomicU64::new(0) }
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            clock,
+            analyst,
+            metrics,
+            writes: AtomicU64::new(0),
+        }
     }
 
     fn count_writes(&self, n: u32) {
@@ -74,7 +88,10 @@ pub struct Scope {
 
 fn api<K>(client: &Client, scope: &Scope) -> Api<K>
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
     K::DynamicType: Default,
 {
     match &scope.namespace {
@@ -84,13 +101,28 @@ where
 }
 
 /// Experiments in the same namespace that name this object (a Deployment or Service of theirs).
-fn naming(store: &kube::runtime::reflector::Store<Experiment>, ns: Option<String>, name: &str, field: fn(&Experiment, &str) -> bool) -> Vec<ObjectRef<Experiment>> {
-    store.state().iter().filter(|e| e.namespace() == ns && field(e, name)).map(|e| ObjectRef::from_obj(e.as_ref())).collect()
+fn naming(
+    store: &kube::runtime::reflector::Store<Experiment>,
+    ns: Option<String>,
+    name: &str,
+    field: fn(&Experiment, &str) -> bool,
+) -> Vec<ObjectRef<Experiment>> {
+    store
+        .state()
+        .iter()
+        .filter(|e| e.namespace() == ns && field(e, name))
+        .map(|e| ObjectRef::from_obj(e.as_ref()))
+        .collect()
 }
 
 /// Runs the controller until `shutdown` resolves. With Istio installed it also watches the
 /// routing objects it writes.
-pub async fn run_controller(ctx: Arc<Context>, scope: Scope, istio: bool, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run_controller(
+    ctx: Arc<Context>,
+    scope: Scope,
+    istio: bool,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
     let experiments: Api<Experiment> = api(&client, &scope);
     let config = watcher::Config::default();
@@ -100,13 +132,17 @@ pub async fn run_controller(ctx: Arc<Context>, scope: Scope, istio: bool, shutdo
     let by_service = store.clone();
     let mut controller = controller
         .watches(api::<Deployment>(&client, &scope), config.clone(), move |d| {
-            naming(&by_deployment, d.namespace(), &d.name_any(), |e, n| e.spec.arms.iter().any(|a| a.deployment.as_deref() == Some(n)))
+            naming(&by_deployment, d.namespace(), &d.name_any(), |e, n| {
+                e.spec.arms.iter().any(|a| a.deployment.as_deref() == Some(n))
+            })
         })
         .watches(api::<Service>(&client, &scope), config.clone(), move |s| {
             naming(&by_service, s.namespace(), &s.name_any(), |e, n| e.spec.service.name == n)
         });
     if istio {
-        controller = controller.owns(api::<VirtualService>(&client, &scope), config.clone()).owns(api::<DestinationRule>(&client, &scope), config);
+        controller = controller
+            .owns(api::<VirtualService>(&client, &scope), config.clone())
+            .owns(api::<DestinationRule>(&client, &scope), config);
     }
     ctx.metrics.ready.store(true, Ordering::Relaxed);
     controller

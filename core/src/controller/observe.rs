@@ -66,13 +66,15 @@ pub async fn observe(client: &Client, exp: &Experiment, namespace: &str) -> Resu
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     for arm in &exp.spec.arms {
         if let Some(name) = &arm.deployment
-            && let Some(d) = deployments.get_opt(name).await? {
-                let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                obs.plan.replicas.insert(arm.name.clone(), replicas);
-            }
+            && let Some(d) = deployments.get_opt(name).await?
+        {
+            let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            obs.plan.replicas.insert(arm.name.clone(), replicas);
+        }
         let selector = arm.selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
         let list = pods.list(&ListParams::default().labels(&selector)).await?;
-        let ready = list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p)).count() as i32;
+        let ready =
+            list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p)).count() as i32;
         obs.pods.insert(arm.name.clone(), ArmPods { existing: list.items.len() as i32, ready });
     }
     if mode == Mode::Istio {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::api::duration;
-use crate::clock::{format_time, parse_time};
 use crate::api::{ExperimentSpec, ExperimentStatus, OnInconclusive, Phase, PromotionMode, StrategyName};
+use crate::clock::{format_time, parse_time};
 use crate::plan::Target;
 use crate::stats::decision::{Decision, Outcome, Role};
 
@@ -65,10 +65,13 @@ pub fn analysis_due(spec: &ExperimentSpec, status: &ExperimentStatus, now: Times
     let interval = duration::parse(analysis.interval()).unwrap_or(Duration::from_secs(60));
     match status.last_analysis_at.as_deref().and_then(parse_time) {
         Some(last) => elapsed(last, now) >= interval,
-        None => status.analysis_started_at.as_deref().and_then(parse_time).is_some_and(|start| elapsed(start, now) >= interval),
+        None => status
+            .analysis_started_at
+            .as_deref()
+            .and_then(parse_time)
+            .is_some_and(|start| elapsed(start, now) >= interval),
     }
 }
-
 
 fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
     Duration::from_secs_f64(since.duration_until(now).as_secs_f64().max(0.0))
@@ -103,7 +106,8 @@ impl Machine<'_> {
     }
 
     fn manual_promotion(&self) -> bool {
-        self.t.policy_manual_promotion || self.t.spec.promotion.as_ref().is_some_and(|p| p.mode == PromotionMode::Manual)
+        self.t.policy_manual_promotion
+            || self.t.spec.promotion.as_ref().is_some_and(|p| p.mode == PromotionMode::Manual)
     }
 
     fn set_phase(&mut self, phase: Phase, message: impl Into<String>) {
@@ -183,7 +187,10 @@ impl Machine<'_> {
     fn promote(&mut self, arm: String, why: String) {
         if self.manual_promotion() && self.t.commands.promote.is_none() {
             self.st.winner = Some(arm.clone());
-            return self.set_phase(Phase::Paused, format!("{why}; waiting for forklane promote before all traffic goes to {arm}"));
+            return self.set_phase(
+                Phase::Paused,
+                format!("{why}; waiting for forklane promote before all traffic goes to {arm}"),
+            );
         }
         self.finish(arm, true, why);
     }
@@ -210,10 +217,14 @@ impl Machine<'_> {
                     let started = self.st.step_started_at.as_deref().and_then(parse_time).unwrap_or(self.t.now);
                     let waited = elapsed(started, self.t.now);
                     if waited >= length {
-                        return self.next_state(format!("pause of {} over", pause.duration.as_deref().unwrap_or_default()));
+                        return self
+                            .next_state(format!("pause of {} over", pause.duration.as_deref().unwrap_or_default()));
                     }
                     self.requeue = Some(length - waited);
-                    return self.set_phase(Phase::Paused, format!("pausing {} at step {k}", pause.duration.as_deref().unwrap_or_default()));
+                    return self.set_phase(
+                        Phase::Paused,
+                        format!("pausing {} at step {k}", pause.duration.as_deref().unwrap_or_default()),
+                    );
                 }
             }
         }
@@ -236,14 +247,22 @@ impl Machine<'_> {
         if bg.auto_promote {
             return self.promote(candidate, "candidate ready; autoPromote".into());
         }
-        self.set_phase(Phase::Paused, format!("{candidate} is ready for preview; forklane promote switches all traffic"));
+        self.set_phase(
+            Phase::Paused,
+            format!("{candidate} is ready for preview; forklane promote switches all traffic"),
+        );
     }
 
     fn ab_test(&mut self) {
         if let Some(p) = self.t.commands.promote.clone() {
             let arm = match p {
                 Promote::Arm(arm) => arm,
-                _ => self.st.winner.clone().or_else(|| (self.t.spec.arms.len() == 2).then(|| self.candidate())).unwrap_or_default(),
+                _ => self
+                    .st
+                    .winner
+                    .clone()
+                    .or_else(|| (self.t.spec.arms.len() == 2).then(|| self.candidate()))
+                    .unwrap_or_default(),
             };
             if arm.is_empty() || !self.t.spec.arms.iter().any(|a| a.name == arm) {
                 return self.set_phase(Phase::Paused, "forklane promote needs --arm NAME: no winner is known yet");
@@ -257,7 +276,9 @@ impl Machine<'_> {
             return; // decided, waiting for a person
         }
         match self.analyse() {
-            Some(Outcome::Promote { arm }) if self.inconclusive => self.promote(arm.clone(), format!("no decision within maxDuration: promoted {arm}, the best estimate")),
+            Some(Outcome::Promote { arm }) if self.inconclusive => {
+                self.promote(arm.clone(), format!("no decision within maxDuration: promoted {arm}, the best estimate"))
+            }
             Some(Outcome::Promote { arm }) => self.promote(arm.clone(), format!("analysis chose {arm}")),
             Some(Outcome::Rollback { reason }) => self.finish(self.control(), false, reason),
             _ => {}

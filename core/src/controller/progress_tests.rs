@@ -44,7 +44,10 @@ struct Run {
 impl Run {
     fn new(name: &str) -> Self {
         let exp = example(name);
-        let states = crate::plan::plan(&exp, &Target::Step(0), crate::plan::Mode::Istio, &crate::plan::Observed::default()).unwrap().states;
+        let states =
+            crate::plan::plan(&exp, &Target::Step(0), crate::plan::Mode::Istio, &crate::plan::Observed::default())
+                .unwrap()
+                .states;
         Run { exp, status: ExperimentStatus::default(), commands: Commands::default(), manual: false, states }
     }
 
@@ -156,7 +159,10 @@ fn ab_test_promotes_the_winner_or_waits_for_a_person() {
     r.manual = true;
     r.tick(0, true, None);
     r.tick(60, true, Some(&decision(Outcome::Promote { arm: "v2".into() })));
-    assert_eq!((r.phase(), r.status.final_arm.as_deref(), r.status.winner.as_deref()), (Phase::Paused, None, Some("v2")));
+    assert_eq!(
+        (r.phase(), r.status.final_arm.as_deref(), r.status.winner.as_deref()),
+        (Phase::Paused, None, Some("v2"))
+    );
     r.tick(120, true, None);
     assert_eq!(r.phase(), Phase::Paused, "a decided test waits");
     r.commands.promote = Some(Promote::Next);
@@ -194,7 +200,10 @@ fn people_can_pause_and_abort() {
     r.commands = Commands { abort: Some("bad release".into()), ..Default::default() };
     r.tick(61, true, None);
     r.tick(62, true, None);
-    assert_eq!((r.phase(), r.status.final_arm.as_deref(), r.status.message.as_deref()), (Phase::RolledBack, Some("v1"), Some("rolling back: bad release; all traffic on v1")));
+    assert_eq!(
+        (r.phase(), r.status.final_arm.as_deref(), r.status.message.as_deref()),
+        (Phase::RolledBack, Some("v1"), Some("rolling back: bad release; all traffic on v1"))
+    );
 }
 
 #[test]

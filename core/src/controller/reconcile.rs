@@ -16,6 +16,7 @@ use crate::plan::{self, Plan, PlanError, Target};
 use crate::policy;
 use crate::stats::decision::{Decision, Outcome};
 
+use super::Context;
 use super::apply::{Applied, FIELD_MANAGER, apply};
 use super::commands::{Commands, clear_one_shot};
 use super::conditions::{self, set};
@@ -23,7 +24,6 @@ use super::error::{Error, Result};
 use super::observe::{Observation, observe};
 use super::progress::{self, Tick};
 use super::telemetry::{OutcomeLabel, PhaseLabel};
-use super::Context;
 
 pub const FINALIZER: &str = "forklane.io/routing";
 
@@ -44,7 +44,9 @@ pub async fn reconcile(exp: Arc<Experiment>, ctx: Arc<Context>) -> Result<Action
     .await
     .map_err(|e| match e {
         kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        kube::runtime::finalizer::Error::AddFinalizer(e) | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
+        kube::runtime::finalizer::Error::AddFinalizer(e) | kube::runtime::finalizer::Error::RemoveFinalizer(e) => {
+            Error::Kube(e)
+        }
         other => Error::Finalizer(other.to_string()),
     });
     ctx.metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
@@ -77,19 +79,41 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
 
     let started = !matches!(before.phase, None | Some(Phase::Pending));
     if !obs.conflicts.is_empty() && !started {
-        let message = format!("another VirtualService routes the same host: {}; Istio's choice between them is undefined", obs.conflicts.join(", "));
-        set(&mut status.conditions, conditions::READY, false, "ConflictingVirtualService", message.clone(), generation, now);
+        let message = format!(
+            "another VirtualService routes the same host: {}; Istio's choice between them is undefined",
+            obs.conflicts.join(", ")
+        );
+        set(
+            &mut status.conditions,
+            conditions::READY,
+            false,
+            "ConflictingVirtualService",
+            message.clone(),
+            generation,
+            now,
+        );
         status.phase = Some(Phase::Pending);
         status.message = Some(message);
         write_status(exp, ctx, ns, &before, status).await?;
         return Ok(Action::requeue(Duration::from_secs(10)));
     }
     let now_unix = now.as_second();
-    let violations: Vec<policy::Violation> = obs.policies.iter().flat_map(|p| policy::evaluate(p, exp, &obs.namespace_labels, Some(now_unix))).collect();
-    let manual = obs.policies.iter().any(|p| p.spec.require_manual_promotion && policy::selects(p.spec.namespace_selector.as_ref(), &obs.namespace_labels));
+    let violations: Vec<policy::Violation> =
+        obs.policies.iter().flat_map(|p| policy::evaluate(p, exp, &obs.namespace_labels, Some(now_unix))).collect();
+    let manual = obs.policies.iter().any(|p| {
+        p.spec.require_manual_promotion && policy::selects(p.spec.namespace_selector.as_ref(), &obs.namespace_labels)
+    });
     if !violations.is_empty() {
         let message = violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-        set(&mut status.conditions, conditions::POLICY_VIOLATION, true, "PolicyViolated", message.clone(), generation, now);
+        set(
+            &mut status.conditions,
+            conditions::POLICY_VIOLATION,
+            true,
+            "PolicyViolated",
+            message.clone(),
+            generation,
+            now,
+        );
         if !started {
             status.phase = Some(Phase::Pending);
         }
@@ -98,7 +122,15 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
         write_status(exp, ctx, ns, &before, status).await?;
         return Ok(Action::requeue(ctx.clock.real_duration(Duration::from_secs(60))));
     }
-    set(&mut status.conditions, conditions::POLICY_VIOLATION, false, "Compliant", "no policy violated".into(), generation, now);
+    set(
+        &mut status.conditions,
+        conditions::POLICY_VIOLATION,
+        false,
+        "Compliant",
+        "no policy violated".into(),
+        generation,
+        now,
+    );
 
     let target = progress::target(&status);
     let planned = match plan::plan(exp, &target, mode, &obs.plan) {
@@ -116,12 +148,28 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
     if settled && progress::analysis_due(&exp.spec, &status, now) {
         match measure(exp, ctx, &obs, &planned, &status, now).await {
             Ok((d, samples)) => {
-                set(&mut status.conditions, conditions::METRICS_UNAVAILABLE, false, "MetricsRead", "metrics read".into(), generation, now);
+                set(
+                    &mut status.conditions,
+                    conditions::METRICS_UNAVAILABLE,
+                    false,
+                    "MetricsRead",
+                    "metrics read".into(),
+                    generation,
+                    now,
+                );
                 status.samples = samples;
                 decision = Some(d);
             }
             Err(message) => {
-                set(&mut status.conditions, conditions::METRICS_UNAVAILABLE, true, "MetricsUnavailable", message.clone(), generation, now);
+                set(
+                    &mut status.conditions,
+                    conditions::METRICS_UNAVAILABLE,
+                    true,
+                    "MetricsUnavailable",
+                    message.clone(),
+                    generation,
+                    now,
+                );
                 status.last_analysis_at = Some(crate::clock::format_time(now));
                 status.message = Some(format!("weights held: {message}"));
                 publish(ctx, exp, "MetricsUnavailable", &message, true).await;
@@ -135,8 +183,20 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
             Outcome::Continue { .. } => ("continue", false),
         };
         ctx.metrics.decisions.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
-        let p = d.srm.as_ref().map(|s| format!("sequential SRM p = {:.3e}", s.p_value)).unwrap_or_else(|| "not checked".into());
-        set(&mut status.conditions, conditions::SAMPLE_RATIO_MISMATCH, srm, if srm { "SampleRatioMismatch" } else { "SampleRatioOk" }, p, generation, now);
+        let p = d
+            .srm
+            .as_ref()
+            .map(|s| format!("sequential SRM p = {:.3e}", s.p_value))
+            .unwrap_or_else(|| "not checked".into());
+        set(
+            &mut status.conditions,
+            conditions::SAMPLE_RATIO_MISMATCH,
+            srm,
+            if srm { "SampleRatioMismatch" } else { "SampleRatioOk" },
+            p,
+            generation,
+            now,
+        );
     }
 
     let tick = Tick {
@@ -153,14 +213,39 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
     let transition = progress::advance(&tick);
     let mut next = transition.status;
     if let Applied::Waiting(message) = &applied
-        && (next.final_arm.is_none() || next.phase == Some(Phase::Promoting)) {
-            next.message = Some(message.clone());
-        }
+        && (next.final_arm.is_none() || next.phase == Some(Phase::Promoting))
+    {
+        next.message = Some(message.clone());
+    }
     let phase = next.phase.unwrap_or(Phase::Pending);
-    set(&mut next.conditions, conditions::READY, settled, if settled { "RoutingApplied" } else { "Waiting" }, if settled { "routing matches the current step".into() } else { next.message.clone().unwrap_or_default() }, generation, now);
+    set(
+        &mut next.conditions,
+        conditions::READY,
+        settled,
+        if settled { "RoutingApplied" } else { "Waiting" },
+        if settled { "routing matches the current step".into() } else { next.message.clone().unwrap_or_default() },
+        generation,
+        now,
+    );
     let progressing = !matches!(phase, Phase::Succeeded | Phase::RolledBack | Phase::Failed);
-    set(&mut next.conditions, conditions::PROGRESSING, progressing, &format!("{phase:?}"), next.message.clone().unwrap_or_default(), generation, now);
-    set(&mut next.conditions, conditions::ANALYSING, phase == Phase::Analysing, if phase == Phase::Analysing { "Analysing" } else { "NotAnalysing" }, next.message.clone().unwrap_or_default(), generation, now);
+    set(
+        &mut next.conditions,
+        conditions::PROGRESSING,
+        progressing,
+        &format!("{phase:?}"),
+        next.message.clone().unwrap_or_default(),
+        generation,
+        now,
+    );
+    set(
+        &mut next.conditions,
+        conditions::ANALYSING,
+        phase == Phase::Analysing,
+        if phase == Phase::Analysing { "Analysing" } else { "NotAnalysing" },
+        next.message.clone().unwrap_or_default(),
+        generation,
+        now,
+    );
     let moved = next.current_step != before.current_step || next.final_arm != before.final_arm;
     for event in &transition.events {
         publish(ctx, exp, event.reason, &event.message, event.warning).await;
@@ -179,7 +264,14 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
 }
 
 /// Reads the metrics and decides; the error text explains why there is no decision.
-async fn measure(exp: &Experiment, ctx: &Context, obs: &Observation, planned: &Plan, status: &ExperimentStatus, now: jiff::Timestamp) -> Result<(Decision, Vec<ArmSamples>), String> {
+async fn measure(
+    exp: &Experiment,
+    ctx: &Context,
+    obs: &Observation,
+    planned: &Plan,
+    status: &ExperimentStatus,
+    now: jiff::Timestamp,
+) -> Result<(Decision, Vec<ArmSamples>), String> {
     let window = status
         .analysis_started_at
         .as_deref()
@@ -191,11 +283,26 @@ async fn measure(exp: &Experiment, ctx: &Context, obs: &Observation, planned: &P
 }
 
 fn record_weights(status: &mut ExperimentStatus, planned: &Plan) {
-    status.weights = planned.weights.iter().map(|w| ArmWeightStatus { arm: w.arm.clone(), desired: w.desired, achieved: (w.achieved * 10.0).round() / 10.0 }).collect();
-    status.weight_summary = Some(planned.weights.iter().map(|w| format!("{}={}", w.arm, w.desired)).collect::<Vec<_>>().join(","));
+    status.weights = planned
+        .weights
+        .iter()
+        .map(|w| ArmWeightStatus {
+            arm: w.arm.clone(),
+            desired: w.desired,
+            achieved: (w.achieved * 10.0).round() / 10.0,
+        })
+        .collect();
+    status.weight_summary =
+        Some(planned.weights.iter().map(|w| format!("{}={}", w.arm, w.desired)).collect::<Vec<_>>().join(","));
 }
 
-async fn finish_failed(exp: &Experiment, ctx: &Context, ns: &str, mut status: ExperimentStatus, error: &PlanError) -> Result<Action> {
+async fn finish_failed(
+    exp: &Experiment,
+    ctx: &Context,
+    ns: &str,
+    mut status: ExperimentStatus,
+    error: &PlanError,
+) -> Result<Action> {
     let before = exp.status.clone().unwrap_or_default();
     let message = error.to_string().replace('\n', "; ");
     if before.phase != Some(Phase::Failed) {
@@ -208,14 +315,21 @@ async fn finish_failed(exp: &Experiment, ctx: &Context, ns: &str, mut status: Ex
 }
 
 /// Writes the status with server-side apply, so fields Forklane stops setting disappear.
-async fn write_status(exp: &Experiment, ctx: &Context, ns: &str, before: &ExperimentStatus, status: ExperimentStatus) -> Result<()> {
+async fn write_status(
+    exp: &Experiment,
+    ctx: &Context,
+    ns: &str,
+    before: &ExperimentStatus,
+    status: ExperimentStatus,
+) -> Result<()> {
     if let Some(phase) = status.phase
-        && before.phase != Some(phase) {
-            if let Some(old) = before.phase {
-                ctx.metrics.experiments.get_or_create(&PhaseLabel { phase: format!("{old:?}") }).dec();
-            }
-            ctx.metrics.experiments.get_or_create(&PhaseLabel { phase: format!("{phase:?}") }).inc();
+        && before.phase != Some(phase)
+    {
+        if let Some(old) = before.phase {
+            ctx.metrics.experiments.get_or_create(&PhaseLabel { phase: format!("{old:?}") }).dec();
         }
+        ctx.metrics.experiments.get_or_create(&PhaseLabel { phase: format!("{phase:?}") }).inc();
+    }
     if &status == before {
         return Ok(());
     }

@@ -43,7 +43,15 @@ impl Default for Metrics {
         registry.register("decisions", "Analysis decisions by outcome", decisions.clone());
         registry.register("experiments", "Experiments by phase", experiments.clone());
         registry.register("reconcile_duration_seconds", "Time of one reconcile", reconcile_seconds.clone());
-        Metrics { registry, reconciles, errors, decisions, experiments, reconcile_seconds, ready: AtomicBool::new(false) }
+        Metrics {
+            registry,
+            reconciles,
+            errors,
+            decisions,
+            experiments,
+            reconcile_seconds,
+            ready: AtomicBool::new(false),
+        }
     }
 }
 

@@ -17,12 +17,7 @@ use self::prelude::*;
 
 /// Configuration affecting load balancing, outlier detection, etc. See more details at: <https://istio.io/docs/reference/config/networking/destination-rule.html>
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[kube(
-    group = "networking.istio.io",
-    version = "v1",
-    kind = "DestinationRule",
-    plural = "destinationrules"
-)]
+#[kube(group = "networking.istio.io", version = "v1", kind = "DestinationRule", plural = "destinationrules")]
 #[kube(namespaced)]
 #[kube(status = "DestinationRuleStatus")]
 #[kube(schema = "disabled")]
@@ -38,18 +33,10 @@ pub struct DestinationRuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subsets: Option<Vec<DestinationRuleSubsets>>,
     /// Traffic policies to apply (load balancing policy, connection pool sizes, outlier detection).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "trafficPolicy"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "trafficPolicy")]
     pub traffic_policy: Option<DestinationRuleTrafficPolicy>,
     /// Criteria used to select the specific set of pods/VMs on which this `DestinationRule` configuration should be applied.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "workloadSelector"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "workloadSelector")]
     pub workload_selector: Option<DestinationRuleWorkloadSelector>,
 }
 
@@ -61,56 +48,28 @@ pub struct DestinationRuleSubsets {
     /// Name of the subset.
     pub name: String,
     /// Traffic policies that apply to this subset.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "trafficPolicy"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "trafficPolicy")]
     pub traffic_policy: Option<DestinationRuleSubsetsTrafficPolicy>,
 }
 
 /// Traffic policies that apply to this subset.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleSubsetsTrafficPolicy {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "connectionPool"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "connectionPool")]
     pub connection_pool: Option<DestinationRuleSubsetsTrafficPolicyConnectionPool>,
     /// Settings controlling the load balancer algorithms.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "loadBalancer"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "loadBalancer")]
     pub load_balancer: Option<DestinationRuleSubsetsTrafficPolicyLoadBalancer>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "outlierDetection"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "outlierDetection")]
     pub outlier_detection: Option<DestinationRuleSubsetsTrafficPolicyOutlierDetection>,
     /// Traffic policies specific to individual ports.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "portLevelSettings"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "portLevelSettings")]
     pub port_level_settings: Option<Vec<DestinationRuleSubsetsTrafficPolicyPortLevelSettings>>,
     /// The upstream PROXY protocol settings.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "proxyProtocol"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "proxyProtocol")]
     pub proxy_protocol: Option<DestinationRuleSubsetsTrafficPolicyProxyProtocol>,
     /// Specifies a limit on concurrent retries in relation to the number of active requests.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "retryBudget"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "retryBudget")]
     pub retry_budget: Option<DestinationRuleSubsetsTrafficPolicyRetryBudget>,
     /// TLS related settings for connections to the upstream service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,69 +95,31 @@ pub struct DestinationRuleSubsetsTrafficPolicyConnectionPoolHttp {
     /// Specify if http1.1 connection should be upgraded to http2 for the associated destination.
     ///
     /// Valid Options: DEFAULT, DO_NOT_UPGRADE, UPGRADE
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "h2UpgradePolicy"
-    )]
-    pub h2_upgrade_policy:
-        Option<DestinationRuleSubsetsTrafficPolicyConnectionPoolHttpH2UpgradePolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "h2UpgradePolicy")]
+    pub h2_upgrade_policy: Option<DestinationRuleSubsetsTrafficPolicyConnectionPoolHttpH2UpgradePolicy>,
     /// Maximum number of requests that will be queued while waiting for a ready connection pool connection.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "http1MaxPendingRequests"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "http1MaxPendingRequests")]
     pub http1_max_pending_requests: Option<i32>,
     /// Configure HTTP/2 PING frames for upstream connections.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "http2KeepAlive"
-    )]
-    pub http2_keep_alive:
-        Option<DestinationRuleSubsetsTrafficPolicyConnectionPoolHttpHttp2KeepAlive>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "http2KeepAlive")]
+    pub http2_keep_alive: Option<DestinationRuleSubsetsTrafficPolicyConnectionPoolHttpHttp2KeepAlive>,
     /// Maximum number of active requests to a destination.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "http2MaxRequests"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "http2MaxRequests")]
     pub http2_max_requests: Option<i32>,
     /// The idle timeout for upstream connection pool connections.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "idleTimeout"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "idleTimeout")]
     pub idle_timeout: Option<String>,
     /// The maximum number of concurrent streams allowed for a peer on one HTTP/2 connection.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxConcurrentStreams"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxConcurrentStreams")]
     pub max_concurrent_streams: Option<i32>,
     /// Maximum number of requests per connection to a backend.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxRequestsPerConnection"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxRequestsPerConnection")]
     pub max_requests_per_connection: Option<i32>,
     /// Maximum number of retries that can be outstanding to all hosts in a cluster at a given time.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxRetries"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxRetries")]
     pub max_retries: Option<i32>,
     /// If set to true, client protocol will be preserved while initiating connection to backend.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "useClientProtocol"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "useClientProtocol")]
     pub use_client_protocol: Option<bool>,
 }
 
@@ -228,39 +149,19 @@ pub struct DestinationRuleSubsetsTrafficPolicyConnectionPoolHttpHttp2KeepAlive {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleSubsetsTrafficPolicyConnectionPoolTcp {
     /// TCP connection timeout.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "connectTimeout"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "connectTimeout")]
     pub connect_timeout: Option<String>,
     /// The idle timeout for TCP connections.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "idleTimeout"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "idleTimeout")]
     pub idle_timeout: Option<String>,
     /// The maximum duration of a connection.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxConnectionDuration"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxConnectionDuration")]
     pub max_connection_duration: Option<String>,
     /// Maximum number of HTTP1 /TCP connections to a destination host.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxConnections"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxConnections")]
     pub max_connections: Option<i32>,
     /// If set then set SO_KEEPALIVE on the socket to enable TCP Keepalives.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "tcpKeepalive"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "tcpKeepalive")]
     pub tcp_keepalive: Option<DestinationRuleSubsetsTrafficPolicyConnectionPoolTcpTcpKeepalive>,
 }
 
@@ -282,20 +183,11 @@ pub struct DestinationRuleSubsetsTrafficPolicyConnectionPoolTcpTcpKeepalive {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleSubsetsTrafficPolicyLoadBalancer {
     /// Consistent Hash-based load balancing can be used to provide soft session affinity based on HTTP headers, cookies or other properties.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consistentHash"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consistentHash")]
     pub consistent_hash: Option<DestinationRuleSubsetsTrafficPolicyLoadBalancerConsistentHash>,
     /// Locality load balancer settings.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "localityLbSetting"
-    )]
-    pub locality_lb_setting:
-        Option<DestinationRuleSubsetsTrafficPolicyLoadBalancerLocalityLbSetting>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "localityLbSetting")]
+    pub locality_lb_setting: Option<DestinationRuleSubsetsTrafficPolicyLoadBalancerLocalityLbSetting>,
     /// Standard load balancing algorithms that require no tuning.
     ///
     /// Valid Options: LEAST_CONN, RANDOM, PASSTHROUGH, ROUND_ROBIN, LEAST_REQUEST
@@ -305,66 +197,36 @@ pub struct DestinationRuleSubsetsTrafficPolicyLoadBalancer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup: Option<DestinationRuleSubsetsTrafficPolicyLoadBalancerWarmup>,
     /// Deprecated: use `warmup` instead.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "warmupDurationSecs"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "warmupDurationSecs")]
     pub warmup_duration_secs: Option<String>,
     /// Zone Aware load balancer settings.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "zoneAwareLbSetting"
-    )]
-    pub zone_aware_lb_setting:
-        Option<DestinationRuleSubsetsTrafficPolicyLoadBalancerZoneAwareLbSetting>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "zoneAwareLbSetting")]
+    pub zone_aware_lb_setting: Option<DestinationRuleSubsetsTrafficPolicyLoadBalancerZoneAwareLbSetting>,
 }
 
 /// Consistent Hash-based load balancing can be used to provide soft session affinity based on HTTP headers, cookies or other properties.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleSubsetsTrafficPolicyLoadBalancerConsistentHash {
     /// Hash based on HTTP cookie.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "httpCookie"
-    )]
-    pub http_cookie:
-        Option<DestinationRuleSubsetsTrafficPolicyLoadBalancerConsistentHashHttpCookie>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpCookie")]
+    pub http_cookie: Option<DestinationRuleSubsetsTrafficPolicyLoadBalancerConsistentHashHttpCookie>,
     /// Hash based on a specific HTTP header.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "httpHeaderName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpHeaderName")]
     pub http_header_name: Option<String>,
     /// Hash based on a specific HTTP query parameter.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "httpQueryParameterName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpQueryParameterName")]
     pub http_query_parameter_name: Option<String>,
     /// The Maglev load balancer implements consistent hashing to backend hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maglev: Option<DestinationRuleSubsetsTrafficPolicyLoadBalancerConsistentHashMaglev>,
     /// Deprecated.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minimumRingSize"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minimumRingSize")]
     pub minimum_ring_size: Option<i64>,
     /// The ring/modulo hash load balancer implements consistent hashing to backend hosts.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "ringHash")]
     pub ring_hash: Option<DestinationRuleSubsetsTrafficPolicyLoadBalancerConsistentHashRingHash>,
     /// Hash based on the source IP address.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "useSourceIp"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "useSourceIp")]
     pub use_source_ip: Option<bool>,
 }
 
@@ -373,9 +235,7 @@ pub struct DestinationRuleSubsetsTrafficPolicyLoadBalancerConsistentHash {
 pub struct DestinationRuleSubsetsTrafficPolicyLoadBalancerConsistentHashHttpCookie {
     /// Additional attributes for the cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attributes: Option<
-        Vec<DestinationRuleSubsetsTrafficPolicyLoadBalancerConsistentHashHttpCookieAttributes>,
-    >,
+    pub attributes: Option<Vec<DestinationRuleSubsetsTrafficPolicyLoadBalancerConsistentHashHttpCookieAttributes>>,
     /// Name of the cookie.
     pub name: String,
     /// Path to set for the cookie.
@@ -407,11 +267,7 @@ pub struct DestinationRuleSubsetsTrafficPolicyLoadBalancerConsistentHashMaglev {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleSubsetsTrafficPolicyLoadBalancerConsistentHashRingHash {
     /// The minimum number of virtual nodes to use for the hash ring.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minimumRingSize"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minimumRingSize")]
     pub minimum_ring_size: Option<i64>,
 }
 
@@ -420,21 +276,15 @@ pub struct DestinationRuleSubsetsTrafficPolicyLoadBalancerConsistentHashRingHash
 pub struct DestinationRuleSubsetsTrafficPolicyLoadBalancerLocalityLbSetting {
     /// Optional: only one of distribute, failover or failoverPriority can be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distribute:
-        Option<Vec<DestinationRuleSubsetsTrafficPolicyLoadBalancerLocalityLbSettingDistribute>>,
+    pub distribute: Option<Vec<DestinationRuleSubsetsTrafficPolicyLoadBalancerLocalityLbSettingDistribute>>,
     /// Enable locality load balancing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// Optional: only one of distribute, failover or failoverPriority can be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failover:
-        Option<Vec<DestinationRuleSubsetsTrafficPolicyLoadBalancerLocalityLbSettingFailover>>,
+    pub failover: Option<Vec<DestinationRuleSubsetsTrafficPolicyLoadBalancerLocalityLbSettingFailover>>,
     /// failoverPriority is an ordered list of labels used to sort endpoints to do priority based load balancing.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "failoverPriority"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "failoverPriority")]
     pub failover_priority: Option<Vec<String>>,
 }
 
@@ -482,11 +332,7 @@ pub struct DestinationRuleSubsetsTrafficPolicyLoadBalancerWarmup {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggression: Option<f64>,
     pub duration: String,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minimumPercent"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minimumPercent")]
     pub minimum_percent: Option<f64>,
 }
 
@@ -498,21 +344,12 @@ pub struct DestinationRuleSubsetsTrafficPolicyLoadBalancerZoneAwareLbSetting {
     pub enabled: Option<bool>,
     /// Optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failover:
-        Option<Vec<DestinationRuleSubsetsTrafficPolicyLoadBalancerZoneAwareLbSettingFailover>>,
+    pub failover: Option<Vec<DestinationRuleSubsetsTrafficPolicyLoadBalancerZoneAwareLbSettingFailover>>,
     /// failoverPriority is an ordered list of labels used to sort endpoints for priority-based load balancing.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "failoverPriority"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "failoverPriority")]
     pub failover_priority: Option<Vec<String>>,
     /// Minimum number of hosts in the upstream cluster's local region required for zone-aware load balancing to be enabled.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minClusterSize"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minClusterSize")]
     pub min_cluster_size: Option<i64>,
 }
 
@@ -529,94 +366,45 @@ pub struct DestinationRuleSubsetsTrafficPolicyLoadBalancerZoneAwareLbSettingFail
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleSubsetsTrafficPolicyOutlierDetection {
     /// Minimum ejection duration.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "baseEjectionTime"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "baseEjectionTime")]
     pub base_ejection_time: Option<String>,
     /// Number of 5xx errors before a host is ejected from the connection pool.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consecutive5xxErrors"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutive5xxErrors")]
     pub consecutive5xx_errors: Option<i64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consecutiveErrors"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutiveErrors")]
     pub consecutive_errors: Option<i32>,
     /// Number of gateway errors before a host is ejected from the connection pool.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consecutiveGatewayErrors"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutiveGatewayErrors")]
     pub consecutive_gateway_errors: Option<i64>,
     /// The number of consecutive locally originated failures before ejection occurs.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consecutiveLocalOriginFailures"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutiveLocalOriginFailures")]
     pub consecutive_local_origin_failures: Option<i64>,
     /// Time interval between ejection sweep analysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
     /// Maximum % of hosts in the load balancing pool for the upstream service that can be ejected.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxEjectionPercent"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxEjectionPercent")]
     pub max_ejection_percent: Option<i32>,
     /// Outlier detection will be enabled as long as the associated load balancing pool has at least `minHealthPercent` hosts in healthy mode.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minHealthPercent"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minHealthPercent")]
     pub min_health_percent: Option<i32>,
     /// Specifies the HTTP response status codes that are treated as outlier detection errors.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "outlierDetectionHttpErrorCodes"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "outlierDetectionHttpErrorCodes")]
     pub outlier_detection_http_error_codes: Option<Vec<i64>>,
     /// Determines whether to distinguish local origin failures from external errors.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "splitExternalLocalOriginErrors"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "splitExternalLocalOriginErrors")]
     pub split_external_local_origin_errors: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettings {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "connectionPool"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "connectionPool")]
     pub connection_pool: Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsConnectionPool>,
     /// Settings controlling the load balancer algorithms.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "loadBalancer"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "loadBalancer")]
     pub load_balancer: Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancer>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "outlierDetection"
-    )]
-    pub outlier_detection:
-        Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsOutlierDetection>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "outlierDetection")]
+    pub outlier_detection: Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsOutlierDetection>,
     /// Specifies the number of a port on the destination service on which this policy is being applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsPort>,
@@ -641,71 +429,32 @@ pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsConnectionPoolHtt
     /// Specify if http1.1 connection should be upgraded to http2 for the associated destination.
     ///
     /// Valid Options: DEFAULT, DO_NOT_UPGRADE, UPGRADE
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "h2UpgradePolicy"
-    )]
-    pub h2_upgrade_policy: Option<
-        DestinationRuleSubsetsTrafficPolicyPortLevelSettingsConnectionPoolHttpH2UpgradePolicy,
-    >,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "h2UpgradePolicy")]
+    pub h2_upgrade_policy:
+        Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsConnectionPoolHttpH2UpgradePolicy>,
     /// Maximum number of requests that will be queued while waiting for a ready connection pool connection.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "http1MaxPendingRequests"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "http1MaxPendingRequests")]
     pub http1_max_pending_requests: Option<i32>,
     /// Configure HTTP/2 PING frames for upstream connections.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "http2KeepAlive"
-    )]
-    pub http2_keep_alive: Option<
-        DestinationRuleSubsetsTrafficPolicyPortLevelSettingsConnectionPoolHttpHttp2KeepAlive,
-    >,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "http2KeepAlive")]
+    pub http2_keep_alive: Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsConnectionPoolHttpHttp2KeepAlive>,
     /// Maximum number of active requests to a destination.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "http2MaxRequests"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "http2MaxRequests")]
     pub http2_max_requests: Option<i32>,
     /// The idle timeout for upstream connection pool connections.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "idleTimeout"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "idleTimeout")]
     pub idle_timeout: Option<String>,
     /// The maximum number of concurrent streams allowed for a peer on one HTTP/2 connection.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxConcurrentStreams"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxConcurrentStreams")]
     pub max_concurrent_streams: Option<i32>,
     /// Maximum number of requests per connection to a backend.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxRequestsPerConnection"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxRequestsPerConnection")]
     pub max_requests_per_connection: Option<i32>,
     /// Maximum number of retries that can be outstanding to all hosts in a cluster at a given time.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxRetries"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxRetries")]
     pub max_retries: Option<i32>,
     /// If set to true, client protocol will be preserved while initiating connection to backend.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "useClientProtocol"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "useClientProtocol")]
     pub use_client_protocol: Option<bool>,
 }
 
@@ -735,41 +484,20 @@ pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsConnectionPoolHtt
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsConnectionPoolTcp {
     /// TCP connection timeout.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "connectTimeout"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "connectTimeout")]
     pub connect_timeout: Option<String>,
     /// The idle timeout for TCP connections.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "idleTimeout"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "idleTimeout")]
     pub idle_timeout: Option<String>,
     /// The maximum duration of a connection.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxConnectionDuration"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxConnectionDuration")]
     pub max_connection_duration: Option<String>,
     /// Maximum number of HTTP1 /TCP connections to a destination host.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxConnections"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxConnections")]
     pub max_connections: Option<i32>,
     /// If set then set SO_KEEPALIVE on the socket to enable TCP Keepalives.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "tcpKeepalive"
-    )]
-    pub tcp_keepalive:
-        Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsConnectionPoolTcpTcpKeepalive>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "tcpKeepalive")]
+    pub tcp_keepalive: Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsConnectionPoolTcpTcpKeepalive>,
 }
 
 /// If set then set SO_KEEPALIVE on the socket to enable TCP Keepalives.
@@ -790,21 +518,11 @@ pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsConnectionPoolTcp
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancer {
     /// Consistent Hash-based load balancing can be used to provide soft session affinity based on HTTP headers, cookies or other properties.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consistentHash"
-    )]
-    pub consistent_hash:
-        Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsistentHash>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consistentHash")]
+    pub consistent_hash: Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsistentHash>,
     /// Locality load balancer settings.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "localityLbSetting"
-    )]
-    pub locality_lb_setting:
-        Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSetting>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "localityLbSetting")]
+    pub locality_lb_setting: Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSetting>,
     /// Standard load balancing algorithms that require no tuning.
     ///
     /// Valid Options: LEAST_CONN, RANDOM, PASSTHROUGH, ROUND_ROBIN, LEAST_REQUEST
@@ -814,18 +532,10 @@ pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup: Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerWarmup>,
     /// Deprecated: use `warmup` instead.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "warmupDurationSecs"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "warmupDurationSecs")]
     pub warmup_duration_secs: Option<String>,
     /// Zone Aware load balancer settings.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "zoneAwareLbSetting"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "zoneAwareLbSetting")]
     pub zone_aware_lb_setting:
         Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerZoneAwareLbSetting>,
 }
@@ -834,51 +544,25 @@ pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancer {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsistentHash {
     /// Hash based on HTTP cookie.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "httpCookie"
-    )]
-    pub http_cookie: Option<
-        DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashHttpCookie,
-    >,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpCookie")]
+    pub http_cookie: Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashHttpCookie>,
     /// Hash based on a specific HTTP header.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "httpHeaderName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpHeaderName")]
     pub http_header_name: Option<String>,
     /// Hash based on a specific HTTP query parameter.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "httpQueryParameterName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpQueryParameterName")]
     pub http_query_parameter_name: Option<String>,
     /// The Maglev load balancer implements consistent hashing to backend hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub maglev: Option<
-        DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashMaglev,
-    >,
+    pub maglev: Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashMaglev>,
     /// Deprecated.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minimumRingSize"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minimumRingSize")]
     pub minimum_ring_size: Option<i64>,
     /// The ring/modulo hash load balancer implements consistent hashing to backend hosts.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "ringHash")]
-    pub ring_hash: Option<
-        DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashRingHash,
-    >,
+    pub ring_hash: Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashRingHash>,
     /// Hash based on the source IP address.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "useSourceIp"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "useSourceIp")]
     pub use_source_ip: Option<bool>,
 }
 
@@ -887,7 +571,8 @@ pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsi
 pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashHttpCookie {
     /// Additional attributes for the cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attributes: Option<Vec<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashHttpCookieAttributes>>,
+    pub attributes:
+        Option<Vec<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashHttpCookieAttributes>>,
     /// Name of the cookie.
     pub name: String,
     /// Path to set for the cookie.
@@ -899,8 +584,7 @@ pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsi
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashHttpCookieAttributes
-{
+pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashHttpCookieAttributes {
     /// The name of the cookie attribute.
     pub name: String,
     /// The optional value of the cookie attribute.
@@ -920,11 +604,7 @@ pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsi
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashRingHash {
     /// The minimum number of virtual nodes to use for the hash ring.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minimumRingSize"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minimumRingSize")]
     pub minimum_ring_size: Option<i64>,
 }
 
@@ -933,21 +613,22 @@ pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerConsi
 pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSetting {
     /// Optional: only one of distribute, failover or failoverPriority can be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distribute: Option<Vec<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSettingDistribute>>,
+    pub distribute:
+        Option<Vec<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSettingDistribute>>,
     /// Enable locality load balancing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// Optional: only one of distribute, failover or failoverPriority can be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failover: Option<Vec<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSettingFailover>>,
+    pub failover:
+        Option<Vec<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSettingFailover>>,
     /// failoverPriority is an ordered list of labels used to sort endpoints to do priority based load balancing.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "failoverPriority")]
     pub failover_priority: Option<Vec<String>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSettingDistribute
-{
+pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSettingDistribute {
     /// Originating locality, '/' separated, e.g.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
@@ -957,8 +638,7 @@ pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerLocal
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSettingFailover
-{
+pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSettingFailover {
     /// Originating region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
@@ -991,11 +671,7 @@ pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerWarmu
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggression: Option<f64>,
     pub duration: String,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minimumPercent"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minimumPercent")]
     pub minimum_percent: Option<f64>,
 }
 
@@ -1007,7 +683,8 @@ pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerZoneA
     pub enabled: Option<bool>,
     /// Optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failover: Option<Vec<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerZoneAwareLbSettingFailover>>,
+    pub failover:
+        Option<Vec<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerZoneAwareLbSettingFailover>>,
     /// failoverPriority is an ordered list of labels used to sort endpoints for priority-based load balancing.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "failoverPriority")]
     pub failover_priority: Option<Vec<String>>,
@@ -1017,8 +694,7 @@ pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerZoneA
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerZoneAwareLbSettingFailover
-{
+pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerZoneAwareLbSettingFailover {
     /// Originating region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
@@ -1030,69 +706,33 @@ pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsLoadBalancerZoneA
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsOutlierDetection {
     /// Minimum ejection duration.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "baseEjectionTime"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "baseEjectionTime")]
     pub base_ejection_time: Option<String>,
     /// Number of 5xx errors before a host is ejected from the connection pool.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consecutive5xxErrors"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutive5xxErrors")]
     pub consecutive5xx_errors: Option<i64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consecutiveErrors"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutiveErrors")]
     pub consecutive_errors: Option<i32>,
     /// Number of gateway errors before a host is ejected from the connection pool.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consecutiveGatewayErrors"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutiveGatewayErrors")]
     pub consecutive_gateway_errors: Option<i64>,
     /// The number of consecutive locally originated failures before ejection occurs.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consecutiveLocalOriginFailures"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutiveLocalOriginFailures")]
     pub consecutive_local_origin_failures: Option<i64>,
     /// Time interval between ejection sweep analysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
     /// Maximum % of hosts in the load balancing pool for the upstream service that can be ejected.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxEjectionPercent"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxEjectionPercent")]
     pub max_ejection_percent: Option<i32>,
     /// Outlier detection will be enabled as long as the associated load balancing pool has at least `minHealthPercent` hosts in healthy mode.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minHealthPercent"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minHealthPercent")]
     pub min_health_percent: Option<i32>,
     /// Specifies the HTTP response status codes that are treated as outlier detection errors.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "outlierDetectionHttpErrorCodes"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "outlierDetectionHttpErrorCodes")]
     pub outlier_detection_http_error_codes: Option<Vec<i64>>,
     /// Determines whether to distinguish local origin failures from external errors.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "splitExternalLocalOriginErrors"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "splitExternalLocalOriginErrors")]
     pub split_external_local_origin_errors: Option<bool>,
 }
 
@@ -1107,35 +747,19 @@ pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsPort {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsTls {
     /// OPTIONAL: The path to the file containing certificate authority certificates to use in verifying a presented server certificate.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "caCertificates"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "caCertificates")]
     pub ca_certificates: Option<String>,
     /// OPTIONAL: The path to the file containing the certificate revocation list (CRL) to use in verifying a presented server certificate.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "caCrl")]
     pub ca_crl: Option<String>,
     /// REQUIRED if mode is `MUTUAL`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "clientCertificate"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "clientCertificate")]
     pub client_certificate: Option<String>,
     /// The name of the secret that holds the TLS certs for the client including the CA certificates.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "credentialName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "credentialName")]
     pub credential_name: Option<String>,
     /// `insecureSkipVerify` specifies whether the proxy should skip verifying the CA signature and SAN for the server certificate corresponding to the host.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "insecureSkipVerify"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "insecureSkipVerify")]
     pub insecure_skip_verify: Option<bool>,
     /// Indicates whether connections to this port should be secured using TLS.
     ///
@@ -1143,21 +767,13 @@ pub struct DestinationRuleSubsetsTrafficPolicyPortLevelSettingsTls {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<DestinationRuleSubsetsTrafficPolicyPortLevelSettingsTlsMode>,
     /// REQUIRED if mode is `MUTUAL`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "privateKey"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "privateKey")]
     pub private_key: Option<String>,
     /// SNI string to present to the server during TLS handshake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
     /// A list of alternate names to verify the subject identity in the certificate.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "subjectAltNames"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "subjectAltNames")]
     pub subject_alt_names: Option<Vec<String>>,
 }
 
@@ -1195,18 +811,10 @@ pub enum DestinationRuleSubsetsTrafficPolicyProxyProtocolVersion {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleSubsetsTrafficPolicyRetryBudget {
     /// Specifies the duration in which requests will be considered when calculating the budget for retries.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "budgetInterval"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "budgetInterval")]
     pub budget_interval: Option<String>,
     /// Specifies the minimum retry concurrency allowed for the retry budget.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minRetryConcurrency"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minRetryConcurrency")]
     pub min_retry_concurrency: Option<i64>,
     /// Specifies the limit on concurrent retries as a percentage of the sum of active requests and active pending requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1217,35 +825,19 @@ pub struct DestinationRuleSubsetsTrafficPolicyRetryBudget {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleSubsetsTrafficPolicyTls {
     /// OPTIONAL: The path to the file containing certificate authority certificates to use in verifying a presented server certificate.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "caCertificates"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "caCertificates")]
     pub ca_certificates: Option<String>,
     /// OPTIONAL: The path to the file containing the certificate revocation list (CRL) to use in verifying a presented server certificate.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "caCrl")]
     pub ca_crl: Option<String>,
     /// REQUIRED if mode is `MUTUAL`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "clientCertificate"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "clientCertificate")]
     pub client_certificate: Option<String>,
     /// The name of the secret that holds the TLS certs for the client including the CA certificates.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "credentialName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "credentialName")]
     pub credential_name: Option<String>,
     /// `insecureSkipVerify` specifies whether the proxy should skip verifying the CA signature and SAN for the server certificate corresponding to the host.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "insecureSkipVerify"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "insecureSkipVerify")]
     pub insecure_skip_verify: Option<bool>,
     /// Indicates whether connections to this port should be secured using TLS.
     ///
@@ -1253,21 +845,13 @@ pub struct DestinationRuleSubsetsTrafficPolicyTls {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<DestinationRuleSubsetsTrafficPolicyTlsMode>,
     /// REQUIRED if mode is `MUTUAL`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "privateKey"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "privateKey")]
     pub private_key: Option<String>,
     /// SNI string to present to the server during TLS handshake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
     /// A list of alternate names to verify the subject identity in the certificate.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "subjectAltNames"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "subjectAltNames")]
     pub subject_alt_names: Option<Vec<String>>,
 }
 
@@ -1301,45 +885,21 @@ pub struct DestinationRuleSubsetsTrafficPolicyTunnel {
 /// Traffic policies to apply (load balancing policy, connection pool sizes, outlier detection).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleTrafficPolicy {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "connectionPool"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "connectionPool")]
     pub connection_pool: Option<DestinationRuleTrafficPolicyConnectionPool>,
     /// Settings controlling the load balancer algorithms.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "loadBalancer"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "loadBalancer")]
     pub load_balancer: Option<DestinationRuleTrafficPolicyLoadBalancer>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "outlierDetection"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "outlierDetection")]
     pub outlier_detection: Option<DestinationRuleTrafficPolicyOutlierDetection>,
     /// Traffic policies specific to individual ports.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "portLevelSettings"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "portLevelSettings")]
     pub port_level_settings: Option<Vec<DestinationRuleTrafficPolicyPortLevelSettings>>,
     /// The upstream PROXY protocol settings.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "proxyProtocol"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "proxyProtocol")]
     pub proxy_protocol: Option<DestinationRuleTrafficPolicyProxyProtocol>,
     /// Specifies a limit on concurrent retries in relation to the number of active requests.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "retryBudget"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "retryBudget")]
     pub retry_budget: Option<DestinationRuleTrafficPolicyRetryBudget>,
     /// TLS related settings for connections to the upstream service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1365,67 +925,31 @@ pub struct DestinationRuleTrafficPolicyConnectionPoolHttp {
     /// Specify if http1.1 connection should be upgraded to http2 for the associated destination.
     ///
     /// Valid Options: DEFAULT, DO_NOT_UPGRADE, UPGRADE
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "h2UpgradePolicy"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "h2UpgradePolicy")]
     pub h2_upgrade_policy: Option<DestinationRuleTrafficPolicyConnectionPoolHttpH2UpgradePolicy>,
     /// Maximum number of requests that will be queued while waiting for a ready connection pool connection.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "http1MaxPendingRequests"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "http1MaxPendingRequests")]
     pub http1_max_pending_requests: Option<i32>,
     /// Configure HTTP/2 PING frames for upstream connections.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "http2KeepAlive"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "http2KeepAlive")]
     pub http2_keep_alive: Option<DestinationRuleTrafficPolicyConnectionPoolHttpHttp2KeepAlive>,
     /// Maximum number of active requests to a destination.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "http2MaxRequests"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "http2MaxRequests")]
     pub http2_max_requests: Option<i32>,
     /// The idle timeout for upstream connection pool connections.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "idleTimeout"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "idleTimeout")]
     pub idle_timeout: Option<String>,
     /// The maximum number of concurrent streams allowed for a peer on one HTTP/2 connection.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxConcurrentStreams"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxConcurrentStreams")]
     pub max_concurrent_streams: Option<i32>,
     /// Maximum number of requests per connection to a backend.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxRequestsPerConnection"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxRequestsPerConnection")]
     pub max_requests_per_connection: Option<i32>,
     /// Maximum number of retries that can be outstanding to all hosts in a cluster at a given time.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxRetries"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxRetries")]
     pub max_retries: Option<i32>,
     /// If set to true, client protocol will be preserved while initiating connection to backend.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "useClientProtocol"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "useClientProtocol")]
     pub use_client_protocol: Option<bool>,
 }
 
@@ -1455,39 +979,19 @@ pub struct DestinationRuleTrafficPolicyConnectionPoolHttpHttp2KeepAlive {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleTrafficPolicyConnectionPoolTcp {
     /// TCP connection timeout.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "connectTimeout"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "connectTimeout")]
     pub connect_timeout: Option<String>,
     /// The idle timeout for TCP connections.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "idleTimeout"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "idleTimeout")]
     pub idle_timeout: Option<String>,
     /// The maximum duration of a connection.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxConnectionDuration"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxConnectionDuration")]
     pub max_connection_duration: Option<String>,
     /// Maximum number of HTTP1 /TCP connections to a destination host.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxConnections"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxConnections")]
     pub max_connections: Option<i32>,
     /// If set then set SO_KEEPALIVE on the socket to enable TCP Keepalives.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "tcpKeepalive"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "tcpKeepalive")]
     pub tcp_keepalive: Option<DestinationRuleTrafficPolicyConnectionPoolTcpTcpKeepalive>,
 }
 
@@ -1509,18 +1013,10 @@ pub struct DestinationRuleTrafficPolicyConnectionPoolTcpTcpKeepalive {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleTrafficPolicyLoadBalancer {
     /// Consistent Hash-based load balancing can be used to provide soft session affinity based on HTTP headers, cookies or other properties.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consistentHash"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consistentHash")]
     pub consistent_hash: Option<DestinationRuleTrafficPolicyLoadBalancerConsistentHash>,
     /// Locality load balancer settings.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "localityLbSetting"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "localityLbSetting")]
     pub locality_lb_setting: Option<DestinationRuleTrafficPolicyLoadBalancerLocalityLbSetting>,
     /// Standard load balancing algorithms that require no tuning.
     ///
@@ -1531,18 +1027,10 @@ pub struct DestinationRuleTrafficPolicyLoadBalancer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup: Option<DestinationRuleTrafficPolicyLoadBalancerWarmup>,
     /// Deprecated: use `warmup` instead.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "warmupDurationSecs"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "warmupDurationSecs")]
     pub warmup_duration_secs: Option<String>,
     /// Zone Aware load balancer settings.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "zoneAwareLbSetting"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "zoneAwareLbSetting")]
     pub zone_aware_lb_setting: Option<DestinationRuleTrafficPolicyLoadBalancerZoneAwareLbSetting>,
 }
 
@@ -1550,45 +1038,25 @@ pub struct DestinationRuleTrafficPolicyLoadBalancer {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleTrafficPolicyLoadBalancerConsistentHash {
     /// Hash based on HTTP cookie.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "httpCookie"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpCookie")]
     pub http_cookie: Option<DestinationRuleTrafficPolicyLoadBalancerConsistentHashHttpCookie>,
     /// Hash based on a specific HTTP header.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "httpHeaderName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpHeaderName")]
     pub http_header_name: Option<String>,
     /// Hash based on a specific HTTP query parameter.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "httpQueryParameterName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpQueryParameterName")]
     pub http_query_parameter_name: Option<String>,
     /// The Maglev load balancer implements consistent hashing to backend hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maglev: Option<DestinationRuleTrafficPolicyLoadBalancerConsistentHashMaglev>,
     /// Deprecated.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minimumRingSize"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minimumRingSize")]
     pub minimum_ring_size: Option<i64>,
     /// The ring/modulo hash load balancer implements consistent hashing to backend hosts.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "ringHash")]
     pub ring_hash: Option<DestinationRuleTrafficPolicyLoadBalancerConsistentHashRingHash>,
     /// Hash based on the source IP address.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "useSourceIp"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "useSourceIp")]
     pub use_source_ip: Option<bool>,
 }
 
@@ -1597,8 +1065,7 @@ pub struct DestinationRuleTrafficPolicyLoadBalancerConsistentHash {
 pub struct DestinationRuleTrafficPolicyLoadBalancerConsistentHashHttpCookie {
     /// Additional attributes for the cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attributes:
-        Option<Vec<DestinationRuleTrafficPolicyLoadBalancerConsistentHashHttpCookieAttributes>>,
+    pub attributes: Option<Vec<DestinationRuleTrafficPolicyLoadBalancerConsistentHashHttpCookieAttributes>>,
     /// Name of the cookie.
     pub name: String,
     /// Path to set for the cookie.
@@ -1630,11 +1097,7 @@ pub struct DestinationRuleTrafficPolicyLoadBalancerConsistentHashMaglev {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleTrafficPolicyLoadBalancerConsistentHashRingHash {
     /// The minimum number of virtual nodes to use for the hash ring.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minimumRingSize"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minimumRingSize")]
     pub minimum_ring_size: Option<i64>,
 }
 
@@ -1643,8 +1106,7 @@ pub struct DestinationRuleTrafficPolicyLoadBalancerConsistentHashRingHash {
 pub struct DestinationRuleTrafficPolicyLoadBalancerLocalityLbSetting {
     /// Optional: only one of distribute, failover or failoverPriority can be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distribute:
-        Option<Vec<DestinationRuleTrafficPolicyLoadBalancerLocalityLbSettingDistribute>>,
+    pub distribute: Option<Vec<DestinationRuleTrafficPolicyLoadBalancerLocalityLbSettingDistribute>>,
     /// Enable locality load balancing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
@@ -1652,11 +1114,7 @@ pub struct DestinationRuleTrafficPolicyLoadBalancerLocalityLbSetting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<Vec<DestinationRuleTrafficPolicyLoadBalancerLocalityLbSettingFailover>>,
     /// failoverPriority is an ordered list of labels used to sort endpoints to do priority based load balancing.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "failoverPriority"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "failoverPriority")]
     pub failover_priority: Option<Vec<String>>,
 }
 
@@ -1704,11 +1162,7 @@ pub struct DestinationRuleTrafficPolicyLoadBalancerWarmup {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggression: Option<f64>,
     pub duration: String,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minimumPercent"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minimumPercent")]
     pub minimum_percent: Option<f64>,
 }
 
@@ -1722,18 +1176,10 @@ pub struct DestinationRuleTrafficPolicyLoadBalancerZoneAwareLbSetting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<Vec<DestinationRuleTrafficPolicyLoadBalancerZoneAwareLbSettingFailover>>,
     /// failoverPriority is an ordered list of labels used to sort endpoints for priority-based load balancing.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "failoverPriority"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "failoverPriority")]
     pub failover_priority: Option<Vec<String>>,
     /// Minimum number of hosts in the upstream cluster's local region required for zone-aware load balancing to be enabled.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minClusterSize"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minClusterSize")]
     pub min_cluster_size: Option<i64>,
 }
 
@@ -1750,92 +1196,44 @@ pub struct DestinationRuleTrafficPolicyLoadBalancerZoneAwareLbSettingFailover {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleTrafficPolicyOutlierDetection {
     /// Minimum ejection duration.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "baseEjectionTime"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "baseEjectionTime")]
     pub base_ejection_time: Option<String>,
     /// Number of 5xx errors before a host is ejected from the connection pool.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consecutive5xxErrors"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutive5xxErrors")]
     pub consecutive5xx_errors: Option<i64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consecutiveErrors"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutiveErrors")]
     pub consecutive_errors: Option<i32>,
     /// Number of gateway errors before a host is ejected from the connection pool.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consecutiveGatewayErrors"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutiveGatewayErrors")]
     pub consecutive_gateway_errors: Option<i64>,
     /// The number of consecutive locally originated failures before ejection occurs.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consecutiveLocalOriginFailures"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutiveLocalOriginFailures")]
     pub consecutive_local_origin_failures: Option<i64>,
     /// Time interval between ejection sweep analysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
     /// Maximum % of hosts in the load balancing pool for the upstream service that can be ejected.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxEjectionPercent"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxEjectionPercent")]
     pub max_ejection_percent: Option<i32>,
     /// Outlier detection will be enabled as long as the associated load balancing pool has at least `minHealthPercent` hosts in healthy mode.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minHealthPercent"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minHealthPercent")]
     pub min_health_percent: Option<i32>,
     /// Specifies the HTTP response status codes that are treated as outlier detection errors.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "outlierDetectionHttpErrorCodes"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "outlierDetectionHttpErrorCodes")]
     pub outlier_detection_http_error_codes: Option<Vec<i64>>,
     /// Determines whether to distinguish local origin failures from external errors.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "splitExternalLocalOriginErrors"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "splitExternalLocalOriginErrors")]
     pub split_external_local_origin_errors: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleTrafficPolicyPortLevelSettings {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "connectionPool"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "connectionPool")]
     pub connection_pool: Option<DestinationRuleTrafficPolicyPortLevelSettingsConnectionPool>,
     /// Settings controlling the load balancer algorithms.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "loadBalancer"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "loadBalancer")]
     pub load_balancer: Option<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancer>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "outlierDetection"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "outlierDetection")]
     pub outlier_detection: Option<DestinationRuleTrafficPolicyPortLevelSettingsOutlierDetection>,
     /// Specifies the number of a port on the destination service on which this policy is being applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1861,69 +1259,31 @@ pub struct DestinationRuleTrafficPolicyPortLevelSettingsConnectionPoolHttp {
     /// Specify if http1.1 connection should be upgraded to http2 for the associated destination.
     ///
     /// Valid Options: DEFAULT, DO_NOT_UPGRADE, UPGRADE
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "h2UpgradePolicy"
-    )]
-    pub h2_upgrade_policy:
-        Option<DestinationRuleTrafficPolicyPortLevelSettingsConnectionPoolHttpH2UpgradePolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "h2UpgradePolicy")]
+    pub h2_upgrade_policy: Option<DestinationRuleTrafficPolicyPortLevelSettingsConnectionPoolHttpH2UpgradePolicy>,
     /// Maximum number of requests that will be queued while waiting for a ready connection pool connection.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "http1MaxPendingRequests"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "http1MaxPendingRequests")]
     pub http1_max_pending_requests: Option<i32>,
     /// Configure HTTP/2 PING frames for upstream connections.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "http2KeepAlive"
-    )]
-    pub http2_keep_alive:
-        Option<DestinationRuleTrafficPolicyPortLevelSettingsConnectionPoolHttpHttp2KeepAlive>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "http2KeepAlive")]
+    pub http2_keep_alive: Option<DestinationRuleTrafficPolicyPortLevelSettingsConnectionPoolHttpHttp2KeepAlive>,
     /// Maximum number of active requests to a destination.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "http2MaxRequests"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "http2MaxRequests")]
     pub http2_max_requests: Option<i32>,
     /// The idle timeout for upstream connection pool connections.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "idleTimeout"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "idleTimeout")]
     pub idle_timeout: Option<String>,
     /// The maximum number of concurrent streams allowed for a peer on one HTTP/2 connection.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxConcurrentStreams"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxConcurrentStreams")]
     pub max_concurrent_streams: Option<i32>,
     /// Maximum number of requests per connection to a backend.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxRequestsPerConnection"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxRequestsPerConnection")]
     pub max_requests_per_connection: Option<i32>,
     /// Maximum number of retries that can be outstanding to all hosts in a cluster at a given time.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxRetries"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxRetries")]
     pub max_retries: Option<i32>,
     /// If set to true, client protocol will be preserved while initiating connection to backend.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "useClientProtocol"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "useClientProtocol")]
     pub use_client_protocol: Option<bool>,
 }
 
@@ -1953,41 +1313,20 @@ pub struct DestinationRuleTrafficPolicyPortLevelSettingsConnectionPoolHttpHttp2K
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleTrafficPolicyPortLevelSettingsConnectionPoolTcp {
     /// TCP connection timeout.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "connectTimeout"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "connectTimeout")]
     pub connect_timeout: Option<String>,
     /// The idle timeout for TCP connections.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "idleTimeout"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "idleTimeout")]
     pub idle_timeout: Option<String>,
     /// The maximum duration of a connection.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxConnectionDuration"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxConnectionDuration")]
     pub max_connection_duration: Option<String>,
     /// Maximum number of HTTP1 /TCP connections to a destination host.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxConnections"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxConnections")]
     pub max_connections: Option<i32>,
     /// If set then set SO_KEEPALIVE on the socket to enable TCP Keepalives.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "tcpKeepalive"
-    )]
-    pub tcp_keepalive:
-        Option<DestinationRuleTrafficPolicyPortLevelSettingsConnectionPoolTcpTcpKeepalive>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "tcpKeepalive")]
+    pub tcp_keepalive: Option<DestinationRuleTrafficPolicyPortLevelSettingsConnectionPoolTcpTcpKeepalive>,
 }
 
 /// If set then set SO_KEEPALIVE on the socket to enable TCP Keepalives.
@@ -2008,21 +1347,11 @@ pub struct DestinationRuleTrafficPolicyPortLevelSettingsConnectionPoolTcpTcpKeep
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancer {
     /// Consistent Hash-based load balancing can be used to provide soft session affinity based on HTTP headers, cookies or other properties.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consistentHash"
-    )]
-    pub consistent_hash:
-        Option<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHash>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consistentHash")]
+    pub consistent_hash: Option<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHash>,
     /// Locality load balancer settings.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "localityLbSetting"
-    )]
-    pub locality_lb_setting:
-        Option<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSetting>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "localityLbSetting")]
+    pub locality_lb_setting: Option<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSetting>,
     /// Standard load balancing algorithms that require no tuning.
     ///
     /// Valid Options: LEAST_CONN, RANDOM, PASSTHROUGH, ROUND_ROBIN, LEAST_REQUEST
@@ -2032,68 +1361,36 @@ pub struct DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup: Option<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerWarmup>,
     /// Deprecated: use `warmup` instead.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "warmupDurationSecs"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "warmupDurationSecs")]
     pub warmup_duration_secs: Option<String>,
     /// Zone Aware load balancer settings.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "zoneAwareLbSetting"
-    )]
-    pub zone_aware_lb_setting:
-        Option<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerZoneAwareLbSetting>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "zoneAwareLbSetting")]
+    pub zone_aware_lb_setting: Option<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerZoneAwareLbSetting>,
 }
 
 /// Consistent Hash-based load balancing can be used to provide soft session affinity based on HTTP headers, cookies or other properties.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHash {
     /// Hash based on HTTP cookie.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "httpCookie"
-    )]
-    pub http_cookie:
-        Option<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashHttpCookie>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpCookie")]
+    pub http_cookie: Option<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashHttpCookie>,
     /// Hash based on a specific HTTP header.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "httpHeaderName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpHeaderName")]
     pub http_header_name: Option<String>,
     /// Hash based on a specific HTTP query parameter.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "httpQueryParameterName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpQueryParameterName")]
     pub http_query_parameter_name: Option<String>,
     /// The Maglev load balancer implements consistent hashing to backend hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub maglev:
-        Option<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashMaglev>,
+    pub maglev: Option<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashMaglev>,
     /// Deprecated.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minimumRingSize"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minimumRingSize")]
     pub minimum_ring_size: Option<i64>,
     /// The ring/modulo hash load balancer implements consistent hashing to backend hosts.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "ringHash")]
-    pub ring_hash:
-        Option<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashRingHash>,
+    pub ring_hash: Option<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashRingHash>,
     /// Hash based on the source IP address.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "useSourceIp"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "useSourceIp")]
     pub use_source_ip: Option<bool>,
 }
 
@@ -2102,7 +1399,8 @@ pub struct DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHa
 pub struct DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashHttpCookie {
     /// Additional attributes for the cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attributes: Option<Vec<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashHttpCookieAttributes>>,
+    pub attributes:
+        Option<Vec<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashHttpCookieAttributes>>,
     /// Name of the cookie.
     pub name: String,
     /// Path to set for the cookie.
@@ -2114,8 +1412,7 @@ pub struct DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHa
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashHttpCookieAttributes
-{
+pub struct DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashHttpCookieAttributes {
     /// The name of the cookie attribute.
     pub name: String,
     /// The optional value of the cookie attribute.
@@ -2135,11 +1432,7 @@ pub struct DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHa
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHashRingHash {
     /// The minimum number of virtual nodes to use for the hash ring.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minimumRingSize"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minimumRingSize")]
     pub minimum_ring_size: Option<i64>,
 }
 
@@ -2148,23 +1441,15 @@ pub struct DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerConsistentHa
 pub struct DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSetting {
     /// Optional: only one of distribute, failover or failoverPriority can be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distribute: Option<
-        Vec<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSettingDistribute>,
-    >,
+    pub distribute: Option<Vec<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSettingDistribute>>,
     /// Enable locality load balancing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// Optional: only one of distribute, failover or failoverPriority can be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failover: Option<
-        Vec<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSettingFailover>,
-    >,
+    pub failover: Option<Vec<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerLocalityLbSettingFailover>>,
     /// failoverPriority is an ordered list of labels used to sort endpoints to do priority based load balancing.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "failoverPriority"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "failoverPriority")]
     pub failover_priority: Option<Vec<String>>,
 }
 
@@ -2212,11 +1497,7 @@ pub struct DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerWarmup {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggression: Option<f64>,
     pub duration: String,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minimumPercent"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minimumPercent")]
     pub minimum_percent: Option<f64>,
 }
 
@@ -2228,22 +1509,12 @@ pub struct DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerZoneAwareLbS
     pub enabled: Option<bool>,
     /// Optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failover: Option<
-        Vec<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerZoneAwareLbSettingFailover>,
-    >,
+    pub failover: Option<Vec<DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerZoneAwareLbSettingFailover>>,
     /// failoverPriority is an ordered list of labels used to sort endpoints for priority-based load balancing.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "failoverPriority"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "failoverPriority")]
     pub failover_priority: Option<Vec<String>>,
     /// Minimum number of hosts in the upstream cluster's local region required for zone-aware load balancing to be enabled.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minClusterSize"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minClusterSize")]
     pub min_cluster_size: Option<i64>,
 }
 
@@ -2260,69 +1531,33 @@ pub struct DestinationRuleTrafficPolicyPortLevelSettingsLoadBalancerZoneAwareLbS
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleTrafficPolicyPortLevelSettingsOutlierDetection {
     /// Minimum ejection duration.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "baseEjectionTime"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "baseEjectionTime")]
     pub base_ejection_time: Option<String>,
     /// Number of 5xx errors before a host is ejected from the connection pool.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consecutive5xxErrors"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutive5xxErrors")]
     pub consecutive5xx_errors: Option<i64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consecutiveErrors"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutiveErrors")]
     pub consecutive_errors: Option<i32>,
     /// Number of gateway errors before a host is ejected from the connection pool.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consecutiveGatewayErrors"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutiveGatewayErrors")]
     pub consecutive_gateway_errors: Option<i64>,
     /// The number of consecutive locally originated failures before ejection occurs.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "consecutiveLocalOriginFailures"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "consecutiveLocalOriginFailures")]
     pub consecutive_local_origin_failures: Option<i64>,
     /// Time interval between ejection sweep analysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
     /// Maximum % of hosts in the load balancing pool for the upstream service that can be ejected.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "maxEjectionPercent"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxEjectionPercent")]
     pub max_ejection_percent: Option<i32>,
     /// Outlier detection will be enabled as long as the associated load balancing pool has at least `minHealthPercent` hosts in healthy mode.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minHealthPercent"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minHealthPercent")]
     pub min_health_percent: Option<i32>,
     /// Specifies the HTTP response status codes that are treated as outlier detection errors.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "outlierDetectionHttpErrorCodes"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "outlierDetectionHttpErrorCodes")]
     pub outlier_detection_http_error_codes: Option<Vec<i64>>,
     /// Determines whether to distinguish local origin failures from external errors.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "splitExternalLocalOriginErrors"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "splitExternalLocalOriginErrors")]
     pub split_external_local_origin_errors: Option<bool>,
 }
 
@@ -2337,35 +1572,19 @@ pub struct DestinationRuleTrafficPolicyPortLevelSettingsPort {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleTrafficPolicyPortLevelSettingsTls {
     /// OPTIONAL: The path to the file containing certificate authority certificates to use in verifying a presented server certificate.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "caCertificates"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "caCertificates")]
     pub ca_certificates: Option<String>,
     /// OPTIONAL: The path to the file containing the certificate revocation list (CRL) to use in verifying a presented server certificate.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "caCrl")]
     pub ca_crl: Option<String>,
     /// REQUIRED if mode is `MUTUAL`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "clientCertificate"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "clientCertificate")]
     pub client_certificate: Option<String>,
     /// The name of the secret that holds the TLS certs for the client including the CA certificates.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "credentialName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "credentialName")]
     pub credential_name: Option<String>,
     /// `insecureSkipVerify` specifies whether the proxy should skip verifying the CA signature and SAN for the server certificate corresponding to the host.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "insecureSkipVerify"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "insecureSkipVerify")]
     pub insecure_skip_verify: Option<bool>,
     /// Indicates whether connections to this port should be secured using TLS.
     ///
@@ -2373,21 +1592,13 @@ pub struct DestinationRuleTrafficPolicyPortLevelSettingsTls {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<DestinationRuleTrafficPolicyPortLevelSettingsTlsMode>,
     /// REQUIRED if mode is `MUTUAL`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "privateKey"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "privateKey")]
     pub private_key: Option<String>,
     /// SNI string to present to the server during TLS handshake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
     /// A list of alternate names to verify the subject identity in the certificate.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "subjectAltNames"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "subjectAltNames")]
     pub subject_alt_names: Option<Vec<String>>,
 }
 
@@ -2425,18 +1636,10 @@ pub enum DestinationRuleTrafficPolicyProxyProtocolVersion {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleTrafficPolicyRetryBudget {
     /// Specifies the duration in which requests will be considered when calculating the budget for retries.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "budgetInterval"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "budgetInterval")]
     pub budget_interval: Option<String>,
     /// Specifies the minimum retry concurrency allowed for the retry budget.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "minRetryConcurrency"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minRetryConcurrency")]
     pub min_retry_concurrency: Option<i64>,
     /// Specifies the limit on concurrent retries as a percentage of the sum of active requests and active pending requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -2447,35 +1650,19 @@ pub struct DestinationRuleTrafficPolicyRetryBudget {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleTrafficPolicyTls {
     /// OPTIONAL: The path to the file containing certificate authority certificates to use in verifying a presented server certificate.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "caCertificates"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "caCertificates")]
     pub ca_certificates: Option<String>,
     /// OPTIONAL: The path to the file containing the certificate revocation list (CRL) to use in verifying a presented server certificate.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "caCrl")]
     pub ca_crl: Option<String>,
     /// REQUIRED if mode is `MUTUAL`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "clientCertificate"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "clientCertificate")]
     pub client_certificate: Option<String>,
     /// The name of the secret that holds the TLS certs for the client including the CA certificates.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "credentialName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "credentialName")]
     pub credential_name: Option<String>,
     /// `insecureSkipVerify` specifies whether the proxy should skip verifying the CA signature and SAN for the server certificate corresponding to the host.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "insecureSkipVerify"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "insecureSkipVerify")]
     pub insecure_skip_verify: Option<bool>,
     /// Indicates whether connections to this port should be secured using TLS.
     ///
@@ -2483,21 +1670,13 @@ pub struct DestinationRuleTrafficPolicyTls {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<DestinationRuleTrafficPolicyTlsMode>,
     /// REQUIRED if mode is `MUTUAL`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "privateKey"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "privateKey")]
     pub private_key: Option<String>,
     /// SNI string to present to the server during TLS handshake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
     /// A list of alternate names to verify the subject identity in the certificate.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "subjectAltNames"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "subjectAltNames")]
     pub subject_alt_names: Option<Vec<String>>,
 }
 
@@ -2532,11 +1711,7 @@ pub struct DestinationRuleTrafficPolicyTunnel {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleWorkloadSelector {
     /// One or more labels that indicate a specific set of pods/VMs on which a policy should be applied.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "matchLabels"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "matchLabels")]
     pub match_labels: Option<BTreeMap<String, String>>,
 }
 
@@ -2545,29 +1720,17 @@ pub struct DestinationRuleStatus {
     /// Current service state of the resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<Condition>>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "observedGeneration"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "observedGeneration")]
     pub observed_generation: Option<IntOrString>,
     /// Includes any errors or warnings detected by Istio's analyzers.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "validationMessages"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "validationMessages")]
     pub validation_messages: Option<Vec<DestinationRuleStatusValidationMessages>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleStatusValidationMessages {
     /// A url pointing to the Istio documentation for this specific error type.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "documentationUrl"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "documentationUrl")]
     pub documentation_url: Option<String>,
     /// Represents how severe a message is.
     ///

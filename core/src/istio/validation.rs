@@ -62,11 +62,7 @@ pub enum Rule {
 
 impl fmt::Display for RoutingProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} = {}: {} ({:?})",
-            self.object, self.path, self.value, self.message, self.rule
-        )
+        write!(f, "{} {} = {}: {} ({:?})", self.object, self.path, self.value, self.message, self.rule)
     }
 }
 
@@ -76,10 +72,7 @@ impl fmt::Display for RoutingProblem {
 /// namespace when they have none.
 pub fn validate_routing(vs: &VirtualService, drs: &[DestinationRule]) -> Vec<RoutingProblem> {
     let namespace = vs.metadata.namespace.as_deref().unwrap_or("default");
-    let mut out = Problems {
-        object: object_name("VirtualService", &vs.metadata.name),
-        found: Vec::new(),
-    };
+    let mut out = Problems { object: object_name("VirtualService", &vs.metadata.name), found: Vec::new() };
     let subsets = known_subsets(drs, namespace);
     let routes = vs.spec.http.as_deref().unwrap_or_default();
     for (i, route) in routes.iter().enumerate() {
@@ -111,26 +104,9 @@ struct Problems {
 }
 
 impl Problems {
-    fn push(
-        &mut self,
-        base: &str,
-        field: &str,
-        value: String,
-        rule: Rule,
-        message: impl Into<String>,
-    ) {
-        let path = if field.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base}.{field}")
-        };
-        self.found.push(RoutingProblem {
-            object: self.object.clone(),
-            path,
-            value,
-            rule,
-            message: message.into(),
-        });
+    fn push(&mut self, base: &str, field: &str, value: String, rule: Rule, message: impl Into<String>) {
+        let path = if field.is_empty() { base.to_string() } else { format!("{base}.{field}") };
+        self.found.push(RoutingProblem { object: self.object.clone(), path, value, rule, message: message.into() });
     }
 }
 
@@ -148,21 +124,12 @@ fn known_subsets(drs: &[DestinationRule], vs_namespace: &str) -> BTreeSet<(Strin
         .flat_map(|dr| {
             let ns = dr.metadata.namespace.as_deref().unwrap_or(vs_namespace);
             let host = fqdn(&dr.spec.host, ns);
-            dr.spec
-                .subsets
-                .iter()
-                .flatten()
-                .map(move |s| (host.clone(), s.name.clone()))
+            dr.spec.subsets.iter().flatten().map(move |s| (host.clone(), s.name.clone()))
         })
         .collect()
 }
 
-fn check_route(
-    out: &mut Problems,
-    path: &str,
-    route: &VirtualServiceHttp,
-    subset_exists: &dyn Fn(&str, &str) -> bool,
-) {
+fn check_route(out: &mut Problems, path: &str, route: &VirtualServiceHttp, subset_exists: &dyn Fn(&str, &str) -> bool) {
     for (j, m) in route.r#match.iter().flatten().enumerate() {
         check_match(out, &format!("{path}.match[{j}]"), m);
     }
@@ -185,12 +152,7 @@ fn check_route(
             false,
         );
     }
-    check_destinations(
-        out,
-        path,
-        route.route.as_deref().unwrap_or_default(),
-        subset_exists,
-    );
+    check_destinations(out, path, route.route.as_deref().unwrap_or_default(), subset_exists);
     check_mirrors(out, path, route, subset_exists);
 }
 
@@ -206,13 +168,7 @@ fn check_destinations(
         if let Some(w) = d.weight {
             sum += i64::from(w);
             if w < 0 {
-                out.push(
-                    &dpath,
-                    "weight",
-                    w.to_string(),
-                    Rule::NegativeWeight,
-                    "weight must not be negative",
-                );
+                out.push(&dpath, "weight", w.to_string(), Rule::NegativeWeight, "weight must not be negative");
             }
         }
         check_subset_ref(
@@ -263,20 +219,9 @@ fn check_mirrors(
     subset_exists: &dyn Fn(&str, &str) -> bool,
 ) {
     if let Some(m) = &route.mirror {
-        check_subset_ref(
-            out,
-            &format!("{path}.mirror"),
-            &m.host,
-            m.subset.as_deref(),
-            subset_exists,
-        );
+        check_subset_ref(out, &format!("{path}.mirror"), &m.host, m.subset.as_deref(), subset_exists);
     }
-    check_percentage(
-        out,
-        path,
-        "mirrorPercentage.value",
-        route.mirror_percentage.as_ref().and_then(|p| p.value),
-    );
+    check_percentage(out, path, "mirrorPercentage.value", route.mirror_percentage.as_ref().and_then(|p| p.value));
     for (k, m) in route.mirrors.iter().flatten().enumerate() {
         let mpath = format!("{path}.mirrors[{k}]");
         check_subset_ref(
@@ -286,24 +231,13 @@ fn check_mirrors(
             m.destination.subset.as_deref(),
             subset_exists,
         );
-        check_percentage(
-            out,
-            &mpath,
-            "percentage.value",
-            m.percentage.as_ref().and_then(|p| p.value),
-        );
+        check_percentage(out, &mpath, "percentage.value", m.percentage.as_ref().and_then(|p| p.value));
     }
 }
 
 fn check_percentage(out: &mut Problems, path: &str, field: &str, value: Option<f64>) {
     if let Some(v) = value.filter(|v| !(0.0..=100.0).contains(v)) {
-        out.push(
-            path,
-            field,
-            v.to_string(),
-            Rule::MirrorPercentage,
-            "mirror percentage must be within 0..=100",
-        );
+        out.push(path, field, v.to_string(), Rule::MirrorPercentage, "mirror percentage must be within 0..=100");
     }
 }
 
@@ -316,13 +250,7 @@ fn check_subset_ref(
 ) {
     let Some(subset) = subset else { return };
     if !is_dns1123_label(subset) {
-        out.push(
-            path,
-            "subset",
-            json(subset),
-            Rule::SubsetName,
-            "subset name must be a DNS-1123 label",
-        );
+        out.push(path, "subset", json(subset), Rule::SubsetName, "subset name must be a DNS-1123 label");
     } else if !subset_exists(host, subset) {
         out.push(
             path,
@@ -364,10 +292,7 @@ fn check_match(out: &mut Problems, path: &str, m: &VirtualServiceHttpMatch) {
         ("uri", m.uri.as_ref().map(|s| s as &dyn StringMatch)),
         ("scheme", m.scheme.as_ref().map(|s| s as &dyn StringMatch)),
         ("method", m.method.as_ref().map(|s| s as &dyn StringMatch)),
-        (
-            "authority",
-            m.authority.as_ref().map(|s| s as &dyn StringMatch),
-        ),
+        ("authority", m.authority.as_ref().map(|s| s as &dyn StringMatch)),
     ];
     for (field, sm) in singles {
         if let Some(sm) = sm {
@@ -375,13 +300,7 @@ fn check_match(out: &mut Problems, path: &str, m: &VirtualServiceHttpMatch) {
         }
     }
     check_keyed(out, path, "headers", m.headers.as_ref(), true);
-    check_keyed(
-        out,
-        path,
-        "withoutHeaders",
-        m.without_headers.as_ref(),
-        true,
-    );
+    check_keyed(out, path, "withoutHeaders", m.without_headers.as_ref(), true);
     check_keyed(out, path, "queryParams", m.query_params.as_ref(), false);
 }
 
@@ -402,19 +321,11 @@ fn check_keyed<T: StringMatch>(
 }
 
 fn check_string_match(out: &mut Problems, path: &str, sm: &dyn StringMatch) {
-    let set: Vec<(&str, &str)> = sm
-        .alternatives()
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
+    let set: Vec<(&str, &str)> = sm.alternatives().into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
     match set.as_slice() {
-        [("prefix", "")] => out.push(
-            path,
-            "prefix",
-            "\"\"".into(),
-            Rule::StringMatch,
-            "prefix string match should not be empty",
-        ),
+        [("prefix", "")] => {
+            out.push(path, "prefix", "\"\"".into(), Rule::StringMatch, "prefix string match should not be empty")
+        }
         [("regex", re)] => {
             if let Some(msg) = regex_problem(re) {
                 out.push(path, "regex", json(re), Rule::Regex, msg);
@@ -443,63 +354,32 @@ fn check_header_ops(
     remove: Option<&Vec<String>>,
     request: bool,
 ) {
-    let upsert_check = if request {
-        request_set_header_problem
-    } else {
-        other_header_operation_problem
-    };
+    let upsert_check = if request { request_set_header_problem } else { other_header_operation_problem };
     let upserts = [("add", add), ("set", set)];
     for (op, map) in upserts {
         for name in map.into_iter().flat_map(BTreeMap::keys) {
             if let Some(msg) = upsert_check(name) {
-                out.push(
-                    path,
-                    &format!("{op}[{}]", json(name)),
-                    json(name),
-                    Rule::HeaderName,
-                    msg,
-                );
+                out.push(path, &format!("{op}[{}]", json(name)), json(name), Rule::HeaderName, msg);
             }
         }
     }
     for (i, name) in remove.into_iter().flatten().enumerate() {
         if let Some(msg) = other_header_operation_problem(name) {
-            out.push(
-                path,
-                &format!("remove[{i}]"),
-                json(name),
-                Rule::HeaderName,
-                msg,
-            );
+            out.push(path, &format!("remove[{i}]"), json(name), Rule::HeaderName, msg);
         }
     }
 }
 
 fn check_destination_rule(dr: &DestinationRule) -> Vec<RoutingProblem> {
-    let mut out = Problems {
-        object: object_name("DestinationRule", &dr.metadata.name),
-        found: Vec::new(),
-    };
+    let mut out = Problems { object: object_name("DestinationRule", &dr.metadata.name), found: Vec::new() };
     let mut seen = BTreeSet::new();
     for (i, subset) in dr.spec.subsets.iter().flatten().enumerate() {
         let path = format!("spec.subsets[{i}]");
         if !is_dns1123_label(&subset.name) {
-            out.push(
-                &path,
-                "name",
-                json(&subset.name),
-                Rule::SubsetName,
-                "subset name must be a DNS-1123 label",
-            );
+            out.push(&path, "name", json(&subset.name), Rule::SubsetName, "subset name must be a DNS-1123 label");
         }
         if !seen.insert(subset.name.as_str()) {
-            out.push(
-                &path,
-                "name",
-                json(&subset.name),
-                Rule::DuplicateSubset,
-                "duplicate subset name",
-            );
+            out.push(&path, "name", json(&subset.name), Rule::DuplicateSubset, "duplicate subset name");
         }
         // istiod admits a label-less subset, but it selects every pod of the
         // host, which would silently turn a canary into the whole fleet.

@@ -17,12 +17,7 @@ use self::prelude::*;
 
 /// Configuration affecting label/content routing, sni routing, etc. See more details at: <https://istio.io/docs/reference/config/networking/virtual-service.html>
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[kube(
-    group = "networking.istio.io",
-    version = "v1",
-    kind = "VirtualService",
-    plural = "virtualservices"
-)]
+#[kube(group = "networking.istio.io", version = "v1", kind = "VirtualService", plural = "virtualservices")]
 #[kube(namespaced)]
 #[kube(status = "VirtualServiceStatus")]
 #[kube(schema = "disabled")]
@@ -52,21 +47,13 @@ pub struct VirtualServiceSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualServiceHttp {
     /// Cross-Origin Resource Sharing policy (CORS).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "corsPolicy"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "corsPolicy")]
     pub cors_policy: Option<VirtualServiceHttpCorsPolicy>,
     /// Delegate is used to specify the particular VirtualService which can be used to define delegate HTTPRoute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegate: Option<VirtualServiceHttpDelegate>,
     /// A HTTP rule can either return a direct_response, redirect or forward (default) traffic.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "directResponse"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "directResponse")]
     pub direct_response: Option<VirtualServiceHttpDirectResponse>,
     /// Fault injection policy to apply on HTTP traffic at the client side.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,24 +66,12 @@ pub struct VirtualServiceHttp {
     /// Mirror HTTP traffic to a another destination in addition to forwarding the requests to the intended destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<VirtualServiceHttpMirror>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "mirrorPercent"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "mirrorPercent")]
     pub mirror_percent: Option<i64>,
     /// Percentage of the traffic to be mirrored by the `mirror` field.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "mirrorPercentage"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "mirrorPercentage")]
     pub mirror_percentage: Option<VirtualServiceHttpMirrorPercentage>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "mirror_percent"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "mirror_percent")]
     pub mirror_percent_x: Option<i64>,
     /// Specifies the destinations to mirror HTTP traffic in addition to the original destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,45 +100,21 @@ pub struct VirtualServiceHttp {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualServiceHttpCorsPolicy {
     /// Indicates whether the caller is allowed to send the actual request (not the preflight) using credentials.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "allowCredentials"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "allowCredentials")]
     pub allow_credentials: Option<bool>,
     /// List of HTTP headers that can be used when requesting the resource.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "allowHeaders"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "allowHeaders")]
     pub allow_headers: Option<Vec<String>>,
     /// List of HTTP methods allowed to access the resource.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "allowMethods"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "allowMethods")]
     pub allow_methods: Option<Vec<String>>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "allowOrigin"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "allowOrigin")]
     pub allow_origin: Option<Vec<String>>,
     /// String patterns that match allowed origins.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "allowOrigins"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "allowOrigins")]
     pub allow_origins: Option<Vec<VirtualServiceHttpCorsPolicyAllowOrigins>>,
     /// A list of HTTP headers that the browsers are allowed to access.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "exposeHeaders"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "exposeHeaders")]
     pub expose_headers: Option<Vec<String>>,
     /// Specifies how long the results of a preflight request can be cached.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxAge")]
@@ -171,11 +122,7 @@ pub struct VirtualServiceHttpCorsPolicy {
     /// Indicates whether preflight requests not matching the configured allowed origin shouldn't be forwarded to the upstream.
     ///
     /// Valid Options: FORWARD, IGNORE
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "unmatchedPreflights"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "unmatchedPreflights")]
     pub unmatched_preflights: Option<VirtualServiceHttpCorsPolicyUnmatchedPreflights>,
 }
 
@@ -247,24 +194,12 @@ pub struct VirtualServiceHttpFault {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualServiceHttpFaultAbort {
     /// GRPC status code to use to abort the request.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "grpcStatus"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "grpcStatus")]
     pub grpc_status: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "http2Error"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "http2Error")]
     pub http2_error: Option<String>,
     /// HTTP status code to use to abort the Http request.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "httpStatus"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "httpStatus")]
     pub http_status: Option<i32>,
     /// Percentage of requests to be aborted with the error code provided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,18 +216,10 @@ pub struct VirtualServiceHttpFaultAbortPercentage {
 /// Delay requests before forwarding, emulating various failures such as network issues, overloaded upstream service, etc.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualServiceHttpFaultDelay {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "exponentialDelay"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "exponentialDelay")]
     pub exponential_delay: Option<String>,
     /// Add a fixed delay before forwarding the request.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "fixedDelay"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "fixedDelay")]
     pub fixed_delay: Option<String>,
     /// Percentage of requests on which the delay will be injected (0-100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -349,11 +276,7 @@ pub struct VirtualServiceHttpMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, VirtualServiceHttpMatchHeaders>>,
     /// Flag to specify whether the URI matching should be case-insensitive.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "ignoreUriCase"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "ignoreUriCase")]
     pub ignore_uri_case: Option<bool>,
     /// HTTP Method values are case-sensitive and formatted as follows: - `exact: "value"` for exact string match - `prefix: "value"` for prefix-based match - `regex: "value"` for [RE2 style regex-based match](<https://github.com/google/re2/wiki/Syntax).>
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -365,45 +288,25 @@ pub struct VirtualServiceHttpMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i64>,
     /// Query parameters for matching.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "queryParams"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "queryParams")]
     pub query_params: Option<BTreeMap<String, VirtualServiceHttpMatchQueryParams>>,
     /// URI Scheme values are case-sensitive and formatted as follows: - `exact: "value"` for exact string match - `prefix: "value"` for prefix-based match - `regex: "value"` for [RE2 style regex-based match](<https://github.com/google/re2/wiki/Syntax).>
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheme: Option<VirtualServiceHttpMatchScheme>,
     /// One or more labels that constrain the applicability of a rule to source (client) workloads with the given labels.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "sourceLabels"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "sourceLabels")]
     pub source_labels: Option<BTreeMap<String, String>>,
     /// Source namespace constraining the applicability of a rule to workloads in that namespace.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "sourceNamespace"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "sourceNamespace")]
     pub source_namespace: Option<String>,
     /// The human readable prefix to use when emitting statistics for this route.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "statPrefix"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "statPrefix")]
     pub stat_prefix: Option<String>,
     /// URI to match values are case-sensitive and formatted as follows: - `exact: "value"` for exact string match - `prefix: "value"` for prefix-based match - `regex: "value"` for [RE2 style regex-based match](<https://github.com/google/re2/wiki/Syntax).>
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<VirtualServiceHttpMatchUri>,
     /// withoutHeader has the same syntax with the header, but has opposite meaning.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "withoutHeaders"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "withoutHeaders")]
     pub without_headers: Option<BTreeMap<String, VirtualServiceHttpMatchWithoutHeaders>>,
 }
 
@@ -563,28 +466,16 @@ pub struct VirtualServiceHttpRedirect {
     /// On a redirect, dynamically set the port: * FROM_PROTOCOL_DEFAULT: automatically set to 80 for HTTP and 443 for HTTPS.
     ///
     /// Valid Options: FROM_PROTOCOL_DEFAULT, FROM_REQUEST_PORT
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "derivePort"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "derivePort")]
     pub derive_port: Option<VirtualServiceHttpRedirectDerivePort>,
     /// On a redirect, overwrite the port portion of the URL with this value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i64>,
     /// On a redirect, replace the matched prefix with this value.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "prefixRewrite"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "prefixRewrite")]
     pub prefix_rewrite: Option<String>,
     /// On a redirect, Specifies the HTTP status code to use in the redirect response.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "redirectCode"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "redirectCode")]
     pub redirect_code: Option<i64>,
     /// On a redirect, overwrite the scheme portion of the URL with this value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -613,28 +504,16 @@ pub struct VirtualServiceHttpRetries {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<String>,
     /// Timeout per attempt for a given request, including the initial call and any retries.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "perTryTimeout"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "perTryTimeout")]
     pub per_try_timeout: Option<String>,
     /// Flag to specify whether the retries should ignore previously tried hosts during retry.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "retryIgnorePreviousHosts"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "retryIgnorePreviousHosts")]
     pub retry_ignore_previous_hosts: Option<bool>,
     /// Specifies the conditions under which retry takes place.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "retryOn")]
     pub retry_on: Option<String>,
     /// Flag to specify whether the retries should retry to other localities.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "retryRemoteLocalities"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "retryRemoteLocalities")]
     pub retry_remote_localities: Option<bool>,
 }
 
@@ -648,11 +527,7 @@ pub struct VirtualServiceHttpRewrite {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
     /// rewrite the path portion of the URI with the specified regex.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "uriRegexRewrite"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "uriRegexRewrite")]
     pub uri_regex_rewrite: Option<VirtualServiceHttpRewriteUriRegexRewrite>,
 }
 
@@ -739,11 +614,7 @@ pub struct VirtualServiceTcp {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualServiceTcpMatch {
     /// IPv4 or IPv6 ip addresses of destination with optional subnet.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "destinationSubnets"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "destinationSubnets")]
     pub destination_subnets: Option<Vec<String>>,
     /// Names of gateways where the rule should be applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -752,24 +623,12 @@ pub struct VirtualServiceTcpMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i64>,
     /// One or more labels that constrain the applicability of a rule to workloads with the given labels.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "sourceLabels"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "sourceLabels")]
     pub source_labels: Option<BTreeMap<String, String>>,
     /// Source namespace constraining the applicability of a rule to workloads in that namespace.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "sourceNamespace"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "sourceNamespace")]
     pub source_namespace: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "sourceSubnet"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "sourceSubnet")]
     pub source_subnet: Option<String>,
 }
 
@@ -815,11 +674,7 @@ pub struct VirtualServiceTls {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualServiceTlsMatch {
     /// IPv4 or IPv6 ip addresses of destination with optional subnet.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "destinationSubnets"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "destinationSubnets")]
     pub destination_subnets: Option<Vec<String>>,
     /// Names of gateways where the rule should be applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -831,18 +686,10 @@ pub struct VirtualServiceTlsMatch {
     #[serde(rename = "sniHosts")]
     pub sni_hosts: Vec<String>,
     /// One or more labels that constrain the applicability of a rule to workloads with the given labels.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "sourceLabels"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "sourceLabels")]
     pub source_labels: Option<BTreeMap<String, String>>,
     /// Source namespace constraining the applicability of a rule to workloads in that namespace.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "sourceNamespace"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "sourceNamespace")]
     pub source_namespace: Option<String>,
 }
 
@@ -880,29 +727,17 @@ pub struct VirtualServiceStatus {
     /// Current service state of the resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<Condition>>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "observedGeneration"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "observedGeneration")]
     pub observed_generation: Option<IntOrString>,
     /// Includes any errors or warnings detected by Istio's analyzers.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "validationMessages"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "validationMessages")]
     pub validation_messages: Option<Vec<VirtualServiceStatusValidationMessages>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct VirtualServiceStatusValidationMessages {
     /// A url pointing to the Istio documentation for this specific error type.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "documentationUrl"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "documentationUrl")]
     pub documentation_url: Option<String>,
     /// Represents how severe a message is.
     ///

@@ -84,7 +84,11 @@ pub fn destination_rule(exp: &Experiment, subsets: &BTreeSet<String>) -> Destina
         .arms
         .iter()
         .filter(|a| subsets.contains(&a.name))
-        .map(|a| DestinationRuleSubsets { name: a.name.clone(), labels: Some(a.selector.clone()), ..Default::default() })
+        .map(|a| DestinationRuleSubsets {
+            name: a.name.clone(),
+            labels: Some(a.selector.clone()),
+            ..Default::default()
+        })
         .collect();
     DestinationRule {
         metadata: metadata(exp),
@@ -134,7 +138,8 @@ pub fn virtual_service(exp: &Experiment, table: &RouteTable) -> VirtualService {
                     subset: Some(arm.clone()),
                     port: service.port.map(|p| VirtualServiceHttpMirrorPort { number: Some(i64::from(p)) }),
                 }),
-                mirror_percentage: mirror.map(|(_, percent)| VirtualServiceHttpMirrorPercentage { value: Some(*percent) }),
+                mirror_percentage: mirror
+                    .map(|(_, percent)| VirtualServiceHttpMirrorPercentage { value: Some(*percent) }),
                 ..Default::default()
             }
         })

@@ -124,7 +124,9 @@ pub fn plan(exp: &Experiment, target: &Target, mode: Mode, observed: &Observed) 
     let sizes = steps::Replicas { control: observed.replicas.get(&control).copied() };
     let states = steps::states(spec, &sizes)?;
     let state = match target {
-        Target::Step(n) => states.get(*n).cloned().ok_or(PlanError::StepOutOfRange { step: *n, last: states.len() - 1 })?,
+        Target::Step(n) => {
+            states.get(*n).cloned().ok_or(PlanError::StepOutOfRange { step: *n, last: states.len() - 1 })?
+        }
         Target::Final(arm) => final_state(spec, arm, &states)?,
     };
     let namespace = exp.metadata.namespace.clone();

@@ -115,7 +115,8 @@ pub fn actions(
     if strategy == StrategyName::BlueGreen {
         let active = state.weights.iter().find(|(_, w)| *w == 100).map(|(a, _)| a.as_str());
         let arm = spec.arms.iter().find(|a| Some(a.name.as_str()) == active).expect("blue/green routes all to one arm");
-        let selector = ServiceSelector { service, namespace: namespace.clone(), set: arm.selector.clone(), remove: vec![] };
+        let selector =
+            ServiceSelector { service, namespace: namespace.clone(), set: arm.selector.clone(), remove: vec![] };
         return Ok(vec![Action::ServiceSelector(selector)]);
     }
     let mut actions = vec![Action::ServiceSelector(shared_selector(spec, namespace))];
@@ -141,7 +142,8 @@ fn shared_selector(spec: &ExperimentSpec, namespace: &Option<String>) -> Service
         .filter(|(k, v)| spec.arms.iter().all(|a| a.selector.get(*k) == Some(*v)))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let mut remove: Vec<String> = spec.arms.iter().flat_map(|a| a.selector.keys().cloned()).filter(|k| !common.contains_key(k)).collect();
+    let mut remove: Vec<String> =
+        spec.arms.iter().flat_map(|a| a.selector.keys().cloned()).filter(|k| !common.contains_key(k)).collect();
     remove.sort();
     remove.dedup();
     ServiceSelector { service: spec.service.name.clone(), namespace: namespace.clone(), set: common, remove }

@@ -87,7 +87,9 @@ pub fn route_table(spec: &ExperimentSpec, state: &State) -> RouteTable {
         }
         routes.push(Route { name: rule.name.clone(), headers, destinations: to(&rule.arm) });
     }
-    if let (true, Some(header)) = (state.preview, spec.strategy.blue_green.as_ref().and_then(|b| b.preview_header.as_ref())) {
+    if let (true, Some(header)) =
+        (state.preview, spec.strategy.blue_green.as_ref().and_then(|b| b.preview_header.as_ref()))
+    {
         let candidate = spec.arms.iter().find(|a| !a.control).map(|a| a.name.as_str()).unwrap_or_default();
         let headers = BTreeMap::from([(header.name.clone(), Matcher::Exact(header.value.clone()))]);
         routes.push(Route { name: "preview".into(), headers, destinations: to(candidate) });
@@ -97,7 +99,10 @@ pub fn route_table(spec: &ExperimentSpec, state: &State) -> RouteTable {
     if let Some(sticky) = sticky {
         // Users keep the arm they were given while it still has weight; nothing drifts.
         for (arm, _) in &weighted {
-            let headers = BTreeMap::from([("cookie".to_string(), Matcher::Regex(cookie_regex(&sticky.cookie_name, &regex::escape(arm))))]);
+            let headers = BTreeMap::from([(
+                "cookie".to_string(),
+                Matcher::Regex(cookie_regex(&sticky.cookie_name, &regex::escape(arm))),
+            )]);
             routes.push(Route { name: format!("sticky-{arm}"), headers, destinations: to(arm) });
         }
     }
@@ -118,10 +123,9 @@ fn region_matcher(regions: &[String]) -> Option<Matcher> {
     match regions {
         [] => None,
         [one] => Some(Matcher::Exact(one.clone())),
-        many => Some(Matcher::Regex(format!(
-            "^({})$",
-            many.iter().map(|r| regex::escape(r)).collect::<Vec<_>>().join("|")
-        ))),
+        many => {
+            Some(Matcher::Regex(format!("^({})$", many.iter().map(|r| regex::escape(r)).collect::<Vec<_>>().join("|"))))
+        }
     }
 }
 

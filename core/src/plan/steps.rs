@@ -78,13 +78,19 @@ pub fn states(spec: &ExperimentSpec, observed: &Replicas) -> Result<Vec<State>, 
         StrategyName::BlueGreen => {
             let bg = s.blue_green.as_ref().expect("strategy name matches the field");
             vec![
-                State { weights: all_to(spec, control(spec)), preview: bg.preview_header.is_some(), replicas: None, experiment_routes: true },
+                State {
+                    weights: all_to(spec, control(spec)),
+                    preview: bg.preview_header.is_some(),
+                    replicas: None,
+                    experiment_routes: true,
+                },
                 plain(all_to(spec, candidate(spec))),
             ]
         }
         StrategyName::AbTest => {
             let ab = s.ab_test.as_ref().expect("strategy name matches the field");
-            let weights = spec.arms.iter().map(|a| (a.name.clone(), ab.split.get(&a.name).copied().unwrap_or(0))).collect();
+            let weights =
+                spec.arms.iter().map(|a| (a.name.clone(), ab.split.get(&a.name).copied().unwrap_or(0))).collect();
             vec![plain(weights)]
         }
         StrategyName::Recreate => {
@@ -96,7 +102,9 @@ pub fn states(spec: &ExperimentSpec, observed: &Replicas) -> Result<Vec<State>, 
             let n = size(r.replicas, observed, "spec.strategy.rollingUpdate.replicas")?;
             // Deployment defaults: 25% surge rounded up, 25% unavailable rounded down.
             let resolve = |v: &Option<_>, default: &str, up| {
-                let v = v.clone().unwrap_or(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(default.into()));
+                let v = v
+                    .clone()
+                    .unwrap_or(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(default.into()));
                 resolve_int_or_percent(&v, n, up).map_err(|e| PlanError::Invalid(vec![e]))
             };
             let surge = resolve(&r.max_surge, "25%", true)?;
@@ -108,7 +116,9 @@ pub fn states(spec: &ExperimentSpec, observed: &Replicas) -> Result<Vec<State>, 
 
 fn size(explicit: Option<i32>, observed: &Replicas, path: &str) -> Result<i32, PlanError> {
     explicit.or(observed.control).ok_or_else(|| {
-        PlanError::Invalid(vec![format!("{path}: required when the control Deployment's replicas are not known (offline render)")])
+        PlanError::Invalid(vec![format!(
+            "{path}: required when the control Deployment's replicas are not known (offline render)"
+        )])
     })
 }
 
@@ -122,11 +132,8 @@ fn replica_states(spec: &ExperimentSpec, pairs: &[(i32, i32)]) -> Vec<State> {
             // With no pod anywhere (the recreate gap) routing stays where it was.
             if old + new > 0 {
                 let shares = proportional(&[old, new], 100);
-                weights = spec
-                    .arms
-                    .iter()
-                    .map(|a| (a.name.clone(), if a.control { shares[0] } else { shares[1] }))
-                    .collect();
+                weights =
+                    spec.arms.iter().map(|a| (a.name.clone(), if a.control { shares[0] } else { shares[1] })).collect();
             }
             State {
                 weights: weights.clone(),
@@ -210,10 +217,7 @@ mod tests {
 
     #[test]
     fn rolling_with_surge_one_and_no_unavailability_moves_one_pod_at_a_time() {
-        assert_eq!(
-            rolling_sequence(3, 1, 0),
-            vec![(3, 0), (3, 1), (2, 1), (2, 2), (1, 2), (1, 3), (0, 3)]
-        );
+        assert_eq!(rolling_sequence(3, 1, 0), vec![(3, 0), (3, 1), (2, 1), (2, 2), (1, 2), (1, 3), (0, 3)]);
     }
 
     #[test]

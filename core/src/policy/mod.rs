@@ -39,9 +39,10 @@ pub fn check_policy(policy: &RolloutPolicy) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut add = |path: String, message: String| out.push(Problem { path, message });
     if let Some(d) = &policy.spec.min_analysis_duration
-        && let Err(why) = duration::parse(d) {
-            add("spec.minAnalysisDuration".into(), why);
-        }
+        && let Err(why) = duration::parse(d)
+    {
+        add("spec.minAnalysisDuration".into(), why);
+    }
     for (i, w) in policy.spec.freeze_windows.iter().enumerate() {
         if let Err(why) = cron::Schedule::parse(&w.schedule) {
             add(format!("spec.freezeWindows[{i}].schedule"), why);
@@ -53,7 +54,10 @@ pub fn check_policy(policy: &RolloutPolicy) -> Vec<Problem> {
     if let Some(selector) = &policy.spec.namespace_selector {
         for (i, e) in selector.match_expressions.iter().flatten().enumerate() {
             if !["In", "NotIn", "Exists", "DoesNotExist"].contains(&e.operator.as_str()) {
-                add(format!("spec.namespaceSelector.matchExpressions[{i}].operator"), format!("{:?} is not In, NotIn, Exists or DoesNotExist", e.operator));
+                add(
+                    format!("spec.namespaceSelector.matchExpressions[{i}].operator"),
+                    format!("{:?} is not In, NotIn, Exists or DoesNotExist", e.operator),
+                );
             }
         }
     }
@@ -77,20 +81,31 @@ pub fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, Strin
 }
 
 /// Every violation of `policy` by `exp`; `now` (Unix seconds) enables the freeze-window check.
-pub fn evaluate(policy: &RolloutPolicy, exp: &Experiment, namespace_labels: &BTreeMap<String, String>, now: Option<i64>) -> Vec<Violation> {
+pub fn evaluate(
+    policy: &RolloutPolicy,
+    exp: &Experiment,
+    namespace_labels: &BTreeMap<String, String>,
+    now: Option<i64>,
+) -> Vec<Violation> {
     let spec = &policy.spec;
     if !selects(spec.namespace_selector.as_ref(), namespace_labels) {
         return vec![];
     }
     let name = policy.metadata.name.clone().unwrap_or_default();
     let mut out = Vec::new();
-    let mut add = |rule, path: &str, message: String| out.push(Violation { policy: name.clone(), rule, path: path.into(), message });
+    let mut add = |rule, path: &str, message: String| {
+        out.push(Violation { policy: name.clone(), rule, path: path.into(), message })
+    };
     let exp_spec = &exp.spec;
     let strategy = exp_spec.strategy.names();
     if !spec.allowed_strategies.is_empty() {
         for s in strategy.iter().filter(|s| !spec.allowed_strategies.contains(s)) {
             let allowed: Vec<&str> = spec.allowed_strategies.iter().map(|s| s.as_str()).collect();
-            add("allowedStrategies", &format!("spec.strategy.{}", s.as_str()), format!("strategy {} is not allowed (allowed: {})", s.as_str(), allowed.join(", ")));
+            add(
+                "allowedStrategies",
+                &format!("spec.strategy.{}", s.as_str()),
+                format!("strategy {} is not allowed (allowed: {})", s.as_str(), allowed.join(", ")),
+            );
         }
     }
     let candidate_weights = candidate_weight_path(exp);
@@ -98,41 +113,73 @@ pub fn evaluate(policy: &RolloutPolicy, exp: &Experiment, namespace_labels: &BTr
         let mut previous = 0;
         for (i, weight) in candidate_weights.iter().map(|(w, _)| *w).enumerate() {
             if weight - previous > max {
-                add("maxStepWeight", "spec.strategy", format!("state {i} raises a candidate's weight from {previous} to {weight}, a step of {}; at most {max} allowed", weight - previous));
+                add(
+                    "maxStepWeight",
+                    "spec.strategy",
+                    format!(
+                        "state {i} raises a candidate's weight from {previous} to {weight}, a step of {}; at most {max} allowed",
+                        weight - previous
+                    ),
+                );
                 break;
             }
             previous = weight;
         }
     }
     if let Some(max) = spec.max_weight_without_analysis {
-        let before_analysis = candidate_weights.iter().take_while(|(_, analysed)| !analysed).map(|(w, _)| *w).max().unwrap_or(0);
+        let before_analysis =
+            candidate_weights.iter().take_while(|(_, analysed)| !analysed).map(|(w, _)| *w).max().unwrap_or(0);
         if before_analysis > max {
-            add("maxWeightWithoutAnalysis", "spec.analysis", format!("a candidate reaches weight {before_analysis} before any analysis has run; at most {max} allowed"));
+            add(
+                "maxWeightWithoutAnalysis",
+                "spec.analysis",
+                format!(
+                    "a candidate reaches weight {before_analysis} before any analysis has run; at most {max} allowed"
+                ),
+            );
         }
     }
     let analysis = exp_spec.analysis.as_ref();
     for required in &spec.required_guardrails {
-        let present = analysis.is_some_and(|a| a.metrics.iter().any(|m| &m.name == required && m.role == Role::Guardrail));
+        let present =
+            analysis.is_some_and(|a| a.metrics.iter().any(|m| &m.name == required && m.role == Role::Guardrail));
         if !present {
             add("requiredGuardrails", "spec.analysis.metrics", format!("guardrail metric {required:?} is required"));
         }
     }
     if let (Some(max), Some(a)) = (spec.max_alpha, analysis)
-        && a.alpha() > max {
-            add("maxAlpha", "spec.analysis.alpha", format!("{} is above the allowed {max}", a.alpha()));
-        }
+        && a.alpha() > max
+    {
+        add("maxAlpha", "spec.analysis.alpha", format!("{} is above the allowed {max}", a.alpha()));
+    }
     if let Some(min) = spec.min_analysis_duration.as_deref().and_then(|d| duration::parse(d).ok()) {
         match analysis.map(|a| duration::parse(a.max_duration())) {
-            None => add("minAnalysisDuration", "spec.analysis", format!("an analysis of at least {} is required", spec.min_analysis_duration.as_deref().unwrap_or_default())),
-            Some(Ok(d)) if d < min => add("minAnalysisDuration", "spec.analysis.maxDuration", format!("{} is shorter than the required {}", analysis.map(|a| a.max_duration()).unwrap_or_default(), spec.min_analysis_duration.as_deref().unwrap_or_default())),
+            None => add(
+                "minAnalysisDuration",
+                "spec.analysis",
+                format!(
+                    "an analysis of at least {} is required",
+                    spec.min_analysis_duration.as_deref().unwrap_or_default()
+                ),
+            ),
+            Some(Ok(d)) if d < min => add(
+                "minAnalysisDuration",
+                "spec.analysis.maxDuration",
+                format!(
+                    "{} is shorter than the required {}",
+                    analysis.map(|a| a.max_duration()).unwrap_or_default(),
+                    spec.min_analysis_duration.as_deref().unwrap_or_default()
+                ),
+            ),
             _ => {}
         }
     }
     if let Some(now) = now
-        && let Some((window, until)) = active_freeze(policy, now) {
-            let reason = window.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
-            add("freezeWindows", "spec", format!("traffic changes are frozen until {}{reason}", format_unix(until)));
-        }
+        && let Some((window, until)) = active_freeze(policy, now)
+    {
+        let reason = window.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+        add("freezeWindows", "spec", format!("traffic changes are frozen until {}{reason}", format_unix(until)));
+    }
     out
 }
 
@@ -153,7 +200,12 @@ fn candidate_weight_path(exp: &Experiment) -> Vec<(i32, bool)> {
         analysed_after.iter_mut().skip(1).for_each(|a| *a = true);
     }
     let candidate_max = |s: &steps::State| {
-        s.weights.iter().filter(|(arm, _)| spec.arms.iter().any(|a| &a.name == arm && !a.control)).map(|(_, w)| *w).max().unwrap_or(0)
+        s.weights
+            .iter()
+            .filter(|(arm, _)| spec.arms.iter().any(|a| &a.name == arm && !a.control))
+            .map(|(_, w)| *w)
+            .max()
+            .unwrap_or(0)
     };
     states.iter().zip(analysed_after).map(|(s, analysed)| (candidate_max(s), analysed)).collect()
 }
@@ -165,7 +217,10 @@ pub fn active_freeze(policy: &RolloutPolicy, now: i64) -> Option<(&crate::api::F
         let length = duration::parse(&w.duration).ok()?.as_secs() as i64;
         let this_minute = now - now.rem_euclid(60);
         // A window opened at a matching minute no longer ago than its length.
-        (0..=length / 60).map(|k| this_minute - 60 * k).find(|start| start + length > now && schedule.matches(cron::Minute::from_unix(*start))).map(|start| (w, start + length))
+        (0..=length / 60)
+            .map(|k| this_minute - 60 * k)
+            .find(|start| start + length > now && schedule.matches(cron::Minute::from_unix(*start)))
+            .map(|start| (w, start + length))
     })
 }
 

@@ -1,7 +1,7 @@
 //! Beta-Binomial comparison of two conversion rates: posteriors, exact P(B > A) and the
 //! expected loss of choosing either arm.
 
-use super::{normal, Result, invalid};
+use super::{Result, invalid, normal};
 use serde::Serialize;
 use statrs::function::beta::ln_beta;
 
@@ -110,7 +110,13 @@ pub fn compare(a: BetaPosterior, b: BetaPosterior) -> BetaComparison {
         (p, gain(-mu), gain(mu))
     };
     // Cancellation can leave a loss of −1e-17; a loss is never negative.
-    BetaComparison { posterior_a: a, posterior_b: b, p_b_gt_a, expected_loss_choose_b: loss_b.max(0.0), expected_loss_choose_a: loss_a.max(0.0) }
+    BetaComparison {
+        posterior_a: a,
+        posterior_b: b,
+        p_b_gt_a,
+        expected_loss_choose_b: loss_b.max(0.0),
+        expected_loss_choose_a: loss_a.max(0.0),
+    }
 }
 
 #[cfg(test)]
@@ -149,8 +155,14 @@ mod tests {
 
     #[test]
     fn extremes_are_defined() {
-        let cases = [(0, 0, 0, 0), (0, 1, 1, 1), (5, 5, 0, 7), (0, 1_000_000_000_000, 1, 1_000_000_000_000),
-            (400_000_000_000, 1_000_000_000_000, 400_000_100_000, 1_000_000_000_000), (3, 1_000_000, 1, 1)];
+        let cases = [
+            (0, 0, 0, 0),
+            (0, 1, 1, 1),
+            (5, 5, 0, 7),
+            (0, 1_000_000_000_000, 1, 1_000_000_000_000),
+            (400_000_000_000, 1_000_000_000_000, 400_000_100_000, 1_000_000_000_000),
+            (3, 1_000_000, 1, 1),
+        ];
         for (xa, na, xb, nb) in cases {
             let c = compare(post(xa, na), post(xb, nb));
             for v in [c.p_b_gt_a, c.expected_loss_choose_a, c.expected_loss_choose_b] {

@@ -2,15 +2,20 @@
 //! posterior probabilities under each method, then the multiplicity adjustment.
 
 use super::bayes::{self, BetaPosterior};
-use super::decision::{Comparison, DecisionConfig, Direction, Guardrail, Margin, Method, Metric, Observation, Role, Verdict, DEFAULT_PLANNED_SAMPLES_PER_ARM};
+use super::decision::{
+    Comparison, DEFAULT_PLANNED_SAMPLES_PER_ARM, DecisionConfig, Direction, Guardrail, Margin, Method, Metric,
+    Observation, Role, Verdict,
+};
 use super::sequential::{self, Difference};
 use super::welch::{self, Summary};
-use super::{multiple, normal, proportions, Alternative, Result, invalid};
+use super::{Alternative, Result, invalid, multiple, normal, proportions};
 
 /// Rejects observations no experiment can produce.
 pub fn check_observation(obs: &Observation) -> std::result::Result<(), String> {
     match *obs {
-        Observation::Proportion { successes, trials } if successes > trials => Err(format!("{successes} successes out of {trials} trials")),
+        Observation::Proportion { successes, trials } if successes > trials => {
+            Err(format!("{successes} successes out of {trials} trials"))
+        }
         Observation::Mean { mean, variance, .. } if !(mean.is_finite() && variance.is_finite() && variance >= 0.0) => {
             Err("mean and variance must be finite, variance ≥ 0".into())
         }
@@ -39,7 +44,10 @@ impl Pair {
             return invalid(format!("`{}` lacks arm `{control}` or `{arm}`", metric.name));
         };
         let (cv, tv, variance) = match (c, t) {
-            (Observation::Proportion { successes: xc, trials: nc }, Observation::Proportion { successes: xt, trials: nt }) => {
+            (
+                Observation::Proportion { successes: xc, trials: nc },
+                Observation::Proportion { successes: xt, trials: nt },
+            ) => {
                 // Agresti–Caffo: one success and one failure added per arm keeps the variance
                 // positive with 0 or all conversions; at decision sizes it is the plain one.
                 let adj = |x: u64, n: u64| {
@@ -48,16 +56,25 @@ impl Pair {
                 };
                 (xc as f64 / nc as f64, xt as f64 / nt as f64, adj(xc, nc) + adj(xt, nt))
             }
-            (Observation::Mean { mean: mc, variance: vc, n: nc }, Observation::Mean { mean: mt, variance: vt, n: nt }) => {
-                (mc, mt, vc / nc as f64 + vt / nt as f64)
-            }
+            (
+                Observation::Mean { mean: mc, variance: vc, n: nc },
+                Observation::Mean { mean: mt, variance: vt, n: nt },
+            ) => (mc, mt, vc / nc as f64 + vt / nt as f64),
             _ => return invalid(format!("`{}` mixes proportions and means", metric.name)),
         };
         if variance <= 0.0 {
             return Ok(None);
         }
         let units = c.samples() as f64 + t.samples() as f64;
-        Ok(Some(Self { arm: arm.to_string(), control: c, treatment: t, control_value: cv, arm_value: tv, diff: Difference { estimate: tv - cv, variance }, units }))
+        Ok(Some(Self {
+            arm: arm.to_string(),
+            control: c,
+            treatment: t,
+            control_value: cv,
+            arm_value: tv,
+            diff: Difference { estimate: tv - cv, variance },
+            units,
+        }))
     }
 
     fn sd(&self) -> f64 {
@@ -94,9 +111,17 @@ fn sign(direction: Direction) -> f64 {
 /// P(arm better) and the expected loss of choosing it: exact Beta-Binomial for
 /// proportions, a flat-prior normal posterior N(estimate, variance) for means.
 fn posterior(pair: &Pair, s: f64, prior: [f64; 2]) -> Result<(f64, f64)> {
-    if let (Observation::Proportion { successes: xc, trials: nc }, Observation::Proportion { successes: xt, trials: nt }) = (pair.control, pair.treatment) {
+    if let (
+        Observation::Proportion { successes: xc, trials: nc },
+        Observation::Proportion { successes: xt, trials: nt },
+    ) = (pair.control, pair.treatment)
+    {
         let c = bayes::compare(BetaPosterior::from_counts(xc, nc, prior)?, BetaPosterior::from_counts(xt, nt, prior)?);
-        return Ok(if s > 0.0 { (c.p_b_gt_a, c.expected_loss_choose_b) } else { (1.0 - c.p_b_gt_a, c.expected_loss_choose_a) });
+        return Ok(if s > 0.0 {
+            (c.p_b_gt_a, c.expected_loss_choose_b)
+        } else {
+            (1.0 - c.p_b_gt_a, c.expected_loss_choose_a)
+        });
     }
     let (m, sd) = (s * pair.diff.estimate, pair.sd());
     let loss = -m * normal::cdf(-m / sd) + sd * normal::pdf(m / sd);
@@ -106,9 +131,10 @@ fn posterior(pair: &Pair, s: f64, prior: [f64; 2]) -> Result<(f64, f64)> {
 /// Classical two-sided p-value: pooled z for proportions, Welch t for means.
 fn fixed_p(pair: &Pair) -> Result<f64> {
     match (pair.treatment, pair.control) {
-        (Observation::Proportion { successes: xt, trials: nt }, Observation::Proportion { successes: xc, trials: nc }) => {
-            Ok(proportions::two_proportion_ztest(xt, nt, xc, nc, Alternative::TwoSided)?.p_value)
-        }
+        (
+            Observation::Proportion { successes: xt, trials: nt },
+            Observation::Proportion { successes: xc, trials: nc },
+        ) => Ok(proportions::two_proportion_ztest(xt, nt, xc, nc, Alternative::TwoSided)?.p_value),
         (Observation::Mean { mean: mt, variance: vt, n: nt }, Observation::Mean { mean: mc, variance: vc, n: nc }) => {
             let s = |mean, variance, n| Summary { mean, variance, n };
             Ok(welch::welch_ttest(s(mt, vt, nt), s(mc, vc, nc), Alternative::TwoSided)?.p_value)
@@ -181,7 +207,12 @@ pub fn guardrail(pair: &Pair, g: &Guardrail, config: &DecisionConfig) -> Result<
 }
 
 /// Holm across the goal's arms and across all guardrail rollback tests, then verdicts.
-pub fn adjust(goal: &mut [Comparison], guard: &mut [Comparison], config: &DecisionConfig, direction: Direction) -> Result<()> {
+pub fn adjust(
+    goal: &mut [Comparison],
+    guard: &mut [Comparison],
+    config: &DecisionConfig,
+    direction: Direction,
+) -> Result<()> {
     let a = config.alpha;
     if config.method == Method::Bayesian {
         let by_probability = |c: &Comparison, yes, no| match c.prob_better.unwrap_or(0.5) {

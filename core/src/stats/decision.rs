@@ -17,7 +17,7 @@
 //!   test is over, so anything short of a promotion is a Rollback.
 
 use super::compare::{self, Pair};
-use super::{srm, Result, invalid};
+use super::{Result, invalid, srm};
 use serde::{Deserialize, Serialize};
 
 /// Planned samples per arm used to tune the sequential test when none is configured.
@@ -131,7 +131,14 @@ pub struct DecisionConfig {
 
 impl Default for DecisionConfig {
     fn default() -> Self {
-        Self { method: Method::Sequential, alpha: 0.05, min_samples_per_arm: 100, planned_samples_per_arm: None, srm_alpha: 0.001, prior: [1.0, 1.0] }
+        Self {
+            method: Method::Sequential,
+            alpha: 0.05,
+            min_samples_per_arm: 100,
+            planned_samples_per_arm: None,
+            srm_alpha: 0.001,
+            prior: [1.0, 1.0],
+        }
     }
 }
 
@@ -219,22 +226,43 @@ pub fn decide(input: &DecisionInput, config: &DecisionConfig) -> Result<Decision
     let metrics = input.goal.iter().chain(input.guardrails.iter().map(|g| &g.metric));
     for metric in metrics {
         for obs in &metric.arms {
-            let floor = match obs.value { Observation::Proportion { .. } => 1, Observation::Mean { .. } => 2 };
+            let floor = match obs.value {
+                Observation::Proportion { .. } => 1,
+                Observation::Mean { .. } => 2,
+            };
             let needed = config.min_samples_per_arm.max(floor);
             if obs.value.samples() < needed {
-                return stop(cont(format!("arm `{}` has {} samples of `{}`; at least {needed} are needed", obs.arm, obs.value.samples(), metric.name)), vec![], None);
+                return stop(
+                    cont(format!(
+                        "arm `{}` has {} samples of `{}`; at least {needed} are needed",
+                        obs.arm,
+                        obs.value.samples(),
+                        metric.name
+                    )),
+                    vec![],
+                    None,
+                );
             }
         }
     }
     let srm = srm_check(input)?;
     if let Some(s) = srm.filter(|s| s.p_value <= config.srm_alpha) {
-        let reason = format!("sample ratio mismatch: traffic does not follow the configured weights (sequential p = {:.2e})", s.p_value);
+        let reason = format!(
+            "sample ratio mismatch: traffic does not follow the configured weights (sequential p = {:.2e})",
+            s.p_value
+        );
         return stop(Outcome::Rollback { reason }, vec![], srm);
     }
     if let (Method::FixedHorizon, Some(planned)) = (config.method, config.planned_samples_per_arm) {
         let smallest = primary(input)?.arms.iter().map(|a| a.value.samples()).min().unwrap_or(0);
         if smallest < planned {
-            return stop(cont(format!("fixed-horizon test waits for {planned} samples per arm; the smallest arm has {smallest}")), vec![], srm);
+            return stop(
+                cont(format!(
+                    "fixed-horizon test waits for {planned} samples per arm; the smallest arm has {smallest}"
+                )),
+                vec![],
+                srm,
+            );
         }
     }
     let control = arms[0];
@@ -243,7 +271,13 @@ pub fn decide(input: &DecisionInput, config: &DecisionConfig) -> Result<Decision
     for (&arm, metric) in treatments.iter().flat_map(|arm| input.goal.iter().map(move |m| (arm, m))) {
         match Pair::new(metric, control, arm)? {
             Some(pair) => goal.push(compare::goal(&pair, metric, config)?),
-            None => return stop(cont(format!("`{}` has no variance yet in arm `{arm}` or `{control}`", metric.name)), vec![], srm),
+            None => {
+                return stop(
+                    cont(format!("`{}` has no variance yet in arm `{arm}` or `{control}`", metric.name)),
+                    vec![],
+                    srm,
+                );
+            }
         }
     }
     let mut guard = Vec::with_capacity(treatments.len() * input.guardrails.len());
@@ -251,7 +285,16 @@ pub fn decide(input: &DecisionInput, config: &DecisionConfig) -> Result<Decision
         for &arm in treatments {
             match Pair::new(&g.metric, control, arm)? {
                 Some(pair) => guard.push(compare::guardrail(&pair, g, config)?),
-                None => return stop(cont(format!("guardrail `{}` has no variance yet in arm `{arm}` or `{control}`", g.metric.name)), vec![], srm),
+                None => {
+                    return stop(
+                        cont(format!(
+                            "guardrail `{}` has no variance yet in arm `{arm}` or `{control}`",
+                            g.metric.name
+                        )),
+                        vec![],
+                        srm,
+                    );
+                }
             }
         }
     }
@@ -276,9 +319,16 @@ fn primary(input: &DecisionInput) -> Result<&Metric> {
 /// A guardrail-only gate: harm rolls back; an arm shown non-inferior on every guardrail passes.
 fn gate_outcome(input: &DecisionInput, treatments: &[&str], config: &DecisionConfig, guard: &[Comparison]) -> Outcome {
     if let Some(bad) = guard.iter().find(|c| c.verdict == Verdict::Inferior) {
-        return Outcome::Rollback { reason: format!("arm `{}` is worse than `{}` on guardrail `{}` by more than its margin (difference {:.4}, interval [{:.4}, {:.4}])", bad.arm, input.control, bad.metric, bad.difference, bad.interval[0], bad.interval[1]) };
+        return Outcome::Rollback {
+            reason: format!(
+                "arm `{}` is worse than `{}` on guardrail `{}` by more than its margin (difference {:.4}, interval [{:.4}, {:.4}])",
+                bad.arm, input.control, bad.metric, bad.difference, bad.interval[0], bad.interval[1]
+            ),
+        };
     }
-    let passed = treatments.iter().find(|arm| guard.iter().filter(|c| c.arm == **arm).all(|c| c.verdict == Verdict::NonInferior));
+    let passed = treatments
+        .iter()
+        .find(|arm| guard.iter().filter(|c| c.arm == **arm).all(|c| c.verdict == Verdict::NonInferior));
     match passed {
         Some(arm) => Outcome::Promote { arm: arm.to_string() },
         None if config.method == Method::FixedHorizon && config.planned_samples_per_arm.is_some() => {
@@ -288,30 +338,64 @@ fn gate_outcome(input: &DecisionInput, treatments: &[&str], config: &DecisionCon
     }
 }
 
-fn outcome(input: &DecisionInput, goal_metric: &Metric, config: &DecisionConfig, goal: &[Comparison], guard: &[Comparison]) -> Outcome {
+fn outcome(
+    input: &DecisionInput,
+    goal_metric: &Metric,
+    config: &DecisionConfig,
+    goal: &[Comparison],
+    guard: &[Comparison],
+) -> Outcome {
     if let Some(bad) = guard.iter().find(|c| c.verdict == Verdict::Inferior) {
-        return Outcome::Rollback { reason: format!("arm `{}` is worse than `{}` on guardrail `{}` by more than its margin (difference {:.4}, interval [{:.4}, {:.4}])", bad.arm, input.control, bad.metric, bad.difference, bad.interval[0], bad.interval[1]) };
+        return Outcome::Rollback {
+            reason: format!(
+                "arm `{}` is worse than `{}` on guardrail `{}` by more than its margin (difference {:.4}, interval [{:.4}, {:.4}])",
+                bad.arm, input.control, bad.metric, bad.difference, bad.interval[0], bad.interval[1]
+            ),
+        };
     }
     if goal.iter().all(|c| c.verdict == Verdict::Worse) {
-        return Outcome::Rollback { reason: format!("every arm is worse than `{}` on `{}`", input.control, goal_metric.name) };
+        return Outcome::Rollback {
+            reason: format!("every arm is worse than `{}` on `{}`", input.control, goal_metric.name),
+        };
     }
     let sign = if goal_metric.direction == Direction::HigherIsBetter { 1.0 } else { -1.0 };
     let guard_ok = |arm: &str| guard.iter().filter(|c| c.arm == arm).all(|c| c.verdict == Verdict::NonInferior);
     let winners: Vec<&Comparison> = goal.iter().filter(|c| c.verdict == Verdict::Better).collect();
-    let best = winners.iter().filter(|c| guard_ok(&c.arm)).max_by(|a, b| (sign * a.difference).total_cmp(&(sign * b.difference)));
+    let best = winners
+        .iter()
+        .filter(|c| guard_ok(&c.arm))
+        .max_by(|a, b| (sign * a.difference).total_cmp(&(sign * b.difference)));
     let at_horizon = config.method == Method::FixedHorizon && config.planned_samples_per_arm.is_some();
     match (best, winners.first()) {
         (Some(best), _) => Outcome::Promote { arm: best.arm.clone() },
         (None, Some(w)) => {
-            let pending: Vec<&str> = guard.iter().filter(|c| c.arm == w.arm && c.verdict != Verdict::NonInferior).map(|c| c.metric.as_str()).collect();
-            let reason = format!("arm `{}` beats `{}` on `{}` but guardrails {pending:?} are not yet shown non-inferior", w.arm, input.control, goal_metric.name);
-            if at_horizon { Outcome::Rollback { reason: format!("{reason} at the planned horizon") } } else { cont(reason) }
+            let pending: Vec<&str> = guard
+                .iter()
+                .filter(|c| c.arm == w.arm && c.verdict != Verdict::NonInferior)
+                .map(|c| c.metric.as_str())
+                .collect();
+            let reason = format!(
+                "arm `{}` beats `{}` on `{}` but guardrails {pending:?} are not yet shown non-inferior",
+                w.arm, input.control, goal_metric.name
+            );
+            if at_horizon {
+                Outcome::Rollback { reason: format!("{reason} at the planned horizon") }
+            } else {
+                cont(reason)
+            }
         }
-        (None, None) if at_horizon => Outcome::Rollback { reason: format!("no arm beat `{}` on `{}` at the planned sample size", input.control, goal_metric.name) },
+        (None, None) if at_horizon => Outcome::Rollback {
+            reason: format!("no arm beat `{}` on `{}` at the planned sample size", input.control, goal_metric.name),
+        },
         (None, None) => {
             let evidence = match config.method {
-                Method::Bayesian => format!("highest P(better) {:.3}", goal.iter().filter_map(|c| c.prob_better).fold(0.0, f64::max)),
-                _ => format!("smallest adjusted p-value {:.3}", goal.iter().filter_map(|c| c.adjusted_p_value).fold(1.0, f64::min)),
+                Method::Bayesian => {
+                    format!("highest P(better) {:.3}", goal.iter().filter_map(|c| c.prob_better).fold(0.0, f64::max))
+                }
+                _ => format!(
+                    "smallest adjusted p-value {:.3}",
+                    goal.iter().filter_map(|c| c.adjusted_p_value).fold(1.0, f64::min)
+                ),
             };
             cont(format!("no arm differs from `{}` on `{}` yet ({evidence})", input.control, goal_metric.name))
         }
@@ -344,7 +428,9 @@ fn validate<'a>(input: &'a DecisionInput, config: &DecisionConfig) -> Result<Vec
         if theirs != ours {
             return invalid(format!("guardrail `{}` must have data for exactly the goal's arms", g.metric.name));
         }
-        let m = match g.margin { Margin::Absolute(m) | Margin::Relative(m) => m };
+        let m = match g.margin {
+            Margin::Absolute(m) | Margin::Relative(m) => m,
+        };
         if !(m.is_finite() && m >= 0.0) {
             return invalid(format!("guardrail `{}`: margin must be finite and ≥ 0", g.metric.name));
         }
@@ -352,7 +438,8 @@ fn validate<'a>(input: &'a DecisionInput, config: &DecisionConfig) -> Result<Vec
     let metrics = input.goal.iter().chain(input.guardrails.iter().map(|g| &g.metric));
     for m in metrics {
         for a in &m.arms {
-            compare::check_observation(&a.value).map_err(|e| super::StatsError::InvalidInput(format!("`{}` arm `{}`: {e}", m.name, a.arm)))?;
+            compare::check_observation(&a.value)
+                .map_err(|e| super::StatsError::InvalidInput(format!("`{}` arm `{}`: {e}", m.name, a.arm)))?;
         }
     }
     let mut ordered = vec![input.control.as_str()];

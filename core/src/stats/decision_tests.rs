@@ -11,11 +11,23 @@ fn mean(arm: &str, m: f64, variance: f64, n: u64) -> ArmObservation {
 }
 
 fn experiment(arms: Vec<ArmObservation>) -> DecisionInput {
-    DecisionInput { control: "control".into(), goal: Some(Metric { name: "conversion".into(), direction: Direction::HigherIsBetter, arms }), guardrails: vec![], assignment: vec![] }
+    DecisionInput {
+        control: "control".into(),
+        goal: Some(Metric { name: "conversion".into(), direction: Direction::HigherIsBetter, arms }),
+        guardrails: vec![],
+        assignment: vec![],
+    }
 }
 
 fn errors(control: u64, v2: u64, n: u64, margin: f64) -> Guardrail {
-    Guardrail { metric: Metric { name: "errors".into(), direction: Direction::LowerIsBetter, arms: vec![prop("control", control, n), prop("v2", v2, n)] }, margin: Margin::Absolute(margin) }
+    Guardrail {
+        metric: Metric {
+            name: "errors".into(),
+            direction: Direction::LowerIsBetter,
+            arms: vec![prop("control", control, n), prop("v2", v2, n)],
+        },
+        margin: Margin::Absolute(margin),
+    }
 }
 
 fn seq() -> DecisionConfig {
@@ -155,7 +167,9 @@ fn bayesian_method_reports_probabilities_and_losses() {
 fn assert_finite(d: &Decision) {
     for c in &d.comparisons {
         let opt = [c.p_value, c.adjusted_p_value, c.prob_better, c.expected_loss];
-        let all = [c.control_value, c.arm_value, c.difference, c.interval[0], c.interval[1]].into_iter().chain(opt.into_iter().flatten());
+        let all = [c.control_value, c.arm_value, c.difference, c.interval[0], c.interval[1]]
+            .into_iter()
+            .chain(opt.into_iter().flatten());
         for v in all {
             assert!(v.is_finite(), "{c:?}");
         }
@@ -166,14 +180,14 @@ fn assert_finite(d: &Decision) {
 fn extreme_counts_give_defined_results() {
     const T: u64 = 1_000_000_000_000;
     let cases = [
-        ((0, 1000), (0, 1000)),           // zero conversions
-        ((1000, 1000), (1000, 1000)),     // all conversions
-        ((0, 1000), (1000, 1000)),        // all vs none
-        ((0, 0), (0, 0)),                 // n = 0
-        ((1, 1), (0, 1)),                 // n = 1
-        ((50_000, 1_000_000), (0, 1)),    // million-fold imbalance
+        ((0, 1000), (0, 1000)),        // zero conversions
+        ((1000, 1000), (1000, 1000)),  // all conversions
+        ((0, 1000), (1000, 1000)),     // all vs none
+        ((0, 0), (0, 0)),              // n = 0
+        ((1, 1), (0, 1)),              // n = 1
+        ((50_000, 1_000_000), (0, 1)), // million-fold imbalance
         ((50_000, 1_000_000_000_000), (1, 1_000_000)),
-        ((T / 20, T), (T / 20, T)),       // 10^12
+        ((T / 20, T), (T / 20, T)), // 10^12
         ((T / 20, T), (T / 20 + T / 10_000, T)),
     ];
     let methods = [Method::Sequential, Method::FixedHorizon, Method::Bayesian];
@@ -181,12 +195,23 @@ fn extreme_counts_give_defined_results() {
         for method in methods {
             for min in [0, 100] {
                 let mut input = experiment(vec![prop("control", xc, nc), prop("v2", xt, nt)]);
-                input.guardrails.push(Guardrail { metric: Metric { name: "errors".into(), direction: Direction::LowerIsBetter, arms: vec![prop("control", xc, nc), prop("v2", xt, nt)] }, margin: Margin::Relative(0.1) });
+                input.guardrails.push(Guardrail {
+                    metric: Metric {
+                        name: "errors".into(),
+                        direction: Direction::LowerIsBetter,
+                        arms: vec![prop("control", xc, nc), prop("v2", xt, nt)],
+                    },
+                    margin: Margin::Relative(0.1),
+                });
                 let config = DecisionConfig { method, min_samples_per_arm: min, ..Default::default() };
                 let d = decide(&input, &config).unwrap_or_else(|e| panic!("{method:?} {xc}/{nc} vs {xt}/{nt}: {e}"));
                 assert_finite(&d);
                 if nc == 0 || (min == 100 && nt < 100) {
-                    assert!(matches!(&d.outcome, Outcome::Continue { reason } if reason.contains("samples")), "{:?}", d.outcome);
+                    assert!(
+                        matches!(&d.outcome, Outcome::Continue { reason } if reason.contains("samples")),
+                        "{:?}",
+                        d.outcome
+                    );
                 }
             }
         }
@@ -202,7 +227,10 @@ fn extreme_counts_give_defined_results() {
 fn constant_means_continue_for_lack_of_variance() {
     let o = outcome(&experiment(vec![mean("control", 1.0, 0.0, 500), mean("v2", 1.0, 0.0, 500)]), &seq());
     assert!(matches!(o, Outcome::Continue { .. }) && reason(&o).contains("variance"), "{o:?}");
-    let one = outcome(&experiment(vec![mean("control", 1.0, 0.5, 1), mean("v2", 1.0, 0.5, 1)]), &DecisionConfig { min_samples_per_arm: 0, ..seq() });
+    let one = outcome(
+        &experiment(vec![mean("control", 1.0, 0.5, 1), mean("v2", 1.0, 0.5, 1)]),
+        &DecisionConfig { min_samples_per_arm: 0, ..seq() },
+    );
     assert!(reason(&one).contains("at least 2"), "{one:?}");
 }
 
@@ -219,13 +247,29 @@ fn malformed_input_is_an_error() {
     let nan = experiment(vec![mean("control", f64::NAN, 1.0, 100), mean("v2", 1.0, 1.0, 100)]);
     let mixed = experiment(vec![prop("control", 10, 100), mean("v2", 1.0, 1.0, 100)]);
     let mut missing = ok();
-    missing.guardrails.push(Guardrail { metric: Metric { name: "g".into(), direction: Direction::LowerIsBetter, arms: vec![prop("control", 1, 100)] }, margin: Margin::Absolute(0.1) });
+    missing.guardrails.push(Guardrail {
+        metric: Metric { name: "g".into(), direction: Direction::LowerIsBetter, arms: vec![prop("control", 1, 100)] },
+        margin: Margin::Absolute(0.1),
+    });
     let mut negative = ok();
     negative.guardrails.push(Guardrail { margin: Margin::Absolute(-0.1), ..errors(1, 1, 100, 0.0) });
-    for (name, input) in [("unknown", unknown), ("dup", dup), ("lonely", lonely), ("impossible", impossible), ("nan", nan), ("mixed", mixed), ("missing", missing), ("negative", negative)] {
+    for (name, input) in [
+        ("unknown", unknown),
+        ("dup", dup),
+        ("lonely", lonely),
+        ("impossible", impossible),
+        ("nan", nan),
+        ("mixed", mixed),
+        ("missing", missing),
+        ("negative", negative),
+    ] {
         assert!(matches!(decide(&input, &seq()), Err(crate::stats::StatsError::InvalidInput(_))), "{name}");
     }
-    for config in [DecisionConfig { alpha: 0.0, ..seq() }, DecisionConfig { alpha: f64::NAN, ..seq() }, DecisionConfig { planned_samples_per_arm: Some(0), ..seq() }] {
+    for config in [
+        DecisionConfig { alpha: 0.0, ..seq() },
+        DecisionConfig { alpha: f64::NAN, ..seq() },
+        DecisionConfig { planned_samples_per_arm: Some(0), ..seq() },
+    ] {
         assert!(decide(&ok(), &config).is_err());
     }
 }
@@ -240,8 +284,10 @@ fn types_speak_camel_case_json() {
         "guardrails": [{"name": "latency", "direction": "lowerIsBetter", "margin": {"relative": 0.05}, "arms": [
             {"arm": "control", "value": {"mean": {"mean": 0.2, "variance": 0.01, "n": 20000}}},
             {"arm": "v2", "value": {"mean": {"mean": 0.2, "variance": 0.01, "n": 20000}}}]}]
-    })).unwrap();
-    let config: DecisionConfig = serde_json::from_value(serde_json::json!({"method": "fixedHorizon", "minSamplesPerArm": 10})).unwrap();
+    }))
+    .unwrap();
+    let config: DecisionConfig =
+        serde_json::from_value(serde_json::json!({"method": "fixedHorizon", "minSamplesPerArm": 10})).unwrap();
     assert_eq!((config.method, config.min_samples_per_arm, config.alpha), (Method::FixedHorizon, 10, 0.05));
     let d = decide(&input, &seq()).unwrap();
     let json = serde_json::to_value(&d).unwrap();
@@ -258,7 +304,11 @@ fn a_guardrail_only_gate_passes_harmless_arms_and_rolls_back_harmful_ones() {
         control: "control".into(),
         goal: None,
         guardrails: vec![Guardrail {
-            metric: Metric { name: "error-rate".into(), direction: Direction::LowerIsBetter, arms: vec![prop("control", control.0, control.1), prop("v2", v2.0, v2.1)] },
+            metric: Metric {
+                name: "error-rate".into(),
+                direction: Direction::LowerIsBetter,
+                arms: vec![prop("control", control.0, control.1), prop("v2", v2.0, v2.1)],
+            },
             margin: Margin::Absolute(0.005),
         }],
         assignment: vec![],

@@ -63,7 +63,13 @@ impl Histogram {
 /// Prometheus tolerates small decreases in cumulative counts (scrape races) by taking
 /// the running maximum; so do we.
 fn monotonic(cumulative: &[f64]) -> Vec<f64> {
-    cumulative.iter().scan(0.0f64, |m, &c| { *m = m.max(c); Some(*m) }).collect()
+    cumulative
+        .iter()
+        .scan(0.0f64, |m, &c| {
+            *m = m.max(c);
+            Some(*m)
+        })
+        .collect()
 }
 
 /// Per-bucket counts from cumulative counts.

@@ -5,8 +5,8 @@
 //! group holding `x` observations of the first sample and `y` of the second. One pass over
 //! the groups gives U and the tie correction, so histograms cost O(buckets).
 
-use super::histogram::{bucket_counts, Histogram};
-use super::{normal, Alternative, Result, invalid};
+use super::histogram::{Histogram, bucket_counts};
+use super::{Alternative, Result, invalid, normal};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -117,7 +117,20 @@ mod tests {
         let grouped = from_groups([(2.0, 1.0), (1.0, 2.0), (3.0, 0.0), (0.0, 1.0)]).unwrap();
         assert_eq!(raw, grouped);
         // U1 by brute force over pairs.
-        let u: f64 = x.iter().flat_map(|a| y.iter().map(move |b| if a > b { 1.0 } else if a == b { 0.5 } else { 0.0 })).sum();
+        let u: f64 = x
+            .iter()
+            .flat_map(|a| {
+                y.iter().map(move |b| {
+                    if a > b {
+                        1.0
+                    } else if a == b {
+                        0.5
+                    } else {
+                        0.0
+                    }
+                })
+            })
+            .sum();
         assert_eq!(raw.u1, u);
     }
 

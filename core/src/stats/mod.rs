@@ -58,9 +58,7 @@ impl std::str::FromStr for Alternative {
             "two-sided" | "twoSided" | "two_sided" => Ok(Self::TwoSided),
             "greater" | "larger" => Ok(Self::Greater),
             "less" | "smaller" => Ok(Self::Less),
-            other => invalid(format!(
-                "alternative `{other}` is not one of two-sided, greater/larger, less/smaller"
-            )),
+            other => invalid(format!("alternative `{other}` is not one of two-sided, greater/larger, less/smaller")),
         }
     }
 }

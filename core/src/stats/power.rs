@@ -2,7 +2,7 @@
 //! Uses the pooled variance under the null and the unpooled one under the alternative
 //! (Fleiss), matching [`super::proportions::two_proportion_ztest`].
 
-use super::{normal, Alternative, Result, invalid};
+use super::{Alternative, Result, invalid, normal};
 
 fn check(p1: f64, p2: f64, alpha: f64) -> Result<()> {
     if !(p1 > 0.0 && p1 < 1.0 && p2 > 0.0 && p2 < 1.0) {

@@ -6,7 +6,7 @@
 //! P(Λ ever ≥ 1/α) ≤ α however often it is checked. p = min(1, 1/Λ) at each look; the
 //! always-valid p-value is its running minimum.
 
-use super::{normal, Result, invalid};
+use super::{Result, invalid, normal};
 use serde::Serialize;
 
 /// Estimate of a difference (treatment − control) and its variance.
@@ -105,7 +105,11 @@ pub fn msprt_one_sided(d: Difference, tau2: f64, theta0: f64, alpha: f64) -> Res
     let (mut lo, mut hi) = (0.0, halfwidth(v, tau2, alpha));
     for _ in 0..100 {
         let mid = 0.5 * (lo + hi);
-        if ln_lambda_plus(mid, v, tau2) < target { lo = mid } else { hi = mid }
+        if ln_lambda_plus(mid, v, tau2) < target {
+            lo = mid
+        } else {
+            hi = mid
+        }
         if hi - lo <= 1e-15 * hi {
             break;
         }

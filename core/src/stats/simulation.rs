@@ -3,8 +3,10 @@
 //! sufficient statistic) instead of individual visitors, so thousands of experiments of
 //! a hundred looks take seconds.
 
-use super::decision::{decide, ArmObservation, Assignment, DecisionConfig, DecisionInput, Method, Metric, Observation, Outcome};
-use super::{power, proportions, srm, Alternative, Result};
+use super::decision::{
+    ArmObservation, Assignment, DecisionConfig, DecisionInput, Method, Metric, Observation, Outcome, decide,
+};
+use super::{Alternative, Result, power, proportions, srm};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use statrs::function::factorial::ln_binomial;
@@ -59,10 +61,17 @@ pub fn binomial<R: Rng>(rng: &mut R, n: u64, p: f64) -> u64 {
 }
 
 fn two_arm_input(c: (u64, u64), t: (u64, u64)) -> DecisionInput {
-    let arm = |name: &str, (x, n): (u64, u64)| ArmObservation { arm: name.into(), value: Observation::Proportion { successes: x, trials: n } };
+    let arm = |name: &str, (x, n): (u64, u64)| ArmObservation {
+        arm: name.into(),
+        value: Observation::Proportion { successes: x, trials: n },
+    };
     DecisionInput {
         control: "control".into(),
-        goal: Some(Metric { name: "conversion".into(), direction: Default::default(), arms: vec![arm("control", c), arm("treatment", t)] }),
+        goal: Some(Metric {
+            name: "conversion".into(),
+            direction: Default::default(),
+            arms: vec![arm("control", c), arm("treatment", t)],
+        }),
         guardrails: vec![],
         assignment: vec![],
     }
@@ -182,7 +191,12 @@ pub struct PowerResult {
 pub fn power_study(s: PowerStudy) -> Result<PowerResult> {
     let treated = s.base_rate * (1.0 + s.uplift);
     let fixed = power::sample_size_per_arm(s.base_rate, treated, s.alpha, 0.8, Alternative::TwoSided)?;
-    let config = DecisionConfig { alpha: s.alpha, planned_samples_per_arm: Some(fixed), method: Method::Sequential, ..Default::default() };
+    let config = DecisionConfig {
+        alpha: s.alpha,
+        planned_samples_per_arm: Some(fixed),
+        method: Method::Sequential,
+        ..Default::default()
+    };
     let mut rng = StdRng::seed_from_u64(s.seed);
     let (mut wrong, mut samples) = (0usize, Vec::new());
     for _ in 0..s.experiments {
@@ -218,17 +232,25 @@ pub fn synthetic_input(arms: usize, metrics: usize, seed: u64) -> DecisionInput 
     let metric = |k: usize, rng: &mut StdRng| Metric {
         name: format!("m{k}"),
         direction: if k == 0 { Default::default() } else { super::decision::Direction::LowerIsBetter },
-        arms: names.iter().map(|a| ArmObservation {
-            arm: a.clone(),
-            value: if k.is_multiple_of(2) {
-                Observation::Proportion { successes: binomial(rng, 50_000, 0.05), trials: 50_000 }
-            } else {
-                Observation::Mean { mean: 0.2 + 0.01 * rng.random::<f64>(), variance: 0.01, n: 50_000 }
-            },
-        }).collect(),
+        arms: names
+            .iter()
+            .map(|a| ArmObservation {
+                arm: a.clone(),
+                value: if k.is_multiple_of(2) {
+                    Observation::Proportion { successes: binomial(rng, 50_000, 0.05), trials: 50_000 }
+                } else {
+                    Observation::Mean { mean: 0.2 + 0.01 * rng.random::<f64>(), variance: 0.01, n: 50_000 }
+                },
+            })
+            .collect(),
     };
     let goal = metric(0, &mut rng);
-    let guardrails = (1..metrics).map(|k| super::decision::Guardrail { metric: metric(k, &mut rng), margin: super::decision::Margin::Relative(0.05) }).collect();
+    let guardrails = (1..metrics)
+        .map(|k| super::decision::Guardrail {
+            metric: metric(k, &mut rng),
+            margin: super::decision::Margin::Relative(0.05),
+        })
+        .collect();
     let assignment = names.iter().map(|a| Assignment { arm: a.clone(), weight: 1.0, units: 50_000 }).collect();
     DecisionInput { control: "control".into(), goal: Some(goal), guardrails, assignment }
 }

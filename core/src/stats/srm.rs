@@ -38,10 +38,14 @@ pub fn chi2_gof(observed: &[u64], weights: &[f64]) -> Result<Gof> {
     if total == 0.0 {
         return Ok(Gof { chi2: 0.0, dof, p_value: 1.0 });
     }
-    let chi2: f64 = observed.iter().zip(&w).map(|(&o, &p)| {
-        let e = total * p;
-        (o as f64 - e).powi(2) / e
-    }).sum();
+    let chi2: f64 = observed
+        .iter()
+        .zip(&w)
+        .map(|(&o, &p)| {
+            let e = total * p;
+            (o as f64 - e).powi(2) / e
+        })
+        .sum();
     Ok(Gof { chi2, dof, p_value: chi2_sf(chi2, dof) })
 }
 

@@ -29,7 +29,13 @@ fn binomial_tails(k: u64, n: u64, p: f64) -> (f64, f64) {
 /// Bounds the O(K + T) sum; real rollouts use a handful of checks.
 const MAX_CHECKS: u64 = 100_000;
 
-pub fn threshold_rule(requests: u64, error_rate: f64, min_success_pct: f64, passes_k: u64, fails_t: u64) -> Result<ThresholdRule> {
+pub fn threshold_rule(
+    requests: u64,
+    error_rate: f64,
+    min_success_pct: f64,
+    passes_k: u64,
+    fails_t: u64,
+) -> Result<ThresholdRule> {
     if requests == 0 || !(1..=MAX_CHECKS).contains(&passes_k) || !(1..=MAX_CHECKS).contains(&fails_t) {
         return invalid(format!("requests must be positive and K, T between 1 and {MAX_CHECKS}"));
     }

@@ -5,9 +5,9 @@
 
 use super::decision::{self, DecisionConfig, DecisionInput};
 use super::histogram::{self, Histogram};
-use super::{bayes, mann_whitney, multiple, power, proportions, sequential, srm, threshold_rule, welch};
 use super::{Alternative, Result, StatsError, invalid};
-use serde_json::{json, Map, Value};
+use super::{bayes, mann_whitney, multiple, power, proportions, sequential, srm, threshold_rule, welch};
+use serde_json::{Map, Value, json};
 
 /// Typed access to one entry's `inputs`, with errors that name the offending input.
 struct Inputs<'a>(&'a Map<String, Value>);
@@ -25,7 +25,8 @@ impl<'a> Inputs<'a> {
     }
 
     fn count(&self, name: &str) -> Result<u64> {
-        as_count(self.get(name)?).ok_or_else(|| StatsError::InvalidInput(format!("input `{name}` must be a non-negative integer")))
+        as_count(self.get(name)?)
+            .ok_or_else(|| StatsError::InvalidInput(format!("input `{name}` must be a non-negative integer")))
     }
 
     fn nums(&self, name: &str) -> Result<Vec<f64>> {
@@ -44,10 +45,12 @@ impl<'a> Inputs<'a> {
     fn bounds(&self, name: &str) -> Result<Vec<f64>> {
         let bad = || StatsError::InvalidInput(format!("input `{name}` must hold numbers or \"+Inf\""));
         let arr = self.get(name)?.as_array().ok_or_else(bad)?;
-        arr.iter().map(|v| match v {
-            Value::String(s) if s == "+Inf" => Ok(f64::INFINITY),
-            _ => v.as_f64().ok_or_else(bad),
-        }).collect()
+        arr.iter()
+            .map(|v| match v {
+                Value::String(s) if s == "+Inf" => Ok(f64::INFINITY),
+                _ => v.as_f64().ok_or_else(bad),
+            })
+            .collect()
     }
 
     fn text_or(&self, name: &str, default: &'a str) -> Result<&'a str> {
@@ -60,7 +63,9 @@ impl<'a> Inputs<'a> {
     fn bool_or(&self, name: &str, default: bool) -> Result<bool> {
         match self.0.get(name) {
             None => Ok(default),
-            Some(v) => v.as_bool().ok_or_else(|| StatsError::InvalidInput(format!("input `{name}` must be true or false"))),
+            Some(v) => {
+                v.as_bool().ok_or_else(|| StatsError::InvalidInput(format!("input `{name}` must be true or false")))
+            }
         }
     }
 
@@ -89,21 +94,24 @@ pub fn eval(entries: &Value) -> (Value, bool) {
         return (json!([{"error": "expected a JSON array of {\"test\", \"inputs\"} objects"}]), false);
     };
     let mut ok = true;
-    let out = arr.iter().map(|entry| {
-        let test = entry.get("test").and_then(Value::as_str);
-        let result = match (test, entry.get("inputs").and_then(Value::as_object)) {
-            (Some(t), Some(inputs)) => eval_one(t, inputs),
-            (None, _) => invalid("entry has no string `test`"),
-            (Some(_), None) => invalid("entry has no object `inputs`"),
-        };
-        match result {
-            Ok(outputs) => json!({"test": test, "outputs": outputs}),
-            Err(e) => {
-                ok = false;
-                json!({"test": test, "error": e.to_string()})
+    let out = arr
+        .iter()
+        .map(|entry| {
+            let test = entry.get("test").and_then(Value::as_str);
+            let result = match (test, entry.get("inputs").and_then(Value::as_object)) {
+                (Some(t), Some(inputs)) => eval_one(t, inputs),
+                (None, _) => invalid("entry has no string `test`"),
+                (Some(_), None) => invalid("entry has no object `inputs`"),
+            };
+            match result {
+                Ok(outputs) => json!({"test": test, "outputs": outputs}),
+                Err(e) => {
+                    ok = false;
+                    json!({"test": test, "error": e.to_string()})
+                }
             }
-        }
-    }).collect();
+        })
+        .collect();
     (Value::Array(out), ok)
 }
 
@@ -112,7 +120,13 @@ pub fn eval_one(test: &str, inputs: &Map<String, Value>) -> Result<Value> {
     let i = Inputs(inputs);
     match test {
         "two_proportion_ztest_pooled" => {
-            let r = proportions::two_proportion_ztest(i.count("x1")?, i.count("n1")?, i.count("x2")?, i.count("n2")?, i.alternative()?)?;
+            let r = proportions::two_proportion_ztest(
+                i.count("x1")?,
+                i.count("n1")?,
+                i.count("x2")?,
+                i.count("n2")?,
+                i.alternative()?,
+            )?;
             Ok(json!({"z": r.z, "p_value": r.p_value, "pooled_p": r.pooled_p, "se": r.se}))
         }
         "welch_ttest_from_summary" => {
@@ -131,9 +145,14 @@ pub fn eval_one(test: &str, inputs: &Map<String, Value>) -> Result<Value> {
         }
         "mann_whitney_u_from_histogram_buckets" => {
             let le = i.bounds("le")?;
-            let r = mann_whitney::from_histograms(&i.histogram(&le, "canary_cumulative")?, &i.histogram(&le, "baseline_cumulative")?)?;
+            let r = mann_whitney::from_histograms(
+                &i.histogram(&le, "canary_cumulative")?,
+                &i.histogram(&le, "baseline_cumulative")?,
+            )?;
             let cc = i.bool_or("use_continuity", true)?;
-            Ok(json!({"U1": r.u1, "p_value_two_sided": r.p_value(Alternative::TwoSided, cc), "p_value_greater": r.p_value(Alternative::Greater, cc), "prob_superiority_U1_over_n1n2": r.prob_superiority()}))
+            Ok(
+                json!({"U1": r.u1, "p_value_two_sided": r.p_value(Alternative::TwoSided, cc), "p_value_greater": r.p_value(Alternative::Greater, cc), "prob_superiority_U1_over_n1n2": r.prob_superiority()}),
+            )
         }
         "chi2_contingency_histogram_buckets" => {
             let (a, b) = (i.nums("canary_counts")?, i.nums("baseline_counts")?);
@@ -158,7 +177,11 @@ pub fn eval_one(test: &str, inputs: &Map<String, Value>) -> Result<Value> {
             Ok(json!({"chi2": r.chi2, "dof": r.dof, "p_value": r.p_value, "srm_at_0.001": r.p_value < 0.001}))
         }
         "sequential_srm" => {
-            let r = srm::sequential(&i.counts("observed")?, &i.nums("weights")?, i.num_or("concentration", srm::DEFAULT_CONCENTRATION)?)?;
+            let r = srm::sequential(
+                &i.counts("observed")?,
+                &i.nums("weights")?,
+                i.num_or("concentration", srm::DEFAULT_CONCENTRATION)?,
+            )?;
             Ok(json!({"ln_bayes_factor": r.ln_bayes_factor, "p_value": r.p_value}))
         }
         "beta_binomial_prob_b_beats_a" => {
@@ -167,17 +190,27 @@ pub fn eval_one(test: &str, inputs: &Map<String, Value>) -> Result<Value> {
             let a = bayes::BetaPosterior::from_counts(i.count("conv_A")?, i.count("n_A")?, [pa, pb])?;
             let b = bayes::BetaPosterior::from_counts(i.count("conv_B")?, i.count("n_B")?, [pa, pb])?;
             let r = bayes::compare(a, b);
-            Ok(json!({"posterior_A": [a.alpha, a.beta], "posterior_B": [b.alpha, b.beta], "p_b_gt_a": r.p_b_gt_a, "expected_loss_choose_B": r.expected_loss_choose_b, "expected_loss_choose_A": r.expected_loss_choose_a}))
+            Ok(
+                json!({"posterior_A": [a.alpha, a.beta], "posterior_B": [b.alpha, b.beta], "p_b_gt_a": r.p_b_gt_a, "expected_loss_choose_B": r.expected_loss_choose_b, "expected_loss_choose_A": r.expected_loss_choose_a}),
+            )
         }
         "msprt_normal_mixture_two_proportions" => {
-            let d = sequential::proportion_difference(i.count("x_control")?, i.count("n_control")?, i.count("x_treatment")?, i.count("n_treatment")?)?;
+            let d = sequential::proportion_difference(
+                i.count("x_control")?,
+                i.count("n_control")?,
+                i.count("x_treatment")?,
+                i.count("n_treatment")?,
+            )?;
             let theta0 = i.num_or("theta0", 0.0)?;
             let r = sequential::msprt(d, i.num("tau2")?, theta0, i.num_or("alpha_for_cs", 0.05)?)?;
             let z = (d.estimate - theta0) / d.variance.sqrt();
-            Ok(json!({"theta_hat": d.estimate, "V": d.variance, "Lambda": r.ln_lambda.exp(), "always_valid_p": r.p_value, "cs_halfwidth": r.cs_halfwidth, "fixed_horizon_z": z, "fixed_horizon_p": Alternative::TwoSided.p_from_z(z)}))
+            Ok(
+                json!({"theta_hat": d.estimate, "V": d.variance, "Lambda": r.ln_lambda.exp(), "always_valid_p": r.p_value, "cs_halfwidth": r.cs_halfwidth, "fixed_horizon_z": z, "fixed_horizon_p": Alternative::TwoSided.p_from_z(z)}),
+            )
         }
         "growthbook_sequential_two_sided" => {
-            let (est, se, n, alpha) = (i.num("point_estimate")?, i.num("standard_error")?, i.num("n_total")?, i.num("alpha")?);
+            let (est, se, n, alpha) =
+                (i.num("point_estimate")?, i.num("standard_error")?, i.num("n_total")?, i.num("alpha")?);
             let planned = i.num("tuning_N_star")?;
             if !(planned > 0.0 && n > 0.0) {
                 return invalid("n_total and tuning_N_star must be positive");
@@ -186,7 +219,9 @@ pub fn eval_one(test: &str, inputs: &Map<String, Value>) -> Result<Value> {
             let tau2 = sequential::tau2_from_planned(alpha, planned, n, d.variance);
             let r = sequential::msprt(d, tau2, 0.0, alpha)?;
             let rho = (tau2 / (n * d.variance)).sqrt();
-            Ok(json!({"rho": rho, "e_value": r.ln_lambda.exp(), "p_value": r.p_value, "cs_halfwidth": r.cs_halfwidth, "cs": [est - r.cs_halfwidth, est + r.cs_halfwidth]}))
+            Ok(
+                json!({"rho": rho, "e_value": r.ln_lambda.exp(), "p_value": r.p_value, "cs_halfwidth": r.cs_halfwidth, "cs": [est - r.cs_halfwidth, est + r.cs_halfwidth]}),
+            )
         }
         "multipletests" => {
             let (p, alpha) = (i.nums("p_values")?, i.num_or("alpha", 0.05)?);
@@ -204,8 +239,16 @@ pub fn eval_one(test: &str, inputs: &Map<String, Value>) -> Result<Value> {
             Ok(json!({"n_per_arm": n, "power_at_n": power::power_per_arm(p1, p2, n, alpha, alt)?}))
         }
         "flagger_threshold_rule" => {
-            let r = threshold_rule::threshold_rule(i.count("requests_per_check")?, i.num("true_error_rate")?, i.num("min_success_rate_pct")?, i.count("passes_needed_K")?, i.count("failed_checks_threshold_T")?)?;
-            Ok(json!({"per_check_fail_prob": r.per_check_fail_prob, "p_rollback": r.p_rollback, "p_promote": r.p_promote}))
+            let r = threshold_rule::threshold_rule(
+                i.count("requests_per_check")?,
+                i.num("true_error_rate")?,
+                i.num("min_success_rate_pct")?,
+                i.count("passes_needed_K")?,
+                i.count("failed_checks_threshold_T")?,
+            )?;
+            Ok(
+                json!({"per_check_fail_prob": r.per_check_fail_prob, "p_rollback": r.p_rollback, "p_promote": r.p_promote}),
+            )
         }
         "decide" => {
             let parse_err = |e: serde_json::Error| StatsError::InvalidInput(e.to_string());
@@ -214,7 +257,8 @@ pub fn eval_one(test: &str, inputs: &Map<String, Value>) -> Result<Value> {
                 Some(c) => serde_json::from_value(c.clone()).map_err(parse_err)?,
                 None => DecisionConfig::default(),
             };
-            serde_json::to_value(decision::decide(&input, &config)?).map_err(|e| StatsError::InvalidInput(e.to_string()))
+            serde_json::to_value(decision::decide(&input, &config)?)
+                .map_err(|e| StatsError::InvalidInput(e.to_string()))
         }
         other => Err(StatsError::UnknownTest(other.to_string())),
     }
@@ -235,7 +279,8 @@ mod tests {
         ]);
         let (out, ok) = eval(&entries);
         assert!(!ok);
-        let errs: Vec<&str> = out.as_array().unwrap().iter().map(|e| e.get("error").and_then(Value::as_str).unwrap_or("")).collect();
+        let errs: Vec<&str> =
+            out.as_array().unwrap().iter().map(|e| e.get("error").and_then(Value::as_str).unwrap_or("")).collect();
         assert!(errs[0].contains("unknown test `nope`"));
         assert!(errs[1].contains("`n2`"));
         assert!(errs[2].contains("`x1`"));

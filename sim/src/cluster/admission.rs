@@ -67,11 +67,7 @@ fn node_ports(svc: &Value) -> Vec<u16> {
 }
 
 fn invalid(info: &ResourceInfo, obj: &Value, errors: Vec<FieldError>) -> Result<()> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::invalid(&info.kind, &info.group, meta::name(obj), &errors))
-    }
+    if errors.is_empty() { Ok(()) } else { Err(Error::invalid(&info.kind, &info.group, meta::name(obj), &errors)) }
 }
 
 /// Applies create-time rules to `obj` (already named and namespaced).
@@ -141,7 +137,11 @@ pub fn on_update(alloc: &mut Allocator, info: &ResourceInfo, old: &Value, new: &
                 new["spec"]["clusterIP"] = old_ip.clone();
                 new["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
             } else if new_ip != old_ip {
-                return invalid(info, new, vec![FieldError::invalid("spec.clusterIPs[0]", new_ip.clone(), "may not change once set")]);
+                return invalid(
+                    info,
+                    new,
+                    vec![FieldError::invalid("spec.clusterIPs[0]", new_ip.clone(), "may not change once set")],
+                );
             }
             allocate_service(alloc, info, new, Some(old))?;
         }
@@ -228,7 +228,11 @@ fn validate_service(info: &ResourceInfo, svc: &Value) -> Result<()> {
         match p["port"].as_i64() {
             Some(1..=65535) => {}
             None => errors.push(FieldError::required(format!("spec.ports[{i}].port"), "")),
-            Some(n) => errors.push(FieldError::invalid(format!("spec.ports[{i}].port"), json!(n), "must be between 1 and 65535, inclusive")),
+            Some(n) => errors.push(FieldError::invalid(
+                format!("spec.ports[{i}].port"),
+                json!(n),
+                "must be between 1 and 65535, inclusive",
+            )),
         }
         if ports > 1 && p["name"].as_str().is_none_or(str::is_empty) {
             errors.push(FieldError::required(format!("spec.ports[{i}].name"), ""));
@@ -237,7 +241,10 @@ fn validate_service(info: &ResourceInfo, svc: &Value) -> Result<()> {
             && ty == "ClusterIP"
             && np != 0
         {
-            errors.push(FieldError::forbidden(format!("spec.ports[{i}].nodePort"), "may not be used when `type` is 'ClusterIP'"));
+            errors.push(FieldError::forbidden(
+                format!("spec.ports[{i}].nodePort"),
+                "may not be used when `type` is 'ClusterIP'",
+            ));
         }
     }
     invalid(info, svc, errors)
@@ -247,13 +254,19 @@ fn validate_service(info: &ResourceInfo, svc: &Value) -> Result<()> {
 fn allocate_service(alloc: &mut Allocator, info: &ResourceInfo, svc: &mut Value, old: Option<&Value>) -> Result<()> {
     let ty = svc["spec"]["type"].as_str().unwrap_or_default().to_string();
     if ty != "ExternalName" && svc["spec"]["clusterIP"].as_str().is_none_or(str::is_empty) {
-        let ip = alloc.allocate_ip().ok_or_else(|| Error::Internal("failed to allocate a serviceIP: range is full".into()))?;
+        let ip = alloc
+            .allocate_ip()
+            .ok_or_else(|| Error::Internal("failed to allocate a serviceIP: range is full".into()))?;
         svc["spec"]["clusterIP"] = json!(ip.to_string());
     } else if old.is_none()
         && let Some(ip) = svc["spec"]["clusterIP"].as_str().and_then(|s| s.parse::<Ipv4Addr>().ok())
         && !alloc.ips.insert(ip)
     {
-        let err = FieldError::invalid("spec.clusterIPs", json!([ip.to_string()]), format!("failed to allocate IP {ip}: provided IP is already allocated"));
+        let err = FieldError::invalid(
+            "spec.clusterIPs",
+            json!([ip.to_string()]),
+            format!("failed to allocate IP {ip}: provided IP is already allocated"),
+        );
         return invalid(info, svc, vec![err]);
     }
     if ty != "ExternalName" && svc["spec"]["clusterIP"] != "None" {
@@ -283,15 +296,19 @@ fn allocate_service(alloc: &mut Allocator, info: &ResourceInfo, svc: &mut Value,
                 json!(n),
                 "provided port is not in the valid range. The range of valid ports is 30000-32767",
             )),
-            Some(n) if !alloc.node_ports.insert(n) => {
-                errors.push(FieldError::invalid(format!("spec.ports[{i}].nodePort"), json!(n), "provided port is already allocated"))
-            }
+            Some(n) if !alloc.node_ports.insert(n) => errors.push(FieldError::invalid(
+                format!("spec.ports[{i}].nodePort"),
+                json!(n),
+                "provided port is already allocated",
+            )),
             Some(n) => kept.push(n),
             None => {
                 // An update that omits the nodePort keeps the one this port already had.
                 let n = match held.iter().find(|(p, _)| *p == port["port"]) {
                     Some((_, n)) => *n,
-                    None => alloc.allocate_node_port().ok_or_else(|| Error::Internal("range of node ports is full".into()))?,
+                    None => alloc
+                        .allocate_node_port()
+                        .ok_or_else(|| Error::Internal("range of node ports is full".into()))?,
                 };
                 port["nodePort"] = json!(n);
                 kept.push(n);
@@ -335,9 +352,11 @@ fn validate_workload(info: &ResourceInfo, obj: &Value) -> Result<()> {
         errors.push(FieldError::required("spec.selector", ""));
     } else {
         match crate::cluster::selectors::LabelSelector::from_object(selector) {
-            Ok(sel) if sel.is_empty() => {
-                errors.push(FieldError::invalid("spec.selector", selector.clone(), "empty selector is invalid for deployment"))
-            }
+            Ok(sel) if sel.is_empty() => errors.push(FieldError::invalid(
+                "spec.selector",
+                selector.clone(),
+                "empty selector is invalid for deployment",
+            )),
             Ok(sel) if !sel.matches(&json!({"metadata": {"labels": labels}})) => errors.push(FieldError::invalid(
                 "spec.template.metadata.labels",
                 labels.clone(),

@@ -71,7 +71,14 @@ impl Audit {
         self.records().iter().map(|r| (r.group.clone(), r.rbac_resource(), r.verb.clone())).collect()
     }
 
-    pub(crate) fn record(&self, method: &str, target: &Target, query: &HashMap<String, String>, user_agent: &str, code: u16) {
+    pub(crate) fn record(
+        &self,
+        method: &str,
+        target: &Target,
+        query: &HashMap<String, String>,
+        user_agent: &str,
+        code: u16,
+    ) {
         let Some(mut log) = self.log() else { return };
         log.push(record(method, target, query, user_agent, code));
     }
@@ -150,10 +157,20 @@ mod tests {
 
     #[test]
     fn names_namespaces_and_subresources() {
-        let r = rec("GET", "/apis/apps/v1/namespaces/d/deployments", &[("fieldSelector", "metadata.name=web"), ("watch", "1")]);
-        assert_eq!((r.namespace.as_deref(), r.name.as_deref(), r.rbac_resource().as_str()), (Some("d"), Some("web"), "deployments"));
+        let r = rec(
+            "GET",
+            "/apis/apps/v1/namespaces/d/deployments",
+            &[("fieldSelector", "metadata.name=web"), ("watch", "1")],
+        );
+        assert_eq!(
+            (r.namespace.as_deref(), r.name.as_deref(), r.rbac_resource().as_str()),
+            (Some("d"), Some("web"), "deployments")
+        );
         let r = rec("PUT", "/api/v1/namespaces/gone/finalize", &[]);
-        assert_eq!((r.namespace.as_deref(), r.name.as_deref(), r.rbac_resource().as_str()), (Some("gone"), Some("gone"), "namespaces/finalize"));
+        assert_eq!(
+            (r.namespace.as_deref(), r.name.as_deref(), r.rbac_resource().as_str()),
+            (Some("gone"), Some("gone"), "namespaces/finalize")
+        );
         assert_eq!(rec("GET", "/api/v1/pods", &[("fieldSelector", "spec.nodeName=n")]).name, None);
     }
 

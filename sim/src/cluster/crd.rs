@@ -32,17 +32,20 @@ pub fn admit_definition(info: &ResourceInfo, crd: &mut Value, now: &str) -> Resu
     if !errors.is_empty() {
         return Err(Error::invalid(&info.kind, &info.group, meta::name(crd), &errors));
     }
-    let storage: Vec<Value> =
-        crd["spec"]["versions"].as_array().into_iter().flatten().filter(|v| v["storage"] == true).map(|v| v["name"].clone()).collect();
+    let storage: Vec<Value> = crd["spec"]["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["storage"] == true)
+        .map(|v| v["name"].clone())
+        .collect();
     let mut stored = crd["status"]["storedVersions"].as_array().cloned().unwrap_or_default();
     for v in storage {
         if !stored.contains(&v) {
             stored.push(v);
         }
     }
-    let condition = |ty: &str, reason: &str, message: &str| {
-        json!({"type": ty, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message})
-    };
+    let condition = |ty: &str, reason: &str, message: &str| json!({"type": ty, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message});
     crd["status"] = json!({
         "acceptedNames": crd["spec"]["names"].clone(),
         "conditions": [
@@ -76,7 +79,11 @@ fn validate_definition(crd: &Value) -> Vec<FieldError> {
         errors.push(FieldError::required("spec.names.kind", ""));
     }
     if meta::name(crd) != format!("{plural}.{group}") {
-        errors.push(FieldError::invalid("metadata.name", json!(meta::name(crd)), "must be spec.names.plural+\".\"+spec.group"));
+        errors.push(FieldError::invalid(
+            "metadata.name",
+            json!(meta::name(crd)),
+            "must be spec.names.plural+\".\"+spec.group",
+        ));
     }
     let scope = spec["scope"].as_str().unwrap_or_default();
     if scope != "Namespaced" && scope != "Cluster" {
@@ -84,12 +91,19 @@ fn validate_definition(crd: &Value) -> Vec<FieldError> {
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.iter().filter(|v| v["storage"] == true).count() != 1 {
-        errors.push(FieldError::invalid("spec.versions", json!(versions), "must have exactly one version marked as storage version"));
+        errors.push(FieldError::invalid(
+            "spec.versions",
+            json!(versions),
+            "must have exactly one version marked as storage version",
+        ));
     }
     for (i, v) in versions.iter().enumerate() {
         let schema = &v["schema"]["openAPIV3Schema"];
         if schema.is_null() {
-            errors.push(FieldError::required(format!("spec.versions[{i}].schema.openAPIV3Schema"), "schemas are required"));
+            errors.push(FieldError::required(
+                format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                "schemas are required",
+            ));
             continue;
         }
         for message in schema::check_rules(schema) {
@@ -107,7 +121,9 @@ fn validate_definition(crd: &Value) -> Vec<FieldError> {
 pub fn resource_info(crd: &Value) -> Option<ResourceInfo> {
     let spec = &crd["spec"];
     let names = &spec["names"];
-    let strings = |v: &Value| -> Vec<String> { v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(String::from)).collect() };
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(String::from)).collect()
+    };
     let mut versions: Vec<VersionInfo> = spec["versions"]
         .as_array()
         .into_iter()

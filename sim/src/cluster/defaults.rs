@@ -84,10 +84,14 @@ pub fn pod(pod: &mut Value) {
     default(s, "serviceAccount", json!("default"));
     default(s, "priority", json!(0));
     default(s, "preemptionPolicy", json!("PreemptLowerPriority"));
-    default(s, "tolerations", json!([
-        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-    ]));
+    default(
+        s,
+        "tolerations",
+        json!([
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+        ]),
+    );
 }
 
 fn pod_template(spec: &mut Map<String, Value>) {
@@ -159,7 +163,10 @@ mod tests {
     fn deployment_defaults_match_the_apiserver() {
         let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:1", "ports": [{"containerPort": 80}]}]}}}});
         deployment(&mut d);
-        assert_eq!(d["spec"]["strategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
+        assert_eq!(
+            d["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
         assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
         assert_eq!(d["spec"]["template"]["metadata"]["creationTimestamp"], Value::Null);
     }

@@ -128,14 +128,23 @@ mod tests {
         let legacy = json!({"apiVersion": "v1", "kind": "Event", "involvedObject": {"kind": "Pod", "name": "p"}, "message": "m",
             "source": {"component": "kubelet", "host": "n1"}, "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:05Z", "count": 3});
         let v1 = to_events(&legacy);
-        assert_eq!((&v1["deprecatedSource"]["host"], &v1["deprecatedCount"], &v1["deprecatedLastTimestamp"]), (&json!("n1"), &json!(3), &json!("2026-01-01T00:00:05Z")));
+        assert_eq!(
+            (&v1["deprecatedSource"]["host"], &v1["deprecatedCount"], &v1["deprecatedLastTimestamp"]),
+            (&json!("n1"), &json!(3), &json!("2026-01-01T00:00:05Z"))
+        );
         assert_eq!(to_core(&v1), legacy);
     }
 
     #[test]
     fn field_selectors_use_the_events_labels() {
-        assert_eq!(core_field_selector("regarding.name=web,reportingController!=x,type==Normal").unwrap(), "involvedObject.name=web,reportingComponent!=x,type==Normal");
+        assert_eq!(
+            core_field_selector("regarding.name=web,reportingController!=x,type==Normal").unwrap(),
+            "involvedObject.name=web,reportingComponent!=x,type==Normal"
+        );
         assert_eq!(core_field_selector("").unwrap(), "");
-        assert_eq!(core_field_selector("involvedObject.name=web").unwrap_err().to_string(), "field label not supported: involvedObject.name");
+        assert_eq!(
+            core_field_selector("involvedObject.name=web").unwrap_err().to_string(),
+            "field label not supported: involvedObject.name"
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! `semantics::managed_fields`, and the no-op comparison that ignores their timestamps.
 
 use crate::cluster::meta;
-use crate::cluster::resources::Gvr;
 use crate::cluster::patch::{self, Types};
+use crate::cluster::resources::Gvr;
 use crate::cluster::resources::ResourceInfo;
 use crate::cluster::semantics::builtin;
 use crate::cluster::semantics::managed_fields::{self, Operation, SchemaTypes};
@@ -21,12 +21,18 @@ pub const DEFAULT_MANAGER: &str = "unknown";
 /// entry's time.
 pub fn record(info: &ResourceInfo, old: Option<&Value>, new: &mut Value, opts: &WriteOptions, gvr: &Gvr, now: &str) {
     let requested = new.pointer("/metadata/managedFields").cloned();
-    if requested.as_ref().and_then(Value::as_array).is_some_and(|a| a.len() == 1 && a[0].as_object().is_some_and(|o| o.is_empty())) {
+    if requested
+        .as_ref()
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.len() == 1 && a[0].as_object().is_some_and(|o| o.is_empty()))
+    {
         meta::metadata_mut(new).remove("managedFields");
         return;
     }
     let base: Option<Value> = match (&requested, old) {
-        (Some(Value::Array(list)), Some(old)) if !list.is_empty() && old.pointer("/metadata/managedFields") != requested.as_ref() => {
+        (Some(Value::Array(list)), Some(old))
+            if !list.is_empty() && old.pointer("/metadata/managedFields") != requested.as_ref() =>
+        {
             let mut base = old.clone();
             meta::metadata_mut(&mut base).insert("managedFields".into(), Value::Array(list.clone()));
             Some(base)
@@ -36,12 +42,24 @@ pub fn record(info: &ResourceInfo, old: Option<&Value>, new: &mut Value, opts: &
     let manager = opts.field_manager.as_deref().filter(|m| !m.is_empty()).unwrap_or(DEFAULT_MANAGER);
     let api_version = gvr.api_version();
     *new = match patch::types(info, gvr) {
-        Types::Schema(schema) => {
-            managed_fields::update_managed_fields(base.as_ref(), new, manager, &api_version, Operation::Update, now, &SchemaTypes(&schema))
-        }
-        Types::Builtin => {
-            managed_fields::update_managed_fields(base.as_ref(), new, manager, &api_version, Operation::Update, now, &builtin::list_type)
-        }
+        Types::Schema(schema) => managed_fields::update_managed_fields(
+            base.as_ref(),
+            new,
+            manager,
+            &api_version,
+            Operation::Update,
+            now,
+            &SchemaTypes(&schema),
+        ),
+        Types::Builtin => managed_fields::update_managed_fields(
+            base.as_ref(),
+            new,
+            manager,
+            &api_version,
+            Operation::Update,
+            now,
+            &builtin::list_type,
+        ),
     };
 }
 

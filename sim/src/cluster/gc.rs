@@ -17,7 +17,10 @@ fn handle(store: &Store, change: &Change) {
     let obj = &change.object;
     match change.kind {
         ChangeKind::Deleted => {
-            let policy = if meta::finalizers(change.previous.as_deref().unwrap_or(obj)).iter().any(|f| f == "foregroundDeletion") {
+            let policy = if meta::finalizers(change.previous.as_deref().unwrap_or(obj))
+                .iter()
+                .any(|f| f == "foregroundDeletion")
+            {
                 Propagation::Foreground
             } else {
                 Propagation::Background
@@ -54,11 +57,7 @@ fn owner_refs(obj: &Value) -> Vec<Value> {
 }
 
 fn dependents_of(store: &Store, uid: &str) -> Vec<(Arc<ResourceInfo>, Arc<Value>)> {
-    store
-        .all_objects()
-        .into_iter()
-        .filter(|(_, o)| owner_refs(o).iter().any(|r| r["uid"] == uid))
-        .collect()
+    store.all_objects().into_iter().filter(|(_, o)| owner_refs(o).iter().any(|r| r["uid"] == uid)).collect()
 }
 
 /// Whether the object an owner reference points to still exists (same name and uid).
@@ -76,7 +75,11 @@ fn owner_exists(store: &Store, dependent: &Value, owner: &Value) -> bool {
 
 fn delete(store: &Store, info: &ResourceInfo, obj: &Value, policy: Propagation) {
     let ns = info.namespaced.then(|| meta::namespace(obj));
-    let opts = DeleteOptions { propagation: Some(policy), precondition_uid: Some(meta::uid(obj).into()), ..Default::default() };
+    let opts = DeleteOptions {
+        propagation: Some(policy),
+        precondition_uid: Some(meta::uid(obj).into()),
+        ..Default::default()
+    };
     // NotFound or a changed uid means someone else already dealt with it.
     let _ = store.delete(&storage_gvr(info), ns, meta::name(obj), &opts);
 }
@@ -103,7 +106,8 @@ fn remove_owner_ref(store: &Store, info: &ResourceInfo, obj: &Value, owner_uid: 
 /// the dangling reference.
 fn collect_dependents(store: &Store, owner_uid: &str, policy: Propagation) {
     for (info, dep) in dependents_of(store, owner_uid) {
-        let others_alive = owner_refs(&dep).iter().filter(|r| r["uid"] != owner_uid).any(|r| owner_exists(store, &dep, r));
+        let others_alive =
+            owner_refs(&dep).iter().filter(|r| r["uid"] != owner_uid).any(|r| owner_exists(store, &dep, r));
         if others_alive {
             remove_owner_ref(store, &info, &dep, owner_uid);
         } else {
@@ -125,7 +129,9 @@ fn delete_if_orphaned(store: &Store, obj: &Value) {
 
 fn remove_finalizer(store: &Store, obj: &Value, finalizer: &str) {
     let registry = store.registry();
-    let Some((_, info)) = registry.by_kind(obj["apiVersion"].as_str().unwrap_or_default(), obj["kind"].as_str().unwrap_or_default()) else {
+    let Some((_, info)) =
+        registry.by_kind(obj["apiVersion"].as_str().unwrap_or_default(), obj["kind"].as_str().unwrap_or_default())
+    else {
         return;
     };
     let ns = info.namespaced.then(|| meta::namespace(obj));

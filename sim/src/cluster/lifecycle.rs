@@ -15,8 +15,12 @@ pub async fn run(store: Store) {
 fn handle(store: &Store, change: &Change) {
     let obj = &change.object;
     match (change.resource.group.as_str(), change.resource.resource.as_str()) {
-        ("", "namespaces") if meta::is_deleting(obj) && change.kind != ChangeKind::Deleted => empty_namespace(store, meta::name(obj)),
-        ("apiextensions.k8s.io", "customresourcedefinitions") if meta::is_deleting(obj) && change.kind != ChangeKind::Deleted => {
+        ("", "namespaces") if meta::is_deleting(obj) && change.kind != ChangeKind::Deleted => {
+            empty_namespace(store, meta::name(obj))
+        }
+        ("apiextensions.k8s.io", "customresourcedefinitions")
+            if meta::is_deleting(obj) && change.kind != ChangeKind::Deleted =>
+        {
             clean_up_crd(store, obj)
         }
         _ if change.kind == ChangeKind::Deleted => {
@@ -70,7 +74,8 @@ fn clean_up_crd(store: &Store, crd: &Value) {
     let group = crd["spec"]["group"].as_str().unwrap_or_default();
     let plural = crd["spec"]["names"]["plural"].as_str().unwrap_or_default();
     let registry = store.registry();
-    let served = registry.get(&crate::cluster::resources::GroupResource { group: group.into(), resource: plural.into() });
+    let served =
+        registry.get(&crate::cluster::resources::GroupResource { group: group.into(), resource: plural.into() });
     let mut remaining = 0;
     if let Some(info) = served {
         let gvr = storage_gvr(&info);

@@ -49,11 +49,16 @@ pub fn v3_group_version(registry: &Registry, group: &str, version: &str) -> Opti
         let name = schema_name(info, version);
         let reference = json!({"$ref": format!("#/components/schemas/{name}")});
         let body = json!({"content": {"application/json": {"schema": reference}}});
-        let write_params: Vec<Value> = ["dryRun", "fieldManager", "fieldValidation"].iter().map(|p| parameter(p)).collect();
+        let write_params: Vec<Value> =
+            ["dryRun", "fieldManager", "fieldValidation"].iter().map(|p| parameter(p)).collect();
         let mut patch_params = write_params.clone();
         patch_params.push(parameter("force"));
         let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
-        let collection = if info.namespaced { format!("{prefix}/namespaces/{{namespace}}/{}", info.resource) } else { format!("{prefix}/{}", info.resource) };
+        let collection = if info.namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{}", info.resource)
+        } else {
+            format!("{prefix}/{}", info.resource)
+        };
         let op = |action: &str, params: &Vec<Value>| {
             json!({
                 "operationId": format!("{action}{}", info.kind),
@@ -65,7 +70,10 @@ pub fn v3_group_version(registry: &Registry, group: &str, version: &str) -> Opti
             })
         };
         paths.insert(collection.clone(), json!({"post": op("post", &write_params)}));
-        paths.insert(format!("{collection}/{{name}}"), json!({"put": op("put", &write_params), "patch": op("patch", &patch_params)}));
+        paths.insert(
+            format!("{collection}/{{name}}"),
+            json!({"put": op("put", &write_params), "patch": op("patch", &patch_params)}),
+        );
         let mut schema = info
             .version(version)
             .and_then(|v| v.schema.clone())

@@ -11,20 +11,26 @@ use serde_json::{Value, json};
 
 /// The patched object. `current` is `None` only for server-side apply creating the object;
 /// for the scale subresource it is the `Scale` view. `now` is the managedFields time.
-pub fn apply(info: &ResourceInfo, gvr: &Gvr, current: Option<&Value>, patch: &Patch, opts: &WriteOptions, now: &str) -> Result<Value> {
+pub fn apply(
+    info: &ResourceInfo,
+    gvr: &Gvr,
+    current: Option<&Value>,
+    patch: &Patch,
+    opts: &WriteOptions,
+    now: &str,
+) -> Result<Value> {
     let empty = Value::Object(Default::default());
     let doc = current.unwrap_or(&empty);
-    let (group, kind) = if doc["kind"] == "Scale" { ("autoscaling", "Scale") } else { (info.group.as_str(), info.kind.as_str()) };
+    let (group, kind) =
+        if doc["kind"] == "Scale" { ("autoscaling", "Scale") } else { (info.group.as_str(), info.kind.as_str()) };
     match patch {
         Patch::Json(p) => strategic::json_patch(doc, p).map_err(|e| Error::Status(e.status())),
         Patch::Merge(p) => Ok(strategic::merge_patch(doc, p)),
         Patch::Strategic(p) => strategic::strategic_merge(doc, p, group, kind).map_err(|e| Error::Status(e.status())),
         Patch::Apply(applied) => {
-            let manager = opts
-                .field_manager
-                .as_deref()
-                .filter(|m| !m.is_empty())
-                .ok_or_else(|| Error::BadRequest("PATCH, application/apply-patch+yaml requires fieldManager to be set".into()))?;
+            let manager = opts.field_manager.as_deref().filter(|m| !m.is_empty()).ok_or_else(|| {
+                Error::BadRequest("PATCH, application/apply-patch+yaml requires fieldManager to be set".into())
+            })?;
             let mut applied = applied.clone();
             // Status belongs to the status subresource; the main resource ignores it.
             if opts.subresource == crate::cluster::store::Subresource::Main
@@ -38,8 +44,12 @@ pub fn apply(info: &ResourceInfo, gvr: &Gvr, current: Option<&Value>, patch: &Pa
                 applied["apiVersion"] = json!(gvr.api_version());
             }
             let result = match types(info, gvr) {
-                Types::Schema(schema) => apply::server_side_apply(current, &applied, manager, opts.force, now, &SchemaTypes(&schema)),
-                Types::Builtin => apply::server_side_apply(current, &applied, manager, opts.force, now, &builtin::list_type),
+                Types::Schema(schema) => {
+                    apply::server_side_apply(current, &applied, manager, opts.force, now, &SchemaTypes(&schema))
+                }
+                Types::Builtin => {
+                    apply::server_side_apply(current, &applied, manager, opts.force, now, &builtin::list_type)
+                }
             };
             result.map_err(|conflicts| Error::Status(apply::conflict_status(&conflicts)))
         }

@@ -12,7 +12,9 @@ pub fn default_binding(obj: &mut Value) {
         obj["roleRef"]["apiGroup"] = json!(GROUP);
     }
     for subject in obj.get_mut("subjects").and_then(Value::as_array_mut).into_iter().flatten() {
-        if subject["apiGroup"].as_str().is_none_or(str::is_empty) && matches!(subject["kind"].as_str(), Some("User" | "Group")) {
+        if subject["apiGroup"].as_str().is_none_or(str::is_empty)
+            && matches!(subject["kind"].as_str(), Some("User" | "Group"))
+        {
             subject["apiGroup"] = json!(GROUP);
         }
     }
@@ -37,18 +39,32 @@ pub fn validate_rules(obj: &Value, namespaced: bool) -> Vec<FieldError> {
         if non_empty(rule, "nonResourceURLs") {
             let urls = rule["nonResourceURLs"].clone();
             if namespaced {
-                errors.push(FieldError::invalid(format!("{path}.nonResourceURLs"), urls.clone(), "namespaced rules cannot apply to non-resource URLs"));
+                errors.push(FieldError::invalid(
+                    format!("{path}.nonResourceURLs"),
+                    urls.clone(),
+                    "namespaced rules cannot apply to non-resource URLs",
+                ));
             }
             if ["apiGroups", "resources", "resourceNames"].iter().any(|k| non_empty(rule, k)) {
-                errors.push(FieldError::invalid(format!("{path}.nonResourceURLs"), urls, "rules cannot apply to both regular resources and non-resource URLs"));
+                errors.push(FieldError::invalid(
+                    format!("{path}.nonResourceURLs"),
+                    urls,
+                    "rules cannot apply to both regular resources and non-resource URLs",
+                ));
             }
             continue;
         }
         if !non_empty(rule, "apiGroups") {
-            errors.push(FieldError::required(format!("{path}.apiGroups"), "resource rules must supply at least one api group"));
+            errors.push(FieldError::required(
+                format!("{path}.apiGroups"),
+                "resource rules must supply at least one api group",
+            ));
         }
         if !non_empty(rule, "resources") {
-            errors.push(FieldError::required(format!("{path}.resources"), "resource rules must supply at least one resource"));
+            errors.push(FieldError::required(
+                format!("{path}.resources"),
+                "resource rules must supply at least one resource",
+            ));
         }
     }
     errors
@@ -79,7 +95,11 @@ pub fn validate_binding(obj: &Value, namespaced: bool) -> Vec<FieldError> {
         match str_at(subject, "kind") {
             "ServiceAccount" => {
                 if !api_group.is_empty() {
-                    errors.push(FieldError::not_supported(format!("{path}.apiGroup"), json!(api_group), &[String::new()]));
+                    errors.push(FieldError::not_supported(
+                        format!("{path}.apiGroup"),
+                        json!(api_group),
+                        &[String::new()],
+                    ));
                 }
                 if !namespaced && str_at(subject, "namespace").is_empty() {
                     errors.push(FieldError::required(format!("{path}.namespace"), ""));
@@ -106,7 +126,12 @@ pub fn validate_binding_update(old: &Value, new: &Value) -> Vec<FieldError> {
     // The apiserver prints the internal struct with `%#v`; it is spelled out here because
     // the generic bad-value formatting only knows unstructured values.
     let r = &new["roleRef"];
-    let value = format!("rbac.RoleRef{{APIGroup:{:?}, Kind:{:?}, Name:{:?}}}", str_at(r, "apiGroup"), str_at(r, "kind"), str_at(r, "name"));
+    let value = format!(
+        "rbac.RoleRef{{APIGroup:{:?}, Kind:{:?}, Name:{:?}}}",
+        str_at(r, "apiGroup"),
+        str_at(r, "kind"),
+        str_at(r, "name")
+    );
     vec![FieldError::new("roleRef", FieldErrorReason::Invalid, None, format!("{value}: cannot change roleRef"))]
 }
 
@@ -132,8 +157,17 @@ mod tests {
         assert!(cluster_scoped[1].starts_with("subjects[2].kind: Unsupported value: \"Robot\""), "{cluster_scoped:?}");
         let mut role = b.clone();
         role["roleRef"]["kind"] = json!("Role");
-        assert!(messages(&validate_binding(&role, false)).iter().any(|m| m.starts_with("roleRef.kind: Unsupported value: \"Role\"")));
-        assert_eq!(messages(&validate_binding_update(&b, &role)), ["roleRef: Invalid value: rbac.RoleRef{APIGroup:\"rbac.authorization.k8s.io\", Kind:\"Role\", Name:\"view\"}: cannot change roleRef"]);
+        assert!(
+            messages(&validate_binding(&role, false))
+                .iter()
+                .any(|m| m.starts_with("roleRef.kind: Unsupported value: \"Role\""))
+        );
+        assert_eq!(
+            messages(&validate_binding_update(&b, &role)),
+            [
+                "roleRef: Invalid value: rbac.RoleRef{APIGroup:\"rbac.authorization.k8s.io\", Kind:\"Role\", Name:\"view\"}: cannot change roleRef"
+            ]
+        );
     }
 
     #[test]
@@ -144,6 +178,9 @@ mod tests {
         assert!(errors[0].starts_with("rules[1].verbs: Required value"));
         assert!(errors[1].starts_with("rules[1].apiGroups: Required value"));
         assert!(errors[2].contains("namespaced rules cannot apply to non-resource URLs"));
-        assert!(validate_rules(&json!({"rules": [role["rules"][2].clone()]}), false).is_empty(), "cluster roles may name URLs");
+        assert!(
+            validate_rules(&json!({"rules": [role["rules"][2].clone()]}), false).is_empty(),
+            "cluster roles may name URLs"
+        );
     }
 }

@@ -9,9 +9,10 @@ use crate::cluster::store::{Store, WriteOptions};
 use serde_json::{Value, json};
 
 fn paths<'a>(info: &'a ResourceInfo, gvr: &Gvr) -> Result<&'a ScalePaths> {
-    info.version(&gvr.version)
-        .and_then(|v| v.scale.as_ref())
-        .ok_or_else(|| Error::NotFound { message: "the server could not find the requested resource".into(), details: Value::Null })
+    info.version(&gvr.version).and_then(|v| v.scale.as_ref()).ok_or_else(|| Error::NotFound {
+        message: "the server could not find the requested resource".into(),
+        details: Value::Null,
+    })
 }
 
 /// Reads a `.a.b` JSON path (the CRD scale path syntax).
@@ -60,14 +61,26 @@ impl Store {
     }
 
     /// Writes `spec.replicas` of a Scale back to the workload.
-    pub(crate) fn update_scale(&self, gvr: &Gvr, namespace: Option<&str>, name: &str, scale: Value, opts: &WriteOptions) -> Result<Value> {
+    pub(crate) fn update_scale(
+        &self,
+        gvr: &Gvr,
+        namespace: Option<&str>,
+        name: &str,
+        scale: Value,
+        opts: &WriteOptions,
+    ) -> Result<Value> {
         let mut inner = self.lock();
         let info = inner.resource(gvr)?;
         let p = paths(&info, gvr)?.clone();
-        let existing = inner.find(&info, namespace, name).ok_or_else(|| Error::not_found(&gvr.group, &gvr.resource, name))?;
+        let existing =
+            inner.find(&info, namespace, name).ok_or_else(|| Error::not_found(&gvr.group, &gvr.resource, name))?;
         let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(Value::Null);
         if replicas.as_i64().is_none_or(|r| r < 0) {
-            let err = crate::cluster::semantics::FieldError::invalid("spec.replicas", replicas, "must be greater than or equal to 0");
+            let err = crate::cluster::semantics::FieldError::invalid(
+                "spec.replicas",
+                replicas,
+                "must be greater than or equal to 0",
+            );
             return Err(Error::invalid("Scale", "autoscaling", name, &[err]));
         }
         let wanted_rv = meta::resource_version(&scale);

@@ -27,7 +27,9 @@ impl LabelSelector {
                 continue;
             }
             reqs.push(parse_requirement(term).ok_or_else(|| {
-                Error::BadRequest(format!("unable to parse requirement: found '{term}', expected: valid label selector"))
+                Error::BadRequest(format!(
+                    "unable to parse requirement: found '{term}', expected: valid label selector"
+                ))
             })?);
         }
         Ok(LabelSelector(reqs))
@@ -132,7 +134,11 @@ fn parse_requirement(term: &str) -> Option<Requirement> {
         let key = key.trim();
         return valid_key(key).then(|| Requirement::DoesNotExist(key.into()));
     }
-    for (op, ctor) in [("!=", Requirement::NotEquals as fn(String, String) -> Requirement), ("==", Requirement::Equals), ("=", Requirement::Equals)] {
+    for (op, ctor) in [
+        ("!=", Requirement::NotEquals as fn(String, String) -> Requirement),
+        ("==", Requirement::Equals),
+        ("=", Requirement::Equals),
+    ] {
         if let Some((k, v)) = term.split_once(op) {
             let (k, v) = (k.trim(), v.trim());
             return (valid_key(k) && valid_value(v)).then(|| ctor(k.into(), v.into()));
@@ -153,7 +159,11 @@ fn parse_requirement(term: &str) -> Option<Requirement> {
         if !valid_key(words[0]) || !values.iter().all(|v| valid_value(v)) {
             return None;
         }
-        return Some(if op == "in" { Requirement::In(words[0].into(), values) } else { Requirement::NotIn(words[0].into(), values) });
+        return Some(if op == "in" {
+            Requirement::In(words[0].into(), values)
+        } else {
+            Requirement::NotIn(words[0].into(), values)
+        });
     }
     valid_key(term).then(|| Requirement::Exists(term.into()))
 }
@@ -217,13 +227,27 @@ pub fn supported_fields(group: &str, resource: &str) -> Vec<&'static str> {
     let mut fields = vec!["metadata.name", "metadata.namespace"];
     fields.extend_from_slice(match (group, resource) {
         ("", "pods") => &[
-            "spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
-            "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName",
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
         ],
         ("", "events") => &[
-            "involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
-            "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
-            "reason", "reportingComponent", "source", "type",
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
         ],
         ("", "namespaces") => &["status.phase"],
         ("", "secrets") => &["type"],
@@ -253,7 +277,10 @@ mod tests {
             assert_eq!(LabelSelector::parse(sel).unwrap().matches(&obj), want, "{sel}");
         }
         assert!(LabelSelector::parse("a b c").is_err());
-        assert_eq!(LabelSelector::from_object(&json!({"matchLabels": {"b": "2", "a": "1"}})).unwrap().to_string(), "a=1,b=2");
+        assert_eq!(
+            LabelSelector::from_object(&json!({"matchLabels": {"b": "2", "a": "1"}})).unwrap().to_string(),
+            "a=1,b=2"
+        );
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! optionally the workload simulator and the traffic data plane) and the handles tests, the
 //! demo and simulators use.
 
-use forklane_core::clock::Clock;
 use crate::cluster::audit::Audit;
 use crate::cluster::error::{Error, Result};
 use crate::cluster::faults::Faults;
@@ -13,6 +12,7 @@ use crate::cluster::store::{Store, StoreConfig, WriteOptions};
 use crate::cluster::{gc, lifecycle, service_accounts, tls, workloads};
 use crate::traffic::feed::{self, ClusterDataplane};
 use crate::traffic::{Dataplane, Metrics};
+use forklane_core::clock::Clock;
 use futures::future::BoxFuture;
 use serde_json::json;
 use std::sync::Arc;
@@ -168,7 +168,20 @@ impl Cluster {
             controllers.push(tokio::spawn(c(store.clone())));
         }
         let dataplane = config.dataplane.then(|| feed::attach(store.clone(), Dataplane::new(Metrics::new())));
-        Ok(Cluster { store, faults, audit, url, token, ca_pem: tls.ca_pem, kubeconfig, client_config, shutdown, server, controllers, dataplane })
+        Ok(Cluster {
+            store,
+            faults,
+            audit,
+            url,
+            token,
+            ca_pem: tls.ca_pem,
+            kubeconfig,
+            client_config,
+            shutdown,
+            server,
+            controllers,
+            dataplane,
+        })
     }
 
     /// A kube client authenticated against this cluster.

@@ -9,9 +9,15 @@ use serde_json::json;
 const DEFAULT: &str = "default";
 
 pub async fn run(store: Store) {
-    let handle = |change: &crate::cluster::store::Change| match (change.resource.group.as_str(), change.resource.resource.as_str(), change.kind) {
+    let handle = |change: &crate::cluster::store::Change| match (
+        change.resource.group.as_str(),
+        change.resource.resource.as_str(),
+        change.kind,
+    ) {
         ("", "namespaces", ChangeKind::Added | ChangeKind::Modified) => ensure(&store, meta::name(&change.object)),
-        ("", "serviceaccounts", ChangeKind::Deleted) if meta::name(&change.object) == DEFAULT => ensure(&store, meta::namespace(&change.object)),
+        ("", "serviceaccounts", ChangeKind::Deleted) if meta::name(&change.object) == DEFAULT => {
+            ensure(&store, meta::namespace(&change.object))
+        }
         _ => {}
     };
     store.follow(handle, || sweep(&store)).await;

@@ -2,7 +2,9 @@
 //! and the rustls server configuration using them.
 
 use crate::cluster::error::{Error, Result};
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::sync::Arc;
 
@@ -31,13 +33,15 @@ pub fn generate() -> Result<Tls> {
     dn.push(DnType::CommonName, "forklane-ca");
     ca_params.distinguished_name = dn;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca_cert = ca_params.self_signed(&ca_key).map_err(setup("self-signing the CA"))?;
     let issuer = Issuer::new(ca_params, ca_key);
 
     let server_key = KeyPair::generate().map_err(setup("generating the server key"))?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string(), "kubernetes".into(), "kubernetes.default".into()])
-        .map_err(setup("server parameters"))?;
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_string(), "kubernetes".into(), "kubernetes.default".into()])
+            .map_err(setup("server parameters"))?;
     params.subject_alt_names.push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "kube-apiserver");

@@ -19,7 +19,12 @@ fn round_trip<T: DeserializeOwned + Serialize>(obj: &Value) -> std::result::Resu
 
 /// The object as its type keeps it, plus warnings for dropped fields. Custom resources pass
 /// through unchanged (their schema does this job).
-pub fn decode(info: &ResourceInfo, version: &str, obj: Value, validation: FieldValidation) -> Result<(Value, Vec<String>)> {
+pub fn decode(
+    info: &ResourceInfo,
+    version: &str,
+    obj: Value,
+    validation: FieldValidation,
+) -> Result<(Value, Vec<String>)> {
     let decoded = match (info.group.as_str(), info.kind.as_str()) {
         ("", "Namespace") => round_trip::<core::v1::Namespace>(&obj),
         ("", "Service") => round_trip::<core::v1::Service>(&obj),
@@ -42,7 +47,10 @@ pub fn decode(info: &ResourceInfo, version: &str, obj: Value, validation: FieldV
         _ => return Ok((obj, vec![])),
     };
     let decoded = decoded.map_err(|e| {
-        Error::BadRequest(format!("{kind} in version \"{version}\" cannot be handled as a {kind}: {e}", kind = info.kind))
+        Error::BadRequest(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
+            kind = info.kind
+        ))
     })?;
     let mut unknown = Vec::new();
     dropped(&obj, &decoded, "", &mut unknown);

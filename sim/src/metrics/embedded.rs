@@ -29,7 +29,9 @@ impl<S: CounterStore> EmbeddedSource<S> {
     fn evaluate(&self, query: &str) -> Result<f64, SourceError> {
         let terms = expr::parse(query).map_err(|e| SourceError::Query {
             query: query.into(),
-            message: format!("the embedded source evaluates only sums and differences of sum(increase(metric{{...}}[range])): {e}"),
+            message: format!(
+                "the embedded source evaluates only sums and differences of sum(increase(metric{{...}}[range])): {e}"
+            ),
         })?;
         let mut total = 0.0;
         for t in &terms {
@@ -64,8 +66,15 @@ mod tests {
     impl CounterStore for Totals {
         fn increase(&self, metric: &str, matchers: &[Matcher], window: Duration) -> Option<f64> {
             self.1.lock().unwrap().push(window);
-            let label = |labels: &[(&str, &str)], name: &str| labels.iter().find(|(k, _)| *k == name).map_or("", |(_, v)| *v).to_string();
-            let hits: Vec<f64> = self.0.iter().filter(|(m, labels, _)| *m == metric && matchers.iter().all(|x| x.matches(&label(labels, &x.label)))).map(|s| s.2).collect();
+            let label = |labels: &[(&str, &str)], name: &str| {
+                labels.iter().find(|(k, _)| *k == name).map_or("", |(_, v)| *v).to_string()
+            };
+            let hits: Vec<f64> = self
+                .0
+                .iter()
+                .filter(|(m, labels, _)| *m == metric && matchers.iter().all(|x| x.matches(&label(labels, &x.label))))
+                .map(|s| s.2)
+                .collect();
             (!hits.is_empty()).then(|| hits.iter().sum())
         }
     }
@@ -87,14 +96,24 @@ mod tests {
         assert_eq!(s.evaluate(r#"sum(increase(req{v="1"}[5m]))"#), Ok(100.0));
         assert_eq!(s.evaluate(r#"sum(increase(req{v="1",code=~"5.."}[5m]))"#), Ok(10.0));
         assert_eq!(s.evaluate(r#"sum(increase(req[1h])) - sum(increase(req{code!="200"}[1h]))"#), Ok(140.0));
-        assert_eq!(*s.store.1.lock().unwrap(), [Duration::from_secs(300), Duration::from_secs(300), Duration::from_secs(3600), Duration::from_secs(3600)]);
+        assert_eq!(
+            *s.store.1.lock().unwrap(),
+            [Duration::from_secs(300), Duration::from_secs(300), Duration::from_secs(3600), Duration::from_secs(3600)]
+        );
     }
 
     #[test]
     fn no_matching_series_is_no_data_and_other_queries_are_query_errors() {
         let s = source();
-        assert!(matches!(s.evaluate(r#"sum(increase(req{v="3"}[5m]))"#), Err(SourceError::NoData { why, .. }) if why.contains("`req`")));
-        assert!(matches!(s.evaluate(r#"sum(increase(req[5m])) - sum(increase(nope[5m]))"#), Err(SourceError::NoData { .. })));
-        assert!(matches!(s.evaluate("rate(req[5m])"), Err(SourceError::Query { message, .. }) if message.contains("embedded source")));
+        assert!(
+            matches!(s.evaluate(r#"sum(increase(req{v="3"}[5m]))"#), Err(SourceError::NoData { why, .. }) if why.contains("`req`"))
+        );
+        assert!(matches!(
+            s.evaluate(r#"sum(increase(req[5m])) - sum(increase(nope[5m]))"#),
+            Err(SourceError::NoData { .. })
+        ));
+        assert!(
+            matches!(s.evaluate("rate(req[5m])"), Err(SourceError::Query { message, .. }) if message.contains("embedded source"))
+        );
     }
 }

@@ -141,9 +141,17 @@ pub fn string(text: &str) -> Result<(String, usize), String> {
                 let c = match (simple, e) {
                     (Some(c), _) => c,
                     (None, 'x' | 'u' | 'U') => {
-                        let n = match e { 'x' => 2, 'u' => 4, _ => 8 };
+                        let n = match e {
+                            'x' => 2,
+                            'u' => 4,
+                            _ => 8,
+                        };
                         let hex: String = (0..n).filter_map(|_| chars.next().map(|(_, h)| h)).collect();
-                        u32::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == n).and_then(char::from_u32).ok_or(format!("bad escape \\{e}{hex}"))?
+                        u32::from_str_radix(&hex, 16)
+                            .ok()
+                            .filter(|_| hex.len() == n)
+                            .and_then(char::from_u32)
+                            .ok_or(format!("bad escape \\{e}{hex}"))?
                     }
                     _ => return Err(format!("unknown escape \\{e}")),
                 };

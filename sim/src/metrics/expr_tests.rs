@@ -6,9 +6,15 @@ fn eq(label: &str, value: &str) -> Matcher {
 
 #[test]
 fn parses_sums_and_differences_of_increases() {
-    let terms = parse("sum(increase(a_count{x=\"1\", y!=\"2\",}[1h2m])) - sum(increase(a_bucket{le=~\"5|5e+00\"}[90s])) # note\n").unwrap();
+    let terms = parse(
+        "sum(increase(a_count{x=\"1\", y!=\"2\",}[1h2m])) - sum(increase(a_bucket{le=~\"5|5e+00\"}[90s])) # note\n",
+    )
+    .unwrap();
     assert_eq!(terms.len(), 2);
-    assert_eq!((terms[0].negative, terms[0].metric.as_str(), terms[0].range), (false, "a_count", Duration::from_secs(3720)));
+    assert_eq!(
+        (terms[0].negative, terms[0].metric.as_str(), terms[0].range),
+        (false, "a_count", Duration::from_secs(3720))
+    );
     assert_eq!(terms[0].matchers, vec![eq("x", "1"), Matcher { label: "y".into(), op: MatchOp::NotEqual("2".into()) }]);
     assert!(terms[1].negative);
     assert!(terms[1].matchers[0].matches("5") && !terms[1].matchers[0].matches("50"), "regexes are anchored");

@@ -40,7 +40,12 @@ pub fn answer(pod: &PodEntry, req: &Request, mirrored: bool, rng: &mut impl Rng)
     let line = format!("Host: {}, Version: {}", pod.pod.name, pod.pod.version_env.as_deref().unwrap_or_default());
     if rng.random_bool(b.error_rate) {
         // The pod and version stay in the body so that clients can attribute the error.
-        return AppAnswer { status: 500, body: format!("{line}, Error: simulated\n"), latency, visit: Visit::NotCounted };
+        return AppAnswer {
+            status: 500,
+            body: format!("{line}, Error: simulated\n"),
+            latency,
+            visit: Visit::NotCounted,
+        };
     }
     let visit = match (mirrored, rng.random_bool(b.conversion_rate)) {
         (true, _) => Visit::NotCounted,

@@ -29,7 +29,10 @@ pub enum Latency {
     Zero,
     Fixed(Duration),
     /// Log-normal with the given median and 99th percentile (in milliseconds).
-    LogNormal { median_ms: f64, p99_ms: f64 },
+    LogNormal {
+        median_ms: f64,
+        p99_ms: f64,
+    },
 }
 
 impl Behaviour {
@@ -124,7 +127,9 @@ mod tests {
 
     #[test]
     fn refuses_bad_values_naming_the_annotation() {
-        let bad = |k: &str, v: &str| Behaviour::from_annotations(&BTreeMap::from([(k.to_string(), v.to_string())])).unwrap_err();
+        let bad = |k: &str, v: &str| {
+            Behaviour::from_annotations(&BTreeMap::from([(k.to_string(), v.to_string())])).unwrap_err()
+        };
         assert!(bad(ERROR_RATE, "1.5").contains(ERROR_RATE));
         assert!(bad(LATENCY_MS, "lognormal:median=40").contains(LATENCY_MS));
         assert!(bad(LATENCY_MS, "fast").contains(LATENCY_MS));

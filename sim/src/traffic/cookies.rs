@@ -16,7 +16,10 @@ impl CookieJar {
     pub fn store(&mut self, set_cookie: &str, now: Duration) {
         let mut parts = set_cookie.split(';').map(str::trim);
         let Some((name, value)) = parts.next().and_then(|nv| nv.split_once('=')) else { return };
-        let max_age = parts.filter_map(|a| a.split_once('=')).find(|(k, _)| k.eq_ignore_ascii_case("max-age")).and_then(|(_, v)| v.parse::<i64>().ok());
+        let max_age = parts
+            .filter_map(|a| a.split_once('='))
+            .find(|(k, _)| k.eq_ignore_ascii_case("max-age"))
+            .and_then(|(_, v)| v.parse::<i64>().ok());
         match max_age {
             Some(secs) if secs <= 0 => {
                 self.cookies.remove(name);
@@ -33,7 +36,8 @@ impl CookieJar {
     /// The `Cookie` header at `now` (expired cookies dropped), or `None` when the jar is empty.
     pub fn header(&mut self, now: Duration) -> Option<String> {
         self.cookies.retain(|_, (_, expiry)| expiry.is_none_or(|e| now < e));
-        (!self.cookies.is_empty()).then(|| self.cookies.iter().map(|(n, (v, _))| format!("{n}={v}")).collect::<Vec<_>>().join("; "))
+        (!self.cookies.is_empty())
+            .then(|| self.cookies.iter().map(|(n, (v, _))| format!("{n}={v}")).collect::<Vec<_>>().join("; "))
     }
 }
 

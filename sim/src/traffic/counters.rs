@@ -73,7 +73,9 @@ impl CounterStore for CounterHistory {
         let start = self.clock.now() - jiff::SignedDuration::try_from(window).ok()?;
         let before = self.at(start).unwrap_or_default();
         let matching = |labels: &[(String, String)]| {
-            matchers.iter().all(|m| m.matches(labels.iter().find(|(k, _)| *k == m.label).map_or("", |(_, v)| v.as_str())))
+            matchers
+                .iter()
+                .all(|m| m.matches(labels.iter().find(|(k, _)| *k == m.label).map_or("", |(_, v)| v.as_str())))
         };
         let mut found = false;
         let mut total = 0.0;

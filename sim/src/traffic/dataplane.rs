@@ -39,7 +39,13 @@ impl Dataplane {
             // kube-proxy's choice is final.
             let (answer, served) = self.at_pod(snap, &picked, req, false, rng);
             let response = Response { status: answer.status, headers: Vec::new(), body: answer.body };
-            let answer = Answer { response, flag: ResponseFlag::None, served: Some(served), latency: answer.latency, mirrored_to: Vec::new() };
+            let answer = Answer {
+                response,
+                flag: ResponseFlag::None,
+                served: Some(served),
+                latency: answer.latency,
+                mirrored_to: Vec::new(),
+            };
             return Outcome::Answered(answer);
         }
         // The mesh routes the request again by its own rules.
@@ -49,32 +55,73 @@ impl Dataplane {
             Ok(picked) => {
                 let (answer, served) = self.at_pod(snap, &picked, req, false, rng);
                 let workload = &snap.pod(picked.pod).workload.mesh;
-                self.metrics.record_mesh(Reporter::Source, &picked.service, Some(workload), answer.status, ResponseFlag::None, answer.latency);
+                self.metrics.record_mesh(
+                    Reporter::Source,
+                    &picked.service,
+                    Some(workload),
+                    answer.status,
+                    ResponseFlag::None,
+                    answer.latency,
+                );
                 let mut response = Response { status: answer.status, headers: Vec::new(), body: answer.body };
                 for ops in decision.response_headers {
                     ops.apply(&mut response.headers);
                 }
-                Answer { response, flag: ResponseFlag::None, served: Some(served), latency: answer.latency, mirrored_to }
+                Answer {
+                    response,
+                    flag: ResponseFlag::None,
+                    served: Some(served),
+                    latency: answer.latency,
+                    mirrored_to,
+                }
             }
             Err(LocalReply { status, flag, service: target }) => {
-                self.metrics.record_mesh(Reporter::Source, target.as_ref().unwrap_or(service), None, status, flag, Duration::ZERO);
+                self.metrics.record_mesh(
+                    Reporter::Source,
+                    target.as_ref().unwrap_or(service),
+                    None,
+                    status,
+                    flag,
+                    Duration::ZERO,
+                );
                 let body = if flag == ResponseFlag::NoHealthyUpstream { "no healthy upstream" } else { "" };
-                Answer { response: Response::new(status, body), flag, served: None, latency: Duration::ZERO, mirrored_to }
+                Answer {
+                    response: Response::new(status, body),
+                    flag,
+                    served: None,
+                    latency: Duration::ZERO,
+                    mirrored_to,
+                }
             }
         };
         Outcome::Answered(answer)
     }
 
     /// The pod answers; its metrics (and, in the mesh, its sidecar's) record the request.
-    fn at_pod(&self, snap: &Snapshot, picked: &Picked, req: &Request, mirrored: bool, rng: &mut impl Rng) -> (AppAnswer, Served) {
+    fn at_pod(
+        &self,
+        snap: &Snapshot,
+        picked: &Picked,
+        req: &Request,
+        mirrored: bool,
+        rng: &mut impl Rng,
+    ) -> (AppAnswer, Served) {
         let pod = snap.pod(picked.pod);
         let answer = app::answer(pod, req, mirrored, rng);
         let w = &pod.workload;
         if snap.mesh {
-            self.metrics.record_mesh(Reporter::Destination, &picked.service, Some(&w.mesh), answer.status, ResponseFlag::None, answer.latency);
+            self.metrics.record_mesh(
+                Reporter::Destination,
+                &picked.service,
+                Some(&w.mesh),
+                answer.status,
+                ResponseFlag::None,
+                answer.latency,
+            );
         }
         self.metrics.record_app(&picked.service, w, &answer, mirrored, snap.mesh);
-        let served = Served { namespace: w.mesh.namespace.clone(), pod: w.pod.clone(), version: w.mesh.version.clone() };
+        let served =
+            Served { namespace: w.mesh.namespace.clone(), pod: w.pod.clone(), version: w.mesh.version.clone() };
         (answer, served)
     }
 }

@@ -88,7 +88,12 @@ pub fn attach(store: Store, dataplane: Dataplane) -> ClusterDataplane {
     ClusterDataplane { dataplane, feed, task }
 }
 
-async fn sync_listeners(store: &Store, dp: &Dataplane, feed: &SnapshotFeed, listeners: &mut BTreeMap<u16, (ServiceKey, NodePort)>) {
+async fn sync_listeners(
+    store: &Store,
+    dp: &Dataplane,
+    feed: &SnapshotFeed,
+    listeners: &mut BTreeMap<u16, (ServiceKey, NodePort)>,
+) {
     let wanted = node_ports(store);
     listeners.retain(|port, (key, _)| wanted.get(port) == Some(key));
     for (port, key) in wanted {

@@ -58,10 +58,14 @@ pub async fn send(target: &HttpTarget, req: &Request) -> Result<Response, HttpEr
         other => other.map_err(|e| HttpError::Failed(e.to_string()))?,
     };
     let failed = |e: &dyn std::fmt::Display| HttpError::Failed(e.to_string());
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| failed(&e))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| failed(&e))?;
     // The connection task ends with the exchange; its errors surface through send_request.
     tokio::spawn(connection);
-    let mut builder = http::Request::builder().method(req.method.as_str()).uri(req.path.as_str()).header(http::header::HOST, target.authority.as_str());
+    let mut builder = http::Request::builder()
+        .method(req.method.as_str())
+        .uri(req.path.as_str())
+        .header(http::header::HOST, target.authority.as_str());
     for (name, value) in &req.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }

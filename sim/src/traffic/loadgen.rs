@@ -19,7 +19,8 @@ use super::view::ClusterView;
 
 pub const MOBILE_USER_AGENT: &str =
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36";
-pub const DESKTOP_USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36";
+pub const DESKTOP_USER_AGENT: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36";
 
 /// Requests in flight at most over HTTP.
 const MAX_IN_FLIGHT: usize = 256;
@@ -38,7 +39,14 @@ pub struct LoadSpec {
 
 impl Default for LoadSpec {
     fn default() -> Self {
-        LoadSpec { users: 100, mobile_share: 0.0, regions: Vec::new(), region_header: "x-region".into(), path: "/".into(), seed: 1 }
+        LoadSpec {
+            users: 100,
+            mobile_share: 0.0,
+            regions: Vec::new(),
+            region_header: "x-region".into(),
+            path: "/".into(),
+            seed: 1,
+        }
     }
 }
 
@@ -64,7 +72,8 @@ impl Population {
             .map(|i| User {
                 id: format!("user-{i:05}"),
                 mobile: rng.random_bool(spec.mobile_share.clamp(0.0, 1.0)),
-                region: (!spec.regions.is_empty()).then(|| spec.regions[rng.random_range(0..spec.regions.len())].clone()),
+                region: (!spec.regions.is_empty())
+                    .then(|| spec.regions[rng.random_range(0..spec.regions.len())].clone()),
                 jar: CookieJar::default(),
             })
             .collect();
@@ -190,7 +199,14 @@ impl<V: ClusterView> InProcess<'_, V> {
 
 /// Sends `requests` requests to `service` in-process, `rps` per second of virtual time (which
 /// only ages cookies: nothing sleeps). Reads the view afresh for every request.
-pub fn run_in_process(dataplane: &Dataplane, view: &impl ClusterView, service: &ServiceKey, population: &mut Population, requests: u64, rps: f64) -> Report {
+pub fn run_in_process(
+    dataplane: &Dataplane,
+    view: &impl ClusterView,
+    service: &ServiceKey,
+    population: &mut Population,
+    requests: u64,
+    rps: f64,
+) -> Report {
     let mut client = InProcess { dataplane, view, service, rng: population.dataplane_rng() };
     let mut report = Report::default();
     for i in 0..requests {
@@ -202,7 +218,14 @@ pub fn run_in_process(dataplane: &Dataplane, view: &impl ClusterView, service: &
 /// Like [`run_in_process`], but paced in real time at `rps` until `limit`, so that metrics grow
 /// as a scraping Prometheus (and an analysis reading it) expects: background traffic for demos
 /// and end-to-end tests. Sends the requests due every [`PACING`].
-pub async fn drive_in_process(dataplane: &Dataplane, view: &impl ClusterView, service: &ServiceKey, population: &mut Population, rps: f64, limit: Limit) -> Report {
+pub async fn drive_in_process(
+    dataplane: &Dataplane,
+    view: &impl ClusterView,
+    service: &ServiceKey,
+    population: &mut Population,
+    rps: f64,
+    limit: Limit,
+) -> Report {
     let mut client = InProcess { dataplane, view, service, rng: population.dataplane_rng() };
     let mut report = Report::default();
     let (start, mut ticks) = (Instant::now(), tokio::time::interval(PACING));
@@ -237,7 +260,8 @@ pub enum Limit {
 /// Sends requests over HTTP at `rps` until `limit`, each user's cookies kept between requests.
 /// A user, like a browser session, waits for one answer (and its cookies) before the next request.
 pub async fn run_http(target: &HttpTarget, population: Population, rps: f64, limit: Limit) -> Report {
-    let turns: Arc<Vec<tokio::sync::Mutex<()>>> = Arc::new((0..population.users.len()).map(|_| tokio::sync::Mutex::new(())).collect());
+    let turns: Arc<Vec<tokio::sync::Mutex<()>>> =
+        Arc::new((0..population.users.len()).map(|_| tokio::sync::Mutex::new(())).collect());
     let population = Arc::new(Mutex::new(population));
     let report = Arc::new(Mutex::new(Report::default()));
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -292,6 +316,12 @@ impl std::fmt::Display for Report {
         for (status, count) in self.by_status.iter().filter(|(s, _)| ![200, 500].contains(*s)) {
             writeln!(f, "status {status}: {count}")?;
         }
-        writeln!(f, "refused: {}  failed: {}  users who changed version: {}", self.refused, self.failed, self.users_switched())
+        writeln!(
+            f,
+            "refused: {}  failed: {}  users who changed version: {}",
+            self.refused,
+            self.failed,
+            self.users_switched()
+        )
     }
 }

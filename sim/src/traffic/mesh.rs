@@ -89,7 +89,11 @@ impl HeaderOps {
         let lower = |m: Option<&BTreeMap<String, String>>| {
             m.into_iter().flatten().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect()
         };
-        HeaderOps { set: lower(set), add: lower(add), remove: remove.into_iter().flatten().map(|h| h.to_ascii_lowercase()).collect() }
+        HeaderOps {
+            set: lower(set),
+            add: lower(add),
+            remove: remove.into_iter().flatten().map(|h| h.to_ascii_lowercase()).collect(),
+        }
     }
 
     pub fn apply(&self, headers: &mut Vec<(String, String)>) {
@@ -129,7 +133,9 @@ pub fn compile(vs: &VirtualService) -> CompiledVirtualService {
                     WeightedDestination {
                         target: target(&d.host, &d.subset, d.port.as_ref().and_then(|p| p.number)),
                         weight: u64::try_from(r.weight.unwrap_or(0)).unwrap_or(0),
-                        response: response.map_or_else(HeaderOps::default, |h| HeaderOps::from_parts(h.set.as_ref(), h.add.as_ref(), h.remove.as_ref())),
+                        response: response.map_or_else(HeaderOps::default, |h| {
+                            HeaderOps::from_parts(h.set.as_ref(), h.add.as_ref(), h.remove.as_ref())
+                        }),
                     }
                 })
                 .collect();
@@ -139,7 +145,9 @@ pub fn compile(vs: &VirtualService) -> CompiledVirtualService {
                 // A single destination takes all traffic whatever its weight says.
                 total_weight: if destinations.len() == 1 { 0 } else { destinations.iter().map(|d| d.weight).sum() },
                 destinations,
-                response: response.map_or_else(HeaderOps::default, |h| HeaderOps::from_parts(h.set.as_ref(), h.add.as_ref(), h.remove.as_ref())),
+                response: response.map_or_else(HeaderOps::default, |h| {
+                    HeaderOps::from_parts(h.set.as_ref(), h.add.as_ref(), h.remove.as_ref())
+                }),
                 mirrors: mirrors(http, &target),
             }
         })
@@ -153,7 +161,10 @@ pub fn compile(vs: &VirtualService) -> CompiledVirtualService {
 
 /// `mirror` (+ `mirrorPercentage`, or the deprecated integer `mirrorPercent`; 100 when neither)
 /// and the newer `mirrors` list.
-fn mirrors(http: &VirtualServiceHttp, target: &impl Fn(&str, &Option<String>, Option<i64>) -> Target) -> Vec<(Target, f64)> {
+fn mirrors(
+    http: &VirtualServiceHttp,
+    target: &impl Fn(&str, &Option<String>, Option<i64>) -> Target,
+) -> Vec<(Target, f64)> {
     let single = http.mirror.as_ref().map(|m| {
         let percent = http
             .mirror_percentage
@@ -188,7 +199,8 @@ fn conditions(m: &VirtualServiceHttpMatch) -> Vec<Condition> {
     if let Some(a) = &m.authority {
         out.push(Condition::Authority(matcher(&a.exact, &a.prefix, &a.regex)));
     }
-    let unmodelled = m.query_params.is_some() || m.port.is_some() || m.source_labels.is_some() || m.source_namespace.is_some();
+    let unmodelled =
+        m.query_params.is_some() || m.port.is_some() || m.source_labels.is_some() || m.source_namespace.is_some();
     let other_gateways = m.gateways.as_ref().is_some_and(|g| !g.iter().any(|g| g == "mesh"));
     if unmodelled || other_gateways {
         out.push(Condition::Never);
@@ -201,7 +213,9 @@ fn matcher(exact: &Option<String>, prefix: &Option<String>, regex: &Option<Strin
         (Some(e), _, _) => StringMatcher::Exact(e.clone()),
         (_, Some(p), _) => StringMatcher::Prefix(p.clone()),
         (_, _, Some(r)) => StringMatcher::Regex(
-            Regex::new(&format!("^(?:{r})$")).map_err(|e| tracing::warn!("VirtualService regex {r:?} does not compile: {e}")).ok(),
+            Regex::new(&format!("^(?:{r})$"))
+                .map_err(|e| tracing::warn!("VirtualService regex {r:?} does not compile: {e}"))
+                .ok(),
         ),
         _ => StringMatcher::Present,
     }
@@ -252,13 +266,25 @@ pub struct Decision<'s> {
 }
 
 /// Routes a request for `service` through the mesh.
-pub fn route<'s>(snap: &'s Snapshot, service: &ServiceKey, entry: &'s ServiceEntry, req: &Request, rng: &mut impl Rng) -> Decision<'s> {
+pub fn route<'s>(
+    snap: &'s Snapshot,
+    service: &ServiceKey,
+    entry: &'s ServiceEntry,
+    req: &Request,
+    rng: &mut impl Rng,
+) -> Decision<'s> {
     let Some(vs) = &entry.virtual_service else {
         // No VirtualService: the sidecar balances over all of the Service's ready endpoints.
-        let primary = proxy::pick(rng, &entry.endpoints, service).ok_or(LocalReply { status: 503, flag: ResponseFlag::NoHealthyUpstream, service: Some(service.clone()) });
+        let primary = proxy::pick(rng, &entry.endpoints, service).ok_or(LocalReply {
+            status: 503,
+            flag: ResponseFlag::NoHealthyUpstream,
+            service: Some(service.clone()),
+        });
         return Decision { primary, mirrors: Vec::new(), response_headers: Vec::new() };
     };
-    let Some(route) = vs.routes.iter().find(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.iter().all(|c| c.holds(req)))) else {
+    let Some(route) =
+        vs.routes.iter().find(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.iter().all(|c| c.holds(req))))
+    else {
         let primary = Err(LocalReply { status: 404, flag: ResponseFlag::NoRoute, service: Some(service.clone()) });
         return Decision { primary, mirrors: Vec::new(), response_headers: Vec::new() };
     };
@@ -272,7 +298,11 @@ pub fn route<'s>(snap: &'s Snapshot, service: &ServiceKey, entry: &'s ServiceEnt
         let primary = Err(LocalReply { status: 503, flag: ResponseFlag::NoRoute, service: Some(service.clone()) });
         return Decision { primary, mirrors, response_headers: Vec::new() };
     };
-    Decision { primary: resolve(snap, &destination.target, rng), mirrors, response_headers: vec![&destination.response, &route.response] }
+    Decision {
+        primary: resolve(snap, &destination.target, rng),
+        mirrors,
+        response_headers: vec![&destination.response, &route.response],
+    }
 }
 
 /// A destination drawn with probability weight/sum (Istio ≥ 1.13 normalises weights).
@@ -294,7 +324,11 @@ fn choose<'r>(route: &'r HttpRoute, rng: &mut impl Rng) -> Option<&'r WeightedDe
 }
 
 fn resolve(snap: &Snapshot, target: &Target, rng: &mut impl Rng) -> Result<Picked, LocalReply> {
-    let no_route = |service: Option<&ServiceKey>| LocalReply { status: 503, flag: ResponseFlag::NoRoute, service: service.cloned() };
+    let no_route = |service: Option<&ServiceKey>| LocalReply {
+        status: 503,
+        flag: ResponseFlag::NoRoute,
+        service: service.cloned(),
+    };
     let key = target.service.as_ref().ok_or_else(|| no_route(None))?;
     let entry = snap.service(key).ok_or_else(|| no_route(Some(key)))?;
     if let Some(port) = target.port
@@ -306,5 +340,9 @@ fn resolve(snap: &Snapshot, target: &Target, rng: &mut impl Rng) -> Result<Picke
         None => &entry.endpoints,
         Some(subset) => entry.subsets.as_ref().and_then(|s| s.get(subset)).ok_or_else(|| no_route(Some(key)))?,
     };
-    proxy::pick(rng, endpoints, key).ok_or(LocalReply { status: 503, flag: ResponseFlag::NoHealthyUpstream, service: Some(key.clone()) })
+    proxy::pick(rng, endpoints, key).ok_or(LocalReply {
+        status: 503,
+        flag: ResponseFlag::NoHealthyUpstream,
+        service: Some(key.clone()),
+    })
 }

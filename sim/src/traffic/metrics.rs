@@ -25,8 +25,10 @@ use super::request::ResponseFlag;
 use super::snapshot::{MeshWorkload, ServiceKey, Workload};
 
 /// Istio's default buckets for `istio_request_duration_milliseconds`.
-pub const ISTIO_DURATION_BUCKETS_MS: [f64; 19] =
-    [0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0];
+pub const ISTIO_DURATION_BUCKETS_MS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0, 300000.0,
+    600000.0, 1800000.0, 3600000.0,
+];
 /// The Prometheus client libraries' default buckets, for `http_request_duration_seconds`.
 pub const HTTP_DURATION_BUCKETS_S: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
@@ -168,14 +170,24 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let istio_requests = Family::default();
-        let istio_duration = Family::new_with_constructor((|| Histogram::new(ISTIO_DURATION_BUCKETS_MS)) as fn() -> Histogram);
+        let istio_duration =
+            Family::new_with_constructor((|| Histogram::new(ISTIO_DURATION_BUCKETS_MS)) as fn() -> Histogram);
         let conversions = Family::default();
         let http_requests = Family::default();
-        let http_duration = Family::new_with_constructor((|| Histogram::new(HTTP_DURATION_BUCKETS_S)) as fn() -> Histogram);
+        let http_duration =
+            Family::new_with_constructor((|| Histogram::new(HTTP_DURATION_BUCKETS_S)) as fn() -> Histogram);
         let (visits, orders) = (Family::default(), Family::default());
         registry.register("istio_requests", "Requests, as Istio's standard metrics count them", istio_requests.clone());
-        registry.register("istio_request_duration_milliseconds", "Request duration, as Istio measures it", istio_duration.clone());
-        registry.register("forklane_sim_conversions", "Simulated conversions (orders) per destination version", conversions.clone());
+        registry.register(
+            "istio_request_duration_milliseconds",
+            "Request duration, as Istio measures it",
+            istio_duration.clone(),
+        );
+        registry.register(
+            "forklane_sim_conversions",
+            "Simulated conversions (orders) per destination version",
+            conversions.clone(),
+        );
         registry.register("http_requests", "Requests the app answered", http_requests.clone());
         registry.register("http_request_duration_seconds", "Time the app took per request", http_duration.clone());
         registry.register("visits", "Page views (answered requests that a user saw)", visits.clone());
@@ -195,7 +207,15 @@ impl Metrics {
     }
 
     /// A request as a mesh proxy reports it.
-    pub fn record_mesh(&self, reporter: Reporter, service: &ServiceKey, destination: Option<&Arc<MeshWorkload>>, code: u16, flag: ResponseFlag, latency: Duration) {
+    pub fn record_mesh(
+        &self,
+        reporter: Reporter,
+        service: &ServiceKey,
+        destination: Option<&Arc<MeshWorkload>>,
+        code: u16,
+        flag: ResponseFlag,
+        latency: Duration,
+    ) {
         let labels = IstioLabels { reporter, service: service.clone(), destination: destination.cloned(), code, flag };
         self.0.istio_duration.get_or_create(&labels).observe(latency.as_secs_f64() * 1000.0);
         self.0.istio_requests.get_or_create(&labels).inc();
@@ -205,7 +225,14 @@ impl Metrics {
     }
 
     /// A request as the app that answered it reports it.
-    pub fn record_app(&self, service: &ServiceKey, workload: &Arc<Workload>, answer: &AppAnswer, mirrored: bool, mesh: bool) {
+    pub fn record_app(
+        &self,
+        service: &ServiceKey,
+        workload: &Arc<Workload>,
+        answer: &AppAnswer,
+        mirrored: bool,
+        mesh: bool,
+    ) {
         let (code, visit) = (answer.status, answer.visit);
         let with_code = AppLabels { workload: workload.clone(), code: Some(code) };
         let without_code = AppLabels { workload: workload.clone(), code: None };
@@ -217,7 +244,10 @@ impl Metrics {
         if visit == Visit::Ordered {
             self.0.orders.get_or_create(&without_code).inc();
             if mesh {
-                self.0.conversions.get_or_create(&ConversionLabels { service: service.clone(), destination: workload.mesh.clone() }).inc();
+                self.0
+                    .conversions
+                    .get_or_create(&ConversionLabels { service: service.clone(), destination: workload.mesh.clone() })
+                    .inc();
             }
         }
         let mut tally = self.tally();
@@ -262,4 +292,3 @@ impl Metrics {
 }
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-

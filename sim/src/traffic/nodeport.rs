@@ -52,7 +52,12 @@ impl Drop for NodePort {
 
 /// Serves `service` on `addr` (e.g. `127.0.0.1:<nodePort>`) until the returned handle is dropped.
 /// Fails only when the port cannot be bound at first (already in use).
-pub async fn serve_nodeport(addr: SocketAddr, service: ServiceKey, view: impl ClusterView, dataplane: Dataplane) -> io::Result<NodePort> {
+pub async fn serve_nodeport(
+    addr: SocketAddr,
+    service: ServiceKey,
+    view: impl ClusterView,
+    dataplane: Dataplane,
+) -> io::Result<NodePort> {
     let listener = bind(addr)?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(run(addr, listener, service, view, dataplane));
@@ -67,7 +72,13 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-async fn run(addr: SocketAddr, listener: TcpListener, service: ServiceKey, mut view: impl ClusterView, dataplane: Dataplane) {
+async fn run(
+    addr: SocketAddr,
+    listener: TcpListener,
+    service: ServiceKey,
+    mut view: impl ClusterView,
+    dataplane: Dataplane,
+) {
     let mut listener = Some(listener);
     let mut seeds = StdRng::seed_from_u64(dataplane.seed ^ u64::from(addr.port()));
     loop {
@@ -125,14 +136,18 @@ async fn connection(stream: TcpStream, service: ServiceKey, view: impl ClusterVi
             Ok::<_, io::Error>(to_http(answer.response))
         }
     });
-    let served = hyper::server::conn::http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), handler).await;
+    let served = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), handler)
+        .await;
     if let Err(e) = served {
         tracing::debug!("NodePort connection ended: {e}");
     }
 }
 
 fn from_http(req: &http::Request<Incoming>) -> Request {
-    let headers = req.headers().iter().map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()));
+    let headers =
+        req.headers().iter().map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()));
     Request {
         method: req.method().as_str().to_string(),
         path: req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string(),
@@ -153,4 +168,3 @@ fn to_http(response: super::request::Response) -> http::Response<Body> {
     }
     out
 }
-

@@ -145,7 +145,10 @@ mod tests {
 
     #[test]
     fn parses_the_article_answer() {
-        assert_eq!(parse_answer("Host: my-app-7b4874cd75-pc444, Version: v1.0.0\n"), Some(("my-app-7b4874cd75-pc444", "v1.0.0")));
+        assert_eq!(
+            parse_answer("Host: my-app-7b4874cd75-pc444, Version: v1.0.0\n"),
+            Some(("my-app-7b4874cd75-pc444", "v1.0.0"))
+        );
         assert_eq!(parse_answer("Host: p, Version: v2, Error: simulated\n"), Some(("p", "v2")));
         assert_eq!(parse_answer("no healthy upstream"), None);
     }

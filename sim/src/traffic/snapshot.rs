@@ -139,9 +139,15 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Compiles a snapshot (the mesh is off; see [`Snapshot::with_mesh`]).
-    pub fn new(services: Vec<Service>, pods: Vec<Pod>, virtual_services: &[VirtualService], destination_rules: &[DestinationRule]) -> Self {
+    pub fn new(
+        services: Vec<Service>,
+        pods: Vec<Pod>,
+        virtual_services: &[VirtualService],
+        destination_rules: &[DestinationRule],
+    ) -> Self {
         let pods: Vec<PodEntry> = pods.into_iter().map(pod_entry).collect();
-        let compiled: Vec<Arc<CompiledVirtualService>> = virtual_services.iter().map(|vs| Arc::new(mesh::compile(vs))).collect();
+        let compiled: Vec<Arc<CompiledVirtualService>> =
+            virtual_services.iter().map(|vs| Arc::new(mesh::compile(vs))).collect();
         let services = services
             .into_iter()
             .map(|service| {
@@ -163,7 +169,8 @@ impl Snapshot {
                     let subsets = dr.spec.subsets.iter().flatten();
                     subsets.map(|s| (s.name.clone(), ready_matching(&s.labels.clone().unwrap_or_default()))).collect()
                 });
-                let entry = ServiceEntry { endpoints: ready_matching(&BTreeMap::new()), virtual_service, subsets, service };
+                let entry =
+                    ServiceEntry { endpoints: ready_matching(&BTreeMap::new()), virtual_service, subsets, service };
                 (key, entry)
             })
             .collect();
@@ -179,7 +186,12 @@ impl Snapshot {
     /// Builds a snapshot from API objects as the store holds them (v1 Services and Pods,
     /// `networking.istio.io` VirtualServices and DestinationRules). Objects that do not parse are
     /// skipped with a warning; the mesh is off until [`Snapshot::with_mesh`].
-    pub fn from_objects(services: &[Value], pods: &[Value], virtual_services: &[Value], destination_rules: &[Value]) -> Self {
+    pub fn from_objects(
+        services: &[Value],
+        pods: &[Value],
+        virtual_services: &[Value],
+        destination_rules: &[Value],
+    ) -> Self {
         let vs: Vec<VirtualService> = parse_typed(virtual_services);
         let dr: Vec<DestinationRule> = parse_typed(destination_rules);
         Snapshot::new(services.iter().map(service_from).collect(), pods.iter().map(pod_from).collect(), &vs, &dr)
@@ -309,7 +321,10 @@ mod tests {
     fn resolves_mesh_hosts() {
         assert_eq!(ServiceKey::from_host("my-app", "default"), Some(ServiceKey::new("default", "my-app")));
         assert_eq!(ServiceKey::from_host("my-app.shop", "default"), Some(ServiceKey::new("shop", "my-app")));
-        assert_eq!(ServiceKey::from_host("my-app.shop.svc.cluster.local", "x"), Some(ServiceKey::new("shop", "my-app")));
+        assert_eq!(
+            ServiceKey::from_host("my-app.shop.svc.cluster.local", "x"),
+            Some(ServiceKey::new("shop", "my-app"))
+        );
         assert_eq!(ServiceKey::from_host("checkout.example.com", "shop"), None);
     }
 
@@ -328,7 +343,11 @@ mod tests {
             }
             p
         };
-        let pods = [pod("my-app-7b4874cd75-a", "True", false), pod("my-app-7b4874cd75-b", "False", false), pod("my-app-7b4874cd75-c", "True", true)];
+        let pods = [
+            pod("my-app-7b4874cd75-a", "True", false),
+            pod("my-app-7b4874cd75-b", "False", false),
+            pod("my-app-7b4874cd75-c", "True", true),
+        ];
         let snap = Snapshot::from_objects(&[service], &pods, &[], &[]);
         let entry = snap.service(&ServiceKey::new("default", "my-app")).unwrap();
         assert_eq!(entry.service.ports[0].node_port, Some(32532));

@@ -31,13 +31,9 @@ pub fn regex_problem(re: &str) -> Option<String> {
         return Some("regex string match should not be empty".into());
     }
     if re.len() > MAX_REGEX_LEN {
-        return Some(format!(
-            "regex is too large, max length allowed is {MAX_REGEX_LEN}"
-        ));
+        return Some(format!("regex is too large, max length allowed is {MAX_REGEX_LEN}"));
     }
-    Regex::new(re)
-        .err()
-        .map(|e| format!("regex does not compile as RE2: {e}"))
+    Regex::new(re).err().map(|e| format!("regex does not compile as RE2: {e}"))
 }
 
 /// Header names used as match keys (`headers`, `withoutHeaders`).
@@ -52,10 +48,7 @@ pub fn match_header_problem(name: &str) -> Option<String> {
         return None;
     }
     if name.starts_with(':') {
-        return Some(
-            "unknown pseudo-header; allowed are :method, :scheme, :authority, :path, :status"
-                .into(),
-        );
+        return Some("unknown pseudo-header; allowed are :method, :scheme, :authority, :path, :status".into());
     }
     if !name.bytes().all(is_token_char) {
         return Some("header name is not an RFC 7230 token".into());
@@ -94,8 +87,7 @@ fn operation_common_problem(name: &str) -> Option<String> {
 }
 
 fn lowercase_problem(name: &str) -> Option<String> {
-    (name.to_ascii_lowercase() != name)
-        .then(|| "header name must be lowercase (Forklane rule)".into())
+    (name.to_ascii_lowercase() != name).then(|| "header name must be lowercase (Forklane rule)".into())
 }
 
 /// RFC 7230 `tchar`, istiod's `validHeaderNameRegex`.
@@ -107,9 +99,5 @@ fn is_token_char(b: u8) -> bool {
 /// (`util.ConvertHostToFQDN`) does, so `reviews` in namespace `shop` and
 /// `reviews.shop.svc.cluster.local` name the same host.
 pub fn fqdn(host: &str, namespace: &str) -> String {
-    if host.contains('.') {
-        host.to_string()
-    } else {
-        format!("{host}.{namespace}.svc.cluster.local")
-    }
+    if host.contains('.') { host.to_string() } else { format!("{host}.{namespace}.svc.cluster.local") }
 }

@@ -14,7 +14,9 @@ pub async fn faults(state: &AppState, method: &Method, rest: &str, body: Body) -
         (Method::GET, "") => negotiate::json(200, &settings(), &[]),
         (Method::PUT, "") => {
             let parsed = match negotiate::read_body(body).await {
-                Ok(bytes) => serde_json::from_slice::<FaultSettings>(&bytes).map_err(|e| Error::BadRequest(e.to_string())),
+                Ok(bytes) => {
+                    serde_json::from_slice::<FaultSettings>(&bytes).map_err(|e| Error::BadRequest(e.to_string()))
+                }
                 Err(e) => Err(e),
             };
             match parsed.and_then(|s| state.faults.set(s).map_err(Error::BadRequest)) {
@@ -30,6 +32,9 @@ pub async fn faults(state: &AppState, method: &Method, rest: &str, body: Body) -
             state.faults.cut_watches();
             negotiate::json(200, &settings(), &[])
         }
-        _ => negotiate::error(&Error::NotFound { message: "the server could not find the requested resource".into(), details: serde_json::Value::Null }),
+        _ => negotiate::error(&Error::NotFound {
+            message: "the server could not find the requested resource".into(),
+            details: serde_json::Value::Null,
+        }),
     }
 }

@@ -45,7 +45,12 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
 }
 
 /// Serves HTTPS on `listener` until `shutdown` flips to true.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: axum::Router, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let acceptor = TlsAcceptor::from(tls);
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -78,11 +83,16 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: a
         // Reap finished connections so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
     }
-    let _ = tokio::time::timeout(Duration::from_secs(3), async { while connections.join_next().await.is_some() {} }).await;
+    let _ =
+        tokio::time::timeout(Duration::from_secs(3), async { while connections.join_next().await.is_some() {} }).await;
     connections.abort_all();
 }
 
-async fn entry(State(state): State<Arc<AppState>>, Query(query): Query<HashMap<String, String>>, request: Request) -> Response {
+async fn entry(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     if !authorized(&state.token, &parts.headers) {
         return negotiate::error(&Error::Unauthorized("Unauthorized".into()));
@@ -105,7 +115,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn route(state: &AppState, method: &Method, uri: &Uri, query: &HashMap<String, String>, headers: &HeaderMap, body: Body) -> Response {
+async fn route(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
     let path = uri.path().trim_end_matches('/');
     if let Some(target) = route::parse(path) {
         if !state.audit.is_enabled() {
@@ -120,7 +137,9 @@ async fn route(state: &AppState, method: &Method, uri: &Uri, query: &HashMap<Str
         return admin::faults(state, method, rest, body).await;
     }
     if *method != Method::GET {
-        return negotiate::error(&Error::MethodNotAllowed("the server does not allow this method on the requested resource".into()));
+        return negotiate::error(&Error::MethodNotAllowed(
+            "the server does not allow this method on the requested resource".into(),
+        ));
     }
     let registry = state.store.registry();
     let wants_aggregated = negotiate::wants_aggregated_discovery(headers);
@@ -128,10 +147,20 @@ async fn route(state: &AppState, method: &Method, uri: &Uri, query: &HashMap<Str
         "/version" => Some(discovery::version()),
         "/healthz" | "/livez" | "/readyz" => return ok_text(),
         "/api" if wants_aggregated => {
-            return negotiate::json_typed(200, &discovery::aggregated(&registry, true), discovery::AGGREGATED_CONTENT_TYPE, &[]);
+            return negotiate::json_typed(
+                200,
+                &discovery::aggregated(&registry, true),
+                discovery::AGGREGATED_CONTENT_TYPE,
+                &[],
+            );
         }
         "/apis" if wants_aggregated => {
-            return negotiate::json_typed(200, &discovery::aggregated(&registry, false), discovery::AGGREGATED_CONTENT_TYPE, &[]);
+            return negotiate::json_typed(
+                200,
+                &discovery::aggregated(&registry, false),
+                discovery::AGGREGATED_CONTENT_TYPE,
+                &[],
+            );
         }
         "/api" => Some(discovery::api_versions(&state.server_address)),
         "/apis" => Some(discovery::api_group_list(&registry)),
@@ -150,7 +179,10 @@ async fn route(state: &AppState, method: &Method, uri: &Uri, query: &HashMap<Str
     };
     match found {
         Some(doc) => negotiate::json(200, &doc, &[]),
-        None => negotiate::error(&Error::NotFound { message: "the server could not find the requested resource".into(), details: serde_json::Value::Null }),
+        None => negotiate::error(&Error::NotFound {
+            message: "the server could not find the requested resource".into(),
+            details: serde_json::Value::Null,
+        }),
     }
 }
 

@@ -33,7 +33,9 @@ pub fn output(headers: &HeaderMap) -> Result<Output> {
         }
         match param("as") {
             None => return Ok(Output::Json),
-            Some("Table") if param("g") == Some("meta.k8s.io") && matches!(param("v"), Some("v1") | Some("v1beta1")) => {
+            Some("Table")
+                if param("g") == Some("meta.k8s.io") && matches!(param("v"), Some("v1") | Some("v1beta1")) =>
+            {
                 return Ok(Output::Table);
             }
             Some("PartialObjectMetadata" | "PartialObjectMetadataList") if param("g") == Some("meta.k8s.io") => {
@@ -42,7 +44,9 @@ pub fn output(headers: &HeaderMap) -> Result<Output> {
             Some(_) => continue,
         }
     }
-    Err(Error::NotAcceptable(format!("only the following media types are accepted: application/json, application/yaml (requested: {accept})")))
+    Err(Error::NotAcceptable(format!(
+        "only the following media types are accepted: application/json, application/yaml (requested: {accept})"
+    )))
 }
 
 /// Whether `Accept` asks for aggregated discovery (`apidiscovery.k8s.io/v2`), which the
@@ -51,7 +55,9 @@ pub fn wants_aggregated_discovery(headers: &HeaderMap) -> bool {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     accept.split(',').any(|entry| {
         let params: Vec<&str> = entry.split(';').skip(1).map(str::trim).collect();
-        params.contains(&"as=APIGroupDiscoveryList") && params.contains(&"v=v2") && params.contains(&"g=apidiscovery.k8s.io")
+        params.contains(&"as=APIGroupDiscoveryList")
+            && params.contains(&"v=v2")
+            && params.contains(&"g=apidiscovery.k8s.io")
     })
 }
 
@@ -66,9 +72,9 @@ pub fn content_type(headers: &HeaderMap) -> String {
 
 /// Reads a request body, enforcing the 3 MiB limit.
 pub async fn read_body(body: Body) -> Result<Bytes> {
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        Error::RequestEntityTooLarge(format!("Request entity too large: limit is {MAX_BODY}"))
-    })
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| Error::RequestEntityTooLarge(format!("Request entity too large: limit is {MAX_BODY}")))
 }
 
 /// Decodes an object body as JSON or YAML, as the apiserver's serializers do.
@@ -77,12 +83,13 @@ pub fn decode(bytes: &[u8], media: &str) -> Result<Value> {
         return Err(Error::BadRequest("Object 'Kind' is missing in ''".into()));
     }
     let value: Value = match media {
-        "application/yaml" | "application/apply-patch+yaml" => {
-            serde_yaml_ng::from_slice(bytes).map_err(|e| Error::BadRequest(format!("error converting YAML to JSON: yaml: {e}")))?
-        }
-        "application/json" | "application/merge-patch+json" | "application/strategic-merge-patch+json" | "application/json-patch+json" => {
-            serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))?
-        }
+        "application/yaml" | "application/apply-patch+yaml" => serde_yaml_ng::from_slice(bytes)
+            .map_err(|e| Error::BadRequest(format!("error converting YAML to JSON: yaml: {e}")))?,
+        "application/json"
+        | "application/merge-patch+json"
+        | "application/strategic-merge-patch+json"
+        | "application/json-patch+json" => serde_json::from_slice(bytes)
+            .map_err(|e| Error::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))?,
         other => {
             return Err(Error::UnsupportedMediaType(format!(
                 "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other})"
@@ -100,7 +107,10 @@ pub fn json(code: u16, value: &Value, warnings: &[String]) -> Response {
 pub fn json_typed(code: u16, value: &Value, content_type: &str, warnings: &[String]) -> Response {
     let mut resp = (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), value.to_string()).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
+    );
     h.insert("Audit-Id", HeaderValue::from_str(&crate::cluster::meta::new_uid()).expect("uuid is a valid header"));
     for w in warnings {
         let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());

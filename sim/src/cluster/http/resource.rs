@@ -1,10 +1,9 @@
 //! Verb handlers for resource URLs: translate a request into a store call and the result
 //! into the response form the client negotiated.
 
+use super::AppState;
 use super::negotiate::{self, Output};
 use super::route::Target;
-use super::AppState;
-use forklane_core::clock::{Clock, format_time};
 use crate::cluster::error::{Error, Result};
 use crate::cluster::events;
 use crate::cluster::meta;
@@ -17,6 +16,7 @@ use crate::cluster::store::{
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, header};
 use axum::response::Response;
+use forklane_core::clock::{Clock, format_time};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -25,7 +25,14 @@ use std::time::Duration;
 
 type Query = HashMap<String, String>;
 
-pub async fn handle(state: &AppState, method: &Method, query: &Query, headers: &HeaderMap, body: Body, target: Target) -> Response {
+pub async fn handle(
+    state: &AppState,
+    method: &Method,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+    target: Target,
+) -> Response {
     match dispatch(state, method, query, headers, body, target).await {
         Ok(resp) => resp,
         Err(e) => negotiate::error(&e),
@@ -33,7 +40,8 @@ pub async fn handle(state: &AppState, method: &Method, query: &Query, headers: &
 }
 
 fn subresource(target: &Target, info: &ResourceInfo) -> Result<Subresource> {
-    let not_found = || Error::NotFound { message: "the server could not find the requested resource".into(), details: Value::Null };
+    let not_found =
+        || Error::NotFound { message: "the server could not find the requested resource".into(), details: Value::Null };
     let version = info.version(&target.gvr.version).ok_or_else(not_found)?;
     match target.subresource.as_deref() {
         None => Ok(Subresource::Main),
@@ -54,13 +62,17 @@ fn write_options(query: &Query, headers: &HeaderMap, sub: Subresource) -> Result
         Some("Strict") => FieldValidation::Strict,
         Some("Ignore") => FieldValidation::Ignore,
         Some(other) => {
-            return Err(Error::BadRequest(format!("fieldValidation must be one of Ignore, Warn or Strict, got {other}")));
+            return Err(Error::BadRequest(format!(
+                "fieldValidation must be one of Ignore, Warn or Strict, got {other}"
+            )));
         }
     };
     let dry_run = match query.get("dryRun").map(String::as_str) {
         None | Some("") => false,
         Some("All") => true,
-        Some(other) => return Err(Error::BadRequest(format!("Invalid dryRun value: {other}: supported values: \"All\""))),
+        Some(other) => {
+            return Err(Error::BadRequest(format!("Invalid dryRun value: {other}: supported values: \"All\"")));
+        }
     };
     // Like the apiserver, name the user agent's product as the manager when none is given.
     let field_manager = query.get("fieldManager").cloned().or_else(|| {
@@ -70,12 +82,21 @@ fn write_options(query: &Query, headers: &HeaderMap, sub: Subresource) -> Result
             .map(|ua| ua.split('/').next().unwrap_or_default().to_string())
             .filter(|m| !m.is_empty())
     });
-    Ok(WriteOptions { field_manager, dry_run, force: flag(query, "force"), subresource: sub, field_validation, ..Default::default() })
+    Ok(WriteOptions {
+        field_manager,
+        dry_run,
+        force: flag(query, "force"),
+        subresource: sub,
+        field_validation,
+        ..Default::default()
+    })
 }
 
 fn list_params(query: &Query) -> Result<ListParams> {
     let limit = match query.get("limit").filter(|l| !l.is_empty()) {
-        Some(l) => Some(l.parse::<i64>().map_err(|_| Error::BadRequest(format!("invalid limit: {l}")))?.max(0) as usize),
+        Some(l) => {
+            Some(l.parse::<i64>().map_err(|_| Error::BadRequest(format!("invalid limit: {l}")))?.max(0) as usize)
+        }
         None => None,
     };
     Ok(ListParams {
@@ -88,11 +109,21 @@ fn list_params(query: &Query) -> Result<ListParams> {
     })
 }
 
-async fn dispatch(state: &AppState, method: &Method, query: &Query, headers: &HeaderMap, body: Body, target: Target) -> Result<Response> {
+async fn dispatch(
+    state: &AppState,
+    method: &Method,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+    target: Target,
+) -> Result<Response> {
     let store = &state.store;
     let info = store.resource(&target.gvr)?;
     if target.namespace.is_some() && !info.namespaced {
-        return Err(Error::NotFound { message: "the server could not find the requested resource".into(), details: Value::Null });
+        return Err(Error::NotFound {
+            message: "the server could not find the requested resource".into(),
+            details: Value::Null,
+        });
     }
     let sub = subresource(&target, &info)?;
     let gvr = &target.gvr;
@@ -104,7 +135,9 @@ async fn dispatch(state: &AppState, method: &Method, query: &Query, headers: &He
     let output = negotiate::output(headers)?;
     let shown = Rendering { info: &info, target: &target, query, clock: store.clock() };
     match (method.clone(), target.name.as_deref()) {
-        (Method::GET, None) if target.watch_path || flag(query, "watch") => watch(state, &info, &target, query, output).await,
+        (Method::GET, None) if target.watch_path || flag(query, "watch") => {
+            watch(state, &info, &target, query, output).await
+        }
         (Method::GET, None) => {
             let list = store.list(gvr, ns, &list_params(query)?)?;
             Ok(render_list(&shown, list, output))
@@ -115,7 +148,8 @@ async fn dispatch(state: &AppState, method: &Method, query: &Query, headers: &He
             watch(state, &info, &target, &query, output).await
         }
         (Method::GET, Some(name)) => {
-            let obj = if sub == Subresource::Scale { store.get_scale(gvr, ns, name)? } else { store.get(gvr, ns, name)? };
+            let obj =
+                if sub == Subresource::Scale { store.get_scale(gvr, ns, name)? } else { store.get(gvr, ns, name)? };
             Ok(render_one(&shown, obj, output, 200, &[]))
         }
         (Method::POST, None) => {
@@ -180,7 +214,9 @@ async fn dispatch(state: &AppState, method: &Method, query: &Query, headers: &He
             let list = store.delete_collection(gvr, ns, &list_params(query)?, &opts)?;
             Ok(negotiate::json(200, &list, &[]))
         }
-        _ => Err(Error::MethodNotAllowed(format!("the server does not allow this method on the requested resource ({method})"))),
+        _ => Err(Error::MethodNotAllowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        ))),
     }
 }
 
@@ -194,7 +230,8 @@ fn delete_body(bytes: &[u8]) -> Result<Value> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         Ok(json!({}))
     } else {
-        serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))
     }
 }
 
@@ -206,25 +243,35 @@ fn orphan_dependents(query: &Query, bytes: &[u8]) -> Option<bool> {
 
 fn delete_options(query: &Query, bytes: &[u8]) -> Result<DeleteOptions> {
     let body = delete_body(bytes)?;
-    let policy = body["propagationPolicy"].as_str().map(String::from).or_else(|| query.get("propagationPolicy").cloned());
+    let policy =
+        body["propagationPolicy"].as_str().map(String::from).or_else(|| query.get("propagationPolicy").cloned());
     let mut propagation = match policy.as_deref() {
         None | Some("") => None,
         Some("Orphan") => Some(Propagation::Orphan),
         Some("Background") => Some(Propagation::Background),
         Some("Foreground") => Some(Propagation::Foreground),
         Some(other) => {
-            return Err(Error::BadRequest(format!("propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\"")));
+            return Err(Error::BadRequest(format!(
+                "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+            )));
         }
     };
     if propagation.is_none() {
-        propagation = orphan_dependents(query, bytes).map(|o| if o { Propagation::Orphan } else { Propagation::Background });
+        propagation =
+            orphan_dependents(query, bytes).map(|o| if o { Propagation::Orphan } else { Propagation::Background });
     }
-    let dry_run = body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All")) || query.get("dryRun").is_some_and(|v| v == "All");
-    let grace_period_seconds = match (body.get("gracePeriodSeconds").filter(|v| !v.is_null()), query.get("gracePeriodSeconds")) {
-        (Some(v), _) => Some(v.as_i64().ok_or_else(|| Error::BadRequest(format!("gracePeriodSeconds: invalid value {v}")))?),
-        (None, Some(q)) => Some(q.parse().map_err(|_| Error::BadRequest(format!("invalid gracePeriodSeconds: {q}")))?),
-        (None, None) => None,
-    };
+    let dry_run = body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"))
+        || query.get("dryRun").is_some_and(|v| v == "All");
+    let grace_period_seconds =
+        match (body.get("gracePeriodSeconds").filter(|v| !v.is_null()), query.get("gracePeriodSeconds")) {
+            (Some(v), _) => {
+                Some(v.as_i64().ok_or_else(|| Error::BadRequest(format!("gracePeriodSeconds: invalid value {v}")))?)
+            }
+            (None, Some(q)) => {
+                Some(q.parse().map_err(|_| Error::BadRequest(format!("invalid gracePeriodSeconds: {q}")))?)
+            }
+            (None, None) => None,
+        };
     Ok(DeleteOptions {
         propagation,
         precondition_uid: body["preconditions"]["uid"].as_str().map(String::from),
@@ -287,22 +334,34 @@ fn render_list(r: &Rendering, list: Value, output: Output) -> Response {
             t
         }
         Output::Metadata => {
-            let items: Vec<Value> = list["items"].as_array().into_iter().flatten().map(negotiate::partial_metadata).collect();
+            let items: Vec<Value> =
+                list["items"].as_array().into_iter().flatten().map(negotiate::partial_metadata).collect();
             json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list["metadata"], "items": items})
         }
     };
     negotiate::json(200, &body, &[])
 }
 
-async fn watch(state: &AppState, info: &ResourceInfo, target: &Target, query: &Query, output: Output) -> Result<Response> {
+async fn watch(
+    state: &AppState,
+    info: &ResourceInfo,
+    target: &Target,
+    query: &Query,
+    output: Output,
+) -> Result<Response> {
     // The apiserver picks a random timeout in [minRequestTimeout, 2*minRequestTimeout).
     let timeout = match query.get("timeoutSeconds").filter(|s| !s.is_empty()) {
-        Some(s) => Duration::from_secs(s.parse().map_err(|_| Error::BadRequest(format!("invalid timeoutSeconds: {s}")))?),
+        Some(s) => {
+            Duration::from_secs(s.parse().map_err(|_| Error::BadRequest(format!("invalid timeoutSeconds: {s}")))?)
+        }
         None => Duration::from_secs(1800 + rand::random_range(0..1800)),
     };
     let send_initial_events = flag(query, "sendInitialEvents");
     if send_initial_events && query.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan") {
-        let err = FieldError::forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan");
+        let err = FieldError::forbidden(
+            "resourceVersionMatch",
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        );
         return Err(Error::invalid("ListOptions", "meta.k8s.io", "", &[err]));
     }
     let params = WatchParams {
@@ -330,7 +389,9 @@ async fn watch(state: &AppState, info: &ResourceInfo, target: &Target, query: &Q
     let lines = events.take_until(Box::pin(stop)).map(move |mut ev| {
         if matches!(ev.kind, "ADDED" | "MODIFIED" | "DELETED") {
             ev.object = match output {
-                Output::Table => table_of(&Rendering { info: &info, target: &target, query: &query, clock }, &[ev.object]),
+                Output::Table => {
+                    table_of(&Rendering { info: &info, target: &target, query: &query, clock }, &[ev.object])
+                }
                 Output::Metadata => negotiate::partial_metadata(&ev.object),
                 Output::Json => ev.object,
             };

@@ -65,8 +65,14 @@ mod tests {
         assert_eq!(t("/api/v1/namespaces/foo"), ("/v1/namespaces".into(), None, s("foo"), None));
         assert_eq!(t("/api/v1/namespaces/foo/finalize"), ("/v1/namespaces".into(), None, s("foo"), s("finalize")));
         assert_eq!(t("/api/v1/namespaces/foo/pods"), ("/v1/pods".into(), s("foo"), None, None));
-        assert_eq!(t("/apis/apps/v1/namespaces/d/deployments/x/scale"), ("apps/v1/deployments".into(), s("d"), s("x"), s("scale")));
-        assert_eq!(t("/apis/apps/v1/watch/namespaces/d/deployments"), ("apps/v1/deployments".into(), s("d"), None, None));
+        assert_eq!(
+            t("/apis/apps/v1/namespaces/d/deployments/x/scale"),
+            ("apps/v1/deployments".into(), s("d"), s("x"), s("scale"))
+        );
+        assert_eq!(
+            t("/apis/apps/v1/watch/namespaces/d/deployments"),
+            ("apps/v1/deployments".into(), s("d"), None, None)
+        );
         assert!(parse("/apis/apps/v1").is_none());
         assert!(parse("/api/v1/namespaces/a/pods/b/c/d").is_none());
     }

@@ -3,7 +3,9 @@
 //! detect conflicts with other managers, and record the manager's `Apply` entry.
 
 use crate::cluster::semantics::gofmt;
-use crate::cluster::semantics::managed_fields::{self, Element, Entry, FieldPath, FieldSet, ListType, Operation, TypeInfo, item_key};
+use crate::cluster::semantics::managed_fields::{
+    self, Element, Entry, FieldPath, FieldSet, ListType, Operation, TypeInfo, item_key,
+};
 use serde_json::{Value, json};
 
 /// One field owned by another manager that the apply would change.
@@ -22,7 +24,14 @@ pub struct ApplyConflicts(pub Vec<Conflict>);
 /// Applies `applied` for `manager`. `live` is the stored object (None on create-by-apply);
 /// the result carries the new `metadata.managedFields`. Callers strip fields the endpoint
 /// resets (e.g. `status` on the main resource when a status subresource exists) beforehand.
-pub fn server_side_apply(live: Option<&Value>, applied: &Value, manager: &str, force: bool, now: &str, types: &dyn TypeInfo) -> Result<Value, ApplyConflicts> {
+pub fn server_side_apply(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    now: &str,
+    types: &dyn TypeInfo,
+) -> Result<Value, ApplyConflicts> {
     let live_obj = live.cloned().unwrap_or_else(|| json!({}));
     let api_version = applied.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
     let mut entries = managed_fields::read_entries(&live_obj);
@@ -50,7 +59,14 @@ pub fn server_side_apply(live: Option<&Value>, applied: &Value, manager: &str, f
         // Forced: ownership of conflicting fields moves to the applier.
         e.fields.retain(|p| !changed.contains(p) && !removed.contains(p));
     }
-    entries.push(Entry { manager: manager.into(), operation: Operation::Apply, api_version, time: now.into(), subresource: String::new(), fields: applied_set });
+    entries.push(Entry {
+        manager: manager.into(),
+        operation: Operation::Apply,
+        api_version,
+        time: now.into(),
+        subresource: String::new(),
+        fields: applied_set,
+    });
     managed_fields::write_entries(&mut merged, entries);
     Ok(merged)
 }
@@ -79,7 +95,11 @@ fn merge(live: &Value, applied: &Value, tpath: &str, types: &dyn TypeInfo) -> Va
                 let key = |v: &Value| item_key(&keys, v);
                 let mut out: Vec<Value> = l
                     .iter()
-                    .map(|li| a.iter().find(|ai| key(ai) == key(li)).map_or_else(|| li.clone(), |ai| merge(li, ai, &item_path, types)))
+                    .map(|li| {
+                        a.iter()
+                            .find(|ai| key(ai) == key(li))
+                            .map_or_else(|| li.clone(), |ai| merge(li, ai, &item_path, types))
+                    })
                     .collect();
                 out.extend(a.iter().filter(|ai| !l.iter().any(|li| key(li) == key(ai))).cloned());
                 Value::Array(out)

@@ -19,19 +19,49 @@ fn map(keys: &[&str]) -> ListType {
 }
 
 const FIELDS: &[ListField] = &[
-    ListField { suffix: "containers[].ports", merge_key: Some("containerPort"), strategic_merge: true, ssa: || map(&["containerPort", "protocol"]) },
-    ListField { suffix: "initContainers[].ports", merge_key: Some("containerPort"), strategic_merge: true, ssa: || map(&["containerPort", "protocol"]) },
-    ListField { suffix: ".spec.ports", merge_key: Some("port"), strategic_merge: true, ssa: || map(&["port", "protocol"]) },
+    ListField {
+        suffix: "containers[].ports",
+        merge_key: Some("containerPort"),
+        strategic_merge: true,
+        ssa: || map(&["containerPort", "protocol"]),
+    },
+    ListField {
+        suffix: "initContainers[].ports",
+        merge_key: Some("containerPort"),
+        strategic_merge: true,
+        ssa: || map(&["containerPort", "protocol"]),
+    },
+    ListField {
+        suffix: ".spec.ports",
+        merge_key: Some("port"),
+        strategic_merge: true,
+        ssa: || map(&["port", "protocol"]),
+    },
     ListField { suffix: "containers", merge_key: Some("name"), strategic_merge: true, ssa: || map(&["name"]) },
     ListField { suffix: "initContainers", merge_key: Some("name"), strategic_merge: true, ssa: || map(&["name"]) },
     ListField { suffix: "ephemeralContainers", merge_key: Some("name"), strategic_merge: true, ssa: || map(&["name"]) },
     ListField { suffix: "env", merge_key: Some("name"), strategic_merge: true, ssa: || map(&["name"]) },
-    ListField { suffix: "volumeMounts", merge_key: Some("mountPath"), strategic_merge: true, ssa: || map(&["mountPath"]) },
-    ListField { suffix: "volumeDevices", merge_key: Some("devicePath"), strategic_merge: true, ssa: || map(&["devicePath"]) },
+    ListField {
+        suffix: "volumeMounts",
+        merge_key: Some("mountPath"),
+        strategic_merge: true,
+        ssa: || map(&["mountPath"]),
+    },
+    ListField {
+        suffix: "volumeDevices",
+        merge_key: Some("devicePath"),
+        strategic_merge: true,
+        ssa: || map(&["devicePath"]),
+    },
     ListField { suffix: "volumes", merge_key: Some("name"), strategic_merge: true, ssa: || map(&["name"]) },
     ListField { suffix: "imagePullSecrets", merge_key: Some("name"), strategic_merge: true, ssa: || map(&["name"]) },
     ListField { suffix: "hostAliases", merge_key: Some("ip"), strategic_merge: true, ssa: || map(&["ip"]) },
-    ListField { suffix: "topologySpreadConstraints", merge_key: Some("topologyKey"), strategic_merge: true, ssa: || map(&["topologyKey", "whenUnsatisfiable"]) },
+    ListField {
+        suffix: "topologySpreadConstraints",
+        merge_key: Some("topologyKey"),
+        strategic_merge: true,
+        ssa: || map(&["topologyKey", "whenUnsatisfiable"]),
+    },
     ListField { suffix: "resourceClaims", merge_key: Some("name"), strategic_merge: true, ssa: || map(&["name"]) },
     ListField { suffix: "ownerReferences", merge_key: Some("uid"), strategic_merge: true, ssa: || map(&["uid"]) },
     ListField { suffix: "conditions", merge_key: Some("type"), strategic_merge: true, ssa: || map(&["type"]) },
@@ -60,7 +90,19 @@ pub fn patch_strategy(path: &str) -> Option<Option<&'static str>> {
 
 /// API groups whose types are compiled into the apiserver. Custom resources have no Go
 /// struct tags, so the apiserver answers strategic merge patches on them with 415.
-const BUILTIN_GROUPS: &[&str] = &["", "apps", "batch", "coordination.k8s.io", "events.k8s.io", "discovery.k8s.io", "apiextensions.k8s.io", "policy", "networking.k8s.io", "autoscaling", "rbac.authorization.k8s.io"];
+const BUILTIN_GROUPS: &[&str] = &[
+    "",
+    "apps",
+    "batch",
+    "coordination.k8s.io",
+    "events.k8s.io",
+    "discovery.k8s.io",
+    "apiextensions.k8s.io",
+    "policy",
+    "networking.k8s.io",
+    "autoscaling",
+    "rbac.authorization.k8s.io",
+];
 
 pub fn supports_strategic_merge(group: &str) -> bool {
     BUILTIN_GROUPS.contains(&group)

@@ -67,7 +67,12 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn new(field: impl Into<String>, reason: FieldErrorReason, bad_value: Option<Value>, message: impl Into<String>) -> Self {
+    pub fn new(
+        field: impl Into<String>,
+        reason: FieldErrorReason,
+        bad_value: Option<Value>,
+        message: impl Into<String>,
+    ) -> Self {
         Self { field: field.into(), reason, message: message.into(), bad_value }
     }
 
@@ -179,15 +184,38 @@ mod tests {
 
     #[test]
     fn messages_match_apimachinery() {
-        let e = FieldError::new("spec.replicas", FieldErrorReason::TypeInvalid, Some(json!("string")), "spec.replicas in body must be of type integer: \"string\"");
-        assert_eq!(e.message_text(), r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#);
+        let e = FieldError::new(
+            "spec.replicas",
+            FieldErrorReason::TypeInvalid,
+            Some(json!("string")),
+            "spec.replicas in body must be of type integer: \"string\"",
+        );
+        assert_eq!(
+            e.message_text(),
+            r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#
+        );
         let e = FieldError::not_supported("spec.mesh", json!("foo"), &["auto".into(), "istio".into(), "none".into()]);
-        assert_eq!(e.message_text(), r#"spec.mesh: Unsupported value: "foo": supported values: "auto", "istio", "none""#);
+        assert_eq!(
+            e.message_text(),
+            r#"spec.mesh: Unsupported value: "foo": supported values: "auto", "istio", "none""#
+        );
         assert_eq!(FieldError::required("spec.x", "").message_text(), "spec.x: Required value");
-        assert_eq!(FieldError::too_long("fieldX", json!("abc"), 2).message_text(), "fieldX: Too long: may not be more than 2 bytes");
-        assert_eq!(FieldError::too_many("fieldX", 3, 2).message_text(), "fieldX: Too many: 3: must have at most 2 items");
-        assert_eq!(FieldError::duplicate("spec.tags[1]", json!("a")).message_text(), r#"spec.tags[1]: Duplicate value: "a""#);
-        assert_eq!(FieldError::invalid("spec.n", json!(-1), "too small").message_text(), "spec.n: Invalid value: -1: too small");
+        assert_eq!(
+            FieldError::too_long("fieldX", json!("abc"), 2).message_text(),
+            "fieldX: Too long: may not be more than 2 bytes"
+        );
+        assert_eq!(
+            FieldError::too_many("fieldX", 3, 2).message_text(),
+            "fieldX: Too many: 3: must have at most 2 items"
+        );
+        assert_eq!(
+            FieldError::duplicate("spec.tags[1]", json!("a")).message_text(),
+            r#"spec.tags[1]: Duplicate value: "a""#
+        );
+        assert_eq!(
+            FieldError::invalid("spec.n", json!(-1), "too small").message_text(),
+            "spec.n: Invalid value: -1: too small"
+        );
     }
 
     #[test]
@@ -200,9 +228,15 @@ mod tests {
         let s = invalid_status("Experiment", "forklane.io", "x", &errs);
         assert_eq!(s["code"], 422);
         assert_eq!(s["reason"], "Invalid");
-        assert_eq!(s["message"], r#"Experiment.forklane.io "x" is invalid: [spec.a: Required value, spec.b: Invalid value: 3: bad]"#);
+        assert_eq!(
+            s["message"],
+            r#"Experiment.forklane.io "x" is invalid: [spec.a: Required value, spec.b: Invalid value: 3: bad]"#
+        );
         assert_eq!(s["details"]["group"], "forklane.io");
-        assert_eq!(s["details"]["causes"][1], json!({"reason": "FieldValueInvalid", "message": "Invalid value: 3: bad", "field": "spec.b"}));
+        assert_eq!(
+            s["details"]["causes"][1],
+            json!({"reason": "FieldValueInvalid", "message": "Invalid value: 3: bad", "field": "spec.b"})
+        );
         assert_eq!(s["details"]["causes"].as_array().unwrap().len(), 3);
     }
 

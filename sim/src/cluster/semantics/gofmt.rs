@@ -76,7 +76,8 @@ pub fn sharp_v(v: &Value) -> String {
             // Go prints map keys sorted.
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            let inner: Vec<String> = keys.iter().map(|k| format!("{}:{}", quote(k), sharp_v(&map[k.as_str()]))).collect();
+            let inner: Vec<String> =
+                keys.iter().map(|k| format!("{}:{}", quote(k), sharp_v(&map[k.as_str()]))).collect();
             format!("map[string]interface {{}}{{{}}}", inner.join(", "))
         }
     }

@@ -23,8 +23,17 @@ pub trait TypeInfo {
 
 /// Map-typed fields of the built-in kinds we serve (matched on the last path segment).
 const BUILTIN_MAP_FIELDS: &[&str] = &[
-    "labels", "annotations", "matchLabels", "nodeSelector", "data", "stringData", "binaryData",
-    "limits", "requests", "capacity", "allocatable",
+    "labels",
+    "annotations",
+    "matchLabels",
+    "nodeSelector",
+    "data",
+    "stringData",
+    "binaryData",
+    "limits",
+    "requests",
+    "capacity",
+    "allocatable",
 ];
 
 /// A plain list-type lookup (the `list_keys` closure of the contract) also works as
@@ -87,7 +96,18 @@ fn type_path(base: &str, element: &str) -> String {
 
 /// Fields that the apiserver never tracks (`stripmeta`): type and identity metadata.
 fn stripped(path: &[Element]) -> bool {
-    const META: &[&str] = &["f:name", "f:namespace", "f:creationTimestamp", "f:selfLink", "f:uid", "f:generation", "f:managedFields", "f:resourceVersion", "f:deletionTimestamp", "f:deletionGracePeriodSeconds"];
+    const META: &[&str] = &[
+        "f:name",
+        "f:namespace",
+        "f:creationTimestamp",
+        "f:selfLink",
+        "f:uid",
+        "f:generation",
+        "f:managedFields",
+        "f:resourceVersion",
+        "f:deletionTimestamp",
+        "f:deletionGracePeriodSeconds",
+    ];
     match path {
         [one] => one == "f:apiVersion" || one == "f:kind",
         [m, f] => m == "f:metadata" && META.contains(&f.as_str()),
@@ -304,7 +324,15 @@ pub fn read_entries(obj: &Value) -> Vec<Entry> {
 /// empty ones; removes `managedFields` when none is left.
 pub fn write_entries(obj: &mut Value, mut entries: Vec<Entry>) {
     entries.retain(|e| !e.fields.is_empty());
-    entries.sort_by(|a, b| (a.operation, &a.time, &a.manager, &a.api_version, &a.subresource).cmp(&(b.operation, &b.time, &b.manager, &b.api_version, &b.subresource)));
+    entries.sort_by(|a, b| {
+        (a.operation, &a.time, &a.manager, &a.api_version, &a.subresource).cmp(&(
+            b.operation,
+            &b.time,
+            &b.manager,
+            &b.api_version,
+            &b.subresource,
+        ))
+    });
     let encoded: Vec<Value> = entries
         .iter()
         .map(|e| {
@@ -328,11 +356,7 @@ pub fn write_entries(obj: &mut Value, mut entries: Vec<Entry>) {
 pub fn diff(old: Option<&Value>, new: &Value, types: &dyn TypeInfo) -> (FieldSet, FieldSet) {
     let new_set = field_set(new, types);
     let old_set = old.map(|o| field_set(o, types)).unwrap_or_default();
-    let changed = new_set
-        .iter()
-        .filter(|p| !old_set.contains(*p) || leaf_differs(old, new, p))
-        .cloned()
-        .collect();
+    let changed = new_set.iter().filter(|p| !old_set.contains(*p) || leaf_differs(old, new, p)).cloned().collect();
     let removed = old_set.difference(&new_set).cloned().collect();
     (changed, removed)
 }
@@ -351,16 +375,33 @@ fn leaf_differs(old: Option<&Value>, new: &Value, p: &[Element]) -> bool {
 /// managedFields of `new` after a create/update/patch by `manager` (operation `Update`):
 /// the manager gains the fields it changed, other managers lose them, and removed fields
 /// leave every set. Returns `new` with `metadata.managedFields` rewritten.
-pub fn update_managed_fields(old: Option<&Value>, new: &Value, manager: &str, api_version: &str, operation: Operation, now: &str, types: &dyn TypeInfo) -> Value {
+pub fn update_managed_fields(
+    old: Option<&Value>,
+    new: &Value,
+    manager: &str,
+    api_version: &str,
+    operation: Operation,
+    now: &str,
+    types: &dyn TypeInfo,
+) -> Value {
     let mut entries = old.map(read_entries).unwrap_or_default();
     let mut out = new.clone();
     let (changed, removed) = diff(old, new, types);
     for e in &mut entries {
         e.fields.retain(|p| !removed.contains(p) && !changed.contains(p));
     }
-    let mine = entries.iter().position(|e| e.manager == manager && e.operation == operation && e.api_version == api_version && e.subresource.is_empty());
+    let mine = entries.iter().position(|e| {
+        e.manager == manager && e.operation == operation && e.api_version == api_version && e.subresource.is_empty()
+    });
     let idx = mine.unwrap_or_else(|| {
-        entries.push(Entry { manager: manager.into(), operation, api_version: api_version.into(), time: now.into(), subresource: String::new(), fields: FieldSet::new() });
+        entries.push(Entry {
+            manager: manager.into(),
+            operation,
+            api_version: api_version.into(),
+            time: now.into(),
+            subresource: String::new(),
+            fields: FieldSet::new(),
+        });
         entries.len() - 1
     });
     if !changed.is_empty() {

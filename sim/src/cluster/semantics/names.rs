@@ -11,7 +11,8 @@ const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_SUBDOMAIN_FMT: &str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
-const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const QUALIFIED_NAME_MSG: &str =
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 
 fn anchored(fmt: &str) -> Regex {
     Regex::new(&format!("^{fmt}$")).expect("valid regex")
@@ -122,7 +123,9 @@ pub fn validate_object_meta(obj: &Value, group: &str, kind: &str, namespaced: bo
     if !generate.is_empty() {
         // A prefix may end in '-': the apiserver masks a trailing dash before checking.
         let masked = generate.strip_suffix('-').map_or_else(|| generate.to_string(), |p| format!("{p}a"));
-        errs.extend(check(rule, &masked).into_iter().map(|m| FieldError::invalid("metadata.generateName", json!(generate), m)));
+        errs.extend(
+            check(rule, &masked).into_iter().map(|m| FieldError::invalid("metadata.generateName", json!(generate), m)),
+        );
     }
     if name.is_empty() {
         if generate.is_empty() {
@@ -173,7 +176,10 @@ pub fn is_qualified_name(v: &str) -> Vec<String> {
         errs.push(format!("name part {}", max_len_error(63)));
     }
     if !QUALIFIED_NAME.is_match(name) {
-        errs.push(format!("name part {}", regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])));
+        errs.push(format!(
+            "name part {}",
+            regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+        ));
     }
     errs
 }
@@ -210,7 +216,12 @@ pub fn validate_annotations(annotations: &serde_json::Map<String, Value>, path: 
         total += k.len() + v.as_str().map_or(0, str::len);
     }
     if total > MAX {
-        errs.push(FieldError::new(path, crate::cluster::semantics::FieldErrorReason::TooLong, None, format!("must have at most {MAX} bytes")));
+        errs.push(FieldError::new(
+            path,
+            crate::cluster::semantics::FieldErrorReason::TooLong,
+            None,
+            format!("must have at most {MAX} bytes"),
+        ));
     }
     errs
 }

@@ -123,7 +123,8 @@ fn check_enum(n: &Node, errors: &mut Vec<FieldError>) {
         return;
     }
     // Strings are listed as they are, other values as their JSON.
-    let listed: Vec<String> = allowed.iter().map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_string)).collect();
+    let listed: Vec<String> =
+        allowed.iter().map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_string)).collect();
     errors.push(FieldError::not_supported(&n.path, n.value.clone(), &listed));
 }
 
@@ -173,7 +174,11 @@ fn check_string(n: &Node, text: &str, errors: &mut Vec<FieldError>) {
     if let Some(min) = s.get("minLength").and_then(Value::as_i64)
         && len < min
     {
-        errors.push(FieldError::invalid(&n.path, n.value.clone(), in_body(&n.path, format!("should be at least {min} chars long"))));
+        errors.push(FieldError::invalid(
+            &n.path,
+            n.value.clone(),
+            in_body(&n.path, format!("should be at least {min} chars long")),
+        ));
     }
     if let Some(pattern) = s.get("pattern").and_then(Value::as_str) {
         let detail = match regex::Regex::new(pattern) {
@@ -199,7 +204,11 @@ fn check_array(n: &Node, items: &[Value], errors: &mut Vec<FieldError>) {
     if let Some(min) = s.get("minItems").and_then(Value::as_i64)
         && size < min
     {
-        errors.push(FieldError::invalid(&n.path, json!(size), in_body(&n.path, format!("should have at least {min} items"))));
+        errors.push(FieldError::invalid(
+            &n.path,
+            json!(size),
+            in_body(&n.path, format!("should have at least {min} items")),
+        ));
     }
     if let Some(max) = s.get("maxItems").and_then(Value::as_i64)
         && size > max
@@ -223,7 +232,11 @@ fn check_object(n: &Node, map: &serde_json::Map<String, Value>, errors: &mut Vec
     if let Some(min) = s.get("minProperties").and_then(Value::as_i64)
         && size < min
     {
-        errors.push(FieldError::invalid(&n.path, json!(size), in_body(&n.path, format!("should have at least {min} properties"))));
+        errors.push(FieldError::invalid(
+            &n.path,
+            json!(size),
+            in_body(&n.path, format!("should have at least {min} properties")),
+        ));
     }
     if let Some(max) = s.get("maxProperties").and_then(Value::as_i64)
         && size > max
@@ -241,7 +254,9 @@ fn check_embedded(n: &Node, map: &serde_json::Map<String, Value>, errors: &mut V
         let path = walk::child_path(&n.path, key);
         match map.get(key) {
             None => errors.push(FieldError::required(path, "must not be empty")),
-            Some(Value::String(s)) if s.is_empty() => errors.push(FieldError::invalid(path, json!(""), "must not be empty")),
+            Some(Value::String(s)) if s.is_empty() => {
+                errors.push(FieldError::invalid(path, json!(""), "must not be empty"))
+            }
             Some(Value::String(_)) => {}
             Some(other) => errors.push(FieldError::invalid(path, other.clone(), "must be a string")),
         }
@@ -279,7 +294,8 @@ fn check_composition(n: &Node, errors: &mut Vec<FieldError>) {
         let results: Vec<Vec<FieldError>> = one.iter().map(branch).collect();
         let valid = results.iter().filter(|r| r.is_empty()).count();
         if valid != 1 {
-            let extra = if valid == 0 { "Found none valid".to_string() } else { format!("Found {valid} valid alternatives") };
+            let extra =
+                if valid == 0 { "Found none valid".to_string() } else { format!("Found {valid} valid alternatives") };
             errors.push(composite(format!("must validate one and only one schema (oneOf). {extra}")));
             errors.extend(best_failure(results.into_iter().filter(|r| !r.is_empty()).collect()));
         }

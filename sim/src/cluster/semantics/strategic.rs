@@ -47,7 +47,11 @@ const RETAIN_KEYS: &str = "$retainKeys";
 const SET_ORDER: &str = "$setElementOrder/";
 const DELETE_PRIMITIVE: &str = "$deleteFromPrimitiveList/";
 
-fn merge_map(mut original: Map<String, Value>, patch: &Map<String, Value>, tpath: &str) -> Result<Map<String, Value>, PatchError> {
+fn merge_map(
+    mut original: Map<String, Value>,
+    patch: &Map<String, Value>,
+    tpath: &str,
+) -> Result<Map<String, Value>, PatchError> {
     match patch.get(PATCH).map(|d| d.as_str()) {
         None | Some(Some("merge")) => {}
         Some(Some("replace")) => {
@@ -56,10 +60,17 @@ fn merge_map(mut original: Map<String, Value>, patch: &Map<String, Value>, tpath
             return Ok(replaced);
         }
         Some(Some("delete")) => return Ok(Map::new()),
-        Some(other) => return Err(PatchError::BadRequest(format!("Unknown patch type: {}", other.unwrap_or("<non-string>")))),
+        Some(other) => {
+            return Err(PatchError::BadRequest(format!("Unknown patch type: {}", other.unwrap_or("<non-string>"))));
+        }
     }
     if let Some(retain) = patch.get(RETAIN_KEYS) {
-        let keep: Vec<&str> = retain.as_array().ok_or_else(|| bad("$retainKeys must be a list"))?.iter().filter_map(Value::as_str).collect();
+        let keep: Vec<&str> = retain
+            .as_array()
+            .ok_or_else(|| bad("$retainKeys must be a list"))?
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
         original.retain(|k, _| keep.contains(&k.as_str()));
     }
     for (key, value) in patch {
@@ -134,8 +145,15 @@ fn merge_list(original: Vec<Value>, patch: &[Value], tpath: &str) -> Result<Vec<
             let item_path = format!("{tpath}[]");
             let mut out = original;
             for item in patch {
-                let Value::Object(p) = item else { return Err(bad(&format!("list item {item} of {tpath} is not an object"))) };
-                let id = p.get(key).ok_or_else(|| bad(&format!("map: {} does not contain declared merge key: {key}", crate::cluster::semantics::gofmt::sharp_v(item))))?;
+                let Value::Object(p) = item else {
+                    return Err(bad(&format!("list item {item} of {tpath} is not an object")));
+                };
+                let id = p.get(key).ok_or_else(|| {
+                    bad(&format!(
+                        "map: {} does not contain declared merge key: {key}",
+                        crate::cluster::semantics::gofmt::sharp_v(item)
+                    ))
+                })?;
                 let pos = out.iter().position(|o| o.get(key) == Some(id));
                 match (pos, directive(item).as_deref()) {
                     (Some(i), Some("delete")) => {
@@ -174,15 +192,18 @@ pub fn merge_patch(original: &Value, patch: &Value) -> Value {
 /// JSON patch (RFC 6902). A malformed document is a BadRequest; an operation that does not
 /// apply (missing path, failed `test`) is Unprocessable.
 pub fn json_patch(original: &Value, patch_ops: &Value) -> Result<Value, PatchError> {
-    let ops: json_patch::Patch = serde_json::from_value(patch_ops.clone()).map_err(|e| PatchError::BadRequest(format!("error decoding patch: {e}")))?;
+    let ops: json_patch::Patch = serde_json::from_value(patch_ops.clone())
+        .map_err(|e| PatchError::BadRequest(format!("error decoding patch: {e}")))?;
     let mut out = original.clone();
     for op in ops.0 {
         // The apiserver's JSON patch library treats a missing path as equal to null in a
         // `test`; kube-rs' finalizer helper relies on it (`test /metadata/finalizers == null`).
         if let json_patch::PatchOperation::Test(test) = &op
-            && test.value.is_null() && out.pointer(test.path.as_str()).is_none() {
-                continue;
-            }
+            && test.value.is_null()
+            && out.pointer(test.path.as_str()).is_none()
+        {
+            continue;
+        }
         json_patch::patch(&mut out, &[op]).map_err(|e| PatchError::Unprocessable(e.to_string()))?;
     }
     Ok(out)

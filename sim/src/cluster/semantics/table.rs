@@ -26,7 +26,13 @@ pub(crate) type Column = (&'static str, &'static str, &'static str, u8);
 /// Builds the Table for `objects` of `kind` at time `now` (RFC 3339). `custom_columns` are a
 /// CRD version's `additionalPrinterColumns` (pass `Some(&[])` for a custom resource without
 /// any: NAME AGE); built-in kinds without a printer get the default NAME CREATED AT.
-pub fn table(kind: &str, objects: &[Value], custom_columns: Option<&[Value]>, now: &str, include_object: IncludeObject) -> Value {
+pub fn table(
+    kind: &str,
+    objects: &[Value],
+    custom_columns: Option<&[Value]>,
+    now: &str,
+    include_object: IncludeObject,
+) -> Value {
     let now = parse_rfc3339(now).unwrap_or(0);
     let (columns, rows): (Vec<Value>, Vec<Vec<Value>>) = match custom_columns {
         Some(cols) => custom(cols, objects, now),
@@ -56,8 +62,12 @@ pub fn table(kind: &str, objects: &[Value], custom_columns: Option<&[Value]>, no
 fn column_definition(c: &Column) -> Value {
     let (name, ty, format, priority) = *c;
     let description = match name {
-        "Name" => "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
-        "Age" | "Created At" => "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+        "Name" => {
+            "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names"
+        }
+        "Age" | "Created At" => {
+            "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"
+        }
         _ => "",
     };
     json!({"name": name, "type": ty, "format": format, "description": description, "priority": priority})
@@ -92,9 +102,13 @@ fn custom(cols: &[Value], objects: &[Value], now: i64) -> (Vec<Value>, Vec<Vec<V
 fn custom_cell(found: &[&Value], ty: &str, now: i64) -> Value {
     match found {
         [] => Value::Null,
-        [one] if ty == "date" => json!(one.as_str().and_then(parse_rfc3339).map_or("<unknown>".into(), |t| human_duration(now - t))),
+        [one] if ty == "date" => {
+            json!(one.as_str().and_then(parse_rfc3339).map_or("<unknown>".into(), |t| human_duration(now - t)))
+        }
         [one] => (*one).clone(),
-        many => json!(many.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect::<Vec<_>>().join(" ")),
+        many => json!(
+            many.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect::<Vec<_>>().join(" ")
+        ),
     }
 }
 

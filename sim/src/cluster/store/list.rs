@@ -33,7 +33,12 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
-    pub fn new(info: &ResourceInfo, namespace: Option<&str>, labels: Option<&str>, fields: Option<&str>) -> Result<Self> {
+    pub fn new(
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        labels: Option<&str>,
+        fields: Option<&str>,
+    ) -> Result<Self> {
         let mut fields = fields.unwrap_or_default().to_string();
         if info.is_view() {
             // Filters run on stored (core) Events: translate the events.k8s.io labels.
@@ -67,7 +72,8 @@ impl Store {
         let mut inner = self.lock();
         let info = inner.resource(gvr)?;
         let filter = Filter::new(&info, namespace, params.label_selector.as_deref(), params.field_selector.as_deref())?;
-        if let (Some("Exact"), Some(rv)) = (params.resource_version_match.as_deref(), params.resource_version.as_deref())
+        if let (Some("Exact"), Some(rv)) =
+            (params.resource_version_match.as_deref(), params.resource_version.as_deref())
             && rv != inner.rv.to_string()
         {
             return Err(Error::Gone(format!("too old resource version: {rv} ({})", inner.rv)));

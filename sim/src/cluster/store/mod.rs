@@ -8,15 +8,17 @@ mod options;
 mod watch;
 mod write;
 
-pub use options::{DeleteOptions, FieldValidation, ListParams, Patch, Propagation, Subresource, WatchParams, WriteOptions};
+pub use options::{
+    DeleteOptions, FieldValidation, ListParams, Patch, Propagation, Subresource, WatchParams, WriteOptions,
+};
 pub use watch::{WatchEvent, WatchStream};
 
-use forklane_core::clock::{Clock, Time};
 use crate::cluster::admission::Allocator;
 use crate::cluster::error::{Error, Result};
 use crate::cluster::events;
 use crate::cluster::meta;
 use crate::cluster::resources::{GroupResource, Gvr, Registry, ResourceInfo};
+use forklane_core::clock::{Clock, Time};
 use imbl::OrdMap;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -162,16 +164,18 @@ impl Store {
     pub fn get(&self, gvr: &Gvr, namespace: Option<&str>, name: &str) -> Result<Value> {
         let inner = self.lock();
         let info = inner.resource(gvr)?;
-        let obj = inner.find(&info, namespace, name).ok_or_else(|| Error::not_found(&gvr.group, &gvr.resource, name))?;
+        let obj =
+            inner.find(&info, namespace, name).ok_or_else(|| Error::not_found(&gvr.group, &gvr.resource, name))?;
         Ok(present(&obj, gvr))
     }
 }
 
 impl Inner {
     pub fn resource(&self, gvr: &Gvr) -> Result<Arc<ResourceInfo>> {
-        self.registry
-            .lookup(gvr)
-            .ok_or_else(|| Error::NotFound { message: "the server could not find the requested resource".into(), details: Value::Null })
+        self.registry.lookup(gvr).ok_or_else(|| Error::NotFound {
+            message: "the server could not find the requested resource".into(),
+            details: Value::Null,
+        })
     }
 
     pub fn find(&self, info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
@@ -202,11 +206,20 @@ pub(crate) fn present(obj: &Value, gvr: &Gvr) -> Value {
 impl Store {
     /// Commits one change under the lock: assigns the next resourceVersion, updates the
     /// objects, records history and notifies watches.
-    pub(crate) fn commit(&self, inner: &mut Inner, kind: ChangeKind, info: &ResourceInfo, mut obj: Value) -> Arc<Value> {
+    pub(crate) fn commit(
+        &self,
+        inner: &mut Inner,
+        kind: ChangeKind,
+        info: &ResourceInfo,
+        mut obj: Value,
+    ) -> Arc<Value> {
         inner.rv += 1;
         let rv = inner.rv;
         meta::metadata_mut(&mut obj).insert("resourceVersion".into(), Value::String(rv.to_string()));
-        let key = (if info.namespaced { meta::namespace(&obj).to_string() } else { String::new() }, meta::name(&obj).to_string());
+        let key = (
+            if info.namespaced { meta::namespace(&obj).to_string() } else { String::new() },
+            meta::name(&obj).to_string(),
+        );
         let obj = Arc::new(obj);
         let table = inner.objects.entry(info.storage_resource()).or_default();
         let previous = match kind {
@@ -241,7 +254,13 @@ impl Store {
 
     /// Read-modify-write with optimistic concurrency, retried on conflict: the usual
     /// controller update loop. `f` returns false to skip the write.
-    pub fn modify(&self, gvr: &Gvr, namespace: Option<&str>, name: &str, mut f: impl FnMut(&mut Value) -> bool) -> Result<Value> {
+    pub fn modify(
+        &self,
+        gvr: &Gvr,
+        namespace: Option<&str>,
+        name: &str,
+        mut f: impl FnMut(&mut Value) -> bool,
+    ) -> Result<Value> {
         loop {
             let mut obj = self.get(gvr, namespace, name)?;
             if !f(&mut obj) {

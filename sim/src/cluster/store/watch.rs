@@ -61,7 +61,8 @@ impl Store {
         match requested {
             Some(rv) if !params.send_initial_events => {
                 if rv < inner.compacted {
-                    let status = Error::Gone(format!("too old resource version: {rv} ({})", inner.compacted + 1)).to_status();
+                    let status =
+                        Error::Gone(format!("too old resource version: {rv} ({})", inner.compacted + 1)).to_status();
                     initial.push(WatchEvent { kind: "ERROR", object: status });
                     drop(inner);
                     tokio::spawn(async move {
@@ -110,7 +111,12 @@ struct Pump {
 }
 
 impl Pump {
-    async fn run(mut self, initial: Vec<WatchEvent>, mut changes: broadcast::Receiver<Arc<Change>>, params: WatchParams) {
+    async fn run(
+        mut self,
+        initial: Vec<WatchEvent>,
+        mut changes: broadcast::Receiver<Arc<Change>>,
+        params: WatchParams,
+    ) {
         for ev in initial {
             if self.tx.send(ev).await.is_err() {
                 return;

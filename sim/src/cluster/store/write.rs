@@ -3,7 +3,6 @@
 //! `commit` per change.
 
 use super::{ChangeKind, Inner, Store, present};
-use forklane_core::clock::{add_secs, format_time};
 use crate::cluster::admission;
 use crate::cluster::crd;
 use crate::cluster::error::{Error, Result};
@@ -12,6 +11,7 @@ use crate::cluster::patch;
 use crate::cluster::resources::{Gvr, ResourceInfo};
 use crate::cluster::semantics::{FieldError, names};
 use crate::cluster::store::{DeleteOptions, ListParams, Patch, Propagation, Subresource, WriteOptions};
+use forklane_core::clock::{add_secs, format_time};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -71,15 +71,16 @@ fn check_namespace(info: &ResourceInfo, namespace: Option<&str>, obj: &mut Value
             meta.insert("namespace".into(), json!(ns));
             Ok(())
         }
-        Some(n) if n != ns => {
-            Err(Error::BadRequest("the namespace of the provided object does not match the namespace sent on the request".into()))
-        }
+        Some(n) if n != ns => Err(Error::BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request".into(),
+        )),
         Some(_) => Ok(()),
     }
 }
 
 /// System-owned metadata carried from the stored object into every update.
-const PRESERVED_METADATA: [&str; 6] = ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace"];
+const PRESERVED_METADATA: [&str; 6] =
+    ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace"];
 
 /// Fields that do not count as spec for `metadata.generation`.
 fn spec_view(info: &ResourceInfo, version: &str, obj: &Value) -> Value {
@@ -99,7 +100,8 @@ impl Inner {
             return Ok(());
         }
         let ns = meta::namespace(obj);
-        let namespaces = crate::cluster::resources::GroupResource { group: String::new(), resource: "namespaces".into() };
+        let namespaces =
+            crate::cluster::resources::GroupResource { group: String::new(), resource: "namespaces".into() };
         let found = self.objects.get(&namespaces).and_then(|t| t.get(&(String::new(), ns.to_string())));
         match found {
             None => Err(Error::not_found("", "namespaces", ns)),
@@ -125,7 +127,15 @@ impl Store {
 
     /// `applied`: the object comes from server-side apply, which already recorded its
     /// managed fields.
-    fn create_locked(&self, inner: &mut Inner, info: &ResourceInfo, gvr: &Gvr, mut obj: Value, opts: &WriteOptions, applied: bool) -> Result<Value> {
+    fn create_locked(
+        &self,
+        inner: &mut Inner,
+        info: &ResourceInfo,
+        gvr: &Gvr,
+        mut obj: Value,
+        opts: &WriteOptions,
+        applied: bool,
+    ) -> Result<Value> {
         let meta = meta::metadata_mut(&mut obj);
         if meta.get("name").and_then(Value::as_str).is_none_or(str::is_empty)
             && let Some(prefix) = meta.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty())
@@ -169,8 +179,17 @@ impl Store {
 
     /// Admission shared by create and update: per-resource rules, CRD definition checks and
     /// custom-object schema validation.
-    fn admit(&self, inner: &mut Inner, info: &ResourceInfo, gvr: &Gvr, old: Option<&Value>, obj: &mut Value, opts: &WriteOptions) -> Result<()> {
-        let (decoded, warnings) = crate::cluster::typed::decode(info, &gvr.version, std::mem::take(obj), opts.field_validation)?;
+    fn admit(
+        &self,
+        inner: &mut Inner,
+        info: &ResourceInfo,
+        gvr: &Gvr,
+        old: Option<&Value>,
+        obj: &mut Value,
+        opts: &WriteOptions,
+    ) -> Result<()> {
+        let (decoded, warnings) =
+            crate::cluster::typed::decode(info, &gvr.version, std::mem::take(obj), opts.field_validation)?;
         *obj = decoded;
         opts.warnings.borrow_mut().extend(warnings);
         match old {
@@ -189,7 +208,14 @@ impl Store {
     }
 
     /// Replaces an object (PUT). `opts.subresource` selects status or main-resource rules.
-    pub fn update(&self, gvr: &Gvr, namespace: Option<&str>, name: &str, mut obj: Value, opts: &WriteOptions) -> Result<Value> {
+    pub fn update(
+        &self,
+        gvr: &Gvr,
+        namespace: Option<&str>,
+        name: &str,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Value> {
         let mut inner = self.lock();
         let info = inner.resource(gvr)?;
         check_verb(&info, "update")?;
@@ -203,7 +229,9 @@ impl Store {
         if body_name.is_empty() {
             meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
         } else if body_name != name {
-            return Err(Error::BadRequest(format!("the name of the object ({body_name}) does not match the name on the URL ({name})")));
+            return Err(Error::BadRequest(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
         }
         let Some(existing) = inner.find(&info, namespace, name) else {
             return Err(Error::not_found(&gvr.group, &gvr.resource, name));
@@ -229,7 +257,10 @@ impl Store {
         let body_uid = meta::uid(&new);
         if !body_uid.is_empty() && body_uid != meta::uid(&existing) {
             return Err(Error::Conflict {
-                message: format!("Precondition failed: UID in precondition: {body_uid}, UID in object meta: {}", meta::uid(&existing)),
+                message: format!(
+                    "Precondition failed: UID in precondition: {body_uid}, UID in object meta: {}",
+                    meta::uid(&existing)
+                ),
                 details: crate::cluster::error::details(&info.group, &info.resource, &name),
             });
         }
@@ -264,7 +295,10 @@ impl Store {
         if meta::is_deleting(&old) {
             let before = meta::finalizers(&old);
             if meta::finalizers(&new).iter().any(|f| !before.contains(f)) {
-                let err = FieldError::forbidden("metadata.finalizers", "no new finalizers can be added if the object is being deleted");
+                let err = FieldError::forbidden(
+                    "metadata.finalizers",
+                    "no new finalizers can be added if the object is being deleted",
+                );
                 return Err(Error::invalid(&info.kind, &info.group, &name, &[err]));
             }
         }
@@ -288,7 +322,11 @@ impl Store {
         if opts.dry_run {
             return Ok(unchanged);
         }
-        if meta::is_deleting(&new) && meta::finalizers(&new).is_empty() && !namespace_held(info, &new) && !grace_pending(&new) {
+        if meta::is_deleting(&new)
+            && meta::finalizers(&new).is_empty()
+            && !namespace_held(info, &new)
+            && !grace_pending(&new)
+        {
             return Ok(present(&self.remove_locked(inner, info, to_storage(info, new)), gvr));
         }
         let stored = self.commit(inner, ChangeKind::Modified, info, to_storage(info, new));
@@ -313,7 +351,14 @@ impl Store {
         gone
     }
 
-    pub fn patch(&self, gvr: &Gvr, namespace: Option<&str>, name: &str, patch: Patch, opts: &WriteOptions) -> Result<Value> {
+    pub fn patch(
+        &self,
+        gvr: &Gvr,
+        namespace: Option<&str>,
+        name: &str,
+        patch: Patch,
+        opts: &WriteOptions,
+    ) -> Result<Value> {
         let mut inner = self.lock();
         let info = inner.resource(gvr)?;
         check_verb(&info, "patch")?;
@@ -332,7 +377,10 @@ impl Store {
                 check_type(&info, gvr, &mut obj)?;
                 check_namespace(&info, namespace, &mut obj)?;
                 if meta::name(&obj) != name {
-                    return Err(Error::BadRequest(format!("the name of the object ({}) does not match the name on the URL ({name})", meta::name(&obj))));
+                    return Err(Error::BadRequest(format!(
+                        "the name of the object ({}) does not match the name on the URL ({name})",
+                        meta::name(&obj)
+                    )));
                 }
                 return self.create_locked(&mut inner, &info, gvr, obj, opts, true);
             }
@@ -357,11 +405,19 @@ impl Store {
         let mut inner = self.lock();
         let info = inner.resource(gvr)?;
         check_verb(&info, "delete")?;
-        let existing = inner.find(&info, namespace, name).ok_or_else(|| Error::not_found(&gvr.group, &gvr.resource, name))?;
+        let existing =
+            inner.find(&info, namespace, name).ok_or_else(|| Error::not_found(&gvr.group, &gvr.resource, name))?;
         self.delete_locked(&mut inner, &info, gvr, existing, opts)
     }
 
-    fn delete_locked(&self, inner: &mut Inner, info: &ResourceInfo, gvr: &Gvr, existing: Arc<Value>, opts: &DeleteOptions) -> Result<Value> {
+    fn delete_locked(
+        &self,
+        inner: &mut Inner,
+        info: &ResourceInfo,
+        gvr: &Gvr,
+        existing: Arc<Value>,
+        opts: &DeleteOptions,
+    ) -> Result<Value> {
         let name = meta::name(&existing).to_string();
         let precondition_failed = |what: &str, want: &str, have: &str| Error::Conflict {
             message: format!("Precondition failed: {what} in precondition: {want}, {what} in object meta: {have}"),
@@ -378,7 +434,9 @@ impl Store {
             return Err(precondition_failed("ResourceVersion", rv, meta::resource_version(&existing)));
         }
         if info.group.is_empty() && info.resource == "namespaces" && PROTECTED_NAMESPACES.contains(&name.as_str()) {
-            return Err(Error::Forbidden(format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted")));
+            return Err(Error::Forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            )));
         }
         let mut obj = (*existing).clone();
         match graceful(info, &obj, opts) {
@@ -421,10 +479,24 @@ impl Store {
     }
 
     /// Sets or shortens a pod's grace period, keeping the object for the kubelet to finish.
-    fn delete_gracefully(&self, inner: &mut Inner, info: &ResourceInfo, gvr: &Gvr, mut obj: Value, seconds: i64, opts: &DeleteOptions) -> Result<Value> {
-        let at = match obj.pointer("/metadata/deletionTimestamp").and_then(Value::as_str).and_then(forklane_core::clock::parse_time) {
+    fn delete_gracefully(
+        &self,
+        inner: &mut Inner,
+        info: &ResourceInfo,
+        gvr: &Gvr,
+        mut obj: Value,
+        seconds: i64,
+        opts: &DeleteOptions,
+    ) -> Result<Value> {
+        let at = match obj
+            .pointer("/metadata/deletionTimestamp")
+            .and_then(Value::as_str)
+            .and_then(forklane_core::clock::parse_time)
+        {
             // Shortening: the deadline moves by the difference.
-            Some(deadline) => add_secs(deadline, seconds - obj["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0)),
+            Some(deadline) => {
+                add_secs(deadline, seconds - obj["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0))
+            }
             None => {
                 let mut finalizers = meta::finalizers(&obj);
                 if let Some(f) = policy_finalizer(opts)
@@ -449,7 +521,13 @@ impl Store {
     }
 
     /// Deletes every object matching the selectors; returns them as a list.
-    pub fn delete_collection(&self, gvr: &Gvr, namespace: Option<&str>, params: &ListParams, opts: &DeleteOptions) -> Result<Value> {
+    pub fn delete_collection(
+        &self,
+        gvr: &Gvr,
+        namespace: Option<&str>,
+        params: &ListParams,
+        opts: &DeleteOptions,
+    ) -> Result<Value> {
         let mut inner = self.lock();
         let info = inner.resource(gvr)?;
         check_verb(&info, "deletecollection")?;
@@ -462,7 +540,9 @@ impl Store {
                 deleted.push(self.delete_locked(&mut inner, &info, gvr, existing, opts)?);
             }
         }
-        Ok(json!({"kind": info.list_kind, "apiVersion": gvr.api_version(), "metadata": {"resourceVersion": inner.rv.to_string()}, "items": deleted}))
+        Ok(
+            json!({"kind": info.list_kind, "apiVersion": gvr.api_version(), "metadata": {"resourceVersion": inner.rv.to_string()}, "items": deleted}),
+        )
     }
 
     /// The namespace `finalize` subresource: replaces `spec.finalizers`; a terminating
@@ -519,7 +599,13 @@ fn graceful(info: &ResourceInfo, pod: &Value, opts: &DeleteOptions) -> Grace {
     let unscheduled = pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
     let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
     let period = opts.grace_period_seconds.or(pod["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(0);
-    Grace::Period(if unscheduled || finished { 0 } else if period < 0 { 1 } else { period })
+    Grace::Period(if unscheduled || finished {
+        0
+    } else if period < 0 {
+        1
+    } else {
+        period
+    })
 }
 
 /// A pod whose grace period has not been cut to 0 stays until the kubelet deletes it.
@@ -535,7 +621,9 @@ fn validate_meta(info: &ResourceInfo, obj: &Value) -> Result<()> {
 
 /// A namespace also waits for its `spec.finalizers` (the namespace controller's "kubernetes").
 fn namespace_held(info: &ResourceInfo, obj: &Value) -> bool {
-    info.group.is_empty() && info.resource == "namespaces" && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
+    info.group.is_empty()
+        && info.resource == "namespaces"
+        && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
 }
 
 /// Objects are stored in the storage version (events.k8s.io Events as core Events).

@@ -5,12 +5,20 @@
 //! Kubernetes sends several requests in one sync, later steps here see the earlier ones'
 //! effect on working copies, and each object gets one write at the end.
 
-use forklane_core::clock::Time;
-use super::deployment_status::{self as status, PAUSED, PROGRESSING, RESUMED, TIMED_OUT, deployment_complete, get_condition, has_progress_deadline, new_condition, set_condition};
+use super::deployment_status::{
+    self as status, PAUSED, PROGRESSING, RESUMED, TIMED_OUT, deployment_complete, get_condition, has_progress_deadline,
+    new_condition, set_condition,
+};
 use super::hash::pod_template_hash;
-use super::objects::{by_creation, controlled_by, controller_ref, is_deleting, name, namespace, phase, set_annotation, spec_replicas, status_int, uid};
-use super::rollout::{self, HASH_LABEL, REVISION, equal_ignore_hash, is_rolling_update, max_surge, max_unavailable, revision};
+use super::objects::{
+    by_creation, controlled_by, controller_ref, is_deleting, name, namespace, phase, set_annotation, spec_replicas,
+    status_int, uid,
+};
+use super::rollout::{
+    self, HASH_LABEL, REVISION, equal_ignore_hash, is_rolling_update, max_surge, max_unavailable, revision,
+};
 use super::{CONTROLLER_MANAGER, Kind, Reconciled, Write};
+use forklane_core::clock::Time;
 use serde_json::{Value, json};
 
 /// One sync of `deployment`; `replica_sets` and `pods` are those of its namespace.
@@ -99,7 +107,10 @@ impl<'a> Sync<'a> {
             set_annotation(&mut self.d, REVISION, &rev);
             if has_progress_deadline(&self.d) && get_condition(&self.d["status"], PROGRESSING).is_none() {
                 let msg = format!("Found new replica set \"{}\"", name(&self.rss[n]));
-                set_condition(&mut self.d["status"], new_condition(PROGRESSING, "True", "FoundNewReplicaSet", &msg, self.now));
+                set_condition(
+                    &mut self.d["status"],
+                    new_condition(PROGRESSING, "True", "FoundNewReplicaSet", &msg, self.now),
+                );
             }
             return (Some(n), old);
         }
@@ -143,7 +154,10 @@ impl<'a> Sync<'a> {
         rollout::set_new_rs_annotations(&self.d, &mut self.rss[n], new_revision, false);
         if has_progress_deadline(&self.d) {
             let msg = format!("Created new replica set \"{}\"", name(&self.rss[n]));
-            set_condition(&mut self.d["status"], new_condition(PROGRESSING, "True", "NewReplicaSetCreated", &msg, self.now));
+            set_condition(
+                &mut self.d["status"],
+                new_condition(PROGRESSING, "True", "NewReplicaSetCreated", &msg, self.now),
+            );
         }
         set_annotation(&mut self.d, REVISION, &new_revision.to_string());
         (Some(n), old)
@@ -247,7 +261,9 @@ impl<'a> Sync<'a> {
         // Larger first; ties: newer first when growing, older first when shrinking.
         order.sort_by(|&a, &b| {
             let (ra, rb) = (&self.rss[a], &self.rss[b]);
-            spec_replicas(rb).cmp(&spec_replicas(ra)).then_with(|| if to_add > 0 { by_creation(rb, ra) } else { by_creation(ra, rb) })
+            spec_replicas(rb)
+                .cmp(&spec_replicas(ra))
+                .then_with(|| if to_add > 0 { by_creation(rb, ra) } else { by_creation(ra, rb) })
         });
         let mut added = 0;
         let mut sizes = Vec::new();
@@ -410,7 +426,9 @@ impl<'a> Sync<'a> {
         if excess <= 0 {
             return;
         }
-        cleanable.sort_by(|&a, &b| revision(&self.rss[a]).cmp(&revision(&self.rss[b])).then_with(|| by_creation(&self.rss[a], &self.rss[b])));
+        cleanable.sort_by(|&a, &b| {
+            revision(&self.rss[a]).cmp(&revision(&self.rss[b])).then_with(|| by_creation(&self.rss[a], &self.rss[b]))
+        });
         for &i in cleanable.iter().take(excess as usize) {
             let rs = &self.rss[i];
             let observed = rs["status"]["observedGeneration"].as_i64().unwrap_or(0);
@@ -447,9 +465,17 @@ impl<'a> Sync<'a> {
         let mut out = Reconciled::default();
         for (i, rs) in self.rss.iter().enumerate() {
             if Some(i) == self.created {
-                out.writes.push(Write::Create { kind: Kind::ReplicaSet, object: rs.clone(), manager: CONTROLLER_MANAGER });
+                out.writes.push(Write::Create {
+                    kind: Kind::ReplicaSet,
+                    object: rs.clone(),
+                    manager: CONTROLLER_MANAGER,
+                });
             } else if self.dirty[i] {
-                out.writes.push(Write::Update { kind: Kind::ReplicaSet, object: rs.clone(), manager: CONTROLLER_MANAGER });
+                out.writes.push(Write::Update {
+                    kind: Kind::ReplicaSet,
+                    object: rs.clone(),
+                    manager: CONTROLLER_MANAGER,
+                });
             }
         }
         if self.d["metadata"] != self.orig["metadata"] {

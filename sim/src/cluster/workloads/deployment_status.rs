@@ -1,9 +1,9 @@
 //! Deployment status and conditions (`pkg/controller/deployment/progress.go`, `sync.go` and
 //! the condition helpers of `deployment_util.go`).
 
-use forklane_core::clock::{Time, add_secs, format_time};
 use super::objects::{condition_time, generation, name, spec_replicas, status_int};
 use super::rollout::max_unavailable;
+use forklane_core::clock::{Time, add_secs, format_time};
 use serde_json::{Map, Value, json};
 
 pub const AVAILABLE: &str = "Available";
@@ -81,7 +81,13 @@ pub fn calculate_status(d: &Value, all: &[&Value], new_rs: Option<&Value>, now: 
     let cond = if available >= spec_replicas(d) - max_unavailable(d) {
         new_condition(AVAILABLE, "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", now)
     } else {
-        new_condition(AVAILABLE, "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", now)
+        new_condition(
+            AVAILABLE,
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
+            now,
+        )
     };
     set_condition(&mut status, cond);
     status
@@ -91,7 +97,10 @@ pub fn calculate_status(d: &Value, all: &[&Value], new_rs: Option<&Value>, now: 
 pub fn deployment_complete(d: &Value, status: &Value) -> bool {
     let want = spec_replicas(d);
     let get = |k: &str| status[k].as_i64().unwrap_or(0);
-    get("updatedReplicas") == want && get("replicas") == want && get("availableReplicas") == want && get("observedGeneration") >= generation(d)
+    get("updatedReplicas") == want
+        && get("replicas") == want
+        && get("availableReplicas") == want
+        && get("observedGeneration") >= generation(d)
 }
 
 /// `DeploymentProgressing`: more updated, ready or available replicas, or fewer old ones.
@@ -132,7 +141,8 @@ pub fn rollout_status(d: &Value, all: &[&Value], new_rs: Option<&Value>, now: Ti
         return status;
     }
     let current = get_condition(&d["status"], PROGRESSING).cloned();
-    let complete = status["replicas"] == status["updatedReplicas"] && current.as_ref().is_some_and(|c| c["reason"] == NEW_RS_AVAILABLE);
+    let complete = status["replicas"] == status["updatedReplicas"]
+        && current.as_ref().is_some_and(|c| c["reason"] == NEW_RS_AVAILABLE);
     if complete {
         return status;
     }

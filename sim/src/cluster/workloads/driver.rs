@@ -4,12 +4,12 @@
 //! components' field managers. A pass runs after every relevant change (bursts coalesce)
 //! and when the earliest timer of the simulated clock is due.
 
-use forklane_core::clock::{Clock, Time};
 use super::pods::{IpPool, KubeletSettings, reconcile_pod};
 use super::{Kind, Reconciled, Write, deployment, endpoints, replicaset};
 use crate::cluster::error::Error;
 use crate::cluster::resources::Gvr;
 use crate::cluster::store::{DeleteOptions, ListParams, Store, Subresource, WriteOptions};
+use forklane_core::clock::{Clock, Time};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -62,7 +62,9 @@ pub async fn run_with(store: Store, clock: Clock, settings: KubeletSettings) {
 fn relevant(group: &str, resource: &str) -> bool {
     matches!(
         (group, resource),
-        ("apps", "deployments" | "replicasets") | ("", "pods" | "services" | "endpoints") | ("discovery.k8s.io", "endpointslices")
+        ("apps", "deployments" | "replicasets")
+            | ("", "pods" | "services" | "endpoints")
+            | ("discovery.k8s.io", "endpointslices")
     )
 }
 
@@ -117,7 +119,8 @@ fn pass(store: &Store, now: Time, settings: &KubeletSettings, ips: &mut IpPool) 
     }
 
     let pods = list(store, Kind::Pod);
-    let mut used: HashSet<String> = pods.iter().filter_map(|p| p["status"]["podIP"].as_str().map(String::from)).collect();
+    let mut used: HashSet<String> =
+        pods.iter().filter_map(|p| p["status"]["podIP"].as_str().map(String::from)).collect();
     for pod in &pods {
         let mut allocate = || {
             let ip = ips.allocate(&used);
@@ -129,7 +132,11 @@ fn pass(store: &Store, now: Time, settings: &KubeletSettings, ips: &mut IpPool) 
     }
 
     let services = by_namespace(list(store, Kind::Service));
-    let (pods, eps, slices) = (by_namespace(list(store, Kind::Pod)), by_namespace(list(store, Kind::Endpoints)), by_namespace(list(store, Kind::EndpointSlice)));
+    let (pods, eps, slices) = (
+        by_namespace(list(store, Kind::Pod)),
+        by_namespace(list(store, Kind::Endpoints)),
+        by_namespace(list(store, Kind::EndpointSlice)),
+    );
     for (ns, svcs) in &services {
         for svc in svcs {
             let get = |m: &HashMap<String, Vec<Value>>| m.get(ns).unwrap_or(&none).clone();
@@ -160,8 +167,12 @@ fn apply(store: &Store, r: Reconciled) -> Reconciled {
                 let ns = super::objects::namespace(&object).to_string();
                 store.create(&gvr(kind), Some(&ns), object, &opts(manager, Subresource::Main))
             }
-            Write::Update { object, manager, .. } => update(store, kind, object, opts(manager, Subresource::Main), &mut versions),
-            Write::UpdateStatus { object, manager, .. } => update(store, kind, object, opts(manager, Subresource::Status), &mut versions),
+            Write::Update { object, manager, .. } => {
+                update(store, kind, object, opts(manager, Subresource::Main), &mut versions)
+            }
+            Write::UpdateStatus { object, manager, .. } => {
+                update(store, kind, object, opts(manager, Subresource::Status), &mut versions)
+            }
             Write::Delete { namespace, name, uid, grace_period_seconds, .. } => {
                 let opts = DeleteOptions { precondition_uid: Some(uid), grace_period_seconds, ..Default::default() };
                 store.delete(&gvr(kind), Some(&namespace), &name, &opts)
@@ -169,14 +180,23 @@ fn apply(store: &Store, r: Reconciled) -> Reconciled {
         };
         match result {
             // Races a later pass resolves, and creates refused in a terminating namespace.
-            Ok(_) | Err(Error::NotFound { .. } | Error::Conflict { .. } | Error::AlreadyExists { .. } | Error::Forbidden(_)) => {}
+            Ok(_)
+            | Err(
+                Error::NotFound { .. } | Error::Conflict { .. } | Error::AlreadyExists { .. } | Error::Forbidden(_),
+            ) => {}
             Err(e) => tracing::warn!(?kind, error = %e, "workloads: write failed"),
         }
     }
     Reconciled { writes: vec![], requeue_at: r.requeue_at }
 }
 
-fn update(store: &Store, kind: Kind, mut object: Value, opts: WriteOptions, versions: &mut HashMap<(Kind, String, String), String>) -> crate::cluster::Result<Value> {
+fn update(
+    store: &Store,
+    kind: Kind,
+    mut object: Value,
+    opts: WriteOptions,
+    versions: &mut HashMap<(Kind, String, String), String>,
+) -> crate::cluster::Result<Value> {
     let key = (kind, super::objects::namespace(&object).to_string(), super::objects::name(&object).to_string());
     if let Some(rv) = versions.get(&key) {
         object["metadata"]["resourceVersion"] = Value::String(rv.clone());

@@ -3,9 +3,9 @@
 //! not-ready addresses, terminating pods left out) and as `discovery.k8s.io/v1`
 //! EndpointSlices (terminating pods kept with their ready/serving/terminating conditions).
 
-use forklane_core::clock::Time;
 use super::objects::{controlled_by, controller_ref, is_deleting, is_pod_ready, labels, name, namespace, phase, uid};
 use super::{CONTROLLER_MANAGER, Kind, Reconciled, Write};
+use forklane_core::clock::Time;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -37,7 +37,10 @@ pub fn reconcile_service(svc: &Value, pods: &[Value], endpoints: &[Value], slice
         .collect();
     let current = endpoints.iter().find(|e| name(e) == name(svc));
     out.writes.extend(sync_endpoints(svc, &selected, current, now));
-    let owned: Vec<&Value> = slices.iter().filter(|s| controlled_by(s, uid(svc)) && s["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY).collect();
+    let owned: Vec<&Value> = slices
+        .iter()
+        .filter(|s| controlled_by(s, uid(svc)) && s["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY)
+        .collect();
     out.writes.extend(sync_slices(svc, &selected, &owned, now));
     out
 }
@@ -82,9 +85,16 @@ fn find_port(pod: &Value, port: &Value) -> Option<i64> {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => match s.parse::<i64>() {
             Ok(n) => Some(n),
-            Err(_) => pod["spec"]["containers"].as_array().into_iter().flatten().flat_map(|c| c["ports"].as_array().into_iter().flatten()).find_map(|p| {
-                (p["name"] == s.as_str() && p["protocol"].as_str().unwrap_or("TCP") == protocol).then(|| p["containerPort"].as_i64()).flatten()
-            }),
+            Err(_) => pod["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+                .find_map(|p| {
+                    (p["name"] == s.as_str() && p["protocol"].as_str().unwrap_or("TCP") == protocol)
+                        .then(|| p["containerPort"].as_i64())
+                        .flatten()
+                }),
         },
         _ => port["port"].as_i64(),
     }
@@ -143,7 +153,9 @@ fn sync_endpoints(svc: &Value, pods: &[&Value], current: Option<&Value>, now: Ti
             continue;
         }
         ports.sort_by_key(Value::to_string);
-        let entry = subsets.entry(Value::from(ports.clone()).to_string()).or_insert_with(|| (Value::from(ports), vec![], vec![]));
+        let entry = subsets
+            .entry(Value::from(ports.clone()).to_string())
+            .or_insert_with(|| (Value::from(ports), vec![], vec![]));
         if tolerate_unready || is_pod_ready(pod) { entry.1.push(pod) } else { entry.2.push(pod) }
     }
     let address = |p: &&Value| json!({"ip": ip(p), "nodeName": p["spec"]["nodeName"], "targetRef": target_ref(p)});
@@ -304,7 +316,9 @@ mod tests {
         r.writes
             .iter()
             .filter_map(|w| match w {
-                Write::Create { kind: k, object, .. } | Write::Update { kind: k, object, .. } if *k == kind => Some(object),
+                Write::Create { kind: k, object, .. } | Write::Update { kind: k, object, .. } if *k == kind => {
+                    Some(object)
+                }
                 _ => None,
             })
             .collect()
@@ -312,22 +326,42 @@ mod tests {
 
     #[test]
     fn endpoints_and_slices_from_readiness_and_termination() {
-        let pods = [pod("a", "10.244.0.10", true, false), pod("b", "10.244.0.9", false, false), pod("c", "10.244.0.2", true, true)];
+        let pods = [
+            pod("a", "10.244.0.10", true, false),
+            pod("b", "10.244.0.9", false, false),
+            pod("c", "10.244.0.2", true, true),
+        ];
         let r = reconcile_service(&svc(), &pods, &[], &[], now());
         let ep = written(&r, Kind::Endpoints)[0];
-        assert_eq!(ep["subsets"][0]["ports"], json!([{"name": "web", "port": 8080, "protocol": "TCP"}]), "named targetPort resolved");
+        assert_eq!(
+            ep["subsets"][0]["ports"],
+            json!([{"name": "web", "port": 8080, "protocol": "TCP"}]),
+            "named targetPort resolved"
+        );
         assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], "10.244.0.10");
         assert_eq!(ep["subsets"][0]["notReadyAddresses"][0]["ip"], "10.244.0.9");
-        assert_eq!(ep["subsets"][0]["addresses"].as_array().unwrap().len(), 1, "terminating pods are left out of Endpoints");
+        assert_eq!(
+            ep["subsets"][0]["addresses"].as_array().unwrap().len(),
+            1,
+            "terminating pods are left out of Endpoints"
+        );
         let slice = written(&r, Kind::EndpointSlice)[0];
         assert_eq!(slice["metadata"]["labels"][SERVICE_NAME_LABEL], "my-app");
         assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Service");
-        let conds: Vec<(&str, &Value)> = slice["endpoints"].as_array().unwrap().iter().map(|e| (e["addresses"][0].as_str().unwrap(), &e["conditions"])).collect();
-        assert_eq!(conds, [
-            ("10.244.0.2", &json!({"ready": false, "serving": true, "terminating": true})),
-            ("10.244.0.9", &json!({"ready": false, "serving": false, "terminating": false})),
-            ("10.244.0.10", &json!({"ready": true, "serving": true, "terminating": false})),
-        ]);
+        let conds: Vec<(&str, &Value)> = slice["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["addresses"][0].as_str().unwrap(), &e["conditions"]))
+            .collect();
+        assert_eq!(
+            conds,
+            [
+                ("10.244.0.2", &json!({"ready": false, "serving": true, "terminating": true})),
+                ("10.244.0.9", &json!({"ready": false, "serving": false, "terminating": false})),
+                ("10.244.0.10", &json!({"ready": true, "serving": true, "terminating": false})),
+            ]
+        );
     }
 
     #[test]

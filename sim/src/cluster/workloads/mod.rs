@@ -36,9 +36,9 @@ pub mod pods;
 pub mod replicaset;
 mod rollout;
 #[cfg(test)]
-mod sim;
-#[cfg(test)]
 mod scenarios;
+#[cfg(test)]
+mod sim;
 
 pub use driver::{WorkloadsHandle, run, start_workloads};
 pub use pods::KubeletSettings;
@@ -68,13 +68,23 @@ pub enum Write {
     UpdateStatus { kind: Kind, object: Value, manager: &'static str },
     /// DELETE with a UID precondition; `grace_period_seconds: Some(0)` is the kubelet's final
     /// delete, `None` the default grace period.
-    Delete { kind: Kind, namespace: String, name: String, uid: String, grace_period_seconds: Option<i64>, manager: &'static str },
+    Delete {
+        kind: Kind,
+        namespace: String,
+        name: String,
+        uid: String,
+        grace_period_seconds: Option<i64>,
+        manager: &'static str,
+    },
 }
 
 impl Write {
     pub fn kind(&self) -> Kind {
         match self {
-            Write::Create { kind, .. } | Write::Update { kind, .. } | Write::UpdateStatus { kind, .. } | Write::Delete { kind, .. } => *kind,
+            Write::Create { kind, .. }
+            | Write::Update { kind, .. }
+            | Write::UpdateStatus { kind, .. }
+            | Write::Delete { kind, .. } => *kind,
         }
     }
 }

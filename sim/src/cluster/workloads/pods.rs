@@ -2,10 +2,10 @@
 //! through the API: binding, Pending → Running with container statuses and an IP, readiness
 //! from the readinessProbe's timing, and graceful termination.
 
-use forklane_core::clock::{Time, add_secs, format_time, parse_time, truncate};
 use super::hash::fnv32a;
 use super::objects::{is_deleting, name, namespace, phase, pod_condition, uid};
 use super::{Kind, Reconciled, Write};
+use forklane_core::clock::{Time, add_secs, format_time, parse_time, truncate};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
@@ -28,7 +28,12 @@ pub struct KubeletSettings {
 
 impl Default for KubeletSettings {
     fn default() -> Self {
-        KubeletSettings { node_name: "forklane-node".into(), host_ip: "172.18.0.2".into(), container_start_seconds: 1, termination_seconds: 2 }
+        KubeletSettings {
+            node_name: "forklane-node".into(),
+            host_ip: "172.18.0.2".into(),
+            container_start_seconds: 1,
+            termination_seconds: 2,
+        }
     }
 }
 
@@ -372,7 +377,8 @@ mod tests {
         assert!(is_pod_ready(&p));
         let ready = p["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
         assert_eq!(ready["lastTransitionTime"], format_time(t(6)), "the probe's time, not when we looked");
-        let types: Vec<&str> = p["status"]["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+        let types: Vec<&str> =
+            p["status"]["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
         assert_eq!(types, ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]);
         assert!(step(&mut p, t(8)).writes.is_empty(), "steady state writes nothing");
     }

@@ -1,9 +1,12 @@
 //! The ReplicaSet controller (`pkg/controller/replicaset`): create or delete pods until the
 //! active ones match `spec.replicas`, and report counts in status.
 
-use forklane_core::clock::Time;
-use super::objects::{self, controlled_by, controller_ref, created, is_deleting, is_pod_active, is_pod_available, is_pod_ready, name, namespace, phase, pod_available_at, pod_ready_since, spec_replicas, uid};
+use super::objects::{
+    self, controlled_by, controller_ref, created, is_deleting, is_pod_active, is_pod_available, is_pod_ready, name,
+    namespace, phase, pod_available_at, pod_ready_since, spec_replicas, uid,
+};
 use super::{CONTROLLER_MANAGER, Kind, Reconciled, Write};
+use forklane_core::clock::Time;
 use serde_json::{Map, Value, json};
 use std::cmp::Ordering;
 
@@ -19,7 +22,11 @@ pub fn reconcile_replica_set(rs: &Value, pods: &[Value], now: Time) -> Reconcile
     if !is_deleting(rs) {
         if diff < 0 {
             for _ in 0..(-diff).min(BURST_REPLICAS) {
-                out.writes.push(Write::Create { kind: Kind::Pod, object: pod_from_template(rs), manager: CONTROLLER_MANAGER });
+                out.writes.push(Write::Create {
+                    kind: Kind::Pod,
+                    object: pod_from_template(rs),
+                    manager: CONTROLLER_MANAGER,
+                });
             }
         } else if diff > 0 {
             let mut ranked = active.clone();
@@ -72,7 +79,8 @@ fn pod_from_template(rs: &Value) -> Value {
 /// `calculateStatus` of replica_set_utils.go. `replicas` is always present; the other
 /// counters are `omitempty`.
 fn calculate_status(rs: &Value, active: &[&Value], min_ready: i64, now: Time) -> Value {
-    let template_labels: Map<String, Value> = rs["spec"]["template"]["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+    let template_labels: Map<String, Value> =
+        rs["spec"]["template"]["metadata"]["labels"].as_object().cloned().unwrap_or_default();
     let fully_labeled = active.iter().filter(|p| {
         let labels = objects::labels(p);
         template_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -108,9 +116,19 @@ pub fn deletion_order(a: &Value, b: &Value, now: Time) -> Ordering {
         "Running" => 2,
         _ => 3,
     };
-    let cost = |p: &Value| objects::annotation(p, "controller.kubernetes.io/pod-deletion-cost").and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
+    let cost = |p: &Value| {
+        objects::annotation(p, "controller.kubernetes.io/pod-deletion-cost")
+            .and_then(|c| c.parse::<i32>().ok())
+            .unwrap_or(0)
+    };
     let restarts = |p: &Value| -> i64 {
-        p["status"]["containerStatuses"].as_array().into_iter().flatten().map(|c| c["restartCount"].as_i64().unwrap_or(0)).max().unwrap_or(0)
+        p["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c["restartCount"].as_i64().unwrap_or(0))
+            .max()
+            .unwrap_or(0)
     };
     scheduled(a)
         .cmp(&scheduled(b))
@@ -146,15 +164,16 @@ fn newer_first(ta: Option<Time>, tb: Option<Time>, a: &Value, b: &Value, now: Ti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use forklane_core::clock::{add_secs, format_time};
     use crate::cluster::workloads::objects::pod_condition;
+    use forklane_core::clock::{add_secs, format_time};
 
     fn t(s: i64) -> Time {
         add_secs("2024-01-01T00:00:00Z".parse().unwrap(), s)
     }
 
     fn pod(name: &str, created: i64, ready_since: Option<i64>) -> Value {
-        let conditions: Vec<Value> = ready_since.map(|s| pod_condition("Ready", true, t(s), None, None)).into_iter().collect();
+        let conditions: Vec<Value> =
+            ready_since.map(|s| pod_condition("Ready", true, t(s), None, None)).into_iter().collect();
         json!({
             "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"), "creationTimestamp": format_time(t(created)),
                          "ownerReferences": [{"uid": "rs", "controller": true}], "labels": {"app": "a"}},
@@ -169,7 +188,10 @@ mod tests {
     }
 
     fn deleted(r: &Reconciled) -> Vec<&str> {
-        r.writes.iter().filter_map(|w| if let Write::Delete { name, .. } = w { Some(name.as_str()) } else { None }).collect()
+        r.writes
+            .iter()
+            .filter_map(|w| if let Write::Delete { name, .. } = w { Some(name.as_str()) } else { None })
+            .collect()
     }
 
     #[test]
@@ -184,12 +206,23 @@ mod tests {
     fn scale_up_creates_from_the_template_and_status_counts() {
         let pods = [pod("a", 0, Some(1))];
         let r = reconcile_replica_set(&rs(3), &pods, t(100));
-        let creates: Vec<&Value> = r.writes.iter().filter_map(|w| if let Write::Create { object, .. } = w { Some(object) } else { None }).collect();
+        let creates: Vec<&Value> = r
+            .writes
+            .iter()
+            .filter_map(|w| if let Write::Create { object, .. } = w { Some(object) } else { None })
+            .collect();
         assert_eq!(creates.len(), 2);
         assert_eq!(creates[0]["metadata"]["generateName"], "rs-");
         assert_eq!(creates[0]["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
-        let status = r.writes.iter().find_map(|w| if let Write::UpdateStatus { object, .. } = w { Some(&object["status"]) } else { None }).unwrap();
-        assert_eq!(status, &json!({"replicas": 1, "fullyLabeledReplicas": 1, "readyReplicas": 1, "availableReplicas": 1, "observedGeneration": 2}));
+        let status = r
+            .writes
+            .iter()
+            .find_map(|w| if let Write::UpdateStatus { object, .. } = w { Some(&object["status"]) } else { None })
+            .unwrap();
+        assert_eq!(
+            status,
+            &json!({"replicas": 1, "fullyLabeledReplicas": 1, "readyReplicas": 1, "availableReplicas": 1, "observedGeneration": 2})
+        );
     }
 
     #[test]
@@ -200,7 +233,11 @@ mod tests {
         rs["spec"]["minReadySeconds"] = json!(30);
         let r = reconcile_replica_set(&rs, &[going, pod("b", 0, Some(90))], t(100));
         assert!(deleted(&r).is_empty() && !r.writes.iter().any(|w| matches!(w, Write::Create { .. })));
-        let status = r.writes.iter().find_map(|w| if let Write::UpdateStatus { object, .. } = w { Some(&object["status"]) } else { None }).unwrap();
+        let status = r
+            .writes
+            .iter()
+            .find_map(|w| if let Write::UpdateStatus { object, .. } = w { Some(&object["status"]) } else { None })
+            .unwrap();
         assert_eq!(status["replicas"], 1);
         assert!(status.get("availableReplicas").is_none());
         assert_eq!(r.requeue_at, Some(t(121)));

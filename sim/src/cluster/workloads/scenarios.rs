@@ -17,7 +17,9 @@ fn deployment(w: &World) -> Value {
 }
 
 fn progressing_reason(w: &World) -> String {
-    get_condition(&deployment(w)["status"], "Progressing").map(|c| c["reason"].as_str().unwrap().to_string()).unwrap_or_default()
+    get_condition(&deployment(w)["status"], "Progressing")
+        .map(|c| c["reason"].as_str().unwrap().to_string())
+        .unwrap_or_default()
 }
 
 /// What `kubectl rollout status` waits for.
@@ -44,7 +46,15 @@ fn first_rollout_sets_revision_status_and_conditions() {
     let d = deployment(&w);
     assert_eq!(annotation(&d, REVISION), Some("1"));
     let s = &d["status"];
-    assert_eq!((s["replicas"].as_i64(), s["updatedReplicas"].as_i64(), s["readyReplicas"].as_i64(), s["availableReplicas"].as_i64()), (Some(3), Some(3), Some(3), Some(3)));
+    assert_eq!(
+        (
+            s["replicas"].as_i64(),
+            s["updatedReplicas"].as_i64(),
+            s["readyReplicas"].as_i64(),
+            s["availableReplicas"].as_i64()
+        ),
+        (Some(3), Some(3), Some(3), Some(3))
+    );
     assert!(s.get("unavailableReplicas").is_none(), "zero counters are omitted");
     assert_eq!(get_condition(s, "Available").unwrap()["reason"], "MinimumReplicasAvailable");
     assert_eq!(progressing_reason(&w), "NewReplicaSetAvailable");
@@ -183,7 +193,10 @@ fn progress_deadline_is_reported_then_recovered() {
     assert_eq!(progressing_reason(&w), "ProgressDeadlineExceeded");
     let cond = get_condition(&deployment(&w)["status"], "Progressing").unwrap().clone();
     assert_eq!(cond["status"], "False");
-    assert_eq!(cond["message"], format!("ReplicaSet \"{}\" has timed out progressing.", name(&w.list(Kind::ReplicaSet)[0])));
+    assert_eq!(
+        cond["message"],
+        format!("ReplicaSet \"{}\" has timed out progressing.", name(&w.list(Kind::ReplicaSet)[0]))
+    );
     w.run_for(120, &mut |_| {});
     assert_eq!(progressing_reason(&w), "NewReplicaSetAvailable", "a late success still completes");
 }
@@ -197,7 +210,11 @@ fn min_ready_seconds_delays_availability() {
     // Running after 1 s, ready at the probe at 5 s, available strictly after 15 s.
     w.run_for(12, &mut |_| {});
     let s = &deployment(&w)["status"];
-    assert_eq!((status_int(&deployment(&w), "readyReplicas"), status_int(&deployment(&w), "availableReplicas")), (1, 0), "{s:#}");
+    assert_eq!(
+        (status_int(&deployment(&w), "readyReplicas"), status_int(&deployment(&w), "availableReplicas")),
+        (1, 0),
+        "{s:#}"
+    );
     w.run_for(10, &mut |_| {});
     assert_eq!(status_int(&deployment(&w), "availableReplicas"), 1);
 }

@@ -3,10 +3,10 @@
 //! defaults, graceful pod deletion, background cascading — and moves simulated time from
 //! one timer to the next, so whole rollouts run in microseconds.
 
-use forklane_core::clock::{Time, add_secs, format_time};
 use super::pods::{IpPool, KubeletSettings, reconcile_pod};
 use super::{Kind, Reconciled, Write, deployment, endpoints, objects, replicaset};
 use crate::cluster::defaults;
+use forklane_core::clock::{Time, add_secs, format_time};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 
@@ -24,7 +24,13 @@ fn tag(kind: Kind) -> u8 {
 
 impl World {
     pub fn new() -> Self {
-        World { now: "2024-01-01T00:00:00Z".parse().unwrap(), objects: BTreeMap::new(), serial: 0, ips: IpPool::default(), settings: KubeletSettings::default() }
+        World {
+            now: "2024-01-01T00:00:00Z".parse().unwrap(),
+            objects: BTreeMap::new(),
+            serial: 0,
+            ips: IpPool::default(),
+            settings: KubeletSettings::default(),
+        }
     }
 
     pub fn list(&self, kind: Kind) -> Vec<Value> {
@@ -107,7 +113,8 @@ impl World {
         }
         self.objects.remove(&key);
         let uid = objects::uid(&obj).to_string();
-        let dependents: Vec<(u8, String)> = self.objects.iter().filter(|(_, v)| objects::controlled_by(v, &uid)).map(|(k, _)| k.clone()).collect();
+        let dependents: Vec<(u8, String)> =
+            self.objects.iter().filter(|(_, v)| objects::controlled_by(v, &uid)).map(|(k, _)| k.clone()).collect();
         for (k, n) in dependents {
             let kind = [Kind::ReplicaSet, Kind::Pod, Kind::EndpointSlice].into_iter().find(|x| tag(*x) == k).unwrap();
             self.delete(kind, &n, None);
@@ -123,7 +130,9 @@ impl World {
                 }
                 Write::Update { kind, object, .. } => self.update(kind, object),
                 Write::UpdateStatus { kind, object, .. } => self.update_status(kind, object),
-                Write::Delete { kind, name, grace_period_seconds, .. } => self.delete(kind, &name, grace_period_seconds),
+                Write::Delete { kind, name, grace_period_seconds, .. } => {
+                    self.delete(kind, &name, grace_period_seconds)
+                }
             }
         }
         (n, r.requeue_at)
@@ -149,7 +158,8 @@ impl World {
             run(self, r);
         }
         let pods = self.list(Kind::Pod);
-        let mut used: HashSet<String> = pods.iter().filter_map(|p| p["status"]["podIP"].as_str().map(String::from)).collect();
+        let mut used: HashSet<String> =
+            pods.iter().filter_map(|p| p["status"]["podIP"].as_str().map(String::from)).collect();
         for pod in pods {
             let mut ips = std::mem::take(&mut self.ips);
             let r = reconcile_pod(&pod, self.now, &self.settings.clone(), &mut || {
@@ -161,7 +171,13 @@ impl World {
             run(self, r);
         }
         for svc in self.list(Kind::Service) {
-            let r = endpoints::reconcile_service(&svc, &self.list(Kind::Pod), &self.list(Kind::Endpoints), &self.list(Kind::EndpointSlice), self.now);
+            let r = endpoints::reconcile_service(
+                &svc,
+                &self.list(Kind::Pod),
+                &self.list(Kind::Endpoints),
+                &self.list(Kind::EndpointSlice),
+                self.now,
+            );
             run(self, r);
         }
         (writes, total.requeue_at)

@@ -47,7 +47,10 @@ fn changing_a_field_owned_by_another_manager_conflicts() {
     assert_eq!(status["code"], 409);
     assert_eq!(status["reason"], "Conflict");
     assert_eq!(status["message"], r#"Apply failed with 1 conflict: conflict with "alice": .data.a"#);
-    assert_eq!(status["details"]["causes"][0], json!({"reason": "FieldManagerConflict", "message": "conflict with \"alice\"", "field": ".data.a"}));
+    assert_eq!(
+        status["details"]["causes"][0],
+        json!({"reason": "FieldManagerConflict", "message": "conflict with \"alice\"", "field": ".data.a"})
+    );
 
     // Forced: bob takes the field over.
     let out = server_side_apply(Some(&live), &cm(json!({"a": "2"})), "bob", true, T2, &types()).unwrap();
@@ -59,7 +62,8 @@ fn changing_a_field_owned_by_another_manager_conflicts() {
 
 #[test]
 fn conflict_with_update_manager_names_version_and_time() {
-    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 1}});
+    let d =
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 1}});
     let live = update_managed_fields(None, &d, "kubectl-client-side-apply", "apps/v1", Operation::Update, T1, &types());
     let mut applied = d.clone();
     applied["spec"]["replicas"] = json!(3);
@@ -77,7 +81,10 @@ fn several_conflicts_are_grouped_by_manager() {
         Conflict { manager: "\"a\"".into(), field: ".y".into() },
         Conflict { manager: "\"b\"".into(), field: ".z".into() },
     ]);
-    assert_eq!(conflict_status(&err)["message"], "Apply failed with 3 conflicts: conflicts with \"a\":\n- .y\nconflicts with \"b\":\n- .x\n- .z");
+    assert_eq!(
+        conflict_status(&err)["message"],
+        "Apply failed with 3 conflicts: conflicts with \"a\":\n- .y\nconflicts with \"b\":\n- .x\n- .z"
+    );
 }
 
 fn deploy(containers: Value) -> Value {
@@ -86,9 +93,21 @@ fn deploy(containers: Value) -> Value {
 
 #[test]
 fn associative_lists_merge_by_key_across_managers() {
-    let live = server_side_apply(None, &deploy(json!([{"name": "app", "image": "a:1"}])), "alice", false, T1, &types()).unwrap();
-    let out = server_side_apply(Some(&live), &deploy(json!([{"name": "sidecar", "image": "s:1"}])), "bob", false, T2, &types()).unwrap();
-    assert_eq!(out["spec"]["template"]["spec"]["containers"], json!([{"name": "app", "image": "a:1"}, {"name": "sidecar", "image": "s:1"}]));
+    let live = server_side_apply(None, &deploy(json!([{"name": "app", "image": "a:1"}])), "alice", false, T1, &types())
+        .unwrap();
+    let out = server_side_apply(
+        Some(&live),
+        &deploy(json!([{"name": "sidecar", "image": "s:1"}])),
+        "bob",
+        false,
+        T2,
+        &types(),
+    )
+    .unwrap();
+    assert_eq!(
+        out["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "app", "image": "a:1"}, {"name": "sidecar", "image": "s:1"}])
+    );
     // alice drops her container: only bob's remains.
     let out = server_side_apply(Some(&out), &deploy(json!([])), "alice", false, T2, &types()).unwrap();
     assert_eq!(out["spec"]["template"]["spec"]["containers"], json!([{"name": "sidecar", "image": "s:1"}]));
@@ -96,10 +115,16 @@ fn associative_lists_merge_by_key_across_managers() {
 
 #[test]
 fn atomic_lists_are_replaced_and_conflict_as_a_whole() {
-    let live = server_side_apply(None, &deploy(json!([{"name": "app", "args": ["a", "b"]}])), "alice", false, T1, &types()).unwrap();
-    let err = server_side_apply(Some(&live), &deploy(json!([{"name": "app", "args": ["c"]}])), "bob", false, T2, &types()).unwrap_err();
+    let live =
+        server_side_apply(None, &deploy(json!([{"name": "app", "args": ["a", "b"]}])), "alice", false, T1, &types())
+            .unwrap();
+    let err =
+        server_side_apply(Some(&live), &deploy(json!([{"name": "app", "args": ["c"]}])), "bob", false, T2, &types())
+            .unwrap_err();
     assert_eq!(err.0[0].field, r#".spec.template.spec.containers[name="app"].args"#);
-    let out = server_side_apply(Some(&live), &deploy(json!([{"name": "app", "args": ["c"]}])), "alice", false, T2, &types()).unwrap();
+    let out =
+        server_side_apply(Some(&live), &deploy(json!([{"name": "app", "args": ["c"]}])), "alice", false, T2, &types())
+            .unwrap();
     assert_eq!(out["spec"]["template"]["spec"]["containers"][0]["args"], json!(["c"]));
 }
 
@@ -107,14 +132,26 @@ fn atomic_lists_are_replaced_and_conflict_as_a_whole() {
 fn structs_emptied_by_pruning_are_removed() {
     let with = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "annotations": {"x": "1"}}});
     let live = server_side_apply(None, &with, "kubectl", false, T1, &types()).unwrap();
-    let out = server_side_apply(Some(&live), &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}), "kubectl", false, T2, &types()).unwrap();
+    let out = server_side_apply(
+        Some(&live),
+        &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}),
+        "kubectl",
+        false,
+        T2,
+        &types(),
+    )
+    .unwrap();
     assert!(out["metadata"].get("annotations").is_none(), "{out}");
     assert_eq!(out["metadata"]["name"], "s");
 }
 
 #[test]
 fn path_strings_match_fieldpath() {
-    let p: Vec<String> = vec!["f:spec".into(), "f:ports".into(), r#"k:{"port":80,"protocol":"TCP"}"#.into(), "f:name".into()];
+    let p: Vec<String> =
+        vec!["f:spec".into(), "f:ports".into(), r#"k:{"port":80,"protocol":"TCP"}"#.into(), "f:name".into()];
     assert_eq!(path_string(&p), r#".spec.ports[port=80,protocol="TCP"].name"#);
-    assert_eq!(path_string(&["f:metadata".into(), "f:finalizers".into(), r#"v:"a""#.into()]), r#".metadata.finalizers[="a"]"#);
+    assert_eq!(
+        path_string(&["f:metadata".into(), "f:finalizers".into(), r#"v:"a""#.into()]),
+        r#".metadata.finalizers[="a"]"#
+    );
 }

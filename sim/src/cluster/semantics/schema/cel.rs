@@ -81,13 +81,17 @@ fn walk(n: &Node, errors: &mut Vec<FieldError>) {
 fn strip_nested(schema: &Value) -> Value {
     fn strip(v: &Value) -> Value {
         match v {
-            Value::Object(m) => Value::Object(m.iter().filter(|(k, _)| *k != RULES).map(|(k, v)| (k.clone(), strip(v))).collect()),
+            Value::Object(m) => {
+                Value::Object(m.iter().filter(|(k, _)| *k != RULES).map(|(k, v)| (k.clone(), strip(v))).collect())
+            }
             Value::Array(a) => Value::Array(a.iter().map(strip).collect()),
             other => other.clone(),
         }
     }
     match schema {
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), if k == RULES { v.clone() } else { strip(v) })).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), if k == RULES { v.clone() } else { strip(v) })).collect())
+        }
         other => other.clone(),
     }
 }
@@ -100,7 +104,11 @@ fn to_field_error(n: &Node, e: &ValidationError) -> FieldError {
     let rule = e.rule.trim();
     match e.kind {
         ErrorKind::ValidationFailure => {
-            let detail = if e.message == format!("failed rule: {}", e.rule) { format!("failed rule: {rule}") } else { e.message.trim().to_string() };
+            let detail = if e.message == format!("failed rule: {}", e.rule) {
+                format!("failed rule: {rule}")
+            } else {
+                e.message.trim().to_string()
+            };
             match e.reason.as_deref() {
                 Some("FieldValueForbidden") => FieldError::forbidden(field, detail),
                 Some("FieldValueRequired") => FieldError::required(field, detail),

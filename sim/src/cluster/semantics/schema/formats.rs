@@ -49,7 +49,11 @@ fn is_date_time(s: &str) -> bool {
         None => zone,
     };
     matches!(zone, "Z" | "z" | "")
-        || (zone.len() == 6 && matches!(&zone[..1], "+" | "-") && digits(&zone[1..3], 2) && digits(&zone[4..], 2) && &zone[3..4] == ":")
+        || (zone.len() == 6
+            && matches!(&zone[..1], "+" | "-")
+            && digits(&zone[1..3], 2)
+            && digits(&zone[4..], 2)
+            && &zone[3..4] == ":")
 }
 
 fn is_cidr(s: &str) -> bool {

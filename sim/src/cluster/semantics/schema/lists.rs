@@ -72,5 +72,6 @@ pub fn list_type_at(schema: &Value, path: &str) -> ListType {
 
 /// Whether the object at a field path is a map (`additionalProperties`) rather than a struct.
 pub fn is_map_at(schema: &Value, path: &str) -> bool {
-    schema_at(schema, path).is_some_and(|n| n.get("additionalProperties").is_some_and(Value::is_object) && n.get("properties").is_none())
+    schema_at(schema, path)
+        .is_some_and(|n| n.get("additionalProperties").is_some_and(Value::is_object) && n.get("properties").is_none())
 }

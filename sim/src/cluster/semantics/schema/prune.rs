@@ -6,9 +6,21 @@ use serde_json::Value;
 
 /// Fields of `ObjectMeta`; anything else under `metadata` is dropped like an unknown field.
 const OBJECT_META_FIELDS: &[&str] = &[
-    "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
-    "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
-    "annotations", "ownerReferences", "finalizers", "managedFields",
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
 ];
 
 fn flag(schema: &Value, key: &str) -> bool {
@@ -35,14 +47,26 @@ fn prune_node(schema: Option<&Value>, x: &mut Value, path: &str, embedded: bool,
             Value::Object(map) => {
                 for (k, v) in map.iter_mut() {
                     if let Some(child) = field_schema(s, k) {
-                        prune_node(Some(child), v, &child_path(path, k), flag(child, "x-kubernetes-embedded-resource"), unknown);
+                        prune_node(
+                            Some(child),
+                            v,
+                            &child_path(path, k),
+                            flag(child, "x-kubernetes-embedded-resource"),
+                            unknown,
+                        );
                     }
                 }
             }
             Value::Array(items) => {
                 if let Some(item) = s.get("items") {
                     for (i, v) in items.iter_mut().enumerate() {
-                        prune_node(Some(item), v, &format!("{path}[{i}]"), flag(item, "x-kubernetes-embedded-resource"), unknown);
+                        prune_node(
+                            Some(item),
+                            v,
+                            &format!("{path}[{i}]"),
+                            flag(item, "x-kubernetes-embedded-resource"),
+                            unknown,
+                        );
                     }
                 }
             }
@@ -58,7 +82,11 @@ fn prune_node(schema: Option<&Value>, x: &mut Value, path: &str, embedded: bool,
                     continue;
                 }
                 if embedded && k == "metadata" {
-                    coerce_object_meta(map.get_mut("metadata").expect("key exists"), &child_path(path, "metadata"), unknown);
+                    coerce_object_meta(
+                        map.get_mut("metadata").expect("key exists"),
+                        &child_path(path, "metadata"),
+                        unknown,
+                    );
                     continue;
                 }
                 let child = schema.and_then(|s| field_schema(s, &k));
@@ -69,7 +97,13 @@ fn prune_node(schema: Option<&Value>, x: &mut Value, path: &str, embedded: bool,
                             map.remove(&k);
                             continue;
                         }
-                        prune_node(Some(c), v, &child_path(path, &k), flag(c, "x-kubernetes-embedded-resource"), unknown);
+                        prune_node(
+                            Some(c),
+                            v,
+                            &child_path(path, &k),
+                            flag(c, "x-kubernetes-embedded-resource"),
+                            unknown,
+                        );
                     }
                     None => {
                         unknown.push(child_path(path, &k));
@@ -81,7 +115,13 @@ fn prune_node(schema: Option<&Value>, x: &mut Value, path: &str, embedded: bool,
         Value::Array(items) => {
             let item = schema.and_then(|s| s.get("items"));
             for (i, v) in items.iter_mut().enumerate() {
-                prune_node(item, v, &format!("{path}[{i}]"), item.is_some_and(|s| flag(s, "x-kubernetes-embedded-resource")), unknown);
+                prune_node(
+                    item,
+                    v,
+                    &format!("{path}[{i}]"),
+                    item.is_some_and(|s| flag(s, "x-kubernetes-embedded-resource")),
+                    unknown,
+                );
             }
         }
         _ => {}
@@ -123,7 +163,8 @@ pub fn apply_defaults(schema: &Value, obj: &mut Value) {
         Value::Array(items) => {
             let Some(item) = schema.get("items") else { return };
             for v in items.iter_mut() {
-                if v.is_null() && !flag(item, "nullable")
+                if v.is_null()
+                    && !flag(item, "nullable")
                     && let Some(d) = item.get("default")
                 {
                     *v = d.clone();

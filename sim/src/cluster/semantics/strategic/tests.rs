@@ -13,7 +13,10 @@ fn smp(orig: &Value, patch: Value) -> Value {
 
 #[test]
 fn containers_merge_by_name() {
-    let out = smp(&deployment(), json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2"}, {"name": "new", "image": "n:1"}]}}}}));
+    let out = smp(
+        &deployment(),
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2"}, {"name": "new", "image": "n:1"}]}}}}),
+    );
     let c = &out["spec"]["template"]["spec"]["containers"];
     assert_eq!(c[0]["image"], "app:2");
     assert_eq!(c[0]["env"], json!([{"name": "A", "value": "1"}]), "untouched fields of a merged item stay");
@@ -23,8 +26,11 @@ fn containers_merge_by_name() {
 
 #[test]
 fn env_and_ports_merge_by_their_keys_while_args_are_replaced() {
-    let out = smp(&deployment(), json!({"spec": {"template": {"spec": {"containers": [{"name": "app",
-        "env": [{"name": "B", "value": "2"}], "ports": [{"containerPort": 80, "name": "http"}], "args": ["z"]}]}}}}));
+    let out = smp(
+        &deployment(),
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app",
+        "env": [{"name": "B", "value": "2"}], "ports": [{"containerPort": 80, "name": "http"}], "args": ["z"]}]}}}}),
+    );
     let c = &out["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["env"], json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]));
     assert_eq!(c["ports"], json!([{"containerPort": 80, "name": "http"}]));
@@ -33,9 +39,15 @@ fn env_and_ports_merge_by_their_keys_while_args_are_replaced() {
 
 #[test]
 fn delete_and_replace_directives() {
-    let out = smp(&deployment(), json!({"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "$patch": "delete"}]}}}}));
+    let out = smp(
+        &deployment(),
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "$patch": "delete"}]}}}}),
+    );
     assert_eq!(out["spec"]["template"]["spec"]["containers"].as_array().unwrap().len(), 1);
-    let out = smp(&deployment(), json!({"spec": {"template": {"spec": {"containers": [{"name": "only", "image": "o:1"}, {"$patch": "replace"}]}}}}));
+    let out = smp(
+        &deployment(),
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "only", "image": "o:1"}, {"$patch": "replace"}]}}}}),
+    );
     assert_eq!(out["spec"]["template"]["spec"]["containers"], json!([{"name": "only", "image": "o:1"}]));
     let out = smp(&deployment(), json!({"metadata": {"labels": {"$patch": "replace", "new": "x"}}}));
     assert_eq!(out["metadata"]["labels"], json!({"new": "x"}));
@@ -48,7 +60,13 @@ fn retain_keys_delete_from_primitive_list_and_set_element_order() {
     let out = smp(&deployment(), json!({"metadata": {"labels": {"$retainKeys": ["app"], "app": "web2"}}}));
     assert_eq!(out["metadata"]["labels"], json!({"app": "web2"}));
     let pod = json!({"metadata": {"finalizers": ["a", "b"]}, "spec": {"containers": [{"name": "x"}, {"name": "y"}]}});
-    let out = strategic_merge(&pod, &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"], "finalizers": ["c"]}}), "", "Pod").unwrap();
+    let out = strategic_merge(
+        &pod,
+        &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"], "finalizers": ["c"]}}),
+        "",
+        "Pod",
+    )
+    .unwrap();
     assert_eq!(out["metadata"]["finalizers"], json!(["b", "c"]));
     let out = strategic_merge(&pod, &json!({"spec": {"$setElementOrder/containers": [{"name": "y"}, {"name": "x"}], "containers": [{"name": "x", "image": "i"}]}}), "", "Pod").unwrap();
     assert_eq!(out["spec"]["containers"], json!([{"name": "y"}, {"name": "x", "image": "i"}]));
@@ -59,7 +77,8 @@ fn service_ports_merge_by_port_and_selector_replaces_keys() {
     let svc = json!({"spec": {"selector": {"app": "my-app", "version": "v1.0.0"}, "ports": [{"port": 80, "targetPort": 8080}]}});
     let out = strategic_merge(&svc, &json!({"spec": {"selector": {"version": "v2.0.0"}}}), "", "Service").unwrap();
     assert_eq!(out["spec"]["selector"], json!({"app": "my-app", "version": "v2.0.0"}));
-    let out = strategic_merge(&svc, &json!({"spec": {"ports": [{"port": 443, "targetPort": 8443}]}}), "", "Service").unwrap();
+    let out =
+        strategic_merge(&svc, &json!({"spec": {"ports": [{"port": 443, "targetPort": 8443}]}}), "", "Service").unwrap();
     assert_eq!(out["spec"]["ports"].as_array().unwrap().len(), 2);
 }
 
@@ -68,9 +87,23 @@ fn errors() {
     let e = strategic_merge(&json!({}), &json!({}), "forklane.io", "Experiment").unwrap_err();
     assert_eq!(e.status()["code"], 415);
     assert_eq!(e.status()["reason"], "UnsupportedMediaType");
-    let e = strategic_merge(&deployment(), &json!({"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}}), "apps", "Deployment").unwrap_err();
-    assert_eq!(e, PatchError::BadRequest(r#"map: map[string]interface {}{"image":"x"} does not contain declared merge key: name"#.into()));
-    assert!(matches!(strategic_merge(&json!({}), &json!({"$patch": "bogus"}), "", "Pod"), Err(PatchError::BadRequest(_))));
+    let e = strategic_merge(
+        &deployment(),
+        &json!({"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}}),
+        "apps",
+        "Deployment",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        PatchError::BadRequest(
+            r#"map: map[string]interface {}{"image":"x"} does not contain declared merge key: name"#.into()
+        )
+    );
+    assert!(matches!(
+        strategic_merge(&json!({}), &json!({"$patch": "bogus"}), "", "Pod"),
+        Err(PatchError::BadRequest(_))
+    ));
 }
 
 #[test]
@@ -81,9 +114,16 @@ fn merge_patch_rfc7386() {
 
 #[test]
 fn json_patch_rfc6902() {
-    let out = json_patch(&json!({"spec": {"replicas": 1}}), &json!([{"op": "replace", "path": "/spec/replicas", "value": 3}])).unwrap();
+    let out = json_patch(
+        &json!({"spec": {"replicas": 1}}),
+        &json!([{"op": "replace", "path": "/spec/replicas", "value": 3}]),
+    )
+    .unwrap();
     assert_eq!(out["spec"]["replicas"], 3);
-    assert!(matches!(json_patch(&json!({}), &json!([{"op": "test", "path": "/a", "value": 1}])), Err(PatchError::Unprocessable(_))));
+    assert!(matches!(
+        json_patch(&json!({}), &json!([{"op": "test", "path": "/a", "value": 1}])),
+        Err(PatchError::Unprocessable(_))
+    ));
     assert!(matches!(json_patch(&json!({}), &json!({"op": "add"})), Err(PatchError::BadRequest(_))));
 }
 

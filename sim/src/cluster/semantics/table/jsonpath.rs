@@ -57,7 +57,11 @@ pub fn find<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
                     Step::All => v.as_array().map(|a| a.iter().collect()).unwrap_or_default(),
                     Step::Filter(field, want) => v
                         .as_array()
-                        .map(|a| a.iter().filter(|item| field.iter().try_fold(*item, |x, f| x.get(f)) == Some(want)).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter(|item| field.iter().try_fold(*item, |x, f| x.get(f)) == Some(want))
+                                .collect()
+                        })
                         .unwrap_or_default(),
                 }
             })

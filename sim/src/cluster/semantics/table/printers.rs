@@ -10,18 +10,97 @@ const AGE: Column = ("Age", "string", "", 0);
 
 pub(super) fn printer(kind: &str) -> (&'static [Column], Row) {
     match kind {
-        "Pod" => (&[NAME, ("Ready", "string", "", 0), ("Status", "string", "", 0), ("Restarts", "string", "", 0), AGE, ("IP", "string", "", 1), ("Node", "string", "", 1), ("Nominated Node", "string", "", 1), ("Readiness Gates", "string", "", 1)], pod),
-        "Service" => (&[NAME, ("Type", "string", "", 0), ("Cluster-IP", "string", "", 0), ("External-IP", "string", "", 0), ("Port(s)", "string", "", 0), AGE, ("Selector", "string", "", 1)], service),
-        "Deployment" => (&[NAME, ("Ready", "string", "", 0), ("Up-to-date", "integer", "", 0), ("Available", "integer", "", 0), AGE, ("Containers", "string", "", 1), ("Images", "string", "", 1), ("Selector", "string", "", 1)], deployment),
-        "ReplicaSet" => (&[NAME, ("Desired", "integer", "", 0), ("Current", "integer", "", 0), ("Ready", "integer", "", 0), AGE, ("Containers", "string", "", 1), ("Images", "string", "", 1), ("Selector", "string", "", 1)], replica_set),
-        "Namespace" => (&[NAME, ("Status", "string", "", 0), AGE], |o, now| vec![name(o), json!(s(o, "/status/phase")), json!(age(o, now))]),
-        "ConfigMap" => (&[NAME, ("Data", "integer", "", 0), AGE], |o, now| vec![name(o), json!(len(o, "/data") + len(o, "/binaryData")), json!(age(o, now))]),
-        "Secret" => (&[NAME, ("Type", "string", "", 0), ("Data", "integer", "", 0), AGE], |o, now| vec![name(o), json!(s(o, "/type")), json!(len(o, "/data")), json!(age(o, now))]),
-        "Endpoints" => (&[NAME, ("Endpoints", "string", "", 0), AGE], |o, now| vec![name(o), json!(endpoints(o)), json!(age(o, now))]),
-        "ServiceAccount" => (&[NAME, ("Secrets", "string", "", 0), AGE], |o, now| vec![name(o), json!(items(o, "/secrets").len()), json!(age(o, now))]),
-        "RoleBinding" | "ClusterRoleBinding" => (&[NAME, ("Role", "string", "", 0), AGE, ("Users", "string", "", 1), ("Groups", "string", "", 1), ("ServiceAccounts", "string", "", 1)], binding),
-        "Lease" => (&[NAME, ("Holder", "string", "", 0), AGE], |o, now| vec![name(o), json!(s(o, "/spec/holderIdentity")), json!(age(o, now))]),
-        "Event" => (&[("Last Seen", "string", "", 0), ("Type", "string", "", 0), ("Reason", "string", "", 0), ("Object", "string", "", 0), ("Message", "string", "", 0)], event),
+        "Pod" => (
+            &[
+                NAME,
+                ("Ready", "string", "", 0),
+                ("Status", "string", "", 0),
+                ("Restarts", "string", "", 0),
+                AGE,
+                ("IP", "string", "", 1),
+                ("Node", "string", "", 1),
+                ("Nominated Node", "string", "", 1),
+                ("Readiness Gates", "string", "", 1),
+            ],
+            pod,
+        ),
+        "Service" => (
+            &[
+                NAME,
+                ("Type", "string", "", 0),
+                ("Cluster-IP", "string", "", 0),
+                ("External-IP", "string", "", 0),
+                ("Port(s)", "string", "", 0),
+                AGE,
+                ("Selector", "string", "", 1),
+            ],
+            service,
+        ),
+        "Deployment" => (
+            &[
+                NAME,
+                ("Ready", "string", "", 0),
+                ("Up-to-date", "integer", "", 0),
+                ("Available", "integer", "", 0),
+                AGE,
+                ("Containers", "string", "", 1),
+                ("Images", "string", "", 1),
+                ("Selector", "string", "", 1),
+            ],
+            deployment,
+        ),
+        "ReplicaSet" => (
+            &[
+                NAME,
+                ("Desired", "integer", "", 0),
+                ("Current", "integer", "", 0),
+                ("Ready", "integer", "", 0),
+                AGE,
+                ("Containers", "string", "", 1),
+                ("Images", "string", "", 1),
+                ("Selector", "string", "", 1),
+            ],
+            replica_set,
+        ),
+        "Namespace" => (&[NAME, ("Status", "string", "", 0), AGE], |o, now| {
+            vec![name(o), json!(s(o, "/status/phase")), json!(age(o, now))]
+        }),
+        "ConfigMap" => (&[NAME, ("Data", "integer", "", 0), AGE], |o, now| {
+            vec![name(o), json!(len(o, "/data") + len(o, "/binaryData")), json!(age(o, now))]
+        }),
+        "Secret" => (&[NAME, ("Type", "string", "", 0), ("Data", "integer", "", 0), AGE], |o, now| {
+            vec![name(o), json!(s(o, "/type")), json!(len(o, "/data")), json!(age(o, now))]
+        }),
+        "Endpoints" => (&[NAME, ("Endpoints", "string", "", 0), AGE], |o, now| {
+            vec![name(o), json!(endpoints(o)), json!(age(o, now))]
+        }),
+        "ServiceAccount" => (&[NAME, ("Secrets", "string", "", 0), AGE], |o, now| {
+            vec![name(o), json!(items(o, "/secrets").len()), json!(age(o, now))]
+        }),
+        "RoleBinding" | "ClusterRoleBinding" => (
+            &[
+                NAME,
+                ("Role", "string", "", 0),
+                AGE,
+                ("Users", "string", "", 1),
+                ("Groups", "string", "", 1),
+                ("ServiceAccounts", "string", "", 1),
+            ],
+            binding,
+        ),
+        "Lease" => (&[NAME, ("Holder", "string", "", 0), AGE], |o, now| {
+            vec![name(o), json!(s(o, "/spec/holderIdentity")), json!(age(o, now))]
+        }),
+        "Event" => (
+            &[
+                ("Last Seen", "string", "", 0),
+                ("Type", "string", "", 0),
+                ("Reason", "string", "", 0),
+                ("Object", "string", "", 0),
+                ("Message", "string", "", 0),
+            ],
+            event,
+        ),
         _ => (&[NAME, ("Created At", "date", "", 0)], |o, _| vec![name(o), json!(s(o, "/metadata/creationTimestamp"))]),
     }
 }
@@ -71,7 +150,10 @@ pub fn pod_status_reason(pod: &Value) -> String {
     if !s(pod, "/status/reason").is_empty() {
         reason = s(pod, "/status/reason").to_string();
     }
-    if items(pod, "/status/conditions").iter().any(|c| s(c, "/type") == "PodScheduled" && s(c, "/reason") == "SchedulingGated") {
+    if items(pod, "/status/conditions")
+        .iter()
+        .any(|c| s(c, "/type") == "PodScheduled" && s(c, "/reason") == "SchedulingGated")
+    {
         reason = "SchedulingGated".into();
     }
     let init_total = items(pod, "/spec/initContainers").len();
@@ -92,7 +174,8 @@ pub fn pod_status_reason(pod: &Value) -> String {
         initializing = true;
         break;
     }
-    let initialized = items(pod, "/status/conditions").iter().any(|c| s(c, "/type") == "Initialized" && s(c, "/status") == "True");
+    let initialized =
+        items(pod, "/status/conditions").iter().any(|c| s(c, "/type") == "Initialized" && s(c, "/status") == "True");
     if !initializing || initialized {
         let mut has_running = false;
         for c in items(pod, "/status/containerStatuses").iter().rev() {
@@ -110,7 +193,8 @@ pub fn pod_status_reason(pod: &Value) -> String {
             }
         }
         if reason == "Completed" && has_running {
-            let ready = items(pod, "/status/conditions").iter().any(|c| s(c, "/type") == "Ready" && s(c, "/status") == "True");
+            let ready =
+                items(pod, "/status/conditions").iter().any(|c| s(c, "/type") == "Ready" && s(c, "/status") == "True");
             reason = if ready { "Running" } else { "NotReady" }.into();
         }
     }
@@ -126,9 +210,16 @@ pub fn pod_status_reason(pod: &Value) -> String {
 
 fn pod(o: &Value, now: i64) -> Vec<Value> {
     let statuses = items(o, "/status/containerStatuses");
-    let ready = statuses.iter().filter(|c| c.get("ready") == Some(&json!(true)) && c.pointer("/state/running").is_some()).count();
+    let ready = statuses
+        .iter()
+        .filter(|c| c.get("ready") == Some(&json!(true)) && c.pointer("/state/running").is_some())
+        .count();
     let restarts: i64 = statuses.iter().map(|c| int(c, "/restartCount")).sum();
-    let last = statuses.iter().filter_map(|c| c.pointer("/lastState/terminated/finishedAt").and_then(Value::as_str)).filter_map(super::parse_rfc3339).max();
+    let last = statuses
+        .iter()
+        .filter_map(|c| c.pointer("/lastState/terminated/finishedAt").and_then(Value::as_str))
+        .filter_map(super::parse_rfc3339)
+        .max();
     let restarts = match last {
         Some(t) if restarts != 0 => format!("{restarts} ({} ago)", super::human_duration(now - t)),
         _ => restarts.to_string(),
@@ -138,7 +229,10 @@ fn pod(o: &Value, now: i64) -> Vec<Value> {
         "<none>".to_string()
     } else {
         let conds = items(o, "/status/conditions");
-        let true_count = gates.iter().filter(|g| conds.iter().any(|c| s(c, "/type") == s(g, "/conditionType") && s(c, "/status") == "True")).count();
+        let true_count = gates
+            .iter()
+            .filter(|g| conds.iter().any(|c| s(c, "/type") == s(g, "/conditionType") && s(c, "/status") == "True"))
+            .count();
         format!("{true_count}/{}", gates.len())
     };
     let ip = items(o, "/status/podIPs").first().map_or(String::new(), |p| s(p, "/ip").to_string());
@@ -162,7 +256,10 @@ fn service(o: &Value, now: i64) -> Vec<Value> {
     let external = match ty {
         "ExternalName" => s(o, "/spec/externalName").to_string(),
         "LoadBalancer" => {
-            let mut ips: Vec<&str> = items(o, "/status/loadBalancer/ingress").iter().map(|i| if s(i, "/ip").is_empty() { s(i, "/hostname") } else { s(i, "/ip") }).collect();
+            let mut ips: Vec<&str> = items(o, "/status/loadBalancer/ingress")
+                .iter()
+                .map(|i| if s(i, "/ip").is_empty() { s(i, "/hostname") } else { s(i, "/ip") })
+                .collect();
             ips.extend(&external);
             if ips.is_empty() { "<pending>".into() } else { ips.join(",") }
         }
@@ -178,7 +275,15 @@ fn service(o: &Value, now: i64) -> Vec<Value> {
             }
         })
         .collect();
-    vec![name(o), json!(ty), json!(or_none(s(o, "/spec/clusterIP").into())), json!(external), json!(or_none(ports.join(","))), json!(age(o, now)), json!(format_labels(o.pointer("/spec/selector")))]
+    vec![
+        name(o),
+        json!(ty),
+        json!(or_none(s(o, "/spec/clusterIP").into())),
+        json!(external),
+        json!(or_none(ports.join(","))),
+        json!(age(o, now)),
+        json!(format_labels(o.pointer("/spec/selector"))),
+    ]
 }
 
 fn deployment(o: &Value, now: i64) -> Vec<Value> {
@@ -197,7 +302,16 @@ fn deployment(o: &Value, now: i64) -> Vec<Value> {
 
 fn replica_set(o: &Value, now: i64) -> Vec<Value> {
     let (containers, images) = containers_and_images(o);
-    vec![name(o), json!(int(o, "/spec/replicas")), json!(int(o, "/status/replicas")), json!(int(o, "/status/readyReplicas")), json!(age(o, now)), containers, images, json!(format_labels(o.pointer("/spec/selector/matchLabels")))]
+    vec![
+        name(o),
+        json!(int(o, "/spec/replicas")),
+        json!(int(o, "/status/replicas")),
+        json!(int(o, "/status/readyReplicas")),
+        json!(age(o, now)),
+        containers,
+        images,
+        json!(format_labels(o.pointer("/spec/selector/matchLabels"))),
+    ]
 }
 
 /// `formatEndpoints`: at most three `ip:port` pairs, then `+ N more...`.
@@ -234,11 +348,22 @@ fn binding(o: &Value, now: i64) -> Vec<Value> {
             _ => {}
         }
     }
-    vec![name(o), json!(role), json!(age(o, now)), json!(users.join(", ")), json!(groups.join(", ")), json!(sas.join(", "))]
+    vec![
+        name(o),
+        json!(role),
+        json!(age(o, now)),
+        json!(users.join(", ")),
+        json!(groups.join(", ")),
+        json!(sas.join(", ")),
+    ]
 }
 
 fn event(o: &Value, now: i64) -> Vec<Value> {
-    let last = ["/lastTimestamp", "/eventTime", "/metadata/creationTimestamp"].iter().map(|p| s(o, p)).find(|t| !t.is_empty()).unwrap_or("");
+    let last = ["/lastTimestamp", "/eventTime", "/metadata/creationTimestamp"]
+        .iter()
+        .map(|p| s(o, p))
+        .find(|t| !t.is_empty())
+        .unwrap_or("");
     let last = super::parse_rfc3339(last).map_or("<unknown>".into(), |t| super::human_duration(now - t));
     let object = format!("{}/{}", s(o, "/involvedObject/kind").to_lowercase(), s(o, "/involvedObject/name"));
     vec![json!(last), json!(s(o, "/type")), json!(s(o, "/reason")), json!(object), json!(s(o, "/message").trim())]
