@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::analysis::{Analysis, Promotion};
 
 /// One release experiment on one Service.
+// kube's `printcolumn(...)` repeats `type_ = "string"` by design; clippy reads it as a duplicate.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "forklane.io",

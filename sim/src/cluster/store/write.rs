@@ -239,6 +239,8 @@ impl Store {
         self.update_locked(&mut inner, &info, gvr, existing, obj, opts, false)
     }
 
+    // The store lock, the resource and the two object versions are all distinct inputs of one write.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn update_locked(
         &self,
         inner: &mut Inner,
