@@ -8,6 +8,7 @@ pub mod run;
 pub mod stats;
 pub mod traffic;
 pub mod validate;
+pub mod yaml;
 
 use std::path::Path;
 use std::process::ExitCode;
