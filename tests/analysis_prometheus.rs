@@ -2,7 +2,7 @@
 //! `scripts/install-prometheus`) scraping fixed counters every second, side by side with the
 //! embedded source over the same counters: same rendered queries, same proportions, same
 //! decision. Label values carry `"`, `}`, `\` and a newline, so the escaping is tested by
-//! Prometheus' own parser. Unreachable, failing and empty queries come back as the matching
+//! Prometheus' own parser. Unreachable, unparsable and empty queries come back as the matching
 //! `SourceError`.
 //!
 //! Without the `prometheus` binary the test fails (scripts/install-prometheus installs it).
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use forklane_core::analysis::{self, Counts, MeasureError, Measurements, MetricSource, PrometheusSource, SourceError};
+use forklane_core::analysis::{self, AnalysisError, Counts, Measurements, MetricSource, PrometheusSource, SourceError};
 use forklane_core::api::Experiment;
 use forklane_core::plan::Mode;
 use forklane_core::stats::decision::{Outcome, decide};
@@ -148,7 +148,7 @@ async fn prometheus_and_embedded_sources_agree_on_counts_and_decision() {
         if scrapes.load(Ordering::SeqCst) >= 3 {
             match analysis::measure(&exp, Mode::Istio, window, &source).await {
                 Ok(m) => break m,
-                Err(MeasureError::Unavailable { .. }) => {}
+                Err(AnalysisError::Unavailable { .. }) => {}
                 Err(e) => panic!("{e}"),
             }
         }
@@ -185,14 +185,14 @@ async fn prometheus_and_embedded_sources_agree_on_counts_and_decision() {
 
     // Failures are told apart, and none of them is a count.
     let bad = analysis::QueryPair { success: "sum(".into(), trial: "sum(increase(visits_total[1m]))".into() };
-    assert!(matches!(source.counts(&bad).await, Err(SourceError::Query { query, .. }) if query == "sum("));
+    assert!(matches!(source.counts(&bad).await, Err(SourceError::Rejected { query, .. }) if query == "sum("));
     let empty = analysis::QueryPair { success: "x".into(), trial: "sum(increase(no_such_total[1m]))".into() };
     assert!(matches!(source.counts(&empty).await, Err(SourceError::NoData { .. })));
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let down = PrometheusSource::new(&format!("http://127.0.0.1:{port}")).unwrap();
     let err = analysis::measure(&exp, Mode::Istio, window, &down).await.unwrap_err();
     assert!(
-        matches!(&err, MeasureError::Unavailable { metric, arm, error: SourceError::Unreachable { .. } } if metric == "conversion" && arm == "v1"),
+        matches!(&err, AnalysisError::Unavailable { metric, arm, error: SourceError::Unreachable { .. } } if metric == "conversion" && arm == "v1"),
         "{err}"
     );
 

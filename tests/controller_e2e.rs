@@ -5,10 +5,14 @@
 
 mod e2e_common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use e2e_common::*;
-use forklane_core::api::Phase;
+use forklane_core::api::{Experiment, Phase};
+use forklane_core::controller::{Analyst, Decided};
+use forklane_core::plan::Mode;
 use kube::api::{Patch, PatchParams};
 
 const ENDED: &[Phase] = &[Phase::Succeeded, Phase::RolledBack, Phase::Failed];
@@ -33,7 +37,7 @@ async fn two_versions(env: &Env, replicas: i32, v1: &[(&str, &str)], v2: &[(&str
     env.wait_ready("my-app-v2", replicas).await;
 }
 
-fn phase(exp: &forklane_core::api::Experiment) -> Option<Phase> {
+fn phase(exp: &Experiment) -> Option<Phase> {
     exp.status.as_ref().and_then(|s| s.phase)
 }
 
@@ -375,6 +379,65 @@ async fn restarting_the_controller_after_each_write_ends_in_the_same_state() {
         vec![0, 20, 50, 80, 100],
         "no step lost, repeated out of order or skipped"
     );
+    assert_weights_sum_to_100(&routes);
+    env.assert_no_routing_503();
+    env.shutdown().await;
+}
+
+/// Counts the analyses the controller asks for.
+struct Counting {
+    inner: Arc<dyn Analyst>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Analyst for Counting {
+    fn decide<'a>(
+        &'a self,
+        exp: &'a Experiment,
+        mode: Mode,
+        window: Duration,
+        weights: &'a [(String, i32)],
+    ) -> Decided<'a> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.decide(exp, mode, window, weights)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_analysis_template_rolls_back_once_instead_of_retrying() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut env = Env::start(true, false).await;
+    let routes = env.record("virtualservices");
+    two_versions(&env, 1, &[], &[]).await;
+    env.start_traffic(500.0, 100);
+    let calls = Arc::new(AtomicUsize::new(0));
+    env.analyst = Arc::new(Counting { inner: env.analyst.clone(), calls: calls.clone() });
+    env.start_controller();
+    let bad = CONVERSION.replace(
+        "trialQuery: 'sum(increase(visits_total{version=\"{{ arm.selector.version }}\"}",
+        "trialQuery: 'sum(increase(visits_total{version=\"{{ arm.colour }}\"}",
+    );
+    env.apply(&experiment("typo", "istio", &format!("  strategy:\n    abTest:\n      split: {{v1: 50, v2: 50}}\n  analysis:\n    interval: 1m\n    maxDuration: 2h\n    metrics:\n{bad}"))).await;
+    let exp = env.wait_for_phase("typo", LONG, ENDED).await;
+    let status = exp.status.unwrap();
+    assert_eq!(
+        (status.phase, status.final_arm.as_deref()),
+        (Some(Phase::RolledBack), Some("v1")),
+        "{:?}",
+        status.message
+    );
+    let invalid = status.conditions.iter().find(|c| c.type_ == "AnalysisConfigInvalid").expect("the condition is set");
+    assert_eq!(invalid.status, "True");
+    assert!(invalid.message.contains("unknown placeholder `{{ arm.colour }}`"), "{}", invalid.message);
+    assert!(
+        !status.conditions.iter().any(|c| c.type_ == "MetricsUnavailable" && c.status == "True"),
+        "not reported as a metrics outage"
+    );
+    let last = routes.objects().into_iter().rfind(|o| o.get("deleted").is_none()).expect("a VirtualService");
+    assert_eq!(split(&last), [("v1".to_string(), 100)].into(), "all traffic on the control");
+    // Five more intervals: the analysis is not asked again.
+    tokio::time::sleep(Duration::from_secs_f64(5.0 * 60.0 / SPEED)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the analysis ran once");
     assert_weights_sum_to_100(&routes);
     env.assert_no_routing_503();
     env.shutdown().await;

@@ -6,7 +6,9 @@ pub mod demo;
 pub mod render;
 pub mod run;
 pub mod stats;
+pub mod traffic;
 pub mod validate;
+pub mod yaml;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -43,6 +45,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Serve an embedded Kubernetes API server for kubectl and the controller.
     Cluster(cluster::ClusterArgs),
+    /// Send synthetic users' requests to a URL and count the answers per version.
+    Traffic(traffic::TrafficArgs),
     /// Continue past a pause or analysis step (--full: straight to 100%; --arm: pick an A/B arm).
     Promote(command::PromoteArgs),
     /// Send all traffic back to the control and stop.
@@ -66,6 +70,7 @@ pub async fn main() -> ExitCode {
         Command::Run(args) => run::run(args).await,
         Command::Cluster(args) => cluster::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Traffic(args) => traffic::run(args).await,
         Command::Promote(args) => command::send(&args.target, command::promote_command(&args)).await,
         Command::Abort(args) => command::send(&args.target, Cmd::Abort(args.reason.clone())).await,
         Command::Pause(target) => command::send(&target, Cmd::Pause).await,

@@ -84,7 +84,7 @@ fn to_yaml(exp: &Experiment, target: &Target, plan: &Plan) -> String {
         if let Action::ServiceSelector(s) = action {
             out.push_str(&format!("# as JSON patch: {}\n", s.json_patch()));
         }
-        out.push_str(&serde_yaml_ng::to_string(&action.object()).expect("JSON values serialise to YAML"));
+        out.push_str(&super::yaml::to_yaml(&action.object()));
     }
     out
 }

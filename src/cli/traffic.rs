@@ -38,9 +38,15 @@ pub struct TrafficArgs {
 }
 
 pub async fn run(args: TrafficArgs) -> ExitCode {
-    let rps_valid = args.rps.is_finite() && args.rps > 0.0;
-    if !rps_valid || !(0.0..=1.0).contains(&args.mobile_share) {
-        eprintln!("error: --rps must be positive and --mobile-share between 0 and 1");
+    let problems = [
+        (!(args.rps.is_finite() && args.rps > 0.0)).then(|| format!("--rps {} must be a positive number", args.rps)),
+        (args.users == 0).then(|| "--users 0: at least one user is needed".to_string()),
+        (!(0.0..=1.0).contains(&args.mobile_share))
+            .then(|| format!("--mobile-share {} must be between 0 and 1", args.mobile_share)),
+    ];
+    let problems: Vec<String> = problems.into_iter().flatten().collect();
+    if !problems.is_empty() {
+        problems.iter().for_each(|p| eprintln!("error: {p}"));
         return ExitCode::FAILURE;
     }
     let target = match HttpTarget::parse(&args.url).await {

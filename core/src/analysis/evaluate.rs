@@ -11,40 +11,10 @@ use crate::api::{Analysis, Direction, Experiment, Method, Metric, Role};
 use crate::plan::Mode;
 use crate::stats::decision::{self as stats, DecisionConfig, DecisionInput};
 
-use super::builtins::{self, BuiltinError, QueryPair};
-use super::source::{Counts, MetricSource, SourceError};
-use super::template::{self, Context, TemplateError};
-
-/// The experiment's analysis cannot be run as configured: a status condition, not a retry.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConfigError {
-    #[error("the experiment has no spec.analysis")]
-    NoAnalysis,
-    #[error("spec.analysis.metrics has {0} goal metrics; at most one is supported")]
-    Goals(usize),
-    #[error("spec.analysis.metrics is empty: a decision needs a goal or a guardrail")]
-    NoMetrics,
-    #[error(transparent)]
-    Template(#[from] TemplateError),
-    #[error(transparent)]
-    Builtin(#[from] BuiltinError),
-    #[error(
-        "guardrail `{0}`: set direction (increase or decrease); only builtins and names containing `error` or `latency` default to decrease"
-    )]
-    Direction(String),
-    #[error("SRM check: arm `{arm}` has weight {weight:?}; every arm needs a positive weight")]
-    Weight { arm: String, weight: Option<f64> },
-}
-
-/// Why a look produced no measurements.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum MeasureError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// Set `MetricsUnavailable` and hold the weights.
-    #[error("metric `{metric}`, arm `{arm}`: {error}")]
-    Unavailable { metric: String, arm: String, error: SourceError },
-}
+use super::builtins::{self, QueryPair};
+use super::error::{AnalysisError, ConfigError};
+use super::source::{Counts, MetricSource};
+use super::template::{self, Context};
 
 /// The rendered queries of one metric, per arm in `spec.arms` order.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,16 +70,12 @@ pub async fn measure(
     mode: Mode,
     since_start: Duration,
     source: &dyn MetricSource,
-) -> Result<Measurements, MeasureError> {
+) -> Result<Measurements, AnalysisError> {
     let mut metrics = Vec::new();
     for mq in queries(exp, mode, since_start)? {
         let mut arms = Vec::with_capacity(mq.arms.len());
         for (arm, pair) in &mq.arms {
-            let counts = source.counts(pair).await.map_err(|error| MeasureError::Unavailable {
-                metric: mq.metric.clone(),
-                arm: arm.clone(),
-                error,
-            })?;
+            let counts = source.counts(pair).await.map_err(|error| AnalysisError::reading(&mq.metric, arm, error))?;
             arms.push((arm.clone(), counts));
         }
         metrics.push(MetricCounts { metric: mq.metric, arms });

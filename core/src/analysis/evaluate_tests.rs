@@ -1,7 +1,8 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::analysis::source::BoxFuture;
+use crate::analysis::source::{BoxFuture, SourceError};
+use crate::analysis::template::TemplateError;
 use crate::stats::decision::{Observation, Outcome, decide};
 
 const EXPERIMENT: &str = r#"
@@ -89,7 +90,7 @@ fn template_errors_surface_as_config_errors() {
     let err = run(measure(&exp, Mode::Istio, Duration::from_secs(60), &Table(HashMap::new()))).unwrap_err();
     assert_eq!(
         err,
-        MeasureError::Config(ConfigError::Template(TemplateError::Unknown {
+        AnalysisError::Config(ConfigError::Template(TemplateError::Unknown {
             metric: "bad".into(),
             name: "arm.colour".into()
         }))
@@ -129,7 +130,7 @@ fn missing_data_names_the_metric_and_arm() {
     table.0.remove(&istio_errors("v2.0.0", false));
     let err = run(measure(&experiment(), Mode::Istio, Duration::from_secs(125), &table)).unwrap_err();
     assert!(
-        matches!(&err, MeasureError::Unavailable { metric, arm, error: SourceError::NoData { .. } } if metric == "error-rate" && arm == "v2"),
+        matches!(&err, AnalysisError::Unavailable { metric, arm, error: SourceError::NoData { .. } } if metric == "error-rate" && arm == "v2"),
         "{err}"
     );
     assert!(

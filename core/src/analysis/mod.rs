@@ -3,12 +3,14 @@
 //! counts become the statistics engine's input. See docs/analysis.md.
 
 pub mod builtins;
+pub mod error;
 pub mod evaluate;
 pub mod prometheus;
 pub mod source;
 pub mod template;
 
 pub use builtins::QueryPair;
-pub use evaluate::{ConfigError, MeasureError, Measurements, decision_config, decision_input, measure, queries};
+pub use error::{AnalysisError, ConfigError};
+pub use evaluate::{Measurements, decision_config, decision_input, measure, queries};
 pub use prometheus::PrometheusSource;
 pub use source::{Counts, MetricSource, SourceError};

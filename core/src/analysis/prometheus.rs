@@ -7,6 +7,7 @@ use std::time::Duration;
 use prometheus_http_query::{Client, Error, response::Data};
 
 use super::builtins::QueryPair;
+use super::error::ConfigError;
 use super::source::{BoxFuture, Counts, MetricSource, SourceError, combine};
 
 /// How long one query may take before the source counts as unreachable. reqwest's default
@@ -21,9 +22,9 @@ pub struct PrometheusSource {
 
 impl PrometheusSource {
     /// `address` as in `spec.analysis.provider.prometheus.address`, e.g. `http://prometheus:9090`.
-    pub fn new(address: &str) -> Result<Self, SourceError> {
+    pub fn new(address: &str) -> Result<Self, ConfigError> {
         let client = Client::from_str(address)
-            .map_err(|e| SourceError::Unreachable { source_name: address.into(), message: chain(&e) })?;
+            .map_err(|e| ConfigError::Address { address: address.into(), message: chain(&e) })?;
         Ok(Self { client, address: address.into(), timeout: DEFAULT_TIMEOUT })
     }
 
@@ -40,6 +41,11 @@ impl PrometheusSource {
             .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?;
         let result = match answer {
             Ok(result) => result,
+            // bad_data: Prometheus cannot parse the query (HTTP 400); other errors (timeouts,
+            // execution, 5xx) may pass.
+            Err(Error::Prometheus(e)) if e.is_bad_data() => {
+                return Err(SourceError::Rejected { query: query.into(), message: e.to_string() });
+            }
             Err(Error::Prometheus(e)) => {
                 return Err(SourceError::Query { query: query.into(), message: e.to_string() });
             }
@@ -50,13 +56,13 @@ impl PrometheusSource {
             Data::Vector(v) if v.is_empty() => return Err(no_data(query, "empty result")),
             Data::Vector(v) if v.len() == 1 => v[0].sample().value(),
             Data::Vector(v) => {
-                return Err(SourceError::Query {
+                return Err(SourceError::Rejected {
                     query: query.into(),
                     message: format!("returned {} series; aggregate it to one, e.g. with sum()", v.len()),
                 });
             }
             Data::Matrix(_) => {
-                return Err(SourceError::Query {
+                return Err(SourceError::Rejected {
                     query: query.into(),
                     message: "returned a range vector; an instant value is needed".into(),
                 });

@@ -1,5 +1,6 @@
-//! Where counts come from. Every failure here means "metrics unavailable": the controller
-//! holds the experiment's weights and never reads an error as a pass or a fail.
+//! Where counts come from. A failure is never read as a pass or a fail: a rejected query is a
+//! configuration error (see `AnalysisError::reading`), every other one means "metrics
+//! unavailable" and the controller holds the experiment's weights.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +24,10 @@ pub enum SourceError {
     Query { query: String, message: String },
     #[error("query `{query}` returned no data ({why})")]
     NoData { query: String, why: String },
+    /// The source will never answer the query as written: a syntax error, or an answer that is
+    /// not one instant value (several series, a range vector).
+    #[error("query `{query}` is rejected: {message}")]
+    Rejected { query: String, message: String },
 }
 
 pub trait MetricSource: Send + Sync {

@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::analysis::{MetricSource, PrometheusSource, decision_config, decision_input, measure};
+use crate::analysis::{ConfigError, MetricSource, PrometheusSource, decision_config, decision_input, measure};
 use crate::api::{ArmSamples, Experiment};
 use crate::plan::Mode;
 use crate::stats::decision::decide;
 
 use super::{Analyst, Decided};
 
-/// Picks the metric source for an experiment.
-pub type SourceFor = dyn Fn(&Experiment) -> Result<Arc<dyn MetricSource>, String> + Send + Sync;
+/// Picks the metric source for an experiment; only its configuration can make that fail.
+pub type SourceFor = dyn Fn(&Experiment) -> Result<Arc<dyn MetricSource>, ConfigError> + Send + Sync;
 
 /// An analyst over any metric source.
 pub struct SourceAnalyst {
@@ -22,7 +22,7 @@ pub struct SourceAnalyst {
 
 impl SourceAnalyst {
     pub fn new(
-        source_for: impl Fn(&Experiment) -> Result<Arc<dyn MetricSource>, String> + Send + Sync + 'static,
+        source_for: impl Fn(&Experiment) -> Result<Arc<dyn MetricSource>, ConfigError> + Send + Sync + 'static,
     ) -> Self {
         SourceAnalyst { source_for: Box::new(source_for) }
     }
@@ -43,9 +43,8 @@ impl SourceAnalyst {
                 .and_then(|p| p.prometheus.as_ref())
                 .map(|p| p.address.clone())
                 .or_else(|| default_address.clone())
-                .ok_or("no metric provider: set spec.analysis.provider.prometheus.address (or forklane run --prometheus-url)")?;
-            let source = PrometheusSource::new(&address).map_err(|e| e.to_string())?;
-            Ok(Arc::new(source) as Arc<dyn MetricSource>)
+                .ok_or(ConfigError::NoProvider)?;
+            Ok(Arc::new(PrometheusSource::new(&address)?) as Arc<dyn MetricSource>)
         })
     }
 }
@@ -60,11 +59,11 @@ impl Analyst for SourceAnalyst {
     ) -> Decided<'a> {
         Box::pin(async move {
             let source = (self.source_for)(exp)?;
-            let measured = measure(exp, mode, window, source.as_ref()).await.map_err(|e| e.to_string())?;
+            let measured = measure(exp, mode, window, source.as_ref()).await?;
             let weights: BTreeMap<String, f64> = weights.iter().map(|(arm, w)| (arm.clone(), f64::from(*w))).collect();
-            let input = decision_input(exp, &measured, &weights).map_err(|e| e.to_string())?;
-            let analysis = exp.spec.analysis.as_ref().ok_or("no spec.analysis")?;
-            let decision = decide(&input, &decision_config(analysis)).map_err(|e| e.to_string())?;
+            let input = decision_input(exp, &measured, &weights)?;
+            let analysis = exp.spec.analysis.as_ref().ok_or(ConfigError::NoAnalysis)?;
+            let decision = decide(&input, &decision_config(analysis)).map_err(ConfigError::Decision)?;
             // Samples per arm: the trials of the first metric.
             let samples = measured
                 .metrics
@@ -77,3 +76,7 @@ impl Analyst for SourceAnalyst {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "analyst_tests.rs"]
+mod tests;

@@ -9,6 +9,12 @@ pub const ANALYSING: &str = "Analysing";
 pub const POLICY_VIOLATION: &str = "PolicyViolation";
 pub const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
 pub const SAMPLE_RATIO_MISMATCH: &str = "SampleRatioMismatch";
+/// The analysis cannot run as configured; the experiment was sent back to the control.
+pub const ANALYSIS_CONFIG_INVALID: &str = "AnalysisConfigInvalid";
+
+/// Reasons of `ANALYSIS_CONFIG_INVALID`: True, and False after an analysis that decided.
+pub const REASON_CONFIG_ERROR: &str = "ConfigError";
+pub const REASON_ANALYSIS_RAN: &str = "AnalysisRan";
 
 /// Sets condition `type_`, keeping `lastTransitionTime` when the status does not change.
 pub fn set(

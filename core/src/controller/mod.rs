@@ -27,6 +27,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Client, ResourceExt};
 
+use crate::analysis::AnalysisError;
 use crate::api::Experiment;
 use crate::clock::Clock;
 use crate::istio::{DestinationRule, VirtualService};
@@ -37,8 +38,9 @@ pub use error::{Error, Result};
 use telemetry::Metrics;
 
 /// A decision with the samples per arm behind it, or why there is none.
-pub type Decided<'a> =
-    Pin<Box<dyn Future<Output = std::result::Result<(Decision, Vec<crate::api::ArmSamples>), String>> + Send + 'a>>;
+pub type Decided<'a> = Pin<
+    Box<dyn Future<Output = std::result::Result<(Decision, Vec<crate::api::ArmSamples>), AnalysisError>> + Send + 'a>,
+>;
 
 /// Reads an experiment's metrics and decides.
 pub trait Analyst: Send + Sync {

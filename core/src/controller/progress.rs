@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use crate::analysis::ConfigError;
 use crate::api::duration;
 use crate::api::{ExperimentSpec, ExperimentStatus, OnInconclusive, Phase, PromotionMode, StrategyName};
 use crate::clock::{format_time, parse_time};
@@ -14,6 +15,7 @@ use crate::plan::Target;
 use crate::stats::decision::{Decision, Outcome, Role};
 
 use super::commands::{Commands, Promote};
+use super::conditions::ANALYSIS_CONFIG_INVALID;
 
 /// Everything the next status depends on.
 pub struct Tick<'a> {
@@ -30,6 +32,8 @@ pub struct Tick<'a> {
     pub policy_manual_promotion: bool,
     /// The decision of an analysis run in this reconcile, if one was due and the metrics were there.
     pub decision: Option<&'a Decision>,
+    /// The analysis due in this reconcile cannot run as configured.
+    pub analysis_invalid: Option<&'a ConfigError>,
 }
 
 /// A Kubernetes Event to publish.
@@ -308,6 +312,15 @@ impl Machine<'_> {
         }
         let interval = duration::parse(analysis.interval()).unwrap_or(Duration::from_secs(60));
         self.requeue = Some(interval);
+        if let Some(error) = self.t.analysis_invalid {
+            // Looking again cannot help, and holding a candidate's traffic share indefinitely
+            // without a gate is unsafe: roll back as after a breached guardrail (RolledBack once
+            // the control has all traffic), like every other end without a winner.
+            self.st.last_analysis_at = Some(format_time(now));
+            let message = format!("analysis configuration invalid: {error}");
+            self.event(ANALYSIS_CONFIG_INVALID, message.clone(), true);
+            return Some(Outcome::Rollback { reason: message });
+        }
         let decision = self.t.decision?;
         self.st.last_analysis_at = Some(format_time(now));
         self.st.statistics = serde_json::to_value(decision).ok();

@@ -39,6 +39,8 @@ struct Run {
     commands: Commands,
     manual: bool,
     states: usize,
+    /// The analysis' configuration error in the next ticks.
+    invalid: Option<ConfigError>,
 }
 
 impl Run {
@@ -48,7 +50,14 @@ impl Run {
             crate::plan::plan(&exp, &Target::Step(0), crate::plan::Mode::Istio, &crate::plan::Observed::default())
                 .unwrap()
                 .states;
-        Run { exp, status: ExperimentStatus::default(), commands: Commands::default(), manual: false, states }
+        Run {
+            exp,
+            status: ExperimentStatus::default(),
+            commands: Commands::default(),
+            manual: false,
+            states,
+            invalid: None,
+        }
     }
 
     fn tick(&mut self, now: i64, settled: bool, decision: Option<&Decision>) -> Transition {
@@ -63,6 +72,7 @@ impl Run {
             commands: &self.commands,
             policy_manual_promotion: self.manual,
             decision,
+            analysis_invalid: self.invalid.as_ref(),
         };
         let out = advance(&tick);
         self.status = out.status.clone();
@@ -241,5 +251,36 @@ fn replaying_a_tick_from_the_same_status_gives_the_same_result() {
         r.status = saved;
         let second = r.tick(now, true, None);
         assert_eq!(first, second);
+    }
+}
+
+#[test]
+fn an_invalid_analysis_config_rolls_back_once_and_is_not_retried() {
+    // (example, ticks that reach the analysis, when the first look is due, the weight it held)
+    for (name, start, due) in [("canary", &[0, 1, 302, 303][..], 363), ("ab-test", &[0][..], 60)] {
+        let mut r = Run::new(name);
+        for &now in start {
+            r.tick(now, true, None);
+        }
+        assert_eq!(r.phase(), Phase::Analysing, "{name}");
+        assert!(analysis_due(&r.exp.spec, &r.status, t(due)), "{name}");
+        r.invalid = Some(ConfigError::NoProvider);
+        let out = r.tick(due, true, None);
+        r.invalid = None;
+        assert_eq!(r.status.final_arm.as_deref(), Some("v1"), "{name}: all traffic back to the control");
+        assert_eq!(target(&r.status), Target::Final("v1".into()), "{name}");
+        let invalid = out.events.iter().find(|e| e.reason == "AnalysisConfigInvalid").expect("a warning event");
+        assert!(invalid.warning && invalid.message.contains("no metric provider"), "{name}: {invalid:?}");
+        assert!(out.events.iter().any(|e| e.reason == "RollingBack"), "{name}");
+        assert!(!analysis_due(&r.exp.spec, &r.status, t(due + 3600)), "{name}: never looked at again");
+        let out = r.tick(due + 1, true, None);
+        assert_eq!(r.phase(), Phase::RolledBack, "{name}");
+        assert!(!out.events.iter().any(|e| e.reason == "AnalysisConfigInvalid"), "{name}: warned once");
+        assert!(
+            r.status.message.as_deref().unwrap_or_default().starts_with("rolling back: analysis configuration invalid"),
+            "{name}: {:?}",
+            r.status.message
+        );
+        assert_eq!(r.status.statistics, None, "{name}: no decision recorded");
     }
 }

@@ -11,6 +11,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use crate::analysis::{AnalysisError, ConfigError};
 use crate::api::{ArmSamples, ArmWeightStatus, Experiment, ExperimentStatus, Phase};
 use crate::plan::{self, Plan, PlanError, Target};
 use crate::policy;
@@ -145,6 +146,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
 
     let commands = Commands::from_annotations(exp.metadata.annotations.as_ref());
     let mut decision: Option<Decision> = None;
+    let mut invalid: Option<ConfigError> = None;
     if settled && progress::analysis_due(&exp.spec, &status, now) {
         match measure(exp, ctx, &obs, &planned, &status, now).await {
             Ok((d, samples)) => {
@@ -157,10 +159,33 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
                     generation,
                     now,
                 );
+                set(
+                    &mut status.conditions,
+                    conditions::ANALYSIS_CONFIG_INVALID,
+                    false,
+                    conditions::REASON_ANALYSIS_RAN,
+                    "the analysis ran and decided".into(),
+                    generation,
+                    now,
+                );
                 status.samples = samples;
                 decision = Some(d);
             }
-            Err(message) => {
+            // The state machine ends the experiment: no retry every interval.
+            Err(AnalysisError::Config(e)) => {
+                set(
+                    &mut status.conditions,
+                    conditions::ANALYSIS_CONFIG_INVALID,
+                    true,
+                    conditions::REASON_CONFIG_ERROR,
+                    e.to_string(),
+                    generation,
+                    now,
+                );
+                invalid = Some(e);
+            }
+            Err(e @ AnalysisError::Unavailable { .. }) => {
+                let message = e.to_string();
                 set(
                     &mut status.conditions,
                     conditions::METRICS_UNAVAILABLE,
@@ -209,6 +234,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
         commands: &commands,
         policy_manual_promotion: manual,
         decision: decision.as_ref(),
+        analysis_invalid: invalid.as_ref(),
     };
     let transition = progress::advance(&tick);
     let mut next = transition.status;
@@ -263,7 +289,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
     })
 }
 
-/// Reads the metrics and decides; the error text explains why there is no decision.
+/// Reads the metrics and decides, or says why there is no decision.
 async fn measure(
     exp: &Experiment,
     ctx: &Context,
@@ -271,7 +297,7 @@ async fn measure(
     planned: &Plan,
     status: &ExperimentStatus,
     now: jiff::Timestamp,
-) -> Result<(Decision, Vec<ArmSamples>), String> {
+) -> Result<(Decision, Vec<ArmSamples>), AnalysisError> {
     let window = status
         .analysis_started_at
         .as_deref()

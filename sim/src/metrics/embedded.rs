@@ -27,7 +27,7 @@ impl<S: CounterStore> EmbeddedSource<S> {
     }
 
     fn evaluate(&self, query: &str) -> Result<f64, SourceError> {
-        let terms = expr::parse(query).map_err(|e| SourceError::Query {
+        let terms = expr::parse(query).map_err(|e| SourceError::Rejected {
             query: query.into(),
             message: format!(
                 "the embedded source evaluates only sums and differences of sum(increase(metric{{...}}[range])): {e}"
@@ -103,7 +103,7 @@ mod tests {
     }
 
     #[test]
-    fn no_matching_series_is_no_data_and_other_queries_are_query_errors() {
+    fn no_matching_series_is_no_data_and_other_queries_are_rejected() {
         let s = source();
         assert!(
             matches!(s.evaluate(r#"sum(increase(req{v="3"}[5m]))"#), Err(SourceError::NoData { why, .. }) if why.contains("`req`"))
@@ -113,7 +113,7 @@ mod tests {
             Err(SourceError::NoData { .. })
         ));
         assert!(
-            matches!(s.evaluate("rate(req[5m])"), Err(SourceError::Query { message, .. }) if message.contains("embedded source"))
+            matches!(s.evaluate("rate(req[5m])"), Err(SourceError::Rejected { message, .. }) if message.contains("embedded source"))
         );
     }
 }
