@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::api::duration;
-use crate::api::{ExperimentSpec, ExperimentStatus, OnInconclusive, Phase, PromotionMode, StrategyName};
+use crate::api::{BlueGreen, Canary, ExperimentSpec, ExperimentStatus, OnInconclusive, Phase, PromotionMode, Strategy};
 use crate::clock::{format_time, parse_time};
 use crate::plan::Target;
 use crate::stats::decision::{Decision, Outcome, Role};
@@ -18,7 +17,6 @@ use super::commands::{Commands, Promote};
 /// Everything the next status depends on.
 pub struct Tick<'a> {
     pub spec: &'a ExperimentSpec,
-    pub strategy: StrategyName,
     pub status: &'a ExperimentStatus,
     pub now: Timestamp,
     /// Number of states of the strategy (from the planner).
@@ -62,7 +60,7 @@ pub fn analysis_due(spec: &ExperimentSpec, status: &ExperimentStatus, now: Times
     if status.phase != Some(Phase::Analysing) || status.final_arm.is_some() {
         return false;
     }
-    let interval = duration::parse(analysis.interval()).unwrap_or(Duration::from_secs(60));
+    let interval = analysis.interval();
     match status.last_analysis_at.as_deref().and_then(parse_time) {
         Some(last) => elapsed(last, now) >= interval,
         None => status
@@ -97,12 +95,13 @@ impl Machine<'_> {
         self.events.push(Event { reason, message, warning });
     }
 
+    // The spec was validated by the planner: the control and the candidate exist.
     fn control(&self) -> String {
-        self.t.spec.arms.iter().find(|a| a.control).map(|a| a.name.clone()).unwrap_or_default()
+        self.t.spec.control_arm().map(|a| a.name.clone()).unwrap_or_default()
     }
 
     fn candidate(&self) -> String {
-        self.t.spec.arms.iter().find(|a| !a.control).map(|a| a.name.clone()).unwrap_or_default()
+        self.t.spec.candidate().map(|a| a.name.clone()).unwrap_or_default()
     }
 
     fn manual_promotion(&self) -> bool {
@@ -149,11 +148,11 @@ impl Machine<'_> {
             self.st.message = Some(message);
             return;
         }
-        match self.t.strategy {
-            StrategyName::Canary => self.canary(),
-            StrategyName::BlueGreen => self.blue_green(),
-            StrategyName::AbTest => self.ab_test(),
-            StrategyName::Recreate | StrategyName::RollingUpdate => self.replace(),
+        match &self.t.spec.strategy {
+            Strategy::Canary(canary) => self.canary(canary),
+            Strategy::BlueGreen(bg) => self.blue_green(bg),
+            Strategy::AbTest(_) => self.ab_test(),
+            Strategy::Recreate(_) | Strategy::RollingUpdate(_) => self.replace(),
         }
     }
 
@@ -195,8 +194,8 @@ impl Machine<'_> {
         self.finish(arm, true, why);
     }
 
-    fn canary(&mut self) {
-        let steps = &self.t.spec.strategy.canary.as_ref().expect("canary strategy").steps;
+    fn canary(&mut self, canary: &Canary) {
+        let steps = &canary.steps;
         let k = self.st.current_step.unwrap_or(0).max(0) as usize;
         if self.t.commands.promote == Some(Promote::Full) {
             return self.promote(self.candidate(), "promoted by forklane promote --full".into());
@@ -211,20 +210,16 @@ impl Machine<'_> {
             if self.t.commands.promote.is_some() {
                 return self.next_state("pause ended by forklane promote".into());
             }
-            match pause.duration.as_deref().and_then(|d| duration::parse(d).ok()) {
+            match pause.duration {
                 None => return self.set_phase(Phase::Paused, "paused until forklane promote"),
                 Some(length) => {
                     let started = self.st.step_started_at.as_deref().and_then(parse_time).unwrap_or(self.t.now);
                     let waited = elapsed(started, self.t.now);
-                    if waited >= length {
-                        return self
-                            .next_state(format!("pause of {} over", pause.duration.as_deref().unwrap_or_default()));
+                    if waited >= length.get() {
+                        return self.next_state(format!("pause of {length} over"));
                     }
-                    self.requeue = Some(length - waited);
-                    return self.set_phase(
-                        Phase::Paused,
-                        format!("pausing {} at step {k}", pause.duration.as_deref().unwrap_or_default()),
-                    );
+                    self.requeue = Some(length.get() - waited);
+                    return self.set_phase(Phase::Paused, format!("pausing {length} at step {k}"));
                 }
             }
         }
@@ -238,8 +233,7 @@ impl Machine<'_> {
         }
     }
 
-    fn blue_green(&mut self) {
-        let bg = self.t.spec.strategy.blue_green.as_ref().expect("blue/green strategy");
+    fn blue_green(&mut self, bg: &BlueGreen) {
         let candidate = self.candidate();
         if self.t.commands.promote.is_some() {
             return self.finish(candidate, true, "switched by forklane promote".into());
@@ -306,16 +300,14 @@ impl Machine<'_> {
         } else if self.st.phase != Some(Phase::Analysing) {
             self.set_phase(Phase::Analysing, "analysis resumed");
         }
-        let interval = duration::parse(analysis.interval()).unwrap_or(Duration::from_secs(60));
-        self.requeue = Some(interval);
+        self.requeue = Some(analysis.interval());
         let decision = self.t.decision?;
         self.st.last_analysis_at = Some(format_time(now));
         self.st.statistics = serde_json::to_value(decision).ok();
         match &decision.outcome {
             Outcome::Continue { reason } => {
                 let started = self.st.analysis_started_at.as_deref().and_then(parse_time).unwrap_or(now);
-                let limit = duration::parse(analysis.max_duration()).unwrap_or(Duration::from_secs(86_400));
-                if elapsed(started, now) < limit {
+                if elapsed(started, now) < analysis.max_duration() {
                     self.st.message = Some(reason.clone());
                     return None;
                 }

@@ -11,7 +11,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::api::{ArmSamples, ArmWeightStatus, Experiment, ExperimentStatus, Phase};
+use crate::api::{ArmSamples, ArmWeightStatus, Experiment, ExperimentStatus, Phase, defaults};
 use crate::plan::{self, Plan, PlanError, Target};
 use crate::policy;
 use crate::stats::decision::{Decision, Outcome};
@@ -65,8 +65,8 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
     let mode = obs.mode.expect("observe sets the mode");
     let before = exp.status.clone().unwrap_or_default();
     let mut status = before.clone();
-    status.mesh = Some(mode.as_str().into());
-    status.strategy = exp.spec.strategy.names().first().copied();
+    status.mesh = Some(mode);
+    status.strategy = Some(exp.spec.strategy.name());
     status.observed_generation = exp.metadata.generation;
     let generation = exp.metadata.generation;
 
@@ -201,7 +201,6 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
 
     let tick = Tick {
         spec: &exp.spec,
-        strategy: planned.strategy,
         status: &status,
         now,
         states,
@@ -276,8 +275,8 @@ async fn measure(
         .analysis_started_at
         .as_deref()
         .and_then(crate::clock::parse_time)
-        .map(|s| Duration::from_secs_f64(s.duration_until(now).as_secs_f64().max(1.0)))
-        .unwrap_or(Duration::from_secs(60));
+        .map(|s| Duration::from_secs_f64(s.duration_until(now).as_secs_f64()).max(defaults::MIN_MEASUREMENT_WINDOW))
+        .unwrap_or(defaults::MEASUREMENT_WINDOW);
     let weights: Vec<(String, i32)> = planned.weights.iter().map(|w| (w.arm.clone(), w.desired)).collect();
     ctx.analyst.decide(exp, obs.mode.expect("mode observed"), window, &weights).await
 }
@@ -358,7 +357,7 @@ async fn cleanup(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
     let obs = observe(&ctx.client, exp, ns).await?;
     let mode = obs.mode.expect("observe sets the mode");
     let status = exp.status.clone().unwrap_or_default();
-    let control = exp.spec.arms.iter().find(|a| a.control).map(|a| a.name.clone()).unwrap_or_default();
+    let control = exp.spec.control_arm().map(|a| a.name.clone()).unwrap_or_default();
     let arm = status.winner.clone().filter(|_| status.phase == Some(Phase::Succeeded)).unwrap_or(control);
     let mut released = exp.clone();
     released.metadata.uid = None; // no owner reference in the final objects
