@@ -13,6 +13,7 @@ use crate::plan::Target;
 use crate::stats::decision::{Decision, Outcome, Role};
 
 use super::commands::{Commands, Promote};
+use super::conditions::event;
 
 /// Everything the next status depends on.
 pub struct Tick<'a> {
@@ -163,7 +164,7 @@ impl Machine<'_> {
         self.st.analysis_started_at = None;
         self.st.last_analysis_at = None;
         self.set_phase(Phase::Progressing, why.clone());
-        self.event("StepAdvanced", format!("step {k}: {why}"), false);
+        self.event(event::STEP_ADVANCED, format!("step {k}: {why}"), false);
         self.requeue = Some(Duration::ZERO);
     }
 
@@ -176,7 +177,7 @@ impl Machine<'_> {
             self.set_phase(Phase::Promoting, message);
         } else {
             self.st.winner = None;
-            self.event("RollingBack", message.clone(), true);
+            self.event(event::ROLLING_BACK, message.clone(), true);
             self.set_phase(Phase::Progressing, format!("rolling back: {message}"));
         }
         self.requeue = Some(Duration::ZERO);
@@ -321,7 +322,7 @@ impl Machine<'_> {
         let on = self.t.spec.promotion.as_ref().map(|p| p.on_inconclusive).unwrap_or_default();
         let why = "no decision within maxDuration";
         self.inconclusive = true;
-        self.event("Inconclusive", format!("{why}; onInconclusive: {on:?}"), true);
+        self.event(event::INCONCLUSIVE, format!("{why}; onInconclusive: {on:?}"), true);
         match on {
             OnInconclusive::Rollback => Outcome::Rollback { reason: format!("{why}: rolled back") },
             OnInconclusive::KeepControl => {
@@ -342,7 +343,8 @@ impl Machine<'_> {
     }
 }
 
-fn phase_reason(phase: Phase) -> &'static str {
+/// The phase's name: the reason of its Event and of the `Progressing` condition.
+pub fn phase_reason(phase: Phase) -> &'static str {
     match phase {
         Phase::Pending => "Pending",
         Phase::Progressing => "Progressing",

@@ -19,7 +19,7 @@ use crate::stats::decision::{Decision, Outcome};
 use super::Context;
 use super::apply::{Applied, FIELD_MANAGER, apply};
 use super::commands::{Commands, clear_one_shot};
-use super::conditions::{self, set};
+use super::conditions::{self, event, reason, set};
 use super::error::{Error, Result};
 use super::observe::{Observation, observe};
 use super::progress::{self, Tick};
@@ -87,7 +87,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
             &mut status.conditions,
             conditions::READY,
             false,
-            "ConflictingVirtualService",
+            reason::CONFLICTING_VIRTUAL_SERVICE,
             message.clone(),
             generation,
             now,
@@ -109,7 +109,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
             &mut status.conditions,
             conditions::POLICY_VIOLATION,
             true,
-            "PolicyViolated",
+            reason::POLICY_VIOLATED,
             message.clone(),
             generation,
             now,
@@ -118,7 +118,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
             status.phase = Some(Phase::Pending);
         }
         status.message = Some(format!("traffic held: {message}"));
-        publish(ctx, exp, "PolicyViolation", &message, true).await;
+        publish(ctx, exp, event::POLICY_VIOLATION, &message, true).await;
         write_status(exp, ctx, ns, &before, status).await?;
         return Ok(Action::requeue(ctx.clock.real_duration(Duration::from_secs(60))));
     }
@@ -126,7 +126,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
         &mut status.conditions,
         conditions::POLICY_VIOLATION,
         false,
-        "Compliant",
+        reason::COMPLIANT,
         "no policy violated".into(),
         generation,
         now,
@@ -152,7 +152,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
                     &mut status.conditions,
                     conditions::METRICS_UNAVAILABLE,
                     false,
-                    "MetricsRead",
+                    reason::METRICS_READ,
                     "metrics read".into(),
                     generation,
                     now,
@@ -165,23 +165,24 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
                     &mut status.conditions,
                     conditions::METRICS_UNAVAILABLE,
                     true,
-                    "MetricsUnavailable",
+                    reason::METRICS_UNAVAILABLE,
                     message.clone(),
                     generation,
                     now,
                 );
                 status.last_analysis_at = Some(crate::clock::format_time(now));
                 status.message = Some(format!("weights held: {message}"));
-                publish(ctx, exp, "MetricsUnavailable", &message, true).await;
+                publish(ctx, exp, event::METRICS_UNAVAILABLE, &message, true).await;
             }
         }
     }
     if let Some(d) = &decision {
-        let (outcome, srm) = match &d.outcome {
-            Outcome::Promote { .. } => ("promote", false),
-            Outcome::Rollback { reason } => ("rollback", reason.starts_with("sample ratio mismatch")),
-            Outcome::Continue { .. } => ("continue", false),
+        let outcome = match &d.outcome {
+            Outcome::Promote { .. } => "promote",
+            Outcome::Rollback { .. } => "rollback",
+            Outcome::Continue { .. } => "continue",
         };
+        let srm = d.srm.is_some_and(|s| s.mismatch);
         ctx.metrics.decisions.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
         let p = d
             .srm
@@ -192,7 +193,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
             &mut status.conditions,
             conditions::SAMPLE_RATIO_MISMATCH,
             srm,
-            if srm { "SampleRatioMismatch" } else { "SampleRatioOk" },
+            if srm { reason::SAMPLE_RATIO_MISMATCH } else { reason::SAMPLE_RATIO_OK },
             p,
             generation,
             now,
@@ -221,7 +222,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
         &mut next.conditions,
         conditions::READY,
         settled,
-        if settled { "RoutingApplied" } else { "Waiting" },
+        if settled { reason::ROUTING_APPLIED } else { reason::WAITING },
         if settled { "routing matches the current step".into() } else { next.message.clone().unwrap_or_default() },
         generation,
         now,
@@ -231,7 +232,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
         &mut next.conditions,
         conditions::PROGRESSING,
         progressing,
-        &format!("{phase:?}"),
+        progress::phase_reason(phase),
         next.message.clone().unwrap_or_default(),
         generation,
         now,
@@ -240,7 +241,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
         &mut next.conditions,
         conditions::ANALYSING,
         phase == Phase::Analysing,
-        if phase == Phase::Analysing { "Analysing" } else { "NotAnalysing" },
+        if phase == Phase::Analysing { reason::ANALYSING } else { reason::NOT_ANALYSING },
         next.message.clone().unwrap_or_default(),
         generation,
         now,
@@ -305,7 +306,7 @@ async fn finish_failed(
     let before = exp.status.clone().unwrap_or_default();
     let message = error.to_string().replace('\n', "; ");
     if before.phase != Some(Phase::Failed) {
-        publish(ctx, exp, "Failed", &message, true).await;
+        publish(ctx, exp, progress::phase_reason(Phase::Failed), &message, true).await;
     }
     status.phase = Some(Phase::Failed);
     status.message = Some(message);
@@ -368,6 +369,6 @@ async fn cleanup(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
         apply(&ctx.client, &released, ns, &planned, &obs, &mut writes).await?;
         ctx.count_writes(writes);
     }
-    publish(ctx, exp, "RoutingRestored", &format!("all traffic to {arm} before deletion"), false).await;
+    publish(ctx, exp, event::ROUTING_RESTORED, &format!("all traffic to {arm} before deletion"), false).await;
     Ok(Action::await_change())
 }
