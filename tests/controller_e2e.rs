@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use e2e_common::*;
-use forklane_core::api::{Experiment, Phase};
+use forklane_core::api::{Experiment, Phase, Routing};
 use forklane_core::controller::{Analyst, Decided};
-use forklane_core::plan::Mode;
 use kube::api::{Patch, PatchParams};
 
 const ENDED: &[Phase] = &[Phase::Succeeded, Phase::RolledBack, Phase::Failed];
@@ -59,7 +58,7 @@ async fn ab_test_with_a_true_winner_promotes_it() {
     let exp = env.wait_for_phase("ab", LONG, ENDED).await;
     let status = exp.status.unwrap();
     assert_eq!((status.phase, status.winner.as_deref()), (Some(Phase::Succeeded), Some("v2")), "{:?}", status.message);
-    assert_eq!(status.mesh.as_deref(), Some("istio"));
+    assert_eq!(status.mesh, Some(Routing::Istio));
     let stats = status.statistics.expect("the numbers behind the decision are in the status");
     assert_eq!(stats["outcome"]["action"], "promote");
     assert!(status.samples.iter().all(|s| s.samples >= 500.0), "{:?}", status.samples);
@@ -222,7 +221,7 @@ async fn native_canary_hits_the_replica_ratios() {
         })
         .await;
     let status = exp.status.unwrap();
-    assert_eq!(status.mesh.as_deref(), Some("none"));
+    assert_eq!(status.mesh, Some(Routing::Native));
     env.wait_ready("my-app-v1", 9).await;
     env.wait_ready("my-app-v2", 1).await;
     // kube-proxy picks endpoints uniformly: v2 answers about 1 in 10.
@@ -394,7 +393,7 @@ impl Analyst for Counting {
     fn decide<'a>(
         &'a self,
         exp: &'a Experiment,
-        mode: Mode,
+        mode: Routing,
         window: Duration,
         weights: &'a [(String, i32)],
     ) -> Decided<'a> {

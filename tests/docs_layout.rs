@@ -34,11 +34,7 @@ fn top_level_folders() -> Vec<String> {
 
 /// `pub mod NAME;` lines of a crate root.
 fn public_modules(lib: &str) -> Vec<String> {
-    read(lib)
-        .lines()
-        .filter_map(|l| l.strip_prefix("pub mod "))
-        .map(|l| l.trim_end_matches(';').to_string())
-        .collect()
+    read(lib).lines().filter_map(|l| l.strip_prefix("pub mod ")).map(|l| l.trim_end_matches(';').to_string()).collect()
 }
 
 #[test]

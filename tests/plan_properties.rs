@@ -1,14 +1,16 @@
 //! Invariants of the planner for random valid experiments.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
+use forklane_core::api::Routing;
 use forklane_core::api::Strategy as Spec;
 use forklane_core::api::{
     AbRule, AbTest, Arm, Canary, CanaryStep, Experiment, ExperimentSpec, MeshMode, Mirror, Pause, RuleMatch,
     ServiceRef, Sticky, StringMatch,
 };
 use forklane_core::plan::steps::proportional;
-use forklane_core::plan::{Action, Mode, Observed, Target, plan};
+use forklane_core::plan::{Action, Observed, Target, plan};
 use kube::api::ObjectMeta;
 use proptest::prelude::*;
 
@@ -80,7 +82,7 @@ fn ab_experiment() -> impl Strategy<Value = Experiment> {
                 ..Default::default()
             };
             let mirror = mirror.map(|(arm, percent)| Mirror { arm: arms[arm].name.clone(), percent });
-            experiment(arms, Spec { ab_test: Some(ab), ..Default::default() }, mirror)
+            experiment(arms, Spec::AbTest(ab), mirror)
         })
 }
 
@@ -92,21 +94,20 @@ fn canary_experiment() -> impl Strategy<Value = Experiment> {
             .flat_map(|w| {
                 [
                     CanaryStep { set_weight: Some(w), ..Default::default() },
-                    CanaryStep { pause: Some(Pause { duration: Some("1m".into()) }), ..Default::default() },
+                    CanaryStep {
+                        pause: Some(Pause { duration: Some(Duration::from_secs(60).into()) }),
+                        ..Default::default()
+                    },
                 ]
             })
             .collect();
-        experiment(
-            arms(2),
-            Spec { canary: Some(Canary { steps, total_replicas: Some(10) }), ..Default::default() },
-            None,
-        )
+        experiment(arms(2), Spec::Canary(Canary { steps, total_replicas: Some(10) }), None)
     })
 }
 
 /// Checks one Istio plan: weights, subsets, order of routes.
 fn check_istio(exp: &Experiment, target: &Target, observed: &Observed) -> BTreeSet<String> {
-    let p = plan(exp, target, Mode::Istio, observed).unwrap();
+    let p = plan(exp, target, Routing::Istio, observed).unwrap();
     let mut subsets: BTreeSet<String> = observed.subsets.clone().unwrap_or_default();
     let mut last_subsets = subsets.clone();
     for action in &p.actions {
@@ -145,9 +146,13 @@ fn check_istio(exp: &Experiment, target: &Target, observed: &Observed) -> BTreeS
                         assert_eq!(http.len(), 1, "a final state keeps only the catch-all");
                         vec![]
                     }
-                    Target::Step(_) => {
-                        exp.spec.strategy.ab_test.iter().flat_map(|a| a.rules.iter().map(|r| r.name.clone())).collect()
-                    }
+                    Target::Step(_) => exp
+                        .spec
+                        .strategy
+                        .ab_test()
+                        .iter()
+                        .flat_map(|a| a.rules.iter().map(|r| r.name.clone()))
+                        .collect(),
                 };
                 let names: Vec<String> = http.iter().take(rules.len()).map(|r| r.name.clone().unwrap()).collect();
                 assert_eq!(names, rules, "rule order is preserved, rules first");
@@ -171,7 +176,7 @@ proptest! {
 
     #[test]
     fn canary_transitions_are_make_before_break(exp in canary_experiment()) {
-        let states = plan(&exp, &Target::Step(0), Mode::Istio, &Observed::default()).unwrap().states;
+        let states = plan(&exp, &Target::Step(0), Routing::Istio, &Observed::default()).unwrap().states;
         let mut observed = Observed::default();
         for step in (0..states).chain((0..states).rev()) {
             // Each plan is applied after the previous one: its DestinationRule is what is observed.
@@ -183,13 +188,13 @@ proptest! {
     #[test]
     fn native_replicas_follow_weights(exp in ab_experiment().prop_filter("split only", |e| e.spec.mirror.is_none())) {
         let mut exp = exp;
-        if let Some(ab) = exp.spec.strategy.ab_test.as_mut() {
+        if let Spec::AbTest(ab) = &mut exp.spec.strategy {
             ab.allow_degraded = true;
         }
-        let p = plan(&exp, &Target::Step(0), Mode::Native, &Observed::default()).unwrap();
+        let p = plan(&exp, &Target::Step(0), Routing::Native, &Observed::default()).unwrap();
         let replicas = p.replicas.unwrap();
         prop_assert_eq!(replicas.iter().map(|(_, n)| n).sum::<i32>(), 20);
-        let split = &exp.spec.strategy.ab_test.as_ref().unwrap().split;
+        let split = &exp.spec.strategy.ab_test().unwrap().split;
         for (arm, n) in &replicas {
             prop_assert!(split[arm] == 0 || *n >= 1, "arm {} with weight {} got no pod", arm, split[arm]);
         }

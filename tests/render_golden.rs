@@ -5,9 +5,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use forklane::cli::render::{MeshArg, RenderArgs, render};
+use forklane::cli::render::{RenderArgs, render};
+use forklane_core::api::Routing;
 use forklane_core::api::load::{Document, load_documents};
-use forklane_core::plan::{Action, Mode, Observed, Target, plan};
+use forklane_core::plan::{Action, Observed, Target, plan};
 
 fn examples() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
@@ -27,14 +28,14 @@ fn experiments(path: &Path) -> Vec<forklane_core::api::Experiment> {
 }
 
 /// Every state of the file rendered through the CLI code, errors included, as one text.
-fn render_all(path: &Path, mesh: MeshArg, mode: Mode) -> String {
+fn render_all(path: &Path, mode: Routing) -> String {
     let exp = &experiments(path)[0];
     let states = plan(exp, &Target::Step(0), mode, &Observed::default()).map(|p| p.states).unwrap_or(1);
     let mut out = String::new();
     let targets =
         (0..states).map(|n| (Some(n), None)).chain(std::iter::once((None, Some(exp.spec.arms[1].name.clone()))));
     for (step, final_arm) in targets {
-        let args = RenderArgs { file: path.to_path_buf(), step, final_arm, mesh: Some(mesh) };
+        let args = RenderArgs { file: path.to_path_buf(), step, final_arm, mesh: Some(mode) };
         match render(&args) {
             Ok(yaml) => out.push_str(&yaml),
             Err(errors) => out.push_str(&format!("# error\n{}\n", errors.join("\n"))),
@@ -48,8 +49,8 @@ fn render_all(path: &Path, mesh: MeshArg, mode: Mode) -> String {
 fn golden_renders_of_every_example() {
     for path in examples() {
         let stem = path.file_stem().unwrap().to_string_lossy().to_string();
-        for (mesh, mode, suffix) in [(MeshArg::Istio, Mode::Istio, "istio"), (MeshArg::None, Mode::Native, "none")] {
-            insta::assert_snapshot!(format!("{stem}-{suffix}"), render_all(&path, mesh, mode));
+        for mode in [Routing::Istio, Routing::Native] {
+            insta::assert_snapshot!(format!("{stem}-{}", mode.as_str()), render_all(&path, mode));
         }
     }
 }
@@ -59,11 +60,11 @@ fn every_rendered_istio_object_is_valid() {
     let mut checked = 0;
     for path in examples() {
         for exp in experiments(&path) {
-            let states = plan(&exp, &Target::Step(0), Mode::Istio, &Observed::default()).unwrap().states;
+            let states = plan(&exp, &Target::Step(0), Routing::Istio, &Observed::default()).unwrap().states;
             let targets =
                 (0..states).map(Target::Step).chain(exp.spec.arms.iter().map(|a| Target::Final(a.name.clone())));
             for target in targets {
-                let p = plan(&exp, &target, Mode::Istio, &Observed::default()).unwrap();
+                let p = plan(&exp, &target, Routing::Istio, &Observed::default()).unwrap();
                 let drs: Vec<_> = p
                     .actions
                     .iter()

@@ -12,10 +12,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use forklane::cli::render::{MeshArg, RenderArgs, render};
+use forklane::cli::render::{RenderArgs, render};
 use forklane::cli::yaml::to_yaml;
+use forklane_core::api::Routing;
 use forklane_core::api::load::{Document, load_documents};
-use forklane_core::plan::{Mode, Observed, Target, plan};
+use forklane_core::plan::{Observed, Target, plan};
 use serde_json::{Value, json};
 
 const READ: &str = r#"
@@ -67,11 +68,11 @@ fn every_rendered_example_reads_back_identically_in_yaml_1_1_and_1_2() {
     for path in examples() {
         let docs = load_documents(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let Some(Document::Experiment(exp)) = docs.into_iter().next() else { continue };
-        for (mesh, mode) in [(MeshArg::Istio, Mode::Istio), (MeshArg::None, Mode::Native)] {
+        for mode in [Routing::Istio, Routing::Native] {
             let Ok(start) = plan(&exp, &Target::Step(0), mode, &Observed::default()) else { continue };
             let finals = exp.spec.arms.iter().map(|a| (None, Some(a.name.clone())));
             for (step, final_arm) in (0..start.states).map(|n| (Some(n), None)).chain(finals) {
-                let args = RenderArgs { file: path.clone(), step, final_arm: final_arm.clone(), mesh: Some(mesh) };
+                let args = RenderArgs { file: path.clone(), step, final_arm: final_arm.clone(), mesh: Some(mode) };
                 let Ok(text) = render(&args) else { continue }; // errors: see render_golden
                 let target = final_arm.map_or(Target::Step(step.unwrap_or(0)), Target::Final);
                 objects.extend(

@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use forklane_core::api::Experiment;
+use forklane_core::api::Routing;
 use forklane_core::api::load::{Document, load_documents};
 use forklane_core::istio::VirtualService;
-use forklane_core::plan::{Action, Mode, Observed, Plan, Target, plan};
+use forklane_core::plan::{Action, Observed, Plan, Target, plan};
 use forklane_sim::traffic::loadgen::{self, LoadSpec, Population};
 use forklane_sim::traffic::{Dataplane, Pod, Request, Service, ServiceKey, ServicePort, Snapshot};
 use proptest::strategy::{Strategy, ValueTree};
@@ -42,7 +43,7 @@ fn examples() -> Vec<(String, Experiment)> {
 }
 
 fn plan_at(exp: &Experiment, step: usize) -> Plan {
-    plan(exp, &Target::Step(step), Mode::Istio, &Observed::default()).unwrap()
+    plan(exp, &Target::Step(step), Routing::Istio, &Observed::default()).unwrap()
 }
 
 /// The cluster after the plan's actions: the Service, ready pods for every arm (named
@@ -191,10 +192,8 @@ fn requests_satisfying_a_rule_always_reach_its_arm() {
 #[test]
 fn sticky_users_never_change_arm() {
     let dataplane = Dataplane::default();
-    let sticky: Vec<_> = examples()
-        .into_iter()
-        .filter(|(_, e)| e.spec.strategy.ab_test.as_ref().is_some_and(|a| a.sticky.is_some()))
-        .collect();
+    let sticky: Vec<_> =
+        examples().into_iter().filter(|(_, e)| e.spec.strategy.ab_test().is_some_and(|a| a.sticky.is_some())).collect();
     assert!(sticky.len() >= 2);
     for (file, exp) in sticky {
         let (snap, service, _) = cluster(&exp, &plan_at(&exp, 0));

@@ -1,7 +1,8 @@
 //! Every kind of bad Experiment gets a clear error that names the field and the value.
 
+use forklane_core::api::Routing;
 use forklane_core::api::load::{Document, load_documents};
-use forklane_core::api::validate::{Routing, validate};
+use forklane_core::api::validate::validate;
 
 const BASE: &str = r#"
 apiVersion: forklane.io/v1alpha1
@@ -63,8 +64,8 @@ fn each_bad_input_is_named() {
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "unknown strategy",
-            edit("    abTest:", "    blueGreenX: {}\n    abTestX:"),
-            "spec.strategy.blueGreenX: unknown field",
+            edit("    abTest:", "    abTestX:"),
+            "spec.strategy.abTestX: unknown field (strategies: recreate, rollingUpdate, blueGreen, canary, abTest)",
         ),
         (
             "two strategies",
@@ -154,6 +155,26 @@ fn each_bad_input_is_named() {
             "canary decreasing",
             canary("[{setWeight: 50}, {setWeight: 20}]"),
             "spec.strategy.canary.steps[1].setWeight: 20 decreases the weight from 50 without an analysis step before it",
+        ),
+        (
+            "pause duration not a duration",
+            canary("[{setWeight: 10}, {pause: {duration: 5x}}]"),
+            "spec.strategy.canary.steps[1].pause.duration: \"5x\" is not a duration (examples: 30s, 5m, 1h30m, 24h)",
+        ),
+        (
+            "analysis interval not a duration",
+            format!("{BASE}  analysis:\n    interval: soon\n"),
+            "spec.analysis.interval: \"soon\" is not a duration",
+        ),
+        (
+            "analysis interval of zero",
+            format!("{BASE}  analysis:\n    interval: 0s\n"),
+            "spec.analysis.interval: must be longer than zero",
+        ),
+        (
+            "freeze window not a duration",
+            "apiVersion: forklane.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: p}\nspec:\n  freezeWindows:\n    - {schedule: '0 16 * * 5', duration: 64 hours}\n".into(),
+            "spec.freezeWindows[0].duration: \"64 hours\" is not a duration",
         ),
         (
             "mirror to control",

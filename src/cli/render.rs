@@ -4,16 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use forklane_core::api::load::Document;
-use forklane_core::api::{Experiment, MeshMode};
-use forklane_core::plan::{Action, Mode, Observed, Plan, Target, plan};
+use forklane_core::api::{Experiment, Routing, defaults};
+use forklane_core::plan::{Action, Observed, Plan, Target, plan};
 
 use super::{display_name, read_documents};
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum MeshArg {
-    Istio,
-    None,
-}
 
 #[derive(Debug, clap::Args)]
 pub struct RenderArgs {
@@ -27,8 +21,8 @@ pub struct RenderArgs {
     #[arg(long = "final", value_name = "ARM")]
     pub final_arm: Option<String>,
     /// Routing mode; default spec.mesh (`auto` renders the Istio objects offline).
-    #[arg(long)]
-    pub mesh: Option<MeshArg>,
+    #[arg(long, value_name = "istio|none")]
+    pub mesh: Option<Routing>,
 }
 
 /// The rendered YAML of every Experiment in the file, or the errors.
@@ -41,10 +35,7 @@ pub fn render(args: &RenderArgs) -> Result<String, Vec<String>> {
     let mut out = String::new();
     let mut errors = Vec::new();
     for exp in documents.iter().filter_map(|d| if let Document::Experiment(e) = d { Some(e) } else { None }) {
-        let mode = match (args.mesh, exp.spec.mesh) {
-            (Some(MeshArg::None), _) | (None, MeshMode::None) => Mode::Native,
-            _ => Mode::Istio,
-        };
+        let mode = args.mesh.or(exp.spec.mesh.resolve(None)).unwrap_or(defaults::OFFLINE_ROUTING);
         match plan(exp, &target, mode, &Observed::default()) {
             Ok(p) => out.push_str(&to_yaml(exp, &target, &p)),
             Err(e) => errors.extend(e.to_string().lines().map(|l| format!("{}: {l}", display_name(&exp.metadata)))),

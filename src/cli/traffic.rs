@@ -24,7 +24,7 @@ pub struct TrafficArgs {
     #[arg(long, value_delimiter = ',')]
     pub regions: Vec<String>,
     /// The header that carries the region.
-    #[arg(long, default_value = "x-region")]
+    #[arg(long, default_value = forklane_core::api::defaults::REGION_HEADER)]
     pub region_header: String,
     /// How long to run, e.g. 10s, 2m.
     #[arg(long, value_parser = forklane_core::api::duration::parse, conflicts_with = "requests")]

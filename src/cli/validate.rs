@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use forklane_core::api::load::Document;
-use forklane_core::api::validate::{Routing, validate};
-use forklane_core::api::{Experiment, MeshMode, RolloutPolicy};
+use forklane_core::api::validate::validate;
+use forklane_core::api::{Experiment, RolloutPolicy, defaults};
 use forklane_core::policy;
 
 use super::{display_name, read_documents};
@@ -56,7 +56,7 @@ pub fn problems(args: &ValidateArgs, now: Option<i64>) -> Vec<String> {
     for doc in &documents {
         match doc {
             Document::Experiment(exp) => {
-                let routing = if exp.spec.mesh == MeshMode::None { Routing::Native } else { Routing::Istio };
+                let routing = exp.spec.mesh.resolve(None).unwrap_or(defaults::OFFLINE_ROUTING);
                 for p in validate(&exp.spec, routing) {
                     report("Experiment", &exp.metadata, p.to_string());
                 }

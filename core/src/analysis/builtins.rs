@@ -9,8 +9,8 @@
 //! label (Istio fills that label from the pod's `version` label), else by
 //! `destination_workload` = the arm's Deployment. Without a mesh, by `namespace` and `version`.
 
+use crate::api::Routing;
 use crate::api::{Arm, Builtin, Metric};
-use crate::plan::Mode;
 
 use super::template::escape_quoted;
 
@@ -50,10 +50,10 @@ fn builtin_name(b: Builtin) -> &'static str {
 }
 
 /// The smallest bucket bound ≥ `threshold_ms`: a threshold between two bounds is rounded up.
-pub fn bucket_bound(metric: &Metric, threshold_ms: f64, mode: Mode) -> Result<f64, BuiltinError> {
+pub fn bucket_bound(metric: &Metric, threshold_ms: f64, mode: Routing) -> Result<f64, BuiltinError> {
     let bounds: &[f64] = match mode {
-        Mode::Istio => &ISTIO_BUCKETS_MS,
-        Mode::Native => &NATIVE_BUCKETS_MS,
+        Routing::Istio => &ISTIO_BUCKETS_MS,
+        Routing::Native => &NATIVE_BUCKETS_MS,
     };
     let max = bounds[bounds.len() - 1];
     bounds.iter().copied().find(|b| threshold_ms >= 0.0 && *b >= threshold_ms).ok_or(BuiltinError::Threshold {
@@ -80,10 +80,10 @@ fn le_matcher(bound: f64) -> String {
 }
 
 /// The success/trial templates of a builtin metric for one arm.
-pub fn templates(builtin: Builtin, metric: &Metric, mode: Mode, arm: &Arm) -> Result<QueryPair, BuiltinError> {
+pub fn templates(builtin: Builtin, metric: &Metric, mode: Routing, arm: &Arm) -> Result<QueryPair, BuiltinError> {
     let name = builtin_name(builtin);
     let (selector, histogram, per_ms) = match mode {
-        Mode::Istio => {
+        Routing::Istio => {
             let arm_label = if arm.selector.contains_key("version") {
                 r#"destination_version="{{ arm.selector.version }}""#
             } else {
@@ -94,7 +94,7 @@ pub fn templates(builtin: Builtin, metric: &Metric, mode: Mode, arm: &Arm) -> Re
             );
             (selector, "istio_request_duration_milliseconds", 1.0)
         }
-        Mode::Native => {
+        Routing::Native => {
             if !arm.selector.contains_key("version") {
                 return Err(BuiltinError::NoVersion {
                     metric: metric.name.clone(),
@@ -115,8 +115,8 @@ pub fn templates(builtin: Builtin, metric: &Metric, mode: Mode, arm: &Arm) -> Re
     Ok(match builtin {
         Builtin::IstioErrorRate => {
             let (requests, code) = match mode {
-                Mode::Istio => ("istio_requests_total", "response_code"),
-                Mode::Native => ("http_requests_total", "code"),
+                Routing::Istio => ("istio_requests_total", "response_code"),
+                Routing::Native => ("http_requests_total", "code"),
             };
             QueryPair { success: increase(requests, &format!(r#",{code}=~"5..""#)), trial: increase(requests, "") }
         }

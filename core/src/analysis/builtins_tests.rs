@@ -24,8 +24,9 @@ fn arm(labels: &[(&str, &str)]) -> Arm {
 
 #[test]
 fn istio_error_rate_selects_by_version_when_the_arm_has_one() {
-    let q = templates(Builtin::IstioErrorRate, &metric(None), Mode::Istio, &arm(&[("app", "shop"), ("version", "v2")]))
-        .unwrap();
+    let q =
+        templates(Builtin::IstioErrorRate, &metric(None), Routing::Istio, &arm(&[("app", "shop"), ("version", "v2")]))
+            .unwrap();
     let sel = r#"reporter="destination",destination_service_namespace="{{ namespace }}",destination_service_name="{{ service.name }}",destination_version="{{ arm.selector.version }}""#;
     assert_eq!(q.trial, format!("sum(increase(istio_requests_total{{{sel}}}[{{{{ window }}}}]))"));
     assert_eq!(
@@ -36,14 +37,14 @@ fn istio_error_rate_selects_by_version_when_the_arm_has_one() {
 
 #[test]
 fn istio_builtins_fall_back_to_the_workload_without_a_version_label() {
-    let q = templates(Builtin::IstioErrorRate, &metric(None), Mode::Istio, &arm(&[("track", "canary")])).unwrap();
+    let q = templates(Builtin::IstioErrorRate, &metric(None), Routing::Istio, &arm(&[("track", "canary")])).unwrap();
     assert!(q.trial.contains(r#"destination_workload="{{ arm.deployment }}""#), "{}", q.trial);
     assert!(!q.trial.contains("destination_version"));
 }
 
 #[test]
 fn latency_rounds_the_threshold_up_to_a_bucket_bound() {
-    let q = templates(Builtin::IstioLatency, &metric(Some(300.0)), Mode::Istio, &arm(&[("version", "v2")])).unwrap();
+    let q = templates(Builtin::IstioLatency, &metric(Some(300.0)), Routing::Istio, &arm(&[("version", "v2")])).unwrap();
     assert!(
         q.success.starts_with(&format!("{} - sum(increase(istio_request_duration_milliseconds_bucket{{", q.trial)),
         "{}",
@@ -51,12 +52,12 @@ fn latency_rounds_the_threshold_up_to_a_bucket_bound() {
     );
     assert!(q.success.ends_with(r#"le=~"500|500\\.0"}[{{ window }}]))"#), "{}", q.success);
     assert!(q.trial.starts_with("sum(increase(istio_request_duration_milliseconds_count{"));
-    assert_eq!(bucket_bound(&metric(None), 500.0, Mode::Istio).unwrap(), 500.0);
-    assert_eq!(bucket_bound(&metric(None), 0.2, Mode::Istio).unwrap(), 0.5);
+    assert_eq!(bucket_bound(&metric(None), 500.0, Routing::Istio).unwrap(), 500.0);
+    assert_eq!(bucket_bound(&metric(None), 0.2, Routing::Istio).unwrap(), 0.5);
     assert!(
-        matches!(bucket_bound(&metric(None), 3_600_001.0, Mode::Istio), Err(BuiltinError::Threshold { value, .. }) if value == 3_600_001.0)
+        matches!(bucket_bound(&metric(None), 3_600_001.0, Routing::Istio), Err(BuiltinError::Threshold { value, .. }) if value == 3_600_001.0)
     );
-    assert!(bucket_bound(&metric(None), -1.0, Mode::Istio).is_err());
+    assert!(bucket_bound(&metric(None), -1.0, Routing::Istio).is_err());
 }
 
 #[test]
@@ -69,17 +70,17 @@ fn large_bounds_match_both_exporters_spellings() {
 #[test]
 fn native_mode_uses_the_apps_own_metrics_in_seconds() {
     let a = arm(&[("version", "v2")]);
-    let err = templates(Builtin::IstioErrorRate, &metric(None), Mode::Native, &a).unwrap();
+    let err = templates(Builtin::IstioErrorRate, &metric(None), Routing::Native, &a).unwrap();
     assert_eq!(
         err.success,
         r#"sum(increase(http_requests_total{namespace="{{ namespace }}",version="{{ arm.selector.version }}",code=~"5.."}[{{ window }}]))"#
     );
     // 0.4 ms rounds up to the clients' smallest default bucket, 5 ms.
-    let lat = templates(Builtin::IstioLatency, &metric(Some(0.4)), Mode::Native, &a).unwrap();
+    let lat = templates(Builtin::IstioLatency, &metric(Some(0.4)), Routing::Native, &a).unwrap();
     assert!(lat.success.ends_with(r#"http_request_duration_seconds_bucket{namespace="{{ namespace }}",version="{{ arm.selector.version }}",le=~"0\\.005"}[{{ window }}]))"#), "{}", lat.success);
-    assert!(bucket_bound(&metric(None), 10_001.0, Mode::Native).is_err());
+    assert!(bucket_bound(&metric(None), 10_001.0, Routing::Native).is_err());
     let no_version =
-        templates(Builtin::IstioErrorRate, &metric(None), Mode::Native, &arm(&[("track", "b")])).unwrap_err();
+        templates(Builtin::IstioErrorRate, &metric(None), Routing::Native, &arm(&[("track", "b")])).unwrap_err();
     assert_eq!(
         no_version,
         BuiltinError::NoVersion { metric: "latency".into(), builtin: "istio-error-rate", arm: "v2".into() }
@@ -88,6 +89,6 @@ fn native_mode_uses_the_apps_own_metrics_in_seconds() {
 
 #[test]
 fn latency_without_threshold_is_an_error() {
-    let err = templates(Builtin::IstioLatency, &metric(None), Mode::Istio, &arm(&[("version", "v2")])).unwrap_err();
+    let err = templates(Builtin::IstioLatency, &metric(None), Routing::Istio, &arm(&[("version", "v2")])).unwrap_err();
     assert!(err.to_string().contains("thresholdMs"), "{err}");
 }

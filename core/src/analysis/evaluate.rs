@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::api::Routing;
 use crate::api::{Analysis, Direction, Experiment, Method, Metric, Role};
-use crate::plan::Mode;
 use crate::stats::decision::{self as stats, DecisionConfig, DecisionInput};
 
 use super::builtins::{self, QueryPair};
@@ -40,7 +40,7 @@ fn analysis(exp: &Experiment) -> Result<&Analysis, ConfigError> {
 }
 
 /// Renders every metric's queries for every arm; `since_start` becomes `{{ window }}`.
-pub fn queries(exp: &Experiment, mode: Mode, since_start: Duration) -> Result<Vec<MetricQueries>, ConfigError> {
+pub fn queries(exp: &Experiment, mode: Routing, since_start: Duration) -> Result<Vec<MetricQueries>, ConfigError> {
     let namespace = exp.metadata.namespace.as_deref().unwrap_or("default");
     let experiment = exp.metadata.name.as_deref().unwrap_or_default();
     let mut out = Vec::new();
@@ -67,7 +67,7 @@ pub fn queries(exp: &Experiment, mode: Mode, since_start: Duration) -> Result<Ve
 /// Reads every metric for every arm from `source`.
 pub async fn measure(
     exp: &Experiment,
-    mode: Mode,
+    mode: Routing,
     since_start: Duration,
     source: &dyn MetricSource,
 ) -> Result<Measurements, AnalysisError> {
@@ -135,7 +135,7 @@ pub fn decision_input(
     // Units for the SRM check: the goal's trials, or the first guardrail's in a
     // guardrail-only gate (a canary's analysis step).
     let primary = goal.as_ref().or(guardrails.first().map(|g| &g.metric)).ok_or(ConfigError::NoMetrics)?;
-    let control = exp.spec.arms.iter().find(|a| a.control).unwrap_or(&exp.spec.arms[0]).name.clone();
+    let control = exp.spec.control_arm().map(|a| a.name.clone()).unwrap_or_default();
     let assignment = match &analysis.srm {
         Some(srm) if srm.enabled => primary
             .arms

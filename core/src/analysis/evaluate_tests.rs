@@ -67,7 +67,7 @@ fn istio_errors(version: &str, errors: bool) -> String {
 
 #[test]
 fn renders_each_metric_for_each_arm_in_spec_order() {
-    let q = queries(&experiment(), Mode::Istio, Duration::from_secs(125)).unwrap();
+    let q = queries(&experiment(), Routing::Istio, Duration::from_secs(125)).unwrap();
     assert_eq!(q.iter().map(|m| m.metric.as_str()).collect::<Vec<_>>(), ["conversion", "error-rate"]);
     assert_eq!(
         q[0].arms[1],
@@ -87,7 +87,7 @@ fn template_errors_surface_as_config_errors() {
     let exp = with_metrics(
         "[{name: bad, role: guardrail, direction: decrease, successQuery: 'x{a=\"{{ arm.colour }}\"}', trialQuery: 'y'}]",
     );
-    let err = run(measure(&exp, Mode::Istio, Duration::from_secs(60), &Table(HashMap::new()))).unwrap_err();
+    let err = run(measure(&exp, Routing::Istio, Duration::from_secs(60), &Table(HashMap::new()))).unwrap_err();
     assert_eq!(
         err,
         AnalysisError::Config(ConfigError::Template(TemplateError::Unknown {
@@ -112,7 +112,7 @@ fn full_table() -> Table {
 
 #[test]
 fn measures_every_metric_and_arm() {
-    let m = run(measure(&experiment(), Mode::Istio, Duration::from_secs(125), &full_table())).unwrap();
+    let m = run(measure(&experiment(), Routing::Istio, Duration::from_secs(125), &full_table())).unwrap();
     assert_eq!(m.metrics[0].metric, "conversion");
     assert_eq!(
         m.metrics[0].arms,
@@ -128,7 +128,7 @@ fn measures_every_metric_and_arm() {
 fn missing_data_names_the_metric_and_arm() {
     let mut table = full_table();
     table.0.remove(&istio_errors("v2.0.0", false));
-    let err = run(measure(&experiment(), Mode::Istio, Duration::from_secs(125), &table)).unwrap_err();
+    let err = run(measure(&experiment(), Routing::Istio, Duration::from_secs(125), &table)).unwrap_err();
     assert!(
         matches!(&err, AnalysisError::Unavailable { metric, arm, error: SourceError::NoData { .. } } if metric == "error-rate" && arm == "v2"),
         "{err}"
@@ -214,7 +214,7 @@ fn guardrails_alone_make_a_gate_whose_srm_units_are_the_first_guardrails_trials(
 
 #[test]
 fn needs_at_most_one_goal_and_positive_weights_for_srm() {
-    let m = run(measure(&experiment(), Mode::Istio, Duration::from_secs(125), &full_table())).unwrap();
+    let m = run(measure(&experiment(), Routing::Istio, Duration::from_secs(125), &full_table())).unwrap();
     let two_goals = with_metrics("[{name: revenue, role: goal, successQuery: a, trialQuery: b}]");
     assert_eq!(decision_input(&two_goals, &m, &weights(50.0, 50.0)), Err(ConfigError::Goals(2)));
     assert_eq!(
@@ -243,7 +243,7 @@ fn maps_the_analysis_config() {
 #[test]
 fn a_clear_winner_is_promoted_end_to_end() {
     let exp = experiment();
-    let m = run(measure(&exp, Mode::Istio, Duration::from_secs(125), &full_table())).unwrap();
+    let m = run(measure(&exp, Routing::Istio, Duration::from_secs(125), &full_table())).unwrap();
     let input = decision_input(&exp, &m, &weights(50.0, 50.0)).unwrap();
     let decision = decide(&input, &decision_config(exp.spec.analysis.as_ref().unwrap())).unwrap();
     assert_eq!(decision.outcome, Outcome::Promote { arm: "v2".into() });

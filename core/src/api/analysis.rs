@@ -1,15 +1,20 @@
 //! `spec.analysis` and `spec.promotion`: how arms are measured and what a decision does.
 //! Parsed and validated by the foundation; executed by the controller.
 
+use std::time::Duration;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use super::defaults;
+use super::duration::HumanDuration;
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Analysis {
     /// How often the metrics are read and tested; default 1m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interval: Option<String>,
+    pub interval: Option<HumanDuration>,
     #[serde(default)]
     pub method: Method,
     /// Error rate of the decision; default 0.05.
@@ -21,7 +26,7 @@ pub struct Analysis {
     pub min_samples_per_arm: Option<i64>,
     /// After this long without a decision, `promotion.onInconclusive` applies; default 24h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_duration: Option<String>,
+    pub max_duration: Option<HumanDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srm: Option<SrmCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,18 +36,14 @@ pub struct Analysis {
 }
 
 impl Analysis {
-    pub const DEFAULT_ALPHA: f64 = 0.05;
-    pub const DEFAULT_INTERVAL: &'static str = "1m";
-    pub const DEFAULT_MAX_DURATION: &'static str = "24h";
-
     pub fn alpha(&self) -> f64 {
-        self.alpha.unwrap_or(Self::DEFAULT_ALPHA)
+        self.alpha.unwrap_or(defaults::ANALYSIS_ALPHA)
     }
-    pub fn interval(&self) -> &str {
-        self.interval.as_deref().unwrap_or(Self::DEFAULT_INTERVAL)
+    pub fn interval(&self) -> Duration {
+        self.interval.map_or(defaults::ANALYSIS_INTERVAL, HumanDuration::get)
     }
-    pub fn max_duration(&self) -> &str {
-        self.max_duration.as_deref().unwrap_or(Self::DEFAULT_MAX_DURATION)
+    pub fn max_duration(&self) -> Duration {
+        self.max_duration.map_or(defaults::ANALYSIS_MAX_DURATION, HumanDuration::get)
     }
 }
 

@@ -1,6 +1,84 @@
 //! Durations as Kubernetes and Prometheus users write them: `30s`, `5m`, `1h30m`, `24h`, `1d`.
+//! [`HumanDuration`] is the API's field type: the text is parsed once, when the object is read.
 
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A duration field of the API. Reads and writes the text form (`1h30m`); a value that is not a
+/// duration fails deserialisation, so the loader names the field and the value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HumanDuration(Duration);
+
+impl HumanDuration {
+    pub const fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl From<Duration> for HumanDuration {
+    fn from(duration: Duration) -> Self {
+        Self(duration)
+    }
+}
+
+impl FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse(text).map(Self)
+    }
+}
+
+/// The canonical text: the largest units first, days written as hours (`24h`, `1h30m`, `250ms`).
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let millis = self.0.as_millis();
+        if millis == 0 {
+            return f.write_str("0s");
+        }
+        let mut rest = millis;
+        for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+            if rest >= size {
+                write!(f, "{}{unit}", rest / size)?;
+                rest %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = Cow::<str>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The same schema as a `String` field: the CRD keeps accepting exactly what it accepted.
+impl JsonSchema for HumanDuration {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        String::schema_name()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        String::json_schema(generator)
+    }
+}
 
 /// Parses a duration made of one or more `<integer><unit>` parts, units `ms s m h d`.
 pub fn parse(text: &str) -> Result<Duration, String> {
@@ -69,5 +147,26 @@ mod tests {
         assert_eq!(to_promql(Duration::from_secs(3723)), "1h2m3s");
         assert_eq!(to_promql(Duration::from_secs(90)), "1m30s");
         assert_eq!(to_promql(Duration::ZERO), "1s");
+    }
+
+    #[test]
+    fn round_trips_through_json_in_canonical_form() {
+        for (given, written) in
+            [("30s", "30s"), ("1h30m", "1h30m"), ("90s", "1m30s"), ("1d", "24h"), ("1s500ms", "1s500ms")]
+        {
+            let d: HumanDuration = serde_json::from_value(serde_json::json!(given)).unwrap();
+            assert_eq!(d.get(), parse(given).unwrap());
+            assert_eq!(serde_json::to_value(d).unwrap(), serde_json::json!(written), "{given}");
+            let again: HumanDuration = serde_json::from_value(serde_json::json!(written)).unwrap();
+            assert_eq!(again, d);
+        }
+        assert_eq!(HumanDuration::default().to_string(), "0s");
+    }
+
+    #[test]
+    fn a_bad_value_fails_deserialisation_with_the_value() {
+        let err = serde_json::from_value::<HumanDuration>(serde_json::json!("5 minutes")).unwrap_err();
+        assert_eq!(err.to_string(), "\"5 minutes\" is not a duration (examples: 30s, 5m, 1h30m, 24h)");
+        assert!(serde_json::from_value::<HumanDuration>(serde_json::json!(300)).is_err(), "numbers are not durations");
     }
 }

@@ -9,6 +9,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::analysis::{Analysis, Promotion};
+use super::defaults;
+use super::duration::HumanDuration;
+use super::mesh::{MeshMode, Routing};
+use super::strategy::{Strategy, StrategyName};
 
 /// One release experiment on one Service.
 // kube's `printcolumn(...)` repeats `type_ = "string"` by design; clippy reads it as a duplicate.
@@ -51,6 +55,29 @@ pub struct ExperimentSpec {
     pub promotion: Option<Promotion>,
 }
 
+impl ExperimentSpec {
+    /// The control arm. A validated spec has exactly one arm with `control: true`; for any other
+    /// spec the rule is the first arm so marked, else the first arm. `None` only without arms.
+    pub fn control_arm(&self) -> Option<&Arm> {
+        self.control_index().map(|i| &self.arms[i])
+    }
+
+    /// Every arm but the control arm, in order.
+    pub fn candidates(&self) -> impl Iterator<Item = &Arm> {
+        let control = self.control_index();
+        self.arms.iter().enumerate().filter(move |(i, _)| Some(*i) != control).map(|(_, arm)| arm)
+    }
+
+    /// The candidate of a two-arm strategy: the first arm that is not the control.
+    pub fn candidate(&self) -> Option<&Arm> {
+        self.candidates().next()
+    }
+
+    fn control_index(&self) -> Option<usize> {
+        self.arms.iter().position(|a| a.control).or((!self.arms.is_empty()).then_some(0))
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceRef {
@@ -73,15 +100,6 @@ impl ServiceRef {
     }
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum MeshMode {
-    #[default]
-    Auto,
-    Istio,
-    None,
-}
-
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Arm {
@@ -95,60 +113,6 @@ pub struct Arm {
     /// The Deployment that runs this arm (needed without a mesh, where replicas carry the split).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<String>,
-}
-
-/// Exactly one of the five strategies.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[x_kube(validation = Rule::new("[has(self.recreate), has(self.rollingUpdate), has(self.blueGreen), has(self.canary), has(self.abTest)].filter(x, x).size() == 1").message("exactly one strategy must be set: recreate, rollingUpdate, blueGreen, canary or abTest"))]
-#[serde(rename_all = "camelCase")]
-pub struct Strategy {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recreate: Option<Recreate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rolling_update: Option<RollingUpdate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blue_green: Option<BlueGreen>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub canary: Option<Canary>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ab_test: Option<AbTest>,
-}
-
-/// The strategy names, as they appear in `spec.strategy` and in policies.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum StrategyName {
-    Recreate,
-    RollingUpdate,
-    BlueGreen,
-    Canary,
-    AbTest,
-}
-
-impl StrategyName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Recreate => "recreate",
-            Self::RollingUpdate => "rollingUpdate",
-            Self::BlueGreen => "blueGreen",
-            Self::Canary => "canary",
-            Self::AbTest => "abTest",
-        }
-    }
-}
-
-impl Strategy {
-    /// The strategies that are set, in declaration order.
-    pub fn names(&self) -> Vec<StrategyName> {
-        let set = [
-            (self.recreate.is_some(), StrategyName::Recreate),
-            (self.rolling_update.is_some(), StrategyName::RollingUpdate),
-            (self.blue_green.is_some(), StrategyName::BlueGreen),
-            (self.canary.is_some(), StrategyName::Canary),
-            (self.ab_test.is_some(), StrategyName::AbTest),
-        ];
-        set.into_iter().filter(|(on, _)| *on).map(|(_, n)| n).collect()
-    }
 }
 
 /// All control pods stop before any candidate pod starts (the article's `Recreate`).
@@ -221,7 +185,7 @@ pub struct CanaryStep {
 #[serde(rename_all = "camelCase")]
 pub struct Pause {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration: Option<String>,
+    pub duration: Option<HumanDuration>,
 }
 
 /// Runs `spec.analysis` at this step until it decides.
@@ -257,7 +221,7 @@ pub struct AbTest {
 
 impl AbTest {
     pub fn region_header(&self) -> &str {
-        self.region_header.as_deref().unwrap_or("x-region")
+        self.region_header.as_deref().unwrap_or(defaults::REGION_HEADER)
     }
 }
 
@@ -309,13 +273,9 @@ pub struct StringMatch {
 #[serde(rename_all = "camelCase")]
 pub struct Sticky {
     pub cookie_name: String,
-    #[serde(default = "default_max_age")]
+    #[serde(default = "defaults::sticky_max_age_seconds")]
     #[schemars(range(min = 1))]
     pub max_age_seconds: i64,
-}
-
-fn default_max_age() -> i64 {
-    86_400
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -336,7 +296,9 @@ pub struct ExperimentStatus {
     pub strategy: Option<StrategyName>,
     /// `istio` or `none`: the routing mode in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mesh: Option<String>,
+    // Typed here, a plain string in the CRD as it always was.
+    #[schemars(with = "Option<String>")]
+    pub mesh: Option<Routing>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_step: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -403,4 +365,55 @@ pub enum Phase {
     Succeeded,
     RolledBack,
     Failed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(controls: &[bool]) -> ExperimentSpec {
+        let arms = controls
+            .iter()
+            .enumerate()
+            .map(|(i, &control)| Arm {
+                name: format!("v{}", i + 1),
+                control,
+                selector: BTreeMap::from([("version".into(), format!("v{}", i + 1))]),
+                deployment: None,
+            })
+            .collect();
+        ExperimentSpec {
+            service: ServiceRef { name: "app".into(), port: None, hosts: None, gateways: None },
+            mesh: MeshMode::Auto,
+            arms,
+            strategy: Strategy::BlueGreen(BlueGreen::default()),
+            mirror: None,
+            analysis: None,
+            promotion: None,
+        }
+    }
+
+    fn names<'a>(arms: impl Iterator<Item = &'a Arm>) -> Vec<&'a str> {
+        arms.map(|a| a.name.as_str()).collect()
+    }
+
+    #[test]
+    fn the_control_is_the_arm_marked_control_wherever_it_is() {
+        let s = spec(&[false, false, true]);
+        assert_eq!(s.control_arm().map(|a| a.name.as_str()), Some("v3"));
+        assert_eq!(names(s.candidates()), ["v1", "v2"]);
+        assert_eq!(s.candidate().map(|a| a.name.as_str()), Some("v1"));
+    }
+
+    #[test]
+    fn unvalidated_specs_follow_one_rule() {
+        let two = spec(&[false, true, true]);
+        assert_eq!(two.control_arm().map(|a| a.name.as_str()), Some("v2"), "the first arm marked control");
+        assert_eq!(names(two.candidates()), ["v1", "v3"]);
+        let none = spec(&[false, false]);
+        assert_eq!(none.control_arm().map(|a| a.name.as_str()), Some("v1"), "else the first arm");
+        assert_eq!(names(none.candidates()), ["v2"]);
+        let empty = spec(&[]);
+        assert!(empty.control_arm().is_none() && empty.candidate().is_none());
+    }
 }

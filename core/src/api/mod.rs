@@ -1,15 +1,21 @@
 //! The custom resources Forklane serves, group `forklane.io`, version `v1alpha1`.
 
 pub mod analysis;
+pub mod defaults;
 pub mod duration;
 pub mod experiment;
 pub mod load;
+pub mod mesh;
 pub mod policy;
+pub mod strategy;
 pub mod validate;
 
 pub use analysis::*;
+pub use duration::HumanDuration;
 pub use experiment::*;
+pub use mesh::{MeshMode, Routing};
 pub use policy::{FreezeWindow, RolloutPolicy, RolloutPolicySpec};
+pub use strategy::{Strategy, StrategyName};
 
 use kube::CustomResourceExt;
 

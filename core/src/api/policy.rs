@@ -5,7 +5,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::experiment::StrategyName;
+use super::duration::HumanDuration;
+use super::strategy::StrategyName;
 
 /// Constraints for the experiments in the namespaces it selects.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -42,7 +43,7 @@ pub struct RolloutPolicySpec {
     pub max_alpha: Option<f64>,
     /// Shortest time an analysis must be allowed to run (its maxDuration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_analysis_duration: Option<String>,
+    pub min_analysis_duration: Option<HumanDuration>,
     /// Promotion to 100% waits for `forklane promote`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_manual_promotion: bool,
@@ -57,7 +58,7 @@ pub struct RolloutPolicySpec {
 pub struct FreezeWindow {
     /// Five-field cron: minute hour day-of-month month day-of-week.
     pub schedule: String,
-    pub duration: String,
+    pub duration: HumanDuration,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

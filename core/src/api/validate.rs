@@ -5,9 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use regex::Regex;
 
-use super::duration;
 use super::experiment::*;
-use super::{Analysis, Builtin, Role};
+use super::{Analysis, Builtin, Role, Routing, Strategy};
 
 /// Envoy refuses longer regexes by default; istiod checks the same bound.
 pub const MAX_REGEX_LEN: usize = 1024;
@@ -22,13 +21,6 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.path, self.message)
     }
-}
-
-/// Where the experiment will route: decides which features are available.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Routing {
-    Istio,
-    Native,
 }
 
 #[derive(Default)]
@@ -125,67 +117,48 @@ fn is_subset(small: &BTreeMap<String, String>, big: &BTreeMap<String, String>) -
 }
 
 fn check_strategy(exp: &ExperimentSpec, arms: &[String], routing: Routing, p: &mut Problems) {
-    let names = exp.strategy.names();
-    if names.len() != 1 {
-        let found = if names.is_empty() {
-            "none".to_string()
-        } else {
-            names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
-        };
-        p.add("spec.strategy", format!("exactly one strategy must be set: recreate, rollingUpdate, blueGreen, canary or abTest (found: {found})"));
-        return;
+    let name = exp.strategy.name().as_str();
+    if !matches!(exp.strategy, Strategy::AbTest(_)) && exp.arms.len() != 2 {
+        p.add(
+            format!("spec.strategy.{name}"),
+            format!("needs exactly 2 arms (a control and a candidate), got {}; use abTest for more", exp.arms.len()),
+        );
     }
-    let two_arms = |p: &mut Problems, name: &str| {
-        if exp.arms.len() != 2 {
-            p.add(
-                format!("spec.strategy.{name}"),
-                format!(
-                    "needs exactly 2 arms (a control and a candidate), got {}; use abTest for more",
-                    exp.arms.len()
-                ),
-            );
-        }
-    };
-    let s = &exp.strategy;
-    if let Some(r) = &s.recreate {
-        two_arms(p, "recreate");
-        if routing == Routing::Native {
-            need_deployments(exp, "recreate", p);
-        }
-        check_replicas(r.replicas, "spec.strategy.recreate.replicas", p);
-    }
-    if let Some(r) = &s.rolling_update {
-        two_arms(p, "rollingUpdate");
-        if routing == Routing::Native {
-            need_deployments(exp, "rollingUpdate", p);
-        }
-        check_replicas(r.replicas, "spec.strategy.rollingUpdate.replicas", p);
-        check_rolling(r, p);
-    }
-    if let Some(bg) = &s.blue_green {
-        two_arms(p, "blueGreen");
-        if let Some(h) = &bg.preview_header {
-            check_header_name(&h.name, "spec.strategy.blueGreen.previewHeader.name", p);
+    match &exp.strategy {
+        Strategy::Recreate(r) => {
             if routing == Routing::Native {
-                p.add("spec.strategy.blueGreen.previewHeader", "header-based preview needs a mesh (mesh: istio); without one the Service selector switches all traffic at once");
+                need_deployments(exp, name, p);
+            }
+            check_replicas(r.replicas, "spec.strategy.recreate.replicas", p);
+        }
+        Strategy::RollingUpdate(r) => {
+            if routing == Routing::Native {
+                need_deployments(exp, name, p);
+            }
+            check_replicas(r.replicas, "spec.strategy.rollingUpdate.replicas", p);
+            check_rolling(r, p);
+        }
+        Strategy::BlueGreen(bg) => {
+            if let Some(h) = &bg.preview_header {
+                check_header_name(&h.name, "spec.strategy.blueGreen.previewHeader.name", p);
+                if routing == Routing::Native {
+                    p.add("spec.strategy.blueGreen.previewHeader", "header-based preview needs a mesh (mesh: istio); without one the Service selector switches all traffic at once");
+                }
             }
         }
-    }
-    if let Some(c) = &s.canary {
-        two_arms(p, "canary");
-        check_canary(c, p);
-        if routing == Routing::Native {
-            need_deployments(exp, "canary", p);
-            if c.total_replicas.is_none() {
-                p.add(
-                    "spec.strategy.canary.totalReplicas",
-                    "required without a mesh: the weights become replica ratios",
-                );
+        Strategy::Canary(c) => {
+            check_canary(c, p);
+            if routing == Routing::Native {
+                need_deployments(exp, name, p);
+                if c.total_replicas.is_none() {
+                    p.add(
+                        "spec.strategy.canary.totalReplicas",
+                        "required without a mesh: the weights become replica ratios",
+                    );
+                }
             }
         }
-    }
-    if let Some(ab) = &s.ab_test {
-        check_ab_test(ab, exp, arms, routing, p);
+        Strategy::AbTest(ab) => check_ab_test(ab, exp, arms, routing, p),
     }
 }
 
@@ -264,11 +237,6 @@ fn check_canary(c: &Canary, p: &mut Problems) {
                 );
             }
             weight = w;
-        }
-        if let Some(duration) = step.pause.as_ref().and_then(|pause| pause.duration.as_ref())
-            && let Err(why) = duration::parse(duration)
-        {
-            p.add(format!("{path}.pause.duration"), why);
         }
         analysed |= step.analysis.is_some();
     }
@@ -430,7 +398,7 @@ fn check_header_name(name: &str, path: &str, p: &mut Problems) {
 fn check_mirror(mirror: &Mirror, exp: &ExperimentSpec, arms: &[String], routing: Routing, p: &mut Problems) {
     if !arms.contains(&mirror.arm) {
         p.add("spec.mirror.arm", format!("unknown arm {:?} (arms: {})", mirror.arm, arms.join(", ")));
-    } else if exp.arms.iter().any(|a| a.control && a.name == mirror.arm) {
+    } else if exp.control_arm().is_some_and(|a| a.name == mirror.arm) {
         p.add(
             "spec.mirror.arm",
             format!("{:?} is the control arm: mirroring to it would duplicate live traffic", mirror.arm),
@@ -450,13 +418,9 @@ fn check_analysis(a: &Analysis, p: &mut Problems) {
     {
         p.add("spec.analysis.alpha", format!("{alpha} must be in (0, 0.5]"));
     }
-    for (field, text) in [("interval", &a.interval), ("maxDuration", &a.max_duration)] {
-        if let Some(text) = text {
-            match duration::parse(text) {
-                Ok(d) if d.is_zero() => p.add(format!("spec.analysis.{field}"), "must be longer than zero"),
-                Ok(_) => {}
-                Err(why) => p.add(format!("spec.analysis.{field}"), why),
-            }
+    for (field, duration) in [("interval", a.interval), ("maxDuration", a.max_duration)] {
+        if duration.is_some_and(|d| d.get().is_zero()) {
+            p.add(format!("spec.analysis.{field}"), "must be longer than zero");
         }
     }
     if let Some(n) = a.min_samples_per_arm

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::analysis::{ConfigError, MetricSource, PrometheusSource, decision_config, decision_input, measure};
+use crate::api::Routing;
 use crate::api::{ArmSamples, Experiment};
-use crate::plan::Mode;
 use crate::stats::decision::decide;
 
 use super::{Analyst, Decided};
@@ -53,7 +53,7 @@ impl Analyst for SourceAnalyst {
     fn decide<'a>(
         &'a self,
         exp: &'a Experiment,
-        mode: Mode,
+        mode: Routing,
         window: Duration,
         weights: &'a [(String, i32)],
     ) -> Decided<'a> {

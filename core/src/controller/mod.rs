@@ -29,9 +29,9 @@ use kube::{Client, ResourceExt};
 
 use crate::analysis::AnalysisError;
 use crate::api::Experiment;
+use crate::api::Routing;
 use crate::clock::Clock;
 use crate::istio::{DestinationRule, VirtualService};
-use crate::plan::Mode;
 use crate::stats::decision::Decision;
 
 pub use error::{Error, Result};
@@ -47,7 +47,7 @@ pub trait Analyst: Send + Sync {
     fn decide<'a>(
         &'a self,
         exp: &'a Experiment,
-        mode: Mode,
+        mode: Routing,
         window: Duration,
         weights: &'a [(String, i32)],
     ) -> Decided<'a>;

@@ -8,10 +8,10 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
-use crate::api::{Experiment, MeshMode, RolloutPolicy};
+use crate::api::{Experiment, RolloutPolicy, Routing, defaults};
 use crate::istio::{DestinationRule, VirtualService};
+use crate::plan::Observed;
 use crate::plan::istio::object_name;
-use crate::plan::{Mode, Observed};
 
 use super::error::Result;
 
@@ -28,7 +28,7 @@ pub struct ArmPods {
 
 #[derive(Clone, Debug, Default)]
 pub struct Observation {
-    pub mode: Option<Mode>,
+    pub mode: Option<Routing>,
     pub plan: Observed,
     /// Subsets referenced by the live VirtualService.
     pub routed_subsets: BTreeSet<String>,
@@ -46,16 +46,12 @@ pub async fn istio_installed(client: &Client) -> Result<bool> {
 }
 
 /// The routing mode: `spec.mesh`, or for `auto` the mode recorded at start, or discovery.
-pub async fn mode(client: &Client, exp: &Experiment) -> Result<Mode> {
-    Ok(match exp.spec.mesh {
-        MeshMode::Istio => Mode::Istio,
-        MeshMode::None => Mode::Native,
-        MeshMode::Auto => match exp.status.as_ref().and_then(|s| s.mesh.as_deref()) {
-            Some("istio") => Mode::Istio,
-            Some("none") => Mode::Native,
-            _ if istio_installed(client).await? => Mode::Istio,
-            _ => Mode::Native,
-        },
+pub async fn mode(client: &Client, exp: &Experiment) -> Result<Routing> {
+    let recorded = exp.status.as_ref().and_then(|s| s.mesh);
+    Ok(match exp.spec.mesh.resolve(recorded) {
+        Some(routing) => routing,
+        None if istio_installed(client).await? => Routing::Istio,
+        None => Routing::Native,
     })
 }
 
@@ -68,7 +64,7 @@ pub async fn observe(client: &Client, exp: &Experiment, namespace: &str) -> Resu
         if let Some(name) = &arm.deployment
             && let Some(d) = deployments.get_opt(name).await?
         {
-            let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(defaults::DEPLOYMENT_REPLICAS);
             obs.plan.replicas.insert(arm.name.clone(), replicas);
         }
         let selector = arm.selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
@@ -77,7 +73,7 @@ pub async fn observe(client: &Client, exp: &Experiment, namespace: &str) -> Resu
             list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p)).count() as i32;
         obs.pods.insert(arm.name.clone(), ArmPods { existing: list.items.len() as i32, ready });
     }
-    if mode == Mode::Istio {
+    if mode == Routing::Istio {
         let ours = object_name(exp);
         let drs: Api<DestinationRule> = Api::namespaced(client.clone(), namespace);
         if let Some(dr) = drs.get_opt(&ours).await? {

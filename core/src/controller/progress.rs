@@ -8,19 +8,17 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::analysis::ConfigError;
-use crate::api::duration;
-use crate::api::{ExperimentSpec, ExperimentStatus, OnInconclusive, Phase, PromotionMode, StrategyName};
+use crate::api::{BlueGreen, Canary, ExperimentSpec, ExperimentStatus, OnInconclusive, Phase, PromotionMode, Strategy};
 use crate::clock::{format_time, parse_time};
 use crate::plan::Target;
 use crate::stats::decision::{Decision, Outcome, Role};
 
 use super::commands::{Commands, Promote};
-use super::conditions::ANALYSIS_CONFIG_INVALID;
+use super::conditions::event;
 
 /// Everything the next status depends on.
 pub struct Tick<'a> {
     pub spec: &'a ExperimentSpec,
-    pub strategy: StrategyName,
     pub status: &'a ExperimentStatus,
     pub now: Timestamp,
     /// Number of states of the strategy (from the planner).
@@ -66,7 +64,7 @@ pub fn analysis_due(spec: &ExperimentSpec, status: &ExperimentStatus, now: Times
     if status.phase != Some(Phase::Analysing) || status.final_arm.is_some() {
         return false;
     }
-    let interval = duration::parse(analysis.interval()).unwrap_or(Duration::from_secs(60));
+    let interval = analysis.interval();
     match status.last_analysis_at.as_deref().and_then(parse_time) {
         Some(last) => elapsed(last, now) >= interval,
         None => status
@@ -101,12 +99,13 @@ impl Machine<'_> {
         self.events.push(Event { reason, message, warning });
     }
 
+    // The spec was validated by the planner: the control and the candidate exist.
     fn control(&self) -> String {
-        self.t.spec.arms.iter().find(|a| a.control).map(|a| a.name.clone()).unwrap_or_default()
+        self.t.spec.control_arm().map(|a| a.name.clone()).unwrap_or_default()
     }
 
     fn candidate(&self) -> String {
-        self.t.spec.arms.iter().find(|a| !a.control).map(|a| a.name.clone()).unwrap_or_default()
+        self.t.spec.candidate().map(|a| a.name.clone()).unwrap_or_default()
     }
 
     fn manual_promotion(&self) -> bool {
@@ -153,11 +152,11 @@ impl Machine<'_> {
             self.st.message = Some(message);
             return;
         }
-        match self.t.strategy {
-            StrategyName::Canary => self.canary(),
-            StrategyName::BlueGreen => self.blue_green(),
-            StrategyName::AbTest => self.ab_test(),
-            StrategyName::Recreate | StrategyName::RollingUpdate => self.replace(),
+        match &self.t.spec.strategy {
+            Strategy::Canary(canary) => self.canary(canary),
+            Strategy::BlueGreen(bg) => self.blue_green(bg),
+            Strategy::AbTest(_) => self.ab_test(),
+            Strategy::Recreate(_) | Strategy::RollingUpdate(_) => self.replace(),
         }
     }
 
@@ -168,7 +167,7 @@ impl Machine<'_> {
         self.st.analysis_started_at = None;
         self.st.last_analysis_at = None;
         self.set_phase(Phase::Progressing, why.clone());
-        self.event("StepAdvanced", format!("step {k}: {why}"), false);
+        self.event(event::STEP_ADVANCED, format!("step {k}: {why}"), false);
         self.requeue = Some(Duration::ZERO);
     }
 
@@ -181,7 +180,7 @@ impl Machine<'_> {
             self.set_phase(Phase::Promoting, message);
         } else {
             self.st.winner = None;
-            self.event("RollingBack", message.clone(), true);
+            self.event(event::ROLLING_BACK, message.clone(), true);
             self.set_phase(Phase::Progressing, format!("rolling back: {message}"));
         }
         self.requeue = Some(Duration::ZERO);
@@ -199,8 +198,8 @@ impl Machine<'_> {
         self.finish(arm, true, why);
     }
 
-    fn canary(&mut self) {
-        let steps = &self.t.spec.strategy.canary.as_ref().expect("canary strategy").steps;
+    fn canary(&mut self, canary: &Canary) {
+        let steps = &canary.steps;
         let k = self.st.current_step.unwrap_or(0).max(0) as usize;
         if self.t.commands.promote == Some(Promote::Full) {
             return self.promote(self.candidate(), "promoted by forklane promote --full".into());
@@ -215,20 +214,16 @@ impl Machine<'_> {
             if self.t.commands.promote.is_some() {
                 return self.next_state("pause ended by forklane promote".into());
             }
-            match pause.duration.as_deref().and_then(|d| duration::parse(d).ok()) {
+            match pause.duration {
                 None => return self.set_phase(Phase::Paused, "paused until forklane promote"),
                 Some(length) => {
                     let started = self.st.step_started_at.as_deref().and_then(parse_time).unwrap_or(self.t.now);
                     let waited = elapsed(started, self.t.now);
-                    if waited >= length {
-                        return self
-                            .next_state(format!("pause of {} over", pause.duration.as_deref().unwrap_or_default()));
+                    if waited >= length.get() {
+                        return self.next_state(format!("pause of {length} over"));
                     }
-                    self.requeue = Some(length - waited);
-                    return self.set_phase(
-                        Phase::Paused,
-                        format!("pausing {} at step {k}", pause.duration.as_deref().unwrap_or_default()),
-                    );
+                    self.requeue = Some(length.get() - waited);
+                    return self.set_phase(Phase::Paused, format!("pausing {length} at step {k}"));
                 }
             }
         }
@@ -242,8 +237,7 @@ impl Machine<'_> {
         }
     }
 
-    fn blue_green(&mut self) {
-        let bg = self.t.spec.strategy.blue_green.as_ref().expect("blue/green strategy");
+    fn blue_green(&mut self, bg: &BlueGreen) {
         let candidate = self.candidate();
         if self.t.commands.promote.is_some() {
             return self.finish(candidate, true, "switched by forklane promote".into());
@@ -310,15 +304,14 @@ impl Machine<'_> {
         } else if self.st.phase != Some(Phase::Analysing) {
             self.set_phase(Phase::Analysing, "analysis resumed");
         }
-        let interval = duration::parse(analysis.interval()).unwrap_or(Duration::from_secs(60));
-        self.requeue = Some(interval);
+        self.requeue = Some(analysis.interval());
         if let Some(error) = self.t.analysis_invalid {
             // Looking again cannot help, and holding a candidate's traffic share indefinitely
             // without a gate is unsafe: roll back as after a breached guardrail (RolledBack once
             // the control has all traffic), like every other end without a winner.
             self.st.last_analysis_at = Some(format_time(now));
             let message = format!("analysis configuration invalid: {error}");
-            self.event(ANALYSIS_CONFIG_INVALID, message.clone(), true);
+            self.event(event::ANALYSIS_CONFIG_INVALID, message.clone(), true);
             return Some(Outcome::Rollback { reason: message });
         }
         let decision = self.t.decision?;
@@ -327,8 +320,7 @@ impl Machine<'_> {
         match &decision.outcome {
             Outcome::Continue { reason } => {
                 let started = self.st.analysis_started_at.as_deref().and_then(parse_time).unwrap_or(now);
-                let limit = duration::parse(analysis.max_duration()).unwrap_or(Duration::from_secs(86_400));
-                if elapsed(started, now) < limit {
+                if elapsed(started, now) < analysis.max_duration() {
                     self.st.message = Some(reason.clone());
                     return None;
                 }
@@ -342,7 +334,7 @@ impl Machine<'_> {
         let on = self.t.spec.promotion.as_ref().map(|p| p.on_inconclusive).unwrap_or_default();
         let why = "no decision within maxDuration";
         self.inconclusive = true;
-        self.event("Inconclusive", format!("{why}; onInconclusive: {on:?}"), true);
+        self.event(event::INCONCLUSIVE, format!("{why}; onInconclusive: {on:?}"), true);
         match on {
             OnInconclusive::Rollback => Outcome::Rollback { reason: format!("{why}: rolled back") },
             OnInconclusive::KeepControl => {
@@ -363,7 +355,8 @@ impl Machine<'_> {
     }
 }
 
-fn phase_reason(phase: Phase) -> &'static str {
+/// The phase's name: the reason of its Event and of the `Progressing` condition.
+pub fn phase_reason(phase: Phase) -> &'static str {
     match phase {
         Phase::Pending => "Pending",
         Phase::Progressing => "Progressing",

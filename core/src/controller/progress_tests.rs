@@ -47,7 +47,7 @@ impl Run {
     fn new(name: &str) -> Self {
         let exp = example(name);
         let states =
-            crate::plan::plan(&exp, &Target::Step(0), crate::plan::Mode::Istio, &crate::plan::Observed::default())
+            crate::plan::plan(&exp, &Target::Step(0), crate::api::Routing::Istio, &crate::plan::Observed::default())
                 .unwrap()
                 .states;
         Run {
@@ -61,10 +61,8 @@ impl Run {
     }
 
     fn tick(&mut self, now: i64, settled: bool, decision: Option<&Decision>) -> Transition {
-        let strategy = self.exp.spec.strategy.names()[0];
         let tick = Tick {
             spec: &self.exp.spec,
-            strategy,
             status: &self.status,
             now: t(now),
             states: self.states,

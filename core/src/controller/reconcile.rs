@@ -12,7 +12,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::analysis::{AnalysisError, ConfigError};
-use crate::api::{ArmSamples, ArmWeightStatus, Experiment, ExperimentStatus, Phase};
+use crate::api::{ArmSamples, ArmWeightStatus, Experiment, ExperimentStatus, Phase, defaults};
 use crate::plan::{self, Plan, PlanError, Target};
 use crate::policy;
 use crate::stats::decision::{Decision, Outcome};
@@ -20,7 +20,7 @@ use crate::stats::decision::{Decision, Outcome};
 use super::Context;
 use super::apply::{Applied, FIELD_MANAGER, apply};
 use super::commands::{Commands, clear_one_shot};
-use super::conditions::{self, set};
+use super::conditions::{self, event, reason, set};
 use super::error::{Error, Result};
 use super::observe::{Observation, observe};
 use super::progress::{self, Tick};
@@ -66,8 +66,8 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
     let mode = obs.mode.expect("observe sets the mode");
     let before = exp.status.clone().unwrap_or_default();
     let mut status = before.clone();
-    status.mesh = Some(mode.as_str().into());
-    status.strategy = exp.spec.strategy.names().first().copied();
+    status.mesh = Some(mode);
+    status.strategy = Some(exp.spec.strategy.name());
     status.observed_generation = exp.metadata.generation;
     let generation = exp.metadata.generation;
 
@@ -88,7 +88,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
             &mut status.conditions,
             conditions::READY,
             false,
-            "ConflictingVirtualService",
+            reason::CONFLICTING_VIRTUAL_SERVICE,
             message.clone(),
             generation,
             now,
@@ -110,7 +110,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
             &mut status.conditions,
             conditions::POLICY_VIOLATION,
             true,
-            "PolicyViolated",
+            reason::POLICY_VIOLATED,
             message.clone(),
             generation,
             now,
@@ -119,7 +119,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
             status.phase = Some(Phase::Pending);
         }
         status.message = Some(format!("traffic held: {message}"));
-        publish(ctx, exp, "PolicyViolation", &message, true).await;
+        publish(ctx, exp, event::POLICY_VIOLATION, &message, true).await;
         write_status(exp, ctx, ns, &before, status).await?;
         return Ok(Action::requeue(ctx.clock.real_duration(Duration::from_secs(60))));
     }
@@ -127,7 +127,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
         &mut status.conditions,
         conditions::POLICY_VIOLATION,
         false,
-        "Compliant",
+        reason::COMPLIANT,
         "no policy violated".into(),
         generation,
         now,
@@ -154,7 +154,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
                     &mut status.conditions,
                     conditions::METRICS_UNAVAILABLE,
                     false,
-                    "MetricsRead",
+                    reason::METRICS_READ,
                     "metrics read".into(),
                     generation,
                     now,
@@ -163,7 +163,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
                     &mut status.conditions,
                     conditions::ANALYSIS_CONFIG_INVALID,
                     false,
-                    conditions::REASON_ANALYSIS_RAN,
+                    reason::ANALYSIS_RAN,
                     "the analysis ran and decided".into(),
                     generation,
                     now,
@@ -177,7 +177,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
                     &mut status.conditions,
                     conditions::ANALYSIS_CONFIG_INVALID,
                     true,
-                    conditions::REASON_CONFIG_ERROR,
+                    reason::CONFIG_ERROR,
                     e.to_string(),
                     generation,
                     now,
@@ -190,23 +190,24 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
                     &mut status.conditions,
                     conditions::METRICS_UNAVAILABLE,
                     true,
-                    "MetricsUnavailable",
+                    reason::METRICS_UNAVAILABLE,
                     message.clone(),
                     generation,
                     now,
                 );
                 status.last_analysis_at = Some(crate::clock::format_time(now));
                 status.message = Some(format!("weights held: {message}"));
-                publish(ctx, exp, "MetricsUnavailable", &message, true).await;
+                publish(ctx, exp, event::METRICS_UNAVAILABLE, &message, true).await;
             }
         }
     }
     if let Some(d) = &decision {
-        let (outcome, srm) = match &d.outcome {
-            Outcome::Promote { .. } => ("promote", false),
-            Outcome::Rollback { reason } => ("rollback", reason.starts_with("sample ratio mismatch")),
-            Outcome::Continue { .. } => ("continue", false),
+        let outcome = match &d.outcome {
+            Outcome::Promote { .. } => "promote",
+            Outcome::Rollback { .. } => "rollback",
+            Outcome::Continue { .. } => "continue",
         };
+        let srm = d.srm.is_some_and(|s| s.mismatch);
         ctx.metrics.decisions.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
         let p = d
             .srm
@@ -217,7 +218,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
             &mut status.conditions,
             conditions::SAMPLE_RATIO_MISMATCH,
             srm,
-            if srm { "SampleRatioMismatch" } else { "SampleRatioOk" },
+            if srm { reason::SAMPLE_RATIO_MISMATCH } else { reason::SAMPLE_RATIO_OK },
             p,
             generation,
             now,
@@ -226,7 +227,6 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
 
     let tick = Tick {
         spec: &exp.spec,
-        strategy: planned.strategy,
         status: &status,
         now,
         states,
@@ -248,7 +248,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
         &mut next.conditions,
         conditions::READY,
         settled,
-        if settled { "RoutingApplied" } else { "Waiting" },
+        if settled { reason::ROUTING_APPLIED } else { reason::WAITING },
         if settled { "routing matches the current step".into() } else { next.message.clone().unwrap_or_default() },
         generation,
         now,
@@ -258,7 +258,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
         &mut next.conditions,
         conditions::PROGRESSING,
         progressing,
-        &format!("{phase:?}"),
+        progress::phase_reason(phase),
         next.message.clone().unwrap_or_default(),
         generation,
         now,
@@ -267,7 +267,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
         &mut next.conditions,
         conditions::ANALYSING,
         phase == Phase::Analysing,
-        if phase == Phase::Analysing { "Analysing" } else { "NotAnalysing" },
+        if phase == Phase::Analysing { reason::ANALYSING } else { reason::NOT_ANALYSING },
         next.message.clone().unwrap_or_default(),
         generation,
         now,
@@ -302,8 +302,8 @@ async fn measure(
         .analysis_started_at
         .as_deref()
         .and_then(crate::clock::parse_time)
-        .map(|s| Duration::from_secs_f64(s.duration_until(now).as_secs_f64().max(1.0)))
-        .unwrap_or(Duration::from_secs(60));
+        .map(|s| Duration::from_secs_f64(s.duration_until(now).as_secs_f64()).max(defaults::MIN_MEASUREMENT_WINDOW))
+        .unwrap_or(defaults::MEASUREMENT_WINDOW);
     let weights: Vec<(String, i32)> = planned.weights.iter().map(|w| (w.arm.clone(), w.desired)).collect();
     ctx.analyst.decide(exp, obs.mode.expect("mode observed"), window, &weights).await
 }
@@ -332,7 +332,7 @@ async fn finish_failed(
     let before = exp.status.clone().unwrap_or_default();
     let message = error.to_string().replace('\n', "; ");
     if before.phase != Some(Phase::Failed) {
-        publish(ctx, exp, "Failed", &message, true).await;
+        publish(ctx, exp, progress::phase_reason(Phase::Failed), &message, true).await;
     }
     status.phase = Some(Phase::Failed);
     status.message = Some(message);
@@ -384,7 +384,7 @@ async fn cleanup(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
     let obs = observe(&ctx.client, exp, ns).await?;
     let mode = obs.mode.expect("observe sets the mode");
     let status = exp.status.clone().unwrap_or_default();
-    let control = exp.spec.arms.iter().find(|a| a.control).map(|a| a.name.clone()).unwrap_or_default();
+    let control = exp.spec.control_arm().map(|a| a.name.clone()).unwrap_or_default();
     let arm = status.winner.clone().filter(|_| status.phase == Some(Phase::Succeeded)).unwrap_or(control);
     let mut released = exp.clone();
     released.metadata.uid = None; // no owner reference in the final objects
@@ -395,6 +395,6 @@ async fn cleanup(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
         apply(&ctx.client, &released, ns, &planned, &obs, &mut writes).await?;
         ctx.count_writes(writes);
     }
-    publish(ctx, exp, "RoutingRestored", &format!("all traffic to {arm} before deletion"), false).await;
+    publish(ctx, exp, event::ROUTING_RESTORED, &format!("all traffic to {arm} before deletion"), false).await;
     Ok(Action::await_change())
 }

@@ -10,28 +10,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::api::validate::{Routing, validate};
-use crate::api::{Experiment, StrategyName};
+use crate::api::validate::validate;
+use crate::api::{Experiment, Routing, StrategyName};
 use crate::istio::{DestinationRule, VirtualService};
 
 pub use native::{Scale, ServiceSelector};
 pub use steps::State;
-
-/// Where routing happens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Istio,
-    Native,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Istio => "istio",
-            Mode::Native => "none",
-        }
-    }
-}
 
 /// Which state to plan for.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,7 +76,7 @@ pub struct ArmWeight {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
-    pub mode: Mode,
+    pub mode: Routing,
     pub strategy: StrategyName,
     /// Number of states of the strategy (`Target::Step` takes 0..states).
     pub states: usize,
@@ -112,16 +96,14 @@ pub enum PlanError {
 }
 
 /// Plans the objects for `target`. Validates first: invalid experiments plan nothing.
-pub fn plan(exp: &Experiment, target: &Target, mode: Mode, observed: &Observed) -> Result<Plan, PlanError> {
+pub fn plan(exp: &Experiment, target: &Target, mode: Routing, observed: &Observed) -> Result<Plan, PlanError> {
     let spec = &exp.spec;
-    let routing = if mode == Mode::Istio { Routing::Istio } else { Routing::Native };
-    let problems = validate(spec, routing);
+    let problems = validate(spec, mode);
     if !problems.is_empty() {
         return Err(PlanError::Invalid(problems.iter().map(ToString::to_string).collect()));
     }
-    let strategy = steps::strategy_name(spec)?;
-    let control = spec.arms.iter().find(|a| a.control).map(|a| a.name.clone()).unwrap_or_default();
-    let sizes = steps::Replicas { control: observed.replicas.get(&control).copied() };
+    let strategy = spec.strategy.name();
+    let sizes = steps::Replicas { control: spec.control_arm().and_then(|a| observed.replicas.get(&a.name)).copied() };
     let states = steps::states(spec, &sizes)?;
     let state = match target {
         Target::Step(n) => {
@@ -131,11 +113,11 @@ pub fn plan(exp: &Experiment, target: &Target, mode: Mode, observed: &Observed) 
     };
     let namespace = exp.metadata.namespace.clone();
     let actions = match mode {
-        Mode::Native => native::actions(spec, &namespace, strategy, &state, observed)?,
-        Mode::Istio => istio::actions(exp, &state, observed),
+        Routing::Native => native::actions(spec, &namespace, strategy, &state, observed)?,
+        Routing::Istio => istio::actions(exp, &state, observed),
     };
     let replicas = match mode {
-        Mode::Native if strategy != StrategyName::BlueGreen => Some(native::replicas(spec, &state)?),
+        Routing::Native if strategy != StrategyName::BlueGreen => Some(native::replicas(spec, &state)?),
         _ => state.replicas.clone(),
     };
     let weights = achieved(&state, mode, replicas.as_deref());
@@ -156,7 +138,7 @@ fn final_state(spec: &crate::api::ExperimentSpec, arm: &str, states: &[State]) -
     })
 }
 
-fn achieved(state: &State, mode: Mode, replicas: Option<&[(String, i32)]>) -> Vec<ArmWeight> {
+fn achieved(state: &State, mode: Routing, replicas: Option<&[(String, i32)]>) -> Vec<ArmWeight> {
     let total: i32 = replicas.map(|r| r.iter().map(|(_, n)| n).sum()).unwrap_or(0);
     state
         .weights
@@ -164,8 +146,8 @@ fn achieved(state: &State, mode: Mode, replicas: Option<&[(String, i32)]>) -> Ve
         .map(|(arm, desired)| {
             let pods = replicas.and_then(|r| r.iter().find(|(a, _)| a == arm)).map(|(_, n)| *n);
             let achieved = match (mode, pods) {
-                (Mode::Native, Some(n)) if total > 0 => 100.0 * f64::from(n) / f64::from(total),
-                (Mode::Native, Some(_)) => 0.0,
+                (Routing::Native, Some(n)) if total > 0 => 100.0 * f64::from(n) / f64::from(total),
+                (Routing::Native, Some(_)) => 0.0,
                 _ => f64::from(*desired),
             };
             ArmWeight { arm: arm.clone(), desired: *desired, achieved }

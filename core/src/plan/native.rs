@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::api::{ExperimentSpec, StrategyName};
+use crate::api::{ExperimentSpec, Strategy, StrategyName};
 
 use super::steps::{State, proportional};
 use super::{Action, Observed, PlanError};
@@ -90,12 +90,12 @@ pub fn replicas(spec: &ExperimentSpec, state: &State) -> Result<Vec<(String, i32
     if let Some(r) = &state.replicas {
         return Ok(r.clone());
     }
-    let total = spec
-        .strategy
-        .canary
-        .as_ref()
-        .and_then(|c| c.total_replicas)
-        .or_else(|| spec.strategy.ab_test.as_ref().and_then(|a| a.total_replicas))
+    let total = match &spec.strategy {
+        Strategy::Canary(c) => c.total_replicas,
+        Strategy::AbTest(a) => a.total_replicas,
+        _ => None,
+    };
+    let total = total
         .ok_or_else(|| PlanError::Invalid(vec!["spec.strategy: totalReplicas is required without a mesh".into()]))?;
     let weights: Vec<i32> = state.weights.iter().map(|(_, w)| *w).collect();
     let counts = proportional(&weights, total);

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::api::{ExperimentSpec, StringMatch};
+use crate::api::{BlueGreen, ExperimentSpec, Strategy, StringMatch, defaults};
 
 use super::steps::State;
 
@@ -65,8 +65,9 @@ pub fn cookie_regex(name: &str, value_pattern: &str) -> String {
 pub fn route_table(spec: &ExperimentSpec, state: &State) -> RouteTable {
     let mut routes = Vec::new();
     let to = |arm: &str| vec![Destination { arm: arm.to_string(), weight: 100, set_cookie: None }];
-    let ab = spec.strategy.ab_test.as_ref().filter(|_| state.experiment_routes);
-    for rule in ab.map(|a| a.rules.as_slice()).unwrap_or_default() {
+    let ab = spec.strategy.ab_test().filter(|_| state.experiment_routes);
+    let (rules, region_header) = ab.map_or((&[][..], defaults::REGION_HEADER), |a| (&a.rules[..], a.region_header()));
+    for rule in rules {
         let mut headers = BTreeMap::new();
         for (name, m) in &rule.matches.headers {
             headers.extend(Matcher::from_string_match(m).map(|m| (name.clone(), m)));
@@ -83,14 +84,13 @@ pub fn route_table(spec: &ExperimentSpec, state: &State) -> RouteTable {
             headers.insert("user-agent".into(), m);
         }
         if let Some(m) = region_matcher(&rule.matches.regions) {
-            headers.insert(ab.map(|a| a.region_header()).unwrap_or("x-region").into(), m);
+            headers.insert(region_header.into(), m);
         }
         routes.push(Route { name: rule.name.clone(), headers, destinations: to(&rule.arm) });
     }
-    if let (true, Some(header)) =
-        (state.preview, spec.strategy.blue_green.as_ref().and_then(|b| b.preview_header.as_ref()))
+    if let (true, Strategy::BlueGreen(BlueGreen { preview_header: Some(header), .. })) = (state.preview, &spec.strategy)
+        && let Some(candidate) = spec.candidate().map(|a| a.name.as_str())
     {
-        let candidate = spec.arms.iter().find(|a| !a.control).map(|a| a.name.as_str()).unwrap_or_default();
         let headers = BTreeMap::from([(header.name.clone(), Matcher::Exact(header.value.clone()))]);
         routes.push(Route { name: "preview".into(), headers, destinations: to(candidate) });
     }

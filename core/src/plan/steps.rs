@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
 use crate::api::validate::resolve_int_or_percent;
-use crate::api::{ExperimentSpec, StrategyName};
+use crate::api::{ExperimentSpec, Strategy, defaults};
 
 use super::PlanError;
 
@@ -32,26 +34,22 @@ pub struct Replicas {
     pub control: Option<i32>,
 }
 
-pub fn strategy_name(spec: &ExperimentSpec) -> Result<StrategyName, PlanError> {
-    match spec.strategy.names()[..] {
-        [name] => Ok(name),
-        _ => Err(PlanError::Invalid(vec!["spec.strategy: exactly one strategy must be set".into()])),
-    }
-}
-
+/// Names of the control and the candidate of a two-arm strategy ("" where a spec that is not
+/// validated lacks one: such a spec plans nothing, only policies look at its weights).
 fn control(spec: &ExperimentSpec) -> &str {
-    spec.arms.iter().find(|a| a.control).map(|a| a.name.as_str()).unwrap_or_default()
+    spec.control_arm().map_or("", |a| a.name.as_str())
 }
 
 fn candidate(spec: &ExperimentSpec) -> &str {
-    spec.arms.iter().find(|a| !a.control).map(|a| a.name.as_str()).unwrap_or_default()
+    spec.candidate().map_or("", |a| a.name.as_str())
 }
 
 /// Weights giving `candidate_weight` to the candidate and the rest to the control.
 fn two_arm_weights(spec: &ExperimentSpec, candidate_weight: i32) -> Weights {
+    let control = control(spec);
     spec.arms
         .iter()
-        .map(|a| (a.name.clone(), if a.control { 100 - candidate_weight } else { candidate_weight }))
+        .map(|a| (a.name.clone(), if a.name == control { 100 - candidate_weight } else { candidate_weight }))
         .collect()
 }
 
@@ -63,10 +61,8 @@ pub fn all_to(spec: &ExperimentSpec, arm: &str) -> Weights {
 /// Every state of the experiment's strategy, in order.
 pub fn states(spec: &ExperimentSpec, observed: &Replicas) -> Result<Vec<State>, PlanError> {
     let plain = |weights| State { weights, preview: false, replicas: None, experiment_routes: true };
-    let s = &spec.strategy;
-    Ok(match strategy_name(spec)? {
-        StrategyName::Canary => {
-            let canary = s.canary.as_ref().expect("strategy name matches the field");
+    Ok(match &spec.strategy {
+        Strategy::Canary(canary) => {
             let mut weight = 0;
             let mut out = vec![plain(two_arm_weights(spec, 0))];
             for step in &canary.steps {
@@ -75,8 +71,7 @@ pub fn states(spec: &ExperimentSpec, observed: &Replicas) -> Result<Vec<State>, 
             }
             out
         }
-        StrategyName::BlueGreen => {
-            let bg = s.blue_green.as_ref().expect("strategy name matches the field");
+        Strategy::BlueGreen(bg) => {
             vec![
                 State {
                     weights: all_to(spec, control(spec)),
@@ -87,28 +82,23 @@ pub fn states(spec: &ExperimentSpec, observed: &Replicas) -> Result<Vec<State>, 
                 plain(all_to(spec, candidate(spec))),
             ]
         }
-        StrategyName::AbTest => {
-            let ab = s.ab_test.as_ref().expect("strategy name matches the field");
+        Strategy::AbTest(ab) => {
             let weights =
                 spec.arms.iter().map(|a| (a.name.clone(), ab.split.get(&a.name).copied().unwrap_or(0))).collect();
             vec![plain(weights)]
         }
-        StrategyName::Recreate => {
-            let n = size(s.recreate.as_ref().and_then(|r| r.replicas), observed, "spec.strategy.recreate.replicas")?;
+        Strategy::Recreate(r) => {
+            let n = size(r.replicas, observed, "spec.strategy.recreate.replicas")?;
             replica_states(spec, &[(n, 0), (0, 0), (0, n)])
         }
-        StrategyName::RollingUpdate => {
-            let r = s.rolling_update.as_ref().expect("strategy name matches the field");
+        Strategy::RollingUpdate(r) => {
             let n = size(r.replicas, observed, "spec.strategy.rollingUpdate.replicas")?;
-            // Deployment defaults: 25% surge rounded up, 25% unavailable rounded down.
-            let resolve = |v: &Option<_>, default: &str, up| {
-                let v = v
-                    .clone()
-                    .unwrap_or(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(default.into()));
+            let resolve = |v: &Option<IntOrString>, default: &str, up| {
+                let v = v.clone().unwrap_or_else(|| IntOrString::String(default.into()));
                 resolve_int_or_percent(&v, n, up).map_err(|e| PlanError::Invalid(vec![e]))
             };
-            let surge = resolve(&r.max_surge, "25%", true)?;
-            let unavailable = resolve(&r.max_unavailable, "25%", false)?;
+            let surge = resolve(&r.max_surge, defaults::ROLLING_MAX_SURGE, true)?;
+            let unavailable = resolve(&r.max_unavailable, defaults::ROLLING_MAX_UNAVAILABLE, false)?;
             replica_states(spec, &rolling_sequence(n, surge, unavailable))
         }
     })
@@ -132,8 +122,11 @@ fn replica_states(spec: &ExperimentSpec, pairs: &[(i32, i32)]) -> Vec<State> {
             // With no pod anywhere (the recreate gap) routing stays where it was.
             if old + new > 0 {
                 let shares = proportional(&[old, new], 100);
-                weights =
-                    spec.arms.iter().map(|a| (a.name.clone(), if a.control { shares[0] } else { shares[1] })).collect();
+                weights = spec
+                    .arms
+                    .iter()
+                    .map(|a| (a.name.clone(), if a.name == control { shares[0] } else { shares[1] }))
+                    .collect();
             }
             State {
                 weights: weights.clone(),

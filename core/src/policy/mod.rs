@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::api::duration;
 use crate::api::validate::Problem;
-use crate::api::{Experiment, Role, RolloutPolicy};
+use crate::api::{Experiment, HumanDuration, Role, RolloutPolicy, Strategy};
 use crate::plan::steps;
 
 /// One broken rule of one policy.
@@ -34,21 +33,13 @@ pub fn default_namespace_labels(namespace: &str) -> BTreeMap<String, String> {
     BTreeMap::from([("kubernetes.io/metadata.name".to_string(), namespace.to_string())])
 }
 
-/// Problems of the policy itself (bad durations, bad cron schedules).
+/// Problems of the policy itself (bad cron schedules, bad selectors; durations fail at load).
 pub fn check_policy(policy: &RolloutPolicy) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut add = |path: String, message: String| out.push(Problem { path, message });
-    if let Some(d) = &policy.spec.min_analysis_duration
-        && let Err(why) = duration::parse(d)
-    {
-        add("spec.minAnalysisDuration".into(), why);
-    }
     for (i, w) in policy.spec.freeze_windows.iter().enumerate() {
         if let Err(why) = cron::Schedule::parse(&w.schedule) {
             add(format!("spec.freezeWindows[{i}].schedule"), why);
-        }
-        if let Err(why) = duration::parse(&w.duration) {
-            add(format!("spec.freezeWindows[{i}].duration"), why);
         }
     }
     if let Some(selector) = &policy.spec.namespace_selector {
@@ -97,16 +88,14 @@ pub fn evaluate(
         out.push(Violation { policy: name.clone(), rule, path: path.into(), message })
     };
     let exp_spec = &exp.spec;
-    let strategy = exp_spec.strategy.names();
-    if !spec.allowed_strategies.is_empty() {
-        for s in strategy.iter().filter(|s| !spec.allowed_strategies.contains(s)) {
-            let allowed: Vec<&str> = spec.allowed_strategies.iter().map(|s| s.as_str()).collect();
-            add(
-                "allowedStrategies",
-                &format!("spec.strategy.{}", s.as_str()),
-                format!("strategy {} is not allowed (allowed: {})", s.as_str(), allowed.join(", ")),
-            );
-        }
+    let strategy = exp_spec.strategy.name();
+    if !spec.allowed_strategies.is_empty() && !spec.allowed_strategies.contains(&strategy) {
+        let allowed: Vec<&str> = spec.allowed_strategies.iter().map(|s| s.as_str()).collect();
+        add(
+            "allowedStrategies",
+            &format!("spec.strategy.{}", strategy.as_str()),
+            format!("strategy {} is not allowed (allowed: {})", strategy.as_str(), allowed.join(", ")),
+        );
     }
     let candidate_weights = candidate_weight_path(exp);
     if let Some(max) = spec.max_step_weight {
@@ -152,24 +141,13 @@ pub fn evaluate(
     {
         add("maxAlpha", "spec.analysis.alpha", format!("{} is above the allowed {max}", a.alpha()));
     }
-    if let Some(min) = spec.min_analysis_duration.as_deref().and_then(|d| duration::parse(d).ok()) {
-        match analysis.map(|a| duration::parse(a.max_duration())) {
-            None => add(
-                "minAnalysisDuration",
-                "spec.analysis",
-                format!(
-                    "an analysis of at least {} is required",
-                    spec.min_analysis_duration.as_deref().unwrap_or_default()
-                ),
-            ),
-            Some(Ok(d)) if d < min => add(
+    if let Some(min) = spec.min_analysis_duration {
+        match analysis.map(|a| HumanDuration::from(a.max_duration())) {
+            None => add("minAnalysisDuration", "spec.analysis", format!("an analysis of at least {min} is required")),
+            Some(max) if max < min => add(
                 "minAnalysisDuration",
                 "spec.analysis.maxDuration",
-                format!(
-                    "{} is shorter than the required {}",
-                    analysis.map(|a| a.max_duration()).unwrap_or_default(),
-                    spec.min_analysis_duration.as_deref().unwrap_or_default()
-                ),
+                format!("{max} is shorter than the required {min}"),
             ),
             _ => {}
         }
@@ -188,21 +166,21 @@ fn candidate_weight_path(exp: &Experiment) -> Vec<(i32, bool)> {
     let spec = &exp.spec;
     let Ok(states) = steps::states(spec, &steps::Replicas { control: Some(100) }) else { return vec![] };
     let mut analysed_after = vec![false; states.len()];
-    if let Some(canary) = &spec.strategy.canary {
+    if let Strategy::Canary(canary) = &spec.strategy {
         // State i+1 follows step i; an analysis step guards the states after it.
         let mut seen = false;
         for (i, step) in canary.steps.iter().enumerate() {
             seen |= step.analysis.is_some();
             analysed_after[i + 1] = seen;
         }
-    } else if spec.analysis.is_some() && spec.strategy.ab_test.is_none() {
+    } else if spec.analysis.is_some() && spec.strategy.ab_test().is_none() {
         // Blue/green and the replica strategies run their analysis before leaving the start.
         analysed_after.iter_mut().skip(1).for_each(|a| *a = true);
     }
     let candidate_max = |s: &steps::State| {
         s.weights
             .iter()
-            .filter(|(arm, _)| spec.arms.iter().any(|a| &a.name == arm && !a.control))
+            .filter(|(arm, _)| spec.candidates().any(|a| &a.name == arm))
             .map(|(_, w)| *w)
             .max()
             .unwrap_or(0)
@@ -214,7 +192,7 @@ fn candidate_weight_path(exp: &Experiment) -> Vec<(i32, bool)> {
 pub fn active_freeze(policy: &RolloutPolicy, now: i64) -> Option<(&crate::api::FreezeWindow, i64)> {
     policy.spec.freeze_windows.iter().find_map(|w| {
         let schedule = cron::Schedule::parse(&w.schedule).ok()?;
-        let length = duration::parse(&w.duration).ok()?.as_secs() as i64;
+        let length = w.duration.get().as_secs() as i64;
         let this_minute = now - now.rem_euclid(60);
         // A window opened at a matching minute no longer ago than its length.
         (0..=length / 60)

@@ -200,6 +200,9 @@ pub struct Comparison {
 pub struct SrmCheck {
     pub p_value: f64,
     pub ln_bayes_factor: f64,
+    /// `p_value` is at or below `srmAlpha`: traffic does not follow the weights, and the
+    /// decision is a rollback for that reason.
+    pub mismatch: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,8 +248,8 @@ pub fn decide(input: &DecisionInput, config: &DecisionConfig) -> Result<Decision
             }
         }
     }
-    let srm = srm_check(input)?;
-    if let Some(s) = srm.filter(|s| s.p_value <= config.srm_alpha) {
+    let srm = srm_check(input, config.srm_alpha)?;
+    if let Some(s) = srm.filter(|s| s.mismatch) {
         let reason = format!(
             "sample ratio mismatch: traffic does not follow the configured weights (sequential p = {:.2e})",
             s.p_value
@@ -447,14 +450,14 @@ fn validate<'a>(input: &'a DecisionInput, config: &DecisionConfig) -> Result<Vec
     Ok(ordered)
 }
 
-fn srm_check(input: &DecisionInput) -> Result<Option<SrmCheck>> {
+fn srm_check(input: &DecisionInput, srm_alpha: f64) -> Result<Option<SrmCheck>> {
     if input.assignment.is_empty() {
         return Ok(None);
     }
     let units: Vec<u64> = input.assignment.iter().map(|a| a.units).collect();
     let weights: Vec<f64> = input.assignment.iter().map(|a| a.weight).collect();
     let s = srm::sequential(&units, &weights, srm::DEFAULT_CONCENTRATION)?;
-    Ok(Some(SrmCheck { p_value: s.p_value, ln_bayes_factor: s.ln_bayes_factor }))
+    Ok(Some(SrmCheck { p_value: s.p_value, ln_bayes_factor: s.ln_bayes_factor, mismatch: s.p_value <= srm_alpha }))
 }
 
 #[cfg(test)]

@@ -135,9 +135,11 @@ fn sample_ratio_mismatch_rolls_back() {
     ];
     let d = decide(&input, &seq()).unwrap();
     assert!(matches!(&d.outcome, Outcome::Rollback { reason } if reason.contains("sample ratio")), "{:?}", d.outcome);
-    assert!(d.srm.is_some_and(|s| s.p_value < 1e-3));
+    assert!(d.srm.is_some_and(|s| s.p_value < 1e-3 && s.mismatch));
     input.assignment[1].units = 20_100;
-    assert!(decide(&input, &seq()).unwrap().srm.is_some_and(|s| s.p_value > 0.001));
+    let balanced = decide(&input, &seq()).unwrap();
+    assert!(balanced.srm.is_some_and(|s| s.p_value > 0.001 && !s.mismatch));
+    assert!(!matches!(balanced.outcome, Outcome::Rollback { .. }), "{:?}", balanced.outcome);
 }
 
 #[test]

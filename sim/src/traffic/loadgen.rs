@@ -43,7 +43,7 @@ impl Default for LoadSpec {
             users: 100,
             mobile_share: 0.0,
             regions: Vec::new(),
-            region_header: "x-region".into(),
+            region_header: forklane_core::api::defaults::REGION_HEADER.into(),
             path: "/".into(),
             seed: 1,
         }
