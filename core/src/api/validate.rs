@@ -310,10 +310,15 @@ fn check_ab_test(ab: &AbTest, exp: &ExperimentSpec, arms: &[String], routing: Ro
     }
     for (i, arm) in exp.arms.iter().enumerate() {
         let in_split = ab.split.get(&arm.name).is_some_and(|w| *w > 0);
-        if !in_split && !ab.rules.iter().any(|r| r.arm == arm.name) {
+        // A dark launch (weight 0, mirrored) is measured on its copies of live traffic.
+        let mirrored = exp.mirror.as_ref().is_some_and(|m| m.arm == arm.name && m.percent > 0.0);
+        if !in_split && !mirrored && !ab.rules.iter().any(|r| r.arm == arm.name) {
             p.add(
                 format!("spec.arms[{i}]"),
-                format!("arm {:?} gets no traffic: it has no weight in the split and no rule points at it", arm.name),
+                format!(
+                    "arm {:?} gets no traffic: it has no weight in the split, no rule points at it and it is not mirrored",
+                    arm.name
+                ),
             );
         }
     }
