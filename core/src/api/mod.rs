@@ -4,6 +4,7 @@ pub mod analysis;
 pub mod duration;
 pub mod experiment;
 pub mod load;
+pub mod names;
 pub mod policy;
 pub mod validate;
 

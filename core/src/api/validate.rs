@@ -7,6 +7,7 @@ use regex::Regex;
 
 use super::duration;
 use super::experiment::*;
+use super::names::{is_dns1123_label, is_dns1123_subdomain};
 use super::{Analysis, Builtin, Role};
 
 /// Envoy refuses longer regexes by default; istiod checks the same bound.
@@ -512,19 +513,6 @@ fn check_analysis(a: &Analysis, p: &mut Problems) {
             p.add(format!("{path}.margin"), format!("{margin} must be a non-negative number"));
         }
     }
-}
-
-pub fn is_dns1123_label(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-'
-}
-
-pub fn is_dns1123_subdomain(name: &str) -> bool {
-    name.len() <= 253 && name.split('.').all(is_dns1123_label)
 }
 
 fn check_label(key: &str, value: &str) -> Result<(), String> {

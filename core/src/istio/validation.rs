@@ -13,11 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use self::checks::{
-    fqdn, is_dns1123_label, match_header_problem, other_header_operation_problem, regex_problem,
-    request_set_header_problem,
+    fqdn, match_header_problem, other_header_operation_problem, regex_problem, request_set_header_problem,
 };
 use super::destinationrule::DestinationRule;
 use super::virtualservice::*;
+use crate::api::names::is_dns1123_label;
 
 /// One rule broken by a rendered object.
 #[derive(Clone, Debug, PartialEq)]
