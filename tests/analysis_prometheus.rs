@@ -7,7 +7,9 @@
 //!
 //! Without the `prometheus` binary the test fails (scripts/install-prometheus installs it).
 
-mod common;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -137,7 +139,7 @@ async fn prometheus_and_embedded_sources_agree_on_counts_and_decision() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = listener.local_addr().unwrap();
     let server = tokio::spawn(axum::serve(listener, app).into_future());
-    let prometheus = common::prometheus::start(target);
+    let prometheus = support::prometheus::start(target);
 
     let exp = experiment();
     let window = Duration::from_secs(120);

@@ -3,13 +3,15 @@
 //! every run checks that routing never answered 503 NR/UH and that every VirtualService written
 //! had weights summing to 100.
 
-mod e2e_common;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
 
 use std::time::Duration;
 
-use e2e_common::*;
 use forklane_core::api::Phase;
 use kube::api::{Patch, PatchParams};
+use support::e2e::*;
 
 const ENDED: &[Phase] = &[Phase::Succeeded, Phase::RolledBack, Phase::Failed];
 const LONG: Duration = Duration::from_secs(90);

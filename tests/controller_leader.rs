@@ -2,19 +2,21 @@
 //! controller writes, it carries a canary to the end, and when it shuts down mid-experiment the
 //! standby takes the lease and finishes the experiment without losing or repeating a step.
 
-mod e2e_common;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use e2e_common::*;
 use forklane_core::api::Phase;
 use forklane_core::controller::leader::{LeaseSettings, lead};
 use forklane_core::controller::telemetry::Metrics;
 use forklane_core::controller::{Context, Scope};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
+use support::e2e::*;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 

@@ -1,15 +1,16 @@
 //! With a real Prometheus scraping the embedded data plane, an A/B experiment decided through the
 //! Prometheus metric source reaches the same decision as with the embedded source.
 
-mod common;
-mod e2e_common;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e_common::*;
 use forklane_core::api::Phase;
 use forklane_core::controller::analyst::SourceAnalyst;
+use support::e2e::*;
 
 const EXPERIMENT: &str = r#"  strategy:
     abTest:
@@ -41,7 +42,7 @@ async fn decide(prometheus: bool) -> (Option<Phase>, Option<String>) {
         let addr = listener.local_addr().unwrap();
         let router = env.net().dataplane.metrics.router();
         let server = tokio::spawn(async move { axum::serve(listener, router).await });
-        let prom = common::prometheus::start(addr);
+        let prom = support::prometheus::start(addr);
         env.analyst = Arc::new(SourceAnalyst::prometheus(Some(prom.url.clone())));
         Some((server, prom))
     } else {

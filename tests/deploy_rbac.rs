@@ -2,14 +2,16 @@
 //! The controller runs experiments of every routing kind on the embedded cluster with the request
 //! audit on; the (group, resource, verb) set it used is compared with the rules.
 
-mod e2e_common;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use e2e_common::*;
 use forklane_core::api::Phase;
 use kube::api::DeleteParams;
+use support::e2e::*;
 
 const AGENT: &str = "forklane-controller";
 

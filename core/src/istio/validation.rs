@@ -3,7 +3,7 @@
 //! `pkg/config/validation/validation.go`, `virtualservice.go`) and
 //! `istioctl analyze` (IST0101 missing subset, IST0130 unreachable rule),
 //! plus stricter Forklane rules where marked. The CRD schema itself (types,
-//! required fields, one-ofs) is covered by `tests/common/istio_schema.rs`.
+//! required fields, one-ofs) is covered by `tests/support/istio_schema.rs`.
 
 mod checks;
 #[cfg(test)]

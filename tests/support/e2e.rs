@@ -1,7 +1,6 @@
 //! The end-to-end bench for the controller: the embedded cluster with its workload simulator,
 //! the data plane following it, background traffic, the embedded metric source, and the
 //! controller — all in one process on one sped-up clock.
-#![allow(dead_code)]
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
