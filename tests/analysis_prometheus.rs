@@ -7,7 +7,9 @@
 //!
 //! Without the `prometheus` binary the test fails (scripts/install-prometheus installs it).
 
-mod common;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,8 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use forklane_core::analysis::{self, AnalysisError, Counts, Measurements, MetricSource, PrometheusSource, SourceError};
-use forklane_core::api::Experiment;
-use forklane_core::api::Routing;
+use forklane_core::api::{Builtin, Experiment, Metric, Routing};
+use forklane_core::fixtures::{ExperimentBuilder, analysis, conversion, guardrail};
 use forklane_core::stats::decision::{Outcome, decide};
 use forklane_sim::metrics::{CounterStore, EmbeddedSource, Matcher};
 
@@ -88,32 +90,16 @@ impl CounterStore for Totals {
 }
 
 fn experiment() -> Experiment {
-    let mut exp: Experiment = serde_yaml_ng::from_str(
-        r#"
-apiVersion: forklane.io/v1alpha1
-kind: Experiment
-metadata: {name: checkout, namespace: shop}
-spec:
-  service: {name: checkout}
-  arms:
-    - {name: v1, control: true, selector: {app: checkout, version: v1}}
-    - {name: v2, selector: {app: checkout, version: placeholder}}
-  strategy: {abTest: {split: {v1: 50, v2: 50}}}
-  analysis:
-    minSamplesPerArm: 100
-    srm: {enabled: true}
-    metrics:
-      - name: conversion
-        role: goal
-        successQuery: 'sum(increase(orders_total{version="{{ arm.selector.version }}"}[{{ window }}]))'
-        trialQuery: 'sum(increase(visits_total{version="{{ arm.selector.version }}"}[{{ window }}]))'
-      - {name: error-rate, builtin: istio-error-rate, role: guardrail, margin: 0.05}
-      - {name: latency, builtin: istio-latency, thresholdMs: 300, role: guardrail, margin: 0.05}
-"#,
-    )
-    .unwrap();
-    exp.spec.arms[1].selector.insert("version".into(), WEIRD.into());
-    exp
+    let latency = Metric { threshold_ms: Some(300.0), ..guardrail("latency", Builtin::IstioLatency, 0.05) };
+    let metrics = [conversion(), guardrail("error-rate", Builtin::IstioErrorRate, 0.05), latency];
+    ExperimentBuilder::ab_test("checkout")
+        .namespace("shop")
+        .service("checkout")
+        .control("v1")
+        .arm_on("v2", WEIRD)
+        .split([("v1", 50), ("v2", 50)])
+        .analysis(analysis(metrics).min_samples_per_arm(100).srm())
+        .build()
 }
 
 fn ratios(m: &Measurements) -> Vec<(String, String, f64)> {
@@ -137,7 +123,7 @@ async fn prometheus_and_embedded_sources_agree_on_counts_and_decision() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = listener.local_addr().unwrap();
     let server = tokio::spawn(axum::serve(listener, app).into_future());
-    let prometheus = common::prometheus::start(target);
+    let prometheus = support::prometheus::start(target);
 
     let exp = experiment();
     let window = Duration::from_secs(120);

@@ -74,6 +74,37 @@ fn validate_says_valid_or_lists_every_problem() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// `forklane validate -f` on `text`, written to a file of its own.
+fn validate_text(name: &str, text: &str) -> Output {
+    let dir = std::env::temp_dir().join(format!("forklane-validate-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("experiment.yaml");
+    std::fs::write(&file, text).unwrap();
+    let out = forklane(&["validate", "-f", file.to_str().unwrap()]);
+    std::fs::remove_dir_all(dir).unwrap();
+    out
+}
+
+#[test]
+fn validate_accepts_explicit_defaults_and_names_unknown_fields() {
+    let original = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ab-test.yaml")).unwrap();
+    let explicit = original
+        .replace("allowDegraded: true", "allowDegraded: false")
+        .replace("{name: v2, selector", "{name: v2, control: false, selector")
+        .replace("userAgent: {regex", "headers: {}\n            cookies: {}\n            userAgent: {regex");
+    let out = validate_text("defaults", &explicit);
+    assert_eq!((text(&out.stdout), text(&out.stderr)), ("valid\n".into(), String::new()));
+
+    let no_rules = original.replace("      rules:\n", "      rules: []\n      unused:\n");
+    let out = validate_text("unknown", &no_rules.replace("{name: v2, selector", "{name: v2, selectr: {}, selector"));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].ends_with("document 1: spec.arms[1].selectr: unknown field"), "{stderr}");
+    assert!(lines[1].ends_with("document 1: spec.strategy.abTest.unused: unknown field"), "{stderr}");
+}
+
 #[test]
 fn crdgen_prints_both_crds() {
     let out = forklane(&["crdgen"]);

@@ -1,8 +1,10 @@
 //! kube-rs against the in-process API server: CRUD, patches, server-side apply, subresources,
 //! finalizers, garbage collection, custom resources.
 
-mod cluster_common;
-use cluster_common::{cluster, dynamic, obj, status, widget_crd};
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
+use support::cluster::{cluster, dynamic, obj, status, widget_crd};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;

@@ -1,7 +1,9 @@
 //! The request audit records what kube-rs clients ask for, in RBAC's terms.
 
-mod cluster_common;
-use cluster_common::{cluster, obj};
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
+use support::cluster::{cluster, obj};
 
 use forklane_sim::cluster::{AuditRecord, Cluster, ClusterConfig};
 use futures::StreamExt;

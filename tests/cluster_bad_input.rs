@@ -1,7 +1,9 @@
 //! Bad requests get the Status a real apiserver answers with, and change nothing.
 
-mod cluster_common;
-use cluster_common::cluster;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
+use support::cluster::cluster;
 
 use forklane_sim::cluster::{Cluster, FaultSettings};
 use kube::core::Status;

@@ -2,9 +2,11 @@
 //! 1.37 to the in-process server, as on a real cluster. kubectl must be on PATH
 //! (scripts/install-kubectl); without it these tests fail, they never skip.
 
-mod cluster_common;
-use cluster_common::cluster;
-use cluster_common::kubectl::{Kubectl, header};
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
+use support::cluster::cluster;
+use support::kubectl::{Kubectl, header};
 
 use serde_json::Value;
 use std::path::PathBuf;

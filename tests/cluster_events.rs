@@ -2,9 +2,11 @@
 //! `Recorder` writes (events.k8s.io) is read back as core Events, with field selectors on
 //! `involvedObject.*`, and shown by real kubectl's `describe`.
 
-mod cluster_common;
-use cluster_common::kubectl::{Kubectl, header};
-use cluster_common::{cluster, obj, status};
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
+use support::cluster::{cluster, obj, status};
+use support::kubectl::{Kubectl, header};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;

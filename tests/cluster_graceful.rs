@@ -2,9 +2,11 @@
 //! real kubectl for `Terminating`, `--force`, ages on a sped-up clock, and `kubectl delete pod`
 //! waiting for the kubelet (the workload simulator) to finish the pod.
 
-mod cluster_common;
-use cluster_common::kubectl::Kubectl;
-use cluster_common::{cluster, obj};
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
+use support::cluster::{cluster, obj};
+use support::kubectl::Kubectl;
 
 use forklane_core::clock::{Clock, parse_time};
 use forklane_sim::cluster::{Cluster, ClusterConfig};

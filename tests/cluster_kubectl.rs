@@ -2,9 +2,11 @@
 //! the manifests in tests/fixtures/seed. kubectl must be on PATH (scripts/install-kubectl);
 //! without it these tests fail, they never skip.
 
-mod cluster_common;
-use cluster_common::kubectl::{Kubectl, header};
-use cluster_common::{cluster, widget_crd};
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
+use support::cluster::{cluster, widget_crd};
+use support::kubectl::{Kubectl, header};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -3,16 +3,21 @@
 //! every run checks that routing never answered 503 NR/UH and that every VirtualService written
 //! had weights summing to 100.
 
-mod e2e_common;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use e2e_common::*;
-use forklane_core::api::{Experiment, Phase, Routing};
+use forklane_core::api::{Builtin, Experiment, MeshMode, Metric, MetricKind, OnInconclusive, Phase, Routing};
 use forklane_core::controller::{Analyst, Decided};
+use forklane_core::fixtures::{
+    self, ExperimentBuilder, analysis, analysis_step, guardrail, pause, pause_for, set_weight,
+};
 use kube::api::{Patch, PatchParams};
+use support::e2e::*;
 
 const ENDED: &[Phase] = &[Phase::Succeeded, Phase::RolledBack, Phase::Failed];
 const LONG: Duration = Duration::from_secs(90);
@@ -20,12 +25,10 @@ const LONG: Duration = Duration::from_secs(90);
 /// The e2e runs share two cores: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-const CONVERSION: &str = r#"      - name: conversion
-        role: goal
-        kind: proportion
-        successQuery: 'sum(increase(orders_total{version="{{ arm.selector.version }}"}[{{ window }}]))'
-        trialQuery: 'sum(increase(visits_total{version="{{ arm.selector.version }}"}[{{ window }}]))'
-"#;
+/// The conversion goal, measured as a proportion.
+fn conversion() -> Metric {
+    Metric { kind: Some(MetricKind::Proportion), ..fixtures::conversion() }
+}
 
 /// Two Deployments of my-app (`v1`, `v2`) with the given annotations, ready, behind one Service.
 async fn two_versions(env: &Env, replicas: i32, v1: &[(&str, &str)], v2: &[(&str, &str)]) {
@@ -54,7 +57,9 @@ async fn ab_test_with_a_true_winner_promotes_it() {
     .await;
     env.start_traffic(1500.0, 300);
     env.start_controller();
-    env.apply(&experiment("ab", "auto", &format!("  strategy:\n    abTest:\n      split: {{v1: 50, v2: 50}}\n  analysis:\n    interval: 1m\n    minSamplesPerArm: 500\n    maxDuration: 2h\n    srm: {{enabled: true}}\n    metrics:\n{CONVERSION}      - {{name: error-rate, builtin: istio-error-rate, role: guardrail, margin: 0.01}}\n"))).await;
+    let metrics = [conversion(), guardrail("error-rate", Builtin::IstioErrorRate, 0.01)];
+    let analysis = analysis(metrics).interval("1m").min_samples_per_arm(500).max_duration("2h").srm();
+    env.apply_experiment(ExperimentBuilder::ab_test("ab").split([("v1", 50), ("v2", 50)]).analysis(analysis)).await;
     let exp = env.wait_for_phase("ab", LONG, ENDED).await;
     let status = exp.status.unwrap();
     assert_eq!((status.phase, status.winner.as_deref()), (Some(Phase::Succeeded), Some("v2")), "{:?}", status.message);
@@ -77,7 +82,9 @@ async fn ab_test_with_identical_arms_ends_inconclusive_and_keeps_the_control() {
     two_versions(&env, 2, &same, &same).await;
     env.start_traffic(1500.0, 300);
     env.start_controller();
-    env.apply(&experiment("aa", "istio", &format!("  strategy:\n    abTest:\n      split: {{v1: 50, v2: 50}}\n  analysis:\n    interval: 1m\n    alpha: 0.01\n    minSamplesPerArm: 500\n    maxDuration: 15m\n    metrics:\n{CONVERSION}  promotion: {{onInconclusive: keepControl}}\n"))).await;
+    let analysis = analysis([conversion()]).interval("1m").alpha(0.01).min_samples_per_arm(500).max_duration("15m");
+    let aa = ExperimentBuilder::ab_test("aa").mesh(MeshMode::Istio).split([("v1", 50), ("v2", 50)]);
+    env.apply_experiment(aa.analysis(analysis).on_inconclusive(OnInconclusive::KeepControl)).await;
     let analysing = env.wait_for_phase("aa", LONG, &[Phase::Analysing]).await;
     assert_eq!(analysing.status.unwrap().final_arm, None);
     let exp = env.wait_for_phase("aa", LONG, ENDED).await;
@@ -104,7 +111,10 @@ async fn a_guardrail_breach_rolls_back_before_the_next_weight_step() {
     two_versions(&env, 2, &[("sim.forklane.io/error-rate", "0.01")], &[("sim.forklane.io/error-rate", "0.05")]).await;
     env.start_traffic(1500.0, 300);
     env.start_controller();
-    env.apply(&experiment("guard", "istio", "  strategy:\n    canary:\n      steps: [{setWeight: 30}, {analysis: {}}, {setWeight: 60}, {analysis: {}}]\n  analysis:\n    interval: 1m\n    minSamplesPerArm: 300\n    maxDuration: 1h\n    metrics:\n      - {name: error-rate, builtin: istio-error-rate, role: guardrail, margin: 0.005}\n")).await;
+    let guarded = analysis([guardrail("error-rate", Builtin::IstioErrorRate, 0.005)]);
+    let guarded = guarded.interval("1m").min_samples_per_arm(300).max_duration("1h");
+    let steps = [set_weight(30), analysis_step(), set_weight(60), analysis_step()];
+    env.apply_experiment(ExperimentBuilder::canary("guard").mesh(MeshMode::Istio).steps(steps).analysis(guarded)).await;
     let exp = env.wait_for_phase("guard", LONG, ENDED).await;
     let status = exp.status.unwrap();
     assert_eq!(
@@ -127,7 +137,8 @@ async fn canary_steps_move_weights_in_order_and_pause_where_told() {
     let routes = env.record("virtualservices");
     two_versions(&env, 2, &[], &[]).await;
     env.start_controller();
-    env.apply(&experiment("steps", "istio", "  strategy:\n    canary:\n      steps: [{setWeight: 10}, {pause: {duration: 2m}}, {setWeight: 30}, {pause: {}}, {setWeight: 60}]\n")).await;
+    let steps = [set_weight(10), pause_for("2m"), set_weight(30), pause(), set_weight(60)];
+    env.apply_experiment(ExperimentBuilder::canary("steps").mesh(MeshMode::Istio).steps(steps)).await;
     let paused = env
         .wait_for("steps", LONG, |e| {
             phase(e) == Some(Phase::Paused) && e.status.as_ref().and_then(|s| s.current_step) == Some(3)
@@ -161,12 +172,8 @@ async fn blue_green_serves_the_preview_header_before_the_switch_and_nothing_afte
     let routes = env.record("virtualservices");
     two_versions(&env, 2, &[], &[]).await;
     env.start_controller();
-    env.apply(&experiment(
-        "bg",
-        "istio",
-        "  strategy:\n    blueGreen:\n      previewHeader: {name: x-preview, value: \"true\"}\n",
-    ))
-    .await;
+    env.apply_experiment(ExperimentBuilder::blue_green("bg").mesh(MeshMode::Istio).preview_header("x-preview", "true"))
+        .await;
     env.wait_for_phase("bg", LONG, &[Phase::Paused]).await;
     let preview: Vec<Option<String>> = (0..200).map(|_| env.request(&[("x-preview", "true")])).collect();
     let live: Vec<Option<String>> = (0..200).map(|_| env.request(&[])).collect();
@@ -195,8 +202,7 @@ async fn mirroring_reaches_v2_without_answering_from_it() {
     let mut env = Env::start(true, false).await;
     two_versions(&env, 2, &[], &[]).await;
     env.start_controller();
-    env.apply(&experiment("shadow", "istio", "  strategy:\n    blueGreen: {}\n  mirror: {arm: v2, percent: 100}\n"))
-        .await;
+    env.apply_experiment(ExperimentBuilder::blue_green("shadow").mesh(MeshMode::Istio).mirror("v2", 100.0)).await;
     env.wait_for_phase("shadow", LONG, &[Phase::Paused]).await;
     let answers: Vec<Option<String>> = (0..300).map(|_| env.request(&[])).collect();
     assert!(answers.iter().all(|v| v.as_deref() == Some("v1")), "only v1 answers");
@@ -214,7 +220,8 @@ async fn native_canary_hits_the_replica_ratios() {
     let mut env = Env::start(false, false).await;
     two_versions(&env, 1, &[], &[]).await;
     env.start_controller();
-    env.apply(&experiment("native", "auto", "  strategy:\n    canary:\n      totalReplicas: 10\n      steps: [{setWeight: 10}, {pause: {}}, {setWeight: 50}, {pause: {}}]\n")).await;
+    let steps = [set_weight(10), pause(), set_weight(50), pause()];
+    env.apply_experiment(ExperimentBuilder::canary("native").total_replicas(10).steps(steps)).await;
     let exp = env
         .wait_for("native", LONG, |e| {
             phase(e) == Some(Phase::Paused) && e.status.as_ref().and_then(|s| s.current_step) == Some(1)
@@ -260,7 +267,7 @@ async fn recreate_and_rolling_update_complete_without_a_mesh() {
     env.apply(&app("v2", 0, &[])).await;
     env.wait_ready("my-app-v1", 3).await;
     env.start_controller();
-    env.apply(&experiment("recreate", "none", "  strategy:\n    recreate: {replicas: 3}\n")).await;
+    env.apply_experiment(ExperimentBuilder::recreate("recreate").mesh(MeshMode::None).replicas(3)).await;
     let exp = env.wait_for_phase("recreate", LONG, ENDED).await;
     assert_eq!(exp.status.unwrap().phase, Some(Phase::Succeeded));
     env.wait_ready("my-app-v1", 0).await;
@@ -282,23 +289,10 @@ async fn recreate_and_rolling_update_complete_without_a_mesh() {
         assert!(versions.len() <= 1, "pods of two versions at once: {alive:?}");
     }
 
-    env.apply(
-        &experiment(
-            "rolling",
-            "none",
-            "  strategy:\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0, replicas: 3}\n",
-        )
-        .replace("{name: v1, control: true", "{name: v1, control: true, deployment: my-app-v2")
-        .replace(
-            "selector: {app: my-app, version: v1}, deployment: my-app-v1}",
-            "selector: {app: my-app, version: v2}}",
-        )
-        .replace(
-            "{name: v2, selector: {app: my-app, version: v2}, deployment: my-app-v2}",
-            "{name: v3, selector: {app: my-app, version: v1}, deployment: my-app-v1}",
-        ),
-    )
-    .await;
+    // The control is now the v2 Deployment; the candidate "v3" runs v1's.
+    let back =
+        ExperimentBuilder::rolling_update("rolling").mesh(MeshMode::None).control_on("v1", "v2").arm_on("v3", "v1");
+    env.apply_experiment(back.replicas(3).max_surge_and_unavailable(1, 0)).await;
     let exp = env.wait_for_phase("rolling", LONG, ENDED).await;
     assert_eq!(exp.status.unwrap().phase, Some(Phase::Succeeded));
     // Back to v1 by rolling replacement.
@@ -314,7 +308,8 @@ async fn a_violating_experiment_never_changes_traffic_and_names_the_policy() {
     two_versions(&env, 1, &[], &[]).await;
     env.apply("apiVersion: forklane.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: canary-only}\nspec:\n  allowedStrategies: [canary]\n").await;
     env.start_controller();
-    env.apply(&experiment("forbidden", "istio", "  strategy:\n    abTest:\n      split: {v1: 50, v2: 50}\n")).await;
+    env.apply_experiment(ExperimentBuilder::ab_test("forbidden").mesh(MeshMode::Istio).split([("v1", 50), ("v2", 50)]))
+        .await;
     let exp = env
         .wait_for("forbidden", LONG, |e| {
             e.status
@@ -339,7 +334,7 @@ async fn another_virtual_service_for_the_host_blocks_the_start() {
     two_versions(&env, 1, &[], &[]).await;
     env.apply("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: hand-made, namespace: default}\nspec:\n  hosts: [my-app]\n  http:\n    - route:\n        - destination: {host: my-app}\n").await;
     env.start_controller();
-    env.apply(&experiment("blocked", "istio", "  strategy:\n    canary:\n      steps: [{setWeight: 10}]\n")).await;
+    env.apply_experiment(ExperimentBuilder::canary("blocked").mesh(MeshMode::Istio).steps([set_weight(10)])).await;
     let exp = env
         .wait_for("blocked", LONG, |e| {
             e.status.as_ref().is_some_and(|s| s.message.as_deref().unwrap_or_default().contains("hand-made"))
@@ -355,12 +350,8 @@ async fn restarting_the_controller_after_each_write_ends_in_the_same_state() {
     let mut env = Env::start(true, false).await;
     let routes = env.record("virtualservices");
     two_versions(&env, 2, &[], &[]).await;
-    env.apply(&experiment(
-        "restart",
-        "istio",
-        "  strategy:\n    canary:\n      steps: [{setWeight: 20}, {setWeight: 50}, {setWeight: 80}]\n",
-    ))
-    .await;
+    let steps = [set_weight(20), set_weight(50), set_weight(80)];
+    env.apply_experiment(ExperimentBuilder::canary("restart").mesh(MeshMode::Istio).steps(steps)).await;
     // Kill the controller right after each of its first writes, then let it finish.
     for _ in 0..6 {
         env.start_controller();
@@ -412,11 +403,14 @@ async fn an_invalid_analysis_template_rolls_back_once_instead_of_retrying() {
     let calls = Arc::new(AtomicUsize::new(0));
     env.analyst = Arc::new(Counting { inner: env.analyst.clone(), calls: calls.clone() });
     env.start_controller();
-    let bad = CONVERSION.replace(
-        "trialQuery: 'sum(increase(visits_total{version=\"{{ arm.selector.version }}\"}",
-        "trialQuery: 'sum(increase(visits_total{version=\"{{ arm.colour }}\"}",
-    );
-    env.apply(&experiment("typo", "istio", &format!("  strategy:\n    abTest:\n      split: {{v1: 50, v2: 50}}\n  analysis:\n    interval: 1m\n    maxDuration: 2h\n    metrics:\n{bad}"))).await;
+    // A template placeholder that does not exist: a configuration error, not a metrics outage.
+    let trial = r#"sum(increase(visits_total{version="{{ arm.colour }}"}[{{ window }}]))"#;
+    let bad = Metric { trial_query: Some(trial.into()), ..conversion() };
+    let analysis = analysis([bad]).interval("1m").max_duration("2h");
+    env.apply_experiment(
+        ExperimentBuilder::ab_test("typo").mesh(MeshMode::Istio).split([("v1", 50), ("v2", 50)]).analysis(analysis),
+    )
+    .await;
     let exp = env.wait_for_phase("typo", LONG, ENDED).await;
     let status = exp.status.unwrap();
     assert_eq!(

@@ -2,19 +2,22 @@
 //! controller writes, it carries a canary to the end, and when it shuts down mid-experiment the
 //! standby takes the lease and finishes the experiment without losing or repeating a step.
 
-mod e2e_common;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use e2e_common::*;
-use forklane_core::api::Phase;
+use forklane_core::api::{MeshMode, Phase};
 use forklane_core::controller::leader::{LeaseSettings, lead};
 use forklane_core::controller::telemetry::Metrics;
 use forklane_core::controller::{Context, Scope};
+use forklane_core::fixtures::{ExperimentBuilder, pause_for, set_weight};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
+use support::e2e::*;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -112,11 +115,9 @@ async fn one_replica_acts_and_the_standby_takes_over_when_it_shuts_down() {
     let leader_id = wait_for_holder(&env, &["replica-a", "replica-b"]).await;
     let (leader, standby) = if leader_id == "replica-a" { (0, 1) } else { (1, 0) };
 
-    env.apply(&experiment(
-        "first",
-        "istio",
-        "  strategy:\n    canary:\n      steps: [{setWeight: 20}, {setWeight: 50}]\n",
-    ))
+    env.apply_experiment(
+        ExperimentBuilder::canary("first").mesh(MeshMode::Istio).steps([set_weight(20), set_weight(50)]),
+    )
     .await;
     let first = env.wait_for_phase("first", Duration::from_secs(15), ENDED).await.status.unwrap();
     assert_eq!((first.phase, first.winner.as_deref()), (Some(Phase::Succeeded), Some("v2")), "{:?}", first.message);
@@ -125,12 +126,8 @@ async fn one_replica_acts_and_the_standby_takes_over_when_it_shuts_down() {
     assert!(replicas[leader].writes() > 0, "the leader acted");
     assert_eq!(replicas[standby].writes(), 0, "the standby never wrote");
 
-    let second = experiment(
-        "second",
-        "istio",
-        "  strategy:\n    canary:\n      steps: [{setWeight: 20}, {pause: {duration: 5m}}, {setWeight: 50}]\n",
-    );
-    env.apply(&second.replace("my-app", "shop")).await;
+    let steps = [set_weight(20), pause_for("5m"), set_weight(50)];
+    env.apply_experiment(ExperimentBuilder::canary("second").service("shop").mesh(MeshMode::Istio).steps(steps)).await;
     env.wait_for_phase("second", Duration::from_secs(15), &[Phase::Paused]).await;
     replicas[leader].shutdown().await;
     let written_by_leader = replicas[leader].writes();

@@ -1,31 +1,23 @@
 //! With a real Prometheus scraping the embedded data plane, an A/B experiment decided through the
 //! Prometheus metric source reaches the same decision as with the embedded source.
 
-mod common;
-mod e2e_common;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e_common::*;
-use forklane_core::api::Phase;
+use forklane_core::api::{Builtin, MeshMode, Phase};
 use forklane_core::controller::analyst::SourceAnalyst;
+use forklane_core::fixtures::{ExperimentBuilder, analysis, conversion, guardrail};
+use support::e2e::*;
 
-const EXPERIMENT: &str = r#"  strategy:
-    abTest:
-      split: {v1: 50, v2: 50}
-  analysis:
-    interval: 10s
-    minSamplesPerArm: 500
-    maxDuration: 2h
-    srm: {enabled: true}
-    metrics:
-      - name: conversion
-        role: goal
-        successQuery: 'sum(increase(orders_total{version="{{ arm.selector.version }}"}[{{ window }}]))'
-        trialQuery: 'sum(increase(visits_total{version="{{ arm.selector.version }}"}[{{ window }}]))'
-      - {name: error-rate, builtin: istio-error-rate, role: guardrail, margin: 0.01}
-"#;
+fn experiment() -> ExperimentBuilder {
+    let metrics = [conversion(), guardrail("error-rate", Builtin::IstioErrorRate, 0.01)];
+    let analysis = analysis(metrics).interval("10s").min_samples_per_arm(500).max_duration("2h").srm();
+    ExperimentBuilder::ab_test("ab").mesh(MeshMode::Istio).split([("v1", 50), ("v2", 50)]).analysis(analysis)
+}
 
 /// Runs the experiment to its end; `prometheus` switches the metric source.
 async fn decide(prometheus: bool) -> (Option<Phase>, Option<String>) {
@@ -41,7 +33,7 @@ async fn decide(prometheus: bool) -> (Option<Phase>, Option<String>) {
         let addr = listener.local_addr().unwrap();
         let router = env.net().dataplane.metrics.router();
         let server = tokio::spawn(async move { axum::serve(listener, router).await });
-        let prom = common::prometheus::start(addr);
+        let prom = support::prometheus::start(addr);
         env.analyst = Arc::new(SourceAnalyst::prometheus(Some(prom.url.clone())));
         Some((server, prom))
     } else {
@@ -49,7 +41,7 @@ async fn decide(prometheus: bool) -> (Option<Phase>, Option<String>) {
     };
     env.start_traffic(1500.0, 300);
     env.start_controller();
-    env.apply(&experiment("ab", "istio", EXPERIMENT)).await;
+    env.apply_experiment(experiment()).await;
     let exp =
         env.wait_for_phase("ab", Duration::from_secs(90), &[Phase::Succeeded, Phase::RolledBack, Phase::Failed]).await;
     let status = exp.status.unwrap();

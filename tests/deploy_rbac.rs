@@ -2,14 +2,17 @@
 //! The controller runs experiments of every routing kind on the embedded cluster with the request
 //! audit on; the (group, resource, verb) set it used is compared with the rules.
 
-mod e2e_common;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use e2e_common::*;
-use forklane_core::api::Phase;
+use forklane_core::api::{MeshMode, Phase};
+use forklane_core::fixtures::{ExperimentBuilder, analysis, conversion, pause, set_weight};
 use kube::api::DeleteParams;
+use support::e2e::*;
 
 const AGENT: &str = "forklane-controller";
 
@@ -55,13 +58,8 @@ async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
     env.start_controller_with(controller_client);
     let long = Duration::from_secs(90);
     // Istio routing with an analysis, then deletion (the finalizer restores routing).
-    let analysis = "  analysis:\n    minSamplesPerArm: 300\n    metrics:\n      - {name: conversion, role: goal, successQuery: 'sum(increase(orders_total{version=\"{{ arm.selector.version }}\"}[{{ window }}]))', trialQuery: 'sum(increase(visits_total{version=\"{{ arm.selector.version }}\"}[{{ window }}]))'}\n";
-    env.apply(&experiment(
-        "mesh",
-        "istio",
-        &format!("  strategy:\n    abTest:\n      split: {{v1: 50, v2: 50}}\n{analysis}"),
-    ))
-    .await;
+    let mesh = ExperimentBuilder::ab_test("mesh").mesh(MeshMode::Istio).split([("v1", 50), ("v2", 50)]);
+    env.apply_experiment(mesh.analysis(analysis([conversion()]).min_samples_per_arm(300))).await;
     env.wait_for_phase("mesh", long, &[Phase::Succeeded]).await;
     env.experiments().delete("mesh", &DeleteParams::default()).await.unwrap();
     env.wait_gone("mesh", long).await;
@@ -69,12 +67,8 @@ async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
     let kept = vs.get("mesh-forklane").await.expect("the routing outlives the experiment");
     assert_eq!(split(&serde_json::to_value(&kept).unwrap()).get("v2"), Some(&100), "the winner keeps the traffic");
     // Native routing: Service selector and replicas; a command the controller clears.
-    env.apply(&experiment(
-        "native",
-        "none",
-        "  strategy:\n    canary:\n      totalReplicas: 4\n      steps: [{setWeight: 25}, {pause: {}}]\n",
-    ))
-    .await;
+    let native = ExperimentBuilder::canary("native").mesh(MeshMode::None).total_replicas(4);
+    env.apply_experiment(native.steps([set_weight(25), pause()])).await;
     env.wait_for("native", long, |e| e.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Paused))).await;
     let promote = forklane_core::controller::commands::patch(&forklane_core::controller::commands::Command::Promote(
         forklane_core::controller::commands::Promote::Next,

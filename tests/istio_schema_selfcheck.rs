@@ -1,9 +1,11 @@
 //! Proves the CRD-schema helper accepts valid Istio objects and can fail.
 
-mod common;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
 
-use common::istio_schema::{assert_valid_istio, istio_schema_errors};
 use serde_json::{Value, json};
+use support::istio_schema::{assert_valid_istio, istio_schema_errors};
 
 fn virtual_service() -> Value {
     json!({

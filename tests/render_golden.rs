@@ -1,7 +1,9 @@
 //! Golden outputs: every example, every state, both routing modes. Every Istio object rendered
 //! here is also checked against the real CRD schema and against istiod's validation rules.
 
-mod common;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
 
 use std::path::{Path, PathBuf};
 
@@ -73,12 +75,12 @@ fn every_rendered_istio_object_is_valid() {
                 for action in &p.actions {
                     match action {
                         Action::VirtualService(vs) => {
-                            common::istio_schema::assert_valid_istio(&action.object());
+                            support::istio_schema::assert_valid_istio(&action.object());
                             let problems = forklane_core::istio::validate_routing(vs, &drs);
                             assert!(problems.is_empty(), "{}: {target:?}: {problems:?}", path.display());
                             checked += 1;
                         }
-                        Action::DestinationRule(_) => common::istio_schema::assert_valid_istio(&action.object()),
+                        Action::DestinationRule(_) => support::istio_schema::assert_valid_istio(&action.object()),
                         _ => {}
                     }
                 }

@@ -2,29 +2,26 @@
 //! Istio's CRDs: header values YAML 1.1 reads as booleans, null or numbers must arrive as the
 //! strings they are. kubectl 1.37 on PATH (scripts/install-kubectl).
 
-mod cluster_common;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
 
 use std::process::{Command, Stdio};
 
-use cluster_common::kubectl::Kubectl;
+use forklane_core::api::MeshMode;
+use forklane_core::fixtures::ExperimentBuilder;
 use forklane_sim::sandbox::Sandbox;
 use serde_json::Value;
+use support::kubectl::Kubectl;
 use tokio::io::AsyncWriteExt;
 
 const VALUES: &[&str] =
     &["yes", "no", "on", "off", "y", "n", "true", "false", "~", "null", "0x1F", "1e3", "012", "1:30", "2001-12-14"];
 
 fn experiment() -> String {
-    let rules: String = VALUES
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            format!("        - {{name: r{i}, match: {{headers: {{x-h{i}: {{exact: \"{v}\"}}}}}}, arm: v2}}\n")
-        })
-        .collect();
-    format!(
-        "apiVersion: forklane.io/v1alpha1\nkind: Experiment\nmetadata: {{name: tricky, namespace: default}}\nspec:\n  service: {{name: my-app, port: 80}}\n  mesh: istio\n  arms:\n    - {{name: v1, control: true, selector: {{app: my-app, version: v1}}}}\n    - {{name: v2, selector: {{app: my-app, version: v2}}}}\n  strategy:\n    abTest:\n      split: {{v1: 50, v2: 50}}\n      rules:\n{rules}"
-    )
+    let tricky = ExperimentBuilder::ab_test("tricky").port(80).mesh(MeshMode::Istio).split([("v1", 50), ("v2", 50)]);
+    let rules = VALUES.iter().enumerate();
+    rules.fold(tricky, |exp, (i, v)| exp.header_rule(&format!("r{i}"), &format!("x-h{i}"), v, "v2")).yaml()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

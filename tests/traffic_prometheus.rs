@@ -4,7 +4,9 @@
 //!
 //! Without the `prometheus` binary the test fails (scripts/install-prometheus installs it).
 
-mod common;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -97,7 +99,7 @@ async fn prometheus_agrees_with_the_simulation() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = listener.local_addr().unwrap();
     let server = tokio::spawn(axum::serve(listener, dataplane.metrics.router()).into_future());
-    let prometheus = common::prometheus::start(metrics_addr);
+    let prometheus = support::prometheus::start(metrics_addr);
 
     let ready = HttpTarget::parse(&format!("{}/-/ready", prometheus.url)).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);

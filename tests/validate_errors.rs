@@ -228,3 +228,16 @@ fn rules_without_a_mesh_are_refused_unless_degraded() {
         edit("split: {v1: 90, v2: 10}", "split: {v1: 90, v2: 10}\n      allowDegraded: true\n      totalReplicas: 10");
     assert_eq!(problems(&degraded, Routing::Native), Vec::<String>::new());
 }
+
+#[test]
+fn an_arm_with_only_mirrored_traffic_is_a_dark_launch() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/dark-launch.yaml")).unwrap();
+    assert_eq!(problems(&text, Routing::Istio), Vec::<String>::new());
+    let without_copies = text.replace("{arm: rewrite, percent: 25}", "{arm: rewrite, percent: 0}");
+    assert_eq!(
+        problems(&without_copies, Routing::Istio),
+        [
+            "spec.arms[1]: arm \"rewrite\" gets no traffic: it has no weight in the split, no rule points at it and it is not mirrored"
+        ]
+    );
+}

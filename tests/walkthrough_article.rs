@@ -6,8 +6,10 @@
 //! Ordered observations use curl in a loop, as the article does; shares use the HTTP load
 //! generator (one connection per request, like curl) to stay fast.
 
-mod cluster_common;
-use cluster_common::kubectl::Kubectl;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
+use support::kubectl::Kubectl;
 
 use forklane_core::clock::Clock;
 use forklane_sim::cluster::{Cluster, ClusterConfig};

@@ -2,8 +2,10 @@
 //! article's rolling update with `rollout status | pause | resume | history | undo`, using
 //! the manifests in tests/fixtures/seed. kubectl must be on PATH (scripts/install-kubectl).
 
-mod cluster_common;
-use cluster_common::kubectl_path;
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
+use support::kubectl::kubectl_path;
 
 use forklane_core::clock::Clock;
 use forklane_sim::cluster::{Cluster, ClusterConfig};

@@ -10,6 +10,8 @@ pub mod analysis;
 pub mod api;
 pub mod clock;
 pub mod controller;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod istio;
 pub mod plan;
 pub mod policy;

@@ -1,7 +1,7 @@
 //! Reading Forklane objects from (multi-document) YAML, with errors that name the field.
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Experiment, RolloutPolicy};
@@ -86,40 +86,41 @@ fn parse_document(value: &Value) -> Result<Document, FieldProblems> {
 
 /// Deserialises with the failing field's path, then rejects fields the type does not know,
 /// as `kubectl apply` does with strict field validation.
-fn typed<T: DeserializeOwned + Serialize>(value: &Value) -> Result<T, FieldProblems> {
-    let object: T = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        vec![(path, e.into_inner().to_string())]
-    })?;
-    let round_trip = serde_json::to_value(&object).map_err(|e| vec![(String::new(), e.to_string())])?;
+///
+/// Unknown fields are the ones serde skips while deserialising (`serde_ignored`): a field written
+/// with its default value (`allowDegraded: false`, `rules: []`) is known, however it serialises.
+fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, FieldProblems> {
     let mut unknown = Vec::new();
-    unknown_fields(value, &round_trip, String::new(), &mut unknown);
+    let mut record = |path: serde_ignored::Path| {
+        let path = field_path(&path);
+        // The root type has no fields for these two: `parse_document` checked them already.
+        if path != "apiVersion" && path != "kind" {
+            unknown.push(path);
+        }
+    };
+    let object: T =
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut record)).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            vec![(path, e.into_inner().to_string())]
+        })?;
     if !unknown.is_empty() {
         return Err(unknown.into_iter().map(|path| (path, "unknown field".to_string())).collect());
     }
     Ok(object)
 }
 
-/// Fields present in `input` but dropped by the typed round trip.
-fn unknown_fields(input: &Value, round_trip: &Value, path: String, out: &mut Vec<String>) {
-    let join = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
-    match (input, round_trip) {
-        (Value::Object(given), Value::Object(kept)) => {
-            for (key, value) in given {
-                match kept.get(key) {
-                    Some(kept_value) => unknown_fields(value, kept_value, join(key), out),
-                    None if value.is_null() => {}
-                    None => out.push(join(key)),
-                }
-            }
-        }
-        (Value::Array(given), Value::Array(kept)) => {
-            for (i, (g, k)) in given.iter().zip(kept).enumerate() {
-                unknown_fields(g, k, format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
+/// A path as the other errors spell it: `spec.arms[1].selectr` (Options and newtypes are invisible).
+fn field_path(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => match field_path(parent) {
+            parent if parent.is_empty() => key.clone(),
+            parent => format!("{parent}.{key}"),
+        },
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => field_path(parent),
     }
 }
 
@@ -149,6 +150,97 @@ spec:
         let text = MINIMAL.replace("blueGreen: {}", "blueGreen: {autoPromot: true}");
         let errors = load_documents(&text).unwrap_err();
         assert_eq!(errors[0].path, "spec.strategy.blueGreen.autoPromot");
+    }
+
+    const AB_TEST: &str = "apiVersion: forklane.io/v1alpha1
+kind: Experiment
+metadata: {name: demo, namespace: shop}
+spec:
+  service: {name: my-app}
+  arms:
+    - {name: v1, control: true, selector: {version: v1}}
+    - {name: v2, selector: {version: v2}}
+  strategy:
+    abTest:
+      rules: [{name: beta, match: {headers: {x-group: {exact: beta}}}, arm: v2}]
+      split: {v1: 50, v2: 50}
+";
+
+    const POLICY: &str = "apiVersion: forklane.io/v1alpha1
+kind: RolloutPolicy
+metadata: {name: prod}
+spec:
+  maxStepWeight: 20
+  freezeWindows: [{schedule: '0 18 * * 5', duration: 60h}]
+";
+
+    /// `(base, from, to)`: the base document with one edit.
+    fn edited(base: &str, from: &str, to: &str) -> String {
+        assert!(base.contains(from), "{from:?} is not in the base document");
+        base.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn accepts_fields_written_with_their_default_value() {
+        let cases = [
+            (AB_TEST, "rules: [{name: beta, match: {headers: {x-group: {exact: beta}}}, arm: v2}]", "rules: []"),
+            (AB_TEST, "split: {v1: 50, v2: 50}", "split: {v1: 50, v2: 50}\n      allowDegraded: false"),
+            (AB_TEST, "{exact: beta}}}", "{exact: beta}}, cookies: {}, regions: []}"),
+            (AB_TEST, "{name: v2, selector", "{name: v2, control: false, selector"),
+            (AB_TEST, "{name: demo, namespace: shop}", "{name: demo, namespace: shop, labels: {}}"),
+            (AB_TEST, "  service: {name: my-app}", "  service: {name: my-app}\n  mirror: null\n  mesh: auto"),
+            (MINIMAL, "blueGreen: {}", "blueGreen: {autoPromote: false}"),
+            (MINIMAL, "blueGreen: {}", "canary: {steps: [{setWeight: 10}, {pause: {}}, {analysis: {}}]}"),
+            (MINIMAL, "  strategy:", "  analysis: {metrics: [], srm: {enabled: false}}\n  strategy:"),
+            (POLICY, "maxStepWeight: 20", "maxStepWeight: 20\n  allowedStrategies: []\n  requiredGuardrails: []"),
+            (POLICY, "maxStepWeight: 20", "maxStepWeight: 20\n  requireManualPromotion: false"),
+        ];
+        for (base, from, to) in cases {
+            let text = edited(base, from, to);
+            assert!(load_documents(&text).is_ok(), "{to:?} refused: {:?}", load_documents(&text).unwrap_err());
+        }
+    }
+
+    #[test]
+    fn refuses_unknown_fields_with_their_path() {
+        let cases = [
+            (AB_TEST, "{name: v2, selector", "{name: v2, selectr: {}, selector", "spec.arms[1].selectr"),
+            (
+                AB_TEST,
+                "split: {v1: 50, v2: 50}",
+                "split: {v1: 50, v2: 50}\n      rule: []",
+                "spec.strategy.abTest.rule",
+            ),
+            (AB_TEST, "{headers:", "{header: {}, headers:", "spec.strategy.abTest.rules[0].match.header"),
+            (
+                AB_TEST,
+                "{exact: beta}",
+                "{exact: beta, exactly: beta}",
+                "spec.strategy.abTest.rules[0].match.headers.x-group.exactly",
+            ),
+            (AB_TEST, "namespace: shop}", "namespace: shop, nam: x}", "metadata.nam"),
+            (
+                AB_TEST,
+                "  service: {name: my-app}",
+                "  service: {name: my-app}\n  mirror: {arm: v2, percent: 5, precent: 5}",
+                "spec.mirror.precent",
+            ),
+            (AB_TEST, "spec:", "spce: {}\nspec:", "spce"),
+            (MINIMAL, "blueGreen: {}", "blueGreen: {}, blueGreenX: null", "spec.strategy.blueGreenX"),
+            (
+                MINIMAL,
+                "blueGreen: {}",
+                "canary: {steps: [{pause: {duraton: 5m}}]}",
+                "spec.strategy.canary.steps[0].pause.duraton",
+            ),
+            (POLICY, "maxStepWeight: 20", "maxStepWeigth: 20", "spec.maxStepWeigth"),
+            (POLICY, "duration: 60h}", "duration: 60h, reasn: x}", "spec.freezeWindows[0].reasn"),
+        ];
+        for (base, from, to, path) in cases {
+            let errors = load_documents(&edited(base, from, to)).unwrap_err();
+            let found: Vec<(&str, &str)> = errors.iter().map(|e| (e.path.as_str(), e.message.as_str())).collect();
+            assert_eq!(found, [(path, "unknown field")], "{to:?}");
+        }
     }
 
     #[test]

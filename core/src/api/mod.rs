@@ -6,6 +6,7 @@ pub mod duration;
 pub mod experiment;
 pub mod load;
 pub mod mesh;
+pub mod names;
 pub mod policy;
 pub mod strategy;
 pub mod validate;

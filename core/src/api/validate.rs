@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use regex::Regex;
 
 use super::experiment::*;
+use super::names::{is_dns1123_label, is_dns1123_subdomain};
 use super::{Analysis, Builtin, Role, Routing, Strategy};
 
 /// Envoy refuses longer regexes by default; istiod checks the same bound.
@@ -278,10 +279,15 @@ fn check_ab_test(ab: &AbTest, exp: &ExperimentSpec, arms: &[String], routing: Ro
     }
     for (i, arm) in exp.arms.iter().enumerate() {
         let in_split = ab.split.get(&arm.name).is_some_and(|w| *w > 0);
-        if !in_split && !ab.rules.iter().any(|r| r.arm == arm.name) {
+        // A dark launch (weight 0, mirrored) is measured on its copies of live traffic.
+        let mirrored = exp.mirror.as_ref().is_some_and(|m| m.arm == arm.name && m.percent > 0.0);
+        if !in_split && !mirrored && !ab.rules.iter().any(|r| r.arm == arm.name) {
             p.add(
                 format!("spec.arms[{i}]"),
-                format!("arm {:?} gets no traffic: it has no weight in the split and no rule points at it", arm.name),
+                format!(
+                    "arm {:?} gets no traffic: it has no weight in the split, no rule points at it and it is not mirrored",
+                    arm.name
+                ),
             );
         }
     }
@@ -471,19 +477,6 @@ fn check_analysis(a: &Analysis, p: &mut Problems) {
             p.add(format!("{path}.margin"), format!("{margin} must be a non-negative number"));
         }
     }
-}
-
-pub fn is_dns1123_label(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-'
-}
-
-pub fn is_dns1123_subdomain(name: &str) -> bool {
-    name.len() <= 253 && name.split('.').all(is_dns1123_label)
 }
 
 fn check_label(key: &str, value: &str) -> Result<(), String> {

@@ -3,7 +3,7 @@
 //! `pkg/config/validation/validation.go`, `virtualservice.go`) and
 //! `istioctl analyze` (IST0101 missing subset, IST0130 unreachable rule),
 //! plus stricter Forklane rules where marked. The CRD schema itself (types,
-//! required fields, one-ofs) is covered by `tests/common/istio_schema.rs`.
+//! required fields, one-ofs) is covered by `tests/support/istio_schema.rs`.
 
 mod checks;
 #[cfg(test)]
@@ -13,11 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use self::checks::{
-    fqdn, is_dns1123_label, match_header_problem, other_header_operation_problem, regex_problem,
-    request_set_header_problem,
+    fqdn, match_header_problem, other_header_operation_problem, regex_problem, request_set_header_problem,
 };
 use super::destinationrule::DestinationRule;
 use super::virtualservice::*;
+use crate::api::names::is_dns1123_label;
 
 /// One rule broken by a rendered object.
 #[derive(Clone, Debug, PartialEq)]

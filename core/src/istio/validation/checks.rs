@@ -12,17 +12,6 @@ const PSEUDO_HEADERS: [&str; 5] = [":method", ":scheme", ":authority", ":path", 
 /// istiod's `ValidateHTTPHeaderNameOrJwtClaimRoute` allows this routing-claim form.
 const JWT_CLAIM_PREFIX: &str = "@request.auth.claims";
 
-/// Kubernetes DNS-1123 label, as `labels.IsDNS1123Label` (used for subset names).
-pub fn is_dns1123_label(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    let inner_ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
-    let edge_ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    (1..=63).contains(&bytes.len())
-        && bytes.iter().all(inner_ok)
-        && edge_ok(&bytes[0])
-        && edge_ok(&bytes[bytes.len() - 1])
-}
-
 /// `validateStringMatchRegexp`: non-empty, at most 1024 bytes, valid RE2 syntax.
 /// The `regex` crate accepts RE2 syntax (no backreferences or look-around).
 /// Envoy anchors the pattern at both ends, so `v2` matches only the whole value `v2`.

@@ -263,12 +263,3 @@ fn serialization_omits_unset_fields() {
     let rendered = serde_json::to_value(&vs).unwrap();
     assert_eq!(rendered["spec"], vs_json()["spec"]);
 }
-
-#[test]
-fn dns1123_label_boundaries() {
-    use super::checks::is_dns1123_label;
-    assert!(is_dns1123_label("a") && is_dns1123_label("v2-canary") && is_dns1123_label(&"a".repeat(63)));
-    for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64)] {
-        assert!(!is_dns1123_label(bad), "{bad:?} must not be a DNS-1123 label");
-    }
-}

@@ -1,14 +1,14 @@
 //! Object name, namespace, label and annotation validation with the messages of
-//! k8s.io/apimachinery/pkg/util/validation, and `generateName` completion.
+//! k8s.io/apimachinery/pkg/util/validation, and `generateName` completion. DNS-1123 names and
+//! the message helpers are forklane-core's (`api::names`), shared with the product's validation.
 
 use crate::cluster::semantics::field_error::FieldError;
+use forklane_core::api::names::{dns1123_label_errors, dns1123_subdomain_errors, max_len_error, regex_error};
 use regex::Regex;
 use serde_json::{Value, json};
 use std::sync::LazyLock;
 
-const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
-const DNS1123_SUBDOMAIN_FMT: &str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
 const QUALIFIED_NAME_MSG: &str =
@@ -18,35 +18,9 @@ fn anchored(fmt: &str) -> Regex {
     Regex::new(&format!("^{fmt}$")).expect("valid regex")
 }
 
-static DNS1123_LABEL: LazyLock<Regex> = LazyLock::new(|| anchored(DNS1123_LABEL_FMT));
 static DNS1035_LABEL: LazyLock<Regex> = LazyLock::new(|| anchored(DNS1035_LABEL_FMT));
-static DNS1123_SUBDOMAIN: LazyLock<Regex> = LazyLock::new(|| anchored(DNS1123_SUBDOMAIN_FMT));
 static QUALIFIED_NAME: LazyLock<Regex> = LazyLock::new(|| anchored(QUALIFIED_NAME_FMT));
 static LABEL_VALUE: LazyLock<Regex> = LazyLock::new(|| anchored(LABEL_VALUE_FMT));
-
-/// `validation.RegexError`.
-fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
-    if examples.is_empty() {
-        return format!("{msg} (regex used for validation is '{fmt}')");
-    }
-    let listed: Vec<String> = examples.iter().map(|e| format!("'{e}', ")).collect();
-    format!("{msg} (e.g. {}regex used for validation is '{fmt}')", listed.join(" or "))
-}
-
-fn max_len_error(n: usize) -> String {
-    format!("must be no more than {n} characters")
-}
-
-pub fn is_dns1123_label(v: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if v.len() > 63 {
-        errs.push(max_len_error(63));
-    }
-    if !DNS1123_LABEL.is_match(v) {
-        errs.push(regex_error("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character", DNS1123_LABEL_FMT, &["my-name", "123-abc"]));
-    }
-    errs
-}
 
 pub fn is_dns1035_label(v: &str) -> Vec<String> {
     let mut errs = Vec::new();
@@ -55,17 +29,6 @@ pub fn is_dns1035_label(v: &str) -> Vec<String> {
     }
     if !DNS1035_LABEL.is_match(v) {
         errs.push(regex_error("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character", DNS1035_LABEL_FMT, &["my-name", "abc-123"]));
-    }
-    errs
-}
-
-pub fn is_dns1123_subdomain(v: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if v.len() > 253 {
-        errs.push(max_len_error(253));
-    }
-    if !DNS1123_SUBDOMAIN.is_match(v) {
-        errs.push(regex_error("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character", DNS1123_SUBDOMAIN_FMT, &["example.com"]));
     }
     errs
 }
@@ -103,8 +66,8 @@ pub fn name_rule(group: &str, kind: &str) -> NameRule {
 
 fn check(rule: NameRule, name: &str) -> Vec<String> {
     let mut errs = match rule {
-        NameRule::Dns1123Subdomain => is_dns1123_subdomain(name),
-        NameRule::Dns1123Label => is_dns1123_label(name),
+        NameRule::Dns1123Subdomain => dns1123_subdomain_errors(name),
+        NameRule::Dns1123Label => dns1123_label_errors(name),
         NameRule::Dns1035Label => is_dns1035_label(name),
         NameRule::PathSegment => Vec::new(),
     };
@@ -136,7 +99,9 @@ pub fn validate_object_meta(obj: &Value, group: &str, kind: &str, namespaced: bo
     }
     let ns = s("namespace");
     if namespaced && !ns.is_empty() {
-        errs.extend(is_dns1123_label(ns).into_iter().map(|m| FieldError::invalid("metadata.namespace", json!(ns), m)));
+        errs.extend(
+            dns1123_label_errors(ns).into_iter().map(|m| FieldError::invalid("metadata.namespace", json!(ns), m)),
+        );
     } else if !namespaced && !ns.is_empty() {
         errs.push(FieldError::forbidden("metadata.namespace", "not allowed on this type"));
     }
@@ -159,7 +124,7 @@ pub fn is_qualified_name(v: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_string());
             } else {
-                errs.extend(is_dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
+                errs.extend(dns1123_subdomain_errors(prefix).into_iter().map(|m| format!("prefix part {m}")));
             }
             *name
         }

@@ -1,13 +1,13 @@
 //! The end-to-end bench for the controller: the embedded cluster with its workload simulator,
 //! the data plane following it, background traffic, the embedded metric source, and the
 //! controller — all in one process on one sped-up clock.
-#![allow(dead_code)]
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
 use forklane_core::api::{Experiment, Phase};
+use forklane_core::fixtures::ExperimentBuilder;
 use forklane_sim::sandbox::Sandbox;
 use forklane_sim::traffic::ServiceKey;
 use kube::api::Api;
@@ -51,6 +51,11 @@ impl Env {
 
     pub async fn apply(&self, yaml: &str) {
         forklane_sim::sandbox::apply_yaml(&self.client, yaml, NS).await.unwrap();
+    }
+
+    /// Applies an experiment on port 80 of its Service (the port `service` declares).
+    pub async fn apply_experiment(&self, experiment: ExperimentBuilder) {
+        self.apply(&experiment.port(80).yaml()).await;
     }
 
     pub fn experiments(&self) -> Api<Experiment> {
@@ -146,18 +151,6 @@ spec:
 pub fn service(selector: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: my-app\n  namespace: default\n  labels: {{app: my-app}}\nspec:\n  ports:\n    - {{name: http, port: 80, targetPort: http}}\n  selector: {selector}\n"
-    )
-}
-
-/// Arms v1 (control) and v2 for my-app's two Deployments.
-pub const ARMS: &str = "  arms:
-    - {name: v1, control: true, selector: {app: my-app, version: v1}, deployment: my-app-v1}
-    - {name: v2, selector: {app: my-app, version: v2}, deployment: my-app-v2}
-";
-
-pub fn experiment(name: &str, mesh: &str, body: &str) -> String {
-    format!(
-        "apiVersion: forklane.io/v1alpha1\nkind: Experiment\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  service: {{name: my-app, port: 80}}\n  mesh: {mesh}\n{ARMS}{body}"
     )
 }
 

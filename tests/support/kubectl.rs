@@ -1,8 +1,8 @@
 //! Real kubectl (from PATH, see `kubectl_path`) against an in-process `Cluster`, with its own
 //! kubeconfig and discovery cache in a scratch directory.
 
-use super::kubectl_path;
 use forklane_sim::cluster::Cluster;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 pub struct Kubectl {
@@ -71,4 +71,20 @@ impl Drop for Kubectl {
 /// The first line of a table, split into column names.
 pub fn header(table: &str) -> Vec<String> {
     table.lines().next().unwrap_or_default().split_whitespace().map(String::from).collect()
+}
+
+/// kubectl from PATH, installed by scripts/install-kubectl. Missing kubectl fails the test.
+pub fn kubectl_path() -> String {
+    let out = std::process::Command::new("kubectl").args(["version", "--client", "-o", "json"]).output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let v: Value = serde_json::from_slice(&o.stdout).expect("kubectl version json");
+            let minor = v["clientVersion"]["minor"].as_str().unwrap_or_default().trim_end_matches('+').to_string();
+            assert_eq!(minor, "37", "kubectl on PATH is not 1.37; run scripts/install-kubectl");
+            "kubectl".into()
+        }
+        _ => {
+            panic!("kubectl 1.37 is required on PATH (CI={:?}); run scripts/install-kubectl", std::env::var("CI").ok())
+        }
+    }
 }

@@ -1,7 +1,5 @@
-//! Helpers shared by the cluster integration tests (`tests/cluster_*.rs`).
-#![allow(dead_code)]
-
-pub mod kubectl;
+//! The embedded API server for the cluster tests (`tests/cluster_*.rs`): a fresh cluster, typed
+//! and dynamic clients, errors as `Status`, and a sample CRD.
 
 use forklane_sim::cluster::{Cluster, ClusterConfig};
 use kube::api::{Api, DynamicObject};
@@ -74,20 +72,4 @@ pub fn widget_crd() -> Value {
             }],
         },
     })
-}
-
-/// kubectl from PATH, installed by scripts/install-kubectl. Missing kubectl fails the test.
-pub fn kubectl_path() -> String {
-    let out = std::process::Command::new("kubectl").args(["version", "--client", "-o", "json"]).output();
-    match out {
-        Ok(o) if o.status.success() => {
-            let v: Value = serde_json::from_slice(&o.stdout).expect("kubectl version json");
-            let minor = v["clientVersion"]["minor"].as_str().unwrap_or_default().trim_end_matches('+').to_string();
-            assert_eq!(minor, "37", "kubectl on PATH is not 1.37; run scripts/install-kubectl");
-            "kubectl".into()
-        }
-        _ => {
-            panic!("kubectl 1.37 is required on PATH (CI={:?}); run scripts/install-kubectl", std::env::var("CI").ok())
-        }
-    }
 }
