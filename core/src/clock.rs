@@ -29,10 +29,6 @@ impl Clock {
         Clock { origin_real: Instant::now(), origin_sim: Timestamp::now(), speed }
     }
 
-    pub fn speed(&self) -> f64 {
-        self.speed
-    }
-
     pub fn now(&self) -> Time {
         let elapsed = self.origin_real.elapsed().as_secs_f64() * self.speed;
         self.origin_sim + SignedDuration::from_secs_f64(elapsed)

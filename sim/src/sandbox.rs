@@ -24,7 +24,7 @@ use forklane_core::controller::telemetry::Metrics as ControllerMetrics;
 use forklane_core::controller::{Analyst, Context, Scope, run_controller};
 
 /// Forklane's CRDs and Istio's, as shipped in the repository and compiled in.
-pub const FORKLANE_CRDS: &str = include_str!("../../crds/forklane.crds.yaml");
+pub(crate) const FORKLANE_CRDS: &str = include_str!("../../crds/forklane.crds.yaml");
 pub const ISTIO_CRDS: [&str; 2] =
     [forklane_core::istio::VIRTUAL_SERVICE_CRD, forklane_core::istio::DESTINATION_RULE_CRD];
 
@@ -76,7 +76,7 @@ impl Sandbox {
     }
 
     /// Whether the data plane routes through the mesh.
-    pub fn istio(&self) -> bool {
+    pub(crate) fn istio(&self) -> bool {
         snapshot(self.cluster.store()).mesh
     }
 
@@ -128,7 +128,7 @@ impl Sandbox {
         self.traffic = Some((stop, task));
     }
 
-    pub async fn stop_traffic(&mut self) {
+    pub(crate) async fn stop_traffic(&mut self) {
         if let Some((stop, task)) = self.traffic.take() {
             stop.store(true, Ordering::Relaxed);
             let _ = task.await;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
-pub struct ClusterArgs {
+pub(crate) struct ClusterArgs {
     /// Port to listen on, on 127.0.0.1 only (0 picks a free port).
     #[arg(long, default_value_t = 6443)]
     pub port: u16,
@@ -58,7 +58,7 @@ async fn serve_metrics(
     Ok((addr, server))
 }
 
-pub async fn run(args: ClusterArgs) -> ExitCode {
+pub(crate) async fn run(args: ClusterArgs) -> ExitCode {
     let config = ClusterConfig {
         port: args.port,
         clock: Clock::scaled(args.speed),

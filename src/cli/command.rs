@@ -11,7 +11,7 @@ use forklane_core::controller::commands::{Command, Promote, patch};
 use super::connect;
 
 #[derive(Debug, clap::Args)]
-pub struct Target {
+pub(crate) struct Target {
     /// The Experiment's name.
     pub name: String,
     #[arg(short = 'n', long, default_value = "default")]
@@ -21,7 +21,7 @@ pub struct Target {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct PromoteArgs {
+pub(crate) struct PromoteArgs {
     #[command(flatten)]
     pub target: Target,
     /// Skip every remaining step: all traffic to the candidate (or the analysis' choice) now.
@@ -33,7 +33,7 @@ pub struct PromoteArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct AbortArgs {
+pub(crate) struct AbortArgs {
     #[command(flatten)]
     pub target: Target,
     /// Why, for the status and the events.
@@ -41,7 +41,7 @@ pub struct AbortArgs {
     pub reason: Option<String>,
 }
 
-pub async fn send(target: &Target, command: Command) -> ExitCode {
+pub(crate) async fn send(target: &Target, command: Command) -> ExitCode {
     let client = match connect(target.kubeconfig.as_deref()).await {
         Ok(c) => c,
         Err(e) => {
@@ -66,7 +66,7 @@ pub async fn send(target: &Target, command: Command) -> ExitCode {
     }
 }
 
-pub fn promote_command(args: &PromoteArgs) -> Command {
+pub(crate) fn promote_command(args: &PromoteArgs) -> Command {
     Command::Promote(match (&args.arm, args.full) {
         (Some(arm), _) => Promote::Arm(arm.clone()),
         (None, true) => Promote::Full,

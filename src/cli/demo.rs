@@ -13,7 +13,7 @@ use forklane_sim::sandbox::{Sandbox, apply_yaml};
 use forklane_sim::traffic::ServiceKey;
 
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Simulated seconds per real second.
     #[arg(long, default_value_t = 200.0)]
     pub speed: f64,
@@ -28,7 +28,7 @@ pub struct DemoArgs {
 const APP: &str = include_str!("demo/app.yaml");
 const EXPERIMENT: &str = include_str!("demo/experiment.yaml");
 
-pub async fn run(args: DemoArgs) -> ExitCode {
+pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     match demo(&args).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

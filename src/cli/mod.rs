@@ -1,12 +1,12 @@
 //! The `forklane` command line: one module per subcommand.
 
-pub mod cluster;
-pub mod command;
-pub mod demo;
+pub(crate) mod cluster;
+pub(crate) mod command;
+pub(crate) mod demo;
 pub mod render;
 pub mod run;
-pub mod stats;
-pub mod traffic;
+pub(crate) mod stats;
+pub(crate) mod traffic;
 pub mod validate;
 pub mod yaml;
 
@@ -21,7 +21,7 @@ use forklane_core::controller::commands::Command as Cmd;
 /// Forklane: release experiments on a service mesh, decided with statistics.
 #[derive(Parser)]
 #[command(name = "forklane", version, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -79,7 +79,7 @@ pub async fn main() -> ExitCode {
 }
 
 /// A client from a kubeconfig file, or the default chain (KUBECONFIG, ~/.kube/config, in-cluster).
-pub async fn connect(kubeconfig: Option<&Path>) -> Result<kube::Client, String> {
+pub(crate) async fn connect(kubeconfig: Option<&Path>) -> Result<kube::Client, String> {
     let config = match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -93,13 +93,13 @@ pub async fn connect(kubeconfig: Option<&Path>) -> Result<kube::Client, String> 
 }
 
 /// Reads and parses a file of Forklane objects; the errors are ready to print.
-pub fn read_documents(path: &Path) -> Result<Vec<Document>, Vec<String>> {
+pub(crate) fn read_documents(path: &Path) -> Result<Vec<Document>, Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
     load_documents(&text).map_err(|errors| errors.iter().map(|e| format!("{}: {e}", path.display())).collect())
 }
 
 /// `namespace/name` of an object, for messages.
-pub fn display_name(meta: &kube::api::ObjectMeta) -> String {
+pub(crate) fn display_name(meta: &kube::api::ObjectMeta) -> String {
     let name = meta.name.as_deref().unwrap_or("<unnamed>");
     match &meta.namespace {
         Some(ns) => format!("{ns}/{name}"),

@@ -80,7 +80,7 @@ fn to_yaml(exp: &Experiment, target: &Target, plan: &Plan) -> String {
     out
 }
 
-pub fn run(args: RenderArgs) -> ExitCode {
+pub(crate) fn run(args: RenderArgs) -> ExitCode {
     match render(&args) {
         Ok(yaml) => {
             print!("{yaml}");

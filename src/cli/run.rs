@@ -21,7 +21,7 @@ use forklane_core::controller::{Context, Scope};
 use super::connect;
 
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// Watch one namespace only (default: all).
@@ -50,7 +50,7 @@ pub fn init_logging(json: bool) {
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
 
-pub async fn run(args: RunArgs) -> ExitCode {
+pub(crate) async fn run(args: RunArgs) -> ExitCode {
     init_logging(args.log_json);
     let client = match connect(args.kubeconfig.as_deref()).await {
         Ok(c) => c,

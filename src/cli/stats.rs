@@ -9,7 +9,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Subcommand)]
-pub enum StatsCommand {
+pub(crate) enum StatsCommand {
     /// Read a JSON array of {"test", "inputs"} from stdin and print a JSON array of
     /// {"test", "outputs"} (or {"test", "error"}) in the same order; exit 1 if any failed.
     Eval,
@@ -18,7 +18,7 @@ pub enum StatsCommand {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum MetricKind {
+pub(crate) enum MetricKind {
     /// Arms given as name=successes/trials.
     Proportion,
     /// Arms given as name=mean/variance/n (sample variance).
@@ -26,7 +26,7 @@ pub enum MetricKind {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum MethodArg {
+pub(crate) enum MethodArg {
     Sequential,
     #[value(alias = "fixedHorizon")]
     FixedHorizon,
@@ -34,7 +34,7 @@ pub enum MethodArg {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct CompareArgs {
+pub(crate) struct CompareArgs {
     #[arg(long, value_enum, default_value = "proportion")]
     pub metric: MetricKind,
     /// One arm, e.g. `control=120/1000`; repeat for each arm. The first is the control
@@ -57,7 +57,7 @@ pub struct CompareArgs {
     pub lower_is_better: bool,
 }
 
-pub fn run(cmd: StatsCommand) -> ExitCode {
+pub(crate) fn run(cmd: StatsCommand) -> ExitCode {
     match cmd {
         StatsCommand::Eval => eval(),
         StatsCommand::Compare(args) => compare(&args),

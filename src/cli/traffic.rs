@@ -7,7 +7,7 @@ use forklane_sim::traffic::http::HttpTarget;
 use forklane_sim::traffic::loadgen::{self, Limit, LoadSpec, Population};
 
 #[derive(Debug, clap::Args)]
-pub struct TrafficArgs {
+pub(crate) struct TrafficArgs {
     /// The Service's URL, e.g. http://127.0.0.1:32532/
     #[arg(long)]
     pub url: String,
@@ -37,7 +37,7 @@ pub struct TrafficArgs {
     pub seed: u64,
 }
 
-pub async fn run(args: TrafficArgs) -> ExitCode {
+pub(crate) async fn run(args: TrafficArgs) -> ExitCode {
     let problems = [
         (!(args.rps.is_finite() && args.rps > 0.0)).then(|| format!("--rps {} must be a positive number", args.rps)),
         (args.users == 0).then(|| "--users 0: at least one user is needed".to_string()),

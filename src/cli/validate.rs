@@ -79,7 +79,7 @@ pub fn problems(args: &ValidateArgs, now: Option<i64>) -> Vec<String> {
     lines
 }
 
-pub fn run(args: ValidateArgs) -> ExitCode {
+pub(crate) fn run(args: ValidateArgs) -> ExitCode {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).ok();
     let lines = problems(&args, now);
     if lines.is_empty() {

@@ -15,13 +15,14 @@ use crate::api::{Arm, Builtin, Metric};
 use super::template::escape_quoted;
 
 /// Istio's default bucket bounds of `istio_request_duration_milliseconds`.
-pub const ISTIO_BUCKETS_MS: [f64; 19] = [
+pub(crate) const ISTIO_BUCKETS_MS: [f64; 19] = [
     0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0, 300000.0,
     600000.0, 1800000.0, 3600000.0,
 ];
 
 /// The Prometheus client libraries' default buckets of `http_request_duration_seconds`, in ms.
-pub const NATIVE_BUCKETS_MS: [f64; 11] = [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
+pub(crate) const NATIVE_BUCKETS_MS: [f64; 11] =
+    [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
 
 /// A success query and a trial query (templates or rendered PromQL).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +51,7 @@ fn builtin_name(b: Builtin) -> &'static str {
 }
 
 /// The smallest bucket bound ≥ `threshold_ms`: a threshold between two bounds is rounded up.
-pub fn bucket_bound(metric: &Metric, threshold_ms: f64, mode: Routing) -> Result<f64, BuiltinError> {
+pub(crate) fn bucket_bound(metric: &Metric, threshold_ms: f64, mode: Routing) -> Result<f64, BuiltinError> {
     let bounds: &[f64] = match mode {
         Routing::Istio => &ISTIO_BUCKETS_MS,
         Routing::Native => &NATIVE_BUCKETS_MS,
@@ -80,7 +81,12 @@ fn le_matcher(bound: f64) -> String {
 }
 
 /// The success/trial templates of a builtin metric for one arm.
-pub fn templates(builtin: Builtin, metric: &Metric, mode: Routing, arm: &Arm) -> Result<QueryPair, BuiltinError> {
+pub(crate) fn templates(
+    builtin: Builtin,
+    metric: &Metric,
+    mode: Routing,
+    arm: &Arm,
+) -> Result<QueryPair, BuiltinError> {
     let name = builtin_name(builtin);
     let (selector, histogram, per_ms) = match mode {
         Routing::Istio => {

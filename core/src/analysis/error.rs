@@ -52,7 +52,7 @@ pub enum AnalysisError {
 impl AnalysisError {
     /// A failed read of `metric` for `arm`: a query the source rejects is the configuration's
     /// fault; no answer, a failed evaluation or no data may pass.
-    pub fn reading(metric: &str, arm: &str, error: SourceError) -> Self {
+    pub(crate) fn reading(metric: &str, arm: &str, error: SourceError) -> Self {
         let (metric, arm) = (metric.to_string(), arm.to_string());
         match error {
             SourceError::Rejected { .. } => ConfigError::Query { metric, arm, error }.into(),

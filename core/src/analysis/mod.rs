@@ -2,10 +2,10 @@
 //! queries, a [`MetricSource`] (Prometheus or the embedded simulation) answers them, and the
 //! counts become the statistics engine's input. See docs/analysis.md.
 
-pub mod builtins;
-pub mod error;
-pub mod evaluate;
-pub mod prometheus;
+pub(crate) mod builtins;
+pub(crate) mod error;
+pub(crate) mod evaluate;
+pub(crate) mod prometheus;
 pub mod source;
 pub mod template;
 

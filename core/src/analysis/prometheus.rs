@@ -12,7 +12,7 @@ use super::source::{BoxFuture, Counts, MetricSource, SourceError, combine};
 
 /// How long one query may take before the source counts as unreachable. reqwest's default
 /// client has no timeout, and a black-holed address would otherwise stall a reconcile.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct PrometheusSource {
     client: Client,

@@ -48,7 +48,7 @@ pub trait MetricSource: Send + Sync {
 /// The trial query must have data. A success query without data next to trials that have
 /// data counts zero successes: Prometheus has no series for errors that never happened
 /// (`response_code=~"5.."` of a healthy arm). Infinite values are query errors.
-pub fn combine(
+pub(crate) fn combine(
     pair: &QueryPair,
     trials: Result<f64, SourceError>,
     successes: Result<f64, SourceError>,

@@ -148,7 +148,7 @@ fn place_value(place: Place, value: &str) -> Result<String, bool> {
 /// Escapes for a PromQL `"…"` or `'…'` literal, which the PromQL lexer reads with Go's
 /// escapes: the quote and `\` are backslashed, newline (which would end the literal) and
 /// other control characters become `\n`, `\t`, … or `\u00XX`.
-pub fn escape_quoted(value: &str, quote: char) -> String {
+pub(crate) fn escape_quoted(value: &str, quote: char) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {

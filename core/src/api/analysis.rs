@@ -36,13 +36,13 @@ pub struct Analysis {
 }
 
 impl Analysis {
-    pub fn alpha(&self) -> f64 {
+    pub(crate) fn alpha(&self) -> f64 {
         self.alpha.unwrap_or(defaults::ANALYSIS_ALPHA)
     }
-    pub fn interval(&self) -> Duration {
+    pub(crate) fn interval(&self) -> Duration {
         self.interval.map_or(defaults::ANALYSIS_INTERVAL, HumanDuration::get)
     }
-    pub fn max_duration(&self) -> Duration {
+    pub(crate) fn max_duration(&self) -> Duration {
         self.max_duration.map_or(defaults::ANALYSIS_MAX_DURATION, HumanDuration::get)
     }
 }

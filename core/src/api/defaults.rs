@@ -7,34 +7,34 @@ use std::time::Duration;
 use super::Routing;
 
 /// `spec.analysis.alpha`: the decision's error rate.
-pub const ANALYSIS_ALPHA: f64 = 0.05;
+pub(crate) const ANALYSIS_ALPHA: f64 = 0.05;
 
 /// `spec.analysis.interval`: how often the metrics are read and tested.
-pub const ANALYSIS_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const ANALYSIS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// `spec.analysis.maxDuration`: after this long without a decision, `onInconclusive` applies.
-pub const ANALYSIS_MAX_DURATION: Duration = Duration::from_secs(24 * 3_600);
+pub(crate) const ANALYSIS_MAX_DURATION: Duration = Duration::from_secs(24 * 3_600);
 
 /// The measurement window when the analysis' start is not recorded (`{{ window }}`).
-pub const MEASUREMENT_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const MEASUREMENT_WINDOW: Duration = Duration::from_secs(60);
 
 /// The shortest measurement window: PromQL ranges are whole seconds.
-pub const MIN_MEASUREMENT_WINDOW: Duration = Duration::from_secs(1);
+pub(crate) const MIN_MEASUREMENT_WINDOW: Duration = Duration::from_secs(1);
 
 /// `spec.strategy.abTest.regionHeader`: the request header that carries the client's region.
 pub const REGION_HEADER: &str = "x-region";
 
 /// `spec.strategy.abTest.sticky.maxAgeSeconds`: one day.
-pub const STICKY_MAX_AGE_SECONDS: i64 = 86_400;
+pub(crate) const STICKY_MAX_AGE_SECONDS: i64 = 86_400;
 
 /// `spec.strategy.rollingUpdate.maxSurge`, as a Deployment's (rounded up).
-pub const ROLLING_MAX_SURGE: &str = "25%";
+pub(crate) const ROLLING_MAX_SURGE: &str = "25%";
 
 /// `spec.strategy.rollingUpdate.maxUnavailable`, as a Deployment's (rounded down).
-pub const ROLLING_MAX_UNAVAILABLE: &str = "25%";
+pub(crate) const ROLLING_MAX_UNAVAILABLE: &str = "25%";
 
 /// A Deployment without `spec.replicas` runs one pod (Kubernetes' default).
-pub const DEPLOYMENT_REPLICAS: i32 = 1;
+pub(crate) const DEPLOYMENT_REPLICAS: i32 = 1;
 
 /// What `mesh: auto` means offline (`forklane render` and `validate`), where nothing can be
 /// discovered: the Istio objects, the richer plan.

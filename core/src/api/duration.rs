@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct HumanDuration(Duration);
 
 impl HumanDuration {
-    pub const fn get(self) -> Duration {
+    pub(crate) const fn get(self) -> Duration {
         self.0
     }
 }
@@ -112,7 +112,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 }
 
 /// Formats a duration as a PromQL range (`90s`, `5m`, `1h2m3s`), the largest units first.
-pub fn to_promql(duration: Duration) -> String {
+pub(crate) fn to_promql(duration: Duration) -> String {
     let mut secs = duration.as_secs().max(1);
     let mut out = String::new();
     for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {

@@ -58,18 +58,18 @@ pub struct ExperimentSpec {
 impl ExperimentSpec {
     /// The control arm. A validated spec has exactly one arm with `control: true`; for any other
     /// spec the rule is the first arm so marked, else the first arm. `None` only without arms.
-    pub fn control_arm(&self) -> Option<&Arm> {
+    pub(crate) fn control_arm(&self) -> Option<&Arm> {
         self.control_index().map(|i| &self.arms[i])
     }
 
     /// Every arm but the control arm, in order.
-    pub fn candidates(&self) -> impl Iterator<Item = &Arm> {
+    pub(crate) fn candidates(&self) -> impl Iterator<Item = &Arm> {
         let control = self.control_index();
         self.arms.iter().enumerate().filter(move |(i, _)| Some(*i) != control).map(|(_, arm)| arm)
     }
 
     /// The candidate of a two-arm strategy: the first arm that is not the control.
-    pub fn candidate(&self) -> Option<&Arm> {
+    pub(crate) fn candidate(&self) -> Option<&Arm> {
         self.candidates().next()
     }
 
@@ -95,7 +95,7 @@ pub struct ServiceRef {
 }
 
 impl ServiceRef {
-    pub fn hosts(&self) -> Vec<String> {
+    pub(crate) fn hosts(&self) -> Vec<String> {
         self.hosts.clone().unwrap_or_else(|| vec![self.name.clone()])
     }
 }
@@ -220,7 +220,7 @@ pub struct AbTest {
 }
 
 impl AbTest {
-    pub fn region_header(&self) -> &str {
+    pub(crate) fn region_header(&self) -> &str {
         self.region_header.as_deref().unwrap_or(defaults::REGION_HEADER)
     }
 }
@@ -249,7 +249,7 @@ pub struct RuleMatch {
 }
 
 impl RuleMatch {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.headers.is_empty() && self.cookies.is_empty() && self.user_agent.is_none() && self.regions.is_empty()
     }
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{Experiment, RolloutPolicy};
 
-pub const API_VERSION: &str = "forklane.io/v1alpha1";
+pub(crate) const API_VERSION: &str = "forklane.io/v1alpha1";
 
 #[derive(Clone, Debug)]
 pub enum Document {

@@ -1,14 +1,14 @@
 //! The custom resources Forklane serves, group `forklane.io`, version `v1alpha1`.
 
-pub mod analysis;
+pub(crate) mod analysis;
 pub mod defaults;
 pub mod duration;
-pub mod experiment;
+pub(crate) mod experiment;
 pub mod load;
-pub mod mesh;
+pub(crate) mod mesh;
 pub mod names;
-pub mod policy;
-pub mod strategy;
+pub(crate) mod policy;
+pub(crate) mod strategy;
 pub mod validate;
 
 pub use analysis::*;

@@ -3,22 +3,22 @@
 //! validation (subset names) and the simulated API server (object names, namespaces).
 
 /// Longest DNS-1123 label: namespaces, Service ports, label name parts, arm names.
-pub const DNS1123_LABEL_MAX_LENGTH: usize = 63;
+pub(crate) const DNS1123_LABEL_MAX_LENGTH: usize = 63;
 /// Longest DNS-1123 subdomain: the names of most objects.
-pub const DNS1123_SUBDOMAIN_MAX_LENGTH: usize = 253;
+pub(crate) const DNS1123_SUBDOMAIN_MAX_LENGTH: usize = 253;
 /// The regular expressions Kubernetes quotes in its messages.
-pub const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-pub const DNS1123_SUBDOMAIN_FMT: &str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+pub(crate) const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
+pub(crate) const DNS1123_SUBDOMAIN_FMT: &str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 
 /// `validation.IsDNS1123Label` is empty: at most 63 lowercase alphanumerics or '-', starting and
 /// ending with an alphanumeric.
-pub fn is_dns1123_label(value: &str) -> bool {
+pub(crate) fn is_dns1123_label(value: &str) -> bool {
     value.len() <= DNS1123_LABEL_MAX_LENGTH && has_label_form(value)
 }
 
 /// `validation.IsDNS1123Subdomain` is empty: at most 253 characters, labels joined by dots (each
 /// label of any length: only the whole is bounded).
-pub fn is_dns1123_subdomain(value: &str) -> bool {
+pub(crate) fn is_dns1123_subdomain(value: &str) -> bool {
     value.len() <= DNS1123_SUBDOMAIN_MAX_LENGTH && value.split('.').all(has_label_form)
 }
 

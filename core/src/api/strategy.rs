@@ -36,7 +36,7 @@ pub enum StrategyName {
 const EXACTLY_ONE: &str = "exactly one strategy must be set: recreate, rollingUpdate, blueGreen, canary or abTest";
 
 impl StrategyName {
-    pub const ALL: [StrategyName; 5] =
+    pub(crate) const ALL: [StrategyName; 5] =
         [Self::Recreate, Self::RollingUpdate, Self::BlueGreen, Self::Canary, Self::AbTest];
 
     pub fn as_str(self) -> &'static str {
@@ -51,7 +51,7 @@ impl StrategyName {
 }
 
 impl Strategy {
-    pub fn name(&self) -> StrategyName {
+    pub(crate) fn name(&self) -> StrategyName {
         match self {
             Strategy::Recreate(_) => StrategyName::Recreate,
             Strategy::RollingUpdate(_) => StrategyName::RollingUpdate,

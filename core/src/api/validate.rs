@@ -10,7 +10,7 @@ use super::names::{is_dns1123_label, is_dns1123_subdomain};
 use super::{Analysis, Builtin, Role, Routing, Strategy};
 
 /// Envoy refuses longer regexes by default; istiod checks the same bound.
-pub const MAX_REGEX_LEN: usize = 1024;
+pub(crate) const MAX_REGEX_LEN: usize = 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
@@ -183,7 +183,7 @@ fn need_deployments(exp: &ExperimentSpec, strategy: &str, p: &mut Problems) {
 }
 
 /// Resolves a maxSurge/maxUnavailable value against a replica count, as Deployments do.
-pub fn resolve_int_or_percent(value: &IntOrString, replicas: i32, round_up: bool) -> Result<i32, String> {
+pub(crate) fn resolve_int_or_percent(value: &IntOrString, replicas: i32, round_up: bool) -> Result<i32, String> {
     match value {
         IntOrString::Int(n) if *n >= 0 => Ok(*n),
         IntOrString::Int(n) => Err(format!("{n} must not be negative")),
@@ -374,7 +374,7 @@ fn check_string_match(m: &StringMatch, path: &str, p: &mut Problems) {
 }
 
 /// RE2 syntax (the `regex` crate accepts the same language) and Envoy's length bound.
-pub fn check_regex_text(re: &str) -> Result<(), String> {
+pub(crate) fn check_regex_text(re: &str) -> Result<(), String> {
     if re.len() > MAX_REGEX_LEN {
         return Err(format!("regex is {} characters long, at most {MAX_REGEX_LEN} allowed", re.len()));
     }

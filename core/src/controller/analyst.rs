@@ -13,7 +13,7 @@ use crate::stats::decision::decide;
 use super::{Analyst, Decided};
 
 /// Picks the metric source for an experiment; only its configuration can make that fail.
-pub type SourceFor = dyn Fn(&Experiment) -> Result<Arc<dyn MetricSource>, ConfigError> + Send + Sync;
+pub(crate) type SourceFor = dyn Fn(&Experiment) -> Result<Arc<dyn MetricSource>, ConfigError> + Send + Sync;
 
 /// An analyst over any metric source.
 pub struct SourceAnalyst {
@@ -21,7 +21,7 @@ pub struct SourceAnalyst {
 }
 
 impl SourceAnalyst {
-    pub fn new(
+    pub(crate) fn new(
         source_for: impl Fn(&Experiment) -> Result<Arc<dyn MetricSource>, ConfigError> + Send + Sync + 'static,
     ) -> Self {
         SourceAnalyst { source_for: Box::new(source_for) }

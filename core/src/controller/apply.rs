@@ -17,11 +17,11 @@ use crate::plan::{Action, Plan};
 use super::error::Result;
 use super::observe::{Observation, referenced_subsets};
 
-pub const FIELD_MANAGER: &str = "forklane";
+pub(crate) const FIELD_MANAGER: &str = "forklane";
 
 /// How far a plan got.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Applied {
+pub(crate) enum Applied {
     /// Every object written and every arm it routes to or scales is ready.
     Settled,
     /// Stopped before an unsafe step, or written but pods are still starting.
@@ -33,7 +33,7 @@ fn params() -> PatchParams {
 }
 
 /// Applies `plan`; `writes` counts the objects written (for tests and metrics).
-pub async fn apply(
+pub(crate) async fn apply(
     client: &Client,
     exp: &Experiment,
     namespace: &str,

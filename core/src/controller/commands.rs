@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-pub const PAUSED: &str = "forklane.io/paused";
-pub const PROMOTE: &str = "forklane.io/promote";
-pub const ABORT: &str = "forklane.io/abort";
+pub(crate) const PAUSED: &str = "forklane.io/paused";
+pub(crate) const PROMOTE: &str = "forklane.io/promote";
+pub(crate) const ABORT: &str = "forklane.io/abort";
 
 /// How far `forklane promote` goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,14 +21,14 @@ pub enum Promote {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Commands {
+pub(crate) struct Commands {
     pub paused: bool,
     pub promote: Option<Promote>,
     pub abort: Option<String>,
 }
 
 impl Commands {
-    pub fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -> Self {
+    pub(crate) fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -> Self {
         let get = |key| annotations.and_then(|a| a.get(key)).map(String::as_str);
         Commands {
             paused: get(PAUSED) == Some("true"),
@@ -67,7 +67,7 @@ pub fn patch(command: &Command) -> Value {
 }
 
 /// The merge patch that marks one-shot commands as handled.
-pub fn clear_one_shot() -> Value {
+pub(crate) fn clear_one_shot() -> Value {
     json!({"metadata": {"annotations": {PROMOTE: null}}})
 }
 

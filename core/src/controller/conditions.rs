@@ -3,47 +3,47 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-pub const READY: &str = "Ready";
-pub const PROGRESSING: &str = "Progressing";
-pub const ANALYSING: &str = "Analysing";
-pub const POLICY_VIOLATION: &str = "PolicyViolation";
-pub const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
-pub const SAMPLE_RATIO_MISMATCH: &str = "SampleRatioMismatch";
+pub(crate) const READY: &str = "Ready";
+pub(crate) const PROGRESSING: &str = "Progressing";
+pub(crate) const ANALYSING: &str = "Analysing";
+pub(crate) const POLICY_VIOLATION: &str = "PolicyViolation";
+pub(crate) const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
+pub(crate) const SAMPLE_RATIO_MISMATCH: &str = "SampleRatioMismatch";
 /// The analysis cannot run as configured; the experiment was sent back to the control.
-pub const ANALYSIS_CONFIG_INVALID: &str = "AnalysisConfigInvalid";
+pub(crate) const ANALYSIS_CONFIG_INVALID: &str = "AnalysisConfigInvalid";
 
 /// Reasons of the conditions (CamelCase, per API conventions). `Progressing` takes the phase's
 /// name as its reason ([`super::progress::phase_reason`]).
-pub mod reason {
-    pub const ROUTING_APPLIED: &str = "RoutingApplied";
-    pub const WAITING: &str = "Waiting";
-    pub const CONFLICTING_VIRTUAL_SERVICE: &str = "ConflictingVirtualService";
-    pub const POLICY_VIOLATED: &str = "PolicyViolated";
-    pub const COMPLIANT: &str = "Compliant";
-    pub const METRICS_READ: &str = "MetricsRead";
-    pub const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
-    pub const SAMPLE_RATIO_MISMATCH: &str = "SampleRatioMismatch";
-    pub const SAMPLE_RATIO_OK: &str = "SampleRatioOk";
-    pub const ANALYSING: &str = "Analysing";
-    pub const NOT_ANALYSING: &str = "NotAnalysing";
+pub(crate) mod reason {
+    pub(crate) const ROUTING_APPLIED: &str = "RoutingApplied";
+    pub(crate) const WAITING: &str = "Waiting";
+    pub(crate) const CONFLICTING_VIRTUAL_SERVICE: &str = "ConflictingVirtualService";
+    pub(crate) const POLICY_VIOLATED: &str = "PolicyViolated";
+    pub(crate) const COMPLIANT: &str = "Compliant";
+    pub(crate) const METRICS_READ: &str = "MetricsRead";
+    pub(crate) const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
+    pub(crate) const SAMPLE_RATIO_MISMATCH: &str = "SampleRatioMismatch";
+    pub(crate) const SAMPLE_RATIO_OK: &str = "SampleRatioOk";
+    pub(crate) const ANALYSING: &str = "Analysing";
+    pub(crate) const NOT_ANALYSING: &str = "NotAnalysing";
     /// `AnalysisConfigInvalid` True, and False after an analysis that decided.
-    pub const CONFIG_ERROR: &str = "ConfigError";
-    pub const ANALYSIS_RAN: &str = "AnalysisRan";
+    pub(crate) const CONFIG_ERROR: &str = "ConfigError";
+    pub(crate) const ANALYSIS_RAN: &str = "AnalysisRan";
 }
 
 /// Reasons of the Kubernetes Events the controller publishes (besides the phase names).
-pub mod event {
-    pub const STEP_ADVANCED: &str = "StepAdvanced";
-    pub const ROLLING_BACK: &str = "RollingBack";
-    pub const INCONCLUSIVE: &str = "Inconclusive";
-    pub const POLICY_VIOLATION: &str = "PolicyViolation";
-    pub const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
-    pub const ROUTING_RESTORED: &str = "RoutingRestored";
-    pub const ANALYSIS_CONFIG_INVALID: &str = "AnalysisConfigInvalid";
+pub(crate) mod event {
+    pub(crate) const STEP_ADVANCED: &str = "StepAdvanced";
+    pub(crate) const ROLLING_BACK: &str = "RollingBack";
+    pub(crate) const INCONCLUSIVE: &str = "Inconclusive";
+    pub(crate) const POLICY_VIOLATION: &str = "PolicyViolation";
+    pub(crate) const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
+    pub(crate) const ROUTING_RESTORED: &str = "RoutingRestored";
+    pub(crate) const ANALYSIS_CONFIG_INVALID: &str = "AnalysisConfigInvalid";
 }
 
 /// Sets condition `type_`, keeping `lastTransitionTime` when the status does not change.
-pub fn set(
+pub(crate) fn set(
     conditions: &mut Vec<Condition>,
     type_: &str,
     status: bool,

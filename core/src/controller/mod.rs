@@ -2,14 +2,14 @@
 //! (the objects) are pure; `observe`, `apply` and `reconcile` are the thin I/O around them.
 
 pub mod analyst;
-pub mod apply;
+pub(crate) mod apply;
 pub mod commands;
-pub mod conditions;
-pub mod error;
+pub(crate) mod conditions;
+pub(crate) mod error;
 pub mod leader;
-pub mod observe;
-pub mod progress;
-pub mod reconcile;
+pub(crate) mod observe;
+pub(crate) mod progress;
+pub(crate) mod reconcile;
 pub mod telemetry;
 
 use std::future::Future;

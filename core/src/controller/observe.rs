@@ -15,11 +15,11 @@ use crate::plan::istio::object_name;
 
 use super::error::Result;
 
-pub const ISTIO_GROUP: &str = "networking.istio.io";
+pub(crate) const ISTIO_GROUP: &str = "networking.istio.io";
 
 /// Pods of one arm.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ArmPods {
+pub(crate) struct ArmPods {
     /// Pods matching the arm's selector, terminating ones included.
     pub existing: i32,
     /// Ready pods that are not terminating.
@@ -27,7 +27,7 @@ pub struct ArmPods {
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct Observation {
+pub(crate) struct Observation {
     pub mode: Option<Routing>,
     pub plan: Observed,
     /// Subsets referenced by the live VirtualService.
@@ -40,13 +40,13 @@ pub struct Observation {
 }
 
 /// Whether Istio's networking API is served (the mesh is installed).
-pub async fn istio_installed(client: &Client) -> Result<bool> {
+pub(crate) async fn istio_installed(client: &Client) -> Result<bool> {
     let groups = client.list_api_groups().await?;
     Ok(groups.groups.iter().any(|g| g.name == ISTIO_GROUP))
 }
 
 /// The routing mode: `spec.mesh`, or for `auto` the mode recorded at start, or discovery.
-pub async fn mode(client: &Client, exp: &Experiment) -> Result<Routing> {
+pub(crate) async fn mode(client: &Client, exp: &Experiment) -> Result<Routing> {
     let recorded = exp.status.as_ref().and_then(|s| s.mesh);
     Ok(match exp.spec.mesh.resolve(recorded) {
         Some(routing) => routing,
@@ -55,7 +55,7 @@ pub async fn mode(client: &Client, exp: &Experiment) -> Result<Routing> {
     })
 }
 
-pub async fn observe(client: &Client, exp: &Experiment, namespace: &str) -> Result<Observation> {
+pub(crate) async fn observe(client: &Client, exp: &Experiment, namespace: &str) -> Result<Observation> {
     let mode = mode(client, exp).await?;
     let mut obs = Observation { mode: Some(mode), ..Default::default() };
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
@@ -97,7 +97,7 @@ pub async fn observe(client: &Client, exp: &Experiment, namespace: &str) -> Resu
     Ok(obs)
 }
 
-pub fn referenced_subsets(vs: &VirtualService) -> BTreeSet<String> {
+pub(crate) fn referenced_subsets(vs: &VirtualService) -> BTreeSet<String> {
     let http = vs.spec.http.iter().flatten();
     http.flat_map(|h| {
         let routes = h.route.iter().flatten().filter_map(|r| r.destination.subset.clone());

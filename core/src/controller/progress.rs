@@ -17,7 +17,7 @@ use super::commands::{Commands, Promote};
 use super::conditions::event;
 
 /// Everything the next status depends on.
-pub struct Tick<'a> {
+pub(crate) struct Tick<'a> {
     pub spec: &'a ExperimentSpec,
     pub status: &'a ExperimentStatus,
     pub now: Timestamp,
@@ -36,14 +36,14 @@ pub struct Tick<'a> {
 
 /// A Kubernetes Event to publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
+pub(crate) struct Event {
     pub reason: &'static str,
     pub message: String,
     pub warning: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Transition {
+pub(crate) struct Transition {
     pub status: ExperimentStatus,
     pub events: Vec<Event>,
     /// When to look again (simulated time); `None`: only when something changes.
@@ -51,7 +51,7 @@ pub struct Transition {
 }
 
 /// What the objects should route now, from the status.
-pub fn target(status: &ExperimentStatus) -> Target {
+pub(crate) fn target(status: &ExperimentStatus) -> Target {
     match &status.final_arm {
         Some(arm) => Target::Final(arm.clone()),
         None => Target::Step(status.current_step.unwrap_or(0).max(0) as usize),
@@ -59,7 +59,7 @@ pub fn target(status: &ExperimentStatus) -> Target {
 }
 
 /// Whether the analysis should run in this reconcile.
-pub fn analysis_due(spec: &ExperimentSpec, status: &ExperimentStatus, now: Timestamp) -> bool {
+pub(crate) fn analysis_due(spec: &ExperimentSpec, status: &ExperimentStatus, now: Timestamp) -> bool {
     let Some(analysis) = &spec.analysis else { return false };
     if status.phase != Some(Phase::Analysing) || status.final_arm.is_some() {
         return false;
@@ -88,7 +88,7 @@ struct Machine<'a> {
     inconclusive: bool,
 }
 
-pub fn advance(t: &Tick) -> Transition {
+pub(crate) fn advance(t: &Tick) -> Transition {
     let mut m = Machine { t, st: t.status.clone(), events: vec![], requeue: None, inconclusive: false };
     m.step();
     Transition { status: m.st, events: m.events, requeue: m.requeue }
@@ -356,7 +356,7 @@ impl Machine<'_> {
 }
 
 /// The phase's name: the reason of its Event and of the `Progressing` condition.
-pub fn phase_reason(phase: Phase) -> &'static str {
+pub(crate) fn phase_reason(phase: Phase) -> &'static str {
     match phase {
         Phase::Pending => "Pending",
         Phase::Progressing => "Progressing",

@@ -26,12 +26,12 @@ use super::observe::{Observation, observe};
 use super::progress::{self, Tick};
 use super::telemetry::{OutcomeLabel, PhaseLabel};
 
-pub const FINALIZER: &str = "forklane.io/routing";
+pub(crate) const FINALIZER: &str = "forklane.io/routing";
 
 /// How long to wait for pods or routing before looking again (real time).
 const WAIT: Duration = Duration::from_millis(500);
 
-pub async fn reconcile(exp: Arc<Experiment>, ctx: Arc<Context>) -> Result<Action> {
+pub(crate) async fn reconcile(exp: Arc<Experiment>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     ctx.metrics.reconciles.inc();
     let ns = exp.namespace().ok_or(Error::NoNamespace)?;
@@ -54,7 +54,7 @@ pub async fn reconcile(exp: Arc<Experiment>, ctx: Arc<Context>) -> Result<Action
     result
 }
 
-pub fn error_policy(_exp: Arc<Experiment>, error: &Error, ctx: Arc<Context>) -> Action {
+pub(crate) fn error_policy(_exp: Arc<Experiment>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.errors.inc();
     tracing::warn!(%error, "reconcile failed");
     Action::requeue(Duration::from_secs(1))

@@ -21,11 +21,11 @@ use crate::istio::{DestinationRule, VirtualService};
 use super::Scope;
 
 /// The CRD whose presence means Istio's networking API is installed.
-pub const ISTIO_VIRTUAL_SERVICE_CRD: &str = "virtualservices.networking.istio.io";
+pub(crate) const ISTIO_VIRTUAL_SERVICE_CRD: &str = "virtualservices.networking.istio.io";
 
 /// The caches, one per kind. Cloning is cheap (the stores are shared).
 #[derive(Clone)]
-pub struct World {
+pub(crate) struct World {
     pub(crate) policies: Store<RolloutPolicy>,
     pub(crate) namespaces: Store<Namespace>,
     pub(crate) deployments: Store<Deployment>,
@@ -36,10 +36,10 @@ pub struct World {
 }
 
 /// A watch stream that fills one cache; its items are the objects that changed.
-pub type Changes<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
+pub(crate) type Changes<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
 
 /// The change streams of every watched kind, to be handed to the controller as triggers.
-pub struct Watches {
+pub(crate) struct Watches {
     pub policies: Changes<RolloutPolicy>,
     pub namespaces: Changes<Namespace>,
     pub deployments: Changes<Deployment>,
@@ -76,7 +76,7 @@ where
 
 impl World {
     /// Starts nothing: returns the caches and the streams that fill them once polled.
-    pub fn watch(client: &Client, scope: &Scope) -> (World, Watches) {
+    pub(crate) fn watch(client: &Client, scope: &Scope) -> (World, Watches) {
         let config = watcher::Config::default();
         let (policies, policy_changes) =
             reflect(Api::all(client.clone()), config.clone(), |p: &mut RolloutPolicy| slim_meta(&mut p.metadata));
@@ -111,7 +111,7 @@ impl World {
     }
 
     /// Waits until every cache has seen its first complete list.
-    pub async fn ready(&self) {
+    pub(crate) async fn ready(&self) {
         // A writer is dropped only when its stream is; then the controller is stopping anyway.
         let _ = futures::join!(
             self.policies.wait_until_ready(),
@@ -123,35 +123,35 @@ impl World {
     }
 
     /// Whether Istio's networking API is installed (watched through the CRDs, not asked).
-    pub fn istio_installed(&self) -> bool {
+    pub(crate) fn istio_installed(&self) -> bool {
         self.crds.get(&ObjectRef::new(ISTIO_VIRTUAL_SERVICE_CRD)).is_some()
     }
 
-    pub fn policies(&self) -> Vec<RolloutPolicy> {
+    pub(crate) fn policies(&self) -> Vec<RolloutPolicy> {
         self.policies.state().iter().map(|p| p.as_ref().clone()).collect()
     }
 
-    pub fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+    pub(crate) fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
         let ns = self.namespaces.get(&ObjectRef::new(namespace));
         let mut labels = ns.and_then(|n| n.metadata.labels.clone()).unwrap_or_default();
         labels.entry("kubernetes.io/metadata.name".into()).or_insert_with(|| namespace.to_string());
         labels
     }
 
-    pub fn deployment(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<Deployment>> {
+    pub(crate) fn deployment(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<Deployment>> {
         self.deployments.get(&ObjectRef::new(name).within(namespace))
     }
 
     /// Pods in `namespace` whose labels include every pair of `selector`.
-    pub fn pods_matching(&self, namespace: &str, selector: &BTreeMap<String, String>) -> Vec<std::sync::Arc<Pod>> {
+    pub(crate) fn pods_matching(&self, namespace: &str, selector: &BTreeMap<String, String>) -> Vec<std::sync::Arc<Pod>> {
         self.pods.state_filter(|p| p.namespace().as_deref() == Some(namespace) && selects(selector, p.labels()))
     }
 
-    pub fn destination_rule(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<DestinationRule>> {
+    pub(crate) fn destination_rule(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<DestinationRule>> {
         self.destination_rules.get(&ObjectRef::new(name).within(namespace))
     }
 
-    pub fn virtual_services(&self, namespace: &str) -> Vec<std::sync::Arc<VirtualService>> {
+    pub(crate) fn virtual_services(&self, namespace: &str) -> Vec<std::sync::Arc<VirtualService>> {
         self.virtual_services.state_filter(|v| v.namespace().as_deref() == Some(namespace))
     }
 }
@@ -172,7 +172,7 @@ pub(crate) fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<Str
 }
 
 /// Which experiments a changed object concerns; the controller reconciles those.
-pub mod triggers {
+pub(crate) mod triggers {
     use super::*;
 
     fn in_namespace(experiments: &Store<Experiment>, ns: Option<String>) -> impl Iterator<Item = std::sync::Arc<Experiment>> {
@@ -183,7 +183,7 @@ pub mod triggers {
         list.map(|e| ObjectRef::from_obj(e.as_ref())).collect()
     }
 
-    pub fn deployment(experiments: &Store<Experiment>, d: &Deployment) -> Vec<ObjectRef<Experiment>> {
+    pub(crate) fn deployment(experiments: &Store<Experiment>, d: &Deployment) -> Vec<ObjectRef<Experiment>> {
         let name = d.name_any();
         refs(
             in_namespace(experiments, d.namespace())
@@ -191,12 +191,12 @@ pub mod triggers {
         )
     }
 
-    pub fn pod(experiments: &Store<Experiment>, p: &Pod) -> Vec<ObjectRef<Experiment>> {
+    pub(crate) fn pod(experiments: &Store<Experiment>, p: &Pod) -> Vec<ObjectRef<Experiment>> {
         refs(in_namespace(experiments, p.namespace()).filter(|e| e.spec.arms.iter().any(|a| selects(&a.selector, p.labels()))))
     }
 
     /// Our own routing objects and any other that routes one of an experiment's hosts.
-    pub fn virtual_service(experiments: &Store<Experiment>, vs: &VirtualService) -> Vec<ObjectRef<Experiment>> {
+    pub(crate) fn virtual_service(experiments: &Store<Experiment>, vs: &VirtualService) -> Vec<ObjectRef<Experiment>> {
         let hosts: BTreeSet<&String> = vs.spec.hosts.iter().flatten().collect();
         refs(
             in_namespace(experiments, vs.namespace())
@@ -204,16 +204,16 @@ pub mod triggers {
         )
     }
 
-    pub fn destination_rule(experiments: &Store<Experiment>, dr: &DestinationRule) -> Vec<ObjectRef<Experiment>> {
+    pub(crate) fn destination_rule(experiments: &Store<Experiment>, dr: &DestinationRule) -> Vec<ObjectRef<Experiment>> {
         refs(in_namespace(experiments, dr.namespace()).filter(|e| owned_by(dr.meta(), e)))
     }
 
-    pub fn namespace(experiments: &Store<Experiment>, ns: &Namespace) -> Vec<ObjectRef<Experiment>> {
+    pub(crate) fn namespace(experiments: &Store<Experiment>, ns: &Namespace) -> Vec<ObjectRef<Experiment>> {
         refs(in_namespace(experiments, Some(ns.name_any())))
     }
 
     /// A policy or the set of installed CRDs can concern any experiment.
-    pub fn all(experiments: &Store<Experiment>) -> Vec<ObjectRef<Experiment>> {
+    pub(crate) fn all(experiments: &Store<Experiment>) -> Vec<ObjectRef<Experiment>> {
         refs(experiments.state().into_iter())
     }
 

@@ -13,16 +13,16 @@ use super::routing::{Matcher, RouteTable, route_table};
 use super::steps::State;
 use super::{Action, Observed, Scale};
 
-pub const MANAGED_BY: &str = "forklane";
-pub const EXPERIMENT_LABEL: &str = "forklane.io/experiment";
+pub(crate) const MANAGED_BY: &str = "forklane";
+pub(crate) const EXPERIMENT_LABEL: &str = "forklane.io/experiment";
 
 /// Name of the objects Forklane owns for an experiment.
-pub fn object_name(exp: &Experiment) -> String {
+pub(crate) fn object_name(exp: &Experiment) -> String {
     format!("{}-forklane", exp.metadata.name.as_deref().unwrap_or_default())
 }
 
 /// Actions in a safe order: pods up, subsets added, routes switched, subsets removed, pods down.
-pub fn actions(exp: &Experiment, state: &State, observed: &Observed) -> Vec<Action> {
+pub(crate) fn actions(exp: &Experiment, state: &State, observed: &Observed) -> Vec<Action> {
     let table = route_table(&exp.spec, state);
     let desired = table.referenced_arms();
     let vs = Action::VirtualService(Box::new(virtual_service(exp, &table)));
@@ -78,7 +78,7 @@ fn metadata(exp: &Experiment) -> ObjectMeta {
     }
 }
 
-pub fn destination_rule(exp: &Experiment, subsets: &BTreeSet<String>) -> DestinationRule {
+pub(crate) fn destination_rule(exp: &Experiment, subsets: &BTreeSet<String>) -> DestinationRule {
     let subsets = exp
         .spec
         .arms
@@ -97,7 +97,7 @@ pub fn destination_rule(exp: &Experiment, subsets: &BTreeSet<String>) -> Destina
     }
 }
 
-pub fn virtual_service(exp: &Experiment, table: &RouteTable) -> VirtualService {
+pub(crate) fn virtual_service(exp: &Experiment, table: &RouteTable) -> VirtualService {
     let service = &exp.spec.service;
     let destination = |arm: &str| VirtualServiceHttpRouteDestination {
         host: service.name.clone(),

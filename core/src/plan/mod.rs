@@ -1,9 +1,9 @@
 //! Pure translation: an Experiment, a target state and a routing mode become the ordered list of
 //! objects to apply. No I/O; the controller observes, calls [`plan`], and applies in order.
 
-pub mod istio;
-pub mod native;
-pub mod routing;
+pub(crate) mod istio;
+pub(crate) mod native;
+pub(crate) mod routing;
 pub mod steps;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,8 +14,8 @@ use crate::api::validate::validate;
 use crate::api::{Experiment, Routing, StrategyName};
 use crate::istio::{DestinationRule, VirtualService};
 
-pub use native::{Scale, ServiceSelector};
-pub use steps::State;
+pub(crate) use native::{Scale, ServiceSelector};
+pub(crate) use steps::State;
 
 /// Which state to plan for.
 #[derive(Clone, Debug, PartialEq)]

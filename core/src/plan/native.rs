@@ -20,7 +20,7 @@ pub struct ServiceSelector {
 
 impl ServiceSelector {
     /// The server-side apply body (keys set; dropping keys needs the patch).
-    pub fn object(&self) -> Value {
+    pub(crate) fn object(&self) -> Value {
         json!({
             "apiVersion": "v1",
             "kind": "Service",
@@ -30,7 +30,7 @@ impl ServiceSelector {
     }
 
     /// RFC 7386 merge patch: what `kubectl patch service NAME -p '...'` sends.
-    pub fn merge_patch(&self) -> Value {
+    pub(crate) fn merge_patch(&self) -> Value {
         let mut selector: serde_json::Map<String, Value> =
             self.set.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
         selector.extend(self.remove.iter().map(|k| (k.clone(), Value::Null)));
@@ -46,7 +46,7 @@ impl ServiceSelector {
     }
 
     /// The equivalent command, as the article writes it.
-    pub fn kubectl(&self) -> String {
+    pub(crate) fn kubectl(&self) -> String {
         format!("kubectl patch service {}{} -p '{}'", self.service, ns_flag(&self.namespace), self.merge_patch())
     }
 }
@@ -60,7 +60,7 @@ pub struct Scale {
 }
 
 impl Scale {
-    pub fn object(&self) -> Value {
+    pub(crate) fn object(&self) -> Value {
         json!({
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -69,7 +69,7 @@ impl Scale {
         })
     }
 
-    pub fn kubectl(&self) -> String {
+    pub(crate) fn kubectl(&self) -> String {
         format!("kubectl scale deployment {}{} --replicas={}", self.deployment, ns_flag(&self.namespace), self.replicas)
     }
 }
@@ -86,7 +86,7 @@ fn ns_flag(namespace: &Option<String>) -> String {
 }
 
 /// Replicas per arm for a state: given by the strategy, or the weights applied to `total`.
-pub fn replicas(spec: &ExperimentSpec, state: &State) -> Result<Vec<(String, i32)>, PlanError> {
+pub(crate) fn replicas(spec: &ExperimentSpec, state: &State) -> Result<Vec<(String, i32)>, PlanError> {
     if let Some(r) = &state.replicas {
         return Ok(r.clone());
     }
@@ -104,7 +104,7 @@ pub fn replicas(spec: &ExperimentSpec, state: &State) -> Result<Vec<(String, i32
 
 /// The native actions of one state: the Service selector first, then replica changes, growing
 /// arms before shrinking ones so that capacity never dips below what the state needs.
-pub fn actions(
+pub(crate) fn actions(
     spec: &ExperimentSpec,
     namespace: &Option<String>,
     strategy: StrategyName,

@@ -9,7 +9,7 @@ use super::steps::State;
 
 /// How one header value is compared; Envoy compares against the whole value.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Matcher {
+pub(crate) enum Matcher {
     Exact(String),
     Prefix(String),
     Regex(String),
@@ -26,7 +26,7 @@ impl Matcher {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Destination {
+pub(crate) struct Destination {
     pub arm: String,
     pub weight: i32,
     /// A `Set-Cookie` value added to answers from this destination (sticky assignment).
@@ -34,7 +34,7 @@ pub struct Destination {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Route {
+pub(crate) struct Route {
     pub name: String,
     /// Header name (lowercase) → matcher; all must hold. Empty: matches every request.
     pub headers: BTreeMap<String, Matcher>,
@@ -42,7 +42,7 @@ pub struct Route {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct RouteTable {
+pub(crate) struct RouteTable {
     pub routes: Vec<Route>,
     /// Arm receiving shadow copies, and the share of requests copied.
     pub mirror: Option<(String, f64)>,
@@ -50,19 +50,19 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Arms a route or the mirror sends traffic to: the subsets that must exist.
-    pub fn referenced_arms(&self) -> BTreeSet<String> {
+    pub(crate) fn referenced_arms(&self) -> BTreeSet<String> {
         let routed = self.routes.iter().flat_map(|r| r.destinations.iter().map(|d| d.arm.clone()));
         routed.chain(self.mirror.iter().map(|(arm, _)| arm.clone())).collect()
     }
 }
 
 /// The regex that finds `name=value` among the cookies of a `cookie` header.
-pub fn cookie_regex(name: &str, value_pattern: &str) -> String {
+pub(crate) fn cookie_regex(name: &str, value_pattern: &str) -> String {
     format!(r"^(.*?;\s*)?({}=({value_pattern}))(;.*)?$", regex::escape(name))
 }
 
 /// The routes of one state: targeting rules, preview, sticky pins, then the catch-all split.
-pub fn route_table(spec: &ExperimentSpec, state: &State) -> RouteTable {
+pub(crate) fn route_table(spec: &ExperimentSpec, state: &State) -> RouteTable {
     let mut routes = Vec::new();
     let to = |arm: &str| vec![Destination { arm: arm.to_string(), weight: 100, set_cookie: None }];
     let ab = spec.strategy.ab_test().filter(|_| state.experiment_routes);

@@ -1,8 +1,6 @@
 //! The sequence of states a strategy moves through: weights per arm and, where replicas carry the
 //! traffic, replica counts per arm. State 0 is the start of the experiment.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::validate::resolve_int_or_percent;
@@ -11,11 +9,11 @@ use crate::api::{ExperimentSpec, Strategy, defaults};
 use super::PlanError;
 
 /// Integer weights per arm (arms with weight 0 included), in arm order.
-pub type Weights = Vec<(String, i32)>;
+pub(crate) type Weights = Vec<(String, i32)>;
 
 /// One state of a strategy.
 #[derive(Clone, Debug, PartialEq)]
-pub struct State {
+pub(crate) struct State {
     /// Weights of the catch-all split.
     pub weights: Weights,
     /// Whether the blue/green preview header route is present.
@@ -29,7 +27,7 @@ pub struct State {
 
 /// Facts about the cluster that the plan depends on.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Replicas {
+pub(crate) struct Replicas {
     /// Replicas of the control Deployment, when known: the default size of recreate and rolling update.
     pub control: Option<i32>,
 }
@@ -54,12 +52,12 @@ fn two_arm_weights(spec: &ExperimentSpec, candidate_weight: i32) -> Weights {
 }
 
 /// All traffic to one arm.
-pub fn all_to(spec: &ExperimentSpec, arm: &str) -> Weights {
+pub(crate) fn all_to(spec: &ExperimentSpec, arm: &str) -> Weights {
     spec.arms.iter().map(|a| (a.name.clone(), if a.name == arm { 100 } else { 0 })).collect()
 }
 
 /// Every state of the experiment's strategy, in order.
-pub fn states(spec: &ExperimentSpec, observed: &Replicas) -> Result<Vec<State>, PlanError> {
+pub(crate) fn states(spec: &ExperimentSpec, observed: &Replicas) -> Result<Vec<State>, PlanError> {
     let plain = |weights| State { weights, preview: false, replicas: None, experiment_routes: true };
     Ok(match &spec.strategy {
         Strategy::Canary(canary) => {
@@ -140,7 +138,7 @@ fn replica_states(spec: &ExperimentSpec, pairs: &[(i32, i32)]) -> Vec<State> {
 
 /// The replica counts a Deployment's rolling update passes through: the new side scales up
 /// within maxSurge, then the old side scales down within maxUnavailable, one change per state.
-pub fn rolling_sequence(n: i32, surge: i32, unavailable: i32) -> Vec<(i32, i32)> {
+pub(crate) fn rolling_sequence(n: i32, surge: i32, unavailable: i32) -> Vec<(i32, i32)> {
     let (mut old, mut new) = (n, 0);
     let mut out = vec![(old, new)];
     while new < n || old > 0 {
@@ -197,11 +195,6 @@ pub fn proportional(parts: &[i32], total: i32) -> Vec<i32> {
         left += 1;
     }
     out
-}
-
-/// Weights as a map, for lookups.
-pub fn weight_map(weights: &Weights) -> BTreeMap<&str, i32> {
-    weights.iter().map(|(a, w)| (a.as_str(), *w)).collect()
 }
 
 #[cfg(test)]

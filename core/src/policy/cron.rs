@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     minutes: BTreeSet<u32>,
     hours: BTreeSet<u32>,
     days: BTreeSet<u32>,
@@ -16,7 +16,7 @@ pub struct Schedule {
 
 /// A UTC calendar minute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Minute {
+pub(crate) struct Minute {
     pub minute: u32,
     pub hour: u32,
     pub day: u32,
@@ -27,7 +27,7 @@ pub struct Minute {
 
 impl Minute {
     /// The calendar minute of a Unix time (seconds).
-    pub fn from_unix(secs: i64) -> Self {
+    pub(crate) fn from_unix(secs: i64) -> Self {
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
         // Civil-from-days (Howard Hinnant's algorithm).
@@ -50,7 +50,7 @@ impl Minute {
 }
 
 impl Schedule {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let fields: Vec<&str> = text.split_whitespace().collect();
         let [minute, hour, day, month, weekday] = fields[..] else {
             return Err(format!("{text:?} must have five fields: minute hour day-of-month month day-of-week"));
@@ -67,7 +67,7 @@ impl Schedule {
         })
     }
 
-    pub fn matches(&self, m: Minute) -> bool {
+    pub(crate) fn matches(&self, m: Minute) -> bool {
         let day = self.days.contains(&m.day);
         let weekday = self.weekdays.contains(&m.weekday);
         let day_ok = match (self.days_restricted, self.weekdays_restricted) {

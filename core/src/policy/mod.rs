@@ -1,7 +1,7 @@
 //! Pure evaluation of `RolloutPolicy` constraints against an Experiment.
 //! Enforcement (refusing to change traffic) is the controller's; this module only judges.
 
-pub mod cron;
+pub(crate) mod cron;
 
 use std::collections::BTreeMap;
 
@@ -56,7 +56,7 @@ pub fn check_policy(policy: &RolloutPolicy) -> Vec<Problem> {
 }
 
 /// Whether a label selector selects the given labels (an absent selector selects everything).
-pub fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
+pub(crate) fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
     let Some(selector) = selector else { return true };
     let by_labels = selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
     let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
@@ -189,7 +189,7 @@ fn candidate_weight_path(exp: &Experiment) -> Vec<(i32, bool)> {
 }
 
 /// The freeze window `now` falls in, and when it ends.
-pub fn active_freeze(policy: &RolloutPolicy, now: i64) -> Option<(&crate::api::FreezeWindow, i64)> {
+pub(crate) fn active_freeze(policy: &RolloutPolicy, now: i64) -> Option<(&crate::api::FreezeWindow, i64)> {
     policy.spec.freeze_windows.iter().find_map(|w| {
         let schedule = cron::Schedule::parse(&w.schedule).ok()?;
         let length = w.duration.get().as_secs() as i64;

@@ -10,7 +10,7 @@ use statrs::function::beta::ln_beta;
 const EXACT_LIMIT: f64 = 100_000.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct BetaPosterior {
+pub(crate) struct BetaPosterior {
     pub alpha: f64,
     pub beta: f64,
 }
@@ -18,7 +18,7 @@ pub struct BetaPosterior {
 impl BetaPosterior {
     /// Posterior Beta(prior_a + conversions, prior_b + failures). Prior parameters must be
     /// positive integers: the exact P(B > A) sums over an integer parameter.
-    pub fn from_counts(conversions: u64, trials: u64, prior: [f64; 2]) -> Result<Self> {
+    pub(crate) fn from_counts(conversions: u64, trials: u64, prior: [f64; 2]) -> Result<Self> {
         if conversions > trials {
             return invalid(format!("{conversions} conversions out of {trials} trials"));
         }
@@ -80,7 +80,7 @@ fn prob_greater(x: BetaPosterior, y: BetaPosterior) -> f64 {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BetaComparison {
+pub(crate) struct BetaComparison {
     pub posterior_a: BetaPosterior,
     pub posterior_b: BetaPosterior,
     pub p_b_gt_a: f64,
@@ -92,7 +92,7 @@ pub struct BetaComparison {
 
 /// Compares posteriors A and B. The losses use x·f_{Beta(α,β)}(x) = mean·f_{Beta(α+1,β)}(x):
 /// E[max(pA − pB, 0)] = mean_A·P(A⁺ > B) − mean_B·P(A > B⁺).
-pub fn compare(a: BetaPosterior, b: BetaPosterior) -> BetaComparison {
+pub(crate) fn compare(a: BetaPosterior, b: BetaPosterior) -> BetaComparison {
     let smallest = a.alpha.min(a.beta).min(b.alpha).min(b.beta);
     let (p_b_gt_a, loss_b, loss_a) = if smallest <= EXACT_LIMIT {
         let (ma, mb) = (a.mean(), b.mean());

@@ -11,7 +11,7 @@ use super::welch::{self, Summary};
 use super::{Alternative, Result, invalid, multiple, normal, proportions};
 
 /// Rejects observations no experiment can produce.
-pub fn check_observation(obs: &Observation) -> std::result::Result<(), String> {
+pub(crate) fn check_observation(obs: &Observation) -> std::result::Result<(), String> {
     match *obs {
         Observation::Proportion { successes, trials } if successes > trials => {
             Err(format!("{successes} successes out of {trials} trials"))
@@ -24,7 +24,7 @@ pub fn check_observation(obs: &Observation) -> std::result::Result<(), String> {
 }
 
 /// Control and treatment data for one metric.
-pub struct Pair {
+pub(crate) struct Pair {
     pub arm: String,
     control: Observation,
     treatment: Observation,
@@ -38,7 +38,7 @@ pub struct Pair {
 
 impl Pair {
     /// `None` when the difference has no variance yet (means with constant values).
-    pub fn new(metric: &Metric, control: &str, arm: &str) -> Result<Option<Self>> {
+    pub(crate) fn new(metric: &Metric, control: &str, arm: &str) -> Result<Option<Self>> {
         let find = |name: &str| metric.arms.iter().find(|a| a.arm == name).map(|a| a.value);
         let (Some(c), Some(t)) = (find(control), find(arm)) else {
             return invalid(format!("`{}` lacks arm `{control}` or `{arm}`", metric.name));
@@ -143,7 +143,7 @@ fn fixed_p(pair: &Pair) -> Result<f64> {
     }
 }
 
-pub fn goal(pair: &Pair, metric: &Metric, config: &DecisionConfig) -> Result<Comparison> {
+pub(crate) fn goal(pair: &Pair, metric: &Metric, config: &DecisionConfig) -> Result<Comparison> {
     let mut c = pair.comparison(&metric.name, Role::Goal);
     if config.method == Method::Bayesian {
         let (prob, loss) = posterior(pair, sign(metric.direction), config.prior)?;
@@ -170,7 +170,7 @@ pub fn goal(pair: &Pair, metric: &Metric, config: &DecisionConfig) -> Result<Com
 /// Guardrail in terms of harm h (positive = worse) against the tolerated margin m:
 /// `p_value` tests H0 h ≥ m (non-inferiority), the raw rollback test H0 h ≤ m goes into
 /// `adjusted_p_value` until [`adjust`] applies Holm.
-pub fn guardrail(pair: &Pair, g: &Guardrail, config: &DecisionConfig) -> Result<Comparison> {
+pub(crate) fn guardrail(pair: &Pair, g: &Guardrail, config: &DecisionConfig) -> Result<Comparison> {
     let mut c = pair.comparison(&g.metric.name, Role::Guardrail);
     let hs = -sign(g.metric.direction);
     let h = hs * pair.diff.estimate;
@@ -207,7 +207,7 @@ pub fn guardrail(pair: &Pair, g: &Guardrail, config: &DecisionConfig) -> Result<
 }
 
 /// Holm across the goal's arms and across all guardrail rollback tests, then verdicts.
-pub fn adjust(
+pub(crate) fn adjust(
     goal: &mut [Comparison],
     guard: &mut [Comparison],
     config: &DecisionConfig,

@@ -21,7 +21,7 @@ use super::{Result, invalid, srm};
 use serde::{Deserialize, Serialize};
 
 /// Planned samples per arm used to tune the sequential test when none is configured.
-pub const DEFAULT_PLANNED_SAMPLES_PER_ARM: u64 = 10_000;
+pub(crate) const DEFAULT_PLANNED_SAMPLES_PER_ARM: u64 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

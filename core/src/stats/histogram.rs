@@ -7,13 +7,13 @@ use statrs::distribution::{ChiSquared, ContinuousCDF};
 
 /// A cumulative histogram: `cumulative[i]` observations ≤ `le[i]`; the last bound is +Inf.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     pub le: Vec<f64>,
     pub cumulative: Vec<f64>,
 }
 
 impl Histogram {
-    pub fn new(le: Vec<f64>, cumulative: Vec<f64>) -> Result<Self> {
+    pub(crate) fn new(le: Vec<f64>, cumulative: Vec<f64>) -> Result<Self> {
         if le.is_empty() || le.len() != cumulative.len() {
             return invalid("`le` and the cumulative counts must be non-empty and of equal length");
         }
@@ -33,7 +33,7 @@ impl Histogram {
     /// 0 as the lower bound of the first bucket (when its bound is positive), and the
     /// highest finite bound when the rank falls in the +Inf bucket. `None` for an empty
     /// histogram, where Prometheus would return NaN.
-    pub fn quantile(&self, q: f64) -> Result<Option<f64>> {
+    pub(crate) fn quantile(&self, q: f64) -> Result<Option<f64>> {
         if !(0.0..=1.0).contains(&q) {
             return invalid(format!("quantile {q} is outside [0, 1]"));
         }
@@ -73,7 +73,7 @@ fn monotonic(cumulative: &[f64]) -> Vec<f64> {
 }
 
 /// Per-bucket counts from cumulative counts.
-pub fn bucket_counts(cumulative: &[f64]) -> Result<Vec<f64>> {
+pub(crate) fn bucket_counts(cumulative: &[f64]) -> Result<Vec<f64>> {
     if cumulative.iter().any(|c| !(c.is_finite() && *c >= 0.0)) {
         return invalid("bucket counts must be finite and non-negative");
     }
@@ -83,7 +83,7 @@ pub fn bucket_counts(cumulative: &[f64]) -> Result<Vec<f64>> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Homogeneity {
+pub(crate) struct Homogeneity {
     /// Pearson χ².
     pub chi2: f64,
     pub dof: u64,
@@ -96,7 +96,7 @@ pub struct Homogeneity {
 /// χ² and G tests that two rows of bucket counts come from one distribution. Columns
 /// with zero total are dropped (they carry no information and would divide by zero).
 /// `yates` applies scipy's continuity correction, which only acts when dof = 1.
-pub fn homogeneity(a: &[f64], b: &[f64], yates: bool) -> Result<Homogeneity> {
+pub(crate) fn homogeneity(a: &[f64], b: &[f64], yates: bool) -> Result<Homogeneity> {
     if a.len() != b.len() {
         return invalid("both rows need the same number of buckets");
     }
@@ -127,7 +127,7 @@ pub fn homogeneity(a: &[f64], b: &[f64], yates: bool) -> Result<Homogeneity> {
 }
 
 /// Upper tail of χ² with `dof` ≥ 1 degrees of freedom.
-pub fn chi2_sf(x: f64, dof: u64) -> f64 {
+pub(crate) fn chi2_sf(x: f64, dof: u64) -> f64 {
     match ChiSquared::new(dof as f64) {
         Ok(d) if x.is_finite() => d.sf(x),
         _ => 0.0,

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MannWhitney {
+pub(crate) struct MannWhitney {
     /// U of the first sample: pairs (x, y) with x > y, ties counting one half.
     pub u1: f64,
     pub n1: f64,
@@ -25,7 +25,7 @@ pub struct MannWhitney {
 impl MannWhitney {
     /// Asymptotic p-value (scipy `mannwhitneyu(method="asymptotic")`). All values tied
     /// (σ = 0) means no evidence either way: p = 1.
-    pub fn p_value(&self, alt: Alternative, continuity: bool) -> f64 {
+    pub(crate) fn p_value(&self, alt: Alternative, continuity: bool) -> f64 {
         if self.sigma <= 0.0 {
             return 1.0;
         }
@@ -45,13 +45,13 @@ impl MannWhitney {
 
     /// U1 / (n1·n2): the probability that a draw of the first sample exceeds one of the
     /// second, ties counting one half.
-    pub fn prob_superiority(&self) -> f64 {
+    pub(crate) fn prob_superiority(&self) -> f64 {
         0.5 + self.centred / (self.n1 * self.n2)
     }
 }
 
 /// From ordered groups `(x_count, y_count)`; counts may be fractional (rates).
-pub fn from_groups(groups: impl IntoIterator<Item = (f64, f64)>) -> Result<MannWhitney> {
+pub(crate) fn from_groups(groups: impl IntoIterator<Item = (f64, f64)>) -> Result<MannWhitney> {
     let groups: Vec<(f64, f64)> = groups.into_iter().collect();
     if groups.iter().any(|&(x, y)| !(x >= 0.0 && y >= 0.0 && x.is_finite() && y.is_finite())) {
         return invalid("counts must be finite and non-negative");
@@ -76,7 +76,7 @@ pub fn from_groups(groups: impl IntoIterator<Item = (f64, f64)>) -> Result<MannW
 }
 
 /// From raw samples. NaN is rejected; equal values form one tie group.
-pub fn from_samples(x: &[f64], y: &[f64]) -> Result<MannWhitney> {
+pub(crate) fn from_samples(x: &[f64], y: &[f64]) -> Result<MannWhitney> {
     if x.iter().chain(y).any(|v| v.is_nan()) {
         return invalid("samples contain NaN");
     }
@@ -98,7 +98,7 @@ pub fn from_samples(x: &[f64], y: &[f64]) -> Result<MannWhitney> {
 
 /// From two cumulative Prometheus histograms with the same `le` bounds; each bucket is
 /// one tie group (values are only known up to their bucket).
-pub fn from_histograms(x: &Histogram, y: &Histogram) -> Result<MannWhitney> {
+pub(crate) fn from_histograms(x: &Histogram, y: &Histogram) -> Result<MannWhitney> {
     if x.le != y.le {
         return invalid("histograms must have the same bucket bounds");
     }

@@ -5,21 +5,21 @@
 //! no global state. The controller calls [`decision::decide`]; `forklane stats eval`
 //! reaches every method through [`vectors::eval`].
 
-pub mod bayes;
+pub(crate) mod bayes;
 mod compare;
 pub mod decision;
-pub mod histogram;
-pub mod mann_whitney;
-pub mod multiple;
+pub(crate) mod histogram;
+pub(crate) mod mann_whitney;
+pub(crate) mod multiple;
 mod normal;
-pub mod power;
-pub mod proportions;
-pub mod sequential;
+pub(crate) mod power;
+pub(crate) mod proportions;
+pub(crate) mod sequential;
 pub mod simulation;
-pub mod srm;
-pub mod threshold_rule;
+pub(crate) mod srm;
+pub(crate) mod threshold_rule;
 pub mod vectors;
-pub mod welch;
+pub(crate) mod welch;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +42,7 @@ pub(crate) fn invalid<T>(msg: impl Into<String>) -> Result<T> {
 /// Alternative hypothesis, named after the first sample (or the treatment arm).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum Alternative {
+pub(crate) enum Alternative {
     #[default]
     TwoSided,
     /// The first sample is larger (statsmodels calls it `larger`).
@@ -65,7 +65,7 @@ impl std::str::FromStr for Alternative {
 
 impl Alternative {
     /// p-value of a statistic that is standard normal under the null.
-    pub fn p_from_z(self, z: f64) -> f64 {
+    pub(crate) fn p_from_z(self, z: f64) -> f64 {
         match self {
             Self::TwoSided => (2.0 * normal::sf(z.abs())).min(1.0),
             Self::Greater => normal::sf(z),

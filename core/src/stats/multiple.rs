@@ -18,14 +18,14 @@ fn ascending(p: &[f64]) -> Vec<usize> {
 }
 
 /// Bonferroni: min(1, m·p).
-pub fn bonferroni(p: &[f64]) -> Result<Vec<f64>> {
+pub(crate) fn bonferroni(p: &[f64]) -> Result<Vec<f64>> {
     check(p)?;
     let m = p.len() as f64;
     Ok(p.iter().map(|v| (v * m).min(1.0)).collect())
 }
 
 /// Holm step-down: adj_(i) = max_{j ≤ i} min(1, (m − j + 1)·p_(j)).
-pub fn holm(p: &[f64]) -> Result<Vec<f64>> {
+pub(crate) fn holm(p: &[f64]) -> Result<Vec<f64>> {
     check(p)?;
     let m = p.len();
     let mut out = vec![0.0; m];
@@ -38,7 +38,7 @@ pub fn holm(p: &[f64]) -> Result<Vec<f64>> {
 }
 
 /// Benjamini–Hochberg step-up: adj_(i) = min_{j ≥ i} min(1, m·p_(j)/j).
-pub fn benjamini_hochberg(p: &[f64]) -> Result<Vec<f64>> {
+pub(crate) fn benjamini_hochberg(p: &[f64]) -> Result<Vec<f64>> {
     check(p)?;
     let m = p.len();
     let mut out = vec![0.0; m];
@@ -51,7 +51,7 @@ pub fn benjamini_hochberg(p: &[f64]) -> Result<Vec<f64>> {
 }
 
 /// Which adjusted p-values reject at level α.
-pub fn rejections(adjusted: &[f64], alpha: f64) -> Vec<bool> {
+pub(crate) fn rejections(adjusted: &[f64], alpha: f64) -> Vec<bool> {
     adjusted.iter().map(|&p| p <= alpha).collect()
 }
 

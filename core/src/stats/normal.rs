@@ -5,22 +5,22 @@ use statrs::distribution::{ContinuousCDF, Normal};
 use statrs::function::erf::erfc;
 
 /// P(Z > z).
-pub fn sf(z: f64) -> f64 {
+pub(crate) fn sf(z: f64) -> f64 {
     0.5 * erfc(z / std::f64::consts::SQRT_2)
 }
 
 /// P(Z ≤ z).
-pub fn cdf(z: f64) -> f64 {
+pub(crate) fn cdf(z: f64) -> f64 {
     sf(-z)
 }
 
 /// Standard normal density.
-pub fn pdf(z: f64) -> f64 {
+pub(crate) fn pdf(z: f64) -> f64 {
     (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt()
 }
 
 /// Quantile: z with P(Z ≤ z) = p, for p in (0, 1).
-pub fn ppf(p: f64) -> f64 {
+pub(crate) fn ppf(p: f64) -> f64 {
     Normal::standard().inverse_cdf(p)
 }
 

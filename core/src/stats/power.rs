@@ -25,7 +25,7 @@ fn z_alpha(alpha: f64, alt: Alternative) -> f64 {
 }
 
 /// Samples per arm for the test of rate `p1` (control) against `p2` to reach `power`.
-pub fn sample_size_per_arm(p1: f64, p2: f64, alpha: f64, power: f64, alt: Alternative) -> Result<u64> {
+pub(crate) fn sample_size_per_arm(p1: f64, p2: f64, alpha: f64, power: f64, alt: Alternative) -> Result<u64> {
     check(p1, p2, alpha)?;
     if !(power > 0.0 && power < 1.0) {
         return invalid("power must lie in (0, 1)");
@@ -39,7 +39,7 @@ pub fn sample_size_per_arm(p1: f64, p2: f64, alpha: f64, power: f64, alt: Altern
 
 /// Power with `n` samples per arm (the far tail of a two-sided test is ignored, as in
 /// the sample-size formula).
-pub fn power_per_arm(p1: f64, p2: f64, n: u64, alpha: f64, alt: Alternative) -> Result<f64> {
+pub(crate) fn power_per_arm(p1: f64, p2: f64, n: u64, alpha: f64, alt: Alternative) -> Result<f64> {
     check(p1, p2, alpha)?;
     if n == 0 {
         return Ok(0.0);

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ZTest {
+pub(crate) struct ZTest {
     pub z: f64,
     pub p_value: f64,
     /// (x1 + x2) / (n1 + n2), the common rate under the null.
@@ -15,7 +15,7 @@ pub struct ZTest {
 }
 
 /// Checks `x ≤ n` and `n > 0` for one arm.
-pub fn check_counts(x: u64, n: u64, arm: &str) -> Result<()> {
+pub(crate) fn check_counts(x: u64, n: u64, arm: &str) -> Result<()> {
     if n == 0 {
         return invalid(format!("{arm}: no trials"));
     }
@@ -29,7 +29,7 @@ pub fn check_counts(x: u64, n: u64, arm: &str) -> Result<()> {
 /// (statsmodels `proportions_ztest`, `prop_var=False`). When every trial in both arms
 /// has the same outcome the variance is zero; the arms are then indistinguishable and
 /// the result is z = 0, p = 1 rather than NaN.
-pub fn two_proportion_ztest(x1: u64, n1: u64, x2: u64, n2: u64, alt: Alternative) -> Result<ZTest> {
+pub(crate) fn two_proportion_ztest(x1: u64, n1: u64, x2: u64, n2: u64, alt: Alternative) -> Result<ZTest> {
     check_counts(x1, n1, "sample 1")?;
     check_counts(x2, n2, "sample 2")?;
     let (n1f, n2f) = (n1 as f64, n2 as f64);

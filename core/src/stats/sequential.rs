@@ -12,13 +12,13 @@ use serde::Serialize;
 /// Estimate of a difference (treatment − control) and its variance.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Difference {
+pub(crate) struct Difference {
     pub estimate: f64,
     pub variance: f64,
 }
 
 /// pT − pC with the unpooled variance pC(1−pC)/nC + pT(1−pT)/nT.
-pub fn proportion_difference(xc: u64, nc: u64, xt: u64, nt: u64) -> Result<Difference> {
+pub(crate) fn proportion_difference(xc: u64, nc: u64, xt: u64, nt: u64) -> Result<Difference> {
     super::proportions::check_counts(xc, nc, "control")?;
     super::proportions::check_counts(xt, nt, "treatment")?;
     let (pc, pt) = (xc as f64 / nc as f64, xt as f64 / nt as f64);
@@ -29,7 +29,7 @@ pub fn proportion_difference(xc: u64, nc: u64, xt: u64, nt: u64) -> Result<Diffe
 /// ρ² = (−2 ln α + ln(−2 ln α + 1)) / N*, τ² = ρ²·n·V, where n·V is the per-unit variance
 /// of the difference and n the units behind it. This choice makes the confidence sequence
 /// narrowest at n = N*.
-pub fn tau2_from_planned(alpha: f64, planned_n: f64, n: f64, variance: f64) -> f64 {
+pub(crate) fn tau2_from_planned(alpha: f64, planned_n: f64, n: f64, variance: f64) -> f64 {
     let l = -2.0 * alpha.ln();
     (l + (l + 1.0).ln()) / planned_n * n * variance
 }
@@ -54,7 +54,7 @@ fn ln_lambda(delta: f64, v: f64, tau2: f64) -> f64 {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Msprt {
+pub(crate) struct Msprt {
     pub ln_lambda: f64,
     /// min(1, 1/Λ) at this look.
     pub p_value: f64,
@@ -64,7 +64,7 @@ pub struct Msprt {
 
 /// Two-sided test of θ = θ₀ and the confidence sequence
 /// θ̂ ± sqrt(V(V+τ²)/τ² · (2 ln(1/α) + ln((V+τ²)/V))).
-pub fn msprt(d: Difference, tau2: f64, theta0: f64, alpha: f64) -> Result<Msprt> {
+pub(crate) fn msprt(d: Difference, tau2: f64, theta0: f64, alpha: f64) -> Result<Msprt> {
     check(d, tau2, alpha)?;
     let v = d.variance;
     let ln_l = ln_lambda(d.estimate - theta0, v, tau2);
@@ -77,7 +77,7 @@ fn halfwidth(v: f64, tau2: f64, alpha: f64) -> f64 {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct OneSided {
+pub(crate) struct OneSided {
     /// Always-valid p-value (this look) of H0: θ ≤ θ₀ against H1: θ > θ₀.
     pub p_value: f64,
     /// Lower confidence-sequence bound: θ ≥ bound for all looks with probability 1 − α.
@@ -95,7 +95,7 @@ fn ln_lambda_plus(delta: f64, v: f64, tau2: f64) -> f64 {
 
 /// One-sided test for guardrails and non-inferiority: H0 θ ≤ θ₀. For the mirror
 /// hypothesis H0 θ ≥ θ₀ negate the estimate and θ₀ (the bound then becomes an upper one).
-pub fn msprt_one_sided(d: Difference, tau2: f64, theta0: f64, alpha: f64) -> Result<OneSided> {
+pub(crate) fn msprt_one_sided(d: Difference, tau2: f64, theta0: f64, alpha: f64) -> Result<OneSided> {
     check(d, tau2, alpha)?;
     let v = d.variance;
     let p_value = (-ln_lambda_plus(d.estimate - theta0, v, tau2)).exp().min(1.0);
@@ -115,11 +115,6 @@ pub fn msprt_one_sided(d: Difference, tau2: f64, theta0: f64, alpha: f64) -> Res
         }
     }
     Ok(OneSided { p_value, lower_bound: d.estimate - hi })
-}
-
-/// The always-valid p-value after a look: the running minimum of the per-look values.
-pub fn running_min(previous: Option<f64>, current: f64) -> f64 {
-    previous.map_or(current, |p| p.min(current))
 }
 
 #[cfg(test)]
@@ -159,6 +154,5 @@ mod tests {
         assert!(msprt(d(0.1, 1e-4), 1e-4, 0.0, 1.0).is_err());
         let tiny = msprt(d(1e-7, 1e-26), 1e-14, 0.0, 0.05).unwrap();
         assert!(tiny.p_value.is_finite() && tiny.cs_halfwidth.is_finite());
-        assert_eq!(running_min(Some(0.2), 0.5), 0.2);
     }
 }

@@ -7,7 +7,7 @@ use statrs::function::gamma::ln_gamma;
 
 /// Default Dirichlet concentration of the sequential test's alternative: the prior is
 /// Dirichlet(c·w), centred on the configured weights w (Lindon & Malek use c = 100).
-pub const DEFAULT_CONCENTRATION: f64 = 100.0;
+pub(crate) const DEFAULT_CONCENTRATION: f64 = 100.0;
 
 /// Normalised weights; every weight must be positive so each arm can receive traffic.
 fn normalise(observed: &[u64], weights: &[f64]) -> Result<Vec<f64>> {
@@ -23,7 +23,7 @@ fn normalise(observed: &[u64], weights: &[f64]) -> Result<Vec<f64>> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Gof {
+pub(crate) struct Gof {
     pub chi2: f64,
     pub dof: u64,
     pub p_value: f64,
@@ -31,7 +31,7 @@ pub struct Gof {
 
 /// Pearson χ² goodness of fit of the assignment counts to the weights. Valid for one look
 /// only; the controller uses [`sequential`]. No traffic at all gives p = 1.
-pub fn chi2_gof(observed: &[u64], weights: &[f64]) -> Result<Gof> {
+pub(crate) fn chi2_gof(observed: &[u64], weights: &[f64]) -> Result<Gof> {
     let w = normalise(observed, weights)?;
     let total: f64 = observed.iter().map(|&o| o as f64).sum();
     let dof = observed.len() as u64 - 1;
@@ -51,12 +51,11 @@ pub fn chi2_gof(observed: &[u64], weights: &[f64]) -> Result<Gof> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SequentialSrm {
+pub(crate) struct SequentialSrm {
     /// ln of the Dirichlet-multinomial Bayes factor against the configured weights.
     pub ln_bayes_factor: f64,
     /// min(1, 1/BF) at this look. The always-valid p-value is the running minimum over
-    /// looks ([`super::sequential::running_min`]); rejecting at the first look where
-    /// this is ≤ α is the same decision.
+    /// looks; rejecting at the first look where this is ≤ α is the same decision.
     pub p_value: f64,
 }
 
@@ -70,7 +69,7 @@ fn ln_multi_beta(v: impl Iterator<Item = f64>) -> f64 {
 /// count data"): BF = [B(c·w + x) / B(c·w)] / Π w_i^{x_i} with B the multivariate beta.
 /// The Bayes factor depends only on the cumulative counts and is a martingale under the
 /// null unit by unit, so checking it at any interval keeps P(ever ≤ α) ≤ α (Ville).
-pub fn sequential(observed: &[u64], weights: &[f64], concentration: f64) -> Result<SequentialSrm> {
+pub(crate) fn sequential(observed: &[u64], weights: &[f64], concentration: f64) -> Result<SequentialSrm> {
     let w = normalise(observed, weights)?;
     if !(concentration.is_finite() && concentration > 0.0) {
         return invalid("concentration must be positive");

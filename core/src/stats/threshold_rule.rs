@@ -10,7 +10,7 @@ use statrs::function::factorial::ln_binomial;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ThresholdRule {
+pub(crate) struct ThresholdRule {
     pub per_check_fail_prob: f64,
     pub p_rollback: f64,
     pub p_promote: f64,
@@ -29,7 +29,7 @@ fn binomial_tails(k: u64, n: u64, p: f64) -> (f64, f64) {
 /// Bounds the O(K + T) sum; real rollouts use a handful of checks.
 const MAX_CHECKS: u64 = 100_000;
 
-pub fn threshold_rule(
+pub(crate) fn threshold_rule(
     requests: u64,
     error_rate: f64,
     min_success_pct: f64,

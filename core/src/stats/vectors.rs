@@ -116,7 +116,7 @@ pub fn eval(entries: &Value) -> (Value, bool) {
 }
 
 /// Evaluates one named test.
-pub fn eval_one(test: &str, inputs: &Map<String, Value>) -> Result<Value> {
+pub(crate) fn eval_one(test: &str, inputs: &Map<String, Value>) -> Result<Value> {
     let i = Inputs(inputs);
     match test {
         "two_proportion_ztest_pooled" => {

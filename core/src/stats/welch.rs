@@ -7,14 +7,14 @@ use statrs::function::beta::beta_reg;
 /// Mean, sample variance (ddof = 1) and size of one sample.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Summary {
+pub(crate) struct Summary {
     pub mean: f64,
     pub variance: f64,
     pub n: u64,
 }
 
 impl Summary {
-    pub fn check(&self, what: &str) -> Result<()> {
+    pub(crate) fn check(&self, what: &str) -> Result<()> {
         if !self.mean.is_finite() || !self.variance.is_finite() || self.variance < 0.0 {
             return invalid(format!("{what}: mean and variance must be finite, variance ≥ 0"));
         }
@@ -27,7 +27,7 @@ impl Summary {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct WelchTest {
+pub(crate) struct WelchTest {
     pub t: f64,
     /// Welch–Satterthwaite degrees of freedom.
     pub df: f64,
@@ -42,7 +42,7 @@ fn t_two_sided(t: f64, df: f64) -> f64 {
 }
 
 /// p-value of a t statistic.
-pub fn t_p_value(t: f64, df: f64, alt: Alternative) -> f64 {
+pub(crate) fn t_p_value(t: f64, df: f64, alt: Alternative) -> f64 {
     let half = 0.5 * t_two_sided(t, df);
     match alt {
         Alternative::TwoSided => t_two_sided(t, df),
@@ -54,7 +54,7 @@ pub fn t_p_value(t: f64, df: f64, alt: Alternative) -> f64 {
 
 /// Welch's t-test of mean1 − mean2 (scipy `ttest_ind_from_stats(equal_var=False)`).
 /// Zero variance in both samples gives t = 0, p = 1 and df = n1 + n2 − 2.
-pub fn welch_ttest(a: Summary, b: Summary, alt: Alternative) -> Result<WelchTest> {
+pub(crate) fn welch_ttest(a: Summary, b: Summary, alt: Alternative) -> Result<WelchTest> {
     a.check("sample 1")?;
     b.check("sample 2")?;
     let va = a.variance / a.n as f64;

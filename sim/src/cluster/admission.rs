@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 
 /// ClusterIP (10.96.0.0/12, the kubeadm default) and NodePort (30000-32767) allocation.
 #[derive(Debug, Default)]
-pub struct Allocator {
+pub(crate) struct Allocator {
     ips: HashSet<Ipv4Addr>,
     node_ports: HashSet<u16>,
 }
@@ -24,7 +24,7 @@ const SERVICE_NET: u32 = u32::from_be_bytes([10, 96, 0, 0]);
 const SERVICE_NET_SIZE: u32 = 1 << 20;
 const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 /// The first address belongs to the `kubernetes` Service.
-pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+pub(crate) const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 
 impl Allocator {
     fn allocate_ip(&mut self) -> Option<Ipv4Addr> {
@@ -71,7 +71,7 @@ fn invalid(info: &ResourceInfo, obj: &Value, errors: Vec<FieldError>) -> Result<
 }
 
 /// Applies create-time rules to `obj` (already named and namespaced).
-pub fn on_create(alloc: &mut Allocator, info: &ResourceInfo, obj: &mut Value) -> Result<()> {
+pub(crate) fn on_create(alloc: &mut Allocator, info: &ResourceInfo, obj: &mut Value) -> Result<()> {
     // With a status subresource, status is owned by controllers: creates through the main
     // resource start without it (built-ins with an empty status, custom objects with none).
     if info.versions.iter().any(|v| v.status) {
@@ -118,7 +118,7 @@ pub fn on_create(alloc: &mut Allocator, info: &ResourceInfo, obj: &mut Value) ->
 }
 
 /// Applies update-time rules to `new`, given the stored `old`.
-pub fn on_update(alloc: &mut Allocator, info: &ResourceInfo, old: &Value, new: &mut Value) -> Result<()> {
+pub(crate) fn on_update(alloc: &mut Allocator, info: &ResourceInfo, old: &Value, new: &mut Value) -> Result<()> {
     match (info.group.as_str(), info.resource.as_str()) {
         ("", "namespaces") => {
             // spec.finalizers change only through the finalize subresource; status is
@@ -181,7 +181,7 @@ fn validate_rbac(info: &ResourceInfo, obj: &mut Value, old: Option<&Value>) -> R
 }
 
 /// Releases what the object held once it is gone.
-pub fn on_delete(alloc: &mut Allocator, info: &ResourceInfo, obj: &Value) {
+pub(crate) fn on_delete(alloc: &mut Allocator, info: &ResourceInfo, obj: &Value) {
     if info.group.is_empty() && info.resource == "services" {
         alloc.release(obj);
     }
@@ -381,11 +381,4 @@ fn immutable_selector(info: &ResourceInfo, old: &Value, new: &Value) -> Result<(
         return invalid(info, new, vec![err]);
     }
     Ok(())
-}
-
-/// Marks an allocation made outside `on_create` (the pre-created `kubernetes` Service).
-pub fn reserve_ip(alloc: &mut Allocator, ip: &str) {
-    if let Ok(ip) = ip.parse() {
-        alloc.ips.insert(ip);
-    }
 }

@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 use std::cmp::Ordering;
 
 /// Finalizer the apiserver puts on CRDs so custom objects are removed before the CRD.
-pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+pub(crate) const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 /// Defaults, validates and fills the status of a CRD being created or updated; `now` is the
 /// conditions' transition time.
-pub fn admit_definition(info: &ResourceInfo, crd: &mut Value, now: &str) -> Result<()> {
+pub(crate) fn admit_definition(info: &ResourceInfo, crd: &mut Value, now: &str) -> Result<()> {
     let spec = &mut crd["spec"];
     if let Some(kind) = spec["names"]["kind"].as_str().map(String::from) {
         if spec["names"]["singular"].as_str().is_none_or(str::is_empty) {
@@ -118,7 +118,7 @@ fn validate_definition(crd: &Value) -> Vec<FieldError> {
 }
 
 /// The served resource a CRD defines, or `None` when no version is served.
-pub fn resource_info(crd: &Value) -> Option<ResourceInfo> {
+pub(crate) fn resource_info(crd: &Value) -> Option<ResourceInfo> {
     let spec = &crd["spec"];
     let names = &spec["names"];
     let strings = |v: &Value| -> Vec<String> {
@@ -166,7 +166,7 @@ pub fn resource_info(crd: &Value) -> Option<ResourceInfo> {
 
 /// Kubernetes version priority: GA before beta before alpha, higher numbers first, then
 /// non-Kubernetes-style names alphabetically.
-pub fn version_priority(a: &str, b: &str) -> Ordering {
+pub(crate) fn version_priority(a: &str, b: &str) -> Ordering {
     fn parse(v: &str) -> Option<(u32, u32, u32)> {
         let rest = v.strip_prefix('v')?;
         let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
@@ -194,7 +194,7 @@ pub fn version_priority(a: &str, b: &str) -> Ordering {
 /// Prunes, defaults and validates a custom object against its version's schema, as the
 /// apiextensions-apiserver decodes and validates it. Returns warnings for dropped fields
 /// (`fieldValidation=Warn`); with `Strict` they are a 400 instead.
-pub fn admit_custom(
+pub(crate) fn admit_custom(
     info: &ResourceInfo,
     version: &str,
     obj: &mut Value,

@@ -26,7 +26,7 @@ fn child<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Value {
 }
 
 /// `SetDefaults_PodSpec` and `SetDefaults_Container`.
-pub fn pod_spec(spec: &mut Value) {
+pub(crate) fn pod_spec(spec: &mut Value) {
     let s = obj(spec);
     default(s, "restartPolicy", json!("Always"));
     default(s, "terminationGracePeriodSeconds", json!(30));
@@ -75,7 +75,7 @@ fn pull_policy(image: &str) -> &'static str {
 }
 
 /// Pod-level defaults plus what the default admission plugins add on create.
-pub fn pod(pod: &mut Value) {
+pub(crate) fn pod(pod: &mut Value) {
     let spec = child(obj(pod), "spec");
     pod_spec(spec);
     let s = obj(spec);
@@ -103,7 +103,7 @@ fn pod_template(spec: &mut Map<String, Value>) {
 }
 
 /// `SetDefaults_Deployment` (apps/v1).
-pub fn deployment(d: &mut Value) {
+pub(crate) fn deployment(d: &mut Value) {
     let spec = obj(child(obj(d), "spec"));
     default(spec, "replicas", json!(1));
     let strategy = obj(child(spec, "strategy"));
@@ -119,14 +119,14 @@ pub fn deployment(d: &mut Value) {
 }
 
 /// `SetDefaults_ReplicaSet` (apps/v1).
-pub fn replica_set(rs: &mut Value) {
+pub(crate) fn replica_set(rs: &mut Value) {
     let spec = obj(child(obj(rs), "spec"));
     default(spec, "replicas", json!(1));
     pod_template(spec);
 }
 
 /// Service defaults that do not need allocation (IPs and node ports are in `admission`).
-pub fn service(svc: &mut Value) {
+pub(crate) fn service(svc: &mut Value) {
     let spec = obj(child(obj(svc), "spec"));
     default(spec, "type", json!("ClusterIP"));
     default(spec, "sessionAffinity", json!("None"));

@@ -6,10 +6,10 @@ use crate::cluster::resources::{Registry, ResourceInfo, api_version};
 use serde_json::{Value, json};
 
 /// The Kubernetes release this server reports; kubectl 1.37 warns only beyond one minor.
-pub const MAJOR: &str = "1";
-pub const MINOR: &str = "37";
+pub(crate) const MAJOR: &str = "1";
+pub(crate) const MINOR: &str = "37";
 
-pub fn version() -> Value {
+pub(crate) fn version() -> Value {
     json!({
         "major": MAJOR, "minor": MINOR,
         "emulationMajor": MAJOR, "emulationMinor": MINOR,
@@ -24,7 +24,7 @@ pub fn version() -> Value {
     })
 }
 
-pub fn api_versions(server_address: &str) -> Value {
+pub(crate) fn api_versions(server_address: &str) -> Value {
     json!({
         "kind": "APIVersions",
         "versions": ["v1"],
@@ -38,13 +38,13 @@ fn group_entry(group: &str, versions: &[String]) -> Value {
     json!({"name": group, "versions": vs, "preferredVersion": vs[0]})
 }
 
-pub fn api_group_list(registry: &Registry) -> Value {
+pub(crate) fn api_group_list(registry: &Registry) -> Value {
     let groups: Vec<Value> =
         registry.groups().iter().filter(|(g, _)| !g.is_empty()).map(|(g, v)| group_entry(g, v)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-pub fn api_group(registry: &Registry, group: &str) -> Option<Value> {
+pub(crate) fn api_group(registry: &Registry, group: &str) -> Option<Value> {
     let (g, versions) = registry.groups().into_iter().find(|(g, _)| g == group && !g.is_empty())?;
     let mut entry = group_entry(&g, &versions);
     entry["kind"] = json!("APIGroup");
@@ -73,7 +73,7 @@ fn subresources(info: &ResourceInfo, version: &str) -> Vec<(&'static str, String
     out
 }
 
-pub fn api_resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+pub(crate) fn api_resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
     for info in registry.all().filter(|i| i.group == group && i.version(version).is_some()) {
         let mut r = json!({
@@ -105,10 +105,10 @@ pub fn api_resource_list(registry: &Registry, group: &str, version: &str) -> Opt
 }
 
 /// Media type of aggregated discovery responses.
-pub const AGGREGATED_CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub(crate) const AGGREGATED_CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Aggregated discovery for `/api` (`core = true`) or `/apis`.
-pub fn aggregated(registry: &Registry, core: bool) -> Value {
+pub(crate) fn aggregated(registry: &Registry, core: bool) -> Value {
     let mut items = Vec::new();
     for (group, versions) in registry.groups().into_iter().filter(|(g, _)| g.is_empty() == core) {
         let versions: Vec<Value> = versions

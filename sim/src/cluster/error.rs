@@ -44,24 +44,24 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// `details` for an object-scoped error, as the apiserver fills it.
-pub fn details(group: &str, kind_or_resource: &str, name: &str) -> Value {
+pub(crate) fn details(group: &str, kind_or_resource: &str, name: &str) -> Value {
     json!({"name": name, "group": group, "kind": kind_or_resource})
 }
 
 /// The `group`/`resource` spelling used in apiserver messages: "deployments.apps", "pods".
-pub fn qualified(group: &str, resource: &str) -> String {
+pub(crate) fn qualified(group: &str, resource: &str) -> String {
     if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") }
 }
 
 impl Error {
-    pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
+    pub(crate) fn not_found(group: &str, resource: &str, name: &str) -> Self {
         Error::NotFound {
             message: format!("{} \"{name}\" not found", qualified(group, resource)),
             details: details(group, resource, name),
         }
     }
 
-    pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
+    pub(crate) fn already_exists(group: &str, resource: &str, name: &str) -> Self {
         Error::AlreadyExists {
             message: format!("{} \"{name}\" already exists", qualified(group, resource)),
             details: details(group, resource, name),
@@ -69,7 +69,7 @@ impl Error {
     }
 
     /// The optimistic-concurrency conflict, worded as the apiserver words it.
-    pub fn stale(group: &str, resource: &str, name: &str) -> Self {
+    pub(crate) fn stale(group: &str, resource: &str, name: &str) -> Self {
         Error::Conflict {
             message: format!(
                 "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; \
@@ -81,11 +81,11 @@ impl Error {
     }
 
     /// 422 Invalid, built by the semantics layer so messages match apimachinery's.
-    pub fn invalid(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Self {
+    pub(crate) fn invalid(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Self {
         Error::Status(invalid_status(kind, group, name, errors))
     }
 
-    pub fn code(&self) -> u16 {
+    pub(crate) fn code(&self) -> u16 {
         match self {
             Error::NotFound { .. } => 404,
             Error::AlreadyExists { .. } | Error::Conflict { .. } => 409,
@@ -122,7 +122,7 @@ impl Error {
     }
 
     /// The `meta.k8s.io/v1 Status` body for this error.
-    pub fn to_status(&self) -> Value {
+    pub(crate) fn to_status(&self) -> Value {
         if let Error::Status(s) = self {
             return s.clone();
         }

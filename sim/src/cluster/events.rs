@@ -8,7 +8,7 @@ use crate::cluster::error::{Error, Result};
 use crate::cluster::resources::GroupResource;
 use serde_json::{Map, Value, json};
 
-pub const GROUP: &str = "events.k8s.io";
+pub(crate) const GROUP: &str = "events.k8s.io";
 
 /// (core/v1 field, events.k8s.io/v1 field) for the fields whose names differ; all others
 /// (reason, type, eventTime, series, action, related, reportingInstance, metadata) are shared.
@@ -23,12 +23,12 @@ const RENAMED: [(&str, &str); 7] = [
 ];
 
 /// Whether this group/resource is the events.k8s.io view of the core Events.
-pub fn is_events_view(group: &str, resource: &str) -> bool {
+pub(crate) fn is_events_view(group: &str, resource: &str) -> bool {
     group == GROUP && resource == "events"
 }
 
 /// Where events.k8s.io Events are stored: with the core ones.
-pub fn storage() -> GroupResource {
+pub(crate) fn storage() -> GroupResource {
     GroupResource { group: String::new(), resource: "events".into() }
 }
 
@@ -45,7 +45,7 @@ fn rename(obj: &Value, api_version: &str, into_core: bool) -> Value {
 }
 
 /// `Convert_v1_Event_To_core_Event`: an events.k8s.io/v1 Event in core/v1 form.
-pub fn to_core(obj: &Value) -> Value {
+pub(crate) fn to_core(obj: &Value) -> Value {
     let mut core = rename(obj, "v1", true);
     // Non-pointer structs in the Go types: always present in the core encoding.
     for field in ["involvedObject", "source"] {
@@ -55,7 +55,7 @@ pub fn to_core(obj: &Value) -> Value {
 }
 
 /// `Convert_core_Event_To_v1_Event`: a core/v1 Event in events.k8s.io/v1 form.
-pub fn to_events(obj: &Value) -> Value {
+pub(crate) fn to_events(obj: &Value) -> Value {
     rename(obj, &format!("{GROUP}/v1"), false)
 }
 
@@ -77,7 +77,7 @@ const FIELD_LABELS: [(&str, &str); 12] = [
 
 /// Rewrites an events.k8s.io field selector into core labels; the core spellings
 /// (`involvedObject.name`) are not accepted there, as on a real cluster.
-pub fn core_field_selector(selector: &str) -> Result<String> {
+pub(crate) fn core_field_selector(selector: &str) -> Result<String> {
     let terms: Result<Vec<String>> = selector
         .split(',')
         .filter(|t| !t.trim().is_empty())

@@ -45,7 +45,7 @@ impl Default for Faults {
 }
 
 impl Faults {
-    pub fn settings(&self) -> FaultSettings {
+    pub(crate) fn settings(&self) -> FaultSettings {
         self.0.settings.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 

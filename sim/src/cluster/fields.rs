@@ -12,14 +12,21 @@ use serde_json::Value;
 
 /// The manager recorded when a client names none (the apiserver derives it from the
 /// user agent; in-process writes have none).
-pub const DEFAULT_MANAGER: &str = "unknown";
+pub(crate) const DEFAULT_MANAGER: &str = "unknown";
 
 /// Records a non-apply write in `new`'s managedFields. A client may rewrite managedFields
 /// itself (kubectl does when migrating client-side apply ownership to server-side apply):
 /// an explicit non-empty list replaces the stored one as the starting point, `[{}]`
 /// strips them all, and an empty list changes nothing — the apiserver's rules. `now` is the
 /// entry's time.
-pub fn record(info: &ResourceInfo, old: Option<&Value>, new: &mut Value, opts: &WriteOptions, gvr: &Gvr, now: &str) {
+pub(crate) fn record(
+    info: &ResourceInfo,
+    old: Option<&Value>,
+    new: &mut Value,
+    opts: &WriteOptions,
+    gvr: &Gvr,
+    now: &str,
+) {
     let requested = new.pointer("/metadata/managedFields").cloned();
     if requested
         .as_ref()
@@ -64,7 +71,7 @@ pub fn record(info: &ResourceInfo, old: Option<&Value>, new: &mut Value, opts: &
 }
 
 /// Equality of two objects apart from `managedFields[*].time`.
-pub fn same_ignoring_timestamps(a: &Value, b: &Value) -> bool {
+pub(crate) fn same_ignoring_timestamps(a: &Value, b: &Value) -> bool {
     fn strip(v: &Value) -> Value {
         let mut v = v.clone();
         if let Some(entries) = v.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut) {

@@ -9,7 +9,7 @@ use crate::cluster::store::{Change, ChangeKind, DeleteOptions, Propagation, Stor
 use serde_json::Value;
 use std::sync::Arc;
 
-pub async fn run(store: Store) {
+pub(crate) async fn run(store: Store) {
     store.follow(|change| handle(&store, change), || sweep(&store)).await;
 }
 

@@ -4,9 +4,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-pub const CONTEXT: &str = "forklane";
+pub(crate) const CONTEXT: &str = "forklane";
 
-pub fn render(url: &str, ca_pem: &str, token: &str) -> String {
+pub(crate) fn render(url: &str, ca_pem: &str, token: &str) -> String {
     format!(
         "apiVersion: v1
 kind: Config

@@ -8,7 +8,7 @@ use crate::cluster::resources::Gvr;
 use crate::cluster::store::{Change, ChangeKind, DeleteOptions, ListParams, Store, storage_gvr};
 use serde_json::Value;
 
-pub async fn run(store: Store) {
+pub(crate) async fn run(store: Store) {
     store.follow(|change| handle(&store, change), || sweep(&store)).await;
 }
 

@@ -2,35 +2,35 @@
 
 use serde_json::{Map, Value};
 
-pub fn name(obj: &Value) -> &str {
+pub(crate) fn name(obj: &Value) -> &str {
     obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
 }
 
-pub fn namespace(obj: &Value) -> &str {
+pub(crate) fn namespace(obj: &Value) -> &str {
     obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default()
 }
 
-pub fn uid(obj: &Value) -> &str {
+pub(crate) fn uid(obj: &Value) -> &str {
     obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default()
 }
 
-pub fn resource_version(obj: &Value) -> &str {
+pub(crate) fn resource_version(obj: &Value) -> &str {
     obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default()
 }
 
-pub fn finalizers(obj: &Value) -> Vec<String> {
+pub(crate) fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
         .unwrap_or_default()
 }
 
-pub fn is_deleting(obj: &Value) -> bool {
+pub(crate) fn is_deleting(obj: &Value) -> bool {
     obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
 }
 
 /// `metadata` as a mutable map, created if missing or not an object.
-pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
+pub(crate) fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.is_object() {
         *obj = Value::Object(Map::new());
     }
@@ -42,7 +42,7 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
     meta.as_object_mut().expect("object")
 }
 
-pub fn set_finalizers(obj: &mut Value, finalizers: &[String]) {
+pub(crate) fn set_finalizers(obj: &mut Value, finalizers: &[String]) {
     let meta = metadata_mut(obj);
     if finalizers.is_empty() {
         meta.remove("finalizers");
@@ -52,7 +52,7 @@ pub fn set_finalizers(obj: &mut Value, finalizers: &[String]) {
 }
 
 /// A random version-4 UUID.
-pub fn new_uid() -> String {
+pub(crate) fn new_uid() -> String {
     let mut b: [u8; 16] = rand::random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;

@@ -1,32 +1,32 @@
 //! An embedded, in-memory Kubernetes API server, spoken to by real kubectl and by kube-rs.
 //! See docs/cluster.md for what it serves and how faithfully.
 
-pub mod admission;
-pub mod audit;
-pub mod crd;
-pub mod defaults;
-pub mod discovery;
-pub mod error;
-pub mod events;
-pub mod faults;
-pub mod fields;
-pub mod gc;
-pub mod http;
-pub mod kubeconfig;
-pub mod lifecycle;
-pub mod meta;
-pub mod openapi;
-pub mod patch;
-pub mod rbac;
+pub(crate) mod admission;
+pub(crate) mod audit;
+pub(crate) mod crd;
+pub(crate) mod defaults;
+pub(crate) mod discovery;
+pub(crate) mod error;
+pub(crate) mod events;
+pub(crate) mod faults;
+pub(crate) mod fields;
+pub(crate) mod gc;
+pub(crate) mod http;
+pub(crate) mod kubeconfig;
+pub(crate) mod lifecycle;
+pub(crate) mod meta;
+pub(crate) mod openapi;
+pub(crate) mod patch;
+pub(crate) mod rbac;
 pub mod resources;
-pub mod scale;
-pub mod selectors;
-pub mod semantics;
-pub mod server;
-pub mod service_accounts;
+pub(crate) mod scale;
+pub(crate) mod selectors;
+pub(crate) mod semantics;
+pub(crate) mod server;
+pub(crate) mod service_accounts;
 pub mod store;
-pub mod tls;
-pub mod typed;
+pub(crate) mod tls;
+pub(crate) mod typed;
 pub mod workloads;
 
 pub use audit::{Audit, AuditRecord};

@@ -8,7 +8,7 @@ use crate::cluster::resources::{Registry, ResourceInfo};
 use serde_json::{Map, Value, json};
 
 /// `/openapi/v3`: one entry per group-version, pointing at its document.
-pub fn v3_index(registry: &Registry) -> Value {
+pub(crate) fn v3_index(registry: &Registry) -> Value {
     let mut paths = Map::new();
     for (group, versions) in registry.groups() {
         for version in versions {
@@ -41,7 +41,7 @@ fn schema_name(info: &ResourceInfo, version: &str) -> String {
 
 /// The document of one group-version: paths with their operations' parameters and the
 /// kinds' schemas.
-pub fn v3_group_version(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+pub(crate) fn v3_group_version(registry: &Registry, group: &str, version: &str) -> Option<Value> {
     let mut paths = Map::new();
     let mut schemas = Map::new();
     for info in registry.all().filter(|i| i.group == group && i.version(version).is_some()) {

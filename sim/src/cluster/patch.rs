@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 /// The patched object. `current` is `None` only for server-side apply creating the object;
 /// for the scale subresource it is the `Scale` view. `now` is the managedFields time.
-pub fn apply(
+pub(crate) fn apply(
     info: &ResourceInfo,
     gvr: &Gvr,
     current: Option<&Value>,
@@ -57,12 +57,12 @@ pub fn apply(
 }
 
 /// Where server-side apply and managed fields learn list types and maps.
-pub enum Types {
+pub(crate) enum Types {
     Schema(Value),
     Builtin,
 }
 
-pub fn types(info: &ResourceInfo, gvr: &Gvr) -> Types {
+pub(crate) fn types(info: &ResourceInfo, gvr: &Gvr) -> Types {
     match info.version(&gvr.version).and_then(|v| v.schema.clone()) {
         Some(schema) => Types::Schema(schema),
         None => Types::Builtin,

@@ -4,10 +4,10 @@
 use crate::cluster::semantics::{FieldError, FieldErrorReason};
 use serde_json::{Value, json};
 
-pub const GROUP: &str = "rbac.authorization.k8s.io";
+pub(crate) const GROUP: &str = "rbac.authorization.k8s.io";
 
 /// `SetDefaults_RoleBinding`/`SetDefaults_ClusterRoleBinding` and `SetDefaults_Subject`.
-pub fn default_binding(obj: &mut Value) {
+pub(crate) fn default_binding(obj: &mut Value) {
     if obj["roleRef"].is_object() && obj["roleRef"]["apiGroup"].as_str().is_none_or(str::is_empty) {
         obj["roleRef"]["apiGroup"] = json!(GROUP);
     }
@@ -29,7 +29,7 @@ fn non_empty(v: &Value, key: &str) -> bool {
 }
 
 /// `ValidatePolicyRule` for every rule of a Role (`namespaced`) or ClusterRole.
-pub fn validate_rules(obj: &Value, namespaced: bool) -> Vec<FieldError> {
+pub(crate) fn validate_rules(obj: &Value, namespaced: bool) -> Vec<FieldError> {
     let mut errors = Vec::new();
     for (i, rule) in obj["rules"].as_array().into_iter().flatten().enumerate() {
         let path = format!("rules[{i}]");
@@ -72,7 +72,7 @@ pub fn validate_rules(obj: &Value, namespaced: bool) -> Vec<FieldError> {
 
 /// `ValidateRoleBinding`/`ValidateClusterRoleBinding`: a RoleBinding may refer to a Role or
 /// a ClusterRole, a ClusterRoleBinding only to a ClusterRole.
-pub fn validate_binding(obj: &Value, namespaced: bool) -> Vec<FieldError> {
+pub(crate) fn validate_binding(obj: &Value, namespaced: bool) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let role_ref = &obj["roleRef"];
     if str_at(role_ref, "apiGroup") != GROUP {
@@ -119,7 +119,7 @@ pub fn validate_binding(obj: &Value, namespaced: bool) -> Vec<FieldError> {
 }
 
 /// `ValidateRoleBindingUpdate`: the role a binding grants is fixed at creation.
-pub fn validate_binding_update(old: &Value, new: &Value) -> Vec<FieldError> {
+pub(crate) fn validate_binding_update(old: &Value, new: &Value) -> Vec<FieldError> {
     if old["roleRef"] == new["roleRef"] {
         return vec![];
     }

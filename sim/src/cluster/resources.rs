@@ -20,16 +20,16 @@ impl Gvr {
     }
 
     /// The `apiVersion` string objects of this resource carry.
-    pub fn api_version(&self) -> String {
+    pub(crate) fn api_version(&self) -> String {
         api_version(&self.group, &self.version)
     }
 
-    pub fn group_resource(&self) -> GroupResource {
+    pub(crate) fn group_resource(&self) -> GroupResource {
         GroupResource { group: self.group.clone(), resource: self.resource.clone() }
     }
 }
 
-pub fn api_version(group: &str, version: &str) -> String {
+pub(crate) fn api_version(group: &str, version: &str) -> String {
     if group.is_empty() { version.to_string() } else { format!("{group}/{version}") }
 }
 
@@ -42,7 +42,7 @@ pub struct GroupResource {
 
 /// Where the scale subresource reads and writes replicas (CRD `subresources.scale`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ScalePaths {
+pub(crate) struct ScalePaths {
     pub spec_replicas: String,
     pub status_replicas: String,
     /// For built-ins the selector is rendered from `.spec.selector`; CRDs name a string field.
@@ -51,7 +51,7 @@ pub struct ScalePaths {
 
 /// One served version of a resource.
 #[derive(Debug, Clone)]
-pub struct VersionInfo {
+pub(crate) struct VersionInfo {
     pub name: String,
     /// The CRD's `openAPIV3Schema` for this version; `None` for built-ins.
     pub schema: Option<Value>,
@@ -62,7 +62,7 @@ pub struct VersionInfo {
 }
 
 #[derive(Debug, Clone)]
-pub struct ResourceInfo {
+pub(crate) struct ResourceInfo {
     pub group: String,
     pub resource: String,
     pub singular: String,
@@ -83,17 +83,17 @@ pub struct ResourceInfo {
 }
 
 impl ResourceInfo {
-    pub fn version(&self, version: &str) -> Option<&VersionInfo> {
+    pub(crate) fn version(&self, version: &str) -> Option<&VersionInfo> {
         self.versions.iter().find(|v| v.name == version)
     }
 
-    pub fn group_resource(&self) -> GroupResource {
+    pub(crate) fn group_resource(&self) -> GroupResource {
         GroupResource { group: self.group.clone(), resource: self.resource.clone() }
     }
 
     /// Where the objects live. Usually the resource itself; events.k8s.io Events are the core
     /// Events in another version (see `events.rs`).
-    pub fn storage_resource(&self) -> GroupResource {
+    pub(crate) fn storage_resource(&self) -> GroupResource {
         if crate::cluster::events::is_events_view(&self.group, &self.resource) {
             crate::cluster::events::storage()
         } else {
@@ -102,7 +102,7 @@ impl ResourceInfo {
     }
 
     /// A second view of another resource's objects; sweeps over all objects skip it.
-    pub fn is_view(&self) -> bool {
+    pub(crate) fn is_view(&self) -> bool {
         self.storage_resource() != self.group_resource()
     }
 }
@@ -217,7 +217,7 @@ fn builtin_info(bi: &Builtin) -> ResourceInfo {
 
 /// All served resources, keyed by group/resource.
 #[derive(Debug, Clone)]
-pub struct Registry {
+pub(crate) struct Registry {
     resources: BTreeMap<GroupResource, Arc<ResourceInfo>>,
 }
 
@@ -236,18 +236,18 @@ impl Default for Registry {
 
 impl Registry {
     /// The resource served at this group/version/resource, if any.
-    pub fn lookup(&self, gvr: &Gvr) -> Option<Arc<ResourceInfo>> {
+    pub(crate) fn lookup(&self, gvr: &Gvr) -> Option<Arc<ResourceInfo>> {
         let info = self.resources.get(&gvr.group_resource())?;
         info.version(&gvr.version)?;
         Some(info.clone())
     }
 
-    pub fn get(&self, gr: &GroupResource) -> Option<Arc<ResourceInfo>> {
+    pub(crate) fn get(&self, gr: &GroupResource) -> Option<Arc<ResourceInfo>> {
         self.resources.get(gr).cloned()
     }
 
     /// The resource whose objects have this apiVersion and kind.
-    pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<(Gvr, Arc<ResourceInfo>)> {
+    pub(crate) fn by_kind(&self, api_version: &str, kind: &str) -> Option<(Gvr, Arc<ResourceInfo>)> {
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         self.resources
             .values()
@@ -255,21 +255,21 @@ impl Registry {
             .map(|r| (Gvr::new(group, version, &r.resource), r.clone()))
     }
 
-    pub fn all(&self) -> impl Iterator<Item = &Arc<ResourceInfo>> {
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<ResourceInfo>> {
         self.resources.values()
     }
 
-    pub fn insert(&mut self, info: ResourceInfo) {
+    pub(crate) fn insert(&mut self, info: ResourceInfo) {
         self.resources.insert(info.group_resource(), Arc::new(info));
     }
 
-    pub fn remove(&mut self, gr: &GroupResource) {
+    pub(crate) fn remove(&mut self, gr: &GroupResource) {
         self.resources.remove(gr);
     }
 
     /// Groups with their versions, in discovery order: built-in groups first, then CRD groups
     /// alphabetically (the apiserver's ordering puts built-ins by priority before CRDs).
-    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+    pub(crate) fn groups(&self) -> Vec<(String, Vec<String>)> {
         let mut groups: Vec<(String, Vec<String>, bool)> = Vec::new();
         for r in self.resources.values() {
             let entry = match groups.iter_mut().find(|(g, _, _)| *g == r.group) {

@@ -35,7 +35,7 @@ fn write(obj: &mut Value, path: &str, value: Value) {
     }
 }
 
-pub fn to_scale(info: &ResourceInfo, gvr: &Gvr, obj: &Value) -> Result<Value> {
+pub(crate) fn to_scale(info: &ResourceInfo, gvr: &Gvr, obj: &Value) -> Result<Value> {
     let p = paths(info, gvr)?;
     let selector = match &p.label_selector {
         Some(path) => read(obj, path).and_then(Value::as_str).unwrap_or_default().to_string(),
@@ -55,7 +55,7 @@ pub fn to_scale(info: &ResourceInfo, gvr: &Gvr, obj: &Value) -> Result<Value> {
 }
 
 impl Store {
-    pub fn get_scale(&self, gvr: &Gvr, namespace: Option<&str>, name: &str) -> Result<Value> {
+    pub(crate) fn get_scale(&self, gvr: &Gvr, namespace: Option<&str>, name: &str) -> Result<Value> {
         let info = self.resource(gvr)?;
         to_scale(&info, gvr, &self.get(gvr, namespace, name)?)
     }

@@ -16,10 +16,10 @@ enum Requirement {
 
 /// A parsed label selector; the empty selector matches everything.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct LabelSelector(Vec<Requirement>);
+pub(crate) struct LabelSelector(Vec<Requirement>);
 
 impl LabelSelector {
-    pub fn parse(text: &str) -> Result<Self> {
+    pub(crate) fn parse(text: &str) -> Result<Self> {
         let mut reqs = Vec::new();
         for term in split_top_level(text) {
             let term = term.trim();
@@ -36,7 +36,7 @@ impl LabelSelector {
     }
 
     /// Converts a `metav1.LabelSelector` object (matchLabels/matchExpressions).
-    pub fn from_object(selector: &Value) -> Result<Self> {
+    pub(crate) fn from_object(selector: &Value) -> Result<Self> {
         let mut reqs = Vec::new();
         if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
             for (k, v) in labels {
@@ -58,11 +58,11 @@ impl LabelSelector {
         Ok(LabelSelector(reqs))
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    pub fn matches(&self, object: &Value) -> bool {
+    pub(crate) fn matches(&self, object: &Value) -> bool {
         let labels = object.pointer("/metadata/labels");
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         self.0.iter().all(|r| match r {
@@ -170,11 +170,11 @@ fn parse_requirement(term: &str) -> Option<Requirement> {
 
 /// A parsed field selector (`a=b,c!=d`), restricted to the fields the resource supports.
 #[derive(Debug, Clone, Default)]
-pub struct FieldSelector(Vec<(String, bool, String)>);
+pub(crate) struct FieldSelector(Vec<(String, bool, String)>);
 
 impl FieldSelector {
     /// Parses `text`, rejecting fields outside `supported` with the apiserver's message.
-    pub fn parse(text: &str, supported: &[&str]) -> Result<Self> {
+    pub(crate) fn parse(text: &str, supported: &[&str]) -> Result<Self> {
         let mut terms = Vec::new();
         for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let (field, equal, value) = if let Some((f, v)) = term.split_once("!=") {
@@ -195,11 +195,11 @@ impl FieldSelector {
         Ok(FieldSelector(terms))
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    pub fn matches(&self, object: &Value) -> bool {
+    pub(crate) fn matches(&self, object: &Value) -> bool {
         self.0.iter().all(|(field, equal, value)| (field_value(object, field) == *value) == *equal)
     }
 }
@@ -223,7 +223,7 @@ fn field_value(object: &Value, field: &str) -> String {
 }
 
 /// Field selectors each resource accepts beyond `metadata.name` and `metadata.namespace`.
-pub fn supported_fields(group: &str, resource: &str) -> Vec<&'static str> {
+pub(crate) fn supported_fields(group: &str, resource: &str) -> Vec<&'static str> {
     let mut fields = vec!["metadata.name", "metadata.namespace"];
     fields.extend_from_slice(match (group, resource) {
         ("", "pods") => &[

@@ -87,8 +87,6 @@ pub struct Cluster {
     faults: Faults,
     audit: Audit,
     url: String,
-    token: String,
-    ca_pem: String,
     kubeconfig: String,
     client_config: kube::Config,
     shutdown: watch::Sender<bool>,
@@ -149,7 +147,7 @@ impl Cluster {
         let state = Arc::new(AppState {
             store: store.clone(),
             faults: faults.clone(),
-            token: token.clone(),
+            token,
             server_address: addr.to_string(),
             bookmark_interval: config.bookmark_interval,
             audit: audit.clone(),
@@ -168,20 +166,7 @@ impl Cluster {
             controllers.push(tokio::spawn(c(store.clone())));
         }
         let dataplane = config.dataplane.then(|| feed::attach(store.clone(), Dataplane::new(Metrics::new())));
-        Ok(Cluster {
-            store,
-            faults,
-            audit,
-            url,
-            token,
-            ca_pem: tls.ca_pem,
-            kubeconfig,
-            client_config,
-            shutdown,
-            server,
-            controllers,
-            dataplane,
-        })
+        Ok(Cluster { store, faults, audit, url, kubeconfig, client_config, shutdown, server, controllers, dataplane })
     }
 
     /// A kube client authenticated against this cluster.
@@ -201,14 +186,6 @@ impl Cluster {
     /// `https://127.0.0.1:<port>`
     pub fn url(&self) -> &str {
         &self.url
-    }
-
-    pub fn token(&self) -> &str {
-        &self.token
-    }
-
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
     }
 
     /// In-process access to the objects, with the same semantics as the HTTP API.

@@ -8,7 +8,7 @@ use serde_json::json;
 
 const DEFAULT: &str = "default";
 
-pub async fn run(store: Store) {
+pub(crate) async fn run(store: Store) {
     let handle = |change: &crate::cluster::store::Change| match (
         change.resource.group.as_str(),
         change.resource.resource.as_str(),
@@ -25,7 +25,7 @@ pub async fn run(store: Store) {
 
 /// Gives every active namespace its `default` ServiceAccount. Also run once before the
 /// server starts, so the initial namespaces have theirs from the first request on.
-pub fn sweep(store: &Store) {
+pub(crate) fn sweep(store: &Store) {
     let Ok(namespaces) = store.list(&Gvr::new("", "v1", "namespaces"), None, &ListParams::default()) else { return };
     for ns in namespaces["items"].as_array().into_iter().flatten() {
         ensure(store, meta::name(ns));

@@ -9,15 +9,14 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::sync::Arc;
 
 /// The generated CA (PEM, for kubeconfigs) and the server's TLS configuration.
-pub struct Tls {
+pub(crate) struct Tls {
     pub ca_pem: String,
-    pub ca_der: Vec<u8>,
     pub server_config: Arc<rustls::ServerConfig>,
 }
 
 /// Installs aws-lc-rs as the process-wide rustls provider (the one kube's `aws-lc-rs`
 /// feature uses). Someone else having installed one already is fine.
-pub fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
@@ -25,7 +24,7 @@ fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> Error + '_ {
     move |e| Error::Setup(format!("{what}: {e}"))
 }
 
-pub fn generate() -> Result<Tls> {
+pub(crate) fn generate() -> Result<Tls> {
     install_crypto_provider();
     let ca_key = KeyPair::generate().map_err(setup("generating the CA key"))?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(setup("CA parameters"))?;
@@ -55,5 +54,5 @@ pub fn generate() -> Result<Tls> {
         .with_single_cert(chain, key)
         .map_err(setup("building the TLS configuration"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Tls { ca_pem: ca_cert.pem(), ca_der: ca_cert.der().to_vec(), server_config: Arc::new(config) })
+    Ok(Tls { ca_pem: ca_cert.pem(), server_config: Arc::new(config) })
 }

@@ -19,7 +19,7 @@ fn round_trip<T: DeserializeOwned + Serialize>(obj: &Value) -> std::result::Resu
 
 /// The object as its type keeps it, plus warnings for dropped fields. Custom resources pass
 /// through unchanged (their schema does this job).
-pub fn decode(
+pub(crate) fn decode(
     info: &ResourceInfo,
     version: &str,
     obj: Value,

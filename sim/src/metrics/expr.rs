@@ -116,7 +116,7 @@ fn tokenize(query: &str) -> Result<Vec<Token>, String> {
 }
 
 /// Reads one string literal at the start of `text`: its value and its length in bytes.
-pub fn string(text: &str) -> Result<(String, usize), String> {
+pub(crate) fn string(text: &str) -> Result<(String, usize), String> {
     let quote = text.chars().next().ok_or("expected a string")?;
     let mut value = String::new();
     let mut chars = text.char_indices().skip(1);

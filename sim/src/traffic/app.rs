@@ -11,7 +11,7 @@ use super::snapshot::PodEntry;
 
 /// What a pod did with one request.
 #[derive(Clone, Debug, PartialEq)]
-pub struct AppAnswer {
+pub(crate) struct AppAnswer {
     pub status: u16,
     pub body: String,
     pub latency: Duration,
@@ -20,7 +20,7 @@ pub struct AppAnswer {
 
 /// The business outcome of a request, for the conversion metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Visit {
+pub(crate) enum Visit {
     /// Not a page view: a probe, an error, or a mirrored copy nobody saw.
     NotCounted,
     /// A page view that did not convert.
@@ -31,7 +31,7 @@ pub enum Visit {
 
 /// Answers one request at `pod`. A mirrored copy behaves the same (errors, latency) but is not a
 /// visit: its answer reaches no user, so it can convert no one.
-pub fn answer(pod: &PodEntry, req: &Request, mirrored: bool, rng: &mut impl Rng) -> AppAnswer {
+pub(crate) fn answer(pod: &PodEntry, req: &Request, mirrored: bool, rng: &mut impl Rng) -> AppAnswer {
     if matches!(req.path_only(), "/live" | "/ready") {
         return AppAnswer { status: 200, body: "OK\n".into(), latency: Duration::ZERO, visit: Visit::NotCounted };
     }

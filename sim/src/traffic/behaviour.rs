@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use rand::Rng;
 
-pub const ERROR_RATE: &str = "sim.forklane.io/error-rate";
-pub const LATENCY_MS: &str = "sim.forklane.io/latency-ms";
-pub const CONVERSION_RATE: &str = "sim.forklane.io/conversion-rate";
+pub(crate) const ERROR_RATE: &str = "sim.forklane.io/error-rate";
+pub(crate) const LATENCY_MS: &str = "sim.forklane.io/latency-ms";
+pub(crate) const CONVERSION_RATE: &str = "sim.forklane.io/conversion-rate";
 
 /// z such that P(Z <= z) = 0.99 for a standard normal.
 const Z_99: f64 = 2.326_347_874_040_841;
 
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Behaviour {
+pub(crate) struct Behaviour {
     /// Probability that a request is answered 500.
     pub error_rate: f64,
     pub latency: Latency,
@@ -24,7 +24,7 @@ pub struct Behaviour {
 
 /// How long the app takes per request.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub enum Latency {
+pub(crate) enum Latency {
     #[default]
     Zero,
     Fixed(Duration),
@@ -38,7 +38,7 @@ pub enum Latency {
 impl Behaviour {
     /// Reads the `sim.forklane.io/*` annotations; absent ones keep their defaults (no errors,
     /// no latency, no conversions). Errors name the annotation.
-    pub fn from_annotations(annotations: &BTreeMap<String, String>) -> Result<Self, String> {
+    pub(crate) fn from_annotations(annotations: &BTreeMap<String, String>) -> Result<Self, String> {
         let mut out = Behaviour::default();
         if let Some(v) = annotations.get(ERROR_RATE) {
             out.error_rate = probability(ERROR_RATE, v)?;
@@ -62,7 +62,7 @@ fn probability(name: &str, value: &str) -> Result<f64, String> {
 
 impl Latency {
     /// `"25"` (fixed, ms) or `"lognormal:median=40,p99=250"` (ms).
-    pub fn parse(spec: &str) -> Result<Self, String> {
+    pub(crate) fn parse(spec: &str) -> Result<Self, String> {
         let spec = spec.trim();
         let Some(params) = spec.strip_prefix("lognormal:") else {
             return match spec.parse::<f64>() {
@@ -86,7 +86,7 @@ impl Latency {
         }
     }
 
-    pub fn sample(&self, rng: &mut impl Rng) -> Duration {
+    pub(crate) fn sample(&self, rng: &mut impl Rng) -> Duration {
         match self {
             Latency::Zero => Duration::ZERO,
             Latency::Fixed(d) => *d,

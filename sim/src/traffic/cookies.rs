@@ -13,7 +13,7 @@ pub struct CookieJar {
 
 impl CookieJar {
     /// Takes one `Set-Cookie` header received at `now`.
-    pub fn store(&mut self, set_cookie: &str, now: Duration) {
+    pub(crate) fn store(&mut self, set_cookie: &str, now: Duration) {
         let mut parts = set_cookie.split(';').map(str::trim);
         let Some((name, value)) = parts.next().and_then(|nv| nv.split_once('=')) else { return };
         let max_age = parts

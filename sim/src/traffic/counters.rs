@@ -31,7 +31,7 @@ pub struct CounterHistory {
 }
 
 impl CounterHistory {
-    pub fn new(metrics: Metrics, clock: Clock) -> Self {
+    pub(crate) fn new(metrics: Metrics, clock: Clock) -> Self {
         let history = CounterHistory { metrics, clock, scrapes: Arc::default() };
         history.scrape();
         history
@@ -50,7 +50,7 @@ impl CounterHistory {
     }
 
     /// Scrapes every `every` (real time) until the handle is aborted.
-    pub fn spawn_scraper(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn spawn_scraper(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         let history = self.clone();
         tokio::spawn(async move {
             loop {
@@ -92,7 +92,7 @@ impl CounterStore for CounterHistory {
 }
 
 /// Parses Prometheus' text exposition into samples (comments and `# EOF` skipped).
-pub fn parse_exposition(text: &str) -> Samples {
+pub(crate) fn parse_exposition(text: &str) -> Samples {
     let mut out = Samples::new();
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         if let Some((series, value)) = parse_line(line) {

@@ -25,7 +25,7 @@ pub struct Dataplane {
 }
 
 impl Dataplane {
-    pub fn new(metrics: Metrics) -> Self {
+    pub(crate) fn new(metrics: Metrics) -> Self {
         Dataplane { metrics, sleep_latency: false, seed: 0 }
     }
 

@@ -38,7 +38,7 @@ fn items(store: &Store, group: &str, version: &str, resource: &str) -> Option<Ve
 }
 
 /// The cluster as the data plane sees it; the mesh is on when Istio's API is served.
-pub fn snapshot(store: &Store) -> Snapshot {
+pub(crate) fn snapshot(store: &Store) -> Snapshot {
     let services = items(store, "", "v1", "services").unwrap_or_default();
     let pods = items(store, "", "v1", "pods").unwrap_or_default();
     let vss = items(store, "networking.istio.io", "v1", "virtualservices");
@@ -63,7 +63,7 @@ fn node_ports(store: &Store) -> BTreeMap<u16, ServiceKey> {
 }
 
 /// Follows `store` until the returned handle is dropped.
-pub fn attach(store: Store, dataplane: Dataplane) -> ClusterDataplane {
+pub(crate) fn attach(store: Store, dataplane: Dataplane) -> ClusterDataplane {
     let feed = SnapshotFeed::new(snapshot(&store));
     let (dp, fd) = (dataplane.clone(), feed.clone());
     let task = tokio::spawn(async move {

@@ -17,9 +17,9 @@ use super::request::{Outcome, Request, Response};
 use super::snapshot::ServiceKey;
 use super::view::ClusterView;
 
-pub const MOBILE_USER_AGENT: &str =
+pub(crate) const MOBILE_USER_AGENT: &str =
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36";
-pub const DESKTOP_USER_AGENT: &str =
+pub(crate) const DESKTOP_USER_AGENT: &str =
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36";
 
 /// Requests in flight at most over HTTP.
@@ -85,7 +85,7 @@ impl Population {
     }
 
     /// A user drawn uniformly, and their next request at `now` (on the load generator's clock).
-    pub fn next_request(&mut self, now: Duration) -> (usize, Request) {
+    pub(crate) fn next_request(&mut self, now: Duration) -> (usize, Request) {
         let user = self.pick_user();
         (user, self.request_for(user, now))
     }
@@ -110,7 +110,7 @@ impl Population {
     }
 
     /// The user's browser takes the answer's cookies.
-    pub fn observe(&mut self, user: usize, response: &Response, now: Duration) {
+    pub(crate) fn observe(&mut self, user: usize, response: &Response, now: Duration) {
         for set_cookie in response.header_values("set-cookie") {
             self.users[user].jar.store(set_cookie, now);
         }
@@ -144,7 +144,7 @@ pub struct Report {
 
 impl Report {
     /// Counts one exchange of `user`.
-    pub fn record(&mut self, user: usize, result: Result<&Response, &HttpError>) {
+    pub(crate) fn record(&mut self, user: usize, result: Result<&Response, &HttpError>) {
         self.sent += 1;
         let response = match result {
             Err(HttpError::Refused) => return self.refused += 1,
@@ -168,7 +168,7 @@ impl Report {
     }
 
     /// Share of answered requests per version.
-    pub fn shares(&self) -> BTreeMap<String, f64> {
+    pub(crate) fn shares(&self) -> BTreeMap<String, f64> {
         let answered: u64 = self.by_version.values().sum();
         self.by_version.iter().map(|(v, n)| (v.clone(), *n as f64 / answered.max(1) as f64)).collect()
     }
@@ -248,7 +248,7 @@ pub async fn drive_in_process(
 }
 
 /// How often [`drive_in_process`] sends the requests that are due.
-pub const PACING: Duration = Duration::from_millis(10);
+pub(crate) const PACING: Duration = Duration::from_millis(10);
 
 /// How long an HTTP run lasts.
 #[derive(Clone, Copy, Debug, PartialEq)]

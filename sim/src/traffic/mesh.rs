@@ -96,7 +96,7 @@ impl HeaderOps {
         }
     }
 
-    pub fn apply(&self, headers: &mut Vec<(String, String)>) {
+    pub(crate) fn apply(&self, headers: &mut Vec<(String, String)>) {
         headers.retain(|(name, _)| !self.remove.contains(name) && !self.set.iter().any(|(s, _)| s == name));
         headers.extend(self.set.iter().cloned());
         headers.extend(self.add.iter().cloned());
@@ -104,13 +104,13 @@ impl HeaderOps {
 }
 
 impl CompiledVirtualService {
-    pub fn applies_to(&self, service: &ServiceKey) -> bool {
+    pub(crate) fn applies_to(&self, service: &ServiceKey) -> bool {
         self.for_mesh && self.hosts.contains(service)
     }
 }
 
 /// Compiles a VirtualService's hosts, http routes and regexes.
-pub fn compile(vs: &VirtualService) -> CompiledVirtualService {
+pub(crate) fn compile(vs: &VirtualService) -> CompiledVirtualService {
     let namespace = vs.metadata.namespace.as_deref().unwrap_or("default");
     let target = |host: &str, subset: &Option<String>, port: Option<i64>| Target {
         service: ServiceKey::from_host(host, namespace),

@@ -25,19 +25,19 @@ use super::request::ResponseFlag;
 use super::snapshot::{MeshWorkload, ServiceKey, Workload};
 
 /// Istio's default buckets for `istio_request_duration_milliseconds`.
-pub const ISTIO_DURATION_BUCKETS_MS: [f64; 19] = [
+pub(crate) const ISTIO_DURATION_BUCKETS_MS: [f64; 19] = [
     0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0, 300000.0,
     600000.0, 1800000.0, 3600000.0,
 ];
 /// The Prometheus client libraries' default buckets, for `http_request_duration_seconds`.
-pub const HTTP_DURATION_BUCKETS_S: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub(crate) const HTTP_DURATION_BUCKETS_S: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// The simulated clients enter the mesh through the ingress gateway.
 const SOURCE_WORKLOAD: &str = "istio-ingressgateway";
 const SOURCE_NAMESPACE: &str = "istio-system";
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum Reporter {
+pub(crate) enum Reporter {
     Source,
     Destination,
 }
@@ -167,7 +167,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::default();
         let istio_requests = Family::default();
         let istio_duration =
@@ -207,7 +207,7 @@ impl Metrics {
     }
 
     /// A request as a mesh proxy reports it.
-    pub fn record_mesh(
+    pub(crate) fn record_mesh(
         &self,
         reporter: Reporter,
         service: &ServiceKey,
@@ -225,7 +225,7 @@ impl Metrics {
     }
 
     /// A request as the app that answered it reports it.
-    pub fn record_app(
+    pub(crate) fn record_app(
         &self,
         service: &ServiceKey,
         workload: &Arc<Workload>,

@@ -5,21 +5,21 @@
 //!
 //! See `docs/traffic.md` for the pod annotations that set each version's behaviour.
 
-pub mod app;
-pub mod behaviour;
-pub mod cookies;
-pub mod counters;
-pub mod dataplane;
-pub mod feed;
+pub(crate) mod app;
+pub(crate) mod behaviour;
+pub(crate) mod cookies;
+pub(crate) mod counters;
+pub(crate) mod dataplane;
+pub(crate) mod feed;
 pub mod http;
 pub mod loadgen;
 pub mod mesh;
-pub mod metrics;
-pub mod nodeport;
-pub mod proxy;
-pub mod request;
-pub mod snapshot;
-pub mod view;
+pub(crate) mod metrics;
+pub(crate) mod nodeport;
+pub(crate) mod proxy;
+pub(crate) mod request;
+pub(crate) mod snapshot;
+pub(crate) mod view;
 
 pub use dataplane::Dataplane;
 pub use loadgen::{LoadSpec, Population, Report};

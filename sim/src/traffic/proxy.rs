@@ -13,7 +13,7 @@ pub struct Picked {
 }
 
 /// One of `endpoints` (pod indices), uniformly; `None` when there is none.
-pub fn pick(rng: &mut impl Rng, endpoints: &[usize], service: &ServiceKey) -> Option<Picked> {
+pub(crate) fn pick(rng: &mut impl Rng, endpoints: &[usize], service: &ServiceKey) -> Option<Picked> {
     (!endpoints.is_empty())
         .then(|| Picked { service: service.clone(), pod: endpoints[rng.random_range(0..endpoints.len())] })
 }

@@ -27,7 +27,7 @@ impl Request {
 
     /// The value of a header as a proxy matches it: repeated headers are joined, cookies with
     /// `; ` (as HTTP/2 cookie crumbs are rejoined) and others with `,`.
-    pub fn header_value(&self, name: &str) -> Option<String> {
+    pub(crate) fn header_value(&self, name: &str) -> Option<String> {
         let mut values = self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str());
         let first = values.next()?;
         let separator = if name == "cookie" { "; " } else { "," };
@@ -35,7 +35,7 @@ impl Request {
     }
 
     /// The path without its query string.
-    pub fn path_only(&self) -> &str {
+    pub(crate) fn path_only(&self) -> &str {
         self.path.split('?').next().unwrap_or_default()
     }
 }
@@ -50,7 +50,7 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn new(status: u16, body: impl Into<String>) -> Self {
+    pub(crate) fn new(status: u16, body: impl Into<String>) -> Self {
         Response { status, headers: Vec::new(), body: body.into() }
     }
 
@@ -66,7 +66,7 @@ impl Response {
 }
 
 /// Splits `Host: <pod>, Version: <version>[, ...]` into pod and version.
-pub fn parse_answer(body: &str) -> Option<(&str, &str)> {
+pub(crate) fn parse_answer(body: &str) -> Option<(&str, &str)> {
     let rest = body.trim_end().strip_prefix("Host: ")?;
     let (pod, rest) = rest.split_once(", Version: ")?;
     Some((pod, rest.split(", ").next().unwrap_or(rest)))
@@ -84,7 +84,7 @@ pub enum ResponseFlag {
 }
 
 impl ResponseFlag {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ResponseFlag::None => "-",
             ResponseFlag::NoRoute => "NR",

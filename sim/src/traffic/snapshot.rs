@@ -24,13 +24,13 @@ impl ServiceKey {
     }
 
     /// `name.namespace.svc.cluster.local`, the host Istio labels metrics with.
-    pub fn fqdn(&self) -> String {
+    pub(crate) fn fqdn(&self) -> String {
         format!("{}.{}.svc.cluster.local", self.name, self.namespace)
     }
 
     /// The Service a mesh host names, resolving short names in `namespace` as Istio does;
     /// `None` for hosts outside the cluster (`checkout.example.com`).
-    pub fn from_host(host: &str, namespace: &str) -> Option<Self> {
+    pub(crate) fn from_host(host: &str, namespace: &str) -> Option<Self> {
         let host = host.strip_suffix(".cluster.local").unwrap_or(host);
         let host = host.strip_suffix(".svc").unwrap_or(host);
         match host.split('.').collect::<Vec<_>>()[..] {
@@ -89,7 +89,7 @@ impl Pod {
 
 /// A pod as the data plane uses it: its behaviour and the labels its metrics carry.
 #[derive(Debug)]
-pub struct PodEntry {
+pub(crate) struct PodEntry {
     pub pod: Pod,
     pub behaviour: Behaviour,
     pub workload: Arc<Workload>,
@@ -97,7 +97,7 @@ pub struct PodEntry {
 
 /// Identity of a pod in metrics.
 #[derive(Debug, Hash, PartialEq, Eq)]
-pub struct Workload {
+pub(crate) struct Workload {
     /// What Istio's metrics say of it, the same for every pod of a Deployment.
     pub mesh: Arc<MeshWorkload>,
     pub pod: String,
@@ -107,7 +107,7 @@ pub struct Workload {
 
 /// The `destination_*` labels of Istio's metrics.
 #[derive(Debug, Hash, PartialEq, Eq)]
-pub struct MeshWorkload {
+pub(crate) struct MeshWorkload {
     pub namespace: String,
     /// The Deployment name (ReplicaSet owner minus its hash), as Istio reports `destination_workload`.
     pub workload: String,
@@ -186,7 +186,7 @@ impl Snapshot {
     /// Builds a snapshot from API objects as the store holds them (v1 Services and Pods,
     /// `networking.istio.io` VirtualServices and DestinationRules). Objects that do not parse are
     /// skipped with a warning; the mesh is off until [`Snapshot::with_mesh`].
-    pub fn from_objects(
+    pub(crate) fn from_objects(
         services: &[Value],
         pods: &[Value],
         virtual_services: &[Value],
@@ -201,12 +201,12 @@ impl Snapshot {
         self.services.get(key)
     }
 
-    pub fn pod(&self, index: usize) -> &PodEntry {
+    pub(crate) fn pod(&self, index: usize) -> &PodEntry {
         &self.pods[index]
     }
 
     /// Whether kube-proxy would forward a connection to this Service (some endpoint is ready).
-    pub fn has_ready_endpoints(&self, key: &ServiceKey) -> bool {
+    pub(crate) fn has_ready_endpoints(&self, key: &ServiceKey) -> bool {
         self.service(key).is_some_and(|s| !s.endpoints.is_empty())
     }
 }

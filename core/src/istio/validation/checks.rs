@@ -15,7 +15,7 @@ const JWT_CLAIM_PREFIX: &str = "@request.auth.claims";
 /// `validateStringMatchRegexp`: non-empty, at most 1024 bytes, valid RE2 syntax.
 /// The `regex` crate accepts RE2 syntax (no backreferences or look-around).
 /// Envoy anchors the pattern at both ends, so `v2` matches only the whole value `v2`.
-pub fn regex_problem(re: &str) -> Option<String> {
+pub(crate) fn regex_problem(re: &str) -> Option<String> {
     if re.is_empty() {
         return Some("regex string match should not be empty".into());
     }
@@ -29,7 +29,7 @@ pub fn regex_problem(re: &str) -> Option<String> {
 /// istiod: non-empty, RFC 7230 token characters or a known pseudo-header.
 /// Forklane: lowercase, because Envoy compares lowercased names and an
 /// uppercase key in our output would be a rendering bug.
-pub fn match_header_problem(name: &str) -> Option<String> {
+pub(crate) fn match_header_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("header name cannot be empty".into());
     }
@@ -48,7 +48,7 @@ pub fn match_header_problem(name: &str) -> Option<String> {
 /// Header names in `headers.request.{set,add}`: istiod's
 /// `ValidateHTTPHeaderWithAuthorityOperationName` forbids `:`-prefixed names
 /// except `:authority` (and `host`), which rewrite the authority.
-pub fn request_set_header_problem(name: &str) -> Option<String> {
+pub(crate) fn request_set_header_problem(name: &str) -> Option<String> {
     let authority = name.eq_ignore_ascii_case(":authority") || name.eq_ignore_ascii_case("host");
     if name.starts_with(':') && !authority {
         return Some("header cannot have \":\" prefix".into());
@@ -58,7 +58,7 @@ pub fn request_set_header_problem(name: &str) -> Option<String> {
 
 /// Header names in `headers.request.remove` and all `headers.response.*`:
 /// istiod's `ValidateHTTPHeaderOperationName` forbids `host` and `:`-prefixed names.
-pub fn other_header_operation_problem(name: &str) -> Option<String> {
+pub(crate) fn other_header_operation_problem(name: &str) -> Option<String> {
     if name.eq_ignore_ascii_case("host") {
         return Some("cannot set Host header".into());
     }
@@ -87,6 +87,6 @@ fn is_token_char(b: u8) -> bool {
 /// Resolves a short service name to its FQDN the way `istioctl analyze`
 /// (`util.ConvertHostToFQDN`) does, so `reviews` in namespace `shop` and
 /// `reviews.shop.svc.cluster.local` name the same host.
-pub fn fqdn(host: &str, namespace: &str) -> String {
+pub(crate) fn fqdn(host: &str, namespace: &str) -> String {
     if host.contains('.') { host.to_string() } else { format!("{host}.{namespace}.svc.cluster.local") }
 }

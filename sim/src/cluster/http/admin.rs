@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::Method;
 use axum::response::Response;
 
-pub async fn faults(state: &AppState, method: &Method, rest: &str, body: Body) -> Response {
+pub(crate) async fn faults(state: &AppState, method: &Method, rest: &str, body: Body) -> Response {
     let settings = || serde_json::to_value(state.faults.settings()).unwrap_or_default();
     match (method.clone(), rest) {
         (Method::GET, "") => negotiate::json(200, &settings(), &[]),

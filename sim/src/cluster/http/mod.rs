@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 /// What every request handler can reach.
-pub struct AppState {
+pub(crate) struct AppState {
     pub store: Store,
     pub faults: Faults,
     pub token: String,
@@ -40,12 +40,12 @@ pub struct AppState {
     pub audit: Audit,
 }
 
-pub fn router(state: Arc<AppState>) -> axum::Router {
+pub(crate) fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new().fallback(entry).with_state(state)
 }
 
 /// Serves HTTPS on `listener` until `shutdown` flips to true.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: axum::Router,

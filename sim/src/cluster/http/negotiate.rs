@@ -9,10 +9,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 /// The apiserver's request body limit (`MaxRequestBodyBytes`).
-pub const MAX_BODY: usize = 3 * 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Output {
+pub(crate) enum Output {
     Json,
     /// `as=Table;g=meta.k8s.io;v=v1`, with the `includeObject` policy.
     Table,
@@ -21,7 +21,7 @@ pub enum Output {
 }
 
 /// Picks the first acceptable form in the client's order of `Accept` entries.
-pub fn output(headers: &HeaderMap) -> Result<Output> {
+pub(crate) fn output(headers: &HeaderMap) -> Result<Output> {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     for entry in accept.split(',') {
         let mut parts = entry.split(';').map(str::trim);
@@ -51,7 +51,7 @@ pub fn output(headers: &HeaderMap) -> Result<Output> {
 
 /// Whether `Accept` asks for aggregated discovery (`apidiscovery.k8s.io/v2`), which the
 /// apiserver prefers over the legacy documents when the client lists it.
-pub fn wants_aggregated_discovery(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_aggregated_discovery(headers: &HeaderMap) -> bool {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     accept.split(',').any(|entry| {
         let params: Vec<&str> = entry.split(';').skip(1).map(str::trim).collect();
@@ -62,7 +62,7 @@ pub fn wants_aggregated_discovery(headers: &HeaderMap) -> bool {
 }
 
 /// Media type of the request body, without parameters.
-pub fn content_type(headers: &HeaderMap) -> String {
+pub(crate) fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -71,14 +71,14 @@ pub fn content_type(headers: &HeaderMap) -> String {
 }
 
 /// Reads a request body, enforcing the 3 MiB limit.
-pub async fn read_body(body: Body) -> Result<Bytes> {
+pub(crate) async fn read_body(body: Body) -> Result<Bytes> {
     axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| Error::RequestEntityTooLarge(format!("Request entity too large: limit is {MAX_BODY}")))
 }
 
 /// Decodes an object body as JSON or YAML, as the apiserver's serializers do.
-pub fn decode(bytes: &[u8], media: &str) -> Result<Value> {
+pub(crate) fn decode(bytes: &[u8], media: &str) -> Result<Value> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::BadRequest("Object 'Kind' is missing in ''".into()));
     }
@@ -100,11 +100,11 @@ pub fn decode(bytes: &[u8], media: &str) -> Result<Value> {
 }
 
 /// A JSON response with optional `Warning` headers (RFC 7234 code 299, as the apiserver).
-pub fn json(code: u16, value: &Value, warnings: &[String]) -> Response {
+pub(crate) fn json(code: u16, value: &Value, warnings: &[String]) -> Response {
     json_typed(code, value, "application/json", warnings)
 }
 
-pub fn json_typed(code: u16, value: &Value, content_type: &str, warnings: &[String]) -> Response {
+pub(crate) fn json_typed(code: u16, value: &Value, content_type: &str, warnings: &[String]) -> Response {
     let mut resp = (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), value.to_string()).into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -121,11 +121,11 @@ pub fn json_typed(code: u16, value: &Value, content_type: &str, warnings: &[Stri
     resp
 }
 
-pub fn error(err: &Error) -> Response {
+pub(crate) fn error(err: &Error) -> Response {
     json(err.code(), &err.to_status(), &[])
 }
 
 /// `PartialObjectMetadata` of an object.
-pub fn partial_metadata(obj: &Value) -> Value {
+pub(crate) fn partial_metadata(obj: &Value) -> Value {
     serde_json::json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 type Query = HashMap<String, String>;
 
-pub async fn handle(
+pub(crate) async fn handle(
     state: &AppState,
     method: &Method,
     query: &Query,

@@ -4,7 +4,7 @@
 use crate::cluster::resources::Gvr;
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Target {
+pub(crate) struct Target {
     pub gvr: Gvr,
     pub namespace: Option<String>,
     pub name: Option<String>,
@@ -14,7 +14,7 @@ pub struct Target {
 }
 
 /// Parses a resource path; `None` means it is not one (discovery, openapi, unknown).
-pub fn parse(path: &str) -> Option<Target> {
+pub(crate) fn parse(path: &str) -> Option<Target> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, mut rest) = match segs.as_slice() {
         ["api", version, rest @ ..] if !rest.is_empty() => ("", *version, rest),

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 /// One field owned by another manager that the apply would change.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Conflict {
+pub(crate) struct Conflict {
     /// The other manager as Kubernetes prints it: `"kubectl"`, or for an `Update` owner
     /// `"kubectl-client-side-apply" using apps/v1 at 2024-01-01T00:00:00Z`.
     pub manager: String,
@@ -19,12 +19,12 @@ pub struct Conflict {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct ApplyConflicts(pub Vec<Conflict>);
+pub(crate) struct ApplyConflicts(pub Vec<Conflict>);
 
 /// Applies `applied` for `manager`. `live` is the stored object (None on create-by-apply);
 /// the result carries the new `metadata.managedFields`. Callers strip fields the endpoint
 /// resets (e.g. `status` on the main resource when a status subresource exists) beforehand.
-pub fn server_side_apply(
+pub(crate) fn server_side_apply(
     live: Option<&Value>,
     applied: &Value,
     manager: &str,
@@ -135,7 +135,7 @@ fn prune(obj: &mut Value, last_set: &FieldSet, owned: &FieldSet) {
 }
 
 /// `fieldpath.Path.String()`: `.spec.ports[port=80,protocol="TCP"].name`, `[="a"]`, `[0]`.
-pub fn path_string(path: &[Element]) -> String {
+pub(crate) fn path_string(path: &[Element]) -> String {
     let mut out = String::new();
     for el in path {
         if let Some(name) = el.strip_prefix("f:") {
@@ -165,7 +165,7 @@ fn print_manager(e: &Entry) -> String {
 }
 
 /// The 409 Conflict Status of a refused apply (`NewApplyConflict`).
-pub fn conflict_status(conflicts: &ApplyConflicts) -> Value {
+pub(crate) fn conflict_status(conflicts: &ApplyConflicts) -> Value {
     let c = &conflicts.0;
     let message = if c.len() == 1 {
         format!("Apply failed with 1 conflict: conflict with {}: {}", c[0].manager, c[0].field)

@@ -78,13 +78,13 @@ fn find(path: &str) -> Option<&'static ListField> {
 }
 
 /// Server-side apply list type of a built-in field path; other lists are atomic.
-pub fn list_type(path: &str) -> ListType {
+pub(crate) fn list_type(path: &str) -> ListType {
     find(path).map_or(ListType::Atomic, |f| (f.ssa)())
 }
 
 /// Strategic-merge behaviour of a list: `Some(Some(key))` merge by key, `Some(None)` merge a
 /// primitive list, `None` replace.
-pub fn patch_strategy(path: &str) -> Option<Option<&'static str>> {
+pub(crate) fn patch_strategy(path: &str) -> Option<Option<&'static str>> {
     find(path).filter(|f| f.strategic_merge).map(|f| f.merge_key)
 }
 
@@ -104,7 +104,7 @@ const BUILTIN_GROUPS: &[&str] = &[
     "rbac.authorization.k8s.io",
 ];
 
-pub fn supports_strategic_merge(group: &str) -> bool {
+pub(crate) fn supports_strategic_merge(group: &str) -> bool {
     BUILTIN_GROUPS.contains(&group)
 }
 

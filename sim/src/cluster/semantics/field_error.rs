@@ -5,8 +5,7 @@ use serde_json::{Value, json};
 
 /// `field.ErrorType`. `NotSupported` is the apiserver's "Unsupported value".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FieldErrorReason {
-    NotFound,
+pub(crate) enum FieldErrorReason {
     Required,
     Duplicate,
     Invalid,
@@ -14,15 +13,13 @@ pub enum FieldErrorReason {
     Forbidden,
     TooLong,
     TooMany,
-    Internal,
     TypeInvalid,
 }
 
 impl FieldErrorReason {
     /// Text of the error type inside messages (`ErrorType.String()`).
-    pub fn text(self) -> &'static str {
+    pub(crate) fn text(self) -> &'static str {
         match self {
-            Self::NotFound => "Not found",
             Self::Required => "Required value",
             Self::Duplicate => "Duplicate value",
             Self::Invalid | Self::TypeInvalid => "Invalid value",
@@ -30,14 +27,12 @@ impl FieldErrorReason {
             Self::Forbidden => "Forbidden",
             Self::TooLong => "Too long",
             Self::TooMany => "Too many",
-            Self::Internal => "Internal error",
         }
     }
 
     /// The `StatusCause.reason` (`CauseType`) for this error type.
-    pub fn cause_type(self) -> &'static str {
+    pub(crate) fn cause_type(self) -> &'static str {
         match self {
-            Self::NotFound => "FieldValueNotFound",
             Self::Required => "FieldValueRequired",
             Self::Duplicate => "FieldValueDuplicate",
             Self::Invalid => "FieldValueInvalid",
@@ -45,21 +40,20 @@ impl FieldErrorReason {
             Self::Forbidden => "FieldValueForbidden",
             Self::TooLong => "FieldValueTooLong",
             Self::TooMany => "FieldValueTooMany",
-            Self::Internal => "InternalError",
             Self::TypeInvalid => "FieldValueTypeInvalid",
         }
     }
 
     /// Types whose message never shows the bad value.
     fn omits_value(self) -> bool {
-        matches!(self, Self::Required | Self::Forbidden | Self::TooLong | Self::Internal)
+        matches!(self, Self::Required | Self::Forbidden | Self::TooLong)
     }
 }
 
 /// One validation error. `field` is a `field.Path` rendering (`spec.arms[0].name`, or `<nil>`
 /// for errors the apiserver reports without a path); `bad_value: None` means "omitted".
 #[derive(Clone, Debug, PartialEq)]
-pub struct FieldError {
+pub(crate) struct FieldError {
     pub field: String,
     pub reason: FieldErrorReason,
     pub message: String,
@@ -67,7 +61,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn new(
+    pub(crate) fn new(
         field: impl Into<String>,
         reason: FieldErrorReason,
         bad_value: Option<Value>,
@@ -76,43 +70,43 @@ impl FieldError {
         Self { field: field.into(), reason, message: message.into(), bad_value }
     }
 
-    pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub(crate) fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(field, FieldErrorReason::Required, None, detail)
     }
 
-    pub fn invalid(field: impl Into<String>, value: Value, detail: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: impl Into<String>, value: Value, detail: impl Into<String>) -> Self {
         Self::new(field, FieldErrorReason::Invalid, Some(value), detail)
     }
 
-    pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(field, FieldErrorReason::Forbidden, None, detail)
     }
 
-    pub fn duplicate(field: impl Into<String>, value: Value) -> Self {
+    pub(crate) fn duplicate(field: impl Into<String>, value: Value) -> Self {
         Self::new(field, FieldErrorReason::Duplicate, Some(value), "")
     }
 
     /// `field.NotSupported`: detail lists the quoted supported values.
-    pub fn not_supported(field: impl Into<String>, value: Value, supported: &[String]) -> Self {
+    pub(crate) fn not_supported(field: impl Into<String>, value: Value, supported: &[String]) -> Self {
         let quoted: Vec<String> = supported.iter().map(|s| gofmt::quote(s)).collect();
         let detail = if quoted.is_empty() { String::new() } else { format!("supported values: {}", quoted.join(", ")) };
         Self::new(field, FieldErrorReason::NotSupported, Some(value), detail)
     }
 
     /// `field.TooLong` with a known maximum.
-    pub fn too_long(field: impl Into<String>, value: Value, max: i64) -> Self {
+    pub(crate) fn too_long(field: impl Into<String>, value: Value, max: i64) -> Self {
         let unit = if max == 1 { "byte" } else { "bytes" };
         Self::new(field, FieldErrorReason::TooLong, Some(value), format!("may not be more than {max} {unit}"))
     }
 
     /// `field.TooMany` with known actual and maximum quantities.
-    pub fn too_many(field: impl Into<String>, actual: i64, max: i64) -> Self {
+    pub(crate) fn too_many(field: impl Into<String>, actual: i64, max: i64) -> Self {
         let unit = if max == 1 { "item" } else { "items" };
         Self::new(field, FieldErrorReason::TooMany, Some(json!(actual)), format!("must have at most {max} {unit}"))
     }
 
     /// `ErrorBody()`: the message without the field path, as used in `StatusCause.message`.
-    pub fn body(&self) -> String {
+    pub(crate) fn body(&self) -> String {
         let mut s = match &self.bad_value {
             Some(v) if !self.reason.omits_value() => format!("{}: {}", self.reason.text(), gofmt::bad_value(v)),
             _ => self.reason.text().to_string(),
@@ -125,7 +119,7 @@ impl FieldError {
     }
 
     /// `Error()`: `<field>: <body>`, the apiserver's message text.
-    pub fn message_text(&self) -> String {
+    pub(crate) fn message_text(&self) -> String {
         format!("{}: {}", self.field, self.body())
     }
 }
@@ -138,7 +132,7 @@ impl std::fmt::Display for FieldError {
 
 /// `utilerrors.NewAggregate(errs).Error()`: one message alone, several deduplicated in
 /// `[a, b]`.
-pub fn aggregate_message(errors: &[FieldError]) -> String {
+pub(crate) fn aggregate_message(errors: &[FieldError]) -> String {
     let mut seen: Vec<String> = Vec::new();
     for e in errors {
         let m = e.message_text();
@@ -151,7 +145,7 @@ pub fn aggregate_message(errors: &[FieldError]) -> String {
 
 /// `apierrors.NewInvalid`: the 422 Status returned for an object that failed validation.
 /// `group` is empty for the core group.
-pub fn invalid_status(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Value {
+pub(crate) fn invalid_status(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Value {
     let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
     let message = if errors.is_empty() {
         format!("{qualified} {} is invalid", gofmt::quote(name))

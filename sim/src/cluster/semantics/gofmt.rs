@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 /// `strconv.Quote`: double-quoted, Go escapes.
-pub fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -28,7 +28,7 @@ pub fn quote(s: &str) -> String {
 }
 
 /// `%v` of a float64: shortest representation, exponent form outside [1e-4, 1e21).
-pub fn float(f: f64) -> String {
+pub(crate) fn float(f: f64) -> String {
     let abs = f.abs();
     if f == 0.0 || (1e-4..1e21).contains(&abs) {
         return format!("{f}");
@@ -41,7 +41,7 @@ pub fn float(f: f64) -> String {
 }
 
 /// `%v` of a JSON number as decoded into unstructured content (int64 or float64).
-pub fn number(n: &serde_json::Number) -> String {
+pub(crate) fn number(n: &serde_json::Number) -> String {
     match (n.as_i64(), n.as_u64()) {
         (Some(i), _) => i.to_string(),
         (None, Some(u)) => u.to_string(),
@@ -51,7 +51,7 @@ pub fn number(n: &serde_json::Number) -> String {
 
 /// The way `field.Error.ErrorBody` prints a bad value: simple types with `%v`, strings with
 /// `%q`, nil as `"null"`, anything else (maps, slices) with `%#v`.
-pub fn bad_value(v: &Value) -> String {
+pub(crate) fn bad_value(v: &Value) -> String {
     match v {
         Value::Null => "\"null\"".into(),
         Value::String(s) => quote(s),
@@ -62,7 +62,7 @@ pub fn bad_value(v: &Value) -> String {
 }
 
 /// `%#v` of an unstructured value.
-pub fn sharp_v(v: &Value) -> String {
+pub(crate) fn sharp_v(v: &Value) -> String {
     match v {
         Value::Null => "interface {}(nil)".into(),
         Value::String(s) => quote(s),

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 /// How a list is merged by server-side apply (`x-kubernetes-list-type`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ListType {
+pub(crate) enum ListType {
     Atomic,
     Set,
     /// Associative list keyed by these fields.
@@ -16,7 +16,7 @@ pub enum ListType {
 /// What server-side apply needs to know about a type: list types, and which objects are
 /// maps (`map[string]T`, whose keys are recorded as members) rather than structs. Paths look
 /// like `.spec.template.spec.containers`, list items written `[]`.
-pub trait TypeInfo {
+pub(crate) trait TypeInfo {
     fn list_type(&self, path: &str) -> ListType;
     fn is_map(&self, path: &str) -> bool;
 }
@@ -50,7 +50,7 @@ impl<F: Fn(&str) -> ListType + ?Sized> TypeInfo for F {
 
 /// A CRD schema as `TypeInfo`: list types from `x-kubernetes-list-type`, maps from
 /// `additionalProperties`.
-pub struct SchemaTypes<'a>(pub &'a Value);
+pub(crate) struct SchemaTypes<'a>(pub &'a Value);
 
 impl TypeInfo for SchemaTypes<'_> {
     fn list_type(&self, path: &str) -> ListType {
@@ -62,13 +62,13 @@ impl TypeInfo for SchemaTypes<'_> {
 }
 
 /// One path element as FieldsV1 spells it: `f:name`, `k:{"name":"x"}`, `v:"a"`, `i:0`.
-pub type Element = String;
-pub type FieldPath = Vec<Element>;
-pub type FieldSet = BTreeSet<FieldPath>;
+pub(crate) type Element = String;
+pub(crate) type FieldPath = Vec<Element>;
+pub(crate) type FieldSet = BTreeSet<FieldPath>;
 
 /// Key fields of a map-list item; a missing `protocol` takes its API default `TCP`, as the
 /// apiserver's defaulting would have set it on the live object.
-pub fn item_key(keys: &[String], item: &Value) -> Map<String, Value> {
+pub(crate) fn item_key(keys: &[String], item: &Value) -> Map<String, Value> {
     keys.iter()
         .filter_map(|k| match item.get(k) {
             Some(v) => Some((k.clone(), v.clone())),
@@ -79,7 +79,7 @@ pub fn item_key(keys: &[String], item: &Value) -> Map<String, Value> {
 }
 
 /// The path element naming `item` in a list of the given type (index `i` for atomic lists).
-pub fn item_element(list: &ListType, item: &Value, i: usize) -> Element {
+pub(crate) fn item_element(list: &ListType, item: &Value, i: usize) -> Element {
     match list {
         ListType::Map(keys) => format!("k:{}", Value::Object(item_key(keys, item))),
         ListType::Set => format!("v:{item}"),
@@ -118,7 +118,7 @@ fn stripped(path: &[Element]) -> bool {
 /// The set of fields a value specifies (structured-merge-diff `ToFieldSet`): leaves, list
 /// items, atomic lists, map entries, empty objects. Non-empty structs, maps and non-atomic
 /// lists are implied by their members.
-pub fn field_set(value: &Value, types: &dyn TypeInfo) -> FieldSet {
+pub(crate) fn field_set(value: &Value, types: &dyn TypeInfo) -> FieldSet {
     let mut set = FieldSet::new();
     walk_set(value, &mut Vec::new(), "", types, &mut set);
     set.retain(|p| !stripped(p) && !p.is_empty());
@@ -192,7 +192,7 @@ fn at<'a>(v: &'a Value, s: &Slot) -> Option<&'a Value> {
 }
 
 /// The value at a field path, if present.
-pub fn get<'a>(obj: &'a Value, path: &[Element]) -> Option<&'a Value> {
+pub(crate) fn get<'a>(obj: &'a Value, path: &[Element]) -> Option<&'a Value> {
     path.iter().try_fold(obj, |cur, el| at(cur, &slot(cur, el)?))
 }
 
@@ -206,7 +206,7 @@ fn parse_item(el: &str) -> Option<ListType> {
 }
 
 /// Removes the value at `path` (a field, or a list item) from `obj`.
-pub fn remove(obj: &mut Value, path: &[Element]) {
+pub(crate) fn remove(obj: &mut Value, path: &[Element]) {
     let Some((first, rest)) = path.split_first() else { return };
     let Some(s) = slot(obj, first) else { return };
     match (rest.is_empty(), s, obj) {
@@ -223,7 +223,7 @@ pub fn remove(obj: &mut Value, path: &[Element]) {
 }
 
 /// FieldsV1 JSON of a set: members with children carry `".": {}`.
-pub fn to_fields_v1(set: &FieldSet) -> Value {
+pub(crate) fn to_fields_v1(set: &FieldSet) -> Value {
     let mut root = Map::new();
     for path in set {
         let mut node = &mut root;
@@ -253,7 +253,7 @@ pub fn to_fields_v1(set: &FieldSet) -> Value {
     Value::Object(root)
 }
 
-pub fn from_fields_v1(v: &Value) -> FieldSet {
+pub(crate) fn from_fields_v1(v: &Value) -> FieldSet {
     fn walk(node: &Map<String, Value>, path: &mut FieldPath, set: &mut FieldSet) {
         for (k, child) in node {
             if k == "." {
@@ -278,13 +278,13 @@ pub fn from_fields_v1(v: &Value) -> FieldSet {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Operation {
+pub(crate) enum Operation {
     Apply,
     Update,
 }
 
 impl Operation {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Apply => "Apply",
             Self::Update => "Update",
@@ -294,7 +294,7 @@ impl Operation {
 
 /// A decoded managedFields entry.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub manager: String,
     pub operation: Operation,
     pub api_version: String,
@@ -303,7 +303,7 @@ pub struct Entry {
     pub fields: FieldSet,
 }
 
-pub fn read_entries(obj: &Value) -> Vec<Entry> {
+pub(crate) fn read_entries(obj: &Value) -> Vec<Entry> {
     let Some(list) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else { return Vec::new() };
     list.iter()
         .map(|e| {
@@ -322,7 +322,7 @@ pub fn read_entries(obj: &Value) -> Vec<Entry> {
 
 /// Writes entries sorted as the apiserver sorts them (operation, time, manager), dropping
 /// empty ones; removes `managedFields` when none is left.
-pub fn write_entries(obj: &mut Value, mut entries: Vec<Entry>) {
+pub(crate) fn write_entries(obj: &mut Value, mut entries: Vec<Entry>) {
     entries.retain(|e| !e.fields.is_empty());
     entries.sort_by(|a, b| {
         (a.operation, &a.time, &a.manager, &a.api_version, &a.subresource).cmp(&(
@@ -353,7 +353,7 @@ pub fn write_entries(obj: &mut Value, mut entries: Vec<Entry>) {
 
 /// Paths whose value differs between two objects: added or changed leaves/items in `new`
 /// (`changed`) and paths of `old` absent from `new` (`removed`).
-pub fn diff(old: Option<&Value>, new: &Value, types: &dyn TypeInfo) -> (FieldSet, FieldSet) {
+pub(crate) fn diff(old: Option<&Value>, new: &Value, types: &dyn TypeInfo) -> (FieldSet, FieldSet) {
     let new_set = field_set(new, types);
     let old_set = old.map(|o| field_set(o, types)).unwrap_or_default();
     let changed = new_set.iter().filter(|p| !old_set.contains(*p) || leaf_differs(old, new, p)).cloned().collect();
@@ -375,7 +375,7 @@ fn leaf_differs(old: Option<&Value>, new: &Value, p: &[Element]) -> bool {
 /// managedFields of `new` after a create/update/patch by `manager` (operation `Update`):
 /// the manager gains the fields it changed, other managers lose them, and removed fields
 /// leave every set. Returns `new` with `metadata.managedFields` rewritten.
-pub fn update_managed_fields(
+pub(crate) fn update_managed_fields(
     old: Option<&Value>,
     new: &Value,
     manager: &str,

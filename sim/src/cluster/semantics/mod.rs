@@ -2,14 +2,14 @@
 //! reproduce what kube-apiserver does to objects (CRD schema validation, pruning and defaulting,
 //! patches, server-side apply, managed fields, tables, names). No I/O lives here.
 
-pub mod apply;
-pub mod builtin;
-pub mod field_error;
+pub(crate) mod apply;
+pub(crate) mod builtin;
+pub(crate) mod field_error;
 mod gofmt;
-pub mod managed_fields;
-pub mod names;
-pub mod schema;
-pub mod strategic;
-pub mod table;
+pub(crate) mod managed_fields;
+pub(crate) mod names;
+pub(crate) mod schema;
+pub(crate) mod strategic;
+pub(crate) mod table;
 
-pub use field_error::{FieldError, FieldErrorReason, invalid_status};
+pub(crate) use field_error::{FieldError, FieldErrorReason, invalid_status};

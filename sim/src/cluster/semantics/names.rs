@@ -22,7 +22,7 @@ static DNS1035_LABEL: LazyLock<Regex> = LazyLock::new(|| anchored(DNS1035_LABEL_
 static QUALIFIED_NAME: LazyLock<Regex> = LazyLock::new(|| anchored(QUALIFIED_NAME_FMT));
 static LABEL_VALUE: LazyLock<Regex> = LazyLock::new(|| anchored(LABEL_VALUE_FMT));
 
-pub fn is_dns1035_label(v: &str) -> Vec<String> {
+pub(crate) fn is_dns1035_label(v: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if v.len() > 63 {
         errs.push(max_len_error(63));
@@ -34,7 +34,7 @@ pub fn is_dns1035_label(v: &str) -> Vec<String> {
 }
 
 /// `path.IsValidPathSegmentName`: every name ends up in a URL path.
-pub fn is_path_segment_name(v: &str) -> Vec<String> {
+pub(crate) fn is_path_segment_name(v: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if v == "." || v == ".." {
         errs.push(format!("may not be '{v}'"));
@@ -45,7 +45,7 @@ pub fn is_path_segment_name(v: &str) -> Vec<String> {
 
 /// The name rule of a kind, as its strategy's `ValidateObjectMeta` applies it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NameRule {
+pub(crate) enum NameRule {
     Dns1123Subdomain,
     Dns1123Label,
     Dns1035Label,
@@ -55,7 +55,7 @@ pub enum NameRule {
 /// Namespaces use DNS-1123 labels, Services DNS-1035 labels, core Events only path-segment
 /// rules; everything else we serve (pods, deployments, configmaps, custom resources...)
 /// DNS-1123 subdomains.
-pub fn name_rule(group: &str, kind: &str) -> NameRule {
+pub(crate) fn name_rule(group: &str, kind: &str) -> NameRule {
     match (group, kind) {
         ("", "Namespace") => NameRule::Dns1123Label,
         ("", "Service") => NameRule::Dns1035Label,
@@ -77,7 +77,7 @@ fn check(rule: NameRule, name: &str) -> Vec<String> {
 
 /// Validates `metadata.name`/`generateName`/`namespace`/`labels`/`annotations` of an object
 /// about to be created or updated (`ValidateObjectMeta`). `namespaced` says whether the kind is.
-pub fn validate_object_meta(obj: &Value, group: &str, kind: &str, namespaced: bool) -> Vec<FieldError> {
+pub(crate) fn validate_object_meta(obj: &Value, group: &str, kind: &str, namespaced: bool) -> Vec<FieldError> {
     let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
     let s = |k: &str| meta.get(k).and_then(Value::as_str).unwrap_or("");
     let rule = name_rule(group, kind);
@@ -115,7 +115,7 @@ pub fn validate_object_meta(obj: &Value, group: &str, kind: &str, namespaced: bo
 }
 
 /// `validation.IsQualifiedName`: `[prefix/]name`, prefix a DNS subdomain.
-pub fn is_qualified_name(v: &str) -> Vec<String> {
+pub(crate) fn is_qualified_name(v: &str) -> Vec<String> {
     let mut errs = Vec::new();
     let parts: Vec<&str> = v.split('/').collect();
     let name = match parts.as_slice() {
@@ -149,7 +149,7 @@ pub fn is_qualified_name(v: &str) -> Vec<String> {
     errs
 }
 
-pub fn is_valid_label_value(v: &str) -> Vec<String> {
+pub(crate) fn is_valid_label_value(v: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if v.len() > 63 {
         errs.push(max_len_error(63));
@@ -161,7 +161,7 @@ pub fn is_valid_label_value(v: &str) -> Vec<String> {
 }
 
 /// `ValidateLabels`: keys are qualified names, values label values; errors at `path`.
-pub fn validate_labels(labels: &serde_json::Map<String, Value>, path: &str) -> Vec<FieldError> {
+pub(crate) fn validate_labels(labels: &serde_json::Map<String, Value>, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     for (k, v) in labels {
         errs.extend(is_qualified_name(k).into_iter().map(|m| FieldError::invalid(path, json!(k), m)));
@@ -172,7 +172,7 @@ pub fn validate_labels(labels: &serde_json::Map<String, Value>, path: &str) -> V
 }
 
 /// `ValidateAnnotations`: lower-cased keys are qualified names; total size at most 256 KiB.
-pub fn validate_annotations(annotations: &serde_json::Map<String, Value>, path: &str) -> Vec<FieldError> {
+pub(crate) fn validate_annotations(annotations: &serde_json::Map<String, Value>, path: &str) -> Vec<FieldError> {
     const MAX: usize = 256 * 1024;
     let mut errs = Vec::new();
     let mut total = 0;
@@ -196,7 +196,7 @@ const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 /// `names.SimpleNameGenerator`: base cut to 58 characters, plus 5 random characters.
 /// `random(n)` must return a uniform index below `n`.
-pub fn generate_name(base: &str, random: &mut dyn FnMut(usize) -> usize) -> String {
+pub(crate) fn generate_name(base: &str, random: &mut dyn FnMut(usize) -> usize) -> String {
     let mut out: String = base.chars().take(63 - 5).collect();
     for _ in 0..5 {
         out.push(ALPHANUMS[random(ALPHANUMS.len())] as char);

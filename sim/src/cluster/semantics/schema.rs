@@ -8,10 +8,10 @@ mod lists;
 mod prune;
 mod walk;
 
-pub use crate::cluster::semantics::field_error::{FieldError, FieldErrorReason};
-pub use cel::check_rules;
-pub use lists::{is_map_at, list_type_at};
-pub use prune::{apply_defaults, prune, unknown_field_message};
+pub(crate) use crate::cluster::semantics::field_error::{FieldError, FieldErrorReason};
+pub(crate) use cel::check_rules;
+pub(crate) use lists::{is_map_at, list_type_at};
+pub(crate) use prune::{apply_defaults, prune, unknown_field_message};
 
 use crate::cluster::semantics::gofmt;
 use serde_json::{Value, json};
@@ -20,7 +20,7 @@ use walk::{Node, children};
 /// Validates `obj` against a CRD version's `openAPIV3Schema`. With `old` (an update), errors in
 /// values unchanged from `old` are ratcheted away, and transition rules (`oldSelf`) run.
 /// Call after [`prune`] and [`apply_defaults`], as the apiserver validates the decoded object.
-pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+pub(crate) fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errors = Vec::new();
     check_node(&Node { schema, value: obj, old, path: String::new() }, &mut errors);
     if !cel::has_rules(schema) {

@@ -5,7 +5,7 @@ use crate::cluster::semantics::builtin;
 use serde_json::{Map, Value, json};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum PatchError {
+pub(crate) enum PatchError {
     /// Malformed patch document (400 BadRequest).
     #[error("{0}")]
     BadRequest(String),
@@ -19,7 +19,7 @@ pub enum PatchError {
 
 impl PatchError {
     /// The Status the apiserver answers with.
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         let (code, reason) = match self {
             Self::BadRequest(_) => (400, "BadRequest"),
             Self::Unprocessable(_) => (422, "Invalid"),
@@ -30,7 +30,7 @@ impl PatchError {
 }
 
 /// Strategic merge patch of an object of a built-in kind (`group` empty for core).
-pub fn strategic_merge(original: &Value, patch: &Value, group: &str, kind: &str) -> Result<Value, PatchError> {
+pub(crate) fn strategic_merge(original: &Value, patch: &Value, group: &str, kind: &str) -> Result<Value, PatchError> {
     if !builtin::supports_strategic_merge(group) {
         return Err(PatchError::UnsupportedMediaType(format!(
             "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (strategic merge patch is not supported for {kind})"
@@ -183,7 +183,7 @@ fn reorder(items: &mut [Value], order: &[Value], merge_key: Option<&str>) {
 }
 
 /// JSON merge patch (RFC 7386): objects merge recursively, `null` deletes, the rest replaces.
-pub fn merge_patch(original: &Value, patch: &Value) -> Value {
+pub(crate) fn merge_patch(original: &Value, patch: &Value) -> Value {
     let mut out = original.clone();
     json_patch::merge(&mut out, patch);
     out
@@ -191,7 +191,7 @@ pub fn merge_patch(original: &Value, patch: &Value) -> Value {
 
 /// JSON patch (RFC 6902). A malformed document is a BadRequest; an operation that does not
 /// apply (missing path, failed `test`) is Unprocessable.
-pub fn json_patch(original: &Value, patch_ops: &Value) -> Result<Value, PatchError> {
+pub(crate) fn json_patch(original: &Value, patch_ops: &Value) -> Result<Value, PatchError> {
     let ops: json_patch::Patch = serde_json::from_value(patch_ops.clone())
         .map_err(|e| PatchError::BadRequest(format!("error decoding patch: {e}")))?;
     let mut out = original.clone();

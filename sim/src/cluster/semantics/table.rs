@@ -6,14 +6,13 @@ mod jsonpath;
 mod printers;
 mod time;
 
-pub use printers::pod_status_reason;
-pub use time::{human_duration, parse_rfc3339};
+pub(crate) use time::{human_duration, parse_rfc3339};
 
 use serde_json::{Value, json};
 
 /// `includeObject` of the Table request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IncludeObject {
+pub(crate) enum IncludeObject {
     None,
     /// `PartialObjectMetadata` (kubectl's default).
     Metadata,
@@ -26,7 +25,7 @@ pub(crate) type Column = (&'static str, &'static str, &'static str, u8);
 /// Builds the Table for `objects` of `kind` at time `now` (RFC 3339). `custom_columns` are a
 /// CRD version's `additionalPrinterColumns` (pass `Some(&[])` for a custom resource without
 /// any: NAME AGE); built-in kinds without a printer get the default NAME CREATED AT.
-pub fn table(
+pub(crate) fn table(
     kind: &str,
     objects: &[Value],
     custom_columns: Option<&[Value]>,

@@ -33,7 +33,7 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
-    pub fn new(
+    pub(crate) fn new(
         info: &ResourceInfo,
         namespace: Option<&str>,
         labels: Option<&str>,
@@ -52,7 +52,7 @@ impl Filter {
         })
     }
 
-    pub fn matches(&self, obj: &Value) -> bool {
+    pub(crate) fn matches(&self, obj: &Value) -> bool {
         if let Some(ns) = &self.namespace
             && obj.pointer("/metadata/namespace").and_then(Value::as_str) != Some(ns)
         {

@@ -120,12 +120,12 @@ impl Store {
     }
 
     /// Snapshot of the served resources (built-ins and established CRDs).
-    pub fn registry(&self) -> Registry {
+    pub(crate) fn registry(&self) -> Registry {
         self.lock().registry.clone()
     }
 
     /// The served resource, or the apiserver's 404 for an unknown path.
-    pub fn resource(&self, gvr: &Gvr) -> Result<Arc<ResourceInfo>> {
+    pub(crate) fn resource(&self, gvr: &Gvr) -> Result<Arc<ResourceInfo>> {
         self.lock().resource(gvr)
     }
 
@@ -141,7 +141,7 @@ impl Store {
 
     /// Runs a built-in controller until the store closes: `resync` first and whenever it falls
     /// behind the change stream (changes were dropped), `handle` for every change otherwise.
-    pub async fn follow(&self, mut handle: impl FnMut(&Change), mut resync: impl FnMut()) {
+    pub(crate) async fn follow(&self, mut handle: impl FnMut(&Change), mut resync: impl FnMut()) {
         let mut changes = self.changes();
         resync();
         loop {
@@ -171,19 +171,19 @@ impl Store {
 }
 
 impl Inner {
-    pub fn resource(&self, gvr: &Gvr) -> Result<Arc<ResourceInfo>> {
+    pub(crate) fn resource(&self, gvr: &Gvr) -> Result<Arc<ResourceInfo>> {
         self.registry.lookup(gvr).ok_or_else(|| Error::NotFound {
             message: "the server could not find the requested resource".into(),
             details: Value::Null,
         })
     }
 
-    pub fn find(&self, info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
+    pub(crate) fn find(&self, info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
         let key = (if info.namespaced { namespace.unwrap_or_default() } else { "" }.to_string(), name.to_string());
         self.objects.get(&info.storage_resource())?.get(&key).cloned()
     }
 
-    pub fn table(&self, gr: &GroupResource) -> Objects {
+    pub(crate) fn table(&self, gr: &GroupResource) -> Objects {
         self.objects.get(gr).cloned().unwrap_or_default()
     }
 }
@@ -241,7 +241,7 @@ impl Store {
 
 impl Store {
     /// Every stored object with its resource (for controllers' full sweeps).
-    pub fn all_objects(&self) -> Vec<(Arc<ResourceInfo>, Arc<Value>)> {
+    pub(crate) fn all_objects(&self) -> Vec<(Arc<ResourceInfo>, Arc<Value>)> {
         let inner = self.lock();
         let mut out = Vec::new();
         for info in inner.registry.all().filter(|i| !i.is_view()) {
@@ -254,7 +254,7 @@ impl Store {
 
     /// Read-modify-write with optimistic concurrency, retried on conflict: the usual
     /// controller update loop. `f` returns false to skip the write.
-    pub fn modify(
+    pub(crate) fn modify(
         &self,
         gvr: &Gvr,
         namespace: Option<&str>,
@@ -275,6 +275,6 @@ impl Store {
 }
 
 /// The Gvr addressing a resource in its storage version.
-pub fn storage_gvr(info: &ResourceInfo) -> Gvr {
+pub(crate) fn storage_gvr(info: &ResourceInfo) -> Gvr {
     Gvr::new(&info.group, &info.storage, &info.resource)
 }

@@ -25,7 +25,7 @@ pub struct WatchEvent {
 }
 
 impl WatchEvent {
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({"type": self.kind, "object": self.object})
     }
 }

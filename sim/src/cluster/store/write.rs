@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// Namespaces that exist from the start and may not be deleted.
-pub const PROTECTED_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+pub(crate) const PROTECTED_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
 
 fn check_verb(info: &ResourceInfo, verb: &str) -> Result<()> {
     if info.verbs.contains(&verb) {
@@ -208,7 +208,7 @@ impl Store {
     }
 
     /// Replaces an object (PUT). `opts.subresource` selects status or main-resource rules.
-    pub fn update(
+    pub(crate) fn update(
         &self,
         gvr: &Gvr,
         namespace: Option<&str>,
@@ -523,7 +523,7 @@ impl Store {
     }
 
     /// Deletes every object matching the selectors; returns them as a list.
-    pub fn delete_collection(
+    pub(crate) fn delete_collection(
         &self,
         gvr: &Gvr,
         namespace: Option<&str>,
@@ -549,7 +549,7 @@ impl Store {
 
     /// The namespace `finalize` subresource: replaces `spec.finalizers`; a terminating
     /// namespace without finalizers left is removed.
-    pub fn finalize_namespace(&self, name: &str, spec_finalizers: Vec<String>) -> Result<Value> {
+    pub(crate) fn finalize_namespace(&self, name: &str, spec_finalizers: Vec<String>) -> Result<Value> {
         let mut inner = self.lock();
         let gvr = Gvr::new("", "v1", "namespaces");
         let info = inner.resource(&gvr)?;

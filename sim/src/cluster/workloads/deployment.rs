@@ -22,7 +22,12 @@ use forklane_core::clock::Time;
 use serde_json::{Value, json};
 
 /// One sync of `deployment`; `replica_sets` and `pods` are those of its namespace.
-pub fn reconcile_deployment(deployment: &Value, replica_sets: &[Value], pods: &[Value], now: Time) -> Reconciled {
+pub(crate) fn reconcile_deployment(
+    deployment: &Value,
+    replica_sets: &[Value],
+    pods: &[Value],
+    now: Time,
+) -> Reconciled {
     if is_deleting(deployment) {
         return Reconciled::default();
     }

@@ -6,23 +6,23 @@ use super::rollout::max_unavailable;
 use forklane_core::clock::{Time, add_secs, format_time};
 use serde_json::{Map, Value, json};
 
-pub const AVAILABLE: &str = "Available";
-pub const PROGRESSING: &str = "Progressing";
-pub const NEW_RS_AVAILABLE: &str = "NewReplicaSetAvailable";
-pub const TIMED_OUT: &str = "ProgressDeadlineExceeded";
-pub const PAUSED: &str = "DeploymentPaused";
-pub const RESUMED: &str = "DeploymentResumed";
+pub(crate) const AVAILABLE: &str = "Available";
+pub(crate) const PROGRESSING: &str = "Progressing";
+pub(crate) const NEW_RS_AVAILABLE: &str = "NewReplicaSetAvailable";
+pub(crate) const TIMED_OUT: &str = "ProgressDeadlineExceeded";
+pub(crate) const PAUSED: &str = "DeploymentPaused";
+pub(crate) const RESUMED: &str = "DeploymentResumed";
 
-pub fn new_condition(kind: &str, status: &str, reason: &str, message: &str, now: Time) -> Value {
+pub(crate) fn new_condition(kind: &str, status: &str, reason: &str, message: &str, now: Time) -> Value {
     let t = format_time(now);
     json!({"type": kind, "status": status, "lastUpdateTime": t, "lastTransitionTime": t, "reason": reason, "message": message})
 }
 
-pub fn get_condition<'a>(status: &'a Value, kind: &str) -> Option<&'a Value> {
+pub(crate) fn get_condition<'a>(status: &'a Value, kind: &str) -> Option<&'a Value> {
     status["conditions"].as_array()?.iter().find(|c| c["type"] == kind)
 }
 
-pub fn remove_condition(status: &mut Value, kind: &str) {
+pub(crate) fn remove_condition(status: &mut Value, kind: &str) {
     if let Some(cs) = status["conditions"].as_array_mut() {
         cs.retain(|c| c["type"] != kind);
     }
@@ -30,7 +30,7 @@ pub fn remove_condition(status: &mut Value, kind: &str) {
 
 /// `SetDeploymentCondition`: the same status and reason is no change at all (times kept);
 /// the same status keeps its transition time; the condition moves to the end.
-pub fn set_condition(status: &mut Value, mut cond: Value) {
+pub(crate) fn set_condition(status: &mut Value, mut cond: Value) {
     if let Some(cur) = get_condition(status, cond["type"].as_str().unwrap_or_default()) {
         if cur["status"] == cond["status"] && cur["reason"] == cond["reason"] {
             return;
@@ -46,7 +46,7 @@ pub fn set_condition(status: &mut Value, mut cond: Value) {
     status["conditions"].as_array_mut().expect("array").push(cond);
 }
 
-pub fn has_progress_deadline(d: &Value) -> bool {
+pub(crate) fn has_progress_deadline(d: &Value) -> bool {
     d["spec"]["progressDeadlineSeconds"].as_i64().is_some_and(|s| s != i64::from(i32::MAX))
 }
 
@@ -56,7 +56,7 @@ fn sum(rss: &[&Value], f: impl Fn(&Value) -> i64) -> i64 {
 
 /// `calculateStatus`: counters from the ReplicaSets and the Available condition. Zero
 /// counters are omitted, as Go's `omitempty` serialises them.
-pub fn calculate_status(d: &Value, all: &[&Value], new_rs: Option<&Value>, now: Time) -> Value {
+pub(crate) fn calculate_status(d: &Value, all: &[&Value], new_rs: Option<&Value>, now: Time) -> Value {
     let available = sum(all, |rs| status_int(rs, "availableReplicas"));
     let total = sum(all, spec_replicas);
     let mut status = Map::new();
@@ -94,7 +94,7 @@ pub fn calculate_status(d: &Value, all: &[&Value], new_rs: Option<&Value>, now: 
 }
 
 /// `DeploymentComplete`: every replica updated and available, and the spec observed.
-pub fn deployment_complete(d: &Value, status: &Value) -> bool {
+pub(crate) fn deployment_complete(d: &Value, status: &Value) -> bool {
     let want = spec_replicas(d);
     let get = |k: &str| status[k].as_i64().unwrap_or(0);
     get("updatedReplicas") == want
@@ -116,7 +116,7 @@ fn deployment_progressing(d: &Value, new: &Value) -> bool {
 }
 
 /// When the Progressing condition of `status` runs out of time, if it can.
-pub fn progress_deadline(d: &Value, status: &Value) -> Option<Time> {
+pub(crate) fn progress_deadline(d: &Value, status: &Value) -> Option<Time> {
     let cond = get_condition(status, PROGRESSING)?;
     if !has_progress_deadline(d) || cond["reason"] == NEW_RS_AVAILABLE || cond["reason"] == TIMED_OUT {
         return None;
@@ -134,7 +134,7 @@ fn timed_out(d: &Value, status: &Value, now: Time) -> bool {
 }
 
 /// `syncRolloutStatus`: the new status with the Progressing condition moved on.
-pub fn rollout_status(d: &Value, all: &[&Value], new_rs: Option<&Value>, now: Time) -> Value {
+pub(crate) fn rollout_status(d: &Value, all: &[&Value], new_rs: Option<&Value>, now: Time) -> Value {
     let mut status = calculate_status(d, all, new_rs, now);
     if !has_progress_deadline(d) {
         remove_condition(&mut status, PROGRESSING);

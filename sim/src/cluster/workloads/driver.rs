@@ -37,7 +37,7 @@ pub async fn run(store: Store, clock: Clock) {
     run_with(store, clock, KubeletSettings::default()).await
 }
 
-pub async fn run_with(store: Store, clock: Clock, settings: KubeletSettings) {
+pub(crate) async fn run_with(store: Store, clock: Clock, settings: KubeletSettings) {
     let mut changes = store.changes();
     let mut ips = IpPool::default();
     loop {

@@ -9,8 +9,8 @@ use forklane_core::clock::Time;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub(crate) const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
 const TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
@@ -19,7 +19,13 @@ const MAX_PER_SLICE: usize = 100;
 
 /// Endpoints and EndpointSlices of one Service; `pods`, `endpoints` and `slices` are those of
 /// its namespace.
-pub fn reconcile_service(svc: &Value, pods: &[Value], endpoints: &[Value], slices: &[Value], now: Time) -> Reconciled {
+pub(crate) fn reconcile_service(
+    svc: &Value,
+    pods: &[Value],
+    endpoints: &[Value],
+    slices: &[Value],
+    now: Time,
+) -> Reconciled {
     let mut out = Reconciled::default();
     let Some(selector) = svc["spec"]["selector"].as_object() else {
         // Without a selector, endpoints are the user's to write.
@@ -47,7 +53,7 @@ pub fn reconcile_service(svc: &Value, pods: &[Value], endpoints: &[Value], slice
 
 /// Endpoints left without their Service are deleted, as the endpoints controller does
 /// (leader-election records excepted).
-pub fn orphaned_endpoints(endpoints: &Value, services: &[Value]) -> Option<Write> {
+pub(crate) fn orphaned_endpoints(endpoints: &Value, services: &[Value]) -> Option<Write> {
     let leader = endpoints["metadata"]["annotations"]["control-plane.alpha.kubernetes.io/leader"].is_string();
     if leader || services.iter().any(|s| name(s) == name(endpoints)) {
         return None;

@@ -12,18 +12,18 @@ use serde_json::Value;
 /// `k8s.io/apimachinery/pkg/util/rand` alphanums, shared with `generateName`.
 const SAFE_ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
-pub fn fnv32a(bytes: &[u8]) -> u32 {
+pub(crate) fn fnv32a(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
 }
 
 /// `rand.SafeEncodeString`: each byte maps to one alphabet character.
-pub fn safe_encode(s: &str) -> String {
+pub(crate) fn safe_encode(s: &str) -> String {
     s.bytes().map(|b| SAFE_ALPHANUMS[usize::from(b) % SAFE_ALPHANUMS.len()] as char).collect()
 }
 
 /// The hash of a Deployment's template (which carries no `pod-template-hash` label) with the
 /// Deployment's `status.collisionCount`.
-pub fn pod_template_hash(template: &Value, collision_count: Option<i64>) -> String {
+pub(crate) fn pod_template_hash(template: &Value, collision_count: Option<i64>) -> String {
     let mut bytes = Vec::new();
     canonical(template, &mut bytes);
     if let Some(c) = collision_count {

@@ -26,14 +26,14 @@
 //! The simulator and the store read one `forklane_core::clock::Clock`, so the API server's own
 //! timestamps (creation, deletion, managed fields) are simulated time too.
 
-pub mod deployment;
+pub(crate) mod deployment;
 mod deployment_status;
-pub mod driver;
-pub mod endpoints;
-pub mod hash;
-pub mod objects;
-pub mod pods;
-pub mod replicaset;
+pub(crate) mod driver;
+pub(crate) mod endpoints;
+pub(crate) mod hash;
+pub(crate) mod objects;
+pub(crate) mod pods;
+pub(crate) mod replicaset;
 mod rollout;
 #[cfg(test)]
 mod scenarios;
@@ -48,7 +48,7 @@ use serde_json::Value;
 
 /// The resources the simulator reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
+pub(crate) enum Kind {
     Deployment,
     ReplicaSet,
     Pod,
@@ -59,7 +59,7 @@ pub enum Kind {
 
 /// One API request a controller sends, carrying the field manager real components use.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Write {
+pub(crate) enum Write {
     /// POST; the object may use `generateName`.
     Create { kind: Kind, object: Value, manager: &'static str },
     /// PUT of the main resource; the object carries the `resourceVersion` it was read at.
@@ -79,7 +79,7 @@ pub enum Write {
 }
 
 impl Write {
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         match self {
             Write::Create { kind, .. }
             | Write::Update { kind, .. }
@@ -92,17 +92,17 @@ impl Write {
 /// What a reconcile decides: writes to send now, and when to look again if nothing changes
 /// before (probe ticks, grace periods, minReadySeconds, progress deadlines).
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Reconciled {
+pub(crate) struct Reconciled {
     pub writes: Vec<Write>,
     pub requeue_at: Option<Time>,
 }
 
 impl Reconciled {
-    pub fn requeue(&mut self, at: Time) {
+    pub(crate) fn requeue(&mut self, at: Time) {
         self.requeue_at = Some(self.requeue_at.map_or(at, |t| t.min(at)));
     }
 
-    pub fn merge(&mut self, other: Reconciled) {
+    pub(crate) fn merge(&mut self, other: Reconciled) {
         self.writes.extend(other.writes);
         if let Some(t) = other.requeue_at {
             self.requeue(t);
@@ -111,4 +111,4 @@ impl Reconciled {
 }
 
 /// The field manager of everything kube-controller-manager writes.
-pub const CONTROLLER_MANAGER: &str = "kube-controller-manager";
+pub(crate) const CONTROLLER_MANAGER: &str = "kube-controller-manager";

@@ -4,36 +4,36 @@
 use forklane_core::clock::{Time, add_secs, format_time, parse_time};
 use serde_json::{Map, Value, json};
 
-pub fn name(obj: &Value) -> &str {
+pub(crate) fn name(obj: &Value) -> &str {
     obj["metadata"]["name"].as_str().unwrap_or_default()
 }
 
-pub fn namespace(obj: &Value) -> &str {
+pub(crate) fn namespace(obj: &Value) -> &str {
     obj["metadata"]["namespace"].as_str().unwrap_or_default()
 }
 
-pub fn uid(obj: &Value) -> &str {
+pub(crate) fn uid(obj: &Value) -> &str {
     obj["metadata"]["uid"].as_str().unwrap_or_default()
 }
 
-pub fn generation(obj: &Value) -> i64 {
+pub(crate) fn generation(obj: &Value) -> i64 {
     obj["metadata"]["generation"].as_i64().unwrap_or(0)
 }
 
-pub fn is_deleting(obj: &Value) -> bool {
+pub(crate) fn is_deleting(obj: &Value) -> bool {
     !obj["metadata"]["deletionTimestamp"].is_null()
 }
 
-pub fn created(obj: &Value) -> Option<Time> {
+pub(crate) fn created(obj: &Value) -> Option<Time> {
     obj["metadata"]["creationTimestamp"].as_str().and_then(parse_time)
 }
 
-pub fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+pub(crate) fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
     obj["metadata"]["annotations"][key].as_str()
 }
 
 /// Sets an annotation; returns whether it changed.
-pub fn set_annotation(obj: &mut Value, key: &str, value: &str) -> bool {
+pub(crate) fn set_annotation(obj: &mut Value, key: &str, value: &str) -> bool {
     if annotation(obj, key) == Some(value) {
         return false;
     }
@@ -46,12 +46,12 @@ pub fn set_annotation(obj: &mut Value, key: &str, value: &str) -> bool {
     true
 }
 
-pub fn labels(obj: &Value) -> Map<String, Value> {
+pub(crate) fn labels(obj: &Value) -> Map<String, Value> {
     obj["metadata"]["labels"].as_object().cloned().unwrap_or_default()
 }
 
 /// The owner reference a controller puts on what it creates (`metav1.NewControllerRef`).
-pub fn controller_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
+pub(crate) fn controller_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
     json!({
         "apiVersion": api_version,
         "kind": kind,
@@ -63,7 +63,7 @@ pub fn controller_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
 }
 
 /// Whether `obj`'s controller reference points at the object with this uid.
-pub fn controlled_by(obj: &Value, owner_uid: &str) -> bool {
+pub(crate) fn controlled_by(obj: &Value, owner_uid: &str) -> bool {
     obj["metadata"]["ownerReferences"]
         .as_array()
         .into_iter()
@@ -72,24 +72,30 @@ pub fn controlled_by(obj: &Value, owner_uid: &str) -> bool {
 }
 
 /// `spec.replicas` with the API default of 1.
-pub fn spec_replicas(obj: &Value) -> i64 {
+pub(crate) fn spec_replicas(obj: &Value) -> i64 {
     obj["spec"]["replicas"].as_i64().unwrap_or(1)
 }
 
-pub fn status_int(obj: &Value, field: &str) -> i64 {
+pub(crate) fn status_int(obj: &Value, field: &str) -> i64 {
     obj["status"][field].as_i64().unwrap_or(0)
 }
 
-pub fn condition<'a>(obj: &'a Value, kind: &str) -> Option<&'a Value> {
+pub(crate) fn condition<'a>(obj: &'a Value, kind: &str) -> Option<&'a Value> {
     obj["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == kind)
 }
 
-pub fn condition_time(cond: &Value, field: &str) -> Option<Time> {
+pub(crate) fn condition_time(cond: &Value, field: &str) -> Option<Time> {
     cond[field].as_str().and_then(parse_time)
 }
 
 /// A pod condition (`lastProbeTime` null, as the kubelet writes them).
-pub fn pod_condition(kind: &str, status: bool, since: Time, reason: Option<&str>, message: Option<&str>) -> Value {
+pub(crate) fn pod_condition(
+    kind: &str,
+    status: bool,
+    since: Time,
+    reason: Option<&str>,
+    message: Option<&str>,
+) -> Value {
     let mut c = json!({
         "type": kind,
         "status": if status { "True" } else { "False" },
@@ -105,26 +111,26 @@ pub fn pod_condition(kind: &str, status: bool, since: Time, reason: Option<&str>
     c
 }
 
-pub fn phase(pod: &Value) -> &str {
+pub(crate) fn phase(pod: &Value) -> &str {
     pod["status"]["phase"].as_str().unwrap_or_default()
 }
 
 /// `controller.IsPodActive`: not finished and not being deleted.
-pub fn is_pod_active(pod: &Value) -> bool {
+pub(crate) fn is_pod_active(pod: &Value) -> bool {
     !matches!(phase(pod), "Succeeded" | "Failed") && !is_deleting(pod)
 }
 
-pub fn is_pod_ready(pod: &Value) -> bool {
+pub(crate) fn is_pod_ready(pod: &Value) -> bool {
     condition(pod, "Ready").is_some_and(|c| c["status"] == "True")
 }
 
 /// When the pod became ready, if it is.
-pub fn pod_ready_since(pod: &Value) -> Option<Time> {
+pub(crate) fn pod_ready_since(pod: &Value) -> Option<Time> {
     condition(pod, "Ready").filter(|c| c["status"] == "True").and_then(|c| condition_time(c, "lastTransitionTime"))
 }
 
 /// `podutil.IsPodAvailable`: ready for strictly more than `min_ready_seconds`.
-pub fn is_pod_available(pod: &Value, min_ready_seconds: i64, now: Time) -> bool {
+pub(crate) fn is_pod_available(pod: &Value, min_ready_seconds: i64, now: Time) -> bool {
     match pod_ready_since(pod) {
         None => false,
         Some(_) if min_ready_seconds == 0 => true,
@@ -133,13 +139,13 @@ pub fn is_pod_available(pod: &Value, min_ready_seconds: i64, now: Time) -> bool 
 }
 
 /// When a ready pod that is not yet available becomes available (for re-checking then).
-pub fn pod_available_at(pod: &Value, min_ready_seconds: i64) -> Option<Time> {
+pub(crate) fn pod_available_at(pod: &Value, min_ready_seconds: i64) -> Option<Time> {
     // One second after the threshold: availability needs the threshold to be strictly past.
     pod_ready_since(pod).filter(|_| min_ready_seconds > 0).map(|since| add_secs(since, min_ready_seconds + 1))
 }
 
 /// Sorts by `creationTimestamp`, then name, as `ReplicaSetsByCreationTimestamp`.
-pub fn by_creation(a: &Value, b: &Value) -> std::cmp::Ordering {
+pub(crate) fn by_creation(a: &Value, b: &Value) -> std::cmp::Ordering {
     created(a).cmp(&created(b)).then_with(|| name(a).cmp(name(b)))
 }
 

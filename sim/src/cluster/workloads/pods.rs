@@ -40,12 +40,12 @@ impl Default for KubeletSettings {
 /// Pod IPs from 10.244.0.0/16, handed out in order and wrapping around like the
 /// host-local IPAM plugin, so a freed address is not reused at once.
 #[derive(Debug, Default, Clone)]
-pub struct IpPool {
+pub(crate) struct IpPool {
     next: u32,
 }
 
 impl IpPool {
-    pub fn allocate(&mut self, used: &HashSet<String>) -> String {
+    pub(crate) fn allocate(&mut self, used: &HashSet<String>) -> String {
         // Host offsets 2..=65534: .0.0 is the network, .0.1 the gateway, .255.255 broadcast.
         const FIRST: u32 = 2;
         const COUNT: u32 = 65_533;
@@ -62,7 +62,12 @@ impl IpPool {
 }
 
 /// One look at `pod` by the scheduler and the kubelet.
-pub fn reconcile_pod(pod: &Value, now: Time, settings: &KubeletSettings, ip: &mut dyn FnMut() -> String) -> Reconciled {
+pub(crate) fn reconcile_pod(
+    pod: &Value,
+    now: Time,
+    settings: &KubeletSettings,
+    ip: &mut dyn FnMut() -> String,
+) -> Reconciled {
     let mut out = Reconciled::default();
     let bound = pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
     if is_deleting(pod) {
@@ -233,7 +238,7 @@ fn start_containers(status: &mut Value, pod: &Value, now: Time, ip: String) {
 /// When the readiness probe first succeeds: probes run every `periodSeconds` from the
 /// container's start, skipped until `initialDelaySeconds` have passed, and
 /// `successThreshold` consecutive successes are needed. No probe: ready at once.
-pub fn ready_at(container: &Value, started: Time) -> Time {
+pub(crate) fn ready_at(container: &Value, started: Time) -> Time {
     let probe = &container["readinessProbe"];
     if probe.is_null() {
         return started;

@@ -14,7 +14,7 @@ use std::cmp::Ordering;
 const BURST_REPLICAS: i64 = 500;
 
 /// One sync of `rs`; `pods` are those of its namespace.
-pub fn reconcile_replica_set(rs: &Value, pods: &[Value], now: Time) -> Reconciled {
+pub(crate) fn reconcile_replica_set(rs: &Value, pods: &[Value], now: Time) -> Reconciled {
     let mut out = Reconciled::default();
     let mine: Vec<&Value> = pods.iter().filter(|p| controlled_by(p, uid(rs))).collect();
     let active: Vec<&Value> = mine.iter().copied().filter(|p| is_pod_active(p)).collect();
@@ -108,7 +108,7 @@ fn calculate_status(rs: &Value, active: &[&Value], min_ready: i64, now: Time) ->
 /// ready, lower `controller.kubernetes.io/pod-deletion-cost` first, more recently ready
 /// first, more restarts first, newer first. With LogarithmicScaleDown (on since 1.22)
 /// times compare by the power-of-two bucket of their age, ties broken by UID.
-pub fn deletion_order(a: &Value, b: &Value, now: Time) -> Ordering {
+pub(crate) fn deletion_order(a: &Value, b: &Value, now: Time) -> Ordering {
     let scheduled = |p: &Value| p["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
     let phase_rank = |p: &Value| match phase(p) {
         "Pending" => 0,

@@ -4,11 +4,11 @@
 use super::objects::{annotation, set_annotation, spec_replicas};
 use serde_json::Value;
 
-pub const REVISION: &str = "deployment.kubernetes.io/revision";
-pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
-pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
-pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
-pub const HASH_LABEL: &str = "pod-template-hash";
+pub(crate) const REVISION: &str = "deployment.kubernetes.io/revision";
+pub(crate) const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
+pub(crate) const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
+pub(crate) const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
+pub(crate) const HASH_LABEL: &str = "pod-template-hash";
 /// Deployment annotations never copied onto ReplicaSets (`skipCopyAnnotation`).
 const SKIP_COPY: [&str; 6] = [
     "kubectl.kubernetes.io/last-applied-configuration",
@@ -23,7 +23,7 @@ const MAX_REVISION_HISTORY_CHARS: usize = 2000;
 
 /// `intstr.GetScaledValueFromIntOrPercent`: an int as is, a percentage of `total` rounded
 /// up or down. Malformed values count as 0 (the apiserver's validation rejects them).
-pub fn scaled_value(v: &Value, total: i64, round_up: bool) -> i64 {
+pub(crate) fn scaled_value(v: &Value, total: i64, round_up: bool) -> i64 {
     match v {
         Value::Number(n) => n.as_i64().unwrap_or(0),
         Value::String(s) => {
@@ -35,13 +35,13 @@ pub fn scaled_value(v: &Value, total: i64, round_up: bool) -> i64 {
     }
 }
 
-pub fn is_rolling_update(d: &Value) -> bool {
+pub(crate) fn is_rolling_update(d: &Value) -> bool {
     d["spec"]["strategy"]["type"].as_str().unwrap_or("RollingUpdate") == "RollingUpdate"
 }
 
 /// `ResolveFenceposts`: surge rounds up, unavailability down, and both 0 would deadlock so
 /// unavailability becomes 1.
-pub fn resolve_fenceposts(d: &Value) -> (i64, i64) {
+pub(crate) fn resolve_fenceposts(d: &Value) -> (i64, i64) {
     let ru = &d["spec"]["strategy"]["rollingUpdate"];
     let desired = spec_replicas(d);
     let surge = scaled_value(&ru["maxSurge"], desired, true);
@@ -49,11 +49,11 @@ pub fn resolve_fenceposts(d: &Value) -> (i64, i64) {
     if surge == 0 && unavailable == 0 { (0, 1) } else { (surge, unavailable) }
 }
 
-pub fn max_surge(d: &Value) -> i64 {
+pub(crate) fn max_surge(d: &Value) -> i64 {
     if is_rolling_update(d) { resolve_fenceposts(d).0 } else { 0 }
 }
 
-pub fn max_unavailable(d: &Value) -> i64 {
+pub(crate) fn max_unavailable(d: &Value) -> i64 {
     let desired = spec_replicas(d);
     if !is_rolling_update(d) || desired == 0 {
         return 0;
@@ -62,12 +62,12 @@ pub fn max_unavailable(d: &Value) -> i64 {
 }
 
 /// The ReplicaSet's `deployment.kubernetes.io/revision`, 0 when absent.
-pub fn revision(obj: &Value) -> i64 {
+pub(crate) fn revision(obj: &Value) -> i64 {
     annotation(obj, REVISION).and_then(|r| r.parse().ok()).unwrap_or(0)
 }
 
 /// Template equality ignoring the `pod-template-hash` label (`EqualIgnoreHash`).
-pub fn equal_ignore_hash(a: &Value, b: &Value) -> bool {
+pub(crate) fn equal_ignore_hash(a: &Value, b: &Value) -> bool {
     fn strip(t: &Value) -> Value {
         let mut t = t.clone();
         if let Some(labels) = t["metadata"]["labels"].as_object_mut() {
@@ -78,16 +78,16 @@ pub fn equal_ignore_hash(a: &Value, b: &Value) -> bool {
     strip(a) == strip(b)
 }
 
-pub fn desired_replicas_annotation(rs: &Value) -> Option<i64> {
+pub(crate) fn desired_replicas_annotation(rs: &Value) -> Option<i64> {
     annotation(rs, DESIRED_REPLICAS)?.parse().ok()
 }
 
-pub fn max_replicas_annotation(rs: &Value) -> Option<i64> {
+pub(crate) fn max_replicas_annotation(rs: &Value) -> Option<i64> {
     annotation(rs, MAX_REPLICAS)?.parse().ok()
 }
 
 /// `SetReplicasAnnotations`; returns whether anything changed.
-pub fn set_replicas_annotations(rs: &mut Value, desired: i64, max: i64) -> bool {
+pub(crate) fn set_replicas_annotations(rs: &mut Value, desired: i64, max: i64) -> bool {
     let a = set_annotation(rs, DESIRED_REPLICAS, &desired.to_string());
     let b = set_annotation(rs, MAX_REPLICAS, &max.to_string());
     a || b
@@ -96,7 +96,7 @@ pub fn set_replicas_annotations(rs: &mut Value, desired: i64, max: i64) -> bool 
 /// `SetNewReplicaSetAnnotations`: copies the Deployment's annotations, moves the revision
 /// forward (remembering the old one in `revision-history` when an old ReplicaSet is
 /// reused by a rollback) and, for a ReplicaSet being created, the replica annotations.
-pub fn set_new_rs_annotations(d: &Value, rs: &mut Value, new_revision: i64, exists: bool) -> bool {
+pub(crate) fn set_new_rs_annotations(d: &Value, rs: &mut Value, new_revision: i64, exists: bool) -> bool {
     let mut changed = false;
     for (k, v) in d["metadata"]["annotations"].as_object().into_iter().flatten() {
         if let Some(v) = v.as_str()

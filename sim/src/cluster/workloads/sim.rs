@@ -10,7 +10,7 @@ use forklane_core::clock::{Time, add_secs, format_time};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 
-pub struct World {
+pub(crate) struct World {
     pub now: Time,
     objects: BTreeMap<(u8, String), Value>,
     serial: u64,
@@ -23,7 +23,7 @@ fn tag(kind: Kind) -> u8 {
 }
 
 impl World {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         World {
             now: "2024-01-01T00:00:00Z".parse().unwrap(),
             objects: BTreeMap::new(),
@@ -33,16 +33,16 @@ impl World {
         }
     }
 
-    pub fn list(&self, kind: Kind) -> Vec<Value> {
+    pub(crate) fn list(&self, kind: Kind) -> Vec<Value> {
         self.objects.iter().filter(|((k, _), _)| *k == tag(kind)).map(|(_, v)| v.clone()).collect()
     }
 
-    pub fn get(&self, kind: Kind, name: &str) -> Option<Value> {
+    pub(crate) fn get(&self, kind: Kind, name: &str) -> Option<Value> {
         self.objects.get(&(tag(kind), name.to_string())).cloned()
     }
 
     /// Creates as the apiserver would (defaults, name, uid, timestamps).
-    pub fn create(&mut self, kind: Kind, mut obj: Value) -> Value {
+    pub(crate) fn create(&mut self, kind: Kind, mut obj: Value) -> Value {
         self.serial += 1;
         let meta = &mut obj["metadata"];
         if meta["name"].as_str().is_none_or(str::is_empty) {
@@ -75,7 +75,7 @@ impl World {
 
     /// A user's (or a controller's) update of the main resource: status kept, generation
     /// moved on spec changes.
-    pub fn update(&mut self, kind: Kind, mut obj: Value) {
+    pub(crate) fn update(&mut self, kind: Kind, mut obj: Value) {
         let key = (tag(kind), objects::name(&obj).to_string());
         let Some(old) = self.objects.get(&key) else { return };
         obj["status"] = old["status"].clone();
@@ -95,7 +95,7 @@ impl World {
     }
 
     /// Deletion with the pod strategy's grace period and background cascading.
-    pub fn delete(&mut self, kind: Kind, name: &str, grace: Option<i64>) {
+    pub(crate) fn delete(&mut self, kind: Kind, name: &str, grace: Option<i64>) {
         let key = (tag(kind), name.to_string());
         let Some(obj) = self.objects.get(&key).cloned() else { return };
         if kind == Kind::Pod {
@@ -185,7 +185,7 @@ impl World {
 
     /// Runs passes until nothing changes, calling `check` after each pass; then jumps to the
     /// next timer; stops at `limit` (simulated seconds from now) or when nothing is pending.
-    pub fn run_for(&mut self, seconds: i64, check: &mut dyn FnMut(&World)) {
+    pub(crate) fn run_for(&mut self, seconds: i64, check: &mut dyn FnMut(&World)) {
         let limit = add_secs(self.now, seconds);
         loop {
             let mut next = None;
@@ -212,7 +212,7 @@ impl World {
 
 /// The article's app: Deployment `my-app` with label `version`, ports http (8080) and
 /// probe (8086), a readiness probe with `initialDelaySeconds: 5` and `periodSeconds: 5`.
-pub fn article_deployment(replicas: i64, version: &str, strategy: Value) -> Value {
+pub(crate) fn article_deployment(replicas: i64, version: &str, strategy: Value) -> Value {
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "my-app", "labels": {"app": "my-app"}},
@@ -235,7 +235,7 @@ pub fn article_deployment(replicas: i64, version: &str, strategy: Value) -> Valu
 }
 
 /// Sets the version of the Deployment's template, as `kubectl apply` of the v2 manifest does.
-pub fn set_version(world: &mut World, version: &str) {
+pub(crate) fn set_version(world: &mut World, version: &str) {
     let mut d = world.get(Kind::Deployment, "my-app").unwrap();
     d["spec"]["template"]["metadata"]["labels"]["version"] = json!(version);
     d["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = json!(version);
@@ -243,7 +243,7 @@ pub fn set_version(world: &mut World, version: &str) {
 }
 
 /// Pods by version: (active, active and ready, terminating).
-pub fn census(world: &World) -> BTreeMap<String, (usize, usize, usize)> {
+pub(crate) fn census(world: &World) -> BTreeMap<String, (usize, usize, usize)> {
     let mut out: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
     for p in world.list(Kind::Pod) {
         let v = p["metadata"]["labels"]["version"].as_str().unwrap_or_default().to_string();

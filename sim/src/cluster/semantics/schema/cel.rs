@@ -20,7 +20,7 @@ thread_local! {
 
 /// Rules that do not compile, as `<path>: <error>` lines. The apiserver refuses a CRD whose
 /// rules do not compile; the server should do the same at CRD creation.
-pub fn check_rules(schema: &Value) -> Vec<String> {
+pub(crate) fn check_rules(schema: &Value) -> Vec<String> {
     fn collect(c: &CompiledSchema, path: &str, out: &mut Vec<String>) {
         let at = if path.is_empty() { "<root>" } else { path };
         out.extend(c.compilation_errors().into_iter().map(|e| format!("{at}: {e}")));
@@ -41,7 +41,7 @@ pub fn check_rules(schema: &Value) -> Vec<String> {
 }
 
 /// Whether any node carries rules: without them the apiserver has no CEL validator at all.
-pub fn has_rules(schema: &Value) -> bool {
+pub(crate) fn has_rules(schema: &Value) -> bool {
     match schema {
         Value::Object(m) => m.contains_key(RULES) || m.values().any(has_rules),
         Value::Array(a) => a.iter().any(has_rules),
@@ -49,7 +49,7 @@ pub fn has_rules(schema: &Value) -> bool {
     }
 }
 
-pub fn validate_rules(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+pub(crate) fn validate_rules(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errors = Vec::new();
     walk(&Node { schema, value: obj, old, path: String::new() }, &mut errors);
     errors

@@ -2,7 +2,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-pub fn is_valid(format: &str, s: &str) -> bool {
+pub(crate) fn is_valid(format: &str, s: &str) -> bool {
     match format {
         "byte" => is_base64(s),
         "date" => is_date(s),

@@ -7,7 +7,7 @@ use crate::cluster::semantics::managed_fields::ListType;
 use serde_json::{Map, Value};
 
 /// The key fields of a `x-kubernetes-list-type: map` array schema.
-pub fn map_keys(schema: &Value) -> Option<Vec<String>> {
+pub(crate) fn map_keys(schema: &Value) -> Option<Vec<String>> {
     if schema.get("x-kubernetes-list-type").and_then(Value::as_str) != Some("map") {
         return None;
     }
@@ -16,17 +16,17 @@ pub fn map_keys(schema: &Value) -> Option<Vec<String>> {
 }
 
 /// The key values of a map-list item, as an object of the key fields that are present.
-pub fn key_of(keys: &[String], item: &Value) -> Map<String, Value> {
+pub(crate) fn key_of(keys: &[String], item: &Value) -> Map<String, Value> {
     keys.iter().filter_map(|k| item.get(k).map(|v| (k.clone(), v.clone()))).collect()
 }
 
-pub fn find_by_keys<'a>(old: Option<&'a Value>, keys: &[String], item: &Value) -> Option<&'a Value> {
+pub(crate) fn find_by_keys<'a>(old: Option<&'a Value>, keys: &[String], item: &Value) -> Option<&'a Value> {
     let wanted = key_of(keys, item);
     old?.as_array()?.iter().find(|o| key_of(keys, o) == wanted)
 }
 
 /// Duplicate errors for set and map lists, at the index of each repeated item.
-pub fn duplicates(schema: &Value, items: &[Value], path: &str) -> Vec<FieldError> {
+pub(crate) fn duplicates(schema: &Value, items: &[Value], path: &str) -> Vec<FieldError> {
     let list_type = schema.get("x-kubernetes-list-type").and_then(Value::as_str);
     let keys = map_keys(schema);
     let mut errors = Vec::new();
@@ -61,7 +61,7 @@ fn schema_at<'a>(schema: &'a Value, path: &str) -> Option<&'a Value> {
 
 /// The list type at a field path according to a CRD schema. Lists without
 /// `x-kubernetes-list-type` are atomic, as in Kubernetes.
-pub fn list_type_at(schema: &Value, path: &str) -> ListType {
+pub(crate) fn list_type_at(schema: &Value, path: &str) -> ListType {
     let node = schema_at(schema, path);
     match node.and_then(|n| n.get("x-kubernetes-list-type")).and_then(Value::as_str) {
         Some("set") => ListType::Set,
@@ -71,7 +71,7 @@ pub fn list_type_at(schema: &Value, path: &str) -> ListType {
 }
 
 /// Whether the object at a field path is a map (`additionalProperties`) rather than a struct.
-pub fn is_map_at(schema: &Value, path: &str) -> bool {
+pub(crate) fn is_map_at(schema: &Value, path: &str) -> bool {
     schema_at(schema, path)
         .is_some_and(|n| n.get("additionalProperties").is_some_and(Value::is_object) && n.get("properties").is_none())
 }

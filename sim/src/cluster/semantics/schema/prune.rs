@@ -32,7 +32,7 @@ fn flag(schema: &Value, key: &str) -> bool {
 /// non-nullable fields without a default. Returns the dropped paths, sorted, as the apiserver
 /// reports them for `fieldValidation=Strict|Warn` (`unknown field "spec.foo"`).
 /// The object root is always treated as an embedded resource (apiVersion/kind/metadata kept).
-pub fn prune(schema: &Value, obj: &mut Value) -> Vec<String> {
+pub(crate) fn prune(schema: &Value, obj: &mut Value) -> Vec<String> {
     let mut unknown = Vec::new();
     prune_node(Some(schema), obj, "", true, &mut unknown);
     unknown.sort();
@@ -142,7 +142,7 @@ fn coerce_object_meta(meta: &mut Value, path: &str, unknown: &mut Vec<String>) {
 
 /// Sets `default` values on missing fields (and on `null` in non-nullable fields), top-down,
 /// so defaults inside a defaulted object apply too.
-pub fn apply_defaults(schema: &Value, obj: &mut Value) {
+pub(crate) fn apply_defaults(schema: &Value, obj: &mut Value) {
     match obj {
         Value::Object(map) => {
             if let Some(props) = schema.get("properties").and_then(Value::as_object) {
@@ -178,6 +178,6 @@ pub fn apply_defaults(schema: &Value, obj: &mut Value) {
 
 /// The apiserver's text for a pruned path under `fieldValidation=Strict` (400 BadRequest,
 /// prefixed `strict decoding error: `) or `Warn` (a `Warning` header).
-pub fn unknown_field_message(path: &str) -> String {
+pub(crate) fn unknown_field_message(path: &str) -> String {
     format!("unknown field {}", crate::cluster::semantics::gofmt::quote(path))
 }

@@ -5,26 +5,26 @@
 use super::lists;
 use serde_json::Value;
 
-pub struct Node<'a> {
+pub(crate) struct Node<'a> {
     pub schema: &'a Value,
     pub value: &'a Value,
     pub old: Option<&'a Value>,
     pub path: String,
 }
 
-pub fn child_path(base: &str, key: &str) -> String {
+pub(crate) fn child_path(base: &str, key: &str) -> String {
     if base.is_empty() { key.to_string() } else { format!("{base}.{key}") }
 }
 
 /// The schema of a field of an object: its `properties` entry, else `additionalProperties`.
-pub fn field_schema<'a>(schema: &'a Value, key: &str) -> Option<&'a Value> {
+pub(crate) fn field_schema<'a>(schema: &'a Value, key: &str) -> Option<&'a Value> {
     schema
         .get("properties")
         .and_then(|p| p.get(key))
         .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))
 }
 
-pub fn children<'a>(n: &Node<'a>) -> Vec<Node<'a>> {
+pub(crate) fn children<'a>(n: &Node<'a>) -> Vec<Node<'a>> {
     match n.value {
         Value::Object(map) => map
             .iter()

@@ -44,7 +44,7 @@ fn parse(path: &str) -> Option<Vec<Step>> {
 }
 
 /// All values the path selects in `obj` (none for an unparsable path).
-pub fn find<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
+pub(crate) fn find<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
     let Some(steps) = parse(path) else { return Vec::new() };
     let mut cur = vec![obj];
     for step in &steps {

@@ -145,7 +145,7 @@ fn containers_and_images(o: &Value) -> (Value, Value) {
 }
 
 /// kubectl's STATUS column of a pod (`printPod`).
-pub fn pod_status_reason(pod: &Value) -> String {
+pub(crate) fn pod_status_reason(pod: &Value) -> String {
     let mut reason = s(pod, "/status/phase").to_string();
     if !s(pod, "/status/reason").is_empty() {
         reason = s(pod, "/status/reason").to_string();

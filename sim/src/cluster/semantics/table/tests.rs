@@ -1,3 +1,4 @@
+use super::printers::pod_status_reason;
 use super::*;
 
 const NOW: &str = "2024-01-01T01:00:00Z";

@@ -1,7 +1,7 @@
 //! RFC 3339 timestamps and kubectl's `HumanDuration`, without a date-time dependency.
 
 /// Seconds since the epoch of an RFC 3339 timestamp (fractional seconds ignored).
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() < 20 || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
@@ -33,7 +33,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// `duration.HumanDuration` of k8s.io/apimachinery.
-pub fn human_duration(seconds: i64) -> String {
+pub(crate) fn human_duration(seconds: i64) -> String {
     if seconds < -1 {
         return "<invalid>".into();
     }
