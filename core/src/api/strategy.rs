@@ -7,13 +7,13 @@ use std::fmt;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::experiment::{AbTest, BlueGreen, Canary, Recreate, RollingUpdate};
 
 /// How traffic moves between the arms.
-#[derive(Serialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Strategy {
     Recreate(Recreate),
     RollingUpdate(RollingUpdate),
@@ -64,6 +64,23 @@ impl Strategy {
     /// The A/B test, when that is the strategy.
     pub fn ab_test(&self) -> Option<&AbTest> {
         if let Strategy::AbTest(ab) = self { Some(ab) } else { None }
+    }
+}
+
+/// A one-key mapping, the way every reader expects it (a derived enum would be a YAML tag,
+/// `!canary`, in serde_yaml_ng's output).
+impl Serialize for Strategy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        let key = self.name().as_str();
+        match self {
+            Strategy::Recreate(s) => map.serialize_entry(key, s)?,
+            Strategy::RollingUpdate(s) => map.serialize_entry(key, s)?,
+            Strategy::BlueGreen(s) => map.serialize_entry(key, s)?,
+            Strategy::Canary(s) => map.serialize_entry(key, s)?,
+            Strategy::AbTest(s) => map.serialize_entry(key, s)?,
+        }
+        map.end()
     }
 }
 
@@ -164,6 +181,8 @@ mod tests {
         assert_eq!(s, Strategy::BlueGreen(BlueGreen { auto_promote: true, ..Default::default() }));
         assert_eq!(s.name(), StrategyName::BlueGreen);
         assert_eq!(serde_json::to_value(&s).unwrap(), json!({"blueGreen": {"autoPromote": true}}));
+        // YAML too: a mapping with one key, not a YAML tag (`!blueGreen`), which no reader expects.
+        assert_eq!(serde_yaml_ng::to_string(&s).unwrap(), "blueGreen:\n  autoPromote: true\n");
     }
 
     #[test]
