@@ -26,6 +26,10 @@ fn crds_carry_the_schema_rules() {
         "has(self.abTest)].filter(x, x).size() == 1",
         "status: {}",
         "jsonPath: .status.weightSummary",
+        // Identity is fixed once started (tests/experiment_identity_kubectl.rs has the behaviour).
+        "oldSelf.status.phase == ''Pending'' || self.spec.arms == oldSelf.spec.arms",
+        "has(self.spec.strategy.abTest) == has(oldSelf.spec.strategy.abTest))",
+        "fieldPath: .spec.strategy",
     ] {
         assert!(yaml.contains(needle), "CRDs lack {needle:?}");
     }

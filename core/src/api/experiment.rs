@@ -29,7 +29,30 @@ use super::strategy::{Strategy, StrategyName};
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Weights", type_ = "string", json_path = ".status.weightSummary"),
     printcolumn(name = "Winner", type_ = "string", json_path = ".status.winner"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // Identity is fixed once the experiment has started (a phase other than Pending): the
+    // controller's routing, samples and statistics belong to these arms and this strategy.
+    validation = Rule::new(concat!(
+        "!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending'",
+        " || self.spec.arms == oldSelf.spec.arms"
+    ))
+    .message(
+        "arms (names, selectors, deployments, which is the control) cannot change once the experiment has started; \
+         create a new Experiment instead"
+    )
+    .field_path(".spec.arms")
+    .reason(Reason::FieldValueForbidden),
+    validation = Rule::new(concat!(
+        "!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending'",
+        " || (has(self.spec.strategy.recreate) == has(oldSelf.spec.strategy.recreate)",
+        " && has(self.spec.strategy.rollingUpdate) == has(oldSelf.spec.strategy.rollingUpdate)",
+        " && has(self.spec.strategy.blueGreen) == has(oldSelf.spec.strategy.blueGreen)",
+        " && has(self.spec.strategy.canary) == has(oldSelf.spec.strategy.canary)",
+        " && has(self.spec.strategy.abTest) == has(oldSelf.spec.strategy.abTest))"
+    ))
+    .message("the strategy kind cannot change once the experiment has started; create a new Experiment instead")
+    .field_path(".spec.strategy")
+    .reason(Reason::FieldValueForbidden)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ExperimentSpec {
