@@ -28,7 +28,10 @@ const WEIRD: &str = "v\"2}\\\n";
 type Series = (&'static str, Vec<(&'static str, String)>, f64);
 
 /// Counter totals: v1 converts 10%, the weird v2 20%; 1% and 2% errors; 10% and 5% slow.
-/// Large enough that the decision is clear (a promotion) from either source.
+/// Large enough that the decision is clear (a promotion) from either source. Beside what the
+/// destination reported, the source (the gateway) reported every answer again (`-`, not to be
+/// counted twice), 50 connection failures to v2's pods (`UF,URX`, labelled with the workload as
+/// Envoy does) and 30 requests to a subset without pods (`UH`, no workload: no arm's).
 fn series() -> Vec<Series> {
     let mut out = Vec::new();
     for (v, orders, errors, slow) in [("v1", 300.0, 100.0, 1000.0), (WEIRD, 600.0, 200.0, 500.0)] {
@@ -51,11 +54,43 @@ fn series() -> Vec<Series> {
         out.push(("visits_total", ver(&[]), 3000.0));
         out.push(("istio_requests_total", istio(&[("response_code", "200")]), 10000.0 - errors));
         out.push(("istio_requests_total", istio(&[("response_code", "503")]), errors));
+        let source = |extra: &[(&'static str, &str)]| {
+            let mut l = vec![
+                ("reporter", "source".to_string()),
+                ("destination_service_namespace", "shop".into()),
+                ("destination_service_name", "checkout".into()),
+                ("destination_workload", format!("checkout-{v}")),
+                ("destination_version", v.to_string()),
+            ];
+            l.extend(extra.iter().map(|(k, x)| (*k, x.to_string())));
+            l
+        };
+        out.push((
+            "istio_requests_total",
+            source(&[("response_code", "200"), ("response_flags", "-")]),
+            10000.0 - errors,
+        ));
+        out.push(("istio_requests_total", source(&[("response_code", "503"), ("response_flags", "-")]), errors));
         // As the Rust client spells bounds (`500.0`); Envoy writes `500`.
         out.push(("istio_request_duration_milliseconds_bucket", istio(&[("le", "500.0")]), 10000.0 - slow));
         out.push(("istio_request_duration_milliseconds_bucket", istio(&[("le", "+Inf")]), 10000.0));
         out.push(("istio_request_duration_milliseconds_count", istio(&[]), 10000.0));
     }
+    let failed = |workload: &str, flags: &str| {
+        [
+            ("reporter", "source"),
+            ("destination_service_namespace", "shop"),
+            ("destination_service_name", "checkout"),
+            ("destination_workload", workload),
+            ("destination_version", "unknown"),
+            ("response_code", "503"),
+            ("response_flags", flags),
+        ]
+        .map(|(k, v)| (k, v.to_string()))
+        .to_vec()
+    };
+    out.push(("istio_requests_total", failed(&format!("checkout-{WEIRD}"), "UF,URX"), 50.0));
+    out.push(("istio_requests_total", failed("unknown", "UH"), 30.0));
     out
 }
 
@@ -146,6 +181,11 @@ async fn prometheus_and_embedded_sources_agree_on_counts_and_decision() {
         analysis::measure(&exp, Routing::Istio, window, &EmbeddedSource::new(Totals(series()))).await.unwrap();
 
     assert_eq!(from_embedded.metrics[0].arms[1].1, Counts { successes: 600.0, trials: 3000.0 });
+    // Each request once: v2's connection failures join its errors and trials, the gateway's
+    // copies of answers and the unattributable UH do not.
+    let errors = &from_embedded.metrics[1].arms;
+    assert_eq!(errors[0].1, Counts { successes: 100.0, trials: 10000.0 });
+    assert_eq!(errors[1].1, Counts { successes: 250.0, trials: 10050.0 });
     // increase() extrapolates to the window's end, by the same factor for every series of a
     // scrape: counts may be inflated, proportions are exact.
     for ((metric, arm, p), (_, _, e)) in ratios(&from_prometheus).into_iter().zip(ratios(&from_embedded)) {

@@ -26,8 +26,8 @@ fn rendered(template: &str, version: &str) -> Result<String, TemplateError> {
     render(template, &ctx, "conversion")
 }
 
-/// One term's sign, metric, range and (label, operator) pairs.
-type TermShape = (bool, String, Duration, Vec<(String, u8)>);
+/// One term's sign and, per selector, metric, range and (label, operator) pairs.
+type TermShape = (bool, Vec<(String, Duration, Vec<(String, u8)>)>);
 
 /// The query's shape: terms, metric names, labels and operators, without the values.
 fn shape(terms: &[Term]) -> Vec<TermShape> {
@@ -40,7 +40,10 @@ fn shape(terms: &[Term]) -> Vec<TermShape> {
     terms
         .iter()
         .map(|t| {
-            (t.negative, t.metric.clone(), t.range, t.matchers.iter().map(|m| (m.label.clone(), op(&m.op))).collect())
+            let selectors = t.selectors.iter().map(|s| {
+                (s.metric.clone(), s.range, s.matchers.iter().map(|m| (m.label.clone(), op(&m.op))).collect())
+            });
+            (t.negative, selectors.collect())
         })
         .collect()
 }
@@ -68,7 +71,7 @@ proptest! {
         let query = rendered(TEMPLATE, &v).unwrap();
         let terms = expr::parse(&query).map_err(|e| TestCaseError::fail(format!("{query:?}: {e}")))?;
         prop_assert_eq!(shape(&terms), shape(&plain));
-        let m = &terms[0].matchers;
+        let m = &terms[0].selectors[0].matchers;
         prop_assert!(matches!(&m[0].op, MatchOp::Equal(x) if *x == v), "{:?}", m[0]);
         prop_assert!(matches!(&m[1].op, MatchOp::Equal(x) if *x == v), "{:?}", m[1]);
         // Regex operands are quoted: they match the value itself and nothing else.
@@ -82,8 +85,8 @@ proptest! {
         match rendered(template, &v) {
             Ok(query) => {
                 let terms = expr::parse(&query).map_err(|e| TestCaseError::fail(format!("{query:?}: {e}")))?;
-                prop_assert_eq!(&terms[0].metric, &format!("orders_{v}_total"));
-                prop_assert!(terms.len() == 1 && terms[0].matchers.is_empty());
+                prop_assert_eq!(&terms[0].selectors[0].metric, &format!("orders_{v}_total"));
+                prop_assert!(terms.len() == 1 && terms[0].selectors[0].matchers.is_empty());
             }
             Err(e) => prop_assert_eq!(e, TemplateError::Unsafe { metric: "conversion".into(), name: "arm.selector.version".into(), value: v.clone() }),
         }

@@ -126,8 +126,22 @@ fn a_subset_without_ready_pods_answers_503_uh() {
         (503, ResponseFlag::NoHealthyUpstream, "no healthy upstream")
     );
     assert_eq!(dataplane.metrics.recorded().local_replies.get("UH"), Some(&1));
+    // As Envoy reports a request it failed itself: by the source only, and with no pod picked,
+    // no destination workload or version (it cannot be charged to the subset's Deployment).
     let text = dataplane.metrics.encode();
-    assert!(text.contains(r#"reporter="source""#) && text.contains(r#"response_flags="UH""#), "{text}");
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("istio_requests_total{")).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    for label in [
+        r#"reporter="source""#,
+        r#"destination_service_name="my-app""#,
+        r#"destination_workload="unknown""#,
+        r#"destination_version="unknown""#,
+        r#"response_code="503""#,
+        r#"response_flags="UH""#,
+    ] {
+        assert!(lines[0].contains(label), "{label} in {}", lines[0]);
+    }
+    assert!(lines[0].ends_with(" 1"), "{}", lines[0]);
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Builtin metrics as success/trial query templates per arm, rendered like user templates.
 //!
 //! - `istio-error-rate`: 5xx answers over answers, from `istio_requests_total`
-//!   (reporter="destination"); without a mesh, `http_requests_total` with `code=~"5.."`.
+//!   (reporter="destination"), plus the requests of the arm that the client-side proxy failed
+//!   itself and the destination never saw ([`SOURCE_ONLY_FLAGS`]); without a mesh,
+//!   `http_requests_total` with `code=~"5.."`.
 //! - `istio-latency`: answers slower than `thresholdMs` over answers, from the request
 //!   duration histogram: `_count − _bucket{le=B}`, B the smallest bucket bound ≥ the threshold.
 //!
@@ -23,6 +25,12 @@ pub(crate) const ISTIO_BUCKETS_MS: [f64; 19] = [
 /// The Prometheus client libraries' default buckets of `http_request_duration_seconds`, in ms.
 pub(crate) const NATIVE_BUCKETS_MS: [f64; 11] =
     [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
+
+/// Envoy's `response_flags` of a request the client-side proxy failed before any destination
+/// sidecar received it: UF (connection to the chosen pod failed), UH (no ready pod), NR (no
+/// route). Envoy joins several flags with `,` (`UF,URX`: every retry failed to connect). URX
+/// alone is left out: retries exhausted on 5xx answers that the destination reported already.
+const SOURCE_ONLY_FLAGS: &str = "(.*,)?(UF|UH|NR)(,.*)?";
 
 /// A success query and a trial query (templates or rendered PromQL).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +96,7 @@ pub(crate) fn templates(
     arm: &Arm,
 ) -> Result<QueryPair, BuiltinError> {
     let name = builtin_name(builtin);
+    let mut source_only = None;
     let (selector, histogram, per_ms) = match mode {
         Routing::Istio => {
             let arm_label = if arm.selector.contains_key("version") {
@@ -95,10 +104,16 @@ pub(crate) fn templates(
             } else {
                 r#"destination_workload="{{ arm.deployment }}""#
             };
-            let selector = format!(
-                r#"reporter="destination",destination_service_namespace="{{{{ namespace }}}}",destination_service_name="{{{{ service.name }}}}",{arm_label}"#
-            );
-            (selector, "istio_request_duration_milliseconds", 1.0)
+            let service =
+                r#"destination_service_namespace="{{ namespace }}",destination_service_name="{{ service.name }}""#;
+            // Envoy labels the requests it failed itself from the pod it picked, if any: the
+            // workload, never `destination_version` (see docs/analysis.md).
+            if arm.deployment.is_some() {
+                source_only = Some(format!(
+                    r#"reporter="source",{service},destination_workload="{{{{ arm.deployment }}}}",response_flags=~"{SOURCE_ONLY_FLAGS}""#
+                ));
+            }
+            (format!(r#"reporter="destination",{service},{arm_label}"#), "istio_request_duration_milliseconds", 1.0)
         }
         Routing::Native => {
             if !arm.selector.contains_key("version") {
@@ -124,7 +139,20 @@ pub(crate) fn templates(
                 Routing::Istio => ("istio_requests_total", "response_code"),
                 Routing::Native => ("http_requests_total", "code"),
             };
-            QueryPair { success: increase(requests, &format!(r#",{code}=~"5..""#)), trial: increase(requests, "") }
+            // One `sum` over the union, so that each half may be empty (no failures yet) and the
+            // pair is still two instant queries.
+            let with_failures = |answered: String| match &source_only {
+                Some(failed) => {
+                    format!(
+                        "sum(increase({requests}{{{answered}}}[{{{{ window }}}}]) or increase({requests}{{{failed}}}[{{{{ window }}}}]))"
+                    )
+                }
+                None => format!("sum(increase({requests}{{{answered}}}[{{{{ window }}}}]))"),
+            };
+            QueryPair {
+                success: with_failures(format!(r#"{selector},{code}=~"5..""#)),
+                trial: with_failures(selector.clone()),
+            }
         }
         Builtin::IstioLatency => {
             let threshold =

@@ -27,12 +27,40 @@ fn istio_error_rate_selects_by_version_when_the_arm_has_one() {
     let q =
         templates(Builtin::IstioErrorRate, &metric(None), Routing::Istio, &arm(&[("app", "shop"), ("version", "v2")]))
             .unwrap();
-    let sel = r#"reporter="destination",destination_service_namespace="{{ namespace }}",destination_service_name="{{ service.name }}",destination_version="{{ arm.selector.version }}""#;
-    assert_eq!(q.trial, format!("sum(increase(istio_requests_total{{{sel}}}[{{{{ window }}}}]))"));
-    assert_eq!(
-        q.success,
-        format!(r#"sum(increase(istio_requests_total{{{sel},response_code=~"5.."}}[{{{{ window }}}}]))"#)
+    let service = r#"destination_service_namespace="{{ namespace }}",destination_service_name="{{ service.name }}""#;
+    let answered = format!(r#"reporter="destination",{service},destination_version="{{{{ arm.selector.version }}}}""#);
+    let failed = format!(
+        r#"reporter="source",{service},destination_workload="{{{{ arm.deployment }}}}",response_flags=~"(.*,)?(UF|UH|NR)(,.*)?""#
     );
+    let union = |answered: &str| {
+        format!(
+            "sum(increase(istio_requests_total{{{answered}}}[{{{{ window }}}}]) or increase(istio_requests_total{{{failed}}}[{{{{ window }}}}]))"
+        )
+    };
+    assert_eq!(q.trial, union(&answered));
+    assert_eq!(q.success, union(&format!(r#"{answered},response_code=~"5..""#)));
+}
+
+#[test]
+fn source_only_failures_are_told_apart_by_their_flags() {
+    let flags = regex::Regex::new(&format!("^(?:{SOURCE_ONLY_FLAGS})$")).unwrap();
+    for counted in ["UF", "UH", "NR", "UF,URX", "DC,UF", "UH,RL"] {
+        assert!(flags.is_match(counted), "{counted}");
+    }
+    // `-`: an answer the destination reported; URX alone: retried 5xx answers, reported there too.
+    for left_out in ["-", "URX", "UT", "UO", "DC", "UFX", "XUH", "NRX"] {
+        assert!(!flags.is_match(left_out), "{left_out}");
+    }
+}
+
+#[test]
+fn without_a_deployment_only_what_the_destination_reported_is_counted() {
+    let mut a = arm(&[("version", "v2")]);
+    a.deployment = None;
+    let q = templates(Builtin::IstioErrorRate, &metric(None), Routing::Istio, &a).unwrap();
+    assert!(q.trial.starts_with(r#"sum(increase(istio_requests_total{reporter="destination","#), "{}", q.trial);
+    assert!(!q.trial.contains(" or ") && !q.trial.contains("reporter=\"source\""), "{}", q.trial);
+    assert!(q.success.ends_with(r#"response_code=~"5.."}[{{ window }}]))"#), "{}", q.success);
 }
 
 #[test]

@@ -58,10 +58,14 @@ fn conversion(version: &str, series: &str) -> String {
     format!(r#"sum(increase({series}_total{{version="{version}"}}[2m5s]))"#)
 }
 
+/// The builtin error rate of the arm with this version: what the destination answered, or
+/// the client-side proxy failed on the way to the arm's Deployment (`my-app-v1` for `v1.0.0`).
 fn istio_errors(version: &str, errors: bool) -> String {
     let code = if errors { r#",response_code=~"5..""# } else { "" };
+    let service = r#"destination_service_namespace="shop",destination_service_name="my-app""#;
+    let deployment = format!("my-app-{}", version.split('.').next().unwrap());
     format!(
-        r#"sum(increase(istio_requests_total{{reporter="destination",destination_service_namespace="shop",destination_service_name="my-app",destination_version="{version}"{code}}}[2m5s]))"#
+        r#"sum(increase(istio_requests_total{{reporter="destination",{service},destination_version="{version}"{code}}}[2m5s]) or increase(istio_requests_total{{reporter="source",{service},destination_workload="{deployment}",response_flags=~"(.*,)?(UF|UH|NR)(,.*)?"}}[2m5s]))"#
     )
 }
 

@@ -30,16 +30,22 @@ impl<S: CounterStore> EmbeddedSource<S> {
         let terms = expr::parse(query).map_err(|e| SourceError::Rejected {
             query: query.into(),
             message: format!(
-                "the embedded source evaluates only sums and differences of sum(increase(metric{{...}}[range])): {e}"
+                "the embedded source evaluates only sums and differences of sum(increase(metric{{...}}[range]) [or increase(...)]): {e}"
             ),
         })?;
         let mut total = 0.0;
         for t in &terms {
-            // As in PromQL, `a - b` is empty when either side is.
-            let v = self.store.increase(&t.metric, &t.matchers, t.range).ok_or_else(|| SourceError::NoData {
-                query: query.into(),
-                why: format!("no series of `{}` matches", t.metric),
-            })?;
+            // `a or b` is empty when both sides are; as in PromQL, `a - b` when either side is.
+            let parts: Vec<f64> =
+                t.selectors.iter().filter_map(|s| self.store.increase(&s.metric, &s.matchers, s.range)).collect();
+            if parts.is_empty() {
+                let names: Vec<String> = t.selectors.iter().map(|s| format!("`{}`", s.metric)).collect();
+                return Err(SourceError::NoData {
+                    query: query.into(),
+                    why: format!("no series of {} matches", names.join(" or ")),
+                });
+            }
+            let v: f64 = parts.iter().sum();
             total += if t.negative { -v } else { v };
         }
         Ok(total)
@@ -100,6 +106,17 @@ mod tests {
             *s.store.1.lock().unwrap(),
             [Duration::from_secs(300), Duration::from_secs(300), Duration::from_secs(3600), Duration::from_secs(3600)]
         );
+    }
+
+    #[test]
+    fn a_union_sums_the_selectors_that_have_series_and_is_empty_when_none_has() {
+        let s = source();
+        assert_eq!(s.evaluate(r#"sum(increase(req{v="1"}[5m]) or increase(req{v="2"}[5m]))"#), Ok(150.0));
+        assert_eq!(s.evaluate(r#"sum(increase(req{v="1"}[5m]) or increase(req{v="3"}[5m]))"#), Ok(100.0));
+        assert!(matches!(
+            s.evaluate(r#"sum(increase(req{v="3"}[5m]) or increase(nope{v="1"}[5m]))"#),
+            Err(SourceError::NoData { why, .. }) if why.contains("`req` or `nope`")
+        ));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The PromQL subset the embedded source evaluates: sums and differences of
-//! `sum(increase(metric{matchers}[range]))`, the shape of every builtin query and of the
+//! `sum(increase(metric{matchers}[range]))`, or of `sum(increase(a{..}[r]) or increase(b{..}[r]))`
+//! for selectors that cannot match the same series, the shape of every builtin query and of the
 //! usual success/trial templates. Parsing follows the PromQL lexer (Go string escapes,
 //! fully anchored RE2 regexes, `#` comments), so both sources read the same query alike.
 
@@ -50,13 +51,38 @@ impl PartialEq for Matcher {
     }
 }
 
-/// `sum(increase(metric{matchers}[range]))`, added or subtracted.
+/// `increase(metric{matchers}[range])`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Term {
-    pub negative: bool,
+pub struct Selector {
     pub metric: String,
     pub matchers: Vec<Matcher>,
     pub range: Duration,
+}
+
+impl Selector {
+    /// Whether no series can match both: different metrics, or `label="x"` against `label="y"`.
+    fn disjoint(&self, other: &Selector) -> bool {
+        let equal = |s: &Selector| -> Vec<(String, String)> {
+            s.matchers
+                .iter()
+                .filter_map(|m| match &m.op {
+                    MatchOp::Equal(v) => Some((m.label.clone(), v.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let theirs = equal(other);
+        self.metric != other.metric
+            || equal(self).iter().any(|(label, v)| theirs.iter().any(|(l, w)| l == label && w != v))
+    }
+}
+
+/// `sum(s1 or s2 or ...)` of increases, added or subtracted. The selectors of one term never
+/// match the same series, so the sum of the union is the sum of their sums.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Term {
+    pub negative: bool,
+    pub selectors: Vec<Selector>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -189,6 +215,23 @@ impl Parser<'_> {
     fn term(&mut self, negative: bool) -> Result<Term, String> {
         self.expect(Token::Ident("sum".into()))?;
         self.expect(Token::Punct("("))?;
+        let mut selectors = vec![self.increase()?];
+        while self.peek() == Some(&Token::Ident("or".into())) {
+            self.at += 1;
+            let next = self.increase()?;
+            if let Some(s) = selectors.iter().find(|s| !s.disjoint(&next)) {
+                return Err(format!(
+                    "`{}{{..}} or {}{{..}}` may match the same series: give both a label `=` two different values",
+                    s.metric, next.metric
+                ));
+            }
+            selectors.push(next);
+        }
+        self.expect(Token::Punct(")"))?;
+        Ok(Term { negative, selectors })
+    }
+
+    fn increase(&mut self) -> Result<Selector, String> {
         self.expect(Token::Ident("increase".into()))?;
         self.expect(Token::Punct("("))?;
         let metric = match self.next("a metric name")? {
@@ -201,8 +244,7 @@ impl Parser<'_> {
             t => return Err(format!("expected a range like [5m], found {t:?}")),
         };
         self.expect(Token::Punct(")"))?;
-        self.expect(Token::Punct(")"))?;
-        Ok(Term { negative, metric, matchers, range })
+        Ok(Selector { metric, matchers, range })
     }
 
     fn matchers(&mut self) -> Result<Vec<Matcher>, String> {

@@ -11,20 +11,50 @@ fn parses_sums_and_differences_of_increases() {
     )
     .unwrap();
     assert_eq!(terms.len(), 2);
-    assert_eq!(
-        (terms[0].negative, terms[0].metric.as_str(), terms[0].range),
-        (false, "a_count", Duration::from_secs(3720))
-    );
-    assert_eq!(terms[0].matchers, vec![eq("x", "1"), Matcher { label: "y".into(), op: MatchOp::NotEqual("2".into()) }]);
+    let first = &terms[0].selectors[0];
+    assert_eq!((terms[0].negative, first.metric.as_str(), first.range), (false, "a_count", Duration::from_secs(3720)));
+    assert_eq!(first.matchers, vec![eq("x", "1"), Matcher { label: "y".into(), op: MatchOp::NotEqual("2".into()) }]);
     assert!(terms[1].negative);
-    assert!(terms[1].matchers[0].matches("5") && !terms[1].matchers[0].matches("50"), "regexes are anchored");
-    assert!(parse("sum(increase(a[5m]))").unwrap()[0].matchers.is_empty());
+    let le = &terms[1].selectors[0].matchers[0];
+    assert!(le.matches("5") && !le.matches("50"), "regexes are anchored");
+    assert!(parse("sum(increase(a[5m]))").unwrap()[0].selectors[0].matchers.is_empty());
+}
+
+#[test]
+fn parses_unions_of_disjoint_selectors_inside_a_sum() {
+    let terms = parse(
+        r#"sum(increase(a{r="d",c=~"5.."}[5m]) or increase(a{r="s"}[1m]) or increase(b[5m])) + sum(increase(a[5m]))"#,
+    )
+    .unwrap();
+    assert_eq!(terms.len(), 2);
+    let metrics: Vec<(&str, Duration)> = terms[0].selectors.iter().map(|s| (s.metric.as_str(), s.range)).collect();
+    assert_eq!(
+        metrics,
+        [("a", Duration::from_secs(300)), ("a", Duration::from_secs(60)), ("b", Duration::from_secs(300))]
+    );
+    assert_eq!(terms[0].selectors[1].matchers, vec![eq("r", "s")]);
+    assert_eq!(terms[1].selectors.len(), 1);
+}
+
+#[test]
+fn refuses_unions_whose_selectors_may_share_a_series() {
+    // The embedded store sums each selector: a series matched twice would count twice, where
+    // PromQL's `or` keeps it once.
+    for query in [
+        r#"sum(increase(a{r="d"}[5m]) or increase(a{c="503"}[5m]))"#,
+        r#"sum(increase(a{r="d"}[5m]) or increase(a{r=~"s|d"}[5m]))"#,
+        r#"sum(increase(a{r="d"}[5m]) or increase(a{r="d"}[5m]))"#,
+        r#"sum(increase(a[5m]) or increase(b[5m]) or increase(a{r="s"}[5m]))"#,
+    ] {
+        let err = parse(query).unwrap_err();
+        assert!(err.contains("may match the same series"), "{query}: {err}");
+    }
 }
 
 #[test]
 fn unescapes_strings_as_the_promql_lexer_does() {
     let terms = parse(r#"sum(increase(a{v="q\"\\\n\x41\u00e9}", w='it\'s', z=`raw\n`}[5m]))"#).unwrap();
-    assert_eq!(terms[0].matchers, vec![eq("v", "q\"\\\nAé}"), eq("w", "it's"), eq("z", "raw\\n")]);
+    assert_eq!(terms[0].selectors[0].matchers, vec![eq("v", "q\"\\\nAé}"), eq("w", "it's"), eq("z", "raw\\n")]);
 }
 
 #[test]
@@ -45,6 +75,8 @@ fn rejects_what_is_outside_the_subset_saying_what_was_expected() {
         ("sum(increase(a{v=\"x\n\"}[5m]))", "newline"),
         ("sum(increase(a{v=\"\\q\"}[5m]))", "unknown escape"),
         ("sum(increase(a[5m])) sum", "after a complete expression"),
+        ("sum(increase(a[5m]) or)", "Ident(\"increase\")"),
+        ("sum(increase(a[5m])) or sum(increase(b[5m]))", "after a complete expression"),
     ] {
         let err = parse(query).unwrap_err();
         assert!(err.contains(says), "{query}: {err}");
