@@ -39,7 +39,7 @@ pub use error::{Error, Result};
 use telemetry::{Heartbeat, Loop, Metrics};
 
 /// The longest one reconcile may run before it is cancelled (and retried by the error policy).
-pub const RECONCILE_LIMIT: Duration = Duration::from_secs(5 * 60);
+pub(crate) const RECONCILE_LIMIT: Duration = Duration::from_secs(5 * 60);
 
 /// A decision with the samples per arm behind it, or why there is none.
 pub type Decided<'a> = Pin<

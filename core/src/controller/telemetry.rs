@@ -22,7 +22,7 @@ pub struct PhaseLabel {
 }
 
 /// How often a running loop beats.
-pub const HEARTBEAT: Duration = Duration::from_secs(5);
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// A running loop whose last beat is older than this is stuck: `/healthz` fails.
 pub const STALE_AFTER: Duration = Duration::from_secs(3 * HEARTBEAT.as_secs());
