@@ -137,6 +137,9 @@ fn experiment() -> Experiment {
         .build()
 }
 
+/// The deadline of each look.
+const LOOK: Duration = Duration::from_secs(30);
+
 fn ratios(m: &Measurements) -> Vec<(String, String, f64)> {
     m.metrics
         .iter()
@@ -167,7 +170,7 @@ async fn prometheus_and_embedded_sources_agree_on_counts_and_decision() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let from_prometheus = loop {
         if scrapes.load(Ordering::SeqCst) >= 3 {
-            match analysis::measure(&exp, Routing::Istio, window, &source).await {
+            match analysis::measure(&exp, Routing::Istio, window, &source, LOOK).await {
                 Ok(m) => break m,
                 Err(AnalysisError::Unavailable { .. }) => {}
                 Err(e) => panic!("{e}"),
@@ -178,7 +181,7 @@ async fn prometheus_and_embedded_sources_agree_on_counts_and_decision() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let from_embedded =
-        analysis::measure(&exp, Routing::Istio, window, &EmbeddedSource::new(Totals(series()))).await.unwrap();
+        analysis::measure(&exp, Routing::Istio, window, &EmbeddedSource::new(Totals(series())), LOOK).await.unwrap();
 
     assert_eq!(from_embedded.metrics[0].arms[1].1, Counts { successes: 600.0, trials: 3000.0 });
     // Each request once: v2's connection failures join its errors and trials, the gateway's
@@ -216,7 +219,7 @@ async fn prometheus_and_embedded_sources_agree_on_counts_and_decision() {
     assert!(matches!(source.counts(&empty).await, Err(SourceError::NoData { .. })));
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let down = PrometheusSource::new(&format!("http://127.0.0.1:{port}")).unwrap();
-    let err = analysis::measure(&exp, Routing::Istio, window, &down).await.unwrap_err();
+    let err = analysis::measure(&exp, Routing::Istio, window, &down, LOOK).await.unwrap_err();
     assert!(
         matches!(&err, AnalysisError::Unavailable { metric, arm, error: SourceError::Unreachable { .. } } if metric == "conversion" && arm == "v1"),
         "{err}"

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use forklane_core::api::{MeshMode, Phase};
 use forklane_core::controller::leader::{LeaseSettings, lead};
-use forklane_core::controller::telemetry::Metrics;
+use forklane_core::controller::telemetry::{Loop, Metrics, STALE_AFTER};
 use forklane_core::controller::{Context, Scope};
 use forklane_core::fixtures::{ExperimentBuilder, pause_for, set_weight};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -47,6 +47,10 @@ impl Replica {
             let _ = stopped.await;
         }));
         Replica { ctx, stop: Some(stop), task }
+    }
+
+    fn ready(&self) -> bool {
+        self.ctx.metrics.ready.load(Ordering::Relaxed)
     }
 
     fn writes(&self) -> u64 {
@@ -114,6 +118,29 @@ async fn one_replica_acts_and_the_standby_takes_over_when_it_shuts_down() {
     let mut replicas = [Replica::start(&env, "replica-a"), Replica::start(&env, "replica-b")];
     let leader_id = wait_for_holder(&env, &["replica-a", "replica-b"]).await;
     let (leader, standby) = if leader_id == "replica-a" { (0, 1) } else { (1, 0) };
+    assert!(replicas[leader].ready(), "the leader is ready");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !replicas[standby].ready() {
+        assert!(tokio::time::Instant::now() < deadline, "the standby never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(holder(&env).await.as_deref(), Some(leader_id.as_str()), "ready while the other replica leads");
+    // Leader election beats on both replicas, the controller's loop only on the leader.
+    let beats = |r: &Replica| [Loop::Election, Loop::Controller].map(|l| r.ctx.metrics.silence(l).is_some());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while beats(&replicas[leader]) != [true, true] || beats(&replicas[standby]) != [true, false] {
+        let now = tokio::time::Instant::now();
+        assert!(
+            now < deadline,
+            "beats: leader {:?}, standby {:?}",
+            beats(&replicas[leader]),
+            beats(&replicas[standby])
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for r in &replicas {
+        assert_eq!(r.ctx.metrics.unhealthy(STALE_AFTER), None);
+    }
 
     env.apply_experiment(
         ExperimentBuilder::canary("first").mesh(MeshMode::Istio).steps([set_weight(20), set_weight(50)]),

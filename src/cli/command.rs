@@ -8,7 +8,7 @@ use kube::api::{Api, Patch, PatchParams};
 use forklane_core::api::Experiment;
 use forklane_core::controller::commands::{Command, Promote, patch};
 
-use super::connect;
+use super::{KUBE_TIMEOUT, connect};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Target {
@@ -42,7 +42,7 @@ pub(crate) struct AbortArgs {
 }
 
 pub(crate) async fn send(target: &Target, command: Command) -> ExitCode {
-    let client = match connect(target.kubeconfig.as_deref()).await {
+    let client = match connect(target.kubeconfig.as_deref(), KUBE_TIMEOUT).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");

@@ -12,6 +12,7 @@ pub mod yaml;
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -78,9 +79,15 @@ pub async fn main() -> ExitCode {
     }
 }
 
-/// A client from a kubeconfig file, or the default chain (KUBECONFIG, ~/.kube/config, in-cluster).
-pub(crate) async fn connect(kubeconfig: Option<&Path>) -> Result<kube::Client, String> {
-    let config = match kubeconfig {
+/// How long the Kubernetes client waits to connect, to send a request and for each read of the
+/// answer (`forklane run --kube-timeout`).
+pub(crate) const KUBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A client from a kubeconfig file, or the default chain (KUBECONFIG, ~/.kube/config, in-cluster),
+/// whose connections, requests and answers each give up after `timeout`. A watch's answer is read
+/// for as long as the watch runs: its server-side timeout must be shorter than `timeout`.
+pub(crate) async fn connect(kubeconfig: Option<&Path>, timeout: Duration) -> Result<kube::Client, String> {
+    let mut config = match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
             kube::Config::from_custom_kubeconfig(file, &Default::default())
@@ -89,6 +96,11 @@ pub(crate) async fn connect(kubeconfig: Option<&Path>) -> Result<kube::Client, S
         }
         None => kube::Config::infer().await.map_err(|e| format!("no Kubernetes configuration: {e}"))?,
     };
+    config.connect_timeout = Some(timeout);
+    config.write_timeout = Some(timeout);
+    config.read_timeout = Some(timeout);
+    // Count the read timeout from the request, not from when its pooled connection went idle.
+    config.reset_reader_on_write = true;
     kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 

@@ -5,20 +5,23 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-
-use forklane_core::clock::Clock;
-use forklane_core::controller::analyst::SourceAnalyst;
-use forklane_core::controller::leader::{LeaseSettings, lead};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use forklane_core::controller::telemetry::Metrics;
+use forklane_core::clock::Clock;
+use forklane_core::controller::analyst::SourceAnalyst;
+use forklane_core::controller::leader::{LeaseSettings, lead};
+use forklane_core::controller::telemetry::{Metrics, STALE_AFTER};
 use forklane_core::controller::{Context, Scope};
 
-use super::connect;
+use super::{KUBE_TIMEOUT, connect};
+
+/// How much sooner than the client's read timeout the API server ends a watch.
+const WATCH_MARGIN: u64 = 5;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
@@ -39,6 +42,10 @@ pub(crate) struct RunArgs {
     /// standby waiting (a leader that shuts down releases it at once).
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..))]
     pub lease_duration: u64,
+    /// Seconds the Kubernetes client waits to connect, to send a request and for each read of
+    /// an answer; the API server ends the controller's watches 5 s sooner (they then resume).
+    #[arg(long, default_value_t = KUBE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(10..=3600))]
+    pub kube_timeout: u64,
     /// Prometheus for experiments that name no provider.
     #[arg(long)]
     pub prometheus_url: Option<String>,
@@ -52,7 +59,7 @@ pub fn init_logging(json: bool) {
 
 pub(crate) async fn run(args: RunArgs) -> ExitCode {
     init_logging(args.log_json);
-    let client = match connect(args.kubeconfig.as_deref()).await {
+    let client = match connect(args.kubeconfig.as_deref(), Duration::from_secs(args.kube_timeout)).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
@@ -68,7 +75,7 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
         }
     };
     let served = metrics.clone();
-    tokio::spawn(async move { axum::serve(listener, router(served)).await });
+    tokio::spawn(async move { axum::serve(listener, router(served, STALE_AFTER)).await });
     let lease = LeaseSettings {
         namespace: args
             .lease_namespace
@@ -86,7 +93,8 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
         Arc::new(SourceAnalyst::prometheus(args.prometheus_url.clone())),
         metrics.clone(),
     ));
-    match lead(client, lease, ctx, Scope { namespace: args.namespace }, shutdown_signal()).await {
+    let scope = Scope { namespace: args.namespace, watch_timeout: Some((args.kube_timeout - WATCH_MARGIN) as u32) };
+    match lead(client, lease, ctx, scope, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -117,11 +125,20 @@ async fn shutdown_signal() {
     }
 }
 
-/// `/metrics`, `/healthz` (the process runs) and `/readyz` (it has reached the API server).
-pub fn router(metrics: Arc<Metrics>) -> Router {
+/// `/metrics`, `/healthz` (no running loop has been silent for longer than `stale_after`) and
+/// `/readyz` (the process has reached the API server and competes for the lease).
+pub fn router(metrics: Arc<Metrics>, stale_after: Duration) -> Router {
     Router::new()
         .route("/metrics", get(|State(m): State<Arc<Metrics>>| async move { m.encode() }))
-        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/healthz",
+            get(move |State(m): State<Arc<Metrics>>| async move {
+                match m.unhealthy(stale_after) {
+                    None => (StatusCode::OK, "ok".to_string()),
+                    Some(why) => (StatusCode::INTERNAL_SERVER_ERROR, why),
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(|State(m): State<Arc<Metrics>>| async move {

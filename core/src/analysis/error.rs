@@ -56,9 +56,10 @@ impl AnalysisError {
         let (metric, arm) = (metric.to_string(), arm.to_string());
         match error {
             SourceError::Rejected { .. } => ConfigError::Query { metric, arm, error }.into(),
-            SourceError::Unreachable { .. } | SourceError::Query { .. } | SourceError::NoData { .. } => {
-                AnalysisError::Unavailable { metric, arm, error }
-            }
+            SourceError::Unreachable { .. }
+            | SourceError::Query { .. }
+            | SourceError::NoData { .. }
+            | SourceError::Deadline(_) => AnalysisError::Unavailable { metric, arm, error },
         }
     }
 }
@@ -89,6 +90,7 @@ mod tests {
             (SourceError::Query { query: q(), message: "internal: 503".into() }, "unavailable"),
             (SourceError::NoData { query: q(), why: "empty result".into() }, "unavailable"),
             (SourceError::NoData { query: q(), why: "NaN".into() }, "unavailable"),
+            (SourceError::Deadline(std::time::Duration::from_secs(30)), "unavailable"),
             (SourceError::Rejected { query: q(), message: "bad_data: parse error".into() }, "config"),
         ] {
             let classified = AnalysisError::reading("conversion", "v2", error.clone());

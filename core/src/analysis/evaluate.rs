@@ -7,13 +7,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures::future::join_all;
+
 use crate::api::Routing;
 use crate::api::{Analysis, Direction, Experiment, Method, Metric, Role};
 use crate::stats::decision::{self as stats, DecisionConfig, DecisionInput};
 
 use super::builtins::{self, QueryPair};
 use super::error::{AnalysisError, ConfigError};
-use super::source::{Counts, MetricSource};
+use super::source::{Counts, MetricSource, SourceError};
 use super::template::{self, Context};
 
 /// The rendered queries of one metric, per arm in `spec.arms` order.
@@ -64,19 +66,27 @@ pub fn queries(exp: &Experiment, mode: Routing, since_start: Duration) -> Result
     Ok(out)
 }
 
-/// Reads every metric for every arm from `source`.
+/// Reads every metric for every arm from `source`, all at once; a read that has not answered
+/// within `limit` fails with [`SourceError::Deadline`]. The first failure in spec order is the error.
 pub async fn measure(
     exp: &Experiment,
     mode: Routing,
     since_start: Duration,
     source: &dyn MetricSource,
+    limit: Duration,
 ) -> Result<Measurements, AnalysisError> {
-    let mut metrics = Vec::new();
-    for mq in queries(exp, mode, since_start)? {
+    let queries = queries(exp, mode, since_start)?;
+    let deadline = tokio::time::Instant::now() + limit;
+    let read = |pair| async move {
+        tokio::time::timeout_at(deadline, source.counts(pair)).await.unwrap_or(Err(SourceError::Deadline(limit)))
+    };
+    let counts = join_all(queries.iter().map(|mq| join_all(mq.arms.iter().map(|(_, pair)| read(pair))))).await;
+    let mut metrics = Vec::with_capacity(queries.len());
+    for (mq, counts) in queries.into_iter().zip(counts) {
         let mut arms = Vec::with_capacity(mq.arms.len());
-        for (arm, pair) in &mq.arms {
-            let counts = source.counts(pair).await.map_err(|error| AnalysisError::reading(&mq.metric, arm, error))?;
-            arms.push((arm.clone(), counts));
+        for ((arm, _), read) in mq.arms.into_iter().zip(counts) {
+            let counts = read.map_err(|error| AnalysisError::reading(&mq.metric, &arm, error))?;
+            arms.push((arm, counts));
         }
         metrics.push(MetricCounts { metric: mq.metric, arms });
     }

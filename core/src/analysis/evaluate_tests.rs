@@ -50,8 +50,11 @@ impl MetricSource for Table {
     }
 }
 
+/// The look's deadline in tests that do not exercise it.
+const LIMIT: Duration = Duration::from_secs(30);
+
 fn run<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
 
 fn conversion(version: &str, series: &str) -> String {
@@ -91,7 +94,7 @@ fn template_errors_surface_as_config_errors() {
     let exp = with_metrics(
         "[{name: bad, role: guardrail, direction: decrease, successQuery: 'x{a=\"{{ arm.colour }}\"}', trialQuery: 'y'}]",
     );
-    let err = run(measure(&exp, Routing::Istio, Duration::from_secs(60), &Table(HashMap::new()))).unwrap_err();
+    let err = run(measure(&exp, Routing::Istio, Duration::from_secs(60), &Table(HashMap::new()), LIMIT)).unwrap_err();
     assert_eq!(
         err,
         AnalysisError::Config(ConfigError::Template(TemplateError::Unknown {
@@ -116,7 +119,7 @@ fn full_table() -> Table {
 
 #[test]
 fn measures_every_metric_and_arm() {
-    let m = run(measure(&experiment(), Routing::Istio, Duration::from_secs(125), &full_table())).unwrap();
+    let m = run(measure(&experiment(), Routing::Istio, Duration::from_secs(125), &full_table(), LIMIT)).unwrap();
     assert_eq!(m.metrics[0].metric, "conversion");
     assert_eq!(
         m.metrics[0].arms,
@@ -132,7 +135,7 @@ fn measures_every_metric_and_arm() {
 fn missing_data_names_the_metric_and_arm() {
     let mut table = full_table();
     table.0.remove(&istio_errors("v2.0.0", false));
-    let err = run(measure(&experiment(), Routing::Istio, Duration::from_secs(125), &table)).unwrap_err();
+    let err = run(measure(&experiment(), Routing::Istio, Duration::from_secs(125), &table, LIMIT)).unwrap_err();
     assert!(
         matches!(&err, AnalysisError::Unavailable { metric, arm, error: SourceError::NoData { .. } } if metric == "error-rate" && arm == "v2"),
         "{err}"
@@ -218,7 +221,7 @@ fn guardrails_alone_make_a_gate_whose_srm_units_are_the_first_guardrails_trials(
 
 #[test]
 fn needs_at_most_one_goal_and_positive_weights_for_srm() {
-    let m = run(measure(&experiment(), Routing::Istio, Duration::from_secs(125), &full_table())).unwrap();
+    let m = run(measure(&experiment(), Routing::Istio, Duration::from_secs(125), &full_table(), LIMIT)).unwrap();
     let two_goals = with_metrics("[{name: revenue, role: goal, successQuery: a, trialQuery: b}]");
     assert_eq!(decision_input(&two_goals, &m, &weights(50.0, 50.0)), Err(ConfigError::Goals(2)));
     assert_eq!(
@@ -247,8 +250,78 @@ fn maps_the_analysis_config() {
 #[test]
 fn a_clear_winner_is_promoted_end_to_end() {
     let exp = experiment();
-    let m = run(measure(&exp, Routing::Istio, Duration::from_secs(125), &full_table())).unwrap();
+    let m = run(measure(&exp, Routing::Istio, Duration::from_secs(125), &full_table(), LIMIT)).unwrap();
     let input = decision_input(&exp, &m, &weights(50.0, 50.0)).unwrap();
     let decision = decide(&input, &decision_config(exp.spec.analysis.as_ref().unwrap())).unwrap();
     assert_eq!(decision.outcome, Outcome::Promote { arm: "v2".into() });
+}
+
+/// Answers every query with 1 after `delay`.
+struct Slow {
+    delay: Duration,
+}
+
+impl MetricSource for Slow {
+    fn value<'a>(&'a self, _query: &'a str) -> BoxFuture<'a, Result<f64, SourceError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            Ok(1.0)
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_look_reads_every_metric_and_arm_at_once() {
+    let exp = with_metrics(
+        "[{name: a-error, role: guardrail, successQuery: 'a', trialQuery: 'b'},
+          {name: b-error, role: guardrail, successQuery: 'c', trialQuery: 'd'},
+          {name: c-error, role: guardrail, successQuery: 'e', trialQuery: 'f'}]",
+    );
+    let source = Slow { delay: Duration::from_millis(200) };
+    let started = std::time::Instant::now();
+    let m = measure(&exp, Routing::Istio, Duration::from_secs(60), &source, LIMIT).await.unwrap();
+    let elapsed = started.elapsed();
+    // 5 metrics × 2 arms, each a trial then a success query: 4 s one after the other.
+    assert_eq!(m.metrics.iter().map(|mc| mc.arms.len()).sum::<usize>(), 10);
+    assert!(m.metrics.iter().all(|mc| mc.arms.iter().all(|(_, c)| *c == Counts { successes: 1.0, trials: 1.0 })));
+    assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_look_gives_up_at_its_deadline_as_metrics_unavailable() {
+    let source = crate::analysis::PrometheusSource::new(&crate::analysis::prometheus::tests::silent().await).unwrap();
+    let limit = Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let err = measure(&experiment(), Routing::Istio, Duration::from_secs(60), &source, limit).await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(
+        err,
+        AnalysisError::Unavailable {
+            metric: "conversion".into(),
+            arm: "v1".into(),
+            error: SourceError::Deadline(limit)
+        }
+    );
+    assert!(elapsed >= limit && elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn the_first_failure_in_spec_order_is_the_error_whichever_answers_first() {
+    /// v1's queries fail last, v2's at once.
+    struct Staggered;
+    impl MetricSource for Staggered {
+        fn value<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<f64, SourceError>> {
+            Box::pin(async move {
+                if query.contains("v1.0.0") {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(SourceError::NoData { query: query.into(), why: "empty result".into() })
+            })
+        }
+    }
+    let err = measure(&experiment(), Routing::Istio, Duration::from_secs(60), &Staggered, LIMIT).await.unwrap_err();
+    assert!(
+        matches!(&err, AnalysisError::Unavailable { metric, arm, .. } if metric == "conversion" && arm == "v1"),
+        "{err}"
+    );
 }

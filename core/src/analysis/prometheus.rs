@@ -108,3 +108,36 @@ impl MetricSource for PrometheusSource {
         })
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// The address of a "Prometheus" that accepts connections and never answers.
+    pub(crate) async fn silent() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((connection, _)) = listener.accept().await {
+                held.push(connection);
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn a_query_without_an_answer_times_out_as_unreachable() {
+        let timeout = Duration::from_millis(300);
+        let source = PrometheusSource::new(&silent().await).unwrap().with_timeout(timeout);
+        let started = Instant::now();
+        let answer = source.value("sum(up)").await;
+        assert!(
+            matches!(&answer, Err(SourceError::Unreachable { message, .. }) if message.starts_with("no answer within")),
+            "{answer:?}"
+        );
+        assert!(started.elapsed() >= timeout && started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    }
+}

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use super::builtins::QueryPair;
 
@@ -28,6 +29,9 @@ pub enum SourceError {
     /// not one instant value (several series, a range vector).
     #[error("query `{query}` is rejected: {message}")]
     Rejected { query: String, message: String },
+    /// The look's deadline passed before the source answered.
+    #[error("no answer within the look's deadline of {0:?}")]
+    Deadline(Duration),
 }
 
 pub trait MetricSource: Send + Sync {

@@ -12,6 +12,10 @@ pub(crate) const ANALYSIS_ALPHA: f64 = 0.05;
 /// `spec.analysis.interval`: how often the metrics are read and tested.
 pub(crate) const ANALYSIS_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How long one look may take: every metric of every arm is read at once, and what has not
+/// answered by then counts as unavailable (the weights are held and the look retried).
+pub(crate) const ANALYSIS_DEADLINE: Duration = Duration::from_secs(30);
+
 /// `spec.analysis.maxDuration`: after this long without a decision, `onInconclusive` applies.
 pub(crate) const ANALYSIS_MAX_DURATION: Duration = Duration::from_secs(24 * 3_600);
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::analysis::{ConfigError, MetricSource, PrometheusSource, decision_config, decision_input, measure};
 use crate::api::Routing;
-use crate::api::{ArmSamples, Experiment};
+use crate::api::{ArmSamples, Experiment, defaults};
 use crate::stats::decision::decide;
 
 use super::{Analyst, Decided};
@@ -59,7 +59,7 @@ impl Analyst for SourceAnalyst {
     ) -> Decided<'a> {
         Box::pin(async move {
             let source = (self.source_for)(exp)?;
-            let measured = measure(exp, mode, window, source.as_ref()).await?;
+            let measured = measure(exp, mode, window, source.as_ref(), defaults::ANALYSIS_DEADLINE).await?;
             let weights: BTreeMap<String, f64> = weights.iter().map(|(arm, w)| (arm.clone(), f64::from(*w))).collect();
             let input = decision_input(exp, &measured, &weights)?;
             let analysis = exp.spec.analysis.as_ref().ok_or(ConfigError::NoAnalysis)?;

@@ -21,7 +21,7 @@ impl MetricSource for Answer {
 }
 
 fn decide_with(analyst: &SourceAnalyst, exp: &Experiment) -> Result<(), AnalysisError> {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let weights = [("v1".to_string(), 90), ("v2".to_string(), 10)];
     rt.block_on(analyst.decide(exp, Routing::Istio, Duration::from_secs(600), &weights)).map(|_| ())
 }

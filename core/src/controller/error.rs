@@ -12,6 +12,8 @@ pub enum Error {
     Lease(String),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    #[error("the reconcile ran longer than {0:?} and was cancelled")]
+    Timeout(std::time::Duration),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

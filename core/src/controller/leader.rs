@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kube::Client;
@@ -13,6 +14,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::observe::istio_installed;
+use super::telemetry::{Heartbeat, Loop};
 use super::{Context, Error, Result, Scope, run_controller};
 
 /// How often the leader checks whether Istio's API is still (or now) served.
@@ -59,6 +61,9 @@ pub async fn lead(
         .build()
         .await
         .map_err(|e| Error::Lease(e.to_string()))?;
+    // Building the manager read (or created) the Lease: the API server answers and this replica
+    // competes, leader or standby.
+    ctx.metrics.ready.store(true, Ordering::Relaxed);
     let (leading, manager) = manager.watch().await;
     let outcome = follow(&client, leading, &ctx, &scope, shutdown).await;
     // `follow` dropped the receiver: the manager releases the lease and ends.
@@ -79,11 +84,15 @@ async fn follow(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     tokio::pin!(shutdown);
+    let mut heartbeat = Heartbeat::new(&ctx.metrics, Loop::Election);
     loop {
-        while !*leading.borrow_and_update() {
+        if !*leading.borrow() {
             tracing::info!("standing by: another replica holds the lease");
+        }
+        while !*leading.borrow_and_update() {
             tokio::select! {
                 changed = leading.changed() => changed.map_err(|_| manager_stopped())?,
+                () = heartbeat.tick() => {}
                 () = &mut shutdown => return Ok(()),
             }
         }
@@ -93,7 +102,8 @@ async fn follow(
         let mut controller = tokio::spawn(run_controller(ctx.clone(), scope.clone(), istio, async move {
             let _ = stopped.await;
         }));
-        let why = watch_while_leading(client, &mut leading, istio, &mut controller, shutdown.as_mut()).await;
+        let why =
+            watch_while_leading(client, &mut leading, istio, &mut controller, &mut heartbeat, shutdown.as_mut()).await;
         if !matches!(why, Stop::Crashed(_)) {
             let _ = stop.send(());
             let _ = controller.await;
@@ -112,6 +122,7 @@ async fn watch_while_leading(
     leading: &mut watch::Receiver<bool>,
     istio: bool,
     controller: &mut JoinHandle<()>,
+    heartbeat: &mut Heartbeat<'_>,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
 ) -> Stop {
     let mut check = tokio::time::interval_at(tokio::time::Instant::now() + MESH_CHECK, MESH_CHECK);
@@ -125,6 +136,7 @@ async fn watch_while_leading(
             _ = check.tick() => if istio_installed(client).await.unwrap_or(istio) != istio {
                 return Stop::Restart("Istio's API appeared or disappeared");
             },
+            () = heartbeat.tick() => {}
             ended = &mut *controller => return Stop::Crashed(format!("{ended:?}")),
             () = shutdown.as_mut() => return Stop::Shutdown,
         }

@@ -22,6 +22,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
@@ -35,7 +36,10 @@ use crate::istio::{DestinationRule, VirtualService};
 use crate::stats::decision::Decision;
 
 pub use error::{Error, Result};
-use telemetry::Metrics;
+use telemetry::{Heartbeat, Loop, Metrics};
+
+/// The longest one reconcile may run before it is cancelled (and retried by the error policy).
+pub(crate) const RECONCILE_LIMIT: Duration = Duration::from_secs(5 * 60);
 
 /// A decision with the samples per arm behind it, or why there is none.
 pub type Decided<'a> = Pin<
@@ -82,10 +86,14 @@ impl Context {
     }
 }
 
-/// Which namespaces to watch.
+/// Which namespaces to watch, and how.
 #[derive(Clone, Debug, Default)]
 pub struct Scope {
     pub namespace: Option<String>,
+    /// Seconds after which the API server ends each watch (the watcher then resumes it); `None`:
+    /// the server's default (290 s). Must be shorter than the client's read timeout, else a quiet
+    /// watch times out on the client side.
+    pub watch_timeout: Option<u32>,
 }
 
 fn api<K>(client: &Client, scope: &Scope) -> Api<K>
@@ -127,7 +135,10 @@ pub async fn run_controller(
 ) {
     let client = ctx.client.clone();
     let experiments: Api<Experiment> = api(&client, &scope);
-    let config = watcher::Config::default();
+    let config = match scope.watch_timeout {
+        Some(seconds) => watcher::Config::default().timeout(seconds),
+        None => watcher::Config::default(),
+    };
     let controller = Controller::new(experiments, config.clone());
     let store = controller.store();
     let by_deployment = store.clone();
@@ -146,14 +157,44 @@ pub async fn run_controller(
             .owns(api::<VirtualService>(&client, &scope), config.clone())
             .owns(api::<DestinationRule>(&client, &scope), config);
     }
-    ctx.metrics.ready.store(true, Ordering::Relaxed);
-    controller
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "controller stream");
-            }
-        })
-        .await;
+    let metrics = ctx.metrics.clone();
+    let mut heartbeat = Heartbeat::new(&metrics, Loop::Controller);
+    // Reconciles run inside this stream's poll: while one blocks the thread, the heartbeat stops.
+    let results = controller.graceful_shutdown_on(shutdown).run(
+        |exp, ctx| within(RECONCILE_LIMIT, reconcile::reconcile(exp, ctx)),
+        reconcile::error_policy,
+        ctx,
+    );
+    tokio::pin!(results);
+    loop {
+        tokio::select! {
+            result = results.next() => match result {
+                Some(Err(e)) => tracing::debug!(error = %e, "controller stream"),
+                Some(Ok(_)) => {}
+                None => return,
+            },
+            () = heartbeat.tick() => {}
+        }
+    }
+}
+
+/// `reconcile`, cancelled with [`Error::Timeout`] once it has run for `limit`.
+async fn within(limit: Duration, reconcile: impl Future<Output = Result<Action>>) -> Result<Action> {
+    tokio::time::timeout(limit, reconcile).await.unwrap_or(Err(Error::Timeout(limit)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_reconcile_that_overruns_its_limit_is_cancelled_with_an_error() {
+        let limit = Duration::from_millis(20);
+        let started = std::time::Instant::now();
+        let hung = within(limit, std::future::pending()).await;
+        assert!(matches!(hung, Err(Error::Timeout(l)) if l == limit), "{hung:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let done = within(limit, async { Ok(Action::await_change()) }).await;
+        assert_eq!(done.unwrap(), Action::await_change());
+    }
 }
