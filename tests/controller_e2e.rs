@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use forklane_core::analysis::{AnalysisError, SourceError};
 use forklane_core::api::{Builtin, Experiment, MeshMode, Metric, MetricKind, OnInconclusive, Phase, Routing};
 use forklane_core::controller::{Analyst, Decided};
 use forklane_core::fixtures::{
@@ -431,6 +432,59 @@ async fn an_invalid_analysis_template_rolls_back_once_instead_of_retrying() {
     // Five more intervals: the analysis is not asked again.
     tokio::time::sleep(Duration::from_secs_f64(5.0 * 60.0 / SPEED)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the analysis ran once");
+    assert_weights_sum_to_100(&routes);
+    env.assert_no_routing_503();
+    env.shutdown().await;
+}
+
+/// A metric source that is never reachable, as a black-holed Prometheus.
+struct Unreachable {
+    calls: Arc<AtomicUsize>,
+}
+
+impl Analyst for Unreachable {
+    fn decide<'a>(&'a self, _: &'a Experiment, _: Routing, _: Duration, _: &'a [(String, i32)]) -> Decided<'a> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let error = SourceError::Unreachable { source_name: "prometheus".into(), message: "connection refused".into() };
+        Box::pin(
+            async move { Err(AnalysisError::Unavailable { metric: "conversion".into(), arm: "v1".into(), error }) },
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_outage_ends_the_experiment_and_never_promotes() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut env = Env::start(true, false).await;
+    let routes = env.record("virtualservices");
+    two_versions(&env, 1, &[], &[]).await;
+    env.start_traffic(200.0, 50);
+    let calls = Arc::new(AtomicUsize::new(0));
+    env.analyst = Arc::new(Unreachable { calls: calls.clone() });
+    env.start_controller();
+    // Ten looks allowed in a row, but maxDuration (3m) passes first: time without metrics counts.
+    let outage = analysis([conversion()]).interval("1m").max_duration("3m").max_consecutive_unavailable(10);
+    env.apply_experiment(
+        ExperimentBuilder::ab_test("outage")
+            .mesh(MeshMode::Istio)
+            .split([("v1", 50), ("v2", 50)])
+            .analysis(outage)
+            .on_inconclusive(OnInconclusive::Promote),
+    )
+    .await;
+    let exp = env.wait_for_phase("outage", LONG, ENDED).await;
+    let status = exp.status.unwrap();
+    // onInconclusive: promote, but there is no data to promote on: the control keeps all traffic.
+    assert_eq!(
+        (status.phase, status.final_arm.as_deref(), status.winner.as_deref()),
+        (Some(Phase::Succeeded), Some("v1"), Some("v1"))
+    );
+    let message = status.message.unwrap_or_default();
+    assert!(message.contains("metrics unavailable") && message.contains("kept the control"), "{message}");
+    let looks = calls.load(Ordering::SeqCst);
+    assert!((2..=4).contains(&looks), "about one look a minute for 3 minutes, got {looks}");
+    let last = routes.objects().into_iter().rfind(|o| o.get("deleted").is_none()).expect("a VirtualService");
+    assert_eq!(split(&last), [("v1".to_string(), 100)].into(), "all traffic on the control");
     assert_weights_sum_to_100(&routes);
     env.assert_no_routing_503();
     env.shutdown().await;

@@ -279,6 +279,11 @@ impl AnalysisBuilder {
         self
     }
 
+    pub fn max_consecutive_unavailable(mut self, looks: u32) -> Self {
+        self.0.max_consecutive_unavailable = Some(looks);
+        self
+    }
+
     pub fn min_samples_per_arm(mut self, samples: i64) -> Self {
         self.0.min_samples_per_arm = Some(samples);
         self

@@ -24,9 +24,15 @@ pub struct Analysis {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub min_samples_per_arm: Option<i64>,
-    /// After this long without a decision, `promotion.onInconclusive` applies; default 24h.
+    /// After this long without a decision, `promotion.onInconclusive` applies; default 24h. Time
+    /// without metrics counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_duration: Option<HumanDuration>,
+    /// After this many looks in a row without metrics, `promotion.onInconclusive` applies (never a
+    /// promotion); default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_consecutive_unavailable: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srm: Option<SrmCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,6 +50,9 @@ impl Analysis {
     }
     pub(crate) fn max_duration(&self) -> Duration {
         self.max_duration.map_or(defaults::ANALYSIS_MAX_DURATION, HumanDuration::get)
+    }
+    pub(crate) fn max_consecutive_unavailable(&self) -> u32 {
+        self.max_consecutive_unavailable.unwrap_or(defaults::MAX_CONSECUTIVE_UNAVAILABLE)
     }
 }
 

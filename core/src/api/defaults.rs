@@ -19,6 +19,9 @@ pub(crate) const ANALYSIS_DEADLINE: Duration = Duration::from_secs(30);
 /// `spec.analysis.maxDuration`: after this long without a decision, `onInconclusive` applies.
 pub(crate) const ANALYSIS_MAX_DURATION: Duration = Duration::from_secs(24 * 3_600);
 
+/// `spec.analysis.maxConsecutiveUnavailable`: looks in a row without metrics before giving up.
+pub(crate) const MAX_CONSECUTIVE_UNAVAILABLE: u32 = 5;
+
 /// The measurement window when the analysis' start is not recorded (`{{ window }}`).
 pub(crate) const MEASUREMENT_WINDOW: Duration = Duration::from_secs(60);
 

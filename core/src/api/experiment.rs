@@ -345,6 +345,9 @@ pub struct ExperimentStatus {
     pub analysis_started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_analysis_at: Option<String>,
+    /// Looks in a row that found no metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_unavailable: Option<u32>,
     /// Samples per arm at the last analysis.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<ArmSamples>,

@@ -32,6 +32,8 @@ pub(crate) struct Tick<'a> {
     pub decision: Option<&'a Decision>,
     /// The analysis due in this reconcile cannot run as configured.
     pub analysis_invalid: Option<&'a ConfigError>,
+    /// The analysis due in this reconcile found no metrics (unreachable, empty, NaN).
+    pub metrics_unavailable: bool,
 }
 
 /// A Kubernetes Event to publish.
@@ -314,34 +316,57 @@ impl Machine<'_> {
             self.event(event::ANALYSIS_CONFIG_INVALID, message.clone(), true);
             return Some(Outcome::Rollback { reason: message });
         }
-        let decision = self.t.decision?;
+        let started = self.st.analysis_started_at.as_deref().and_then(parse_time).unwrap_or(now);
+        let out_of_time = elapsed(started, now) >= analysis.max_duration();
+        if self.t.metrics_unavailable {
+            // Time without metrics counts toward maxDuration, and an outage ends: never a
+            // promotion on missing data.
+            self.st.last_analysis_at = Some(format_time(now));
+            let missed = self.st.consecutive_unavailable.unwrap_or(0) + 1;
+            self.st.consecutive_unavailable = Some(missed);
+            if out_of_time || missed >= analysis.max_consecutive_unavailable() {
+                let why = if out_of_time {
+                    "no decision within maxDuration (metrics unavailable)".to_string()
+                } else {
+                    format!("metrics unavailable at {missed} looks in a row")
+                };
+                return Some(self.inconclusive(None, &why));
+            }
+            return None;
+        }
+        let Some(decision) = self.t.decision else {
+            // No look this time. A look overdue past maxDuration (routing never settled, say)
+            // ends the analysis too.
+            let overdue = elapsed(started, now) >= analysis.max_duration() + analysis.interval();
+            return overdue.then(|| self.inconclusive(None, "no decision within maxDuration (no look was possible)"));
+        };
         self.st.last_analysis_at = Some(format_time(now));
+        self.st.consecutive_unavailable = None;
         self.st.statistics = serde_json::to_value(decision).ok();
         match &decision.outcome {
             Outcome::Continue { reason } => {
-                let started = self.st.analysis_started_at.as_deref().and_then(parse_time).unwrap_or(now);
-                if elapsed(started, now) < analysis.max_duration() {
+                if !out_of_time {
                     self.st.message = Some(reason.clone());
                     return None;
                 }
-                Some(self.inconclusive(decision))
+                Some(self.inconclusive(Some(decision), "no decision within maxDuration"))
             }
             outcome => Some(outcome.clone()),
         }
     }
 
-    fn inconclusive(&mut self, decision: &Decision) -> Outcome {
+    /// `promotion.onInconclusive`; without a decision to go by, `promote` keeps the control.
+    fn inconclusive(&mut self, decision: Option<&Decision>, why: &str) -> Outcome {
         let on = self.t.spec.promotion.as_ref().map(|p| p.on_inconclusive).unwrap_or_default();
-        let why = "no decision within maxDuration";
         self.inconclusive = true;
         self.event(event::INCONCLUSIVE, format!("{why}; onInconclusive: {on:?}"), true);
-        match on {
-            OnInconclusive::Rollback => Outcome::Rollback { reason: format!("{why}: rolled back") },
-            OnInconclusive::KeepControl => {
+        match (on, decision) {
+            (OnInconclusive::Rollback, _) => Outcome::Rollback { reason: format!("{why}: rolled back") },
+            (OnInconclusive::KeepControl, _) | (OnInconclusive::Promote, None) => {
                 self.finish(self.control(), true, format!("{why}: kept the control"));
                 Outcome::Continue { reason: why.into() }
             }
-            OnInconclusive::Promote => {
+            (OnInconclusive::Promote, Some(decision)) => {
                 let best = decision
                     .comparisons
                     .iter()

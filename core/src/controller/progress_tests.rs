@@ -41,6 +41,8 @@ struct Run {
     states: usize,
     /// The analysis' configuration error in the next ticks.
     invalid: Option<ConfigError>,
+    /// The next ticks' looks find no metrics.
+    unavailable: bool,
 }
 
 impl Run {
@@ -57,6 +59,7 @@ impl Run {
             manual: false,
             states,
             invalid: None,
+            unavailable: false,
         }
     }
 
@@ -71,6 +74,7 @@ impl Run {
             policy_manual_promotion: self.manual,
             decision,
             analysis_invalid: self.invalid.as_ref(),
+            metrics_unavailable: self.unavailable,
         };
         let out = advance(&tick);
         self.status = out.status.clone();
@@ -281,4 +285,60 @@ fn an_invalid_analysis_config_rolls_back_once_and_is_not_retried() {
         );
         assert_eq!(r.status.statistics, None, "{name}: no decision recorded");
     }
+}
+
+/// (onInconclusive, max looks without metrics, maxDuration) → how an outage from the first look on
+/// ends: the final arm, the phase, and the look at which it ended.
+#[test]
+fn a_metrics_outage_ends_as_inconclusive_and_never_promotes() {
+    let cases = [
+        (OnInconclusive::Rollback, None, None, "v1", Phase::RolledBack, 5),
+        (OnInconclusive::KeepControl, None, None, "v1", Phase::Succeeded, 5),
+        // Without data, promote keeps the control.
+        (OnInconclusive::Promote, None, None, "v1", Phase::Succeeded, 5),
+        (OnInconclusive::Rollback, Some(2), None, "v1", Phase::RolledBack, 2),
+        // maxDuration (3m) comes first: time without metrics counts.
+        (OnInconclusive::Rollback, Some(10), Some("3m"), "v1", Phase::RolledBack, 3),
+    ];
+    for (on, looks, max_duration, final_arm, phase, ended_at) in cases {
+        let mut r = Run::new("ab-test");
+        r.exp.spec.promotion = Some(Promotion { on_inconclusive: on, ..Default::default() });
+        let analysis = r.exp.spec.analysis.as_mut().unwrap();
+        analysis.max_consecutive_unavailable = looks;
+        analysis.max_duration = max_duration.map(|d| d.parse().unwrap());
+        r.tick(0, true, None);
+        r.unavailable = true;
+        let mut ended = None;
+        for look in 1..=12 {
+            r.tick(look * 60, true, None);
+            if r.status.final_arm.is_some() && ended.is_none() {
+                ended = Some(look);
+            }
+        }
+        r.unavailable = false;
+        r.tick(13 * 60, true, None);
+        let case = format!("{on:?} looks {looks:?} maxDuration {max_duration:?}");
+        assert_eq!(ended, Some(ended_at), "{case}");
+        assert_eq!((r.status.final_arm.as_deref(), r.phase()), (Some(final_arm), phase), "{case}");
+        assert!(r.status.message.as_deref().unwrap_or_default().contains("metrics unavailable"), "{case}");
+    }
+}
+
+#[test]
+fn metrics_that_come_back_reset_the_outage_count() {
+    let mut r = Run::new("ab-test");
+    r.tick(0, true, None);
+    r.unavailable = true;
+    for look in 1..=4 {
+        r.tick(look * 60, true, None);
+    }
+    assert_eq!(r.status.consecutive_unavailable, Some(4));
+    r.unavailable = false;
+    r.tick(5 * 60, true, Some(&decision(Outcome::Continue { reason: "no difference yet".into() })));
+    assert_eq!(r.status.consecutive_unavailable, None);
+    r.unavailable = true;
+    for look in 6..=9 {
+        r.tick(look * 60, true, None);
+    }
+    assert_eq!((r.status.final_arm.clone(), r.phase()), (None, Phase::Analysing), "4 in a row again, not 8");
 }

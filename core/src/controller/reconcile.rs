@@ -147,6 +147,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
     let commands = Commands::from_annotations(exp.metadata.annotations.as_ref());
     let mut decision: Option<Decision> = None;
     let mut invalid: Option<ConfigError> = None;
+    let mut unavailable = false;
     if settled && progress::analysis_due(&exp.spec, &status, now) {
         match measure(exp, ctx, &obs, &planned, &status, now).await {
             Ok((d, samples)) => {
@@ -196,6 +197,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
                     now,
                 );
                 status.last_analysis_at = Some(crate::clock::format_time(now));
+                unavailable = true;
                 status.message = Some(format!("weights held: {message}"));
                 publish(ctx, exp, event::METRICS_UNAVAILABLE, &message, true).await;
             }
@@ -235,6 +237,7 @@ async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
         policy_manual_promotion: manual,
         decision: decision.as_ref(),
         analysis_invalid: invalid.as_ref(),
+        metrics_unavailable: unavailable,
     };
     let transition = progress::advance(&tick);
     let mut next = transition.status;
