@@ -15,7 +15,14 @@ use support::e2e::*;
 
 fn experiment() -> ExperimentBuilder {
     let metrics = [conversion(), guardrail("error-rate", Builtin::IstioErrorRate, 0.01)];
-    let analysis = analysis(metrics).interval("10s").min_samples_per_arm(500).max_duration("2h").srm();
+    // Looks come a real second apart here, and Prometheus needs a few real seconds to start and
+    // scrape twice: its first answers are empty, which must not end the experiment as an outage.
+    let analysis = analysis(metrics)
+        .interval("10s")
+        .min_samples_per_arm(500)
+        .max_duration("2h")
+        .max_consecutive_unavailable(60)
+        .srm();
     ExperimentBuilder::ab_test("ab").mesh(MeshMode::Istio).split([("v1", 50), ("v2", 50)]).analysis(analysis)
 }
 
