@@ -5,24 +5,12 @@
 #[allow(dead_code)]
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use forklane::cli::render::{RenderArgs, render};
 use forklane_core::api::Routing;
 use forklane_core::api::load::{Document, load_documents};
 use forklane_core::plan::{Action, Observed, Target, plan};
-
-fn examples() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 6, "one example per strategy plus A/B/n");
-    files
-}
 
 fn experiments(path: &Path) -> Vec<forklane_core::api::Experiment> {
     let docs = load_documents(&std::fs::read_to_string(path).unwrap()).unwrap();
@@ -49,7 +37,7 @@ fn render_all(path: &Path, mode: Routing) -> String {
 
 #[test]
 fn golden_renders_of_every_example() {
-    for path in examples() {
+    for path in support::examples() {
         let stem = path.file_stem().unwrap().to_string_lossy().to_string();
         for mode in [Routing::Istio, Routing::Native] {
             insta::assert_snapshot!(format!("{stem}-{}", mode.as_str()), render_all(&path, mode));
@@ -60,7 +48,7 @@ fn golden_renders_of_every_example() {
 #[test]
 fn every_rendered_istio_object_is_valid() {
     let mut checked = 0;
-    for path in examples() {
+    for path in support::examples() {
         for exp in experiments(&path) {
             let states = plan(&exp, &Target::Step(0), Routing::Istio, &Observed::default()).unwrap().states;
             let targets =

@@ -8,8 +8,11 @@
 //!
 //! Needs python3 with PyYAML (Debian: python3-yaml; else `pip install pyyaml`): fails without.
 
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use forklane::cli::render::{RenderArgs, render};
@@ -51,21 +54,10 @@ fn yaml12(text: &str) -> Vec<Value> {
     serde_yaml_ng::Deserializer::from_str(text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect()
 }
 
-fn examples() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    files
-}
-
 #[test]
 fn every_rendered_example_reads_back_identically_in_yaml_1_1_and_1_2() {
     let (mut stream, mut objects) = (String::new(), Vec::new());
-    for path in examples() {
+    for path in support::examples() {
         let docs = load_documents(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let Some(Document::Experiment(exp)) = docs.into_iter().next() else { continue };
         for mode in [Routing::Istio, Routing::Native] {

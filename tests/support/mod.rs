@@ -6,3 +6,16 @@ pub mod e2e;
 pub mod istio_schema;
 pub mod kubectl;
 pub mod prometheus;
+
+/// The example files (`examples/*.yaml`), sorted.
+pub fn examples() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6, "one example per strategy plus A/B/n");
+    files
+}
