@@ -394,16 +394,31 @@ impl Analyst for Counting {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invalid_analysis_template_rolls_back_once_instead_of_retrying() {
-    let _one = ONE_AT_A_TIME.lock().await;
+/// The mesh, two one-pod versions under traffic, and the controller with `analyst` (the
+/// sandbox's own when `None`) counted: the environment, its VirtualService log and the count of
+/// analyses asked for.
+async fn counted_analysis(rps: f64, users: usize, analyst: Option<Arc<dyn Analyst>>) -> (Env, Log, Arc<AtomicUsize>) {
     let mut env = Env::start(true, false).await;
     let routes = env.record("virtualservices");
     two_versions(&env, 1, &[], &[]).await;
-    env.start_traffic(500.0, 100);
+    env.start_traffic(rps, users);
     let calls = Arc::new(AtomicUsize::new(0));
-    env.analyst = Arc::new(Counting { inner: env.analyst.clone(), calls: calls.clone() });
+    let inner = analyst.unwrap_or_else(|| env.analyst.clone());
+    env.analyst = Arc::new(Counting { inner, calls: calls.clone() });
     env.start_controller();
+    (env, routes, calls)
+}
+
+/// The last VirtualService written sends every request to `arm`.
+fn assert_last_route_all_on(routes: &Log, arm: &str) {
+    let last = routes.objects().into_iter().rfind(|o| o.get("deleted").is_none()).expect("a VirtualService");
+    assert_eq!(split(&last), [(arm.to_string(), 100)].into(), "all traffic on {arm}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_analysis_template_rolls_back_once_instead_of_retrying() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (env, routes, calls) = counted_analysis(500.0, 100, None).await;
     // A template placeholder that does not exist: a configuration error, not a metrics outage.
     let trial = r#"sum(increase(visits_total{version="{{ arm.colour }}"}[{{ window }}]))"#;
     let bad = Metric { trial_query: Some(trial.into()), ..conversion() };
@@ -427,8 +442,7 @@ async fn an_invalid_analysis_template_rolls_back_once_instead_of_retrying() {
         !status.conditions.iter().any(|c| c.type_ == "MetricsUnavailable" && c.status == "True"),
         "not reported as a metrics outage"
     );
-    let last = routes.objects().into_iter().rfind(|o| o.get("deleted").is_none()).expect("a VirtualService");
-    assert_eq!(split(&last), [("v1".to_string(), 100)].into(), "all traffic on the control");
+    assert_last_route_all_on(&routes, "v1");
     // Five more intervals: the analysis is not asked again.
     tokio::time::sleep(Duration::from_secs_f64(5.0 * 60.0 / SPEED)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the analysis ran once");
@@ -438,13 +452,10 @@ async fn an_invalid_analysis_template_rolls_back_once_instead_of_retrying() {
 }
 
 /// A metric source that is never reachable, as a black-holed Prometheus.
-struct Unreachable {
-    calls: Arc<AtomicUsize>,
-}
+struct Unreachable;
 
 impl Analyst for Unreachable {
     fn decide<'a>(&'a self, _: &'a Experiment, _: Routing, _: Duration, _: &'a [(String, i32)]) -> Decided<'a> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
         let error = SourceError::Unreachable { source_name: "prometheus".into(), message: "connection refused".into() };
         Box::pin(
             async move { Err(AnalysisError::Unavailable { metric: "conversion".into(), arm: "v1".into(), error }) },
@@ -455,13 +466,7 @@ impl Analyst for Unreachable {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metrics_outage_ends_the_experiment_and_never_promotes() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let mut env = Env::start(true, false).await;
-    let routes = env.record("virtualservices");
-    two_versions(&env, 1, &[], &[]).await;
-    env.start_traffic(200.0, 50);
-    let calls = Arc::new(AtomicUsize::new(0));
-    env.analyst = Arc::new(Unreachable { calls: calls.clone() });
-    env.start_controller();
+    let (env, routes, calls) = counted_analysis(200.0, 50, Some(Arc::new(Unreachable))).await;
     // Ten looks allowed in a row, but maxDuration (3m) passes first: time without metrics counts.
     let outage = analysis([conversion()]).interval("1m").max_duration("3m").max_consecutive_unavailable(10);
     env.apply_experiment(
@@ -483,8 +488,7 @@ async fn a_metrics_outage_ends_the_experiment_and_never_promotes() {
     assert!(message.contains("metrics unavailable") && message.contains("kept the control"), "{message}");
     let looks = calls.load(Ordering::SeqCst);
     assert!((2..=4).contains(&looks), "about one look a minute for 3 minutes, got {looks}");
-    let last = routes.objects().into_iter().rfind(|o| o.get("deleted").is_none()).expect("a VirtualService");
-    assert_eq!(split(&last), [("v1".to_string(), 100)].into(), "all traffic on the control");
+    assert_last_route_all_on(&routes, "v1");
     assert_weights_sum_to_100(&routes);
     env.assert_no_routing_503();
     env.shutdown().await;
