@@ -36,6 +36,8 @@ fn experiment(arms: Vec<Arm>, strategy: Spec, mirror: Option<Mirror>) -> Experim
             mirror,
             analysis: None,
             promotion: None,
+            progress_deadline: None,
+            on_progress_deadline: None,
         },
         status: None,
     }

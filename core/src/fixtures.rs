@@ -40,6 +40,8 @@ pub struct ExperimentBuilder {
     mirror: Option<Mirror>,
     analysis: Option<Analysis>,
     promotion: Option<Promotion>,
+    progress_deadline: Option<HumanDuration>,
+    on_progress_deadline: Option<OnProgressDeadline>,
 }
 
 impl ExperimentBuilder {
@@ -54,6 +56,8 @@ impl ExperimentBuilder {
             mirror: None,
             analysis: None,
             promotion: None,
+            progress_deadline: None,
+            on_progress_deadline: None,
         }
     }
 
@@ -203,6 +207,13 @@ impl ExperimentBuilder {
         self
     }
 
+    /// `spec.progressDeadline` and what happens when it passes.
+    pub fn progress_deadline(mut self, length: &str, on: OnProgressDeadline) -> Self {
+        self.progress_deadline = Some(duration(length));
+        self.on_progress_deadline = Some(on);
+        self
+    }
+
     pub fn build(self) -> Experiment {
         let service = self.service.name.clone();
         let declared = if self.arms.is_empty() {
@@ -230,6 +241,8 @@ impl ExperimentBuilder {
             mirror: self.mirror,
             analysis: self.analysis,
             promotion: self.promotion,
+            progress_deadline: self.progress_deadline,
+            on_progress_deadline: self.on_progress_deadline,
         };
         let metadata = ObjectMeta { name: Some(self.name), namespace: Some(self.namespace), ..Default::default() };
         Experiment { metadata, spec, status: None }

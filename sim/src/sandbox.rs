@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::metrics::EmbeddedSource;
 use crate::traffic::counters::CounterHistory;
-use crate::traffic::feed::{ClusterDataplane, snapshot};
+use crate::traffic::feed::ClusterDataplane;
 use crate::traffic::loadgen::{Limit, drive_in_process};
 use crate::traffic::{LoadSpec, Population, ServiceKey};
 use forklane_core::clock::Clock;
@@ -75,16 +75,11 @@ impl Sandbox {
         self.cluster.dataplane().expect("the sandbox starts the data plane")
     }
 
-    /// Whether the data plane routes through the mesh.
-    pub(crate) fn istio(&self) -> bool {
-        snapshot(self.cluster.store()).mesh
-    }
-
     /// Starts the controller with `client` (e.g. one with its own User-Agent).
     pub fn start_controller_with(&mut self, client: kube::Client) {
         let ctx = Arc::new(Context::new(client, self.clock, self.analyst.clone(), self.controller_metrics.clone()));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run_controller(ctx.clone(), Scope::default(), self.istio(), async move {
+        let task = tokio::spawn(run_controller(ctx.clone(), Scope::default(), async move {
             let _ = rx.await;
         }));
         self.controller = Some((tx, task, ctx));

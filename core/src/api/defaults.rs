@@ -22,6 +22,9 @@ pub(crate) const ANALYSIS_MAX_DURATION: Duration = Duration::from_secs(24 * 3_60
 /// `spec.analysis.maxConsecutiveUnavailable`: looks in a row without metrics before giving up.
 pub(crate) const MAX_CONSECUTIVE_UNAVAILABLE: u32 = 5;
 
+/// `spec.progressDeadline`: the longest wait for pods or routing (Flagger's and Argo Rollouts').
+pub(crate) const PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+
 /// The measurement window when the analysis' start is not recorded (`{{ window }}`).
 pub(crate) const MEASUREMENT_WINDOW: Duration = Duration::from_secs(60);
 

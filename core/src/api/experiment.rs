@@ -76,9 +76,30 @@ pub struct ExperimentSpec {
     /// What happens once the analysis has decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<Promotion>,
+    /// Longest wait for pods or routing (a routed arm without ready pods included) before
+    /// `onProgressDeadline` applies; default 10m, as Flagger's and Argo Rollouts'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline: Option<HumanDuration>,
+    /// What to do when the progress deadline passes: `rollback` (default) or `hold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_progress_deadline: Option<OnProgressDeadline>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnProgressDeadline {
+    /// All traffic back to the control (to an arm that can serve), then RolledBack.
+    #[default]
+    Rollback,
+    /// Keep the routing where it is and keep waiting; the condition says why.
+    Hold,
 }
 
 impl ExperimentSpec {
+    pub(crate) fn progress_deadline(&self) -> std::time::Duration {
+        self.progress_deadline.map_or(defaults::PROGRESS_DEADLINE, HumanDuration::get)
+    }
+
     /// The control arm. A validated spec has exactly one arm with `control: true`; for any other
     /// spec the rule is the first arm so marked, else the first arm. `None` only without arms.
     pub(crate) fn control_arm(&self) -> Option<&Arm> {
@@ -348,6 +369,18 @@ pub struct ExperimentStatus {
     /// Looks in a row that found no metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consecutive_unavailable: Option<u32>,
+    /// Since when the experiment waits for pods or routing (RFC 3339); the progress deadline
+    /// counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<String>,
+    /// The `forklane.io/promote` annotation value last acted on, kept until the annotation is
+    /// gone: a promote acts exactly once, even if the controller stops between its two writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_promote: Option<String>,
+    /// The pod template revision of each routed arm's Deployment the analysis measures; a new
+    /// revision restarts the analysis (the promoted version must be the one analysed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub revisions: BTreeMap<String, String>,
     /// Samples per arm at the last analysis.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<ArmSamples>,
@@ -416,6 +449,8 @@ mod tests {
             mirror: None,
             analysis: None,
             promotion: None,
+            progress_deadline: None,
+            on_progress_deadline: None,
         }
     }
 

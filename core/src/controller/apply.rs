@@ -1,12 +1,14 @@
-//! Applies a plan in its order with server-side apply (field manager `forklane`), refusing to take
-//! any step that would route traffic to pods that are not ready: make-before-break is checked
-//! here against observed readiness, not assumed.
+//! Turns a plan into the writes to make, and makes them. [`gate`] is pure: it walks the plan in its
+//! make-before-break order, stops before any step that would route traffic to, or scale down
+//! toward, pods that are not ready (checked against observed readiness, not assumed), and keeps
+//! only the objects that differ from what the cluster holds, so a settled experiment writes
+//! nothing. [`write`] applies them with server-side apply (field manager `forklane`).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 
@@ -15,6 +17,7 @@ use crate::istio::{DestinationRule, VirtualService};
 use crate::plan::{Action, Plan};
 
 use super::error::Result;
+use super::health::weights;
 use super::observe::{Observation, referenced_subsets};
 
 pub(crate) const FIELD_MANAGER: &str = "forklane";
@@ -22,70 +25,153 @@ pub(crate) const FIELD_MANAGER: &str = "forklane";
 /// How far a plan got.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Applied {
-    /// Every object written and every arm it routes to or scales is ready.
+    /// Every object is as planned and every arm it routes to or scales is ready.
     Settled,
     /// Stopped before an unsafe step, or written but pods are still starting.
     Waiting(String),
 }
 
-fn params() -> PatchParams {
-    PatchParams::apply(FIELD_MANAGER).force()
+/// The writes to make now, in order, and whether the plan is then fully in place.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Gated {
+    pub writes: Vec<Action>,
+    pub applied: Applied,
 }
 
-/// Applies `plan`; `writes` counts the objects written (for tests and metrics).
-pub(crate) async fn apply(
-    client: &Client,
-    exp: &Experiment,
-    namespace: &str,
-    plan: &Plan,
-    obs: &Observation,
-    writes: &mut u32,
-) -> Result<Applied> {
-    let ready = |arm: &str| obs.pods.get(arm).map(|p| p.ready).unwrap_or(0);
+/// Whether `live` already holds every field of `wanted` (objects compared key by key, lists and
+/// values exactly): server-side apply of `wanted` would change nothing Forklane owns. An empty
+/// list or object (`ownerReferences: []` releasing an owner) is held by an absent field.
+pub(crate) fn holds(live: &Value, wanted: &Value) -> bool {
+    let empty = |v: &Value| match v {
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        other => other.is_null(),
+    };
+    match (live, wanted) {
+        (Value::Object(l), Value::Object(w)) => w.iter().all(|(k, v)| match l.get(k) {
+            Some(lv) => holds(lv, v) || (empty(v) && empty(lv)),
+            None => empty(v),
+        }),
+        _ => live == wanted,
+    }
+}
+
+fn in_place(action: &Action, obs: &Observation) -> bool {
+    let live = match action {
+        Action::VirtualService(_) => obs.live.virtual_service.as_ref(),
+        Action::DestinationRule(_) => obs.live.destination_rule.as_ref(),
+        Action::ServiceSelector(s) => {
+            let selector = obs.live.service.as_ref().and_then(|svc| svc.pointer("/spec/selector"));
+            if s.remove.iter().any(|k| selector.and_then(|sel| sel.get(k)).is_some()) {
+                return false;
+            }
+            obs.live.service.as_ref()
+        }
+        Action::Scale(s) => obs.live.deployments.get(&s.deployment),
+    };
+    live.is_some_and(|live| holds(live, &action.object()))
+}
+
+/// `detoured`: the plan moves traffic away from an arm without pods; the arm that takes it needs
+/// one ready pod, not all of them (a step would wait for all).
+pub(crate) fn gate(exp: &Experiment, plan: &Plan, obs: &Observation, detoured: bool) -> Gated {
+    let ready = |arm: &str| obs.ready(arm);
+    // The ready pods an arm needs before a step raises its weight: its Deployment's replicas.
+    let required = |arm: &str| if detoured { 1 } else { obs.plan.replicas.get(arm).copied().unwrap_or(1).max(1) };
+    let live_weights = obs
+        .live
+        .virtual_service
+        .as_ref()
+        .and_then(|v| serde_json::from_value::<VirtualService>(v.clone()).ok())
+        .map(|vs| weights(&vs))
+        .unwrap_or_default();
     let arm_of_deployment =
         |name: &str| exp.spec.arms.iter().find(|a| a.deployment.as_deref() == Some(name)).map(|a| a.name.clone());
     // Replicas this plan sets per arm; arms it does not shrink must be serving before any shrink.
     let scaled: BTreeMap<String, i32> = plan
         .actions
         .iter()
-        .filter_map(|a| {
-            if let Action::Scale(s) = a {
-                Some((arm_of_deployment(&s.deployment).unwrap_or_default(), s.replicas))
-            } else {
-                None
-            }
+        .filter_map(|a| match a {
+            Action::Scale(s) => Some((arm_of_deployment(&s.deployment).unwrap_or_default(), s.replicas)),
+            _ => None,
         })
         .collect();
     let kept: Vec<(&String, &i32)> =
         scaled.iter().filter(|(arm, want)| **want >= obs.plan.replicas.get(*arm).copied().unwrap_or(0)).collect();
+    let mut writes = Vec::new();
+    let waiting = |writes, why: String| Gated { writes, applied: Applied::Waiting(why) };
     for action in &plan.actions {
+        let unsafe_step = match action {
+            // A subset the live routes do not use yet gets traffic only once it has ready pods,
+            // and a step raises an arm's weight only once all its pods are ready.
+            Action::VirtualService(vs) => {
+                let new = referenced_subsets(vs).into_iter().filter(|s| !obs.routed_subsets.contains(s));
+                let raised = weights(vs)
+                    .into_iter()
+                    .filter(|(arm, w)| *w > live_weights.get(arm).copied().unwrap_or(0))
+                    .map(|(arm, _)| arm);
+                let mut arms: Vec<String> = new.chain(raised).collect();
+                arms.dedup();
+                arms.into_iter().find(|arm| ready(arm) < required(arm)).map(|arm| {
+                    format!("waiting for {} ready pods of arm {arm} before routing more traffic to it", required(&arm))
+                })
+            }
+            Action::ServiceSelector(s) => exp.spec.arms.iter().find(|a| a.selector == s.set).and_then(|arm| {
+                let wanted = obs.plan.replicas.get(&arm.name).copied().unwrap_or(1).max(1);
+                (ready(&arm.name) < wanted).then(|| {
+                    format!("waiting for {wanted} ready pods of arm {} before switching the Service", arm.name)
+                })
+            }),
+            Action::Scale(s) => {
+                let arm = arm_of_deployment(&s.deployment).unwrap_or_default();
+                let current = obs.plan.replicas.get(&arm).copied().unwrap_or(0);
+                if s.replicas < current {
+                    kept.iter()
+                        .find(|(arm, want)| ready(arm) < **want)
+                        .map(|(arm, want)| format!("waiting for {want} ready pods of arm {arm} before scaling down"))
+                } else {
+                    None
+                }
+            }
+            Action::DestinationRule(_) => None,
+        };
+        if let Some(why) = unsafe_step {
+            return waiting(writes, why);
+        }
+        if !in_place(action, obs) {
+            writes.push(action.clone());
+        }
+    }
+    for (arm, want) in &scaled {
+        let pods = obs.pods.get(arm).cloned().unwrap_or_default();
+        if pods.ready != *want || (*want == 0 && pods.existing > 0) {
+            return waiting(
+                writes,
+                format!("arm {arm}: {} of {want} pods ready ({} exist)", pods.ready, pods.existing),
+            );
+        }
+    }
+    // Every step is safe and every scaled arm is ready: in place once these writes succeed.
+    Gated { writes, applied: Applied::Settled }
+}
+
+fn params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// Applies the gated writes in order; returns how many objects were written.
+pub(crate) async fn write(client: &Client, namespace: &str, writes: &[Action]) -> Result<u32> {
+    for action in writes {
         match action {
             Action::DestinationRule(dr) => {
                 let api: Api<DestinationRule> = Api::namespaced(client.clone(), namespace);
-                api.patch(&dr.name_any(), &params(), &Patch::Apply(typed(dr.as_ref())?)).await?;
+                api.patch(&dr.name_any(), &params(), &Patch::Apply(action.object())).await?;
             }
             Action::VirtualService(vs) => {
-                // A subset the live routes do not use yet gets traffic only once it has ready pods.
-                for subset in referenced_subsets(vs).difference(&obs.routed_subsets) {
-                    if ready(subset) == 0 {
-                        return Ok(Applied::Waiting(format!(
-                            "waiting for ready pods of arm {subset} before routing to it"
-                        )));
-                    }
-                }
                 let api: Api<VirtualService> = Api::namespaced(client.clone(), namespace);
-                api.patch(&vs.name_any(), &params(), &Patch::Apply(typed(vs.as_ref())?)).await?;
+                api.patch(&vs.name_any(), &params(), &Patch::Apply(action.object())).await?;
             }
             Action::ServiceSelector(s) => {
-                if let Some(arm) = exp.spec.arms.iter().find(|a| a.selector == s.set) {
-                    let wanted = obs.plan.replicas.get(&arm.name).copied().unwrap_or(1).max(1);
-                    if ready(&arm.name) < wanted {
-                        return Ok(Applied::Waiting(format!(
-                            "waiting for {wanted} ready pods of arm {} before switching the Service",
-                            arm.name
-                        )));
-                    }
-                }
                 let api: Api<Service> = Api::namespaced(client.clone(), namespace);
                 api.patch(&s.service, &params(), &Patch::Apply(s.object())).await?;
                 if !s.remove.is_empty() {
@@ -94,33 +180,30 @@ pub(crate) async fn apply(
                 }
             }
             Action::Scale(s) => {
-                let arm = arm_of_deployment(&s.deployment).unwrap_or_default();
-                let current = obs.plan.replicas.get(&arm).copied().unwrap_or(0);
-                if s.replicas < current
-                    && let Some((arm, want)) = kept.iter().find(|(arm, want)| ready(arm) < **want)
-                {
-                    return Ok(Applied::Waiting(format!(
-                        "waiting for {want} ready pods of arm {arm} before scaling down"
-                    )));
-                }
                 let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
                 api.patch(&s.deployment, &params(), &Patch::Apply(s.object())).await?;
             }
         }
-        *writes += 1;
     }
-    for (arm, want) in &scaled {
-        let pods = obs.pods.get(arm).cloned().unwrap_or_default();
-        if pods.ready != *want || (*want == 0 && pods.existing > 0) {
-            return Ok(Applied::Waiting(format!(
-                "arm {arm}: {} of {want} pods ready ({} exist)",
-                pods.ready, pods.existing
-            )));
-        }
-    }
-    Ok(Applied::Settled)
+    Ok(writes.len() as u32)
 }
 
-fn typed<T: serde::Serialize>(obj: &T) -> Result<Value> {
-    Ok(serde_json::to_value(obj)?)
+/// Deletes routing objects an earlier, deleted experiment left for the same host, once this
+/// experiment's own routing is in place.
+pub(crate) async fn remove_leftovers(client: &Client, namespace: &str, leftovers: &[String]) -> Result<u32> {
+    let vss: Api<VirtualService> = Api::namespaced(client.clone(), namespace);
+    let drs: Api<DestinationRule> = Api::namespaced(client.clone(), namespace);
+    for name in leftovers {
+        let deleted = [
+            vss.delete(name, &DeleteParams::default()).await.map(drop),
+            drs.delete(name, &DeleteParams::default()).await.map(drop),
+        ];
+        for result in deleted {
+            match result {
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                other => other?,
+            }
+        }
+    }
+    Ok(leftovers.len() as u32)
 }

@@ -11,6 +11,14 @@ pub(crate) const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
 pub(crate) const SAMPLE_RATIO_MISMATCH: &str = "SampleRatioMismatch";
 /// The analysis cannot run as configured; the experiment was sent back to the control.
 pub(crate) const ANALYSIS_CONFIG_INVALID: &str = "AnalysisConfigInvalid";
+/// The last reconcile failed; the message says why (retried with backoff).
+pub(crate) const RECONCILE_ERROR: &str = "ReconcileError";
+/// An arm the routing sends traffic to has no ready pods; its traffic goes elsewhere.
+pub(crate) const ARM_UNHEALTHY: &str = "ArmUnhealthy";
+/// Waiting for pods or routing took longer than `spec.progressDeadline`.
+pub(crate) const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+/// Deletion waits for an arm that can take all traffic.
+pub(crate) const DELETION_BLOCKED: &str = "DeletionBlocked";
 
 /// Reasons of the conditions (CamelCase, per API conventions). `Progressing` takes the phase's
 /// name as its reason ([`super::progress::phase_reason`]).
@@ -29,6 +37,15 @@ pub(crate) mod reason {
     /// `AnalysisConfigInvalid` True, and False after an analysis that decided.
     pub(crate) const CONFIG_ERROR: &str = "ConfigError";
     pub(crate) const ANALYSIS_RAN: &str = "AnalysisRan";
+    /// `ReconcileError`.
+    pub(crate) const FAILED: &str = "Failed";
+    pub(crate) const SUCCEEDED: &str = "Succeeded";
+    /// `ProgressDeadlineExceeded`.
+    pub(crate) const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+    pub(crate) const WITHIN_DEADLINE: &str = "WithinDeadline";
+    /// `ArmUnhealthy` and `DeletionBlocked`.
+    pub(crate) const NO_READY_PODS: &str = "NoReadyPods";
+    pub(crate) const ARMS_READY: &str = "ArmsReady";
 }
 
 /// Reasons of the Kubernetes Events the controller publishes (besides the phase names).
@@ -40,6 +57,17 @@ pub(crate) mod event {
     pub(crate) const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
     pub(crate) const ROUTING_RESTORED: &str = "RoutingRestored";
     pub(crate) const ANALYSIS_CONFIG_INVALID: &str = "AnalysisConfigInvalid";
+    pub(crate) const RECONCILE_ERROR: &str = "ReconcileError";
+    pub(crate) const ARM_UNHEALTHY: &str = "ArmUnhealthy";
+    pub(crate) const ARM_RECOVERED: &str = "ArmRecovered";
+    pub(crate) const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+    pub(crate) const DELETION_BLOCKED: &str = "DeletionBlocked";
+    /// A routed arm's Deployment got a new pod template: the analysis starts over.
+    pub(crate) const REVISION_CHANGED: &str = "RevisionChanged";
+    /// The weights changed (an edit): a new analysis window, so counts are never mixed.
+    pub(crate) const ANALYSIS_RESTARTED: &str = "AnalysisRestarted";
+    /// A finished experiment was edited; it does not restart.
+    pub(crate) const EDIT_IGNORED: &str = "EditIgnored";
 }
 
 /// Sets condition `type_`, keeping `lastTransitionTime` when the status does not change.

@@ -10,8 +10,6 @@ pub enum Error {
     NoNamespace,
     #[error("leader election: {0}")]
     Lease(String),
-    #[error("finalizer: {0}")]
-    Finalizer(String),
     #[error("the reconcile ran longer than {0:?} and was cancelled")]
     Timeout(std::time::Duration),
 }

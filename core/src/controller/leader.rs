@@ -1,24 +1,19 @@
 //! Leader election: of the replicas sharing one Lease, only the holder runs the controller. It
-//! stops the controller when the lease is lost, restarts it when Istio's API appears or
-//! disappears, and releases the lease on shutdown so a standby takes over at once.
+//! stops the controller when the lease is lost and releases the lease on shutdown so a standby
+//! takes over at once. (Whether Istio is installed, the controller watches itself.)
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::observe::istio_installed;
 use super::telemetry::{Heartbeat, Loop};
 use super::{Context, Error, Result, Scope, run_controller};
-
-/// How often the leader checks whether Istio's API is still (or now) served.
-const MESH_CHECK: Duration = Duration::from_secs(10);
 
 /// The Lease the replicas compete for, and this replica's part in it.
 #[derive(Clone, Debug)]
@@ -65,7 +60,7 @@ pub async fn lead(
     // competes, leader or standby.
     ctx.metrics.ready.store(true, Ordering::Relaxed);
     let (leading, manager) = manager.watch().await;
-    let outcome = follow(&client, leading, &ctx, &scope, shutdown).await;
+    let outcome = follow(leading, &ctx, &scope, shutdown).await;
     // `follow` dropped the receiver: the manager releases the lease and ends.
     let released = match manager.await {
         Ok(Ok(_)) => Ok(()),
@@ -77,7 +72,6 @@ pub async fn lead(
 
 /// Follows the lease state: stands by, or runs the controller until something stops it.
 async fn follow(
-    client: &Client,
     mut leading: watch::Receiver<bool>,
     ctx: &Arc<Context>,
     scope: &Scope,
@@ -96,14 +90,12 @@ async fn follow(
                 () = &mut shutdown => return Ok(()),
             }
         }
-        let istio = istio_installed(client).await?;
-        tracing::info!(istio, "leading: the controller starts");
+        tracing::info!("leading: the controller starts");
         let (stop, stopped) = oneshot::channel::<()>();
-        let mut controller = tokio::spawn(run_controller(ctx.clone(), scope.clone(), istio, async move {
+        let mut controller = tokio::spawn(run_controller(ctx.clone(), scope.clone(), async move {
             let _ = stopped.await;
         }));
-        let why =
-            watch_while_leading(client, &mut leading, istio, &mut controller, &mut heartbeat, shutdown.as_mut()).await;
+        let why = watch_while_leading(&mut leading, &mut controller, &mut heartbeat, shutdown.as_mut()).await;
         if !matches!(why, Stop::Crashed(_)) {
             let _ = stop.send(());
             let _ = controller.await;
@@ -118,23 +110,17 @@ async fn follow(
 }
 
 async fn watch_while_leading(
-    client: &Client,
     leading: &mut watch::Receiver<bool>,
-    istio: bool,
     controller: &mut JoinHandle<()>,
     heartbeat: &mut Heartbeat<'_>,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
 ) -> Stop {
-    let mut check = tokio::time::interval_at(tokio::time::Instant::now() + MESH_CHECK, MESH_CHECK);
     loop {
         tokio::select! {
             changed = leading.changed() => match changed {
                 Err(_) => return Stop::Failed(manager_stopped()),
                 Ok(()) if !*leading.borrow_and_update() => return Stop::Restart("lost the lease"),
                 Ok(()) => {}
-            },
-            _ = check.tick() => if istio_installed(client).await.unwrap_or(istio) != istio {
-                return Stop::Restart("Istio's API appeared or disappeared");
             },
             () = heartbeat.tick() => {}
             ended = &mut *controller => return Stop::Crashed(format!("{ended:?}")),

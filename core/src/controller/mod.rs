@@ -1,16 +1,20 @@
-//! `forklane run`: the Experiment controller. `progress` (the state machine) and `crate::plan`
-//! (the objects) are pure; `observe`, `apply` and `reconcile` are the thin I/O around them.
+//! `forklane run`: the Experiment controller. `world` keeps watch-fed caches of everything a
+//! reconcile reads; `observe` reads them (no API call); `decide` (with `crate::plan`, `health`,
+//! `apply::gate` and `progress`) is the pure reconcile; `reconcile` is the thin I/O around it.
 
 pub mod analyst;
 pub(crate) mod apply;
 pub mod commands;
 pub(crate) mod conditions;
+pub(crate) mod decide;
 pub(crate) mod error;
+pub(crate) mod health;
 pub mod leader;
 pub(crate) mod observe;
 pub(crate) mod progress;
 pub(crate) mod reconcile;
 pub mod telemetry;
+pub(crate) mod world;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,24 +23,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use kube::Client;
 use kube::api::Api;
+use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
-use kube::{Client, ResourceExt};
 
 use crate::analysis::AnalysisError;
 use crate::api::Experiment;
 use crate::api::Routing;
 use crate::clock::Clock;
-use crate::istio::{DestinationRule, VirtualService};
 use crate::stats::decision::Decision;
 
 pub use error::{Error, Result};
 use telemetry::{Heartbeat, Loop, Metrics};
+use world::{World, triggers};
 
 /// The longest one reconcile may run before it is cancelled (and retried by the error policy).
 pub(crate) const RECONCILE_LIMIT: Duration = Duration::from_secs(5 * 60);
@@ -96,74 +98,57 @@ pub struct Scope {
     pub watch_timeout: Option<u32>,
 }
 
-fn api<K>(client: &Client, scope: &Scope) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    match &scope.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
+/// What every reconcile of one running controller shares: the context and the caches.
+pub(crate) struct Shared {
+    pub ctx: Arc<Context>,
+    pub world: World,
+    /// Consecutive failed reconciles per experiment, for the backoff.
+    pub failures: std::sync::Mutex<std::collections::HashMap<ObjectRef<Experiment>, u32>>,
 }
 
-/// Experiments in the same namespace that name this object (a Deployment or Service of theirs).
-fn naming(
-    store: &kube::runtime::reflector::Store<Experiment>,
-    ns: Option<String>,
-    name: &str,
-    field: fn(&Experiment, &str) -> bool,
-) -> Vec<ObjectRef<Experiment>> {
-    store
-        .state()
-        .iter()
-        .filter(|e| e.namespace() == ns && field(e, name))
-        .map(|e| ObjectRef::from_obj(e.as_ref()))
-        .collect()
-}
-
-/// Runs the controller until `shutdown` resolves. With Istio installed it also watches the
-/// routing objects it writes.
+/// Runs the controller until `shutdown` resolves. Every kind a reconcile reads is watched once;
+/// the watch fills a cache ([`World`]) and tells the controller which experiments to look at.
 pub async fn run_controller(
     ctx: Arc<Context>,
     scope: Scope,
-    istio: bool,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let experiments: Api<Experiment> = api(&client, &scope);
-    let config = match scope.watch_timeout {
-        Some(seconds) => watcher::Config::default().timeout(seconds),
-        None => watcher::Config::default(),
+    let experiments: Api<Experiment> = match &scope.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     };
-    let controller = Controller::new(experiments, config.clone());
+    let config = world::watch_config(&scope);
+    let (world, watches) = World::watch(&client, &scope);
+    let controller = Controller::new(experiments, config);
     let store = controller.store();
-    let by_deployment = store.clone();
-    let by_service = store.clone();
-    let mut controller = controller
-        .watches(api::<Deployment>(&client, &scope), config.clone(), move |d| {
-            naming(&by_deployment, d.namespace(), &d.name_any(), |e, n| {
-                e.spec.arms.iter().any(|a| a.deployment.as_deref() == Some(n))
-            })
-        })
-        .watches(api::<Service>(&client, &scope), config.clone(), move |s| {
-            naming(&by_service, s.namespace(), &s.name_any(), |e, n| e.spec.service.name == n)
-        });
-    if istio {
-        controller = controller
-            .owns(api::<VirtualService>(&client, &scope), config.clone())
-            .owns(api::<DestinationRule>(&client, &scope), config);
-    }
+    let (s1, s2, s3, s4, s5, s6, s7, s8) = (
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store,
+    );
+    let controller = controller
+        .watches_stream(watches.deployments, move |d| triggers::deployment(&s1, &d))
+        .watches_stream(watches.pods, move |p| triggers::pod(&s2, &p))
+        .watches_stream(watches.services, move |s| triggers::service(&s3, &s))
+        .watches_stream(watches.virtual_services, move |v| triggers::virtual_service(&s4, &v))
+        .watches_stream(watches.destination_rules, move |d| triggers::destination_rule(&s5, &d))
+        .watches_stream(watches.namespaces, move |n| triggers::namespace(&s6, &n))
+        .watches_stream(watches.policies, move |_| triggers::all(&s7))
+        .watches_stream(watches.crds, move |_| triggers::all(&s8));
+    let shared = Arc::new(Shared { ctx: ctx.clone(), world, failures: Default::default() });
     let metrics = ctx.metrics.clone();
     let mut heartbeat = Heartbeat::new(&metrics, Loop::Controller);
     // Reconciles run inside this stream's poll: while one blocks the thread, the heartbeat stops.
     let results = controller.graceful_shutdown_on(shutdown).run(
-        |exp, ctx| within(RECONCILE_LIMIT, reconcile::reconcile(exp, ctx)),
+        |exp, shared| within(RECONCILE_LIMIT, reconcile::reconcile(exp, shared)),
         reconcile::error_policy,
-        ctx,
+        shared,
     );
     tokio::pin!(results);
     loop {

@@ -1,21 +1,19 @@
-//! Reads what the cluster holds for one experiment: the routing mode, the live routing objects,
-//! each arm's replicas and ready pods, competing VirtualServices and the policies that apply.
+//! What the cluster holds for one experiment, read from the watch-fed caches ([`World`]) and never
+//! from the API server: the routing mode, the live routing objects, each arm's replicas and ready
+//! pods, competing VirtualServices and the policies that apply. Pure over the caches.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, ListParams};
-use kube::{Client, ResourceExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use serde_json::Value;
 
 use crate::api::{Experiment, RolloutPolicy, Routing, defaults};
-use crate::istio::{DestinationRule, VirtualService};
+use crate::istio::VirtualService;
 use crate::plan::Observed;
 use crate::plan::istio::object_name;
 
-use super::error::Result;
-
-pub(crate) const ISTIO_GROUP: &str = "networking.istio.io";
+use super::world::World;
 
 /// Pods of one arm.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -26,75 +24,130 @@ pub(crate) struct ArmPods {
     pub ready: i32,
 }
 
-#[derive(Clone, Debug, Default)]
+/// The objects Forklane writes, as they are now (JSON), to write only what differs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Live {
+    pub virtual_service: Option<Value>,
+    pub destination_rule: Option<Value>,
+    pub service: Option<Value>,
+    /// Deployments by name.
+    pub deployments: BTreeMap<String, Value>,
+}
+
+#[derive(Clone, Debug)]
 pub(crate) struct Observation {
-    pub mode: Option<Routing>,
+    pub mode: Routing,
     pub plan: Observed,
     /// Subsets referenced by the live VirtualService.
     pub routed_subsets: BTreeSet<String>,
     pub pods: BTreeMap<String, ArmPods>,
     /// Other VirtualServices that claim one of our hosts.
     pub conflicts: Vec<String>,
+    /// Routing objects a deleted experiment left in place for one of our hosts (same name for the
+    /// VirtualService and its DestinationRule): removed once our own routing is in place.
+    pub leftovers: Vec<String>,
     pub policies: Vec<RolloutPolicy>,
     pub namespace_labels: BTreeMap<String, String>,
+    pub live: Live,
+    /// The pod template revision of each arm's Deployment ([`revision`]).
+    pub revisions: BTreeMap<String, String>,
 }
 
-/// Whether Istio's networking API is served (the mesh is installed).
-pub(crate) async fn istio_installed(client: &Client) -> Result<bool> {
-    let groups = client.list_api_groups().await?;
-    Ok(groups.groups.iter().any(|g| g.name == ISTIO_GROUP))
+impl Observation {
+    pub(crate) fn ready(&self, arm: &str) -> i32 {
+        self.pods.get(arm).map_or(0, |p| p.ready)
+    }
 }
 
-/// The routing mode: `spec.mesh`, or for `auto` the mode recorded at start, or discovery.
-pub(crate) async fn mode(client: &Client, exp: &Experiment) -> Result<Routing> {
+/// The routing mode: `spec.mesh`, or for `auto` the mode recorded at start, or what is installed.
+pub(crate) fn mode(world: &World, exp: &Experiment) -> Routing {
     let recorded = exp.status.as_ref().and_then(|s| s.mesh);
-    Ok(match exp.spec.mesh.resolve(recorded) {
+    match exp.spec.mesh.resolve(recorded) {
         Some(routing) => routing,
-        None if istio_installed(client).await? => Routing::Istio,
+        None if world.istio_installed() => Routing::Istio,
         None => Routing::Native,
-    })
+    }
 }
 
-pub(crate) async fn observe(client: &Client, exp: &Experiment, namespace: &str) -> Result<Observation> {
-    let mode = mode(client, exp).await?;
-    let mut obs = Observation { mode: Some(mode), ..Default::default() };
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+fn json<T: serde::Serialize>(obj: &T) -> Option<Value> {
+    serde_json::to_value(obj).ok()
+}
+
+pub(crate) fn observe(world: &World, exp: &Experiment, namespace: &str) -> Observation {
+    let mode = mode(world, exp);
+    let mut plan = Observed::default();
+    let mut pods = BTreeMap::new();
+    let mut live = Live::default();
+    let mut revisions = BTreeMap::new();
     for arm in &exp.spec.arms {
         if let Some(name) = &arm.deployment
-            && let Some(d) = deployments.get_opt(name).await?
+            && let Some(d) = world.deployment(namespace, name)
         {
             let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(defaults::DEPLOYMENT_REPLICAS);
-            obs.plan.replicas.insert(arm.name.clone(), replicas);
-        }
-        let selector = arm.selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-        let list = pods.list(&ListParams::default().labels(&selector)).await?;
-        let ready =
-            list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p)).count() as i32;
-        obs.pods.insert(arm.name.clone(), ArmPods { existing: list.items.len() as i32, ready });
-    }
-    if mode == Routing::Istio {
-        let ours = object_name(exp);
-        let drs: Api<DestinationRule> = Api::namespaced(client.clone(), namespace);
-        if let Some(dr) = drs.get_opt(&ours).await? {
-            obs.plan.subsets = Some(dr.spec.subsets.iter().flatten().map(|s| s.name.clone()).collect());
-        }
-        let vss: Api<VirtualService> = Api::namespaced(client.clone(), namespace);
-        let hosts: BTreeSet<String> = exp.spec.service.hosts().into_iter().collect();
-        for vs in vss.list(&ListParams::default()).await?.items {
-            if vs.name_any() == ours {
-                obs.routed_subsets = referenced_subsets(&vs);
-            } else if vs.spec.hosts.iter().flatten().any(|h| hosts.contains(h)) {
-                obs.conflicts.push(format!("VirtualService {namespace}/{}", vs.name_any()));
+            plan.replicas.insert(arm.name.clone(), replicas);
+            live.deployments.extend(json(d.as_ref()).map(|v| (name.clone(), v)));
+            if let Some(template) = d.spec.as_ref().and_then(|s| json(&s.template)) {
+                revisions.insert(arm.name.clone(), revision(&template));
             }
         }
+        let matching = world.pods_matching(namespace, &arm.selector);
+        let ready = matching.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p)).count() as i32;
+        pods.insert(arm.name.clone(), ArmPods { existing: matching.len() as i32, ready });
     }
-    obs.policies = Api::<RolloutPolicy>::all(client.clone()).list(&ListParams::default()).await?.items;
-    if let Some(ns) = Api::<Namespace>::all(client.clone()).get_opt(namespace).await? {
-        obs.namespace_labels = ns.metadata.labels.unwrap_or_default();
+    live.service = world.service(namespace, &exp.spec.service.name).and_then(|s| json(s.as_ref()));
+    let mut routed_subsets = BTreeSet::new();
+    let mut conflicts = Vec::new();
+    let mut leftovers = Vec::new();
+    if mode == Routing::Istio {
+        let ours = object_name(exp);
+        if let Some(dr) = world.destination_rule(namespace, &ours) {
+            plan.subsets = Some(dr.spec.subsets.iter().flatten().map(|s| s.name.clone()).collect());
+            live.destination_rule = json(dr.as_ref());
+        }
+        let hosts: BTreeSet<String> = exp.spec.service.hosts().into_iter().collect();
+        for vs in world.virtual_services(namespace) {
+            if vs.name_any() == ours {
+                routed_subsets = referenced_subsets(&vs);
+                live.virtual_service = json(vs.as_ref());
+            } else if vs.spec.hosts.iter().flatten().any(|h| hosts.contains(h)) {
+                if left_behind(&vs) {
+                    leftovers.push(vs.name_any());
+                } else {
+                    conflicts.push(format!("VirtualService {namespace}/{}", vs.name_any()));
+                }
+            }
+        }
+        conflicts.sort();
     }
-    obs.namespace_labels.entry("kubernetes.io/metadata.name".into()).or_insert_with(|| namespace.to_string());
-    Ok(obs)
+    Observation {
+        mode,
+        plan,
+        routed_subsets,
+        pods,
+        conflicts,
+        leftovers,
+        policies: world.policies(),
+        namespace_labels: world.namespace_labels(namespace),
+        live,
+        revisions,
+    }
+}
+
+/// A short, stable name of a pod template: FNV-1a over its JSON (serde_json writes map keys in
+/// order). It only has to change when the template does, and stay the same across restarts.
+pub(crate) fn revision(template: &Value) -> String {
+    let hash = template
+        .to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+    format!("{hash:016x}")
+}
+
+/// A VirtualService another Experiment of Forklane's left behind (released at deletion, so that
+/// routing stays in place) never blocks the next experiment on the same host.
+fn left_behind(vs: &VirtualService) -> bool {
+    vs.labels().get("app.kubernetes.io/managed-by").is_some_and(|m| m == crate::plan::istio::MANAGED_BY)
+        && vs.owner_references().is_empty()
 }
 
 pub(crate) fn referenced_subsets(vs: &VirtualService) -> BTreeSet<String> {

@@ -1,5 +1,6 @@
-//! One reconcile of one Experiment: observe → plan (pure) → apply (make-before-break) → decide the
-//! next state (pure) → write status and events.
+//! The thin I/O around [`decide`]: read the caches, ask the analyst when a look is due, then send
+//! what the decision says (finalizer, objects that differ, leftovers, status, events, the promote
+//! annotation). A reconcile in steady state makes no API call at all.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,350 +8,162 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::analysis::{AnalysisError, ConfigError};
-use crate::api::{ArmSamples, ArmWeightStatus, Experiment, ExperimentStatus, Phase, defaults};
-use crate::plan::{self, Plan, PlanError, Target};
-use crate::policy;
-use crate::stats::decision::{Decision, Outcome};
+use crate::analysis::AnalysisError;
+use crate::api::{Experiment, ExperimentStatus};
 
-use super::Context;
-use super::apply::{Applied, FIELD_MANAGER, apply};
-use super::commands::{Commands, clear_one_shot};
+use super::apply::{FIELD_MANAGER, remove_leftovers, write};
+use super::commands::clear_one_shot;
 use super::conditions::{self, event, reason, set};
+use super::decide::{FINALIZER, FinalizerChange, Input, Look, Measured, Reconciled, counted_outcome, decide};
 use super::error::{Error, Result};
-use super::observe::{Observation, observe};
-use super::progress::{self, Tick};
+use super::observe::observe;
 use super::telemetry::{OutcomeLabel, PhaseLabel};
+use super::{Context, Shared};
 
-pub(crate) const FINALIZER: &str = "forklane.io/routing";
+/// The longest real wait between two looks at an experiment that waits: watches bring every
+/// change sooner; this only bounds a missed one.
+const SAFETY_NET: Duration = Duration::from_secs(30);
 
-/// How long to wait for pods or routing before looking again (real time).
-const WAIT: Duration = Duration::from_millis(500);
+/// The backoff after failed reconciles: doubling from the first, capped.
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
-pub(crate) async fn reconcile(exp: Arc<Experiment>, ctx: Arc<Context>) -> Result<Action> {
+pub(crate) async fn reconcile(exp: Arc<Experiment>, shared: Arc<Shared>) -> Result<Action> {
     let started = Instant::now();
+    let ctx = &shared.ctx;
     ctx.metrics.reconciles.inc();
-    let ns = exp.namespace().ok_or(Error::NoNamespace)?;
-    let api: Api<Experiment> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, exp, |event| async {
-        match event {
-            Finalizer::Apply(exp) => run(&exp, &ctx, &ns).await,
-            Finalizer::Cleanup(exp) => cleanup(&exp, &ctx, &ns).await,
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        kube::runtime::finalizer::Error::AddFinalizer(e) | kube::runtime::finalizer::Error::RemoveFinalizer(e) => {
-            Error::Kube(e)
-        }
-        other => Error::Finalizer(other.to_string()),
-    });
+    // A half-filled cache reads as missing objects: wait for the first complete lists.
+    shared.world.ready().await;
+    let result = run(&exp, &shared).await;
+    let key = ObjectRef::from_obj(exp.as_ref());
+    match &result {
+        Ok(_) => drop(shared.failures.lock().expect("not poisoned").remove(&key)),
+        Err(error) => report_error(&exp, ctx, error).await,
+    }
     ctx.metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
     result
 }
 
-pub(crate) fn error_policy(_exp: Arc<Experiment>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.errors.inc();
-    tracing::warn!(%error, "reconcile failed");
-    Action::requeue(Duration::from_secs(1))
+async fn run(exp: &Experiment, shared: &Shared) -> Result<Action> {
+    let ctx = &shared.ctx;
+    let ns = exp.namespace().ok_or(Error::NoNamespace)?;
+    let obs = observe(&shared.world, exp, &ns);
+    let now = ctx.clock.now();
+    let mut decided = decide(&Input { exp, obs: &obs, now, measured: None });
+    if let Some(look) = decided.measure.take() {
+        let measured = measure(exp, ctx, &look).await;
+        if let Some(outcome) = counted_outcome(&measured) {
+            ctx.metrics.decisions.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
+        }
+        decided = decide(&Input { exp, obs: &obs, now, measured: Some(&measured) });
+    }
+    send(exp, ctx, &ns, decided).await
 }
 
-async fn run(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
-    let now = ctx.clock.now();
-    let obs = observe(&ctx.client, exp, ns).await?;
-    let mode = obs.mode.expect("observe sets the mode");
+async fn measure(exp: &Experiment, ctx: &Context, look: &Look) -> Measured {
+    match ctx.analyst.decide(exp, look.mode, look.window, &look.weights).await {
+        Ok((decision, samples)) => Measured::Decided(decision, samples),
+        Err(AnalysisError::Config(e)) => Measured::Invalid(e),
+        Err(e @ AnalysisError::Unavailable { .. }) => Measured::Unavailable(e.to_string()),
+    }
+}
+
+/// Sends the decision, in order. Status is written only when it changed.
+async fn send(exp: &Experiment, ctx: &Context, ns: &str, decided: Reconciled) -> Result<Action> {
+    let api: Api<Experiment> = Api::namespaced(ctx.client.clone(), ns);
+    if decided.finalizer == Some(FinalizerChange::Add) {
+        let mut finalizers = exp.finalizers().to_vec();
+        finalizers.push(FINALIZER.into());
+        // The resourceVersion makes it a precondition: a concurrent change fails instead of being lost.
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": exp.resource_version()}});
+        api.patch(&exp.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+    }
+    ctx.count_writes(write(&ctx.client, ns, &decided.writes).await?);
+    if !decided.deletes.is_empty() {
+        ctx.count_writes(remove_leftovers(&ctx.client, ns, &decided.deletes).await?);
+    }
     let before = exp.status.clone().unwrap_or_default();
-    let mut status = before.clone();
-    status.mesh = Some(mode);
-    status.strategy = Some(exp.spec.strategy.name());
-    status.observed_generation = exp.metadata.generation;
-    let generation = exp.metadata.generation;
-
-    // An invalid experiment plans nothing and touches nothing.
-    let start = plan::plan(exp, &Target::Step(0), mode, &obs.plan);
-    let states = match start {
-        Ok(p) => p.states,
-        Err(e) => return finish_failed(exp, ctx, ns, status, &e).await,
-    };
-
-    let started = !matches!(before.phase, None | Some(Phase::Pending));
-    if !obs.conflicts.is_empty() && !started {
-        let message = format!(
-            "another VirtualService routes the same host: {}; Istio's choice between them is undefined",
-            obs.conflicts.join(", ")
-        );
-        set(
-            &mut status.conditions,
-            conditions::READY,
-            false,
-            reason::CONFLICTING_VIRTUAL_SERVICE,
-            message.clone(),
-            generation,
-            now,
-        );
-        status.phase = Some(Phase::Pending);
-        status.message = Some(message);
-        write_status(exp, ctx, ns, &before, status).await?;
-        return Ok(Action::requeue(Duration::from_secs(10)));
+    write_status(exp, ctx, ns, &before, &decided.status).await?;
+    for e in &decided.events {
+        publish(ctx, exp, e.reason, &e.message, e.warning).await;
     }
-    let now_unix = now.as_second();
-    let violations: Vec<policy::Violation> =
-        obs.policies.iter().flat_map(|p| policy::evaluate(p, exp, &obs.namespace_labels, Some(now_unix))).collect();
-    let manual = obs.policies.iter().any(|p| {
-        p.spec.require_manual_promotion && policy::selects(p.spec.namespace_selector.as_ref(), &obs.namespace_labels)
-    });
-    if !violations.is_empty() {
-        let message = violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-        set(
-            &mut status.conditions,
-            conditions::POLICY_VIOLATION,
-            true,
-            reason::POLICY_VIOLATED,
-            message.clone(),
-            generation,
-            now,
-        );
-        if !started {
-            status.phase = Some(Phase::Pending);
-        }
-        status.message = Some(format!("traffic held: {message}"));
-        publish(ctx, exp, event::POLICY_VIOLATION, &message, true).await;
-        write_status(exp, ctx, ns, &before, status).await?;
-        return Ok(Action::requeue(ctx.clock.real_duration(Duration::from_secs(60))));
-    }
-    set(
-        &mut status.conditions,
-        conditions::POLICY_VIOLATION,
-        false,
-        reason::COMPLIANT,
-        "no policy violated".into(),
-        generation,
-        now,
-    );
-
-    let target = progress::target(&status);
-    let planned = match plan::plan(exp, &target, mode, &obs.plan) {
-        Ok(p) => p,
-        Err(e) => return finish_failed(exp, ctx, ns, status, &e).await,
-    };
-    let mut writes = 0;
-    let applied = apply(&ctx.client, exp, ns, &planned, &obs, &mut writes).await?;
-    ctx.count_writes(writes);
-    let settled = applied == Applied::Settled;
-    record_weights(&mut status, &planned);
-
-    let commands = Commands::from_annotations(exp.metadata.annotations.as_ref());
-    let mut decision: Option<Decision> = None;
-    let mut invalid: Option<ConfigError> = None;
-    let mut unavailable = false;
-    if settled && progress::analysis_due(&exp.spec, &status, now) {
-        match measure(exp, ctx, &obs, &planned, &status, now).await {
-            Ok((d, samples)) => {
-                set(
-                    &mut status.conditions,
-                    conditions::METRICS_UNAVAILABLE,
-                    false,
-                    reason::METRICS_READ,
-                    "metrics read".into(),
-                    generation,
-                    now,
-                );
-                set(
-                    &mut status.conditions,
-                    conditions::ANALYSIS_CONFIG_INVALID,
-                    false,
-                    reason::ANALYSIS_RAN,
-                    "the analysis ran and decided".into(),
-                    generation,
-                    now,
-                );
-                status.samples = samples;
-                decision = Some(d);
-            }
-            // The state machine ends the experiment: no retry every interval.
-            Err(AnalysisError::Config(e)) => {
-                set(
-                    &mut status.conditions,
-                    conditions::ANALYSIS_CONFIG_INVALID,
-                    true,
-                    reason::CONFIG_ERROR,
-                    e.to_string(),
-                    generation,
-                    now,
-                );
-                invalid = Some(e);
-            }
-            Err(e @ AnalysisError::Unavailable { .. }) => {
-                let message = e.to_string();
-                set(
-                    &mut status.conditions,
-                    conditions::METRICS_UNAVAILABLE,
-                    true,
-                    reason::METRICS_UNAVAILABLE,
-                    message.clone(),
-                    generation,
-                    now,
-                );
-                status.last_analysis_at = Some(crate::clock::format_time(now));
-                unavailable = true;
-                status.message = Some(format!("weights held: {message}"));
-                publish(ctx, exp, event::METRICS_UNAVAILABLE, &message, true).await;
-            }
-        }
-    }
-    if let Some(d) = &decision {
-        let outcome = match &d.outcome {
-            Outcome::Promote { .. } => "promote",
-            Outcome::Rollback { .. } => "rollback",
-            Outcome::Continue { .. } => "continue",
-        };
-        let srm = d.srm.is_some_and(|s| s.mismatch);
-        ctx.metrics.decisions.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
-        let p = d
-            .srm
-            .as_ref()
-            .map(|s| format!("sequential SRM p = {:.3e}", s.p_value))
-            .unwrap_or_else(|| "not checked".into());
-        set(
-            &mut status.conditions,
-            conditions::SAMPLE_RATIO_MISMATCH,
-            srm,
-            if srm { reason::SAMPLE_RATIO_MISMATCH } else { reason::SAMPLE_RATIO_OK },
-            p,
-            generation,
-            now,
-        );
-    }
-
-    let tick = Tick {
-        spec: &exp.spec,
-        status: &status,
-        now,
-        states,
-        settled,
-        commands: &commands,
-        policy_manual_promotion: manual,
-        decision: decision.as_ref(),
-        analysis_invalid: invalid.as_ref(),
-        metrics_unavailable: unavailable,
-    };
-    let transition = progress::advance(&tick);
-    let mut next = transition.status;
-    if let Applied::Waiting(message) = &applied
-        && (next.final_arm.is_none() || next.phase == Some(Phase::Promoting))
-    {
-        next.message = Some(message.clone());
-    }
-    let phase = next.phase.unwrap_or(Phase::Pending);
-    set(
-        &mut next.conditions,
-        conditions::READY,
-        settled,
-        if settled { reason::ROUTING_APPLIED } else { reason::WAITING },
-        if settled { "routing matches the current step".into() } else { next.message.clone().unwrap_or_default() },
-        generation,
-        now,
-    );
-    let progressing = !matches!(phase, Phase::Succeeded | Phase::RolledBack | Phase::Failed);
-    set(
-        &mut next.conditions,
-        conditions::PROGRESSING,
-        progressing,
-        progress::phase_reason(phase),
-        next.message.clone().unwrap_or_default(),
-        generation,
-        now,
-    );
-    set(
-        &mut next.conditions,
-        conditions::ANALYSING,
-        phase == Phase::Analysing,
-        if phase == Phase::Analysing { reason::ANALYSING } else { reason::NOT_ANALYSING },
-        next.message.clone().unwrap_or_default(),
-        generation,
-        now,
-    );
-    let moved = next.current_step != before.current_step || next.final_arm != before.final_arm;
-    for event in &transition.events {
-        publish(ctx, exp, event.reason, &event.message, event.warning).await;
-    }
-    write_status(exp, ctx, ns, &before, next.clone()).await?;
-    if commands.promote.is_some() && (moved || next.phase != Some(Phase::Paused)) {
-        let api: Api<Experiment> = Api::namespaced(ctx.client.clone(), ns);
+    if decided.clear_promote {
         api.patch(&exp.name_any(), &PatchParams::default(), &Patch::Merge(clear_one_shot())).await?;
     }
-    Ok(match (&applied, transition.requeue) {
-        (Applied::Waiting(_), _) => Action::requeue(WAIT),
-        (_, Some(d)) if d.is_zero() => Action::requeue(Duration::from_millis(1)),
-        (_, Some(d)) => Action::requeue(ctx.clock.real_duration(d).max(Duration::from_millis(10))),
-        (_, None) => Action::requeue(Duration::from_secs(300)),
+    if decided.finalizer == Some(FinalizerChange::Remove) {
+        let finalizers: Vec<&String> = exp.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": exp.resource_version()}});
+        match api.patch(&exp.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            other => drop(other?),
+        }
+    }
+    Ok(match decided.requeue {
+        Some(d) => Action::requeue(ctx.clock.real_duration(d).clamp(Duration::from_millis(1), SAFETY_NET)),
+        None => Action::await_change(),
     })
 }
 
-/// Reads the metrics and decides, or says why there is no decision.
-async fn measure(
-    exp: &Experiment,
-    ctx: &Context,
-    obs: &Observation,
-    planned: &Plan,
-    status: &ExperimentStatus,
-    now: jiff::Timestamp,
-) -> Result<(Decision, Vec<ArmSamples>), AnalysisError> {
-    let window = status
-        .analysis_started_at
-        .as_deref()
-        .and_then(crate::clock::parse_time)
-        .map(|s| Duration::from_secs_f64(s.duration_until(now).as_secs_f64()).max(defaults::MIN_MEASUREMENT_WINDOW))
-        .unwrap_or(defaults::MEASUREMENT_WINDOW);
-    let weights: Vec<(String, i32)> = planned.weights.iter().map(|w| (w.arm.clone(), w.desired)).collect();
-    ctx.analyst.decide(exp, obs.mode.expect("mode observed"), window, &weights).await
+/// Exponential backoff with jitter per experiment: a failing experiment is retried ever more
+/// rarely (up to 5 minutes) and does not crowd out the others.
+pub(crate) fn error_policy(exp: Arc<Experiment>, error: &Error, shared: Arc<Shared>) -> Action {
+    shared.ctx.metrics.errors.inc();
+    tracing::warn!(%error, experiment = %exp.name_any(), "reconcile failed");
+    let mut failures = shared.failures.lock().expect("not poisoned");
+    let n = failures.entry(ObjectRef::from_obj(exp.as_ref())).or_insert(0);
+    *n += 1;
+    Action::requeue(backoff(*n, jitter()))
 }
 
-fn record_weights(status: &mut ExperimentStatus, planned: &Plan) {
-    status.weights = planned
-        .weights
-        .iter()
-        .map(|w| ArmWeightStatus {
-            arm: w.arm.clone(),
-            desired: w.desired,
-            achieved: (w.achieved * 10.0).round() / 10.0,
-        })
-        .collect();
-    status.weight_summary =
-        Some(planned.weights.iter().map(|w| format!("{}={}", w.arm, w.desired)).collect::<Vec<_>>().join(","));
+/// A number in [0, 1) that differs between calls (no RNG dependency for one spread).
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, RandomState};
+    (RandomState::new().hash_one(Instant::now()) % 10_000) as f64 / 10_000.0
 }
 
-async fn finish_failed(
-    exp: &Experiment,
-    ctx: &Context,
-    ns: &str,
-    mut status: ExperimentStatus,
-    error: &PlanError,
-) -> Result<Action> {
-    let before = exp.status.clone().unwrap_or_default();
-    let message = error.to_string().replace('\n', "; ");
-    if before.phase != Some(Phase::Failed) {
-        publish(ctx, exp, progress::phase_reason(Phase::Failed), &message, true).await;
+/// The wait after the `n`-th failure in a row, `jitter` in [0, 1) spreading it by ±20%.
+pub(crate) fn backoff(n: u32, jitter: f64) -> Duration {
+    let doubled = BACKOFF_FIRST.saturating_mul(1 << n.saturating_sub(1).min(16));
+    doubled.min(BACKOFF_CAP).mul_f64(0.8 + 0.4 * jitter)
+}
+
+/// The error in a `ReconcileError` condition and, when the message is new, a Warning event.
+async fn report_error(exp: &Experiment, ctx: &Context, error: &Error) {
+    let Some(ns) = exp.namespace() else { return };
+    let message = error.to_string();
+    let status = exp.status.clone().unwrap_or_default();
+    let known = status.conditions.iter().any(|c| c.type_ == conditions::RECONCILE_ERROR && c.message == message);
+    if known {
+        return;
     }
-    status.phase = Some(Phase::Failed);
-    status.message = Some(message);
-    write_status(exp, ctx, ns, &before, status).await?;
-    Ok(Action::await_change())
+    publish(ctx, exp, event::RECONCILE_ERROR, &message, true).await;
+    let mut next = status.clone();
+    let (generation, now) = (exp.metadata.generation, ctx.clock.now());
+    set(&mut next.conditions, conditions::RECONCILE_ERROR, true, reason::FAILED, message, generation, now);
+    if let Err(e) = write_status(exp, ctx, &ns, &status, &next).await {
+        tracing::debug!(error = %e, "could not record the reconcile error");
+    }
 }
 
-/// Writes the status with server-side apply, so fields Forklane stops setting disappear.
+/// Writes the status with server-side apply, so fields Forklane stops setting disappear; nothing
+/// when it did not change.
 async fn write_status(
     exp: &Experiment,
     ctx: &Context,
     ns: &str,
     before: &ExperimentStatus,
-    status: ExperimentStatus,
+    status: &ExperimentStatus,
 ) -> Result<()> {
+    if status == before {
+        return Ok(());
+    }
+    let api: Api<Experiment> = Api::namespaced(ctx.client.clone(), ns);
+    let body = json!({"apiVersion": "forklane.io/v1alpha1", "kind": "Experiment", "status": status});
+    api.patch_status(&exp.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
     if let Some(phase) = status.phase
         && before.phase != Some(phase)
     {
@@ -359,12 +172,6 @@ async fn write_status(
         }
         ctx.metrics.experiments.get_or_create(&PhaseLabel { phase: format!("{phase:?}") }).inc();
     }
-    if &status == before {
-        return Ok(());
-    }
-    let api: Api<Experiment> = Api::namespaced(ctx.client.clone(), ns);
-    let body = json!({"apiVersion": "forklane.io/v1alpha1", "kind": "Experiment", "status": status});
-    api.patch_status(&exp.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
     Ok(())
 }
 
@@ -381,23 +188,19 @@ async fn publish(ctx: &Context, exp: &Experiment, reason: &str, message: &str, w
     }
 }
 
-/// Before an Experiment goes: all traffic back to the control (or the promoted winner), and the
-/// routing objects released from the Experiment so that garbage collection leaves them in place.
-async fn cleanup(exp: &Experiment, ctx: &Context, ns: &str) -> Result<Action> {
-    let obs = observe(&ctx.client, exp, ns).await?;
-    let mode = obs.mode.expect("observe sets the mode");
-    let status = exp.status.clone().unwrap_or_default();
-    let control = exp.spec.control_arm().map(|a| a.name.clone()).unwrap_or_default();
-    let arm = status.winner.clone().filter(|_| status.phase == Some(Phase::Succeeded)).unwrap_or(control);
-    let mut released = exp.clone();
-    released.metadata.uid = None; // no owner reference in the final objects
-    if let Ok(planned) = plan::plan(&released, &Target::Final(arm.clone()), mode, &obs.plan) {
-        let mut writes = 0;
-        let mut obs = obs;
-        obs.pods.values_mut().for_each(|p| p.ready = p.ready.max(1)); // deletion must not wait on pods
-        apply(&ctx.client, &released, ns, &planned, &obs, &mut writes).await?;
-        ctx.count_writes(writes);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_up_to_five_minutes_with_jitter() {
+        let mid = |n| backoff(n, 0.5);
+        assert_eq!([mid(1), mid(2), mid(3), mid(4)].map(|d| d.as_secs()), [1, 2, 4, 8]);
+        assert_eq!((mid(9).as_secs(), mid(10)), (256, BACKOFF_CAP));
+        assert_eq!(mid(40), BACKOFF_CAP, "no overflow");
+        assert!(backoff(3, 0.0) < mid(3) && mid(3) < backoff(3, 0.999));
+        assert!(backoff(3, 0.0).as_secs_f64() >= 0.8 * 4.0 && backoff(3, 0.999).as_secs_f64() < 1.2 * 4.0);
+        let spread: std::collections::BTreeSet<u64> = (0..20).map(|_| (jitter() * 1e4) as u64).collect();
+        assert!(spread.len() > 1 && spread.iter().all(|j| *j < 10_000), "{spread:?}");
     }
-    publish(ctx, exp, event::ROUTING_RESTORED, &format!("all traffic to {arm} before deletion"), false).await;
-    Ok(Action::await_change())
 }

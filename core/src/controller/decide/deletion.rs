@@ -1,0 +1,108 @@
+//! A deleted experiment (its finalizer still on).
+//!
+//! One that never wrote routing (no routing object it owns) goes at once, writing nothing. Otherwise all traffic goes back to
+//! the control (or the promoted winner), only to an arm with ready pods, in objects released from
+//! the Experiment so that garbage collection leaves them; the finalizer goes once the cache shows
+//! the restored routing. With no arm able to serve, the deletion waits (a condition and an event
+//! say why) until a person sets `forklane.io/force-delete`.
+
+use crate::api::{ExperimentStatus, Phase, Routing};
+use crate::plan::{Action, Plan, Target};
+
+use super::super::apply::{Applied, gate};
+use super::super::conditions::{self, event, reason, set};
+use super::{FINALIZER, FinalizerChange, Input, Reconciled, WAIT, has_condition, restore_to};
+
+/// Lets a person release an experiment whose deletion waits for an arm that can take the traffic.
+pub(crate) const FORCE_DELETE: &str = "forklane.io/force-delete";
+
+pub(super) fn decide(input: &Input) -> Reconciled {
+    let (exp, obs) = (input.exp, input.obs);
+    let status = exp.status.clone().unwrap_or_default();
+    let mut out = Reconciled::new(status.clone());
+    if !exp.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER) {
+        return out;
+    }
+    let forced = exp.metadata.annotations.as_ref().and_then(|a| a.get(FORCE_DELETE)).is_some_and(|v| v != "false");
+    if !wrote_routing(input, &status) || forced {
+        out.finalizer = Some(FinalizerChange::Remove);
+        return out;
+    }
+    let control = exp.spec.control_arm().map(|a| a.name.clone()).unwrap_or_default();
+    let arm = status.winner.clone().filter(|_| status.phase == Some(Phase::Succeeded)).unwrap_or(control);
+    if obs.ready(&arm) == 0 {
+        let message = format!(
+            "deletion waits: {arm} has no ready pods to take all traffic; annotate {FORCE_DELETE}=true to delete anyway"
+        );
+        if !has_condition(&status, conditions::DELETION_BLOCKED, Some(&message)) {
+            out.event(event::DELETION_BLOCKED, message.clone(), true);
+        }
+        let generation = exp.metadata.generation;
+        set(
+            &mut out.status.conditions,
+            conditions::DELETION_BLOCKED,
+            true,
+            reason::NO_READY_PODS,
+            message,
+            generation,
+            input.now,
+        );
+        out.requeue = Some(WAIT);
+        return out;
+    }
+    let mut released = exp.clone();
+    released.metadata.uid = None; // no owner reference in the final objects
+    let writes = match crate::plan::plan(&released, &Target::Final(arm.clone()), obs.mode, &obs.plan) {
+        Ok(mut planned) => {
+            release(&mut planned);
+            let gated = gate(&released, &planned, obs, true);
+            if gated.applied != Applied::Settled && gated.writes.is_empty() {
+                out.requeue = Some(WAIT); // pods of the restored arm still starting
+                return out;
+            }
+            gated.writes
+        }
+        // A spec that cannot be planned any more: the live routing itself goes to the arm.
+        Err(_) => restore_to(exp, obs, &arm, false).unwrap_or_default(),
+    };
+    if !writes.is_empty() {
+        out.writes = writes;
+        out.requeue = Some(WAIT); // the finalizer goes once the caches show the restore
+        return out;
+    }
+    out.event(event::ROUTING_RESTORED, format!("all traffic to {arm} before deletion"), false);
+    out.finalizer = Some(FinalizerChange::Remove);
+    out
+}
+
+/// Whether the experiment ever wrote routing: our VirtualService or DestinationRule exists (Istio),
+/// or it planned weights past its checks (native: the Service and replicas are people's own
+/// objects, changed only once it started).
+fn wrote_routing(input: &Input, status: &ExperimentStatus) -> bool {
+    match input.obs.mode {
+        Routing::Istio => {
+            let uid = input.exp.metadata.uid.as_deref();
+            let ours = |object: &Option<serde_json::Value>| {
+                let owners = object.as_ref().and_then(|o| o.pointer("/metadata/ownerReferences")?.as_array().cloned());
+                owners.unwrap_or_default().iter().any(|o| o["uid"].as_str() == uid)
+            };
+            // Released (owner dropped) by this deletion's own restore: still ours to finish.
+            let started = !matches!(status.phase, None | Some(Phase::Pending));
+            let exists = input.obs.live.virtual_service.is_some() || input.obs.live.destination_rule.is_some();
+            ours(&input.obs.live.virtual_service) || ours(&input.obs.live.destination_rule) || (started && exists)
+        }
+        Routing::Native => !status.weights.is_empty(),
+    }
+}
+
+/// Drops the Experiment as owner of the routing objects (an explicit empty list, so that
+/// server-side apply removes the reference Forklane set).
+fn release(planned: &mut Plan) {
+    for action in &mut planned.actions {
+        match action {
+            Action::VirtualService(vs) => vs.metadata.owner_references = Some(vec![]),
+            Action::DestinationRule(dr) => dr.metadata.owner_references = Some(vec![]),
+            Action::ServiceSelector(_) | Action::Scale(_) => {}
+        }
+    }
+}

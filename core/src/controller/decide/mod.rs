@@ -1,0 +1,227 @@
+//! The reconcile itself, pure: from the Experiment (spec, status, annotations, deletion), what the
+//! caches hold ([`Observation`]), the time and, when one was due, the analysis' answer, it returns
+//! the writes, the next status, the events, the finalizer change and when to look again. The
+//! driver (`reconcile`) only reads the caches, asks the analyst and sends what this returns.
+//!
+//! Order of a live experiment: finished → hands off; invalid spec → traffic back to the control;
+//! conflicts and policies → held; plan the current target, move traffic off arms without ready
+//! pods (`health`), gate unsafe steps and keep only what differs (`apply::gate`); progress
+//! deadline; new pod templates and weights restart the analysis; the state machine (`progress`).
+
+mod deletion;
+mod live;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::analysis::ConfigError;
+use crate::api::{ArmSamples, Experiment, ExperimentStatus, Phase, Routing, defaults};
+use crate::clock::parse_time;
+use crate::plan::{self, Action, Plan, Target};
+use crate::policy;
+use crate::stats::decision::{Decision, Outcome};
+
+use super::apply::{Applied, gate};
+use super::commands::{Commands, PROMOTE};
+use super::health::detour;
+use super::observe::Observation;
+use super::progress::Event;
+
+pub(crate) const FINALIZER: &str = "forklane.io/routing";
+
+/// How long (simulated) to wait before looking again while waiting on pods, routing, a conflict
+/// or a policy: the watches bring every change sooner; this bounds a missed one and lets time-based
+/// policies (freeze windows) end.
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
+
+/// What is needed to decide.
+pub(crate) struct Input<'a> {
+    pub exp: &'a Experiment,
+    pub obs: &'a Observation,
+    pub now: Timestamp,
+    /// The analysis' answer, once [`Reconciled::measure`] asked for it.
+    pub measured: Option<&'a Measured>,
+}
+
+/// What one look at the metrics gave.
+#[derive(Clone, Debug)]
+pub(crate) enum Measured {
+    Decided(Decision, Vec<ArmSamples>),
+    /// The analysis cannot run as configured: the experiment ends, no retry every interval.
+    Invalid(ConfigError),
+    /// No metrics this time (unreachable, empty, NaN): the message says which.
+    Unavailable(String),
+}
+
+/// The look the analysis is due for: decide again with its [`Measured`].
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Look {
+    pub mode: Routing,
+    pub window: Duration,
+    pub weights: Vec<(String, i32)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FinalizerChange {
+    Add,
+    Remove,
+}
+
+/// Everything one reconcile does, in the order the driver does it: finalizer added, objects
+/// written (plan order: make before break), leftovers deleted, status, events, the promote
+/// annotation cleared, finalizer removed.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Reconciled {
+    pub finalizer: Option<FinalizerChange>,
+    pub writes: Vec<Action>,
+    /// Routing objects of deleted experiments on our host, to delete.
+    pub deletes: Vec<String>,
+    pub status: ExperimentStatus,
+    pub events: Vec<Event>,
+    pub clear_promote: bool,
+    /// When to look again (simulated time); `None`: only when something changes.
+    pub requeue: Option<Duration>,
+    /// The analysis is due: read the metrics and decide again.
+    pub measure: Option<Look>,
+}
+
+impl Reconciled {
+    fn new(status: ExperimentStatus) -> Self {
+        Reconciled { status, ..Default::default() }
+    }
+
+    fn event(&mut self, reason: &'static str, message: impl Into<String>, warning: bool) {
+        self.events.push(Event { reason, message: message.into(), warning });
+    }
+}
+
+pub(crate) fn decide(input: &Input) -> Reconciled {
+    let exp = input.exp;
+    if exp.metadata.deletion_timestamp.is_some() {
+        return deletion::decide(input);
+    }
+    let mut out = live::decide(input);
+    if !exp.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER) {
+        out.finalizer = Some(FinalizerChange::Add);
+    }
+    out
+}
+
+pub(crate) fn finished(phase: Option<Phase>) -> bool {
+    matches!(phase, Some(Phase::Succeeded | Phase::RolledBack | Phase::Failed))
+}
+
+fn elapsed(since: Option<&str>, now: Timestamp) -> Option<Duration> {
+    let since = since.and_then(parse_time)?;
+    Some(Duration::from_secs_f64(since.duration_until(now).as_secs_f64().max(0.0)))
+}
+
+fn has_condition(status: &ExperimentStatus, type_: &str, message: Option<&str>) -> bool {
+    status.conditions.iter().any(|c| c.type_ == type_ && c.status == "True" && message.is_none_or(|m| c.message == m))
+}
+
+/// The promote command, unless the status says it was handled already (exactly once).
+fn commands(exp: &Experiment, status: &ExperimentStatus) -> (Commands, Option<String>) {
+    let annotations = exp.metadata.annotations.as_ref();
+    let mut commands = Commands::from_annotations(annotations);
+    let token = annotations.and_then(|a| a.get(PROMOTE)).cloned();
+    if token.is_some() && token == status.handled_promote {
+        commands.promote = None;
+    }
+    (commands, token)
+}
+
+fn record_weights(status: &mut ExperimentStatus, planned: &Plan) {
+    status.weights = planned
+        .weights
+        .iter()
+        .map(|w| crate::api::ArmWeightStatus {
+            arm: w.arm.clone(),
+            desired: w.desired,
+            achieved: (w.achieved * 10.0).round() / 10.0,
+        })
+        .collect();
+    status.weight_summary =
+        Some(planned.weights.iter().map(|w| format!("{}={}", w.arm, w.desired)).collect::<Vec<_>>().join(","));
+}
+
+fn outcome_name(d: &Decision) -> &'static str {
+    match &d.outcome {
+        Outcome::Promote { .. } => "promote",
+        Outcome::Rollback { .. } => "rollback",
+        Outcome::Continue { .. } => "continue",
+    }
+}
+
+/// The outcome the driver counts in `forklane_decisions_total`.
+pub(crate) fn counted_outcome(measured: &Measured) -> Option<&'static str> {
+    match measured {
+        Measured::Decided(d, _) => Some(outcome_name(d)),
+        _ => None,
+    }
+}
+
+fn measurement_window(status: &ExperimentStatus, now: Timestamp) -> Duration {
+    elapsed(status.analysis_started_at.as_deref(), now)
+        .map(|w| w.max(defaults::MIN_MEASUREMENT_WINDOW))
+        .unwrap_or(defaults::MEASUREMENT_WINDOW)
+}
+
+fn violations(input: &Input) -> (Vec<policy::Violation>, bool) {
+    let (exp, obs) = (input.exp, input.obs);
+    let violations = obs
+        .policies
+        .iter()
+        .flat_map(|p| policy::evaluate(p, exp, &obs.namespace_labels, Some(input.now.as_second())))
+        .collect();
+    let manual = obs.policies.iter().any(|p| {
+        p.spec.require_manual_promotion && policy::selects(p.spec.namespace_selector.as_ref(), &obs.namespace_labels)
+    });
+    (violations, manual)
+}
+
+fn plan_or_error(input: &Input, target: &Target) -> Result<Plan, plan::PlanError> {
+    plan::plan(input.exp, target, input.obs.mode, &input.obs.plan)
+}
+
+/// The routing with every arm's weight made safe and only what differs kept.
+struct Routed {
+    planned: Plan,
+    writes: Vec<Action>,
+    applied: Applied,
+    /// Arms without ready pods that the routing moved traffic away from, and why.
+    unhealthy: Option<String>,
+}
+
+fn route(input: &Input, mut planned: Plan) -> Routed {
+    let (exp, obs) = (input.exp, input.obs);
+    // Without a mesh the endpoints carry only ready pods: no request reaches a dead arm, and a
+    // missing arm shows as waiting on its pods (the progress deadline runs).
+    let detoured = if obs.mode == Routing::Istio { detour(exp, &mut planned, obs) } else { None };
+    let gated = gate(exp, &planned, obs, detoured.is_some());
+    Routed { planned, writes: gated.writes, applied: gated.applied, unhealthy: detoured.map(|d| d.message()) }
+}
+
+/// The live VirtualService rewritten to send everything to `arm` (the writes still needed; empty
+/// when it already does), or `None` when there is no live VirtualService of ours. `owned` keeps
+/// the Experiment as its owner; a deletion releases it so that garbage collection leaves it.
+fn restore_to(exp: &Experiment, obs: &Observation, arm: &str, owned: bool) -> Option<Vec<Action>> {
+    use kube::Resource;
+    let live_json = obs.live.virtual_service.as_ref()?;
+    let live: crate::istio::VirtualService = serde_json::from_value(live_json.clone()).ok()?;
+    let others = super::observe::referenced_subsets(&live).into_iter().filter(|s| s != arm).collect();
+    let mut vs = super::health::avoiding(&live, &others, arm);
+    vs.metadata = kube::api::ObjectMeta {
+        name: live.metadata.name.clone(),
+        namespace: live.metadata.namespace.clone(),
+        labels: live.metadata.labels.clone(),
+        owner_references: if owned { exp.controller_owner_ref(&()).map(|r| vec![r]) } else { Some(vec![]) },
+        ..Default::default()
+    };
+    vs.status = None;
+    let action = Action::VirtualService(Box::new(vs));
+    Some(if super::apply::holds(live_json, &action.object()) { vec![] } else { vec![action] })
+}

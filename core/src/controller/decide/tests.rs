@@ -1,0 +1,453 @@
+//! Table tests of the pure reconcile against a fake world: what `decide` writes is applied to the
+//! observation as the API server and the caches would show it, pods come and go as a test says,
+//! and time moves by the requeue asked for. No server.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use kube::api::ObjectMeta;
+
+use super::*;
+use crate::api::{MeshMode, OnProgressDeadline, Phase, Routing};
+use crate::controller::commands::{ABORT, PROMOTE};
+use crate::controller::conditions::{self, event};
+use crate::controller::health::weights;
+use crate::controller::observe::{ArmPods, Observation, referenced_subsets};
+use crate::fixtures::{ExperimentBuilder, analysis, conversion, pause, set_weight};
+use crate::istio::VirtualService;
+use crate::plan::Observed;
+
+/// The cluster as `decide` sees it, changed by what `decide` returns.
+struct World {
+    exp: Experiment,
+    obs: Observation,
+    now: Timestamp,
+    /// Arms whose pods are all gone (their Deployment deleted, or crashing).
+    dead: BTreeSet<String>,
+    /// What the next look at the metrics finds.
+    answer: Option<Measured>,
+    /// Every VirtualService written, in order.
+    routes: Vec<VirtualService>,
+    events: Vec<Event>,
+}
+
+fn start() -> Timestamp {
+    Timestamp::from_second(1_800_000_000).unwrap()
+}
+
+impl World {
+    fn new(builder: ExperimentBuilder, mode: Routing) -> Self {
+        let mesh = if mode == Routing::Istio { MeshMode::Istio } else { MeshMode::None };
+        let mut exp = builder.mesh(mesh).build();
+        exp.metadata.uid = Some("uid-1".into());
+        exp.metadata.generation = Some(1);
+        let arms: Vec<String> = exp.spec.arms.iter().map(|a| a.name.clone()).collect();
+        let obs = Observation {
+            mode,
+            plan: Observed { subsets: None, replicas: arms.iter().map(|a| (a.clone(), 2)).collect() },
+            routed_subsets: BTreeSet::new(),
+            pods: BTreeMap::new(),
+            conflicts: vec![],
+            leftovers: vec![],
+            policies: vec![],
+            namespace_labels: BTreeMap::new(),
+            live: Default::default(),
+            revisions: arms.iter().map(|a| (a.clone(), "r1".to_string())).collect(),
+        };
+        let mut world =
+            World { exp, obs, now: start(), dead: BTreeSet::new(), answer: None, routes: vec![], events: vec![] };
+        world.refresh_pods();
+        world
+    }
+
+    fn refresh_pods(&mut self) {
+        for arm in self.exp.spec.arms.iter().map(|a| a.name.clone()).collect::<Vec<_>>() {
+            let replicas = self.obs.plan.replicas.get(&arm).copied().unwrap_or(0);
+            let n = if self.dead.contains(&arm) { 0 } else { replicas };
+            self.obs.pods.insert(arm, ArmPods { existing: n, ready: n });
+        }
+    }
+
+    fn kill(&mut self, arm: &str) {
+        self.dead.insert(arm.into());
+        self.refresh_pods();
+    }
+
+    fn revive(&mut self, arm: &str) {
+        self.dead.remove(arm);
+        self.refresh_pods();
+    }
+
+    fn annotate(&mut self, key: &str, value: Option<&str>) {
+        let annotations = self.exp.metadata.annotations.get_or_insert_with(Default::default);
+        match value {
+            Some(v) => annotations.insert(key.into(), v.into()),
+            None => annotations.remove(key),
+        };
+    }
+
+    fn status(&self) -> ExperimentStatus {
+        self.exp.status.clone().unwrap_or_default()
+    }
+
+    fn condition(&self, type_: &str) -> Option<(String, String)> {
+        let status = self.status();
+        let c = status.conditions.iter().find(|c| c.type_ == type_)?;
+        Some((c.status.clone(), c.message.clone()))
+    }
+
+    /// One reconcile: decide (asking the metrics when due), then the world takes the writes.
+    fn tick(&mut self) -> Reconciled {
+        let input = Input { exp: &self.exp, obs: &self.obs, now: self.now, measured: None };
+        let mut out = decide(&input);
+        if out.measure.is_some() {
+            let answer = self.answer.clone().expect("the test says what a look at the metrics finds");
+            out = decide(&Input { exp: &self.exp, obs: &self.obs, now: self.now, measured: Some(&answer) });
+            assert!(out.measure.is_none(), "a second decide with the answer never asks again");
+        }
+        self.take(&out);
+        out
+    }
+
+    fn take(&mut self, out: &Reconciled) {
+        for action in &out.writes {
+            self.write(action);
+        }
+        self.exp.status = Some(out.status.clone());
+        match out.finalizer {
+            Some(FinalizerChange::Add) => self.exp.metadata.finalizers = Some(vec![FINALIZER.into()]),
+            Some(FinalizerChange::Remove) => self.exp.metadata.finalizers = Some(vec![]),
+            None => {}
+        }
+        if out.clear_promote {
+            self.annotate(PROMOTE, None);
+        }
+        self.events.extend(out.events.iter().cloned());
+    }
+
+    fn write(&mut self, action: &Action) {
+        let object = action.object();
+        match action {
+            Action::VirtualService(vs) => {
+                self.obs.routed_subsets = referenced_subsets(vs);
+                self.obs.live.virtual_service = Some(object);
+                self.routes.push(vs.as_ref().clone());
+            }
+            Action::DestinationRule(dr) => {
+                self.obs.plan.subsets = Some(dr.spec.subsets.iter().flatten().map(|s| s.name.clone()).collect());
+                self.obs.live.destination_rule = Some(object);
+            }
+            Action::ServiceSelector(_) => self.obs.live.service = Some(object),
+            Action::Scale(s) => {
+                let arm = self.exp.spec.arms.iter().find(|a| a.deployment.as_deref() == Some(&s.deployment)).unwrap();
+                self.obs.plan.replicas.insert(arm.name.clone(), s.replicas);
+                self.obs.live.deployments.insert(s.deployment.clone(), object);
+                self.refresh_pods();
+            }
+        }
+    }
+
+    /// Reconciles until the phase is `phase` (time moving as requeued), at most 30 times.
+    fn until(&mut self, phase: Phase) {
+        for _ in 0..30 {
+            let out = self.tick();
+            if self.status().phase == Some(phase) {
+                return;
+            }
+            self.now += out.requeue.unwrap_or(Duration::from_secs(1));
+        }
+        panic!("never reached {phase:?}: {:?}", self.status());
+    }
+
+    /// The arms the last VirtualService written sends traffic to, with their weights.
+    fn last_split(&self) -> BTreeMap<String, i32> {
+        let mut split = weights(self.routes.last().expect("a VirtualService was written"));
+        split.retain(|_, w| *w > 0);
+        split
+    }
+}
+
+fn canary_paused_at_20() -> World {
+    let builder = ExperimentBuilder::canary("c").steps([set_weight(20), pause(), set_weight(50)]);
+    let mut world = World::new(builder, Routing::Istio);
+    world.until(Phase::Paused);
+    assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 80), ("v2".into(), 20)]));
+    world
+}
+
+fn reasons(events: &[Event]) -> Vec<&str> {
+    events.iter().map(|e| e.reason).collect()
+}
+
+#[test]
+fn a_settled_experiment_makes_no_write_and_keeps_its_status() {
+    let mut world = canary_paused_at_20();
+    let settled = world.status();
+    for _ in 0..3 {
+        world.now += Duration::from_secs(30);
+        let out = world.tick();
+        assert!(out.writes.is_empty() && out.deletes.is_empty(), "{:?}", out.writes);
+        assert_eq!(out.status, settled, "an unchanged status is not written");
+        assert!(out.events.is_empty() && !out.clear_promote && out.finalizer.is_none());
+        assert_eq!(out.requeue, None, "an indefinite pause waits for a change, not a timer");
+    }
+}
+
+#[test]
+fn a_routed_candidate_that_loses_its_pods_gets_no_traffic_and_rolls_back_at_the_progress_deadline() {
+    for (on, rolled_back) in [(OnProgressDeadline::Rollback, true), (OnProgressDeadline::Hold, false)] {
+        let builder =
+            ExperimentBuilder::canary("c").steps([set_weight(20), pause(), set_weight(50)]).progress_deadline("2m", on);
+        let mut world = World::new(builder, Routing::Istio);
+        world.until(Phase::Paused);
+        world.events.clear();
+        let routed_before = world.routes.len();
+        world.kill("v2");
+        let out = world.tick();
+        assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 100)]), "its 20% goes to the control at once");
+        assert_eq!(reasons(&out.events), [event::ARM_UNHEALTHY]);
+        let (status, message) = world.condition(conditions::ARM_UNHEALTHY).unwrap();
+        assert_eq!((status.as_str(), message.contains("v2 has no ready pods")), ("True", true), "{message}");
+        assert!(out.requeue.is_some_and(|r| r <= Duration::from_secs(120)), "the deadline is a timer");
+        world.now += Duration::from_secs(121);
+        world.tick();
+        let (exceeded, _) = world.condition(conditions::PROGRESS_DEADLINE_EXCEEDED).unwrap();
+        assert_eq!(exceeded, "True");
+        for _ in 0..3 {
+            world.now += Duration::from_secs(1);
+            world.tick();
+        }
+        let phase = world.status().phase;
+        assert_eq!(phase == Some(Phase::RolledBack), rolled_back, "{on:?}: {phase:?}");
+        let since = &world.routes[routed_before..];
+        assert!(since.iter().all(|vs| weights(vs).get("v2").is_none_or(|w| *w == 0)), "never again to v2");
+        assert_eq!(reasons(&world.events).iter().filter(|r| **r == event::PROGRESS_DEADLINE_EXCEEDED).count(), 1);
+    }
+}
+
+#[test]
+fn an_abort_never_routes_to_a_control_without_pods_and_completes_once_it_is_back() {
+    let mut world = canary_paused_at_20();
+    world.kill("v1");
+    world.annotate(ABORT, Some("bad"));
+    for _ in 0..3 {
+        world.tick();
+        world.now += Duration::from_secs(1);
+    }
+    assert_eq!(world.last_split(), BTreeMap::from([("v2".into(), 100)]), "traffic holds on the arm that serves");
+    assert_ne!(world.status().phase, Some(Phase::RolledBack), "not done while the control cannot serve");
+    assert!(world.condition(conditions::ARM_UNHEALTHY).unwrap().1.contains("v1"));
+    world.revive("v1");
+    world.until(Phase::RolledBack);
+    assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 100)]));
+    assert_eq!(world.condition(conditions::ARM_UNHEALTHY).unwrap().0, "False");
+}
+
+#[test]
+fn a_step_raises_an_arms_weight_only_once_all_its_pods_are_ready() {
+    let mut world = canary_paused_at_20();
+    world.obs.pods.insert("v2".into(), ArmPods { existing: 2, ready: 1 });
+    world.annotate(PROMOTE, Some("next"));
+    let routes = world.routes.len();
+    for _ in 0..3 {
+        world.tick();
+        world.now += Duration::from_secs(1);
+    }
+    assert_eq!(world.routes.len(), routes, "no VirtualService raising v2 while 1 of 2 pods is ready");
+    assert!(world.status().message.unwrap().contains("waiting for 2 ready pods of arm v2"));
+    world.refresh_pods();
+    world.tick();
+    assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 50), ("v2".into(), 50)]));
+}
+
+#[test]
+fn a_promote_acts_exactly_once_even_when_its_annotation_outlives_a_crash() {
+    // Two pauses in a row: a second act of the same promote would pass the second one.
+    let builder = ExperimentBuilder::canary("c").steps([set_weight(20), pause(), pause(), set_weight(50)]);
+    let mut world = World::new(builder, Routing::Istio);
+    world.until(Phase::Paused);
+    let step = world.status().current_step;
+    world.annotate(PROMOTE, Some("next"));
+    let out = world.tick();
+    assert!(out.clear_promote);
+    assert_eq!(out.status.handled_promote.as_deref(), Some("next"));
+    // The controller stopped after the status write, before clearing the annotation.
+    world.annotate(PROMOTE, Some("next"));
+    let moved_to = world.status().current_step;
+    assert!(moved_to > step, "{step:?} -> {moved_to:?}");
+    for _ in 0..3 {
+        world.now += Duration::from_secs(5);
+        world.annotate(PROMOTE, Some("next"));
+        let out = world.tick();
+        assert!(out.clear_promote, "the handled annotation is cleared");
+        assert_eq!(world.status().current_step, moved_to, "the same promote never acts twice");
+    }
+    world.tick();
+    assert_eq!(world.status().handled_promote, None, "forgotten once the annotation is gone: the next promote acts");
+    let paused_at = world.status().current_step;
+    world.annotate(PROMOTE, Some("next"));
+    world.tick();
+    assert!(world.status().current_step > paused_at);
+}
+
+#[test]
+fn a_finished_experiment_writes_nothing_when_people_change_its_objects_and_ignores_edits() {
+    let mut world = World::new(ExperimentBuilder::recreate("r"), Routing::Native);
+    world.until(Phase::Succeeded);
+    let winner = world.status().final_arm.unwrap();
+    world.obs.plan.replicas.insert(winner.clone(), 5);
+    world.obs.live.deployments.clear();
+    world.obs.live.service = None;
+    world.refresh_pods();
+    let out = world.tick();
+    assert!(out.writes.is_empty(), "{:?}", out.writes);
+    world.exp.metadata.generation = Some(2);
+    world.exp.spec.progress_deadline = Some("20m".parse().unwrap());
+    let out = world.tick();
+    assert!(out.writes.is_empty());
+    assert_eq!(reasons(&out.events), [event::EDIT_IGNORED]);
+    assert_eq!(out.status.phase, Some(Phase::Succeeded));
+    assert!(out.status.message.unwrap().contains("edits do not restart it"));
+    assert_eq!(world.tick().events.len(), 0, "acknowledged once");
+}
+
+#[test]
+fn deleting_an_experiment_that_never_routed_writes_nothing() {
+    let mut world = World::new(ExperimentBuilder::canary("c").steps([set_weight(20)]), Routing::Istio);
+    world.obs.conflicts = vec!["VirtualService default/theirs".into()];
+    world.tick();
+    assert_eq!(world.status().phase, Some(Phase::Pending));
+    world.exp.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(world.now));
+    let out = world.tick();
+    assert!(out.writes.is_empty());
+    assert_eq!(out.finalizer, Some(FinalizerChange::Remove));
+}
+
+#[test]
+fn deletion_restores_all_traffic_to_a_ready_arm_releases_the_objects_and_then_lets_go() {
+    let mut world = canary_paused_at_20();
+    world.exp.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(world.now));
+    let out = world.tick();
+    assert_eq!(out.finalizer, None, "not before the restore is seen");
+    assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 100)]));
+    let released = world.obs.live.virtual_service.as_ref().unwrap();
+    assert_eq!(released.pointer("/metadata/ownerReferences"), Some(&serde_json::json!([])));
+    let out = world.tick();
+    assert!(out.writes.is_empty());
+    assert_eq!(reasons(&out.events), [event::ROUTING_RESTORED]);
+    assert_eq!(out.finalizer, Some(FinalizerChange::Remove));
+}
+
+#[test]
+fn deletion_waits_while_no_arm_can_serve_until_a_person_forces_it() {
+    let mut world = canary_paused_at_20();
+    world.kill("v1");
+    world.exp.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(world.now));
+    let out = world.tick();
+    assert!(out.writes.is_empty() && out.finalizer.is_none());
+    assert_eq!(reasons(&out.events), [event::DELETION_BLOCKED]);
+    assert!(world.condition(conditions::DELETION_BLOCKED).unwrap().1.contains("forklane.io/force-delete"));
+    assert!(world.tick().events.is_empty(), "said once");
+    world.annotate(deletion::FORCE_DELETE, Some("true"));
+    assert_eq!(world.tick().finalizer, Some(FinalizerChange::Remove));
+}
+
+#[test]
+fn a_spec_that_becomes_invalid_mid_run_sends_traffic_back_to_the_control_then_fails() {
+    let mut world = canary_paused_at_20();
+    world.exp.spec.arms[1].selector.clear(); // what an upgrade's stricter validation could refuse
+    world.exp.spec.strategy = crate::api::Strategy::Canary(crate::api::Canary {
+        steps: vec![set_weight(20), set_weight(150)],
+        ..Default::default()
+    });
+    let out = world.tick();
+    assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 100)]));
+    assert!(out.status.message.unwrap().contains("sending all traffic back to v1"));
+    world.tick();
+    assert_eq!(world.status().phase, Some(Phase::Failed));
+    assert_eq!(world.status().final_arm.as_deref(), Some("v1"));
+}
+
+fn ab_analysing() -> World {
+    let builder = ExperimentBuilder::ab_test("ab").split([("v1", 50), ("v2", 50)]).analysis(analysis([conversion()]));
+    let mut world = World::new(builder, Routing::Istio);
+    world.answer = Some(Measured::Unavailable("no data yet".into()));
+    world.until(Phase::Analysing);
+    world.tick();
+    assert!(world.status().analysis_started_at.is_some());
+    world
+}
+
+#[test]
+fn a_new_pod_template_on_a_routed_arm_restarts_the_analysis() {
+    let mut world = ab_analysing();
+    world.now += Duration::from_secs(600);
+    world.obs.revisions.insert("v2".into(), "r2".into());
+    let out = world.tick();
+    assert_eq!(out.status.analysis_started_at, Some(crate::clock::format_time(world.now)));
+    assert!(reasons(&out.events).contains(&event::REVISION_CHANGED));
+    assert!(world.tick().events.iter().all(|e| e.reason != event::REVISION_CHANGED), "once per revision");
+}
+
+#[test]
+fn an_edit_of_the_weights_starts_a_new_analysis_window() {
+    let mut world = ab_analysing();
+    world.now += Duration::from_secs(600);
+    world.exp.spec.strategy = crate::api::Strategy::AbTest(
+        ExperimentBuilder::ab_test("x")
+            .split([("v1", 70), ("v2", 30)])
+            .build()
+            .spec
+            .strategy
+            .ab_test()
+            .unwrap()
+            .clone(),
+    );
+    let out = world.tick();
+    assert_eq!(out.status.analysis_started_at, Some(crate::clock::format_time(world.now)));
+    assert!(reasons(&out.events).contains(&event::ANALYSIS_RESTARTED));
+    assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 70), ("v2".into(), 30)]));
+}
+
+#[test]
+fn a_due_look_is_asked_for_and_its_answer_decides() {
+    let mut world = ab_analysing();
+    world.now += Duration::from_secs(3600);
+    let asked = decide(&Input { exp: &world.exp, obs: &world.obs, now: world.now, measured: None });
+    let look = asked.measure.expect("the analysis is due");
+    assert_eq!(look.weights, [("v1".to_string(), 50), ("v2".to_string(), 50)]);
+    assert!(asked.writes.is_empty() && asked.events.is_empty());
+    world.answer = Some(Measured::Unavailable("prometheus: connection refused".into()));
+    let out = world.tick();
+    assert_eq!(world.condition(conditions::METRICS_UNAVAILABLE).unwrap().0, "True");
+    assert!(reasons(&out.events).contains(&event::METRICS_UNAVAILABLE));
+}
+
+#[test]
+fn a_reconcile_error_condition_is_cleared_by_the_next_success() {
+    let mut world = canary_paused_at_20();
+    let mut status = world.status();
+    let message = "Kubernetes API: timed out".to_string();
+    conditions::set(&mut status.conditions, conditions::RECONCILE_ERROR, true, "Failed", message, None, world.now);
+    world.exp.status = Some(status);
+    world.tick();
+    assert_eq!(world.condition(conditions::RECONCILE_ERROR).unwrap().0, "False");
+}
+
+#[test]
+fn leftovers_of_a_deleted_experiment_go_once_our_routing_is_in_place() {
+    let mut world = World::new(ExperimentBuilder::canary("c").steps([set_weight(20), pause()]), Routing::Istio);
+    world.obs.leftovers = vec!["old".into()];
+    let first = world.tick();
+    assert!(first.deletes.is_empty() || !first.writes.is_empty());
+    world.until(Phase::Paused);
+    assert_eq!(world.tick().deletes, ["old".to_string()]);
+}
+
+#[test]
+fn a_new_experiment_gets_the_finalizer_before_anything_else() {
+    let mut world = World::new(ExperimentBuilder::canary("c").steps([set_weight(20)]), Routing::Istio);
+    world.exp.metadata = ObjectMeta { finalizers: None, ..world.exp.metadata.clone() };
+    assert_eq!(world.tick().finalizer, Some(FinalizerChange::Add));
+    assert_eq!(world.tick().finalizer, None);
+}

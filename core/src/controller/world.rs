@@ -1,0 +1,264 @@
+//! Everything a reconcile reads, kept current by watches (kube-runtime reflectors), so that a
+//! reconcile in steady state makes no API read: the linkerd2 policy-controller's pattern of
+//! watch-fed indexes. Each kind is watched once; the same stream fills the cache and tells the
+//! controller which experiments to look at again.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::api::{Experiment, RolloutPolicy};
+use crate::istio::{DestinationRule, VirtualService};
+
+use super::Scope;
+
+/// The CRD whose presence means Istio's networking API is installed.
+pub(crate) const ISTIO_VIRTUAL_SERVICE_CRD: &str = "virtualservices.networking.istio.io";
+
+/// The caches, one per kind. Cloning is cheap (the stores are shared).
+#[derive(Clone)]
+pub(crate) struct World {
+    pub(crate) policies: Store<RolloutPolicy>,
+    pub(crate) namespaces: Store<Namespace>,
+    pub(crate) deployments: Store<Deployment>,
+    pub(crate) pods: Store<Pod>,
+    pub(crate) services: Store<Service>,
+    pub(crate) virtual_services: Store<VirtualService>,
+    pub(crate) destination_rules: Store<DestinationRule>,
+    pub(crate) crds: Store<PartialObjectMeta<CustomResourceDefinition>>,
+}
+
+/// A watch stream that fills one cache; its items are the objects that changed.
+pub(crate) type Changes<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
+
+/// The change streams of every watched kind, to be handed to the controller as triggers.
+pub(crate) struct Watches {
+    pub policies: Changes<RolloutPolicy>,
+    pub namespaces: Changes<Namespace>,
+    pub deployments: Changes<Deployment>,
+    pub pods: Changes<Pod>,
+    pub services: Changes<Service>,
+    pub virtual_services: Changes<VirtualService>,
+    pub destination_rules: Changes<DestinationRule>,
+    pub crds: Changes<PartialObjectMeta<CustomResourceDefinition>>,
+}
+
+/// Drops what no reconcile reads, so that a cache holds only labels, owners and readiness.
+fn slim_meta(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+    meta.annotations = None;
+}
+
+fn reflect<K>(api: Api<K>, config: watcher::Config, slim: fn(&mut K)) -> (Store<K>, Changes<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, config).default_backoff().modify(slim).reflect(writer).touched_objects();
+    (reader, stream.boxed())
+}
+
+fn scoped<K>(client: &Client, scope: &Scope) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match &scope.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The watch settings of every kind: `scope.watch_timeout` ends each watch server-side.
+pub(crate) fn watch_config(scope: &Scope) -> watcher::Config {
+    match scope.watch_timeout {
+        Some(seconds) => watcher::Config::default().timeout(seconds),
+        None => watcher::Config::default(),
+    }
+}
+
+impl World {
+    /// Starts nothing: returns the caches and the streams that fill them once polled.
+    pub(crate) fn watch(client: &Client, scope: &Scope) -> (World, Watches) {
+        let config = watch_config(scope);
+        let (policies, policy_changes) =
+            reflect(Api::all(client.clone()), config.clone(), |p: &mut RolloutPolicy| slim_meta(&mut p.metadata));
+        let (namespaces, namespace_changes) = reflect(Api::all(client.clone()), config.clone(), |n: &mut Namespace| {
+            n.metadata.managed_fields = None;
+            n.spec = None;
+        });
+        let (deployments, deployment_changes) =
+            reflect(scoped(client, scope), config.clone(), |d: &mut Deployment| slim_meta(&mut d.metadata));
+        let (pods, pod_changes) = reflect(scoped(client, scope), config.clone(), slim_pod);
+        let (services, service_changes) =
+            reflect(scoped(client, scope), config.clone(), |s: &mut Service| slim_meta(&mut s.metadata));
+        let (virtual_services, vs_changes) =
+            reflect(scoped(client, scope), config.clone(), |v: &mut VirtualService| slim_meta(&mut v.metadata));
+        let (destination_rules, dr_changes) =
+            reflect(scoped(client, scope), config.clone(), |d: &mut DestinationRule| slim_meta(&mut d.metadata));
+        let (crds, crd_writer) = reflector::store();
+        let crd_changes = watcher(Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client.clone()), config)
+            .default_backoff()
+            .reflect(crd_writer)
+            .touched_objects()
+            .boxed();
+        let world =
+            World { policies, namespaces, deployments, pods, services, virtual_services, destination_rules, crds };
+        let watches = Watches {
+            policies: policy_changes,
+            namespaces: namespace_changes,
+            deployments: deployment_changes,
+            pods: pod_changes,
+            services: service_changes,
+            virtual_services: vs_changes,
+            destination_rules: dr_changes,
+            crds: crd_changes,
+        };
+        (world, watches)
+    }
+
+    /// Waits until every cache has seen its first complete list.
+    pub(crate) async fn ready(&self) {
+        // A writer is dropped only when its stream is; then the controller is stopping anyway.
+        let _ = futures::join!(
+            self.policies.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+            self.deployments.wait_until_ready(),
+            self.pods.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.crds.wait_until_ready(),
+        );
+        if self.istio_installed() {
+            let _ = futures::join!(self.virtual_services.wait_until_ready(), self.destination_rules.wait_until_ready());
+        }
+    }
+
+    /// Whether Istio's networking API is installed (watched through the CRDs, not asked).
+    pub(crate) fn istio_installed(&self) -> bool {
+        self.crds.get(&ObjectRef::new(ISTIO_VIRTUAL_SERVICE_CRD)).is_some()
+    }
+
+    pub(crate) fn policies(&self) -> Vec<RolloutPolicy> {
+        self.policies.state().iter().map(|p| p.as_ref().clone()).collect()
+    }
+
+    pub(crate) fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+        let ns = self.namespaces.get(&ObjectRef::new(namespace));
+        let mut labels = ns.and_then(|n| n.metadata.labels.clone()).unwrap_or_default();
+        labels.entry("kubernetes.io/metadata.name".into()).or_insert_with(|| namespace.to_string());
+        labels
+    }
+
+    pub(crate) fn deployment(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<Deployment>> {
+        self.deployments.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// Pods in `namespace` whose labels include every pair of `selector`.
+    pub(crate) fn pods_matching(
+        &self,
+        namespace: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Vec<std::sync::Arc<Pod>> {
+        self.pods.state_filter(|p| p.namespace().as_deref() == Some(namespace) && selects(selector, p.labels()))
+    }
+
+    pub(crate) fn service(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<Service>> {
+        self.services.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    pub(crate) fn destination_rule(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<DestinationRule>> {
+        self.destination_rules.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    pub(crate) fn virtual_services(&self, namespace: &str) -> Vec<std::sync::Arc<VirtualService>> {
+        self.virtual_services.state_filter(|v| v.namespace().as_deref() == Some(namespace))
+    }
+}
+
+/// A pod as the controller needs it: name, labels, deletion, and its Ready condition.
+fn slim_pod(pod: &mut Pod) {
+    slim_meta(&mut pod.metadata);
+    pod.spec = None;
+    if let Some(status) = pod.status.as_mut() {
+        let conditions = status.conditions.take().unwrap_or_default();
+        *status = Default::default();
+        status.conditions = Some(conditions.into_iter().filter(|c| c.type_ == "Ready").collect());
+    }
+}
+
+pub(crate) fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Which experiments a changed object concerns; the controller reconciles those.
+pub(crate) mod triggers {
+    use super::*;
+
+    fn in_namespace(
+        experiments: &Store<Experiment>,
+        ns: Option<String>,
+    ) -> impl Iterator<Item = std::sync::Arc<Experiment>> {
+        experiments.state().into_iter().filter(move |e| e.namespace() == ns)
+    }
+
+    fn refs(list: impl Iterator<Item = std::sync::Arc<Experiment>>) -> Vec<ObjectRef<Experiment>> {
+        list.map(|e| ObjectRef::from_obj(e.as_ref())).collect()
+    }
+
+    pub(crate) fn deployment(experiments: &Store<Experiment>, d: &Deployment) -> Vec<ObjectRef<Experiment>> {
+        let name = d.name_any();
+        refs(
+            in_namespace(experiments, d.namespace())
+                .filter(|e| e.spec.arms.iter().any(|a| a.deployment.as_deref() == Some(name.as_str()))),
+        )
+    }
+
+    pub(crate) fn pod(experiments: &Store<Experiment>, p: &Pod) -> Vec<ObjectRef<Experiment>> {
+        refs(
+            in_namespace(experiments, p.namespace())
+                .filter(|e| e.spec.arms.iter().any(|a| selects(&a.selector, p.labels()))),
+        )
+    }
+
+    /// Our own routing objects and any other that routes one of an experiment's hosts.
+    pub(crate) fn virtual_service(experiments: &Store<Experiment>, vs: &VirtualService) -> Vec<ObjectRef<Experiment>> {
+        let hosts: BTreeSet<&String> = vs.spec.hosts.iter().flatten().collect();
+        refs(
+            in_namespace(experiments, vs.namespace())
+                .filter(|e| e.spec.service.hosts().iter().any(|h| hosts.contains(h)) || owned_by(vs.meta(), e)),
+        )
+    }
+
+    pub(crate) fn destination_rule(
+        experiments: &Store<Experiment>,
+        dr: &DestinationRule,
+    ) -> Vec<ObjectRef<Experiment>> {
+        refs(in_namespace(experiments, dr.namespace()).filter(|e| owned_by(dr.meta(), e)))
+    }
+
+    pub(crate) fn service(experiments: &Store<Experiment>, s: &Service) -> Vec<ObjectRef<Experiment>> {
+        let name = s.name_any();
+        refs(in_namespace(experiments, s.namespace()).filter(|e| e.spec.service.name == name))
+    }
+
+    pub(crate) fn namespace(experiments: &Store<Experiment>, ns: &Namespace) -> Vec<ObjectRef<Experiment>> {
+        refs(in_namespace(experiments, Some(ns.name_any())))
+    }
+
+    /// A policy or the set of installed CRDs can concern any experiment.
+    pub(crate) fn all(experiments: &Store<Experiment>) -> Vec<ObjectRef<Experiment>> {
+        refs(experiments.state().into_iter())
+    }
+
+    fn owned_by(meta: &kube::api::ObjectMeta, exp: &Experiment) -> bool {
+        let uid = exp.metadata.uid.as_deref();
+        meta.owner_references.iter().flatten().any(|o| Some(o.uid.as_str()) == uid)
+    }
+}
