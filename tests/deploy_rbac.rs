@@ -66,7 +66,9 @@ async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
     let vs: kube::Api<forklane_core::istio::VirtualService> = kube::Api::namespaced(env.client.clone(), NS);
     let kept = vs.get("mesh-forklane").await.expect("the routing outlives the experiment");
     assert_eq!(split(&serde_json::to_value(&kept).unwrap()).get("v2"), Some(&100), "the winner keeps the traffic");
-    // Native routing: Service selector and replicas; a command the controller clears.
+    // Native routing: Service selector and replicas; a command the controller clears. The Service
+    // selects v1 only, as before a native canary, so the controller has a selector to change.
+    env.apply(&service("{app: my-app, version: v1}")).await;
     let native = ExperimentBuilder::canary("native").mesh(MeshMode::None).total_replicas(4);
     env.apply_experiment(native.steps([set_weight(25), pause()])).await;
     env.wait_for("native", long, |e| e.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Paused))).await;
@@ -90,9 +92,15 @@ async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
     let granted = granted();
     let missing: Vec<&Permission> = used.difference(&granted).collect();
     assert!(missing.is_empty(), "the controller uses permissions deploy/rbac.yaml does not grant: {missing:?}");
-    // Patching an event happens only when the same event repeats within a series.
-    let optional: BTreeSet<Permission> =
-        [("events.k8s.io".to_string(), "events".to_string(), "patch".to_string())].into();
+    // Patching an event happens only when the same event repeats within a series; deleting
+    // routing only when a deleted experiment left some on a host the next one takes over.
+    let optional: BTreeSet<Permission> = [
+        ("events.k8s.io", "events", "patch"),
+        ("networking.istio.io", "virtualservices", "delete"),
+        ("networking.istio.io", "destinationrules", "delete"),
+    ]
+    .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
+    .into();
     let unused: Vec<&Permission> = granted.difference(&used).filter(|p| !optional.contains(*p)).collect();
     assert!(unused.is_empty(), "deploy/rbac.yaml grants permissions the controller never used: {unused:?}");
     env.shutdown().await;
