@@ -303,6 +303,24 @@ async fn status_and_scale_subresources() {
         .unwrap();
     assert_eq!((main.data["status"]["phase"].clone(), main.metadata.generation), (json!("Ready"), Some(2)));
 
+    // server-side apply through status: the applier's entry is a `status` one, and a field it
+    // stops applying there is removed (a controller clearing a status field)
+    let applied = |status: Value| {
+        let body =
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "status": status});
+        Patch::Apply(body)
+    };
+    let ctl = PatchParams::apply("ctl").force();
+    widgets.patch_status("w", &ctl, &applied(json!({"phase": "Waiting", "since": "t1"}))).await.unwrap();
+    let st = widgets.patch_status("w", &ctl, &applied(json!({"phase": "Done"}))).await.unwrap();
+    assert_eq!(
+        st.data["status"],
+        json!({"phase": "Done", "replicas": 1}),
+        "since is gone; the merge patch's replicas stay"
+    );
+    let entry = st.metadata.managed_fields.unwrap().into_iter().find(|m| m.manager.as_deref() == Some("ctl")).unwrap();
+    assert_eq!((entry.operation.as_deref(), entry.subresource.as_deref()), (Some("Apply"), Some("status")));
+
     let scale = widgets.get_scale("w").await.unwrap();
     assert_eq!(scale.spec.unwrap().replicas, Some(1));
     widgets.patch_scale("w", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 5}}))).await.unwrap();

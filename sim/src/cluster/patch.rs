@@ -43,13 +43,16 @@ pub(crate) fn apply(
             if applied.get("apiVersion").is_none() {
                 applied["apiVersion"] = json!(gvr.api_version());
             }
+            let subresource = match opts.subresource {
+                crate::cluster::store::Subresource::Status => "status",
+                _ => "",
+            };
+            let (force, ssa) = (opts.force, apply::server_side_apply_to);
             let result = match types(info, gvr) {
                 Types::Schema(schema) => {
-                    apply::server_side_apply(current, &applied, manager, opts.force, now, &SchemaTypes(&schema))
+                    ssa(subresource, current, &applied, manager, force, now, &SchemaTypes(&schema))
                 }
-                Types::Builtin => {
-                    apply::server_side_apply(current, &applied, manager, opts.force, now, &builtin::list_type)
-                }
+                Types::Builtin => ssa(subresource, current, &applied, manager, force, now, &builtin::list_type),
             };
             result.map_err(|conflicts| Error::Status(apply::conflict_status(&conflicts)))
         }

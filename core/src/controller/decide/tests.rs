@@ -219,6 +219,7 @@ fn a_routed_candidate_that_loses_its_pods_gets_no_traffic_and_rolls_back_at_the_
         }
         let phase = world.status().phase;
         assert_eq!(phase == Some(Phase::RolledBack), rolled_back, "{on:?}: {phase:?}");
+        assert_eq!(world.status().waiting_since.is_none(), rolled_back, "a finished experiment waits for nothing");
         let since = &world.routes[routed_before..];
         assert!(since.iter().all(|vs| weights(vs).get("v2").is_none_or(|w| *w == 0)), "never again to v2");
         assert_eq!(reasons(&world.events).iter().filter(|r| **r == event::PROGRESS_DEADLINE_EXCEEDED).count(), 1);

@@ -32,10 +32,25 @@ pub(crate) fn server_side_apply(
     now: &str,
     types: &dyn TypeInfo,
 ) -> Result<Value, ApplyConflicts> {
+    server_side_apply_to("", live, applied, manager, force, now, types)
+}
+
+/// [`server_side_apply`] through a subresource (`"status"`, or `""` for the main resource): the
+/// manager's `Apply` entry of that subresource is its own, so what it stops applying there is
+/// removed there, as the apiserver keeps one entry per manager, operation and subresource.
+pub(crate) fn server_side_apply_to(
+    subresource: &str,
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    now: &str,
+    types: &dyn TypeInfo,
+) -> Result<Value, ApplyConflicts> {
     let live_obj = live.cloned().unwrap_or_else(|| json!({}));
     let api_version = applied.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
     let mut entries = managed_fields::read_entries(&live_obj);
-    let mine = |e: &Entry| e.manager == manager && e.operation == Operation::Apply && e.subresource.is_empty();
+    let mine = |e: &Entry| e.manager == manager && e.operation == Operation::Apply && e.subresource == subresource;
     let last_set = entries.iter().find(|e| mine(e)).map(|e| e.fields.clone()).unwrap_or_default();
     entries.retain(|e| !mine(e));
 
@@ -64,7 +79,7 @@ pub(crate) fn server_side_apply(
         operation: Operation::Apply,
         api_version,
         time: now.into(),
-        subresource: String::new(),
+        subresource: subresource.into(),
         fields: applied_set,
     });
     managed_fields::write_entries(&mut merged, entries);

@@ -269,10 +269,15 @@ impl Store {
         let has_status = info.version(&gvr.version).is_some_and(|v| v.status);
         let old = present(&existing, gvr);
         if opts.subresource == Subresource::Status {
-            // Status writes change nothing but status.
+            // Status writes change nothing but status (and, for an apply, the managed fields it
+            // computed, with the applier's `status` entry).
             let status = new.get("status").cloned().unwrap_or(Value::Null);
+            let managed = new["metadata"].get("managedFields").cloned();
             new = old.clone();
             new["status"] = status;
+            if applied && let Some(managed) = managed {
+                new["metadata"]["managedFields"] = managed;
+            }
         } else if has_status {
             // Main-resource writes leave status alone.
             match old.get("status") {
