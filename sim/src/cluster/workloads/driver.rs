@@ -1,19 +1,23 @@
 //! Runs the pure controllers against the store: a pass lists the objects, reconciles
 //! deployments, then replica sets, then pods, then services (each stage reading what the
 //! previous one wrote) and sends the writes through the store's public API with the
-//! components' field managers. A pass runs after every relevant change (bursts coalesce)
-//! and when the earliest timer of the simulated clock is due.
+//! components' field managers. A pass runs after every relevant change (bursts coalesce),
+//! when the earliest timer of the simulated clock is due, and at the latest `SAFETY_NET`
+//! of simulated time after the previous one. Changes to other resources cost nothing.
 
 use super::pods::{IpPool, KubeletSettings, reconcile_pod};
 use super::{Kind, Reconciled, Write, deployment, endpoints, replicaset};
 use crate::cluster::error::Error;
 use crate::cluster::resources::Gvr;
-use crate::cluster::store::{DeleteOptions, ListParams, Store, Subresource, WriteOptions};
+use crate::cluster::store::{Change, DeleteOptions, Store, Subresource, WriteOptions};
 use forklane_core::clock::{Clock, Time};
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::task::JoinHandle;
 
 /// The running simulator; dropping it stops it.
@@ -42,19 +46,52 @@ pub(crate) async fn run_with(store: Store, clock: Clock, settings: KubeletSettin
     let mut ips = IpPool::default();
     loop {
         let wake = pass(&store, clock.now(), &settings, &mut ips);
-        // Without a timer, wake up now and then anyway: a missed notification cannot stall.
-        let sleep = wake.map_or(Duration::from_secs(5), |t| clock.real_until(t));
+        // The pass's own writes and anything written meanwhile are already queued as changes,
+        // so the wait below ends at once when there is more to do.
+        let deadline = tokio::time::Instant::now() + next_look(&clock, wake);
+        if !wait(&mut changes, deadline).await {
+            return;
+        }
+    }
+}
+
+/// The longest the simulator goes without a pass, in simulated time: a safety net against a
+/// missed notification or a transition some controller forgot to time, so that it costs
+/// seconds rather than the minutes of a progress deadline. Passes are idempotent, so an
+/// extra one only costs its reads.
+const SAFETY_NET: Duration = Duration::from_secs(30);
+/// ... and in real time, for slow clocks.
+const SAFETY_NET_REAL: Duration = Duration::from_secs(5);
+
+/// Real time until the next pass if nothing relevant changes: the earliest timer, bounded
+/// by the safety net.
+fn next_look(clock: &Clock, wake: Option<Time>) -> Duration {
+    let net = clock.real_duration(SAFETY_NET).min(SAFETY_NET_REAL);
+    wake.map_or(net, |t| clock.real_until(t).min(net))
+}
+
+/// Waits for a relevant change (then lets its burst settle) or `deadline`, whichever comes
+/// first; changes to other resources neither end the wait nor move the deadline. False when
+/// the store is gone.
+async fn wait(changes: &mut broadcast::Receiver<Arc<Change>>, deadline: tokio::time::Instant) -> bool {
+    loop {
         tokio::select! {
             change = changes.recv() => match change {
-                Ok(c) if !relevant(&c.resource.group, &c.resource.resource) => continue,
+                Ok(c) if !relevant(&c.resource.group, &c.resource.resource) => {}
                 Ok(_) | Err(RecvError::Lagged(_)) => {
                     // Coalesce a burst (e.g. ten pods created) into one pass.
                     tokio::time::sleep(Duration::from_millis(2)).await;
-                    while !matches!(changes.try_recv(), Err(tokio::sync::broadcast::error::TryRecvError::Empty | tokio::sync::broadcast::error::TryRecvError::Closed)) {}
+                    loop {
+                        match changes.try_recv() {
+                            Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+                            Err(TryRecvError::Empty) => return true,
+                            Err(TryRecvError::Closed) => return false,
+                        }
+                    }
                 }
-                Err(RecvError::Closed) => return,
+                Err(RecvError::Closed) => return false,
             },
-            _ = tokio::time::sleep(sleep) => {}
+            _ = tokio::time::sleep_until(deadline) => return true,
         }
     }
 }
@@ -79,75 +116,97 @@ fn gvr(kind: Kind) -> Gvr {
     }
 }
 
-fn list(store: &Store, kind: Kind) -> Vec<Value> {
-    match store.list(&gvr(kind), None, &ListParams::default()) {
-        Ok(mut l) => match l["items"].take() {
-            Value::Array(items) => items,
-            _ => vec![],
-        },
-        Err(e) => {
-            tracing::warn!(?kind, error = %e, "workloads: list failed");
-            vec![]
+/// Objects by namespace, in the store's order.
+type ByNamespace = BTreeMap<String, Vec<Value>>;
+
+/// The objects a pass reads, listed once and again only after the pass has written that
+/// kind (each stage reads what the previous ones wrote). Others' writes meanwhile are
+/// changes, which bring another pass.
+struct Lists<'a> {
+    store: &'a Store,
+    listed: HashMap<Kind, Rc<ByNamespace>>,
+}
+
+impl<'a> Lists<'a> {
+    fn new(store: &'a Store) -> Self {
+        Lists { store, listed: HashMap::new() }
+    }
+
+    fn get(&mut self, kind: Kind) -> Rc<ByNamespace> {
+        let store = self.store;
+        self.listed
+            .entry(kind)
+            .or_insert_with(|| {
+                let items = store.list_for_controller(&gvr(kind)).unwrap_or_else(|e| {
+                    tracing::warn!(?kind, error = %e, "workloads: list failed");
+                    vec![]
+                });
+                let mut by_ns = ByNamespace::new();
+                for item in items {
+                    by_ns.entry(super::objects::namespace(&item).to_string()).or_default().push(item);
+                }
+                Rc::new(by_ns)
+            })
+            .clone()
+    }
+
+    /// Sends the writes (see `apply`) and forgets the lists of the kinds written.
+    fn apply(&mut self, done: &mut Reconciled, r: Reconciled) {
+        for w in &r.writes {
+            self.listed.remove(&w.kind());
         }
+        done.merge(apply(self.store, r));
     }
 }
 
-fn by_namespace(items: Vec<Value>) -> HashMap<String, Vec<Value>> {
-    let mut out: HashMap<String, Vec<Value>> = HashMap::new();
-    for item in items {
-        out.entry(super::objects::namespace(&item).to_string()).or_default().push(item);
-    }
-    out
+/// The objects of one namespace.
+fn of<'a>(by_ns: &'a ByNamespace, ns: &str) -> &'a [Value] {
+    by_ns.get(ns).map_or(&[], Vec::as_slice)
 }
 
 /// One pass over everything; returns the earliest timer.
 fn pass(store: &Store, now: Time, settings: &KubeletSettings, ips: &mut IpPool) -> Option<Time> {
     let mut done = Reconciled::default();
-    let none = Vec::new();
+    let mut lists = Lists::new(store);
 
-    let (rss, pods) = (by_namespace(list(store, Kind::ReplicaSet)), by_namespace(list(store, Kind::Pod)));
-    for d in list(store, Kind::Deployment) {
-        let ns = super::objects::namespace(&d);
-        let r = deployment::reconcile_deployment(&d, rss.get(ns).unwrap_or(&none), pods.get(ns).unwrap_or(&none), now);
-        done.merge(apply(store, r));
+    let (rss, pods) = (lists.get(Kind::ReplicaSet), lists.get(Kind::Pod));
+    for d in lists.get(Kind::Deployment).values().flatten() {
+        let ns = super::objects::namespace(d);
+        let r = deployment::reconcile_deployment(d, of(&rss, ns), of(&pods, ns), now);
+        lists.apply(&mut done, r);
     }
 
-    let pods = by_namespace(list(store, Kind::Pod));
-    for rs in list(store, Kind::ReplicaSet) {
-        let r = replicaset::reconcile_replica_set(&rs, pods.get(super::objects::namespace(&rs)).unwrap_or(&none), now);
-        done.merge(apply(store, r));
+    let pods = lists.get(Kind::Pod);
+    for rs in lists.get(Kind::ReplicaSet).values().flatten() {
+        let r = replicaset::reconcile_replica_set(rs, of(&pods, super::objects::namespace(rs)), now);
+        lists.apply(&mut done, r);
     }
 
-    let pods = list(store, Kind::Pod);
+    let pods = lists.get(Kind::Pod);
     let mut used: HashSet<String> =
-        pods.iter().filter_map(|p| p["status"]["podIP"].as_str().map(String::from)).collect();
-    for pod in &pods {
+        pods.values().flatten().filter_map(|p| p["status"]["podIP"].as_str().map(String::from)).collect();
+    for pod in pods.values().flatten() {
         let mut allocate = || {
             let ip = ips.allocate(&used);
             used.insert(ip.clone());
             ip
         };
         let r = reconcile_pod(pod, now, settings, &mut allocate);
-        done.merge(apply(store, r));
+        lists.apply(&mut done, r);
     }
 
-    let services = by_namespace(list(store, Kind::Service));
-    let (pods, eps, slices) = (
-        by_namespace(list(store, Kind::Pod)),
-        by_namespace(list(store, Kind::Endpoints)),
-        by_namespace(list(store, Kind::EndpointSlice)),
-    );
-    for (ns, svcs) in &services {
+    let services = lists.get(Kind::Service);
+    let (pods, eps, slices) = (lists.get(Kind::Pod), lists.get(Kind::Endpoints), lists.get(Kind::EndpointSlice));
+    for (ns, svcs) in services.iter() {
         for svc in svcs {
-            let get = |m: &HashMap<String, Vec<Value>>| m.get(ns).unwrap_or(&none).clone();
-            let r = endpoints::reconcile_service(svc, &get(&pods), &get(&eps), &get(&slices), now);
-            done.merge(apply(store, r));
+            let r = endpoints::reconcile_service(svc, of(&pods, ns), of(&eps, ns), of(&slices, ns), now);
+            lists.apply(&mut done, r);
         }
     }
-    for (ns, list) in &eps {
+    for (ns, list) in eps.iter() {
         for ep in list {
-            if let Some(w) = endpoints::orphaned_endpoints(ep, services.get(ns).unwrap_or(&none)) {
-                done.merge(apply(store, Reconciled { writes: vec![w], requeue_at: None }));
+            if let Some(w) = endpoints::orphaned_endpoints(ep, of(&services, ns)) {
+                lists.apply(&mut done, Reconciled { writes: vec![w], requeue_at: None });
             }
         }
     }
@@ -210,4 +269,58 @@ fn update(
 
 fn opts(manager: &str, subresource: Subresource) -> WriteOptions {
     WriteOptions { field_manager: Some(manager.into()), subresource, ..Default::default() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use forklane_core::clock::add_secs;
+
+    fn close(a: Duration, b: Duration) -> bool {
+        a.abs_diff(b) < Duration::from_millis(5)
+    }
+
+    #[test]
+    fn the_next_look_is_the_earliest_timer_within_the_safety_net() {
+        // At 100×: 30 simulated seconds are 300 ms.
+        let fast = Clock::scaled(100.0);
+        let cases = [
+            ("no timer", None, Duration::from_millis(300)),
+            ("a probe in 5 s", Some(add_secs(fast.now(), 5)), Duration::from_millis(50)),
+            ("a timer already due", Some(add_secs(fast.now(), -1)), Duration::ZERO),
+            ("a progress deadline in 10 min", Some(add_secs(fast.now(), 600)), Duration::from_millis(300)),
+        ];
+        for (what, wake, want) in cases {
+            let got = next_look(&fast, wake);
+            assert!(close(got, want), "{what}: {got:?}, want {want:?}");
+        }
+        // In real time the net is at most 5 s.
+        let real = Clock::real();
+        assert!(close(next_look(&real, None), Duration::from_secs(5)));
+        assert!(close(next_look(&real, Some(add_secs(real.now(), 2))), Duration::from_secs(2)));
+    }
+
+    #[tokio::test]
+    async fn changes_to_other_resources_do_not_end_the_wait() {
+        let store = Store::new(Default::default(), Clock::real());
+        let mut changes = store.changes();
+        let opts = WriteOptions::default();
+        let namespaces = Gvr::new("", "v1", "namespaces");
+        store.create(&namespaces, None, serde_json::json!({"metadata": {"name": "default"}}), &opts).unwrap();
+        let configmaps = Gvr::new("", "v1", "configmaps");
+        for i in 0..3 {
+            let cm = serde_json::json!({"metadata": {"name": format!("cm-{i}")}});
+            store.create(&configmaps, Some("default"), cm, &opts).unwrap();
+        }
+        let started = tokio::time::Instant::now();
+        assert!(wait(&mut changes, started + Duration::from_millis(50)).await);
+        assert!(started.elapsed() >= Duration::from_millis(50), "ended by the deadline, not by the changes");
+
+        let pod = serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        store.create(&gvr(Kind::Pod), Some("default"), pod, &opts).unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(wait(&mut changes, started + Duration::from_secs(5)).await);
+        assert!(started.elapsed() < Duration::from_secs(1), "a pod change ends the wait");
+        assert!(changes.try_recv().is_err(), "the burst was taken");
+    }
 }

@@ -33,6 +33,8 @@ pub(crate) mod endpoints;
 pub(crate) mod hash;
 pub(crate) mod objects;
 pub(crate) mod pods;
+#[cfg(test)]
+mod quiescence;
 pub(crate) mod replicaset;
 mod rollout;
 #[cfg(test)]

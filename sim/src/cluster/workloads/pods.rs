@@ -406,6 +406,53 @@ mod tests {
         assert!(matches!(&r.writes[1], Write::Delete { grace_period_seconds: Some(0), uid, .. } if uid == "u1"));
     }
 
+    /// Every kubelet state that moves on by itself later asks to be looked at when it does,
+    /// also when it is looked at late (a slow pass on a fast clock): the driver has no other
+    /// reason to run a pass then.
+    #[test]
+    fn every_timed_transition_has_a_timer() {
+        let probe = json!({"initialDelaySeconds": 5, "periodSeconds": 5});
+        let scheduled = |s: i64| {
+            let mut p = pod(probe.clone());
+            step(&mut p, t(s));
+            p
+        };
+        let created = |s: i64| {
+            let mut p = scheduled(s);
+            step(&mut p, t(s));
+            p
+        };
+        let running = |s: i64| {
+            let mut p = created(s);
+            step(&mut p, t(s + 1));
+            p
+        };
+        let deleted = |s: i64| {
+            let mut p = running(0);
+            p["metadata"]["deletionTimestamp"] = json!(format_time(t(s + 30)));
+            p["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+            p
+        };
+        // (state, looked at, whether it writes, timer asked for). A look that writes needs no
+        // timer for what follows immediately: the write is a change, which brings a pass.
+        let table: [(&str, Value, i64, bool, Option<i64>); 10] = [
+            ("scheduled: the kubelet's first status", scheduled(0), 0, true, Some(1)),
+            ("containers being created", created(0), 0, false, Some(1)),
+            ("containers being created, looked at late", created(0), 3, true, Some(6)),
+            ("running, probe not yet passed", running(0), 2, false, Some(6)),
+            ("running, probe not yet passed, looked at late", running(0), 5, false, Some(6)),
+            ("ready at the probe", running(0), 6, true, None),
+            ("ready, looked at late", running(0), 60, true, None),
+            ("deleted, still stopping", deleted(10), 10, false, Some(12)),
+            ("deleted, still stopping, looked at late", deleted(10), 11, false, Some(12)),
+            ("deleted, stopped", deleted(10), 15, true, None),
+        ];
+        for (what, mut p, now, writes, timer) in table {
+            let r = step(&mut p, t(now));
+            assert_eq!((!r.writes.is_empty(), r.requeue_at), (writes, timer.map(t)), "{what}");
+        }
+    }
+
     #[test]
     fn ip_pool_hands_out_in_order_and_skips_used() {
         let mut pool = IpPool::default();

@@ -183,6 +183,23 @@ impl World {
         (writes, total.requeue_at)
     }
 
+    /// Runs passes until one writes nothing and returns the timer that pass asked for.
+    /// Simulated time moves on by the next of `lags` (milliseconds, taken in turn) after each
+    /// pass, as it does while the driver's passes compute on a fast clock, so the
+    /// controllers look late.
+    pub(crate) fn settle(&mut self, lags: &[i64], next_lag: &mut usize) -> Option<Time> {
+        for _ in 0..1000 {
+            let (writes, t) = self.pass();
+            self.now +=
+                jiff::SignedDuration::from_millis(lags.get(*next_lag % lags.len().max(1)).copied().unwrap_or(0));
+            *next_lag += 1;
+            if writes == 0 {
+                return t;
+            }
+        }
+        panic!("the controllers never stop writing");
+    }
+
     /// Runs passes until nothing changes, calling `check` after each pass; then jumps to the
     /// next timer; stops at `limit` (simulated seconds from now) or when nothing is pending.
     pub(crate) fn run_for(&mut self, seconds: i64, check: &mut dyn FnMut(&World)) {
