@@ -28,7 +28,11 @@ use super::{Context, Shared};
 /// change sooner; this only bounds a missed one.
 const SAFETY_NET: Duration = Duration::from_secs(30);
 
-/// The backoff after failed reconciles: doubling from the first, capped.
+/// How soon to look again after a write conflicted with a newer version of the object.
+const CONFLICT_RETRY: Duration = Duration::from_secs(1);
+
+/// The backoff after failed reconciles (on the controller's clock): doubling from the first,
+/// capped.
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
@@ -38,7 +42,14 @@ pub(crate) async fn reconcile(exp: Arc<Experiment>, shared: Arc<Shared>) -> Resu
     ctx.metrics.reconciles.inc();
     // A half-filled cache reads as missing objects: wait for the first complete lists.
     shared.world.ready().await;
-    let result = run(&exp, &shared).await;
+    let result = match run(&exp, &shared).await {
+        // A write based on a cached object that has changed since (our own status write, say):
+        // the cache catches up within moments; look again then, it is not an error.
+        Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 => {
+            Ok(Action::requeue(ctx.clock.real_duration(CONFLICT_RETRY).max(Duration::from_millis(1))))
+        }
+        other => other,
+    };
     let key = ObjectRef::from_obj(exp.as_ref());
     match &result {
         Ok(_) => drop(shared.failures.lock().expect("not poisoned").remove(&key)),
@@ -61,6 +72,14 @@ async fn run(exp: &Experiment, shared: &Shared) -> Result<Action> {
         }
         decided = decide(&Input { exp, obs: &obs, now, measured: Some(&measured) });
     }
+    tracing::debug!(
+        experiment = %exp.name_any(),
+        writes = decided.writes.len(),
+        requeue = ?decided.requeue,
+        message = decided.status.message.as_deref().unwrap_or_default(),
+        pods = ?obs.pods,
+        "decided"
+    );
     send(exp, ctx, &ns, decided).await
 }
 
@@ -116,7 +135,7 @@ pub(crate) fn error_policy(exp: Arc<Experiment>, error: &Error, shared: Arc<Shar
     let mut failures = shared.failures.lock().expect("not poisoned");
     let n = failures.entry(ObjectRef::from_obj(exp.as_ref())).or_insert(0);
     *n += 1;
-    Action::requeue(backoff(*n, jitter()))
+    Action::requeue(shared.ctx.clock.real_duration(backoff(*n, jitter())).max(Duration::from_millis(1)))
 }
 
 /// A number in [0, 1) that differs between calls (no RNG dependency for one spread).

@@ -63,7 +63,21 @@ where
 {
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config).default_backoff().modify(slim).reflect(writer).touched_objects();
-    (reader, stream.boxed())
+    (reader, quiet(stream))
+}
+
+/// The watcher retries a failed watch itself (with backoff); its errors (a kind not installed
+/// yet, e.g. Istio's) are logged here and not handed on: an error in a trigger stream holds up
+/// the controller's other triggers until the failing watch is retried.
+fn quiet<K: Send + 'static>(changes: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static) -> Changes<K> {
+    changes
+        .filter(|change| {
+            if let Err(error) = change {
+                tracing::debug!(%error, "watch failed; retrying");
+            }
+            std::future::ready(change.is_ok())
+        })
+        .boxed()
 }
 
 fn scoped<K>(client: &Client, scope: &Scope) -> Api<K>
@@ -104,11 +118,12 @@ impl World {
         let (destination_rules, dr_changes) =
             reflect(scoped(client, scope), config.clone(), |d: &mut DestinationRule| slim_meta(&mut d.metadata));
         let (crds, crd_writer) = reflector::store();
-        let crd_changes = watcher(Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client.clone()), config)
-            .default_backoff()
-            .reflect(crd_writer)
-            .touched_objects()
-            .boxed();
+        let crd_changes = quiet(
+            watcher(Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client.clone()), config)
+                .default_backoff()
+                .reflect(crd_writer)
+                .touched_objects(),
+        );
         let world =
             World { policies, namespaces, deployments, pods, services, virtual_services, destination_rules, crds };
         let watches = Watches {
