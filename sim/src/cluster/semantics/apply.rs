@@ -21,9 +21,8 @@ pub(crate) struct Conflict {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ApplyConflicts(pub Vec<Conflict>);
 
-/// Applies `applied` for `manager`. `live` is the stored object (None on create-by-apply);
-/// the result carries the new `metadata.managedFields`. Callers strip fields the endpoint
-/// resets (e.g. `status` on the main resource when a status subresource exists) beforehand.
+/// [`server_side_apply_to`] the main resource (the unit tests' shorthand).
+#[cfg(test)]
 pub(crate) fn server_side_apply(
     live: Option<&Value>,
     applied: &Value,
@@ -35,9 +34,12 @@ pub(crate) fn server_side_apply(
     server_side_apply_to("", live, applied, manager, force, now, types)
 }
 
-/// [`server_side_apply`] through a subresource (`"status"`, or `""` for the main resource): the
-/// manager's `Apply` entry of that subresource is its own, so what it stops applying there is
-/// removed there, as the apiserver keeps one entry per manager, operation and subresource.
+/// Applies `applied` for `manager` through `subresource` (`"status"`, or `""` for the main
+/// resource). `live` is the stored object (None on create-by-apply); the result carries the new
+/// `metadata.managedFields`. The manager's `Apply` entry of that subresource is its own, so what
+/// it stops applying there is removed there, as the apiserver keeps one entry per manager,
+/// operation and subresource. Callers strip fields the endpoint resets (e.g. `status` on the
+/// main resource when a status subresource exists) beforehand.
 pub(crate) fn server_side_apply_to(
     subresource: &str,
     live: Option<&Value>,
