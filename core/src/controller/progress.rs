@@ -367,14 +367,24 @@ impl Machine<'_> {
                 Outcome::Continue { reason: why.into() }
             }
             (OnInconclusive::Promote, Some(decision)) => {
+                // The best estimate in the goal's direction; the control when no arm beats it.
+                let lower_is_better =
+                    self.t.spec.analysis.iter().flat_map(|a| &a.metrics).any(|m| {
+                        m.role == crate::api::Role::Goal && m.direction == Some(crate::api::Direction::Decrease)
+                    });
+                let sign = if lower_is_better { -1.0 } else { 1.0 };
                 let best = decision
                     .comparisons
                     .iter()
-                    .filter(|c| c.role == Role::Goal)
-                    .max_by(|a, b| a.difference.total_cmp(&b.difference))
-                    .map(|c| c.arm.clone())
-                    .unwrap_or_else(|| self.candidate());
-                Outcome::Promote { arm: best }
+                    .filter(|c| c.role == Role::Goal && sign * c.difference > 0.0)
+                    .max_by(|a, b| (sign * a.difference).total_cmp(&(sign * b.difference)));
+                match best {
+                    Some(c) => Outcome::Promote { arm: c.arm.clone() },
+                    None => {
+                        self.finish(self.control(), true, format!("{why}: no arm beats the control; kept it"));
+                        Outcome::Continue { reason: why.into() }
+                    }
+                }
             }
         }
     }

@@ -342,3 +342,23 @@ fn metrics_that_come_back_reset_the_outage_count() {
     }
     assert_eq!((r.status.final_arm.clone(), r.phase()), (None, Phase::Analysing), "4 in a row again, not 8");
 }
+
+#[test]
+fn an_inconclusive_promote_respects_the_goals_direction() {
+    // v2's goal value is 0.02 higher: the better arm when higher is better, the worse one otherwise.
+    for (direction, final_arm) in [(crate::api::Direction::Increase, "v2"), (crate::api::Direction::Decrease, "v1")] {
+        let mut r = Run::new("ab-test");
+        r.exp.spec.promotion = Some(Promotion { on_inconclusive: OnInconclusive::Promote, ..Default::default() });
+        let analysis = r.exp.spec.analysis.as_mut().unwrap();
+        analysis
+            .metrics
+            .iter_mut()
+            .filter(|m| m.role == crate::api::Role::Goal)
+            .for_each(|m| m.direction = Some(direction));
+        r.tick(0, true, None);
+        let flat = decision(Outcome::Continue { reason: "no difference".into() });
+        r.tick(24 * 3600, true, Some(&flat));
+        r.tick(24 * 3600 + 1, true, None);
+        assert_eq!((r.status.final_arm.as_deref(), r.phase()), (Some(final_arm), Phase::Succeeded), "{direction:?}");
+    }
+}

@@ -2,7 +2,9 @@
 //! answer `Promote(arm) | Rollback(reason) | Continue(reason)` with the numbers behind it.
 //!
 //! Rules (frequentist methods; the Bayesian method swaps p ≤ α for probability ≥ 1 − α):
-//! - Too little data in any arm, or a mean metric without variance yet: Continue.
+//! - Too little data in any arm (`minSamplesPerArm`), or a mean metric without variance yet:
+//!   Continue — except that the sequential method runs the guardrails' harm tests from the first
+//!   look (they are valid at every look), so a harmful arm is rolled back without waiting.
 //! - Sample ratio mismatch (sequential test at `srmAlpha`): Rollback — nothing measured
 //!   on a broken split can be trusted.
 //! - Guardrails are one-sided with a margin m ≥ 0 of tolerated harm. An arm is `inferior`
@@ -226,28 +228,7 @@ fn cont(reason: String) -> Outcome {
 /// `Continue` with the reason.
 pub fn decide(input: &DecisionInput, config: &DecisionConfig) -> Result<Decision> {
     let arms = validate(input, config)?;
-    let metrics = input.goal.iter().chain(input.guardrails.iter().map(|g| &g.metric));
-    for metric in metrics {
-        for obs in &metric.arms {
-            let floor = match obs.value {
-                Observation::Proportion { .. } => 1,
-                Observation::Mean { .. } => 2,
-            };
-            let needed = config.min_samples_per_arm.max(floor);
-            if obs.value.samples() < needed {
-                return stop(
-                    cont(format!(
-                        "arm `{}` has {} samples of `{}`; at least {needed} are needed",
-                        obs.arm,
-                        obs.value.samples(),
-                        metric.name
-                    )),
-                    vec![],
-                    None,
-                );
-            }
-        }
-    }
+    let short = too_few_samples(input, config);
     let srm = srm_check(input, config.srm_alpha)?;
     if let Some(s) = srm.filter(|s| s.mismatch) {
         let reason = format!(
@@ -255,6 +236,17 @@ pub fn decide(input: &DecisionInput, config: &DecisionConfig) -> Result<Decision
             s.p_value
         );
         return stop(Outcome::Rollback { reason }, vec![], srm);
+    }
+    if let Some(reason) = short {
+        // The sequential harm test is valid at every look, so a harmful arm is rolled back from
+        // the first one: `minSamplesPerArm` delays promotions, never rollbacks.
+        if config.method == Method::Sequential {
+            let guard = early_harm(input, &arms, config)?;
+            if let Some(rollback) = guard.iter().find(|c| c.verdict == Verdict::Inferior).map(|bad| harm(input, bad)) {
+                return stop(rollback, guard, srm);
+            }
+        }
+        return stop(cont(reason), vec![], srm);
     }
     if let (Method::FixedHorizon, Some(planned)) = (config.method, config.planned_samples_per_arm) {
         let smallest = primary(input)?.arms.iter().map(|a| a.value.samples()).min().unwrap_or(0);
@@ -311,6 +303,60 @@ pub fn decide(input: &DecisionInput, config: &DecisionConfig) -> Result<Decision
     stop(outcome, goal, srm)
 }
 
+/// Why there are too few samples to decide, if there are.
+fn too_few_samples(input: &DecisionInput, config: &DecisionConfig) -> Option<String> {
+    let metrics = input.goal.iter().chain(input.guardrails.iter().map(|g| &g.metric));
+    for metric in metrics {
+        for obs in &metric.arms {
+            let floor = match obs.value {
+                Observation::Proportion { .. } => 1,
+                Observation::Mean { .. } => 2,
+            };
+            let needed = config.min_samples_per_arm.max(floor);
+            if obs.value.samples() < needed {
+                return Some(format!(
+                    "arm `{}` has {} samples of `{}`; at least {needed} are needed",
+                    obs.arm,
+                    obs.value.samples(),
+                    metric.name
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The guardrails' harm tests on whatever data there is (pairs without variance yet are left out),
+/// Holm-adjusted across the pairs tested.
+fn early_harm(input: &DecisionInput, arms: &[&str], config: &DecisionConfig) -> Result<Vec<Comparison>> {
+    let (control, treatments) = (arms[0], &arms[1..]);
+    let mut guard = Vec::new();
+    for g in &input.guardrails {
+        for &arm in treatments {
+            let has_data = |a: &str| g.metric.arms.iter().any(|o| o.arm == a && o.value.samples() > 0);
+            if !has_data(arm) || !has_data(control) {
+                continue;
+            }
+            if let Some(pair) = Pair::new(&g.metric, control, arm)? {
+                guard.push(compare::guardrail(&pair, g, config)?);
+            }
+        }
+    }
+    let direction = input.goal.as_ref().map_or(Direction::HigherIsBetter, |g| g.direction);
+    compare::adjust(&mut Vec::new(), &mut guard, config, direction)?;
+    Ok(guard)
+}
+
+/// The rollback for an arm shown worse than the control by more than a guardrail's margin.
+fn harm(input: &DecisionInput, bad: &Comparison) -> Outcome {
+    Outcome::Rollback {
+        reason: format!(
+            "arm `{}` is worse than `{}` on guardrail `{}` by more than its margin (difference {:.4}, interval [{:.4}, {:.4}])",
+            bad.arm, input.control, bad.metric, bad.difference, bad.interval[0], bad.interval[1]
+        ),
+    }
+}
+
 /// The goal metric, or for a guardrail-only gate the first guardrail: whose arms and samples count.
 fn primary(input: &DecisionInput) -> Result<&Metric> {
     match input.goal.as_ref().or_else(|| input.guardrails.first().map(|g| &g.metric)) {
@@ -322,12 +368,7 @@ fn primary(input: &DecisionInput) -> Result<&Metric> {
 /// A guardrail-only gate: harm rolls back; an arm shown non-inferior on every guardrail passes.
 fn gate_outcome(input: &DecisionInput, treatments: &[&str], config: &DecisionConfig, guard: &[Comparison]) -> Outcome {
     if let Some(bad) = guard.iter().find(|c| c.verdict == Verdict::Inferior) {
-        return Outcome::Rollback {
-            reason: format!(
-                "arm `{}` is worse than `{}` on guardrail `{}` by more than its margin (difference {:.4}, interval [{:.4}, {:.4}])",
-                bad.arm, input.control, bad.metric, bad.difference, bad.interval[0], bad.interval[1]
-            ),
-        };
+        return harm(input, bad);
     }
     let passed = treatments
         .iter()
@@ -349,12 +390,7 @@ fn outcome(
     guard: &[Comparison],
 ) -> Outcome {
     if let Some(bad) = guard.iter().find(|c| c.verdict == Verdict::Inferior) {
-        return Outcome::Rollback {
-            reason: format!(
-                "arm `{}` is worse than `{}` on guardrail `{}` by more than its margin (difference {:.4}, interval [{:.4}, {:.4}])",
-                bad.arm, input.control, bad.metric, bad.difference, bad.interval[0], bad.interval[1]
-            ),
-        };
+        return harm(input, bad);
     }
     if goal.iter().all(|c| c.verdict == Verdict::Worse) {
         return Outcome::Rollback {

@@ -325,3 +325,31 @@ fn a_guardrail_only_gate_passes_harmless_arms_and_rolls_back_harmful_ones() {
     let nothing = DecisionInput { guardrails: vec![], ..guard((1, 2), (1, 2)) };
     assert!(decide(&nothing, &config).is_err());
 }
+
+#[test]
+fn harm_rolls_back_before_min_samples_but_a_promotion_waits() {
+    // A canary failing every request: 30 of 30 errors against 0 of 270, far below 100 samples.
+    let mut input = experiment(vec![prop("control", 10, 270), prop("v2", 3, 30)]);
+    input.guardrails = vec![Guardrail {
+        metric: Metric {
+            name: "errors".into(),
+            direction: Direction::LowerIsBetter,
+            arms: vec![prop("control", 0, 270), prop("v2", 30, 30)],
+        },
+        margin: Margin::Absolute(0.01),
+    }];
+    let d = decide(&input, &seq()).unwrap();
+    assert!(
+        matches!(&d.outcome, Outcome::Rollback { reason } if reason.contains("guardrail `errors`")),
+        "{:?}",
+        d.outcome
+    );
+    assert!(d.comparisons.iter().any(|c| c.verdict == Verdict::Inferior));
+    // Harmless so far: the lack of samples still holds everything else back.
+    input.guardrails[0].metric.arms = vec![prop("control", 0, 270), prop("v2", 0, 30)];
+    let d = decide(&input, &seq()).unwrap();
+    assert!(reason(&d.outcome).contains("at least 100 are needed"), "{:?}", d.outcome);
+    // The fixed-horizon test is valid only once, at its horizon: no early look.
+    input.guardrails[0].metric.arms = vec![prop("control", 0, 270), prop("v2", 30, 30)];
+    assert!(matches!(outcome(&input, &fixed()), Outcome::Continue { .. }));
+}
