@@ -120,3 +120,30 @@ fn validate_command_reports_policy_violations_by_name() {
         "shop has no environment label and is not a payments namespace"
     );
 }
+
+#[test]
+fn max_alpha_refuses_bayesian_unless_allowed_and_min_exposure_wants_a_min_duration() {
+    let mut p = policy("policies/payments-strict.yaml");
+    let mut exp = experiment("examples/ab-test.yaml");
+    let analysis = exp.spec.analysis.as_mut().unwrap();
+    analysis.alpha = Some(0.01);
+    analysis.method = forklane_core::api::Method::Bayesian;
+    let messages = |p: &RolloutPolicy, exp: &Experiment| -> Vec<String> {
+        evaluate(p, exp, &default_namespace_labels("payments"), Some(THURSDAY))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    let found = messages(&p, &exp);
+    assert!(found.iter().any(|m| m.contains("spec.analysis.method") && m.contains("bayesian")), "{found:#?}");
+    p.spec.allow_bayesian = true;
+    assert!(!messages(&p, &exp).iter().any(|m| m.contains("spec.analysis.method")));
+    p.spec.min_exposure = Some("7d".parse().unwrap());
+    let found = messages(&p, &exp);
+    assert!(
+        found.iter().any(|m| m.contains("(minExposure)") && m.contains("unset is shorter than the required 168h")),
+        "{found:#?}"
+    );
+    exp.spec.analysis.as_mut().unwrap().min_duration = Some("7d".parse().unwrap());
+    assert!(!messages(&p, &exp).iter().any(|m| m.contains("minExposure")));
+}

@@ -172,6 +172,21 @@ fn each_bad_input_is_named() {
             "spec.analysis.interval: must be longer than zero",
         ),
         (
+            "fixed horizon without its horizon",
+            format!("{BASE}  analysis:\n    method: fixedHorizon\n"),
+            "spec.analysis.horizon: required for method fixedHorizon: the test runs once, at horizon.samplesPerArm",
+        ),
+        (
+            "a horizon on a sequential test",
+            format!("{BASE}  analysis:\n    horizon: {{samplesPerArm: 5000}}\n"),
+            "spec.analysis.horizon: only method fixedHorizon has a horizon",
+        ),
+        (
+            "a minimum exposure beyond maxDuration",
+            format!("{BASE}  analysis:\n    minDuration: 48h\n    maxDuration: 24h\n"),
+            "spec.analysis.minDuration: must not be longer than maxDuration",
+        ),
+        (
             "freeze window not a duration",
             "apiVersion: forklane.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: p}\nspec:\n  freezeWindows:\n    - {schedule: '0 16 * * 5', duration: 64 hours}\n".into(),
             "spec.freezeWindows[0].duration: \"64 hours\" is not a duration",

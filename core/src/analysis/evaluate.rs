@@ -173,6 +173,7 @@ pub fn decision_config(analysis: &Analysis) -> DecisionConfig {
         },
         alpha: analysis.alpha(),
         min_samples_per_arm: analysis.min_samples_per_arm.map_or(defaults.min_samples_per_arm, |n| n.max(0) as u64),
+        planned_samples_per_arm: analysis.horizon.as_ref().map(|h| h.samples_per_arm.max(1) as u64),
         ..defaults
     }
 }

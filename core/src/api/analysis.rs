@@ -17,6 +17,14 @@ pub struct Analysis {
     pub interval: Option<HumanDuration>,
     #[serde(default)]
     pub method: Method,
+    /// Where a `fixedHorizon` test looks, once: required by that method (a fixed-horizon test
+    /// checked every interval is peeking, and its error rate is lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub horizon: Option<Horizon>,
+    /// Minimum exposure: no promotion before the analysis has run this long (rollbacks are not
+    /// delayed). Covers weekly and daily cycles a short test would miss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_duration: Option<HumanDuration>,
     /// Error rate of the decision; default 0.05.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0001, max = 0.5))]
@@ -63,6 +71,15 @@ pub enum Method {
     Sequential,
     FixedHorizon,
     Bayesian,
+}
+
+/// The planned sample size of a fixed-horizon test.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Horizon {
+    /// Samples (trials) in every arm; the test runs once, when the smallest arm has them.
+    #[schemars(range(min = 1))]
+    pub samples_per_arm: i64,
 }
 
 /// Sample ratio mismatch check against the configured weights.

@@ -37,10 +37,18 @@ pub struct RolloutPolicySpec {
     /// Metric names every experiment must watch as guardrails.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub required_guardrails: Vec<String>,
-    /// Largest decision error rate experiments may choose.
+    /// Largest decision error rate experiments may choose. The Bayesian method does not control
+    /// its error rate under continuous monitoring, so with `maxAlpha` set it is refused unless
+    /// `allowBayesian` is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub max_alpha: Option<f64>,
+    /// Lets experiments use `method: bayesian` even though `maxAlpha` is set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_bayesian: bool,
+    /// Shortest minimum exposure (`analysis.minDuration`) experiments must set before a promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_exposure: Option<HumanDuration>,
     /// Shortest time an analysis must be allowed to run (its maxDuration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_analysis_duration: Option<HumanDuration>,

@@ -7,7 +7,7 @@ use regex::Regex;
 
 use super::experiment::*;
 use super::names::{is_dns1123_label, is_dns1123_subdomain};
-use super::{Analysis, Builtin, Role, Routing, Strategy};
+use super::{Analysis, Builtin, Method, Role, Routing, Strategy};
 
 /// Envoy refuses longer regexes by default; istiod checks the same bound.
 pub(crate) const MAX_REGEX_LEN: usize = 1024;
@@ -433,6 +433,22 @@ fn check_analysis(a: &Analysis, p: &mut Problems) {
         && n < 0
     {
         p.add("spec.analysis.minSamplesPerArm", format!("{n} must not be negative"));
+    }
+    match (&a.method, &a.horizon) {
+        (Method::FixedHorizon, None) => p.add(
+            "spec.analysis.horizon",
+            "required for method fixedHorizon: the test runs once, at horizon.samplesPerArm (use sequential to look every interval)",
+        ),
+        (_, Some(h)) if h.samples_per_arm < 1 => {
+            p.add("spec.analysis.horizon.samplesPerArm", format!("{} must be at least 1", h.samples_per_arm))
+        }
+        (Method::Sequential | Method::Bayesian, Some(_)) => {
+            p.add("spec.analysis.horizon", "only method fixedHorizon has a horizon")
+        }
+        _ => {}
+    }
+    if a.min_duration.is_some_and(|d| d.get() > a.max_duration()) {
+        p.add("spec.analysis.minDuration", "must not be longer than maxDuration: nothing could ever be promoted");
     }
     if let Some(prom) = a.provider.as_ref().and_then(|pr| pr.prometheus.as_ref())
         && !(prom.address.starts_with("http://") || prom.address.starts_with("https://"))

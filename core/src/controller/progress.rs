@@ -351,6 +351,12 @@ impl Machine<'_> {
                 }
                 Some(self.inconclusive(Some(decision), "no decision within maxDuration"))
             }
+            // Minimum exposure: a promotion waits until the analysis has run minDuration.
+            Outcome::Promote { arm } if analysis.min_duration.is_some_and(|min| elapsed(started, now) < min.get()) => {
+                let min = analysis.min_duration.map(|m| m.to_string()).unwrap_or_default();
+                self.st.message = Some(format!("{arm} leads; promotion waits for the minimum exposure of {min}"));
+                None
+            }
             outcome => Some(outcome.clone()),
         }
     }

@@ -362,3 +362,25 @@ fn an_inconclusive_promote_respects_the_goals_direction() {
         assert_eq!((r.status.final_arm.as_deref(), r.phase()), (Some(final_arm), Phase::Succeeded), "{direction:?}");
     }
 }
+
+#[test]
+fn a_promotion_waits_for_the_minimum_exposure_and_a_rollback_does_not() {
+    let mut r = Run::new("ab-test");
+    r.exp.spec.analysis.as_mut().unwrap().min_duration = Some("7d".parse().unwrap());
+    r.tick(0, true, None);
+    let winner = decision(Outcome::Promote { arm: "v2".into() });
+    r.tick(3600, true, Some(&winner));
+    assert_eq!(r.status.final_arm, None);
+    assert!(
+        r.status.message.as_deref().unwrap_or_default().contains("minimum exposure of 168h"),
+        "{:?}",
+        r.status.message
+    );
+    r.tick(7 * 24 * 3600 + 60, true, Some(&winner));
+    assert_eq!(r.status.final_arm.as_deref(), Some("v2"));
+    let mut r = Run::new("ab-test");
+    r.exp.spec.analysis.as_mut().unwrap().min_duration = Some("7d".parse().unwrap());
+    r.tick(0, true, None);
+    r.tick(3600, true, Some(&decision(Outcome::Rollback { reason: "harm".into() })));
+    assert_eq!(r.status.final_arm.as_deref(), Some("v1"));
+}

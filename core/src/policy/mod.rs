@@ -141,6 +141,28 @@ pub fn evaluate(
     {
         add("maxAlpha", "spec.analysis.alpha", format!("{} is above the allowed {max}", a.alpha()));
     }
+    if let (Some(max), Some(a)) = (spec.max_alpha, analysis)
+        && a.method == crate::api::Method::Bayesian
+        && !spec.allow_bayesian
+    {
+        add(
+            "maxAlpha",
+            "spec.analysis.method",
+            format!(
+                "bayesian does not hold an error rate of {max} when checked every interval; use sequential (or the policy sets allowBayesian)"
+            ),
+        );
+    }
+    if let Some(min) = spec.min_exposure {
+        match analysis.and_then(|a| a.min_duration) {
+            Some(set) if set.get() >= min.get() => {}
+            set => add(
+                "minExposure",
+                "spec.analysis.minDuration",
+                format!("{} is shorter than the required {min}", set.map_or("unset".to_string(), |s| s.to_string())),
+            ),
+        }
+    }
     if let Some(min) = spec.min_analysis_duration {
         match analysis.map(|a| HumanDuration::from(a.max_duration())) {
             None => add("minAnalysisDuration", "spec.analysis", format!("an analysis of at least {min} is required")),
