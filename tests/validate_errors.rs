@@ -172,6 +172,11 @@ fn each_bad_input_is_named() {
             "spec.analysis.interval: must be longer than zero",
         ),
         (
+            "guardrail without margin",
+            format!("{BASE}  analysis:\n    metrics:\n      - {{name: error-rate, builtin: istio-error-rate, role: guardrail}}\n"),
+            "spec.analysis.metrics[0].margin: required for guardrail \"error-rate\": e.g. 0.002 to 0.01",
+        ),
+        (
             "fixed horizon without its horizon",
             format!("{BASE}  analysis:\n    method: fixedHorizon\n"),
             "spec.analysis.horizon: required for method fixedHorizon: the test runs once, at horizon.samplesPerArm",
@@ -210,7 +215,7 @@ fn each_bad_input_is_named() {
         (
             "guardrail without direction",
             format!(
-                "{BASE}  analysis:\n    metrics:\n      - {{name: checkout-time, role: guardrail, successQuery: a, trialQuery: b}}\n"
+                "{BASE}  analysis:\n    metrics:\n      - {{name: checkout-time, role: guardrail, successQuery: a, trialQuery: b, margin: 1}}\n"
             ),
             "spec.analysis.metrics[0].direction: required for guardrail \"checkout-time\": increase or decrease",
         ),

@@ -479,6 +479,18 @@ fn check_analysis(a: &Analysis, p: &mut Problems) {
             }
             None => {}
         }
+        // Without a margin harm must be shown below zero, which identical arms never show: the
+        // gate could not pass. The suggested values are docs/statistics.md's table.
+        if m.role == Role::Guardrail && m.margin.is_none() {
+            let suggested = match m.builtin {
+                Some(Builtin::IstioErrorRate) => "e.g. 0.002 to 0.01 (0.2 to 1 percentage points of errors)",
+                Some(Builtin::IstioLatency) => {
+                    "e.g. 0.01 to 0.02 (1 to 2 points more requests slower than thresholdMs)"
+                }
+                None => "the largest acceptable harm in the metric's own unit",
+            };
+            p.add(format!("{path}.margin"), format!("required for guardrail {:?}: {suggested}", m.name));
+        }
         // Guessing a guardrail's direction could invert it: it would roll back on improvement.
         let named_lower = m.name.contains("error") || m.name.contains("latency");
         if m.role == Role::Guardrail && m.direction.is_none() && m.builtin.is_none() && !named_lower {
