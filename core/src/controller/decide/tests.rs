@@ -476,3 +476,15 @@ fn a_new_experiment_gets_the_finalizer_before_anything_else() {
     assert_eq!(world.tick().finalizer, Some(FinalizerChange::Add));
     assert_eq!(world.tick().finalizer, None);
 }
+
+#[test]
+fn an_auto_experiment_chooses_its_mode_once_and_keeps_it() {
+    use crate::controller::observe::mode_unsettled;
+    let auto = ExperimentBuilder::canary("c").steps([set_weight(20)]).build();
+    assert!(mode_unsettled(&auto), "auto, nothing recorded: the mode comes from what is installed");
+    let mut recorded = auto.clone();
+    recorded.status = Some(ExperimentStatus { mesh: Some(Routing::Native), ..Default::default() });
+    assert!(!mode_unsettled(&recorded), "recorded at the first status write, for good");
+    let explicit = ExperimentBuilder::canary("c").mesh(MeshMode::Istio).steps([set_weight(20)]).build();
+    assert!(!mode_unsettled(&explicit));
+}
