@@ -2,7 +2,7 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API: {0}")]
+    #[error("Kubernetes API: {}", kube_message(.0))]
     Kube(#[from] kube::Error),
     #[error("serialising {0}")]
     Json(#[from] serde_json::Error),
@@ -15,3 +15,48 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A write refused because the object changed since it was read (409): the next try, on a
+    /// newer copy, goes through. Nothing a person needs to hear about.
+    pub(crate) fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kube(kube::Error::Api(status)) if status.code == 409)
+    }
+}
+
+/// What the API server said, as `kubectl` shows it (`Service "x" is invalid: ... (422 Invalid)`),
+/// rather than kube's debug dump of the whole Status: it ends up in a condition people read.
+fn kube_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if !status.message.is_empty() => {
+            let reason = if status.reason.is_empty() { String::new() } else { format!(" {}", status.reason) };
+            format!("{} ({}{reason})", status.message, status.code)
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_error_reads_as_the_server_wrote_it() {
+        let status =
+            kube::core::Status::failure(r#"Service "my-app" is invalid: spec.ports: Required value"#, "Invalid")
+                .with_code(422);
+        let error = Error::from(kube::Error::Api(Box::new(status)));
+        assert_eq!(
+            error.to_string(),
+            r#"Kubernetes API: Service "my-app" is invalid: spec.ports: Required value (422 Invalid)"#
+        );
+        let no_reason = kube::core::Status::failure("the server is on fire", "").with_code(500);
+        assert_eq!(
+            Error::from(kube::Error::Api(Box::new(no_reason))).to_string(),
+            "Kubernetes API: the server is on fire (500)"
+        );
+        assert!(!error.is_conflict());
+        let conflict = kube::core::Status::failure("the object has been modified", "Conflict").with_code(409);
+        assert!(Error::from(kube::Error::Api(Box::new(conflict))).is_conflict());
+    }
+}

@@ -102,8 +102,8 @@ pub struct Scope {
 pub(crate) struct Shared {
     pub ctx: Arc<Context>,
     pub world: World,
-    /// Consecutive failed reconciles per experiment, for the backoff.
-    pub failures: std::sync::Mutex<std::collections::HashMap<ObjectRef<Experiment>, u32>>,
+    /// Failed reconciles in a row per experiment: for the backoff, and to report each error once.
+    pub failures: std::sync::Mutex<std::collections::HashMap<ObjectRef<Experiment>, reconcile::Failures>>,
 }
 
 /// Runs the controller until `shutdown` resolves. Every kind a reconcile reads is watched once;

@@ -69,6 +69,13 @@ pub(crate) fn mode(world: &World, exp: &Experiment) -> Routing {
     }
 }
 
+/// Whether the routing mode is still to be chosen from what is installed (`mesh: auto`, nothing
+/// recorded yet): the first status write records it for good, so it must not come from a cache
+/// that has not yet seen a CRD created just before the experiment.
+pub(crate) fn mode_unsettled(exp: &Experiment) -> bool {
+    exp.spec.mesh.resolve(exp.status.as_ref().and_then(|s| s.mesh)).is_none()
+}
+
 fn json<T: serde::Serialize>(obj: &T) -> Option<Value> {
     serde_json::to_value(obj).ok()
 }

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::reflector::ObjectRef;
@@ -13,15 +14,16 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::analysis::AnalysisError;
-use crate::api::{Experiment, ExperimentStatus};
+use crate::api::{Experiment, ExperimentStatus, Routing};
 
 use super::apply::{FIELD_MANAGER, remove_leftovers, write};
 use super::commands::clear_one_shot;
 use super::conditions::{self, event, reason, set};
 use super::decide::{FINALIZER, FinalizerChange, Input, Look, Measured, Reconciled, counted_outcome, decide};
 use super::error::{Error, Result};
-use super::observe::observe;
+use super::observe::{mode_unsettled, observe};
 use super::telemetry::{OutcomeLabel, PhaseLabel};
+use super::world::ISTIO_VIRTUAL_SERVICE_CRD;
 use super::{Context, Shared};
 
 /// The longest real wait between two looks at an experiment that waits: watches bring every
@@ -36,6 +38,9 @@ const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
+/// How soon to look again when the caches lag what the API server has (real time).
+const CACHE_CATCH_UP: Duration = Duration::from_millis(200);
+
 pub(crate) async fn reconcile(exp: Arc<Experiment>, shared: Arc<Shared>) -> Result<Action> {
     let started = Instant::now();
     let ctx = &shared.ctx;
@@ -45,7 +50,7 @@ pub(crate) async fn reconcile(exp: Arc<Experiment>, shared: Arc<Shared>) -> Resu
     let result = match run(&exp, &shared).await {
         // A write based on a cached object that has changed since (our own status write, say):
         // the cache catches up within moments; look again then, it is not an error.
-        Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 => {
+        Err(error) if error.is_conflict() => {
             Ok(Action::requeue(ctx.clock.real_duration(CONFLICT_RETRY).max(Duration::from_millis(1))))
         }
         other => other,
@@ -53,7 +58,13 @@ pub(crate) async fn reconcile(exp: Arc<Experiment>, shared: Arc<Shared>) -> Resu
     let key = ObjectRef::from_obj(exp.as_ref());
     match &result {
         Ok(_) => drop(shared.failures.lock().expect("not poisoned").remove(&key)),
-        Err(error) => report_error(&exp, ctx, error).await,
+        Err(error) => {
+            let message = error.to_string();
+            let new = shared.failures.lock().expect("not poisoned").entry(key).or_default().report(&message);
+            if new {
+                report_error(&exp, ctx, message).await;
+            }
+        }
     }
     ctx.metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
     result
@@ -63,6 +74,11 @@ async fn run(exp: &Experiment, shared: &Shared) -> Result<Action> {
     let ctx = &shared.ctx;
     let ns = exp.namespace().ok_or(Error::NoNamespace)?;
     let obs = observe(&shared.world, exp, &ns);
+    if obs.mode == Routing::Native && mode_unsettled(exp) && istio_crd_exists(&ctx.client).await? {
+        // Istio was installed just before this experiment and the CRD's watch event is not in
+        // the cache yet: deciding now would record `none` for good. The event brings it back.
+        return Ok(Action::requeue(CACHE_CATCH_UP));
+    }
     let now = ctx.clock.now();
     let mut decided = decide(&Input { exp, obs: &obs, now, measured: None });
     if let Some(look) = decided.measure.take() {
@@ -81,6 +97,14 @@ async fn run(exp: &Experiment, shared: &Shared) -> Result<Action> {
         "decided"
     );
     send(exp, ctx, &ns, decided).await
+}
+
+/// One read, made only while an experiment's mode is still to be chosen and the cache says there
+/// is no Istio: asks the API server, which has every CRD created before the experiment.
+async fn istio_crd_exists(client: &kube::Client) -> Result<bool> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let named = ListParams::default().fields(&format!("metadata.name={ISTIO_VIRTUAL_SERVICE_CRD}"));
+    Ok(!api.list_metadata(&named).await?.items.is_empty())
 }
 
 async fn measure(exp: &Experiment, ctx: &Context, look: &Look) -> Measured {
@@ -127,15 +151,33 @@ async fn send(exp: &Experiment, ctx: &Context, ns: &str, decided: Reconciled) ->
     })
 }
 
+/// The failed reconciles of one experiment since its last success.
+#[derive(Debug, Default)]
+pub(crate) struct Failures {
+    /// How many in a row: the backoff grows with it.
+    pub count: u32,
+    /// The errors reported (condition and event) since the last success.
+    pub reported: std::collections::BTreeSet<String>,
+}
+
+impl Failures {
+    /// Whether `message` is new since the last success, and so to be reported. The cached
+    /// Experiment may not show the condition written a moment ago: retries in quick succession
+    /// (the finalizer or the status write trigger the next) would each publish the same event.
+    pub(crate) fn report(&mut self, message: &str) -> bool {
+        self.reported.insert(message.to_string())
+    }
+}
+
 /// Exponential backoff with jitter per experiment: a failing experiment is retried ever more
 /// rarely (up to 5 minutes) and does not crowd out the others.
 pub(crate) fn error_policy(exp: Arc<Experiment>, error: &Error, shared: Arc<Shared>) -> Action {
     shared.ctx.metrics.errors.inc();
     tracing::warn!(%error, experiment = %exp.name_any(), "reconcile failed");
     let mut failures = shared.failures.lock().expect("not poisoned");
-    let n = failures.entry(ObjectRef::from_obj(exp.as_ref())).or_insert(0);
-    *n += 1;
-    Action::requeue(shared.ctx.clock.real_duration(backoff(*n, jitter())).max(Duration::from_millis(1)))
+    let failed = failures.entry(ObjectRef::from_obj(exp.as_ref())).or_default();
+    failed.count += 1;
+    Action::requeue(shared.ctx.clock.real_duration(backoff(failed.count, jitter())).max(Duration::from_millis(1)))
 }
 
 /// A number in [0, 1) that differs between calls (no RNG dependency for one spread).
@@ -151,9 +193,8 @@ pub(crate) fn backoff(n: u32, jitter: f64) -> Duration {
 }
 
 /// The error in a `ReconcileError` condition and, when the message is new, a Warning event.
-async fn report_error(exp: &Experiment, ctx: &Context, error: &Error) {
+async fn report_error(exp: &Experiment, ctx: &Context, message: String) {
     let Some(ns) = exp.namespace() else { return };
-    let message = error.to_string();
     let status = exp.status.clone().unwrap_or_default();
     let known = status.conditions.iter().any(|c| c.type_ == conditions::RECONCILE_ERROR && c.message == message);
     if known {
@@ -221,5 +262,15 @@ mod tests {
         assert!(backoff(3, 0.0).as_secs_f64() >= 0.8 * 4.0 && backoff(3, 0.999).as_secs_f64() < 1.2 * 4.0);
         let spread: std::collections::BTreeSet<u64> = (0..20).map(|_| (jitter() * 1e4) as u64).collect();
         assert!(spread.len() > 1 && spread.iter().all(|j| *j < 10_000), "{spread:?}");
+    }
+
+    #[test]
+    fn an_error_is_reported_once_per_message_until_a_success() {
+        let mut failures = Failures::default();
+        assert!(failures.report("Service \"my-app\" is invalid"));
+        assert!(!failures.report("Service \"my-app\" is invalid"), "a retry of the same error says nothing new");
+        assert!(failures.report("timed out"), "a different error is reported");
+        assert!(!failures.report("Service \"my-app\" is invalid"), "errors that alternate are each said once");
+        assert!(Failures::default().report("timed out"), "after a success (the entry removed) it is new again");
     }
 }

@@ -63,21 +63,42 @@ where
 {
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config).default_backoff().modify(slim).reflect(writer).touched_objects();
-    (reader, quiet(stream))
+    (reader, retried_alone(stream))
 }
 
-/// The watcher retries a failed watch itself (with backoff); its errors (a kind not installed
-/// yet, e.g. Istio's) are logged here and not handed on: an error in a trigger stream holds up
-/// the controller's other triggers until the failing watch is retried.
-fn quiet<K: Send + 'static>(changes: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static) -> Changes<K> {
-    changes
-        .filter(|change| {
-            if let Err(error) = change {
-                tracing::debug!(%error, "watch failed; retrying");
+/// The changes of one watch without its errors: each watch backs off and retries by itself
+/// (`default_backoff`). The controller puts one backoff over all its triggers together, so an
+/// error passed on would pause every watch, the Experiments' own included: without Istio the
+/// VirtualService watch fails on every retry, and changes reached the controller seconds late.
+fn retried_alone<K: Send + 'static>(
+    stream: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) -> Changes<K> {
+    stream
+        .filter_map(|change| async move {
+            match change {
+                Ok(object) => Some(Ok(object)),
+                Err(error) if not_installed(&error) => {
+                    tracing::debug!(%error, "watch: resource not installed; retrying");
+                    None
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "watch failed; retrying");
+                    None
+                }
             }
-            std::future::ready(change.is_ok())
         })
         .boxed()
+}
+
+/// A 404 for the resource itself: its CRD is not installed (Istio's, in a cluster without it).
+fn not_installed(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code == 404,
+        watcher::Error::WatchError(status) => status.code == 404,
+        _ => false,
+    }
 }
 
 fn scoped<K>(client: &Client, scope: &Scope) -> Api<K>
@@ -118,7 +139,7 @@ impl World {
         let (destination_rules, dr_changes) =
             reflect(scoped(client, scope), config.clone(), |d: &mut DestinationRule| slim_meta(&mut d.metadata));
         let (crds, crd_writer) = reflector::store();
-        let crd_changes = quiet(
+        let crd_changes = retried_alone(
             watcher(Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client.clone()), config)
                 .default_backoff()
                 .reflect(crd_writer)
@@ -275,5 +296,24 @@ pub(crate) mod triggers {
     fn owned_by(meta: &kube::api::ObjectMeta, exp: &Experiment) -> bool {
         let uid = exp.metadata.uid.as_deref();
         meta.owner_references.iter().flatten().any(|o| Some(o.uid.as_str()) == uid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> watcher::Error {
+        let status = kube::core::Status::failure("no", "NotFound").with_code(code);
+        watcher::Error::InitialListFailed(kube::Error::Api(Box::new(status)))
+    }
+
+    #[tokio::test]
+    async fn a_watch_passes_on_its_changes_and_keeps_its_errors_to_itself() {
+        let changes = futures::stream::iter([Ok(1), Err(api_error(404)), Err(api_error(403)), Ok(2)]);
+        let passed: Vec<i32> =
+            retried_alone(changes).map(|c| c.expect("no error reaches the controller")).collect().await;
+        assert_eq!(passed, [1, 2]);
+        assert!(not_installed(&api_error(404)) && !not_installed(&api_error(403)));
     }
 }

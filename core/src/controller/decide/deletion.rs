@@ -9,8 +9,13 @@
 use crate::api::{ExperimentStatus, Phase, Routing};
 use crate::plan::{Action, Plan, Target};
 
-use super::super::apply::{Applied, gate};
+use kube::api::ObjectMeta;
+
+use crate::istio::DestinationRule;
+
+use super::super::apply::{Applied, gate, holds};
 use super::super::conditions::{self, event, reason, set};
+use super::super::observe::Observation;
 use super::{FINALIZER, FinalizerChange, Input, Reconciled, WAIT, has_condition, restore_to};
 
 /// Lets a person release an experiment whose deletion waits for an arm that can take the traffic.
@@ -62,8 +67,9 @@ pub(super) fn decide(input: &Input) -> Reconciled {
             }
             gated.writes
         }
-        // A spec that cannot be planned any more: the live routing itself goes to the arm.
-        Err(_) => restore_to(exp, obs, &arm, false).unwrap_or_default(),
+        // A spec that cannot be planned any more: the live routing itself goes to the arm, and
+        // the live DestinationRule that holds its subsets is released with it.
+        Err(_) => released_rule(obs).into_iter().chain(restore_to(exp, obs, &arm, false).unwrap_or_default()).collect(),
     };
     if !writes.is_empty() {
         out.writes = writes;
@@ -93,6 +99,27 @@ fn wrote_routing(input: &Input, status: &ExperimentStatus) -> bool {
         }
         Routing::Native => !status.weights.is_empty(),
     }
+}
+
+/// Our live DestinationRule as it is, without the Experiment as owner; `None` when there is none
+/// or it is released already. Garbage collection would otherwise take the subsets the restored
+/// VirtualService routes to (503 for every request).
+fn released_rule(obs: &Observation) -> Option<Action> {
+    let live = obs.live.destination_rule.as_ref()?;
+    let rule: DestinationRule = serde_json::from_value(live.clone()).ok()?;
+    let released = DestinationRule {
+        metadata: ObjectMeta {
+            name: rule.metadata.name,
+            namespace: rule.metadata.namespace,
+            labels: rule.metadata.labels,
+            owner_references: Some(vec![]),
+            ..Default::default()
+        },
+        spec: rule.spec,
+        status: None,
+    };
+    let action = Action::DestinationRule(Box::new(released));
+    (!holds(live, &action.object())).then_some(action)
 }
 
 /// Drops the Experiment as owner of the routing objects (an explicit empty list, so that

@@ -354,6 +354,31 @@ fn deletion_waits_while_no_arm_can_serve_until_a_person_forces_it() {
 }
 
 #[test]
+fn deleting_a_failed_experiment_releases_its_destination_rule_with_the_restored_routes() {
+    let mut world = canary_paused_at_20();
+    // An edit no plan can follow: the weight goes down without an analysis before it.
+    world.exp.spec.strategy = crate::api::Strategy::Canary(crate::api::Canary {
+        steps: vec![set_weight(20), pause(), set_weight(10)],
+        ..Default::default()
+    });
+    world.until(Phase::Failed);
+    assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 100)]));
+    world.exp.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(world.now));
+    let out = world.tick();
+    assert_eq!(out.finalizer, None, "not before the release is seen");
+    let released = |object: &Option<serde_json::Value>| {
+        object.as_ref().unwrap().pointer("/metadata/ownerReferences") == Some(&serde_json::json!([]))
+    };
+    assert!(released(&world.obs.live.destination_rule), "garbage collection must not take the subsets");
+    assert!(released(&world.obs.live.virtual_service));
+    assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 100)]));
+    let out = world.tick();
+    assert!(out.writes.is_empty(), "{:?}", out.writes);
+    assert_eq!(reasons(&out.events), [event::ROUTING_RESTORED]);
+    assert_eq!(out.finalizer, Some(FinalizerChange::Remove));
+}
+
+#[test]
 fn a_spec_that_becomes_invalid_mid_run_sends_traffic_back_to_the_control_then_fails() {
     let mut world = canary_paused_at_20();
     world.exp.spec.arms[1].selector.clear(); // what an upgrade's stricter validation could refuse
@@ -451,4 +476,16 @@ fn a_new_experiment_gets_the_finalizer_before_anything_else() {
     world.exp.metadata = ObjectMeta { finalizers: None, ..world.exp.metadata.clone() };
     assert_eq!(world.tick().finalizer, Some(FinalizerChange::Add));
     assert_eq!(world.tick().finalizer, None);
+}
+
+#[test]
+fn an_auto_experiment_chooses_its_mode_once_and_keeps_it() {
+    use crate::controller::observe::mode_unsettled;
+    let auto = ExperimentBuilder::canary("c").steps([set_weight(20)]).build();
+    assert!(mode_unsettled(&auto), "auto, nothing recorded: the mode comes from what is installed");
+    let mut recorded = auto.clone();
+    recorded.status = Some(ExperimentStatus { mesh: Some(Routing::Native), ..Default::default() });
+    assert!(!mode_unsettled(&recorded), "recorded at the first status write, for good");
+    let explicit = ExperimentBuilder::canary("c").mesh(MeshMode::Istio).steps([set_weight(20)]).build();
+    assert!(!mode_unsettled(&explicit));
 }
