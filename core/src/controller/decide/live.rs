@@ -164,7 +164,13 @@ pub(super) fn decide(input: &Input) -> Reconciled {
     if in_place && progress::analysis_due(&exp.spec, st, now) {
         match input.measured {
             None => {
-                let weights = planned.weights.iter().map(|w| (w.arm.clone(), w.desired)).collect();
+                // SRM compares traffic with the split the objects give: without a mesh that is the
+                // replica ratio (99/1 on 10 replicas is 9 pods to 1), not the desired weights.
+                let share = |w: &crate::plan::ArmWeight| match obs.mode {
+                    Routing::Native => w.achieved.round() as i32,
+                    Routing::Istio => w.desired,
+                };
+                let weights = planned.weights.iter().map(|w| (w.arm.clone(), share(w))).collect();
                 out.measure = Some(Look { mode: obs.mode, window: measurement_window(st, now), weights });
                 return out;
             }

@@ -489,3 +489,18 @@ fn an_auto_experiment_chooses_its_mode_once_and_keeps_it() {
     let explicit = ExperimentBuilder::canary("c").mesh(MeshMode::Istio).steps([set_weight(20)]).build();
     assert!(!mode_unsettled(&explicit));
 }
+
+#[test]
+fn without_a_mesh_the_look_carries_the_replica_ratio_the_split_really_has() {
+    let builder = ExperimentBuilder::canary("c")
+        .total_replicas(10)
+        .steps([set_weight(1), crate::fixtures::analysis_step()])
+        .analysis(analysis([conversion()]));
+    let mut world = World::new(builder, Routing::Native);
+    world.answer = Some(Measured::Unavailable("no data yet".into()));
+    world.until(Phase::Analysing);
+    world.now += Duration::from_secs(3600);
+    let asked = decide(&Input { exp: &world.exp, obs: &world.obs, now: world.now, measured: None });
+    let look = asked.measure.expect("the analysis is due");
+    assert_eq!(look.weights, [("v1".to_string(), 90), ("v2".to_string(), 10)], "9 pods to 1, not 99/1");
+}
