@@ -4,6 +4,7 @@
 //! controller which experiments to look at again.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -14,6 +15,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use tokio::sync::OnceCell;
 
 use crate::api::{Experiment, RolloutPolicy};
 use crate::istio::{DestinationRule, VirtualService};
@@ -34,6 +36,10 @@ pub(crate) struct World {
     pub(crate) virtual_services: Store<VirtualService>,
     pub(crate) destination_rules: Store<DestinationRule>,
     pub(crate) crds: Store<PartialObjectMeta<CustomResourceDefinition>>,
+    /// Set once every cache but the routing ones has seen its first complete list ([`World::ready`]).
+    listed: Arc<OnceCell<()>>,
+    /// Set once the VirtualService and DestinationRule caches have (waited for once Istio is installed).
+    routing_listed: Arc<OnceCell<()>>,
 }
 
 /// A watch stream that fills one cache; its items are the objects that changed.
@@ -145,8 +151,18 @@ impl World {
                 .reflect(crd_writer)
                 .touched_objects(),
         );
-        let world =
-            World { policies, namespaces, deployments, pods, services, virtual_services, destination_rules, crds };
+        let world = World {
+            policies,
+            namespaces,
+            deployments,
+            pods,
+            services,
+            virtual_services,
+            destination_rules,
+            crds,
+            listed: Default::default(),
+            routing_listed: Default::default(),
+        };
         let watches = Watches {
             policies: policy_changes,
             namespaces: namespace_changes,
@@ -160,8 +176,20 @@ impl World {
         (world, watches)
     }
 
-    /// Waits until every cache has seen its first complete list.
+    /// Waits until every cache has seen its first complete list (the routing caches once Istio is
+    /// installed, also when that happens while the controller runs). Every reconcile waits here,
+    /// many at once when the controller starts: one of them waits on the stores, the others on a
+    /// `OnceCell`, which wakes them all. kube's `Store::wait_until_ready` (kube-runtime 5.0) wakes
+    /// only the last of several concurrent waiters (its `DelayedInit` polls a oneshot receiver,
+    /// which keeps one waker): called by each reconcile, all but one hung until their time limit.
     pub(crate) async fn ready(&self) {
+        self.listed.get_or_init(|| self.first_lists()).await;
+        if self.istio_installed() {
+            self.routing_listed.get_or_init(|| self.first_routing_lists()).await;
+        }
+    }
+
+    async fn first_lists(&self) {
         // A writer is dropped only when its stream is; then the controller is stopping anyway.
         let _ = futures::join!(
             self.policies.wait_until_ready(),
@@ -171,9 +199,10 @@ impl World {
             self.services.wait_until_ready(),
             self.crds.wait_until_ready(),
         );
-        if self.istio_installed() {
-            let _ = futures::join!(self.virtual_services.wait_until_ready(), self.destination_rules.wait_until_ready());
-        }
+    }
+
+    async fn first_routing_lists(&self) {
+        let _ = futures::join!(self.virtual_services.wait_until_ready(), self.destination_rules.wait_until_ready());
     }
 
     /// Whether Istio's networking API is installed (watched through the CRDs, not asked).
@@ -302,6 +331,7 @@ pub(crate) mod triggers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn api_error(code: u16) -> watcher::Error {
         let status = kube::core::Status::failure("no", "NotFound").with_code(code);
@@ -315,5 +345,139 @@ mod tests {
             retried_alone(changes).map(|c| c.expect("no error reaches the controller")).collect().await;
         assert_eq!(passed, [1, 2]);
         assert!(not_installed(&api_error(404)) && !not_installed(&api_error(403)));
+    }
+
+    /// The caches with the writers that fill them, as the watches would.
+    struct Filled {
+        world: World,
+        policies: reflector::store::Writer<RolloutPolicy>,
+        namespaces: reflector::store::Writer<Namespace>,
+        deployments: reflector::store::Writer<Deployment>,
+        pods: reflector::store::Writer<Pod>,
+        services: reflector::store::Writer<Service>,
+        virtual_services: reflector::store::Writer<VirtualService>,
+        destination_rules: reflector::store::Writer<DestinationRule>,
+        crds: reflector::store::Writer<PartialObjectMeta<CustomResourceDefinition>>,
+    }
+
+    fn caches() -> Filled {
+        let (policies, policies_w) = reflector::store();
+        let (namespaces, namespaces_w) = reflector::store();
+        let (deployments, deployments_w) = reflector::store();
+        let (pods, pods_w) = reflector::store();
+        let (services, services_w) = reflector::store();
+        let (virtual_services, virtual_services_w) = reflector::store();
+        let (destination_rules, destination_rules_w) = reflector::store();
+        let (crds, crds_w) = reflector::store();
+        let world = World {
+            policies,
+            namespaces,
+            deployments,
+            pods,
+            services,
+            virtual_services,
+            destination_rules,
+            crds,
+            listed: Default::default(),
+            routing_listed: Default::default(),
+        };
+        Filled {
+            world,
+            policies: policies_w,
+            namespaces: namespaces_w,
+            deployments: deployments_w,
+            pods: pods_w,
+            services: services_w,
+            virtual_services: virtual_services_w,
+            destination_rules: destination_rules_w,
+            crds: crds_w,
+        }
+    }
+
+    /// A first complete list of `objects`.
+    fn list<K>(writer: &mut reflector::store::Writer<K>, objects: Vec<K>)
+    where
+        K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+    {
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for o in objects {
+            writer.apply_watcher_event(&watcher::Event::InitApply(o));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+    }
+
+    /// `n` reconciles waiting at once.
+    fn waiting(world: &World, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..n)
+            .map(|_| {
+                let world = world.clone();
+                tokio::spawn(async move { world.ready().await })
+            })
+            .collect()
+    }
+
+    /// How many of the waiters got through (each within a second).
+    async fn through(waiters: Vec<tokio::task::JoinHandle<()>>) -> usize {
+        let mut n = 0;
+        for w in waiters {
+            n += usize::from(tokio::time::timeout(Duration::from_secs(1), w).await.is_ok());
+        }
+        n
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_reconcile_waiting_for_the_first_lists_goes_on_once_they_are_in() {
+        let mut c = caches();
+        let waiters = waiting(&c.world, 50);
+        tokio::time::sleep(Duration::from_millis(50)).await; // every one of them is waiting
+        list(&mut c.policies, vec![]);
+        list(&mut c.namespaces, vec![]);
+        list(&mut c.deployments, vec![]);
+        list(&mut c.pods, vec![]);
+        list(&mut c.services, vec![]);
+        list(&mut c.crds, vec![]);
+        assert_eq!(through(waiters).await, 50, "no Istio: the routing caches are not waited for");
+        assert_eq!(through(waiting(&c.world, 5)).await, 5, "and later reconciles do not wait");
+        drop((c.virtual_services, c.destination_rules));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_istio_installed_the_routing_caches_are_waited_for_too() {
+        let mut c = caches();
+        let waiters = waiting(&c.world, 20);
+        list(&mut c.policies, vec![]);
+        list(&mut c.namespaces, vec![]);
+        list(&mut c.deployments, vec![]);
+        list(&mut c.pods, vec![]);
+        list(&mut c.services, vec![]);
+        let mut istio = PartialObjectMeta::<CustomResourceDefinition>::default();
+        istio.metadata.name = Some(ISTIO_VIRTUAL_SERVICE_CRD.into());
+        list(&mut c.crds, vec![istio]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(waiters.iter().all(|w| !w.is_finished()), "still waiting for VirtualServices and DestinationRules");
+        list(&mut c.virtual_services, vec![]);
+        list(&mut c.destination_rules, vec![]);
+        assert_eq!(through(waiters).await, 20);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn istio_installed_later_makes_reconciles_wait_for_the_routing_caches_then() {
+        let mut c = caches();
+        list(&mut c.policies, vec![]);
+        list(&mut c.namespaces, vec![]);
+        list(&mut c.deployments, vec![]);
+        list(&mut c.pods, vec![]);
+        list(&mut c.services, vec![]);
+        list(&mut c.crds, vec![]);
+        assert_eq!(through(waiting(&c.world, 5)).await, 5, "no Istio yet");
+        let mut istio = PartialObjectMeta::<CustomResourceDefinition>::default();
+        istio.metadata.name = Some(ISTIO_VIRTUAL_SERVICE_CRD.into());
+        c.crds.apply_watcher_event(&watcher::Event::Apply(istio));
+        let waiters = waiting(&c.world, 20);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(waiters.iter().all(|w| !w.is_finished()), "waiting for VirtualServices and DestinationRules");
+        list(&mut c.virtual_services, vec![]);
+        list(&mut c.destination_rules, vec![]);
+        assert_eq!(through(waiters).await, 20);
     }
 }
