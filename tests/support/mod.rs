@@ -6,6 +6,7 @@ pub mod e2e;
 pub mod istio_schema;
 pub mod kubectl;
 pub mod prometheus;
+pub mod scale;
 
 /// The example files (`examples/*.yaml`), sorted.
 pub fn examples() -> Vec<std::path::PathBuf> {
