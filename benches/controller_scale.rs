@@ -9,8 +9,9 @@
 //! `cargo bench --bench controller_scale [-- N]`, or `FORKLANE_SCALE_N=N`; default N = 100
 //! (issue 13 raises it to 1,000). `FORKLANE_SCALE_WINDOW` sets the window in real seconds
 //! (default 20), `FORKLANE_SCALE_TIMEOUT` the longest wait for pods, for the first pauses and for
-//! each round of reconciles (default 300). `cargo bench` builds in release (long from cold here); `cargo bench --profile
-//! dev --bench controller_scale` runs the same in a debug build.
+//! each round of reconciles (default 300). `cargo bench` builds in release (long from cold on
+//! this 2-core machine); `cargo bench --profile dev --bench controller_scale` runs the same in a
+//! debug build (about a minute with N = 100).
 
 #[path = "../tests/support/scale.rs"]
 mod scale;
