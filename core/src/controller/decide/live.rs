@@ -143,7 +143,9 @@ pub(super) fn decide(input: &Input) -> Reconciled {
         if !was_overdue {
             events.push(progress::Event { reason: event::PROGRESS_DEADLINE_EXCEEDED, message, warning: true });
         }
-    } else if was_overdue {
+    } else if was_overdue && st.final_arm.is_none() {
+        // Back within the deadline (held, and the arm recovered). Once the experiment ends (the
+        // rollback the deadline started, or an abort), the condition stays: it says why.
         let message = "progressing within the deadline".to_string();
         set(
             &mut st.conditions,

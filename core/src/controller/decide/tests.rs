@@ -227,6 +227,28 @@ fn a_routed_candidate_that_loses_its_pods_gets_no_traffic_and_rolls_back_at_the_
 }
 
 #[test]
+fn a_rollback_at_the_progress_deadline_keeps_saying_why_once_it_is_done() {
+    let builder = ExperimentBuilder::canary("c")
+        .steps([set_weight(20), pause(), set_weight(50)])
+        .progress_deadline("2m", OnProgressDeadline::Rollback);
+    let mut world = World::new(builder, Routing::Istio);
+    world.until(Phase::Paused);
+    world.kill("v2");
+    world.tick();
+    world.now += Duration::from_secs(121);
+    world.until(Phase::RolledBack);
+    for _ in 0..3 {
+        world.now += Duration::from_secs(60);
+        world.tick();
+    }
+    assert_eq!(world.status().phase, Some(Phase::RolledBack));
+    let (exceeded, message) = world.condition(conditions::PROGRESS_DEADLINE_EXCEEDED).unwrap();
+    assert_eq!(exceeded, "True", "the deadline is why it rolled back: {message}");
+    assert!(message.contains("progress deadline (2m)"), "{message}");
+    assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 100)]));
+}
+
+#[test]
 fn an_abort_never_routes_to_a_control_without_pods_and_completes_once_it_is_back() {
     let mut world = canary_paused_at_20();
     world.kill("v1");
