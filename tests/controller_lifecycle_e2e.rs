@@ -550,3 +550,48 @@ async fn istio_installed_while_the_controller_runs_is_used_by_the_next_experimen
     assert_weights_sum_to_100(&routes);
     env.shutdown().await;
 }
+
+/// The state a crash between the controller's two writes of a promote leaves (status says the
+/// promote was handled, the annotation is still there), made by hand: the promote does not act
+/// again, the annotation is cleared, and the next promote acts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promote_acts_exactly_once_even_when_its_annotation_outlives_a_crash() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut env = Env::start(true, false).await;
+    two_versions(&env, 1).await;
+    env.start_controller();
+    env.apply_experiment(canary("once", [set_weight(20), pause(), pause(), set_weight(50)])).await;
+    paused_at(&env, "once", 1).await;
+    // Handled already, as the status of a controller that stopped before clearing it says: its
+    // whole status, applied as the controller applies it (field manager `forklane`).
+    env.stop_controller().await;
+    let mut status = env.experiments().get("once").await.unwrap().status.unwrap();
+    status.handled_promote = Some("next".into());
+    let body = json!({"apiVersion": "forklane.io/v1alpha1", "kind": "Experiment", "status": status});
+    let as_controller = PatchParams::apply("forklane").force();
+    env.experiments().patch_status("once", &as_controller, &Patch::Apply(body)).await.unwrap();
+    let promote = command(&Command::Promote(Promote::Next));
+    env.experiments().patch("once", &PatchParams::default(), &Patch::Merge(promote.clone())).await.unwrap();
+    env.start_controller();
+    let cleared = env
+        .wait_for("once", LONG, |e| {
+            e.metadata.annotations.as_ref().is_none_or(|a| !a.contains_key("forklane.io/promote"))
+        })
+        .await;
+    assert_eq!(
+        (phase(&cleared), step(&cleared)),
+        (Some(Phase::Paused), Some(1)),
+        "the handled promote did not act again"
+    );
+    simulated_minutes(2.0).await;
+    let still = env.experiments().get("once").await.unwrap();
+    assert_eq!((phase(&still), step(&still)), (Some(Phase::Paused), Some(1)));
+    assert_eq!(still.status.as_ref().unwrap().handled_promote, None, "forgotten once the annotation is gone");
+    // A new promote acts, once: past the first pause to the second, not beyond.
+    env.experiments().patch("once", &PatchParams::default(), &Patch::Merge(promote)).await.unwrap();
+    paused_at(&env, "once", 2).await;
+    simulated_minutes(2.0).await;
+    let after = env.experiments().get("once").await.unwrap();
+    assert_eq!((phase(&after), step(&after)), (Some(Phase::Paused), Some(2)));
+    env.shutdown().await;
+}
