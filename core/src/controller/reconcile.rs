@@ -130,7 +130,7 @@ async fn send(exp: &Experiment, ctx: &Context, ns: &str, decided: Reconciled) ->
         ctx.count_writes(remove_leftovers(&ctx.client, ns, &decided.deletes).await?);
     }
     let before = exp.status.clone().unwrap_or_default();
-    write_status(exp, ctx, ns, &before, &decided.status, None).await?;
+    write_status(exp, ctx, ns, &before, &decided.status).await?;
     for e in &decided.events {
         publish(ctx, exp, e.reason, &e.message, e.warning).await;
     }
@@ -192,11 +192,10 @@ pub(crate) fn backoff(n: u32, jitter: f64) -> Duration {
     doubled.min(BACKOFF_CAP).mul_f64(0.8 + 0.4 * jitter)
 }
 
-/// The error in a `ReconcileError` condition and, when the message is new, a Warning event. The
-/// condition goes only onto the version of the Experiment this reconcile read: the status written
-/// is that copy's plus the condition, and server-side apply drops every status field the field
-/// manager stops setting, so from a copy the cache has not yet updated (it lags the controller's
-/// own writes by moments) it would erase the phase, step and weights written since.
+/// The error in a `ReconcileError` condition and, when the message is new, a Warning event.
+/// Only the conditions are written: the cached copy may not show the status this controller
+/// wrote moments ago, and an apply of its whole status would, since server-side apply drops the
+/// fields a manager stops setting, erase the phase, step and weights written since.
 async fn report_error(exp: &Experiment, ctx: &Context, message: String) {
     let Some(ns) = exp.namespace() else { return };
     let status = exp.status.clone().unwrap_or_default();
@@ -208,26 +207,32 @@ async fn report_error(exp: &Experiment, ctx: &Context, message: String) {
     let mut next = status.clone();
     let (generation, now) = (exp.metadata.generation, ctx.clock.now());
     set(&mut next.conditions, conditions::RECONCILE_ERROR, true, reason::FAILED, message, generation, now);
-    if let Err(e) = write_status(exp, ctx, &ns, &status, &next, exp.resource_version().as_deref()).await {
+    let api: Api<Experiment> = Api::namespaced(ctx.client.clone(), &ns);
+    let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+    if let Err(e) = api.patch_status(&exp.name_any(), &params, &Patch::Merge(conditions_only(&next))).await {
         tracing::debug!(error = %e, "could not record the reconcile error");
     }
 }
 
+/// A merge patch of the status that sets its conditions and leaves every other field as it is.
+fn conditions_only(status: &ExperimentStatus) -> serde_json::Value {
+    json!({"status": {"conditions": status.conditions}})
+}
+
 /// Writes the status with server-side apply, so fields Forklane stops setting disappear; nothing
-/// when it did not change. With `precondition`, only onto that resourceVersion (409 otherwise).
+/// when it did not change.
 async fn write_status(
     exp: &Experiment,
     ctx: &Context,
     ns: &str,
     before: &ExperimentStatus,
     status: &ExperimentStatus,
-    precondition: Option<&str>,
 ) -> Result<()> {
     if status == before {
         return Ok(());
     }
     let api: Api<Experiment> = Api::namespaced(ctx.client.clone(), ns);
-    let body = status_apply(&exp.name_any(), status, precondition);
+    let body = json!({"apiVersion": "forklane.io/v1alpha1", "kind": "Experiment", "status": status});
     api.patch_status(&exp.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
     if let Some(phase) = status.phase
         && before.phase != Some(phase)
@@ -238,16 +243,6 @@ async fn write_status(
         ctx.metrics.experiments.get_or_create(&PhaseLabel { phase: format!("{phase:?}") }).inc();
     }
     Ok(())
-}
-
-/// The server-side apply body of a status; with `precondition`, conditional on that
-/// resourceVersion, as for any write that names one.
-fn status_apply(name: &str, status: &ExperimentStatus, precondition: Option<&str>) -> serde_json::Value {
-    let mut body = json!({"apiVersion": "forklane.io/v1alpha1", "kind": "Experiment", "status": status});
-    if let Some(version) = precondition {
-        body["metadata"] = json!({"name": name, "resourceVersion": version});
-    }
-    body
 }
 
 async fn publish(ctx: &Context, exp: &Experiment, reason: &str, message: &str, warning: bool) {
@@ -266,6 +261,16 @@ async fn publish(ctx: &Context, exp: &Experiment, reason: &str, message: &str, w
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_is_recorded_without_touching_the_rest_of_the_status() {
+        let mut status = ExperimentStatus { phase: Some(crate::api::Phase::Paused), ..Default::default() };
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        set(&mut status.conditions, conditions::RECONCILE_ERROR, true, reason::FAILED, "boom".into(), Some(1), now);
+        let patch = conditions_only(&status);
+        assert_eq!(patch["status"].as_object().unwrap().keys().collect::<Vec<_>>(), ["conditions"]);
+        assert_eq!(patch["status"]["conditions"][0]["type"], "ReconcileError");
+    }
 
     #[test]
     fn the_backoff_doubles_up_to_five_minutes_with_jitter() {
@@ -287,15 +292,5 @@ mod tests {
         assert!(failures.report("timed out"), "a different error is reported");
         assert!(!failures.report("Service \"my-app\" is invalid"), "errors that alternate are each said once");
         assert!(Failures::default().report("timed out"), "after a success (the entry removed) it is new again");
-    }
-
-    #[test]
-    fn the_error_condition_is_applied_only_to_the_version_it_was_read_from() {
-        let status = ExperimentStatus { phase: Some(crate::api::Phase::Paused), ..Default::default() };
-        let conditional = status_apply("c", &status, Some("42"));
-        assert_eq!(conditional["metadata"], json!({"name": "c", "resourceVersion": "42"}));
-        assert_eq!(conditional["status"]["phase"], "Paused");
-        let plain = status_apply("c", &status, None);
-        assert!(plain.get("metadata").is_none(), "the reconcile's own status write is unconditional");
     }
 }
