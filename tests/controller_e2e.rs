@@ -32,18 +32,6 @@ fn conversion() -> Metric {
 }
 
 /// Two Deployments of my-app (`v1`, `v2`) with the given annotations, ready, behind one Service.
-async fn two_versions(env: &Env, replicas: i32, v1: &[(&str, &str)], v2: &[(&str, &str)]) {
-    env.apply(&service("{app: my-app}")).await;
-    env.apply(&app("v1", replicas, v1)).await;
-    env.apply(&app("v2", replicas, v2)).await;
-    env.wait_ready("my-app-v1", replicas).await;
-    env.wait_ready("my-app-v2", replicas).await;
-}
-
-fn phase(exp: &Experiment) -> Option<Phase> {
-    exp.status.as_ref().and_then(|s| s.phase)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ab_test_with_a_true_winner_promotes_it() {
     let _one = ONE_AT_A_TIME.lock().await;

@@ -37,23 +37,6 @@ fn simulated(seconds: f64) -> Duration {
     Duration::from_secs_f64(seconds / SPEED)
 }
 
-/// Two Deployments of my-app (`v1`, `v2`, `replicas` each), ready, behind one Service.
-async fn two_versions(env: &Env, replicas: i32) {
-    env.apply(&service("{app: my-app}")).await;
-    env.apply(&app("v1", replicas, &[])).await;
-    env.apply(&app("v2", replicas, &[])).await;
-    env.wait_ready("my-app-v1", replicas).await;
-    env.wait_ready("my-app-v2", replicas).await;
-}
-
-fn phase(exp: &Experiment) -> Option<Phase> {
-    exp.status.as_ref().and_then(|s| s.phase)
-}
-
-fn step(exp: &Experiment) -> Option<i32> {
-    exp.status.as_ref().and_then(|s| s.current_step)
-}
-
 /// The condition's status ("True"/"False") and message.
 fn condition(exp: &Experiment, type_: &str) -> Option<(String, String)> {
     let c = exp.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)?;
@@ -292,7 +275,7 @@ fn all_on(w: &Written, arm: &str) -> bool {
 async fn canary_paused_at_20(name: &str, deadline: &str, on: OnProgressDeadline) -> (Env, Timeline) {
     let mut env = Env::start(true, false).await;
     let timeline = Timeline::record(&env);
-    two_versions(&env, 2).await;
+    two_versions(&env, 2, &[], &[]).await;
     env.start_controller();
     let steps = [set_weight(20), pause(), set_weight(50)];
     let canary = ExperimentBuilder::canary(name).mesh(MeshMode::Istio).steps(steps).progress_deadline(deadline, on);
@@ -592,7 +575,7 @@ async fn a_finished_native_recreate_leaves_the_deployments_to_people() {
 async fn ab_analysing(name: &str, builder: ExperimentBuilder) -> (Env, Timeline, Experiment) {
     let mut env = Env::start(true, false).await;
     let timeline = Timeline::record(&env);
-    two_versions(&env, 2).await;
+    two_versions(&env, 2, &[], &[]).await;
     env.start_controller();
     let slow = analysis([conversion()]).interval("30m").max_duration("4h");
     let ab = builder.mesh(MeshMode::Istio).analysis(slow);

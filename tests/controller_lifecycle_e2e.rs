@@ -28,29 +28,12 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// A VirtualService for my-app that Forklane did not write.
 const HAND_MADE: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: hand-made, namespace: default}\nspec:\n  hosts: [my-app]\n  http:\n    - route:\n        - destination: {host: my-app}\n";
 
-/// Two Deployments of my-app (`v1`, `v2`), ready, behind one Service.
-async fn two_versions(env: &Env, replicas: i32) {
-    env.apply(&service("{app: my-app}")).await;
-    env.apply(&app("v1", replicas, &[])).await;
-    env.apply(&app("v2", replicas, &[])).await;
-    env.wait_ready("my-app-v1", replicas).await;
-    env.wait_ready("my-app-v2", replicas).await;
-}
-
 /// A canary through Istio with a progress deadline far away (these tests are not about it).
 fn canary(name: &str, steps: impl IntoIterator<Item = forklane_core::api::CanaryStep>) -> ExperimentBuilder {
     ExperimentBuilder::canary(name)
         .mesh(MeshMode::Istio)
         .steps(steps)
         .progress_deadline("1h", OnProgressDeadline::Rollback)
-}
-
-fn phase(exp: &Experiment) -> Option<Phase> {
-    exp.status.as_ref().and_then(|s| s.phase)
-}
-
-fn step(exp: &Experiment) -> Option<i32> {
-    exp.status.as_ref().and_then(|s| s.current_step)
 }
 
 fn condition(exp: &Experiment, type_: &str) -> Option<Condition> {
@@ -171,7 +154,7 @@ async fn deleting_an_experiment_that_never_routed_writes_no_routing() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut env = Env::start(true, false).await;
     let (routes, rules) = (env.record("virtualservices"), env.record("destinationrules"));
-    two_versions(&env, 1).await;
+    two_versions(&env, 1, &[], &[]).await;
     env.apply(HAND_MADE).await;
     env.start_controller();
     env.apply_experiment(canary("blocked", [set_weight(10), pause()])).await;
@@ -200,7 +183,7 @@ async fn deleting_a_running_canary_restores_the_control_and_the_next_experiment_
     let mut env = Env::start(true, false).await;
     let (routes, rules) = (env.record("virtualservices"), env.record("destinationrules"));
     let timeline = Timeline::record(&env, &["virtualservices", "experiments"]);
-    two_versions(&env, 2).await;
+    two_versions(&env, 2, &[], &[]).await;
     env.start_traffic(500.0, 100);
     env.start_controller();
     env.apply_experiment(canary("first", [set_weight(20), pause(), set_weight(50)])).await;
@@ -267,7 +250,7 @@ async fn deleting_a_finished_experiment_leaves_its_final_routing_in_place() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut env = Env::start(true, false).await;
     let routes = env.record("virtualservices");
-    two_versions(&env, 1).await;
+    two_versions(&env, 1, &[], &[]).await;
     env.start_traffic(300.0, 50);
     env.start_controller();
     let patch = |name: &'static str, body: Value| {
@@ -317,7 +300,7 @@ async fn deleting_a_finished_experiment_leaves_its_final_routing_in_place() {
 async fn a_new_experiment_takes_over_routing_left_on_another_arm_without_503s() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut env = Env::start(true, false).await;
-    two_versions(&env, 1).await;
+    two_versions(&env, 1, &[], &[]).await;
     env.start_traffic(1000.0, 100);
     env.start_controller();
     env.apply_experiment(canary("won", [set_weight(20), pause()])).await;
@@ -345,7 +328,7 @@ async fn a_new_experiment_takes_over_routing_left_on_another_arm_without_503s() 
 async fn deletion_waits_while_no_arm_can_serve_until_a_person_forces_it() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut env = Env::start(true, false).await;
-    two_versions(&env, 1).await;
+    two_versions(&env, 1, &[], &[]).await;
     env.start_controller();
     env.apply_experiment(canary("stuck", [set_weight(20), pause()])).await;
     paused_at(&env, "stuck", 1).await;
@@ -400,7 +383,7 @@ async fn a_settled_experiment_writes_nothing_until_a_person_changes_its_routing(
     let _one = ONE_AT_A_TIME.lock().await;
     let mut env = Env::start(true, true).await;
     let routes = env.record("virtualservices");
-    two_versions(&env, 2).await;
+    two_versions(&env, 2, &[], &[]).await;
     env.apply(&app("other", 1, &[]).replace("my-app", "other-app")).await;
     env.start_traffic(500.0, 100);
     let mut config = env.cluster.client_config();
@@ -527,7 +510,7 @@ async fn istio_installed_while_the_controller_runs_is_used_by_the_next_experimen
     let _one = ONE_AT_A_TIME.lock().await;
     let mut env = Env::start(false, false).await;
     let routes = env.record("virtualservices");
-    two_versions(&env, 1).await;
+    two_versions(&env, 1, &[], &[]).await;
     env.start_controller();
     // The controller has watched for a while without Istio's API.
     simulated_minutes(2.0).await;
@@ -558,7 +541,7 @@ async fn istio_installed_while_the_controller_runs_is_used_by_the_next_experimen
 async fn a_promote_acts_exactly_once_even_when_its_annotation_outlives_a_crash() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut env = Env::start(true, false).await;
-    two_versions(&env, 1).await;
+    two_versions(&env, 1, &[], &[]).await;
     env.start_controller();
     env.apply_experiment(canary("once", [set_weight(20), pause(), pause(), set_weight(50)])).await;
     paused_at(&env, "once", 1).await;

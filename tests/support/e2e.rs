@@ -113,6 +113,26 @@ impl Env {
     }
 }
 
+/// The experiment's phase, if it has one yet.
+pub fn phase(exp: &Experiment) -> Option<Phase> {
+    exp.status.as_ref().and_then(|s| s.phase)
+}
+
+/// The experiment's current step, if it has one yet.
+pub fn step(exp: &Experiment) -> Option<i32> {
+    exp.status.as_ref().and_then(|s| s.current_step)
+}
+
+/// Two Deployments of my-app (`v1`, `v2`, `replicas` each, with these pod annotations), ready,
+/// behind one Service.
+pub async fn two_versions(env: &Env, replicas: i32, v1: &[(&str, &str)], v2: &[(&str, &str)]) {
+    env.apply(&service("{app: my-app}")).await;
+    env.apply(&app("v1", replicas, v1)).await;
+    env.apply(&app("v2", replicas, v2)).await;
+    env.wait_ready("my-app-v1", replicas).await;
+    env.wait_ready("my-app-v2", replicas).await;
+}
+
 /// The article's app as one Deployment per version, with simulated behaviour.
 pub fn app(version: &str, replicas: i32, annotations: &[(&str, &str)]) -> String {
     let notes: String = annotations.iter().map(|(k, v)| format!("        {k}: \"{v}\"\n")).collect();
