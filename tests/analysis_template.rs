@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use forklane_core::analysis::template::{Context, TemplateError, render};
+use forklane_core::analysis::template::{Cohorts, Context, TemplateError, render};
 use forklane_core::api::Arm;
 use forklane_sim::metrics::expr::{self, MatchOp, Term};
 use proptest::prelude::*;
@@ -21,8 +21,8 @@ fn arm(version: &str) -> Arm {
 
 fn rendered(template: &str, version: &str) -> Result<String, TemplateError> {
     let arm = arm(version);
-    let ctx =
-        Context { arm: &arm, service: "shop", namespace: "prod", experiment: "e", window: Duration::from_secs(95) };
+    let window = Duration::from_secs(95);
+    let ctx = Context { arm: &arm, service: "shop", namespace: "prod", experiment: "e", window, cohort: Cohorts::Randomised };
     render(template, &ctx, "conversion")
 }
 
@@ -48,7 +48,7 @@ fn shape(terms: &[Term]) -> Vec<TermShape> {
         .collect()
 }
 
-const TEMPLATE: &str = r#"sum(increase(orders_total{a="{{ arm.selector.version }}", b='{{ arm.selector.version }}', c=~"{{ arm.selector.version }}", d!~'x|{{ arm.selector.version }}'}[{{ window }}])) # {{ arm.name }}
+const TEMPLATE: &str = r#"sum(increase(orders_total{a="{{ arm.selector.version }}", b='{{ arm.selector.version }}', c=~"{{ arm.selector.version }}", d!~'x|{{ arm.selector.version }}', {{ cohort }}}[{{ window }}])) # {{ arm.name }}
 - sum(increase(visits_total{e=`{{ arm.name }}`}[{{ window }}]))"#;
 
 /// Values rich in what could break out of a literal, plus arbitrary Unicode.
@@ -77,6 +77,8 @@ proptest! {
         // Regex operands are quoted: they match the value itself and nothing else.
         prop_assert!(m[2].matches(&v) && !m[2].matches(&(v.clone() + "x")), "{:?}", m[2]);
         prop_assert!(!m[3].matches(&v) && !m[3].matches("x") && m[3].matches(&format!("x{}x", v)), "{:?}", m[3]);
+        // The cohort matcher follows whatever the values before it held.
+        prop_assert!(m[4].label == "forklane_cohort" && m[4].matches("returning") && !m[4].matches("targeted"), "{:?}", m[4]);
     }
 
     #[test]

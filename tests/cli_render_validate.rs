@@ -112,3 +112,24 @@ fn crdgen_prints_both_crds() {
     let yaml = text(&out.stdout);
     assert!(yaml.contains("name: experiments.forklane.io") && yaml.contains("name: rolloutpolicies.forklane.io"));
 }
+
+#[test]
+fn validate_warns_of_custom_queries_that_count_targeted_or_mirrored_requests() {
+    let original = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ab-test.yaml")).unwrap();
+    assert!(original.contains(",{{ cohort }}}"), "the example restricts its queries");
+    let out = validate_text("cohort", &original.replace(",{{ cohort }}}", "}"));
+    assert!(out.status.success(), "a warning is no error: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "valid\n");
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    for (line, field) in lines.iter().zip(["successQuery", "trialQuery"]) {
+        assert!(line.starts_with(&format!("warning: spec.analysis.metrics[0].{field}: metric \"conversion\"")), "{line}");
+        assert!(line.contains("{{ cohort }}") && line.contains("targeted"), "{line}");
+    }
+    // Without rules nothing but randomised traffic reaches the arms: no warning.
+    let unrestricted = original.replace(",{{ cohort }}}", "}");
+    let (start, end) = (unrestricted.find("      rules:\n").unwrap(), unrestricted.find("      split:").unwrap());
+    let out = validate_text("cohort-no-rules", &format!("{}{}", &unrestricted[..start], &unrestricted[end..]));
+    assert_eq!((text(&out.stdout), text(&out.stderr)), ("valid\n".into(), String::new()));
+}

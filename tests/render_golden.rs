@@ -68,7 +68,9 @@ fn every_rendered_istio_object_is_valid() {
                             assert!(problems.is_empty(), "{}: {target:?}: {problems:?}", path.display());
                             checked += 1;
                         }
-                        Action::DestinationRule(_) => support::istio_schema::assert_valid_istio(&action.object()),
+                        Action::DestinationRule(_) | Action::Telemetry(_) => {
+                            support::istio_schema::assert_valid_istio(&action.object())
+                        }
                         _ => {}
                     }
                 }

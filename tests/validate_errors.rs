@@ -261,3 +261,44 @@ fn an_arm_with_only_mirrored_traffic_is_a_dark_launch() {
         ]
     );
 }
+
+#[test]
+fn custom_queries_without_the_cohort_are_warned_of_when_some_traffic_is_not_randomised() {
+    use forklane_core::api::validate::warnings;
+    let analysis = r#"
+  analysis:
+    metrics:
+      - {name: conversion, role: goal, successQuery: 'sum(orders_total{version="{{ arm.selector.version }}"})', trialQuery: 'sum(visits_total{version="{{ arm.selector.version }}",{{cohort}}})'}
+      - {name: errors, builtin: istio-error-rate, role: guardrail, margin: 0.01}
+"#;
+    let warned = |text: &str, routing| match &load_documents(text).unwrap()[0] {
+        Document::Experiment(e) => warnings(&e.spec, routing).iter().map(ToString::to_string).collect::<Vec<_>>(),
+        Document::RolloutPolicy(_) => unreachable!(),
+    };
+    let with_rules = format!("{BASE}{analysis}").replace("selector: {version:", "selector: {app: shop, version:");
+    let unshared = format!("{BASE}{analysis}");
+    assert_eq!(
+        problems(&unshared, Routing::Istio),
+        ["spec.arms: with Istio and an analysis the arms' selectors must share a label (e.g. app): the Telemetry that labels requests by cohort selects the arms' pods by it"]
+    );
+    let native = problems(&unshared, Routing::Native);
+    assert!(!native.iter().any(|p| p.starts_with("spec.arms")), "without a mesh there is no Telemetry: {native:?}");
+    assert_eq!(problems(&with_rules, Routing::Istio), Vec::<String>::new(), "allowed");
+    assert_eq!(
+        warned(&with_rules, Routing::Istio),
+        [
+            "spec.analysis.metrics[0].successQuery: metric \"conversion\" does not use {{ cohort }}: it also counts targeted requests, which were not randomised; add {{ cohort }} to its selectors"
+        ],
+        "`{{{{cohort}}}}` without spaces counts, builtins restrict themselves"
+    );
+    let mirrored = with_rules.replace("      rules:\n", "      rules: []\n      unused:\n").replace(
+        "  analysis:",
+        "  mirror: {arm: v2, percent: 10}\n  analysis:",
+    );
+    let mirrored = mirrored.replace("      unused:\n        - name: beta\n          match:\n            headers: {x-user-group: {exact: beta}}\n          arm: v2\n", "");
+    let got = warned(&mirrored, Routing::Istio);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("counts mirrored requests"), "{got:?}");
+    let randomised = mirrored.replace("  mirror: {arm: v2, percent: 10}\n", "");
+    assert_eq!(warned(&randomised, Routing::Istio), Vec::<String>::new(), "only randomised traffic");
+}

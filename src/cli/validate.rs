@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use forklane_core::api::load::Document;
-use forklane_core::api::validate::validate;
+use forklane_core::api::validate::{validate, warnings};
 use forklane_core::api::{Experiment, RolloutPolicy, defaults};
 use forklane_core::policy;
 
@@ -22,10 +22,16 @@ pub struct ValidateArgs {
 
 /// Every problem of every document, as printed lines (empty: valid).
 pub fn problems(args: &ValidateArgs, now: Option<i64>) -> Vec<String> {
+    report(args, now).0
+}
+
+/// Problems, then warnings (allowed but probably wrong), as printed lines.
+fn report(args: &ValidateArgs, now: Option<i64>) -> (Vec<String>, Vec<String>) {
     let mut lines = Vec::new();
+    let mut warned = Vec::new();
     let documents = match read_documents(&args.file) {
         Ok(d) => d,
-        Err(errors) => return errors,
+        Err(errors) => return (errors, Vec::new()),
     };
     let mut policies: Vec<RolloutPolicy> = Vec::new();
     for path in &args.policies {
@@ -50,15 +56,19 @@ pub fn problems(args: &ValidateArgs, now: Option<i64>) -> Vec<String> {
         .filter_map(|d| if let Document::Experiment(e) = d { Some(e.as_ref()) } else { None })
         .collect();
     let prefix_needed = documents.len() > 1;
-    let mut report = |kind: &str, meta: &kube::api::ObjectMeta, line: String| {
-        lines.push(if prefix_needed { format!("{kind} {}: {line}", display_name(meta)) } else { line });
+    let named = |kind: &str, meta: &kube::api::ObjectMeta, line: String| {
+        if prefix_needed { format!("{kind} {}: {line}", display_name(meta)) } else { line }
     };
+    let mut report = |kind: &str, meta: &kube::api::ObjectMeta, line: String| lines.push(named(kind, meta, line));
     for doc in &documents {
         match doc {
             Document::Experiment(exp) => {
                 let routing = exp.spec.mesh.resolve(None).unwrap_or(defaults::OFFLINE_ROUTING);
                 for p in validate(&exp.spec, routing) {
                     report("Experiment", &exp.metadata, p.to_string());
+                }
+                for w in warnings(&exp.spec, routing) {
+                    warned.push(format!("warning: {}", named("Experiment", &exp.metadata, w.to_string())));
                 }
             }
             Document::RolloutPolicy(p) => {
@@ -76,12 +86,15 @@ pub fn problems(args: &ValidateArgs, now: Option<i64>) -> Vec<String> {
             }
         }
     }
-    lines
+    (lines, warned)
 }
 
 pub(crate) fn run(args: ValidateArgs) -> ExitCode {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).ok();
-    let lines = problems(&args, now);
+    let (lines, warned) = report(&args, now);
+    for warning in warned {
+        eprintln!("{warning}");
+    }
     if lines.is_empty() {
         println!("valid");
         ExitCode::SUCCESS

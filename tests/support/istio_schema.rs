@@ -13,8 +13,7 @@
 
 use serde_json::{Map, Value, json};
 
-use forklane_core::istio::{DESTINATION_RULE_CRD, VIRTUAL_SERVICE_CRD};
-const API_VERSION: &str = "networking.istio.io/v1";
+use forklane_core::istio::{DESTINATION_RULE_CRD, TELEMETRY_CRD, VIRTUAL_SERVICE_CRD};
 
 /// Panics with every schema violation if `obj.spec` does not conform to the
 /// CRD of `obj.kind` (VirtualService or DestinationRule) at version v1.
@@ -26,13 +25,14 @@ pub fn assert_valid_istio(obj: &Value) {
 
 /// Like [`assert_valid_istio`] but returns the violations ("<json pointer>: <message>").
 pub fn istio_schema_errors(obj: &Value) -> Result<(), Vec<String>> {
-    let crd = match obj["kind"].as_str() {
-        Some("VirtualService") => VIRTUAL_SERVICE_CRD,
-        Some("DestinationRule") => DESTINATION_RULE_CRD,
+    let (crd, api_version) = match obj["kind"].as_str() {
+        Some("VirtualService") => (VIRTUAL_SERVICE_CRD, "networking.istio.io/v1"),
+        Some("DestinationRule") => (DESTINATION_RULE_CRD, "networking.istio.io/v1"),
+        Some("Telemetry") => (TELEMETRY_CRD, "telemetry.istio.io/v1"),
         other => return Err(vec![format!("unsupported kind {other:?}")]),
     };
-    if obj["apiVersion"] != API_VERSION {
-        return Err(vec![format!("apiVersion {} is not {API_VERSION}", obj["apiVersion"])]);
+    if obj["apiVersion"] != api_version {
+        return Err(vec![format!("apiVersion {} is not {api_version}", obj["apiVersion"])]);
     }
     let schema = spec_schema(crd);
     let validator = jsonschema::draft202012::options().build(&schema).expect("converted CRD schema must compile");

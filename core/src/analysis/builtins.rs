@@ -7,6 +7,9 @@
 //! - `istio-latency`: answers slower than `thresholdMs` over answers, from the request
 //!   duration histogram: `_count − _bucket{le=B}`, B the smallest bucket bound ≥ the threshold.
 //!
+//! With Istio the destination-reported series are restricted to the analysed cohorts
+//! (`{{ cohort }}`, see `template::Cohorts`).
+//!
 //! With Istio an arm is picked by `destination_version` when its selector has a `version`
 //! label (Istio fills that label from the pod's `version` label), else by
 //! `destination_workload` = the arm's Deployment. Without a mesh, by `namespace` and `version`.
@@ -88,6 +91,28 @@ fn le_matcher(bound: f64) -> String {
     format!(r#"le=~"{}""#, alternatives.join("|"))
 }
 
+/// The experiment's Service, as Istio labels the destination.
+const ISTIO_SERVICE: &str =
+    r#"destination_service_namespace="{{ namespace }}",destination_service_name="{{ service.name }}""#;
+
+/// The arm, as Istio labels the destination: its `version` label, else its Deployment.
+fn istio_arm(arm: &Arm) -> &'static str {
+    if arm.selector.contains_key("version") {
+        r#"destination_version="{{ arm.selector.version }}""#
+    } else {
+        r#"destination_workload="{{ arm.deployment }}""#
+    }
+}
+
+/// The SRM check's units of one arm with Istio: first exposures (the weighted split), whatever
+/// the unit of analysis, since only those were assigned by the weights.
+pub(crate) fn assignment_template(arm: &Arm) -> String {
+    format!(
+        r#"sum(increase(istio_requests_total{{reporter="destination",{ISTIO_SERVICE},{},forklane_cohort="assigned"}}[{{{{ window }}}}]))"#,
+        istio_arm(arm)
+    )
+}
+
 /// The success/trial templates of a builtin metric for one arm.
 pub(crate) fn templates(
     builtin: Builtin,
@@ -99,21 +124,17 @@ pub(crate) fn templates(
     let mut source_only = None;
     let (selector, histogram, per_ms) = match mode {
         Routing::Istio => {
-            let arm_label = if arm.selector.contains_key("version") {
-                r#"destination_version="{{ arm.selector.version }}""#
-            } else {
-                r#"destination_workload="{{ arm.deployment }}""#
-            };
-            let service =
-                r#"destination_service_namespace="{{ namespace }}",destination_service_name="{{ service.name }}""#;
             // Envoy labels the requests it failed itself from the pod it picked, if any: the
-            // workload, never `destination_version` (see docs/analysis.md).
+            // workload, never `destination_version` (see docs/analysis.md). These carry no
+            // cohort: the Telemetry that adds `forklane_cohort` covers the destination's proxy,
+            // and the source proxy is the client's, outside the experiment's workloads.
             if arm.deployment.is_some() {
                 source_only = Some(format!(
-                    r#"reporter="source",{service},destination_workload="{{{{ arm.deployment }}}}",response_flags=~"{SOURCE_ONLY_FLAGS}""#
+                    r#"reporter="source",{ISTIO_SERVICE},destination_workload="{{{{ arm.deployment }}}}",response_flags=~"{SOURCE_ONLY_FLAGS}""#
                 ));
             }
-            (format!(r#"reporter="destination",{service},{arm_label}"#), "istio_request_duration_milliseconds", 1.0)
+            let selector = format!(r#"reporter="destination",{ISTIO_SERVICE},{},{{{{ cohort }}}}"#, istio_arm(arm));
+            (selector, "istio_request_duration_milliseconds", 1.0)
         }
         Routing::Native => {
             if !arm.selector.contains_key("version") {

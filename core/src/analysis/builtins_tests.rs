@@ -28,7 +28,9 @@ fn istio_error_rate_selects_by_version_when_the_arm_has_one() {
         templates(Builtin::IstioErrorRate, &metric(None), Routing::Istio, &arm(&[("app", "shop"), ("version", "v2")]))
             .unwrap();
     let service = r#"destination_service_namespace="{{ namespace }}",destination_service_name="{{ service.name }}""#;
-    let answered = format!(r#"reporter="destination",{service},destination_version="{{{{ arm.selector.version }}}}""#);
+    let answered = format!(
+        r#"reporter="destination",{service},destination_version="{{{{ arm.selector.version }}}}",{{{{ cohort }}}}"#
+    );
     let failed = format!(
         r#"reporter="source",{service},destination_workload="{{{{ arm.deployment }}}}",response_flags=~"(.*,)?(UF|UH|NR)(,.*)?""#
     );
@@ -119,4 +121,28 @@ fn native_mode_uses_the_apps_own_metrics_in_seconds() {
 fn latency_without_threshold_is_an_error() {
     let err = templates(Builtin::IstioLatency, &metric(None), Routing::Istio, &arm(&[("version", "v2")])).unwrap_err();
     assert!(err.to_string().contains("thresholdMs"), "{err}");
+}
+
+#[test]
+fn only_the_destination_reported_part_is_restricted_to_the_analysed_cohorts() {
+    let q = templates(Builtin::IstioErrorRate, &metric(None), Routing::Istio, &arm(&[("version", "v2")])).unwrap();
+    let (answered, failed) = q.trial.split_once(" or ").unwrap();
+    assert!(answered.contains("{{ cohort }}"), "{answered}");
+    assert!(!failed.contains("cohort"), "the source proxy is outside the Telemetry: {failed}");
+    let latency =
+        templates(Builtin::IstioLatency, &metric(Some(300.0)), Routing::Istio, &arm(&[("version", "v2")])).unwrap();
+    assert_eq!(latency.success.matches("{{ cohort }}").count(), 2, "{}", latency.success);
+    let native = templates(Builtin::IstioErrorRate, &metric(None), Routing::Native, &arm(&[("version", "v2")])).unwrap();
+    assert!(!native.trial.contains("cohort"), "{}", native.trial);
+}
+
+#[test]
+fn srm_units_with_istio_are_first_exposures_of_the_arm() {
+    let by_version = assignment_template(&arm(&[("version", "v2")]));
+    assert_eq!(
+        by_version,
+        r#"sum(increase(istio_requests_total{reporter="destination",destination_service_namespace="{{ namespace }}",destination_service_name="{{ service.name }}",destination_version="{{ arm.selector.version }}",forklane_cohort="assigned"}[{{ window }}]))"#
+    );
+    let by_workload = assignment_template(&arm(&[("track", "canary")]));
+    assert!(by_workload.contains(r#"destination_workload="{{ arm.deployment }}",forklane_cohort="assigned""#));
 }

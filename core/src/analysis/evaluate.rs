@@ -16,7 +16,7 @@ use crate::stats::decision::{self as stats, DecisionConfig, DecisionInput};
 use super::builtins::{self, QueryPair};
 use super::error::{AnalysisError, ConfigError};
 use super::source::{Counts, MetricSource, SourceError};
-use super::template::{self, Context};
+use super::template::{self, Cohorts, Context};
 
 /// The rendered queries of one metric, per arm in `spec.arms` order.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +29,9 @@ pub struct MetricQueries {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Measurements {
     pub metrics: Vec<MetricCounts>,
+    /// The SRM check's units per arm when they have their own query ([`assignment_queries`]);
+    /// `None`: the primary metric's trials are the units.
+    pub assignment: Option<Vec<(String, f64)>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +49,7 @@ pub fn queries(exp: &Experiment, mode: Routing, since_start: Duration) -> Result
     let namespace = exp.metadata.namespace.as_deref().unwrap_or("default");
     let experiment = exp.metadata.name.as_deref().unwrap_or_default();
     let mut out = Vec::new();
+    let cohort = Cohorts::analysed(mode, exp.spec.analysis_unit());
     for metric in &analysis(exp)?.metrics {
         let mut arms = Vec::with_capacity(exp.spec.arms.len());
         for arm in &exp.spec.arms {
@@ -57,13 +61,62 @@ pub fn queries(exp: &Experiment, mode: Routing, since_start: Duration) -> Result
                     trial: metric.trial_query.clone().unwrap_or_default(),
                 },
             };
-            let ctx = Context { arm, service: &exp.spec.service.name, namespace, experiment, window: since_start };
+            let ctx =
+                Context { arm, service: &exp.spec.service.name, namespace, experiment, window: since_start, cohort };
             let render = |t: &str| template::render(t, &ctx, &metric.name);
             arms.push((arm.name.clone(), QueryPair { success: render(&pair.success)?, trial: render(&pair.trial)? }));
         }
         out.push(MetricQueries { metric: metric.name.clone(), arms });
     }
     Ok(out)
+}
+
+/// The SRM check's unit query per arm (in `spec.arms` order) when the check is on and Istio
+/// routes: each arm's first exposures (cohort `assigned`). `None` without a mesh, where the primary
+/// metric's trials are the units, or when the check is off.
+pub fn assignment_queries(
+    exp: &Experiment,
+    mode: Routing,
+    since_start: Duration,
+) -> Result<Option<Vec<(String, String)>>, ConfigError> {
+    let srm = analysis(exp)?.srm.as_ref().is_some_and(|s| s.enabled);
+    if !srm || mode != Routing::Istio {
+        return Ok(None);
+    }
+    let namespace = exp.metadata.namespace.as_deref().unwrap_or("default");
+    let experiment = exp.metadata.name.as_deref().unwrap_or_default();
+    let cohort = Cohorts::analysed(mode, exp.spec.analysis_unit());
+    let render = |arm| {
+        let ctx = Context { arm, service: &exp.spec.service.name, namespace, experiment, window: since_start, cohort };
+        template::render(&builtins::assignment_template(arm), &ctx, SRM)
+    };
+    let queries = exp.spec.arms.iter().map(|arm| Ok((arm.name.clone(), render(arm)?)));
+    queries.collect::<Result<Vec<_>, ConfigError>>().map(Some)
+}
+
+/// The name the SRM check's reads go by in errors.
+const SRM: &str = "srm";
+
+/// Reads the SRM check's units per arm, by the `deadline` of the look. No data is no units yet.
+async fn read_assignment(
+    queries: Option<Vec<(String, String)>>,
+    source: &dyn MetricSource,
+    deadline: tokio::time::Instant,
+    limit: Duration,
+) -> Result<Option<Vec<(String, f64)>>, AnalysisError> {
+    let Some(queries) = queries else { return Ok(None) };
+    let read = |query| async move {
+        match tokio::time::timeout_at(deadline, source.value(query)).await.unwrap_or(Err(SourceError::Deadline(limit))) {
+            Err(SourceError::NoData { .. }) => Ok(0.0),
+            other => other,
+        }
+    };
+    let values = join_all(queries.iter().map(|(_, q)| read(q))).await;
+    let units = queries.into_iter().zip(values).map(|((arm, _), read)| match read {
+        Ok(v) => Ok((arm, v)),
+        Err(error) => Err(AnalysisError::reading(SRM, &arm, error)),
+    });
+    units.collect::<Result<_, _>>().map(Some)
 }
 
 /// Reads every metric for every arm from `source`, all at once; a read that has not answered
@@ -76,11 +129,14 @@ pub async fn measure(
     limit: Duration,
 ) -> Result<Measurements, AnalysisError> {
     let queries = queries(exp, mode, since_start)?;
+    let assignment_queries = assignment_queries(exp, mode, since_start)?;
     let deadline = tokio::time::Instant::now() + limit;
     let read = |pair| async move {
         tokio::time::timeout_at(deadline, source.counts(pair)).await.unwrap_or(Err(SourceError::Deadline(limit)))
     };
-    let counts = join_all(queries.iter().map(|mq| join_all(mq.arms.iter().map(|(_, pair)| read(pair))))).await;
+    let counts = join_all(queries.iter().map(|mq| join_all(mq.arms.iter().map(|(_, pair)| read(pair)))));
+    let units = read_assignment(assignment_queries, source, deadline, limit);
+    let (counts, units) = futures::join!(counts, units);
     let mut metrics = Vec::with_capacity(queries.len());
     for (mq, counts) in queries.into_iter().zip(counts) {
         let mut arms = Vec::with_capacity(mq.arms.len());
@@ -90,7 +146,7 @@ pub async fn measure(
         }
         metrics.push(MetricCounts { metric: mq.metric, arms });
     }
-    Ok(Measurements { metrics })
+    Ok(Measurements { metrics, assignment: units? })
 }
 
 /// Whether larger values of a metric are better.
@@ -146,13 +202,18 @@ pub fn decision_input(
     // guardrail-only gate (a canary's analysis step).
     let primary = goal.as_ref().or(guardrails.first().map(|g| &g.metric)).ok_or(ConfigError::NoMetrics)?;
     let control = exp.spec.control_arm().map(|a| a.name.clone()).unwrap_or_default();
+    // With Istio the units are each arm's first exposures, read by their own query.
+    let units = |arm: &str, trials: u64| {
+        let read = m.assignment.as_ref().and_then(|units| units.iter().find(|(a, _)| a == arm));
+        read.map_or(trials, |(_, n)| n.round().max(0.0) as u64)
+    };
     let assignment = match &analysis.srm {
         Some(srm) if srm.enabled => primary
             .arms
             .iter()
             .map(|a| match weights.get(&a.arm) {
                 Some(&weight) if weight > 0.0 && weight.is_finite() => {
-                    Ok(stats::Assignment { arm: a.arm.clone(), weight, units: a.value.samples() })
+                    Ok(stats::Assignment { arm: a.arm.clone(), weight, units: units(&a.arm, a.value.samples()) })
                 }
                 other => Err(ConfigError::Weight { arm: a.arm.clone(), weight: other.copied() }),
             })

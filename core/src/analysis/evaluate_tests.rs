@@ -68,7 +68,15 @@ fn istio_errors(version: &str, errors: bool) -> String {
     let service = r#"destination_service_namespace="shop",destination_service_name="my-app""#;
     let deployment = format!("my-app-{}", version.split('.').next().unwrap());
     format!(
-        r#"sum(increase(istio_requests_total{{reporter="destination",{service},destination_version="{version}"{code}}}[2m5s]) or increase(istio_requests_total{{reporter="source",{service},destination_workload="{deployment}",response_flags=~"(.*,)?(UF|UH|NR)(,.*)?"}}[2m5s]))"#
+        r#"sum(increase(istio_requests_total{{reporter="destination",{service},destination_version="{version}",forklane_cohort=~"assigned|returning"{code}}}[2m5s]) or increase(istio_requests_total{{reporter="source",{service},destination_workload="{deployment}",response_flags=~"(.*,)?(UF|UH|NR)(,.*)?"}}[2m5s]))"#
+    )
+}
+
+/// The SRM check's units of the arm with this version under Istio.
+fn first_exposures(version: &str) -> String {
+    let service = r#"destination_service_namespace="shop",destination_service_name="my-app""#;
+    format!(
+        r#"sum(increase(istio_requests_total{{reporter="destination",{service},destination_version="{version}",forklane_cohort="assigned"}}[2m5s]))"#
     )
 }
 
@@ -113,6 +121,7 @@ fn full_table() -> Table {
         t.insert(conversion(v, "orders"), orders);
         t.insert(istio_errors(v, false), requests);
         t.insert(istio_errors(v, true), errors);
+        t.insert(first_exposures(v), visits);
     }
     Table(t)
 }
@@ -166,6 +175,7 @@ fn builds_the_decision_input_with_directions_margins_and_srm() {
             MetricCounts { metric: "p99-latency".into(), arms: counts(&[("v1", -0.4, 1000.0), ("v2", 2.0, 1010.0)]) },
             MetricCounts { metric: "crashes".into(), arms: counts(&[("v1", 1.0, 10.0), ("v2", 1.0, 10.0)]) },
         ],
+        assignment: None,
     };
     let input = decision_input(&exp, &m, &weights(90.0, 10.0)).unwrap();
     assert_eq!(input.control, "v1");
@@ -192,7 +202,7 @@ fn builds_the_decision_input_with_directions_margins_and_srm() {
 #[test]
 fn guardrails_of_unknown_direction_are_refused() {
     let exp = with_metrics("[{name: crashes, role: guardrail, successQuery: a, trialQuery: b}]");
-    let mut m = Measurements { metrics: vec![] };
+    let mut m = Measurements { metrics: vec![], assignment: None };
     for name in ["conversion", "error-rate", "crashes"] {
         m.metrics.push(MetricCounts { metric: name.into(), arms: counts(&[("v1", 1.0, 10.0), ("v2", 1.0, 10.0)]) });
     }
@@ -208,13 +218,14 @@ fn guardrails_alone_make_a_gate_whose_srm_units_are_the_first_guardrails_trials(
             metric: "error-rate".into(),
             arms: counts(&[("v1", 4.0, 1000.0), ("v2", 3.0, 990.0)]),
         }],
+        assignment: None,
     };
     let input = decision_input(&exp, &m, &weights(50.0, 50.0)).unwrap();
     assert_eq!(input.goal, None);
     assert_eq!(input.assignment.iter().map(|a| a.units).collect::<Vec<_>>(), [1000, 990]);
     exp.spec.analysis.as_mut().unwrap().metrics.clear();
     assert_eq!(
-        decision_input(&exp, &Measurements { metrics: vec![] }, &weights(50.0, 50.0)),
+        decision_input(&exp, &Measurements { metrics: vec![], assignment: None }, &weights(50.0, 50.0)),
         Err(ConfigError::NoMetrics)
     );
 }
@@ -236,6 +247,38 @@ fn needs_at_most_one_goal_and_positive_weights_for_srm() {
     let mut no_srm = experiment();
     no_srm.spec.analysis.as_mut().unwrap().srm = None;
     assert!(decision_input(&no_srm, &m, &BTreeMap::new()).unwrap().assignment.is_empty());
+}
+
+#[test]
+fn with_istio_the_srm_units_are_first_exposures_read_by_their_own_query() {
+    let exp = experiment();
+    let mut table = full_table();
+    table.0.insert(first_exposures("v1.0.0"), 700.4);
+    table.0.remove(&first_exposures("v2.0.0"));
+    let m = run(measure(&exp, Routing::Istio, Duration::from_secs(125), &table, LIMIT)).unwrap();
+    assert_eq!(m.assignment, Some(vec![("v1".into(), 700.4), ("v2".into(), 0.0)]), "no data is no units yet");
+    let input = decision_input(&exp, &m, &weights(50.0, 50.0)).unwrap();
+    assert_eq!(input.assignment.iter().map(|a| (a.arm.as_str(), a.units)).collect::<Vec<_>>(), [("v1", 700), ("v2", 0)]);
+    assert_eq!(input.goal.unwrap().arms[0].value, Observation::Proportion { successes: 100, trials: 1000 });
+    let native = with_metrics("[]");
+    assert_eq!(assignment_queries(&native, Routing::Native, Duration::from_secs(125)), Ok(None));
+    let mut off = experiment();
+    off.spec.analysis.as_mut().unwrap().srm = None;
+    assert_eq!(assignment_queries(&off, Routing::Istio, Duration::from_secs(125)), Ok(None));
+}
+
+#[test]
+fn srm_reads_that_fail_name_the_check_and_the_arm() {
+    struct Down;
+    impl MetricSource for Down {
+        fn value<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<f64, SourceError>> {
+            let down = SourceError::Unreachable { source_name: "p".into(), message: "refused".into() };
+            let answer = if query.contains(r#"forklane_cohort="assigned""#) { Err(down) } else { Ok(1.0) };
+            Box::pin(async move { answer })
+        }
+    }
+    let err = run(measure(&experiment(), Routing::Istio, Duration::from_secs(125), &Down, LIMIT)).unwrap_err();
+    assert!(matches!(&err, AnalysisError::Unavailable { metric, arm, .. } if metric == "srm" && arm == "v1"), "{err}");
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! PromQL templates: `{{ window }}`, `{{ arm.name }}`, `{{ arm.selector.<key> }}`,
-//! `{{ arm.deployment }}`, `{{ service.name }}`, `{{ namespace }}`, `{{ experiment }}`.
+//! `{{ arm.deployment }}`, `{{ service.name }}`, `{{ namespace }}`, `{{ experiment }}`, and
+//! `{{ cohort }}`, the label matcher of the analysed traffic ([`Cohorts`]), which stands between
+//! the braces of a selector: `x{app="shop",{{ cohort }}}`.
 //!
 //! Values are escaped for the place they land in, found by a small scan of the PromQL
 //! around them: inside a `"…"` or `'…'` literal they are escaped as the PromQL lexer
@@ -9,8 +11,40 @@
 
 use std::time::Duration;
 
-use crate::api::Arm;
 use crate::api::duration::to_promql;
+use crate::api::{Arm, Routing, Unit};
+
+/// The requests an analysis counts, by the `forklane_cohort` label that Istio's Telemetry (and an
+/// app propagating the `x-forklane-cohort` header) puts on metrics; see docs/analysis.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cohorts {
+    /// First exposures (the weighted split) only: each user once (unit `user`).
+    FirstExposures,
+    /// Every randomised request: the split and the sticky pins (unit `request`).
+    Randomised,
+    /// No mesh sets the header: series without the label.
+    Unlabelled,
+}
+
+impl Cohorts {
+    /// The cohorts analysed in routing `mode` for `unit`.
+    pub fn analysed(mode: Routing, unit: Unit) -> Self {
+        match (mode, unit) {
+            (Routing::Native, _) => Cohorts::Unlabelled,
+            (Routing::Istio, Unit::User) => Cohorts::FirstExposures,
+            (Routing::Istio, Unit::Request) => Cohorts::Randomised,
+        }
+    }
+
+    /// The PromQL label matcher, as `{{ cohort }}` renders it.
+    pub fn matcher(self) -> &'static str {
+        match self {
+            Cohorts::FirstExposures => r#"forklane_cohort="assigned""#,
+            Cohorts::Randomised => r#"forklane_cohort=~"assigned|returning""#,
+            Cohorts::Unlabelled => r#"forklane_cohort="""#,
+        }
+    }
+}
 
 /// Everything a template can refer to, for one arm.
 #[derive(Clone, Debug)]
@@ -21,12 +55,13 @@ pub struct Context<'a> {
     pub experiment: &'a str,
     /// Time since the analysis began.
     pub window: Duration,
+    pub cohort: Cohorts,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
     #[error(
-        "metric `{metric}`: unknown placeholder `{{{{ {name} }}}}` (known: window, arm.name, arm.selector.<label>, arm.deployment, service.name, namespace, experiment)"
+        "metric `{metric}`: unknown placeholder `{{{{ {name} }}}}` (known: window, arm.name, arm.selector.<label>, arm.deployment, service.name, namespace, experiment, cohort)"
     )]
     Unknown { metric: String, name: String },
     #[error("metric `{metric}`: placeholder `{{{{ {name} }}}}` has no value for arm `{arm}`")]
@@ -39,9 +74,16 @@ pub enum TemplateError {
         "metric `{metric}`: placeholder `{{{{ {name} }}}}` is inside a `…` raw string, which cannot hold its value {value:?}; use double quotes"
     )]
     RawString { metric: String, name: String, value: String },
+    #[error(
+        "metric `{metric}`: placeholder `{{{{ cohort }}}}` is a label matcher ({matcher}) and belongs between the braces of a selector, not inside a string"
+    )]
+    Matcher { metric: String, matcher: &'static str },
     #[error("metric `{metric}`: `{{{{` at byte {at} is not closed by `}}}}`")]
     Unclosed { metric: String, at: usize },
 }
+
+/// The placeholder of the analysed cohorts' label matcher.
+pub(crate) const COHORT: &str = "cohort";
 
 /// Where in the query a placeholder stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,10 +106,22 @@ pub fn render(template: &str, ctx: &Context, metric: &str) -> Result<String, Tem
     let mut escaped = false;
     let mut rest = template;
     while let Some(c) = rest.chars().next() {
-        if rest.starts_with("{{") && !escaped {
+        // `x{{{ cohort }}}`: the first brace opens the selector, the next two the placeholder.
+        if rest.starts_with("{{") && !rest.starts_with("{{{") && !escaped {
             let at = template.len() - rest.len();
             let close = rest.find("}}").ok_or_else(|| TemplateError::Unclosed { metric: metric.into(), at })?;
             let name = rest[2..close].trim();
+            if name == COHORT {
+                // Our own fixed text, so it is inserted as is; as a matcher it must be code.
+                let matcher = ctx.cohort.matcher();
+                if place != Place::Code {
+                    return Err(TemplateError::Matcher { metric: metric.into(), matcher });
+                }
+                out.push_str(matcher);
+                matcher.chars().for_each(|c| recent = [recent[1], c]);
+                rest = &rest[close + 2..];
+                continue;
+            }
             let value = lookup(name, ctx).map_err(|unknown| placeholder_error(unknown, name, ctx, metric))?;
             out.push_str(&place_value(place, &value).map_err(|raw| {
                 let (name, value) = (name.to_string(), value.clone());

@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
+use crate::api::{Routing, Unit};
 
 fn arm(version: &str) -> Arm {
     Arm {
@@ -13,8 +14,12 @@ fn arm(version: &str) -> Arm {
 }
 
 fn render_with(template: &str, arm: &Arm) -> Result<String, TemplateError> {
-    let ctx =
-        Context { arm, service: "shop", namespace: "prod", experiment: "exp-1", window: Duration::from_secs(3723) };
+    render_cohort(template, arm, Cohorts::Randomised)
+}
+
+fn render_cohort(template: &str, arm: &Arm, cohort: Cohorts) -> Result<String, TemplateError> {
+    let window = Duration::from_secs(3723);
+    let ctx = Context { arm, service: "shop", namespace: "prod", experiment: "exp-1", window, cohort };
     render(template, &ctx, "conversion")
 }
 
@@ -109,4 +114,42 @@ fn raw_strings_take_values_without_backticks_only() {
         render_with("x{v=`{{ arm.selector.version }}`}", &arm("a`b")),
         Err(TemplateError::RawString { .. })
     ));
+}
+
+#[test]
+fn cohort_renders_the_matcher_of_the_analysed_cohorts() {
+    let template = r#"sum(increase(orders_total{version="{{ arm.selector.version }}",{{ cohort }}}[{{ window }}]))"#;
+    let render = |mode, unit| render_cohort(template, &arm("v2"), Cohorts::analysed(mode, unit)).unwrap();
+    assert_eq!(
+        render(Routing::Istio, Unit::User),
+        r#"sum(increase(orders_total{version="v2",forklane_cohort="assigned"}[1h2m3s]))"#
+    );
+    assert_eq!(
+        render(Routing::Istio, Unit::Request),
+        r#"sum(increase(orders_total{version="v2",forklane_cohort=~"assigned|returning"}[1h2m3s]))"#
+    );
+    for unit in [Unit::User, Unit::Request] {
+        assert_eq!(
+            render(Routing::Native, unit),
+            r#"sum(increase(orders_total{version="v2",forklane_cohort=""}[1h2m3s]))"#,
+            "without a mesh nothing sets the label"
+        );
+    }
+}
+
+#[test]
+fn cohort_inside_a_string_is_an_error_naming_the_metric() {
+    for template in [r#"x{a="{{ cohort }}"}"#, r#"x{a=~"{{ cohort }}"}"#, "x{a=`{{ cohort }}`}"] {
+        let err = render_cohort(template, &arm("v2"), Cohorts::FirstExposures).unwrap_err();
+        assert_eq!(err, TemplateError::Matcher { metric: "conversion".into(), matcher: r#"forklane_cohort="assigned""# });
+        assert!(err.to_string().contains("`conversion`") && err.to_string().contains("{{ cohort }}"), "{err}");
+    }
+}
+
+#[test]
+fn the_quotes_of_the_cohort_matcher_do_not_open_a_string() {
+    let q = render_cohort(r#"x{{{ cohort }},v="{{ arm.selector.version }}"}"#, &arm("a\"b"), Cohorts::Randomised).unwrap();
+    assert_eq!(q, r#"x{forklane_cohort=~"assigned|returning",v="a\"b"}"#);
+    let alone = render_cohort("orders_total{{{ cohort }}}", &arm("v2"), Cohorts::FirstExposures).unwrap();
+    assert_eq!(alone, r#"orders_total{forklane_cohort="assigned"}"#);
 }

@@ -43,6 +43,11 @@ pub struct Analysis {
     pub max_consecutive_unavailable: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srm: Option<SrmCheck>,
+    /// What one sample is: `user` (first exposures only, each user counted once) or `request`
+    /// (every randomised request). Default: `user` for an A/B test with sticky assignment, else
+    /// `request`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<Unit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<Provider>,
     #[serde(default)]
@@ -71,6 +76,14 @@ pub enum Method {
     Sequential,
     FixedHorizon,
     Bayesian,
+}
+
+/// The unit of analysis: what counts as one independent sample.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Unit {
+    User,
+    Request,
 }
 
 /// The planned sample size of a fixed-horizon test.

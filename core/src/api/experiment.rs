@@ -8,7 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::analysis::{Analysis, Promotion};
+use super::analysis::{Analysis, Promotion, Unit};
 use super::defaults;
 use super::duration::HumanDuration;
 use super::mesh::{MeshMode, Routing};
@@ -98,6 +98,14 @@ pub enum OnProgressDeadline {
 impl ExperimentSpec {
     pub(crate) fn progress_deadline(&self) -> std::time::Duration {
         self.progress_deadline.map_or(defaults::PROGRESS_DEADLINE, HumanDuration::get)
+    }
+
+    /// `spec.analysis.unit`, or its default: by user when an A/B test assigns users (sticky), else
+    /// by request. The one place the default is resolved.
+    pub(crate) fn analysis_unit(&self) -> Unit {
+        let unit = self.analysis.as_ref().and_then(|a| a.unit);
+        let sticky = self.strategy.ab_test().is_some_and(|ab| ab.sticky.is_some());
+        unit.unwrap_or(if sticky { Unit::User } else { Unit::Request })
     }
 
     /// The control arm. A validated spec has exactly one arm with `control: true`; for any other

@@ -44,6 +44,53 @@ pub fn validate(exp: &ExperimentSpec, routing: Routing) -> Vec<Problem> {
     }
     if let Some(analysis) = &exp.analysis {
         check_analysis(analysis, &mut p);
+        if routing == Routing::Istio && !exp.arms.is_empty() && shared_labels(&exp.arms).is_empty() {
+            p.add(
+                "spec.arms",
+                "with Istio and an analysis the arms' selectors must share a label (e.g. app): the Telemetry that labels requests by cohort selects the arms' pods by it",
+            );
+        }
+    }
+    p.0
+}
+
+/// The label pairs every arm's selector has.
+pub(crate) fn shared_labels(arms: &[Arm]) -> BTreeMap<String, String> {
+    let mut selectors = arms.iter().map(|a| &a.selector);
+    let mut shared = selectors.next().cloned().unwrap_or_default();
+    for selector in selectors {
+        shared.retain(|k, v| selector.get(k) == Some(v));
+    }
+    shared
+}
+
+/// What is allowed but probably wrong: a custom query that counts every request although some
+/// are targeted (rules, a blue/green preview) or mirrored, i.e. were never randomised. Builtins
+/// restrict themselves; a template does so with `{{ cohort }}` (docs/analysis.md).
+pub fn warnings(exp: &ExperimentSpec, routing: Routing) -> Vec<Problem> {
+    let mut p = Problems::default();
+    let rules = exp.strategy.ab_test().is_some_and(|ab| !ab.rules.is_empty());
+    let preview = matches!(&exp.strategy, Strategy::BlueGreen(bg) if bg.preview_header.is_some());
+    let unrandomised = match (rules || preview, exp.mirror.is_some()) {
+        (true, true) => "targeted and mirrored",
+        (true, false) => "targeted",
+        (false, true) => "mirrored",
+        (false, false) => return Vec::new(),
+    };
+    let Some(analysis) = exp.analysis.as_ref().filter(|_| routing == Routing::Istio) else { return Vec::new() };
+    let cohort = Regex::new(r"\{\{\s*cohort\s*\}\}").expect("a valid regex");
+    for (i, m) in analysis.metrics.iter().enumerate() {
+        for (field, query) in [("successQuery", &m.success_query), ("trialQuery", &m.trial_query)] {
+            if query.as_ref().is_some_and(|q| !cohort.is_match(q)) {
+                p.add(
+                    format!("spec.analysis.metrics[{i}].{field}"),
+                    format!(
+                        "metric {:?} does not use {{{{ cohort }}}}: it also counts {unrandomised} requests, which were not randomised; add {{{{ cohort }}}} to its selectors",
+                        m.name
+                    ),
+                );
+            }
+        }
     }
     p.0
 }

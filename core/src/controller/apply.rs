@@ -13,10 +13,10 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use crate::api::Experiment;
-use crate::istio::{DestinationRule, VirtualService};
+use crate::istio::{DestinationRule, Telemetry, VirtualService};
 use crate::plan::{Action, Plan};
 
-use super::error::Result;
+use super::error::{Error, Result};
 use super::health::weights;
 use super::observe::{Observation, referenced_subsets};
 
@@ -58,6 +58,7 @@ pub(crate) fn holds(live: &Value, wanted: &Value) -> bool {
 
 fn in_place(action: &Action, obs: &Observation) -> bool {
     let live = match action {
+        Action::Telemetry(_) => obs.live.telemetry.as_ref(),
         Action::VirtualService(_) => obs.live.virtual_service.as_ref(),
         Action::DestinationRule(_) => obs.live.destination_rule.as_ref(),
         Action::ServiceSelector(s) => {
@@ -133,7 +134,7 @@ pub(crate) fn gate(exp: &Experiment, plan: &Plan, obs: &Observation, detoured: b
                     None
                 }
             }
-            Action::DestinationRule(_) => None,
+            Action::DestinationRule(_) | Action::Telemetry(_) => None,
         };
         if let Some(why) = unsafe_step {
             return waiting(writes, why);
@@ -163,6 +164,14 @@ fn params() -> PatchParams {
 pub(crate) async fn write(client: &Client, namespace: &str, writes: &[Action]) -> Result<u32> {
     for action in writes {
         match action {
+            Action::Telemetry(t) => {
+                let api: Api<Telemetry> = Api::namespaced(client.clone(), namespace);
+                match api.patch(&t.name_any(), &params(), &Patch::Apply(action.object())).await {
+                    // The resource itself is unknown: Istio without its Telemetry API.
+                    Err(kube::Error::Api(status)) if status.code == 404 => return Err(Error::NoTelemetryApi),
+                    other => drop(other?),
+                }
+            }
             Action::DestinationRule(dr) => {
                 let api: Api<DestinationRule> = Api::namespaced(client.clone(), namespace);
                 api.patch(&dr.name_any(), &params(), &Patch::Apply(action.object())).await?;

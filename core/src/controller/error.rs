@@ -12,6 +12,10 @@ pub enum Error {
     Lease(String),
     #[error("the reconcile ran longer than {0:?} and was cancelled")]
     Timeout(std::time::Duration),
+    #[error(
+        "Istio's Telemetry API is not installed (CRD telemetries.telemetry.istio.io, Istio 1.22 or later): the analysis needs it to count only randomised requests; install it, or remove spec.analysis"
+    )]
+    NoTelemetryApi,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -122,7 +122,8 @@ pub async fn run_controller(
     let (world, watches) = World::watch(&client, &scope);
     let controller = Controller::new(experiments, config);
     let store = controller.store();
-    let (s1, s2, s3, s4, s5, s6, s7, s8) = (
+    let (s1, s2, s3, s4, s5, s6, s7, s8, s9) = (
+        store.clone(),
         store.clone(),
         store.clone(),
         store.clone(),
@@ -138,6 +139,7 @@ pub async fn run_controller(
         .watches_stream(watches.services, move |s| triggers::service(&s3, &s))
         .watches_stream(watches.virtual_services, move |v| triggers::virtual_service(&s4, &v))
         .watches_stream(watches.destination_rules, move |d| triggers::destination_rule(&s5, &d))
+        .watches_stream(watches.telemetries, move |t| triggers::telemetry(&s9, &t))
         .watches_stream(watches.namespaces, move |n| triggers::namespace(&s6, &n))
         .watches_stream(watches.policies, move |_| triggers::all(&s7))
         .watches_stream(watches.crds, move |_| triggers::all(&s8));

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::api::{Experiment, RolloutPolicy, Routing, defaults};
 use crate::istio::VirtualService;
 use crate::plan::Observed;
-use crate::plan::istio::object_name;
+use crate::plan::istio::{object_name, telemetry_name};
 
 use super::world::World;
 
@@ -29,6 +29,8 @@ pub(crate) struct ArmPods {
 pub(crate) struct Live {
     pub virtual_service: Option<Value>,
     pub destination_rule: Option<Value>,
+    /// The Telemetry that labels the experiment's requests by cohort.
+    pub telemetry: Option<Value>,
     pub service: Option<Value>,
     /// Deployments by name.
     pub deployments: BTreeMap<String, Value>,
@@ -111,6 +113,7 @@ pub(crate) fn observe(world: &World, exp: &Experiment, namespace: &str) -> Obser
             plan.subsets = Some(dr.spec.subsets.iter().flatten().map(|s| s.name.clone()).collect());
             live.destination_rule = json(dr.as_ref());
         }
+        live.telemetry = world.telemetry(namespace, &telemetry_name(exp)).and_then(|t| json(t.as_ref()));
         let hosts: BTreeSet<String> = exp.spec.service.hosts().into_iter().collect();
         for vs in world.virtual_services(namespace) {
             if vs.name_any() == ours {

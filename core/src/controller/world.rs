@@ -18,12 +18,15 @@ use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
 use crate::api::{Experiment, RolloutPolicy};
-use crate::istio::{DestinationRule, VirtualService};
+use crate::istio::{DestinationRule, Telemetry, VirtualService};
 
 use super::Scope;
 
 /// The CRD whose presence means Istio's networking API is installed.
 pub(crate) const ISTIO_VIRTUAL_SERVICE_CRD: &str = "virtualservices.networking.istio.io";
+
+/// The CRD of Istio's Telemetry API, which labels an analysed experiment's requests by cohort.
+pub(crate) const ISTIO_TELEMETRY_CRD: &str = "telemetries.telemetry.istio.io";
 
 /// The caches, one per kind. Cloning is cheap (the stores are shared).
 #[derive(Clone)]
@@ -35,11 +38,15 @@ pub(crate) struct World {
     pub(crate) services: Store<Service>,
     pub(crate) virtual_services: Store<VirtualService>,
     pub(crate) destination_rules: Store<DestinationRule>,
+    pub(crate) telemetries: Store<Telemetry>,
     pub(crate) crds: Store<PartialObjectMeta<CustomResourceDefinition>>,
     /// Set once every cache but the routing ones has seen its first complete list ([`World::ready`]).
     listed: Arc<OnceCell<()>>,
     /// Set once the VirtualService and DestinationRule caches have (waited for once Istio is installed).
     routing_listed: Arc<OnceCell<()>>,
+    /// Set once the Telemetry cache has (waited for once its CRD is installed, which can be
+    /// later than, or never with, the networking CRDs).
+    telemetry_listed: Arc<OnceCell<()>>,
 }
 
 /// A watch stream that fills one cache; its items are the objects that changed.
@@ -54,6 +61,7 @@ pub(crate) struct Watches {
     pub services: Changes<Service>,
     pub virtual_services: Changes<VirtualService>,
     pub destination_rules: Changes<DestinationRule>,
+    pub telemetries: Changes<Telemetry>,
     pub crds: Changes<PartialObjectMeta<CustomResourceDefinition>>,
 }
 
@@ -144,6 +152,8 @@ impl World {
             reflect(scoped(client, scope), config.clone(), |v: &mut VirtualService| slim_meta(&mut v.metadata));
         let (destination_rules, dr_changes) =
             reflect(scoped(client, scope), config.clone(), |d: &mut DestinationRule| slim_meta(&mut d.metadata));
+        let (telemetries, telemetry_changes) =
+            reflect(scoped(client, scope), config.clone(), |t: &mut Telemetry| slim_meta(&mut t.metadata));
         let (crds, crd_writer) = reflector::store();
         let crd_changes = retried_alone(
             watcher(Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client.clone()), config)
@@ -159,9 +169,11 @@ impl World {
             services,
             virtual_services,
             destination_rules,
+            telemetries,
             crds,
             listed: Default::default(),
             routing_listed: Default::default(),
+            telemetry_listed: Default::default(),
         };
         let watches = Watches {
             policies: policy_changes,
@@ -171,6 +183,7 @@ impl World {
             services: service_changes,
             virtual_services: vs_changes,
             destination_rules: dr_changes,
+            telemetries: telemetry_changes,
             crds: crd_changes,
         };
         (world, watches)
@@ -186,6 +199,9 @@ impl World {
         self.listed.get_or_init(|| self.first_lists()).await;
         if self.istio_installed() {
             self.routing_listed.get_or_init(|| self.first_routing_lists()).await;
+        }
+        if self.telemetry_installed() {
+            self.telemetry_listed.get_or_init(|| async { drop(self.telemetries.wait_until_ready().await) }).await;
         }
     }
 
@@ -208,6 +224,15 @@ impl World {
     /// Whether Istio's networking API is installed (watched through the CRDs, not asked).
     pub(crate) fn istio_installed(&self) -> bool {
         self.crds.get(&ObjectRef::new(ISTIO_VIRTUAL_SERVICE_CRD)).is_some()
+    }
+
+    /// Whether Istio's Telemetry API is installed (watched through the CRDs, not asked).
+    pub(crate) fn telemetry_installed(&self) -> bool {
+        self.crds.get(&ObjectRef::new(ISTIO_TELEMETRY_CRD)).is_some()
+    }
+
+    pub(crate) fn telemetry(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<Telemetry>> {
+        self.telemetries.get(&ObjectRef::new(name).within(namespace))
     }
 
     pub(crate) fn policies(&self) -> Vec<RolloutPolicy> {
@@ -308,6 +333,10 @@ pub(crate) mod triggers {
         refs(in_namespace(experiments, dr.namespace()).filter(|e| owned_by(dr.meta(), e)))
     }
 
+    pub(crate) fn telemetry(experiments: &Store<Experiment>, t: &Telemetry) -> Vec<ObjectRef<Experiment>> {
+        refs(in_namespace(experiments, t.namespace()).filter(|e| owned_by(t.meta(), e)))
+    }
+
     pub(crate) fn service(experiments: &Store<Experiment>, s: &Service) -> Vec<ObjectRef<Experiment>> {
         let name = s.name_any();
         refs(in_namespace(experiments, s.namespace()).filter(|e| e.spec.service.name == name))
@@ -357,6 +386,7 @@ mod tests {
         services: reflector::store::Writer<Service>,
         virtual_services: reflector::store::Writer<VirtualService>,
         destination_rules: reflector::store::Writer<DestinationRule>,
+        telemetries: reflector::store::Writer<Telemetry>,
         crds: reflector::store::Writer<PartialObjectMeta<CustomResourceDefinition>>,
     }
 
@@ -368,6 +398,7 @@ mod tests {
         let (services, services_w) = reflector::store();
         let (virtual_services, virtual_services_w) = reflector::store();
         let (destination_rules, destination_rules_w) = reflector::store();
+        let (telemetries, telemetries_w) = reflector::store();
         let (crds, crds_w) = reflector::store();
         let world = World {
             policies,
@@ -377,9 +408,11 @@ mod tests {
             services,
             virtual_services,
             destination_rules,
+            telemetries,
             crds,
             listed: Default::default(),
             routing_listed: Default::default(),
+            telemetry_listed: Default::default(),
         };
         Filled {
             world,
@@ -390,6 +423,7 @@ mod tests {
             services: services_w,
             virtual_services: virtual_services_w,
             destination_rules: destination_rules_w,
+            telemetries: telemetries_w,
             crds: crds_w,
         }
     }
@@ -479,5 +513,32 @@ mod tests {
         list(&mut c.virtual_services, vec![]);
         list(&mut c.destination_rules, vec![]);
         assert_eq!(through(waiters).await, 20);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_telemetry_cache_is_waited_for_only_once_its_crd_is_installed() {
+        let mut c = caches();
+        list(&mut c.policies, vec![]);
+        list(&mut c.namespaces, vec![]);
+        list(&mut c.deployments, vec![]);
+        list(&mut c.pods, vec![]);
+        list(&mut c.services, vec![]);
+        let crd = |name: &str| {
+            let mut crd = PartialObjectMeta::<CustomResourceDefinition>::default();
+            crd.metadata.name = Some(name.into());
+            crd
+        };
+        list(&mut c.crds, vec![crd(ISTIO_VIRTUAL_SERVICE_CRD)]);
+        list(&mut c.virtual_services, vec![]);
+        list(&mut c.destination_rules, vec![]);
+        assert_eq!(through(waiting(&c.world, 5)).await, 5, "Istio without the Telemetry API does not hang");
+        assert!(!c.world.telemetry_installed());
+        c.crds.apply_watcher_event(&watcher::Event::Apply(crd(ISTIO_TELEMETRY_CRD)));
+        assert!(c.world.telemetry_installed());
+        let waiters = waiting(&c.world, 10);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(waiters.iter().all(|w| !w.is_finished()), "waiting for the Telemetries");
+        list(&mut c.telemetries, vec![]);
+        assert_eq!(through(waiters).await, 10);
     }
 }

@@ -9,7 +9,7 @@ use kube::core::Resource;
 use crate::api::Experiment;
 use crate::istio::*;
 
-use super::routing::{Matcher, RouteTable, route_table};
+use super::routing::{COHORT_HEADER, Matcher, RouteTable, route_table};
 use super::steps::State;
 use super::{Action, Observed, Scale};
 
@@ -21,14 +21,29 @@ pub(crate) fn object_name(exp: &Experiment) -> String {
     format!("{}-forklane", exp.metadata.name.as_deref().unwrap_or_default())
 }
 
-/// Actions in a safe order: pods up, subsets added, routes switched, subsets removed, pods down.
+/// Name of the Istio Telemetry that labels an experiment's requests with their cohort.
+pub(crate) fn telemetry_name(exp: &Experiment) -> String {
+    format!("forklane-{}", exp.metadata.name.as_deref().unwrap_or_default())
+}
+
+/// The metric label the Telemetry adds to Istio's standard metrics.
+pub(crate) const COHORT_LABEL: &str = "forklane_cohort";
+
+/// The label's value per request, in Istio's CEL over request attributes: mirrored copies reach
+/// the destination with `-shadow` appended to their Host (Envoy's request mirror policy); every
+/// other request carries the cohort header its route set, unless it came by another route.
+pub(crate) const COHORT_EXPRESSION: &str = "request.host.endsWith('-shadow') ? 'mirrored' : ('x-forklane-cohort' in request.headers ? request.headers['x-forklane-cohort'] : 'none')";
+
+/// Actions in a safe order: the Telemetry first (so that no routed request goes unlabelled), pods
+/// up, subsets added, routes switched, subsets removed, pods down.
 pub(crate) fn actions(exp: &Experiment, state: &State, observed: &Observed) -> Vec<Action> {
     let table = route_table(&exp.spec, state);
     let desired = table.referenced_arms();
     let vs = Action::VirtualService(Box::new(virtual_service(exp, &table)));
     let dr = |subsets: &BTreeSet<String>| Action::DestinationRule(Box::new(destination_rule(exp, subsets)));
     let (grow, shrink) = scales(exp, state, observed);
-    let mut out: Vec<Action> = grow;
+    let labels = exp.spec.analysis.as_ref().map(|_| Action::Telemetry(Box::new(telemetry(exp))));
+    let mut out: Vec<Action> = labels.into_iter().chain(grow).collect();
     match &observed.subsets {
         Some(current) if !current.is_subset(&desired) => {
             if desired.is_subset(current) {
@@ -63,10 +78,10 @@ fn scales(exp: &Experiment, state: &State, observed: &Observed) -> (Vec<Action>,
     (grow, shrink)
 }
 
-fn metadata(exp: &Experiment) -> ObjectMeta {
+fn metadata(exp: &Experiment, object: String) -> ObjectMeta {
     let name = exp.metadata.name.clone().unwrap_or_default();
     ObjectMeta {
-        name: Some(object_name(exp)),
+        name: Some(object),
         namespace: exp.metadata.namespace.clone(),
         labels: Some(BTreeMap::from([
             ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
@@ -91,7 +106,7 @@ pub(crate) fn destination_rule(exp: &Experiment, subsets: &BTreeSet<String>) -> 
         })
         .collect();
     DestinationRule {
-        metadata: metadata(exp),
+        metadata: metadata(exp, object_name(exp)),
         spec: DestinationRuleSpec { host: exp.spec.service.name.clone(), subsets: Some(subsets), ..Default::default() },
         status: None,
     }
@@ -132,6 +147,14 @@ pub(crate) fn virtual_service(exp: &Experiment, table: &RouteTable) -> VirtualSe
             VirtualServiceHttp {
                 name: Some(route.name.clone()),
                 r#match: matches,
+                // `set` replaces a value the client sent: only the route decides the cohort.
+                headers: Some(VirtualServiceHttpHeaders {
+                    request: Some(VirtualServiceHttpHeadersRequest {
+                        set: Some(BTreeMap::from([(COHORT_HEADER.to_string(), route.cohort.value().to_string())])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
                 route: Some(destinations),
                 mirror: mirror.map(|(arm, _)| VirtualServiceHttpMirror {
                     host: service.name.clone(),
@@ -145,11 +168,44 @@ pub(crate) fn virtual_service(exp: &Experiment, table: &RouteTable) -> VirtualSe
         })
         .collect();
     VirtualService {
-        metadata: metadata(exp),
+        metadata: metadata(exp, object_name(exp)),
         spec: VirtualServiceSpec {
             hosts: Some(service.hosts()),
             gateways: service.gateways.clone(),
             http: Some(http),
+            ..Default::default()
+        },
+        status: None,
+    }
+}
+
+/// The Telemetry that adds the `forklane_cohort` label to the standard metrics the arms' proxies
+/// report as the destination (mode SERVER), selecting their pods by the labels all arms share.
+pub(crate) fn telemetry(exp: &Experiment) -> Telemetry {
+    // Validation makes sure there is one: an empty selector would apply to the whole namespace.
+    let shared = crate::api::validate::shared_labels(&exp.spec.arms);
+    let tag = TelemetryMetricsOverridesTagOverrides {
+        operation: Some(TelemetryMetricsOverridesTagOverridesOperation::Upsert),
+        value: Some(COHORT_EXPRESSION.to_string()),
+    };
+    let metrics = TelemetryMetrics {
+        providers: Some(vec![TelemetryMetricsProviders { name: "prometheus".into() }]),
+        overrides: Some(vec![TelemetryMetricsOverrides {
+            r#match: Some(TelemetryMetricsOverridesMatch {
+                metric: Some(TelemetryMetricsOverridesMatchMetric::AllMetrics),
+                mode: Some(TelemetryMetricsOverridesMatchMode::Server),
+                ..Default::default()
+            }),
+            tag_overrides: Some(BTreeMap::from([(COHORT_LABEL.to_string(), tag)])),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    Telemetry {
+        metadata: metadata(exp, telemetry_name(exp)),
+        spec: TelemetrySpec {
+            selector: Some(TelemetrySelector { match_labels: Some(shared) }),
+            metrics: Some(vec![metrics]),
             ..Default::default()
         },
         status: None,
@@ -164,4 +220,74 @@ fn header_match(m: &Matcher) -> VirtualServiceHttpMatchHeaders {
         Matcher::Regex(v) => out.regex = Some(v.clone()),
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{MeshMode, Routing};
+    use crate::fixtures::{ExperimentBuilder, analysis, conversion};
+    use crate::plan::{Target, plan};
+
+    fn ab_test() -> ExperimentBuilder {
+        ExperimentBuilder::ab_test("checkout").mesh(MeshMode::Istio).control("v1").arm("v2").split([("v1", 90), ("v2", 10)])
+    }
+
+    #[test]
+    fn an_analysed_experiment_gets_its_telemetry_before_any_route() {
+        let exp = ab_test().header_rule("beta", "x-group", "beta", "v2").analysis(analysis([conversion()])).build();
+        let p = plan(&exp, &Target::Step(0), Routing::Istio, &Observed::default()).unwrap();
+        let Action::Telemetry(t) = &p.actions[0] else { panic!("{:?}", p.actions[0]) };
+        let vs = p.actions.iter().position(|a| matches!(a, Action::VirtualService(_))).unwrap();
+        assert!(vs > 0, "the label exists before the header is set");
+        let object = p.actions[0].object();
+        assert_eq!((object["apiVersion"].as_str(), object["kind"].as_str()), (Some("telemetry.istio.io/v1"), Some("Telemetry")));
+        assert_eq!(t.metadata.name.as_deref(), Some("forklane-checkout"));
+        let arms: Vec<_> = exp.spec.arms.iter().map(|a| &a.selector).collect();
+        let shared = t.spec.selector.as_ref().and_then(|s| s.match_labels.clone()).unwrap();
+        assert!(!shared.is_empty() && arms.iter().all(|a| shared.iter().all(|(k, v)| a.get(k) == Some(v))), "{shared:?}");
+        assert!(!shared.contains_key("version"), "only labels every arm shares: {shared:?}");
+        let overrides = &object["spec"]["metrics"][0];
+        assert_eq!(overrides["providers"], serde_json::json!([{"name": "prometheus"}]));
+        assert_eq!(
+            overrides["overrides"][0],
+            serde_json::json!({
+                "match": {"metric": "ALL_METRICS", "mode": "SERVER"},
+                "tagOverrides": {"forklane_cohort": {"operation": "UPSERT", "value": COHORT_EXPRESSION}},
+            })
+        );
+        assert_eq!(
+            COHORT_EXPRESSION,
+            "request.host.endsWith('-shadow') ? 'mirrored' : ('x-forklane-cohort' in request.headers ? request.headers['x-forklane-cohort'] : 'none')"
+        );
+    }
+
+    #[test]
+    fn without_an_analysis_there_is_no_telemetry() {
+        let p = plan(&ab_test().build(), &Target::Step(0), Routing::Istio, &Observed::default()).unwrap();
+        assert!(!p.actions.iter().any(|a| matches!(a, Action::Telemetry(_))), "{:?}", p.actions);
+    }
+
+    #[test]
+    fn every_route_sets_the_cohort_of_how_it_routes() {
+        let mut exp = ab_test().header_rule("beta", "x-group", "beta", "v2").build();
+        if let crate::api::Strategy::AbTest(ab) = &mut exp.spec.strategy {
+            ab.sticky = Some(crate::api::Sticky { cookie_name: "c".into(), max_age_seconds: 60 });
+        }
+        let p = plan(&exp, &Target::Step(0), Routing::Istio, &Observed::default()).unwrap();
+        let vs = p.actions.iter().find_map(|a| if let Action::VirtualService(v) = a { Some(v) } else { None }).unwrap();
+        let cohorts: Vec<(String, String)> = vs
+            .spec
+            .http
+            .iter()
+            .flatten()
+            .map(|h| {
+                let set = h.headers.as_ref().and_then(|x| x.request.as_ref()).and_then(|r| r.set.clone()).unwrap();
+                assert_eq!(set.len(), 1, "{set:?}");
+                (h.name.clone().unwrap(), set["x-forklane-cohort"].clone())
+            })
+            .collect();
+        let expected = [("beta", "targeted"), ("sticky-v1", "returning"), ("sticky-v2", "returning"), ("split", "assigned")];
+        assert_eq!(cohorts, expected.map(|(r, c)| (r.to_string(), c.to_string())));
+    }
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::api::validate::validate;
 use crate::api::{Experiment, Routing, StrategyName};
-use crate::istio::{DestinationRule, VirtualService};
+use crate::istio::{DestinationRule, Telemetry, VirtualService};
 
 pub(crate) use native::{Scale, ServiceSelector};
 pub(crate) use steps::State;
@@ -38,6 +38,8 @@ pub struct Observed {
 /// One object to write, in plan order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
+    /// Labels the experiment's requests with their cohort (Istio, with an analysis).
+    Telemetry(Box<Telemetry>),
     DestinationRule(Box<DestinationRule>),
     VirtualService(Box<VirtualService>),
     ServiceSelector(ServiceSelector),
@@ -48,6 +50,7 @@ impl Action {
     /// The object as it is applied (server-side apply body).
     pub fn object(&self) -> Value {
         match self {
+            Action::Telemetry(t) => serde_json::to_value(t).expect("typed objects serialise"),
             Action::DestinationRule(dr) => serde_json::to_value(dr).expect("typed objects serialise"),
             Action::VirtualService(vs) => serde_json::to_value(vs).expect("typed objects serialise"),
             Action::ServiceSelector(s) => s.object(),

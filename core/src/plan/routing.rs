@@ -33,9 +33,36 @@ pub(crate) struct Destination {
     pub set_cookie: Option<String>,
 }
 
+/// The request header every route sets (overwriting what a client sent) to say how the request
+/// reached its arm; Istio's Telemetry copies it into the `forklane_cohort` metric label, so that
+/// the analysis counts only randomised traffic (docs/analysis.md).
+pub(crate) const COHORT_HEADER: &str = "x-forklane-cohort";
+
+/// How a request was routed, as the cohort header says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cohort {
+    /// The weighted split: randomised, and for sticky assignment the user's first exposure.
+    Assigned,
+    /// A sticky pin: a user coming back to the arm they were assigned.
+    Returning,
+    /// A targeting rule or the blue/green preview: chosen, not randomised.
+    Targeted,
+}
+
+impl Cohort {
+    pub(crate) fn value(self) -> &'static str {
+        match self {
+            Cohort::Assigned => "assigned",
+            Cohort::Returning => "returning",
+            Cohort::Targeted => "targeted",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Route {
     pub name: String,
+    pub cohort: Cohort,
     /// Header name (lowercase) → matcher; all must hold. Empty: matches every request.
     pub headers: BTreeMap<String, Matcher>,
     pub destinations: Vec<Destination>,
@@ -86,13 +113,13 @@ pub(crate) fn route_table(spec: &ExperimentSpec, state: &State) -> RouteTable {
         if let Some(m) = region_matcher(&rule.matches.regions) {
             headers.insert(region_header.into(), m);
         }
-        routes.push(Route { name: rule.name.clone(), headers, destinations: to(&rule.arm) });
+        routes.push(Route { name: rule.name.clone(), cohort: Cohort::Targeted, headers, destinations: to(&rule.arm) });
     }
     if let (true, Strategy::BlueGreen(BlueGreen { preview_header: Some(header), .. })) = (state.preview, &spec.strategy)
         && let Some(candidate) = spec.candidate().map(|a| a.name.as_str())
     {
         let headers = BTreeMap::from([(header.name.clone(), Matcher::Exact(header.value.clone()))]);
-        routes.push(Route { name: "preview".into(), headers, destinations: to(candidate) });
+        routes.push(Route { name: "preview".into(), cohort: Cohort::Targeted, headers, destinations: to(candidate) });
     }
     let weighted: Vec<&(String, i32)> = state.weights.iter().filter(|(_, w)| *w > 0).collect();
     let sticky = ab.and_then(|a| a.sticky.as_ref());
@@ -103,7 +130,7 @@ pub(crate) fn route_table(spec: &ExperimentSpec, state: &State) -> RouteTable {
                 "cookie".to_string(),
                 Matcher::Regex(cookie_regex(&sticky.cookie_name, &regex::escape(arm))),
             )]);
-            routes.push(Route { name: format!("sticky-{arm}"), headers, destinations: to(arm) });
+            routes.push(Route { name: format!("sticky-{arm}"), cohort: Cohort::Returning, headers, destinations: to(arm) });
         }
     }
     let destinations = weighted
@@ -114,7 +141,7 @@ pub(crate) fn route_table(spec: &ExperimentSpec, state: &State) -> RouteTable {
             set_cookie: sticky.map(|s| format!("{}={arm}; Max-Age={}; Path=/", s.cookie_name, s.max_age_seconds)),
         })
         .collect();
-    routes.push(Route { name: "split".into(), headers: BTreeMap::new(), destinations });
+    routes.push(Route { name: "split".into(), cohort: Cohort::Assigned, headers: BTreeMap::new(), destinations });
     let mirror = spec.mirror.as_ref().filter(|_| state.experiment_routes).map(|m| (m.arm.clone(), m.percent));
     RouteTable { routes, mirror }
 }

@@ -123,13 +123,15 @@ fn released_rule(obs: &Observation) -> Option<Action> {
 }
 
 /// Drops the Experiment as owner of the routing objects (an explicit empty list, so that
-/// server-side apply removes the reference Forklane set).
+/// server-side apply removes the reference Forklane set). The Telemetry is not written: it stays
+/// owned, and garbage collection removes it with the Experiment (nothing is analysed any more).
 fn release(planned: &mut Plan) {
+    planned.actions.retain(|action| !matches!(action, Action::Telemetry(_)));
     for action in &mut planned.actions {
         match action {
             Action::VirtualService(vs) => vs.metadata.owner_references = Some(vec![]),
             Action::DestinationRule(dr) => dr.metadata.owner_references = Some(vec![]),
-            Action::ServiceSelector(_) | Action::Scale(_) => {}
+            Action::Telemetry(_) | Action::ServiceSelector(_) | Action::Scale(_) => {}
         }
     }
 }

@@ -133,6 +133,7 @@ impl World {
                 self.obs.live.virtual_service = Some(object);
                 self.routes.push(vs.as_ref().clone());
             }
+            Action::Telemetry(_) => self.obs.live.telemetry = Some(object),
             Action::DestinationRule(dr) => {
                 self.obs.plan.subsets = Some(dr.spec.subsets.iter().flatten().map(|s| s.name.clone()).collect());
                 self.obs.live.destination_rule = Some(object);
