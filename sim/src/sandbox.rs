@@ -25,8 +25,10 @@ use forklane_core::controller::{Analyst, Context, Scope, run_controller};
 
 /// Forklane's CRDs and Istio's, as shipped in the repository and compiled in.
 pub(crate) const FORKLANE_CRDS: &str = include_str!("../../crds/forklane.crds.yaml");
-pub const ISTIO_CRDS: [&str; 2] =
-    [forklane_core::istio::VIRTUAL_SERVICE_CRD, forklane_core::istio::DESTINATION_RULE_CRD];
+pub const ISTIO_CRDS: [&str; 3] =
+    [forklane_core::istio::VIRTUAL_SERVICE_CRD, forklane_core::istio::DESTINATION_RULE_CRD, TELEMETRY_CRD];
+/// Istio's `telemetry.istio.io` Telemetry CRD (see crds/SOURCE.md).
+pub const TELEMETRY_CRD: &str = include_str!("crds/telemetry.crd.yaml");
 
 pub struct Sandbox {
     pub cluster: Cluster,
