@@ -12,6 +12,7 @@ use super::metrics::{Metrics, Reporter};
 use super::proxy::{self, Picked};
 use super::request::{Answer, Outcome, Request, Response, ResponseFlag, Served};
 use super::snapshot::{ServiceKey, Snapshot};
+use super::telemetry::{self, Overrides};
 
 /// The simulated network and apps, recording into one set of metrics.
 #[derive(Clone, Default)]
@@ -37,7 +38,7 @@ impl Dataplane {
         let Some(picked) = proxy::pick(rng, &entry.endpoints, service) else { return Outcome::Refused };
         if !snap.mesh {
             // kube-proxy's choice is final.
-            let (answer, served) = self.at_pod(snap, &picked, req, false, rng);
+            let (answer, served) = self.at_pod(snap, &picked, req, "", false, rng);
             let response = Response { status: answer.status, headers: Vec::new(), body: answer.body };
             let answer = Answer {
                 response,
@@ -50,10 +51,14 @@ impl Dataplane {
         }
         // The mesh routes the request again by its own rules.
         let decision = mesh::route(snap, service, entry, req, rng);
-        let mirrored_to = decision.mirrors.iter().map(|m| self.at_pod(snap, m, req, true, rng).1).collect();
+        let forwarded = decision.forwarded(req);
+        let host = if req.authority.is_empty() { service.fqdn() } else { req.authority.clone() };
+        let shadow = shadow_host(&host);
+        let mirrored_to =
+            decision.mirrors.iter().map(|m| self.at_pod(snap, m, &forwarded, &shadow, true, rng).1).collect();
         let answer = match decision.primary {
             Ok(picked) => {
-                let (answer, served) = self.at_pod(snap, &picked, req, false, rng);
+                let (answer, served) = self.at_pod(snap, &picked, &forwarded, &host, false, rng);
                 let workload = &snap.pod(picked.pod).workload.mesh;
                 self.metrics.record_mesh(
                     Reporter::Source,
@@ -62,6 +67,7 @@ impl Dataplane {
                     answer.status,
                     ResponseFlag::None,
                     answer.latency,
+                    &Overrides::default(),
                 );
                 let mut response = Response { status: answer.status, headers: Vec::new(), body: answer.body };
                 for ops in decision.response_headers {
@@ -83,6 +89,7 @@ impl Dataplane {
                     status,
                     flag,
                     Duration::ZERO,
+                    &Overrides::default(),
                 );
                 let body = if flag == ResponseFlag::NoHealthyUpstream { "no healthy upstream" } else { "" };
                 Answer {
@@ -97,12 +104,14 @@ impl Dataplane {
         Outcome::Answered(answer)
     }
 
-    /// The pod answers; its metrics (and, in the mesh, its sidecar's) record the request.
+    /// The pod answers `req` (as it arrives, for the `host` the sidecar sees); its metrics (and,
+    /// in the mesh, its sidecar's, with the Telemetry tag overrides that select it) record it.
     fn at_pod(
         &self,
         snap: &Snapshot,
         picked: &Picked,
         req: &Request,
+        host: &str,
         mirrored: bool,
         rng: &mut impl Rng,
     ) -> (AppAnswer, Served) {
@@ -117,11 +126,36 @@ impl Dataplane {
                 answer.status,
                 ResponseFlag::None,
                 answer.latency,
+                &telemetry::evaluate(&pod.tags, req, host),
             );
         }
-        self.metrics.record_app(&picked.service, w, &answer, mirrored, snap.mesh);
+        let cohort = req.header_value(COHORT_HEADER);
+        self.metrics.record_app(&picked.service, w, &answer, mirrored, snap.mesh, cohort.as_deref().unwrap_or("none"));
         let served =
             Served { namespace: w.mesh.namespace.clone(), pod: w.pod.clone(), version: w.mesh.version.clone() };
         (answer, served)
+    }
+}
+
+/// The experiment's cohort header, which an app instrumented to propagate it copies into its own
+/// metrics as the label `forklane_cohort` (`none` without the header).
+pub(crate) const COHORT_HEADER: &str = "x-forklane-cohort";
+
+/// The `Host` of a mirrored copy: Envoy suffixes the host (before any port) with `-shadow`.
+fn shadow_host(host: &str) -> String {
+    match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{name}-shadow:{port}")
+        }
+        _ => format!("{host}-shadow"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_shadow_host_keeps_its_port() {
+        assert_eq!(super::shadow_host("my-app.shop.svc.cluster.local"), "my-app.shop.svc.cluster.local-shadow");
+        assert_eq!(super::shadow_host("my-app:8080"), "my-app-shadow:8080");
     }
 }

@@ -1,5 +1,5 @@
 //! The data plane attached to the embedded cluster, as kube-proxy and istiod follow a real API
-//! server: every change to Services, Pods, VirtualServices or DestinationRules publishes a new
+//! server: every change to Services, Pods, VirtualServices, DestinationRules or Telemetries publishes a new
 //! [`Snapshot`], and every NodePort Service gets a real listener on 127.0.0.1:<nodePort>.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,8 @@ use crate::cluster::{Gvr, Store};
 
 use super::{Dataplane, NodePort, ServiceKey, Snapshot, SnapshotFeed, serve_nodeport};
 
-const WATCHED: [&str; 5] = ["services", "pods", "virtualservices", "destinationrules", "customresourcedefinitions"];
+const WATCHED: [&str; 6] =
+    ["services", "pods", "virtualservices", "destinationrules", "telemetries", "customresourcedefinitions"];
 
 /// Rebuilds at most this often, so that a burst of writes costs one snapshot.
 const COALESCE: Duration = Duration::from_millis(5);
@@ -43,8 +44,9 @@ pub(crate) fn snapshot(store: &Store) -> Snapshot {
     let pods = items(store, "", "v1", "pods").unwrap_or_default();
     let vss = items(store, "networking.istio.io", "v1", "virtualservices");
     let drs = items(store, "networking.istio.io", "v1", "destinationrules").unwrap_or_default();
+    let telemetries = items(store, "telemetry.istio.io", "v1", "telemetries").unwrap_or_default();
     let mesh = vss.is_some();
-    Snapshot::from_objects(&services, &pods, &vss.unwrap_or_default(), &drs).with_mesh(mesh)
+    Snapshot::from_objects(&services, &pods, &vss.unwrap_or_default(), &drs, &telemetries).with_mesh(mesh)
 }
 
 /// NodePorts of the snapshot's Services: port → Service.

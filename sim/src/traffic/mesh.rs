@@ -1,6 +1,6 @@
 //! Istio's HTTP routing, as the sidecar applies a VirtualService and DestinationRule: the first
 //! http route with a holding `match`, a destination drawn by relative integer weights, the subset's
-//! ready pods, mirrors, and response header changes. Envoy's local replies stand in for mistakes:
+//! ready pods, mirrors, and request and response header changes. Envoy's local replies stand in for mistakes:
 //! 404 NR when no route matches, 503 NR for a destination (host, port, subset) that does not exist,
 //! 503 UH for one without a ready pod.
 //!
@@ -32,6 +32,7 @@ struct HttpRoute {
     matches: Vec<Vec<Condition>>,
     destinations: Vec<WeightedDestination>,
     total_weight: u64,
+    request: HeaderOps,
     response: HeaderOps,
     mirrors: Vec<(Target, f64)>,
 }
@@ -40,6 +41,7 @@ struct HttpRoute {
 struct WeightedDestination {
     target: Target,
     weight: u64,
+    request: HeaderOps,
     response: HeaderOps,
 }
 
@@ -72,7 +74,7 @@ enum StringMatcher {
     Regex(Option<Regex>),
 }
 
-/// `headers.response` of a route or destination.
+/// `headers.request` or `headers.response` of a route or destination.
 #[derive(Debug, Default)]
 pub struct HeaderOps {
     set: Vec<(String, String)>,
@@ -109,6 +111,14 @@ impl CompiledVirtualService {
     }
 }
 
+/// The [`HeaderOps`] of an optional `headers.request` / `headers.response` (four generated types
+/// with the same three fields).
+macro_rules! header_ops {
+    ($ops:expr) => {
+        $ops.map_or_else(HeaderOps::default, |h| HeaderOps::from_parts(h.set.as_ref(), h.add.as_ref(), h.remove.as_ref()))
+    };
+}
+
 /// Compiles a VirtualService's hosts, http routes and regexes.
 pub(crate) fn compile(vs: &VirtualService) -> CompiledVirtualService {
     let namespace = vs.metadata.namespace.as_deref().unwrap_or("default");
@@ -129,25 +139,23 @@ pub(crate) fn compile(vs: &VirtualService) -> CompiledVirtualService {
                 .flatten()
                 .map(|r| {
                     let d = &r.destination;
-                    let response = r.headers.as_ref().and_then(|h| h.response.as_ref());
+                    let (request, response) = r.headers.as_ref().map_or((None, None), |h| (h.request.as_ref(), h.response.as_ref()));
                     WeightedDestination {
                         target: target(&d.host, &d.subset, d.port.as_ref().and_then(|p| p.number)),
                         weight: u64::try_from(r.weight.unwrap_or(0)).unwrap_or(0),
-                        response: response.map_or_else(HeaderOps::default, |h| {
-                            HeaderOps::from_parts(h.set.as_ref(), h.add.as_ref(), h.remove.as_ref())
-                        }),
+                        request: header_ops!(request),
+                        response: header_ops!(response),
                     }
                 })
                 .collect();
-            let response = http.headers.as_ref().and_then(|h| h.response.as_ref());
+            let (request, response) = http.headers.as_ref().map_or((None, None), |h| (h.request.as_ref(), h.response.as_ref()));
             HttpRoute {
                 matches: http.r#match.iter().flatten().map(conditions).collect(),
                 // A single destination takes all traffic whatever its weight says.
                 total_weight: if destinations.len() == 1 { 0 } else { destinations.iter().map(|d| d.weight).sum() },
                 destinations,
-                response: response.map_or_else(HeaderOps::default, |h| {
-                    HeaderOps::from_parts(h.set.as_ref(), h.add.as_ref(), h.remove.as_ref())
-                }),
+                request: header_ops!(request),
+                response: header_ops!(response),
                 mirrors: mirrors(http, &target),
             }
         })
@@ -261,8 +269,26 @@ pub struct Decision<'s> {
     pub primary: Result<Picked, LocalReply>,
     /// Pods that get a copy whose answer is dropped (mirrors that cannot be resolved are skipped).
     pub mirrors: Vec<Picked>,
+    /// Request header changes of the chosen destination, then of the route, in Envoy's default
+    /// order (the route's `set` wins); applied before forwarding, to the copies too.
+    pub request_headers: Vec<&'s HeaderOps>,
     /// Response header changes of the chosen destination, then of the route.
     pub response_headers: Vec<&'s HeaderOps>,
+}
+
+impl Decision<'_> {
+    fn reply(primary: Result<Picked, LocalReply>, mirrors: Vec<Picked>) -> Self {
+        Decision { primary, mirrors, request_headers: Vec::new(), response_headers: Vec::new() }
+    }
+
+    /// The request as the proxy forwards it, its header changes applied.
+    pub(crate) fn forwarded(&self, req: &Request) -> Request {
+        let mut out = req.clone();
+        for ops in &self.request_headers {
+            ops.apply(&mut out.headers);
+        }
+        out
+    }
 }
 
 /// Routes a request for `service` through the mesh.
@@ -280,13 +306,13 @@ pub fn route<'s>(
             flag: ResponseFlag::NoHealthyUpstream,
             service: Some(service.clone()),
         });
-        return Decision { primary, mirrors: Vec::new(), response_headers: Vec::new() };
+        return Decision::reply(primary, Vec::new());
     };
     let Some(route) =
         vs.routes.iter().find(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.iter().all(|c| c.holds(req))))
     else {
         let primary = Err(LocalReply { status: 404, flag: ResponseFlag::NoRoute, service: Some(service.clone()) });
-        return Decision { primary, mirrors: Vec::new(), response_headers: Vec::new() };
+        return Decision::reply(primary, Vec::new());
     };
     let mut mirrors = Vec::new();
     for (target, percent) in &route.mirrors {
@@ -296,11 +322,12 @@ pub fn route<'s>(
     }
     let Some(destination) = choose(route, rng) else {
         let primary = Err(LocalReply { status: 503, flag: ResponseFlag::NoRoute, service: Some(service.clone()) });
-        return Decision { primary, mirrors, response_headers: Vec::new() };
+        return Decision::reply(primary, mirrors);
     };
     Decision {
         primary: resolve(snap, &destination.target, rng),
         mirrors,
+        request_headers: vec![&destination.request, &route.request],
         response_headers: vec![&destination.response, &route.response],
     }
 }

@@ -6,7 +6,11 @@
 //!   client sent, including the proxy's own NR/UH replies; plus `forklane_sim_conversions_total`;
 //! - the apps (always): `http_requests_total`, `http_request_duration_seconds`, `visits_total`
 //!   and `orders_total`, labelled with `namespace`, `pod`, `version` and the pod's labels, as a
-//!   `kubernetes_sd` scrape with a `labelmap` of pod labels attaches them.
+//!   `kubernetes_sd` scrape with a `labelmap` of pod labels attaches them, and `forklane_cohort`,
+//!   the experiment cohort the request's `x-forklane-cohort` header names (`none` without it), as
+//!   an app instrumented to propagate it reports;
+//! - Telemetry `tagOverrides` (see `telemetry.rs`) change the labels of the destination-reported
+//!   Istio metrics of the pods they select.
 //!
 //! A plain tally ([`Recorded`]) is kept beside them: the simulation's truth, for tests and demos.
 
@@ -23,6 +27,7 @@ use prometheus_client::registry::Registry;
 use super::app::{AppAnswer, Visit};
 use super::request::ResponseFlag;
 use super::snapshot::{MeshWorkload, ServiceKey, Workload};
+use super::telemetry::Overrides;
 
 /// Istio's default buckets for `istio_request_duration_milliseconds`.
 pub(crate) const ISTIO_DURATION_BUCKETS_MS: [f64; 19] = [
@@ -53,8 +58,9 @@ struct IstioLabels {
     flag: ResponseFlag,
 }
 
-impl EncodeLabelSet for IstioLabels {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+impl IstioLabels {
+    /// Istio's standard labels, in exposition order.
+    fn pairs(&self) -> [(&'static str, String); 16] {
         let unknown = "unknown";
         let d = self.destination.as_deref();
         let (workload, workload_ns, app, version) = match d {
@@ -62,26 +68,64 @@ impl EncodeLabelSet for IstioLabels {
             None => (unknown, unknown, unknown, unknown),
         };
         let source = self.reporter == Reporter::Source;
-        let code = self.code.to_string();
-        let labels = [
-            ("reporter", if source { "source" } else { "destination" }),
-            ("source_workload", SOURCE_WORKLOAD),
-            ("source_workload_namespace", SOURCE_NAMESPACE),
-            ("source_app", SOURCE_WORKLOAD),
-            ("destination_service", &self.service.fqdn()),
-            ("destination_service_name", &self.service.name),
-            ("destination_service_namespace", &self.service.namespace),
-            ("destination_workload", workload),
-            ("destination_workload_namespace", workload_ns),
-            ("destination_app", app),
-            ("destination_version", version),
-            ("destination_canonical_service", if d.is_some() { app } else { unknown }),
-            ("request_protocol", "http"),
-            ("response_code", &code),
-            ("response_flags", self.flag.as_str()),
-            ("connection_security_policy", if source { unknown } else { "mutual_tls" }),
-        ];
-        labels.encode(encoder)
+        [
+            ("reporter", if source { "source" } else { "destination" }.into()),
+            ("source_workload", SOURCE_WORKLOAD.into()),
+            ("source_workload_namespace", SOURCE_NAMESPACE.into()),
+            ("source_app", SOURCE_WORKLOAD.into()),
+            ("destination_service", self.service.fqdn()),
+            ("destination_service_name", self.service.name.clone()),
+            ("destination_service_namespace", self.service.namespace.clone()),
+            ("destination_workload", workload.into()),
+            ("destination_workload_namespace", workload_ns.into()),
+            ("destination_app", app.into()),
+            ("destination_version", version.into()),
+            ("destination_canonical_service", if d.is_some() { app } else { unknown }.into()),
+            ("request_protocol", "http".into()),
+            ("response_code", self.code.to_string()),
+            ("response_flags", self.flag.as_str().into()),
+            ("connection_security_policy", if source { unknown } else { "mutual_tls" }.into()),
+        ]
+    }
+}
+
+/// One series of an Istio metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+enum IstioSeries {
+    /// The standard labels.
+    Standard(IstioLabels),
+    /// The standard labels as Telemetry tag overrides changed them: changed ones in place, added
+    /// ones after them by name. Only label sets that differ from the standard one land here, so
+    /// that a label set has one key (duplicate series would make Prometheus drop samples).
+    Custom(Vec<(String, String)>),
+}
+
+impl IstioSeries {
+    fn new(labels: IstioLabels, overrides: &[(String, Option<String>)]) -> Self {
+        if overrides.is_empty() {
+            return IstioSeries::Standard(labels);
+        }
+        let standard: Vec<(String, String)> = labels.pairs().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let mut custom = standard.clone();
+        for (name, value) in overrides {
+            let at = custom.iter().position(|(k, _)| k == name);
+            match (at, value) {
+                (Some(i), Some(v)) => custom[i].1 = v.clone(),
+                (None, Some(v)) => custom.push((name.clone(), v.clone())),
+                (Some(i), None) => drop(custom.remove(i)),
+                (None, None) => {}
+            }
+        }
+        if custom == standard { IstioSeries::Standard(labels) } else { IstioSeries::Custom(custom) }
+    }
+}
+
+impl EncodeLabelSet for IstioSeries {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        match self {
+            IstioSeries::Standard(labels) => labels.pairs().encode(encoder),
+            IstioSeries::Custom(labels) => labels.encode(encoder),
+        }
     }
 }
 
@@ -103,10 +147,12 @@ impl EncodeLabelSet for ConversionLabels {
     }
 }
 
-/// An app's own labels (`namespace`, `pod`, `version`, pod labels), with `code` where it applies.
+/// An app's own labels (`namespace`, `pod`, `version`, pod labels), the experiment cohort it was
+/// told (`forklane_cohort`), with `code` where it applies.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct AppLabels {
     workload: Arc<Workload>,
+    cohort: String,
     code: Option<u16>,
 }
 
@@ -115,6 +161,7 @@ impl EncodeLabelSet for AppLabels {
         let w = &self.workload;
         [("namespace", w.mesh.namespace.as_str()), ("pod", &w.pod), ("version", &w.mesh.version)].encode(encoder)?;
         w.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>().encode(encoder)?;
+        ("forklane_cohort", self.cohort.as_str()).encode(encoder.encode_label())?;
         if let Some(code) = self.code {
             ("code", code.to_string()).encode(encoder.encode_label())?;
         }
@@ -146,8 +193,8 @@ pub struct Recorded {
 
 struct Inner {
     registry: Registry,
-    istio_requests: Family<IstioLabels, Counter>,
-    istio_duration: Family<IstioLabels, Histogram>,
+    istio_requests: Family<IstioSeries, Counter>,
+    istio_duration: Family<IstioSeries, Histogram>,
     conversions: Family<ConversionLabels, Counter>,
     http_requests: Family<AppLabels, Counter>,
     http_duration: Family<AppLabels, Histogram>,
@@ -206,7 +253,8 @@ impl Metrics {
         Metrics(Arc::new(inner))
     }
 
-    /// A request as a mesh proxy reports it.
+    /// A request as a mesh proxy reports it, with the Telemetry tag overrides that apply.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn record_mesh(
         &self,
         reporter: Reporter,
@@ -215,16 +263,19 @@ impl Metrics {
         code: u16,
         flag: ResponseFlag,
         latency: Duration,
+        overrides: &Overrides,
     ) {
         let labels = IstioLabels { reporter, service: service.clone(), destination: destination.cloned(), code, flag };
-        self.0.istio_duration.get_or_create(&labels).observe(latency.as_secs_f64() * 1000.0);
-        self.0.istio_requests.get_or_create(&labels).inc();
+        let duration = IstioSeries::new(labels.clone(), &overrides.duration);
+        self.0.istio_duration.get_or_create(&duration).observe(latency.as_secs_f64() * 1000.0);
+        self.0.istio_requests.get_or_create(&IstioSeries::new(labels, &overrides.requests)).inc();
         if destination.is_none() {
             *self.tally().local_replies.entry(flag.as_str()).or_default() += 1;
         }
     }
 
-    /// A request as the app that answered it reports it.
+    /// A request as the app that answered it reports it, in `cohort` (the experiment's cohort
+    /// header, `none` without it).
     pub(crate) fn record_app(
         &self,
         service: &ServiceKey,
@@ -232,10 +283,11 @@ impl Metrics {
         answer: &AppAnswer,
         mirrored: bool,
         mesh: bool,
+        cohort: &str,
     ) {
         let (code, visit) = (answer.status, answer.visit);
-        let with_code = AppLabels { workload: workload.clone(), code: Some(code) };
-        let without_code = AppLabels { workload: workload.clone(), code: None };
+        let with_code = AppLabels { workload: workload.clone(), cohort: cohort.into(), code: Some(code) };
+        let without_code = AppLabels { workload: workload.clone(), cohort: cohort.into(), code: None };
         self.0.http_requests.get_or_create(&with_code).inc();
         self.0.http_duration.get_or_create(&without_code).observe(answer.latency.as_secs_f64());
         if visit != Visit::NotCounted {

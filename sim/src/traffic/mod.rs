@@ -19,6 +19,7 @@ pub(crate) mod nodeport;
 pub(crate) mod proxy;
 pub(crate) mod request;
 pub(crate) mod snapshot;
+pub(crate) mod telemetry;
 pub(crate) mod view;
 
 pub use dataplane::Dataplane;

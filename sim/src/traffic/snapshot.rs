@@ -1,4 +1,5 @@
-//! What the data plane reads from the cluster: Services, pods and the Istio routing objects,
+//! What the data plane reads from the cluster: Services, pods, the Istio routing objects and
+//! Telemetries,
 //! frozen in an immutable [`Snapshot`] that is compiled once (endpoints, subsets, regexes) so that
 //! routing a request is cheap.
 
@@ -9,6 +10,7 @@ use serde_json::Value;
 
 use super::behaviour::Behaviour;
 use super::mesh::{self, CompiledVirtualService};
+use super::telemetry::{Tag, Telemetries};
 use forklane_core::istio::{DestinationRule, VirtualService};
 
 /// `(namespace, name)` of a Service.
@@ -93,6 +95,8 @@ pub(crate) struct PodEntry {
     pub pod: Pod,
     pub behaviour: Behaviour,
     pub workload: Arc<Workload>,
+    /// Telemetry tag overrides of its sidecar's server-side metrics, least specific first.
+    pub tags: Vec<Arc<Tag>>,
 }
 
 /// Identity of a pod in metrics.
@@ -183,18 +187,32 @@ impl Snapshot {
         self
     }
 
+    /// Applies `telemetry.istio.io` Telemetry objects (as JSON) to the sidecars' metrics of the
+    /// pods they select; see `telemetry.rs` for what is modelled. Ones that do not parse are
+    /// skipped with a warning.
+    pub fn with_telemetry(mut self, telemetries: &[Value]) -> Self {
+        let compiled = Telemetries::compile(telemetries);
+        for p in &mut self.pods {
+            p.tags = compiled.for_pod(&p.pod.namespace, &p.pod.labels);
+        }
+        self
+    }
+
     /// Builds a snapshot from API objects as the store holds them (v1 Services and Pods,
-    /// `networking.istio.io` VirtualServices and DestinationRules). Objects that do not parse are
-    /// skipped with a warning; the mesh is off until [`Snapshot::with_mesh`].
+    /// `networking.istio.io` VirtualServices and DestinationRules, `telemetry.istio.io`
+    /// Telemetries). Objects that do not parse are skipped with a warning; the mesh is off until
+    /// [`Snapshot::with_mesh`].
     pub(crate) fn from_objects(
         services: &[Value],
         pods: &[Value],
         virtual_services: &[Value],
         destination_rules: &[Value],
+        telemetries: &[Value],
     ) -> Self {
         let vs: Vec<VirtualService> = parse_typed(virtual_services);
         let dr: Vec<DestinationRule> = parse_typed(destination_rules);
         Snapshot::new(services.iter().map(service_from).collect(), pods.iter().map(pod_from).collect(), &vs, &dr)
+            .with_telemetry(telemetries)
     }
 
     pub fn service(&self, key: &ServiceKey) -> Option<&ServiceEntry> {
@@ -230,7 +248,7 @@ fn pod_entry(pod: Pod) -> PodEntry {
         .map(|rs| rs.rsplit_once('-').map_or(rs, |(deployment, _hash)| deployment).to_string())
         .unwrap_or_else(|| pod.name.clone());
     let version = pod.labels.get("version").or(pod.version_env.as_ref()).cloned().unwrap_or_else(|| "unknown".into());
-    let reserved = ["namespace", "pod", "version", "code"];
+    let reserved = ["namespace", "pod", "version", "code", "forklane_cohort"];
     let labels = pod
         .labels
         .iter()
@@ -244,7 +262,7 @@ fn pod_entry(pod: Pod) -> PodEntry {
         version,
     };
     let workload = Workload { mesh: Arc::new(mesh), pod: pod.name.clone(), labels };
-    PodEntry { pod, behaviour, workload: Arc::new(workload) }
+    PodEntry { pod, behaviour, workload: Arc::new(workload), tags: Vec::new() }
 }
 
 /// `app.kubernetes.io/name` → `app_kubernetes_io_name`.
@@ -348,7 +366,7 @@ mod tests {
             pod("my-app-7b4874cd75-b", "False", false),
             pod("my-app-7b4874cd75-c", "True", true),
         ];
-        let snap = Snapshot::from_objects(&[service], &pods, &[], &[]);
+        let snap = Snapshot::from_objects(&[service], &pods, &[], &[], &[]);
         let entry = snap.service(&ServiceKey::new("default", "my-app")).unwrap();
         assert_eq!(entry.service.ports[0].node_port, Some(32532));
         assert_eq!(entry.endpoints.len(), 1, "only the ready, non-terminating pod is an endpoint");

@@ -1,7 +1,7 @@
 //! How the data plane reads the cluster: a [`ClusterView`] hands out the current [`Snapshot`]
 //! and tells when it may have changed. The embedded cluster publishes snapshots into a
-//! [`SnapshotFeed`] whenever Services, Pods, VirtualServices or DestinationRules change; tests
-//! use a fixed `Arc<Snapshot>`.
+//! [`SnapshotFeed`] whenever Services, Pods, VirtualServices, DestinationRules or Telemetries
+//! change; tests use a fixed `Arc<Snapshot>`.
 
 use std::future::Future;
 use std::sync::Arc;
