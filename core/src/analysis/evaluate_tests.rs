@@ -48,6 +48,29 @@ impl MetricSource for Table {
             self.0.get(query).copied().ok_or(SourceError::NoData { query: query.into(), why: "empty result".into() });
         Box::pin(async move { answer })
     }
+
+    /// Batches read as the table's value for the query over `[2m5s]`, spread evenly.
+    fn values<'a>(&'a self, query: &'a str, _step: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+        let whole = at_window(query, "2m5s");
+        let answer = self.0.get(&whole).map(|v| vec![v / count as f64; count]);
+        let answer = answer.ok_or(SourceError::NoData { query: query.into(), why: "empty result".into() });
+        Box::pin(async move { answer })
+    }
+}
+
+/// `query` with every range `[...]` replaced by `[window]`.
+fn at_window(query: &str, window: &str) -> String {
+    let mut out = String::new();
+    let mut rest = query;
+    while let (Some(open), Some(close)) = (rest.find('['), rest.find(']')) {
+        out.push_str(&rest[..=open]);
+        out.push_str(window);
+        rest = &rest[close..];
+        out.push(']');
+        rest = &rest[1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The look's deadline in tests that do not exercise it.
@@ -161,10 +184,10 @@ fn builds_the_decision_input_with_directions_margins_and_srm() {
     );
     let m = Measurements {
         metrics: vec![
-            MetricCounts { metric: "conversion".into(), arms: counts(&[("v1", 100.0, 1000.4), ("v2", 180.0, 1010.0)]) },
-            MetricCounts { metric: "error-rate".into(), arms: counts(&[("v1", 4.0, 1000.0), ("v2", 1011.2, 1010.0)]) },
-            MetricCounts { metric: "p99-latency".into(), arms: counts(&[("v1", -0.4, 1000.0), ("v2", 2.0, 1010.0)]) },
-            MetricCounts { metric: "crashes".into(), arms: counts(&[("v1", 1.0, 10.0), ("v2", 1.0, 10.0)]) },
+            MetricCounts { metric: "conversion".into(), arms: counts(&[("v1", 100.0, 1000.4), ("v2", 180.0, 1010.0)]), batches: vec![] },
+            MetricCounts { metric: "error-rate".into(), arms: counts(&[("v1", 4.0, 1000.0), ("v2", 1011.2, 1010.0)]), batches: vec![] },
+            MetricCounts { metric: "p99-latency".into(), arms: counts(&[("v1", -0.4, 1000.0), ("v2", 2.0, 1010.0)]), batches: vec![] },
+            MetricCounts { metric: "crashes".into(), arms: counts(&[("v1", 1.0, 10.0), ("v2", 1.0, 10.0)]), batches: vec![] },
         ],
     };
     let input = decision_input(&exp, &m, &weights(90.0, 10.0)).unwrap();
@@ -194,7 +217,7 @@ fn guardrails_of_unknown_direction_are_refused() {
     let exp = with_metrics("[{name: crashes, role: guardrail, successQuery: a, trialQuery: b}]");
     let mut m = Measurements { metrics: vec![] };
     for name in ["conversion", "error-rate", "crashes"] {
-        m.metrics.push(MetricCounts { metric: name.into(), arms: counts(&[("v1", 1.0, 10.0), ("v2", 1.0, 10.0)]) });
+        m.metrics.push(MetricCounts { metric: name.into(), arms: counts(&[("v1", 1.0, 10.0), ("v2", 1.0, 10.0)]), batches: vec![] });
     }
     assert_eq!(decision_input(&exp, &m, &weights(50.0, 50.0)), Err(ConfigError::Direction("crashes".into())));
 }
@@ -207,6 +230,7 @@ fn guardrails_alone_make_a_gate_whose_srm_units_are_the_first_guardrails_trials(
         metrics: vec![MetricCounts {
             metric: "error-rate".into(),
             arms: counts(&[("v1", 4.0, 1000.0), ("v2", 3.0, 990.0)]),
+            batches: vec![],
         }],
     };
     let input = decision_input(&exp, &m, &weights(50.0, 50.0)).unwrap();
@@ -268,6 +292,13 @@ impl MetricSource for Slow {
             Ok(1.0)
         })
     }
+
+    fn values<'a>(&'a self, _query: &'a str, _step: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            Ok(vec![1.0; count])
+        })
+    }
 }
 
 #[tokio::test]
@@ -317,6 +348,10 @@ async fn the_first_failure_in_spec_order_is_the_error_whichever_answers_first() 
                 }
                 Err(SourceError::NoData { query: query.into(), why: "empty result".into() })
             })
+        }
+
+        fn values<'a>(&'a self, query: &'a str, _: Duration, _: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+            Box::pin(async move { Err(self.value(query).await.unwrap_err()) })
         }
     }
     let err = measure(&experiment(), Routing::Istio, Duration::from_secs(60), &Staggered, LIMIT).await.unwrap_err();

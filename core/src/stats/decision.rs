@@ -67,6 +67,19 @@ impl Observation {
 pub struct ArmObservation {
     pub arm: String,
     pub value: Observation,
+    /// Per-interval increments (oldest first, the same boundaries for every arm of a metric):
+    /// with at least 4 in both arms of a pair, the difference and its variance are computed
+    /// by batch (see `stats::batches`), which keeps them valid under drift and clustering.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<Batch>,
+}
+
+/// One batch of a proportion metric: successes and trials within one interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Batch {
+    pub successes: u64,
+    pub trials: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -479,6 +492,15 @@ fn validate<'a>(input: &'a DecisionInput, config: &DecisionConfig) -> Result<Vec
         for a in &m.arms {
             compare::check_observation(&a.value)
                 .map_err(|e| super::StatsError::InvalidInput(format!("`{}` arm `{}`: {e}", m.name, a.arm)))?;
+            if !a.batches.is_empty() && !matches!(a.value, Observation::Proportion { .. }) {
+                return invalid(format!("`{}` arm `{}`: batches are for proportions only", m.name, a.arm));
+            }
+            if let Some((i, b)) = a.batches.iter().enumerate().find(|(_, b)| b.successes > b.trials) {
+                return invalid(format!(
+                    "`{}` arm `{}`: batches[{i}] has {} successes out of {} trials",
+                    m.name, a.arm, b.successes, b.trials
+                ));
+            }
         }
     }
     let mut ordered = vec![input.control.as_str()];

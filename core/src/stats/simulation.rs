@@ -64,6 +64,7 @@ fn two_arm_input(c: (u64, u64), t: (u64, u64)) -> DecisionInput {
     let arm = |name: &str, (x, n): (u64, u64)| ArmObservation {
         arm: name.into(),
         value: Observation::Proportion { successes: x, trials: n },
+        batches: vec![],
     };
     DecisionInput {
         control: "control".into(),
@@ -241,6 +242,7 @@ pub fn synthetic_input(arms: usize, metrics: usize, seed: u64) -> DecisionInput 
                 } else {
                     Observation::Mean { mean: 0.2 + 0.01 * rng.random::<f64>(), variance: 0.01, n: 50_000 }
                 },
+                batches: vec![],
             })
             .collect(),
     };
