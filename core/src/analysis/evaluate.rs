@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::api::Routing;
-use crate::api::{Analysis, Direction, Experiment, Method, Metric, Role};
+use crate::api::{Analysis, Direction, Experiment, Method, Metric, Role, Strategy};
 use crate::stats::decision::{self as stats, DecisionConfig, DecisionInput};
 
 use super::builtins::{self, QueryPair};
@@ -264,6 +264,20 @@ pub fn decision_config(analysis: &Analysis) -> DecisionConfig {
         planned_samples_per_arm: analysis.horizon.as_ref().map(|h| h.samples_per_arm.max(1) as u64),
         ..defaults
     }
+}
+
+/// The configuration of one look at `exp`: [`decision_config`], except that a canary shares α
+/// and srmAlpha evenly among its analysis steps. Each step is a test of its own data, and the
+/// canary rolls back if any one step does: at α/K and srmAlpha/K for K analysed steps, a false
+/// rollback over the whole canary stays ≤ α + srmAlpha (Bonferroni, whatever the steps'
+/// dependence). A false promotion needs every step's gate to pass wrongly, which is ≤ α/K.
+pub fn look_config(exp: &Experiment) -> Result<DecisionConfig, ConfigError> {
+    let config = decision_config(analysis(exp)?);
+    let steps = match &exp.spec.strategy {
+        Strategy::Canary(c) => c.steps.iter().filter(|s| s.analysis.is_some()).count().max(1),
+        _ => 1,
+    };
+    Ok(DecisionConfig { alpha: config.alpha / steps as f64, srm_alpha: config.srm_alpha / steps as f64, ..config })
 }
 
 #[cfg(test)]

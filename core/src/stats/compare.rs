@@ -237,12 +237,14 @@ pub(crate) fn guardrail(pair: &Pair, g: &Guardrail, config: &DecisionConfig) -> 
     Ok(c)
 }
 
-/// Holm across the goal's arms and across all guardrail rollback tests, then verdicts.
+/// Holm across the goal's arms (at α) and across all guardrail rollback tests (at `harm_alpha`),
+/// then verdicts.
 pub(crate) fn adjust(
     goal: &mut [Comparison],
     guard: &mut [Comparison],
     config: &DecisionConfig,
     direction: Direction,
+    harm_alpha: f64,
 ) -> Result<()> {
     let a = config.alpha;
     if config.method == Method::Bayesian {
@@ -272,7 +274,7 @@ pub(crate) fn adjust(
     let raw: Vec<f64> = guard.iter().map(|c| c.adjusted_p_value.unwrap_or(1.0)).collect();
     for (c, adj) in guard.iter_mut().zip(multiple::holm(&raw)?) {
         c.adjusted_p_value = Some(adj);
-        c.verdict = if adj <= a {
+        c.verdict = if adj <= harm_alpha {
             Verdict::Inferior
         } else if c.p_value.is_some_and(|p| p <= a) {
             Verdict::NonInferior
