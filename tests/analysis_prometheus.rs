@@ -110,7 +110,7 @@ fn exposition(series: &[Series], zero: bool) -> String {
 struct Totals(Vec<Series>);
 
 impl CounterStore for Totals {
-    fn increase(&self, metric: &str, matchers: &[Matcher], _window: Duration) -> Option<f64> {
+    fn increase(&self, metric: &str, matchers: &[Matcher], _window: Duration, _ago: Duration) -> Option<f64> {
         let value = |labels: &[(&str, String)], name: &str| {
             labels.iter().find(|(k, _)| *k == name).map_or(String::new(), |(_, v)| v.clone())
         };

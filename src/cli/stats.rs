@@ -105,7 +105,7 @@ fn parse_arm(spec: &str, kind: MetricKind) -> Result<ArmObservation, String> {
         },
         _ => return Err(bad()),
     };
-    Ok(ArmObservation { arm: name.trim().to_string(), value })
+    Ok(ArmObservation { arm: name.trim().to_string(), value, batches: vec![] })
 }
 
 fn compare(args: &CompareArgs) -> ExitCode {

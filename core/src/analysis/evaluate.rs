@@ -10,12 +10,12 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::api::Routing;
-use crate::api::{Analysis, Direction, Experiment, Method, Metric, Role};
+use crate::api::{Analysis, Direction, Experiment, Method, Metric, Role, Strategy};
 use crate::stats::decision::{self as stats, DecisionConfig, DecisionInput};
 
 use super::builtins::{self, QueryPair};
 use super::error::{AnalysisError, ConfigError};
-use super::source::{Counts, MetricSource, SourceError};
+use super::source::{Counts, MetricSource, SourceError, combine};
 use super::template::{self, Cohorts, Context};
 
 /// The rendered queries of one metric, per arm in `spec.arms` order.
@@ -38,6 +38,23 @@ pub struct Measurements {
 pub struct MetricCounts {
     pub metric: String,
     pub arms: Vec<(String, Counts)>,
+    /// Per arm (in `arms` order), the counts of each analysis interval, oldest first, with the same
+    /// boundaries for every arm. Empty when the look spans too few intervals ([`batch_plan`]), or
+    /// when a success query that has data in total has none in some interval: its batches
+    /// cannot be told apart, and the metric is analysed on its totals alone.
+    pub batches: Vec<Vec<Counts>>,
+}
+
+/// At most this many batches per look: enough degrees of freedom for the batch-means variance,
+/// few enough that each batch holds many units.
+const MAX_BATCHES: u64 = 16;
+
+/// Number and length of a look's batches: B = min(16, whole analysis intervals since the
+/// start) batches of since_start / B (whole seconds), the last one ending now. `None` below 2.
+pub(crate) fn batch_plan(since_start: Duration, interval: Duration) -> Option<(usize, Duration)> {
+    let intervals = since_start.as_secs() / interval.as_secs().max(1);
+    let count = intervals.min(MAX_BATCHES);
+    (count >= 2).then(|| (count as usize, Duration::from_secs(since_start.as_secs() / count)))
 }
 
 fn analysis(exp: &Experiment) -> Result<&Analysis, ConfigError> {
@@ -119,8 +136,9 @@ async fn read_assignment(
     units.collect::<Result<_, _>>().map(Some)
 }
 
-/// Reads every metric for every arm from `source`, all at once; a read that has not answered
-/// within `limit` fails with [`SourceError::Deadline`]. The first failure in spec order is the error.
+/// Reads every metric for every arm from `source`, all at once, with its per-interval batches
+/// ([`batch_plan`]: one `values` read per query); a read that has not answered within `limit`
+/// fails with [`SourceError::Deadline`]. The first failure in spec order is the error.
 pub async fn measure(
     exp: &Experiment,
     mode: Routing,
@@ -130,23 +148,78 @@ pub async fn measure(
 ) -> Result<Measurements, AnalysisError> {
     let queries = queries(exp, mode, since_start)?;
     let assignment_queries = assignment_queries(exp, mode, since_start)?;
-    let deadline = tokio::time::Instant::now() + limit;
-    let read = |pair| async move {
-        tokio::time::timeout_at(deadline, source.counts(pair)).await.unwrap_or(Err(SourceError::Deadline(limit)))
+    let plan = batch_plan(since_start, analysis(exp)?.interval());
+    let batch_queries = match plan {
+        Some((_, length)) => self::queries(exp, mode, length)?,
+        None => Vec::new(),
     };
-    let counts = join_all(queries.iter().map(|mq| join_all(mq.arms.iter().map(|(_, pair)| read(pair)))));
-    let units = read_assignment(assignment_queries, source, deadline, limit);
-    let (counts, units) = futures::join!(counts, units);
+    let deadline = tokio::time::Instant::now() + limit;
+    let read = |pair| within(deadline, limit, source.counts(pair));
+    let read_batches = |pair| {
+        let (count, length) = plan.unwrap_or_default();
+        within(deadline, limit, batch_counts(source, pair, length, count))
+    };
+    let (counts, batches, units) = futures::join!(
+        join_all(queries.iter().map(|mq| join_all(mq.arms.iter().map(|(_, pair)| read(pair))))),
+        join_all(batch_queries.iter().map(|mq| join_all(mq.arms.iter().map(|(_, pair)| read_batches(pair))))),
+        read_assignment(assignment_queries, source, deadline, limit)
+    );
+    let mut batches = batches.into_iter();
     let mut metrics = Vec::with_capacity(queries.len());
     for (mq, counts) in queries.into_iter().zip(counts) {
         let mut arms = Vec::with_capacity(mq.arms.len());
+        let mut batches_of = batches.next().unwrap_or_default().into_iter();
+        let mut per_arm = Vec::with_capacity(mq.arms.len());
         for ((arm, _), read) in mq.arms.into_iter().zip(counts) {
             let counts = read.map_err(|error| AnalysisError::reading(&mq.metric, &arm, error))?;
+            if let Some(batch_read) = batches_of.next() {
+                let (split, no_successes) =
+                    batch_read.map_err(|error| AnalysisError::reading(&mq.metric, &arm, error))?;
+                // Successes in total but in no interval's answer: the split is unknown.
+                per_arm.push((!no_successes || counts.successes == 0.0).then_some(split));
+            }
             arms.push((arm, counts));
         }
-        metrics.push(MetricCounts { metric: mq.metric, arms });
+        let batches = per_arm.into_iter().collect::<Option<Vec<_>>>().unwrap_or_default();
+        metrics.push(MetricCounts { metric: mq.metric, arms, batches });
     }
     Ok(Measurements { metrics, assignment: units? })
+}
+
+async fn within<T>(
+    deadline: tokio::time::Instant,
+    limit: Duration,
+    read: impl std::future::Future<Output = Result<T, SourceError>>,
+) -> Result<T, SourceError> {
+    tokio::time::timeout_at(deadline, read).await.unwrap_or(Err(SourceError::Deadline(limit)))
+}
+
+/// One arm's per-batch counts: `count` values of the trial and success queries, `length` apart.
+/// A success query without data (in some interval: the source cannot say which) reads as zero
+/// successes in every interval, flagged `true` for [`measure`] to check against the totals.
+async fn batch_counts(
+    source: &dyn MetricSource,
+    pair: &QueryPair,
+    length: Duration,
+    count: usize,
+) -> Result<(Vec<Counts>, bool), SourceError> {
+    let (trials, successes) =
+        futures::join!(source.values(&pair.trial, length, count), source.values(&pair.success, length, count));
+    let trials = trials?;
+    let (successes, missing) = match successes {
+        Err(SourceError::NoData { .. }) => (vec![0.0; trials.len()], true),
+        other => (other?, false),
+    };
+    for (query, values) in [(&pair.trial, &trials), (&pair.success, &successes)] {
+        if values.len() != count {
+            return Err(SourceError::Query {
+                query: query.clone(),
+                message: format!("returned {} values for {count} intervals", values.len()),
+            });
+        }
+    }
+    let split = trials.into_iter().zip(successes).map(|(t, s)| combine(pair, Ok(t), Ok(s))).collect::<Result<_, _>>()?;
+    Ok((split, missing))
 }
 
 /// Whether larger values of a metric are better.
@@ -164,10 +237,19 @@ fn direction(metric: &Metric) -> Result<stats::Direction, ConfigError> {
 
 /// Rounds extrapolated counts to whole ones; successes are clamped into [0, trials]
 /// because two `increase()`s (or `_count − _bucket`) extrapolate independently.
-fn observation(c: &Counts) -> stats::Observation {
+fn whole(c: &Counts) -> (u64, u64) {
     let trials = c.trials.round().max(0.0) as u64;
-    let successes = (c.successes.round().max(0.0) as u64).min(trials);
+    ((c.successes.round().max(0.0) as u64).min(trials), trials)
+}
+
+fn observation(c: &Counts) -> stats::Observation {
+    let (successes, trials) = whole(c);
     stats::Observation::Proportion { successes, trials }
+}
+
+fn batch(c: &Counts) -> stats::Batch {
+    let (successes, trials) = whole(c);
+    stats::Batch { successes, trials }
 }
 
 /// The statistics engine's input from the counts `measure` read for the same experiment.
@@ -188,7 +270,12 @@ pub fn decision_input(
         let arms = counts
             .arms
             .iter()
-            .map(|(arm, c)| stats::ArmObservation { arm: arm.clone(), value: observation(c) })
+            .enumerate()
+            .map(|(i, (arm, c))| stats::ArmObservation {
+                arm: arm.clone(),
+                value: observation(c),
+                batches: counts.batches.get(i).map_or(Vec::new(), |b| b.iter().map(batch).collect()),
+            })
             .collect();
         let metric = stats::Metric { name: spec.name.clone(), direction: direction(spec)?, arms };
         match spec.role {
@@ -237,6 +324,20 @@ pub fn decision_config(analysis: &Analysis) -> DecisionConfig {
         planned_samples_per_arm: analysis.horizon.as_ref().map(|h| h.samples_per_arm.max(1) as u64),
         ..defaults
     }
+}
+
+/// The configuration of one look at `exp`: [`decision_config`], except that a canary shares α
+/// and srmAlpha evenly among its analysis steps. Each step is a test of its own data, and the
+/// canary rolls back if any one step does: at α/K and srmAlpha/K for K analysed steps, a false
+/// rollback over the whole canary stays ≤ α + srmAlpha (Bonferroni, whatever the steps'
+/// dependence). A false promotion needs every step's gate to pass wrongly, which is ≤ α/K.
+pub fn look_config(exp: &Experiment) -> Result<DecisionConfig, ConfigError> {
+    let config = decision_config(analysis(exp)?);
+    let steps = match &exp.spec.strategy {
+        Strategy::Canary(c) => c.steps.iter().filter(|s| s.analysis.is_some()).count().max(1),
+        _ => 1,
+    };
+    Ok(DecisionConfig { alpha: config.alpha / steps as f64, srm_alpha: config.srm_alpha / steps as f64, ..config })
 }
 
 #[cfg(test)]

@@ -48,6 +48,29 @@ impl MetricSource for Table {
             self.0.get(query).copied().ok_or(SourceError::NoData { query: query.into(), why: "empty result".into() });
         Box::pin(async move { answer })
     }
+
+    /// Batches read as the table's value for the query over `[2m5s]`, spread evenly.
+    fn values<'a>(&'a self, query: &'a str, _step: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+        let whole = at_window(query, "2m5s");
+        let answer = self.0.get(&whole).map(|v| vec![v / count as f64; count]);
+        let answer = answer.ok_or(SourceError::NoData { query: query.into(), why: "empty result".into() });
+        Box::pin(async move { answer })
+    }
+}
+
+/// `query` with every range `[...]` replaced by `[window]`.
+fn at_window(query: &str, window: &str) -> String {
+    let mut out = String::new();
+    let mut rest = query;
+    while let (Some(open), Some(close)) = (rest.find('['), rest.find(']')) {
+        out.push_str(&rest[..=open]);
+        out.push_str(window);
+        rest = &rest[close..];
+        out.push(']');
+        rest = &rest[1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The look's deadline in tests that do not exercise it.
@@ -170,10 +193,10 @@ fn builds_the_decision_input_with_directions_margins_and_srm() {
     );
     let m = Measurements {
         metrics: vec![
-            MetricCounts { metric: "conversion".into(), arms: counts(&[("v1", 100.0, 1000.4), ("v2", 180.0, 1010.0)]) },
-            MetricCounts { metric: "error-rate".into(), arms: counts(&[("v1", 4.0, 1000.0), ("v2", 1011.2, 1010.0)]) },
-            MetricCounts { metric: "p99-latency".into(), arms: counts(&[("v1", -0.4, 1000.0), ("v2", 2.0, 1010.0)]) },
-            MetricCounts { metric: "crashes".into(), arms: counts(&[("v1", 1.0, 10.0), ("v2", 1.0, 10.0)]) },
+            MetricCounts { metric: "conversion".into(), arms: counts(&[("v1", 100.0, 1000.4), ("v2", 180.0, 1010.0)]), batches: vec![] },
+            MetricCounts { metric: "error-rate".into(), arms: counts(&[("v1", 4.0, 1000.0), ("v2", 1011.2, 1010.0)]), batches: vec![] },
+            MetricCounts { metric: "p99-latency".into(), arms: counts(&[("v1", -0.4, 1000.0), ("v2", 2.0, 1010.0)]), batches: vec![] },
+            MetricCounts { metric: "crashes".into(), arms: counts(&[("v1", 1.0, 10.0), ("v2", 1.0, 10.0)]), batches: vec![] },
         ],
         assignment: None,
     };
@@ -204,7 +227,7 @@ fn guardrails_of_unknown_direction_are_refused() {
     let exp = with_metrics("[{name: crashes, role: guardrail, successQuery: a, trialQuery: b}]");
     let mut m = Measurements { metrics: vec![], assignment: None };
     for name in ["conversion", "error-rate", "crashes"] {
-        m.metrics.push(MetricCounts { metric: name.into(), arms: counts(&[("v1", 1.0, 10.0), ("v2", 1.0, 10.0)]) });
+        m.metrics.push(MetricCounts { metric: name.into(), arms: counts(&[("v1", 1.0, 10.0), ("v2", 1.0, 10.0)]), batches: vec![] });
     }
     assert_eq!(decision_input(&exp, &m, &weights(50.0, 50.0)), Err(ConfigError::Direction("crashes".into())));
 }
@@ -217,6 +240,7 @@ fn guardrails_alone_make_a_gate_whose_srm_units_are_the_first_guardrails_trials(
         metrics: vec![MetricCounts {
             metric: "error-rate".into(),
             arms: counts(&[("v1", 4.0, 1000.0), ("v2", 3.0, 990.0)]),
+            batches: vec![],
         }],
         assignment: None,
     };
@@ -311,6 +335,13 @@ impl MetricSource for Slow {
             Ok(1.0)
         })
     }
+
+    fn values<'a>(&'a self, _query: &'a str, _step: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            Ok(vec![1.0; count])
+        })
+    }
 }
 
 #[tokio::test]
@@ -361,10 +392,104 @@ async fn the_first_failure_in_spec_order_is_the_error_whichever_answers_first() 
                 Err(SourceError::NoData { query: query.into(), why: "empty result".into() })
             })
         }
+
+        fn values<'a>(&'a self, query: &'a str, _: Duration, _: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+            Box::pin(async move { Err(self.value(query).await.unwrap_err()) })
+        }
     }
     let err = measure(&experiment(), Routing::Istio, Duration::from_secs(60), &Staggered, LIMIT).await.unwrap_err();
     assert!(
         matches!(&err, AnalysisError::Unavailable { metric, arm, .. } if metric == "conversion" && arm == "v1"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_canary_shares_alpha_and_srm_alpha_among_its_analysis_steps() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/canary.yaml")).unwrap();
+    let mut canary: Experiment = serde_yaml_ng::from_str(&text).unwrap();
+    let one = look_config(&canary).unwrap();
+    assert_eq!((one.alpha, one.srm_alpha), (0.05, 0.001));
+    let Strategy::Canary(c) = &mut canary.spec.strategy else { panic!("a canary") };
+    let analysis_step = c.steps.iter().find(|s| s.analysis.is_some()).unwrap().clone();
+    c.steps.extend([analysis_step.clone(), analysis_step.clone(), analysis_step]);
+    let four = look_config(&canary).unwrap();
+    assert_eq!((four.alpha, four.srm_alpha), (0.05 / 4.0, 0.001 / 4.0));
+    assert_eq!(DecisionConfig { alpha: 0.05, srm_alpha: 0.001, ..four }, one);
+    // An A/B test is one analysis: the whole α.
+    assert_eq!(look_config(&experiment()).unwrap(), decision_config(experiment().spec.analysis.as_ref().unwrap()));
+}
+
+#[test]
+fn batches_cover_whole_intervals_up_to_sixteen() {
+    let minute = Duration::from_secs(60);
+    assert_eq!(batch_plan(Duration::from_secs(119), minute), None);
+    assert_eq!(batch_plan(Duration::from_secs(125), minute), Some((2, Duration::from_secs(62))));
+    assert_eq!(batch_plan(Duration::from_secs(600), minute), Some((10, minute)));
+    assert_eq!(batch_plan(Duration::from_secs(3600), minute), Some((16, Duration::from_secs(225))));
+}
+
+/// Answers batch reads with a fixed split per arm and query kind; counts come from `full_table`.
+struct Split {
+    counts: Table,
+    fail_v2_batches: bool,
+    asked: std::sync::Mutex<Vec<(String, Duration, usize)>>,
+}
+
+impl MetricSource for Split {
+    fn value<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<f64, SourceError>> {
+        self.counts.value(query)
+    }
+
+    fn values<'a>(&'a self, query: &'a str, step: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+        self.asked.lock().unwrap().push((query.to_string(), step, count));
+        let v2 = query.contains("v2.0.0");
+        let answer = if v2 && self.fail_v2_batches {
+            Err(SourceError::Query { query: query.into(), message: "boom".into() })
+        } else if query.contains("orders") {
+            Ok((0..count).map(|i| i as f64 + if v2 { 10.0 } else { 5.0 }).collect())
+        } else if query.contains("5..") {
+            // No error series in any interval.
+            Err(SourceError::NoData { query: query.into(), why: "empty result".into() })
+        } else {
+            Ok(vec![100.0; count])
+        };
+        Box::pin(std::future::ready(answer))
+    }
+}
+
+fn split(fail_v2_batches: bool) -> Split {
+    Split { counts: full_table(), fail_v2_batches, asked: Default::default() }
+}
+
+#[test]
+fn a_look_reads_per_interval_batches_with_the_batch_window() {
+    // The table's counts are keyed by a 2m5s window: this look spans 10m, 10 intervals of 1m.
+    let table = Table(full_table().0.into_iter().map(|(q, v)| (at_window(&q, "10m"), v)).collect());
+    let source = Split { counts: table, ..split(false) };
+    let m = run(measure(&experiment(), Routing::Istio, Duration::from_secs(600), &source, LIMIT)).unwrap();
+    let asked = source.asked.lock().unwrap();
+    assert_eq!(asked.len(), 8, "trial and success × 2 metrics × 2 arms");
+    assert!(asked.iter().all(|(q, step, count)| q.contains("[1m]") && *step == Duration::from_secs(60) && *count == 10));
+    let conversion = &m.metrics[0];
+    assert_eq!(conversion.batches.len(), 2);
+    assert_eq!(conversion.batches[1][3], Counts { successes: 13.0, trials: 100.0 });
+    assert_eq!(conversion.batches[0].len(), 10);
+    // The error series has data in total (40 and 30 errors) but none per interval: no batches.
+    assert!(m.metrics[1].batches.is_empty());
+    let input = decision_input(&experiment(), &m, &weights(50.0, 50.0)).unwrap();
+    let goal = input.goal.unwrap();
+    assert_eq!(goal.arms[0].batches[9], stats::Batch { successes: 14, trials: 100 });
+    assert!(input.guardrails[0].metric.arms.iter().all(|a| a.batches.is_empty()));
+}
+
+#[test]
+fn a_failing_batch_read_fails_the_look_like_a_failing_count_read() {
+    let table = Table(full_table().0.into_iter().map(|(q, v)| (at_window(&q, "10m"), v)).collect());
+    let source = Split { counts: table, ..split(true) };
+    let err = run(measure(&experiment(), Routing::Istio, Duration::from_secs(600), &source, LIMIT)).unwrap_err();
+    assert!(
+        matches!(&err, AnalysisError::Unavailable { metric, arm, error: SourceError::Query { .. } } if metric == "conversion" && arm == "v2"),
+        "{err:?}"
     );
 }

@@ -11,6 +11,8 @@ pub mod template;
 
 pub use builtins::QueryPair;
 pub use error::{AnalysisError, ConfigError};
-pub use evaluate::{Measurements, assignment_queries, decision_config, decision_input, measure, queries};
+pub use evaluate::{
+    Measurements, assignment_queries, decision_config, decision_input, look_config, measure, queries,
+};
 pub use prometheus::PrometheusSource;
 pub use source::{Counts, MetricSource, SourceError};

@@ -1,10 +1,11 @@
-//! The Prometheus metric source: instant queries at "now" (whole seconds) through
-//! prometheus-http-query.
+//! The Prometheus metric source: instant queries at "now" (whole seconds), and range queries
+//! ending now for per-interval batches, through prometheus-http-query.
 
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
-use prometheus_http_query::{Client, Error, response::Data};
+use prometheus_http_query::{Client, Error, response::Data, response::PromqlResult};
 
 use super::builtins::QueryPair;
 use super::error::ConfigError;
@@ -32,25 +33,32 @@ impl PrometheusSource {
         Self { timeout, ..self }
     }
 
-    /// Evaluates `query` at `at` (Unix seconds, the API's resolution).
-    async fn query(&self, query: &str, at: i64) -> Result<f64, SourceError> {
+    /// Sends one request (instant or range query) with the source's timeout and maps its errors.
+    async fn send(
+        &self,
+        query: &str,
+        request: impl Future<Output = Result<PromqlResult, Error>>,
+    ) -> Result<PromqlResult, SourceError> {
         let unreachable = |message: String| SourceError::Unreachable { source_name: self.address.clone(), message };
-        // POST: rendered queries can outgrow what proxies accept in a URL.
-        let answer = tokio::time::timeout(self.timeout, self.client.query(query).at(at).post())
+        let answer = tokio::time::timeout(self.timeout, request)
             .await
             .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?;
-        let result = match answer {
-            Ok(result) => result,
+        match answer {
+            Ok(result) => Ok(result),
             // bad_data: Prometheus cannot parse the query (HTTP 400); other errors (timeouts,
             // execution, 5xx) may pass.
             Err(Error::Prometheus(e)) if e.is_bad_data() => {
-                return Err(SourceError::Rejected { query: query.into(), message: e.to_string() });
+                Err(SourceError::Rejected { query: query.into(), message: e.to_string() })
             }
-            Err(Error::Prometheus(e)) => {
-                return Err(SourceError::Query { query: query.into(), message: e.to_string() });
-            }
-            Err(e) => return Err(unreachable(chain(&e))),
-        };
+            Err(Error::Prometheus(e)) => Err(SourceError::Query { query: query.into(), message: e.to_string() }),
+            Err(e) => Err(unreachable(chain(&e))),
+        }
+    }
+
+    /// Evaluates `query` at `at` (Unix seconds, the API's resolution).
+    async fn query(&self, query: &str, at: i64) -> Result<f64, SourceError> {
+        // POST: rendered queries can outgrow what proxies accept in a URL.
+        let result = self.send(query, self.client.query(query).at(at).post()).await?;
         let value = match result.data() {
             Data::Scalar(sample) => sample.value(),
             Data::Vector(v) if v.is_empty() => return Err(no_data(query, "empty result")),
@@ -69,6 +77,43 @@ impl PrometheusSource {
             }
         };
         if value.is_nan() { Err(no_data(query, "NaN")) } else { Ok(value) }
+    }
+
+    /// Evaluates `query` at `count` instants `step` apart ending at `end` (Unix seconds), in one
+    /// range query.
+    async fn range(&self, query: &str, step: Duration, count: usize, end: i64) -> Result<Vec<f64>, SourceError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let step = step.as_secs().max(1) as i64;
+        let start = end - (count as i64 - 1) * step;
+        let result = self.send(query, self.client.query_range(query, start, end, step as f64).post()).await?;
+        let samples = match result.data() {
+            Data::Matrix(m) if m.is_empty() => return Err(no_data(query, "empty result")),
+            Data::Matrix(m) if m.len() == 1 => m[0].samples(),
+            Data::Matrix(m) => {
+                return Err(SourceError::Rejected {
+                    query: query.into(),
+                    message: format!("returned {} series; aggregate it to one, e.g. with sum()", m.len()),
+                });
+            }
+            _ => {
+                return Err(SourceError::Rejected {
+                    query: query.into(),
+                    message: "a range query returned no matrix".into(),
+                });
+            }
+        };
+        (0..count as i64)
+            .map(|i| {
+                let at = (start + i * step) as f64;
+                match samples.iter().find(|s| s.timestamp() == at).map(|s| s.value()) {
+                    Some(v) if !v.is_nan() => Ok(v),
+                    Some(_) => Err(no_data(query, &format!("NaN at {at}"))),
+                    None => Err(no_data(query, &format!("no point at {at}"))),
+                }
+            })
+            .collect()
     }
 }
 
@@ -96,6 +141,10 @@ fn unix_now() -> i64 {
 impl MetricSource for PrometheusSource {
     fn value<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<f64, SourceError>> {
         Box::pin(self.query(query, unix_now()))
+    }
+
+    fn values<'a>(&'a self, query: &'a str, step: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+        Box::pin(self.range(query, step, count, unix_now()))
     }
 
     /// Both queries at one instant: `increase()` extrapolates to the end of its window, so

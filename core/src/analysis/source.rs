@@ -38,6 +38,11 @@ pub trait MetricSource: Send + Sync {
     /// The single value of `query` evaluated now. An empty result, or NaN, is `NoData`.
     fn value<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<f64, SourceError>>;
 
+    /// The values of `query` at `count` instants `step` apart, the last one now, oldest first:
+    /// per-interval batches when the query's window is `step`. A missing or NaN point is
+    /// `NoData`, as for [`value`](Self::value).
+    fn values<'a>(&'a self, query: &'a str, step: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>>;
+
     /// Successes and trials of one arm, by [`combine`]. A source whose answers depend on
     /// the evaluation time should evaluate both queries at one instant.
     fn counts<'a>(&'a self, pair: &'a QueryPair) -> BoxFuture<'a, Result<Counts, SourceError>> {
@@ -89,6 +94,10 @@ mod tests {
                 .cloned()
                 .unwrap_or(Err(SourceError::NoData { query: query.into(), why: "empty vector".into() }));
             Box::pin(async move { answer })
+        }
+
+        fn values<'a>(&'a self, query: &'a str, _: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+            Box::pin(async move { Ok(vec![self.value(query).await?; count]) })
         }
     }
 

@@ -18,6 +18,10 @@ impl MetricSource for Answer {
     fn value<'a>(&'a self, _query: &'a str) -> BoxFuture<'a, Result<f64, SourceError>> {
         Box::pin(std::future::ready(self.0.clone()))
     }
+
+    fn values<'a>(&'a self, _query: &'a str, _step: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+        Box::pin(std::future::ready(self.0.clone().map(|v| vec![v; count])))
+    }
 }
 
 fn decide_with(analyst: &SourceAnalyst, exp: &Experiment) -> Result<(), AnalysisError> {

@@ -8,7 +8,7 @@ use super::decision::{
 };
 use super::sequential::{self, Difference};
 use super::welch::{self, Summary};
-use super::{Alternative, Result, invalid, multiple, normal, proportions};
+use super::{Alternative, Result, batches, invalid, multiple, noninferiority, normal, proportions};
 
 /// Rejects observations no experiment can produce.
 pub(crate) fn check_observation(obs: &Observation) -> std::result::Result<(), String> {
@@ -34,15 +34,18 @@ pub(crate) struct Pair {
     pub diff: Difference,
     /// Units behind the difference (both arms), for tuning τ².
     units: f64,
+    /// How much the batches widen the variance over the iid one (≥ 1; 1 without batches).
+    inflation: f64,
 }
 
 impl Pair {
     /// `None` when the difference has no variance yet (means with constant values).
     pub(crate) fn new(metric: &Metric, control: &str, arm: &str) -> Result<Option<Self>> {
-        let find = |name: &str| metric.arms.iter().find(|a| a.arm == name).map(|a| a.value);
-        let (Some(c), Some(t)) = (find(control), find(arm)) else {
+        let find = |name: &str| metric.arms.iter().find(|a| a.arm == name);
+        let (Some(control_obs), Some(arm_obs)) = (find(control), find(arm)) else {
             return invalid(format!("`{}` lacks arm `{control}` or `{arm}`", metric.name));
         };
+        let (c, t) = (control_obs.value, arm_obs.value);
         let (cv, tv, variance) = match (c, t) {
             (
                 Observation::Proportion { successes: xc, trials: nc },
@@ -65,6 +68,11 @@ impl Pair {
         if variance <= 0.0 {
             return Ok(None);
         }
+        // With batches: the stratified estimate, and a variance never below the iid one.
+        let (estimate, variance, inflation) = match batches::mantel_haenszel(&control_obs.batches, &arm_obs.batches) {
+            Some(s) => (s.estimate, s.variance.max(variance), (s.variance / variance).max(1.0)),
+            None => (tv - cv, variance, 1.0),
+        };
         let units = c.samples() as f64 + t.samples() as f64;
         Ok(Some(Self {
             arm: arm.to_string(),
@@ -72,8 +80,9 @@ impl Pair {
             treatment: t,
             control_value: cv,
             arm_value: tv,
-            diff: Difference { estimate: tv - cv, variance },
+            diff: Difference { estimate, variance },
             units,
+            inflation,
         }))
     }
 
@@ -82,8 +91,27 @@ impl Pair {
     }
 
     fn tau2(&self, config: &DecisionConfig) -> f64 {
+        self.tau2_for(config, self.diff.variance)
+    }
+
+    /// τ² for a test of the same difference with another variance (the null-restricted one).
+    fn tau2_for(&self, config: &DecisionConfig, variance: f64) -> f64 {
         let planned = config.planned_samples_per_arm.unwrap_or(DEFAULT_PLANNED_SAMPLES_PER_ARM) as f64;
-        sequential::tau2_from_planned(config.alpha, 2.0 * planned, self.units, self.diff.variance)
+        sequential::tau2_from_planned(config.alpha, 2.0 * planned, self.units, variance)
+    }
+
+    /// Variance for the non-inferiority test of H0 harm ≥ margin, i.e. treatment − control =
+    /// `boundary`: for proportions the Farrington–Manning variance at the restricted MLE, times
+    /// the batch inflation; for means (and margins no rates can meet) the pair's own variance.
+    fn null_variance(&self, boundary: f64) -> f64 {
+        match (self.treatment, self.control) {
+            (
+                Observation::Proportion { successes: xt, trials: nt },
+                Observation::Proportion { successes: xc, trials: nc },
+            ) => noninferiority::null_variance(xt, nt, xc, nc, boundary)
+                .map_or(self.diff.variance, |v| v * self.inflation),
+            _ => self.diff.variance,
+        }
     }
 
     fn comparison(&self, metric: &str, role: Role) -> Comparison {
@@ -168,8 +196,9 @@ pub(crate) fn goal(pair: &Pair, metric: &Metric, config: &DecisionConfig) -> Res
 }
 
 /// Guardrail in terms of harm h (positive = worse) against the tolerated margin m:
-/// `p_value` tests H0 h ≥ m (non-inferiority), the raw rollback test H0 h ≤ m goes into
-/// `adjusted_p_value` until [`adjust`] applies Holm.
+/// `p_value` tests H0 h ≥ m (non-inferiority, with the variance restricted to the null for
+/// proportions), the raw rollback test H0 h ≤ m goes into `adjusted_p_value` until [`adjust`]
+/// applies Holm. The interval uses the pair's own variance.
 pub(crate) fn guardrail(pair: &Pair, g: &Guardrail, config: &DecisionConfig) -> Result<Comparison> {
     let mut c = pair.comparison(&g.metric.name, Role::Guardrail);
     let hs = -sign(g.metric.direction);
@@ -182,21 +211,23 @@ pub(crate) fn guardrail(pair: &Pair, g: &Guardrail, config: &DecisionConfig) -> 
     if config.method == Method::Bayesian {
         c.prob_better = Some(normal::cdf((m - h) / sd));
     }
+    // treatment − control at the null of the non-inferiority test
+    let null_variance = pair.null_variance(hs * m);
     let (lo, hi) = match config.method {
         Method::Sequential => {
             let tau2 = pair.tau2(config);
-            let harm = |estimate| Difference { estimate, variance: pair.diff.variance };
-            let ni = sequential::msprt_one_sided(harm(-h), tau2, -m, config.alpha)?;
-            let inf = sequential::msprt_one_sided(harm(h), tau2, m, config.alpha)?;
+            let harm = |estimate, variance| Difference { estimate, variance };
+            let ni = sequential::msprt_one_sided(harm(-h, null_variance), pair.tau2_for(config, null_variance), -m, config.alpha)?;
+            let upper = sequential::msprt_one_sided(harm(-h, pair.diff.variance), tau2, -m, config.alpha)?;
+            let inf = sequential::msprt_one_sided(harm(h, pair.diff.variance), tau2, m, config.alpha)?;
             c.p_value = Some(ni.p_value);
             c.adjusted_p_value = Some(inf.p_value);
-            (inf.lower_bound, -ni.lower_bound)
+            (inf.lower_bound, -upper.lower_bound)
         }
         Method::FixedHorizon | Method::Bayesian => {
             if config.method == Method::FixedHorizon {
-                let z = (h - m) / sd;
-                c.p_value = Some(normal::cdf(z));
-                c.adjusted_p_value = Some(normal::sf(z));
+                c.p_value = Some(normal::cdf((h - m) / null_variance.sqrt()));
+                c.adjusted_p_value = Some(normal::sf((h - m) / sd));
             }
             let half = normal::ppf(1.0 - config.alpha) * sd;
             (h - half, h + half)
@@ -206,12 +237,14 @@ pub(crate) fn guardrail(pair: &Pair, g: &Guardrail, config: &DecisionConfig) -> 
     Ok(c)
 }
 
-/// Holm across the goal's arms and across all guardrail rollback tests, then verdicts.
+/// Holm across the goal's arms (at α) and across all guardrail rollback tests (at `harm_alpha`),
+/// then verdicts.
 pub(crate) fn adjust(
     goal: &mut [Comparison],
     guard: &mut [Comparison],
     config: &DecisionConfig,
     direction: Direction,
+    harm_alpha: f64,
 ) -> Result<()> {
     let a = config.alpha;
     if config.method == Method::Bayesian {
@@ -241,7 +274,7 @@ pub(crate) fn adjust(
     let raw: Vec<f64> = guard.iter().map(|c| c.adjusted_p_value.unwrap_or(1.0)).collect();
     for (c, adj) in guard.iter_mut().zip(multiple::holm(&raw)?) {
         c.adjusted_p_value = Some(adj);
-        c.verdict = if adj <= a {
+        c.verdict = if adj <= harm_alpha {
             Verdict::Inferior
         } else if c.p_value.is_some_and(|p| p <= a) {
             Verdict::NonInferior

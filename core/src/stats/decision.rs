@@ -8,8 +8,8 @@
 //! - Sample ratio mismatch (sequential test at `srmAlpha`): Rollback — nothing measured
 //!   on a broken split can be trusted.
 //! - Guardrails are one-sided with a margin m ≥ 0 of tolerated harm. An arm is `inferior`
-//!   when harm > m is shown (Holm across all arm × guardrail pairs, so the chance of a
-//!   false rollback stays ≤ α) — then Rollback. It is `nonInferior` when harm < m is shown;
+//!   when harm > m is shown (Holm across all arm × guardrail pairs, at α/2 next to a goal
+//!   metric and α in a guardrail-only gate: see [`harm_alpha`]) — then Rollback. It is `nonInferior` when harm < m is shown;
 //!   promotion needs every guardrail non-inferior (an intersection–union test: no
 //!   correction needed).
 //! - The goal metric is tested two-sided for every treatment arm against the control,
@@ -67,6 +67,19 @@ impl Observation {
 pub struct ArmObservation {
     pub arm: String,
     pub value: Observation,
+    /// Per-interval increments (oldest first, the same boundaries for every arm of a metric):
+    /// with at least 4 in both arms of a pair, the difference and its variance are computed
+    /// by batch (see `stats::batches`), which keeps them valid under drift and clustering.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<Batch>,
+}
+
+/// One batch of a proportion metric: successes and trials within one interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Batch {
+    pub successes: u64,
+    pub trials: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -294,7 +307,7 @@ pub fn decide(input: &DecisionInput, config: &DecisionConfig) -> Result<Decision
         }
     }
     let direction = input.goal.as_ref().map_or(Direction::HigherIsBetter, |g| g.direction);
-    compare::adjust(&mut goal, &mut guard, config, direction)?;
+    compare::adjust(&mut goal, &mut guard, config, direction, harm_alpha(input, config))?;
     let outcome = match &input.goal {
         Some(metric) => outcome(input, metric, config, &goal, &guard),
         None => gate_outcome(input, treatments, config, &guard),
@@ -343,8 +356,16 @@ fn early_harm(input: &DecisionInput, arms: &[&str], config: &DecisionConfig) -> 
         }
     }
     let direction = input.goal.as_ref().map_or(Direction::HigherIsBetter, |g| g.direction);
-    compare::adjust(&mut Vec::new(), &mut guard, config, direction)?;
+    compare::adjust(&mut Vec::new(), &mut guard, config, direction, harm_alpha(input, config))?;
     Ok(guard)
+}
+
+/// Level of the guardrails' rollback tests (Holm across arm × guardrail). With a goal metric, a
+/// rollback can also come from the goal's test showing every arm worse, which has probability
+/// ≤ α/2 for an arm that is not (one side of a two-sided test at α); the harm tests get the other
+/// α/2, so a false rollback stays ≤ α (+ srmAlpha). A guardrail-only gate has the whole α.
+pub(crate) fn harm_alpha(input: &DecisionInput, config: &DecisionConfig) -> f64 {
+    if input.goal.is_some() { config.alpha / 2.0 } else { config.alpha }
 }
 
 /// The rollback for an arm shown worse than the control by more than a guardrail's margin.
@@ -479,6 +500,15 @@ fn validate<'a>(input: &'a DecisionInput, config: &DecisionConfig) -> Result<Vec
         for a in &m.arms {
             compare::check_observation(&a.value)
                 .map_err(|e| super::StatsError::InvalidInput(format!("`{}` arm `{}`: {e}", m.name, a.arm)))?;
+            if !a.batches.is_empty() && !matches!(a.value, Observation::Proportion { .. }) {
+                return invalid(format!("`{}` arm `{}`: batches are for proportions only", m.name, a.arm));
+            }
+            if let Some((i, b)) = a.batches.iter().enumerate().find(|(_, b)| b.successes > b.trials) {
+                return invalid(format!(
+                    "`{}` arm `{}`: batches[{i}] has {} successes out of {} trials",
+                    m.name, a.arm, b.successes, b.trials
+                ));
+            }
         }
     }
     let mut ordered = vec![input.control.as_str()];

@@ -3,11 +3,11 @@
 use super::*;
 
 fn prop(arm: &str, successes: u64, trials: u64) -> ArmObservation {
-    ArmObservation { arm: arm.into(), value: Observation::Proportion { successes, trials } }
+    ArmObservation { arm: arm.into(), value: Observation::Proportion { successes, trials }, batches: vec![] }
 }
 
 fn mean(arm: &str, m: f64, variance: f64, n: u64) -> ArmObservation {
-    ArmObservation { arm: arm.into(), value: Observation::Mean { mean: m, variance, n } }
+    ArmObservation { arm: arm.into(), value: Observation::Mean { mean: m, variance, n }, batches: vec![] }
 }
 
 fn experiment(arms: Vec<ArmObservation>) -> DecisionInput {

@@ -6,11 +6,13 @@
 //! reaches every method through [`vectors::eval`].
 
 pub(crate) mod bayes;
+mod batches;
 mod compare;
 pub mod decision;
 pub(crate) mod histogram;
 pub(crate) mod mann_whitney;
 pub(crate) mod multiple;
+mod noninferiority;
 mod normal;
 pub(crate) mod power;
 pub(crate) mod proportions;

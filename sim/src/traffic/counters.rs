@@ -68,9 +68,15 @@ impl CounterHistory {
 }
 
 impl CounterStore for CounterHistory {
-    fn increase(&self, metric: &str, matchers: &[Matcher], window: Duration) -> Option<f64> {
-        let now = self.scrape();
-        let start = self.clock.now() - jiff::SignedDuration::try_from(window).ok()?;
+    fn increase(&self, metric: &str, matchers: &[Matcher], window: Duration, ago: Duration) -> Option<f64> {
+        // A window ending now reads the counters as they are; one ending earlier, the last scrape
+        // before its end (as Prometheus would), so adjacent windows share their boundary scrape.
+        let now = if ago.is_zero() {
+            self.scrape()
+        } else {
+            self.at(self.clock.now() - jiff::SignedDuration::try_from(ago).ok()?).unwrap_or_default()
+        };
+        let start = self.clock.now() - jiff::SignedDuration::try_from(window + ago).ok()?;
         let before = self.at(start).unwrap_or_default();
         let matching = |labels: &[(String, String)]| {
             matchers
@@ -162,6 +168,29 @@ mod tests {
         history.scrapes.lock().unwrap().push_back((t0, Arc::new(old)));
         let m = |v: &str| Matcher { label: "version".into(), op: MatchOp::Equal(v.into()) };
         // The live exposition has no orders_total: nothing matches now.
-        assert_eq!(history.increase("orders_total", &[m("v1")], Duration::from_secs(60)), None);
+        assert_eq!(history.increase("orders_total", &[m("v1")], Duration::from_secs(60), Duration::ZERO), None);
+    }
+
+    #[test]
+    fn increase_of_an_earlier_window_reads_the_scrapes_at_its_ends() {
+        let clock = Clock::scaled(1.0);
+        let history = CounterHistory { metrics: Metrics::new(), clock, scrapes: Arc::default() };
+        let series = |v: &str| ("orders_total".to_string(), vec![("version".to_string(), v.to_string())]);
+        let now = clock.now();
+        for (secs_ago, v1, v2) in [(300, 1.0, 0.0), (200, 4.0, 2.0), (100, 10.0, 3.0)] {
+            let samples: Samples = [(series("v1"), v1), (series("v2"), v2)].into();
+            history.scrapes.lock().unwrap().push_back((now - jiff::SignedDuration::from_secs(secs_ago), Arc::new(samples)));
+        }
+        let m = |v: &str| Matcher { label: "version".into(), op: MatchOp::Equal(v.into()) };
+        let window = Duration::from_secs(100);
+        let batch = |v: &str, ago: u64| history.increase("orders_total", &[m(v)], window, Duration::from_secs(ago));
+        // (200 s ago, 100 s ago]: from the scrape 200 s ago to the one 100 s ago.
+        assert_eq!(batch("v1", 100), Some(6.0));
+        assert_eq!(batch("v1", 150), Some(3.0));
+        assert_eq!(batch("v2", 100), Some(1.0));
+        // Both arms together, over two windows back to back.
+        let any = Matcher { label: "version".into(), op: MatchOp::Regex(regex::Regex::new("^(?:v1|v2)$").unwrap()) };
+        let all = history.increase("orders_total", &[any], window * 2, Duration::from_secs(100));
+        assert_eq!(all, Some(9.0 + 3.0));
     }
 }
