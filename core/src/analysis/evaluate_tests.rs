@@ -300,6 +300,9 @@ fn srm_reads_that_fail_name_the_check_and_the_arm() {
             let answer = if query.contains(r#"forklane_cohort="assigned""#) { Err(down) } else { Ok(1.0) };
             Box::pin(async move { answer })
         }
+        fn values<'a>(&'a self, _: &'a str, _: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+            Box::pin(async move { Ok(vec![1.0; count]) })
+        }
     }
     let err = run(measure(&experiment(), Routing::Istio, Duration::from_secs(125), &Down, LIMIT)).unwrap_err();
     assert!(matches!(&err, AnalysisError::Unavailable { metric, arm, .. } if metric == "srm" && arm == "v1"), "{err}");
