@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use forklane_core::istio::*;
-use forklane_sim::traffic::{Dataplane, Outcome, Pod, Request, Service, ServiceKey, ServicePort, Snapshot};
+use forklane_sim::traffic::{
+    ClusterView, Dataplane, Outcome, Pod, Request, Service, ServiceKey, ServicePort, Snapshot,
+};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
@@ -381,4 +383,56 @@ async fn the_cluster_serves_telemetries_and_the_data_plane_applies_them() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     sandbox.shutdown().await;
+}
+
+#[test]
+fn request_header_changes_of_destination_and_route_reach_the_pod() {
+    let ops = |set: &[(&str, &str)], add: &[(&str, &str)], remove: &[&str]| {
+        let map = |kv: &[(&str, &str)]| Some(kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        (map(set), map(add), Some(remove.iter().map(|h| h.to_string()).collect::<Vec<_>>()))
+    };
+    let (set, add, remove) = ops(&[("X-A", "destination"), ("x-b", "destination")], &[], &[]);
+    let destination = VirtualServiceHttpRoute {
+        headers: Some(VirtualServiceHttpRouteHeaders {
+            request: Some(VirtualServiceHttpRouteHeadersRequest { set, add, remove }),
+            ..Default::default()
+        }),
+        ..to("v1", None)
+    };
+    let (set, add, remove) = ops(&[("x-a", "route")], &[("x-c", "added")], &["x-d"]);
+    let route = VirtualServiceHttp {
+        route: Some(vec![destination]),
+        headers: Some(VirtualServiceHttpHeaders {
+            request: Some(VirtualServiceHttpHeadersRequest { set, add, remove }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let vs = VirtualService { spec: VirtualServiceSpec { http: Some(vec![route]), ..virtual_service().spec }, ..virtual_service() };
+    // The pod's sidecar reports what it received, one tag per header.
+    let mut t = telemetry();
+    t["spec"]["metrics"][0]["overrides"][0]["tagOverrides"] = ["x-a", "x-b", "x-c", "x-d"]
+        .iter()
+        .map(|h| {
+            let expr = format!("'{h}' in request.headers ? request.headers['{h}'] : 'absent'");
+            (h.replace('-', "_"), json!({"value": expr}))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let snap = Snapshot::new(vec![service()], vec![pod("v1", 0)], &[vs], &[destination_rule()])
+        .with_mesh(true)
+        .with_telemetry(&[t]);
+    let dataplane = Dataplane::default();
+    let req = Request::get("/").header("x-a", "client").header("x-c", "client").header("x-d", "client");
+    let answer = dataplane.handle(&snap, &key(), &req, &mut StdRng::seed_from_u64(1));
+    assert_eq!(answer.answer().map(|a| a.response.status), Some(200));
+    let text = dataplane.metrics.encode();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("istio_requests_total{") && l.contains(r#"reporter="destination""#))
+        .unwrap();
+    let seen: Vec<Option<&str>> = ["x_a", "x_b", "x_c", "x_d"].iter().map(|h| label(line, h)).collect();
+    // `set` overwrites the client's value and the route's wins over the destination's; `add`
+    // appends to what the client sent; `remove` drops it.
+    assert_eq!(seen, [Some("route"), Some("destination"), Some("client,added"), Some("absent")], "{line}");
 }
