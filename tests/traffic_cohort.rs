@@ -37,7 +37,12 @@ fn service() -> Service {
 fn pod(version: &str, i: usize) -> Pod {
     Pod {
         owner: Some(format!("checkout-{version}-5d4f8b7c9")),
-        ..Pod::ready(NS, &format!("checkout-{version}-5d4f8b7c9-{i}"), &[("app", "checkout"), ("version", version)], version)
+        ..Pod::ready(
+            NS,
+            &format!("checkout-{version}-5d4f8b7c9-{i}"),
+            &[("app", "checkout"), ("version", version)],
+            version,
+        )
     }
 }
 
@@ -74,7 +79,11 @@ fn set_request(header: &str, value: &str) -> VirtualServiceHttpHeaders {
 
 fn to(subset: &str, weight: Option<i32>) -> VirtualServiceHttpRoute {
     VirtualServiceHttpRoute {
-        destination: VirtualServiceHttpRouteDestination { host: "checkout".into(), subset: Some(subset.into()), port: None },
+        destination: VirtualServiceHttpRouteDestination {
+            host: "checkout".into(),
+            subset: Some(subset.into()),
+            port: None,
+        },
         weight,
         headers: None,
     }
@@ -90,7 +99,10 @@ fn header_match(name: &str, m: VirtualServiceHttpMatchHeaders) -> Option<Vec<Vir
 fn virtual_service() -> VirtualService {
     let rule = VirtualServiceHttp {
         name: Some("rule-0".into()),
-        r#match: header_match("x-region", VirtualServiceHttpMatchHeaders { exact: Some("eu".into()), ..Default::default() }),
+        r#match: header_match(
+            "x-region",
+            VirtualServiceHttpMatchHeaders { exact: Some("eu".into()), ..Default::default() },
+        ),
         route: Some(vec![to("v2", None)]),
         headers: Some(set_request(COHORT, "targeted")),
         ..Default::default()
@@ -165,7 +177,8 @@ fn label<'l>(line: &'l str, label: &str) -> Option<&'l str> {
 fn by_version_and_cohort(text: &str, metric: &str, version: &str, filter: &str) -> BTreeMap<(String, String), u64> {
     let mut out = BTreeMap::new();
     for line in text.lines().filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(filter)) {
-        let (v, cohort) = (label(line, version).unwrap().to_string(), label(line, "forklane_cohort").unwrap().to_string());
+        let (v, cohort) =
+            (label(line, version).unwrap().to_string(), label(line, "forklane_cohort").unwrap().to_string());
         let value: f64 = line.rsplit_once(' ').unwrap().1.parse().unwrap();
         *out.entry((v, cohort)).or_default() += value as u64;
     }
@@ -317,7 +330,8 @@ fn telemetry_tags_never_make_duplicate_series() {
     let dataplane = Dataplane::default();
     let truth = drive(&dataplane, &snap);
     let text = dataplane.metrics.encode();
-    let series: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').unwrap().0).collect();
+    let series: Vec<&str> =
+        text.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').unwrap().0).collect();
     let mut seen = HashMap::new();
     for s in &series {
         *seen.entry(*s).or_insert(0) += 1;
@@ -375,7 +389,12 @@ async fn the_cluster_serves_telemetries_and_the_data_plane_applies_them() {
                 && label(l, "forklane_cohort") == Some("mirrored")
         });
         if answered.answer().is_some_and(|a| a.response.status == 200) && mirrored {
-            let lines = by_version_and_cohort(&text, "istio_requests_total", "destination_version", r#"reporter="destination""#);
+            let lines = by_version_and_cohort(
+                &text,
+                "istio_requests_total",
+                "destination_version",
+                r#"reporter="destination""#,
+            );
             assert!(lines.keys().all(|(_, c)| c == "assigned" || c == "mirrored"), "{lines:?}");
             break;
         }
@@ -408,7 +427,10 @@ fn request_header_changes_of_destination_and_route_reach_the_pod() {
         }),
         ..Default::default()
     };
-    let vs = VirtualService { spec: VirtualServiceSpec { http: Some(vec![route]), ..virtual_service().spec }, ..virtual_service() };
+    let vs = VirtualService {
+        spec: VirtualServiceSpec { http: Some(vec![route]), ..virtual_service().spec },
+        ..virtual_service()
+    };
     // The pod's sidecar reports what it received, one tag per header.
     let mut t = telemetry();
     t["spec"]["metrics"][0]["overrides"][0]["tagOverrides"] = ["x-a", "x-b", "x-c", "x-d"]
