@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use forklane_core::istio::*;
-use forklane_sim::traffic::{Dataplane, Outcome, Pod, Request, Service, ServiceKey, ServicePort, Snapshot};
+use forklane_sim::traffic::{
+    ClusterView, Dataplane, Outcome, Pod, Request, Service, ServiceKey, ServicePort, Snapshot,
+};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
@@ -35,7 +37,12 @@ fn service() -> Service {
 fn pod(version: &str, i: usize) -> Pod {
     Pod {
         owner: Some(format!("checkout-{version}-5d4f8b7c9")),
-        ..Pod::ready(NS, &format!("checkout-{version}-5d4f8b7c9-{i}"), &[("app", "checkout"), ("version", version)], version)
+        ..Pod::ready(
+            NS,
+            &format!("checkout-{version}-5d4f8b7c9-{i}"),
+            &[("app", "checkout"), ("version", version)],
+            version,
+        )
     }
 }
 
@@ -72,7 +79,11 @@ fn set_request(header: &str, value: &str) -> VirtualServiceHttpHeaders {
 
 fn to(subset: &str, weight: Option<i32>) -> VirtualServiceHttpRoute {
     VirtualServiceHttpRoute {
-        destination: VirtualServiceHttpRouteDestination { host: "checkout".into(), subset: Some(subset.into()), port: None },
+        destination: VirtualServiceHttpRouteDestination {
+            host: "checkout".into(),
+            subset: Some(subset.into()),
+            port: None,
+        },
         weight,
         headers: None,
     }
@@ -88,7 +99,10 @@ fn header_match(name: &str, m: VirtualServiceHttpMatchHeaders) -> Option<Vec<Vir
 fn virtual_service() -> VirtualService {
     let rule = VirtualServiceHttp {
         name: Some("rule-0".into()),
-        r#match: header_match("x-region", VirtualServiceHttpMatchHeaders { exact: Some("eu".into()), ..Default::default() }),
+        r#match: header_match(
+            "x-region",
+            VirtualServiceHttpMatchHeaders { exact: Some("eu".into()), ..Default::default() },
+        ),
         route: Some(vec![to("v2", None)]),
         headers: Some(set_request(COHORT, "targeted")),
         ..Default::default()
@@ -163,7 +177,8 @@ fn label<'l>(line: &'l str, label: &str) -> Option<&'l str> {
 fn by_version_and_cohort(text: &str, metric: &str, version: &str, filter: &str) -> BTreeMap<(String, String), u64> {
     let mut out = BTreeMap::new();
     for line in text.lines().filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(filter)) {
-        let (v, cohort) = (label(line, version).unwrap().to_string(), label(line, "forklane_cohort").unwrap().to_string());
+        let (v, cohort) =
+            (label(line, version).unwrap().to_string(), label(line, "forklane_cohort").unwrap().to_string());
         let value: f64 = line.rsplit_once(' ').unwrap().1.parse().unwrap();
         *out.entry((v, cohort)).or_default() += value as u64;
     }
@@ -315,7 +330,8 @@ fn telemetry_tags_never_make_duplicate_series() {
     let dataplane = Dataplane::default();
     let truth = drive(&dataplane, &snap);
     let text = dataplane.metrics.encode();
-    let series: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').unwrap().0).collect();
+    let series: Vec<&str> =
+        text.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').unwrap().0).collect();
     let mut seen = HashMap::new();
     for s in &series {
         *seen.entry(*s).or_insert(0) += 1;
@@ -373,7 +389,12 @@ async fn the_cluster_serves_telemetries_and_the_data_plane_applies_them() {
                 && label(l, "forklane_cohort") == Some("mirrored")
         });
         if answered.answer().is_some_and(|a| a.response.status == 200) && mirrored {
-            let lines = by_version_and_cohort(&text, "istio_requests_total", "destination_version", r#"reporter="destination""#);
+            let lines = by_version_and_cohort(
+                &text,
+                "istio_requests_total",
+                "destination_version",
+                r#"reporter="destination""#,
+            );
             assert!(lines.keys().all(|(_, c)| c == "assigned" || c == "mirrored"), "{lines:?}");
             break;
         }
@@ -381,4 +402,59 @@ async fn the_cluster_serves_telemetries_and_the_data_plane_applies_them() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     sandbox.shutdown().await;
+}
+
+#[test]
+fn request_header_changes_of_destination_and_route_reach_the_pod() {
+    let ops = |set: &[(&str, &str)], add: &[(&str, &str)], remove: &[&str]| {
+        let map = |kv: &[(&str, &str)]| Some(kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        (map(set), map(add), Some(remove.iter().map(|h| h.to_string()).collect::<Vec<_>>()))
+    };
+    let (set, add, remove) = ops(&[("X-A", "destination"), ("x-b", "destination")], &[], &[]);
+    let destination = VirtualServiceHttpRoute {
+        headers: Some(VirtualServiceHttpRouteHeaders {
+            request: Some(VirtualServiceHttpRouteHeadersRequest { set, add, remove }),
+            ..Default::default()
+        }),
+        ..to("v1", None)
+    };
+    let (set, add, remove) = ops(&[("x-a", "route")], &[("x-c", "added")], &["x-d"]);
+    let route = VirtualServiceHttp {
+        route: Some(vec![destination]),
+        headers: Some(VirtualServiceHttpHeaders {
+            request: Some(VirtualServiceHttpHeadersRequest { set, add, remove }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let vs = VirtualService {
+        spec: VirtualServiceSpec { http: Some(vec![route]), ..virtual_service().spec },
+        ..virtual_service()
+    };
+    // The pod's sidecar reports what it received, one tag per header.
+    let mut t = telemetry();
+    t["spec"]["metrics"][0]["overrides"][0]["tagOverrides"] = ["x-a", "x-b", "x-c", "x-d"]
+        .iter()
+        .map(|h| {
+            let expr = format!("'{h}' in request.headers ? request.headers['{h}'] : 'absent'");
+            (h.replace('-', "_"), json!({"value": expr}))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let snap = Snapshot::new(vec![service()], vec![pod("v1", 0)], &[vs], &[destination_rule()])
+        .with_mesh(true)
+        .with_telemetry(&[t]);
+    let dataplane = Dataplane::default();
+    let req = Request::get("/").header("x-a", "client").header("x-c", "client").header("x-d", "client");
+    let answer = dataplane.handle(&snap, &key(), &req, &mut StdRng::seed_from_u64(1));
+    assert_eq!(answer.answer().map(|a| a.response.status), Some(200));
+    let text = dataplane.metrics.encode();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("istio_requests_total{") && l.contains(r#"reporter="destination""#))
+        .unwrap();
+    let seen: Vec<Option<&str>> = ["x_a", "x_b", "x_c", "x_d"].iter().map(|h| label(line, h)).collect();
+    // `set` overwrites the client's value and the route's wins over the destination's; `add`
+    // appends to what the client sent; `remove` drops it.
+    assert_eq!(seen, [Some("route"), Some("destination"), Some("client,added"), Some("absent")], "{line}");
 }

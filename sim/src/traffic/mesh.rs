@@ -115,7 +115,9 @@ impl CompiledVirtualService {
 /// with the same three fields).
 macro_rules! header_ops {
     ($ops:expr) => {
-        $ops.map_or_else(HeaderOps::default, |h| HeaderOps::from_parts(h.set.as_ref(), h.add.as_ref(), h.remove.as_ref()))
+        $ops.map_or_else(HeaderOps::default, |h| {
+            HeaderOps::from_parts(h.set.as_ref(), h.add.as_ref(), h.remove.as_ref())
+        })
     };
 }
 
@@ -139,7 +141,8 @@ pub(crate) fn compile(vs: &VirtualService) -> CompiledVirtualService {
                 .flatten()
                 .map(|r| {
                     let d = &r.destination;
-                    let (request, response) = r.headers.as_ref().map_or((None, None), |h| (h.request.as_ref(), h.response.as_ref()));
+                    let (request, response) =
+                        r.headers.as_ref().map_or((None, None), |h| (h.request.as_ref(), h.response.as_ref()));
                     WeightedDestination {
                         target: target(&d.host, &d.subset, d.port.as_ref().and_then(|p| p.number)),
                         weight: u64::try_from(r.weight.unwrap_or(0)).unwrap_or(0),
@@ -148,7 +151,8 @@ pub(crate) fn compile(vs: &VirtualService) -> CompiledVirtualService {
                     }
                 })
                 .collect();
-            let (request, response) = http.headers.as_ref().map_or((None, None), |h| (h.request.as_ref(), h.response.as_ref()));
+            let (request, response) =
+                http.headers.as_ref().map_or((None, None), |h| (h.request.as_ref(), h.response.as_ref()));
             HttpRoute {
                 matches: http.r#match.iter().flatten().map(conditions).collect(),
                 // A single destination takes all traffic whatever its weight says.
