@@ -212,6 +212,21 @@ async fn prometheus_and_embedded_sources_agree_on_counts_and_decision() {
     assert_eq!(decide_on(&from_embedded), Outcome::Promote { arm: "v2".into() });
     assert_eq!(decide_on(&from_prometheus), Outcome::Promote { arm: "v2".into() });
 
+    // Per-interval values: one range query, oldest first; a point before the data is no data.
+    let visits = "sum(increase(visits_total[1m]))";
+    let mut recent = source.values(visits, Duration::from_secs(1), 2).await;
+    for _ in 0..20 {
+        if recent.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        recent = source.values(visits, Duration::from_secs(1), 2).await;
+    }
+    assert!(recent.as_ref().is_ok_and(|v| v.len() == 2 && v.iter().all(|&x| x > 0.0)), "{recent:?}");
+    assert!(matches!(source.values(visits, Duration::from_secs(3600), 2).await, Err(SourceError::NoData { .. })));
+    // The look above spans two intervals, and Prometheus has no data for the first: no batches.
+    assert!(from_prometheus.metrics.iter().all(|m| m.batches.is_empty()));
+
     // Failures are told apart, and none of them is a count.
     let bad = analysis::QueryPair { success: "sum(".into(), trial: "sum(increase(visits_total[1m]))".into() };
     assert!(matches!(source.counts(&bad).await, Err(SourceError::Rejected { query, .. }) if query == "sum("));

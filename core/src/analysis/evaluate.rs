@@ -40,8 +40,9 @@ pub struct MetricCounts {
     pub arms: Vec<(String, Counts)>,
     /// Per arm (in `arms` order), the counts of each analysis interval, oldest first, with the same
     /// boundaries for every arm. Empty when the look spans too few intervals ([`batch_plan`]), or
-    /// when a success query that has data in total has none in some interval: its batches
-    /// cannot be told apart, and the metric is analysed on its totals alone.
+    /// when some interval has no data for an arm (a trial query without a point, or a success
+    /// query without data while the totals have successes): the metric is then analysed on its
+    /// totals alone.
     pub batches: Vec<Vec<Counts>>,
 }
 
@@ -138,7 +139,9 @@ async fn read_assignment(
 
 /// Reads every metric for every arm from `source`, all at once, with its per-interval batches
 /// ([`batch_plan`]: one `values` read per query); a read that has not answered within `limit`
-/// fails with [`SourceError::Deadline`]. The first failure in spec order is the error.
+/// fails with [`SourceError::Deadline`]. The first failure in spec order is the error; a batch
+/// read fails the look as a count read does, except that one without data only leaves the metric
+/// without batches.
 pub async fn measure(
     exp: &Experiment,
     mode: Routing,
@@ -172,11 +175,16 @@ pub async fn measure(
         let mut per_arm = Vec::with_capacity(mq.arms.len());
         for ((arm, _), read) in mq.arms.into_iter().zip(counts) {
             let counts = read.map_err(|error| AnalysisError::reading(&mq.metric, &arm, error))?;
-            if let Some(batch_read) = batches_of.next() {
-                let (split, no_successes) =
-                    batch_read.map_err(|error| AnalysisError::reading(&mq.metric, &arm, error))?;
-                // Successes in total but in no interval's answer: the split is unknown.
-                per_arm.push((!no_successes || counts.successes == 0.0).then_some(split));
+            match batches_of.next() {
+                // Successes in total but none in the intervals' answer: the split is unknown.
+                Some(Ok((split, no_successes))) => {
+                    per_arm.push((!no_successes || counts.successes == 0.0).then_some(split))
+                }
+                // An interval without data (series born since the start, a scrape gap) while the
+                // totals have data: the metric is analysed on its totals.
+                Some(Err(SourceError::NoData { .. })) => per_arm.push(None),
+                Some(Err(error)) => return Err(AnalysisError::reading(&mq.metric, &arm, error)),
+                None => {}
             }
             arms.push((arm, counts));
         }
@@ -218,7 +226,8 @@ async fn batch_counts(
             });
         }
     }
-    let split = trials.into_iter().zip(successes).map(|(t, s)| combine(pair, Ok(t), Ok(s))).collect::<Result<_, _>>()?;
+    let split =
+        trials.into_iter().zip(successes).map(|(t, s)| combine(pair, Ok(t), Ok(s))).collect::<Result<_, _>>()?;
     Ok((split, missing))
 }
 

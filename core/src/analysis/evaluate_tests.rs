@@ -50,7 +50,12 @@ impl MetricSource for Table {
     }
 
     /// Batches read as the table's value for the query over `[2m5s]`, spread evenly.
-    fn values<'a>(&'a self, query: &'a str, _step: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+    fn values<'a>(
+        &'a self,
+        query: &'a str,
+        _step: Duration,
+        count: usize,
+    ) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
         let whole = at_window(query, "2m5s");
         let answer = self.0.get(&whole).map(|v| vec![v / count as f64; count]);
         let answer = answer.ok_or(SourceError::NoData { query: query.into(), why: "empty result".into() });
@@ -193,10 +198,26 @@ fn builds_the_decision_input_with_directions_margins_and_srm() {
     );
     let m = Measurements {
         metrics: vec![
-            MetricCounts { metric: "conversion".into(), arms: counts(&[("v1", 100.0, 1000.4), ("v2", 180.0, 1010.0)]), batches: vec![] },
-            MetricCounts { metric: "error-rate".into(), arms: counts(&[("v1", 4.0, 1000.0), ("v2", 1011.2, 1010.0)]), batches: vec![] },
-            MetricCounts { metric: "p99-latency".into(), arms: counts(&[("v1", -0.4, 1000.0), ("v2", 2.0, 1010.0)]), batches: vec![] },
-            MetricCounts { metric: "crashes".into(), arms: counts(&[("v1", 1.0, 10.0), ("v2", 1.0, 10.0)]), batches: vec![] },
+            MetricCounts {
+                metric: "conversion".into(),
+                arms: counts(&[("v1", 100.0, 1000.4), ("v2", 180.0, 1010.0)]),
+                batches: vec![],
+            },
+            MetricCounts {
+                metric: "error-rate".into(),
+                arms: counts(&[("v1", 4.0, 1000.0), ("v2", 1011.2, 1010.0)]),
+                batches: vec![],
+            },
+            MetricCounts {
+                metric: "p99-latency".into(),
+                arms: counts(&[("v1", -0.4, 1000.0), ("v2", 2.0, 1010.0)]),
+                batches: vec![],
+            },
+            MetricCounts {
+                metric: "crashes".into(),
+                arms: counts(&[("v1", 1.0, 10.0), ("v2", 1.0, 10.0)]),
+                batches: vec![],
+            },
         ],
         assignment: None,
     };
@@ -227,7 +248,11 @@ fn guardrails_of_unknown_direction_are_refused() {
     let exp = with_metrics("[{name: crashes, role: guardrail, successQuery: a, trialQuery: b}]");
     let mut m = Measurements { metrics: vec![], assignment: None };
     for name in ["conversion", "error-rate", "crashes"] {
-        m.metrics.push(MetricCounts { metric: name.into(), arms: counts(&[("v1", 1.0, 10.0), ("v2", 1.0, 10.0)]), batches: vec![] });
+        m.metrics.push(MetricCounts {
+            metric: name.into(),
+            arms: counts(&[("v1", 1.0, 10.0), ("v2", 1.0, 10.0)]),
+            batches: vec![],
+        });
     }
     assert_eq!(decision_input(&exp, &m, &weights(50.0, 50.0)), Err(ConfigError::Direction("crashes".into())));
 }
@@ -339,7 +364,12 @@ impl MetricSource for Slow {
         })
     }
 
-    fn values<'a>(&'a self, _query: &'a str, _step: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+    fn values<'a>(
+        &'a self,
+        _query: &'a str,
+        _step: Duration,
+        count: usize,
+    ) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
         Box::pin(async move {
             tokio::time::sleep(self.delay).await;
             Ok(vec![1.0; count])
@@ -444,7 +474,12 @@ impl MetricSource for Split {
         self.counts.value(query)
     }
 
-    fn values<'a>(&'a self, query: &'a str, step: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+    fn values<'a>(
+        &'a self,
+        query: &'a str,
+        step: Duration,
+        count: usize,
+    ) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
         self.asked.lock().unwrap().push((query.to_string(), step, count));
         let v2 = query.contains("v2.0.0");
         let answer = if v2 && self.fail_v2_batches {
@@ -473,7 +508,9 @@ fn a_look_reads_per_interval_batches_with_the_batch_window() {
     let m = run(measure(&experiment(), Routing::Istio, Duration::from_secs(600), &source, LIMIT)).unwrap();
     let asked = source.asked.lock().unwrap();
     assert_eq!(asked.len(), 8, "trial and success × 2 metrics × 2 arms");
-    assert!(asked.iter().all(|(q, step, count)| q.contains("[1m]") && *step == Duration::from_secs(60) && *count == 10));
+    assert!(
+        asked.iter().all(|(q, step, count)| q.contains("[1m]") && *step == Duration::from_secs(60) && *count == 10)
+    );
     let conversion = &m.metrics[0];
     assert_eq!(conversion.batches.len(), 2);
     assert_eq!(conversion.batches[1][3], Counts { successes: 13.0, trials: 100.0 });

@@ -143,7 +143,12 @@ impl MetricSource for PrometheusSource {
         Box::pin(self.query(query, unix_now()))
     }
 
-    fn values<'a>(&'a self, query: &'a str, step: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+    fn values<'a>(
+        &'a self,
+        query: &'a str,
+        step: Duration,
+        count: usize,
+    ) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
         Box::pin(self.range(query, step, count, unix_now()))
     }
 

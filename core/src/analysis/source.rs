@@ -41,7 +41,12 @@ pub trait MetricSource: Send + Sync {
     /// The values of `query` at `count` instants `step` apart, the last one now, oldest first:
     /// per-interval batches when the query's window is `step`. A missing or NaN point is
     /// `NoData`, as for [`value`](Self::value).
-    fn values<'a>(&'a self, query: &'a str, step: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>>;
+    fn values<'a>(
+        &'a self,
+        query: &'a str,
+        step: Duration,
+        count: usize,
+    ) -> BoxFuture<'a, Result<Vec<f64>, SourceError>>;
 
     /// Successes and trials of one arm, by [`combine`]. A source whose answers depend on
     /// the evaluation time should evaluate both queries at one instant.
@@ -96,7 +101,12 @@ mod tests {
             Box::pin(async move { answer })
         }
 
-        fn values<'a>(&'a self, query: &'a str, _: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+        fn values<'a>(
+            &'a self,
+            query: &'a str,
+            _: Duration,
+            count: usize,
+        ) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
             Box::pin(async move { Ok(vec![self.value(query).await?; count]) })
         }
     }

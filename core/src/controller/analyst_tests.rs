@@ -19,7 +19,12 @@ impl MetricSource for Answer {
         Box::pin(std::future::ready(self.0.clone()))
     }
 
-    fn values<'a>(&'a self, _query: &'a str, _step: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+    fn values<'a>(
+        &'a self,
+        _query: &'a str,
+        _step: Duration,
+        count: usize,
+    ) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
         Box::pin(std::future::ready(self.0.clone().map(|v| vec![v; count])))
     }
 }

@@ -217,7 +217,12 @@ pub(crate) fn guardrail(pair: &Pair, g: &Guardrail, config: &DecisionConfig) -> 
         Method::Sequential => {
             let tau2 = pair.tau2(config);
             let harm = |estimate, variance| Difference { estimate, variance };
-            let ni = sequential::msprt_one_sided(harm(-h, null_variance), pair.tau2_for(config, null_variance), -m, config.alpha)?;
+            let ni = sequential::msprt_one_sided(
+                harm(-h, null_variance),
+                pair.tau2_for(config, null_variance),
+                -m,
+                config.alpha,
+            )?;
             let upper = sequential::msprt_one_sided(harm(-h, pair.diff.variance), tau2, -m, config.alpha)?;
             let inf = sequential::msprt_one_sided(harm(h, pair.diff.variance), tau2, m, config.alpha)?;
             c.p_value = Some(ni.p_value);

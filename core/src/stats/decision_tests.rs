@@ -353,3 +353,93 @@ fn harm_rolls_back_before_min_samples_but_a_promotion_waits() {
     input.guardrails[0].metric.arms = vec![prop("control", 0, 270), prop("v2", 30, 30)];
     assert!(matches!(outcome(&input, &fixed()), Outcome::Continue { .. }));
 }
+
+/// A guardrail-only gate (a canary step) whose arms are equal in every batch while the error
+/// rate drifts up and the candidate's weight grows: the totals show harm, the batches do not.
+fn drifting_gate(with_batches: bool) -> DecisionInput {
+    let (mut control, mut v2) = (vec![], vec![]);
+    for k in 0..8u64 {
+        let (rate, share) = (0.01 + 0.005 * k as f64, 0.05 + 0.06 * k as f64);
+        let n = 20_000.0;
+        let (nt, nc) = ((n * share).round(), (n * (1.0 - share)).round());
+        v2.push(Batch { successes: (nt * rate).round() as u64, trials: nt as u64 });
+        control.push(Batch { successes: (nc * rate).round() as u64, trials: nc as u64 });
+    }
+    let arm = |name: &str, batches: Vec<Batch>| {
+        let (successes, trials) = batches.iter().fold((0, 0), |(x, n), b| (x + b.successes, n + b.trials));
+        let batches = if with_batches { batches } else { vec![] };
+        ArmObservation { arm: name.into(), value: Observation::Proportion { successes, trials }, batches }
+    };
+    let mut g = errors(0, 0, 1, 0.002);
+    g.metric.arms = vec![arm("control", control), arm("v2", v2)];
+    DecisionInput { control: "control".into(), goal: None, guardrails: vec![g], assignment: vec![] }
+}
+
+#[test]
+fn batches_remove_the_bias_of_weights_that_change_while_rates_drift() {
+    let pooled = decide(&drifting_gate(false), &seq()).unwrap();
+    assert!(matches!(pooled.outcome, Outcome::Rollback { .. }), "{pooled:?}");
+    assert!(pooled.comparisons[0].difference > 0.005, "{pooled:?}");
+    let batched = decide(&drifting_gate(true), &seq()).unwrap();
+    assert!(!matches!(batched.outcome, Outcome::Rollback { .. }), "{batched:?}");
+    assert!(batched.comparisons[0].difference.abs() < 1e-4, "{batched:?}");
+}
+
+#[test]
+fn batches_that_disagree_widen_the_interval_and_agreeing_ones_keep_the_iid_width() {
+    let arms = |swing: u64| {
+        let control: Vec<Batch> = (0..8).map(|_| Batch { successes: 500, trials: 10_000 }).collect();
+        // The treatment's batches alternate around 5.5%: ±swing successes.
+        let v2: Vec<Batch> = (0..8)
+            .map(|k| Batch { successes: if k % 2 == 0 { 550 + swing } else { 550 - swing }, trials: 10_000 })
+            .collect();
+        let obs = |name: &str, b: Vec<Batch>| ArmObservation {
+            arm: name.into(),
+            value: Observation::Proportion {
+                successes: b.iter().map(|b| b.successes).sum(),
+                trials: b.iter().map(|b| b.trials).sum(),
+            },
+            batches: b,
+        };
+        experiment(vec![obs("control", control), obs("v2", v2)])
+    };
+    let width = |input: &DecisionInput| {
+        let c = &decide(input, &fixed()).unwrap().comparisons[0];
+        c.interval[1] - c.interval[0]
+    };
+    let mut iid = arms(0);
+    for a in &mut iid.goal.as_mut().unwrap().arms {
+        a.batches.clear();
+    }
+    assert_eq!(width(&arms(0)), width(&iid));
+    assert_eq!(decide(&arms(0), &fixed()).unwrap().comparisons[0].difference, 0.005);
+    assert!(width(&arms(200)) > 3.0 * width(&iid), "{} vs {}", width(&arms(200)), width(&iid));
+}
+
+#[test]
+fn malformed_batches_are_errors_naming_the_metric_arm_and_batch() {
+    let mut input = experiment(vec![prop("control", 10, 100), prop("v2", 10, 100)]);
+    input.goal.as_mut().unwrap().arms[1].batches =
+        vec![Batch { successes: 1, trials: 50 }, Batch { successes: 7, trials: 5 }];
+    let err = decide(&input, &seq()).unwrap_err().to_string();
+    assert!(err.contains("`conversion` arm `v2`: batches[1] has 7 successes out of 5 trials"), "{err}");
+    let mut means = experiment(vec![mean("control", 1.0, 1.0, 100), mean("v2", 1.0, 1.0, 100)]);
+    means.goal.as_mut().unwrap().arms[0].batches = vec![Batch { successes: 1, trials: 2 }];
+    let err = decide(&means, &seq()).unwrap_err().to_string();
+    assert!(err.contains("`conversion` arm `control`: batches are for proportions only"), "{err}");
+}
+
+/// The error budget: next to a goal the harm tests run at α/2 (the goal's "every arm worse" side
+/// has the other half); a guardrail-only gate gives them the whole α.
+#[test]
+fn harm_tests_get_half_of_alpha_next_to_a_goal_and_all_of_it_in_a_gate() {
+    let config = DecisionConfig { min_samples_per_arm: 1, ..fixed() };
+    let mut with_goal = experiment(vec![prop("control", 1000, 10_000), prop("v2", 1000, 10_000)]);
+    with_goal.guardrails = vec![errors(100, 125, 10_000, 0.0)];
+    let d = decide(&with_goal, &config).unwrap();
+    let harm_p = d.comparisons[1].adjusted_p_value.unwrap();
+    assert!(harm_p > config.alpha / 2.0 && harm_p <= config.alpha, "{harm_p}");
+    assert!(!matches!(d.outcome, Outcome::Rollback { .. }), "{d:?}");
+    let gate = DecisionInput { goal: None, ..with_goal };
+    assert!(matches!(decide(&gate, &config).unwrap().outcome, Outcome::Rollback { .. }));
+}

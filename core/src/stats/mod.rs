@@ -5,8 +5,8 @@
 //! no global state. The controller calls [`decision::decide`]; `forklane stats eval`
 //! reaches every method through [`vectors::eval`].
 
-pub(crate) mod bayes;
 mod batches;
+pub(crate) mod bayes;
 mod compare;
 pub mod decision;
 pub(crate) mod histogram;

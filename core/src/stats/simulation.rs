@@ -249,7 +249,8 @@ pub struct MarginResult {
 
 pub fn margin_study(s: MarginStudy) -> Result<MarginResult> {
     let mut rng = StdRng::seed_from_u64(s.seed);
-    let config = DecisionConfig { method: Method::FixedHorizon, alpha: s.alpha, min_samples_per_arm: 1, ..Default::default() };
+    let config =
+        DecisionConfig { method: Method::FixedHorizon, alpha: s.alpha, min_samples_per_arm: 1, ..Default::default() };
     let treated = s.control_rate + s.margin;
     let (mut restricted, mut unrestricted) = (0usize, 0usize);
     for _ in 0..s.experiments {

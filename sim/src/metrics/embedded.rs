@@ -59,7 +59,12 @@ impl<S: CounterStore> MetricSource for EmbeddedSource<S> {
         Box::pin(std::future::ready(self.evaluate(query, Duration::ZERO)))
     }
 
-    fn values<'a>(&'a self, query: &'a str, step: Duration, count: usize) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
+    fn values<'a>(
+        &'a self,
+        query: &'a str,
+        step: Duration,
+        count: usize,
+    ) -> BoxFuture<'a, Result<Vec<f64>, SourceError>> {
         let values = (0..count).rev().map(|back| self.evaluate(query, step * back as u32)).collect();
         Box::pin(std::future::ready(values))
     }

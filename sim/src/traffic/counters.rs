@@ -179,7 +179,11 @@ mod tests {
         let now = clock.now();
         for (secs_ago, v1, v2) in [(300, 1.0, 0.0), (200, 4.0, 2.0), (100, 10.0, 3.0)] {
             let samples: Samples = [(series("v1"), v1), (series("v2"), v2)].into();
-            history.scrapes.lock().unwrap().push_back((now - jiff::SignedDuration::from_secs(secs_ago), Arc::new(samples)));
+            history
+                .scrapes
+                .lock()
+                .unwrap()
+                .push_back((now - jiff::SignedDuration::from_secs(secs_ago), Arc::new(samples)));
         }
         let m = |v: &str| Matcher { label: "version".into(), op: MatchOp::Equal(v.into()) };
         let window = Duration::from_secs(100);
