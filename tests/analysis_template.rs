@@ -22,7 +22,8 @@ fn arm(version: &str) -> Arm {
 fn rendered(template: &str, version: &str) -> Result<String, TemplateError> {
     let arm = arm(version);
     let window = Duration::from_secs(95);
-    let ctx = Context { arm: &arm, service: "shop", namespace: "prod", experiment: "e", window, cohort: Cohorts::Randomised };
+    let ctx =
+        Context { arm: &arm, service: "shop", namespace: "prod", experiment: "e", window, cohort: Cohorts::Randomised };
     render(template, &ctx, "conversion")
 }
 

@@ -124,7 +124,10 @@ fn validate_warns_of_custom_queries_that_count_targeted_or_mirrored_requests() {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{stderr}");
     for (line, field) in lines.iter().zip(["successQuery", "trialQuery"]) {
-        assert!(line.starts_with(&format!("warning: spec.analysis.metrics[0].{field}: metric \"conversion\"")), "{line}");
+        assert!(
+            line.starts_with(&format!("warning: spec.analysis.metrics[0].{field}: metric \"conversion\"")),
+            "{line}"
+        );
         assert!(line.contains("{{ cohort }}") && line.contains("targeted"), "{line}");
     }
     // Without rules nothing but randomised traffic reaches the arms: no warning.

@@ -279,7 +279,9 @@ fn custom_queries_without_the_cohort_are_warned_of_when_some_traffic_is_not_rand
     let unshared = format!("{BASE}{analysis}");
     assert_eq!(
         problems(&unshared, Routing::Istio),
-        ["spec.arms: with Istio and an analysis the arms' selectors must share a label (e.g. app): the Telemetry that labels requests by cohort selects the arms' pods by it"]
+        [
+            "spec.arms: with Istio and an analysis the arms' selectors must share a label (e.g. app): the Telemetry that labels requests by cohort selects the arms' pods by it"
+        ]
     );
     let native = problems(&unshared, Routing::Native);
     assert!(!native.iter().any(|p| p.starts_with("spec.arms")), "without a mesh there is no Telemetry: {native:?}");
@@ -291,10 +293,9 @@ fn custom_queries_without_the_cohort_are_warned_of_when_some_traffic_is_not_rand
         ],
         "`{{{{cohort}}}}` without spaces counts, builtins restrict themselves"
     );
-    let mirrored = with_rules.replace("      rules:\n", "      rules: []\n      unused:\n").replace(
-        "  analysis:",
-        "  mirror: {arm: v2, percent: 10}\n  analysis:",
-    );
+    let mirrored = with_rules
+        .replace("      rules:\n", "      rules: []\n      unused:\n")
+        .replace("  analysis:", "  mirror: {arm: v2, percent: 10}\n  analysis:");
     let mirrored = mirrored.replace("      unused:\n        - name: beta\n          match:\n            headers: {x-user-group: {exact: beta}}\n          arm: v2\n", "");
     let got = warned(&mirrored, Routing::Istio);
     assert_eq!(got.len(), 1, "{got:?}");

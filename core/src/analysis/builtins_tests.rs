@@ -132,7 +132,8 @@ fn only_the_destination_reported_part_is_restricted_to_the_analysed_cohorts() {
     let latency =
         templates(Builtin::IstioLatency, &metric(Some(300.0)), Routing::Istio, &arm(&[("version", "v2")])).unwrap();
     assert_eq!(latency.success.matches("{{ cohort }}").count(), 2, "{}", latency.success);
-    let native = templates(Builtin::IstioErrorRate, &metric(None), Routing::Native, &arm(&[("version", "v2")])).unwrap();
+    let native =
+        templates(Builtin::IstioErrorRate, &metric(None), Routing::Native, &arm(&[("version", "v2")])).unwrap();
     assert!(!native.trial.contains("cohort"), "{}", native.trial);
 }
 

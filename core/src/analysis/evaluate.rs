@@ -124,7 +124,8 @@ async fn read_assignment(
 ) -> Result<Option<Vec<(String, f64)>>, AnalysisError> {
     let Some(queries) = queries else { return Ok(None) };
     let read = |query| async move {
-        match tokio::time::timeout_at(deadline, source.value(query)).await.unwrap_or(Err(SourceError::Deadline(limit))) {
+        match tokio::time::timeout_at(deadline, source.value(query)).await.unwrap_or(Err(SourceError::Deadline(limit)))
+        {
             Err(SourceError::NoData { .. }) => Ok(0.0),
             other => other,
         }

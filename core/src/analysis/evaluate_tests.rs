@@ -307,7 +307,10 @@ fn with_istio_the_srm_units_are_first_exposures_read_by_their_own_query() {
     let m = run(measure(&exp, Routing::Istio, Duration::from_secs(125), &table, LIMIT)).unwrap();
     assert_eq!(m.assignment, Some(vec![("v1".into(), 700.4), ("v2".into(), 0.0)]), "no data is no units yet");
     let input = decision_input(&exp, &m, &weights(50.0, 50.0)).unwrap();
-    assert_eq!(input.assignment.iter().map(|a| (a.arm.as_str(), a.units)).collect::<Vec<_>>(), [("v1", 700), ("v2", 0)]);
+    assert_eq!(
+        input.assignment.iter().map(|a| (a.arm.as_str(), a.units)).collect::<Vec<_>>(),
+        [("v1", 700), ("v2", 0)]
+    );
     assert_eq!(input.goal.unwrap().arms[0].value, Observation::Proportion { successes: 100, trials: 1000 });
     let native = with_metrics("[]");
     assert_eq!(assignment_queries(&native, Routing::Native, Duration::from_secs(125)), Ok(None));

@@ -141,14 +141,18 @@ fn cohort_renders_the_matcher_of_the_analysed_cohorts() {
 fn cohort_inside_a_string_is_an_error_naming_the_metric() {
     for template in [r#"x{a="{{ cohort }}"}"#, r#"x{a=~"{{ cohort }}"}"#, "x{a=`{{ cohort }}`}"] {
         let err = render_cohort(template, &arm("v2"), Cohorts::FirstExposures).unwrap_err();
-        assert_eq!(err, TemplateError::Matcher { metric: "conversion".into(), matcher: r#"forklane_cohort="assigned""# });
+        assert_eq!(
+            err,
+            TemplateError::Matcher { metric: "conversion".into(), matcher: r#"forklane_cohort="assigned""# }
+        );
         assert!(err.to_string().contains("`conversion`") && err.to_string().contains("{{ cohort }}"), "{err}");
     }
 }
 
 #[test]
 fn the_quotes_of_the_cohort_matcher_do_not_open_a_string() {
-    let q = render_cohort(r#"x{{{ cohort }},v="{{ arm.selector.version }}"}"#, &arm("a\"b"), Cohorts::Randomised).unwrap();
+    let q =
+        render_cohort(r#"x{{{ cohort }},v="{{ arm.selector.version }}"}"#, &arm("a\"b"), Cohorts::Randomised).unwrap();
     assert_eq!(q, r#"x{forklane_cohort=~"assigned|returning",v="a\"b"}"#);
     let alone = render_cohort("orders_total{{{ cohort }}}", &arm("v2"), Cohorts::FirstExposures).unwrap();
     assert_eq!(alone, r#"orders_total{forklane_cohort="assigned"}"#);

@@ -230,7 +230,11 @@ mod tests {
     use crate::plan::{Target, plan};
 
     fn ab_test() -> ExperimentBuilder {
-        ExperimentBuilder::ab_test("checkout").mesh(MeshMode::Istio).control("v1").arm("v2").split([("v1", 90), ("v2", 10)])
+        ExperimentBuilder::ab_test("checkout")
+            .mesh(MeshMode::Istio)
+            .control("v1")
+            .arm("v2")
+            .split([("v1", 90), ("v2", 10)])
     }
 
     #[test]
@@ -241,11 +245,17 @@ mod tests {
         let vs = p.actions.iter().position(|a| matches!(a, Action::VirtualService(_))).unwrap();
         assert!(vs > 0, "the label exists before the header is set");
         let object = p.actions[0].object();
-        assert_eq!((object["apiVersion"].as_str(), object["kind"].as_str()), (Some("telemetry.istio.io/v1"), Some("Telemetry")));
+        assert_eq!(
+            (object["apiVersion"].as_str(), object["kind"].as_str()),
+            (Some("telemetry.istio.io/v1"), Some("Telemetry"))
+        );
         assert_eq!(t.metadata.name.as_deref(), Some("forklane-checkout"));
         let arms: Vec<_> = exp.spec.arms.iter().map(|a| &a.selector).collect();
         let shared = t.spec.selector.as_ref().and_then(|s| s.match_labels.clone()).unwrap();
-        assert!(!shared.is_empty() && arms.iter().all(|a| shared.iter().all(|(k, v)| a.get(k) == Some(v))), "{shared:?}");
+        assert!(
+            !shared.is_empty() && arms.iter().all(|a| shared.iter().all(|(k, v)| a.get(k) == Some(v))),
+            "{shared:?}"
+        );
         assert!(!shared.contains_key("version"), "only labels every arm shares: {shared:?}");
         let overrides = &object["spec"]["metrics"][0];
         assert_eq!(overrides["providers"], serde_json::json!([{"name": "prometheus"}]));
@@ -287,7 +297,8 @@ mod tests {
                 (h.name.clone().unwrap(), set["x-forklane-cohort"].clone())
             })
             .collect();
-        let expected = [("beta", "targeted"), ("sticky-v1", "returning"), ("sticky-v2", "returning"), ("split", "assigned")];
+        let expected =
+            [("beta", "targeted"), ("sticky-v1", "returning"), ("sticky-v2", "returning"), ("split", "assigned")];
         assert_eq!(cohorts, expected.map(|(r, c)| (r.to_string(), c.to_string())));
     }
 }

@@ -130,7 +130,12 @@ pub(crate) fn route_table(spec: &ExperimentSpec, state: &State) -> RouteTable {
                 "cookie".to_string(),
                 Matcher::Regex(cookie_regex(&sticky.cookie_name, &regex::escape(arm))),
             )]);
-            routes.push(Route { name: format!("sticky-{arm}"), cohort: Cohort::Returning, headers, destinations: to(arm) });
+            routes.push(Route {
+                name: format!("sticky-{arm}"),
+                cohort: Cohort::Returning,
+                headers,
+                destinations: to(arm),
+            });
         }
     }
     let destinations = weighted
