@@ -173,8 +173,18 @@ pub fn decision_config(analysis: &Analysis) -> DecisionConfig {
         },
         alpha: analysis.alpha(),
         min_samples_per_arm: analysis.min_samples_per_arm.map_or(defaults.min_samples_per_arm, |n| n.max(0) as u64),
-        planned_samples_per_arm: analysis.horizon.as_ref().map(|h| h.samples_per_arm.max(1) as u64),
+        planned_samples_per_arm: analysis.horizon.as_ref().and_then(|h| h.samples_per_arm).map(|n| n.max(1) as u64),
         ..defaults
+    }
+}
+
+/// [`decision_config`] for a look `since_start` into the analysis: a fixed horizon given as a
+/// duration becomes the time still to wait (zero once it has elapsed: the one test runs then).
+pub fn decision_config_at(analysis: &Analysis, since_start: Duration) -> DecisionConfig {
+    let horizon = analysis.horizon.as_ref().and_then(|h| h.duration).filter(|_| analysis.method == Method::FixedHorizon);
+    DecisionConfig {
+        horizon_wait: horizon.map(|d| d.get().saturating_sub(since_start)),
+        ..decision_config(analysis)
     }
 }
 

@@ -5,12 +5,13 @@
 pub(crate) mod builtins;
 pub(crate) mod error;
 pub(crate) mod evaluate;
+pub mod planning;
 pub(crate) mod prometheus;
 pub mod source;
 pub mod template;
 
 pub use builtins::QueryPair;
 pub use error::{AnalysisError, ConfigError};
-pub use evaluate::{Measurements, decision_config, decision_input, measure, queries};
+pub use evaluate::{Measurements, decision_config, decision_config_at, decision_input, measure, queries};
 pub use prometheus::PrometheusSource;
 pub use source::{Counts, MetricSource, SourceError};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::analysis::{ConfigError, MetricSource, PrometheusSource, decision_config, decision_input, measure};
+use crate::analysis::{ConfigError, MetricSource, PrometheusSource, decision_config_at, decision_input, measure};
 use crate::api::Routing;
 use crate::api::{ArmSamples, Experiment, defaults};
 use crate::stats::decision::decide;
@@ -63,7 +63,7 @@ impl Analyst for SourceAnalyst {
             let weights: BTreeMap<String, f64> = weights.iter().map(|(arm, w)| (arm.clone(), f64::from(*w))).collect();
             let input = decision_input(exp, &measured, &weights)?;
             let analysis = exp.spec.analysis.as_ref().ok_or(ConfigError::NoAnalysis)?;
-            let decision = decide(&input, &decision_config(analysis)).map_err(ConfigError::Decision)?;
+            let decision = decide(&input, &decision_config_at(analysis, window)).map_err(ConfigError::Decision)?;
             // Samples per arm: the trials of the first metric.
             let samples = measured
                 .metrics

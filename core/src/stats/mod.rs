@@ -12,6 +12,7 @@ pub(crate) mod histogram;
 pub(crate) mod mann_whitney;
 pub(crate) mod multiple;
 mod normal;
+pub mod plan;
 pub(crate) mod power;
 pub(crate) mod proportions;
 pub(crate) mod sequential;
