@@ -24,11 +24,11 @@ pub(crate) struct PlanArgs {
     pub file: Option<PathBuf>,
     /// The arms' weights, control first: `50/50`, `90/10`, `34/33/33`.
     #[arg(long, value_parser = parse_split, conflicts_with = "weights")]
-    pub split: Option<Vec<f64>>,
+    pub split: Option<Split>,
     /// Weights that change over time, e.g. a canary ramp: `95/5:30m,80/20:1h,50/50` (each
     /// phase `weights:duration`; the last one lasts to the end).
     #[arg(long, value_parser = parse_schedule)]
-    pub weights: Option<Vec<Phase>>,
+    pub weights: Option<Schedule>,
     /// A guardrail's tolerated harm (absolute, e.g. 0.002): plans a guardrail too. With -f the
     /// guardrails' own margins are used.
     #[arg(long, value_parser = parse_margin, conflicts_with = "file")]
@@ -51,6 +51,14 @@ pub(crate) struct PlanArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
+
+/// The arms' weights, control first (a newtype: clap reads `Vec` as repeated values).
+#[derive(Debug, Clone)]
+pub(crate) struct Split(Vec<f64>);
+
+/// Phases of weights.
+#[derive(Debug, Clone)]
+pub(crate) struct Schedule(Vec<Phase>);
 
 /// The effects to plan for: what the metrics' numbers are expected to be.
 #[derive(Debug, Clone, clap::Args)]
@@ -125,8 +133,8 @@ fn experiments(path: &std::path::Path) -> Result<Vec<Experiment>, String> {
 
 fn plan_flags(args: &PlanArgs) -> Result<Vec<Row>, String> {
     let schedule = match (&args.weights, &args.split) {
-        (Some(phases), _) => phases.clone(),
-        (None, Some(split)) => vec![Phase { weights: split.clone(), duration: None }],
+        (Some(Schedule(phases)), _) => phases.clone(),
+        (None, Some(Split(split))) => vec![Phase { weights: split.clone(), duration: None }],
         (None, None) => vec![Phase { weights: vec![50.0, 50.0], duration: None }],
     };
     let e = &args.effect;
@@ -332,7 +340,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-fn parse_split(text: &str) -> Result<Vec<f64>, String> {
+fn parse_split(text: &str) -> Result<Split, String> {
     let weights: Vec<f64> = text
         .split('/')
         .map(|w| w.trim().parse::<f64>().ok().filter(|w| w.is_finite() && *w >= 0.0))
@@ -341,10 +349,10 @@ fn parse_split(text: &str) -> Result<Vec<f64>, String> {
     if weights.len() < 2 || weights[0] <= 0.0 || weights[1..].iter().all(|w| *w == 0.0) {
         return Err("needs the control and at least one other arm with positive weights, e.g. 90/10".into());
     }
-    Ok(weights)
+    Ok(Split(weights))
 }
 
-fn parse_schedule(text: &str) -> Result<Vec<Phase>, String> {
+fn parse_schedule(text: &str) -> Result<Schedule, String> {
     let parts: Vec<&str> = text.split(',').collect();
     let mut phases = Vec::with_capacity(parts.len());
     for (i, part) in parts.iter().enumerate() {
@@ -354,11 +362,11 @@ fn parse_schedule(text: &str) -> Result<Vec<Phase>, String> {
             None if last => (*part, None),
             None => return Err(format!("phase {part:?} needs a duration (weights:duration); only the last may omit it")),
         };
-        let weights = parse_split(split).map_err(|e| format!("phase {part:?}: {e}"))?;
+        let Split(weights) = parse_split(split).map_err(|e| format!("phase {part:?}: {e}"))?;
         if phases.first().is_some_and(|p: &Phase| p.weights.len() != weights.len()) {
             return Err(format!("phase {part:?} has {} weights, the first phase {}", weights.len(), phases[0].weights.len()));
         }
         phases.push(Phase { weights, duration });
     }
-    Ok(phases)
+    Ok(Schedule(phases))
 }

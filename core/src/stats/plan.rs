@@ -3,7 +3,7 @@
 //!
 //! A seeded Monte-Carlo of the test the engine runs: each interval adds binomial conversions to
 //! each arm's expected share of the traffic, and every look calls the engine's own mSPRT
-//! ([`sequential::msprt`], [`sequential::msprt_one_sided`], tuned by
+//! ([`sequential::msprt`], [`sequential::msprt_one_sided_p`], tuned by
 //! [`sequential::tau2_from_planned`] exactly as the decision is) or, for a fixed horizon, its
 //! z-test once at the horizon. The decision rules around the test are the controller's: no
 //! promotion before `minSamplesPerArm` and `minDuration`, a guardrail's harm test from the first
@@ -295,11 +295,11 @@ fn call(input: &PlanInput, effect: &Effect, treatments: usize, look: &Look, (xc,
             let tau2 = tau2(input.alpha, planned_samples_per_arm, nc + nt, d);
             let harm = |estimate| Difference { estimate, variance: d.variance };
             // The harm test runs from the first look; showing non-inferiority waits like a promotion.
-            if sequential::msprt_one_sided(harm(d.estimate), tau2, margin, input.alpha)?.p_value <= family {
+            if sequential::msprt_one_sided_p(harm(d.estimate), tau2, margin, input.alpha)? <= family {
                 return Ok(judged(false, difference < margin));
             }
             let non_inferior =
-                sequential::msprt_one_sided(harm(-d.estimate), tau2, -margin, input.alpha)?.p_value <= input.alpha;
+                sequential::msprt_one_sided_p(harm(-d.estimate), tau2, -margin, input.alpha)? <= input.alpha;
             if may_promote && non_inferior { Ok(judged(true, difference < margin)) } else { Ok(Call::Undecided) }
         }
         (Test::FixedSamples(_) | Test::FixedDuration(_), _) if !(enough && at_horizon(input.test, look)) => {
