@@ -107,7 +107,9 @@ fn validate_with_traffic_adds_the_time_to_decision() {
     assert!(out.status.success(), "a warning is not a problem: {}", text(&out.stderr));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("warning: spec.analysis.maxDuration: 2h is too short for 80% power on `error-rate` (step 2 at 10%)"),
+        stderr.contains(
+            "warning: spec.analysis.maxDuration: 2h is too short for 80% power on `error-rate` (step 2 at 10%)"
+        ),
         "{stderr}"
     );
 }

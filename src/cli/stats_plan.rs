@@ -186,7 +186,12 @@ fn row(
     let (effect, text) = match role {
         Role::Goal => (
             Effect::Goal { baseline: e.baseline, uplift: e.uplift },
-            format!("{:.2}% → {:.2}% ({:+.1}%)", 100.0 * e.baseline, 100.0 * e.baseline * (1.0 + e.uplift), 100.0 * e.uplift),
+            format!(
+                "{:.2}% → {:.2}% ({:+.1}%)",
+                100.0 * e.baseline,
+                100.0 * e.baseline * (1.0 + e.uplift),
+                100.0 * e.uplift
+            ),
         ),
         Role::Guardrail => {
             let margin = margin.unwrap_or(0.0);
@@ -360,11 +365,17 @@ fn parse_schedule(text: &str) -> Result<Schedule, String> {
         let (split, duration) = match part.split_once(':') {
             Some((s, d)) => (s, Some(parse_duration(d.trim()).map_err(|e| format!("phase {:?}: {e}", part))?)),
             None if last => (*part, None),
-            None => return Err(format!("phase {part:?} needs a duration (weights:duration); only the last may omit it")),
+            None => {
+                return Err(format!("phase {part:?} needs a duration (weights:duration); only the last may omit it"));
+            }
         };
         let Split(weights) = parse_split(split).map_err(|e| format!("phase {part:?}: {e}"))?;
         if phases.first().is_some_and(|p: &Phase| p.weights.len() != weights.len()) {
-            return Err(format!("phase {part:?} has {} weights, the first phase {}", weights.len(), phases[0].weights.len()));
+            return Err(format!(
+                "phase {part:?} has {} weights, the first phase {}",
+                weights.len(),
+                phases[0].weights.len()
+            ));
         }
         phases.push(Phase { weights, duration });
     }

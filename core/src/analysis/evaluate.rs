@@ -181,11 +181,9 @@ pub fn decision_config(analysis: &Analysis) -> DecisionConfig {
 /// [`decision_config`] for a look `since_start` into the analysis: a fixed horizon given as a
 /// duration becomes the time still to wait (zero once it has elapsed: the one test runs then).
 pub fn decision_config_at(analysis: &Analysis, since_start: Duration) -> DecisionConfig {
-    let horizon = analysis.horizon.as_ref().and_then(|h| h.duration).filter(|_| analysis.method == Method::FixedHorizon);
-    DecisionConfig {
-        horizon_wait: horizon.map(|d| d.get().saturating_sub(since_start)),
-        ..decision_config(analysis)
-    }
+    let horizon =
+        analysis.horizon.as_ref().and_then(|h| h.duration).filter(|_| analysis.method == Method::FixedHorizon);
+    DecisionConfig { horizon_wait: horizon.map(|d| d.get().saturating_sub(since_start)), ..decision_config(analysis) }
 }
 
 #[cfg(test)]

@@ -36,7 +36,8 @@ pub fn planned_analyses(
     seed: u64,
 ) -> Result<Vec<PlannedAnalysis>, String> {
     let name = exp.metadata.name.as_deref().unwrap_or_default();
-    let analysis = exp.spec.analysis.as_ref().ok_or_else(|| format!("experiment {name} has no spec.analysis to plan"))?;
+    let analysis =
+        exp.spec.analysis.as_ref().ok_or_else(|| format!("experiment {name} has no spec.analysis to plan"))?;
     let config = decision_config(analysis);
     let horizon = analysis.horizon.as_ref();
     let test = match (analysis.method, horizon.and_then(|h| h.samples_per_arm), horizon.and_then(|h| h.duration)) {

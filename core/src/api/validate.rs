@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use regex::Regex;
 
+use super::duration::HumanDuration;
 use super::experiment::*;
 use super::names::{is_dns1123_label, is_dns1123_subdomain};
-use super::duration::HumanDuration;
 use super::{Analysis, Builtin, Horizon, Method, Role, Routing, Strategy};
 
 /// Envoy refuses longer regexes by default; istiod checks the same bound.

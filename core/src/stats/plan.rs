@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use super::decision::DEFAULT_PLANNED_SAMPLES_PER_ARM;
 use super::sequential::{self, Difference};
@@ -27,7 +27,9 @@ use super::{Alternative, Result, invalid, normal, proportions};
 pub enum Unit {
     Request,
     /// First exposures: each user is counted once, so users/s = requests/s ÷ visits per user.
-    User { visits_per_user: f64 },
+    User {
+        visits_per_user: f64,
+    },
 }
 
 /// The arms' traffic weights (control first) for `duration`; `None`: until the end.
@@ -144,9 +146,8 @@ pub fn plan(input: &PlanInput, effect: &Effect) -> Result<Plan> {
     let runs = input.runs as f64;
     // The time by which `share` of all runs decided rightly: the k-th fastest right decision.
     let quantile = |share: f64| times.get(((share * runs).ceil() as usize).max(1) - 1).copied();
-    let samples = |at: Option<Duration>| {
-        at.and_then(|at| looks.iter().find(|l| l.at == at)).map(|l| l.control.min(l.treatment))
-    };
+    let samples =
+        |at: Option<Duration>| at.and_then(|at| looks.iter().find(|l| l.at == at)).map(|l| l.control.min(l.treatment));
     let (median, p80) = (quantile(0.5), quantile(0.8));
     Ok(Plan {
         power: times.len() as f64 / runs,

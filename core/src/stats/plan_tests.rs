@@ -113,8 +113,9 @@ fn a_later_canary_step_gets_more_treatment_traffic() {
         ..input(20.0, 24)
     };
     let p = plan(&ramp, &GOAL).unwrap();
-    let flat = plan(&PlanInput { schedule: vec![Phase { weights: vec![95.0, 5.0], duration: None }], ..ramp.clone() }, &GOAL)
-        .unwrap();
+    let flat =
+        plan(&PlanInput { schedule: vec![Phase { weights: vec![95.0, 5.0], duration: None }], ..ramp.clone() }, &GOAL)
+            .unwrap();
     assert!(secs(p.median) < secs(flat.median), "{p:?} {flat:?}");
     let even = plan(&input(20.0, 24), &GOAL).unwrap();
     assert!(secs(p.median) > secs(even.median), "{p:?} {even:?}");
