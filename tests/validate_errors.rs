@@ -184,12 +184,32 @@ fn each_bad_input_is_named() {
         (
             "a horizon on a sequential test",
             format!("{BASE}  analysis:\n    horizon: {{samplesPerArm: 5000}}\n"),
-            "spec.analysis.horizon: only method fixedHorizon has a horizon",
+            "spec.analysis.horizon: only method fixedHorizon has a horizon (method sequential, horizon samplesPerArm 5000)",
         ),
         (
             "a minimum exposure beyond maxDuration",
             format!("{BASE}  analysis:\n    minDuration: 48h\n    maxDuration: 24h\n"),
-            "spec.analysis.minDuration: must not be longer than maxDuration",
+            "spec.analysis.minDuration: 48h must not be longer than maxDuration (24h)",
+        ),
+        (
+            "a horizon with both samples and a duration",
+            format!("{BASE}  analysis:\n    method: fixedHorizon\n    horizon: {{samplesPerArm: 5000, duration: 2h}}\n"),
+            "spec.analysis.horizon: samplesPerArm 5000 and duration 2h given: set exactly one of samplesPerArm and duration",
+        ),
+        (
+            "an empty horizon",
+            format!("{BASE}  analysis:\n    method: fixedHorizon\n    horizon: {{}}\n"),
+            "spec.analysis.horizon: an empty horizon given: set exactly one of samplesPerArm and duration",
+        ),
+        (
+            "a horizon duration beyond maxDuration",
+            format!("{BASE}  analysis:\n    method: fixedHorizon\n    maxDuration: 24h\n    horizon: {{duration: 36h}}\n"),
+            "spec.analysis.horizon.duration: 36h is longer than maxDuration (24h): the test would never run",
+        ),
+        (
+            "a horizon duration that is not a duration",
+            format!("{BASE}  analysis:\n    method: fixedHorizon\n    horizon: {{duration: two hours}}\n"),
+            "spec.analysis.horizon.duration: \"two hours\" is not a duration",
         ),
         (
             "freeze window not a duration",

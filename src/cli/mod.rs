@@ -6,6 +6,7 @@ pub(crate) mod demo;
 pub mod render;
 pub mod run;
 pub(crate) mod stats;
+pub(crate) mod stats_plan;
 pub(crate) mod traffic;
 pub mod validate;
 pub mod yaml;
@@ -32,7 +33,7 @@ enum Command {
     /// Print the objects that route an experiment's traffic at a given step.
     Render(render::RenderArgs),
     /// Check experiments (and policies) and report every problem.
-    Validate(validate::ValidateArgs),
+    Validate(validate::ValidateCommand),
     /// Print the CustomResourceDefinitions of Forklane's API.
     Crdgen,
     /// Statistics: reproduce reference vectors, or compare arms by hand.

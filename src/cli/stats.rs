@@ -15,6 +15,8 @@ pub(crate) enum StatsCommand {
     Eval,
     /// Compare arms and print estimate, interval, p-value, P(better) and the decision.
     Compare(CompareArgs),
+    /// Power and time to decision for the expected traffic (from flags or an Experiment).
+    Plan(super::stats_plan::PlanArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -61,6 +63,7 @@ pub(crate) fn run(cmd: StatsCommand) -> ExitCode {
     match cmd {
         StatsCommand::Eval => eval(),
         StatsCommand::Compare(args) => compare(&args),
+        StatsCommand::Plan(args) => super::stats_plan::run(&args),
     }
 }
 

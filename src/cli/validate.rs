@@ -8,7 +8,7 @@ use forklane_core::api::validate::{validate, warnings};
 use forklane_core::api::{Experiment, RolloutPolicy, defaults};
 use forklane_core::policy;
 
-use super::{display_name, read_documents};
+use super::{display_name, read_documents, stats_plan};
 
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
@@ -19,6 +19,23 @@ pub struct ValidateArgs {
     #[arg(long = "policy")]
     pub policies: Vec<PathBuf>,
 }
+
+/// `forklane validate`: the checks, and with `--traffic` the likely time to decision.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ValidateCommand {
+    #[command(flatten)]
+    pub args: ValidateArgs,
+    /// Requests per second the service gets: adds, per metric, the power and the likely time to
+    /// decision, and a warning when maxDuration is too short for 80% power.
+    #[arg(long, value_name = "RPS", value_parser = stats_plan::positive)]
+    pub traffic: Option<f64>,
+    /// The effects to plan for (with --traffic).
+    #[command(flatten)]
+    pub effect: stats_plan::EffectArgs,
+}
+
+/// Simulated experiments per planned metric.
+const PLAN_RUNS: usize = 2000;
 
 /// Every problem of every document, as printed lines (empty: valid).
 pub fn problems(args: &ValidateArgs, now: Option<i64>) -> Vec<String> {
@@ -89,19 +106,44 @@ fn report(args: &ValidateArgs, now: Option<i64>) -> (Vec<String>, Vec<String>) {
     (lines, warned)
 }
 
-pub(crate) fn run(args: ValidateArgs) -> ExitCode {
+pub(crate) fn run(cmd: ValidateCommand) -> ExitCode {
+    let args = &cmd.args;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).ok();
-    let (lines, warned) = report(&args, now);
+    let (lines, warned) = report(args, now);
     for warning in warned {
         eprintln!("{warning}");
     }
     if lines.is_empty() {
         println!("valid");
+        if let Some(traffic) = cmd.traffic {
+            plan(args, traffic, &cmd.effect);
+        }
         ExitCode::SUCCESS
     } else {
         for line in lines {
             eprintln!("{line}");
         }
         ExitCode::FAILURE
+    }
+}
+
+/// Per metric of each (valid) experiment: power and time to decision at `traffic`; warnings on
+/// stderr when maxDuration is too short for 80% power or the experiment cannot be planned.
+fn plan(args: &ValidateArgs, traffic: f64, effect: &stats_plan::EffectArgs) {
+    let Ok(documents) = read_documents(&args.file) else { return };
+    for doc in documents {
+        let Document::Experiment(exp) = doc else { continue };
+        let name = display_name(&exp.metadata);
+        match stats_plan::plan_experiment(&exp, traffic, effect, PLAN_RUNS, 1) {
+            Ok(rows) => {
+                for r in &rows {
+                    println!("{name}: {}", stats_plan::summary(r));
+                    if let Some(warning) = stats_plan::shortfall(r) {
+                        eprintln!("{name}: {warning}");
+                    }
+                }
+            }
+            Err(e) => eprintln!("{name}: warning: cannot plan the time to decision: {e}"),
+        }
     }
 }

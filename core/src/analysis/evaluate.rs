@@ -331,18 +331,27 @@ pub fn decision_config(analysis: &Analysis) -> DecisionConfig {
         },
         alpha: analysis.alpha(),
         min_samples_per_arm: analysis.min_samples_per_arm.map_or(defaults.min_samples_per_arm, |n| n.max(0) as u64),
-        planned_samples_per_arm: analysis.horizon.as_ref().map(|h| h.samples_per_arm.max(1) as u64),
+        planned_samples_per_arm: analysis.horizon.as_ref().and_then(|h| h.samples_per_arm).map(|n| n.max(1) as u64),
         ..defaults
     }
 }
 
-/// The configuration of one look at `exp`: [`decision_config`], except that a canary shares α
-/// and srmAlpha evenly among its analysis steps. Each step is a test of its own data, and the
-/// canary rolls back if any one step does: at α/K and srmAlpha/K for K analysed steps, a false
-/// rollback over the whole canary stays ≤ α + srmAlpha (Bonferroni, whatever the steps'
-/// dependence). A false promotion needs every step's gate to pass wrongly, which is ≤ α/K.
-pub fn look_config(exp: &Experiment) -> Result<DecisionConfig, ConfigError> {
-    let config = decision_config(analysis(exp)?);
+/// [`decision_config`] for a look `since_start` into the analysis: a fixed horizon given as a
+/// duration becomes the time still to wait (zero once it has elapsed: the one test runs then).
+pub fn decision_config_at(analysis: &Analysis, since_start: Duration) -> DecisionConfig {
+    let horizon =
+        analysis.horizon.as_ref().and_then(|h| h.duration).filter(|_| analysis.method == Method::FixedHorizon);
+    DecisionConfig { horizon_wait: horizon.map(|d| d.get().saturating_sub(since_start)), ..decision_config(analysis) }
+}
+
+/// The configuration of one look at `exp`, `since_start` into its analysis:
+/// [`decision_config_at`], except that a canary shares α and srmAlpha evenly among its analysis
+/// steps. Each step is a test of its own data, and the canary rolls back if any one step does: at
+/// α/K and srmAlpha/K for K analysed steps, a false rollback over the whole canary stays
+/// ≤ α + srmAlpha (Bonferroni, whatever the steps' dependence). A false promotion needs every
+/// step's gate to pass wrongly, which is ≤ α/K.
+pub fn look_config(exp: &Experiment, since_start: Duration) -> Result<DecisionConfig, ConfigError> {
+    let config = decision_config_at(analysis(exp)?, since_start);
     let steps = match &exp.spec.strategy {
         Strategy::Canary(c) => c.steps.iter().filter(|s| s.analysis.is_some()).count().max(1),
         _ => 1,

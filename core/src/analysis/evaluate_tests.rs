@@ -354,6 +354,30 @@ fn a_clear_winner_is_promoted_end_to_end() {
     assert_eq!(decision.outcome, Outcome::Promote { arm: "v2".into() });
 }
 
+#[test]
+fn a_duration_horizon_continues_until_it_has_elapsed_then_tests_once() {
+    let mut exp = experiment();
+    let analysis = exp.spec.analysis.as_mut().unwrap();
+    analysis.method = Method::FixedHorizon;
+    analysis.horizon = Some(crate::api::Horizon { samples_per_arm: None, duration: Some("2h".parse().unwrap()) });
+    let m = run(measure(&exp, Routing::Istio, Duration::from_secs(125), &full_table(), LIMIT)).unwrap();
+    let input = decision_input(&exp, &m, &weights(50.0, 50.0)).unwrap();
+    let analysis = exp.spec.analysis.as_ref().unwrap();
+    let at = |secs| decide(&input, &decision_config_at(analysis, Duration::from_secs(secs))).unwrap().outcome;
+    // The same clear winner: no promotion before the horizon, however clear.
+    assert_eq!(
+        at(3600),
+        Outcome::Continue { reason: "fixed-horizon test waits for its horizon duration: 1h00m00s to go".into() }
+    );
+    assert_eq!(at(7200), Outcome::Promote { arm: "v2".into() });
+    assert_eq!(at(7260), Outcome::Promote { arm: "v2".into() });
+    // A horizon in samples is not a wait in time.
+    let mut by_samples = analysis.clone();
+    by_samples.horizon = Some(crate::api::Horizon { samples_per_arm: Some(5000), duration: None });
+    let c = decision_config_at(&by_samples, Duration::from_secs(60));
+    assert_eq!((c.horizon_wait, c.planned_samples_per_arm), (None, Some(5000)));
+}
+
 /// Answers every query with 1 after `delay`.
 struct Slow {
     delay: Duration,
@@ -444,16 +468,16 @@ async fn the_first_failure_in_spec_order_is_the_error_whichever_answers_first() 
 fn a_canary_shares_alpha_and_srm_alpha_among_its_analysis_steps() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/canary.yaml")).unwrap();
     let mut canary: Experiment = serde_yaml_ng::from_str(&text).unwrap();
-    let one = look_config(&canary).unwrap();
+    let one = look_config(&canary, Duration::from_secs(60)).unwrap();
     assert_eq!((one.alpha, one.srm_alpha), (0.05, 0.001));
     let Strategy::Canary(c) = &mut canary.spec.strategy else { panic!("a canary") };
     let analysis_step = c.steps.iter().find(|s| s.analysis.is_some()).unwrap().clone();
     c.steps.extend([analysis_step.clone(), analysis_step.clone(), analysis_step]);
-    let four = look_config(&canary).unwrap();
+    let four = look_config(&canary, Duration::from_secs(60)).unwrap();
     assert_eq!((four.alpha, four.srm_alpha), (0.05 / 4.0, 0.001 / 4.0));
     assert_eq!(DecisionConfig { alpha: 0.05, srm_alpha: 0.001, ..four }, one);
     // An A/B test is one analysis: the whole α.
-    assert_eq!(look_config(&experiment()).unwrap(), decision_config(experiment().spec.analysis.as_ref().unwrap()));
+    assert_eq!(look_config(&experiment(), Duration::from_secs(60)).unwrap(), decision_config(experiment().spec.analysis.as_ref().unwrap()));
 }
 
 #[test]

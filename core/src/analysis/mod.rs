@@ -5,6 +5,7 @@
 pub(crate) mod builtins;
 pub(crate) mod error;
 pub(crate) mod evaluate;
+pub mod planning;
 pub(crate) mod prometheus;
 pub mod source;
 pub mod template;
@@ -12,7 +13,8 @@ pub mod template;
 pub use builtins::QueryPair;
 pub use error::{AnalysisError, ConfigError};
 pub use evaluate::{
-    Measurements, assignment_queries, decision_config, decision_input, look_config, measure, queries,
+    Measurements, assignment_queries, decision_config, decision_config_at, decision_input, look_config, measure,
+    queries,
 };
 pub use prometheus::PrometheusSource;
 pub use source::{Counts, MetricSource, SourceError};

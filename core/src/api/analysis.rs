@@ -86,13 +86,18 @@ pub enum Unit {
     Request,
 }
 
-/// The planned sample size of a fixed-horizon test.
+/// Where a fixed-horizon test looks: exactly one of `samplesPerArm` and `duration`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Horizon {
     /// Samples (trials) in every arm; the test runs once, when the smallest arm has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub samples_per_arm: i64,
+    pub samples_per_arm: Option<i64>,
+    /// Time since the analysis started; the test runs once, at the first look after it
+    /// (`forklane stats plan` tells how long gives the power you need).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<HumanDuration>,
 }
 
 /// Sample ratio mismatch check against the configured weights.

@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use regex::Regex;
 
+use super::duration::HumanDuration;
 use super::experiment::*;
 use super::names::{is_dns1123_label, is_dns1123_subdomain};
-use super::{Analysis, Builtin, Method, Role, Routing, Strategy};
+use super::{Analysis, Builtin, Horizon, Method, Role, Routing, Strategy};
 
 /// Envoy refuses longer regexes by default; istiod checks the same bound.
 pub(crate) const MAX_REGEX_LEN: usize = 1024;
@@ -465,6 +466,36 @@ fn check_mirror(mirror: &Mirror, exp: &ExperimentSpec, arms: &[String], routing:
     }
 }
 
+/// The horizon as written, for messages.
+fn horizon_text(h: &Horizon) -> String {
+    match (h.samples_per_arm, h.duration) {
+        (Some(n), None) => format!("samplesPerArm {n}"),
+        (None, Some(d)) => format!("duration {d}"),
+        (Some(n), Some(d)) => format!("samplesPerArm {n} and duration {d}"),
+        (None, None) => "an empty horizon".into(),
+    }
+}
+
+/// Exactly one of `samplesPerArm` (at least 1) and `duration` (within maxDuration).
+fn check_horizon(h: &Horizon, a: &Analysis, p: &mut Problems) {
+    match (h.samples_per_arm, h.duration) {
+        (Some(_), Some(_)) | (None, None) => p.add(
+            "spec.analysis.horizon",
+            format!("{} given: set exactly one of samplesPerArm and duration", horizon_text(h)),
+        ),
+        (Some(n), None) if n < 1 => p.add("spec.analysis.horizon.samplesPerArm", format!("{n} must be at least 1")),
+        (None, Some(d)) if d.get().is_zero() => p.add("spec.analysis.horizon.duration", "0s must be longer than zero"),
+        (None, Some(d)) if d.get() > a.max_duration() => p.add(
+            "spec.analysis.horizon.duration",
+            format!(
+                "{d} is longer than maxDuration ({}): the test would never run",
+                HumanDuration::from(a.max_duration())
+            ),
+        ),
+        _ => {}
+    }
+}
+
 fn check_analysis(a: &Analysis, p: &mut Problems) {
     if let Some(alpha) = a.alpha
         && !(alpha > 0.0 && alpha <= 0.5)
@@ -484,18 +515,29 @@ fn check_analysis(a: &Analysis, p: &mut Problems) {
     match (&a.method, &a.horizon) {
         (Method::FixedHorizon, None) => p.add(
             "spec.analysis.horizon",
-            "required for method fixedHorizon: the test runs once, at horizon.samplesPerArm (use sequential to look every interval)",
+            "required for method fixedHorizon: the test runs once, at horizon.samplesPerArm or horizon.duration (use sequential to look every interval)",
         ),
-        (_, Some(h)) if h.samples_per_arm < 1 => {
-            p.add("spec.analysis.horizon.samplesPerArm", format!("{} must be at least 1", h.samples_per_arm))
-        }
-        (Method::Sequential | Method::Bayesian, Some(_)) => {
-            p.add("spec.analysis.horizon", "only method fixedHorizon has a horizon")
-        }
-        _ => {}
+        (Method::Sequential | Method::Bayesian, Some(h)) => p.add(
+            "spec.analysis.horizon",
+            format!(
+                "only method fixedHorizon has a horizon (method {}, horizon {})",
+                if a.method == Method::Sequential { "sequential" } else { "bayesian" },
+                horizon_text(h)
+            ),
+        ),
+        (Method::FixedHorizon, Some(h)) => check_horizon(h, a, p),
+        (Method::Sequential | Method::Bayesian, None) => {}
     }
-    if a.min_duration.is_some_and(|d| d.get() > a.max_duration()) {
-        p.add("spec.analysis.minDuration", "must not be longer than maxDuration: nothing could ever be promoted");
+    if let Some(min) = a.min_duration
+        && min.get() > a.max_duration()
+    {
+        p.add(
+            "spec.analysis.minDuration",
+            format!(
+                "{min} must not be longer than maxDuration ({}): nothing could ever be promoted",
+                HumanDuration::from(a.max_duration())
+            ),
+        );
     }
     if let Some(prom) = a.provider.as_ref().and_then(|pr| pr.prometheus.as_ref())
         && !(prom.address.starts_with("http://") || prom.address.starts_with("https://"))

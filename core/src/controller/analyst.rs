@@ -62,7 +62,7 @@ impl Analyst for SourceAnalyst {
             let measured = measure(exp, mode, window, source.as_ref(), defaults::ANALYSIS_DEADLINE).await?;
             let weights: BTreeMap<String, f64> = weights.iter().map(|(arm, w)| (arm.clone(), f64::from(*w))).collect();
             let input = decision_input(exp, &measured, &weights)?;
-            let decision = decide(&input, &look_config(exp)?).map_err(ConfigError::Decision)?;
+            let decision = decide(&input, &look_config(exp, window)?).map_err(ConfigError::Decision)?;
             // Samples per arm: the trials of the first metric.
             let samples = measured
                 .metrics

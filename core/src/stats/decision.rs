@@ -15,8 +15,9 @@
 //! - The goal metric is tested two-sided for every treatment arm against the control,
 //!   Holm-adjusted across arms. Promote the best arm that is significantly better and
 //!   non-inferior on every guardrail. If every arm is significantly worse: Rollback.
-//! - Fixed horizon: nothing is decided before `plannedSamplesPerArm`; at that look the
-//!   test is over, so anything short of a promotion is a Rollback.
+//! - Fixed horizon: nothing is decided before `plannedSamplesPerArm` (or, with a horizon
+//!   duration, before `horizonWait` is zero); at that look the test is over, so anything short
+//!   of a promotion is a Rollback.
 
 use super::compare::{self, Pair};
 use super::{Result, invalid, srm};
@@ -142,6 +143,17 @@ pub struct DecisionConfig {
     pub srm_alpha: f64,
     /// Beta prior of the Bayesian method (positive integers).
     pub prior: [f64; 2],
+    /// A fixed horizon given as a duration (`horizon.duration`): the time still to wait before
+    /// the one test (zero: the horizon is reached, test now). Set per look by the caller.
+    #[serde(skip)]
+    pub horizon_wait: Option<std::time::Duration>,
+}
+
+impl DecisionConfig {
+    /// The fixed-horizon test is at its one look: what it does not promote, it rolls back.
+    fn at_horizon(&self) -> bool {
+        self.method == Method::FixedHorizon && (self.planned_samples_per_arm.is_some() || self.horizon_wait.is_some())
+    }
 }
 
 impl Default for DecisionConfig {
@@ -153,6 +165,7 @@ impl Default for DecisionConfig {
             planned_samples_per_arm: None,
             srm_alpha: 0.001,
             prior: [1.0, 1.0],
+            horizon_wait: None,
         }
     }
 }
@@ -260,6 +273,13 @@ pub fn decide(input: &DecisionInput, config: &DecisionConfig) -> Result<Decision
             }
         }
         return stop(cont(reason), vec![], srm);
+    }
+    if let (Method::FixedHorizon, Some(wait)) = (config.method, config.horizon_wait)
+        && !wait.is_zero()
+    {
+        let wait = wait.as_secs();
+        let left = format!("{}h{:02}m{:02}s", wait / 3600, wait / 60 % 60, wait % 60);
+        return stop(cont(format!("fixed-horizon test waits for its horizon duration: {left} to go")), vec![], srm);
     }
     if let (Method::FixedHorizon, Some(planned)) = (config.method, config.planned_samples_per_arm) {
         let smallest = primary(input)?.arms.iter().map(|a| a.value.samples()).min().unwrap_or(0);
@@ -396,7 +416,7 @@ fn gate_outcome(input: &DecisionInput, treatments: &[&str], config: &DecisionCon
         .find(|arm| guard.iter().filter(|c| c.arm == **arm).all(|c| c.verdict == Verdict::NonInferior));
     match passed {
         Some(arm) => Outcome::Promote { arm: arm.to_string() },
-        None if config.method == Method::FixedHorizon && config.planned_samples_per_arm.is_some() => {
+        None if config.at_horizon() => {
             Outcome::Rollback { reason: "guardrails not shown non-inferior at the planned sample size".into() }
         }
         None => cont("guardrails are not yet shown non-inferior".into()),
@@ -425,7 +445,7 @@ fn outcome(
         .iter()
         .filter(|c| guard_ok(&c.arm))
         .max_by(|a, b| (sign * a.difference).total_cmp(&(sign * b.difference)));
-    let at_horizon = config.method == Method::FixedHorizon && config.planned_samples_per_arm.is_some();
+    let at_horizon = config.at_horizon();
     match (best, winners.first()) {
         (Some(best), _) => Outcome::Promote { arm: best.arm.clone() },
         (None, Some(w)) => {

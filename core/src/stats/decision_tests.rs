@@ -154,6 +154,19 @@ fn fixed_horizon_decides_only_at_the_planned_size() {
 }
 
 #[test]
+fn a_duration_horizon_waits_then_its_one_test_rolls_back_what_it_does_not_promote() {
+    let wait = |secs| DecisionConfig { horizon_wait: Some(std::time::Duration::from_secs(secs)), ..fixed() };
+    let clear = experiment(vec![prop("control", 1000, 20_000), prop("v2", 1400, 20_000)]);
+    let early = outcome(&clear, &wait(90));
+    assert_eq!(reason(&early), "fixed-horizon test waits for its horizon duration: 0h01m30s to go");
+    assert_eq!(outcome(&clear, &wait(0)), promote("v2"));
+    let null = experiment(vec![prop("control", 1500, 30_000), prop("v2", 1510, 30_000)]);
+    assert!(matches!(outcome(&null, &wait(0)), Outcome::Rollback { .. }), "{:?}", outcome(&null, &wait(0)));
+    // Without a horizon the same look only continues.
+    assert!(matches!(outcome(&null, &fixed()), Outcome::Continue { .. }));
+}
+
+#[test]
 fn bayesian_method_reports_probabilities_and_losses() {
     let config = DecisionConfig { method: Method::Bayesian, ..Default::default() };
     let d = decide(&experiment(vec![prop("control", 1000, 20_000), prop("v2", 1400, 20_000)]), &config).unwrap();

@@ -14,6 +14,7 @@ pub(crate) mod mann_whitney;
 pub(crate) mod multiple;
 mod noninferiority;
 mod normal;
+pub mod plan;
 pub(crate) mod power;
 pub(crate) mod proportions;
 pub(crate) mod sequential;

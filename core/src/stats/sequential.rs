@@ -96,9 +96,8 @@ fn ln_lambda_plus(delta: f64, v: f64, tau2: f64) -> f64 {
 /// One-sided test for guardrails and non-inferiority: H0 θ ≤ θ₀. For the mirror
 /// hypothesis H0 θ ≥ θ₀ negate the estimate and θ₀ (the bound then becomes an upper one).
 pub(crate) fn msprt_one_sided(d: Difference, tau2: f64, theta0: f64, alpha: f64) -> Result<OneSided> {
-    check(d, tau2, alpha)?;
+    let p_value = msprt_one_sided_p(d, tau2, theta0, alpha)?;
     let v = d.variance;
-    let p_value = (-ln_lambda_plus(d.estimate - theta0, v, tau2)).exp().min(1.0);
     // Λ⁺ increases with δ; the bound is θ̂ − δ* with Λ⁺(δ*) = 1/α. Λ⁺(0) < 1 and, for δ ≥ 0,
     // Λ⁺ ≥ Λ, so δ* lies between 0 and the two-sided half-width at α.
     let target = -alpha.ln();
@@ -115,6 +114,12 @@ pub(crate) fn msprt_one_sided(d: Difference, tau2: f64, theta0: f64, alpha: f64)
         }
     }
     Ok(OneSided { p_value, lower_bound: d.estimate - hi })
+}
+
+/// The p-value of [`msprt_one_sided`] alone, without the bound's search (for simulations).
+pub(crate) fn msprt_one_sided_p(d: Difference, tau2: f64, theta0: f64, alpha: f64) -> Result<f64> {
+    check(d, tau2, alpha)?;
+    Ok((-ln_lambda_plus(d.estimate - theta0, d.variance, tau2)).exp().min(1.0))
 }
 
 #[cfg(test)]
