@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 const NS: &str = "shop";
 const COHORT: &str = "x-forklane-cohort";
 /// The expression of the experiment contract.
-const EXPR: &str = "request.host.endsWith('-shadow') ? 'mirrored' : ('x-forklane-cohort' in request.headers ? request.headers['x-forklane-cohort'] : 'none')";
+const EXPR: &str = "request.host.matches('-shadow(:[0-9]+)?$') ? 'mirrored' : ('x-forklane-cohort' in request.headers ? request.headers['x-forklane-cohort'] : 'none')";
 const COOKIE: &str = "forklane-checkout";
 
 fn key() -> ServiceKey {

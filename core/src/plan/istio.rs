@@ -32,7 +32,7 @@ pub(crate) const COHORT_LABEL: &str = "forklane_cohort";
 /// The label's value per request, in Istio's CEL over request attributes: mirrored copies reach
 /// the destination with `-shadow` appended to their Host (Envoy's request mirror policy); every
 /// other request carries the cohort header its route set, unless it came by another route.
-pub(crate) const COHORT_EXPRESSION: &str = "request.host.endsWith('-shadow') ? 'mirrored' : ('x-forklane-cohort' in request.headers ? request.headers['x-forklane-cohort'] : 'none')";
+pub(crate) const COHORT_EXPRESSION: &str = "request.host.matches('-shadow(:[0-9]+)?$') ? 'mirrored' : ('x-forklane-cohort' in request.headers ? request.headers['x-forklane-cohort'] : 'none')";
 
 /// Actions in a safe order: the Telemetry first (so that no routed request goes unlabelled), pods
 /// up, subsets added, routes switched, subsets removed, pods down.
@@ -268,7 +268,7 @@ mod tests {
         );
         assert_eq!(
             COHORT_EXPRESSION,
-            "request.host.endsWith('-shadow') ? 'mirrored' : ('x-forklane-cohort' in request.headers ? request.headers['x-forklane-cohort'] : 'none')"
+            "request.host.matches('-shadow(:[0-9]+)?$') ? 'mirrored' : ('x-forklane-cohort' in request.headers ? request.headers['x-forklane-cohort'] : 'none')"
         );
     }
 

@@ -303,7 +303,7 @@ mod tests {
     use serde_json::json;
 
     /// The expression of the experiment contract (docs/statistics.md, cohorts).
-    const COHORT: &str = "request.host.endsWith('-shadow') ? 'mirrored' : ('x-forklane-cohort' in request.headers ? request.headers['x-forklane-cohort'] : 'none')";
+    const COHORT: &str = "request.host.matches('-shadow(:[0-9]+)?$') ? 'mirrored' : ('x-forklane-cohort' in request.headers ? request.headers['x-forklane-cohort'] : 'none')";
 
     fn upsert(expr: &str) -> Vec<Arc<Tag>> {
         let targets = Targets { requests: true, duration: true };
@@ -322,6 +322,9 @@ mod tests {
         assert_eq!(value(&tags, &assigned, host).as_deref(), Some("assigned"));
         assert_eq!(value(&tags, &Request::get("/"), host).as_deref(), Some("none"));
         assert_eq!(value(&tags, &assigned, &format!("{host}-shadow")).as_deref(), Some("mirrored"));
+        // Envoy puts the suffix before a port.
+        assert_eq!(value(&tags, &assigned, "my-app-shadow:8080").as_deref(), Some("mirrored"));
+        assert_eq!(value(&tags, &assigned, "my-app-shadowing:8080").as_deref(), Some("assigned"));
     }
 
     #[test]
