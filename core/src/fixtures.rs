@@ -192,6 +192,28 @@ impl ExperimentBuilder {
         self
     }
 
+    /// An A/B rule sending requests whose user agent matches `regex` to `arm`.
+    pub fn user_agent_rule(mut self, name: &str, regex: &str, arm: &str) -> Self {
+        let user_agent = Some(StringMatch { regex: Some(regex.into()), ..Default::default() });
+        let matches = RuleMatch { user_agent, ..Default::default() };
+        match &mut self.strategy {
+            Strategy::AbTest(a) => a.rules.push(AbRule { name: name.into(), matches, arm: arm.into() }),
+            other => panic!("rules are for A/B tests, not {other:?}"),
+        }
+        self
+    }
+
+    /// Keeps each user in the arm the split gave them, with the cookie `cookie_name`.
+    pub fn sticky(mut self, cookie_name: &str) -> Self {
+        match &mut self.strategy {
+            Strategy::AbTest(a) => {
+                a.sticky = Some(Sticky { cookie_name: cookie_name.into(), max_age_seconds: 86_400 })
+            }
+            other => panic!("sticky assignment is for A/B tests, not {other:?}"),
+        }
+        self
+    }
+
     pub fn mirror(mut self, arm: &str, percent: f64) -> Self {
         self.mirror = Some(Mirror { arm: arm.into(), percent });
         self

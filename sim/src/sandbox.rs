@@ -107,10 +107,15 @@ impl Sandbox {
 
     /// Steady traffic to `service` through the data plane (the mesh when installed).
     pub fn start_traffic(&mut self, service: ServiceKey, rps: f64, users: usize) {
+        self.start_traffic_with(service, rps, LoadSpec { users, ..Default::default() });
+    }
+
+    /// Steady background traffic from the users `spec` describes (returning, mobile, by region).
+    pub fn start_traffic_with(&mut self, service: ServiceKey, rps: f64, spec: LoadSpec) {
         let stop = Arc::new(AtomicBool::new(false));
         let (dp, view, flag) = (self.net().dataplane.clone(), self.net().feed.view(), stop.clone());
         let task = tokio::spawn(async move {
-            let mut population = Population::new(&LoadSpec { users, ..Default::default() });
+            let mut population = Population::new(&spec);
             while !flag.load(Ordering::Relaxed) {
                 drive_in_process(
                     &dp,
