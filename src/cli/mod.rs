@@ -6,6 +6,7 @@ pub(crate) mod demo;
 pub mod render;
 pub mod run;
 pub(crate) mod stats;
+pub(crate) mod study;
 pub(crate) mod traffic;
 pub mod validate;
 pub mod yaml;

@@ -15,6 +15,8 @@ pub(crate) enum StatsCommand {
     Eval,
     /// Compare arms and print estimate, interval, p-value, P(better) and the decision.
     Compare(CompareArgs),
+    /// Run the seeded study of the decisions on simulated real traffic (the README's figures).
+    Study(super::study::StudyArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -61,6 +63,7 @@ pub(crate) fn run(cmd: StatsCommand) -> ExitCode {
     match cmd {
         StatsCommand::Eval => eval(),
         StatsCommand::Compare(args) => compare(&args),
+        StatsCommand::Study(args) => super::study::run(&args),
     }
 }
 
