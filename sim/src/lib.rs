@@ -8,4 +8,5 @@
 pub mod cluster;
 pub mod metrics;
 pub mod sandbox;
+pub mod study;
 pub mod traffic;

@@ -7,6 +7,7 @@ pub mod render;
 pub mod run;
 pub(crate) mod stats;
 pub(crate) mod stats_plan;
+pub(crate) mod study;
 pub(crate) mod traffic;
 pub mod validate;
 pub mod yaml;

@@ -17,6 +17,8 @@ pub(crate) enum StatsCommand {
     Compare(CompareArgs),
     /// Power and time to decision for the expected traffic (from flags or an Experiment).
     Plan(super::stats_plan::PlanArgs),
+    /// Run the seeded study of the decisions on simulated real traffic (the README's figures).
+    Study(super::study::StudyArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -64,6 +66,7 @@ pub(crate) fn run(cmd: StatsCommand) -> ExitCode {
         StatsCommand::Eval => eval(),
         StatsCommand::Compare(args) => compare(&args),
         StatsCommand::Plan(args) => super::stats_plan::run(&args),
+        StatsCommand::Study(args) => super::study::run(&args),
     }
 }
 

@@ -68,6 +68,7 @@ pub(crate) async fn run(args: TrafficArgs) -> ExitCode {
         region_header: args.region_header.to_ascii_lowercase(),
         path: target.path.clone(),
         seed: args.seed,
+        visits: None,
     };
     let report = loadgen::run_http(&target, Population::new(&spec), args.rps, limit).await;
     print!("{report}");

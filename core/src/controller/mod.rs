@@ -13,6 +13,7 @@ pub mod leader;
 pub(crate) mod observe;
 pub(crate) mod progress;
 pub(crate) mod reconcile;
+pub mod replay;
 pub mod telemetry;
 pub(crate) mod world;
 

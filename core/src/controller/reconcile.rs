@@ -13,13 +13,12 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::analysis::AnalysisError;
 use crate::api::{Experiment, ExperimentStatus, Routing};
 
 use super::apply::{FIELD_MANAGER, remove_leftovers, write};
 use super::commands::clear_one_shot;
 use super::conditions::{self, event, reason, set};
-use super::decide::{FINALIZER, FinalizerChange, Input, Look, Measured, Reconciled, counted_outcome, decide};
+use super::decide::{FINALIZER, FinalizerChange, Input, Look, Measured, Reconciled, counted_outcome, decide, measured};
 use super::error::{Error, Result};
 use super::observe::{mode_unsettled, observe};
 use super::telemetry::{OutcomeLabel, PhaseLabel};
@@ -108,11 +107,7 @@ async fn istio_crd_exists(client: &kube::Client) -> Result<bool> {
 }
 
 async fn measure(exp: &Experiment, ctx: &Context, look: &Look) -> Measured {
-    match ctx.analyst.decide(exp, look.mode, look.window, &look.weights).await {
-        Ok((decision, samples)) => Measured::Decided(decision, samples),
-        Err(AnalysisError::Config(e)) => Measured::Invalid(e),
-        Err(e @ AnalysisError::Unavailable { .. }) => Measured::Unavailable(e.to_string()),
-    }
+    measured(ctx.analyst.decide(exp, look.mode, look.window, &look.weights).await)
 }
 
 /// Sends the decision, in order. Status is written only when it changed.

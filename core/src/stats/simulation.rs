@@ -14,7 +14,7 @@ use statrs::function::factorial::ln_binomial;
 
 /// Exact Binomial(n, p) draw: waiting times for small n·p, otherwise inversion searching
 /// outward from the mode (O(√(npq)) steps).
-pub(crate) fn binomial<R: Rng>(rng: &mut R, n: u64, p: f64) -> u64 {
+pub fn binomial<R: Rng>(rng: &mut R, n: u64, p: f64) -> u64 {
     if n == 0 || p <= 0.0 {
         return 0;
     }

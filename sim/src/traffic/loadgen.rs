@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use super::cookies::CookieJar;
 use super::dataplane::Dataplane;
 use super::http::{self, HttpError, HttpTarget};
+use super::population::Visits;
 use super::request::{Outcome, Request, Response};
 use super::snapshot::ServiceKey;
 use super::view::ClusterView;
@@ -35,6 +36,10 @@ pub struct LoadSpec {
     pub region_header: String,
     pub path: String,
     pub seed: u64,
+    /// Returning users: each user's share of the requests is proportional to an activity drawn
+    /// from this visits-per-user distribution, so that visits per user are as spread (E[k²]/E[k])
+    /// as it says. `None`: every user equally likely (independent-looking requests).
+    pub visits: Option<Visits>,
 }
 
 impl Default for LoadSpec {
@@ -46,6 +51,7 @@ impl Default for LoadSpec {
             region_header: forklane_core::api::defaults::REGION_HEADER.into(),
             path: "/".into(),
             seed: 1,
+            visits: None,
         }
     }
 }
@@ -61,6 +67,8 @@ pub struct User {
 /// The users and the randomness that picks who sends the next request.
 pub struct Population {
     users: Vec<User>,
+    /// Cumulative activity per user when `spec.visits` is set.
+    activity: Vec<f64>,
     spec: LoadSpec,
     rng: StdRng,
 }
@@ -77,7 +85,17 @@ impl Population {
                 jar: CookieJar::default(),
             })
             .collect();
-        Population { users, spec: spec.clone(), rng }
+        let mut total = 0.0;
+        let activity = match &spec.visits {
+            Some(visits) => (0..spec.users.max(1))
+                .map(|_| {
+                    total += visits.sample(&mut rng) as f64;
+                    total
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        Population { users, activity, spec: spec.clone(), rng }
     }
 
     pub fn users(&self) -> &[User] {
@@ -91,7 +109,13 @@ impl Population {
     }
 
     fn pick_user(&mut self) -> usize {
-        self.rng.random_range(0..self.users.len())
+        match self.activity.last() {
+            Some(&total) => {
+                let at = self.rng.random::<f64>() * total;
+                self.activity.partition_point(|&c| c <= at).min(self.users.len() - 1)
+            }
+            None => self.rng.random_range(0..self.users.len()),
+        }
     }
 
     /// The next request of user `index` at `now`, with the cookies they hold then.
@@ -323,5 +347,31 @@ impl std::fmt::Display for Report {
             self.failed,
             self.users_switched()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Requests per user over many picks, sorted descending.
+    fn per_user(spec: &LoadSpec, picks: usize) -> Vec<u64> {
+        let mut p = Population::new(spec);
+        let mut counts = vec![0u64; spec.users];
+        for _ in 0..picks {
+            counts[p.pick_user()] += 1;
+        }
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        counts
+    }
+
+    #[test]
+    fn returning_users_with_heavy_tailed_visits_send_most_requests_from_few_users() {
+        let uniform = LoadSpec { users: 2000, seed: 3, ..LoadSpec::default() };
+        let heavy = LoadSpec { visits: Some(Visits::new(3.0, 25.0).unwrap()), ..uniform.clone() };
+        let top_share = |c: &[u64]| c[..20].iter().sum::<u64>() as f64 / c.iter().sum::<u64>() as f64;
+        let (u, h) = (per_user(&uniform, 200_000), per_user(&heavy, 200_000));
+        assert!(top_share(&u) < 0.02, "uniform users: top 1% send {}", top_share(&u));
+        assert!(top_share(&h) > 0.15, "heavy-tailed users: top 1% send {}", top_share(&h));
     }
 }

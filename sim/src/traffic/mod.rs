@@ -16,6 +16,7 @@ pub mod loadgen;
 pub mod mesh;
 pub(crate) mod metrics;
 pub(crate) mod nodeport;
+pub mod population;
 pub(crate) mod proxy;
 pub(crate) mod request;
 pub(crate) mod snapshot;

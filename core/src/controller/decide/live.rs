@@ -13,8 +13,8 @@ use super::super::apply::Applied;
 use super::super::conditions::{self, event, reason, set};
 use super::super::progress::{self, Tick};
 use super::{
-    Input, Look, Measured, Reconciled, Routed, WAIT, commands, elapsed, finished, has_condition, measurement_window,
-    plan_or_error, record_weights, restore_to, route, violations,
+    Input, Look, Measured, Reconciled, Routed, WAIT, commands, elapsed, finished, has_condition, look_weights,
+    measurement_window, plan_or_error, record_weights, restore_to, route, violations,
 };
 
 pub(super) fn decide(input: &Input) -> Reconciled {
@@ -166,13 +166,7 @@ pub(super) fn decide(input: &Input) -> Reconciled {
     if in_place && progress::analysis_due(&exp.spec, st, now) {
         match input.measured {
             None => {
-                // SRM compares traffic with the split the objects give: without a mesh that is the
-                // replica ratio (99/1 on 10 replicas is 9 pods to 1), not the desired weights.
-                let share = |w: &crate::plan::ArmWeight| match obs.mode {
-                    Routing::Native => w.achieved.round() as i32,
-                    Routing::Istio => w.desired,
-                };
-                let weights = planned.weights.iter().map(|w| (w.arm.clone(), share(w))).collect();
+                let weights = look_weights(&planned, obs.mode);
                 out.measure = Some(Look { mode: obs.mode, window: measurement_window(st, now), weights });
                 return out;
             }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::analysis::ConfigError;
+use crate::analysis::{AnalysisError, ConfigError};
 use crate::api::{ArmSamples, Experiment, ExperimentStatus, Phase, Routing, defaults};
 use crate::clock::parse_time;
 use crate::plan::{self, Action, Plan, Target};
@@ -156,6 +156,26 @@ fn outcome_name(d: &Decision) -> &'static str {
     }
 }
 
+/// The analyst's answer as the reconcile takes it: a configuration error ends the analysis, any
+/// other failure means no metrics this time.
+pub(crate) fn measured(answer: std::result::Result<(Decision, Vec<ArmSamples>), AnalysisError>) -> Measured {
+    match answer {
+        Ok((decision, samples)) => Measured::Decided(decision, samples),
+        Err(AnalysisError::Config(e)) => Measured::Invalid(e),
+        Err(e @ AnalysisError::Unavailable { .. }) => Measured::Unavailable(e.to_string()),
+    }
+}
+
+/// The weights a look checks the split against (SRM): without a mesh the endpoints split by the
+/// replica ratio (99/1 on 10 replicas is 9 pods to 1), not by the desired weights.
+pub(crate) fn look_weights(planned: &Plan, mode: Routing) -> Vec<(String, i32)> {
+    let share = |w: &crate::plan::ArmWeight| match mode {
+        Routing::Native => w.achieved.round() as i32,
+        Routing::Istio => w.desired,
+    };
+    planned.weights.iter().map(|w| (w.arm.clone(), share(w))).collect()
+}
+
 /// The outcome the driver counts in `forklane_decisions_total`.
 pub(crate) fn counted_outcome(measured: &Measured) -> Option<&'static str> {
     match measured {
@@ -164,7 +184,7 @@ pub(crate) fn counted_outcome(measured: &Measured) -> Option<&'static str> {
     }
 }
 
-fn measurement_window(status: &ExperimentStatus, now: Timestamp) -> Duration {
+pub(crate) fn measurement_window(status: &ExperimentStatus, now: Timestamp) -> Duration {
     elapsed(status.analysis_started_at.as_deref(), now)
         .map(|w| w.max(defaults::MIN_MEASUREMENT_WINDOW))
         .unwrap_or(defaults::MEASUREMENT_WINDOW)
