@@ -41,7 +41,7 @@ impl Cohorts {
         match self {
             Cohorts::FirstExposures => r#"forklane_cohort="assigned""#,
             Cohorts::Randomised => r#"forklane_cohort=~"assigned|returning""#,
-            Cohorts::Unlabelled => r#"forklane_cohort="""#,
+            Cohorts::Unlabelled => r#"forklane_cohort=~"|none""#,
         }
     }
 }

@@ -131,7 +131,7 @@ fn cohort_renders_the_matcher_of_the_analysed_cohorts() {
     for unit in [Unit::User, Unit::Request] {
         assert_eq!(
             render(Routing::Native, unit),
-            r#"sum(increase(orders_total{version="v2",forklane_cohort=""}[1h2m3s]))"#,
+            r#"sum(increase(orders_total{version="v2",forklane_cohort=~"|none"}[1h2m3s]))"#,
             "without a mesh nothing sets the label"
         );
     }

@@ -91,8 +91,8 @@ impl Counters {
 pub(crate) struct Shared(pub Arc<RwLock<Counters>>);
 
 impl CounterStore for Shared {
-    fn increase(&self, metric: &str, matchers: &[Matcher], window: Duration) -> Option<f64> {
-        self.0.read().expect("counters lock").increase(metric, matchers, window, Duration::ZERO)
+    fn increase(&self, metric: &str, matchers: &[Matcher], window: Duration, ago: Duration) -> Option<f64> {
+        self.0.read().expect("counters lock").increase(metric, matchers, window, ago)
     }
 }
 
