@@ -195,6 +195,7 @@ pub async fn measure(
     Ok(Measurements { metrics, assignment: units? })
 }
 
+/// `read`, or [`SourceError::Deadline`] once the look's deadline passes.
 async fn within<T>(
     deadline: tokio::time::Instant,
     limit: Duration,

@@ -35,7 +35,7 @@ pub(crate) fn restricted_mle(xt: u64, nt: u64, xc: u64, nc: u64, delta: f64) -> 
 /// when that variance is zero (no events at a zero margin): the caller then keeps the
 /// unrestricted one.
 pub(crate) fn null_variance(xt: u64, nt: u64, xc: u64, nc: u64, delta: f64) -> Option<f64> {
-    if nt == 0 || nc == 0 || !(delta.abs() < 1.0) {
+    if nt == 0 || nc == 0 || delta.is_nan() || delta.abs() >= 1.0 {
         return None;
     }
     let (p_t, p_c) = restricted_mle(xt, nt, xc, nc, delta);
