@@ -18,6 +18,8 @@ pub struct Rule {
     pub p80_minutes: Option<f64>,
     /// Errors the candidate served before the decision (median).
     pub median_bad_requests: f64,
+    /// Share of runs that reached the right decision within 2 intervals of the analysis' start.
+    pub right_within_two_intervals: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,6 +76,7 @@ fn rule(runs: &[Run], expect: Expect) -> Rule {
         Expect::NoDecision => vec![],
     };
     let times: Vec<f64> = runs.iter().filter(|r| right.contains(&r.ending)).map(|r| r.minutes).collect();
+    let quick = times.iter().filter(|&&m| m <= 2.0).count() as f64 / runs.len().max(1) as f64;
     Rule {
         promoted: share(runs, Ending::Promoted),
         rolled_back: share(runs, Ending::RolledBack),
@@ -82,6 +85,7 @@ fn rule(runs: &[Run], expect: Expect) -> Rule {
         median_minutes: quantile(times.clone(), 0.5),
         p80_minutes: quantile(times, 0.8),
         median_bad_requests: quantile(runs.iter().map(|r| r.bad_requests as f64).collect(), 0.5).unwrap_or(0.0),
+        right_within_two_intervals: quick,
     }
 }
 
@@ -127,7 +131,7 @@ pub(crate) fn goals(scenarios: &[ScenarioReport], srm_alpha: f64) -> Vec<Goal> {
             goal(
                 "failing canary at 2 req/s: rolled back within 2 intervals in ≥ 95% of runs",
                 s,
-                o.rolled_back,
+                o.right_within_two_intervals,
                 0.95,
                 false,
             );

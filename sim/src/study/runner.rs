@@ -228,6 +228,9 @@ pub fn run_flagger(s: &Scenario, exp: &Experiment, index: u64) -> Run {
     Run { ending: Ending::Inconclusive, minutes: ticks as f64, bad_requests: bad }
 }
 
+/// One experiment by our rule and, when the scenario asks, by Flagger's.
+type Paired = (Run, Option<Run>);
+
 /// `experiments` runs of `s` (and of Flagger's rule when the scenario asks), on `threads` threads.
 pub fn run_scenario(s: &Scenario, experiments: usize, threads: usize) -> Result<(Vec<Run>, Vec<Run>), StudyError> {
     let exp = experiment(s)?;
@@ -235,7 +238,7 @@ pub fn run_scenario(s: &Scenario, experiments: usize, threads: usize) -> Result<
         return Err(fail(s, "the canary example has no analysis step"));
     }
     let threads = threads.clamp(1, experiments.max(1));
-    let chunks: Vec<Result<Vec<(Run, Option<Run>)>, StudyError>> = std::thread::scope(|scope| {
+    let chunks: Vec<Result<Vec<Paired>, StudyError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let exp = &exp;
