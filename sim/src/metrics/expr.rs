@@ -261,7 +261,7 @@ impl Parser<'_> {
                 Token::Str(v) => v,
                 t => return Err(format!("expected a string after `{label}`, found {t:?}")),
             };
-            let regex = || Regex::new(&format!("^(?:{value})$")).map_err(|e| format!("regex for `{label}`: {e}"));
+            let regex = || anchored(&value).map_err(|e| format!("regex for `{label}`: {e}"));
             let op = match op {
                 Token::Punct("=") => MatchOp::Equal(value.clone()),
                 Token::Punct("!=") => MatchOp::NotEqual(value.clone()),
@@ -282,3 +282,19 @@ impl Parser<'_> {
 #[cfg(test)]
 #[path = "expr_tests.rs"]
 mod tests;
+
+/// The label regex anchored as PromQL anchors it, compiled once per thread: the same few
+/// matchers come back at every look, and compiling dominated the study's run time.
+fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
+    thread_local! {
+        static COMPILED: std::cell::RefCell<std::collections::HashMap<String, Regex>> = Default::default();
+    }
+    COMPILED.with(|cache| {
+        if let Some(re) = cache.borrow().get(pattern) {
+            return Ok(re.clone());
+        }
+        let re = Regex::new(&format!("^(?:{pattern})$"))?;
+        cache.borrow_mut().insert(pattern.to_string(), re.clone());
+        Ok(re)
+    })
+}
