@@ -78,7 +78,7 @@ async fn an_aa_test_with_sticky_heavy_tailed_users_reaches_max_duration_without_
     let requests: u64 = ["v1", "v2"].iter().map(|v| recorded.versions.get(*v).map_or(0, |c| c.requests)).sum();
     let (v1, v2) = (samples(&exp, "v1"), samples(&exp, "v2"));
     assert!(v1 + v2 <= 4000.0 && v1 + v2 >= 500.0, "first exposures {v1} + {v2} of 4000 users");
-    assert!((v1 + v2) * 5.0 < requests as f64, "{v1} + {v2} users against {requests} requests");
+    assert!((v1 + v2) * 2.0 < requests as f64, "{v1} + {v2} users against {requests} requests");
     env.assert_no_routing_503();
     env.shutdown().await;
 }

@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 
 use forklane_sim::study::{self, Options};
 
-const EXPERIMENTS: usize = 60;
+/// Enough to catch a figure that moved by several standard errors, few enough for a debug build.
+const EXPERIMENTS: usize = 20;
 
 fn readme_block() -> (String, usize) {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
