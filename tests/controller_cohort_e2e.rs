@@ -60,7 +60,8 @@ async fn an_aa_test_with_sticky_heavy_tailed_users_reaches_max_duration_without_
     env.start_controller();
     let metrics = [conversion(), guardrail("error-rate", Builtin::IstioErrorRate, 0.01)];
     let analysis = analysis(metrics).interval("1m").alpha(0.01).min_samples_per_arm(200).max_duration("30m").srm();
-    let aa = ExperimentBuilder::ab_test("aa").mesh(MeshMode::Istio).split([("v1", 50), ("v2", 50)]).sticky("forklane-aa");
+    let aa =
+        ExperimentBuilder::ab_test("aa").mesh(MeshMode::Istio).split([("v1", 50), ("v2", 50)]).sticky("forklane-aa");
     env.apply_experiment(aa.analysis(analysis).on_inconclusive(OnInconclusive::KeepControl)).await;
     let exp = env.wait_for_phase("aa", LONG, ENDED).await;
     let status = exp.status.clone().unwrap();
@@ -70,7 +71,11 @@ async fn an_aa_test_with_sticky_heavy_tailed_users_reaches_max_duration_without_
         "{:?}",
         status.message
     );
-    assert!(status.message.clone().unwrap_or_default().contains("no decision within maxDuration"), "{:?}", status.message);
+    assert!(
+        status.message.clone().unwrap_or_default().contains("no decision within maxDuration"),
+        "{:?}",
+        status.message
+    );
     let srm = srm(&exp);
     assert_eq!(srm["mismatch"], false, "{srm}");
     // The units are users: each arm has about half of the distinct users, far fewer than requests.
@@ -104,7 +109,12 @@ async fn targeted_users_are_left_out_of_the_arms_counts_and_the_srm_check() {
     env.apply_experiment(ab.analysis(analysis).on_inconclusive(OnInconclusive::KeepControl)).await;
     let exp = env.wait_for_phase("rules", LONG, ENDED).await;
     let status = exp.status.clone().unwrap();
-    assert_eq!((status.phase, status.final_arm.as_deref()), (Some(Phase::Succeeded), Some("v1")), "{:?}", status.message);
+    assert_eq!(
+        (status.phase, status.final_arm.as_deref()),
+        (Some(Phase::Succeeded), Some("v1")),
+        "{:?}",
+        status.message
+    );
     assert_eq!(srm(&exp)["mismatch"], false, "{}", srm(&exp));
     let recorded = env.net().dataplane.metrics.recorded();
     let served = |v: &str| recorded.versions.get(v).map_or(0, |c| c.requests) as f64;

@@ -477,7 +477,10 @@ fn a_canary_shares_alpha_and_srm_alpha_among_its_analysis_steps() {
     assert_eq!((four.alpha, four.srm_alpha), (0.05 / 4.0, 0.001 / 4.0));
     assert_eq!(DecisionConfig { alpha: 0.05, srm_alpha: 0.001, ..four }, one);
     // An A/B test is one analysis: the whole α.
-    assert_eq!(look_config(&experiment(), Duration::from_secs(60)).unwrap(), decision_config(experiment().spec.analysis.as_ref().unwrap()));
+    assert_eq!(
+        look_config(&experiment(), Duration::from_secs(60)).unwrap(),
+        decision_config(experiment().spec.analysis.as_ref().unwrap())
+    );
 }
 
 #[test]
