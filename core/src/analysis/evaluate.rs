@@ -124,8 +124,7 @@ async fn read_assignment(
 ) -> Result<Option<Vec<(String, f64)>>, AnalysisError> {
     let Some(queries) = queries else { return Ok(None) };
     let read = |query| async move {
-        match tokio::time::timeout_at(deadline, source.value(query)).await.unwrap_or(Err(SourceError::Deadline(limit)))
-        {
+        match within(deadline, limit, source.value(query)).await {
             Err(SourceError::NoData { .. }) => Ok(0.0),
             other => other,
         }
