@@ -132,6 +132,10 @@ impl Pair {
     }
 }
 
+/// The Bayesian goal's threshold of caring: an arm is chosen once the expected loss of choosing
+/// it is at most this share of the control's value (0.1%: a conversion of 5% risks 0.005 points).
+pub(crate) const BAYES_LOSS_THRESHOLD: f64 = 0.001;
+
 fn sign(direction: Direction) -> f64 {
     if direction == Direction::HigherIsBetter { 1.0 } else { -1.0 }
 }
@@ -258,8 +262,16 @@ pub(crate) fn adjust(
             p if p <= a => no,
             _ => Verdict::Inconclusive,
         };
+        // The goal is decided on expected loss: choose the arm once what choosing it wrongly is
+        // expected to cost is below the threshold of caring (docs/statistics.md).
         for c in goal.iter_mut() {
-            c.verdict = by_probability(c, Verdict::Better, Verdict::Worse);
+            let threshold = BAYES_LOSS_THRESHOLD * c.control_value.abs();
+            let cheap = c.expected_loss.is_some_and(|loss| loss <= threshold);
+            c.verdict = match c.prob_better.unwrap_or(0.5) {
+                p if p <= a => Verdict::Worse,
+                p if p > 0.5 && cheap => Verdict::Better,
+                _ => Verdict::Inconclusive,
+            };
         }
         for c in guard.iter_mut() {
             c.verdict = by_probability(c, Verdict::NonInferior, Verdict::Inferior);

@@ -175,7 +175,12 @@ fn bayesian_method_reports_probabilities_and_losses() {
     assert!(c.prob_better.is_some_and(|p| p > 0.999) && c.expected_loss.is_some_and(|l| l < 1e-6));
     assert!(c.p_value.is_none());
     let unclear = outcome(&experiment(vec![prop("control", 120, 1000), prop("v2", 140, 1000)]), &config);
-    assert!(matches!(unclear, Outcome::Continue { .. }), "{unclear:?}"); // P(better) ≈ 0.91
+    // P(better) ≈ 0.91 but choosing v2 is expected to cost ≈ 0.0006, above 0.1% of 0.12.
+    assert!(matches!(unclear, Outcome::Continue { .. }), "{unclear:?}");
+    let more = decide(&experiment(vec![prop("control", 1200, 10_000), prop("v2", 1400, 10_000)]), &config).unwrap();
+    let loss = more.comparisons[0].expected_loss.unwrap();
+    assert!(loss < 0.001 * 0.12, "the same rates on ten times the data cost little: {loss}");
+    assert_eq!(more.outcome, promote("v2"), "decided on expected loss");
 }
 
 /// Every number a decision reports must be finite.
