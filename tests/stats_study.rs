@@ -65,7 +65,6 @@ fn first_number(cell: &str) -> Option<f64> {
 }
 
 #[test]
-#[ignore = "the README's study block is generated after issue 11's parts are merged (see the README's command); then remove this"]
 fn the_readme_figures_and_the_goals_hold_on_a_prefix_of_the_study() {
     let (block, readme_n) = readme_block();
     let report = study::run(&Options { experiments: EXPERIMENTS, ..Options::default() }).unwrap();

@@ -69,17 +69,12 @@ pub fn experiment(s: &Scenario) -> Result<Experiment, StudyError> {
         let names: Vec<String> = exp.spec.arms.iter().map(|a| a.name.clone()).collect();
         ab.split = [(names[0].clone(), control), (names[1].clone(), candidate)].into_iter().collect();
     }
-    // The cohort matcher that `{{ cohort }}` renders with Istio (issue 11); the app counters are
-    // the only ones the examples' templates read.
-    let cohort = match s.unit {
-        Some(Unit::User) => r#"forklane_cohort="assigned","#,
-        Some(Unit::Request) => r#"forklane_cohort=~"assigned|returning","#,
-        None => "",
-    };
-    for m in exp.spec.analysis.iter_mut().flat_map(|a| a.metrics.iter_mut()) {
-        for q in [&mut m.success_query, &mut m.trial_query].into_iter().flatten() {
-            *q = q.replace("_total{", &format!("_total{{{cohort}"));
-        }
+    // The examples' queries select the analysed cohort with `{{ cohort }}`, which follows the unit.
+    if let (Some(unit), Some(analysis)) = (s.unit, exp.spec.analysis.as_mut()) {
+        analysis.unit = Some(match unit {
+            Unit::User => forklane_core::api::Unit::User,
+            Unit::Request => forklane_core::api::Unit::Request,
+        });
     }
     Ok(exp)
 }
