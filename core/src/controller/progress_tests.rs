@@ -259,7 +259,7 @@ fn replaying_a_tick_from_the_same_status_gives_the_same_result() {
 #[test]
 fn an_invalid_analysis_config_rolls_back_once_and_is_not_retried() {
     // (example, ticks that reach the analysis, when the first look is due, the weight it held)
-    for (name, start, due) in [("canary", &[0, 1, 302, 303][..], 363), ("ab-test", &[0][..], 60)] {
+    for (name, start, due) in [("canary", &[0, 1, 302, 303][..], 363), ("ab-test", &[0][..], 300)] {
         let mut r = Run::new(name);
         for &now in start {
             r.tick(now, true, None);
