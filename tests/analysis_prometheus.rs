@@ -46,6 +46,8 @@ fn series() -> Vec<Series> {
                 ("destination_service_namespace", "shop".into()),
                 ("destination_service_name", "checkout".into()),
                 ("destination_version", v.to_string()),
+                // The Telemetry the controller writes tags destination reports with the cohort.
+                ("forklane_cohort", "assigned".into()),
             ];
             l.extend(extra.iter().map(|(k, x)| (*k, x.to_string())));
             l
