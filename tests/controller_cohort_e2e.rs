@@ -39,6 +39,18 @@ fn srm(exp: &Experiment) -> serde_json::Value {
     exp.status.as_ref().and_then(|s| s.statistics.as_ref()).map(|s| s["srm"].clone()).unwrap_or_default()
 }
 
+/// The experiment ended without a decision and kept all traffic on the control; its status.
+fn assert_kept_the_control(exp: &Experiment) -> forklane_core::api::ExperimentStatus {
+    let status = exp.status.clone().unwrap();
+    assert_eq!(
+        (status.phase, status.final_arm.as_deref()),
+        (Some(Phase::Succeeded), Some("v1")),
+        "{:?}",
+        status.message
+    );
+    status
+}
+
 fn samples(exp: &Experiment, arm: &str) -> f64 {
     let status = exp.status.as_ref().unwrap();
     status.samples.iter().find(|s| s.arm == arm).map(|s| s.samples).unwrap_or_else(|| panic!("no samples of {arm}"))
@@ -64,13 +76,7 @@ async fn an_aa_test_with_sticky_heavy_tailed_users_reaches_max_duration_without_
         ExperimentBuilder::ab_test("aa").mesh(MeshMode::Istio).split([("v1", 50), ("v2", 50)]).sticky("forklane-aa");
     env.apply_experiment(aa.analysis(analysis).on_inconclusive(OnInconclusive::KeepControl)).await;
     let exp = env.wait_for_phase("aa", LONG, ENDED).await;
-    let status = exp.status.clone().unwrap();
-    assert_eq!(
-        (status.phase, status.final_arm.as_deref()),
-        (Some(Phase::Succeeded), Some("v1")),
-        "{:?}",
-        status.message
-    );
+    let status = assert_kept_the_control(&exp);
     assert!(
         status.message.clone().unwrap_or_default().contains("no decision within maxDuration"),
         "{:?}",
@@ -108,13 +114,7 @@ async fn targeted_users_are_left_out_of_the_arms_counts_and_the_srm_check() {
         .sticky("forklane-rules");
     env.apply_experiment(ab.analysis(analysis).on_inconclusive(OnInconclusive::KeepControl)).await;
     let exp = env.wait_for_phase("rules", LONG, ENDED).await;
-    let status = exp.status.clone().unwrap();
-    assert_eq!(
-        (status.phase, status.final_arm.as_deref()),
-        (Some(Phase::Succeeded), Some("v1")),
-        "{:?}",
-        status.message
-    );
+    assert_kept_the_control(&exp);
     assert_eq!(srm(&exp)["mismatch"], false, "{}", srm(&exp));
     let recorded = env.net().dataplane.metrics.recorded();
     let served = |v: &str| recorded.versions.get(v).map_or(0, |c| c.requests) as f64;
