@@ -15,7 +15,7 @@ use crate::stats::decision::{self as stats, DecisionConfig, DecisionInput};
 
 use super::builtins::{self, QueryPair};
 use super::error::{AnalysisError, ConfigError};
-use super::source::{Counts, MetricSource, SourceError, combine};
+use super::source::{Counts, MetricSource, SourceError, combine, count_or_zero};
 use super::template::{self, Cohorts, Context};
 
 /// The rendered queries of one metric, per arm in `spec.arms` order.
@@ -123,12 +123,7 @@ async fn read_assignment(
     limit: Duration,
 ) -> Result<Option<Vec<(String, f64)>>, AnalysisError> {
     let Some(queries) = queries else { return Ok(None) };
-    let read = |query| async move {
-        match within(deadline, limit, source.value(query)).await {
-            Err(SourceError::NoData { .. }) => Ok(0.0),
-            other => other,
-        }
-    };
+    let read = |query| async move { count_or_zero(query, within(deadline, limit, source.value(query)).await) };
     let values = join_all(queries.iter().map(|(_, q)| read(q))).await;
     let units = queries.into_iter().zip(values).map(|((arm, _), read)| match read {
         Ok(v) => Ok((arm, v)),

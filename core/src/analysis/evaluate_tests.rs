@@ -320,6 +320,19 @@ fn with_istio_the_srm_units_are_first_exposures_read_by_their_own_query() {
 }
 
 #[test]
+fn an_srm_count_that_is_not_finite_fails_the_look_naming_the_arm() {
+    let exp = experiment();
+    let mut table = full_table();
+    table.0.insert(first_exposures("v1.0.0"), 700.0);
+    table.0.insert(first_exposures("v2.0.0"), f64::INFINITY);
+    let err = run(measure(&exp, Routing::Istio, Duration::from_secs(125), &table, LIMIT)).unwrap_err();
+    assert!(
+        matches!(&err, AnalysisError::Unavailable { metric, arm, error: SourceError::Query { .. } } if metric == "srm" && arm == "v2"),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn srm_reads_that_fail_name_the_check_and_the_arm() {
     struct Down;
     impl MetricSource for Down {

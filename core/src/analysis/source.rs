@@ -67,20 +67,26 @@ pub(crate) fn combine(
     trials: Result<f64, SourceError>,
     successes: Result<f64, SourceError>,
 ) -> Result<Counts, SourceError> {
-    let trials = trials?;
-    let successes = match successes {
-        Err(SourceError::NoData { .. }) => 0.0,
-        other => other?,
-    };
-    for (query, v) in [(&pair.trial, trials), (&pair.success, successes)] {
-        if !v.is_finite() {
-            return Err(SourceError::Query {
-                query: query.clone(),
-                message: format!("value {v} is not a finite count"),
-            });
-        }
-    }
+    let trials = finite(&pair.trial, trials?)?;
+    let successes = count_or_zero(&pair.success, successes)?;
     Ok(Counts { successes, trials })
+}
+
+/// A count whose query has no series yet counts zero: nothing has happened. Infinite values
+/// are query errors.
+pub(crate) fn count_or_zero(query: &str, read: Result<f64, SourceError>) -> Result<f64, SourceError> {
+    match read {
+        Err(SourceError::NoData { .. }) => Ok(0.0),
+        other => finite(query, other?),
+    }
+}
+
+fn finite(query: &str, v: f64) -> Result<f64, SourceError> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(SourceError::Query { query: query.to_string(), message: format!("value {v} is not a finite count") })
+    }
 }
 
 #[cfg(test)]

@@ -283,18 +283,27 @@ impl Parser<'_> {
 #[path = "expr_tests.rs"]
 mod tests;
 
+/// Distinct patterns kept per thread; past this the cache starts over, so a server answering
+/// arbitrary queries cannot grow it without bound.
+const COMPILED_PATTERNS: usize = 256;
+
+thread_local! {
+    static COMPILED: std::cell::RefCell<std::collections::HashMap<String, Regex>> = Default::default();
+}
+
 /// The label regex anchored as PromQL anchors it, compiled once per thread: the same few
 /// matchers come back at every look, and compiling dominated the study's run time.
 fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
-    thread_local! {
-        static COMPILED: std::cell::RefCell<std::collections::HashMap<String, Regex>> = Default::default();
-    }
     COMPILED.with(|cache| {
         if let Some(re) = cache.borrow().get(pattern) {
             return Ok(re.clone());
         }
         let re = Regex::new(&format!("^(?:{pattern})$"))?;
-        cache.borrow_mut().insert(pattern.to_string(), re.clone());
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= COMPILED_PATTERNS {
+            cache.clear();
+        }
+        cache.insert(pattern.to_string(), re.clone());
         Ok(re)
     })
 }

@@ -82,3 +82,14 @@ fn rejects_what_is_outside_the_subset_saying_what_was_expected() {
         assert!(err.contains(says), "{query}: {err}");
     }
 }
+
+#[test]
+fn compiled_label_regexes_are_cached_within_a_bound() {
+    let re = anchored("a|b").unwrap();
+    assert!(re.is_match("a") && !re.is_match("ab"), "anchored as PromQL anchors");
+    for i in 0..3 * COMPILED_PATTERNS {
+        assert!(anchored(&format!("v{i}")).unwrap().is_match(&format!("v{i}")));
+    }
+    let cached = COMPILED.with(|c| c.borrow().len());
+    assert!((1..=COMPILED_PATTERNS).contains(&cached), "{cached} patterns cached");
+}
