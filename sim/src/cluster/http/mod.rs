@@ -6,6 +6,7 @@ mod admin;
 mod negotiate;
 mod resource;
 pub(crate) mod route;
+mod yaml;
 
 pub(crate) use route::Target;
 

@@ -83,7 +83,7 @@ pub(crate) fn decode(bytes: &[u8], media: &str) -> Result<Value> {
         return Err(Error::BadRequest("Object 'Kind' is missing in ''".into()));
     }
     let value: Value = match media {
-        "application/yaml" | "application/apply-patch+yaml" => serde_yaml_ng::from_slice(bytes)
+        "application/yaml" | "application/apply-patch+yaml" => super::yaml::from_slice(bytes)
             .map_err(|e| Error::BadRequest(format!("error converting YAML to JSON: yaml: {e}")))?,
         "application/json"
         | "application/merge-patch+json"
