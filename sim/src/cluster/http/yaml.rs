@@ -30,11 +30,7 @@ pub(crate) fn from_slice(bytes: &[u8]) -> Result<Value, serde_yaml_ng::Error> {
     BoundedValue(&budget).deserialize(serde_yaml_ng::Deserializer::from_slice(bytes)).map_err(|e| {
         // serde_yaml_ng's own bound (100 alias jumps per parsed event) refuses deep alias
         // chains before the budget does; it is the same refusal.
-        if e.to_string().starts_with("repetition limit exceeded") {
-            de::Error::custom(EXCESSIVE_ALIASING)
-        } else {
-            e
-        }
+        if e.to_string().starts_with("repetition limit exceeded") { de::Error::custom(EXCESSIVE_ALIASING) } else { e }
     })
 }
 
