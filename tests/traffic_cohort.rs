@@ -3,7 +3,7 @@
 //! `forklane_cohort` label of the destination-reported Istio metrics, mirrored copies are told
 //! apart by their `-shadow` host, and the apps copy the header into their own counters.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use forklane_core::istio::*;
@@ -173,6 +173,11 @@ fn label<'l>(line: &'l str, label: &str) -> Option<&'l str> {
     Some(&line[start..start + line[start..].find('"')?])
 }
 
+/// The destination-reported `istio_requests_total` series of the exposition.
+fn destination_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().filter(|l| l.starts_with("istio_requests_total{") && l.contains(r#"reporter="destination""#))
+}
+
 /// `sum by (version label, forklane_cohort) (metric{filter})` over the exposition.
 fn by_version_and_cohort(text: &str, metric: &str, version: &str, filter: &str) -> BTreeMap<(String, String), u64> {
     let mut out = BTreeMap::new();
@@ -337,10 +342,7 @@ fn telemetry_tags_never_make_duplicate_series() {
         *seen.entry(*s).or_insert(0) += 1;
     }
     assert!(seen.values().all(|n| *n == 1), "{text}");
-    let destination: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("istio_requests_total{") && l.contains(r#"reporter="destination""#))
-        .collect();
+    let destination: Vec<&str> = destination_lines(&text).collect();
     assert_eq!(destination.len(), 1, "{destination:?}");
     let line = destination[0];
     assert_eq!(label(line, "destination_version"), Some("same"), "{line}");
@@ -389,13 +391,20 @@ async fn the_cluster_serves_telemetries_and_the_data_plane_applies_them() {
                 && label(l, "forklane_cohort") == Some("mirrored")
         });
         if answered.answer().is_some_and(|a| a.response.status == 200) && mirrored {
-            let lines = by_version_and_cohort(
-                &text,
-                "istio_requests_total",
-                "destination_version",
-                r#"reporter="destination""#,
-            );
-            assert!(lines.keys().all(|(_, c)| c == "assigned" || c == "mirrored"), "{lines:?}");
+            // Requests served before the Telemetry reached the sidecars carry no cohort, as
+            // with Istio; from now on none may be added to those series.
+            let untagged = |text: &str| -> Vec<String> {
+                destination_lines(text).filter(|l| label(l, "forklane_cohort").is_none()).map(String::from).collect()
+            };
+            let before = untagged(&text);
+            for _ in 0..20 {
+                net.dataplane.handle(&snap, &key(), &Request::get("/"), &mut rng);
+            }
+            let text = net.dataplane.metrics.encode();
+            assert_eq!(untagged(&text), before, "requests after the Telemetry applied lack the cohort");
+            let cohorts: BTreeSet<&str> =
+                destination_lines(&text).filter_map(|l| label(l, "forklane_cohort")).collect();
+            assert!(cohorts.iter().all(|c| *c == "assigned" || *c == "mirrored"), "{cohorts:?}\n{text}");
             break;
         }
         assert!(Instant::now() < deadline, "no cohort label on the mesh metrics; last answer {answered:?}\n{text}");
