@@ -27,6 +27,14 @@ fn number<T: std::str::FromStr>(text: &str, what: &str) -> T {
     text.parse().unwrap_or_else(|_| panic!("{what}: not a number: {text:?}"))
 }
 
+/// The process's peak resident set (`VmHWM`), in MiB.
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
@@ -49,6 +57,12 @@ async fn main() -> ExitCode {
     };
     let figures = scale::run(config).await;
     print!("{}", figures.table());
+    // The controller's memory request and limit in deploy/deployment.yaml are sized from this: an
+    // upper bound, since the process also holds the embedded cluster and the data plane.
+    match peak_rss_mib() {
+        Some(mib) => println!("| peak RSS, whole process (controller, embedded cluster, data plane) | {mib} MiB |"),
+        None => eprintln!("peak RSS: /proc/self/status has no VmHWM"),
+    }
     if figures.steady() {
         return ExitCode::SUCCESS;
     }

@@ -8,7 +8,7 @@ mod support;
 use support::cluster::cluster;
 use support::kubectl::{Kubectl, header};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::PathBuf;
 
 fn tests_dir() -> PathBuf {
@@ -21,7 +21,7 @@ fn deploy_dir() -> String {
 }
 
 /// The objects `deploy/` declares, as kubectl names them in `apply` output.
-const OBJECTS: [&str; 10] = [
+const OBJECTS: [&str; 11] = [
     "namespace/forklane-system",
     "customresourcedefinition.apiextensions.k8s.io/experiments.forklane.io",
     "customresourcedefinition.apiextensions.k8s.io/rolloutpolicies.forklane.io",
@@ -32,13 +32,20 @@ const OBJECTS: [&str; 10] = [
     "clusterrolebinding.rbac.authorization.k8s.io/forklane",
     "service/forklane-metrics",
     "deployment.apps/forklane",
+    "poddisruptionbudget.policy/forklane",
 ];
+
+/// The PodDisruptionBudget's `selector` has patch strategy `replace` (kubernetes#99290), so
+/// kubectl's three-way patch for it is never empty and a second apply reports it `configured`
+/// on a real cluster too; the server stores nothing new (the test checks its resourceVersion).
+const ALWAYS_CONFIGURED: &str = "poddisruptionbudget.policy/forklane";
 
 /// Checks that `apply` reported `verb` for exactly the declared objects.
 fn assert_applied(out: &str, verb: &str) {
     let mut lines: Vec<&str> = out.lines().collect();
     lines.sort();
-    let mut want: Vec<String> = OBJECTS.iter().map(|o| format!("{o} {verb}")).collect();
+    let verb_of = |o: &str| if verb == "unchanged" && o == ALWAYS_CONFIGURED { "configured" } else { verb };
+    let mut want: Vec<String> = OBJECTS.iter().map(|o| format!("{o} {}", verb_of(o))).collect();
     want.sort();
     assert_eq!(lines, want, "apply output:\n{out}");
 }
@@ -115,7 +122,71 @@ async fn apply_k_deploy_creates_everything_then_reports_unchanged() {
     let declared = yaml_docs("rbac.yaml").into_iter().find(|d| d["kind"] == "ClusterRole").unwrap();
     assert_eq!(stored["rules"], declared["rules"]);
 
+    let pdb_version =
+        || k.ok(&["get", "pdb", "forklane", "-n", "forklane-system", "-o", "jsonpath={.metadata.resourceVersion}"]);
+    let before = pdb_version().await;
     assert_applied(&k.ok(&["apply", "-k", &deploy]).await, "unchanged");
+    assert_eq!(pdb_version().await, before, "re-applying the PodDisruptionBudget stores nothing new");
+    c.shutdown().await;
+}
+
+/// `path` relative to `from` (kustomize refuses absolute paths): up to `/`, then down.
+fn relative(from: &std::path::Path, path: &str) -> String {
+    "../".repeat(from.components().count() - 1) + path.trim_start_matches('/')
+}
+
+#[tokio::test]
+async fn the_install_runs_as_65532_keeps_a_replica_and_takes_an_optional_priority_class() {
+    let c = cluster().await;
+    let k = Kubectl::new(&c, &tests_dir());
+    let deploy = deploy_dir();
+    // A user's kustomization: the install plus the optional component.
+    let root = std::env::temp_dir().join(format!("forklane-priority-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [{}]\ncomponents: [{}]\n",
+            relative(&root, &deploy),
+            relative(&root, &format!("{deploy}/optional/priority-class"))
+        ),
+    )
+    .unwrap();
+    let out = k.ok(&["apply", "-k", &root.to_string_lossy()]).await;
+    std::fs::remove_dir_all(&root).unwrap();
+    assert!(out.contains("priorityclass.scheduling.k8s.io/forklane-controller created"), "{out}");
+
+    let pdb = k.ok(&["get", "pdb", "-n", "forklane-system"]).await;
+    assert_eq!(
+        header(&pdb),
+        ["NAME", "MIN", "AVAILABLE", "MAX", "UNAVAILABLE", "ALLOWED", "DISRUPTIONS", "AGE"],
+        "{pdb}"
+    );
+    assert!(pdb.lines().nth(1).is_some_and(|l| l.split_whitespace().take(3).eq(["forklane", "1", "N/A"])), "{pdb}");
+    let pc = k.ok(&["get", "priorityclass", "forklane-controller"]).await;
+    assert!(
+        pc.lines().nth(1).is_some_and(|l| l.starts_with("forklane-controller ") && l.contains(" 1000000 ")),
+        "{pc}"
+    );
+
+    let spec: Value = serde_json::from_str(
+        &k.ok(&["get", "deploy", "forklane", "-n", "forklane-system", "-o", "jsonpath={.spec.template.spec}"]).await,
+    )
+    .unwrap();
+    assert_eq!(spec["priorityClassName"], "forklane-controller");
+    let security = &spec["securityContext"];
+    assert_eq!(
+        (&security["runAsUser"], &security["runAsGroup"], &security["runAsNonRoot"]),
+        (&json!(65532), &json!(65532), &json!(true))
+    );
+    let anti = &spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(anti["podAffinityTerm"]["topologyKey"], "kubernetes.io/hostname");
+    let resources = &spec["containers"][0]["resources"];
+    for field in ["requests", "limits"] {
+        for r in ["cpu", "memory"] {
+            assert!(resources[field][r].is_string(), "{field}.{r} is set: {resources}");
+        }
+    }
     c.shutdown().await;
 }
 

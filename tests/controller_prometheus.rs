@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use forklane_core::api::{Builtin, MeshMode, Phase};
-use forklane_core::controller::analyst::SourceAnalyst;
+use forklane_core::controller::analyst::{PrometheusAddresses, SourceAnalyst};
 use forklane_core::fixtures::{ExperimentBuilder, analysis, conversion, guardrail};
 use support::e2e::*;
 
@@ -41,7 +41,8 @@ async fn decide(prometheus: bool) -> (Option<Phase>, Option<String>) {
         let router = env.net().dataplane.metrics.router();
         let server = tokio::spawn(async move { axum::serve(listener, router).await });
         let prom = support::prometheus::start(addr);
-        env.analyst = Arc::new(SourceAnalyst::prometheus(Some(prom.url.clone())));
+        let addresses = PrometheusAddresses { default: Some(prom.url.clone()), allowed: vec![] };
+        env.analyst = Arc::new(SourceAnalyst::prometheus(addresses));
         Some((server, prom))
     } else {
         None

@@ -1,29 +1,37 @@
 //! Least privilege: the ClusterRole in deploy/rbac.yaml grants exactly what the controller uses.
 //! The controller runs experiments of every routing kind on the embedded cluster with the request
-//! audit on; the (group, resource, verb) set it used is compared with the rules.
+//! audit on; the (group, resource, verb) set it used is compared with the rules. The same holds
+//! for the leader-election Role and the Lease requests of two competing replicas.
 
 // Each test binary uses only some of the shared helpers.
 #[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use forklane_core::api::{MeshMode, Phase};
+use forklane_core::controller::leader::{LeaseSettings, lead};
+use forklane_core::controller::telemetry::Metrics;
+use forklane_core::controller::{Context, Scope};
 use forklane_core::fixtures::{ExperimentBuilder, analysis, conversion, pause, set_weight};
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::DeleteParams;
 use support::e2e::*;
+use tokio::sync::oneshot;
 
 const AGENT: &str = "forklane-controller";
 
 type Permission = (String, String, String);
 
-fn granted() -> BTreeSet<Permission> {
+/// What the roles of `kind` (`ClusterRole`, or the leader-election `Role`) in deploy/rbac.yaml grant.
+fn granted(kind: &str) -> BTreeSet<Permission> {
     let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml")).unwrap();
     let mut out = BTreeSet::new();
     for doc in serde_yaml_ng::Deserializer::from_str(&yaml) {
         let role: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
-        if role["kind"] != "ClusterRole" {
+        if role["kind"] != kind {
             continue;
         }
         for rule in role["rules"].as_array().unwrap() {
@@ -89,7 +97,7 @@ async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
         .map(|r| (r.group.clone(), r.rbac_resource(), r.verb.clone()))
         .collect();
     assert!(!used.is_empty(), "the audit saw the controller");
-    let granted = granted();
+    let granted = granted("ClusterRole");
     let missing: Vec<&Permission> = used.difference(&granted).collect();
     assert!(missing.is_empty(), "the controller uses permissions deploy/rbac.yaml does not grant: {missing:?}");
     // Patching an event happens only when the same event repeats within a series; deleting
@@ -103,5 +111,65 @@ async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
     .into();
     let unused: Vec<&Permission> = granted.difference(&used).filter(|p| !optional.contains(*p)).collect();
     assert!(unused.is_empty(), "deploy/rbac.yaml grants permissions the controller never used: {unused:?}");
+    env.shutdown().await;
+}
+
+/// The leader-election Role: two replicas compete for the Lease, the leader renews it, hands it
+/// over on shutdown, and the standby takes it; the Lease requests they make are exactly what the
+/// Role grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_election_role_grants_exactly_what_the_replicas_use() {
+    let env = Env::start(false, true).await;
+    let mut config = env.cluster.client_config();
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(AGENT)));
+    let client = kube::Client::try_from(config).unwrap();
+    let replica = |identity: &str| {
+        let ctx = Arc::new(Context::new(client.clone(), env.clock, env.analyst.clone(), Arc::new(Metrics::default())));
+        let lease = LeaseSettings {
+            namespace: NS.into(),
+            name: AGENT.into(),
+            identity: identity.into(),
+            duration: 2,
+            grace: 1,
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(lead(client.clone(), lease, ctx, Scope::default(), async move {
+            let _ = stopped.await;
+        }));
+        (stop, task)
+    };
+    let leases: kube::Api<Lease> = kube::Api::namespaced(env.client.clone(), NS);
+    let holder = || async { leases.get_opt(AGENT).await.unwrap().and_then(|l| l.spec).and_then(|s| s.holder_identity) };
+    let wait_for_holder = |want: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while holder().await.as_deref() != Some(want) {
+            assert!(tokio::time::Instant::now() < deadline, "{want} never held the lease");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let (stop_a, task_a) = replica("a");
+    wait_for_holder("a").await;
+    let (stop_b, task_b) = replica("b");
+    // Long enough for the leader to renew and the standby to look more than once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop_a.send(()).unwrap();
+    task_a.await.unwrap().expect("a leads and releases");
+    wait_for_holder("b").await;
+    stop_b.send(()).unwrap();
+    task_b.await.unwrap().expect("b leads and releases");
+
+    let used: BTreeSet<Permission> = env
+        .cluster
+        .audit()
+        .records()
+        .iter()
+        .filter(|r| r.user_agent == AGENT && r.group == "coordination.k8s.io")
+        .map(|r| (r.group.clone(), r.rbac_resource(), r.verb.clone()))
+        .collect();
+    assert_eq!(
+        used,
+        granted("Role"),
+        "the leader-election Role in deploy/rbac.yaml grants exactly what the replicas use"
+    );
     env.shutdown().await;
 }

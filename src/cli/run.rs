@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use forklane_core::clock::Clock;
-use forklane_core::controller::analyst::SourceAnalyst;
+use forklane_core::controller::analyst::{PrometheusAddresses, SourceAnalyst};
 use forklane_core::controller::leader::{LeaseSettings, lead};
 use forklane_core::controller::telemetry::{Metrics, STALE_AFTER};
 use forklane_core::controller::{Context, Scope};
@@ -46,9 +46,15 @@ pub(crate) struct RunArgs {
     /// an answer; the API server ends the controller's watches 5 s sooner (they then resume).
     #[arg(long, default_value_t = KUBE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(10..=3600))]
     pub kube_timeout: u64,
-    /// Prometheus for experiments that name no provider.
+    /// Prometheus for experiments that name no provider; experiments may also name it.
     #[arg(long)]
     pub prometheus_url: Option<String>,
+    /// A further Prometheus address experiments may name in spec.analysis.provider.prometheus
+    /// (repeat the flag, or separate with commas). Experiments naming any other address fail
+    /// with AnalysisConfigInvalid: the controller never fetches an address its operator did not
+    /// allow.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_prometheus_address: Vec<String>,
 }
 
 pub fn init_logging(json: bool) {
@@ -90,7 +96,10 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
     let ctx = Arc::new(Context::new(
         client.clone(),
         Clock::real(),
-        Arc::new(SourceAnalyst::prometheus(args.prometheus_url.clone())),
+        Arc::new(SourceAnalyst::prometheus(PrometheusAddresses {
+            default: args.prometheus_url.clone(),
+            allowed: args.allowed_prometheus_address.clone(),
+        })),
         metrics.clone(),
     ));
     let scope = Scope { namespace: args.namespace, watch_timeout: Some((args.kube_timeout - WATCH_MARGIN) as u32) };

@@ -29,6 +29,10 @@ pub enum ConfigError {
     Weight { arm: String, weight: Option<f64> },
     #[error("no metric provider: set spec.analysis.provider.prometheus.address (or forklane run --prometheus-url)")]
     NoProvider,
+    #[error(
+        "spec.analysis.provider.prometheus.address {address:?} is not allowed: this controller queries only the addresses given by forklane run --prometheus-url and --allowed-prometheus-address"
+    )]
+    AddressNotAllowed { address: String },
     #[error("spec.analysis.provider.prometheus.address {address:?} is not a usable address: {message}")]
     Address { address: String, message: String },
     /// The source will never answer the rendered query as written.

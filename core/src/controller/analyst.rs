@@ -15,6 +15,25 @@ use super::{Analyst, Decided};
 /// Picks the metric source for an experiment; only its configuration can make that fail.
 pub(crate) type SourceFor = dyn Fn(&Experiment) -> Result<Arc<dyn MetricSource>, ConfigError> + Send + Sync;
 
+/// The Prometheus servers the controller may query (its flags). An experiment names its own
+/// address, and the controller would otherwise fetch any URL an experiment author chose, inside
+/// the cluster's network, and report on the answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrometheusAddresses {
+    /// For experiments that name no address (`forklane run --prometheus-url`); also allowed.
+    pub default: Option<String>,
+    /// Further addresses experiments may name (`--allowed-prometheus-address`).
+    pub allowed: Vec<String>,
+}
+
+impl PrometheusAddresses {
+    /// Whether an experiment may name `address`; a trailing `/` makes no difference.
+    pub fn allows(&self, address: &str) -> bool {
+        let bare = |a: &str| a.trim_end_matches('/').to_string();
+        self.default.iter().chain(&self.allowed).any(|a| bare(a) == bare(address))
+    }
+}
+
 /// An analyst over any metric source.
 pub struct SourceAnalyst {
     source_for: Box<SourceFor>,
@@ -32,18 +51,22 @@ impl SourceAnalyst {
         Self::new(move |_| Ok(source.clone()))
     }
 
-    /// Each experiment's `spec.analysis.provider.prometheus.address`, else `default_address`.
-    pub fn prometheus(default_address: Option<String>) -> Self {
+    /// Each experiment's `spec.analysis.provider.prometheus.address` if `addresses` allows it,
+    /// else the default address.
+    pub fn prometheus(addresses: PrometheusAddresses) -> Self {
         Self::new(move |exp| {
-            let address = exp
+            let named = exp
                 .spec
                 .analysis
                 .as_ref()
                 .and_then(|a| a.provider.as_ref())
                 .and_then(|p| p.prometheus.as_ref())
-                .map(|p| p.address.clone())
-                .or_else(|| default_address.clone())
-                .ok_or(ConfigError::NoProvider)?;
+                .map(|p| p.address.clone());
+            let address = match named {
+                Some(a) if !addresses.allows(&a) => return Err(ConfigError::AddressNotAllowed { address: a }),
+                Some(a) => a,
+                None => addresses.default.clone().ok_or(ConfigError::NoProvider)?,
+            };
             Ok(Arc::new(PrometheusSource::new(&address)?) as Arc<dyn MetricSource>)
         })
     }

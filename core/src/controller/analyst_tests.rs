@@ -63,12 +63,23 @@ fn configuration_errors_are_classified_as_such() {
     let rejected = Err(SourceError::Rejected { query: "q".into(), message: "bad_data: parse error".into() });
 
     let cases: Vec<(&str, SourceAnalyst, Experiment, Expected)> = vec![
-        ("no provider", SourceAnalyst::prometheus(None), no_provider, |e| *e == ConfigError::NoProvider),
+        ("no provider", SourceAnalyst::prometheus(PrometheusAddresses::default()), no_provider, |e| {
+            *e == ConfigError::NoProvider
+        }),
         (
             "bad address",
-            SourceAnalyst::prometheus(None),
-            bad_address,
+            SourceAnalyst::prometheus(PrometheusAddresses { default: None, allowed: vec!["no url".into()] }),
+            bad_address.clone(),
             |e| matches!(e, ConfigError::Address { address, .. } if address == "no url"),
+        ),
+        (
+            "address not allowed",
+            SourceAnalyst::prometheus(PrometheusAddresses {
+                default: Some("http://prometheus:9090".into()),
+                allowed: vec![],
+            }),
+            bad_address,
+            |e| matches!(e, ConfigError::AddressNotAllowed { address } if address == "no url"),
         ),
         ("bad template", fixed(Ok(5000.0)), bad_template, |e| matches!(e, ConfigError::Template(_))),
         (
@@ -93,8 +104,24 @@ fn an_invalid_address_is_named() {
     // The fallback address (forklane run --prometheus-url) applies when the spec has none.
     let mut exp = ab_test();
     exp.spec.analysis.as_mut().unwrap().provider = None;
-    let err = decide_with(&SourceAnalyst::prometheus(Some("http://[::1".into())), &exp).unwrap_err();
+    let addresses = PrometheusAddresses { default: Some("http://[::1".into()), allowed: vec![] };
+    let err = decide_with(&SourceAnalyst::prometheus(addresses), &exp).unwrap_err();
     assert!(err.to_string().starts_with("spec.analysis.provider.prometheus.address \"http://[::1\""), "{err}");
+}
+
+#[test]
+fn only_the_flags_addresses_are_allowed() {
+    let addresses = PrometheusAddresses {
+        default: Some("http://prometheus.monitoring:9090".into()),
+        allowed: vec!["http://thanos.monitoring:9090/".into()],
+    };
+    for allowed in ["http://prometheus.monitoring:9090/", "http://thanos.monitoring:9090"] {
+        assert!(addresses.allows(allowed), "{allowed}");
+    }
+    for refused in ["http://kubernetes.default:443", "http://prometheus.monitoring:9091", "http://thanos.monitoring"] {
+        assert!(!addresses.allows(refused), "{refused}");
+    }
+    assert!(!PrometheusAddresses::default().allows("http://prometheus:9090"), "no flags: no address is allowed");
 }
 
 #[test]

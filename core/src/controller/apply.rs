@@ -190,7 +190,7 @@ pub(crate) async fn write(client: &Client, namespace: &str, writes: &[Action]) -
             }
             Action::Scale(s) => {
                 let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-                api.patch(&s.deployment, &params(), &Patch::Apply(s.object())).await?;
+                api.patch_scale(&s.deployment, &params(), &Patch::Apply(s.scale_object())).await?;
             }
         }
     }

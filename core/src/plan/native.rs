@@ -69,6 +69,17 @@ impl Scale {
         })
     }
 
+    /// The `autoscaling/v1` Scale applied to the Deployment's `scale` subresource: replicas are
+    /// all the controller writes on Deployments, so it needs no `patch deployments` permission.
+    pub(crate) fn scale_object(&self) -> Value {
+        json!({
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": metadata(&self.deployment, &self.namespace),
+            "spec": {"replicas": self.replicas},
+        })
+    }
+
     pub(crate) fn kubectl(&self) -> String {
         format!("kubectl scale deployment {}{} --replicas={}", self.deployment, ns_flag(&self.namespace), self.replicas)
     }

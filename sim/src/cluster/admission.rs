@@ -112,6 +112,11 @@ pub(crate) fn on_create(alloc: &mut Allocator, info: &ResourceInfo, obj: &mut Va
             validate_workload(info, obj)?;
             obj["status"] = json!({"replicas": 0});
         }
+        // The Go type's counters are not `omitempty`: an empty status serialises as zeros.
+        ("policy", "poddisruptionbudgets") => {
+            obj["status"] =
+                json!({"currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0, "expectedPods": 0});
+        }
         _ => {}
     }
     Ok(())

@@ -151,6 +151,8 @@ const BUILTINS: &[Builtin] = &[
     b("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, &[], false, false, false, false),
     b("rbac.authorization.k8s.io", "v1", "roles", "Role", true, &[], false, false, false, false),
     b("coordination.k8s.io", "v1", "leases", "Lease", true, &[], false, false, false, false),
+    b("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"], false, true, false, true),
+    b("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", false, &["pc"], false, false, false, false),
     b(
         "apiextensions.k8s.io",
         "v1",

@@ -102,6 +102,7 @@ const BUILTIN_GROUPS: &[&str] = &[
     "networking.k8s.io",
     "autoscaling",
     "rbac.authorization.k8s.io",
+    "scheduling.k8s.io",
 ];
 
 pub(crate) fn supports_strategic_merge(group: &str) -> bool {

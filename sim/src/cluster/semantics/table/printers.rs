@@ -91,6 +91,48 @@ pub(super) fn printer(kind: &str) -> (&'static [Column], Row) {
         "Lease" => (&[NAME, ("Holder", "string", "", 0), AGE], |o, now| {
             vec![name(o), json!(s(o, "/spec/holderIdentity")), json!(age(o, now))]
         }),
+        "PodDisruptionBudget" => (
+            &[
+                NAME,
+                ("Min Available", "string", "", 0),
+                ("Max Unavailable", "string", "", 0),
+                ("Allowed Disruptions", "integer", "", 0),
+                AGE,
+            ],
+            |o, now| {
+                let bound = |ptr: &str| match o.pointer(ptr) {
+                    Some(Value::Number(n)) => n.to_string(),
+                    Some(Value::String(v)) => v.clone(),
+                    _ => "N/A".into(),
+                };
+                vec![
+                    name(o),
+                    json!(bound("/spec/minAvailable")),
+                    json!(bound("/spec/maxUnavailable")),
+                    json!(int(o, "/status/disruptionsAllowed")),
+                    json!(age(o, now)),
+                ]
+            },
+        ),
+        "PriorityClass" => (
+            &[
+                NAME,
+                ("Value", "integer", "", 0),
+                ("Global-Default", "boolean", "", 0),
+                AGE,
+                ("PreemptionPolicy", "string", "", 0),
+            ],
+            |o, now| {
+                let global = o.pointer("/globalDefault").and_then(Value::as_bool).unwrap_or(false);
+                vec![
+                    name(o),
+                    json!(int(o, "/value")),
+                    json!(global),
+                    json!(age(o, now)),
+                    json!(s(o, "/preemptionPolicy")),
+                ]
+            },
+        ),
         "Event" => (
             &[
                 ("Last Seen", "string", "", 0),
