@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use forklane_core::api::{MeshMode, Phase};
+use forklane_core::controller::fence::{Fence, fenced_client};
 use forklane_core::controller::leader::{LeaseSettings, lead};
 use forklane_core::controller::telemetry::{Loop, Metrics, STALE_AFTER};
 use forklane_core::controller::{Context, Scope};
@@ -33,8 +34,9 @@ struct Replica {
 
 impl Replica {
     fn start(env: &Env, identity: &str) -> Replica {
-        let ctx =
-            Arc::new(Context::new(env.client.clone(), env.clock, env.analyst.clone(), Arc::new(Metrics::default())));
+        let fence = Fence::new();
+        let client = fenced_client(env.cluster.client_config(), fence.clone()).unwrap();
+        let ctx = Arc::new(Context::new(client, env.clock, env.analyst.clone(), Arc::new(Metrics::default())));
         let lease = LeaseSettings {
             namespace: NS.into(),
             name: LEASE.into(),
@@ -43,7 +45,7 @@ impl Replica {
             grace: 1,
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(lead(env.client.clone(), lease, ctx.clone(), Scope::default(), async move {
+        let task = tokio::spawn(lead(env.client.clone(), lease, fence, ctx.clone(), Scope::default(), async move {
             let _ = stopped.await;
         }));
         Replica { ctx, stop: Some(stop), task }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use forklane_core::api::{MeshMode, Phase};
+use forklane_core::controller::fence::{Fence, fenced_client};
 use forklane_core::controller::leader::{LeaseSettings, lead};
 use forklane_core::controller::telemetry::Metrics;
 use forklane_core::controller::{Context, Scope};
@@ -124,7 +125,9 @@ async fn the_leader_election_role_grants_exactly_what_the_replicas_use() {
     config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(AGENT)));
     let client = kube::Client::try_from(config).unwrap();
     let replica = |identity: &str| {
-        let ctx = Arc::new(Context::new(client.clone(), env.clock, env.analyst.clone(), Arc::new(Metrics::default())));
+        let fence = Fence::new();
+        let fenced = fenced_client(env.cluster.client_config(), fence.clone()).unwrap();
+        let ctx = Arc::new(Context::new(fenced, env.clock, env.analyst.clone(), Arc::new(Metrics::default())));
         let lease = LeaseSettings {
             namespace: NS.into(),
             name: AGENT.into(),
@@ -133,7 +136,7 @@ async fn the_leader_election_role_grants_exactly_what_the_replicas_use() {
             grace: 1,
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(lead(client.clone(), lease, ctx, Scope::default(), async move {
+        let task = tokio::spawn(lead(client.clone(), lease, fence, ctx, Scope::default(), async move {
             let _ = stopped.await;
         }));
         (stop, task)

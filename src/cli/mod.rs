@@ -89,6 +89,11 @@ pub(crate) const KUBE_TIMEOUT: Duration = Duration::from_secs(30);
 /// whose connections, requests and answers each give up after `timeout`. A watch's answer is read
 /// for as long as the watch runs: its server-side timeout must be shorter than `timeout`.
 pub(crate) async fn connect(kubeconfig: Option<&Path>, timeout: Duration) -> Result<kube::Client, String> {
+    kube::Client::try_from(client_config(kubeconfig, timeout).await?).map_err(|e| e.to_string())
+}
+
+/// The client configuration from `kubeconfig` (else the usual places), with `timeout` on every step.
+pub(crate) async fn client_config(kubeconfig: Option<&Path>, timeout: Duration) -> Result<kube::Config, String> {
     let mut config = match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -103,7 +108,7 @@ pub(crate) async fn connect(kubeconfig: Option<&Path>, timeout: Duration) -> Res
     config.read_timeout = Some(timeout);
     // Count the read timeout from the request, not from when its pooled connection went idle.
     config.reset_reader_on_write = true;
-    kube::Client::try_from(config).map_err(|e| e.to_string())
+    Ok(config)
 }
 
 /// Reads and parses a file of Forklane objects; the errors are ready to print.

@@ -14,11 +14,12 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use forklane_core::clock::Clock;
 use forklane_core::controller::analyst::{PrometheusAddresses, SourceAnalyst};
+use forklane_core::controller::fence::{Fence, fenced_client};
 use forklane_core::controller::leader::{LeaseSettings, lead};
 use forklane_core::controller::telemetry::{Metrics, STALE_AFTER};
 use forklane_core::controller::{Context, Scope};
 
-use super::{KUBE_TIMEOUT, connect};
+use super::{KUBE_TIMEOUT, client_config};
 
 /// How much sooner than the client's read timeout the API server ends a watch.
 const WATCH_MARGIN: u64 = 5;
@@ -65,7 +66,16 @@ pub fn init_logging(json: bool) {
 
 pub(crate) async fn run(args: RunArgs) -> ExitCode {
     init_logging(args.log_json);
-    let client = match connect(args.kubeconfig.as_deref(), Duration::from_secs(args.kube_timeout)).await {
+    // Two clients on one configuration: the election's, and the controller's, whose writes pass
+    // only while this replica's lease is valid.
+    let fence = Fence::new();
+    let clients =
+        client_config(args.kubeconfig.as_deref(), Duration::from_secs(args.kube_timeout)).await.and_then(|config| {
+            let election = kube::Client::try_from(config.clone()).map_err(|e| e.to_string())?;
+            let controller = fenced_client(config, fence.clone()).map_err(|e| e.to_string())?;
+            Ok((election, controller))
+        });
+    let (client, controller_client) = match clients {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
@@ -94,7 +104,7 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
         grace: (args.lease_duration / 3).max(1),
     };
     let ctx = Arc::new(Context::new(
-        client.clone(),
+        controller_client,
         Clock::real(),
         Arc::new(SourceAnalyst::prometheus(PrometheusAddresses {
             default: args.prometheus_url.clone(),
@@ -103,7 +113,7 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
         metrics.clone(),
     ));
     let scope = Scope { namespace: args.namespace, watch_timeout: Some((args.kube_timeout - WATCH_MARGIN) as u32) };
-    match lead(client, lease, ctx, scope, shutdown_signal()).await {
+    match lead(client, lease, fence, ctx, scope, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -26,6 +26,12 @@ impl Error {
     pub(crate) fn is_conflict(&self) -> bool {
         matches!(self, Error::Kube(kube::Error::Api(status)) if status.code == 409)
     }
+
+    /// A write the fence held back: this replica is not (or no longer) leading. The election
+    /// stops the controller; nothing to report, and no status could be written anyway.
+    pub(crate) fn is_fenced(&self) -> bool {
+        matches!(self, Error::Kube(e) if super::fence::is_fenced(e))
+    }
 }
 
 /// What the API server said, as `kubectl` shows it (`Service "x" is invalid: ... (422 Invalid)`),

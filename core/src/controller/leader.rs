@@ -1,6 +1,7 @@
-//! Leader election: of the replicas sharing one Lease, only the holder runs the controller. It
-//! stops the controller when the lease is lost and releases the lease on shutdown so a standby
-//! takes over at once. (Whether Istio is installed, the controller watches itself.)
+//! Leader election: of the replicas sharing one Lease, only the holder runs the controller, and
+//! only its writes pass the fence. It stops the controller when the lease is lost and releases
+//! the lease on shutdown so a standby takes over at its next look. (Whether Istio is installed,
+//! the controller watches itself.)
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,12 +9,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use kube::Client;
-use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::election::Election;
+use super::fence::Fence;
 use super::telemetry::{Heartbeat, Loop};
 use super::{Context, Error, Result, Scope, run_controller};
+
+/// How long a stopping controller may take to finish its reconciles in flight.
+const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The Lease the replicas compete for, and this replica's part in it.
 #[derive(Clone, Debug)]
@@ -24,7 +29,8 @@ pub struct LeaseSettings {
     pub identity: String,
     /// Seconds the lease stays valid after a renewal: how long a crashed leader blocks a standby.
     pub duration: u64,
-    /// Seconds before expiry at which the holder renews.
+    /// Seconds before expiry at which the holder renews, and between a standby's looks. The
+    /// leader stops writing `grace / 2` seconds before the lease would expire.
     pub grace: u64,
 }
 
@@ -38,34 +44,41 @@ enum Stop {
 }
 
 /// Competes for the Lease until `shutdown` resolves, running the controller while holding it.
+/// `client` writes the Lease; the controller in `ctx` must use a client fenced by `fence`
+/// ([`fenced_client`](super::fence::fenced_client)), which this election opens while leading.
 pub async fn lead(
     client: Client,
     lease: LeaseSettings,
+    fence: Arc<Fence>,
     ctx: Arc<Context>,
     scope: Scope,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let manager = LeaseManagerBuilder::new(client.clone(), &lease.name)
-        .with_namespace(&lease.namespace)
-        .with_identity(&lease.identity)
-        // One field manager per replica: taking a free Lease is a server-side apply, and only
-        // distinct managers make two simultaneous takers conflict.
-        .with_field_manager(format!("forklane-leader-{}", lease.identity))
-        .with_duration(lease.duration)
-        .with_grace(lease.grace)
-        .build()
-        .await
-        .map_err(|e| Error::Lease(e.to_string()))?;
-    // Building the manager read (or created) the Lease: the API server answers and this replica
+    let (mut election, leading) = Election::new(client, lease, fence);
+    // The first look reads (or creates) the Lease: the API server answers and this replica
     // competes, leader or standby.
+    election.step().await.map_err(|e| Error::Lease(e.to_string()))?;
     ctx.metrics.ready.store(true, Ordering::Relaxed);
-    let (leading, manager) = manager.watch().await;
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let campaign = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                () = tokio::time::sleep(election.next_look()) => {
+                    if let Err(e) = election.step().await {
+                        tracing::warn!(error = %e, "could not take or renew the lease");
+                    }
+                }
+            }
+        }
+        election.release().await
+    });
     let outcome = follow(leading, &ctx, &scope, shutdown).await;
-    // `follow` dropped the receiver: the manager releases the lease and ends.
-    let released = match manager.await {
-        Ok(Ok(_)) => Ok(()),
+    let _ = stop.send(());
+    let released = match campaign.await {
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Error::Lease(format!("releasing the lease: {e}"))),
-        Err(e) => Err(Error::Lease(format!("the lease manager failed: {e}"))),
+        Err(e) => Err(Error::Lease(format!("the election failed: {e}"))),
     };
     outcome.and(released)
 }
@@ -98,7 +111,13 @@ async fn follow(
         let why = watch_while_leading(&mut leading, &mut controller, &mut heartbeat, shutdown.as_mut()).await;
         if !matches!(why, Stop::Crashed(_)) {
             let _ = stop.send(());
-            let _ = controller.await;
+            // kube's graceful shutdown waits for reconciles in flight; one asked to stop just as
+            // it started has been seen never to end. Past the limit it is aborted: its writes
+            // are idempotent, and once the lease is gone the fence holds them back anyway.
+            if tokio::time::timeout(STOP_LIMIT, &mut controller).await.is_err() {
+                tracing::warn!(limit = ?STOP_LIMIT, "the controller did not stop in time: aborted");
+                controller.abort();
+            }
         }
         match why {
             Stop::Restart(reason) => tracing::info!(reason, "the controller stopped"),
@@ -130,5 +149,5 @@ async fn watch_while_leading(
 }
 
 fn manager_stopped() -> Error {
-    Error::Lease("the lease manager stopped".into())
+    Error::Lease("the election stopped".into())
 }

@@ -57,6 +57,7 @@ pub(crate) async fn reconcile(exp: Arc<Experiment>, shared: Arc<Shared>) -> Resu
     let key = ObjectRef::from_obj(exp.as_ref());
     match &result {
         Ok(_) => drop(shared.failures.lock().expect("not poisoned").remove(&key)),
+        Err(error) if error.is_fenced() => tracing::info!(experiment = %exp.name_any(), "not leading: no write sent"),
         Err(error) => {
             let message = error.to_string();
             let new = shared.failures.lock().expect("not poisoned").entry(key).or_default().report(&message);

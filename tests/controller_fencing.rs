@@ -1,0 +1,236 @@
+//! Fenced leadership on the embedded cluster: a leader whose renewals fail while its other writes
+//! would succeed stops writing before the standby takes the lease over (the request audit shows
+//! one writer at a time), and the standby finishes the experiment without losing or repeating a
+//! step; a standby judges expiry by its own clock, so a holder whose wall clock is an hour off
+//! either way keeps the lease while it renews and loses it within one lease duration once it
+//! stops.
+
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use forklane_core::api::{MeshMode, Phase};
+use forklane_core::controller::fence::{Fence, fenced_client};
+use forklane_core::controller::leader::{LeaseSettings, lead};
+use forklane_core::controller::telemetry::Metrics;
+use forklane_core::controller::{Context, Scope};
+use forklane_core::fixtures::{ExperimentBuilder, pause_for, set_weight};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use support::e2e::*;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower::{BoxError, Layer, Service};
+
+const LEASE: &str = "forklane-controller";
+const ENDED: &[Phase] = &[Phase::Succeeded, Phase::RolledBack, Phase::Failed];
+
+/// Fails every write to a Lease while switched on; other requests pass.
+#[derive(Clone)]
+struct LeaseWritesFail(Arc<AtomicBool>);
+
+#[derive(Clone)]
+struct Failing<S> {
+    inner: S,
+    on: Arc<AtomicBool>,
+}
+
+impl<S> Layer<S> for LeaseWritesFail {
+    type Service = Failing<S>;
+    fn layer(&self, inner: S) -> Failing<S> {
+        Failing { inner, on: self.0.clone() }
+    }
+}
+
+impl<S, B> Service<http::Request<B>> for Failing<S>
+where
+    S: Service<http::Request<B>>,
+    S::Response: Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let lease_write = request.method() != http::Method::GET && request.uri().path().contains("/leases");
+        if lease_write && self.on.load(Ordering::Relaxed) {
+            return Box::pin(std::future::ready(Err("the network dropped the renewal".into())));
+        }
+        let answer = self.inner.call(request);
+        Box::pin(async move { answer.await.map_err(Into::into) })
+    }
+}
+
+fn config_as(env: &Env, agent: &'static str) -> kube::Config {
+    let mut config = env.cluster.client_config();
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(agent)));
+    config
+}
+
+struct Replica {
+    ctx: Arc<Context>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<forklane_core::controller::Result<()>>,
+}
+
+impl Replica {
+    /// A replica whose controller writes as `agent` and competes for the Lease as `agent-lease`
+    /// through `election` (a plain client unless the test breaks it).
+    fn start(env: &Env, agent: &'static str, election: kube::Client) -> Replica {
+        let fence = Fence::new();
+        let client = fenced_client(config_as(env, agent), fence.clone()).unwrap();
+        let ctx = Arc::new(Context::new(client, env.clock, env.analyst.clone(), Arc::new(Metrics::default())));
+        let lease =
+            LeaseSettings { namespace: NS.into(), name: LEASE.into(), identity: agent.into(), duration: 2, grace: 1 };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(lead(election, lease, fence, ctx.clone(), Scope::default(), async move {
+            let _ = stopped.await;
+        }));
+        Replica { ctx, stop: Some(stop), task }
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = self.stop.take().expect("running").send(());
+        let _ = (&mut self.task).await.expect("no panic");
+    }
+}
+
+async fn holder(env: &Env) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), NS);
+    leases.get_opt(LEASE).await.unwrap().and_then(|l| l.spec).and_then(|s| s.holder_identity)
+}
+
+async fn wait_for_holder(env: &Env, who: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while holder(env).await.as_deref() != Some(who) {
+        assert!(tokio::time::Instant::now() < deadline, "{who} never held the lease ({:?} does)", holder(env).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn is_write(verb: &str) -> bool {
+    matches!(verb, "create" | "update" | "patch" | "delete" | "deletecollection")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_renewals_fail_stops_writing_before_the_standby_takes_over() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let env = Env::start(true, true).await;
+        two_versions(&env, 1, &[], &[]).await;
+        let broken = Arc::new(AtomicBool::new(false));
+        let election_a = kube::client::ClientBuilder::try_from(config_as(&env, "replica-a-lease"))
+            .unwrap()
+            .with_layer(&LeaseWritesFail(broken.clone()))
+            .build();
+        let mut a = Replica::start(&env, "replica-a", election_a);
+        wait_for_holder(&env, "replica-a", Duration::from_secs(10)).await;
+        let mut b =
+            Replica::start(&env, "replica-b", kube::Client::try_from(config_as(&env, "replica-b-lease")).unwrap());
+
+        let routes = env.record("virtualservices");
+        // The pause (6 s real) outlasts the handover: the new leader takes the next step.
+        let steps = [set_weight(20), pause_for("10m"), set_weight(50)];
+        env.apply_experiment(ExperimentBuilder::canary("fenced").mesh(MeshMode::Istio).steps(steps)).await;
+        env.wait_for_phase("fenced", Duration::from_secs(15), &[Phase::Paused]).await;
+        broken.store(true, Ordering::Relaxed);
+        wait_for_holder(&env, "replica-b", Duration::from_secs(10)).await;
+        let phase = env.experiments().get("fenced").await.unwrap().status.unwrap().phase;
+        assert_eq!(phase, Some(Phase::Paused), "the handover happened mid-experiment");
+
+        let done = env.wait_for_phase("fenced", Duration::from_secs(30), ENDED).await.status.unwrap();
+        assert_eq!((done.phase, done.winner.as_deref()), (Some(Phase::Succeeded), Some("v2")), "{:?}", done.message);
+        let weights: Vec<i64> = routes
+            .objects()
+            .iter()
+            .filter(|o| o.get("deleted").is_none())
+            .map(|vs| split(vs).get("v2").copied().unwrap_or(0))
+            .fold(Vec::new(), |mut out, w| {
+                if out.last() != Some(&w) {
+                    out.push(w);
+                }
+                out
+            });
+        assert_eq!(weights, vec![0, 20, 50, 100], "no step lost or repeated across the handover");
+
+        // One writer at a time: every write replica-a made arrived before replica-b took the
+        // lease, and every write of replica-b's controller after.
+        let records = env.cluster.audit().records();
+        let took_over = records
+            .iter()
+            .position(|r| r.user_agent == "replica-b-lease" && is_write(&r.verb) && r.code < 300)
+            .expect("replica-b wrote the lease");
+        let writes = |agent: &str| -> Vec<usize> {
+            records
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.user_agent == agent && is_write(&r.verb) && r.code < 400)
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let (by_a, by_b) = (writes("replica-a"), writes("replica-b"));
+        assert!(!by_a.is_empty() && !by_b.is_empty(), "both led: a wrote {}, b wrote {}", by_a.len(), by_b.len());
+        assert!(by_a.iter().all(|&i| i < took_over), "replica-a wrote after replica-b took the lease");
+        assert!(by_b.iter().all(|&i| i > took_over), "replica-b's controller wrote before it held the lease");
+
+        b.shutdown().await;
+        a.shutdown().await;
+        env.shutdown().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+/// A holder that renews with its wall clock an hour off, behind or ahead: a standby judges by
+/// what it sees change, so it never takes over while the holder renews, and takes over within a
+/// lease duration (and one look) after the renewals stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_ignores_the_holders_wall_clock() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let env = Env::start(true, false).await;
+        let leases: Api<Lease> = Api::namespaced(env.client.clone(), NS);
+        for skew in [-3600, 3600] {
+            let renew = |n: i64| {
+                let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(skew);
+                json!({
+                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": LEASE},
+                    "spec": {"holderIdentity": "skewed", "leaseDurationSeconds": 2, "renewTime": at.to_string(), "leaseTransitions": n},
+                })
+            };
+            let apply = PatchParams::apply("skewed-holder").force();
+            leases.patch(LEASE, &apply, &Patch::Apply(renew(0))).await.unwrap();
+            let mut standby = Replica::start(&env, "standby", env.client.clone());
+            // Renewing every 300 ms for three lease durations.
+            let mut stopped = tokio::time::Instant::now();
+            for n in 1..=20 {
+                leases.patch(LEASE, &apply, &Patch::Apply(renew(n))).await.unwrap();
+                stopped = tokio::time::Instant::now();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                assert_eq!(holder(&env).await.as_deref(), Some("skewed"), "skew {skew} s: the standby took a live lease");
+            }
+            wait_for_holder(&env, "standby", Duration::from_secs(10)).await;
+            let waited = stopped.elapsed();
+            assert!(waited >= Duration::from_secs(2), "skew {skew} s: taken {waited:?} after the last renewal");
+            assert!(waited < Duration::from_secs(5), "skew {skew} s: taken only {waited:?} after the last renewal");
+            assert_eq!(standby.ctx.writes.load(Ordering::Relaxed), 0, "nothing to reconcile, nothing written");
+            standby.shutdown().await;
+            leases.delete(LEASE, &Default::default()).await.unwrap();
+        }
+        env.shutdown().await;
+    })
+    .await
+    .expect("bounded");
+}
