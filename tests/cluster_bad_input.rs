@@ -8,6 +8,7 @@ use support::cluster::cluster;
 use forklane_sim::cluster::{Cluster, FaultSettings};
 use kube::core::Status;
 use serde_json::json;
+use std::time::Duration;
 
 async fn send(c: &Cluster, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> Result<String, Status> {
     let req =
@@ -128,12 +129,46 @@ async fn names_that_are_not_dns_1123() {
     c.shutdown().await;
 }
 
+/// A ConfigMap body of exactly `len` bytes.
+fn configmap_of_length(len: usize) -> Vec<u8> {
+    let empty = json!({"metadata": {"name": "big"}, "data": {"x": ""}}).to_string();
+    json!({"metadata": {"name": "big"}, "data": {"x": "a".repeat(len - empty.len())}}).to_string().into_bytes()
+}
+
 #[tokio::test]
 async fn bodies_over_three_mebibytes() {
     let c = cluster().await;
-    let big = json!({"metadata": {"name": "big"}, "data": {"x": "a".repeat(3 * 1024 * 1024)}}).to_string().into_bytes();
-    let s = refused(&c, "POST", CMS, "application/json", big, 413, "RequestEntityTooLarge").await;
-    assert_eq!(s.message, "Request entity too large: limit is 3145728");
+    for len in [3 * 1024 * 1024 + 1, 4 * 1024 * 1024] {
+        let body = configmap_of_length(len);
+        assert_eq!(body.len(), len);
+        let s = refused(&c, "POST", CMS, "application/json", body, 413, "RequestEntityTooLarge").await;
+        assert_eq!(s.message, "Request entity too large: limit is 3145728");
+        // The server goes on answering, and a body at the limit is accepted.
+        send(&c, "GET", CMS, "application/json", vec![]).await.unwrap();
+    }
+    let raw = http::Request::builder().method("POST").uri(CMS).body(configmap_of_length(4 * 1024 * 1024)).unwrap();
+    let response = c.client().send(raw.map(Into::into)).await.unwrap();
+    assert_eq!(response.status(), 413);
+    let body = response.into_body().collect_bytes().await.unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status["kind"].as_str(), status["code"].as_u64()), (Some("Status"), Some(413)), "{status}");
+    send(&c, "POST", CMS, "application/json", configmap_of_length(3 * 1024 * 1024)).await.unwrap();
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn deeply_nested_bodies_get_400() {
+    let c = cluster().await;
+    let arrays = "[".repeat(100_000).into_bytes();
+    let objects = format!("{}1{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000)).into_bytes();
+    for body in [arrays.clone(), objects] {
+        let s = refused(&c, "POST", CMS, "application/json", body.clone(), 400, "BadRequest").await;
+        assert!(s.message.contains("recursion limit exceeded"), "{}", s.message);
+        refused(&c, "PATCH", &format!("{CMS}/x"), "application/merge-patch+json", body, 400, "BadRequest").await;
+    }
+    let s = refused(&c, "POST", CMS, "application/yaml", arrays, 400, "BadRequest").await;
+    assert!(s.message.contains("recursion limit exceeded"), "{}", s.message);
+    send(&c, "GET", CMS, "application/json", vec![]).await.unwrap();
     c.shutdown().await;
 }
 
@@ -185,6 +220,57 @@ async fn injected_write_faults_and_the_admin_endpoint() {
     send(&c, "DELETE", "/forklane/faults", "application/json", vec![]).await.unwrap();
     send(&c, "POST", CMS, "application/json", br#"{"metadata":{"name":"a"}}"#.to_vec()).await.unwrap();
     assert!(c.faults().set(FaultSettings { write_error_code: 418, ..Default::default() }).is_err());
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn injected_throttling_answers_429_with_retry_after() {
+    let c = cluster().await;
+    // kube-rs retries 429 by default; this client shows what the server answers.
+    let mut config = c.client_config();
+    config.default_retry = false;
+    let client = kube::Client::try_from(config).unwrap();
+    let status_of = |method: &str, path: &str, body: &[u8]| {
+        let req = http::Request::builder().method(method).uri(path).body(body.to_vec().into()).unwrap();
+        let client = client.clone();
+        async move {
+            let response = tokio::time::timeout(Duration::from_secs(10), client.send(req)).await.unwrap().unwrap();
+            let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            let body = response.into_body().collect_bytes().await.unwrap();
+            (retry_after, serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default())
+        }
+    };
+    let settings = json!({"throttleRate": 1.0, "retryAfterSeconds": 7}).to_string().into_bytes();
+    send(&c, "PUT", "/forklane/faults", "application/json", settings).await.unwrap();
+    let before = c.store().resource_version();
+    for (method, path, body) in
+        [("GET", CMS, &b""[..]), ("POST", CMS, br#"{"metadata":{"name":"a"}}"#), ("GET", "/version", b"")]
+    {
+        let (retry_after, status) = status_of(method, path, body).await;
+        assert_eq!(retry_after.as_deref(), Some("7"), "{method} {path}");
+        assert_eq!(status["kind"], "Status");
+        assert_eq!((status["code"].as_u64(), status["reason"].as_str()), (Some(429), Some("TooManyRequests")));
+        assert_eq!(status["details"]["retryAfterSeconds"], 7);
+    }
+    assert_eq!(c.store().resource_version(), before, "a throttled write was applied");
+    // Health probes and the fault endpoint are exempt.
+    assert_eq!(status_of("GET", "/healthz", b"").await.0, None);
+    send(&c, "DELETE", "/forklane/faults", "application/json", vec![]).await.unwrap();
+    send(&c, "GET", CMS, "application/json", vec![]).await.unwrap();
+
+    for (settings, message) in [
+        (json!({"throttleRate": 1.5}), "throttleRate must be within 0..=1, got 1.5"),
+        (json!({"throttleRate": -0.1}), "throttleRate must be within 0..=1, got -0.1"),
+        (json!({"retryAfterSeconds": 0}), "retryAfterSeconds must be within 1..=3600, got 0"),
+        (json!({"retryAfterSeconds": 86400}), "retryAfterSeconds must be within 1..=3600, got 86400"),
+    ] {
+        let body = settings.to_string().into_bytes();
+        let s = send(&c, "PUT", "/forklane/faults", "application/json", body).await.expect_err("refused");
+        assert_eq!((s.code, s.message.as_str()), (400, message));
+    }
+    let current: serde_json::Value =
+        serde_json::from_str(&send(&c, "GET", "/forklane/faults", "application/json", vec![]).await.unwrap()).unwrap();
+    assert_eq!(current["throttleRate"], 0.0, "{current}");
     c.shutdown().await;
 }
 

@@ -29,6 +29,9 @@ pub enum Error {
     NotAcceptable(String),
     #[error("{0}")]
     RequestEntityTooLarge(String),
+    /// 429, answered with a `Retry-After` header as the apiserver's flow control does.
+    #[error("Too many requests, please try again later.")]
+    TooManyRequests { retry_after_seconds: u64 },
     /// 500, used by fault injection and for unexpected internal failures; worded like
     /// `errors.NewInternalError`.
     #[error("Internal error occurred: {0}")]
@@ -97,6 +100,7 @@ impl Error {
             Error::NotAcceptable(_) => 406,
             Error::UnsupportedMediaType(_) => 415,
             Error::RequestEntityTooLarge(_) => 413,
+            Error::TooManyRequests { .. } => 429,
             Error::Internal(_) | Error::Setup(_) => 500,
             Error::Status(s) => s["code"].as_u64().unwrap_or(500) as u16,
         }
@@ -116,6 +120,7 @@ impl Error {
             Error::NotAcceptable(_) => "NotAcceptable",
             Error::UnsupportedMediaType(_) => "UnsupportedMediaType",
             Error::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
+            Error::TooManyRequests { .. } => "TooManyRequests",
             Error::Internal(_) | Error::Setup(_) => "InternalError",
             Error::Status(_) => "",
         }
@@ -140,6 +145,9 @@ impl Error {
             | Error::AlreadyExists { details, .. }
             | Error::Conflict { details, .. } => status["details"] = details.clone(),
             Error::Internal(msg) => status["details"] = json!({"causes": [{"message": msg}]}),
+            Error::TooManyRequests { retry_after_seconds } => {
+                status["details"] = json!({"retryAfterSeconds": retry_after_seconds});
+            }
             _ => {}
         }
         status

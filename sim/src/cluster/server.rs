@@ -7,6 +7,7 @@ use crate::cluster::error::{Error, Result};
 use crate::cluster::faults::Faults;
 use crate::cluster::http::{self, AppState};
 use crate::cluster::kubeconfig;
+use crate::cluster::limits::ServerLimits;
 use crate::cluster::resources::Gvr;
 use crate::cluster::store::{Store, StoreConfig, WriteOptions};
 use crate::cluster::{gc, lifecycle, service_accounts, tls, workloads};
@@ -48,6 +49,8 @@ pub struct ClusterConfig {
     /// Attach the traffic data plane: simulated apps behind every Service, a listener on
     /// 127.0.0.1:<nodePort> for every NodePort Service, metrics (see `Cluster::dataplane`).
     pub dataplane: bool,
+    /// Bounds on bodies, connections and slow clients; kube-apiserver's by default.
+    pub limits: ServerLimits,
 }
 
 impl Default for ClusterConfig {
@@ -62,6 +65,7 @@ impl Default for ClusterConfig {
             clock: Clock::real(),
             workloads: false,
             dataplane: false,
+            limits: ServerLimits::default(),
         }
     }
 }
@@ -78,6 +82,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("clock", &self.clock)
             .field("workloads", &self.workloads)
             .field("dataplane", &self.dataplane)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -125,6 +130,13 @@ fn random_token() -> String {
 impl Cluster {
     /// Starts a server on 127.0.0.1 and returns once it accepts connections.
     pub async fn start(config: ClusterConfig) -> Result<Cluster> {
+        if config.limits.max_connections == 0 || config.limits.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(Error::Setup(format!(
+                "limits.max_connections must be within 1..={}, got {}",
+                tokio::sync::Semaphore::MAX_PERMITS,
+                config.limits.max_connections
+            )));
+        }
         let tls = tls::generate()?;
         let listener = TcpListener::bind(("127.0.0.1", config.port))
             .await
@@ -151,9 +163,16 @@ impl Cluster {
             server_address: addr.to_string(),
             bookmark_interval: config.bookmark_interval,
             audit: audit.clone(),
+            limits: config.limits.clone(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let server = tokio::spawn(http::serve(listener, tls.server_config.clone(), http::router(state), shutdown_rx));
+        let server = tokio::spawn(http::serve(
+            listener,
+            tls.server_config.clone(),
+            http::router(state),
+            config.limits.clone(),
+            shutdown_rx,
+        ));
         let mut controllers = vec![
             tokio::spawn(gc::run(store.clone())),
             tokio::spawn(lifecycle::run(store.clone())),

@@ -4,21 +4,16 @@ use super::AppState;
 use super::negotiate;
 use crate::cluster::error::Error;
 use crate::cluster::faults::FaultSettings;
-use axum::body::Body;
+use axum::body::Bytes;
 use axum::http::Method;
 use axum::response::Response;
 
-pub(crate) async fn faults(state: &AppState, method: &Method, rest: &str, body: Body) -> Response {
+pub(crate) fn faults(state: &AppState, method: &Method, rest: &str, body: Bytes) -> Response {
     let settings = || serde_json::to_value(state.faults.settings()).unwrap_or_default();
     match (method.clone(), rest) {
         (Method::GET, "") => negotiate::json(200, &settings(), &[]),
         (Method::PUT, "") => {
-            let parsed = match negotiate::read_body(body).await {
-                Ok(bytes) => {
-                    serde_json::from_slice::<FaultSettings>(&bytes).map_err(|e| Error::BadRequest(e.to_string()))
-                }
-                Err(e) => Err(e),
-            };
+            let parsed = serde_json::from_slice::<FaultSettings>(&body).map_err(|e| Error::BadRequest(e.to_string()));
             match parsed.and_then(|s| state.faults.set(s).map_err(Error::BadRequest)) {
                 Ok(()) => negotiate::json(200, &settings(), &[]),
                 Err(e) => negotiate::error(&e),

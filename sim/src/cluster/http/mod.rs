@@ -1,8 +1,9 @@
-//! The HTTPS front: TLS accept loop (hyper, HTTP/1.1 and HTTP/2), bearer-token
-//! authentication, and routing to discovery, OpenAPI, the fault admin endpoint and the
-//! resource handlers.
+//! The HTTPS front: TLS accept loop (hyper, HTTP/1.1 and HTTP/2) within `ServerLimits`,
+//! bearer-token authentication, bounded request bodies, and routing to discovery, OpenAPI, the
+//! fault admin endpoint and the resource handlers.
 
 mod admin;
+mod body;
 mod negotiate;
 mod resource;
 pub(crate) mod route;
@@ -14,20 +15,22 @@ use crate::cluster::audit::Audit;
 use crate::cluster::discovery;
 use crate::cluster::error::Error;
 use crate::cluster::faults::Faults;
+use crate::cluster::limits::ServerLimits;
 use crate::cluster::openapi;
 use crate::cluster::store::Store;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, Method, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, Version, header};
 use axum::response::Response;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 /// What every request handler can reach.
@@ -39,27 +42,44 @@ pub(crate) struct AppState {
     pub server_address: String,
     pub bookmark_interval: Duration,
     pub audit: Audit,
+    pub limits: ServerLimits,
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new().fallback(entry).with_state(state)
 }
 
-/// Serves HTTPS on `listener` until `shutdown` flips to true.
+/// Serves HTTPS on `listener` until `shutdown` flips to true. At most
+/// `limits.max_connections` connections are served at once: the loop accepts only with a free
+/// slot, so further clients wait in the kernel's listen backlog (as behind Go's
+/// `netutil.LimitListener`) and cost nothing until a connection closes. Waiting was chosen over
+/// refusing because a refused client sees a bare reset, while a waiting one is served after a
+/// burst; slow handshakes and silent clients release their slot after the timeouts.
 pub(crate) async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: axum::Router,
+    limits: ServerLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = tokio::task::JoinSet::new();
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
+                    // Out of file descriptors and the like: retrying at once would spin.
                     tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -67,11 +87,21 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (acceptor, app, mut shutdown) = (acceptor.clone(), app.clone(), shutdown.clone());
+        let (handshake_timeout, header_read_timeout) = (limits.tls_handshake_timeout, limits.header_read_timeout);
         connections.spawn(async move {
-            let Ok(tls) = acceptor.accept(stream).await else { return };
+            let _slot = slot;
+            let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await else { return };
+            // hyper's header timeout starts with the first byte of a request; a client that
+            // sends none after the handshake is given the same time for its first byte.
+            let mut io = BufReader::new(tls);
+            let first = tokio::time::timeout(header_read_timeout, io.fill_buf()).await;
+            if !matches!(first, Ok(Ok(bytes)) if !bytes.is_empty()) {
+                return;
+            }
             let service = TowerToHyperService::new(app);
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -98,10 +128,32 @@ async fn entry(
     if !authorized(&state.token, &parts.headers) {
         return negotiate::error(&Error::Unauthorized("Unauthorized".into()));
     }
+    let body = match body::read(&parts.headers, body, state.limits.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(refusal) => {
+            let mut response = negotiate::error(&refusal.error);
+            // An HTTP/1.1 connection with unread body bytes cannot carry another request.
+            if !refusal.drained && parts.version <= Version::HTTP_11 {
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return response;
+        }
+    };
     if let Some(delay) = state.faults.delay() {
         tokio::time::sleep(delay).await;
     }
+    if !exempt_from_throttling(parts.uri.path())
+        && let Some(throttled) = state.faults.throttle()
+    {
+        return negotiate::error(&throttled);
+    }
     route(&state, &parts.method, &parts.uri, &query, &parts.headers, body).await
+}
+
+/// Health probes and the fault endpoint itself are never throttled, as the apiserver's
+/// flow control exempts probes (and so a test can always switch throttling off).
+fn exempt_from_throttling(path: &str) -> bool {
+    matches!(path.trim_end_matches('/'), "/healthz" | "/livez" | "/readyz") || path.starts_with("/forklane/faults")
 }
 
 fn authorized(token: &str, headers: &HeaderMap) -> bool {
@@ -122,7 +174,7 @@ async fn route(
     uri: &Uri,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
-    body: Body,
+    body: Bytes,
 ) -> Response {
     let path = uri.path().trim_end_matches('/');
     if let Some(target) = route::parse(path) {
@@ -135,7 +187,7 @@ async fn route(
         return response;
     }
     if let Some(rest) = path.strip_prefix("/forklane/faults") {
-        return admin::faults(state, method, rest, body).await;
+        return admin::faults(state, method, rest, body);
     }
     if *method != Method::GET {
         return negotiate::error(&Error::MethodNotAllowed(

@@ -1,15 +1,11 @@
-//! Content negotiation: request body decoding (JSON or YAML, 3 MiB limit), the response
+//! Content negotiation: request body decoding (JSON or YAML), the response
 //! forms a client can ask for in `Accept` (plain JSON, `Table`, `PartialObjectMetadata`),
 //! and Status responses.
 
 use crate::cluster::error::{Error, Result};
-use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-
-/// The apiserver's request body limit (`MaxRequestBodyBytes`).
-pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Output {
@@ -70,13 +66,6 @@ pub(crate) fn content_type(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| "application/json".into())
 }
 
-/// Reads a request body, enforcing the 3 MiB limit.
-pub(crate) async fn read_body(body: Body) -> Result<Bytes> {
-    axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| Error::RequestEntityTooLarge(format!("Request entity too large: limit is {MAX_BODY}")))
-}
-
 /// Decodes an object body as JSON or YAML, as the apiserver's serializers do.
 pub(crate) fn decode(bytes: &[u8], media: &str) -> Result<Value> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -122,7 +111,11 @@ pub(crate) fn json_typed(code: u16, value: &Value, content_type: &str, warnings:
 }
 
 pub(crate) fn error(err: &Error) -> Response {
-    json(err.code(), &err.to_status(), &[])
+    let mut response = json(err.code(), &err.to_status(), &[]);
+    if let Error::TooManyRequests { retry_after_seconds } = err {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+    }
+    response
 }
 
 /// `PartialObjectMetadata` of an object.

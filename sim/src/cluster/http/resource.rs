@@ -30,7 +30,7 @@ pub(crate) async fn handle(
     method: &Method,
     query: &Query,
     headers: &HeaderMap,
-    body: Body,
+    body: Bytes,
     target: Target,
 ) -> Response {
     match dispatch(state, method, query, headers, body, target).await {
@@ -114,7 +114,7 @@ async fn dispatch(
     method: &Method,
     query: &Query,
     headers: &HeaderMap,
-    body: Body,
+    body: Bytes,
     target: Target,
 ) -> Result<Response> {
     let store = &state.store;
@@ -153,13 +153,13 @@ async fn dispatch(
             Ok(render_one(&shown, obj, output, 200, &[]))
         }
         (Method::POST, None) => {
-            let obj = decode(headers, body).await?;
+            let obj = negotiate::decode(&body, &negotiate::content_type(headers))?;
             let opts = write_options(query, headers, Subresource::Main)?;
             let created = store.create(gvr, ns, obj, &opts)?;
             Ok(render_one(&shown, created, output, 201, &opts.warnings.borrow()))
         }
         (Method::PUT, Some(name)) => {
-            let obj = decode(headers, body).await?;
+            let obj = negotiate::decode(&body, &negotiate::content_type(headers))?;
             if target.subresource.as_deref() == Some("finalize") {
                 let finalizers = obj["spec"]["finalizers"]
                     .as_array()
@@ -174,8 +174,7 @@ async fn dispatch(
         }
         (Method::PATCH, Some(name)) => {
             let media = negotiate::content_type(headers);
-            let bytes = negotiate::read_body(body).await?;
-            let body = negotiate::decode(&bytes, &media)?;
+            let body = negotiate::decode(&body, &media)?;
             let patch = match media.as_str() {
                 "application/json-patch+json" => Patch::Json(body),
                 "application/merge-patch+json" => Patch::Merge(body),
@@ -199,18 +198,16 @@ async fn dispatch(
             Ok(render_one(&shown, patched, output, code, &opts.warnings.borrow()))
         }
         (Method::DELETE, Some(name)) => {
-            let bytes = negotiate::read_body(body).await?;
-            let opts = delete_options(query, &bytes)?;
+            let opts = delete_options(query, &body)?;
             let obj = store.delete(gvr, ns, name, &opts)?;
             // The apiserver answers 200 with the object (gone or held by finalizers); only the
             // legacy `orphanDependents: false` on a held object gets 202 Accepted.
             let held = meta::is_deleting(&obj) && !meta::finalizers(&obj).is_empty();
-            let code = if held && orphan_dependents(query, &bytes) == Some(false) { 202 } else { 200 };
+            let code = if held && orphan_dependents(query, &body) == Some(false) { 202 } else { 200 };
             Ok(render_one(&shown, obj, output, code, &[]))
         }
         (Method::DELETE, None) => {
-            let bytes = negotiate::read_body(body).await?;
-            let opts = delete_options(query, &bytes)?;
+            let opts = delete_options(query, &body)?;
             let list = store.delete_collection(gvr, ns, &list_params(query)?, &opts)?;
             Ok(negotiate::json(200, &list, &[]))
         }
@@ -218,12 +215,6 @@ async fn dispatch(
             "the server does not allow this method on the requested resource ({method})"
         ))),
     }
-}
-
-async fn decode(headers: &HeaderMap, body: Body) -> Result<Value> {
-    let media = negotiate::content_type(headers);
-    let bytes: Bytes = negotiate::read_body(body).await?;
-    negotiate::decode(&bytes, &media)
 }
 
 fn delete_body(bytes: &[u8]) -> Result<Value> {
