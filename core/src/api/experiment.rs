@@ -334,7 +334,9 @@ pub struct Sticky {
     /// Adds `Secure`: browsers send the cookie over HTTPS only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub secure: bool,
-    /// The cookie's `SameSite`; default `Lax`. `None` requires `secure: true`.
+    /// The cookie's `SameSite`: whether browsers send it with requests other sites start (`Lax`,
+    /// the default: with top-level navigations only; `Strict`: never; `None`: always, and then
+    /// `secure: true` is required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub same_site: Option<SameSite>,
 }
@@ -345,14 +347,11 @@ impl Sticky {
     }
 }
 
-/// When browsers send the sticky cookie with requests started by other sites.
+/// The sticky cookie's `SameSite` attribute (the values are described on `Sticky::same_site`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum SameSite {
-    /// With top-level navigations from other sites, not with their subrequests.
     Lax,
-    /// Only with requests started by the same site.
     Strict,
-    /// With every request (cross-site included); needs `Secure`.
     None,
 }
 
