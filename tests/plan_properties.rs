@@ -79,7 +79,12 @@ fn ab_experiment() -> impl Strategy<Value = Experiment> {
             let ab = AbTest {
                 rules,
                 split,
-                sticky: sticky.then(|| Sticky { cookie_name: "forklane-exp".into(), max_age_seconds: 60 }),
+                sticky: sticky.then(|| Sticky {
+                    cookie_name: "forklane-exp".into(),
+                    max_age_seconds: 60,
+                    secure: false,
+                    same_site: None,
+                }),
                 total_replicas: Some(20),
                 ..Default::default()
             };

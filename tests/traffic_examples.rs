@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use forklane_core::api::Experiment;
 use forklane_core::api::Routing;
@@ -209,8 +210,60 @@ fn sticky_users_never_change_arm() {
         // split's assignment cookie.
         for user in population.users() {
             let targeted = user.mobile && user.region.as_deref() == Some("eu-west-1") && file == "ab-test.yaml";
-            assert_eq!(user.jar.clone().header(report.elapsed).is_some(), !targeted, "{file}: {user:?}");
+            assert_eq!(user.jar.clone().header("/", report.elapsed).is_some(), !targeted, "{file}: {user:?}");
         }
+    }
+}
+
+#[test]
+fn after_a_rollback_returning_users_land_on_the_control_and_lose_their_cookie() {
+    let dataplane = Dataplane::default();
+    let sticky: Vec<_> =
+        examples().into_iter().filter(|(_, e)| e.spec.strategy.ab_test().is_some_and(|a| a.sticky.is_some())).collect();
+    for (file, exp) in sticky {
+        let cookie = exp.spec.strategy.ab_test().unwrap().sticky.clone().unwrap().cookie_name;
+        let control = exp.spec.arms.iter().find(|a| a.control).unwrap().name.clone();
+        let spec = LoadSpec { users: 300, mobile_share: 0.3, seed: 23, ..LoadSpec::default() };
+        let mut population = Population::new(&spec);
+        let (during, service, _) = cluster(&exp, &plan_at(&exp, 0));
+        loadgen::run_in_process(&dataplane, &Arc::new(during), &service, &mut population, 3_000, 100.0);
+        let pinned_elsewhere = |population: &Population| {
+            population
+                .users()
+                .iter()
+                .filter(|u| {
+                    let header = u.jar.clone().header("/", Duration::ZERO).unwrap_or_default();
+                    header
+                        .split("; ")
+                        .any(|c| c.starts_with(&format!("{cookie}=")) && c != format!("{cookie}={control}"))
+                })
+                .count()
+        };
+        let returning = pinned_elsewhere(&population);
+        assert!(returning > 0, "{file}: some users hold a cookie for an arm that is rolled back");
+
+        let final_plan = plan(&exp, &Target::Final(control.clone()), Routing::Istio, &Observed::default()).unwrap();
+        let (after, _, vs) = cluster(&exp, &final_plan);
+        // One such user's next request: the control answers, and tells the browser to forget.
+        let candidate = exp.spec.arms.iter().find(|a| !a.control).unwrap().name.clone();
+        let request = Request::get("/").header("cookie", &format!("{cookie}={candidate}"));
+        let answer = dataplane.handle(&after, &service, &request, &mut StdRng::seed_from_u64(3)).answer().cloned();
+        let answer = answer.unwrap_or_else(|| panic!("{file}: answered: {vs:?}"));
+        assert_eq!(arm_of(&answer.served.unwrap().pod), control, "{file}");
+        let set_cookies: Vec<&str> = answer.response.header_values("set-cookie").collect();
+        assert_eq!(set_cookies, [format!("{cookie}=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax")], "{file}");
+
+        // Every user comes back (6,000 requests over 300 users drawn uniformly).
+        let report = loadgen::run_in_process(&dataplane, &Arc::new(after), &service, &mut population, 6_000, 100.0);
+        assert_eq!(
+            report.by_version.keys().collect::<Vec<_>>(),
+            [&control],
+            "{file}: everyone on the control: {report}"
+        );
+        assert_eq!(report.by_version[&control], 6_000, "{file}: every request answered");
+        assert_eq!(pinned_elsewhere(&population), 0, "{file}: no user keeps a cookie for a removed arm");
+        let holding = population.users().iter().filter(|u| u.jar.clone().header("/", Duration::ZERO).is_some());
+        assert_eq!(holding.count(), 0, "{file}: every returning user lost the cookie");
     }
 }
 

@@ -217,6 +217,16 @@ fn each_bad_input_is_named() {
             "spec.freezeWindows[0].duration: \"64 hours\" is not a duration",
         ),
         (
+            "a SameSite=None cookie that is not Secure",
+            edit("split: {v1: 90, v2: 10}", "split: {v1: 90, v2: 10}\n      sticky: {cookieName: c, sameSite: None}"),
+            "spec.strategy.abTest.sticky.sameSite: \"None\" requires secure: true",
+        ),
+        (
+            "an unknown SameSite",
+            edit("split: {v1: 90, v2: 10}", "split: {v1: 90, v2: 10}\n      sticky: {cookieName: c, sameSite: lax}"),
+            "spec.strategy.abTest.sticky.sameSite: unknown variant `lax`",
+        ),
+        (
             "mirror to control",
             format!("{BASE}  mirror: {{arm: v1, percent: 10}}\n"),
             "spec.mirror.arm: \"v1\" is the control arm",
@@ -253,6 +263,19 @@ fn each_bad_input_is_named() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn sticky_cookie_attributes_are_accepted_as_browsers_take_them() {
+    for sticky in [
+        "{cookieName: c, secure: true, sameSite: None}",
+        "{cookieName: c, sameSite: Strict}",
+        "{cookieName: c, sameSite: Lax, secure: false}",
+        "{cookieName: c, secure: true}",
+    ] {
+        let text = edit("split: {v1: 90, v2: 10}", &format!("split: {{v1: 90, v2: 10}}\n      sticky: {sticky}"));
+        assert_eq!(problems(&text, Routing::Istio), Vec::<String>::new(), "{sticky}");
+    }
 }
 
 #[test]

@@ -206,7 +206,14 @@ impl ExperimentBuilder {
     /// Keeps each user in the arm the split gave them, with the cookie `cookie_name`.
     pub fn sticky(mut self, cookie_name: &str) -> Self {
         match &mut self.strategy {
-            Strategy::AbTest(a) => a.sticky = Some(Sticky { cookie_name: cookie_name.into(), max_age_seconds: 86_400 }),
+            Strategy::AbTest(a) => {
+                a.sticky = Some(Sticky {
+                    cookie_name: cookie_name.into(),
+                    max_age_seconds: 86_400,
+                    secure: false,
+                    same_site: None,
+                })
+            }
             other => panic!("sticky assignment is for A/B tests, not {other:?}"),
         }
         self

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::Routing;
+use super::{Routing, SameSite};
 
 /// `spec.analysis.alpha`: the decision's error rate.
 pub(crate) const ANALYSIS_ALPHA: f64 = 0.05;
@@ -36,6 +36,13 @@ pub const REGION_HEADER: &str = "x-region";
 
 /// `spec.strategy.abTest.sticky.maxAgeSeconds`: one day.
 pub(crate) const STICKY_MAX_AGE_SECONDS: i64 = 86_400;
+
+/// `spec.strategy.abTest.sticky.sameSite`: sent with top-level navigations, as browsers default to.
+pub(crate) const STICKY_SAME_SITE: SameSite = SameSite::Lax;
+
+/// The longest time answers keep expiring the sticky cookie once the experiment has ended (or
+/// `maxAgeSeconds`, when shorter: no cookie set before the end outlives it).
+pub(crate) const STICKY_EXPIRY_PERIOD: Duration = Duration::from_secs(24 * 3_600);
 
 /// `spec.strategy.rollingUpdate.maxSurge`, as a Deployment's (rounded up).
 pub(crate) const ROLLING_MAX_SURGE: &str = "25%";

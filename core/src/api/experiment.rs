@@ -320,14 +320,49 @@ pub struct StringMatch {
     pub regex: Option<String>,
 }
 
-/// Keeps each user in the arm the split gave them, with a cookie.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// Keeps each user in the arm the split gave them, with a cookie. The cookie is always
+/// `HttpOnly` (page scripts never see the assignment) with `Path=/`; once the experiment has
+/// ended, answers expire it for a while (docs/traffic.md).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.sameSite) || self.sameSite != 'None' || (has(self.secure) && self.secure)").message("sameSite None requires secure: true"))]
 #[serde(rename_all = "camelCase")]
 pub struct Sticky {
     pub cookie_name: String,
     #[serde(default = "defaults::sticky_max_age_seconds")]
     #[schemars(range(min = 1))]
     pub max_age_seconds: i64,
+    /// Adds `Secure`: browsers send the cookie over HTTPS only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secure: bool,
+    /// The cookie's `SameSite`: whether browsers send it with requests other sites start (`Lax`,
+    /// the default: with top-level navigations only; `Strict`: never; `None`: always, and then
+    /// `secure: true` is required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_site: Option<SameSite>,
+}
+
+impl Sticky {
+    pub(crate) fn same_site(&self) -> SameSite {
+        self.same_site.unwrap_or(defaults::STICKY_SAME_SITE)
+    }
+}
+
+/// The sticky cookie's `SameSite` attribute (the values are described on `Sticky::same_site`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SameSite {
+    Lax,
+    Strict,
+    None,
+}
+
+impl SameSite {
+    pub(crate) fn value(self) -> &'static str {
+        match self {
+            SameSite::Lax => "Lax",
+            SameSite::Strict => "Strict",
+            SameSite::None => "None",
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -363,6 +398,10 @@ pub struct ExperimentStatus {
     /// Set once the experiment has ended: all traffic goes to this arm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_arm: Option<String>,
+    /// When the experiment finished (RFC 3339): its final routing was in place, or it failed.
+    /// With sticky assignment, answers expire the cookie for a while from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
     /// What the experiment is doing or waiting for, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

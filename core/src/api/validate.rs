@@ -349,6 +349,12 @@ fn check_ab_test(ab: &AbTest, exp: &ExperimentSpec, arms: &[String], routing: Ro
         if sticky.max_age_seconds < 1 {
             p.add(format!("{base}.sticky.maxAgeSeconds"), format!("{} must be at least 1", sticky.max_age_seconds));
         }
+        if sticky.same_site() == SameSite::None && !sticky.secure {
+            p.add(
+                format!("{base}.sticky.sameSite"),
+                "\"None\" requires secure: true (browsers refuse a SameSite=None cookie without Secure)",
+            );
+        }
     }
     if routing == Routing::Native {
         if !ab.rules.is_empty() && !ab.allow_degraded {

@@ -137,6 +137,7 @@ impl Machine<'_> {
                 let why = self.st.message.clone().unwrap_or_default();
                 let phase = if self.st.winner.is_some() { Phase::Succeeded } else { Phase::RolledBack };
                 self.set_phase(phase, format!("{why}; all traffic on {arm}"));
+                self.st.finished_at = Some(format_time(now));
             }
             return;
         }

@@ -9,11 +9,14 @@ use kube::core::Resource;
 use crate::api::Experiment;
 use crate::istio::*;
 
-use super::routing::{COHORT_HEADER, Matcher, RouteTable, route_table};
+use super::routing::{COHORT_HEADER, Matcher, RouteTable, is_cookie_expiry, route_table};
 use super::steps::State;
 use super::{Action, Observed, Scale};
 
 pub(crate) const MANAGED_BY: &str = "forklane";
+
+/// The response header of sticky assignment and of its expiry.
+const SET_COOKIE: &str = "set-cookie";
 pub(crate) const EXPERIMENT_LABEL: &str = "forklane.io/experiment";
 
 /// Name of the objects Forklane owns for an experiment.
@@ -135,7 +138,7 @@ pub(crate) fn virtual_service(exp: &Experiment, table: &RouteTable) -> VirtualSe
                     weight: Some(d.weight),
                     headers: d.set_cookie.as_ref().map(|cookie| VirtualServiceHttpRouteHeaders {
                         response: Some(VirtualServiceHttpRouteHeadersResponse {
-                            add: Some(BTreeMap::from([("set-cookie".to_string(), cookie.clone())])),
+                            add: Some(BTreeMap::from([(SET_COOKIE.to_string(), cookie.clone())])),
                             ..Default::default()
                         }),
                         ..Default::default()
@@ -153,7 +156,10 @@ pub(crate) fn virtual_service(exp: &Experiment, table: &RouteTable) -> VirtualSe
                         set: Some(BTreeMap::from([(COHORT_HEADER.to_string(), route.cohort.value().to_string())])),
                         ..Default::default()
                     }),
-                    ..Default::default()
+                    response: route.set_cookie.as_ref().map(|cookie| VirtualServiceHttpHeadersResponse {
+                        add: Some(BTreeMap::from([(SET_COOKIE.to_string(), cookie.clone())])),
+                        ..Default::default()
+                    }),
                 }),
                 route: Some(destinations),
                 mirror: mirror.map(|(arm, _)| VirtualServiceHttpMirror {
@@ -177,6 +183,27 @@ pub(crate) fn virtual_service(exp: &Experiment, table: &RouteTable) -> VirtualSe
         },
         status: None,
     }
+}
+
+/// `vs` without the answers' expiry of the sticky cookie `cookie_name` (route-level, as
+/// [`virtual_service`] writes it); `None` when it has none. Everything else stays as it is.
+pub(crate) fn without_cookie_expiry(vs: &VirtualService, cookie_name: &str) -> Option<VirtualService> {
+    let mut out = vs.clone();
+    let mut found = false;
+    for headers in out.spec.http.iter_mut().flatten().filter_map(|h| h.headers.as_mut()) {
+        let Some(response) = headers.response.as_mut() else { continue };
+        let Some(add) = response.add.as_mut() else { continue };
+        let before = add.len();
+        add.retain(|name, value| !(name.eq_ignore_ascii_case(SET_COOKIE) && is_cookie_expiry(value, cookie_name)));
+        found |= add.len() < before;
+        if add.is_empty() {
+            response.add = None;
+        }
+        if response.add.is_none() && response.set.is_none() && response.remove.is_none() {
+            headers.response = None;
+        }
+    }
+    found.then_some(out)
 }
 
 /// The Telemetry that adds the `forklane_cohort` label to the standard metrics the arms' proxies
@@ -282,7 +309,12 @@ mod tests {
     fn every_route_sets_the_cohort_of_how_it_routes() {
         let mut exp = ab_test().header_rule("beta", "x-group", "beta", "v2").build();
         if let crate::api::Strategy::AbTest(ab) = &mut exp.spec.strategy {
-            ab.sticky = Some(crate::api::Sticky { cookie_name: "c".into(), max_age_seconds: 60 });
+            ab.sticky = Some(crate::api::Sticky {
+                cookie_name: "c".into(),
+                max_age_seconds: 60,
+                secure: false,
+                same_site: None,
+            });
         }
         let p = plan(&exp, &Target::Step(0), Routing::Istio, &Observed::default()).unwrap();
         let vs = p.actions.iter().find_map(|a| if let Action::VirtualService(v) = a { Some(v) } else { None }).unwrap();
@@ -300,5 +332,65 @@ mod tests {
         let expected =
             [("beta", "targeted"), ("sticky-v1", "returning"), ("sticky-v2", "returning"), ("split", "assigned")];
         assert_eq!(cohorts, expected.map(|(r, c)| (r.to_string(), c.to_string())));
+    }
+
+    fn virtual_service_of(p: &super::super::Plan) -> &VirtualService {
+        p.actions.iter().find_map(|a| if let Action::VirtualService(v) = a { Some(v.as_ref()) } else { None }).unwrap()
+    }
+
+    /// The `Set-Cookie` values answers get, route by route: (route, route-level, per destination).
+    fn set_cookies(vs: &VirtualService) -> Vec<(String, Option<String>, Vec<Option<String>>)> {
+        let add = |a: Option<&BTreeMap<String, String>>| a.and_then(|a| a.get("set-cookie").cloned());
+        vs.spec
+            .http
+            .iter()
+            .flatten()
+            .map(|h| {
+                let route = add(h.headers.as_ref().and_then(|x| x.response.as_ref()).and_then(|r| r.add.as_ref()));
+                let destinations = h
+                    .route
+                    .iter()
+                    .flatten()
+                    .map(|d| add(d.headers.as_ref().and_then(|x| x.response.as_ref()).and_then(|r| r.add.as_ref())))
+                    .collect();
+                (h.name.clone().unwrap(), route, destinations)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_final_route_sends_everyone_to_the_arm_and_expires_the_sticky_cookie_with_its_attributes() {
+        let mut exp = ab_test().sticky("forklane-checkout").build();
+        if let crate::api::Strategy::AbTest(ab) = &mut exp.spec.strategy {
+            let sticky = ab.sticky.as_mut().unwrap();
+            (sticky.secure, sticky.same_site) = (true, Some(crate::api::SameSite::Strict));
+        }
+        let step = plan(&exp, &Target::Step(0), Routing::Istio, &Observed::default()).unwrap();
+        let assign = |arm: &str| {
+            Some(format!("forklane-checkout={arm}; Max-Age=86400; Path=/; HttpOnly; SameSite=Strict; Secure"))
+        };
+        assert_eq!(
+            set_cookies(virtual_service_of(&step)),
+            [
+                ("sticky-v1".into(), None, vec![None]),
+                ("sticky-v2".into(), None, vec![None]),
+                ("split".into(), None, vec![assign("v1"), assign("v2")]),
+            ]
+        );
+        let rolled_back = plan(&exp, &Target::Final("v1".into()), Routing::Istio, &Observed::default()).unwrap();
+        let vs = virtual_service_of(&rolled_back);
+        let expiry = "forklane-checkout=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict; Secure";
+        assert_eq!(set_cookies(vs), [("split".into(), Some(expiry.to_string()), vec![None])]);
+
+        let after = without_cookie_expiry(vs, "forklane-checkout").expect("the expiry is found");
+        assert_eq!(set_cookies(&after), [("split".into(), None, vec![None])]);
+        let mut without = exp.clone();
+        if let crate::api::Strategy::AbTest(ab) = &mut without.spec.strategy {
+            ab.sticky = None;
+        }
+        let plain = plan(&without, &Target::Final("v1".into()), Routing::Istio, &Observed::default()).unwrap();
+        assert_eq!(&after, virtual_service_of(&plain), "nothing else changes");
+        assert_eq!(without_cookie_expiry(&after, "forklane-checkout"), None);
+        assert_eq!(without_cookie_expiry(vs, "other"), None, "only this experiment's cookie");
     }
 }

@@ -22,7 +22,9 @@ pub(crate) use steps::State;
 pub enum Target {
     /// State N of the strategy: 0 is the start, N the state after the strategy's N-th step.
     Step(usize),
-    /// All traffic to one arm: the promoted winner, or the control after a rollback.
+    /// All traffic to one arm: the promoted winner, or the control after a rollback. With sticky
+    /// assignment its answers expire the cookie (`Max-Age=0`); the controller removes that header
+    /// from the live routing once the expiry period is over (`controller::decide`).
     Final(String),
 }
 
@@ -138,6 +140,7 @@ fn final_state(spec: &crate::api::ExperimentSpec, arm: &str, states: &[State]) -
         preview: false,
         replicas: size.map(|n| spec.arms.iter().map(|a| (a.name.clone(), if a.name == arm { n } else { 0 })).collect()),
         experiment_routes: false,
+        expire_sticky: true,
     })
 }
 

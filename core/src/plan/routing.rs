@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::api::{BlueGreen, ExperimentSpec, Strategy, StringMatch, defaults};
+use crate::api::{BlueGreen, ExperimentSpec, Sticky, Strategy, StringMatch, defaults};
 
 use super::steps::State;
 
@@ -66,6 +66,9 @@ pub(crate) struct Route {
     /// Header name (lowercase) → matcher; all must hold. Empty: matches every request.
     pub headers: BTreeMap<String, Matcher>,
     pub destinations: Vec<Destination>,
+    /// A `Set-Cookie` value added to every answer of this route, whichever arm gives it (the
+    /// sticky cookie's expiry once the experiment has ended).
+    pub set_cookie: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -86,6 +89,23 @@ impl RouteTable {
 /// The regex that finds `name=value` among the cookies of a `cookie` header.
 pub(crate) fn cookie_regex(name: &str, value_pattern: &str) -> String {
     format!(r"^(.*?;\s*)?({}=({value_pattern}))(;.*)?$", regex::escape(name))
+}
+
+/// The sticky cookie's `Set-Cookie` value: `value` for `max_age` seconds (0 expires it). The
+/// attributes are the same on every value, so that an expiry replaces the cookie a browser holds.
+pub(crate) fn sticky_cookie(sticky: &Sticky, value: &str, max_age: i64) -> String {
+    let secure = if sticky.secure { "; Secure" } else { "" };
+    let same_site = sticky.same_site().value();
+    format!("{}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite={same_site}{secure}", sticky.cookie_name)
+}
+
+/// Whether `set_cookie` is the expiry of the cookie `name` (whatever its attributes).
+pub(crate) fn is_cookie_expiry(set_cookie: &str, name: &str) -> bool {
+    set_cookie.strip_prefix(name).and_then(|rest| rest.strip_prefix("=;")).is_some_and(|attributes| {
+        attributes.split(';').any(|a| {
+            a.trim().split_once('=').is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("max-age") && v.trim() == "0")
+        })
+    })
 }
 
 /// The routes of one state: targeting rules, preview, sticky pins, then the catch-all split.
@@ -113,13 +133,25 @@ pub(crate) fn route_table(spec: &ExperimentSpec, state: &State) -> RouteTable {
         if let Some(m) = region_matcher(&rule.matches.regions) {
             headers.insert(region_header.into(), m);
         }
-        routes.push(Route { name: rule.name.clone(), cohort: Cohort::Targeted, headers, destinations: to(&rule.arm) });
+        routes.push(Route {
+            name: rule.name.clone(),
+            cohort: Cohort::Targeted,
+            headers,
+            destinations: to(&rule.arm),
+            set_cookie: None,
+        });
     }
     if let (true, Strategy::BlueGreen(BlueGreen { preview_header: Some(header), .. })) = (state.preview, &spec.strategy)
         && let Some(candidate) = spec.candidate().map(|a| a.name.as_str())
     {
         let headers = BTreeMap::from([(header.name.clone(), Matcher::Exact(header.value.clone()))]);
-        routes.push(Route { name: "preview".into(), cohort: Cohort::Targeted, headers, destinations: to(candidate) });
+        routes.push(Route {
+            name: "preview".into(),
+            cohort: Cohort::Targeted,
+            headers,
+            destinations: to(candidate),
+            set_cookie: None,
+        });
     }
     let weighted: Vec<&(String, i32)> = state.weights.iter().filter(|(_, w)| *w > 0).collect();
     let sticky = ab.and_then(|a| a.sticky.as_ref());
@@ -135,6 +167,7 @@ pub(crate) fn route_table(spec: &ExperimentSpec, state: &State) -> RouteTable {
                 cohort: Cohort::Returning,
                 headers,
                 destinations: to(arm),
+                set_cookie: None,
             });
         }
     }
@@ -143,10 +176,20 @@ pub(crate) fn route_table(spec: &ExperimentSpec, state: &State) -> RouteTable {
         .map(|(arm, weight)| Destination {
             arm: arm.clone(),
             weight: *weight,
-            set_cookie: sticky.map(|s| format!("{}={arm}; Max-Age={}; Path=/", s.cookie_name, s.max_age_seconds)),
+            set_cookie: sticky.map(|s| sticky_cookie(s, arm, s.max_age_seconds)),
         })
         .collect();
-    routes.push(Route { name: "split".into(), cohort: Cohort::Assigned, headers: BTreeMap::new(), destinations });
+    // Once the experiment has ended no route pins anyone: a returning user's cookie (perhaps
+    // naming an arm that is gone) matches nothing, the split sends them to the final arm, and
+    // its answers expire the cookie.
+    let expiry = spec.strategy.ab_test().and_then(|a| a.sticky.as_ref()).filter(|_| state.expire_sticky);
+    routes.push(Route {
+        name: "split".into(),
+        cohort: Cohort::Assigned,
+        headers: BTreeMap::new(),
+        destinations,
+        set_cookie: expiry.map(|s| sticky_cookie(s, "", 0)),
+    });
     let mirror = spec.mirror.as_ref().filter(|_| state.experiment_routes).map(|m| (m.arm.clone(), m.percent));
     RouteTable { routes, mirror }
 }
@@ -164,6 +207,7 @@ fn region_matcher(regions: &[String]) -> Option<Matcher> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::SameSite;
 
     #[test]
     fn cookie_regex_finds_the_cookie_anywhere_in_the_header() {
@@ -173,6 +217,36 @@ mod tests {
         assert!(!re.is_match("forklane-checkout=v21"));
         assert!(!re.is_match("xforklane-checkout=v2"));
         assert!(!re.is_match("a=forklane-checkout=v2"));
+    }
+
+    fn sticky(secure: bool, same_site: Option<SameSite>) -> Sticky {
+        Sticky { cookie_name: "forklane-checkout".into(), max_age_seconds: 3_600, secure, same_site }
+    }
+
+    #[test]
+    fn the_sticky_cookie_is_http_only_on_every_path_with_its_same_site_and_secure_when_asked() {
+        assert_eq!(
+            sticky_cookie(&sticky(false, None), "v2", 3_600),
+            "forklane-checkout=v2; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax"
+        );
+        assert_eq!(
+            sticky_cookie(&sticky(true, Some(SameSite::Strict)), "v2", 3_600),
+            "forklane-checkout=v2; Max-Age=3600; Path=/; HttpOnly; SameSite=Strict; Secure"
+        );
+        assert_eq!(
+            sticky_cookie(&sticky(true, Some(SameSite::None)), "", 0),
+            "forklane-checkout=; Max-Age=0; Path=/; HttpOnly; SameSite=None; Secure"
+        );
+    }
+
+    #[test]
+    fn an_expiry_is_told_from_an_assignment_by_its_empty_value_and_zero_max_age() {
+        let expiry = sticky_cookie(&sticky(true, None), "", 0);
+        assert!(is_cookie_expiry(&expiry, "forklane-checkout"));
+        assert!(is_cookie_expiry("forklane-checkout=; path=/; max-age = 0", "forklane-checkout"));
+        assert!(!is_cookie_expiry(&sticky_cookie(&sticky(false, None), "v1", 60), "forklane-checkout"));
+        assert!(!is_cookie_expiry("forklane-checkout=; Max-Age=60", "forklane-checkout"));
+        assert!(!is_cookie_expiry(&expiry, "forklane"));
     }
 
     #[test]

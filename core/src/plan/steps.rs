@@ -23,6 +23,9 @@ pub(crate) struct State {
     /// Whether the experiment's own routes (rules, sticky pins, mirror) are in force; a final
     /// state sends everything to one arm and drops them.
     pub experiment_routes: bool,
+    /// Whether answers expire the sticky cookie: the final state, where nobody is pinned any more
+    /// and a returning user's cookie must go.
+    pub expire_sticky: bool,
 }
 
 /// Facts about the cluster that the plan depends on.
@@ -58,7 +61,8 @@ pub(crate) fn all_to(spec: &ExperimentSpec, arm: &str) -> Weights {
 
 /// Every state of the experiment's strategy, in order.
 pub(crate) fn states(spec: &ExperimentSpec, observed: &Replicas) -> Result<Vec<State>, PlanError> {
-    let plain = |weights| State { weights, preview: false, replicas: None, experiment_routes: true };
+    let plain =
+        |weights| State { weights, preview: false, replicas: None, experiment_routes: true, expire_sticky: false };
     Ok(match &spec.strategy {
         Strategy::Canary(canary) => {
             let mut weight = 0;
@@ -76,6 +80,7 @@ pub(crate) fn states(spec: &ExperimentSpec, observed: &Replicas) -> Result<Vec<S
                     preview: bg.preview_header.is_some(),
                     replicas: None,
                     experiment_routes: true,
+                    expire_sticky: false,
                 },
                 plain(all_to(spec, candidate(spec))),
             ]
@@ -131,6 +136,7 @@ fn replica_states(spec: &ExperimentSpec, pairs: &[(i32, i32)]) -> Vec<State> {
                 preview: false,
                 replicas: Some(vec![(control.clone(), old), (candidate.clone(), new)]),
                 experiment_routes: true,
+                expire_sticky: false,
             }
         })
         .collect()

@@ -127,7 +127,7 @@ impl Population {
         if let Some(region) = &user.region {
             req = req.header(&self.spec.region_header, region);
         }
-        if let Some(cookie) = user.jar.header(now) {
+        if let Some(cookie) = user.jar.header(&self.spec.path, now) {
             req = req.header("cookie", &cookie);
         }
         req
@@ -136,7 +136,7 @@ impl Population {
     /// The user's browser takes the answer's cookies.
     pub(crate) fn observe(&mut self, user: usize, response: &Response, now: Duration) {
         for set_cookie in response.header_values("set-cookie") {
-            self.users[user].jar.store(set_cookie, now);
+            self.users[user].jar.store(set_cookie, &self.spec.path, now);
         }
     }
 

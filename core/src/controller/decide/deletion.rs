@@ -6,7 +6,8 @@
 //! the restored routing. With no arm able to serve, the deletion waits (a condition and an event
 //! say why) until a person sets `forklane.io/force-delete`.
 
-use crate::api::{ExperimentStatus, Phase, Routing};
+use crate::api::{Experiment, ExperimentStatus, Phase, Routing};
+use crate::plan::istio::without_cookie_expiry;
 use crate::plan::{Action, Plan, Target};
 
 use kube::api::ObjectMeta;
@@ -59,7 +60,7 @@ pub(super) fn decide(input: &Input) -> Reconciled {
     released.metadata.uid = None; // no owner reference in the final objects
     let writes = match crate::plan::plan(&released, &Target::Final(arm.clone()), obs.mode, &obs.plan) {
         Ok(mut planned) => {
-            release(&mut planned);
+            release(&mut planned, &released);
             let gated = gate(&released, &planned, obs, true);
             if gated.applied != Applied::Settled && gated.writes.is_empty() {
                 out.requeue = Some(WAIT); // pods of the restored arm still starting
@@ -125,11 +126,19 @@ fn released_rule(obs: &Observation) -> Option<Action> {
 /// Drops the Experiment as owner of the routing objects (an explicit empty list, so that
 /// server-side apply removes the reference Forklane set). The Telemetry is not written: it stays
 /// owned, and garbage collection removes it with the Experiment (nothing is analysed any more).
-fn release(planned: &mut Plan) {
+/// The routing left behind sets no cookie: nobody would ever take an expiry out of it, and no
+/// route of it reads the sticky cookie.
+fn release(planned: &mut Plan, exp: &Experiment) {
+    let cookie = exp.spec.strategy.ab_test().and_then(|ab| ab.sticky.as_ref()).map(|s| s.cookie_name.as_str());
     planned.actions.retain(|action| !matches!(action, Action::Telemetry(_)));
     for action in &mut planned.actions {
         match action {
-            Action::VirtualService(vs) => vs.metadata.owner_references = Some(vec![]),
+            Action::VirtualService(vs) => {
+                if let Some(plain) = cookie.and_then(|name| without_cookie_expiry(vs, name)) {
+                    **vs = plain;
+                }
+                vs.metadata.owner_references = Some(vec![]);
+            }
             Action::DestinationRule(dr) => dr.metadata.owner_references = Some(vec![]),
             Action::Telemetry(_) | Action::ServiceSelector(_) | Action::Scale(_) => {}
         }

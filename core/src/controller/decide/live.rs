@@ -12,6 +12,7 @@ use crate::stats::decision::{Decision, Outcome};
 use super::super::apply::Applied;
 use super::super::conditions::{self, event, reason, set};
 use super::super::progress::{self, Tick};
+use super::expiry::{self, Expiry};
 use super::{
     Input, Look, Measured, Reconciled, Routed, WAIT, commands, elapsed, finished, has_condition, look_weights,
     measurement_window, plan_or_error, record_weights, restore_to, route, violations,
@@ -297,9 +298,16 @@ pub(super) fn decide(input: &Input) -> Reconciled {
 }
 
 /// Finished means hands off: nothing more is written to Deployments, Services or routing; people
-/// and autoscalers own them now. An edit is acknowledged and does not restart the experiment.
+/// and autoscalers own them now. An edit is acknowledged and does not restart the experiment. The
+/// one exception is the sticky cookie's expiry, which the final routing carries for a while: the
+/// controller looks again when that period is over and takes out that header alone (`expiry`).
 fn hands_off(input: &Input, mut out: Reconciled) -> Reconciled {
     let (exp, now) = (input.exp, input.now);
+    match expiry::expiry(exp, now) {
+        Expiry::Running(left) => out.requeue = Some(left),
+        Expiry::Over => out.writes = expiry::end(exp, input.obs),
+        Expiry::None => {}
+    }
     let before = exp.status.clone().unwrap_or_default();
     let generation = exp.metadata.generation;
     let st = &mut out.status;
@@ -437,6 +445,7 @@ fn invalid(input: &Input, mut out: Reconciled, error: &PlanError) -> Reconciled 
     }
     if before.phase != Some(Phase::Failed) {
         out.event(progress::phase_reason(Phase::Failed), message.clone(), true);
+        out.status.finished_at = Some(format_time(input.now));
     }
     out.status.phase = Some(Phase::Failed);
     out.status.message = Some(message);

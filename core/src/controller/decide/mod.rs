@@ -9,6 +9,7 @@
 //! deadline; new pod templates and weights restart the analysis; the state machine (`progress`).
 
 mod deletion;
+mod expiry;
 mod live;
 #[cfg(test)]
 mod tests;
@@ -229,11 +230,24 @@ fn route(input: &Input, mut planned: Plan) -> Routed {
 /// when it already does), or `None` when there is no live VirtualService of ours. `owned` keeps
 /// the Experiment as its owner; a deletion releases it so that garbage collection leaves it.
 fn restore_to(exp: &Experiment, obs: &Observation, arm: &str, owned: bool) -> Option<Vec<Action>> {
-    use kube::Resource;
     let live_json = obs.live.virtual_service.as_ref()?;
     let live: crate::istio::VirtualService = serde_json::from_value(live_json.clone()).ok()?;
     let others = super::observe::referenced_subsets(&live).into_iter().filter(|s| s != arm).collect();
-    let mut vs = super::health::avoiding(&live, &others, arm);
+    let vs = super::health::avoiding(&live, &others, arm);
+    Some(rewritten(exp, live_json, &live, vs, owned))
+}
+
+/// `vs`, a rewrite of the `live` VirtualService, as the write still needed (empty when the live
+/// object holds it already), with the live object's identity. `owned` keeps the Experiment as its
+/// owner; a deletion releases it so that garbage collection leaves it.
+fn rewritten(
+    exp: &Experiment,
+    live_json: &serde_json::Value,
+    live: &crate::istio::VirtualService,
+    mut vs: crate::istio::VirtualService,
+    owned: bool,
+) -> Vec<Action> {
+    use kube::Resource;
     vs.metadata = kube::api::ObjectMeta {
         name: live.metadata.name.clone(),
         namespace: live.metadata.namespace.clone(),
@@ -243,5 +257,5 @@ fn restore_to(exp: &Experiment, obs: &Observation, arm: &str, owned: bool) -> Op
     };
     vs.status = None;
     let action = Action::VirtualService(Box::new(vs));
-    Some(if super::apply::holds(live_json, &action.object()) { vec![] } else { vec![action] })
+    if super::apply::holds(live_json, &action.object()) { vec![] } else { vec![action] }
 }

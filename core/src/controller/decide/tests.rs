@@ -527,3 +527,79 @@ fn without_a_mesh_the_look_carries_the_replica_ratio_the_split_really_has() {
     let look = asked.measure.expect("the analysis is due");
     assert_eq!(look.weights, [("v1".to_string(), 90), ("v2".to_string(), 10)], "9 pods to 1, not 99/1");
 }
+
+/// The `Set-Cookie` values the live VirtualService adds to the answers of each of its routes.
+fn route_cookies(world: &World) -> Vec<String> {
+    let vs: VirtualService = serde_json::from_value(world.obs.live.virtual_service.clone().unwrap()).unwrap();
+    let response = |h: &crate::istio::VirtualServiceHttp| h.headers.as_ref()?.response.as_ref()?.add.clone();
+    vs.spec.http.iter().flatten().filter_map(response).flat_map(|add| add.into_values()).collect()
+}
+
+fn sticky_ab_rolled_back(max_age_seconds: i64) -> World {
+    let builder = ExperimentBuilder::ab_test("ab").split([("v1", 50), ("v2", 50)]).sticky("forklane-ab");
+    let mut world = World::new(builder, Routing::Istio);
+    if let crate::api::Strategy::AbTest(ab) = &mut world.exp.spec.strategy {
+        ab.sticky.as_mut().unwrap().max_age_seconds = max_age_seconds;
+    }
+    world.until(Phase::Paused);
+    assert_eq!(world.routes.last().unwrap().spec.http.as_ref().unwrap().len(), 3, "two sticky pins and the split");
+    world.annotate(ABORT, Some("bad"));
+    world.until(Phase::RolledBack);
+    world
+}
+
+#[test]
+fn after_the_end_answers_expire_the_sticky_cookie_until_its_period_is_over_then_set_none() {
+    let expiry = "forklane-ab=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax";
+    // (maxAgeSeconds, the expiry period: min(maxAge, 24h))
+    for (max_age, period) in [(600, Duration::from_secs(600)), (7 * 86_400, Duration::from_secs(86_400))] {
+        let mut world = sticky_ab_rolled_back(max_age);
+        let finished = world.status().finished_at.clone().expect("the end is recorded");
+        assert_eq!(finished, crate::clock::format_time(world.now), "when the final routing was in place");
+        assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 100)]));
+        assert_eq!(route_cookies(&world), [expiry], "maxAge {max_age}: returning users lose their cookie");
+        let http = world.routes.last().unwrap().spec.http.clone().unwrap();
+        assert_eq!(http.len(), 1, "no route reads the cookie: one naming v2 lands on v1");
+
+        // The controller looks again exactly when the period is over, and not before.
+        let out = world.tick();
+        assert!(out.writes.is_empty(), "{:?}", out.writes);
+        assert_eq!(out.requeue, Some(period), "maxAge {max_age}");
+        world.now += period / 2;
+        assert_eq!(world.tick().requeue, Some(period - period / 2));
+        world.now += period - period / 2;
+        let out = world.tick();
+        assert_eq!(out.writes.len(), 1, "maxAge {max_age}: the expiry goes from the routing");
+        assert_eq!(route_cookies(&world), Vec::<String>::new());
+        assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 100)]), "the final routing stays");
+        assert_eq!((out.requeue, out.status.phase), (None, Some(Phase::RolledBack)));
+
+        world.now += Duration::from_secs(3_600);
+        let out = world.tick();
+        assert!(out.writes.is_empty() && out.requeue.is_none(), "done once: {:?}", out.writes);
+    }
+}
+
+#[test]
+fn taking_out_the_expiry_keeps_what_people_changed_in_the_final_routing() {
+    let mut world = sticky_ab_rolled_back(600);
+    let mut live = world.obs.live.virtual_service.clone().unwrap();
+    live["spec"]["http"][0]["timeout"] = serde_json::json!("3s");
+    world.obs.live.virtual_service = Some(live);
+    world.now += Duration::from_secs(600);
+    let out = world.tick();
+    let Some(Action::VirtualService(vs)) = out.writes.first() else { panic!("{:?}", out.writes) };
+    assert_eq!(vs.spec.http.as_ref().unwrap()[0].timeout.as_deref(), Some("3s"));
+    assert_eq!(route_cookies(&world), Vec::<String>::new());
+}
+
+#[test]
+fn deletion_during_the_expiry_leaves_a_routing_that_sets_no_cookie() {
+    let mut world = sticky_ab_rolled_back(600);
+    assert_eq!(route_cookies(&world).len(), 1);
+    world.exp.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(world.now));
+    world.tick();
+    assert_eq!(route_cookies(&world), Vec::<String>::new());
+    assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 100)]));
+    assert_eq!(world.tick().finalizer, Some(FinalizerChange::Remove));
+}
