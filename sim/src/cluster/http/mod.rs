@@ -142,12 +142,8 @@ async fn entry(
     if let Some(delay) = state.faults.delay() {
         tokio::time::sleep(delay).await;
     }
-    if !exempt_from_throttling(parts.uri.path())
-        && let Some(throttled) = state.faults.throttle()
-    {
-        return negotiate::error(&throttled);
-    }
-    route(&state, &parts.method, &parts.uri, &query, &parts.headers, body).await
+    let throttled = if exempt_from_throttling(parts.uri.path()) { None } else { state.faults.throttle() };
+    route(&state, &parts.method, &parts.uri, &query, &parts.headers, body, throttled).await
 }
 
 /// Health probes and the fault endpoint itself are never throttled, as the apiserver's
@@ -175,16 +171,28 @@ async fn route(
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     body: Bytes,
+    throttled: Option<Error>,
 ) -> Response {
     let path = uri.path().trim_end_matches('/');
     if let Some(target) = route::parse(path) {
-        if !state.audit.is_enabled() {
-            return resource::handle(state, method, query, headers, body, target).await;
+        // A throttled resource request is answered 429 and audited as such, as the apiserver's
+        // audit log records requests its flow control rejects.
+        let response = match throttled {
+            Some(e) => negotiate::error(&e),
+            None if !state.audit.is_enabled() => {
+                return resource::handle(state, method, query, headers, body, target).await;
+            }
+            None => resource::handle(state, method, query, headers, body, target.clone()).await,
+        };
+        if state.audit.is_enabled() {
+            let user_agent =
+                headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            state.audit.record(method.as_str(), &target, query, &user_agent, response.status().as_u16());
         }
-        let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-        let response = resource::handle(state, method, query, headers, body, target.clone()).await;
-        state.audit.record(method.as_str(), &target, query, &user_agent, response.status().as_u16());
         return response;
+    }
+    if let Some(e) = throttled {
+        return negotiate::error(&e);
     }
     if let Some(rest) = path.strip_prefix("/forklane/faults") {
         return admin::faults(state, method, rest, body);
