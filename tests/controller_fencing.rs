@@ -153,18 +153,7 @@ async fn a_leader_whose_renewals_fail_stops_writing_before_the_standby_takes_ove
 
         let done = env.wait_for_phase("fenced", Duration::from_secs(30), ENDED).await.status.unwrap();
         assert_eq!((done.phase, done.winner.as_deref()), (Some(Phase::Succeeded), Some("v2")), "{:?}", done.message);
-        let weights: Vec<i64> = routes
-            .objects()
-            .iter()
-            .filter(|o| o.get("deleted").is_none())
-            .map(|vs| split(vs).get("v2").copied().unwrap_or(0))
-            .fold(Vec::new(), |mut out, w| {
-                if out.last() != Some(&w) {
-                    out.push(w);
-                }
-                out
-            });
-        assert_eq!(weights, vec![0, 20, 50, 100], "no step lost or repeated across the handover");
+        assert_eq!(v2_weights(&routes, "fenced"), vec![0, 20, 50, 100], "no step lost or repeated across the handover");
 
         // One writer at a time: every write replica-a made arrived before replica-b took the
         // lease, and every write of replica-b's controller after.

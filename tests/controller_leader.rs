@@ -94,22 +94,6 @@ async fn two_versions(env: &Env, name: &str) {
     env.wait_ready(&format!("{name}-v2"), 1).await;
 }
 
-/// v2's successive weights in the VirtualServices written for `experiment`.
-fn v2_weights(routes: &Log, experiment: &str) -> Vec<i64> {
-    let mut out = Vec::new();
-    for vs in routes
-        .objects()
-        .into_iter()
-        .filter(|o| o.get("deleted").is_none() && o["metadata"]["ownerReferences"][0]["name"] == experiment)
-    {
-        let w = split(&vs).get("v2").copied().unwrap_or(0);
-        if out.last() != Some(&w) {
-            out.push(w);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_acts_and_the_standby_takes_over_when_it_shuts_down() {
     let env = Env::start(true, false).await;

@@ -40,17 +40,7 @@ async fn canary(throttle: f64) -> (f64, f64, Vec<i64>) {
     assert_eq!((done.phase, done.winner.as_deref()), (Some(Phase::Succeeded), Some("v2")), "{:?}", done.message);
     let records: Vec<_> = env.cluster.audit().records().into_iter().filter(|r| r.user_agent == AGENT).collect();
     let throttled = records.iter().filter(|r| r.code == 429).count();
-    let weights = routes
-        .objects()
-        .iter()
-        .filter(|o| o.get("deleted").is_none())
-        .map(|vs| split(vs).get("v2").copied().unwrap_or(0))
-        .fold(Vec::new(), |mut out: Vec<i64>, w| {
-            if out.last() != Some(&w) {
-                out.push(w);
-            }
-            out
-        });
+    let weights = v2_weights(&routes, "throttled");
     env.shutdown().await;
     (records.len() as f64 / elapsed, throttled as f64 / records.len().max(1) as f64, weights)
 }

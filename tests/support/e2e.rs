@@ -225,6 +225,22 @@ impl Env {
     }
 }
 
+/// v2's successive weights in the VirtualServices written for `experiment`.
+pub fn v2_weights(routes: &Log, experiment: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for vs in routes
+        .objects()
+        .into_iter()
+        .filter(|o| o.get("deleted").is_none() && o["metadata"]["ownerReferences"][0]["name"] == experiment)
+    {
+        let w = split(&vs).get("v2").copied().unwrap_or(0);
+        if out.last() != Some(&w) {
+            out.push(w);
+        }
+    }
+    out
+}
+
 /// Weights of the catch-all route's destinations, by subset.
 pub fn split(vs: &Value) -> std::collections::BTreeMap<String, i64> {
     let routes = vs["spec"]["http"].as_array().cloned().unwrap_or_default();

@@ -59,7 +59,7 @@ impl<S> Layer<S> for FenceLayer {
 }
 
 #[derive(Clone)]
-pub struct Fenced<S> {
+struct Fenced<S> {
     inner: S,
     fence: Arc<Fence>,
 }
