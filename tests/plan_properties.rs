@@ -38,6 +38,7 @@ fn experiment(arms: Vec<Arm>, strategy: Spec, mirror: Option<Mirror>) -> Experim
             promotion: None,
             progress_deadline: None,
             on_progress_deadline: None,
+            routing: None,
         },
         status: None,
     }

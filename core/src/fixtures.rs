@@ -42,6 +42,7 @@ pub struct ExperimentBuilder {
     promotion: Option<Promotion>,
     progress_deadline: Option<HumanDuration>,
     on_progress_deadline: Option<OnProgressDeadline>,
+    routing: Option<RoutingOptions>,
 }
 
 impl ExperimentBuilder {
@@ -58,6 +59,7 @@ impl ExperimentBuilder {
             promotion: None,
             progress_deadline: None,
             on_progress_deadline: None,
+            routing: None,
         }
     }
 
@@ -241,6 +243,15 @@ impl ExperimentBuilder {
         self
     }
 
+    /// `spec.routing`: the propagation and scale-down delays.
+    pub fn routing_delays(mut self, propagation: &str, scale_down: &str) -> Self {
+        self.routing = Some(RoutingOptions {
+            propagation_delay: Some(duration(propagation)),
+            scale_down_delay: Some(duration(scale_down)),
+        });
+        self
+    }
+
     pub fn build(self) -> Experiment {
         let service = self.service.name.clone();
         let declared = if self.arms.is_empty() {
@@ -270,6 +281,7 @@ impl ExperimentBuilder {
             promotion: self.promotion,
             progress_deadline: self.progress_deadline,
             on_progress_deadline: self.on_progress_deadline,
+            routing: self.routing,
         };
         let metadata = ObjectMeta { name: Some(self.name), namespace: Some(self.namespace), ..Default::default() };
         Experiment { metadata, spec, status: None }

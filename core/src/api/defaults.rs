@@ -25,6 +25,13 @@ pub(crate) const MAX_CONSECUTIVE_UNAVAILABLE: u32 = 5;
 /// `spec.progressDeadline`: the longest wait for pods or routing (Flagger's and Argo Rollouts').
 pub(crate) const PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
 
+/// `spec.routing.propagationDelay`: how long a routing write takes to reach every proxy. Istio's
+/// pushes usually land within a second; a few seconds covers a loaded istiod and stragglers.
+pub(crate) const PROPAGATION_DELAY: Duration = Duration::from_secs(5);
+
+/// `spec.routing.scaleDownDelay`: Argo Rollouts' default `scaleDownDelaySeconds`.
+pub(crate) const SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
+
 /// The measurement window when the analysis' start is not recorded (`{{ window }}`).
 pub(crate) const MEASUREMENT_WINDOW: Duration = Duration::from_secs(60);
 

@@ -83,6 +83,26 @@ pub struct ExperimentSpec {
     /// What to do when the progress deadline passes: `rollback` (default) or `hold`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_progress_deadline: Option<OnProgressDeadline>,
+    /// How long routing changes take to reach every proxy, and how long traffic takes to drain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<RoutingOptions>,
+}
+
+/// Timing of routing changes. Proxies receive configuration after their own delays (Envoy's
+/// route and cluster updates arrive separately), so a step that depends on an earlier change
+/// being everywhere waits for it: a route names a new subset only once the DestinationRule that
+/// defines it has settled, a subset goes only once no route can name it, and an arm's pods go
+/// only once traffic to them has drained.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingOptions {
+    /// Settle time after a routing write before a step that relies on it: default 5s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation_delay: Option<HumanDuration>,
+    /// Wait after routing traffic away from an arm before scaling it down: default 30s, as Argo
+    /// Rollouts' `scaleDownDelaySeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_delay: Option<HumanDuration>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -98,6 +118,18 @@ pub enum OnProgressDeadline {
 impl ExperimentSpec {
     pub(crate) fn progress_deadline(&self) -> std::time::Duration {
         self.progress_deadline.map_or(defaults::PROGRESS_DEADLINE, HumanDuration::get)
+    }
+
+    /// `spec.routing.propagationDelay`, or its default.
+    pub(crate) fn propagation_delay(&self) -> std::time::Duration {
+        let set = self.routing.as_ref().and_then(|r| r.propagation_delay);
+        set.map_or(defaults::PROPAGATION_DELAY, HumanDuration::get)
+    }
+
+    /// `spec.routing.scaleDownDelay`, or its default.
+    pub(crate) fn scale_down_delay(&self) -> std::time::Duration {
+        let set = self.routing.as_ref().and_then(|r| r.scale_down_delay);
+        set.map_or(defaults::SCALE_DOWN_DELAY, HumanDuration::get)
     }
 
     /// `spec.analysis.unit`, or its default: by user when an A/B test assigns users (sticky), else
@@ -420,6 +452,10 @@ pub struct ExperimentStatus {
     /// counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_since: Option<String>,
+    /// When Forklane last wrote routing (VirtualService, DestinationRule or Service selector), by
+    /// its own clock (RFC 3339): the propagation and scale-down delays count from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_changed_at: Option<String>,
     /// The `forklane.io/promote` annotation value last acted on, kept until the annotation is
     /// gone: a promote acts exactly once, even if the controller stops between its two writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -498,6 +534,7 @@ mod tests {
             promotion: None,
             progress_deadline: None,
             on_progress_deadline: None,
+            routing: None,
         }
     }
 

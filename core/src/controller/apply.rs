@@ -5,6 +5,7 @@
 //! nothing. [`write`] applies them with server-side apply (field manager `forklane`).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
@@ -19,6 +20,7 @@ use crate::plan::{Action, Plan};
 use super::error::{Error, Result};
 use super::health::weights;
 use super::observe::{Observation, referenced_subsets};
+use super::settle::{Hold, RoutingClock, hold, is_routing};
 
 pub(crate) const FIELD_MANAGER: &str = "forklane";
 
@@ -29,6 +31,9 @@ pub(crate) enum Applied {
     Settled,
     /// Stopped before an unsafe step, or written but pods are still starting.
     Waiting(String),
+    /// Stopped before a write that relies on an earlier routing change reaching every proxy: a
+    /// bounded, expected pause, not a wait the progress deadline counts.
+    Propagating(String),
 }
 
 /// The writes to make now, in order, and whether the plan is then fully in place.
@@ -36,6 +41,8 @@ pub(crate) enum Applied {
 pub(crate) struct Gated {
     pub writes: Vec<Action>,
     pub applied: Applied,
+    /// A write waits for the last routing change to propagate: look again after this long.
+    pub retry_in: Option<Duration>,
 }
 
 /// Whether `live` already holds every field of `wanted` (objects compared key by key, lists and
@@ -74,8 +81,9 @@ fn in_place(action: &Action, obs: &Observation) -> bool {
 }
 
 /// `detoured`: the plan moves traffic away from an arm without pods; the arm that takes it needs
-/// one ready pod, not all of them (a step would wait for all).
-pub(crate) fn gate(exp: &Experiment, plan: &Plan, obs: &Observation, detoured: bool) -> Gated {
+/// one ready pod, not all of them (a step would wait for all). A write that relies on an earlier
+/// routing change having reached every proxy waits for it (`settle`).
+pub(crate) fn gate(exp: &Experiment, plan: &Plan, obs: &Observation, detoured: bool, clock: RoutingClock) -> Gated {
     let ready = |arm: &str| obs.ready(arm);
     // The ready pods an arm needs before a step raises its weight: its Deployment's replicas.
     let required = |arm: &str| if detoured { 1 } else { obs.plan.replicas.get(arm).copied().unwrap_or(1).max(1) };
@@ -99,8 +107,8 @@ pub(crate) fn gate(exp: &Experiment, plan: &Plan, obs: &Observation, detoured: b
         .collect();
     let kept: Vec<(&String, &i32)> =
         scaled.iter().filter(|(arm, want)| **want >= obs.plan.replicas.get(*arm).copied().unwrap_or(0)).collect();
-    let mut writes = Vec::new();
-    let waiting = |writes, why: String| Gated { writes, applied: Applied::Waiting(why) };
+    let mut writes: Vec<Action> = Vec::new();
+    let waiting = |writes, why: String| Gated { writes, applied: Applied::Waiting(why), retry_in: None };
     for action in &plan.actions {
         let unsafe_step = match action {
             // A subset the live routes do not use yet gets traffic only once it has ready pods,
@@ -139,9 +147,21 @@ pub(crate) fn gate(exp: &Experiment, plan: &Plan, obs: &Observation, detoured: b
         if let Some(why) = unsafe_step {
             return waiting(writes, why);
         }
-        if !in_place(action, obs) {
-            writes.push(action.clone());
+        if in_place(action, obs) {
+            continue;
         }
+        let shrinks = match action {
+            Action::Scale(s) => {
+                let arm = arm_of_deployment(&s.deployment).unwrap_or_default();
+                s.replicas < obs.plan.replicas.get(&arm).copied().unwrap_or(0)
+            }
+            _ => false,
+        };
+        let routed_before = writes.iter().any(is_routing);
+        if let Some(Hold { why, left }) = hold(exp, action, obs, clock, routed_before, shrinks) {
+            return Gated { writes, applied: Applied::Propagating(why), retry_in: Some(left) };
+        }
+        writes.push(action.clone());
     }
     for (arm, want) in &scaled {
         let pods = obs.pods.get(arm).cloned().unwrap_or_default();
@@ -153,7 +173,7 @@ pub(crate) fn gate(exp: &Experiment, plan: &Plan, obs: &Observation, detoured: b
         }
     }
     // Every step is safe and every scaled arm is ready: in place once these writes succeed.
-    Gated { writes, applied: Applied::Settled }
+    Gated { writes, applied: Applied::Settled, retry_in: None }
 }
 
 fn params() -> PatchParams {

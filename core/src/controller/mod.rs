@@ -16,6 +16,7 @@ pub(crate) mod observe;
 pub(crate) mod progress;
 pub(crate) mod reconcile;
 pub mod replay;
+pub(crate) mod settle;
 pub mod telemetry;
 pub(crate) mod world;
 
@@ -107,6 +108,8 @@ pub(crate) struct Shared {
     pub world: World,
     /// Failed reconciles in a row per experiment: for the backoff, and to report each error once.
     pub failures: std::sync::Mutex<std::collections::HashMap<ObjectRef<Experiment>, reconcile::Failures>>,
+    /// When each experiment's routing was last written by this controller (see `settle`).
+    pub routed: std::sync::Mutex<std::collections::HashMap<ObjectRef<Experiment>, crate::clock::Time>>,
 }
 
 /// Runs the controller until `shutdown` resolves. Every kind a reconcile reads is watched once;
@@ -146,7 +149,7 @@ pub async fn run_controller(
         .watches_stream(watches.namespaces, move |n| triggers::namespace(&s6, &n))
         .watches_stream(watches.policies, move |_| triggers::all(&s7))
         .watches_stream(watches.crds, move |_| triggers::all(&s8));
-    let shared = Arc::new(Shared { ctx: ctx.clone(), world, failures: Default::default() });
+    let shared = Arc::new(Shared { ctx: ctx.clone(), world, failures: Default::default(), routed: Default::default() });
     let metrics = ctx.metrics.clone();
     let mut heartbeat = Heartbeat::new(&metrics, Loop::Controller);
     // Reconciles run inside this stream's poll: while one blocks the thread, the heartbeat stops.

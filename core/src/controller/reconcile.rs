@@ -21,6 +21,7 @@ use super::conditions::{self, event, reason, set};
 use super::decide::{FINALIZER, FinalizerChange, Input, Look, Measured, Reconciled, counted_outcome, decide, measured};
 use super::error::{Error, Result};
 use super::observe::{mode_unsettled, observe};
+use super::settle::is_routing;
 use super::telemetry::{OutcomeLabel, PhaseLabel};
 use super::world::ISTIO_VIRTUAL_SERVICE_CRD;
 use super::{Context, Shared};
@@ -80,13 +81,24 @@ async fn run(exp: &Experiment, shared: &Shared) -> Result<Action> {
         return Ok(Action::requeue(CACHE_CATCH_UP));
     }
     let now = ctx.clock.now();
-    let mut decided = decide(&Input { exp, obs: &obs, now, measured: None });
+    let key = ObjectRef::from_obj(exp);
+    let routed_at = shared.routed.lock().expect("not poisoned").get(&key).copied();
+    let mut decided = decide(&Input { exp, obs: &obs, now, measured: None, routed_at });
     if let Some(look) = decided.measure.take() {
         let measured = measure(exp, ctx, &look).await;
         if let Some(outcome) = counted_outcome(&measured) {
             ctx.metrics.decisions.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
         }
-        decided = decide(&Input { exp, obs: &obs, now, measured: Some(&measured) });
+        decided = decide(&Input { exp, obs: &obs, now, measured: Some(&measured), routed_at });
+    }
+    // Remembered before sending: a write that fails half-way may still have reached a proxy.
+    {
+        let mut routed = shared.routed.lock().expect("not poisoned");
+        if decided.writes.iter().any(is_routing) {
+            routed.insert(key, now);
+        } else if decided.finalizer == Some(FinalizerChange::Remove) {
+            routed.remove(&key);
+        }
     }
     tracing::debug!(
         experiment = %exp.name_any(),

@@ -61,9 +61,15 @@ pub(super) fn decide(input: &Input) -> Reconciled {
     let writes = match crate::plan::plan(&released, &Target::Final(arm.clone()), obs.mode, &obs.plan) {
         Ok(mut planned) => {
             release(&mut planned, &released);
-            let gated = gate(&released, &planned, obs, true);
+            let gated = gate(&released, &planned, obs, true, input.routing_clock());
             if gated.applied != Applied::Settled && gated.writes.is_empty() {
-                out.requeue = Some(WAIT); // pods of the restored arm still starting
+                // Pods of the restored arm still starting, or the restore still propagating.
+                out.requeue = Some(gated.retry_in.unwrap_or(WAIT));
+                return out;
+            }
+            if let Some(left) = gated.retry_in {
+                out.writes = gated.writes;
+                out.requeue = Some(left);
                 return out;
             }
             gated.writes

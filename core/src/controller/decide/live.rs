@@ -99,7 +99,7 @@ pub(super) fn decide(input: &Input) -> Reconciled {
         Ok(p) => p,
         Err(e) => return invalid(input, out, &e),
     };
-    let Routed { planned, writes, applied, unhealthy } = route(input, planned);
+    let Routed { planned, writes, applied, retry_in, unhealthy } = route(input, planned);
     let st = &mut out.status;
     out.writes = writes;
     let in_place = applied == Applied::Settled;
@@ -116,7 +116,7 @@ pub(super) fn decide(input: &Input) -> Reconciled {
     // Waiting longer than the progress deadline rolls back (or holds, as configured).
     let waiting_for = match (&applied, &unhealthy) {
         (_, Some(why)) | (Applied::Waiting(why), None) => Some(why.clone()),
-        (Applied::Settled, None) => None,
+        (Applied::Settled | Applied::Propagating(_), None) => None,
     };
     st.waiting_since = waiting_for.as_ref().map(|_| before.waiting_since.clone().unwrap_or_else(|| format_time(now)));
     let deadline = exp.spec.progress_deadline();
@@ -262,7 +262,11 @@ pub(super) fn decide(input: &Input) -> Reconciled {
     }
     let phase = next.phase.unwrap_or(Phase::Pending);
     let message = next.message.clone().unwrap_or_default();
-    let ready_message = if settled { "routing matches the current step".into() } else { message.clone() };
+    let ready_message = match &applied {
+        _ if settled => "routing matches the current step".into(),
+        Applied::Propagating(why) if waiting_for.is_none() => why.clone(),
+        _ => message.clone(),
+    };
     let ready_reason = if settled { reason::ROUTING_APPLIED } else { reason::WAITING };
     set(&mut next.conditions, conditions::READY, settled, ready_reason, ready_message, generation, now);
     let phase_reason = progress::phase_reason(phase);
@@ -287,13 +291,18 @@ pub(super) fn decide(input: &Input) -> Reconciled {
     out.events.extend(events);
     out.status = next;
     out.requeue = match (&waiting_for, transition.requeue) {
-        // Watches bring pod and routing changes; the timer is the deadline (or a safety net).
-        (Some(_), _) => {
-            Some(waited.map_or(WAIT, |w| deadline.saturating_sub(w).clamp(Duration::from_millis(10), WAIT)))
-        }
+        // Watches bring pod and routing changes; the timer is the deadline, or once past it
+        // (held) a safety net. The end of a propagation delay, which no watch announces, too.
+        (Some(_), _) => Some(match waited {
+            Some(w) if w < deadline => (deadline - w).clamp(Duration::from_millis(10), WAIT),
+            _ => WAIT,
+        }),
         (None, Some(d)) => Some(d),
         (None, None) => None,
     };
+    if let Some(left) = retry_in {
+        out.requeue = Some(out.requeue.map_or(left, |r| r.min(left)));
+    }
     out
 }
 

@@ -30,6 +30,7 @@ use super::commands::{Commands, PROMOTE};
 use super::health::detour;
 use super::observe::Observation;
 use super::progress::Event;
+use super::settle::{RoutingClock, is_routing};
 
 pub(crate) const FINALIZER: &str = "forklane.io/routing";
 
@@ -45,6 +46,15 @@ pub(crate) struct Input<'a> {
     pub now: Timestamp,
     /// The analysis' answer, once [`Reconciled::measure`] asked for it.
     pub measured: Option<&'a Measured>,
+    /// When this controller last wrote the experiment's routing, as it remembers (the cached
+    /// status may not show its latest write yet).
+    pub routed_at: Option<Timestamp>,
+}
+
+impl Input<'_> {
+    fn routing_clock(&self) -> RoutingClock {
+        RoutingClock { now: self.now, remembered: self.routed_at }
+    }
 }
 
 /// What one look at the metrics gave.
@@ -102,13 +112,23 @@ impl Reconciled {
 pub(crate) fn decide(input: &Input) -> Reconciled {
     let exp = input.exp;
     if exp.metadata.deletion_timestamp.is_some() {
-        return deletion::decide(input);
+        let mut out = deletion::decide(input);
+        stamp_routing(&mut out, input.now);
+        return out;
     }
     let mut out = live::decide(input);
     if !exp.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER) {
         out.finalizer = Some(FinalizerChange::Add);
     }
+    stamp_routing(&mut out, input.now);
     out
+}
+
+/// Records in the status when routing is written, for the delays that count from it.
+fn stamp_routing(out: &mut Reconciled, now: Timestamp) {
+    if out.writes.iter().any(is_routing) {
+        out.status.routing_changed_at = Some(crate::clock::format_time(now));
+    }
 }
 
 pub(crate) fn finished(phase: Option<Phase>) -> bool {
@@ -213,6 +233,8 @@ struct Routed {
     planned: Plan,
     writes: Vec<Action>,
     applied: Applied,
+    /// A write waits for routing to propagate: look again after this long.
+    retry_in: Option<Duration>,
     /// Arms without ready pods that the routing moved traffic away from, and why.
     unhealthy: Option<String>,
 }
@@ -222,8 +244,14 @@ fn route(input: &Input, mut planned: Plan) -> Routed {
     // Without a mesh the endpoints carry only ready pods: no request reaches a dead arm, and a
     // missing arm shows as waiting on its pods (the progress deadline runs).
     let detoured = if obs.mode == Routing::Istio { detour(exp, &mut planned, obs) } else { None };
-    let gated = gate(exp, &planned, obs, detoured.is_some());
-    Routed { planned, writes: gated.writes, applied: gated.applied, unhealthy: detoured.map(|d| d.message()) }
+    let gated = gate(exp, &planned, obs, detoured.is_some(), input.routing_clock());
+    Routed {
+        planned,
+        writes: gated.writes,
+        applied: gated.applied,
+        retry_in: gated.retry_in,
+        unhealthy: detoured.map(|d| d.message()),
+    }
 }
 
 /// The live VirtualService rewritten to send everything to `arm` (the writes still needed; empty

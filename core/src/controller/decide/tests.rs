@@ -29,6 +29,8 @@ struct World {
     /// Every VirtualService written, in order.
     routes: Vec<VirtualService>,
     events: Vec<Event>,
+    /// When routing was last written, as the driver remembers it.
+    routed_at: Option<Timestamp>,
 }
 
 fn start() -> Timestamp {
@@ -54,8 +56,16 @@ impl World {
             live: Default::default(),
             revisions: arms.iter().map(|a| (a.clone(), "r1".to_string())).collect(),
         };
-        let mut world =
-            World { exp, obs, now: start(), dead: BTreeSet::new(), answer: None, routes: vec![], events: vec![] };
+        let mut world = World {
+            exp,
+            obs,
+            now: start(),
+            dead: BTreeSet::new(),
+            answer: None,
+            routes: vec![],
+            events: vec![],
+            routed_at: None,
+        };
         world.refresh_pods();
         world
     }
@@ -98,11 +108,12 @@ impl World {
 
     /// One reconcile: decide (asking the metrics when due), then the world takes the writes.
     fn tick(&mut self) -> Reconciled {
-        let input = Input { exp: &self.exp, obs: &self.obs, now: self.now, measured: None };
+        let routed_at = self.routed_at;
+        let input = Input { exp: &self.exp, obs: &self.obs, now: self.now, measured: None, routed_at };
         let mut out = decide(&input);
         if out.measure.is_some() {
             let answer = self.answer.clone().expect("the test says what a look at the metrics finds");
-            out = decide(&Input { exp: &self.exp, obs: &self.obs, now: self.now, measured: Some(&answer) });
+            out = decide(&Input { exp: &self.exp, obs: &self.obs, now: self.now, measured: Some(&answer), routed_at });
             assert!(out.measure.is_none(), "a second decide with the answer never asks again");
         }
         self.take(&out);
@@ -110,6 +121,9 @@ impl World {
     }
 
     fn take(&mut self, out: &Reconciled) {
+        if out.writes.iter().any(crate::controller::settle::is_routing) {
+            self.routed_at = Some(self.now);
+        }
         for action in &out.writes {
             self.write(action);
         }
@@ -214,8 +228,9 @@ fn a_routed_candidate_that_loses_its_pods_gets_no_traffic_and_rolls_back_at_the_
         world.tick();
         let (exceeded, _) = world.condition(conditions::PROGRESS_DEADLINE_EXCEEDED).unwrap();
         assert_eq!(exceeded, "True");
+        // The rollback's route goes out first; the candidate's subset goes once it has propagated.
         for _ in 0..3 {
-            world.now += Duration::from_secs(1);
+            world.now += Duration::from_secs(10);
             world.tick();
         }
         let phase = world.status().phase;
@@ -356,6 +371,15 @@ fn deletion_restores_all_traffic_to_a_ready_arm_releases_the_objects_and_then_le
     assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 100)]));
     let released = world.obs.live.virtual_service.as_ref().unwrap();
     assert_eq!(released.pointer("/metadata/ownerReferences"), Some(&serde_json::json!([])));
+    let subsets = |world: &World| world.obs.plan.subsets.clone().unwrap_or_default().into_iter().collect::<Vec<_>>();
+    assert_eq!(subsets(&world), ["v1", "v2"], "v2's subset stays while proxies may still route to it");
+    let wait = out.requeue.expect("looks again once the restore has propagated");
+    assert!(wait <= Duration::from_secs(5), "{wait:?}");
+    world.now += wait;
+    let out = world.tick();
+    assert_eq!(out.writes.len(), 1, "{:?}", out.writes);
+    assert_eq!(subsets(&world), ["v1"]);
+    world.now += Duration::from_secs(1);
     let out = world.tick();
     assert!(out.writes.is_empty());
     assert_eq!(reasons(&out.events), [event::ROUTING_RESTORED]);
@@ -462,7 +486,7 @@ fn an_edit_of_the_weights_starts_a_new_analysis_window() {
 fn a_due_look_is_asked_for_and_its_answer_decides() {
     let mut world = ab_analysing();
     world.now += Duration::from_secs(3600);
-    let asked = decide(&Input { exp: &world.exp, obs: &world.obs, now: world.now, measured: None });
+    let asked = decide(&Input { exp: &world.exp, obs: &world.obs, now: world.now, measured: None, routed_at: None });
     let look = asked.measure.expect("the analysis is due");
     assert_eq!(look.weights, [("v1".to_string(), 50), ("v2".to_string(), 50)]);
     assert!(asked.writes.is_empty() && asked.events.is_empty());
@@ -523,7 +547,7 @@ fn without_a_mesh_the_look_carries_the_replica_ratio_the_split_really_has() {
     world.answer = Some(Measured::Unavailable("no data yet".into()));
     world.until(Phase::Analysing);
     world.now += Duration::from_secs(3600);
-    let asked = decide(&Input { exp: &world.exp, obs: &world.obs, now: world.now, measured: None });
+    let asked = decide(&Input { exp: &world.exp, obs: &world.obs, now: world.now, measured: None, routed_at: None });
     let look = asked.measure.expect("the analysis is due");
     assert_eq!(look.weights, [("v1".to_string(), 90), ("v2".to_string(), 10)], "9 pods to 1, not 99/1");
 }
@@ -602,4 +626,89 @@ fn deletion_during_the_expiry_leaves_a_routing_that_sets_no_cookie() {
     assert_eq!(route_cookies(&world), Vec::<String>::new());
     assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 100)]));
     assert_eq!(world.tick().finalizer, Some(FinalizerChange::Remove));
+}
+
+/// Every write `tick` makes until `phase`, with the time it was made.
+fn writes_until(world: &mut World, phase: Phase) -> Vec<(Timestamp, Action)> {
+    let mut written = Vec::new();
+    for _ in 0..40 {
+        let out = world.tick();
+        written.extend(out.writes.iter().map(|w| (world.now, w.clone())));
+        if world.status().phase == Some(phase) {
+            return written;
+        }
+        world.now += out.requeue.unwrap_or(Duration::from_secs(1));
+    }
+    panic!("never reached {phase:?}: {:?}", world.status());
+}
+
+fn subset_names(action: &Action) -> BTreeSet<String> {
+    match action {
+        Action::DestinationRule(dr) => dr.spec.subsets.iter().flatten().map(|s| s.name.clone()).collect(),
+        Action::VirtualService(vs) => referenced_subsets(vs),
+        _ => BTreeSet::new(),
+    }
+}
+
+#[test]
+fn a_route_names_a_subset_only_once_its_rule_has_propagated_and_a_subset_goes_only_once_no_route_names_it() {
+    let builder = ExperimentBuilder::canary("c").steps([set_weight(20), set_weight(60)]).routing_delays("7s", "30s");
+    let mut world = World::new(builder, Routing::Istio);
+    let written = writes_until(&mut world, Phase::Succeeded);
+    let mut defined: Vec<(Timestamp, BTreeSet<String>)> = Vec::new();
+    let mut routed: Vec<(Timestamp, BTreeSet<String>)> = Vec::new();
+    for (at, action) in &written {
+        match action {
+            Action::DestinationRule(_) => defined.push((*at, subset_names(action))),
+            Action::VirtualService(_) => routed.push((*at, subset_names(action))),
+            _ => {}
+        }
+    }
+    let delay = jiff::SignedDuration::from_secs(7);
+    // Every route's subsets were defined by a rule written at least the delay before it.
+    for (at, subsets) in &routed {
+        for subset in subsets {
+            let since = defined.iter().filter(|(t, s)| t <= at && s.contains(subset)).map(|(t, _)| *t).next();
+            assert!(since.is_some_and(|t| t + delay <= *at), "{subset} routed at {at} before its rule settled");
+        }
+    }
+    // Every subset dropped from the rule was last routed at least the delay before.
+    for pair in defined.windows(2) {
+        let ((_, before), (at, after)) = (&pair[0], &pair[1]);
+        for gone in before.difference(after) {
+            let last = routed.iter().filter(|(t, s)| t <= at && s.contains(gone)).map(|(t, _)| *t).next_back();
+            let routes_since = routed.iter().filter(|(t, s)| t <= at && !s.contains(gone)).map(|(t, _)| *t).next_back();
+            assert!(last.is_some(), "{gone} was routed");
+            assert!(routes_since.is_some_and(|t| t + delay <= *at), "{gone} removed at {at} before routes left it");
+        }
+    }
+    assert_eq!(world.status().winner.as_deref(), Some("v2"));
+    assert_eq!(defined.last().map(|(_, s)| s.clone()), Some(BTreeSet::from(["v2".to_string()])));
+    let first = world.status().message.unwrap_or_default();
+    assert!(!first.contains("reach every proxy"), "a finished experiment waits for nothing: {first}");
+}
+
+#[test]
+fn an_arm_is_scaled_down_only_once_traffic_to_it_has_drained() {
+    let builder = ExperimentBuilder::rolling_update("r").replicas(4).routing_delays("5s", "30s");
+    let mut world = World::new(builder, Routing::Istio);
+    let written = writes_until(&mut world, Phase::Succeeded);
+    let mut last_route: Option<Timestamp> = None;
+    let mut shrinks = 0;
+    for (at, action) in &written {
+        match action {
+            Action::VirtualService(_) | Action::DestinationRule(_) => last_route = Some(*at),
+            Action::Scale(s) if s.deployment == "my-app-v1" => {
+                shrinks += 1;
+                if let Some(routed) = last_route {
+                    assert!(
+                        routed + jiff::SignedDuration::from_secs(30) <= *at,
+                        "v1 scaled at {at}, routes changed at {routed}"
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(shrinks > 0, "the rolling update scaled the old arm down: {written:?}");
 }

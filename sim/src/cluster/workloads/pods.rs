@@ -288,13 +288,15 @@ fn update_readiness(status: &mut Value, pod: &Value, now: Time) -> Option<Time> 
     next
 }
 
-/// Graceful termination: containers stop `termination_seconds` after the deletion (at most
-/// the grace period), the pod reaches a terminal phase, then the kubelet removes it with a
-/// zero grace period.
+/// Graceful termination: the containers' `preStop` hooks run first (the pod keeps serving the
+/// connections stale endpoints still send it), then the containers stop `termination_seconds`
+/// after SIGTERM; all of it at most the grace period. The pod reaches a terminal phase, then the
+/// kubelet removes it with a zero grace period.
 fn terminate(pod: &Value, now: Time, settings: &KubeletSettings, out: &mut Reconciled) {
     let Some(deadline) = pod["metadata"]["deletionTimestamp"].as_str().and_then(parse_time) else { return };
     let grace = pod["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
-    let stop_at = add_secs(deadline, -grace + settings.termination_seconds.min(grace));
+    let stopping = pre_stop_seconds(pod) + settings.termination_seconds;
+    let stop_at = add_secs(deadline, -grace + stopping.min(grace));
     if now < stop_at {
         out.requeue(stop_at);
         return;
@@ -323,6 +325,24 @@ fn terminate(pod: &Value, now: Time, settings: &KubeletSettings, out: &mut Recon
         grace_period_seconds: Some(0),
         manager: KUBELET,
     });
+}
+
+/// The longest `preStop` hook of the pod's containers that the simulation can time: the
+/// `sleep` action (`lifecycle.preStop.sleep.seconds`) or an `exec` of `sleep N`.
+fn pre_stop_seconds(pod: &Value) -> i64 {
+    let containers = pod["spec"]["containers"].as_array().into_iter().flatten();
+    let hook = |c: &Value| {
+        let pre_stop = &c["lifecycle"]["preStop"];
+        let command: Vec<&str> =
+            pre_stop["exec"]["command"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let exec_sleep = match command.as_slice() {
+            ["sleep", n] => n.parse().ok(),
+            [.., "-c", script] => script.strip_prefix("sleep ").and_then(|n| n.trim().parse().ok()),
+            _ => None,
+        };
+        pre_stop["sleep"]["seconds"].as_i64().or(exec_sleep).unwrap_or(0).max(0)
+    };
+    containers.map(hook).max().unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -404,6 +424,24 @@ mod tests {
         assert_eq!(p["status"]["phase"], "Succeeded");
         assert_eq!(p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"], "Completed");
         assert!(matches!(&r.writes[1], Write::Delete { grace_period_seconds: Some(0), uid, .. } if uid == "u1"));
+    }
+
+    #[test]
+    fn a_pre_stop_sleep_keeps_the_containers_running_within_the_grace_period() {
+        let hooked = |lifecycle: Value| {
+            let mut p = pod(Value::Null);
+            p["spec"]["containers"][0]["lifecycle"] = lifecycle;
+            for s in [0, 0, 1] {
+                step(&mut p, t(s));
+            }
+            p["metadata"]["deletionTimestamp"] = json!(format_time(t(40)));
+            p["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+            step(&mut p, t(11)).requeue_at
+        };
+        assert_eq!(hooked(json!({"preStop": {"sleep": {"seconds": 10}}})), Some(t(22)), "10 s hook + 2 s stop");
+        assert_eq!(hooked(json!({"preStop": {"exec": {"command": ["sleep", "5"]}}})), Some(t(17)));
+        assert_eq!(hooked(json!({"preStop": {"exec": {"command": ["/bin/sh", "-c", "sleep 3"]}}})), Some(t(15)));
+        assert_eq!(hooked(json!({"preStop": {"sleep": {"seconds": 60}}})), Some(t(40)), "cut at the grace period");
     }
 
     /// Every kubelet state that moves on by itself later asks to be looked at when it does,
