@@ -341,7 +341,7 @@ fn routing_yaml(weights: &[(&str, i32)], subsets: &[&str]) -> String {
     )
 }
 
-/// The tally's count of 503 NC, once `requests` more requests have been sent than in `since`.
+/// The tally once `requests` more requests have been sent than in `since`.
 async fn tally_after(env: &Env, since: &Tally, requests: u64) -> Tally {
     loop {
         let tally = env.traffic_tally();
@@ -358,23 +358,28 @@ async fn the_sandbox_traffic_meets_a_straggler_set_while_it_runs() {
         let mut env = Env::start(true, false).await;
         two_versions(&env, 2, &[], &[]).await;
         env.apply(&routing_yaml(&[("v1", 100)], &["v1"])).await;
+        // Nothing lags until the data plane has both (the VirtualService alone answers NC).
+        let routed =
+            |snap: &Snapshot| snap.service(&key()).is_some_and(|e| e.virtual_service.is_some() && e.subsets.is_some());
+        while !routed(&env.net().feed.view().snapshot()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         env.start_traffic(2000.0, 50);
         // Simulated time runs 100 times faster: the straggler's clusters come 30 s (0.3 s) late.
         env.set_lag(Lag::straggler(Duration::from_millis(100), Duration::from_secs(30)));
         let before = tally_after(&env, &Tally::default(), 200).await;
         assert_eq!((before.unavailable_by_flag.len(), before.refused), (0, 0), "{before:?}");
         env.apply(&routing_yaml(&[("v1", 50), ("v2", 50)], &["v1", "v2"])).await;
+        let nc = |t: &Tally| t.unavailable(ResponseFlag::NoClusterFound);
         tokio::time::sleep(env.clock.real_duration(Duration::from_secs(10))).await;
-        let during = env.traffic_tally();
-        assert!(during.unavailable(ResponseFlag::NoClusterFound) > 0, "{during:?}");
-        tokio::time::sleep(env.clock.real_duration(Duration::from_secs(25))).await;
+        let early = env.traffic_tally();
+        tokio::time::sleep(env.clock.real_duration(Duration::from_secs(10))).await;
+        let later = env.traffic_tally();
+        assert!(nc(&later) > nc(&early), "the straggler still answers NC 10 to 20 s on: {early:?} {later:?}");
+        tokio::time::sleep(env.clock.real_duration(Duration::from_secs(15))).await;
         let caught_up = env.traffic_tally();
         let after = tally_after(&env, &caught_up, 200).await;
-        assert_eq!(
-            after.unavailable(ResponseFlag::NoClusterFound),
-            caught_up.unavailable(ResponseFlag::NoClusterFound),
-            "no NC once the straggler caught up: {after:?}"
-        );
+        assert_eq!(nc(&after), nc(&caught_up), "no NC once the straggler caught up: {after:?}");
         assert_eq!(after.by_status.values().sum::<u64>() + after.refused, after.requests);
         env.shutdown().await;
     })
