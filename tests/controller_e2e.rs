@@ -1,6 +1,6 @@
 //! The controller end to end on the embedded cluster, with simulated traffic whose true effects
 //! are set per version: each test asserts the final state and what was observed on the way, and
-//! every run checks that routing never answered 503 NR/UH and that every VirtualService written
+//! every run checks that routing never answered 503 NR/NC/UH/UF and that every VirtualService written
 //! had weights summing to 100.
 
 // Each test binary uses only some of the shared helpers.

@@ -97,20 +97,20 @@ fn served_version(outcome: &Outcome) -> Option<String> {
 }
 
 #[test]
-fn a_subset_missing_from_the_destination_rule_answers_503_nr() {
+fn a_subset_missing_from_the_destination_rule_answers_503_nc() {
     let vs = virtual_service(vec![VirtualServiceHttp { route: Some(vec![to("v3", None)]), ..Default::default() }]);
     let snap = mesh(pods("v1", 2, true), vec![vs], vec![destination_rule(&["v1"])]);
     let answer = send(&snap, &Request::get("/"), &mut StdRng::seed_from_u64(1)).answer().cloned().unwrap();
-    assert_eq!((answer.response.status, answer.flag), (503, ResponseFlag::NoRoute));
+    assert_eq!((answer.response.status, answer.flag), (503, ResponseFlag::NoClusterFound));
     assert!(answer.served.is_none());
 }
 
 #[test]
-fn a_route_without_any_destination_rule_answers_503_nr() {
+fn a_route_without_any_destination_rule_answers_503_nc() {
     let vs = virtual_service(vec![VirtualServiceHttp { route: Some(vec![to("v1", None)]), ..Default::default() }]);
     let snap = mesh(pods("v1", 2, true), vec![vs], vec![]);
     let answer = send(&snap, &Request::get("/"), &mut StdRng::seed_from_u64(1)).answer().cloned().unwrap();
-    assert_eq!((answer.response.status, answer.flag), (503, ResponseFlag::NoRoute));
+    assert_eq!((answer.response.status, answer.flag), (503, ResponseFlag::NoClusterFound));
 }
 
 #[test]

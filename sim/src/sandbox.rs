@@ -2,8 +2,8 @@
 //! following it, background traffic, the embedded metric source and the controller, on one
 //! (possibly sped-up) clock. `forklane demo` and the end-to-end tests run on it.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -16,8 +16,8 @@ use crate::cluster::{Cluster, ClusterConfig};
 use crate::metrics::EmbeddedSource;
 use crate::traffic::counters::CounterHistory;
 use crate::traffic::feed::ClusterDataplane;
-use crate::traffic::loadgen::{Limit, drive_in_process};
-use crate::traffic::{LoadSpec, Population, ServiceKey};
+use crate::traffic::loadgen::{Limit, drive_in_process_tallied};
+use crate::traffic::{Lag, LoadSpec, Population, ServiceKey, Tally};
 use forklane_core::clock::Clock;
 use forklane_core::controller::analyst::SourceAnalyst;
 use forklane_core::controller::telemetry::Metrics as ControllerMetrics;
@@ -41,6 +41,8 @@ pub struct Sandbox {
     scraper: JoinHandle<()>,
     controller: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>, Arc<Context>)>,
     traffic: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// What the background traffic got so far.
+    tally: Arc<Mutex<Tally>>,
 }
 
 impl Sandbox {
@@ -70,6 +72,7 @@ impl Sandbox {
             scraper,
             controller: None,
             traffic: None,
+            tally: Arc::default(),
         })
     }
 
@@ -105,6 +108,17 @@ impl Sandbox {
         }
     }
 
+    /// How late each proxy sees the cluster's changes ([`Lag::none`] until set). Takes effect at
+    /// once, for the traffic already running too.
+    pub fn set_lag(&self, lag: Lag) {
+        self.net().feed.set_lag(lag);
+    }
+
+    /// What the background traffic got so far, by status and 503 flag.
+    pub fn traffic_tally(&self) -> Tally {
+        self.tally.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Steady traffic to `service` through the data plane (the mesh when installed).
     pub fn start_traffic(&mut self, service: ServiceKey, rps: f64, users: usize) {
         self.start_traffic_with(service, rps, LoadSpec { users, ..Default::default() });
@@ -114,16 +128,18 @@ impl Sandbox {
     pub fn start_traffic_with(&mut self, service: ServiceKey, rps: f64, spec: LoadSpec) {
         let stop = Arc::new(AtomicBool::new(false));
         let (dp, view, flag) = (self.net().dataplane.clone(), self.net().feed.view(), stop.clone());
+        let tally = self.tally.clone();
         let task = tokio::spawn(async move {
             let mut population = Population::new(&spec);
             while !flag.load(Ordering::Relaxed) {
-                drive_in_process(
+                drive_in_process_tallied(
                     &dp,
                     &view,
                     &service,
                     &mut population,
                     rps,
                     Limit::Duration(Duration::from_millis(200)),
+                    &tally,
                 )
                 .await;
             }

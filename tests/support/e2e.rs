@@ -217,10 +217,11 @@ impl Env {
         }
     }
 
-    /// The mesh never answered 503 for a missing subset (NR) or a subset without pods (UH).
+    /// The mesh never answered 503 for a missing route (NR) or subset (NC), a subset without pods
+    /// (UH) or pods that are gone (UF).
     pub fn assert_no_routing_503(&self) {
         let replies = self.net().dataplane.metrics.recorded().local_replies;
-        let bad: u64 = ["NR", "UH"].iter().map(|f| replies.get(f).copied().unwrap_or(0)).sum();
+        let bad: u64 = ["NR", "NC", "UH", "UF"].iter().map(|f| replies.get(f).copied().unwrap_or(0)).sum();
         assert_eq!(bad, 0, "503s from routing: {replies:?}");
     }
 }

@@ -184,7 +184,8 @@ impl Cluster {
         for c in &config.controllers {
             controllers.push(tokio::spawn(c(store.clone())));
         }
-        let dataplane = config.dataplane.then(|| feed::attach(store.clone(), Dataplane::new(Metrics::new())));
+        let dataplane =
+            config.dataplane.then(|| feed::attach(store.clone(), Dataplane::new(Metrics::new()), config.clock));
         Ok(Cluster { store, faults, audit, url, kubeconfig, client_config, shutdown, server, controllers, dataplane })
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::app::{self, AppAnswer};
+use super::lag::{ProxyView, Views};
 use super::mesh::{self, LocalReply};
 use super::metrics::{Metrics, Reporter};
 use super::proxy::{self, Picked};
@@ -34,10 +35,25 @@ impl Dataplane {
     /// unknown Service, or one without any ready endpoint, refuses the connection, mesh or not;
     /// otherwise the mesh (when on) routes the request.
     pub fn handle(&self, snap: &Snapshot, service: &ServiceKey, req: &Request, rng: &mut impl Rng) -> Outcome {
-        let Some(entry) = snap.service(service) else { return Outcome::Refused };
+        self.handle_in(Views::same(snap), service, req, rng)
+    }
+
+    /// Like [`Dataplane::handle`], through a proxy that sees the cluster as `view` says: routes
+    /// from its route view, Services, subsets and endpoints from its cluster view, and the pods
+    /// that still run from the current snapshot.
+    pub fn handle_via(&self, view: &ProxyView, service: &ServiceKey, req: &Request, rng: &mut impl Rng) -> Outcome {
+        self.handle_in(view.views(), service, req, rng)
+    }
+
+    fn handle_in(&self, views: Views, service: &ServiceKey, req: &Request, rng: &mut impl Rng) -> Outcome {
+        let Some(entry) = views.clusters.service(service) else { return Outcome::Refused };
         let Some(picked) = proxy::pick(rng, &entry.endpoints, service) else { return Outcome::Refused };
+        let snap = views.current;
         if !snap.mesh {
-            // kube-proxy's choice is final.
+            // kube-proxy's choice is final; a pod its endpoints still list but that is gone
+            // refuses the connection.
+            let Some(pod) = views.running(picked.pod) else { return Outcome::Refused };
+            let picked = Picked { pod, ..picked };
             let (answer, served) = self.at_pod(snap, &picked, req, "", false, rng);
             let response = Response { status: answer.status, headers: Vec::new(), body: answer.body };
             let answer = Answer {
@@ -50,7 +66,8 @@ impl Dataplane {
             return Outcome::Answered(answer);
         }
         // The mesh routes the request again by its own rules.
-        let decision = mesh::route(snap, service, entry, req, rng);
+        let vs = views.routes.service(service).and_then(|e| e.virtual_service.as_deref());
+        let decision = mesh::route_in(views, service, vs, req, rng);
         let forwarded = decision.forwarded(req);
         let host = if req.authority.is_empty() { service.fqdn() } else { req.authority.clone() };
         let shadow = shadow_host(&host);
@@ -91,7 +108,13 @@ impl Dataplane {
                     Duration::ZERO,
                     &Overrides::default(),
                 );
-                let body = if flag == ResponseFlag::NoHealthyUpstream { "no healthy upstream" } else { "" };
+                let body = match flag {
+                    ResponseFlag::NoHealthyUpstream => "no healthy upstream",
+                    ResponseFlag::UpstreamConnectionFailure => {
+                        "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+                    }
+                    _ => "",
+                };
                 Answer {
                     response: Response::new(status, body),
                     flag,

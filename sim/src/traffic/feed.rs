@@ -9,6 +9,8 @@ use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
+use forklane_core::clock::Clock;
+
 use crate::cluster::store::ListParams;
 use crate::cluster::{Gvr, Store};
 
@@ -64,9 +66,10 @@ fn node_ports(store: &Store) -> BTreeMap<u16, ServiceKey> {
     out
 }
 
-/// Follows `store` until the returned handle is dropped.
-pub(crate) fn attach(store: Store, dataplane: Dataplane) -> ClusterDataplane {
-    let feed = SnapshotFeed::new(snapshot(&store));
+/// Follows `store` until the returned handle is dropped, stamping snapshots with `clock`'s time
+/// (which lagging proxies measure their delays on).
+pub(crate) fn attach(store: Store, dataplane: Dataplane, clock: Clock) -> ClusterDataplane {
+    let feed = SnapshotFeed::with_clock(snapshot(&store), clock);
     let (dp, fd) = (dataplane.clone(), feed.clone());
     let task = tokio::spawn(async move {
         let mut changes = store.changes();

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use super::cookies::CookieJar;
 use super::dataplane::Dataplane;
 use super::http::{self, HttpError, HttpTarget};
+use super::lag::Tally;
 use super::population::Visits;
 use super::request::{Outcome, Request, Response};
 use super::snapshot::ServiceKey;
@@ -204,13 +205,20 @@ struct InProcess<'a, V> {
     view: &'a V,
     service: &'a ServiceKey,
     rng: StdRng,
+    /// Where every outcome is also counted as it happens.
+    tally: Option<&'a Mutex<Tally>>,
 }
 
 impl<V: ClusterView> InProcess<'_, V> {
-    /// The next user's request at `now`, and what the user and the report make of the answer.
+    /// The next user's request at `now`, through the user's proxy, and what the user and the
+    /// report make of the answer.
     fn send(&mut self, population: &mut Population, report: &mut Report, now: Duration) {
         let (user, req) = population.next_request(now);
-        match self.dataplane.handle(&self.view.snapshot(), self.service, &req, &mut self.rng) {
+        let outcome = self.dataplane.handle_via(&self.view.proxy_view(user), self.service, &req, &mut self.rng);
+        if let Some(tally) = self.tally {
+            lock(tally).record(&outcome);
+        }
+        match outcome {
             Outcome::Refused => report.record(user, Err(&HttpError::Refused)),
             Outcome::Answered(answer) => {
                 population.observe(user, &answer.response, now);
@@ -222,7 +230,8 @@ impl<V: ClusterView> InProcess<'_, V> {
 }
 
 /// Sends `requests` requests to `service` in-process, `rps` per second of virtual time (which
-/// only ages cookies: nothing sleeps). Reads the view afresh for every request.
+/// only ages cookies: nothing sleeps). Reads the view afresh for every request, as the user's
+/// proxy sees it.
 pub fn run_in_process(
     dataplane: &Dataplane,
     view: &impl ClusterView,
@@ -231,7 +240,7 @@ pub fn run_in_process(
     requests: u64,
     rps: f64,
 ) -> Report {
-    let mut client = InProcess { dataplane, view, service, rng: population.dataplane_rng() };
+    let mut client = InProcess { dataplane, view, service, rng: population.dataplane_rng(), tally: None };
     let mut report = Report::default();
     for i in 0..requests {
         client.send(population, &mut report, Duration::from_secs_f64(i as f64 / rps));
@@ -250,7 +259,31 @@ pub async fn drive_in_process(
     rps: f64,
     limit: Limit,
 ) -> Report {
-    let mut client = InProcess { dataplane, view, service, rng: population.dataplane_rng() };
+    drive(InProcess { dataplane, view, service, rng: population.dataplane_rng(), tally: None }, population, rps, limit)
+        .await
+}
+
+/// Like [`drive_in_process`], counting every outcome into `tally` as it happens, so that it can
+/// be read while the traffic runs.
+pub async fn drive_in_process_tallied(
+    dataplane: &Dataplane,
+    view: &impl ClusterView,
+    service: &ServiceKey,
+    population: &mut Population,
+    rps: f64,
+    limit: Limit,
+    tally: &Mutex<Tally>,
+) -> Report {
+    let client = InProcess { dataplane, view, service, rng: population.dataplane_rng(), tally: Some(tally) };
+    drive(client, population, rps, limit).await
+}
+
+async fn drive<V: ClusterView>(
+    mut client: InProcess<'_, V>,
+    population: &mut Population,
+    rps: f64,
+    limit: Limit,
+) -> Report {
     let mut report = Report::default();
     let (start, mut ticks) = (Instant::now(), tokio::time::interval(PACING));
     loop {

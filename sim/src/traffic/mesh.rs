@@ -1,8 +1,9 @@
 //! Istio's HTTP routing, as the sidecar applies a VirtualService and DestinationRule: the first
 //! http route with a holding `match`, a destination drawn by relative integer weights, the subset's
 //! ready pods, mirrors, and request and response header changes. Envoy's local replies stand in for mistakes:
-//! 404 NR when no route matches, 503 NR for a destination (host, port, subset) that does not exist,
-//! 503 UH for one without a ready pod.
+//! 404 NR when no route matches, 503 NC for a destination (host, port, subset) that is not a
+//! cluster the proxy knows, 503 UH for one without a ready pod, 503 UF when every connection
+//! attempt (Istio retries twice) went to a pod that is gone (a proxy with lagging endpoints).
 //!
 //! Match conditions modelled: `headers`, `withoutHeaders`, `uri`, `method`, `authority` and
 //! `gateways` (holds when it lists `mesh`). A match using any other condition (`queryParams`,
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 use rand::Rng;
 use regex::Regex;
 
+use super::lag::Views;
 use super::proxy::{self, Picked};
 use super::request::{Request, ResponseFlag};
 use super::snapshot::{ServiceEntry, ServiceKey, Snapshot};
@@ -295,7 +297,7 @@ impl Decision<'_> {
     }
 }
 
-/// Routes a request for `service` through the mesh.
+/// Routes a request for `service` through the mesh, by one up-to-date proxy.
 pub fn route<'s>(
     snap: &'s Snapshot,
     service: &ServiceKey,
@@ -303,14 +305,21 @@ pub fn route<'s>(
     req: &Request,
     rng: &mut impl Rng,
 ) -> Decision<'s> {
-    let Some(vs) = &entry.virtual_service else {
+    route_in(Views::same(snap), service, entry.virtual_service.as_deref(), req, rng)
+}
+
+/// Routes a request by `vs` (from the proxy's route view) to the clusters of its cluster view;
+/// the pods picked are indices into the current snapshot.
+pub(crate) fn route_in<'s>(
+    views: Views<'s>,
+    service: &ServiceKey,
+    vs: Option<&'s CompiledVirtualService>,
+    req: &Request,
+    rng: &mut impl Rng,
+) -> Decision<'s> {
+    let Some(vs) = vs else {
         // No VirtualService: the sidecar balances over all of the Service's ready endpoints.
-        let primary = proxy::pick(rng, &entry.endpoints, service).ok_or(LocalReply {
-            status: 503,
-            flag: ResponseFlag::NoHealthyUpstream,
-            service: Some(service.clone()),
-        });
-        return Decision::reply(primary, Vec::new());
+        return Decision::reply(resolve(views, Some(service), None, None, rng), Vec::new());
     };
     let Some(route) =
         vs.routes.iter().find(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.iter().all(|c| c.holds(req))))
@@ -321,7 +330,7 @@ pub fn route<'s>(
     let mut mirrors = Vec::new();
     for (target, percent) in &route.mirrors {
         if rng.random::<f64>() * 100.0 < *percent {
-            mirrors.extend(resolve(snap, target, rng).ok());
+            mirrors.extend(resolve_target(views, target, rng).ok());
         }
     }
     let Some(destination) = choose(route, rng) else {
@@ -329,7 +338,7 @@ pub fn route<'s>(
         return Decision::reply(primary, mirrors);
     };
     Decision {
-        primary: resolve(snap, &destination.target, rng),
+        primary: resolve_target(views, &destination.target, rng),
         mirrors,
         request_headers: vec![&destination.request, &route.request],
         response_headers: vec![&destination.response, &route.response],
@@ -354,26 +363,53 @@ fn choose<'r>(route: &'r HttpRoute, rng: &mut impl Rng) -> Option<&'r WeightedDe
     })
 }
 
-fn resolve(snap: &Snapshot, target: &Target, rng: &mut impl Rng) -> Result<Picked, LocalReply> {
-    let no_route = |service: Option<&ServiceKey>| LocalReply {
-        status: 503,
-        flag: ResponseFlag::NoRoute,
-        service: service.cloned(),
-    };
-    let key = target.service.as_ref().ok_or_else(|| no_route(None))?;
-    let entry = snap.service(key).ok_or_else(|| no_route(Some(key)))?;
-    if let Some(port) = target.port
+fn resolve_target(views: Views, target: &Target, rng: &mut impl Rng) -> Result<Picked, LocalReply> {
+    resolve(views, target.service.as_ref(), target.subset.as_deref(), target.port, rng)
+}
+
+/// Connection attempts to a cluster: the first and the two retries of Istio's default retry
+/// policy (which retries `connect-failure` on another host of the same cluster).
+const CONNECT_ATTEMPTS: usize = 3;
+
+/// A pod of the cluster (`key`, `port`, `subset`) of the cluster view that still runs: NC when
+/// the proxy knows no such cluster, UH when it has no endpoint, UF when every attempt went to a
+/// pod that is gone.
+fn resolve(
+    views: Views,
+    key: Option<&ServiceKey>,
+    subset: Option<&str>,
+    port: Option<i64>,
+    rng: &mut impl Rng,
+) -> Result<Picked, LocalReply> {
+    let reply = |status, flag, service: Option<&ServiceKey>| LocalReply { status, flag, service: service.cloned() };
+    let no_cluster = |service| reply(503, ResponseFlag::NoClusterFound, service);
+    let key = key.ok_or_else(|| no_cluster(None))?;
+    let entry = views.clusters.service(key).ok_or_else(|| no_cluster(Some(key)))?;
+    if let Some(port) = port
         && !entry.service.ports.iter().any(|p| i64::from(p.port) == port)
     {
-        return Err(no_route(Some(key)));
+        return Err(no_cluster(Some(key)));
     }
-    let endpoints = match &target.subset {
+    let endpoints = match subset {
         None => &entry.endpoints,
-        Some(subset) => entry.subsets.as_ref().and_then(|s| s.get(subset)).ok_or_else(|| no_route(Some(key)))?,
+        Some(subset) => entry.subsets.as_ref().and_then(|s| s.get(subset)).ok_or_else(|| no_cluster(Some(key)))?,
     };
-    proxy::pick(rng, endpoints, key).ok_or(LocalReply {
-        status: 503,
-        flag: ResponseFlag::NoHealthyUpstream,
-        service: Some(key.clone()),
-    })
+    let mut tried = Vec::new();
+    for _ in 0..CONNECT_ATTEMPTS {
+        // A retry goes to a host not tried yet while there is one (Envoy's previous_hosts).
+        let untried: Vec<usize>;
+        let hosts = if tried.is_empty() {
+            endpoints
+        } else {
+            untried = endpoints.iter().copied().filter(|e| !tried.contains(e)).collect();
+            if untried.is_empty() { endpoints } else { &untried }
+        };
+        let picked =
+            proxy::pick(rng, hosts, key).ok_or_else(|| reply(503, ResponseFlag::NoHealthyUpstream, Some(key)))?;
+        match views.running(picked.pod) {
+            Some(pod) => return Ok(Picked { service: picked.service, pod }),
+            None => tried.push(picked.pod),
+        }
+    }
+    Err(reply(503, ResponseFlag::UpstreamConnectionFailure, Some(key)))
 }

@@ -12,6 +12,7 @@ pub(crate) mod counters;
 pub(crate) mod dataplane;
 pub(crate) mod feed;
 pub mod http;
+pub mod lag;
 pub mod loadgen;
 pub mod mesh;
 pub(crate) mod metrics;
@@ -24,6 +25,7 @@ pub(crate) mod telemetry;
 pub(crate) mod view;
 
 pub use dataplane::Dataplane;
+pub use lag::{Lag, ProxyDelay, ProxyView, Tally};
 pub use loadgen::{LoadSpec, Population, Report};
 pub use metrics::{Metrics, Recorded, VersionCounts};
 pub use nodeport::{NodePort, serve_nodeport};

@@ -77,10 +77,14 @@ pub(crate) fn parse_answer(body: &str) -> Option<(&str, &str)> {
 pub enum ResponseFlag {
     /// `-`: the request reached a pod.
     None,
-    /// `NR`: no route, or a route to a cluster (subset, host, port) that does not exist.
+    /// `NR`: no route matches (or the matching route has no destination with weight).
     NoRoute,
+    /// `NC`: the route's destination (host, port, subset) is not a cluster the proxy knows.
+    NoClusterFound,
     /// `UH`: the destination exists but has no ready endpoint.
     NoHealthyUpstream,
+    /// `UF`: every connection attempt (the first and Istio's retries) went to a pod that is gone.
+    UpstreamConnectionFailure,
 }
 
 impl ResponseFlag {
@@ -88,7 +92,9 @@ impl ResponseFlag {
         match self {
             ResponseFlag::None => "-",
             ResponseFlag::NoRoute => "NR",
+            ResponseFlag::NoClusterFound => "NC",
             ResponseFlag::NoHealthyUpstream => "UH",
+            ResponseFlag::UpstreamConnectionFailure => "UF",
         }
     }
 }
@@ -105,7 +111,8 @@ pub struct Served {
 /// What a client gets for one request.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    /// Nothing accepted the connection: no ready endpoint without a mesh (kube-proxy rejects).
+    /// Nothing accepted the connection: no ready endpoint (kube-proxy rejects), or, without a
+    /// mesh, kube-proxy's lagging endpoints named a pod that is gone.
     Refused,
     Answered(Answer),
 }
@@ -114,7 +121,7 @@ pub enum Outcome {
 pub struct Answer {
     pub response: Response,
     pub flag: ResponseFlag,
-    /// The pod that answered; `None` for the proxy's own replies (NR, UH).
+    /// The pod that answered; `None` for the proxy's own replies (NR, NC, UH, UF).
     pub served: Option<Served>,
     /// Simulated time the pod took (slept only where the data plane is told to).
     pub latency: Duration,

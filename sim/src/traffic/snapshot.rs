@@ -138,6 +138,8 @@ pub struct Snapshot {
     /// Whether requests go through the simulated Istio mesh (the Istio CRDs are installed).
     pub mesh: bool,
     pods: Vec<PodEntry>,
+    /// Namespace → pod name → index into `pods`: how a lagging proxy's pod is found now.
+    pod_indices: HashMap<String, HashMap<String, usize>>,
     services: HashMap<ServiceKey, ServiceEntry>,
 }
 
@@ -178,7 +180,11 @@ impl Snapshot {
                 (key, entry)
             })
             .collect();
-        Snapshot { mesh: false, pods, services }
+        let mut pod_indices: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        for (i, p) in pods.iter().enumerate() {
+            pod_indices.entry(p.pod.namespace.clone()).or_default().insert(p.pod.name.clone(), i);
+        }
+        Snapshot { mesh: false, pods, pod_indices, services }
     }
 
     /// Turns the simulated mesh on or off (on when the cluster has the Istio CRDs).
@@ -221,6 +227,11 @@ impl Snapshot {
 
     pub(crate) fn pod(&self, index: usize) -> &PodEntry {
         &self.pods[index]
+    }
+
+    /// The index of the pod `namespace/name`, if it exists.
+    pub(crate) fn pod_index(&self, namespace: &str, name: &str) -> Option<usize> {
+        self.pod_indices.get(namespace)?.get(name).copied()
     }
 
     /// Whether kube-proxy would forward a connection to this Service (some endpoint is ready).

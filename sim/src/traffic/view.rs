@@ -1,18 +1,27 @@
 //! How the data plane reads the cluster: a [`ClusterView`] hands out the current [`Snapshot`]
-//! and tells when it may have changed. The embedded cluster publishes snapshots into a
-//! [`SnapshotFeed`] whenever Services, Pods, VirtualServices, DestinationRules or Telemetries
-//! change; tests use a fixed `Arc<Snapshot>`.
+//! (and what each proxy sees of it, see [`super::lag`]) and tells when it may have changed. The
+//! embedded cluster publishes snapshots into a [`SnapshotFeed`] whenever Services, Pods,
+//! VirtualServices, DestinationRules or Telemetries change; tests use a fixed `Arc<Snapshot>`.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
+use forklane_core::clock::{Clock, Time};
+
+use super::lag::{History, Lag, ProxyView};
 use super::snapshot::Snapshot;
 
 pub trait ClusterView: Clone + Send + Sync + 'static {
     /// The cluster as it is now.
     fn snapshot(&self) -> Arc<Snapshot>;
+
+    /// What the proxy that user `user`'s requests go through sees now; the cluster as it is, for
+    /// a view without lag.
+    fn proxy_view(&self, _user: usize) -> ProxyView {
+        ProxyView::current(self.snapshot())
+    }
 
     /// Resolves when the snapshot may have changed since this view last looked; never, for a
     /// view that cannot change.
@@ -30,36 +39,99 @@ impl ClusterView for Arc<Snapshot> {
     }
 }
 
+/// The simulated time snapshots are stamped and read with.
+type Now = Arc<dyn Fn() -> Time + Send + Sync>;
+
+/// The lag in force and the snapshots it may still show.
+struct Lagging {
+    lag: Lag,
+    history: History,
+}
+
 /// The publishing side: the cluster owns one and publishes every new state.
 #[derive(Clone)]
-pub struct SnapshotFeed(watch::Sender<Arc<Snapshot>>);
+pub struct SnapshotFeed {
+    current: watch::Sender<Arc<Snapshot>>,
+    lagging: Arc<Mutex<Lagging>>,
+    now: Now,
+}
 
 impl SnapshotFeed {
+    /// A feed on the wall clock.
     pub fn new(initial: Snapshot) -> Self {
-        SnapshotFeed(watch::Sender::new(Arc::new(initial)))
+        SnapshotFeed::with_clock(initial, Clock::real())
     }
 
-    /// Replaces the state; listeners re-read it at once.
+    /// A feed whose snapshots are stamped, and lag measured, on `clock`.
+    pub fn with_clock(initial: Snapshot, clock: Clock) -> Self {
+        SnapshotFeed::with_time(initial, move || clock.now())
+    }
+
+    /// A feed reading simulated time from `now` (tests step it by hand).
+    pub fn with_time(initial: Snapshot, now: impl Fn() -> Time + Send + Sync + 'static) -> Self {
+        let initial = Arc::new(initial);
+        let history = History::new(now(), initial.clone());
+        SnapshotFeed {
+            current: watch::Sender::new(initial),
+            lagging: Arc::new(Mutex::new(Lagging { lag: Lag::none(), history })),
+            now: Arc::new(now),
+        }
+    }
+
+    /// Replaces the state; listeners re-read it at once, proxies when their delays have passed.
     pub fn publish(&self, snapshot: Snapshot) {
-        self.0.send_replace(Arc::new(snapshot));
+        let snapshot = Arc::new(snapshot);
+        let mut lagging = self.lock();
+        let keep = lagging.lag.largest();
+        lagging.history.push((self.now)(), snapshot.clone(), keep);
+        self.current.send_replace(snapshot);
+    }
+
+    /// Sets how late each proxy sees what is published, from now on, for every view of this feed
+    /// (in-process traffic; NodePort listeners answer as an up-to-date proxy). Snapshots
+    /// published before are kept only as long as the previous lag needed them.
+    pub fn set_lag(&self, lag: Lag) {
+        self.lock().lag = lag;
     }
 
     pub fn view(&self) -> LiveView {
-        LiveView(self.0.subscribe())
+        LiveView { current: self.current.subscribe(), lagging: self.lagging.clone(), now: self.now.clone() }
     }
+
+    fn lock(&self) -> MutexGuard<'_, Lagging> {
+        lock(&self.lagging)
+    }
+}
+
+fn lock(m: &Mutex<Lagging>) -> MutexGuard<'_, Lagging> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A view following a [`SnapshotFeed`].
 #[derive(Clone)]
-pub struct LiveView(watch::Receiver<Arc<Snapshot>>);
+pub struct LiveView {
+    current: watch::Receiver<Arc<Snapshot>>,
+    lagging: Arc<Mutex<Lagging>>,
+    now: Now,
+}
 
 impl ClusterView for LiveView {
     fn snapshot(&self) -> Arc<Snapshot> {
-        self.0.borrow().clone()
+        self.current.borrow().clone()
+    }
+
+    fn proxy_view(&self, user: usize) -> ProxyView {
+        let lagging = lock(&self.lagging);
+        let delay = lagging.lag.proxy(user);
+        if delay.routes.is_zero() && delay.clusters.is_zero() {
+            drop(lagging);
+            return ProxyView::current(self.snapshot());
+        }
+        lagging.history.view((self.now)(), delay)
     }
 
     async fn changed(&mut self) {
-        if self.0.changed().await.is_err() {
+        if self.current.changed().await.is_err() {
             // The feed is gone: the last snapshot stays.
             std::future::pending::<()>().await;
         }
