@@ -96,7 +96,7 @@ pub struct ExperimentSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoutingOptions {
-    /// Settle time after a routing write before a step that relies on it: default 5s.
+    /// Settle time after a routing write before a step that relies on it: default 8s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub propagation_delay: Option<HumanDuration>,
     /// Wait after routing traffic away from an arm before scaling it down: default 30s, as Argo

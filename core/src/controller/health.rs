@@ -56,15 +56,30 @@ pub(crate) fn weights(vs: &VirtualService) -> BTreeMap<String, i32> {
 }
 
 /// Rewrites `plan` (Istio) so that no arm the live routing already sends traffic to, and the plan
-/// still does, gets traffic while it has no ready pods. Arms the live routing does not use yet are
+/// still does, gets traffic while it has no ready pods (unless the plan scales it to zero). Arms the live routing does not use yet are
 /// the gate's business (it waits before routing to them).
 pub(crate) fn detour(exp: &Experiment, plan: &mut Plan, obs: &Observation) -> Option<Detour> {
     let vs = plan.actions.iter().find_map(|a| match a {
         Action::VirtualService(vs) => Some(vs.as_ref()),
         _ => None,
     })?;
-    let unready: BTreeSet<String> =
-        referenced_subsets(vs).intersection(&obs.routed_subsets).filter(|arm| obs.ready(arm) == 0).cloned().collect();
+    // An arm the plan itself scales to zero (recreate's gap) has no pods by design.
+    let scaled_away: BTreeSet<&str> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Scale(s) if s.replicas == 0 => {
+                exp.spec.arms.iter().find(|arm| arm.deployment.as_ref() == Some(&s.deployment))
+            }
+            _ => None,
+        })
+        .map(|arm| arm.name.as_str())
+        .collect();
+    let unready: BTreeSet<String> = referenced_subsets(vs)
+        .intersection(&obs.routed_subsets)
+        .filter(|arm| obs.ready(arm) == 0 && !scaled_away.contains(arm.as_str()))
+        .cloned()
+        .collect();
     if unready.is_empty() {
         return None;
     }

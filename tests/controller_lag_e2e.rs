@@ -1,0 +1,250 @@
+//! Every example's routing, run by the controller on the embedded cluster while the proxies lag:
+//! each proxy receives routes and clusters (subsets, endpoints) separately and late, one of them
+//! seconds late for clusters (`Lag::scenarios`). Background traffic goes through the proxies the
+//! whole time; the controller's routing changes must cost no request: no 503 (NC, NR, UH, UF) and
+//! no refused connection — except recreate's planned gap, where only what the strategy means
+//! (no version running) may fail.
+//!
+//! The examples run as written (with a mesh, and without: `mesh` set to `istio` or `none`)
+//! except for their analysis (covered by the analysis tests): it is
+//! dropped, analysis steps go, timed pauses last 20 s and indefinite ones are promoted at once,
+//! and A/B tests are promoted to their last arm. Their Deployments are two-replica apps with a
+//! `preStop` sleep, as any zero-downtime Deployment needs against lagging endpoints.
+//!
+//! `cargo test --test controller_lag_e2e -- --nocapture` prints the table the README shows.
+
+#[allow(dead_code)]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use forklane_core::api::load::{Document, load_documents};
+use forklane_core::api::{CanaryStep, Experiment, MeshMode, Phase, Strategy};
+use forklane_sim::traffic::{Lag, LoadSpec, ResponseFlag, ServiceKey, Tally};
+use kube::api::{Patch, PatchParams};
+use support::e2e::{Env, NS, phase};
+
+/// Simulated seconds per real second: the 5 s straggler is 100 ms.
+const SPEED: f64 = 50.0;
+const RPS: f64 = 1500.0;
+
+fn examples() -> Vec<(String, Experiment)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut out: Vec<(String, Experiment)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .flat_map(|p| {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let docs = load_documents(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            docs.into_iter().filter_map(move |d| match d {
+                Document::Experiment(e) => Some((name.clone(), routing_only(*e))),
+                Document::RolloutPolicy(_) => None,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(out.len() >= 8, "every example is found");
+    out
+}
+
+/// The example without its analysis, pauses short (see the module doc).
+fn routing_only(mut exp: Experiment) -> Experiment {
+    exp.spec.analysis = None;
+    exp.spec.promotion = None;
+    exp.metadata.namespace = Some(NS.into());
+    if let Strategy::Canary(canary) = &mut exp.spec.strategy {
+        canary.steps.retain(|s| s.analysis.is_none());
+        for step in &mut canary.steps {
+            if let CanaryStep { pause: Some(pause), .. } = step
+                && pause.duration.is_some()
+            {
+                pause.duration = Some("20s".parse().unwrap());
+            }
+        }
+    }
+    exp
+}
+
+/// The Service (selecting what all arms share) and a Deployment per arm.
+fn workloads(exp: &Experiment) -> String {
+    let arms = &exp.spec.arms;
+    let shared: BTreeMap<&String, &String> =
+        arms[0].selector.iter().filter(|(k, v)| arms.iter().all(|a| a.selector.get(*k) == Some(*v))).collect();
+    let flow = |m: &mut dyn Iterator<Item = (&String, &String)>| {
+        format!("{{{}}}", m.map(|(k, v)| format!("{k}: \"{v}\"")).collect::<Vec<_>>().join(", "))
+    };
+    let service = &exp.spec.service.name;
+    let port = exp.spec.service.port.unwrap_or(80);
+    let mut out = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {service}, namespace: {NS}}}\nspec:\n  ports: [{{name: http, port: {port}, targetPort: http}}]\n  selector: {}\n",
+        flow(&mut shared.into_iter())
+    );
+    for arm in arms {
+        let name = arm.deployment.clone().unwrap_or_else(|| format!("{service}-{}", arm.name));
+        let labels = flow(&mut arm.selector.iter());
+        out.push_str(&format!(
+            r#"---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: {NS}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {labels}}}
+  template:
+    metadata: {{labels: {labels}}}
+    spec:
+      terminationGracePeriodSeconds: 30
+      containers:
+        - name: app
+          image: containersol/k8s-deployment-strategies
+          ports: [{{name: http, containerPort: 8080}}, {{name: probe, containerPort: 8086}}]
+          env: [{{name: VERSION, value: "{arm}"}}]
+          readinessProbe: {{httpGet: {{path: /ready, port: probe}}, periodSeconds: 2}}
+          lifecycle: {{preStop: {{sleep: {{seconds: 10}}}}}}
+"#,
+            arm = arm.name
+        ));
+    }
+    out
+}
+
+/// What the traffic got during one run.
+struct Run {
+    tally: Tally,
+    outcome: Phase,
+    message: String,
+}
+
+/// Runs `exp` under `lag` to its end, promoting where it waits for a person.
+async fn run(exp: &Experiment, istio: bool, lag: Lag) -> Run {
+    let mut exp = exp.clone();
+    exp.spec.mesh = if istio { MeshMode::Istio } else { MeshMode::None };
+    let exp = &exp;
+    let mut env = Env::start_with_speed(istio, false, SPEED).await;
+    let slowest = lag.largest();
+    env.set_lag(lag);
+    env.apply(&workloads(exp)).await;
+    for arm in &exp.spec.arms {
+        let name = arm.deployment.clone().unwrap_or_default();
+        env.wait_ready(&name, 2).await;
+    }
+    // Traffic starts once the slowest proxy knows the ready pods, as a Service comes into use.
+    tokio::time::sleep(env.clock.real_duration(slowest + Duration::from_secs(1))).await;
+    let spec = LoadSpec {
+        users: 300,
+        mobile_share: 0.3,
+        regions: vec!["eu-west-1".into(), "us-east-1".into()],
+        ..Default::default()
+    };
+    env.start_traffic_with(ServiceKey::new(NS, &exp.spec.service.name), RPS, spec);
+    env.start_controller();
+    env.apply(&serde_yaml_ng::to_string(exp).unwrap()).await;
+    let name = exp.metadata.name.clone().unwrap();
+    let last_arm = exp.spec.arms.last().unwrap().name.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (outcome, message) = loop {
+        assert!(tokio::time::Instant::now() < deadline, "{name} never finished");
+        let now = env.experiments().get(&name).await.unwrap();
+        let status = now.status.clone().unwrap_or_default();
+        if let Some(p @ (Phase::Succeeded | Phase::RolledBack | Phase::Failed)) = phase(&now) {
+            break (p, status.message.unwrap_or_default());
+        }
+        let ready = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+        let asked = now.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("forklane.io/promote"));
+        let waits = matches!(phase(&now), Some(Phase::Paused))
+            || (ready && matches!(exp.spec.strategy, Strategy::AbTest(_) | Strategy::BlueGreen(_)));
+        if waits && !asked {
+            let to = if matches!(exp.spec.strategy, Strategy::AbTest(_)) { last_arm.as_str() } else { "next" };
+            let patch = serde_json::json!({"metadata": {"annotations": {"forklane.io/promote": to}}});
+            env.experiments().patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Past the scale-down delay, and past the slowest proxy: the last routing change everywhere.
+    tokio::time::sleep(env.clock.real_duration(Duration::from_secs(40))).await;
+    let tally = env.traffic_tally();
+    env.shutdown().await;
+    Run { tally, outcome, message }
+}
+
+fn failures(t: &Tally) -> u64 {
+    t.unavailable_by_flag.values().sum::<u64>() + t.refused
+}
+
+fn row(example: &str, mode: &str, lag: &str, run: &Run) -> String {
+    let flags: Vec<String> = run.tally.unavailable_by_flag.iter().map(|(f, n)| format!("{f:?} {n}")).collect();
+    format!(
+        "| {example} | {mode} | {lag} | {} | {} | {} | {:?} |",
+        run.tally.requests,
+        failures(&run.tally),
+        if flags.is_empty() { "-".into() } else { flags.join(", ") },
+        run.outcome
+    )
+}
+
+/// Recreate stops the old version before it starts the new one: requests in that gap fail by
+/// design (UH with a mesh, refused without). Nothing the controller routes may fail.
+fn routing_failures(example: &str, t: &Tally) -> u64 {
+    if example == "recreate" {
+        t.unavailable(ResponseFlag::NoRoute)
+            + t.unavailable(ResponseFlag::NoClusterFound)
+            + t.unavailable(ResponseFlag::UpstreamConnectionFailure)
+    } else {
+        failures(t)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_with_a_mesh_costs_no_request_while_proxies_lag() {
+    let (lag_name, lag) = Lag::scenarios().pop().unwrap();
+    let mut rows = Vec::new();
+    for (example, exp) in examples() {
+        let run = run(&exp, true, lag.clone()).await;
+        rows.push(row(&example, "istio", lag_name, &run));
+        println!("{}", rows.last().unwrap());
+        assert!(run.tally.requests > 1_000, "{example}: traffic ran");
+        assert_eq!(run.outcome, Phase::Succeeded, "{example}: {}", run.message);
+        assert_eq!(routing_failures(&example, &run.tally), 0, "{example}: {:?}", run.tally);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_costs_no_request_under_every_lag() {
+    let (_, canary) = examples().into_iter().find(|(n, _)| n == "canary").unwrap();
+    for (lag_name, lag) in Lag::scenarios() {
+        for istio in [true, false] {
+            let run = run(&canary, istio, lag.clone()).await;
+            println!("{}", row("canary", if istio { "istio" } else { "none" }, lag_name, &run));
+            assert_eq!(run.outcome, Phase::Succeeded, "{lag_name}");
+            assert_eq!(failures(&run.tally), 0, "{lag_name}, istio {istio}: {:?}", run.tally);
+        }
+    }
+}
+
+/// Without a mesh, what needs one is refused before anything is routed: rules (unless
+/// `allowDegraded`), mirroring, the blue/green preview header.
+const NEEDS_A_MESH: [&str; 3] = ["abn-test", "dark-launch", "mirror"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_without_a_mesh_costs_no_request_while_kube_proxies_lag() {
+    let (lag_name, lag) = Lag::scenarios().pop().unwrap();
+    for (example, mut exp) in examples() {
+        if let Strategy::BlueGreen(bg) = &mut exp.spec.strategy {
+            // The Service selector switch itself, without the preview route only a mesh has.
+            bg.preview_header = None;
+        }
+        let run = run(&exp, false, lag.clone()).await;
+        println!("{}", row(&example, "none", lag_name, &run));
+        assert!(run.tally.requests > 1_000, "{example}: traffic ran");
+        assert_eq!(routing_failures(&example, &run.tally), 0, "{example}: {:?}", run.tally);
+        if NEEDS_A_MESH.contains(&example.as_str()) {
+            assert_eq!(run.outcome, Phase::Failed, "{example}: {}", run.message);
+            assert!(run.message.contains("a mesh (mesh: istio)"), "{example}: {}", run.message);
+        } else {
+            assert_eq!(run.outcome, Phase::Succeeded, "{example}: {}", run.message);
+        }
+    }
+}
