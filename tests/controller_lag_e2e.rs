@@ -248,3 +248,17 @@ async fn every_example_without_a_mesh_costs_no_request_while_kube_proxies_lag() 
         }
     }
 }
+
+/// The README's lag table shows a row per example and mode, and no failure but recreate's gap.
+#[test]
+fn the_readme_shows_every_example_under_the_straggler() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for (example, _) in examples() {
+        for mode in ["istio", "none"] {
+            let prefix = format!("| {example} | {mode} | 5s straggler | ");
+            let row = readme.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no row {prefix}"));
+            let failed = row.split(" | ").nth(4).unwrap();
+            assert!(example == "recreate" || failed == "0", "{row}");
+        }
+    }
+}
