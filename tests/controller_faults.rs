@@ -9,6 +9,9 @@
 //!
 //! Under 429s the controller also asks no more often than without them (it waits as told).
 //!
+//! And the controller killed after its N-th write (any request but a GET), for every N through a
+//! whole canary, then a fresh one started: the same outcome and step history.
+//!
 //! `cargo test --test controller_faults -- --nocapture` prints the README's reliability table;
 //! `the_readme_shows_every_fault_of_the_suite` keeps the two in step.
 
@@ -16,6 +19,8 @@
 #[allow(dead_code)]
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use forklane_core::api::{MeshMode, Phase};
@@ -23,6 +28,9 @@ use forklane_core::fixtures::{ExperimentBuilder, pause_for, set_weight};
 use forklane_sim::cluster::FaultSettings;
 use forklane_sim::traffic::{Lag, LoadSpec, ServiceKey};
 use support::e2e::*;
+
+/// The row of the controller-kill case: its runs are the writes of one whole canary.
+const KILLED: &str = "the controller killed after its N-th write, for every N through a whole canary";
 
 const AGENT: &str = "forklane-controller";
 const ENDED: &[Phase] = &[Phase::Succeeded, Phase::RolledBack, Phase::Failed];
@@ -173,9 +181,116 @@ fn the_readme_shows_every_fault_of_the_suite() {
     let rows: Vec<&str> =
         table.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| fault") && !l.starts_with("| ---")).collect();
     let named: Vec<&str> = rows.iter().map(|r| r.split(" | ").next().unwrap().trim_start_matches("| ")).collect();
-    let faults: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
+    let faults: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).chain([KILLED]).collect();
     assert_eq!(named, faults, "the README lists exactly the suite's faults, in order");
     for r in rows {
-        assert!(r.ends_with("| 1 | 0 | Succeeded, winner v2 |"), "what the suite asserts: {r}");
+        assert!(r.ends_with(" | 0 | Succeeded, winner v2 |"), "what the suite asserts: {r}");
     }
+}
+
+/// A client that dies (sends nothing more, reads included) once `writes` write requests have gone
+/// out: the controller process killed right after its N-th write.
+#[derive(Clone)]
+struct KillAfter {
+    left: Arc<AtomicI64>,
+}
+
+impl<S> tower::Layer<S> for KillAfter {
+    type Service = Killable<S>;
+    fn layer(&self, inner: S) -> Killable<S> {
+        Killable { inner, left: self.left.clone() }
+    }
+}
+
+#[derive(Clone)]
+struct Killable<S> {
+    inner: S,
+    left: Arc<AtomicI64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("killed: this controller process is gone")]
+struct Killed;
+
+type Answer<R> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<R, tower::BoxError>> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for Killable<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Response: Send + 'static,
+    S::Error: Into<tower::BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = tower::BoxError;
+    type Future = Answer<S::Response>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), tower::BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let write = request.method() != http::Method::GET;
+        let dead = self.left.load(Ordering::SeqCst) <= 0;
+        if dead || (write && self.left.fetch_sub(1, Ordering::SeqCst) <= 0) {
+            return Box::pin(std::future::ready(Err(Box::new(Killed) as tower::BoxError)));
+        }
+        let answer = self.inner.call(request);
+        Box::pin(async move { answer.await.map_err(Into::into) })
+    }
+}
+
+/// The canary with its controller killed after its `n`-th write and a fresh one started: its
+/// outcome and v2's successive weights, and whether the kill happened before the end.
+async fn killed_after(n: i64) -> (String, Vec<i64>, bool) {
+    let mut env = Env::start(true, false).await;
+    two_versions(&env, 1, &[], &[]).await;
+    let routes = env.record("virtualservices");
+    let steps = [set_weight(20), pause_for("30s"), set_weight(50), pause_for("30s")];
+    env.apply_experiment(ExperimentBuilder::canary("killed").mesh(MeshMode::Istio).steps(steps)).await;
+    let left = Arc::new(AtomicI64::new(n));
+    let config = env.cluster.client_config();
+    let client =
+        kube::client::ClientBuilder::try_from(config).unwrap().with_layer(&KillAfter { left: left.clone() }).build();
+    env.start_controller_with(client);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let ended = |e: &forklane_core::api::Experiment| phase(e).is_some_and(|p| ENDED.contains(&p));
+    loop {
+        let exp = env.experiments().get("killed").await.unwrap();
+        if left.load(Ordering::SeqCst) <= 0 || ended(&exp) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the first controller neither wrote {n} times nor finished");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let killed = left.load(Ordering::SeqCst) <= 0;
+    env.stop_controller().await;
+    env.start_controller();
+    let done = env.wait_for_phase("killed", Duration::from_secs(60), ENDED).await.status.unwrap();
+    let outcome =
+        format!("{:?}, winner {}", done.phase.unwrap_or(Phase::Pending), done.winner.as_deref().unwrap_or("none"));
+    let weights = v2_weights(&routes, "killed");
+    env.shutdown().await;
+    (outcome, weights, killed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_killed_after_any_write_is_finished_by_the_next_the_same_way() {
+    tokio::time::timeout(Duration::from_secs(600), async {
+        let mut n = 1;
+        loop {
+            let (outcome, weights, killed) = killed_after(n).await;
+            assert_eq!(outcome, "Succeeded, winner v2", "killed after write {n}");
+            assert_eq!(weights, STEPS, "killed after write {n}: no step lost or repeated");
+            if !killed {
+                // The first controller finished before its n-th write: every write was covered.
+                println!("| {KILLED} | {} | 0 | {outcome} |", n - 1);
+                assert!(n > 10, "a whole canary takes more than a few writes");
+                break;
+            }
+            n += 1;
+        }
+    })
+    .await
+    .expect("bounded");
 }

@@ -393,16 +393,19 @@ async fn a_settled_experiment_writes_nothing_until_a_person_changes_its_routing(
     paused_at(&env, "quiet", 1).await;
     simulated_minutes(1.0).await;
     let (objects, requests, versions) = (env.controller_writes(), write_requests(&env, AGENT), routes.objects().len());
-    // Step 0 routes only to v1; step 1 adds v2's subset, then routes 20% to it.
+    // Step 0 routes only to v1; step 1 adds v2's subset, then routes 20% to it. A route naming a
+    // new subset waits for its DestinationRule to propagate: the status says so, once.
     let routing_writes: Vec<&String> = requests.iter().filter(|r| !r.contains("events")).collect();
     assert_eq!(
         routing_writes,
         [
             "patch experiments quiet",
             "patch destinationrules quiet-forklane",
+            "patch experiments/status quiet",
             "patch virtualservices quiet-forklane",
             "patch experiments/status quiet",
             "patch destinationrules quiet-forklane",
+            "patch experiments/status quiet",
             "patch virtualservices quiet-forklane",
             "patch experiments/status quiet",
         ],
@@ -446,7 +449,9 @@ async fn a_settled_experiment_writes_nothing_until_a_person_changes_its_routing(
     simulated_minutes(3.0).await;
     assert_eq!(env.controller_writes(), objects + 1, "one object written back");
     let after = write_requests(&env, AGENT);
-    assert_eq!(after[requests.len()..], ["patch virtualservices quiet-forklane".to_string()], "{after:?}");
+    // The restore is a routing write: the status records when (the propagation delay counts from it).
+    let restore = ["patch virtualservices quiet-forklane", "patch experiments/status quiet"];
+    assert_eq!(after[requests.len()..], restore.map(String::from), "{after:?}");
     assert_eq!(weight_history(&routes, "v2"), vec![0, 20, 50, 20]);
     let quiet = env.experiments().get("quiet").await.unwrap();
     assert_eq!((phase(&quiet), step(&quiet)), (Some(Phase::Paused), Some(1)));

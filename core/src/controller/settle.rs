@@ -91,9 +91,10 @@ pub(crate) fn hold(
         let ready_at = from_status.into_iter().chain(from_memory).max()?;
         Duration::try_from(now.duration_until(ready_at)).ok().filter(|d| !d.is_zero())?
     };
-    let waiting = HumanDuration::from(Duration::from_secs(left.as_secs().max(1)));
+    // The delay, not the time left: the message (and so the status) stays the same while it runs.
+    let delay = HumanDuration::from(delay);
     Some(Hold {
-        why: format!("waiting {waiting} for the last routing change to reach every proxy before {what}"),
+        why: format!("waiting {delay} after the last routing change, for every proxy to have it, before {what}"),
         left,
     })
 }
