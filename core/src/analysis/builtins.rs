@@ -31,9 +31,9 @@ pub(crate) const NATIVE_BUCKETS_MS: [f64; 11] =
 
 /// Envoy's `response_flags` of a request the client-side proxy failed before any destination
 /// sidecar received it: UF (connection to the chosen pod failed), UH (no ready pod), NR (no
-/// route). Envoy joins several flags with `,` (`UF,URX`: every retry failed to connect). URX
+/// route), NC (the route names a cluster the proxy does not have yet). Envoy joins several flags with `,` (`UF,URX`: every retry failed to connect). URX
 /// alone is left out: retries exhausted on 5xx answers that the destination reported already.
-const SOURCE_ONLY_FLAGS: &str = "(.*,)?(UF|UH|NR)(,.*)?";
+const SOURCE_ONLY_FLAGS: &str = "(.*,)?(UF|UH|NR|NC)(,.*)?";
 
 /// A success query and a trial query (templates or rendered PromQL).
 #[derive(Clone, Debug, PartialEq, Eq)]

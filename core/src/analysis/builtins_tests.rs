@@ -32,7 +32,7 @@ fn istio_error_rate_selects_by_version_when_the_arm_has_one() {
         r#"reporter="destination",{service},destination_version="{{{{ arm.selector.version }}}}",{{{{ cohort }}}}"#
     );
     let failed = format!(
-        r#"reporter="source",{service},destination_workload="{{{{ arm.deployment }}}}",response_flags=~"(.*,)?(UF|UH|NR)(,.*)?""#
+        r#"reporter="source",{service},destination_workload="{{{{ arm.deployment }}}}",response_flags=~"(.*,)?(UF|UH|NR|NC)(,.*)?""#
     );
     let union = |answered: &str| {
         format!(

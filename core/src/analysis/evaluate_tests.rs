@@ -96,7 +96,7 @@ fn istio_errors(version: &str, errors: bool) -> String {
     let service = r#"destination_service_namespace="shop",destination_service_name="my-app""#;
     let deployment = format!("my-app-{}", version.split('.').next().unwrap());
     format!(
-        r#"sum(increase(istio_requests_total{{reporter="destination",{service},destination_version="{version}",forklane_cohort=~"assigned|returning"{code}}}[2m5s]) or increase(istio_requests_total{{reporter="source",{service},destination_workload="{deployment}",response_flags=~"(.*,)?(UF|UH|NR)(,.*)?"}}[2m5s]))"#
+        r#"sum(increase(istio_requests_total{{reporter="destination",{service},destination_version="{version}",forklane_cohort=~"assigned|returning"{code}}}[2m5s]) or increase(istio_requests_total{{reporter="source",{service},destination_workload="{deployment}",response_flags=~"(.*,)?(UF|UH|NR|NC)(,.*)?"}}[2m5s]))"#
     )
 }
 
