@@ -449,9 +449,16 @@ async fn a_settled_experiment_writes_nothing_until_a_person_changes_its_routing(
     simulated_minutes(3.0).await;
     assert_eq!(env.controller_writes(), objects + 1, "one object written back");
     let after = write_requests(&env, AGENT);
-    // The restore is a routing write: the status records when (the propagation delay counts from it).
-    let restore = ["patch virtualservices quiet-forklane", "patch experiments/status quiet"];
+    eprintln!(
+        "EVENTS {:?}",
+        events(&env, "quiet").await.iter().map(|e| (e.reason.clone(), e.message.clone(), e.count)).collect::<Vec<_>>()
+    );
+    // The restore is a routing write: the status records when (the propagation delay counts from
+    // it), and an event says what was put back.
+    let restore = ["patch virtualservices quiet-forklane", "patch experiments/status quiet", "create events "];
     assert_eq!(after[requests.len()..], restore.map(String::from), "{after:?}");
+    let reasons = event_reasons(&env, "quiet").await;
+    assert!(reasons.contains(&("DriftCorrected".into(), "Warning".into())), "{reasons:?}");
     assert_eq!(weight_history(&routes, "v2"), vec![0, 20, 50, 20]);
     let quiet = env.experiments().get("quiet").await.unwrap();
     assert_eq!((phase(&quiet), step(&quiet)), (Some(Phase::Paused), Some(1)));

@@ -205,7 +205,8 @@ pub(crate) async fn write(client: &Client, namespace: &str, writes: &[Action]) -
                 api.patch(&s.service, &params(), &Patch::Apply(s.object())).await?;
                 if !s.remove.is_empty() {
                     // Selector keys owned by someone else cannot be dropped by apply; a merge patch can.
-                    api.patch(&s.service, &PatchParams::default(), &Patch::Merge(s.merge_patch())).await?;
+                    let ours = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+                    api.patch(&s.service, &ours, &Patch::Merge(s.merge_patch())).await?;
                 }
             }
             Action::Scale(s) => {

@@ -68,6 +68,8 @@ pub(crate) mod event {
     pub(crate) const ANALYSIS_RESTARTED: &str = "AnalysisRestarted";
     /// A finished experiment was edited; it does not restart.
     pub(crate) const EDIT_IGNORED: &str = "EditIgnored";
+    /// Someone else changed or deleted the experiment's routing; it was put back.
+    pub(crate) const DRIFT_CORRECTED: &str = "DriftCorrected";
 }
 
 /// Sets condition `type_`, keeping `lastTransitionTime` when the status does not change.

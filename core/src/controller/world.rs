@@ -71,6 +71,15 @@ fn slim_meta(meta: &mut kube::api::ObjectMeta) {
     meta.annotations = None;
 }
 
+/// Like [`slim_meta`], but keeps who wrote the object when (managedFields without their field
+/// sets): a write that puts back someone else's change says whose (`decide::drift`).
+fn slim_routing_meta(meta: &mut kube::api::ObjectMeta) {
+    for entry in meta.managed_fields.iter_mut().flatten() {
+        entry.fields_v1 = None;
+    }
+    meta.annotations = None;
+}
+
 fn reflect<K>(api: Api<K>, config: watcher::Config, slim: fn(&mut K)) -> (Store<K>, Changes<K>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -147,11 +156,13 @@ impl World {
             reflect(scoped(client, scope), config.clone(), |d: &mut Deployment| slim_meta(&mut d.metadata));
         let (pods, pod_changes) = reflect(scoped(client, scope), config.clone(), slim_pod);
         let (services, service_changes) =
-            reflect(scoped(client, scope), config.clone(), |s: &mut Service| slim_meta(&mut s.metadata));
+            reflect(scoped(client, scope), config.clone(), |s: &mut Service| slim_routing_meta(&mut s.metadata));
         let (virtual_services, vs_changes) =
-            reflect(scoped(client, scope), config.clone(), |v: &mut VirtualService| slim_meta(&mut v.metadata));
+            reflect(scoped(client, scope), config.clone(), |v: &mut VirtualService| slim_routing_meta(&mut v.metadata));
         let (destination_rules, dr_changes) =
-            reflect(scoped(client, scope), config.clone(), |d: &mut DestinationRule| slim_meta(&mut d.metadata));
+            reflect(scoped(client, scope), config.clone(), |d: &mut DestinationRule| {
+                slim_routing_meta(&mut d.metadata)
+            });
         let (telemetries, telemetry_changes) =
             reflect(scoped(client, scope), config.clone(), |t: &mut Telemetry| slim_meta(&mut t.metadata));
         let (crds, crd_writer) = reflector::store();

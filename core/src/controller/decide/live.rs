@@ -108,6 +108,11 @@ pub(super) fn decide(input: &Input) -> Reconciled {
         out.deletes = obs.leftovers.clone();
     }
     let mut events = Vec::new();
+    let corrected = super::drift::corrected(input, &out.writes);
+    if !corrected.is_empty() {
+        let message = format!("put back what changed outside Forklane: {}", corrected.join(", "));
+        events.push(progress::Event { reason: event::DRIFT_CORRECTED, message, warning: true });
+    }
     restart_on_new_weights(&before, st, &planned.weights, now, &mut events);
     restart_on_new_revision(input, &before, st, &planned.weights, &mut events);
     record_weights(st, &planned);

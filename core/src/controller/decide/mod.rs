@@ -9,6 +9,7 @@
 //! deadline; new pod templates and weights restart the analysis; the state machine (`progress`).
 
 mod deletion;
+mod drift;
 mod expiry;
 mod live;
 #[cfg(test)]

@@ -721,3 +721,37 @@ fn recreate_with_a_mesh_goes_through_its_planned_gap() {
     let unhealthy = world.events.iter().filter(|e| e.reason == event::ARM_UNHEALTHY).count();
     assert_eq!(unhealthy, 0, "no pods while the plan scales everything down is no health problem");
 }
+
+#[test]
+fn routing_someone_else_changed_is_put_back_in_one_reconcile_with_an_event() {
+    let mut world = canary_paused_at_20();
+    world.now += Duration::from_secs(60);
+    let ago = |world: &World, s: i64| crate::clock::format_time(world.now - jiff::SignedDuration::from_secs(s));
+    // A person sets the split to 50/50 with kubectl edit.
+    let mut vs = world.obs.live.virtual_service.clone().unwrap();
+    vs["metadata"]["managedFields"] = serde_json::json!([
+        {"manager": "forklane", "operation": "Apply", "time": ago(&world, 60)},
+        {"manager": "kubectl-edit", "operation": "Update", "time": ago(&world, 1)},
+    ]);
+    let routes = vs["spec"]["http"].as_array_mut().unwrap().last_mut().unwrap()["route"].as_array_mut().unwrap();
+    for destination in routes {
+        destination["weight"] = serde_json::json!(50);
+    }
+    world.obs.live.virtual_service = Some(vs);
+    let out = world.tick();
+    assert_eq!(out.writes.len(), 1, "{:?}", out.writes);
+    assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 80), ("v2".into(), 20)]));
+    assert_eq!(reasons(&out.events), [event::DRIFT_CORRECTED]);
+    assert!(out.events[0].message.contains("VirtualService c-forklane (changed by kubectl-edit)"), "{:?}", out.events);
+    // Someone deletes the DestinationRule.
+    world.now += Duration::from_secs(10);
+    world.obs.live.destination_rule = None;
+    world.obs.plan.subsets = None;
+    let out = world.tick();
+    assert!(matches!(out.writes[..], [Action::DestinationRule(_)]), "{:?}", out.writes);
+    assert!(out.events.iter().any(|e| e.message.contains("DestinationRule c-forklane (deleted)")), "{:?}", out.events);
+    // Put back: nothing more to say.
+    world.now += Duration::from_secs(10);
+    let out = world.tick();
+    assert!(out.writes.is_empty() && out.events.is_empty(), "{:?} {:?}", out.writes, out.events);
+}
