@@ -181,7 +181,7 @@ fn the_readme_shows_every_fault_of_the_suite() {
     let rows: Vec<&str> =
         table.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| fault") && !l.starts_with("| ---")).collect();
     let named: Vec<&str> = rows.iter().map(|r| r.split(" | ").next().unwrap().trim_start_matches("| ")).collect();
-    let faults: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).chain([KILLED]).collect();
+    let faults: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).chain([KILLED, AUTOSCALED]).collect();
     assert_eq!(named, faults, "the README lists exactly the suite's faults, in order");
     for r in rows {
         assert!(r.ends_with(" | 0 | Succeeded, winner v2 |"), "what the suite asserts: {r}");
@@ -290,6 +290,48 @@ async fn a_controller_killed_after_any_write_is_finished_by_the_next_the_same_wa
             }
             n += 1;
         }
+    })
+    .await
+    .expect("bounded");
+}
+
+/// The row of the autoscaler case.
+const AUTOSCALED: &str = "a finished canary's winner scaled by an HPA, 10 minutes watched";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_experiment_leaves_an_autoscaled_winner_alone() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let mut env = Env::start(true, true).await;
+        two_versions(&env, 1, &[], &[]).await;
+        let mut config = env.cluster.client_config();
+        config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(AGENT)));
+        env.start_controller_with(kube::Client::try_from(config).unwrap());
+        let steps = [set_weight(50), pause_for("30s")];
+        env.apply_experiment(ExperimentBuilder::canary("scaled").mesh(MeshMode::Istio).steps(steps)).await;
+        let done = env.wait_for_phase("scaled", Duration::from_secs(60), ENDED).await.status.unwrap();
+        assert_eq!(done.phase, Some(Phase::Succeeded));
+        let writes_at_end = env.cluster.audit().records().len();
+        // The HPA scales the winner up through the scale subresource, as kube-controller-manager does.
+        let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+            kube::Api::namespaced(env.client.clone(), NS);
+        let scale = serde_json::json!({"spec": {"replicas": 4}});
+        let hpa =
+            kube::api::PatchParams { field_manager: Some("horizontal-pod-autoscaler".into()), ..Default::default() };
+        deployments.patch_scale("my-app-v2", &hpa, &kube::api::Patch::Merge(scale)).await.unwrap();
+        tokio::time::sleep(env.clock.real_duration(Duration::from_secs(600))).await;
+        let replicas = deployments.get("my-app-v2").await.unwrap().spec.unwrap().replicas;
+        assert_eq!(replicas, Some(4), "the autoscaler's replicas stay");
+        let records = env.cluster.audit().records();
+        let touched: Vec<_> = records[writes_at_end..]
+            .iter()
+            .filter(|r| r.user_agent == AGENT && r.verb != "get" && r.verb != "list" && r.verb != "watch")
+            .filter(|r| {
+                r.resource == "deployments" || r.resource == "virtualservices" || r.resource == "destinationrules"
+            })
+            .collect();
+        assert!(touched.is_empty(), "the controller wrote after the end: {touched:?}");
+        println!("| {AUTOSCALED} | 1 | 0 | Succeeded, winner v2 |");
+        env.shutdown().await;
     })
     .await
     .expect("bounded");
