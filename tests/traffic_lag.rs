@@ -13,97 +13,28 @@ use std::time::Duration;
 use forklane_core::clock::Time;
 use forklane_core::istio::*;
 use forklane_sim::traffic::{
-    ClusterView, Dataplane, Lag, LiveView, Outcome, Pod, Request, ResponseFlag, Service, ServiceKey, ServicePort,
-    Snapshot, SnapshotFeed, Tally,
+    ClusterView, Dataplane, Lag, LiveView, Outcome, Pod, Request, ResponseFlag, Snapshot, SnapshotFeed, Tally,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use support::e2e::{Env, two_versions};
-
-const NS: &str = "default";
+use support::snapshot::*;
 
 /// Requests each proxy sends at each instant looked at.
 const PER_PROXY: usize = 100;
 
-fn key() -> ServiceKey {
-    ServiceKey::new(NS, "my-app")
-}
-
-fn service() -> Service {
-    Service {
-        namespace: NS.into(),
-        name: "my-app".into(),
-        selector: BTreeMap::from([("app".into(), "my-app".into())]),
-        ports: vec![ServicePort { name: Some("http".into()), port: 80, node_port: None }],
-        service_type: "NodePort".into(),
-    }
-}
-
-/// Two pods of `version`, ready or (terminating) not.
-fn pods(version: &str, ready: bool) -> Vec<Pod> {
-    (0..2)
-        .map(|i| Pod {
-            ready,
-            ..Pod::ready(NS, &format!("my-app-{version}-{i}"), &[("app", "my-app"), ("version", version)], version)
-        })
-        .collect()
-}
-
-fn destination_rule(subsets: &[&str]) -> DestinationRule {
-    let subsets = subsets
-        .iter()
-        .map(|s| DestinationRuleSubsets {
-            name: s.to_string(),
-            labels: Some(BTreeMap::from([("version".into(), s.to_string())])),
-            ..Default::default()
-        })
-        .collect();
-    DestinationRule {
-        metadata: kube::api::ObjectMeta {
-            name: Some("my-app".into()),
-            namespace: Some(NS.into()),
-            ..Default::default()
-        },
-        spec: DestinationRuleSpec { host: "my-app".into(), subsets: Some(subsets), ..Default::default() },
-        status: None,
-    }
-}
-
 /// One route splitting traffic by `weights` (subset, weight).
-fn virtual_service(weights: &[(&str, i32)]) -> VirtualService {
-    let route = weights
-        .iter()
-        .map(|(subset, weight)| VirtualServiceHttpRoute {
-            destination: VirtualServiceHttpRouteDestination {
-                host: "my-app".into(),
-                subset: Some(subset.to_string()),
-                port: None,
-            },
-            weight: Some(*weight),
-            headers: None,
-        })
-        .collect();
-    VirtualService {
-        metadata: kube::api::ObjectMeta {
-            name: Some("my-app".into()),
-            namespace: Some(NS.into()),
-            ..Default::default()
-        },
-        spec: VirtualServiceSpec {
-            hosts: Some(vec!["my-app".into()]),
-            http: Some(vec![VirtualServiceHttp { route: Some(route), ..Default::default() }]),
-            ..Default::default()
-        },
-        status: None,
-    }
+fn split(weights: &[(&str, i32)]) -> VirtualService {
+    let route = weights.iter().map(|(subset, weight)| to(subset, Some(*weight))).collect();
+    virtual_service(vec![VirtualServiceHttp { route: Some(route), ..Default::default() }])
 }
 
 fn mesh(pods: Vec<Pod>, weights: &[(&str, i32)], subsets: &[&str]) -> Snapshot {
-    Snapshot::new(vec![service()], pods, &[virtual_service(weights)], &[destination_rule(subsets)]).with_mesh(true)
+    Snapshot::new(vec![service(None)], pods, &[split(weights)], &[destination_rule(subsets)]).with_mesh(true)
 }
 
 fn native(pods: Vec<Pod>) -> Snapshot {
-    Snapshot::new(vec![service()], pods, &[], &[])
+    Snapshot::new(vec![service(None)], pods, &[], &[])
 }
 
 /// A feed on a clock the test sets, in milliseconds from 0.
@@ -191,7 +122,7 @@ impl Got {
 }
 
 fn both_versions() -> Vec<Pod> {
-    [pods("v1", true), pods("v2", true)].concat()
+    [pods("v1", 2, true), pods("v2", 2, true)].concat()
 }
 
 #[test]
@@ -264,7 +195,7 @@ fn pods_deleted_while_lagging_routes_send_to_them_fail_with_uf() {
     let lag = Lag::uniform(Duration::from_millis(100));
     let n = lag.proxies.len();
     let mut stage = Stage::new(mesh(both_versions(), &[("v1", 50), ("v2", 50)], &["v1", "v2"]), lag);
-    stage.publish_at(1_000, mesh(pods("v1", true), &[("v1", 100)], &["v1", "v2"]));
+    stage.publish_at(1_000, mesh(pods("v1", 2, true), &[("v1", 100)], &["v1", "v2"]));
     // A proxy whose routes and clusters both still predate the change: v2's endpoints are gone
     // pods, and Istio's two retries on the other (gone) host fail too.
     let got = stage.sweep(1_000, 1_040, n);
@@ -280,10 +211,10 @@ fn pods_kept_past_the_largest_delay_give_no_error() {
     stage.publish_at(1_000, mesh(both_versions(), &[("v1", 100)], &["v1", "v2"]));
     let mut got = stage.sweep(1_000, 1_000 + largest, n);
     // Once every proxy has the new route, v2's pods terminate, then go.
-    let terminating = [pods("v1", true), pods("v2", false)].concat();
+    let terminating = [pods("v1", 2, true), pods("v2", 2, false)].concat();
     stage.publish_at(1_001 + largest, mesh(terminating, &[("v1", 100)], &["v1", "v2"]));
     got.add(stage.sweep(1_001 + largest, 1_300, n));
-    stage.publish_at(1_301, mesh(pods("v1", true), &[("v1", 100)], &["v1", "v2"]));
+    stage.publish_at(1_301, mesh(pods("v1", 2, true), &[("v1", 100)], &["v1", "v2"]));
     got.add(stage.sweep(1_301, 1_600, n));
     assert_eq!(got.errors(), 0, "{got:?}");
     assert!(got.versions["v2"] > 100, "lagging routes still reach v2 at first: {got:?}");
@@ -297,7 +228,7 @@ fn a_terminating_pod_still_answers_a_proxy_whose_endpoints_lag() {
     let behind = (0..n).find(|&p| lag.proxies[p].routes.min(lag.proxies[p].clusters) > Duration::from_millis(90));
     let behind = behind.expect("a proxy 90 ms behind in both");
     let mut stage = Stage::new(mesh(both_versions(), &[("v1", 50), ("v2", 50)], &["v1", "v2"]), lag);
-    let terminating = [pods("v1", true), pods("v2", false)].concat();
+    let terminating = [pods("v1", 2, true), pods("v2", 2, false)].concat();
     stage.publish_at(1_000, mesh(terminating, &[("v1", 100)], &["v1", "v2"]));
     let got = stage.send_at(1_090, behind, n);
     assert_eq!(got.errors(), 0, "{got:?}");
@@ -309,7 +240,7 @@ fn without_a_mesh_kube_proxy_refuses_for_deleted_pods_its_endpoints_still_list()
     let lag = Lag::uniform(Duration::from_millis(100));
     let (n, largest) = (lag.proxies.len(), lag.largest().as_millis() as i64);
     let mut stage = Stage::new(native(both_versions()), lag.clone());
-    stage.publish_at(1_000, native(pods("v1", true)));
+    stage.publish_at(1_000, native(pods("v1", 2, true)));
     let got = stage.sweep(1_000, 1_040, n);
     assert!(got.refused > 100, "{got:?}");
     assert_eq!(got.errors(), got.refused, "no 503 without a mesh: {got:?}");
@@ -318,9 +249,9 @@ fn without_a_mesh_kube_proxy_refuses_for_deleted_pods_its_endpoints_still_list()
 
     // Terminating (not ready) first, gone once every kube-proxy caught up: nothing refused.
     let mut stage = Stage::new(native(both_versions()), lag);
-    stage.publish_at(1_000, native([pods("v1", true), pods("v2", false)].concat()));
+    stage.publish_at(1_000, native([pods("v1", 2, true), pods("v2", 2, false)].concat()));
     let during = stage.sweep(1_000, 1_000 + largest, n);
-    stage.publish_at(1_001 + largest, native(pods("v1", true)));
+    stage.publish_at(1_001 + largest, native(pods("v1", 2, true)));
     let after = stage.sweep(1_001 + largest, 1_500, n);
     assert_eq!((during.errors(), after.errors()), (0, 0), "{during:?} {after:?}");
 }

@@ -1,91 +1,24 @@
 //! Istio routing semantics of the simulated mesh and kube-proxy's choice, on hand-made objects.
 
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use forklane_core::istio::*;
-use forklane_sim::traffic::{
-    Dataplane, Outcome, Pod, Request, ResponseFlag, Service, ServiceKey, ServicePort, Snapshot,
-};
+use forklane_sim::traffic::{Dataplane, Outcome, Pod, Request, ResponseFlag, Snapshot};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-
-const NS: &str = "default";
-
-fn key() -> ServiceKey {
-    ServiceKey::new(NS, "my-app")
-}
-
-fn service() -> Service {
-    Service {
-        namespace: NS.into(),
-        name: "my-app".into(),
-        selector: BTreeMap::from([("app".into(), "my-app".into())]),
-        ports: vec![ServicePort { name: Some("http".into()), port: 80, node_port: Some(32532) }],
-        service_type: "NodePort".into(),
-    }
-}
-
-/// `n` pods of `version`, ready or not.
-fn pods(version: &str, n: usize, ready: bool) -> Vec<Pod> {
-    (0..n)
-        .map(|i| Pod {
-            ready,
-            ..Pod::ready(NS, &format!("my-app-{version}-{i}"), &[("app", "my-app"), ("version", version)], version)
-        })
-        .collect()
-}
-
-fn destination_rule(subsets: &[&str]) -> DestinationRule {
-    let subsets = subsets
-        .iter()
-        .map(|s| DestinationRuleSubsets {
-            name: s.to_string(),
-            labels: Some(BTreeMap::from([("version".into(), s.to_string())])),
-            ..Default::default()
-        })
-        .collect();
-    DestinationRule {
-        metadata: kube::api::ObjectMeta {
-            name: Some("my-app".into()),
-            namespace: Some(NS.into()),
-            ..Default::default()
-        },
-        spec: DestinationRuleSpec { host: "my-app".into(), subsets: Some(subsets), ..Default::default() },
-        status: None,
-    }
-}
-
-fn to(subset: &str, weight: Option<i32>) -> VirtualServiceHttpRoute {
-    VirtualServiceHttpRoute {
-        destination: VirtualServiceHttpRouteDestination {
-            host: "my-app".into(),
-            subset: Some(subset.into()),
-            port: None,
-        },
-        weight,
-        headers: None,
-    }
-}
+use support::snapshot::*;
 
 fn header_match(name: &str, m: VirtualServiceHttpMatchHeaders) -> Option<Vec<VirtualServiceHttpMatch>> {
     Some(vec![VirtualServiceHttpMatch { headers: Some(BTreeMap::from([(name.to_string(), m)])), ..Default::default() }])
 }
 
-fn virtual_service(http: Vec<VirtualServiceHttp>) -> VirtualService {
-    VirtualService {
-        metadata: kube::api::ObjectMeta {
-            name: Some("my-app".into()),
-            namespace: Some(NS.into()),
-            ..Default::default()
-        },
-        spec: VirtualServiceSpec { hosts: Some(vec!["my-app".into()]), http: Some(http), ..Default::default() },
-        status: None,
-    }
-}
-
 fn mesh(pods: Vec<Pod>, vs: Vec<VirtualService>, dr: Vec<DestinationRule>) -> Snapshot {
-    Snapshot::new(vec![service()], pods, &vs, &dr).with_mesh(true)
+    Snapshot::new(vec![service(Some(32532))], pods, &vs, &dr).with_mesh(true)
 }
 
 fn send(snap: &Snapshot, req: &Request, rng: &mut StdRng) -> Outcome {
@@ -287,7 +220,7 @@ fn without_a_virtual_service_the_sidecar_balances_over_all_endpoints() {
 fn kube_proxy_spreads_uniformly_over_ready_endpoints_and_refuses_without_any() {
     // The article's canary without a mesh: 10 v1 pods and 1 v2 pod serve v2 about 1 in 11.
     let snap = Arc::new(Snapshot::new(
-        vec![service()],
+        vec![service(Some(32532))],
         [pods("v1", 10, true), pods("v2", 1, true), pods("v3", 5, false)].concat(),
         &[],
         &[],
@@ -302,7 +235,7 @@ fn kube_proxy_spreads_uniformly_over_ready_endpoints_and_refuses_without_any() {
     let (p, share) = (1.0 / 11.0, by_version["v2"] as f64 / n as f64);
     assert!((share - p).abs() <= 3.0 * (p * (1.0 - p) / n as f64).sqrt(), "{by_version:?}");
 
-    let empty = Snapshot::new(vec![service()], pods("v1", 3, false), &[], &[]);
+    let empty = Snapshot::new(vec![service(Some(32532))], pods("v1", 3, false), &[], &[]);
     assert_eq!(send(&empty, &Request::get("/"), &mut rng), Outcome::Refused);
     assert_eq!(send(&snap, &Request::get("/"), &mut rng).answer().unwrap().response.body.lines().count(), 1);
 }
@@ -315,7 +248,7 @@ fn annotations_set_errors_and_conversions_per_version() {
         ("sim.forklane.io/conversion-rate".into(), "0.1".into()),
     ]);
     all[1].annotations = BTreeMap::from([("sim.forklane.io/conversion-rate".into(), "0.3".into())]);
-    let snap = Snapshot::new(vec![service()], all, &[], &[]);
+    let snap = Snapshot::new(vec![service(Some(32532))], all, &[], &[]);
     let dataplane = Dataplane::default();
     let mut rng = StdRng::seed_from_u64(17);
     for _ in 0..20_000 {
@@ -362,7 +295,7 @@ fn the_exposition_has_no_duplicate_series() {
 #[tokio::test]
 async fn in_process_traffic_can_be_paced_in_real_time() {
     use forklane_sim::traffic::loadgen::{self, Limit, LoadSpec, Population};
-    let view = Arc::new(Snapshot::new(vec![service()], pods("v1", 2, true), &[], &[]));
+    let view = Arc::new(Snapshot::new(vec![service(Some(32532))], pods("v1", 2, true), &[], &[]));
     let dataplane = Dataplane::default();
     let mut population = Population::new(&LoadSpec::default());
     let start = std::time::Instant::now();

@@ -1,5 +1,9 @@
 //! The real NodePort listener on 127.0.0.1, driven by curl and by the HTTP load generator.
 
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -7,25 +11,8 @@ use std::time::{Duration, Instant};
 use forklane_core::istio::*;
 use forklane_sim::traffic::http::{self, HttpError, HttpTarget};
 use forklane_sim::traffic::loadgen::{self, Limit, LoadSpec, Population};
-use forklane_sim::traffic::{
-    Dataplane, NodePort, Pod, Request, Service, ServiceKey, ServicePort, Snapshot, SnapshotFeed, serve_nodeport,
-};
-
-const NS: &str = "default";
-
-fn key() -> ServiceKey {
-    ServiceKey::new(NS, "my-app")
-}
-
-fn service() -> Service {
-    Service {
-        namespace: NS.into(),
-        name: "my-app".into(),
-        selector: BTreeMap::from([("app".into(), "my-app".into())]),
-        ports: vec![ServicePort { name: Some("http".into()), port: 80, node_port: None }],
-        service_type: "NodePort".into(),
-    }
-}
+use forklane_sim::traffic::{Dataplane, NodePort, Pod, Request, Snapshot, SnapshotFeed, serve_nodeport};
+use support::snapshot::{NS, key, service};
 
 /// Pods named as a Deployment names them, e.g. `my-app-7b4874cd75-0`.
 fn pods(hash: &str, version: &str, n: usize, ready: bool) -> Vec<Pod> {
@@ -38,7 +25,7 @@ fn pods(hash: &str, version: &str, n: usize, ready: bool) -> Vec<Pod> {
 }
 
 fn plain(pods: Vec<Pod>) -> Snapshot {
-    Snapshot::new(vec![service()], pods, &[], &[])
+    Snapshot::new(vec![service(None)], pods, &[], &[])
 }
 
 async fn listen(feed: &SnapshotFeed, dataplane: Dataplane) -> NodePort {
@@ -157,7 +144,7 @@ fn sticky_mesh() -> Snapshot {
         status: None,
     };
     let all = [pods("aaaaaaaaaa", "v1", 2, true), pods("bbbbbbbbbb", "v2", 2, true)].concat();
-    Snapshot::new(vec![service()], all, &[vs], &[dr]).with_mesh(true)
+    Snapshot::new(vec![service(None)], all, &[vs], &[dr]).with_mesh(true)
 }
 
 #[tokio::test]

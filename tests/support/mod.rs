@@ -7,6 +7,7 @@ pub mod istio_schema;
 pub mod kubectl;
 pub mod prometheus;
 pub mod scale;
+pub mod snapshot;
 
 /// The example files (`examples/*.yaml`), sorted.
 pub fn examples() -> Vec<std::path::PathBuf> {
