@@ -28,6 +28,7 @@ use forklane_core::fixtures::{ExperimentBuilder, pause_for, set_weight};
 use forklane_sim::cluster::FaultSettings;
 use forklane_sim::traffic::{Lag, LoadSpec, ServiceKey};
 use support::e2e::*;
+use support::refusing::refusing_client;
 
 /// The row of the controller-kill case: its runs are the writes of one whole canary.
 const KILLED: &str = "the controller killed after its N-th write, for every N through a whole canary";
@@ -188,58 +189,6 @@ fn the_readme_shows_every_fault_of_the_suite() {
     }
 }
 
-/// A client that dies (sends nothing more, reads included) once `writes` write requests have gone
-/// out: the controller process killed right after its N-th write.
-#[derive(Clone)]
-struct KillAfter {
-    left: Arc<AtomicI64>,
-}
-
-impl<S> tower::Layer<S> for KillAfter {
-    type Service = Killable<S>;
-    fn layer(&self, inner: S) -> Killable<S> {
-        Killable { inner, left: self.left.clone() }
-    }
-}
-
-#[derive(Clone)]
-struct Killable<S> {
-    inner: S,
-    left: Arc<AtomicI64>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("killed: this controller process is gone")]
-struct Killed;
-
-type Answer<R> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<R, tower::BoxError>> + Send>>;
-
-impl<S, B> tower::Service<http::Request<B>> for Killable<S>
-where
-    S: tower::Service<http::Request<B>>,
-    S::Response: Send + 'static,
-    S::Error: Into<tower::BoxError>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = tower::BoxError;
-    type Future = Answer<S::Response>;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), tower::BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let write = request.method() != http::Method::GET;
-        let dead = self.left.load(Ordering::SeqCst) <= 0;
-        if dead || (write && self.left.fetch_sub(1, Ordering::SeqCst) <= 0) {
-            return Box::pin(std::future::ready(Err(Box::new(Killed) as tower::BoxError)));
-        }
-        let answer = self.inner.call(request);
-        Box::pin(async move { answer.await.map_err(Into::into) })
-    }
-}
-
 /// The canary with its controller killed after its `n`-th write and a fresh one started: its
 /// outcome and v2's successive weights, and whether the kill happened before the end.
 async fn killed_after(n: i64) -> (String, Vec<i64>, bool) {
@@ -248,10 +197,15 @@ async fn killed_after(n: i64) -> (String, Vec<i64>, bool) {
     let routes = env.record("virtualservices");
     let steps = [set_weight(20), pause_for("30s"), set_weight(50), pause_for("30s")];
     env.apply_experiment(ExperimentBuilder::canary("killed").mesh(MeshMode::Istio).steps(steps)).await;
+    // Once `n` write requests (anything but a GET) have gone out, the process is gone: nothing
+    // more leaves, reads included.
     let left = Arc::new(AtomicI64::new(n));
-    let config = env.cluster.client_config();
+    let counted = left.clone();
     let client =
-        kube::client::ClientBuilder::try_from(config).unwrap().with_layer(&KillAfter { left: left.clone() }).build();
+        refusing_client(env.cluster.client_config(), "killed: this controller process is gone", move |method, _| {
+            let dead = counted.load(Ordering::SeqCst) <= 0;
+            dead || (*method != http::Method::GET && counted.fetch_sub(1, Ordering::SeqCst) <= 0)
+        });
     env.start_controller_with(client);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let ended = |e: &forklane_core::api::Experiment| phase(e).is_some_and(|p| ENDED.contains(&p));

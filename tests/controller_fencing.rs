@@ -9,11 +9,8 @@
 #[allow(dead_code)]
 mod support;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use forklane_core::api::{MeshMode, Phase};
@@ -26,54 +23,12 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use support::e2e::*;
+use support::refusing::refusing_client;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tower::{BoxError, Layer, Service};
 
 const LEASE: &str = "forklane-controller";
 const ENDED: &[Phase] = &[Phase::Succeeded, Phase::RolledBack, Phase::Failed];
-
-/// Fails every write to a Lease while switched on; other requests pass.
-#[derive(Clone)]
-struct LeaseWritesFail(Arc<AtomicBool>);
-
-#[derive(Clone)]
-struct Failing<S> {
-    inner: S,
-    on: Arc<AtomicBool>,
-}
-
-impl<S> Layer<S> for LeaseWritesFail {
-    type Service = Failing<S>;
-    fn layer(&self, inner: S) -> Failing<S> {
-        Failing { inner, on: self.0.clone() }
-    }
-}
-
-impl<S, B> Service<http::Request<B>> for Failing<S>
-where
-    S: Service<http::Request<B>>,
-    S::Response: Send + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let lease_write = request.method() != http::Method::GET && request.uri().path().contains("/leases");
-        if lease_write && self.on.load(Ordering::Relaxed) {
-            return Box::pin(std::future::ready(Err("the network dropped the renewal".into())));
-        }
-        let answer = self.inner.call(request);
-        Box::pin(async move { answer.await.map_err(Into::into) })
-    }
-}
 
 fn config_as(env: &Env, agent: &'static str) -> kube::Config {
     let mut config = env.cluster.client_config();
@@ -132,10 +87,15 @@ async fn a_leader_whose_renewals_fail_stops_writing_before_the_standby_takes_ove
         let env = Env::start(true, true).await;
         two_versions(&env, 1, &[], &[]).await;
         let broken = Arc::new(AtomicBool::new(false));
-        let election_a = kube::client::ClientBuilder::try_from(config_as(&env, "replica-a-lease"))
-            .unwrap()
-            .with_layer(&LeaseWritesFail(broken.clone()))
-            .build();
+        // While `broken`, every write to a Lease fails; other requests pass.
+        let dropped = broken.clone();
+        let election_a = refusing_client(
+            config_as(&env, "replica-a-lease"),
+            "the network dropped the renewal",
+            move |method, path| {
+                *method != http::Method::GET && path.contains("/leases") && dropped.load(Ordering::Relaxed)
+            },
+        );
         let mut a = Replica::start(&env, "replica-a", election_a);
         wait_for_holder(&env, "replica-a", Duration::from_secs(10)).await;
         let mut b =
