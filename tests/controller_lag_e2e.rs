@@ -17,10 +17,8 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use forklane_core::api::load::{Document, load_documents};
 use forklane_core::api::{CanaryStep, Experiment, MeshMode, Phase, Strategy};
 use forklane_sim::traffic::{Lag, LoadSpec, ResponseFlag, ServiceKey, Tally};
 use kube::api::{Patch, PatchParams};
@@ -30,22 +28,10 @@ use support::e2e::{Env, NS, phase};
 const SPEED: f64 = 50.0;
 const RPS: f64 = 1500.0;
 
+/// Every example, routing only.
 fn examples() -> Vec<(String, Experiment)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut out: Vec<(String, Experiment)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .flat_map(|p| {
-            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
-            let docs = load_documents(&std::fs::read_to_string(&p).unwrap()).unwrap();
-            docs.into_iter().filter_map(move |d| match d {
-                Document::Experiment(e) => Some((name.clone(), routing_only(*e))),
-                Document::RolloutPolicy(_) => None,
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    let out: Vec<(String, Experiment)> =
+        support::example_experiments().into_iter().map(|(name, e)| (name, routing_only(e))).collect();
     assert!(out.len() >= 8, "every example is found");
     out
 }

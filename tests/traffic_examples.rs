@@ -2,14 +2,16 @@
 //! shares within 3 standard errors of the weights, rule matches always to their arm, sticky users
 //! never moving, mirrored copies counted at the mirror and never answered.
 
+// Each test binary uses only some of the shared helpers.
+#[allow(dead_code)]
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use forklane_core::api::Experiment;
 use forklane_core::api::Routing;
-use forklane_core::api::load::{Document, load_documents};
 use forklane_core::istio::VirtualService;
 use forklane_core::plan::{Action, Observed, Plan, Target, plan};
 use forklane_sim::traffic::loadgen::{self, LoadSpec, Population};
@@ -23,22 +25,7 @@ const REQUESTS: usize = 20_000;
 const PODS_PER_ARM: usize = 2;
 
 fn examples() -> Vec<(String, Experiment)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let dir = if dir.exists() { dir } else { Path::new("/work/main/examples").to_path_buf() };
-    let mut out: Vec<(String, Experiment)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .flat_map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let docs = load_documents(&std::fs::read_to_string(&p).unwrap()).unwrap();
-            docs.into_iter().filter_map(move |d| match d {
-                Document::Experiment(e) => Some((name.clone(), *e)),
-                Document::RolloutPolicy(_) => None,
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    let out = support::example_experiments();
     assert!(out.len() >= 7, "the examples are found");
     out
 }
@@ -209,7 +196,7 @@ fn sticky_users_never_change_arm() {
         // Only users a targeting rule takes (ab-test's mobile users in the EU) go without the
         // split's assignment cookie.
         for user in population.users() {
-            let targeted = user.mobile && user.region.as_deref() == Some("eu-west-1") && file == "ab-test.yaml";
+            let targeted = user.mobile && user.region.as_deref() == Some("eu-west-1") && file == "ab-test";
             assert_eq!(user.jar.clone().header("/", report.elapsed).is_some(), !targeted, "{file}: {user:?}");
         }
     }

@@ -22,3 +22,20 @@ pub fn examples() -> Vec<std::path::PathBuf> {
     assert!(files.len() >= 6, "one example per strategy plus A/B/n");
     files
 }
+
+/// The Experiments of the example files, each with its file's stem (`canary`, `ab-test`), in
+/// file order (policies in the same files are left out).
+pub fn example_experiments() -> Vec<(String, forklane_core::api::Experiment)> {
+    use forklane_core::api::load::{Document, load_documents};
+    examples()
+        .into_iter()
+        .flat_map(|path| {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let docs = load_documents(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            docs.into_iter().filter_map(move |d| match d {
+                Document::Experiment(e) => Some((name.clone(), *e)),
+                Document::RolloutPolicy(_) => None,
+            })
+        })
+        .collect()
+}
