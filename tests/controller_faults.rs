@@ -89,11 +89,9 @@ struct Run {
 async fn canary(fault: Fault) -> Run {
     let mut env = Env::start(true, true).await;
     let lag = Lag::scenarios().pop().expect("a straggler scenario").1;
-    let slowest = lag.largest();
-    env.set_lag(lag);
+    env.set_lag(lag.clone());
     two_versions(&env, 2, &[], &[]).await;
-    // Traffic starts once the slowest proxy knows the ready pods, as a Service comes into use.
-    tokio::time::sleep(env.clock.real_duration(slowest + Duration::from_secs(1))).await;
+    env.until_proxies_catch_up(&lag).await;
     let routes = env.record("virtualservices");
     env.start_traffic_with(ServiceKey::new(NS, "my-app"), 1000.0, LoadSpec { users: 200, ..Default::default() });
     if fault == Fault::WatchesCutAndCompacted {

@@ -110,15 +110,13 @@ async fn run(exp: &Experiment, istio: bool, lag: Lag) -> Run {
     exp.spec.mesh = if istio { MeshMode::Istio } else { MeshMode::None };
     let exp = &exp;
     let mut env = Env::start_with_speed(istio, false, SPEED).await;
-    let slowest = lag.largest();
-    env.set_lag(lag);
+    env.set_lag(lag.clone());
     env.apply(&workloads(exp)).await;
     for arm in &exp.spec.arms {
         let name = arm.deployment.clone().unwrap_or_default();
         env.wait_ready(&name, 2).await;
     }
-    // Traffic starts once the slowest proxy knows the ready pods, as a Service comes into use.
-    tokio::time::sleep(env.clock.real_duration(slowest + Duration::from_secs(1))).await;
+    env.until_proxies_catch_up(&lag).await;
     let spec = LoadSpec {
         users: 300,
         mobile_share: 0.3,

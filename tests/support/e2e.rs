@@ -79,6 +79,12 @@ impl Env {
         }
     }
 
+    /// Waits (simulated) until the slowest proxy of `lag` has seen the cluster as it is now: traffic
+    /// started after this meets ready pods everywhere, as a Service comes into use.
+    pub async fn until_proxies_catch_up(&self, lag: &forklane_sim::traffic::Lag) {
+        tokio::time::sleep(self.clock.real_duration(lag.largest() + Duration::from_secs(1))).await;
+    }
+
     /// Waits until the experiment is gone (its finalizer done).
     pub async fn wait_gone(&self, name: &str, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;

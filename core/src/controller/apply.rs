@@ -110,6 +110,14 @@ pub(crate) fn gate(exp: &Experiment, plan: &Plan, obs: &Observation, detoured: b
     let mut writes: Vec<Action> = Vec::new();
     let waiting = |writes, why: String| Gated { writes, applied: Applied::Waiting(why), retry_in: None };
     for action in &plan.actions {
+        // A Scale that lowers its arm's replicas.
+        let shrinks = match action {
+            Action::Scale(s) => {
+                let arm = arm_of_deployment(&s.deployment).unwrap_or_default();
+                s.replicas < obs.plan.replicas.get(&arm).copied().unwrap_or(0)
+            }
+            _ => false,
+        };
         let unsafe_step = match action {
             // A subset the live routes do not use yet gets traffic only once it has ready pods,
             // and a step raises an arm's weight only once all its pods are ready.
@@ -131,18 +139,11 @@ pub(crate) fn gate(exp: &Experiment, plan: &Plan, obs: &Observation, detoured: b
                     format!("waiting for {wanted} ready pods of arm {} before switching the Service", arm.name)
                 })
             }),
-            Action::Scale(s) => {
-                let arm = arm_of_deployment(&s.deployment).unwrap_or_default();
-                let current = obs.plan.replicas.get(&arm).copied().unwrap_or(0);
-                if s.replicas < current {
-                    kept.iter()
-                        .find(|(arm, want)| ready(arm) < **want)
-                        .map(|(arm, want)| format!("waiting for {want} ready pods of arm {arm} before scaling down"))
-                } else {
-                    None
-                }
-            }
-            Action::DestinationRule(_) | Action::Telemetry(_) => None,
+            Action::Scale(_) if shrinks => kept
+                .iter()
+                .find(|(arm, want)| ready(arm) < **want)
+                .map(|(arm, want)| format!("waiting for {want} ready pods of arm {arm} before scaling down")),
+            Action::Scale(_) | Action::DestinationRule(_) | Action::Telemetry(_) => None,
         };
         if let Some(why) = unsafe_step {
             return waiting(writes, why);
@@ -150,13 +151,6 @@ pub(crate) fn gate(exp: &Experiment, plan: &Plan, obs: &Observation, detoured: b
         if in_place(action, obs) {
             continue;
         }
-        let shrinks = match action {
-            Action::Scale(s) => {
-                let arm = arm_of_deployment(&s.deployment).unwrap_or_default();
-                s.replicas < obs.plan.replicas.get(&arm).copied().unwrap_or(0)
-            }
-            _ => false,
-        };
         let routed_before = writes.iter().any(is_routing);
         if let Some(Hold { why, left }) = hold(exp, action, obs, clock, routed_before, shrinks) {
             return Gated { writes, applied: Applied::Propagating(why), retry_in: Some(left) };

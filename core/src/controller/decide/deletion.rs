@@ -62,14 +62,14 @@ pub(super) fn decide(input: &Input) -> Reconciled {
         Ok(mut planned) => {
             release(&mut planned, &released);
             let gated = gate(&released, &planned, obs, true, input.routing_clock());
-            if gated.applied != Applied::Settled && gated.writes.is_empty() {
-                // Pods of the restored arm still starting, or the restore still propagating.
-                out.requeue = Some(gated.retry_in.unwrap_or(WAIT));
-                return out;
-            }
             if let Some(left) = gated.retry_in {
+                // The restore still propagating: what can go now, the rest once it has.
                 out.writes = gated.writes;
                 out.requeue = Some(left);
+                return out;
+            }
+            if gated.applied != Applied::Settled && gated.writes.is_empty() {
+                out.requeue = Some(WAIT); // pods of the restored arm still starting
                 return out;
             }
             gated.writes
