@@ -110,6 +110,8 @@ pub(crate) struct Shared {
     pub failures: std::sync::Mutex<std::collections::HashMap<ObjectRef<Experiment>, reconcile::Failures>>,
     /// When each experiment's routing was last written by this controller (see `settle`).
     pub routed: std::sync::Mutex<std::collections::HashMap<ObjectRef<Experiment>, crate::clock::Time>>,
+    /// What this controller's own writes to experiments replaced, to tell a cache that lags them.
+    pub superseded: reconcile::Superseded,
 }
 
 /// Runs the controller until `shutdown` resolves. Every kind a reconcile reads is watched once;
@@ -149,7 +151,13 @@ pub async fn run_controller(
         .watches_stream(watches.namespaces, move |n| triggers::namespace(&s6, &n))
         .watches_stream(watches.policies, move |_| triggers::all(&s7))
         .watches_stream(watches.crds, move |_| triggers::all(&s8));
-    let shared = Arc::new(Shared { ctx: ctx.clone(), world, failures: Default::default(), routed: Default::default() });
+    let shared = Arc::new(Shared {
+        ctx: ctx.clone(),
+        world,
+        failures: Default::default(),
+        routed: Default::default(),
+        superseded: Default::default(),
+    });
     let metrics = ctx.metrics.clone();
     let mut heartbeat = Heartbeat::new(&metrics, Loop::Controller);
     // Reconciles run inside this stream's poll: while one blocks the thread, the heartbeat stops.

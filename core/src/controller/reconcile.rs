@@ -74,6 +74,10 @@ pub(crate) async fn reconcile(exp: Arc<Experiment>, shared: Arc<Shared>) -> Resu
 async fn run(exp: &Experiment, shared: &Shared) -> Result<Action> {
     let ctx = &shared.ctx;
     let ns = exp.namespace().ok_or(Error::NoNamespace)?;
+    if shared.superseded.cache_behind(exp) {
+        // The watch brings the version this controller wrote within moments.
+        return Ok(Action::requeue(CACHE_CATCH_UP));
+    }
     let obs = observe(&shared.world, exp, &ns);
     if obs.mode == Routing::Native && mode_unsettled(exp) && istio_crd_exists(&ctx.client).await? {
         // Istio was installed just before this experiment and the CRD's watch event is not in
@@ -108,7 +112,39 @@ async fn run(exp: &Experiment, shared: &Shared) -> Result<Action> {
         pods = ?obs.pods,
         "decided"
     );
-    send(exp, ctx, &ns, decided).await
+    send(exp, shared, &ns, decided).await
+}
+
+/// The version of each experiment that this controller's last write to it replaced. The reconcile
+/// that a write's own side effects trigger (a routing object's watch event, say) can run before
+/// the Experiment's watch event arrives, from a cached copy that predates the write: deciding from
+/// it would repeat, or undo, what was written. Versions are opaque, so only equality counts; a
+/// replaced version never comes back.
+#[derive(Debug, Default)]
+pub(crate) struct Superseded(std::sync::Mutex<std::collections::HashMap<ObjectRef<Experiment>, String>>);
+
+impl Superseded {
+    /// Whether the cached `exp` is older than this controller's last write to it. Forgets the
+    /// write once the cache has caught up.
+    pub(crate) fn cache_behind(&self, exp: &Experiment) -> bool {
+        let mut versions = self.0.lock().expect("not poisoned");
+        let key = ObjectRef::from_obj(exp);
+        let behind = versions.get(&key).is_some_and(|version| exp.resource_version().as_ref() == Some(version));
+        if !behind {
+            versions.remove(&key);
+        }
+        behind
+    }
+
+    /// Records that a write replaced `exp`'s version with `written`'s. A write that changed
+    /// nothing keeps the version: there is then nothing for the cache to catch up with.
+    pub(crate) fn wrote_over(&self, exp: &Experiment, written: &Experiment) {
+        if let Some(version) = exp.resource_version()
+            && written.resource_version().as_ref() != Some(&version)
+        {
+            self.0.lock().expect("not poisoned").insert(ObjectRef::from_obj(exp), version);
+        }
+    }
 }
 
 /// One read, made only while an experiment's mode is still to be chosen and the cache says there
@@ -124,26 +160,31 @@ async fn measure(exp: &Experiment, ctx: &Context, look: &Look) -> Measured {
 }
 
 /// Sends the decision, in order. Status is written only when it changed.
-async fn send(exp: &Experiment, ctx: &Context, ns: &str, decided: Reconciled) -> Result<Action> {
+async fn send(exp: &Experiment, shared: &Shared, ns: &str, decided: Reconciled) -> Result<Action> {
+    let ctx = &shared.ctx;
     let api: Api<Experiment> = Api::namespaced(ctx.client.clone(), ns);
     if decided.finalizer == Some(FinalizerChange::Add) {
         let mut finalizers = exp.finalizers().to_vec();
         finalizers.push(FINALIZER.into());
         // The resourceVersion makes it a precondition: a concurrent change fails instead of being lost.
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": exp.resource_version()}});
-        api.patch(&exp.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+        let written = api.patch(&exp.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+        shared.superseded.wrote_over(exp, &written);
     }
     ctx.count_writes(write(&ctx.client, ns, &decided.writes).await?);
     if !decided.deletes.is_empty() {
         ctx.count_writes(remove_leftovers(&ctx.client, ns, &decided.deletes).await?);
     }
     let before = exp.status.clone().unwrap_or_default();
-    write_status(exp, ctx, ns, &before, &decided.status).await?;
+    if let Some(written) = write_status(exp, ctx, ns, &before, &decided.status).await? {
+        shared.superseded.wrote_over(exp, &written);
+    }
     for e in &decided.events {
         publish(ctx, exp, e.reason, &e.message, e.warning).await;
     }
     if decided.clear_promote {
-        api.patch(&exp.name_any(), &PatchParams::default(), &Patch::Merge(clear_one_shot())).await?;
+        let written = api.patch(&exp.name_any(), &PatchParams::default(), &Patch::Merge(clear_one_shot())).await?;
+        shared.superseded.wrote_over(exp, &written);
     }
     if decided.finalizer == Some(FinalizerChange::Remove) {
         let finalizers: Vec<&String> = exp.finalizers().iter().filter(|f| *f != FINALIZER).collect();
@@ -228,20 +269,21 @@ fn conditions_only(status: &ExperimentStatus) -> serde_json::Value {
 }
 
 /// Writes the status with server-side apply, so fields Forklane stops setting disappear; nothing
-/// when it did not change.
+/// when it did not change. The Experiment as written.
 async fn write_status(
     exp: &Experiment,
     ctx: &Context,
     ns: &str,
     before: &ExperimentStatus,
     status: &ExperimentStatus,
-) -> Result<()> {
+) -> Result<Option<Experiment>> {
     if status == before {
-        return Ok(());
+        return Ok(None);
     }
     let api: Api<Experiment> = Api::namespaced(ctx.client.clone(), ns);
     let body = json!({"apiVersion": "forklane.io/v1alpha1", "kind": "Experiment", "status": status});
-    api.patch_status(&exp.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
+    let written =
+        api.patch_status(&exp.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
     if let Some(phase) = status.phase
         && before.phase != Some(phase)
     {
@@ -250,7 +292,7 @@ async fn write_status(
         }
         ctx.metrics.experiments.get_or_create(&PhaseLabel { phase: format!("{phase:?}") }).inc();
     }
-    Ok(())
+    Ok(Some(written))
 }
 
 async fn publish(ctx: &Context, exp: &Experiment, reason: &str, message: &str, warning: bool) {
@@ -300,5 +342,23 @@ mod tests {
         assert!(failures.report("timed out"), "a different error is reported");
         assert!(!failures.report("Service \"my-app\" is invalid"), "errors that alternate are each said once");
         assert!(Failures::default().report("timed out"), "after a success (the entry removed) it is new again");
+    }
+
+    #[test]
+    fn a_cache_is_behind_only_at_the_version_a_write_replaced() {
+        let at = |version: &str| {
+            let mut exp = crate::fixtures::ExperimentBuilder::canary("quiet").build();
+            exp.metadata.resource_version = Some(version.into());
+            exp
+        };
+        let superseded = Superseded::default();
+        assert!(!superseded.cache_behind(&at("7")), "nothing written yet");
+        superseded.wrote_over(&at("7"), &at("7"));
+        assert!(!superseded.cache_behind(&at("7")), "a write that changed nothing leaves nothing to catch up with");
+        superseded.wrote_over(&at("7"), &at("9"));
+        assert!(superseded.cache_behind(&at("7")));
+        assert!(superseded.cache_behind(&at("7")), "still behind until the newer version arrives");
+        assert!(!superseded.cache_behind(&at("9")));
+        assert!(!superseded.cache_behind(&at("7")), "forgotten once caught up");
     }
 }
