@@ -3,7 +3,8 @@
 //! one writer at a time), and the standby finishes the experiment without losing or repeating a
 //! step; a standby judges expiry by its own clock, so a holder whose wall clock is an hour off
 //! either way keeps the lease while it renews and loses it within one lease duration once it
-//! stops.
+//! stops. And with real processes: a leader frozen by SIGSTOP past its lease, then thawed, sends
+//! nothing more; the standby finishes the experiment.
 
 // Each test binary uses only some of the shared helpers.
 #[allow(dead_code)]
@@ -178,6 +179,94 @@ async fn a_standby_ignores_the_holders_wall_clock() {
             standby.shutdown().await;
             leases.delete(LEASE, &Default::default()).await.unwrap();
         }
+        env.shutdown().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+/// A `forklane run` process, named `identity` (its lease holder name and User-Agent).
+struct Process {
+    child: tokio::process::Child,
+    agent: String,
+}
+
+impl Process {
+    fn start(kubeconfig: &std::path::Path, identity: &str) -> Process {
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_forklane"))
+            .args(["run", "--metrics-addr", "127.0.0.1:0", "--lease-duration", "3", "--lease-namespace", NS])
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .env("POD_NAME", identity)
+            .env("RUST_LOG", "off")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("forklane runs");
+        Process { child, agent: format!("forklane/{} ({identity})", env!("CARGO_PKG_VERSION")) }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill").args([signal, &pid]).status().expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+}
+
+/// Case 8 of the fault suite with real processes: the leader is frozen (SIGSTOP) past its lease
+/// mid-experiment; the standby takes over and finishes; the old leader, thawed, finds by its own
+/// monotonic clock that its lease ran out while it slept and sends nothing more (not even the
+/// write its frozen reconcile was about to make). The audit shows one writer at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_frozen_past_its_lease_writes_nothing_when_it_thaws() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let env = Env::start(true, true).await;
+        two_versions(&env, 1, &[], &[]).await;
+        let kubeconfig = std::env::temp_dir().join(format!("forklane-sigstop-{}.kubeconfig", rand::random::<u64>()));
+        std::fs::write(&kubeconfig, env.cluster.kubeconfig_yaml()).unwrap();
+        let mut a = Process::start(&kubeconfig, "replica-a");
+        wait_for_holder(&env, "replica-a", Duration::from_secs(20)).await;
+        let mut b = Process::start(&kubeconfig, "replica-b");
+
+        let routes = env.record("virtualservices");
+        // The processes run on the real clock: the pause (8 s) outlasts the freeze's handover.
+        let steps = [set_weight(20), pause_for("8s"), set_weight(50), pause_for("1s")];
+        env.apply_experiment(ExperimentBuilder::canary("frozen").mesh(MeshMode::Istio).steps(steps)).await;
+        env.wait_for_phase("frozen", Duration::from_secs(20), &[Phase::Paused]).await;
+        a.signal("-STOP");
+        let frozen = tokio::time::Instant::now();
+        wait_for_holder(&env, "replica-b", Duration::from_secs(15)).await;
+        // Thawed well past its lease (3 s), before the standby's next step.
+        tokio::time::sleep_until(frozen + Duration::from_secs(5)).await;
+        let thawed_at = env.cluster.audit().records().len();
+        a.signal("-CONT");
+
+        let done = env.wait_for_phase("frozen", Duration::from_secs(40), ENDED).await.status.unwrap();
+        assert_eq!((done.phase, done.winner.as_deref()), (Some(Phase::Succeeded), Some("v2")), "{:?}", done.message);
+        assert_eq!(v2_weights(&routes, "frozen"), vec![0, 20, 50, 100], "no step lost or repeated across the freeze");
+
+        let records = env.cluster.audit().records();
+        let is_lease = |r: &forklane_sim::cluster::AuditRecord| r.group == "coordination.k8s.io";
+        let took_over = records
+            .iter()
+            .position(|r| r.user_agent == b.agent && is_lease(r) && is_write(&r.verb) && r.code < 300)
+            .expect("replica-b wrote the lease");
+        let writes = |agent: &str| -> Vec<usize> {
+            let by = records.iter().enumerate().filter(|(_, r)| r.user_agent == agent && !is_lease(r));
+            by.filter(|(_, r)| is_write(&r.verb)).map(|(i, _)| i).collect()
+        };
+        let (by_a, by_b) = (writes(&a.agent), writes(&b.agent));
+        assert!(!by_a.is_empty() && !by_b.is_empty(), "both led: a wrote {}, b wrote {}", by_a.len(), by_b.len());
+        assert!(by_a.iter().all(|&i| i < took_over), "replica-a sent a write after replica-b took the lease");
+        assert!(by_a.iter().all(|&i| i < thawed_at), "replica-a sent a write once thawed");
+        assert!(by_b.iter().all(|&i| i > took_over), "replica-b's controller wrote before it held the lease");
+        let after_thaw = records[thawed_at..].iter().filter(|r| r.user_agent == a.agent).count();
+        assert!(after_thaw > 0, "the thawed replica runs again (it asks for the lease)");
+
+        for p in [&mut a, &mut b] {
+            p.signal("-TERM");
+            let _ = p.child.wait().await;
+        }
+        let _ = std::fs::remove_file(&kubeconfig);
         env.shutdown().await;
     })
     .await

@@ -69,12 +69,15 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
     // Two clients on one configuration: the election's, and the controller's, whose writes pass
     // only while this replica's lease is valid.
     let fence = Fence::new();
-    let clients =
-        client_config(args.kubeconfig.as_deref(), Duration::from_secs(args.kube_timeout)).await.and_then(|config| {
+    let identity = identity();
+    let clients = client_config(args.kubeconfig.as_deref(), Duration::from_secs(args.kube_timeout)).await.and_then(
+        |mut config| {
+            config.headers.push((axum::http::header::USER_AGENT, user_agent(&identity)?));
             let election = kube::Client::try_from(config.clone()).map_err(|e| e.to_string())?;
             let controller = fenced_client(config, fence.clone()).map_err(|e| e.to_string())?;
             Ok((election, controller))
-        });
+        },
+    );
     let (client, controller_client) = match clients {
         Ok(c) => c,
         Err(e) => {
@@ -99,7 +102,7 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .unwrap_or_else(|| "default".into()),
         name: "forklane-controller".into(),
-        identity: identity(),
+        identity,
         duration: args.lease_duration,
         grace: (args.lease_duration / 3).max(1),
     };
@@ -120,6 +123,13 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Names the replica in every request, so that an audit log tells the replicas apart (which one
+/// wrote, and when).
+fn user_agent(identity: &str) -> Result<axum::http::HeaderValue, String> {
+    axum::http::HeaderValue::try_from(format!("forklane/{} ({identity})", env!("CARGO_PKG_VERSION")))
+        .map_err(|_| format!("the replica's name {identity:?} cannot be sent in a User-Agent header"))
 }
 
 /// This replica's name among the others: the pod's name, else the host's, else a random one.
