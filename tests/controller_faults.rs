@@ -15,7 +15,9 @@
 //! And an A/B test decided through the Prometheus metric source, with a proxy in front of
 //! Prometheus that black-holes it, answers NaN, answers nothing for one arm, or answers 503: the
 //! weights are held (no promotion, no rollback) with `MetricsUnavailable` naming the cause and
-//! quoting no response body, and once the fault is lifted the test goes on to its decision.
+//! quoting no response body, and once the fault is lifted the test goes on to its decision; left
+//! in place, the outage ends as documented, never with a promotion; and a deletion during a hanging
+//! look completes once the look times out.
 //!
 //! `cargo test --test controller_faults -- --nocapture` prints the README's reliability table;
 //! `the_readme_shows_every_fault_of_the_suite` keeps the two in step.
@@ -483,6 +485,35 @@ async fn a_metric_source_down_for_max_consecutive_unavailable_looks_ends_on_the_
         assert!(message.contains("metrics unavailable at 3 looks in a row: kept the control"), "{message}");
         assert!(!serde_json::to_string(&done).unwrap().contains(GATEWAY_PAGE_MARKER), "no response body quoted");
         assert_eq!(routing_violations(&env, &routes, "ab", &[50, 0]), Vec::<String>::new());
+        drop(prometheus);
+        env.shutdown().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+/// Deleted while a look hangs on a black-holed metric source: the deletion waits at most for that
+/// look's query timeout, and leaves all traffic on the control.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_experiment_deleted_while_its_metric_source_is_black_holed_restores_the_control() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let (env, prometheus, routes) = through_prometheus(Mode::BlackHole).await;
+        env.apply_experiment(ab_test(1_000)).await;
+        let unavailable = |e: &forklane_core::api::Experiment| {
+            e.status.as_ref().is_some_and(|s| s.consecutive_unavailable.unwrap_or(0) >= 1)
+        };
+        let held = env.wait_for("ab", Duration::from_secs(40), unavailable).await;
+        assert_eq!(phase(&held), Some(Phase::Analysing));
+        let started = tokio::time::Instant::now();
+        env.experiments().delete("ab", &kube::api::DeleteParams::default()).await.unwrap();
+        env.wait_gone("ab", Duration::from_secs(40)).await;
+        // One look's 10 s query timeout, and the restore's propagation delay (8 simulated seconds).
+        assert!(started.elapsed() < Duration::from_secs(20), "deleted within a bound: {:?}", started.elapsed());
+        tokio::time::sleep(env.clock.real_duration(Duration::from_secs(60))).await;
+        assert_eq!(weight_history(&routes, "v2"), [50, 0], "all traffic back on the control, once");
+        assert_eq!(routing_violations(&env, &routes, "ab", &[50]), Vec::<String>::new());
+        let answers: Vec<Option<String>> = (0..200).map(|_| env.request(&[])).collect();
+        assert!(answers.iter().all(|v| v.as_deref() == Some("v1")), "every request answered by v1");
         drop(prometheus);
         env.shutdown().await;
     })

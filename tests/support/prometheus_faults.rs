@@ -57,7 +57,7 @@ impl FaultyPrometheus {
 }
 
 impl Drop for FaultyPrometheus {
-    /// Ends both servers, and with them the requests the black hole holds.
+    /// Stops both servers accepting; requests the black hole holds end with the test's runtime.
     fn drop(&mut self) {
         self.tasks.iter().for_each(tokio::task::JoinHandle::abort);
     }
