@@ -12,6 +12,13 @@
 //! And the controller killed after its N-th write (any request but a GET), for every N through a
 //! whole canary, then a fresh one started: the same outcome and step history.
 //!
+//! And an A/B test decided through the Prometheus metric source, with a proxy in front of
+//! Prometheus that black-holes it, answers NaN, answers nothing for one arm, or answers 503: the
+//! weights are held (no promotion, no rollback) with `MetricsUnavailable` naming the cause and
+//! quoting no response body, and once the fault is lifted the test goes on to its decision; left
+//! in place, the outage ends as documented, never with a promotion; and a deletion during a hanging
+//! look completes once the look times out.
+//!
 //! `cargo test --test controller_faults -- --nocapture` prints the README's reliability table;
 //! `the_readme_shows_every_fault_of_the_suite` keeps the two in step.
 
@@ -23,11 +30,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use forklane_core::api::{MeshMode, Phase};
-use forklane_core::fixtures::{ExperimentBuilder, pause_for, set_weight};
+use forklane_core::api::{ExperimentStatus, MeshMode, OnInconclusive, Phase};
+use forklane_core::controller::analyst::{PrometheusAddresses, SourceAnalyst};
+use forklane_core::fixtures::{ExperimentBuilder, analysis, conversion, pause_for, set_weight};
 use forklane_sim::cluster::FaultSettings;
+use forklane_sim::metrics::EmbeddedSource;
 use forklane_sim::traffic::{Lag, LoadSpec, ServiceKey};
 use support::e2e::*;
+use support::prometheus_faults::{FaultyPrometheus, GATEWAY_PAGE_MARKER, Mode};
 use support::refusing::refusing_client;
 
 /// The row of the controller-kill case: its runs are the writes of one whole canary.
@@ -121,27 +131,13 @@ async fn canary(fault: Fault) -> Run {
     env.cluster.faults().clear();
     // The slowest proxy and the scale-down delay past: the last change everywhere.
     tokio::time::sleep(env.clock.real_duration(Duration::from_secs(10))).await;
-    let tally = env.traffic_tally();
-    let mut violations = Vec::new();
-    for vs in routes.objects().iter().filter(|o| o.get("deleted").is_none()) {
-        let sum: i64 = split(vs).values().sum();
-        if sum != 100 {
-            violations.push(format!("a route's weights sum to {sum}: {:?}", split(vs)));
-        }
-    }
-    let weights = v2_weights(&routes, "faulty");
-    if weights != STEPS {
-        violations.push(format!("v2's weights went {weights:?}, not {STEPS:?}"));
-    }
-    let failed = tally.unavailable_by_flag.values().sum::<u64>() + tally.refused;
-    if failed > 0 {
-        violations.push(format!("{failed} requests failed: {tally:?}"));
-    }
+    let violations = routing_violations(&env, &routes, "faulty", &STEPS);
+    let requests = env.traffic_tally().requests;
     let outcome =
         format!("{:?}, winner {}", done.phase.unwrap_or(Phase::Pending), done.winner.as_deref().unwrap_or("none"));
     let records: Vec<_> = env.cluster.audit().records().into_iter().filter(|r| r.user_agent == AGENT).collect();
     env.shutdown().await;
-    Run { violations, outcome, rate: records.len() as f64 / elapsed, requests: tally.requests }
+    Run { violations, outcome, rate: records.len() as f64 / elapsed, requests }
 }
 
 fn row(fault: Fault, run: &Run) -> String {
@@ -180,7 +176,12 @@ fn the_readme_shows_every_fault_of_the_suite() {
     let rows: Vec<&str> =
         table.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| fault") && !l.starts_with("| ---")).collect();
     let named: Vec<&str> = rows.iter().map(|r| r.split(" | ").next().unwrap().trim_start_matches("| ")).collect();
-    let faults: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).chain([KILLED, AUTOSCALED]).collect();
+    let faults: Vec<&str> = Fault::ALL
+        .iter()
+        .map(|f| f.name())
+        .chain([KILLED, AUTOSCALED])
+        .chain(PrometheusFault::ALL.iter().map(|f| f.name()))
+        .collect();
     assert_eq!(named, faults, "the README lists exactly the suite's faults, in order");
     for r in rows {
         assert!(r.ends_with(" | 0 | Succeeded, winner v2 |"), "what the suite asserts: {r}");
@@ -283,6 +284,237 @@ async fn a_finished_experiment_leaves_an_autoscaled_winner_alone() {
             .collect();
         assert!(touched.is_empty(), "the controller wrote after the end: {touched:?}");
         println!("| {AUTOSCALED} | 1 | 0 | Succeeded, winner v2 |");
+        env.shutdown().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+/// A fault of the metric source, injected by a proxy in front of it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum PrometheusFault {
+    BlackHoled,
+    NaN,
+    EmptyForOneArm,
+    ServerError,
+}
+
+impl PrometheusFault {
+    const ALL: [PrometheusFault; 4] = [
+        PrometheusFault::BlackHoled,
+        PrometheusFault::NaN,
+        PrometheusFault::EmptyForOneArm,
+        PrometheusFault::ServerError,
+    ];
+
+    /// The row's name in the README.
+    fn name(self) -> &'static str {
+        match self {
+            PrometheusFault::BlackHoled => "Prometheus black-holed past the 10 s query timeout, an A/B test analysing",
+            PrometheusFault::NaN => "Prometheus answers NaN, an A/B test analysing",
+            PrometheusFault::EmptyForOneArm => "Prometheus answers an empty result for one arm, an A/B test analysing",
+            PrometheusFault::ServerError => "Prometheus behind a gateway answering 503, an A/B test analysing",
+        }
+    }
+
+    fn mode(self) -> Mode {
+        match self {
+            PrometheusFault::BlackHoled => Mode::BlackHole,
+            PrometheusFault::NaN => Mode::NaN,
+            PrometheusFault::EmptyForOneArm => Mode::EmptyFor("v2".into()),
+            PrometheusFault::ServerError => Mode::ServerError,
+        }
+    }
+
+    /// What `MetricsUnavailable` must say: the cause.
+    fn cause(self) -> &'static [&'static str] {
+        match self {
+            PrometheusFault::BlackHoled => &["is unreachable: no answer within 10s"],
+            PrometheusFault::NaN => &["returned no data (NaN"],
+            PrometheusFault::EmptyForOneArm => &["arm `v2`", "returned no data (empty result)"],
+            PrometheusFault::ServerError => &["is unreachable", "503 Service Unavailable"],
+        }
+    }
+
+    /// Looks in a row the fault lasts (a black-holed look takes the whole 10 s query timeout).
+    fn looks(self) -> u32 {
+        if self == PrometheusFault::BlackHoled { 1 } else { 3 }
+    }
+}
+
+/// v2's successive weights in an A/B test that promotes v2: the split, then all traffic.
+const AB_STEPS: [i64; 2] = [50, 100];
+
+/// An A/B test (conversion 20% on v1, 30% on v2) decided through the Prometheus source, looking
+/// every 30 simulated seconds, with `max_unavailable` looks in a row without metrics allowed.
+fn ab_test(max_unavailable: u32) -> ExperimentBuilder {
+    let analysis = analysis([conversion()])
+        .interval("30s")
+        .min_samples_per_arm(500)
+        .max_duration("6h")
+        .max_consecutive_unavailable(max_unavailable);
+    ExperimentBuilder::ab_test("ab").mesh(MeshMode::Istio).split([("v1", 50), ("v2", 50)]).analysis(analysis)
+}
+
+/// The sandbox with two versions of different conversion, traffic, and the controller reading its
+/// metrics from the Prometheus API over the embedded source, behind the fault proxy in `mode`.
+async fn through_prometheus(mode: Mode) -> (Env, FaultyPrometheus, Log) {
+    let mut env = Env::start(true, false).await;
+    env.apply(&service("{app: my-app}")).await;
+    env.apply(&app("v1", 2, &[("sim.forklane.io/conversion-rate", "0.20")])).await;
+    env.apply(&app("v2", 2, &[("sim.forklane.io/conversion-rate", "0.30")])).await;
+    env.wait_ready("my-app-v1", 2).await;
+    env.wait_ready("my-app-v2", 2).await;
+    let routes = env.record("virtualservices");
+    let prometheus = FaultyPrometheus::start(Arc::new(EmbeddedSource::new(env.history.clone()))).await;
+    prometheus.set(mode);
+    let addresses = PrometheusAddresses { default: Some(prometheus.url.clone()), allowed: vec![] };
+    env.analyst = Arc::new(SourceAnalyst::prometheus(addresses));
+    env.start_traffic(1000.0, 200);
+    env.start_controller();
+    (env, prometheus, routes)
+}
+
+fn condition<'a>(
+    status: &'a ExperimentStatus,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The A/B test under `fault` until it has held the weights for the fault's looks, then with the
+/// fault lifted until it ends.
+async fn analysed_through(fault: PrometheusFault) -> (Vec<String>, String) {
+    let (env, prometheus, routes) = through_prometheus(fault.mode()).await;
+    env.apply_experiment(ab_test(1_000)).await;
+    let mut violations = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let held = loop {
+        let status = env.experiments().get("ab").await.unwrap().status.unwrap_or_default();
+        if status.final_arm.is_some() || status.winner.is_some() || status.phase.is_some_and(|p| ENDED.contains(&p)) {
+            violations.push(format!("decided without metrics: {:?}, {:?}", status.phase, status.message));
+            break status;
+        }
+        if status.consecutive_unavailable.unwrap_or(0) >= fault.looks() {
+            break status;
+        }
+        if tokio::time::Instant::now() > deadline {
+            violations.push(format!("never held for {} looks: {:?}", fault.looks(), status.message));
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let unavailable = condition(&held, "MetricsUnavailable").map(|c| (c.status.clone(), c.message.clone()));
+    match &unavailable {
+        Some((status, message)) if status == "True" => {
+            for cause in fault.cause() {
+                if !message.contains(cause) {
+                    violations.push(format!("MetricsUnavailable does not say {cause:?}: {message}"));
+                }
+            }
+        }
+        other => violations.push(format!("MetricsUnavailable is not True: {other:?}")),
+    }
+    let message = held.message.clone().unwrap_or_default();
+    if !message.starts_with("weights held: ") || held.phase != Some(Phase::Analysing) {
+        violations.push(format!("not held while analysing: {:?}, {message}", held.phase));
+    }
+    if serde_json::to_string(&held).unwrap().contains(GATEWAY_PAGE_MARKER) {
+        violations.push("the status quotes the gateway's page".into());
+    }
+    prometheus.set(Mode::Pass);
+    let done = env.wait_for_phase("ab", Duration::from_secs(40), ENDED).await.status.unwrap();
+    if condition(&done, "MetricsUnavailable").is_none_or(|c| c.status != "False") {
+        violations
+            .push(format!("MetricsUnavailable stays after the fault: {:?}", condition(&done, "MetricsUnavailable")));
+    }
+    violations.extend(routing_violations(&env, &routes, "ab", &AB_STEPS));
+    let outcome =
+        format!("{:?}, winner {}", done.phase.unwrap_or(Phase::Pending), done.winner.as_deref().unwrap_or("none"));
+    drop(prometheus);
+    env.shutdown().await;
+    (violations, outcome)
+}
+
+/// Every route's weights sum to 100, v2's weights went exactly `steps`, and no request failed.
+fn routing_violations(env: &Env, routes: &Log, experiment: &str, steps: &[i64]) -> Vec<String> {
+    let mut violations = Vec::new();
+    for vs in routes.objects().iter().filter(|o| o.get("deleted").is_none()) {
+        let sum: i64 = split(vs).values().sum();
+        if sum != 100 {
+            violations.push(format!("a route's weights sum to {sum}: {:?}", split(vs)));
+        }
+    }
+    let weights = v2_weights(routes, experiment);
+    if weights != steps {
+        violations.push(format!("v2's weights went {weights:?}, not {steps:?}"));
+    }
+    let tally = env.traffic_tally();
+    let failed = tally.unavailable_by_flag.values().sum::<u64>() + tally.refused;
+    if failed > 0 {
+        violations.push(format!("{failed} requests failed: {tally:?}"));
+    }
+    violations
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_source_fault_holds_the_weights_until_it_is_lifted() {
+    tokio::time::timeout(Duration::from_secs(300), async {
+        for fault in PrometheusFault::ALL {
+            let (violations, outcome) =
+                tokio::time::timeout(Duration::from_secs(90), analysed_through(fault)).await.expect("bounded");
+            println!("| {} | 1 | {} | {outcome} |", fault.name(), violations.len());
+            assert_eq!(violations, Vec::<String>::new(), "{fault:?}");
+            assert_eq!(outcome, "Succeeded, winner v2", "{fault:?}");
+        }
+    })
+    .await
+    .expect("bounded");
+}
+
+/// The documented end of an outage that outlasts `maxConsecutiveUnavailable`: `onInconclusive`,
+/// except that `promote` keeps the control (never a promotion on missing data).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metric_source_down_for_max_consecutive_unavailable_looks_ends_on_the_control() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let (env, prometheus, routes) = through_prometheus(Mode::ServerError).await;
+        env.apply_experiment(ab_test(3).on_inconclusive(OnInconclusive::Promote)).await;
+        let done = env.wait_for_phase("ab", Duration::from_secs(60), ENDED).await.status.unwrap();
+        let message = done.message.clone().unwrap_or_default();
+        assert_eq!((done.phase, done.winner.as_deref()), (Some(Phase::Succeeded), Some("v1")), "{message}");
+        assert!(message.contains("metrics unavailable at 3 looks in a row: kept the control"), "{message}");
+        assert!(!serde_json::to_string(&done).unwrap().contains(GATEWAY_PAGE_MARKER), "no response body quoted");
+        assert_eq!(routing_violations(&env, &routes, "ab", &[50, 0]), Vec::<String>::new());
+        drop(prometheus);
+        env.shutdown().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+/// Deleted while a look hangs on a black-holed metric source: the deletion waits at most for that
+/// look's query timeout, and leaves all traffic on the control.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_experiment_deleted_while_its_metric_source_is_black_holed_restores_the_control() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let (env, prometheus, routes) = through_prometheus(Mode::BlackHole).await;
+        env.apply_experiment(ab_test(1_000)).await;
+        let unavailable = |e: &forklane_core::api::Experiment| {
+            e.status.as_ref().is_some_and(|s| s.consecutive_unavailable.unwrap_or(0) >= 1)
+        };
+        let held = env.wait_for("ab", Duration::from_secs(40), unavailable).await;
+        assert_eq!(phase(&held), Some(Phase::Analysing));
+        let started = tokio::time::Instant::now();
+        env.experiments().delete("ab", &kube::api::DeleteParams::default()).await.unwrap();
+        env.wait_gone("ab", Duration::from_secs(40)).await;
+        // One look's 10 s query timeout, and the restore's propagation delay (8 simulated seconds).
+        assert!(started.elapsed() < Duration::from_secs(20), "deleted within a bound: {:?}", started.elapsed());
+        tokio::time::sleep(env.clock.real_duration(Duration::from_secs(60))).await;
+        assert_eq!(weight_history(&routes, "v2"), [50, 0], "all traffic back on the control, once");
+        assert_eq!(routing_violations(&env, &routes, "ab", &[50]), Vec::<String>::new());
+        let answers: Vec<Option<String>> = (0..200).map(|_| env.request(&[])).collect();
+        assert!(answers.iter().all(|v| v.as_deref() == Some("v1")), "every request answered by v1");
+        drop(prometheus);
         env.shutdown().await;
     })
     .await

@@ -1,5 +1,5 @@
 //! The controller's lifecycle end to end on the embedded cluster: what deleting an experiment
-//! leaves behind (and what it never writes), errors a person can see (a condition, one event, a
+//! leaves behind in every phase (and what it never writes), errors a person can see (a condition, one event, a
 //! backoff), writes only when the world differs from the plan, and Istio installed while the
 //! controller runs.
 
@@ -361,6 +361,113 @@ async fn deletion_waits_while_no_arm_can_serve_until_a_person_forces_it() {
     assert_eq!(env.controller_writes(), writes, "a forced deletion writes nothing");
     assert!(routing(&env, "virtualservices", "stuck-forklane").await.is_none());
     assert!(routing(&env, "destinationrules", "stuck-forklane").await.is_none());
+    env.shutdown().await;
+}
+
+/// Requests of the background traffic that failed so far: a 503 (NR, NC, UH, UF) or a refused
+/// connection.
+fn failed_requests(env: &Env) -> u64 {
+    let tally = env.traffic_tally();
+    assert!(tally.requests > 100, "traffic runs: {tally:?}");
+    tally.unavailable_by_flag.values().sum::<u64>() + tally.refused
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_canary_while_it_promotes_leaves_all_traffic_on_the_control() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut env = Env::start(true, false).await;
+    let routes = env.record("virtualservices");
+    two_versions(&env, 2, &[], &[]).await;
+    env.start_traffic(500.0, 100);
+    env.start_controller();
+    // Each routing change counts as propagated after 5 simulated minutes: the promotion stays in
+    // Promoting (all traffic written to v2, not yet known to be everywhere) that long.
+    let slow = canary("promoting", [set_weight(20), pause()]).routing_delays("5m", "30s");
+    env.apply_experiment(slow).await;
+    paused_at(&env, "promoting", 1).await;
+    let api = env.experiments();
+    api.patch("promoting", &PatchParams::default(), &Patch::Merge(promote_next())).await.unwrap();
+    let promoting = env.wait_for_phase("promoting", LONG, &[Phase::Promoting]).await;
+    assert_eq!(promoting.status.as_ref().unwrap().final_arm.as_deref(), Some("v2"));
+    let deadline = tokio::time::Instant::now() + LONG;
+    while routing(&env, "virtualservices", "promoting-forklane").await.is_none_or(|vs| served(&vs) != all_on("v2")) {
+        assert!(tokio::time::Instant::now() < deadline, "the promotion was never written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let started = tokio::time::Instant::now();
+    let deleted = api.delete("promoting", &DeleteParams::default()).await.unwrap().left().expect("finalized later");
+    assert_eq!(phase(&deleted), Some(Phase::Promoting), "deleted while promoting");
+    env.wait_gone("promoting", LONG).await;
+    // The restore waits for its own propagation (5 simulated minutes, 3 s) before the finalizer goes.
+    assert!(started.elapsed() < Duration::from_secs(20), "deleted within a bound: {:?}", started.elapsed());
+    let reasons = event_reasons(&env, "promoting").await;
+    assert!(reasons.contains(&("RoutingRestored".into(), "Normal".into())), "{reasons:?}");
+    // Unfinished, the promotion is not the experiment's outcome: all traffic goes back to the
+    // control (the winner keeps it only once Succeeded), which has ready pods.
+    routing_stays_on(&env, "promoting", "v1").await;
+    assert_eq!(env.ready("my-app-v1").await, 2);
+    assert_eq!(weight_history(&routes, "v2"), vec![0, 20, 100, 0], "no step skipped, one restore");
+    assert_weights_sum_to_100(&routes);
+    env.assert_no_routing_503();
+    assert_eq!(failed_requests(&env), 0, "{:?}", env.traffic_tally());
+    env.shutdown().await;
+}
+
+/// Makes the control's pods never ready from now on (as a crash loop would), or ready again:
+/// a new pod template, rolled out by replacing every pod.
+async fn control_ready_after(env: &Env, seconds: i64) {
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
+    let template = json!({"spec": {
+        "strategy": {"type": "Recreate", "rollingUpdate": null},
+        "template": {"spec": {"containers": [{"name": "my-app", "readinessProbe": {"initialDelaySeconds": seconds}}]}},
+    }});
+    let kubectl = PatchParams { field_manager: Some("kubectl".into()), ..Default::default() };
+    deployments.patch("my-app-v1", &kubectl, &Patch::Strategic(template)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_native_canary_while_the_control_cannot_serve_waits_for_it_then_restores_it() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut env = Env::start(false, false).await;
+    two_versions(&env, 1, &[], &[]).await;
+    env.start_traffic(500.0, 100);
+    env.start_controller();
+    let native = ExperimentBuilder::canary("native")
+        .total_replicas(4)
+        .steps([set_weight(50), pause()])
+        .progress_deadline("1h", OnProgressDeadline::Rollback);
+    env.apply_experiment(native).await;
+    paused_at(&env, "native", 1).await;
+    env.wait_ready("my-app-v1", 2).await;
+    env.wait_ready("my-app-v2", 2).await;
+    control_ready_after(&env, 1_000_000).await;
+    env.wait_ready("my-app-v1", 0).await;
+
+    // Failures of the crash itself (pods that go) are not the deletion's.
+    let failed_before = failed_requests(&env);
+    env.experiments().delete("native", &DeleteParams::default()).await.unwrap();
+    let blocked = env.wait_for("native", LONG, |e| condition_is(e, "DeletionBlocked", "True")).await;
+    let message = condition(&blocked, "DeletionBlocked").unwrap().message;
+    assert!(message.contains("v1 has no ready pods") && message.contains("forklane.io/force-delete=true"), "{message}");
+    simulated_minutes(3.0).await;
+    assert!(env.experiments().get_opt("native").await.unwrap().is_some(), "the deletion waits for the control");
+    let answers: Vec<Option<String>> = (0..200).map(|_| env.request(&[])).collect();
+    assert!(answers.iter().all(|v| v.as_deref() == Some("v2")), "v2's ready pods serve meanwhile");
+
+    // The control can serve again: the deletion restores it and completes.
+    control_ready_after(&env, 0).await;
+    env.wait_gone("native", LONG).await;
+    let reasons = event_reasons(&env, "native").await;
+    assert!(reasons.contains(&("RoutingRestored".into(), "Normal".into())), "{reasons:?}");
+    simulated_minutes(2.0).await;
+    assert_eq!((env.ready("my-app-v1").await, env.ready("my-app-v2").await), (4, 0), "all replicas on the control");
+    let services: Api<Service> = Api::namespaced(env.client.clone(), NS);
+    let selector = services.get("my-app").await.unwrap().spec.unwrap().selector.unwrap_or_default();
+    assert_eq!(selector, [("app".to_string(), "my-app".to_string())].into(), "the Service selects ready pods of v1");
+    let answers: Vec<Option<String>> = (0..200).map(|_| env.request(&[])).collect();
+    assert!(answers.iter().all(|v| v.as_deref() == Some("v1")), "every request answered by v1");
+    assert_eq!(failed_requests(&env), failed_before, "no request failed since the deletion: {:?}", env.traffic_tally());
     env.shutdown().await;
 }
 

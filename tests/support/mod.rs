@@ -6,6 +6,7 @@ pub mod e2e;
 pub mod istio_schema;
 pub mod kubectl;
 pub mod prometheus;
+pub mod prometheus_faults;
 pub mod refusing;
 pub mod scale;
 pub mod snapshot;
