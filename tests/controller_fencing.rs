@@ -136,6 +136,7 @@ async fn a_leader_whose_renewals_fail_stops_writing_before_the_standby_takes_ove
         assert!(by_a.iter().all(|&i| i < took_over), "replica-a wrote after replica-b took the lease");
         assert!(by_b.iter().all(|&i| i > took_over), "replica-b's controller wrote before it held the lease");
 
+        println!("| {} | 1 | 0 | Succeeded, winner v2 |", support::LEASE_RENEWALS_FAIL);
         b.shutdown().await;
         a.shutdown().await;
         env.shutdown().await;
@@ -262,6 +263,7 @@ async fn a_leader_frozen_past_its_lease_writes_nothing_when_it_thaws() {
         let after_thaw = records[thawed_at..].iter().filter(|r| r.user_agent == a.agent).count();
         assert!(after_thaw > 0, "the thawed replica runs again (it asks for the lease)");
 
+        println!("| {} | 1 | 0 | Succeeded, winner v2 |", support::LEADER_FROZEN);
         for p in [&mut a, &mut b] {
             p.signal("-TERM");
             let _ = p.child.wait().await;

@@ -11,6 +11,11 @@ pub mod refusing;
 pub mod scale;
 pub mod snapshot;
 
+/// The README reliability table's rows of the leadership faults (`tests/controller_fencing.rs`),
+/// which `controller_faults` checks with its own.
+pub const LEASE_RENEWALS_FAIL: &str = "the leader's lease renewals fail while its other writes pass";
+pub const LEADER_FROZEN: &str = "the leader frozen (SIGSTOP) past its 3 s lease, then thawed (two processes)";
+
 /// The example files (`examples/*.yaml`), sorted.
 pub fn examples() -> Vec<std::path::PathBuf> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
