@@ -19,7 +19,7 @@ use crate::plan::{Action, Plan};
 
 use super::error::{Error, Result};
 use super::health::weights;
-use super::observe::{Observation, referenced_subsets};
+use super::observe::{Leftovers, Observation, referenced_subsets};
 use super::settle::{Hold, RoutingClock, hold, is_routing};
 
 pub(crate) const FIELD_MANAGER: &str = "forklane";
@@ -212,22 +212,24 @@ pub(crate) async fn write(client: &Client, namespace: &str, writes: &[Action]) -
     Ok(writes.len() as u32)
 }
 
-/// Deletes routing objects an earlier, deleted experiment left for the same host, once this
-/// experiment's own routing is in place.
-pub(crate) async fn remove_leftovers(client: &Client, namespace: &str, leftovers: &[String]) -> Result<u32> {
+/// Deletes routing objects an earlier, deleted experiment left for the same host (which, and
+/// when, `decide` says).
+pub(crate) async fn remove_leftovers(client: &Client, namespace: &str, leftovers: &Leftovers) -> Result<u32> {
     let vss: Api<VirtualService> = Api::namespaced(client.clone(), namespace);
     let drs: Api<DestinationRule> = Api::namespaced(client.clone(), namespace);
-    for name in leftovers {
-        let deleted = [
-            vss.delete(name, &DeleteParams::default()).await.map(drop),
-            drs.delete(name, &DeleteParams::default()).await.map(drop),
-        ];
-        for result in deleted {
-            match result {
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                other => other?,
-            }
-        }
+    for name in &leftovers.virtual_services {
+        gone(vss.delete(name, &DeleteParams::default()).await.map(drop))?;
     }
-    Ok(leftovers.len() as u32)
+    for name in &leftovers.destination_rules {
+        gone(drs.delete(name, &DeleteParams::default()).await.map(drop))?;
+    }
+    Ok((leftovers.virtual_services.len() + leftovers.destination_rules.len()) as u32)
+}
+
+/// A deletion's result, where "already gone" is success.
+fn gone(result: kube::Result<()>) -> Result<()> {
+    match result {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        other => Ok(other?),
+    }
 }

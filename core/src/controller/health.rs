@@ -164,7 +164,7 @@ mod tests {
             routed_subsets: routed.iter().map(|s| s.to_string()).collect(),
             pods: ready.iter().map(|(a, n)| (a.to_string(), ArmPods { existing: *n, ready: *n })).collect(),
             conflicts: vec![],
-            leftovers: vec![],
+            leftovers: Default::default(),
             policies: vec![],
             namespace_labels: Default::default(),
             live: Default::default(),

@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::ResourceExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
 use crate::api::{Experiment, RolloutPolicy, Routing, defaults};
@@ -45,14 +46,27 @@ pub(crate) struct Observation {
     pub pods: BTreeMap<String, ArmPods>,
     /// Other VirtualServices that claim one of our hosts.
     pub conflicts: Vec<String>,
-    /// Routing objects a deleted experiment left in place for one of our hosts (same name for the
-    /// VirtualService and its DestinationRule): removed once our own routing is in place.
-    pub leftovers: Vec<String>,
+    /// Routing objects a deleted experiment left in place for one of our hosts: removed once our
+    /// own routing is in place (see `decide::live::leftovers_to_remove`).
+    pub leftovers: Leftovers,
     pub policies: Vec<RolloutPolicy>,
     pub namespace_labels: BTreeMap<String, String>,
     pub live: Live,
     /// The pod template revision of each arm's Deployment ([`revision`]).
     pub revisions: BTreeMap<String, String>,
+}
+
+/// Routing objects that deleted experiments left for a host, by kind and name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Leftovers {
+    pub virtual_services: Vec<String>,
+    pub destination_rules: Vec<String>,
+}
+
+impl Leftovers {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.virtual_services.is_empty() && self.destination_rules.is_empty()
+    }
 }
 
 impl Observation {
@@ -106,7 +120,7 @@ pub(crate) fn observe(world: &World, exp: &Experiment, namespace: &str) -> Obser
     live.service = world.service(namespace, &exp.spec.service.name).and_then(|s| json(s.as_ref()));
     let mut routed_subsets = BTreeSet::new();
     let mut conflicts = Vec::new();
-    let mut leftovers = Vec::new();
+    let mut leftovers = Leftovers::default();
     if mode == Routing::Istio {
         let ours = object_name(exp);
         if let Some(dr) = world.destination_rule(namespace, &ours) {
@@ -120,13 +134,16 @@ pub(crate) fn observe(world: &World, exp: &Experiment, namespace: &str) -> Obser
                 routed_subsets = referenced_subsets(&vs);
                 live.virtual_service = json(vs.as_ref());
             } else if vs.spec.hosts.iter().flatten().any(|h| hosts.contains(h)) {
-                if left_behind(&vs) {
-                    leftovers.push(vs.name_any());
+                if left_behind(vs.meta()) {
+                    leftovers.virtual_services.push(vs.name_any());
                 } else {
                     conflicts.push(format!("VirtualService {namespace}/{}", vs.name_any()));
                 }
             }
         }
+        let rules = world.destination_rules(namespace).into_iter().filter(|dr| dr.name_any() != ours);
+        let left = rules.filter(|dr| hosts.contains(&dr.spec.host) && left_behind(dr.meta()));
+        leftovers.destination_rules = left.map(|dr| dr.name_any()).collect();
         conflicts.sort();
     }
     Observation {
@@ -153,11 +170,12 @@ pub(crate) fn revision(template: &Value) -> String {
     format!("{hash:016x}")
 }
 
-/// A VirtualService another Experiment of Forklane's left behind (released at deletion, so that
+/// A routing object another Experiment of Forklane's left behind (released at deletion, so that
 /// routing stays in place) never blocks the next experiment on the same host.
-fn left_behind(vs: &VirtualService) -> bool {
-    vs.labels().get("app.kubernetes.io/managed-by").is_some_and(|m| m == crate::plan::istio::MANAGED_BY)
-        && vs.owner_references().is_empty()
+fn left_behind(meta: &ObjectMeta) -> bool {
+    let labels = meta.labels.as_ref();
+    labels.and_then(|l| l.get("app.kubernetes.io/managed-by")).is_some_and(|m| m == crate::plan::istio::MANAGED_BY)
+        && meta.owner_references.as_ref().is_none_or(Vec::is_empty)
 }
 
 pub(crate) fn referenced_subsets(vs: &VirtualService) -> BTreeSet<String> {

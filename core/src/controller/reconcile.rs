@@ -21,7 +21,6 @@ use super::conditions::{self, event, reason, set};
 use super::decide::{FINALIZER, FinalizerChange, Input, Look, Measured, Reconciled, counted_outcome, decide, measured};
 use super::error::{Error, Result};
 use super::observe::{mode_unsettled, observe};
-use super::settle::is_routing;
 use super::telemetry::{OutcomeLabel, PhaseLabel};
 use super::world::ISTIO_VIRTUAL_SERVICE_CRD;
 use super::{Context, Shared};
@@ -98,7 +97,7 @@ async fn run(exp: &Experiment, shared: &Shared) -> Result<Action> {
     // Remembered before sending: a write that fails half-way may still have reached a proxy.
     {
         let mut routed = shared.routed.lock().expect("not poisoned");
-        if decided.writes.iter().any(is_routing) {
+        if decided.routes() {
             routed.insert(key, now);
         } else if decided.finalizer == Some(FinalizerChange::Remove) {
             routed.remove(&key);

@@ -77,6 +77,18 @@ pub(crate) fn hold(
     shrinks: bool,
 ) -> Option<Hold> {
     let (delay, what) = relies_on(exp, action, obs, shrinks)?;
+    wait(exp, delay, &what, clock, routed_before)
+}
+
+/// Whether `what` must wait for `delay` after the last routing write (`routed_before`: one in
+/// this very batch).
+pub(crate) fn wait(
+    exp: &Experiment,
+    delay: Duration,
+    what: &str,
+    clock: RoutingClock,
+    routed_before: bool,
+) -> Option<Hold> {
     let left = if routed_before {
         delay
     } else {

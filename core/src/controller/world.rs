@@ -278,6 +278,10 @@ impl World {
         self.destination_rules.get(&ObjectRef::new(name).within(namespace))
     }
 
+    pub(crate) fn destination_rules(&self, namespace: &str) -> Vec<std::sync::Arc<DestinationRule>> {
+        self.destination_rules.state_filter(|d| d.namespace().as_deref() == Some(namespace))
+    }
+
     pub(crate) fn virtual_services(&self, namespace: &str) -> Vec<std::sync::Arc<VirtualService>> {
         self.virtual_services.state_filter(|v| v.namespace().as_deref() == Some(namespace))
     }

@@ -12,6 +12,8 @@ use super::behaviour::Behaviour;
 use super::mesh::{self, CompiledVirtualService};
 use super::telemetry::{Tag, Telemetries};
 use forklane_core::istio::{DestinationRule, VirtualService};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// `(namespace, name)` of a Service.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -109,6 +111,12 @@ pub(crate) struct Workload {
     pub labels: Vec<(String, String)>,
 }
 
+/// Istio's order of configuration objects: by creation time, then name, then namespace.
+fn istio_order(meta: &ObjectMeta) -> (Option<Timestamp>, String, String) {
+    let created = meta.creation_timestamp.as_ref().map(|t| t.0);
+    (created, meta.name.clone().unwrap_or_default(), meta.namespace.clone().unwrap_or_default())
+}
+
 /// The `destination_*` labels of Istio's metrics.
 #[derive(Debug, Hash, PartialEq, Eq)]
 pub(crate) struct MeshWorkload {
@@ -152,6 +160,13 @@ impl Snapshot {
         destination_rules: &[DestinationRule],
     ) -> Self {
         let pods: Vec<PodEntry> = pods.into_iter().map(pod_entry).collect();
+        // Istio orders configuration oldest first (then by name, then namespace): of two
+        // VirtualServices for one host a sidecar uses the oldest; DestinationRules for one host
+        // are merged, the oldest's subset winning a name that two define.
+        let mut virtual_services: Vec<&VirtualService> = virtual_services.iter().collect();
+        virtual_services.sort_by_key(|vs| istio_order(&vs.metadata));
+        let mut destination_rules: Vec<&DestinationRule> = destination_rules.iter().collect();
+        destination_rules.sort_by_key(|dr| istio_order(&dr.metadata));
         let compiled: Vec<Arc<CompiledVirtualService>> =
             virtual_services.iter().map(|vs| Arc::new(mesh::compile(vs))).collect();
         let services = services
@@ -171,9 +186,16 @@ impl Snapshot {
                     out
                 };
                 let virtual_service = compiled.iter().find(|vs| vs.applies_to(&key)).cloned();
-                let subsets = destination_rules.iter().find(|dr| dr_host(dr).as_ref() == Some(&key)).map(|dr| {
-                    let subsets = dr.spec.subsets.iter().flatten();
-                    subsets.map(|s| (s.name.clone(), ready_matching(&s.labels.clone().unwrap_or_default()))).collect()
+                let rules: Vec<&&DestinationRule> =
+                    destination_rules.iter().filter(|dr| dr_host(dr).as_ref() == Some(&key)).collect();
+                let subsets = (!rules.is_empty()).then(|| {
+                    let mut merged: HashMap<String, Vec<usize>> = HashMap::new();
+                    for subset in rules.iter().flat_map(|dr| dr.spec.subsets.iter().flatten()) {
+                        merged
+                            .entry(subset.name.clone())
+                            .or_insert_with(|| ready_matching(&subset.labels.clone().unwrap_or_default()));
+                    }
+                    merged
                 });
                 let entry =
                     ServiceEntry { endpoints: ready_matching(&BTreeMap::new()), virtual_service, subsets, service };
@@ -344,6 +366,7 @@ fn pod_from(o: &Value) -> Pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::traffic::Request;
     use serde_json::json;
 
     #[test]
@@ -387,5 +410,41 @@ mod tests {
         assert_eq!(pod.workload.mesh.workload, "my-app");
         assert_eq!(pod.workload.mesh.version, "v1.0.0");
         assert!(pod.workload.labels.contains(&("pod_template_hash".into(), "7b4874cd75".into())));
+    }
+
+    #[test]
+    fn the_oldest_virtual_service_of_a_host_is_used_and_destination_rules_are_merged() {
+        let service = json!({"metadata": {"name": "my-app", "namespace": "default"},
+            "spec": {"selector": {"app": "my-app"}, "ports": [{"port": 80}]}});
+        let pod = |version: &str| {
+            json!({"metadata": {"name": format!("my-app-{version}"), "namespace": "default", "labels": {"app": "my-app", "version": version}},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+        };
+        let meta =
+            |name: &str, created: &str| json!({"name": name, "namespace": "default", "creationTimestamp": created});
+        // "next" sorts first by name, but "won" is older.
+        let route = |name: &str, created: &str, subset: &str| {
+            json!({"metadata": meta(name, created), "spec": {"hosts": ["my-app"],
+                "http": [{"route": [{"destination": {"host": "my-app", "subset": subset}}]}]}})
+        };
+        let rule = |name: &str, created: &str, subsets: &[(&str, &str)]| {
+            let subsets: Vec<_> = subsets.iter().map(|(n, v)| json!({"name": n, "labels": {"version": v}})).collect();
+            json!({"metadata": meta(name, created), "spec": {"host": "my-app", "subsets": subsets}})
+        };
+        let routes = [route("next", "2026-01-02T00:00:00Z", "v1"), route("won", "2026-01-01T00:00:00Z", "v2")];
+        let rules = [
+            rule("next", "2026-01-02T00:00:00Z", &[("v1", "v1"), ("v2", "v1")]),
+            rule("won", "2026-01-01T00:00:00Z", &[("v2", "v2")]),
+        ];
+        let snap = Snapshot::from_objects(&[service], &[pod("v1"), pod("v2")], &routes, &rules, &[]);
+        let entry = snap.service(&ServiceKey::new("default", "my-app")).unwrap();
+        let mut rng = rand::rng();
+        let picked = mesh::route(&snap, &ServiceKey::new("default", "my-app"), entry, &Request::get("/"), &mut rng);
+        let pod = picked.primary.expect("routed").pod;
+        assert_eq!(snap.pod(pod).pod.name, "my-app-v2", "by the older VirtualService");
+        let subsets = entry.subsets.as_ref().unwrap();
+        let names =
+            |subset: &str| -> Vec<&str> { subsets[subset].iter().map(|&i| snap.pod(i).pod.name.as_str()).collect() };
+        assert_eq!((names("v1"), names("v2")), (vec!["my-app-v1"], vec!["my-app-v2"]), "merged; the older v2 wins");
     }
 }

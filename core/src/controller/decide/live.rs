@@ -11,7 +11,9 @@ use crate::stats::decision::{Decision, Outcome};
 
 use super::super::apply::Applied;
 use super::super::conditions::{self, event, reason, set};
+use super::super::observe::Leftovers;
 use super::super::progress::{self, Tick};
+use super::super::settle;
 use super::expiry::{self, Expiry};
 use super::{
     Input, Look, Measured, Reconciled, Routed, WAIT, commands, elapsed, finished, has_condition, look_weights,
@@ -99,13 +101,15 @@ pub(super) fn decide(input: &Input) -> Reconciled {
         Ok(p) => p,
         Err(e) => return invalid(input, out, &e),
     };
-    let Routed { planned, writes, applied, retry_in, unhealthy } = route(input, planned);
+    let Routed { planned, writes, applied, mut retry_in, unhealthy } = route(input, planned);
     let st = &mut out.status;
     out.writes = writes;
     let in_place = applied == Applied::Settled;
     let settled = in_place && unhealthy.is_none();
     if settled {
-        out.deletes = obs.leftovers.clone();
+        let (deletes, wait) = leftovers_to_remove(input);
+        out.deletes = deletes;
+        retry_in = [retry_in, wait].into_iter().flatten().min();
     }
     let mut events = Vec::new();
     let corrected = super::drift::corrected(input, &out.writes);
@@ -464,4 +468,26 @@ fn invalid(input: &Input, mut out: Reconciled, error: &PlanError) -> Reconciled 
     out.status.phase = Some(Phase::Failed);
     out.status.message = Some(message);
     out
+}
+
+/// What a deleted experiment left for our hosts goes once our own routing is in place, make
+/// before break again: first its VirtualServices (a proxy then routes by ours, Istio using the
+/// oldest VirtualService of a host), then, once no proxy can still route by them (the propagation
+/// delay after the last routing change), its DestinationRules, whose subsets those routes name.
+/// Also how long until the DestinationRules may go.
+fn leftovers_to_remove(input: &Input) -> (Leftovers, Option<Duration>) {
+    let left = &input.obs.leftovers;
+    if !left.virtual_services.is_empty() {
+        let routes = Leftovers { virtual_services: left.virtual_services.clone(), destination_rules: Vec::new() };
+        return (routes, None);
+    }
+    if left.destination_rules.is_empty() {
+        return (Leftovers::default(), None);
+    }
+    let exp = input.exp;
+    let what = format!("removing DestinationRule {}", left.destination_rules.join(", "));
+    match settle::wait(exp, exp.spec.propagation_delay(), &what, input.routing_clock(), false) {
+        Some(hold) => (Leftovers::default(), Some(hold.left)),
+        None => (left.clone(), None),
+    }
 }

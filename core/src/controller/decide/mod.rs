@@ -29,7 +29,7 @@ use crate::stats::decision::{Decision, Outcome};
 use super::apply::{Applied, gate};
 use super::commands::{Commands, PROMOTE};
 use super::health::detour;
-use super::observe::Observation;
+use super::observe::{Leftovers, Observation};
 use super::progress::Event;
 use super::settle::{RoutingClock, is_routing};
 
@@ -90,7 +90,7 @@ pub(crate) struct Reconciled {
     pub finalizer: Option<FinalizerChange>,
     pub writes: Vec<Action>,
     /// Routing objects of deleted experiments on our host, to delete.
-    pub deletes: Vec<String>,
+    pub deletes: Leftovers,
     pub status: ExperimentStatus,
     pub events: Vec<Event>,
     pub clear_promote: bool,
@@ -103,6 +103,11 @@ pub(crate) struct Reconciled {
 impl Reconciled {
     fn new(status: ExperimentStatus) -> Self {
         Reconciled { status, ..Default::default() }
+    }
+
+    /// Whether this changes routing: writes it, or deletes what a deleted experiment left.
+    pub(crate) fn routes(&self) -> bool {
+        self.writes.iter().any(is_routing) || !self.deletes.is_empty()
     }
 
     fn event(&mut self, reason: &'static str, message: impl Into<String>, warning: bool) {
@@ -127,7 +132,7 @@ pub(crate) fn decide(input: &Input) -> Reconciled {
 
 /// Records in the status when routing is written, for the delays that count from it.
 fn stamp_routing(out: &mut Reconciled, now: Timestamp) {
-    if out.writes.iter().any(is_routing) {
+    if out.routes() {
         out.status.routing_changed_at = Some(crate::clock::format_time(now));
     }
 }

@@ -12,7 +12,7 @@ use crate::api::{MeshMode, OnProgressDeadline, Phase, Routing};
 use crate::controller::commands::{ABORT, PROMOTE};
 use crate::controller::conditions::{self, event};
 use crate::controller::health::weights;
-use crate::controller::observe::{ArmPods, Observation, referenced_subsets};
+use crate::controller::observe::{ArmPods, Leftovers, Observation, referenced_subsets};
 use crate::fixtures::{ExperimentBuilder, analysis, conversion, pause, set_weight};
 use crate::istio::VirtualService;
 use crate::plan::Observed;
@@ -50,7 +50,7 @@ impl World {
             routed_subsets: BTreeSet::new(),
             pods: BTreeMap::new(),
             conflicts: vec![],
-            leftovers: vec![],
+            leftovers: Default::default(),
             policies: vec![],
             namespace_labels: BTreeMap::new(),
             live: Default::default(),
@@ -121,9 +121,12 @@ impl World {
     }
 
     fn take(&mut self, out: &Reconciled) {
-        if out.writes.iter().any(crate::controller::settle::is_routing) {
+        if out.routes() {
             self.routed_at = Some(self.now);
         }
+        let left = &mut self.obs.leftovers;
+        left.virtual_services.retain(|name| !out.deletes.virtual_services.contains(name));
+        left.destination_rules.retain(|name| !out.deletes.destination_rules.contains(name));
         for action in &out.writes {
             self.write(action);
         }
@@ -508,13 +511,36 @@ fn a_reconcile_error_condition_is_cleared_by_the_next_success() {
 }
 
 #[test]
-fn leftovers_of_a_deleted_experiment_go_once_our_routing_is_in_place() {
+fn leftovers_of_a_deleted_experiment_go_once_our_routing_is_in_place_routes_before_subsets() {
     let mut world = World::new(ExperimentBuilder::canary("c").steps([set_weight(20), pause()]), Routing::Istio);
-    world.obs.leftovers = vec!["old".into()];
+    let old = || vec!["old".to_string()];
+    world.obs.leftovers = Leftovers { virtual_services: old(), destination_rules: old() };
     let first = world.tick();
     assert!(first.deletes.is_empty() || !first.writes.is_empty());
-    world.until(Phase::Paused);
-    assert_eq!(world.tick().deletes, ["old".to_string()]);
+    for _ in 0..30 {
+        let out = world.tick();
+        if !out.deletes.is_empty() {
+            assert_eq!(out.deletes.virtual_services, old(), "the old routes go first");
+            assert!(out.deletes.destination_rules.is_empty(), "its subsets stay while proxies may route by it");
+            break;
+        }
+        world.now += out.requeue.unwrap_or(Duration::from_secs(1));
+    }
+    assert!(world.obs.live.virtual_service.is_some(), "once our routing was in place");
+    let routes_went = world.routed_at.expect("deleting routes is a routing change");
+    let delay = world.exp.spec.propagation_delay();
+    for _ in 0..30 {
+        let out = world.tick();
+        if !out.deletes.is_empty() {
+            assert_eq!(out.deletes.destination_rules, old());
+            let after = world.now.duration_since(routes_went).as_secs_f64();
+            assert!(after >= delay.as_secs_f64(), "{after} s after the routes went, not {delay:?}");
+            break;
+        }
+        world.now += out.requeue.expect("looks again when the delay is over");
+    }
+    assert!(world.obs.leftovers.is_empty(), "the DestinationRule went");
+    assert!(world.tick().deletes.is_empty(), "nothing more to delete");
 }
 
 #[test]
