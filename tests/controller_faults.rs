@@ -180,7 +180,7 @@ fn the_readme_shows_every_fault_of_the_suite() {
     let rows: Vec<&str> =
         table.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| fault") && !l.starts_with("| ---")).collect();
     let named: Vec<&str> = rows.iter().map(|r| r.split(" | ").next().unwrap().trim_start_matches("| ")).collect();
-    let faults: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).chain([KILLED, AUTOSCALED]).collect();
+    let faults: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).chain([KILLED, AUTOSCALED, CROWD]).collect();
     assert_eq!(named, faults, "the README lists exactly the suite's faults, in order");
     for r in rows {
         assert!(r.ends_with(" | 0 | Succeeded, winner v2 |"), "what the suite asserts: {r}");
@@ -246,6 +246,9 @@ async fn a_controller_killed_after_any_write_is_finished_by_the_next_the_same_wa
     .await
     .expect("bounded");
 }
+
+/// The row of `tests/controller_crowd.rs`, which checks its figures.
+const CROWD: &str = "40 stuck and 40 failing experiments beside 20 healthy canaries";
 
 /// The row of the autoscaler case.
 const AUTOSCALED: &str = "a finished canary's winner scaled by an HPA, 10 minutes watched";
