@@ -50,14 +50,14 @@ const SPEED: f64 = 25.0;
 const SLACK: Duration = Duration::from_secs(60);
 
 /// How long the crowd fails, once every experiment of it keeps still, before the canaries come
-/// (simulated): by then a failing experiment waits at least [`SLOWEST_RETRY`] between retries.
+/// (simulated): by then a failing experiment waits at least [`RETRY_GAP`] between retries.
 const SETTLE: Duration = Duration::from_secs(600);
 
 /// The shortest wait between two retries of an experiment that has failed for [`SETTLE`]: its
 /// `k`-th failure comes at most 1.2 × (2^(k-1) − 1) s after its first (each wait is the doubled
 /// backoff ±20%), so within 600 s it has failed at least 9 times, and the wait after the 9th
 /// failure is at least 0.8 × 256 s (then 0.8 × 300 s, the cap).
-const SLOWEST_RETRY: Duration = Duration::from_millis(204_800);
+const RETRY_GAP: Duration = Duration::from_millis(204_800);
 
 /// How long after the last stuck experiment keeps still its steady state begins (simulated): the
 /// events that follow a status write are sent after it.
@@ -414,14 +414,14 @@ async fn crowd() -> Crowd {
 /// crowd: the canaries' own, as in the baseline (a quarter more for timing: status writes and
 /// events group differently), plus the failing experiments' retries. Stuck experiments send none.
 /// A failing experiment has failed for [`SETTLE`] when the canaries come, so it retries at most
-/// once per [`SLOWEST_RETRY`], plus once at the window's start; each retry is one refused write (the
+/// once per [`RETRY_GAP`], plus once at the window's start; each retry is one refused write (the
 /// condition and the event were written at the first failure). A stuck experiment is looked at
 /// every minute while it waits (at most every `SAFETY_NET`, 30 s real) or not at all while paused,
 /// and a look that changes nothing sends nothing. A retry per look or per watch event would not be
 /// bounded by this, nor would a stuck experiment writing its status at every look.
 fn crowd_bound(baseline_rate: f64, window: f64) -> f64 {
     let failing = Kind::Failing.count() as f64;
-    1.25 * baseline_rate + failing / SLOWEST_RETRY.as_secs_f64() + failing / window
+    1.25 * baseline_rate + failing / RETRY_GAP.as_secs_f64() + failing / window
 }
 
 fn row(crowd: &Crowd) -> String {
