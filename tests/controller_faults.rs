@@ -181,7 +181,7 @@ fn the_readme_shows_every_fault_of_the_suite() {
         .map(|f| f.name())
         .chain([KILLED, AUTOSCALED])
         .chain(PrometheusFault::ALL.iter().map(|f| f.name()))
-        .chain([support::LEASE_RENEWALS_FAIL, support::LEADER_FROZEN])
+        .chain([support::LEASE_RENEWALS_FAIL, support::LEADER_FROZEN, support::CROWD])
         .collect();
     assert_eq!(named, faults, "the README lists exactly the suite's faults, in order");
     for r in rows {

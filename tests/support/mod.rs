@@ -11,8 +11,9 @@ pub mod refusing;
 pub mod scale;
 pub mod snapshot;
 
-/// The README reliability table's rows of the leadership faults (`tests/controller_fencing.rs`),
-/// which `controller_faults` checks with its own.
+/// The README reliability table's rows of the leadership faults (`tests/controller_fencing.rs`)
+/// and of the crowd (`tests/controller_crowd.rs`), which `controller_faults` checks with its own.
+pub const CROWD: &str = "40 stuck and 40 failing experiments beside 20 healthy canaries";
 pub const LEASE_RENEWALS_FAIL: &str = "the leader's lease renewals fail while its other writes pass";
 pub const LEADER_FROZEN: &str = "the leader frozen (SIGSTOP) past its 3 s lease, then thawed (two processes)";
 

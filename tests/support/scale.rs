@@ -15,6 +15,9 @@
 //! request audit counts its requests by verb: `get`/`list` are reads, `watch` is counted apart,
 //! everything else is a write (events included). A steady state must read 0 and write 0 while
 //! the reconcile counter rises by at least N per round of touches.
+//!
+//! Its pieces (the workloads, the controller's own client, the request counts) also serve
+//! `tests/controller_crowd.rs`, which sets up a mix of experiments of its own.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -84,8 +87,13 @@ pub struct Requests {
 impl Requests {
     /// The controller's requests among `records`.
     pub fn of_controller(records: &[AuditRecord]) -> Requests {
+        Self::of_controller_where(records, |_| true)
+    }
+
+    /// The controller's requests among `records` that `pick` keeps (one namespace's, say).
+    pub fn of_controller_where(records: &[AuditRecord], pick: impl Fn(&AuditRecord) -> bool) -> Requests {
         let mut out = Requests::default();
-        for r in records.iter().filter(|r| r.user_agent == CONTROLLER_AGENT) {
+        for r in records.iter().filter(|r| r.user_agent == CONTROLLER_AGENT && pick(r)) {
             match r.verb.as_str() {
                 "get" | "list" => out.reads += 1,
                 "watch" => out.watches += 1,
@@ -97,7 +105,7 @@ impl Requests {
         out
     }
 
-    fn breakdown(&self) -> String {
+    pub fn breakdown(&self) -> String {
         self.by_kind.iter().map(|(k, n)| format!("{k} ×{n}")).collect::<Vec<_>>().join(", ")
     }
 }
@@ -214,7 +222,8 @@ fn namespace_of(config: &Config, i: usize) -> String {
     format!("{NAMESPACE_PREFIX}{}", i % config.namespaces)
 }
 
-fn deployment(ns: &str, service: &str, version: &str) -> Value {
+/// A 1-replica Deployment `{service}-{version}`, its pods ready as soon as they run.
+pub fn deployment(ns: &str, service: &str, version: &str) -> Value {
     let labels = json!({"app": service, "version": version});
     json!({
         "apiVersion": "apps/v1",
@@ -237,7 +246,8 @@ fn deployment(ns: &str, service: &str, version: &str) -> Value {
     })
 }
 
-fn service(ns: &str, name: &str) -> Value {
+/// The Service `name` on port 80, selecting `app: name`.
+pub fn service(ns: &str, name: &str) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Service",
@@ -258,12 +268,12 @@ fn experiment(ns: &str, i: usize) -> Experiment {
 }
 
 /// Server-side apply by the test (field manager `forklane-scale`).
-fn apply() -> PatchParams {
+pub fn apply() -> PatchParams {
     PatchParams::apply("forklane-scale").force()
 }
 
 /// Runs `f` over `0..n` with a few requests in flight.
-async fn each<F, Fut>(n: usize, f: F)
+pub async fn each<F, Fut>(n: usize, f: F)
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -273,7 +283,7 @@ where
 
 /// Polls `check` every `every` until it returns `Ok`; panics after `timeout` with `what` and
 /// the last `Err` (how far it got).
-async fn until<F, Fut>(what: &str, timeout: Duration, every: Duration, mut check: F)
+pub async fn until<F, Fut>(what: &str, timeout: Duration, every: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
@@ -324,13 +334,13 @@ async fn workloads(env: &Sandbox, config: &Config) {
     .await;
 }
 
-fn paused_at_first_pause(e: &Experiment) -> bool {
+pub fn paused_at_first_pause(e: &Experiment) -> bool {
     let status = e.status.as_ref();
     status.and_then(|s| s.phase) == Some(Phase::Paused) && status.and_then(|s| s.current_step) == Some(1)
 }
 
 /// How many experiments are in each phase and step, and one message of each phase.
-fn where_they_are(experiments: &[Experiment]) -> String {
+pub fn where_they_are(experiments: &[Experiment]) -> String {
     let mut by: BTreeMap<String, (usize, String)> = BTreeMap::new();
     for e in experiments {
         let status = e.status.clone().unwrap_or_default();
@@ -387,6 +397,14 @@ async fn reconciled(env: &Sandbox, from: u64, n: u64, timeout: Duration) -> u64 
     env.controller_metrics.reconciles.get() - from
 }
 
+/// A client for the controller with its own User-Agent ([`CONTROLLER_AGENT`]), so that the audit
+/// tells its requests from the test's.
+pub fn controller_client(env: &Sandbox) -> kube::Client {
+    let mut config = env.cluster.client_config();
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(CONTROLLER_AGENT)));
+    kube::Client::try_from(config).expect("controller client")
+}
+
 /// Runs the scenario on a fresh sandbox and returns what it measured.
 pub async fn run(config: Config) -> Figures {
     assert!(config.experiments > 0 && config.namespaces > 0, "{config:?}");
@@ -409,13 +427,9 @@ pub async fn run(config: Config) -> Figures {
         config.experiments
     );
 
-    // The controller, with its own User-Agent.
-    let mut client_config = env.cluster.client_config();
-    client_config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(CONTROLLER_AGENT)));
-    let controller_client = kube::Client::try_from(client_config).expect("controller client");
     env.cluster.audit().clear();
     let started = Instant::now();
-    env.start_controller_with(controller_client);
+    env.start_controller_with(controller_client(&env));
     let experiments: Api<Experiment> = Api::all(env.client.clone());
     let n = config.experiments;
     until("every experiment Paused at its first pause", config.timeout, Duration::from_millis(100), || async {
