@@ -486,7 +486,9 @@ async fn a_crowd_of_stuck_and_failing_experiments_neither_floods_the_api_nor_del
             assert_eq!(run.by_kind[&kind].reads + run.by_kind[&kind].writes, 0, "{kind:?}");
         }
         let failing = &run.by_kind[&Kind::Failing];
-        assert_eq!(failing.by_kind.keys().collect::<Vec<_>>(), ["patch services (422)"], "{}", failing.breakdown());
+        // (Backing off, a failing experiment may not be retried at all while the canaries run.)
+        let only_refused = failing.by_kind.keys().all(|k| k == "patch services (422)");
+        assert!(only_refused, "{}", failing.breakdown());
         // Failing experiments back off: fewer requests per second in each later window.
         let rates: Vec<f64> = crowd.failing_rates.iter().map(|(_, r)| *r).collect();
         assert!(rates.windows(2).all(|w| w[1] < w[0] / 2.0), "{:?}", crowd.failing_rates);
