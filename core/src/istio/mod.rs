@@ -16,3 +16,30 @@ pub use virtualservice::*;
 pub const VIRTUAL_SERVICE_CRD: &str = include_str!("crds/virtualservice.crd.yaml");
 pub const DESTINATION_RULE_CRD: &str = include_str!("crds/destinationrule.crd.yaml");
 pub const TELEMETRY_CRD: &str = include_str!("crds/telemetry.crd.yaml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What istiod writes into `status` when it reports configuration distribution
+    /// (`PILOT_ENABLE_STATUS`): no `reason`, a `lastProbeTime`, and generations as strings. One
+    /// such object must not make the whole list unreadable to the controller's watch.
+    const DISTRIBUTION_STATUS: &str = r#"{"conditions": [{"type": "Reconciled", "status": "False",
+        "lastProbeTime": "2026-12-02T10:00:01Z", "message": "2/3 proxies up to date.", "observedGeneration": "4"}],
+        "observedGeneration": "4"}"#;
+
+    #[test]
+    fn routing_objects_read_the_status_istio_writes() {
+        let status: serde_json::Value = serde_json::from_str(DISTRIBUTION_STATUS).unwrap();
+        let meta = serde_json::json!({"name": "my-app-forklane", "namespace": "default", "generation": 4});
+        let vs = serde_json::json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": meta,
+            "spec": {"hosts": ["my-app"]}, "status": status});
+        let vs: VirtualService = serde_json::from_value(vs).expect("a VirtualService with Istio's status");
+        let condition = &vs.status.unwrap().conditions.unwrap()[0];
+        assert_eq!((condition.r#type.as_deref(), condition.status.as_deref()), (Some("Reconciled"), Some("False")));
+        let dr = serde_json::json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": meta,
+            "spec": {"host": "my-app"}, "status": status});
+        let dr: DestinationRule = serde_json::from_value(dr).expect("a DestinationRule with Istio's status");
+        assert!(dr.status.unwrap().observed_generation.is_some());
+    }
+}
