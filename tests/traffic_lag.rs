@@ -13,7 +13,8 @@ use std::time::Duration;
 use forklane_core::clock::Time;
 use forklane_core::istio::*;
 use forklane_sim::traffic::{
-    ClusterView, Dataplane, Lag, LiveView, Outcome, Pod, Request, ResponseFlag, Snapshot, SnapshotFeed, Tally,
+    ClusterView, ConfigKind, Dataplane, Lag, LiveView, Outcome, Pod, Request, ResponseFlag, Snapshot, SnapshotFeed,
+    Tally,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -134,6 +135,30 @@ fn without_lag_every_proxy_sees_the_current_snapshot_at_once() {
         let current = stage.view.snapshot();
         assert!(Arc::ptr_eq(&view.routes, &current) && Arc::ptr_eq(&view.clusters, &current));
     }
+}
+
+/// What istiod reports in status: how many proxies hold a generation, routes and clusters each by
+/// their own delay.
+#[test]
+fn distribution_counts_the_proxies_holding_each_generation() {
+    let lag = Lag::straggler(Duration::from_millis(100), Duration::from_secs(5));
+    let n = lag.proxies.len();
+    let stage = Stage::new(mesh(both_versions(), &[("v1", 100)], &["v1"]), lag);
+    let (mut rule, mut route) = (destination_rule(&["v1", "v2"]), split(&[("v1", 50), ("v2", 50)]));
+    (rule.metadata.generation, route.metadata.generation) = (Some(2), Some(2));
+    let next = Snapshot::new(vec![service(None)], both_versions(), &[route], &[rule]).with_mesh(true);
+    stage.publish_at(1_000, next);
+    let at = |ms: i64, kind: ConfigKind, generation: i64| {
+        stage.ms.store(ms, Ordering::Relaxed);
+        stage.feed.distribution(kind, NS, "my-app", generation)
+    };
+    assert_eq!(at(1_000, ConfigKind::DestinationRule, 1), (n, n), "every proxy holds generation 1");
+    assert_eq!(at(1_010, ConfigKind::DestinationRule, 2), (0, n), "none has generation 2 yet");
+    assert_eq!(at(1_200, ConfigKind::DestinationRule, 2), (n - 1, n), "all but the straggler's clusters");
+    assert_eq!(at(1_200, ConfigKind::VirtualService, 2), (n, n), "its routes keep pace");
+    assert_eq!(at(5_990, ConfigKind::DestinationRule, 2), (n - 1, n));
+    assert_eq!(at(6_000, ConfigKind::DestinationRule, 2), (n, n));
+    assert_eq!(at(6_000, ConfigKind::DestinationRule, 3), (0, n));
 }
 
 #[test]

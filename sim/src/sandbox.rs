@@ -114,6 +114,12 @@ impl Sandbox {
         self.net().feed.set_lag(lag);
     }
 
+    /// Has the simulated istiod report, in each VirtualService's and DestinationRule's status,
+    /// whether every proxy applied its current generation (Istio's `PILOT_ENABLE_STATUS`).
+    pub fn report_distribution(&self, on: bool) {
+        self.net().report_distribution(on);
+    }
+
     /// What the background traffic got so far, by status and 503 flag.
     pub fn traffic_tally(&self) -> Tally {
         self.tally.lock().unwrap_or_else(|e| e.into_inner()).clone()

@@ -165,6 +165,7 @@ mod tests {
             pods: ready.iter().map(|(a, n)| (a.to_string(), ArmPods { existing: *n, ready: *n })).collect(),
             conflicts: vec![],
             leftovers: Default::default(),
+            distribution: Default::default(),
             policies: vec![],
             namespace_labels: Default::default(),
             live: Default::default(),

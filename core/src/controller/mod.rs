@@ -7,6 +7,7 @@ pub(crate) mod apply;
 pub mod commands;
 pub(crate) mod conditions;
 pub(crate) mod decide;
+pub(crate) mod distribution;
 pub(crate) mod election;
 pub(crate) mod error;
 pub mod fence;

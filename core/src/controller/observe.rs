@@ -14,6 +14,7 @@ use crate::istio::VirtualService;
 use crate::plan::Observed;
 use crate::plan::istio::{object_name, telemetry_name};
 
+use super::distribution::{self, Distribution};
 use super::world::World;
 
 /// Pods of one arm.
@@ -49,11 +50,22 @@ pub(crate) struct Observation {
     /// Routing objects a deleted experiment left in place for one of our hosts: removed once our
     /// own routing is in place (see `decide::live::leftovers_to_remove`).
     pub leftovers: Leftovers,
+    /// What the mesh reports of our VirtualService's and our DestinationRule's distribution.
+    pub distribution: Distributions,
     pub policies: Vec<RolloutPolicy>,
     pub namespace_labels: BTreeMap<String, String>,
     pub live: Live,
     /// The pod template revision of each arm's Deployment ([`revision`]).
     pub revisions: BTreeMap<String, String>,
+}
+
+/// What the mesh reports of our routing objects reaching its proxies.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Distributions {
+    /// Our VirtualService (routes).
+    pub routes: Distribution,
+    /// Our DestinationRule (subsets).
+    pub subsets: Distribution,
 }
 
 /// Routing objects that deleted experiments left for a host, by kind and name.
@@ -121,18 +133,24 @@ pub(crate) fn observe(world: &World, exp: &Experiment, namespace: &str) -> Obser
     let mut routed_subsets = BTreeSet::new();
     let mut conflicts = Vec::new();
     let mut leftovers = Leftovers::default();
+    let mut distribution = Distributions::default();
     if mode == Routing::Istio {
         let ours = object_name(exp);
-        if let Some(dr) = world.destination_rule(namespace, &ours) {
+        let virtual_services = world.virtual_services(namespace);
+        let dr = world.destination_rule(namespace, &ours);
+        let mesh_reports = world.mesh_reports();
+        if let Some(dr) = dr {
             plan.subsets = Some(dr.spec.subsets.iter().flatten().map(|s| s.name.clone()).collect());
             live.destination_rule = json(dr.as_ref());
+            distribution.subsets = distribution::of_destination_rule(&dr, mesh_reports);
         }
         live.telemetry = world.telemetry(namespace, &telemetry_name(exp)).and_then(|t| json(t.as_ref()));
         let hosts: BTreeSet<String> = exp.spec.service.hosts().into_iter().collect();
-        for vs in world.virtual_services(namespace) {
+        for vs in virtual_services {
             if vs.name_any() == ours {
                 routed_subsets = referenced_subsets(&vs);
                 live.virtual_service = json(vs.as_ref());
+                distribution.routes = distribution::of_virtual_service(&vs, mesh_reports);
             } else if vs.spec.hosts.iter().flatten().any(|h| hosts.contains(h)) {
                 if left_behind(vs.meta()) {
                     leftovers.virtual_services.push(vs.name_any());
@@ -153,6 +171,7 @@ pub(crate) fn observe(world: &World, exp: &Experiment, namespace: &str) -> Obser
         pods,
         conflicts,
         leftovers,
+        distribution,
         policies: world.policies(),
         namespace_labels: world.namespace_labels(namespace),
         live,

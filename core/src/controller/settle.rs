@@ -21,7 +21,12 @@ use crate::api::{Experiment, duration::HumanDuration};
 use crate::clock::parse_time;
 use crate::plan::Action;
 
+use super::distribution::Distribution;
 use super::observe::{Observation, referenced_subsets};
+
+/// How soon to look again while the mesh reports a write not yet everywhere (its status change
+/// triggers a look sooner).
+const MESH_POLL: Duration = Duration::from_secs(1);
 
 /// Status times are whole seconds, truncated: the write may have been up to a second later.
 const STATUS_RESOLUTION: Duration = Duration::from_secs(1);
@@ -46,23 +51,37 @@ pub(crate) fn is_routing(action: &Action) -> bool {
     matches!(action, Action::VirtualService(_) | Action::DestinationRule(_) | Action::ServiceSelector(_))
 }
 
-/// What `action` (to be written) relies on, as the delay it needs after the last routing write
-/// and what it waits to do; `None` when it relies on nothing. `shrinks`: a Scale that lowers the
-/// arm's replicas.
-fn relies_on(exp: &Experiment, action: &Action, obs: &Observation, shrinks: bool) -> Option<(Duration, String)> {
-    let propagation = exp.spec.propagation_delay();
+/// What a write relies on: the delay it needs after the last routing write, what it waits to do,
+/// and the routing object whose distribution the mesh may report (its kind and the report).
+struct Reliance<'o> {
+    delay: Duration,
+    what: String,
+    on: Option<(&'static str, &'o Distribution)>,
+}
+
+/// What `action` (to be written) relies on; `None` when it relies on nothing. `shrinks`: a Scale
+/// that lowers the arm's replicas.
+fn relies_on<'o>(exp: &Experiment, action: &Action, obs: &'o Observation, shrinks: bool) -> Option<Reliance<'o>> {
+    let delay = exp.spec.propagation_delay();
     match action {
         Action::VirtualService(vs) => {
             let new: Vec<String> = referenced_subsets(vs).difference(&obs.routed_subsets).cloned().collect();
-            (!new.is_empty()).then(|| (propagation, format!("routing to subset {}", new.join(", "))))
+            let what = format!("routing to subset {}", new.join(", "));
+            let on = Some(("DestinationRule", &obs.distribution.subsets));
+            (!new.is_empty()).then_some(Reliance { delay, what, on })
         }
         Action::DestinationRule(dr) => {
             let kept: BTreeSet<&String> = dr.spec.subsets.iter().flatten().map(|s| &s.name).collect();
             let live = obs.plan.subsets.iter().flatten();
             let removed: Vec<&str> = live.filter(|s| !kept.contains(s)).map(String::as_str).collect();
-            (!removed.is_empty()).then(|| (propagation, format!("removing subset {}", removed.join(", "))))
+            let what = format!("removing subset {}", removed.join(", "));
+            let on = Some(("VirtualService", &obs.distribution.routes));
+            (!removed.is_empty()).then_some(Reliance { delay, what, on })
         }
-        Action::Scale(s) if shrinks => Some((exp.spec.scale_down_delay(), format!("scaling down {}", s.deployment))),
+        Action::Scale(s) if shrinks => {
+            let what = format!("scaling down {}", s.deployment);
+            Some(Reliance { delay: exp.spec.scale_down_delay(), what, on: None })
+        }
         _ => None,
     }
 }
@@ -76,8 +95,22 @@ pub(crate) fn hold(
     routed_before: bool,
     shrinks: bool,
 ) -> Option<Hold> {
-    let (delay, what) = relies_on(exp, action, obs, shrinks)?;
-    wait(exp, delay, &what, clock, routed_before)
+    let Reliance { delay, what, on } = relies_on(exp, action, obs, shrinks)?;
+    if let Some(hold) = wait(exp, delay, &what, clock, routed_before) {
+        return Some(hold);
+    }
+    // The delay is over; where the mesh reports, the object must also have reached every proxy
+    // (a report read in the batch that writes the object is of its previous generation).
+    let (object, pending) = match on? {
+        (_, Distribution::Unreported) | (_, Distribution::Reached) if !routed_before => return None,
+        (_, Distribution::Unreported) => return None,
+        (object, Distribution::Reached) => (object, "written just now".to_string()),
+        (object, Distribution::Pending(said)) => (object, said.clone()),
+    };
+    Some(Hold {
+        why: format!("waiting for the mesh to report the {object} on every proxy ({pending}), before {what}"),
+        left: MESH_POLL,
+    })
 }
 
 /// Whether `what` must wait for `delay` after the last routing write (`routed_before`: one in

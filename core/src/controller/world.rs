@@ -282,6 +282,12 @@ impl World {
         self.destination_rules.state_filter(|d| d.namespace().as_deref() == Some(namespace))
     }
 
+    /// Whether the mesh reports distribution: some VirtualService in the cluster carries a report
+    /// (istiod's flag is global). From the cache, as every observation.
+    pub(crate) fn mesh_reports(&self) -> bool {
+        self.virtual_services.state().iter().any(|vs| super::distribution::reported(vs))
+    }
+
     pub(crate) fn virtual_services(&self, namespace: &str) -> Vec<std::sync::Arc<VirtualService>> {
         self.virtual_services.state_filter(|v| v.namespace().as_deref() == Some(namespace))
     }

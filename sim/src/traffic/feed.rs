@@ -3,6 +3,7 @@
 //! [`Snapshot`], and every NodePort Service gets a real listener on 127.0.0.1:<nodePort>.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -26,12 +27,33 @@ const COALESCE: Duration = Duration::from_millis(5);
 pub struct ClusterDataplane {
     pub dataplane: Dataplane,
     pub feed: SnapshotFeed,
+    store: Store,
     task: JoinHandle<()>,
+    /// istiod's distribution report, while on.
+    reporter: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// How often istiod's report looks at the proxies (real time).
+const REPORT_EVERY: Duration = Duration::from_millis(20);
+
+impl ClusterDataplane {
+    /// Turns istiod's report of configuration distribution into VirtualService and
+    /// DestinationRule status on or off (Istio's `PILOT_ENABLE_STATUS`; off by default).
+    pub fn report_distribution(&self, on: bool) {
+        let mut reporter = self.reporter.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(task) = reporter.take() {
+            task.abort();
+        }
+        if on {
+            *reporter = Some(super::distribution::report(self.store.clone(), self.feed.clone(), REPORT_EVERY));
+        }
+    }
 }
 
 impl Drop for ClusterDataplane {
     fn drop(&mut self) {
         self.task.abort();
+        self.report_distribution(false);
     }
 }
 
@@ -70,8 +92,9 @@ fn node_ports(store: &Store) -> BTreeMap<u16, ServiceKey> {
 /// (which lagging proxies measure their delays on).
 pub(crate) fn attach(store: Store, dataplane: Dataplane, clock: Clock) -> ClusterDataplane {
     let feed = SnapshotFeed::with_clock(snapshot(&store), clock);
-    let (dp, fd) = (dataplane.clone(), feed.clone());
+    let (dp, fd, watched) = (dataplane.clone(), feed.clone(), store.clone());
     let task = tokio::spawn(async move {
+        let store = watched;
         let mut changes = store.changes();
         let mut listeners: BTreeMap<u16, (ServiceKey, NodePort)> = BTreeMap::new();
         loop {
@@ -90,7 +113,7 @@ pub(crate) fn attach(store: Store, dataplane: Dataplane, clock: Clock) -> Cluste
             fd.publish(snapshot(&store));
         }
     });
-    ClusterDataplane { dataplane, feed, task }
+    ClusterDataplane { dataplane, feed, store, task, reporter: Mutex::new(None) }
 }
 
 async fn sync_listeners(

@@ -134,7 +134,7 @@ pub struct ServiceEntry {
     pub service: Service,
     /// Indices into the snapshot's pods: ready pods matching the selector.
     pub endpoints: Vec<usize>,
-    /// The VirtualService for this host, if any (the first in snapshot order).
+    /// The VirtualService for this host, if any (the oldest, as Istio picks).
     pub virtual_service: Option<Arc<CompiledVirtualService>>,
     /// Subsets of the DestinationRule for this host: name → ready endpoints; `None` without one.
     pub subsets: Option<HashMap<String, Vec<usize>>>,
@@ -149,9 +149,25 @@ pub struct Snapshot {
     /// Namespace → pod name → index into `pods`: how a lagging proxy's pod is found now.
     pod_indices: HashMap<String, HashMap<String, usize>>,
     services: HashMap<ServiceKey, ServiceEntry>,
+    /// The generation of each VirtualService and DestinationRule it holds: what a proxy holding
+    /// this snapshot has applied (istiod's distribution report counts these).
+    generations: HashMap<(ConfigKind, String, String), i64>,
+}
+
+/// The mesh configuration kinds whose distribution istiod reports: VirtualServices travel as
+/// routes (RDS), DestinationRules as clusters (CDS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConfigKind {
+    VirtualService,
+    DestinationRule,
 }
 
 impl Snapshot {
+    /// The generation of the `kind` object `namespace/name` this snapshot holds.
+    pub fn generation(&self, kind: ConfigKind, namespace: &str, name: &str) -> Option<i64> {
+        self.generations.get(&(kind, namespace.to_string(), name.to_string())).copied()
+    }
+
     /// Compiles a snapshot (the mesh is off; see [`Snapshot::with_mesh`]).
     pub fn new(
         services: Vec<Service>,
@@ -206,7 +222,14 @@ impl Snapshot {
         for (i, p) in pods.iter().enumerate() {
             pod_indices.entry(p.pod.namespace.clone()).or_default().insert(p.pod.name.clone(), i);
         }
-        Snapshot { mesh: false, pods, pod_indices, services }
+        let generation = |kind, meta: &ObjectMeta| {
+            let key = (kind, meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
+            (key, meta.generation.unwrap_or(1))
+        };
+        let generations = (virtual_services.iter().map(|vs| generation(ConfigKind::VirtualService, &vs.metadata)))
+            .chain(destination_rules.iter().map(|dr| generation(ConfigKind::DestinationRule, &dr.metadata)))
+            .collect();
+        Snapshot { mesh: false, pods, pod_indices, services, generations }
     }
 
     /// Turns the simulated mesh on or off (on when the cluster has the Istio CRDs).

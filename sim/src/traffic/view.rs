@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use forklane_core::clock::{Clock, Time};
 
 use super::lag::{History, Lag, ProxyView};
-use super::snapshot::Snapshot;
+use super::snapshot::{ConfigKind, Snapshot};
 
 pub trait ClusterView: Clone + Send + Sync + 'static {
     /// The cluster as it is now.
@@ -92,6 +92,23 @@ impl SnapshotFeed {
     /// published before are kept only as long as the previous lag needed them.
     pub fn set_lag(&self, lag: Lag) {
         self.lock().lag = lag;
+    }
+
+    /// How many proxies have applied `generation` (or a later one) of the `kind` object
+    /// `namespace/name`, out of how many: what istiod reports in the object's status.
+    pub fn distribution(&self, kind: ConfigKind, namespace: &str, name: &str, generation: i64) -> (usize, usize) {
+        let lagging = self.lock();
+        let now = (self.now)();
+        let proxies = &lagging.lag.proxies;
+        let applied = proxies.iter().filter(|delay| {
+            let view = lagging.history.view(now, **delay);
+            let held = match kind {
+                ConfigKind::VirtualService => &view.routes,
+                ConfigKind::DestinationRule => &view.clusters,
+            };
+            held.generation(kind, namespace, name).is_some_and(|g| g >= generation)
+        });
+        (applied.count(), proxies.len())
     }
 
     pub fn view(&self) -> LiveView {

@@ -11,6 +11,7 @@ use super::*;
 use crate::api::{MeshMode, OnProgressDeadline, Phase, Routing};
 use crate::controller::commands::{ABORT, PROMOTE};
 use crate::controller::conditions::{self, event};
+use crate::controller::distribution::Distribution;
 use crate::controller::health::weights;
 use crate::controller::observe::{ArmPods, Leftovers, Observation, referenced_subsets};
 use crate::fixtures::{ExperimentBuilder, analysis, conversion, pause, set_weight};
@@ -51,6 +52,7 @@ impl World {
             pods: BTreeMap::new(),
             conflicts: vec![],
             leftovers: Default::default(),
+            distribution: Default::default(),
             policies: vec![],
             namespace_labels: BTreeMap::new(),
             live: Default::default(),
@@ -712,6 +714,28 @@ fn a_route_names_a_subset_only_once_its_rule_has_propagated_and_a_subset_goes_on
     assert_eq!(defined.last().map(|(_, s)| s.clone()), Some(BTreeSet::from(["v2".to_string()])));
     let first = world.status().message.unwrap_or_default();
     assert!(!first.contains("for every proxy to have it"), "a finished experiment waits for nothing: {first}");
+}
+
+/// Where the mesh reports distribution, a route to a new subset also waits for the mesh to report
+/// the DestinationRule on every proxy, past the propagation delay; the status says so.
+#[test]
+fn a_route_to_a_new_subset_waits_for_the_mesh_to_report_its_rule_everywhere() {
+    let builder = ExperimentBuilder::canary("c").steps([set_weight(20), pause()]).routing_delays("1s", "30s");
+    let mut world = World::new(builder, Routing::Istio);
+    world.obs.distribution.subsets = Distribution::Pending("4/5 proxies up to date.".into());
+    let mut routed_v2 = false;
+    for _ in 0..20 {
+        let out = world.tick();
+        routed_v2 |=
+            out.writes.iter().any(|w| matches!(w, Action::VirtualService(_)) && subset_names(w).contains("v2"));
+        world.now += out.requeue.unwrap_or(Duration::from_secs(1));
+    }
+    assert!(!routed_v2, "no route names v2 while its rule is not everywhere");
+    let (_, message) = world.condition(conditions::READY).unwrap();
+    assert!(message.contains("report the DestinationRule on every proxy (4/5 proxies up to date.)"), "{message}");
+    world.obs.distribution.subsets = Distribution::Reached;
+    let written = writes_until(&mut world, Phase::Paused);
+    assert!(written.iter().any(|(_, w)| subset_names(w).contains("v2") && matches!(w, Action::VirtualService(_))));
 }
 
 #[test]
