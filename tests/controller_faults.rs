@@ -170,11 +170,7 @@ async fn every_fault_keeps_every_invariant() {
 
 #[test]
 fn the_readme_shows_every_fault_of_the_suite() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let table = readme.split("<!-- reliability -->").nth(1).expect("the README has the reliability table");
-    let table = table.split("<!-- /reliability -->").next().unwrap();
-    let rows: Vec<&str> =
-        table.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| fault") && !l.starts_with("| ---")).collect();
+    let rows = support::reliability_rows();
     let named: Vec<&str> = rows.iter().map(|r| r.split(" | ").next().unwrap().trim_start_matches("| ")).collect();
     let faults: Vec<&str> = Fault::ALL
         .iter()
@@ -451,7 +447,7 @@ fn routing_violations(env: &Env, routes: &Log, experiment: &str, steps: &[i64]) 
         violations.push(format!("v2's weights went {weights:?}, not {steps:?}"));
     }
     let tally = env.traffic_tally();
-    let failed = tally.unavailable_by_flag.values().sum::<u64>() + tally.refused;
+    let failed = tally.failed();
     if failed > 0 {
         violations.push(format!("{failed} requests failed: {tally:?}"));
     }

@@ -176,16 +176,12 @@ async fn run_reporting(exp: &Experiment, istio: bool, lag: Lag, report: bool) ->
     Run { tally, outcome, message }
 }
 
-fn failures(t: &Tally) -> u64 {
-    t.unavailable_by_flag.values().sum::<u64>() + t.refused
-}
-
 fn row(example: &str, mode: &str, lag: &str, run: &Run) -> String {
     let flags: Vec<String> = run.tally.unavailable_by_flag.iter().map(|(f, n)| format!("{f:?} {n}")).collect();
     format!(
         "| {example} | {mode} | {lag} | {} | {} | {} | {:?} |",
         run.tally.requests,
-        failures(&run.tally),
+        run.tally.failed(),
         if flags.is_empty() { "-".into() } else { flags.join(", ") },
         run.outcome
     )
@@ -199,7 +195,7 @@ fn routing_failures(example: &str, t: &Tally) -> u64 {
             + t.unavailable(ResponseFlag::NoClusterFound)
             + t.unavailable(ResponseFlag::UpstreamConnectionFailure)
     } else {
-        failures(t)
+        t.failed()
     }
 }
 
@@ -225,7 +221,7 @@ async fn a_canary_costs_no_request_under_every_lag() {
             let run = run(&canary, istio, lag.clone()).await;
             println!("{}", row("canary", if istio { "istio" } else { "none" }, lag_name, &run));
             assert_eq!(run.outcome, Phase::Succeeded, "{lag_name}");
-            assert_eq!(failures(&run.tally), 0, "{lag_name}, istio {istio}: {:?}", run.tally);
+            assert_eq!(run.tally.failed(), 0, "{lag_name}, istio {istio}: {:?}", run.tally);
         }
     }
 }
@@ -242,7 +238,7 @@ async fn the_meshs_distribution_report_covers_a_straggler_slower_than_the_delay(
     let reported = run_reporting(&canary, true, lag.clone(), true).await;
     println!("{} (1s delay, distribution reported)", row("canary", "istio", lag_name, &reported));
     assert_eq!(reported.outcome, Phase::Succeeded, "{}", reported.message);
-    assert_eq!(failures(&reported.tally), 0, "{:?}", reported.tally);
+    assert_eq!(reported.tally.failed(), 0, "{:?}", reported.tally);
     let unreported = run_reporting(&canary, true, lag, false).await;
     println!("{} (1s delay, no report)", row("canary", "istio", lag_name, &unreported));
     assert!(unreported.tally.unavailable(ResponseFlag::NoClusterFound) > 0, "{:?}", unreported.tally);

@@ -371,7 +371,7 @@ async fn deletion_waits_while_no_arm_can_serve_until_a_person_forces_it() {
 fn failed_requests(env: &Env) -> u64 {
     let tally = env.traffic_tally();
     assert!(tally.requests > 100, "traffic runs: {tally:?}");
-    tally.unavailable_by_flag.values().sum::<u64>() + tally.refused
+    tally.failed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

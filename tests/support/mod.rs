@@ -17,6 +17,15 @@ pub const CROWD: &str = "40 stuck and 40 failing experiments beside 20 healthy c
 pub const LEASE_RENEWALS_FAIL: &str = "the leader's lease renewals fail while its other writes pass";
 pub const LEADER_FROZEN: &str = "the leader frozen (SIGSTOP) past its 3 s lease, then thawed (two processes)";
 
+/// The data rows of the README's reliability table (between its `<!-- reliability -->` markers).
+pub fn reliability_rows() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme.split("<!-- reliability -->").nth(1).expect("the README has the reliability table");
+    let table = table.split("<!-- /reliability -->").next().unwrap();
+    let rows = table.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| fault") && !l.starts_with("| ---"));
+    rows.map(String::from).collect()
+}
+
 /// The example files (`examples/*.yaml`), sorted.
 pub fn examples() -> Vec<std::path::PathBuf> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");

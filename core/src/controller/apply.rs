@@ -226,8 +226,8 @@ pub(crate) async fn remove_leftovers(client: &Client, namespace: &str, leftovers
     Ok((leftovers.virtual_services.len() + leftovers.destination_rules.len()) as u32)
 }
 
-/// A deletion's result, where "already gone" is success.
-fn gone(result: kube::Result<()>) -> Result<()> {
+/// A write's result, where "already gone" (404) is success.
+pub(crate) fn gone(result: kube::Result<()>) -> Result<()> {
     match result {
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         other => Ok(other?),

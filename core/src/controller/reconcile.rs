@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::api::{Experiment, ExperimentStatus, Routing};
 
-use super::apply::{FIELD_MANAGER, remove_leftovers, write};
+use super::apply::{FIELD_MANAGER, gone, remove_leftovers, write};
 use super::commands::clear_one_shot;
 use super::conditions::{self, event, reason, set};
 use super::decide::{FINALIZER, FinalizerChange, Input, Look, Measured, Reconciled, counted_outcome, decide, measured};
@@ -188,10 +188,7 @@ async fn send(exp: &Experiment, shared: &Shared, ns: &str, decided: Reconciled) 
     if decided.finalizer == Some(FinalizerChange::Remove) {
         let finalizers: Vec<&String> = exp.finalizers().iter().filter(|f| *f != FINALIZER).collect();
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": exp.resource_version()}});
-        match api.patch(&exp.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            other => drop(other?),
-        }
+        gone(api.patch(&exp.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await.map(drop))?;
     }
     Ok(match decided.requeue {
         Some(d) => Action::requeue(ctx.clock.real_duration(d).clamp(Duration::from_millis(1), SAFETY_NET)),

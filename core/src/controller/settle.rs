@@ -102,8 +102,8 @@ pub(crate) fn hold(
     // The delay is over; where the mesh reports, the object must also have reached every proxy
     // (a report read in the batch that writes the object is of its previous generation).
     let (object, pending) = match on? {
-        (_, Distribution::Unreported) | (_, Distribution::Reached) if !routed_before => return None,
         (_, Distribution::Unreported) => return None,
+        (_, Distribution::Reached) if !routed_before => return None,
         (object, Distribution::Reached) => (object, "written just now".to_string()),
         (object, Distribution::Pending(said)) => (object, said.clone()),
     };

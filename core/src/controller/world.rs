@@ -283,9 +283,9 @@ impl World {
     }
 
     /// Whether the mesh reports distribution: some VirtualService in the cluster carries a report
-    /// (istiod's flag is global). From the cache, as every observation.
+    /// (istiod's flag is global). From the cache, stopping at the first, without copying it.
     pub(crate) fn mesh_reports(&self) -> bool {
-        self.virtual_services.state().iter().any(|vs| super::distribution::reported(vs))
+        self.virtual_services.find(super::distribution::reported).is_some()
     }
 
     pub(crate) fn virtual_services(&self, namespace: &str) -> Vec<std::sync::Arc<VirtualService>> {

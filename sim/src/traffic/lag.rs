@@ -204,6 +204,11 @@ impl Tally {
         }
     }
 
+    /// Requests that failed: a 503 of any flag (or a pod's own), or a refused connection.
+    pub fn failed(&self) -> u64 {
+        self.unavailable_by_flag.values().sum::<u64>() + self.refused
+    }
+
     /// 503 answers with `flag`.
     pub fn unavailable(&self, flag: ResponseFlag) -> u64 {
         self.unavailable_by_flag.get(&flag).copied().unwrap_or(0)
