@@ -167,6 +167,16 @@ fn each_bad_input_is_named() {
             "spec.analysis.interval: \"soon\" is not a duration",
         ),
         (
+            "propagation delay not a duration",
+            format!("{BASE}  routing:\n    propagationDelay: soon\n"),
+            "spec.routing.propagationDelay: \"soon\" is not a duration",
+        ),
+        (
+            "scale-down delay not a duration",
+            format!("{BASE}  routing:\n    scaleDownDelay: 30 seconds\n"),
+            "spec.routing.scaleDownDelay: \"30 seconds\" is not a duration",
+        ),
+        (
             "analysis interval of zero",
             format!("{BASE}  analysis:\n    interval: 0s\n"),
             "spec.analysis.interval: must be longer than zero",
