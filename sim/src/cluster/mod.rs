@@ -18,6 +18,7 @@ pub(crate) mod limits;
 pub(crate) mod meta;
 pub(crate) mod openapi;
 pub(crate) mod patch;
+pub(crate) mod protobuf;
 pub(crate) mod rbac;
 pub mod resources;
 pub(crate) mod scale;

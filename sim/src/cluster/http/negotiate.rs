@@ -1,4 +1,4 @@
-//! Content negotiation: request body decoding (JSON or YAML), the response
+//! Content negotiation: request body decoding (JSON, YAML or, for built-in kinds, protobuf), the response
 //! forms a client can ask for in `Accept` (plain JSON, `Table`, `PartialObjectMetadata`),
 //! and Status responses.
 
@@ -79,9 +79,10 @@ pub(crate) fn decode(bytes: &[u8], media: &str) -> Result<Value> {
         | "application/strategic-merge-patch+json"
         | "application/json-patch+json" => serde_json::from_slice(bytes)
             .map_err(|e| Error::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))?,
+        crate::cluster::protobuf::MEDIA_TYPE => crate::cluster::protobuf::decode(bytes)?,
         other => {
             return Err(Error::UnsupportedMediaType(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other})"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other})"
             )));
         }
     };
