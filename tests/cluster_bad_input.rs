@@ -45,8 +45,15 @@ async fn malformed_bodies() {
     refused(&c, "POST", CMS, "application/json", b"{\"metadata\": {".to_vec(), 400, "BadRequest").await;
     refused(&c, "POST", CMS, "application/yaml", b"metadata: [unclosed".to_vec(), 400, "BadRequest").await;
     refused(&c, "POST", CMS, "application/json", b"[1,2]".to_vec(), 400, "BadRequest").await;
-    refused(&c, "POST", CMS, "application/vnd.kubernetes.protobuf", b"\x00".to_vec(), 415, "UnsupportedMediaType")
-        .await;
+    // Protobuf: a body without Kubernetes' envelope is malformed; a kind without a protobuf
+    // encoding (a custom resource) is an unsupported media type, named with its kind.
+    const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+    let s = refused(&c, "POST", CMS, PROTOBUF, b"\x00".to_vec(), 400, "BadRequest").await;
+    assert!(s.message.contains("expected prefix [107 56 115 0]"), "{}", s.message);
+    let type_meta = [&[0x0a, 14][..], b"example.com/v1", &[0x12, 6], b"Widget"].concat();
+    let envelope = [&b"k8s\0"[..], &[0x0a, type_meta.len() as u8], &type_meta].concat();
+    let s = refused(&c, "POST", CMS, PROTOBUF, envelope, 415, "UnsupportedMediaType").await;
+    assert!(s.message.contains(PROTOBUF) && s.message.contains("Widget of example.com/v1"), "{}", s.message);
     send(&c, "POST", CMS, "application/json", br#"{"metadata":{"name":"ok"}}"#.to_vec()).await.unwrap();
     let path = format!("{CMS}/ok");
     refused(&c, "PATCH", &path, "application/merge-patch+json", b"{not json".to_vec(), 400, "BadRequest").await;

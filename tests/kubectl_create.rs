@@ -106,6 +106,13 @@ async fn create_family_writes_the_objects_their_json_bodies_would() {
         assert_eq!(exposed["spec"]["ports"][0]["port"], 80);
         assert_eq!(exposed["spec"]["ports"][0]["targetPort"], 8080);
 
+        // kubectl prefers protobuf answers for built-in kinds, and reads the one it gets.
+        let out = k.run(&["create", "configmap", "verbose", "-n", "team", "--from-literal=x=y", "-v=8"]).await;
+        assert!(out.ok && out.stdout.trim() == "configmap/verbose created", "{}\n{}", out.stdout, out.stderr);
+        let answer = out.stderr.split("\"Response Body\"").nth(1).unwrap_or_default();
+        assert!(answer.contains("6b 38 73 00"), "the answer is not protobuf:\n{}", out.stderr);
+        assert_eq!(stored(&c, "", "configmaps", Some("team"), "verbose")["data"], json!({"x": "y"}));
+
         // What was created reads back through kubectl in every output form.
         let table = k.ok(&["get", "deploy,svc,cm,secret", "-n", "team"]).await;
         for name in ["deployment.apps/web", "service/api", "service/web", "configmap/settings", "secret/creds"] {

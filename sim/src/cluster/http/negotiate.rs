@@ -14,16 +14,24 @@ pub(crate) enum Output {
     Table,
     /// `as=PartialObjectMetadata` (or `PartialObjectMetadataList` for lists).
     Metadata,
+    /// `application/vnd.kubernetes.protobuf`, for built-in kinds: objects and lists; what has
+    /// no protobuf encoding (watch events, `Scale`) is answered as JSON, which clients that
+    /// ask for protobuf also accept.
+    Protobuf,
 }
 
-/// Picks the first acceptable form in the client's order of `Accept` entries.
-pub(crate) fn output(headers: &HeaderMap) -> Result<Output> {
+/// Picks the first acceptable form in the client's order of `Accept` entries; protobuf only
+/// where `protobuf` says the resource has it (built-in kinds; custom resources do not).
+pub(crate) fn output(headers: &HeaderMap, protobuf: bool) -> Result<Output> {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     for entry in accept.split(',') {
         let mut parts = entry.split(';').map(str::trim);
         let media = parts.next().unwrap_or_default();
         let params: Vec<(&str, &str)> = parts.filter_map(|p| p.split_once('=')).collect();
         let param = |k: &str| params.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        if protobuf && media == crate::cluster::protobuf::MEDIA_TYPE && param("as").is_none() {
+            return Ok(Output::Protobuf);
+        }
         if !matches!(media, "application/json" | "*/*" | "application/*") {
             continue;
         }
@@ -95,7 +103,16 @@ pub(crate) fn json(code: u16, value: &Value, warnings: &[String]) -> Response {
 }
 
 pub(crate) fn json_typed(code: u16, value: &Value, content_type: &str, warnings: &[String]) -> Response {
-    let mut resp = (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), value.to_string()).into_response();
+    typed(code, value.to_string().into_bytes(), content_type, warnings)
+}
+
+/// A protobuf body (see `cluster::protobuf::encode`) with optional `Warning` headers.
+pub(crate) fn protobuf(code: u16, body: Vec<u8>, warnings: &[String]) -> Response {
+    typed(code, body, crate::cluster::protobuf::MEDIA_TYPE, warnings)
+}
+
+fn typed(code: u16, body: Vec<u8>, content_type: &str, warnings: &[String]) -> Response {
+    let mut resp = (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), body).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

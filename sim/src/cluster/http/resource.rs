@@ -132,7 +132,7 @@ async fn dispatch(
     if is_write && let Some(err) = state.faults.write_failure() {
         return Err(err);
     }
-    let output = negotiate::output(headers)?;
+    let output = negotiate::output(headers, info.crd.is_none())?;
     let shown = Rendering { info: &info, target: &target, query, clock: store.clock() };
     match (method.clone(), target.name.as_deref()) {
         (Method::GET, None) if target.watch_path || flag(query, "watch") => {
@@ -312,12 +312,12 @@ fn render_one(r: &Rendering, obj: Value, output: Output, code: u16, warnings: &[
         Output::Metadata => negotiate::partial_metadata(&obj),
         _ => obj,
     };
-    negotiate::json(code, &body, warnings)
+    respond(code, &body, output, warnings)
 }
 
 fn render_list(r: &Rendering, list: Value, output: Output) -> Response {
     let body = match output {
-        Output::Json => list,
+        Output::Json | Output::Protobuf => list,
         Output::Table => {
             let items = list["items"].as_array().cloned().unwrap_or_default();
             let mut t = table_of(r, &items);
@@ -330,7 +330,16 @@ fn render_list(r: &Rendering, list: Value, output: Output) -> Response {
             json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list["metadata"], "items": items})
         }
     };
-    negotiate::json(200, &body, &[])
+    respond(200, &body, output, &[])
+}
+
+/// The body in protobuf where it was asked for and has an encoding, else in JSON.
+fn respond(code: u16, body: &Value, output: Output, warnings: &[String]) -> Response {
+    let encoded = if output == Output::Protobuf { crate::cluster::protobuf::encode(body) } else { None };
+    match encoded {
+        Some(bytes) => negotiate::protobuf(code, bytes, warnings),
+        None => negotiate::json(code, body, warnings),
+    }
 }
 
 async fn watch(
@@ -384,7 +393,7 @@ async fn watch(
                     table_of(&Rendering { info: &info, target: &target, query: &query, clock }, &[ev.object])
                 }
                 Output::Metadata => negotiate::partial_metadata(&ev.object),
-                Output::Json => ev.object,
+                Output::Json | Output::Protobuf => ev.object,
             };
         }
         let mut line = ev.to_json().to_string();

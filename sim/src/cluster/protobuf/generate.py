@@ -76,6 +76,12 @@ def json_names(openapi_src, path):
     return {}
 
 
+def inline(names, target, messages):
+    """Whether the message `target` is embedded inline: its fields are the outer type's."""
+    fields = [rust for _, rust, *_ in messages[target]]
+    return bool(names) and bool(fields) and all(f in names for f in fields)
+
+
 def camel(name):
     head, *rest = name.split("_")
     return head + "".join(p.capitalize() for p in rest)
@@ -114,12 +120,26 @@ def main():
            "pub(super) const KINDS: &[(&str, &str, &str)] = &["]
     out += [f'    ("{a}", "{k}", "{p}"),' for a, k, p in kinds]
     out += ["];", "", "/// Every message reachable from `KINDS`, sorted by name.", "pub(super) const MESSAGES: &[Message] = &["]
+    names_of = {name: json_names(os.path.join(oa_dir, "src"), name) for name in seen}
+    # A type embedded inline may have no k8s-openapi struct of its own (VolumeSource): its
+    # fields' JSON names are those of the struct that embeds it.
+    for name in seen:
+        for _, rust, kind, repeated, target in messages[name]:
+            if kind == "message" and not repeated and rust not in names_of[name] and inline(names_of[name], target, messages):
+                names_of[target] = {**names_of[name], **names_of[target]}
     for name in sorted(seen):
-        names = json_names(os.path.join(oa_dir, "src"), name)
+        names = names_of[name]
         out.append(f'    Message {{ name: "{name}", fields: &[')
         for tag, rust, kind, repeated, target in sorted(messages[name]):
-            js = names.get(rust) or names.get(rust.rstrip("_")) or camel(rust.rstrip("_"))
-            out.append(f'        Field {{ tag: {tag}, json: "{js}", ty: {rust_type(kind, repeated, target)}, repeated: {str(repeated).lower()} }},')
+            js = names.get(rust) or names.get(rust.rstrip("_"))
+            ty = rust_type(kind, repeated, target)
+            if js is None and kind == "message" and not repeated and inline(names, target, messages):
+                # A Go struct embedded inline (`json:",inline"`): a field of its own in the
+                # proto, its fields at this level in JSON (Volume's VolumeSource, Probe's handler).
+                js, ty = "", f'Ty::Inline("{target}")'
+            elif js is None:
+                js = camel(rust.rstrip("_"))
+            out.append(f'        Field {{ tag: {tag}, json: "{js}", ty: {ty}, repeated: {str(repeated).lower()} }},')
         out.append("    ] },")
     out.append("];")
     open(OUT, "w").write("\n".join(out) + "\n")

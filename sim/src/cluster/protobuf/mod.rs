@@ -1,17 +1,19 @@
-//! Protobuf request bodies (`application/vnd.kubernetes.protobuf`), which kubectl and
-//! client-go send for built-in kinds. The body is Kubernetes' envelope (the magic `k8s\0`,
+//! Protobuf bodies (`application/vnd.kubernetes.protobuf`), which kubectl and client-go send
+//! for built-in kinds and prefer in responses. The body is Kubernetes' envelope (the magic `k8s\0`,
 //! then a `runtime.Unknown` naming apiVersion and kind around the object's bytes), decoded
 //! with k8s-pb's generated type; the object inside is decoded by the table generated from
-//! k8s-pb (`table.rs`, `generate.py`) into the JSON form the store keeps. Custom resources
-//! have no protobuf encoding and are refused with 415, as by the apiserver.
+//! k8s-pb (`table.rs`, `generate.py`) into the JSON form the store keeps, and written back
+//! from it by the same table. Custom resources have no protobuf encoding and are refused
+//! with 415, as by the apiserver.
 
+mod from_json;
 mod schema;
 mod table;
 mod to_json;
 mod wire;
 
 use crate::cluster::error::Error;
-use k8s_pb::apimachinery::pkg::runtime::Unknown;
+use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
 use prost::Message as _;
 use serde_json::Value;
 
@@ -73,6 +75,25 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Value, ProtobufError> {
         map.extend(fields);
     }
     Ok(object)
+}
+
+/// The protobuf body of a built-in object or list in its JSON form; `None` for what has no
+/// protobuf encoding here (custom resources, tables, subresources such as `Scale`), which is
+/// answered as JSON.
+pub(crate) fn encode(object: &Value) -> Option<Vec<u8>> {
+    let api_version = object["apiVersion"].as_str()?;
+    let kind = object["kind"].as_str()?;
+    let message = schema::kind(api_version, kind)?;
+    let raw =
+        from_json::message(message, object.as_object()?).inspect_err(|e| tracing::warn!("answering JSON: {e}")).ok()?;
+    let type_meta = TypeMeta { api_version: Some(api_version.into()), kind: Some(kind.into()) };
+    let envelope = Unknown {
+        type_meta: Some(type_meta),
+        raw: Some(raw),
+        content_encoding: Some(String::new()),
+        content_type: Some(String::new()),
+    };
+    Some([MAGIC, &envelope.encode_to_vec()].concat())
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub(super) enum Ty {
     Bool,
     Bytes,
     Message(&'static str),
+    /// A Go struct embedded with `json:",inline"`: a message field on the wire, its fields at
+    /// the outer level in JSON (a Volume's `VolumeSource`, a Probe's handler).
+    Inline(&'static str),
     MapOfString,
     MapOfBytes,
     MapOf(&'static str),
@@ -49,10 +52,17 @@ pub(super) fn message(name: &str) -> Option<&'static Message> {
     MESSAGES.binary_search_by(|m| m.name.cmp(name)).ok().map(|i| &MESSAGES[i])
 }
 
-/// The message of a served built-in kind; `None` for custom resources, which have no protobuf
-/// encoding.
+/// The message of a served built-in kind or its list (`DeploymentList`); `None` for custom
+/// resources, which have no protobuf encoding.
 pub(super) fn kind(api_version: &str, kind: &str) -> Option<&'static Message> {
-    KINDS.iter().find(|(a, k, _)| *a == api_version && *k == kind).and_then(|(_, _, m)| message(m))
+    let found = |k: &str| KINDS.iter().find(|(a, known, _)| *a == api_version && *known == k).map(|(_, _, m)| *m);
+    match found(kind) {
+        Some(m) => message(m),
+        None => {
+            let item = found(kind.strip_suffix("List")?)?;
+            MESSAGES.iter().find(|m| m.name.strip_suffix("List") == Some(item))
+        }
+    }
 }
 
 /// Scalar fields that are pointers in the Go types, for which zero is a value and not "unset".

@@ -781,24 +781,14 @@ pub(super) const MESSAGES: &[Message] = &[
     Message {
         name: "api::core::v1::ConfigMapEnvSource",
         fields: &[
-            Field {
-                tag: 1,
-                json: "localObjectReference",
-                ty: Ty::Message("api::core::v1::LocalObjectReference"),
-                repeated: false,
-            },
+            Field { tag: 1, json: "", ty: Ty::Inline("api::core::v1::LocalObjectReference"), repeated: false },
             Field { tag: 2, json: "optional", ty: Ty::Bool, repeated: false },
         ],
     },
     Message {
         name: "api::core::v1::ConfigMapKeySelector",
         fields: &[
-            Field {
-                tag: 1,
-                json: "localObjectReference",
-                ty: Ty::Message("api::core::v1::LocalObjectReference"),
-                repeated: false,
-            },
+            Field { tag: 1, json: "", ty: Ty::Inline("api::core::v1::LocalObjectReference"), repeated: false },
             Field { tag: 2, json: "key", ty: Ty::String, repeated: false },
             Field { tag: 3, json: "optional", ty: Ty::Bool, repeated: false },
         ],
@@ -828,12 +818,7 @@ pub(super) const MESSAGES: &[Message] = &[
     Message {
         name: "api::core::v1::ConfigMapProjection",
         fields: &[
-            Field {
-                tag: 1,
-                json: "localObjectReference",
-                ty: Ty::Message("api::core::v1::LocalObjectReference"),
-                repeated: false,
-            },
+            Field { tag: 1, json: "", ty: Ty::Inline("api::core::v1::LocalObjectReference"), repeated: false },
             Field { tag: 2, json: "items", ty: Ty::Message("api::core::v1::KeyToPath"), repeated: true },
             Field { tag: 4, json: "optional", ty: Ty::Bool, repeated: false },
         ],
@@ -841,12 +826,7 @@ pub(super) const MESSAGES: &[Message] = &[
     Message {
         name: "api::core::v1::ConfigMapVolumeSource",
         fields: &[
-            Field {
-                tag: 1,
-                json: "localObjectReference",
-                ty: Ty::Message("api::core::v1::LocalObjectReference"),
-                repeated: false,
-            },
+            Field { tag: 1, json: "", ty: Ty::Inline("api::core::v1::LocalObjectReference"), repeated: false },
             Field { tag: 2, json: "items", ty: Ty::Message("api::core::v1::KeyToPath"), repeated: true },
             Field { tag: 3, json: "defaultMode", ty: Ty::Int32, repeated: false },
             Field { tag: 4, json: "optional", ty: Ty::Bool, repeated: false },
@@ -1203,12 +1183,7 @@ pub(super) const MESSAGES: &[Message] = &[
     Message {
         name: "api::core::v1::EphemeralContainer",
         fields: &[
-            Field {
-                tag: 1,
-                json: "ephemeralContainerCommon",
-                ty: Ty::Message("api::core::v1::EphemeralContainerCommon"),
-                repeated: false,
-            },
+            Field { tag: 1, json: "", ty: Ty::Inline("api::core::v1::EphemeralContainerCommon"), repeated: false },
             Field { tag: 2, json: "targetContainerName", ty: Ty::String, repeated: false },
         ],
     },
@@ -2215,7 +2190,7 @@ pub(super) const MESSAGES: &[Message] = &[
             },
             Field {
                 tag: 19,
-                json: "scaleIo",
+                json: "scaleIO",
                 ty: Ty::Message("api::core::v1::ScaleIoPersistentVolumeSource"),
                 repeated: false,
             },
@@ -2243,12 +2218,7 @@ pub(super) const MESSAGES: &[Message] = &[
                 ty: Ty::MapOf("apimachinery::pkg::api::resource::Quantity"),
                 repeated: false,
             },
-            Field {
-                tag: 2,
-                json: "persistentVolumeSource",
-                ty: Ty::Message("api::core::v1::PersistentVolumeSource"),
-                repeated: false,
-            },
+            Field { tag: 2, json: "", ty: Ty::Inline("api::core::v1::PersistentVolumeSource"), repeated: false },
             Field { tag: 3, json: "accessModes", ty: Ty::String, repeated: true },
             Field { tag: 4, json: "claimRef", ty: Ty::Message("api::core::v1::ObjectReference"), repeated: false },
             Field { tag: 5, json: "persistentVolumeReclaimPolicy", ty: Ty::String, repeated: false },
@@ -2711,7 +2681,7 @@ pub(super) const MESSAGES: &[Message] = &[
     Message {
         name: "api::core::v1::Probe",
         fields: &[
-            Field { tag: 1, json: "handler", ty: Ty::Message("api::core::v1::ProbeHandler"), repeated: false },
+            Field { tag: 1, json: "", ty: Ty::Inline("api::core::v1::ProbeHandler"), repeated: false },
             Field { tag: 2, json: "initialDelaySeconds", ty: Ty::Int32, repeated: false },
             Field { tag: 3, json: "timeoutSeconds", ty: Ty::Int32, repeated: false },
             Field { tag: 4, json: "periodSeconds", ty: Ty::Int32, repeated: false },
@@ -3046,24 +3016,14 @@ pub(super) const MESSAGES: &[Message] = &[
     Message {
         name: "api::core::v1::SecretEnvSource",
         fields: &[
-            Field {
-                tag: 1,
-                json: "localObjectReference",
-                ty: Ty::Message("api::core::v1::LocalObjectReference"),
-                repeated: false,
-            },
+            Field { tag: 1, json: "", ty: Ty::Inline("api::core::v1::LocalObjectReference"), repeated: false },
             Field { tag: 2, json: "optional", ty: Ty::Bool, repeated: false },
         ],
     },
     Message {
         name: "api::core::v1::SecretKeySelector",
         fields: &[
-            Field {
-                tag: 1,
-                json: "localObjectReference",
-                ty: Ty::Message("api::core::v1::LocalObjectReference"),
-                repeated: false,
-            },
+            Field { tag: 1, json: "", ty: Ty::Inline("api::core::v1::LocalObjectReference"), repeated: false },
             Field { tag: 2, json: "key", ty: Ty::String, repeated: false },
             Field { tag: 3, json: "optional", ty: Ty::Bool, repeated: false },
         ],
@@ -3083,12 +3043,7 @@ pub(super) const MESSAGES: &[Message] = &[
     Message {
         name: "api::core::v1::SecretProjection",
         fields: &[
-            Field {
-                tag: 1,
-                json: "localObjectReference",
-                ty: Ty::Message("api::core::v1::LocalObjectReference"),
-                repeated: false,
-            },
+            Field { tag: 1, json: "", ty: Ty::Inline("api::core::v1::LocalObjectReference"), repeated: false },
             Field { tag: 2, json: "items", ty: Ty::Message("api::core::v1::KeyToPath"), repeated: true },
             Field { tag: 4, json: "optional", ty: Ty::Bool, repeated: false },
         ],
@@ -3388,7 +3343,7 @@ pub(super) const MESSAGES: &[Message] = &[
         name: "api::core::v1::Volume",
         fields: &[
             Field { tag: 1, json: "name", ty: Ty::String, repeated: false },
-            Field { tag: 2, json: "volumeSource", ty: Ty::Message("api::core::v1::VolumeSource"), repeated: false },
+            Field { tag: 2, json: "", ty: Ty::Inline("api::core::v1::VolumeSource"), repeated: false },
         ],
     },
     Message {
@@ -3511,7 +3466,7 @@ pub(super) const MESSAGES: &[Message] = &[
             Field { tag: 15, json: "flocker", ty: Ty::Message("api::core::v1::FlockerVolumeSource"), repeated: false },
             Field {
                 tag: 16,
-                json: "downwardApi",
+                json: "downwardAPI",
                 ty: Ty::Message("api::core::v1::DownwardAPIVolumeSource"),
                 repeated: false,
             },
@@ -3553,7 +3508,7 @@ pub(super) const MESSAGES: &[Message] = &[
                 ty: Ty::Message("api::core::v1::PortworxVolumeSource"),
                 repeated: false,
             },
-            Field { tag: 25, json: "scaleIo", ty: Ty::Message("api::core::v1::ScaleIoVolumeSource"), repeated: false },
+            Field { tag: 25, json: "scaleIO", ty: Ty::Message("api::core::v1::ScaleIoVolumeSource"), repeated: false },
             Field {
                 tag: 26,
                 json: "projected",

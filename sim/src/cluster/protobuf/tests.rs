@@ -113,6 +113,69 @@ fn a_deployment_keeps_pointers_at_zero_and_reads_int_or_string_quantities_and_ti
 }
 
 #[test]
+fn objects_and_lists_encode_back_to_what_decodes_to_the_same_json() {
+    let object = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "team", "creationTimestamp": "2024-05-01T10:00:00Z",
+            "labels": {"b": "2", "a": "1"}, "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
+            "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 1}},
+            "template": {"metadata": {}, "spec": {"containers": [{"name": "c", "image": "i",
+                "resources": {"requests": {"memory": "64Mi"}}, "securityContext": {"runAsUser": -1}}]}}},
+        "status": {}});
+    let bytes = encode(&object).expect("a built-in kind encodes");
+    // (A `null` time is not written, so `creationTimestamp: null` would come back absent.)
+    assert_eq!(decode(&bytes).unwrap(), object);
+    let list = json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {"resourceVersion": "7"},
+        "items": [{"metadata": {"name": "s"}, "data": {"k": "aGk="}}]});
+    assert_eq!(decode(&encode(&list).expect("a list encodes")).unwrap(), list);
+    assert_eq!(encode(&json!({"apiVersion": "example.com/v1", "kind": "Widget"})), None, "no protobuf for CRDs");
+    assert_eq!(encode(&json!({"apiVersion": "autoscaling/v1", "kind": "Scale"})), None);
+}
+
+#[test]
+fn structs_embedded_inline_read_at_the_outer_level() {
+    let config_map = core::ConfigMapVolumeSource {
+        local_object_reference: Some(core::LocalObjectReference { name: Some("settings".into()) }),
+        default_mode: Some(420),
+        ..Default::default()
+    };
+    let volume = core::Volume {
+        name: Some("config".into()),
+        volume_source: Some(core::VolumeSource { config_map: Some(config_map), ..Default::default() }),
+    };
+    let probe = core::Probe {
+        handler: Some(core::ProbeHandler {
+            http_get: Some(core::HttpGetAction {
+                path: Some("/healthz".into()),
+                port: Some(IntOrString { r#type: Some(1), int_val: Some(0), str_val: Some("http".into()) }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        period_seconds: Some(5),
+        ..Default::default()
+    };
+    let container = core::Container { name: Some("c".into()), readiness_probe: Some(probe), ..Default::default() };
+    let pod = core::Pod {
+        metadata: Some(meta_named("p")),
+        spec: Some(core::PodSpec { volumes: vec![volume], containers: vec![container], ..Default::default() }),
+        status: None,
+    };
+    let decoded = decode(&envelope("v1", "Pod", &pod)).unwrap();
+    assert_eq!(
+        decoded["spec"]["volumes"],
+        json!([{"name": "config", "configMap": {"name": "settings", "defaultMode": 420}}])
+    );
+    assert_eq!(
+        decoded["spec"]["containers"][0]["readinessProbe"],
+        json!({"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5})
+    );
+    let mut written = decoded.clone();
+    written["metadata"].as_object_mut().unwrap().remove("creationTimestamp"); // a null time is not written
+    assert_eq!(decode(&encode(&decoded).expect("a pod encodes")).unwrap(), written);
+}
+
+#[test]
 fn a_body_without_the_magic_is_refused_naming_it() {
     let err = decode(b"{\"kind\":\"Namespace\"}").unwrap_err();
     assert!(err.to_string().contains("expected prefix [107 56 115 0]"), "{err}");
@@ -132,11 +195,16 @@ fn a_malformed_envelope_or_object_is_a_bad_request_naming_the_problem() {
         ..Default::default()
     };
     let err = decode(&[MAGIC, &unknown.encode_to_vec()].concat()).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "the protobuf body of ConfigMap is malformed: ConfigMap field 0 (): unexpected end of data"
-    );
+    assert_eq!(err.to_string(), "the protobuf body of ConfigMap is malformed: unexpected end of data");
     assert_eq!(Error::from(err).code(), 400);
+    let nested = Unknown {
+        type_meta: Some(TypeMeta { api_version: Some("v1".into()), kind: Some("ConfigMap".into()) }),
+        // metadata holds a name (field 1) of length 5 with no bytes after it
+        raw: Some(vec![0x0a, 2, 0x0a, 5]),
+        ..Default::default()
+    };
+    let err = decode(&[MAGIC, &nested.encode_to_vec()].concat()).unwrap_err();
+    assert_eq!(err.to_string(), "the protobuf body of ConfigMap is malformed: metadata: unexpected end of data");
 
     let no_kind = Unknown { raw: Some(vec![]), ..Default::default() };
     assert!(matches!(decode(&[MAGIC, &no_kind.encode_to_vec()].concat()), Err(ProtobufError::NoKind)));
@@ -160,7 +228,7 @@ fn a_kind_without_protobuf_is_unsupported_media_naming_type_and_kind() {
 fn every_message_the_table_names_is_in_it() {
     for m in table::MESSAGES {
         for f in m.fields {
-            if let schema::Ty::Message(n) | schema::Ty::MapOf(n) = f.ty {
+            if let schema::Ty::Message(n) | schema::Ty::MapOf(n) | schema::Ty::Inline(n) = f.ty {
                 assert!(schema::message(n).is_some(), "{} field {} names {n}", m.name, f.json);
             }
         }

@@ -12,14 +12,37 @@ use serde_json::{Map, Value};
 /// bound on the decoder's recursion for hostile input.
 const MAX_DEPTH: usize = 64;
 
-/// A body that is protobuf but not a valid encoding of its kind.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{message} field {tag} ({field}): {problem}")]
+/// A body that is protobuf but not a valid encoding of its kind, with the JSON path of the
+/// field where decoding failed.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Malformed {
-    pub message: &'static str,
-    pub tag: u32,
-    pub field: &'static str,
+    /// Innermost field first (pushed while the error travels out).
+    path: Vec<&'static str>,
     pub problem: Problem,
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            return write!(f, "{}", self.problem);
+        }
+        let path: Vec<&str> = self.path.iter().rev().copied().collect();
+        write!(f, "{}: {}", path.join("."), self.problem)
+    }
+}
+
+impl std::error::Error for Malformed {}
+
+impl From<Problem> for Malformed {
+    fn from(problem: Problem) -> Self {
+        Malformed { path: vec![], problem }
+    }
+}
+
+impl From<WireError> for Malformed {
+    fn from(e: WireError) -> Self {
+        Problem::Wire(e).into()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -36,6 +59,9 @@ pub(crate) enum Problem {
     RawJson(String),
     #[error("nested deeper than {MAX_DEPTH} messages")]
     TooDeep,
+    /// The generated table names only messages it lists (a unit test checks it).
+    #[error("message {0} is missing from the generated table")]
+    NotInTable(&'static str),
 }
 
 /// Decodes `bytes` as the message named `name` (a k8s-pb path from the generated table).
@@ -44,40 +70,39 @@ pub(super) fn message(name: &'static str, bytes: &[u8]) -> Result<Value, Malform
 }
 
 fn decode(name: &'static str, bytes: &[u8], depth: usize) -> Result<Value, Malformed> {
-    let Some(msg) = schema::message(name) else {
-        // The generated table names only messages it lists: a missing one is a table bug.
-        return Err(Malformed { message: name, tag: 0, field: "", problem: Problem::WireType });
-    };
-    let fail = |field: &Field, problem: Problem| Malformed {
-        message: msg.short_name(),
-        tag: field.tag,
-        field: field.json,
-        problem,
-    };
+    let msg = schema::message(name).ok_or(Problem::NotInTable(name))?;
     if depth > MAX_DEPTH {
-        return Err(Malformed { message: msg.short_name(), tag: 0, field: "", problem: Problem::TooDeep });
+        return Err(Problem::TooDeep.into());
     }
     let mut obj = Map::new();
     for next in wire::fields(bytes) {
-        let (tag, value) =
-            next.map_err(|e| Malformed { message: msg.short_name(), tag: 0, field: "", problem: e.into() })?;
+        let (tag, value) = next?;
         let Some(field) = msg.field(tag) else { continue }; // unknown fields are ignored, as by the Go decoder
-        put(&mut obj, msg, field, value, depth).map_err(|p| fail(field, p))?;
+        put(&mut obj, msg, field, value, depth).map_err(|mut e| {
+            e.path.push(field.json);
+            e
+        })?;
     }
-    special(msg, obj).map_err(|p| Malformed { message: msg.short_name(), tag: 0, field: "", problem: p })
+    Ok(special(msg, obj)?)
 }
 
 /// Adds one occurrence of `field` to `obj`: repeated fields and map entries accumulate.
-fn put(obj: &mut Map<String, Value>, msg: &Message, field: &Field, value: Wire, depth: usize) -> Result<(), Problem> {
+fn put(obj: &mut Map<String, Value>, msg: &Message, field: &Field, value: Wire, depth: usize) -> Result<(), Malformed> {
     let key = field.json.to_string();
     let entry_of = |value_ty: &Ty| map_entry(value, value_ty, depth);
     match &field.ty {
         Ty::MapOfString => insert_entry(obj, key, entry_of(&Ty::String)?)?,
         Ty::MapOfBytes => insert_entry(obj, key, entry_of(&Ty::Bytes)?)?,
         Ty::MapOf(name) => insert_entry(obj, key, entry_of(&Ty::Message(name))?)?,
+        Ty::Inline(name) => {
+            let Wire::Bytes(bytes) = value else { return Err(Problem::WireType.into()) };
+            if let Value::Object(fields) = decode(name, bytes, depth + 1)? {
+                obj.extend(fields);
+            }
+        }
         ty if field.repeated => {
             let items = obj.entry(key).or_insert_with(|| Value::Array(vec![]));
-            let Value::Array(items) = items else { return Err(Problem::WireType) };
+            let Value::Array(items) = items else { return Err(Problem::WireType.into()) };
             match (ty, value) {
                 (Ty::Int32 | Ty::Int64, Wire::Bytes(packed)) => {
                     for v in wire::Fields::packed(packed)? {
@@ -110,8 +135,8 @@ fn insert_entry(obj: &mut Map<String, Value>, key: String, (k, v): (String, Valu
 }
 
 /// A map entry: a message with the key as field 1 and the value as field 2.
-fn map_entry(value: Wire, value_ty: &Ty, depth: usize) -> Result<(String, Value), Problem> {
-    let Wire::Bytes(bytes) = value else { return Err(Problem::WireType) };
+fn map_entry(value: Wire, value_ty: &Ty, depth: usize) -> Result<(String, Value), Malformed> {
+    let Wire::Bytes(bytes) = value else { return Err(Problem::WireType.into()) };
     let (mut key, mut val) = (String::new(), None);
     for next in wire::fields(bytes) {
         match next? {
@@ -132,7 +157,7 @@ fn text(value: Wire) -> Result<String, Problem> {
     String::from_utf8(bytes.to_vec()).map_err(|_| Problem::Utf8)
 }
 
-fn scalar(ty: &Ty, value: Wire, depth: usize) -> Result<Value, Problem> {
+fn scalar(ty: &Ty, value: Wire, depth: usize) -> Result<Value, Malformed> {
     Ok(match (ty, value) {
         (Ty::String, v) => Value::String(text(v)?),
         (Ty::Bytes, Wire::Bytes(b)) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
@@ -140,8 +165,8 @@ fn scalar(ty: &Ty, value: Wire, depth: usize) -> Result<Value, Problem> {
         (Ty::Int32, Wire::Varint(v)) => Value::from(v as i64 as i32),
         (Ty::Int64, Wire::Varint(v)) => Value::from(v as i64),
         (Ty::Bool, Wire::Varint(v)) => Value::Bool(v != 0),
-        (Ty::Message(name), Wire::Bytes(b)) => decode(name, b, depth + 1).map_err(|e| e.problem)?,
-        _ => return Err(Problem::WireType),
+        (Ty::Message(name), Wire::Bytes(b)) => decode(name, b, depth + 1)?,
+        _ => return Err(Problem::WireType.into()),
     })
 }
 
