@@ -79,7 +79,10 @@ fn decode(name: &'static str, bytes: &[u8], depth: usize) -> Result<Value, Malfo
         let (tag, value) = next?;
         let Some(field) = msg.field(tag) else { continue }; // unknown fields are ignored, as by the Go decoder
         put(&mut obj, msg, field, value, depth).map_err(|mut e| {
-            e.path.push(field.json);
+            // An inline struct's fields are named at this level: it adds no step to the path.
+            if !field.json.is_empty() {
+                e.path.push(field.json);
+            }
             e
         })?;
     }
