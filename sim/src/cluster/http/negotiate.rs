@@ -94,7 +94,12 @@ pub(crate) fn json(code: u16, value: &Value, warnings: &[String]) -> Response {
 }
 
 pub(crate) fn json_typed(code: u16, value: &Value, content_type: &str, warnings: &[String]) -> Response {
-    let mut resp = (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), value.to_string()).into_response();
+    json_text(code, value.to_string(), content_type, warnings)
+}
+
+/// `json_typed` for a body already encoded.
+pub(crate) fn json_text(code: u16, text: String, content_type: &str, warnings: &[String]) -> Response {
+    let mut resp = (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), text).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
