@@ -1,8 +1,12 @@
 //! Throughput and latency of the embedded API server over HTTPS with kube-rs: creates/s and
-//! gets/s for 10,000 small objects, list latency of 10,000 objects, watch event latency with
-//! 100 watchers, and resident memory at 10,000 objects. Prints figures; not a test.
+//! gets/s for 10,000 small objects, list latency of 10,000 objects and of a label selector
+//! matching 10 of them, watch event latency with 100 watchers, and resident memory at 10,000
+//! objects; then the workload simulator's CPU with 1,000 Deployments of 2 replicas (2,000
+//! pods). Prints figures; not a test.
 
-use forklane_sim::cluster::{Cluster, ClusterConfig};
+use forklane_core::clock::Clock;
+use forklane_sim::cluster::store::{ListParams as StoreListParams, WriteOptions};
+use forklane_sim::cluster::{Cluster, ClusterConfig, Gvr};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
@@ -13,6 +17,13 @@ const OBJECTS: usize = 10_000;
 const CONCURRENCY: usize = 16;
 const WATCHERS: usize = 100;
 const WATCHED_UPDATES: usize = 200;
+/// Objects share a `group` label value with `OBJECTS / GROUPS - 1` others.
+const GROUPS: usize = 1_000;
+const DEPLOYMENTS: usize = 1_000;
+const REPLICAS: usize = 2;
+/// Simulated seconds per real second in the workload measure.
+const SPEED: f64 = 10.0;
+const STEADY_SIMULATED_SECS: u64 = 300;
 
 fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -45,7 +56,7 @@ async fn main() {
             let api = api.clone();
             async move {
                 let cm: ConfigMap = serde_json::from_value(
-                    json!({"metadata": {"name": format!("cm-{i:05}"), "labels": {"bench": "yes"}}, "data": {"k": "v"}}),
+                    json!({"metadata": {"name": format!("cm-{i:05}"), "labels": {"bench": "yes", "group": format!("g{}", i % GROUPS)}}, "data": {"k": "v"}}),
                 )
                 .unwrap();
                 api.create(&PostParams::default(), &cm).await.expect("create");
@@ -73,6 +84,14 @@ async fn main() {
         list_ms.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     list_ms.sort_by(f64::total_cmp);
+    let mut selected_ms = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let list = api.list(&ListParams::default().labels("group=g7")).await.expect("list");
+        assert_eq!(list.items.len(), OBJECTS / GROUPS);
+        selected_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    selected_ms.sort_by(f64::total_cmp);
     let rss_loaded = rss_mib();
 
     // 100 watchers on one object; each update carries its send time.
@@ -122,6 +141,12 @@ async fn main() {
         list_ms[0]
     );
     println!(
+        "list by label, {} of {OBJECTS} match:     median {:.2} ms, min {:.2} ms",
+        OBJECTS / GROUPS,
+        percentile(&selected_ms, 0.5),
+        selected_ms[0]
+    );
+    println!(
         "watch event latency ({WATCHERS} watchers x {WATCHED_UPDATES} updates, {} events): p50 {:.2} ms, p99 {:.2} ms",
         latencies.len(),
         percentile(&latencies, 0.5),
@@ -129,6 +154,65 @@ async fn main() {
     );
     println!(
         "resident memory: {rss_start:.0} MiB at start, {rss_loaded:.0} MiB with {OBJECTS} objects (server and client in one process)"
+    );
+    cluster.shutdown().await;
+    workloads().await;
+}
+
+/// CPU time this process has used (user + system), from /proc.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().filter_map(|f| f.parse().ok()).collect())
+        .unwrap_or_default();
+    let ticks = fields.get(11).copied().unwrap_or(0.0) + fields.get(12).copied().unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn ready_pods(cluster: &Cluster) -> usize {
+    let pods = cluster.store().list(&Gvr::new("", "v1", "pods"), Some("default"), &StoreListParams::default());
+    let pods = pods.expect("list pods");
+    let ready = |p: &&serde_json::Value| {
+        p["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    };
+    pods["items"].as_array().into_iter().flatten().filter(ready).count()
+}
+
+/// The workload simulator with 1,000 Deployments of 2 replicas, created in-process (the
+/// measure is the simulator, not HTTP): time and CPU until all 2,000 pods are ready, then CPU
+/// per simulated minute of steady state.
+async fn workloads() {
+    let config = ClusterConfig { workloads: true, clock: Clock::scaled(SPEED), ..ClusterConfig::default() };
+    let cluster = Cluster::start(config).await.expect("cluster starts");
+    let deployments = Gvr::new("apps", "v1", "deployments");
+    let (cpu_start, started) = (cpu_secs(), Instant::now());
+    for i in 0..DEPLOYMENTS {
+        let labels = json!({"app": format!("app-{i:04}")});
+        let d = json!({"metadata": {"name": format!("app-{i:04}")}, "spec": {
+            "replicas": REPLICAS, "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "app:1"}]}}}});
+        cluster.store().create(&deployments, Some("default"), d, &WriteOptions::default()).expect("create");
+    }
+    let pods = DEPLOYMENTS * REPLICAS;
+    while ready_pods(&cluster) < pods {
+        assert!(started.elapsed() < Duration::from_secs(600), "pods not ready in 10 minutes");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (ramp_secs, ramp_cpu) = (started.elapsed().as_secs_f64(), cpu_secs() - cpu_start);
+    let steady_real = STEADY_SIMULATED_SECS as f64 / SPEED;
+    let cpu_start = cpu_secs();
+    tokio::time::sleep(Duration::from_secs_f64(steady_real)).await;
+    let steady_cpu = cpu_secs() - cpu_start;
+    println!(
+        "workloads, {DEPLOYMENTS} Deployments x {REPLICAS} ({pods} pods, clock {SPEED}x): all ready in {ramp_secs:.1} s using {ramp_cpu:.1} CPU s; steady state {:.2} CPU s per simulated minute ({:.0}% of a core)",
+        steady_cpu * 60.0 / STEADY_SIMULATED_SECS as f64,
+        100.0 * steady_cpu / steady_real
     );
     cluster.shutdown().await;
 }

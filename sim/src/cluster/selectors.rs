@@ -62,6 +62,16 @@ impl LabelSelector {
         self.0.is_empty()
     }
 
+    /// The `=` and `in` requirements as `(key, allowed values)`: an object matching the
+    /// selector carries one of the values, so a label index can answer with its candidates.
+    pub(crate) fn required_values(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.0.iter().filter_map(|r| match r {
+            Requirement::Equals(k, v) => Some((k.as_str(), std::slice::from_ref(v))),
+            Requirement::In(k, vs) => Some((k.as_str(), vs.as_slice())),
+            _ => None,
+        })
+    }
+
     pub(crate) fn matches(&self, object: &Value) -> bool {
         let labels = object.pointer("/metadata/labels");
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);

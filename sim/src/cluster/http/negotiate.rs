@@ -103,7 +103,12 @@ pub(crate) fn json(code: u16, value: &Value, warnings: &[String]) -> Response {
 }
 
 pub(crate) fn json_typed(code: u16, value: &Value, content_type: &str, warnings: &[String]) -> Response {
-    typed(code, value.to_string().into_bytes(), content_type, warnings)
+    json_text(code, value.to_string(), content_type, warnings)
+}
+
+/// `json_typed` for a body already encoded.
+pub(crate) fn json_text(code: u16, text: String, content_type: &str, warnings: &[String]) -> Response {
+    typed(code, text.into_bytes(), content_type, warnings)
 }
 
 /// A protobuf body (see `cluster::protobuf::encode`) with optional `Warning` headers.

@@ -139,8 +139,12 @@ async fn dispatch(
             watch(state, &info, &target, query, output).await
         }
         (Method::GET, None) => {
-            let list = store.list(gvr, ns, &list_params(query)?)?;
-            Ok(render_list(&shown, list, output))
+            let listed = store.select(gvr, ns, &list_params(query)?)?;
+            Ok(match output {
+                // Encoded straight from the stored objects, without copying them.
+                Output::Json => negotiate::json_text(200, listed.to_json(), "application/json", &[]),
+                _ => render_list(&shown, listed.into_value(), output),
+            })
         }
         (Method::GET, Some(name)) if target.watch_path => {
             let mut query = query.clone();
@@ -396,9 +400,7 @@ async fn watch(
                 Output::Json | Output::Protobuf => ev.object,
             };
         }
-        let mut line = ev.to_json().to_string();
-        line.push('\n');
-        Ok::<_, Infallible>(Bytes::from(line))
+        Ok::<_, Infallible>(Bytes::from(ev.to_line()))
     });
     let mut resp = Response::new(Body::from_stream(lines));
     resp.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("static"));

@@ -3,6 +3,7 @@
 //! resourceVersion, as with etcd; snapshots expire like etcd compaction and then the
 //! continue token answers 410 Gone.
 
+use super::listed::Listed;
 use super::{Inner, ObjKey, Objects, Store, present};
 use crate::cluster::error::{Error, Result};
 use crate::cluster::resources::{GroupResource, Gvr, ResourceInfo};
@@ -12,6 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 use std::ops::Bound;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(crate) struct Snapshot {
@@ -69,6 +71,11 @@ impl Filter {
 impl Store {
     /// Lists objects as a `<Kind>List`.
     pub fn list(&self, gvr: &Gvr, namespace: Option<&str>, params: &ListParams) -> Result<Value> {
+        Ok(self.select(gvr, namespace, params)?.into_value())
+    }
+
+    /// A list's objects and metadata, to be rendered (`Listed`) after the lock.
+    pub(crate) fn select(&self, gvr: &Gvr, namespace: Option<&str>, params: &ListParams) -> Result<Listed> {
         let mut inner = self.lock();
         let info = inner.resource(gvr)?;
         let filter = Filter::new(&info, namespace, params.label_selector.as_deref(), params.field_selector.as_deref())?;
@@ -91,29 +98,45 @@ impl Store {
             None => (inner.rv, inner.table(&info.storage_resource()), None),
         };
         let prefix = filter.namespace.clone();
-        let lower = match (&start, &prefix) {
-            (Some(k), _) => Bound::Excluded(k.clone()),
-            (None, Some(ns)) => Bound::Included((ns.clone(), String::new())),
-            (None, None) => Bound::Unbounded,
+        // A first page with an indexed label requirement visits only the candidates; continued
+        // pages read their snapshot, which has no index.
+        let candidates = match start {
+            None => inner.labels.get(&info.storage_resource()).and_then(|index| index.candidates(&filter.labels)),
+            Some(_) => None,
+        };
+        let entries: Box<dyn Iterator<Item = (&ObjKey, &Arc<Value>)>> = match candidates {
+            Some(keys) => Box::new(
+                keys.into_iter()
+                    .filter(|k| prefix.as_ref().is_none_or(|ns| &k.0 == ns))
+                    .filter_map(|k| Some((k, objects.get(k)?))),
+            ),
+            None => {
+                let lower = match (&start, &prefix) {
+                    (Some(k), _) => Bound::Excluded(k.clone()),
+                    (None, Some(ns)) => Bound::Included((ns.clone(), String::new())),
+                    (None, None) => Bound::Unbounded,
+                };
+                Box::new(
+                    objects
+                        .range((lower, Bound::Unbounded))
+                        .take_while(|(key, _)| prefix.as_ref().is_none_or(|ns| &key.0 == ns)),
+                )
+            }
         };
         let limit = params.limit.filter(|l| *l > 0);
-        let mut items = Vec::new();
+        // Matching objects are collected under the lock and rendered after it.
+        let mut found: Vec<Arc<Value>> = Vec::new();
         let mut last_key: Option<ObjKey> = None;
         let mut more = false;
-        for (key, obj) in objects.range((lower, Bound::Unbounded)) {
-            if let Some(ns) = &prefix
-                && &key.0 != ns
-            {
-                break;
-            }
+        for (key, obj) in entries {
             if !filter.matches(obj) {
                 continue;
             }
-            if limit.is_some_and(|l| items.len() >= l) {
+            if limit.is_some_and(|l| found.len() >= l) {
                 more = true;
                 break;
             }
-            items.push(present(obj, gvr));
+            found.push(obj.clone());
             last_key = Some(key.clone());
         }
         let mut metadata = json!({"resourceVersion": list_rv.to_string()});
@@ -127,12 +150,7 @@ impl Store {
                 remember_snapshot(&mut inner, list_rv, info.storage_resource(), objects);
             }
         }
-        Ok(json!({
-            "kind": info.list_kind,
-            "apiVersion": gvr.api_version(),
-            "metadata": metadata,
-            "items": items,
-        }))
+        Ok(Listed { list_kind: info.list_kind.clone(), gvr: gvr.clone(), metadata, items: found })
     }
 }
 

@@ -3,7 +3,9 @@
 //! changes for watches and the built-in controllers. The HTTP layer is a thin translation
 //! onto this API, so in-process users (simulators, tests) get the same semantics as kubectl.
 
+mod index;
 mod list;
+mod listed;
 mod options;
 mod watch;
 mod write;
@@ -21,6 +23,7 @@ use crate::cluster::resources::{GroupResource, Gvr, Registry, ResourceInfo};
 use forklane_core::clock::{Clock, Time};
 use imbl::OrdMap;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
@@ -69,6 +72,8 @@ pub(crate) struct Inner {
     pub rv: u64,
     pub registry: Registry,
     pub objects: HashMap<GroupResource, Objects>,
+    /// Label indexes of `objects`, per resource.
+    labels: HashMap<GroupResource, index::LabelIndex>,
     history: VecDeque<Arc<Change>>,
     /// History holds every change with a version above this one.
     compacted: u64,
@@ -97,6 +102,7 @@ impl Store {
             rv: 0,
             registry: Registry::default(),
             objects: HashMap::new(),
+            labels: HashMap::new(),
             history: VecDeque::new(),
             compacted: 0,
             snapshots: VecDeque::new(),
@@ -186,21 +192,33 @@ impl Inner {
     pub(crate) fn table(&self, gr: &GroupResource) -> Objects {
         self.objects.get(gr).cloned().unwrap_or_default()
     }
+
+    /// Drops every object of a resource (its definition is gone).
+    pub(crate) fn drop_table(&mut self, gr: &GroupResource) {
+        self.objects.remove(gr);
+        self.labels.remove(gr);
+    }
 }
 
 /// Renders a stored object in the requested version. Stored objects carry the storage
 /// version; events.k8s.io Events convert from core ones; CRD versions convert with strategy
 /// `None`, which only rewrites `apiVersion`.
 pub(crate) fn present(obj: &Value, gvr: &Gvr) -> Value {
+    presented(obj, gvr).into_owned()
+}
+
+/// `present` without a copy when the stored object already is the requested form.
+pub(crate) fn presented<'a>(obj: &'a Value, gvr: &Gvr) -> Cow<'a, Value> {
     if events::is_events_view(&gvr.group, &gvr.resource) && obj["apiVersion"] == "v1" {
-        return events::to_events(obj);
+        return Cow::Owned(events::to_events(obj));
+    }
+    let api_version = gvr.api_version();
+    if obj["apiVersion"] == api_version.as_str() {
+        return Cow::Borrowed(obj);
     }
     let mut out = obj.clone();
-    let api_version = gvr.api_version();
-    if out["apiVersion"] != api_version.as_str() {
-        out["apiVersion"] = Value::String(api_version);
-    }
-    out
+    out["apiVersion"] = Value::String(api_version);
+    Cow::Owned(out)
 }
 
 impl Store {
@@ -224,8 +242,10 @@ impl Store {
         let table = inner.objects.entry(info.storage_resource()).or_default();
         let previous = match kind {
             ChangeKind::Deleted => table.remove(&key),
-            _ => table.insert(key, obj.clone()),
+            _ => table.insert(key.clone(), obj.clone()),
         };
+        let after = (kind != ChangeKind::Deleted).then_some(&*obj);
+        inner.labels.entry(info.storage_resource()).or_default().update(&key, previous.as_deref(), after);
         let change = Arc::new(Change { rv, kind, resource: info.storage_resource(), object: obj.clone(), previous });
         inner.history.push_back(change.clone());
         while inner.history.len() > self.0.config.history {

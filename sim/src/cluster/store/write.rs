@@ -353,7 +353,7 @@ impl Store {
             && let Some(served) = crd::resource_info(&gone)
         {
             inner.registry.remove(&served.group_resource());
-            inner.objects.remove(&served.group_resource());
+            inner.drop_table(&served.group_resource());
         }
         gone
     }

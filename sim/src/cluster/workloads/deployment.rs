@@ -21,17 +21,20 @@ use super::{CONTROLLER_MANAGER, Kind, Reconciled, Write};
 use forklane_core::clock::Time;
 use serde_json::{Value, json};
 
-/// One sync of `deployment`; `replica_sets` and `pods` are those of its namespace.
-pub(crate) fn reconcile_deployment(
+/// One sync of `deployment`; `replica_sets` and `pods` are those of its namespace, `own` any
+/// replica sets that include those it controls (e.g. `replica_sets`, or the driver's replica
+/// sets grouped by controller).
+pub(crate) fn reconcile_deployment<'o>(
     deployment: &Value,
     replica_sets: &[Value],
+    own: impl IntoIterator<Item = &'o Value>,
     pods: &[Value],
     now: Time,
 ) -> Reconciled {
     if is_deleting(deployment) {
         return Reconciled::default();
     }
-    let mut s = Sync::new(deployment, replica_sets, pods, now);
+    let mut s = Sync::new(deployment, replica_sets, own, pods, now);
     s.check_paused_conditions();
     if deployment["spec"]["paused"] == true || s.is_scaling_event() {
         s.sync();
@@ -48,8 +51,8 @@ struct Sync<'a> {
     orig: &'a Value,
     /// Working copy: annotations and status change during the sync.
     d: Value,
-    /// Names of every ReplicaSet in the namespace (a new name must not collide).
-    taken: Vec<&'a str>,
+    /// Every ReplicaSet in the namespace (a new name must not collide).
+    all_rss: &'a [Value],
     /// The Deployment's ReplicaSets, oldest first; a new one is appended.
     rss: Vec<Value>,
     dirty: Vec<bool>,
@@ -59,12 +62,17 @@ struct Sync<'a> {
 }
 
 impl<'a> Sync<'a> {
-    fn new(d: &'a Value, all_rss: &'a [Value], pods: &'a [Value], now: Time) -> Self {
-        let mut rss: Vec<Value> = all_rss.iter().filter(|rs| controlled_by(rs, uid(d))).cloned().collect();
+    fn new<'o>(
+        d: &'a Value,
+        all_rss: &'a [Value],
+        own: impl IntoIterator<Item = &'o Value>,
+        pods: &'a [Value],
+        now: Time,
+    ) -> Self {
+        let mut rss: Vec<Value> = own.into_iter().filter(|rs| controlled_by(rs, uid(d))).cloned().collect();
         rss.sort_by(by_creation);
         let dirty = vec![false; rss.len()];
-        let taken = all_rss.iter().map(name).collect();
-        Sync { now, orig: d, d: d.clone(), taken, rss, dirty, created: None, pods, deletes: vec![] }
+        Sync { now, orig: d, d: d.clone(), all_rss, rss, dirty, created: None, pods, deletes: vec![] }
     }
 
     fn replicas(&self) -> i64 {
@@ -124,7 +132,7 @@ impl<'a> Sync<'a> {
         }
         let hash = pod_template_hash(&template, self.d["status"]["collisionCount"].as_i64());
         let rs_name = format!("{}-{hash}", name(&self.d));
-        if self.taken.contains(&rs_name.as_str()) {
+        if self.all_rss.iter().any(|rs| name(rs) == rs_name) {
             // Another template already has this name: perturb the hash and retry next sync.
             let count = self.d["status"]["collisionCount"].as_i64().unwrap_or(0);
             self.d["status"]["collisionCount"] = json!(count + 1);

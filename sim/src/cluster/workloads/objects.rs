@@ -64,11 +64,17 @@ pub(crate) fn controller_ref(owner: &Value, api_version: &str, kind: &str) -> Va
 
 /// Whether `obj`'s controller reference points at the object with this uid.
 pub(crate) fn controlled_by(obj: &Value, owner_uid: &str) -> bool {
+    controller_uids(obj).any(|u| u == owner_uid)
+}
+
+/// The uids in `obj`'s controller references (`controller: true`; the apiserver allows one).
+pub(crate) fn controller_uids(obj: &Value) -> impl Iterator<Item = &str> {
     obj["metadata"]["ownerReferences"]
         .as_array()
         .into_iter()
         .flatten()
-        .any(|r| r["controller"] == true && r["uid"] == owner_uid)
+        .filter(|r| r["controller"] == true)
+        .filter_map(|r| r["uid"].as_str())
 }
 
 /// `spec.replicas` with the API default of 1.

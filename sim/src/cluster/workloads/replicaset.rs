@@ -13,10 +13,15 @@ use std::cmp::Ordering;
 /// At most this many pods are created or deleted per sync (`burstReplicas`).
 const BURST_REPLICAS: i64 = 500;
 
-/// One sync of `rs`; `pods` are those of its namespace.
-pub(crate) fn reconcile_replica_set(rs: &Value, pods: &[Value], now: Time) -> Reconciled {
+/// One sync of `rs`; `pods` are any that include those it controls (e.g. those of its
+/// namespace, or the driver's pods grouped by controller).
+pub(crate) fn reconcile_replica_set<'a>(
+    rs: &Value,
+    pods: impl IntoIterator<Item = &'a Value>,
+    now: Time,
+) -> Reconciled {
     let mut out = Reconciled::default();
-    let mine: Vec<&Value> = pods.iter().filter(|p| controlled_by(p, uid(rs))).collect();
+    let mine: Vec<&Value> = pods.into_iter().filter(|p| controlled_by(p, uid(rs))).collect();
     let active: Vec<&Value> = mine.iter().copied().filter(|p| is_pod_active(p)).collect();
     let diff = active.len() as i64 - spec_replicas(rs);
     if !is_deleting(rs) {

@@ -150,7 +150,8 @@ impl World {
             }
         };
         for d in self.list(Kind::Deployment) {
-            let r = deployment::reconcile_deployment(&d, &self.list(Kind::ReplicaSet), &self.list(Kind::Pod), self.now);
+            let rss = self.list(Kind::ReplicaSet);
+            let r = deployment::reconcile_deployment(&d, &rss, &rss, &self.list(Kind::Pod), self.now);
             run(self, r);
         }
         for rs in self.list(Kind::ReplicaSet) {
