@@ -17,6 +17,7 @@ use std::time::Duration;
 use forklane_core::api::{MeshMode, Phase};
 use forklane_core::controller::fence::{Fence, fenced_client};
 use forklane_core::controller::leader::{LeaseSettings, lead};
+use forklane_core::controller::shards::Shard;
 use forklane_core::controller::telemetry::Metrics;
 use forklane_core::controller::{Context, Scope};
 use forklane_core::fixtures::{ExperimentBuilder, pause_for, set_weight};
@@ -48,14 +49,20 @@ impl Replica {
     /// through `election` (a plain client unless the test breaks it).
     fn start(env: &Env, agent: &'static str, election: kube::Client) -> Replica {
         let fence = Fence::new();
-        let client = fenced_client(config_as(env, agent), fence.clone()).unwrap();
+        let client = fenced_client(config_as(env, agent), fence.clone(), None).unwrap();
         let ctx = Arc::new(Context::new(client, env.clock, env.analyst.clone(), Arc::new(Metrics::default())));
         let lease =
             LeaseSettings { namespace: NS.into(), name: LEASE.into(), identity: agent.into(), duration: 2, grace: 1 };
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(lead(election, lease, fence, ctx.clone(), Scope::default(), async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(lead(
+            election,
+            lease,
+            vec![Shard::fenced(ctx.clone(), fence)],
+            Scope::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Replica { ctx, stop: Some(stop), task }
     }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use forklane_core::api::{MeshMode, Phase};
 use forklane_core::controller::fence::{Fence, fenced_client};
 use forklane_core::controller::leader::{LeaseSettings, lead};
+use forklane_core::controller::shards::{Shard, lease_name as shard_lease};
 use forklane_core::controller::telemetry::Metrics;
 use forklane_core::controller::{Context, Scope};
 use forklane_core::fixtures::{ExperimentBuilder, analysis, conversion, pause, set_weight};
@@ -115,9 +116,10 @@ async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
     env.shutdown().await;
 }
 
-/// The leader-election Role: two replicas compete for the Lease, the leader renews it, hands it
-/// over on shutdown, and the standby takes it; the Lease requests they make are exactly what the
-/// Role grants.
+/// The leader-election Role: two replicas split two shards (`--shards 2`: a Lease per shard and
+/// a member Lease per replica), the first takes both, hands one over when the second joins, and
+/// releases its own on shutdown for the second to take; the Lease requests they make are exactly
+/// what the Role grants (with one shard they use a subset: no member Leases).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_election_role_grants_exactly_what_the_replicas_use() {
     let env = Env::start(false, true).await;
@@ -125,9 +127,14 @@ async fn the_leader_election_role_grants_exactly_what_the_replicas_use() {
     config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(AGENT)));
     let client = kube::Client::try_from(config).unwrap();
     let replica = |identity: &str| {
-        let fence = Fence::new();
-        let fenced = fenced_client(env.cluster.client_config(), fence.clone()).unwrap();
-        let ctx = Arc::new(Context::new(fenced, env.clock, env.analyst.clone(), Arc::new(Metrics::default())));
+        let shards = (0..2)
+            .map(|_| {
+                let fence = Fence::new();
+                let fenced = fenced_client(env.cluster.client_config(), fence.clone(), None).unwrap();
+                let ctx = Context::new(fenced, env.clock, env.analyst.clone(), Arc::new(Metrics::default()));
+                Shard::fenced(Arc::new(ctx), fence)
+            })
+            .collect();
         let lease = LeaseSettings {
             namespace: NS.into(),
             name: AGENT.into(),
@@ -136,30 +143,40 @@ async fn the_leader_election_role_grants_exactly_what_the_replicas_use() {
             grace: 1,
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(lead(client.clone(), lease, fence, ctx, Scope::default(), async move {
+        let task = tokio::spawn(lead(client.clone(), lease, shards, Scope::default(), async move {
             let _ = stopped.await;
         }));
         (stop, task)
     };
     let leases: kube::Api<Lease> = kube::Api::namespaced(env.client.clone(), NS);
-    let holder = || async { leases.get_opt(AGENT).await.unwrap().and_then(|l| l.spec).and_then(|s| s.holder_identity) };
-    let wait_for_holder = |want: &'static str| async move {
+    let holders = || async {
+        let mut held = Vec::new();
+        for shard in 0..2 {
+            let lease = leases.get_opt(&shard_lease(AGENT, shard, 2)).await.unwrap();
+            held.push(lease.and_then(|l| l.spec).and_then(|s| s.holder_identity).unwrap_or_default());
+        }
+        held
+    };
+    let wait_for_holders = |want: &'static [&'static str]| async move {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while holder().await.as_deref() != Some(want) {
-            assert!(tokio::time::Instant::now() < deadline, "{want} never held the lease");
+        let mut held = holders().await;
+        while held != want {
+            assert!(tokio::time::Instant::now() < deadline, "the shards' holders are {held:?}, never {want:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
+            held = holders().await;
         }
     };
     let (stop_a, task_a) = replica("a");
-    wait_for_holder("a").await;
+    wait_for_holders(&["a", "a"]).await;
     let (stop_b, task_b) = replica("b");
-    // Long enough for the leader to renew and the standby to look more than once.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The first replica releases the shard beyond its fair share (the highest) to the second.
+    wait_for_holders(&["a", "b"]).await;
     stop_a.send(()).unwrap();
     task_a.await.unwrap().expect("a leads and releases");
-    wait_for_holder("b").await;
+    wait_for_holders(&["b", "b"]).await;
     stop_b.send(()).unwrap();
     task_b.await.unwrap().expect("b leads and releases");
+    wait_for_holders(&["", ""]).await;
 
     let used: BTreeSet<Permission> = env
         .cluster

@@ -16,8 +16,10 @@ use forklane_core::clock::Clock;
 use forklane_core::controller::analyst::{PrometheusAddresses, SourceAnalyst};
 use forklane_core::controller::fence::{Fence, fenced_client};
 use forklane_core::controller::leader::{LeaseSettings, lead};
+use forklane_core::controller::shards::Shard;
 use forklane_core::controller::telemetry::{Metrics, STALE_AFTER};
-use forklane_core::controller::{Context, Scope};
+use forklane_core::controller::throttle::{RateLimit, Throttle};
+use forklane_core::controller::{Context, DEFAULT_CONCURRENCY, Scope};
 
 use super::{KUBE_TIMEOUT, client_config};
 
@@ -56,7 +58,27 @@ pub(crate) struct RunArgs {
     /// allow.
     #[arg(long, value_delimiter = ',')]
     pub allowed_prometheus_address: Vec<String>,
+    /// Requests per second the controller sends to the API server on average (as client-go's
+    /// QPS); requests beyond wait their turn. Lease renewals are not counted.
+    #[arg(long, default_value_t = DEFAULT_KUBE_QPS)]
+    pub kube_qps: f64,
+    /// Requests the controller may send at once after a quiet spell (as client-go's burst).
+    #[arg(long, default_value_t = DEFAULT_KUBE_BURST)]
+    pub kube_burst: u32,
+    /// Reconciles running at once; experiments with a timer due go first.
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
+    pub max_concurrent_reconciles: usize,
+    /// Splits the experiments into this many shards by a hash of namespace/name, each led
+    /// through its own Lease, so that several replicas share the work. Every replica must be
+    /// given the same number.
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
+    pub shards: usize,
 }
+
+/// The client-side rate limit's defaults: the experiments' first steps (about six writes each)
+/// go out at 1,000 experiments a minute, and a storm of retries cannot flood the API server.
+const DEFAULT_KUBE_QPS: f64 = 100.0;
+const DEFAULT_KUBE_BURST: u32 = 200;
 
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
@@ -66,19 +88,33 @@ pub fn init_logging(json: bool) {
 
 pub(crate) async fn run(args: RunArgs) -> ExitCode {
     init_logging(args.log_json);
-    // Two clients on one configuration: the election's, and the controller's, whose writes pass
-    // only while this replica's lease is valid.
-    let fence = Fence::new();
+    let limit = match RateLimit::new(args.kube_qps, args.kube_burst) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One client for the elections, and one per shard whose writes pass only while this replica
+    // holds the shard's lease. The shards' clients share one rate limit; the elections' client
+    // has none, so that a queue of reconciles never delays a renewal.
     let identity = identity();
+    let throttle = Throttle::new(limit);
     let clients = client_config(args.kubeconfig.as_deref(), Duration::from_secs(args.kube_timeout)).await.and_then(
         |mut config| {
             config.headers.push((axum::http::header::USER_AGENT, user_agent(&identity)?));
             let election = kube::Client::try_from(config.clone()).map_err(|e| e.to_string())?;
-            let controller = fenced_client(config, fence.clone()).map_err(|e| e.to_string())?;
-            Ok((election, controller))
+            let fenced = (0..args.shards)
+                .map(|_| {
+                    let fence = Fence::new();
+                    let client = fenced_client(config.clone(), fence.clone(), Some(throttle.clone()));
+                    client.map(|c| (c, fence)).map_err(|e| e.to_string())
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            Ok((election, fenced))
         },
     );
-    let (client, controller_client) = match clients {
+    let (client, fenced) = match clients {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
@@ -106,17 +142,23 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
         duration: args.lease_duration,
         grace: (args.lease_duration / 3).max(1),
     };
-    let ctx = Arc::new(Context::new(
-        controller_client,
-        Clock::real(),
-        Arc::new(SourceAnalyst::prometheus(PrometheusAddresses {
-            default: args.prometheus_url.clone(),
-            allowed: args.allowed_prometheus_address.clone(),
-        })),
-        metrics.clone(),
-    ));
-    let scope = Scope { namespace: args.namespace, watch_timeout: Some((args.kube_timeout - WATCH_MARGIN) as u32) };
-    match lead(client, lease, fence, ctx, scope, shutdown_signal()).await {
+    let analyst = Arc::new(SourceAnalyst::prometheus(PrometheusAddresses {
+        default: args.prometheus_url.clone(),
+        allowed: args.allowed_prometheus_address.clone(),
+    }));
+    let shards = fenced
+        .into_iter()
+        .map(|(client, fence)| {
+            let ctx = Context::new(client, Clock::real(), analyst.clone(), metrics.clone());
+            Shard::fenced(Arc::new(ctx), fence)
+        })
+        .collect();
+    let scope = Scope {
+        namespace: args.namespace,
+        watch_timeout: Some((args.kube_timeout - WATCH_MARGIN) as u32),
+        concurrency: args.max_concurrent_reconciles,
+    };
+    match lead(client, lease, shards, scope, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

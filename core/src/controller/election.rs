@@ -13,7 +13,6 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::fence::Fence;
@@ -47,60 +46,55 @@ impl Record {
     }
 }
 
+/// Whether a look may take a Lease nobody holds (a released one). An expired Lease (its holder
+/// died) is always taken: that is what bounds a takeover by the lease duration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Free {
+    Take,
+    Leave,
+}
+
 pub(crate) struct Election {
     api: Api<Lease>,
     lease: LeaseSettings,
     fence: Arc<Fence>,
     seen: Option<Seen>,
-    leading: watch::Sender<bool>,
 }
 
 impl Election {
-    pub(crate) fn new(client: kube::Client, lease: LeaseSettings, fence: Arc<Fence>) -> (Self, watch::Receiver<bool>) {
-        let (leading, receiver) = watch::channel(false);
+    pub(crate) fn new(client: kube::Client, lease: LeaseSettings, fence: Arc<Fence>) -> Self {
         let api = Api::namespaced(client, &lease.namespace);
-        (Election { api, lease, fence, seen: None, leading }, receiver)
+        Election { api, lease, fence, seen: None }
     }
 
     fn duration(&self) -> Duration {
         Duration::from_secs(self.lease.duration)
     }
 
-    /// When to look again: the leader renews `grace` seconds before expiry; a standby looks
-    /// every `grace` seconds.
-    pub(crate) fn next_look(&self) -> Duration {
-        let seconds = if *self.leading.borrow() {
-            self.lease.duration.saturating_sub(self.lease.grace)
-        } else {
-            self.lease.grace
-        };
-        Duration::from_secs(seconds.max(1))
+    /// Whether this replica leads now: its fence is open.
+    pub(crate) fn leading(&self) -> bool {
+        self.fence.is_open()
     }
 
-    /// One attempt to take or renew the Lease; publishes whether this replica leads. Errors
-    /// (the API server unreachable, a conflict with another replica) count as not leading now:
-    /// the fence keeps what it was given and closes by itself.
-    pub(crate) async fn step(&mut self) -> kube::Result<bool> {
+    /// One attempt to take or renew the Lease; whether this replica holds it. Errors (the API
+    /// server unreachable, a conflict with another replica) count as not won: the fence keeps
+    /// what it was given and closes by itself.
+    pub(crate) async fn step(&mut self, free: Free) -> kube::Result<bool> {
         let sent = Instant::now();
-        let won = self.try_acquire_or_renew(sent).await;
-        let leading = match &won {
+        let won = self.try_acquire_or_renew(sent, free).await;
+        match &won {
             Ok(true) => {
                 let valid = self.duration().saturating_sub(Duration::from_millis(self.lease.grace * 500));
                 self.fence.open_until((sent + valid).into_std());
-                true
             }
-            Ok(false) => {
-                self.fence.close();
-                false
-            }
+            Ok(false) => self.fence.close(),
             // Renewal failed: still leading until the fence closes by itself.
-            Err(_) => self.fence.is_open(),
-        };
-        self.leading.send_if_modified(|l| std::mem::replace(l, leading) != leading);
+            Err(_) => {}
+        }
         won
     }
 
-    async fn try_acquire_or_renew(&mut self, sent: Instant) -> kube::Result<bool> {
+    async fn try_acquire_or_renew(&mut self, sent: Instant, free_ones: Free) -> kube::Result<bool> {
         let me = self.lease.identity.clone();
         let Some(current) = self.api.get_opt(&self.lease.name).await? else {
             let lease = Lease {
@@ -122,7 +116,7 @@ impl Election {
         let mine = record.holder.as_deref() == Some(me.as_str());
         let free = record.holder.is_none();
         let expired = now.duration_since(unchanged_since) >= self.duration();
-        if !(mine || free || expired) {
+        if !(mine || expired || (free && free_ones == Free::Take)) {
             return Ok(false);
         }
         let transitions = if mine { record.transitions } else { record.transitions + 1 };
@@ -160,11 +154,10 @@ impl Election {
         }
     }
 
-    /// Gives the Lease up (on shutdown) so that a standby takes over at its next look; closes the
-    /// fence first.
+    /// Gives the Lease up (on shutdown, or to even out the shards) so that another replica takes
+    /// it at its next look; closes the fence first.
     pub(crate) async fn release(&mut self) -> kube::Result<()> {
         self.fence.close();
-        let _ = self.leading.send(false);
         let Some(current) = self.api.get_opt(&self.lease.name).await? else { return Ok(()) };
         let record = Record::of(&current);
         if record.holder.as_deref() != Some(self.lease.identity.as_str()) {

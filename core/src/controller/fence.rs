@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use tower::{BoxError, Layer, Service};
 
+use super::throttle::{Throttle, ThrottleLayer};
+
 /// Until when this replica may write; closed (never) until the first lease is won.
 #[derive(Debug, Default)]
 pub struct Fence {
@@ -44,9 +46,19 @@ impl Fence {
 pub struct NotLeading;
 
 /// A Kubernetes client whose writes (every method but GET, HEAD and OPTIONS) pass only while
-/// `fence` is open. Reads and watches keep the caches warm on a standby.
-pub fn fenced_client(config: kube::Config, fence: Arc<Fence>) -> kube::Result<kube::Client> {
-    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&FenceLayer(fence)).build())
+/// `fence` is open. Reads and watches keep the caches warm on a standby. With a `throttle`,
+/// every request first waits for its token; the fence judges a write after that wait, when it
+/// really leaves.
+pub fn fenced_client(
+    config: kube::Config,
+    fence: Arc<Fence>,
+    throttle: Option<Arc<Throttle>>,
+) -> kube::Result<kube::Client> {
+    let fenced = kube::client::ClientBuilder::try_from(config)?.with_layer(&FenceLayer(fence));
+    Ok(match throttle {
+        Some(throttle) => fenced.with_layer(&ThrottleLayer(throttle)).build(),
+        None => fenced.build(),
+    })
 }
 
 struct FenceLayer(Arc<Fence>);

@@ -12,13 +12,17 @@ pub(crate) mod election;
 pub(crate) mod error;
 pub mod fence;
 pub(crate) mod health;
+pub(crate) mod lanes;
 pub mod leader;
+pub(crate) mod members;
 pub(crate) mod observe;
 pub(crate) mod progress;
 pub(crate) mod reconcile;
 pub mod replay;
 pub(crate) mod settle;
+pub mod shards;
 pub mod telemetry;
+pub mod throttle;
 pub(crate) mod world;
 
 use std::future::Future;
@@ -29,6 +33,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::Client;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
@@ -42,6 +47,7 @@ use crate::clock::Clock;
 use crate::stats::decision::Decision;
 
 pub use error::{Error, Result};
+use shards::Shard;
 use telemetry::{Heartbeat, Loop, Metrics};
 use world::{World, triggers};
 
@@ -94,19 +100,37 @@ impl Context {
 }
 
 /// Which namespaces to watch, and how.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Scope {
     pub namespace: Option<String>,
     /// Seconds after which the API server ends each watch (the watcher then resumes it); `None`:
     /// the server's default (290 s). Must be shorter than the client's read timeout, else a quiet
     /// watch times out on the client side.
     pub watch_timeout: Option<u32>,
+    /// Reconciles running at once (`--max-concurrent-reconciles`); see [`lanes`].
+    pub concurrency: usize,
 }
 
-/// What every reconcile of one running controller shares: the context and the caches.
+/// Reconciles at once by default: they mostly wait on the API server or on a metric query (up to
+/// its 10 s timeout), so a few dozen keep two cores busy without letting one slow source stall
+/// every experiment.
+pub const DEFAULT_CONCURRENCY: usize = 32;
+
+impl Default for Scope {
+    fn default() -> Self {
+        Scope { namespace: None, watch_timeout: None, concurrency: DEFAULT_CONCURRENCY }
+    }
+}
+
+/// What every reconcile of one running controller shares: the shards and the caches.
 pub(crate) struct Shared {
-    pub ctx: Arc<Context>,
+    /// This replica's shards, indexed by [`shards::shard_of`].
+    pub shards: Vec<Shard>,
     pub world: World,
+    /// The bound on reconciles at once, due experiments first.
+    pub lanes: Arc<lanes::Lanes>,
+    /// When each experiment's next timer falls due (real time), to give it priority then.
+    pub due: std::sync::Mutex<std::collections::HashMap<ObjectRef<Experiment>, std::time::Instant>>,
     /// Failed reconciles in a row per experiment: for the backoff, and to report each error once.
     pub failures: std::sync::Mutex<std::collections::HashMap<ObjectRef<Experiment>, reconcile::Failures>>,
     /// When each experiment's routing was last written by this controller (see `settle`).
@@ -115,13 +139,47 @@ pub(crate) struct Shared {
     pub superseded: reconcile::Superseded,
 }
 
-/// Runs the controller until `shutdown` resolves. Every kind a reconcile reads is watched once;
-/// the watch fills a cache ([`World`]) and tells the controller which experiments to look at.
+impl Shared {
+    /// The shard `exp` belongs to.
+    pub(crate) fn shard(&self, exp: &Experiment) -> &Shard {
+        let ns = exp.metadata.namespace.as_deref().unwrap_or_default();
+        &self.shards[shards::shard_of(ns, &exp.name_any(), self.shards.len())]
+    }
+
+    /// Forgets what this replica remembers of a shard's experiments, as a restart would: another
+    /// replica may have written them since this one last held the shard.
+    fn forget(&self, shard: usize) {
+        let count = self.shards.len();
+        let theirs = |key: &ObjectRef<Experiment>| {
+            shards::shard_of(key.namespace.as_deref().unwrap_or_default(), &key.name, count) == shard
+        };
+        self.due.lock().expect("not poisoned").retain(|k, _| !theirs(k));
+        self.failures.lock().expect("not poisoned").retain(|k, _| !theirs(k));
+        self.routed.lock().expect("not poisoned").retain(|k, _| !theirs(k));
+        self.superseded.forget(theirs);
+    }
+}
+
+/// Runs the controller, without an election, until `shutdown` resolves.
 pub async fn run_controller(
     ctx: Arc<Context>,
     scope: Scope,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    run_shards(vec![Shard::unfenced(ctx)], scope, futures::stream::pending(), shutdown).await;
+}
+
+/// Runs the controller over `shards` until `shutdown` resolves. Every kind a reconcile reads is
+/// watched once; the watch fills a cache ([`World`]) and tells the controller which experiments
+/// to look at. `gained` names each shard as this replica takes it: its experiments are looked at
+/// at once.
+pub(crate) async fn run_shards(
+    shards: Vec<Shard>,
+    scope: Scope,
+    gained: impl futures::Stream<Item = usize> + Send + 'static,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ctx = shards[0].ctx.clone();
     let client = ctx.client.clone();
     let experiments: Api<Experiment> = match &scope.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -140,8 +198,33 @@ pub async fn run_controller(
         store.clone(),
         store.clone(),
         store.clone(),
-        store,
+        store.clone(),
     );
+    let shared = Arc::new(Shared {
+        shards,
+        world,
+        lanes: lanes::Lanes::new(scope.concurrency),
+        due: Default::default(),
+        failures: Default::default(),
+        routed: Default::default(),
+        superseded: Default::default(),
+    });
+    let taken = {
+        let shared = shared.clone();
+        gained.flat_map(move |shard| {
+            shared.forget(shard);
+            let count = shared.shards.len();
+            let theirs: Vec<ObjectRef<Experiment>> = store
+                .state()
+                .iter()
+                .filter(|e| {
+                    shards::shard_of(e.metadata.namespace.as_deref().unwrap_or_default(), &e.name_any(), count) == shard
+                })
+                .map(|e| ObjectRef::from_obj(e.as_ref()))
+                .collect();
+            futures::stream::iter(theirs)
+        })
+    };
     let controller = controller
         .watches_stream(watches.deployments, move |d| triggers::deployment(&s1, &d))
         .watches_stream(watches.pods, move |p| triggers::pod(&s2, &p))
@@ -151,14 +234,8 @@ pub async fn run_controller(
         .watches_stream(watches.telemetries, move |t| triggers::telemetry(&s9, &t))
         .watches_stream(watches.namespaces, move |n| triggers::namespace(&s6, &n))
         .watches_stream(watches.policies, move |_| triggers::all(&s7))
-        .watches_stream(watches.crds, move |_| triggers::all(&s8));
-    let shared = Arc::new(Shared {
-        ctx: ctx.clone(),
-        world,
-        failures: Default::default(),
-        routed: Default::default(),
-        superseded: Default::default(),
-    });
+        .watches_stream(watches.crds, move |_| triggers::all(&s8))
+        .reconcile_on(taken);
     let metrics = ctx.metrics.clone();
     let mut heartbeat = Heartbeat::new(&metrics, Loop::Controller);
     // Reconciles run inside this stream's poll: while one blocks the thread, the heartbeat stops.

@@ -20,6 +20,7 @@ use super::commands::clear_one_shot;
 use super::conditions::{self, event, reason, set};
 use super::decide::{FINALIZER, FinalizerChange, Input, Look, Measured, Reconciled, counted_outcome, decide, measured};
 use super::error::{Error, Result};
+use super::lanes::Lane;
 use super::observe::{mode_unsettled, observe};
 use super::telemetry::{OutcomeLabel, PhaseLabel};
 use super::world::ISTIO_VIRTUAL_SERVICE_CRD;
@@ -37,12 +38,22 @@ const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
+/// A timer this close to falling due counts as due (real time): the scheduler may wake a
+/// reconcile a moment early.
+const TIMER_SLACK: Duration = Duration::from_millis(50);
+
 /// How soon to look again when the caches lag what the API server has (real time).
 const CACHE_CATCH_UP: Duration = Duration::from_millis(200);
 
 pub(crate) async fn reconcile(exp: Arc<Experiment>, shared: Arc<Shared>) -> Result<Action> {
+    let shard = shared.shard(&exp);
+    if !shard.held() {
+        // Another replica leads this shard; taking it over triggers a look.
+        return Ok(Action::await_change());
+    }
+    let _permit = shared.lanes.enter(lane(&exp, &shared)).await;
     let started = Instant::now();
-    let ctx = &shared.ctx;
+    let ctx = &shard.ctx;
     ctx.metrics.reconciles.inc();
     // A half-filled cache reads as missing objects: wait for the first complete lists.
     shared.world.ready().await;
@@ -70,8 +81,32 @@ pub(crate) async fn reconcile(exp: Arc<Experiment>, shared: Arc<Shared>) -> Resu
     result
 }
 
+/// Which lane a reconcile waits in: due when the spec changed since the status last saw it, the
+/// experiment is being deleted, or the timer this controller set has fallen due.
+fn lane(exp: &Experiment, shared: &Shared) -> Lane {
+    let observed = exp.status.as_ref().and_then(|s| s.observed_generation);
+    let timer_due = shared
+        .due
+        .lock()
+        .expect("not poisoned")
+        .get(&ObjectRef::from_obj(exp))
+        .is_some_and(|due| *due <= Instant::now() + TIMER_SLACK);
+    if timer_due || exp.metadata.deletion_timestamp.is_some() || observed != exp.metadata.generation {
+        Lane::Due
+    } else {
+        Lane::Idle
+    }
+}
+
+/// Records when `exp`'s requeue falls due, and returns it.
+fn requeue(exp: &Experiment, shared: &Shared, after: Duration) -> Action {
+    let due = Instant::now() + after;
+    shared.due.lock().expect("not poisoned").insert(ObjectRef::from_obj(exp), due);
+    Action::requeue(after)
+}
+
 async fn run(exp: &Experiment, shared: &Shared) -> Result<Action> {
-    let ctx = &shared.ctx;
+    let ctx = &shared.shard(exp).ctx;
     let ns = exp.namespace().ok_or(Error::NoNamespace)?;
     if shared.superseded.cache_behind(exp) {
         // The watch brings the version this controller wrote within moments.
@@ -135,6 +170,11 @@ impl Superseded {
         behind
     }
 
+    /// Forgets the writes to the experiments `which` selects.
+    pub(crate) fn forget(&self, which: impl Fn(&ObjectRef<Experiment>) -> bool) {
+        self.0.lock().expect("not poisoned").retain(|key, _| !which(key));
+    }
+
     /// Records that a write replaced `exp`'s version with `written`'s. A write that changed
     /// nothing keeps the version: there is then nothing for the cache to catch up with.
     pub(crate) fn wrote_over(&self, exp: &Experiment, written: &Experiment) {
@@ -160,7 +200,7 @@ async fn measure(exp: &Experiment, ctx: &Context, look: &Look) -> Measured {
 
 /// Sends the decision, in order. Status is written only when it changed.
 async fn send(exp: &Experiment, shared: &Shared, ns: &str, decided: Reconciled) -> Result<Action> {
-    let ctx = &shared.ctx;
+    let ctx = &shared.shard(exp).ctx;
     let api: Api<Experiment> = Api::namespaced(ctx.client.clone(), ns);
     if decided.finalizer == Some(FinalizerChange::Add) {
         let mut finalizers = exp.finalizers().to_vec();
@@ -191,7 +231,7 @@ async fn send(exp: &Experiment, shared: &Shared, ns: &str, decided: Reconciled) 
         gone(api.patch(&exp.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await.map(drop))?;
     }
     Ok(match decided.requeue {
-        Some(d) => Action::requeue(ctx.clock.real_duration(d).clamp(Duration::from_millis(1), SAFETY_NET)),
+        Some(d) => requeue(exp, shared, ctx.clock.real_duration(d).clamp(Duration::from_millis(1), SAFETY_NET)),
         None => Action::await_change(),
     })
 }
@@ -217,12 +257,16 @@ impl Failures {
 /// Exponential backoff with jitter per experiment: a failing experiment is retried ever more
 /// rarely (up to 5 minutes) and does not crowd out the others.
 pub(crate) fn error_policy(exp: Arc<Experiment>, error: &Error, shared: Arc<Shared>) -> Action {
-    shared.ctx.metrics.errors.inc();
+    let ctx = &shared.shard(&exp).ctx;
+    ctx.metrics.errors.inc();
     tracing::warn!(%error, experiment = %exp.name_any(), "reconcile failed");
-    let mut failures = shared.failures.lock().expect("not poisoned");
-    let failed = failures.entry(ObjectRef::from_obj(exp.as_ref())).or_default();
-    failed.count += 1;
-    Action::requeue(shared.ctx.clock.real_duration(backoff(failed.count, jitter())).max(Duration::from_millis(1)))
+    let count = {
+        let mut failures = shared.failures.lock().expect("not poisoned");
+        let failed = failures.entry(ObjectRef::from_obj(exp.as_ref())).or_default();
+        failed.count += 1;
+        failed.count
+    };
+    requeue(&exp, &shared, ctx.clock.real_duration(backoff(count, jitter())).max(Duration::from_millis(1)))
 }
 
 /// A number in [0, 1) that differs between calls (no RNG dependency for one spread).
