@@ -218,7 +218,7 @@ fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-fn namespace_of(config: &Config, i: usize) -> String {
+pub fn namespace_of(config: &Config, i: usize) -> String {
     format!("{NAMESPACE_PREFIX}{}", i % config.namespaces)
 }
 
@@ -256,7 +256,7 @@ pub fn service(ns: &str, name: &str) -> Value {
     })
 }
 
-fn experiment(ns: &str, i: usize) -> Experiment {
+pub fn experiment(ns: &str, i: usize) -> Experiment {
     let service = format!("app-{i}");
     ExperimentBuilder::canary(&format!("exp-{i}"))
         .namespace(ns)
@@ -300,7 +300,7 @@ where
 }
 
 /// Namespaces, Services and Deployments; returns once every pod is ready.
-async fn workloads(env: &Sandbox, config: &Config) {
+pub async fn workloads(env: &Sandbox, config: &Config) {
     let namespaces: Api<Namespace> = Api::all(env.client.clone());
     for k in 0..config.namespaces {
         let name = format!("{NAMESPACE_PREFIX}{k}");
