@@ -2,7 +2,8 @@
 //! every Experiment and every Deployment is touched (changes the controller reconciles on but that
 //! change no plan); the controller's own requests, counted by the cluster's audit, include no read
 //! and no write while at least one reconcile per experiment and round runs. The same scenario at
-//! scale is `cargo bench --bench controller_scale` (`tests/support/scale.rs`).
+//! scale, with `forklane run` as a child process, is `cargo bench --bench controller_scale`
+//! (`tests/support/scale_process.rs`).
 
 // Each test binary uses only some of the shared helpers.
 #[allow(dead_code)]

@@ -9,6 +9,7 @@ pub mod prometheus;
 pub mod prometheus_faults;
 pub mod refusing;
 pub mod scale;
+pub mod scale_process;
 pub mod snapshot;
 
 /// The README reliability table's rows of the leadership faults (`tests/controller_fencing.rs`)

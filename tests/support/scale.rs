@@ -1,6 +1,8 @@
 //! The controller at scale on the sandbox, and the proof that a steady-state reconcile makes no
-//! API call. Shared by `cargo bench --bench controller_scale` (which includes this file with
-//! `#[path]`) and `tests/controller_steady_state.rs`; it uses nothing else of `tests/support`.
+//! API call. [`run`] runs the in-process controller for `tests/controller_steady_state.rs`; the
+//! scenario's pieces also serve `cargo bench --bench controller_scale` (which includes this file
+//! and `scale_process.rs` with `#[path]` and runs `forklane run` as a child process). It uses
+//! nothing else of `tests/support`.
 //!
 //! The scenario: N canary experiments in Istio mode, steps `[setWeight 20, pause]` (an indefinite
 //! pause), spread over a few namespaces, each with its own Service and two 1-replica Deployments
@@ -92,8 +94,14 @@ impl Requests {
 
     /// The controller's requests among `records` that `pick` keeps (one namespace's, say).
     pub fn of_controller_where(records: &[AuditRecord], pick: impl Fn(&AuditRecord) -> bool) -> Requests {
+        Self::of_agent_where(records, CONTROLLER_AGENT, pick)
+    }
+
+    /// The requests of the client whose User-Agent is `agent` among `records` that `pick` keeps
+    /// (a controller run as its own process sends its own).
+    pub fn of_agent_where(records: &[AuditRecord], agent: &str, pick: impl Fn(&AuditRecord) -> bool) -> Requests {
         let mut out = Requests::default();
-        for r in records.iter().filter(|r| r.user_agent == CONTROLLER_AGENT && pick(r)) {
+        for r in records.iter().filter(|r| r.user_agent == agent && pick(r)) {
             match r.verb.as_str() {
                 "get" | "list" => out.reads += 1,
                 "watch" => out.watches += 1,

@@ -67,16 +67,23 @@ pub async fn lead(
     let mut heartbeat = Heartbeat::new(&metrics, Loop::Election);
     tokio::pin!(shutdown);
     let mut took = first;
+    // A deadline kept across the loop's turns: a sleep made afresh on each turn started over
+    // whenever the heartbeat (as long as a look with a 15 s lease) won the turn, and renewals
+    // went missing until the fence closed.
+    let mut next_look = tokio::time::Instant::now() + campaign.look;
     let outcome = loop {
         for shard in took.drain(..) {
             tracing::info!(shard, of = count, "leading: this replica reconciles the shard's experiments");
             let _ = gained_sender.unbounded_send(shard);
         }
         tokio::select! {
-            () = tokio::time::sleep(campaign.look) => match campaign.look().await {
-                Ok(gained) => took = gained,
-                Err(e) => tracing::warn!(error = %e, "could not take or renew the leases"),
-            },
+            () = tokio::time::sleep_until(next_look) => {
+                next_look = tokio::time::Instant::now() + campaign.look;
+                match campaign.look().await {
+                    Ok(gained) => took = gained,
+                    Err(e) => tracing::warn!(error = %e, "could not take or renew the leases"),
+                }
+            }
             () = heartbeat.tick() => {}
             ended = &mut controller => break Err(Error::Lease(format!("the controller ended: {ended:?}"))),
             () = shutdown.as_mut() => break Ok(()),
