@@ -18,8 +18,10 @@ use forklane_sim::cluster::AuditRecord;
 use forklane_sim::sandbox::Sandbox;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use support::scale::{self, Config, each, experiment, namespace_of, paused_at_first_pause, until, where_they_are, workloads};
 use serde_json::json;
+use support::scale::{
+    self, Config, each, experiment, namespace_of, paused_at_first_pause, until, where_they_are, workloads,
+};
 
 const N: usize = 1_000;
 const SHARDS: usize = 3;
@@ -172,10 +174,15 @@ async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_o
         let killed_at = env.cluster.audit().records().len();
         replicas[victim].signal("-KILL").await;
         let killed = Instant::now();
-        until("a survivor takes the dead replica's shard", Duration::from_secs(30), Duration::from_millis(50), || async {
-            let held = holders(&leases).await;
-            if !held[0].is_empty() && held[0] != before[0] { Ok(()) } else { Err(format!("holders {held:?}")) }
-        })
+        until(
+            "a survivor takes the dead replica's shard",
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || async {
+                let held = holders(&leases).await;
+                if !held[0].is_empty() && held[0] != before[0] { Ok(()) } else { Err(format!("holders {held:?}")) }
+            },
+        )
         .await;
         let takeover = killed.elapsed();
         let after = holders(&leases).await;
@@ -187,7 +194,8 @@ async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_o
         assert_eq!(&after[1..], &before[1..], "the survivors kept their own shards");
 
         // The new holder carries an edit of every experiment of the taken shard.
-        let moved: Vec<usize> = (0..n).filter(|&i| shard(&(namespace_of(&config, i), format!("exp-{i}"))) == 0).collect();
+        let moved: Vec<usize> =
+            (0..n).filter(|&i| shard(&(namespace_of(&config, i), format!("exp-{i}"))) == 0).collect();
         each(moved.len(), |k| {
             let i = moved[k];
             let api: Api<Experiment> = Api::namespaced(env.client.clone(), &namespace_of(&config, i));
@@ -207,7 +215,11 @@ async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_o
         let carried = |o: &kube::api::DynamicObject| {
             let routes = o.data["spec"]["http"].as_array().cloned().unwrap_or_default();
             let last = routes.last().cloned().unwrap_or_default();
-            last["route"].as_array().into_iter().flatten().any(|d| d["destination"]["subset"] == "v2" && d["weight"] == 30)
+            last["route"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|d| d["destination"]["subset"] == "v2" && d["weight"] == 30)
         };
         until("the taken shard's edits routed", config.timeout, Duration::from_millis(250), || async {
             let list = services.list(&ListParams::default()).await.expect("list virtual services");
