@@ -10,7 +10,7 @@
 //! `cargo bench --bench controller_scale [-- N] [-- forklane run flags]`, or `FORKLANE_SCALE_N=N`;
 //! default N = 1,000. The arguments after N go to `forklane run` (`-- 1000 --kube-qps 200`). `FORKLANE_SCALE_WINDOW` sets the idle window in
 //! real seconds (default 20), `FORKLANE_SCALE_EDITS` the spec edits (default 50),
-//! `FORKLANE_SCALE_SPEED` the cluster's clock (simulated seconds per real second, default 100;
+//! `FORKLANE_SCALE_SPEED` the cluster's clock (simulated seconds per real second, default 1;
 //! the workload simulator's probes cost CPU in proportion), `FORKLANE_SCALE_TIMEOUT` the longest wait for pods, for the first steps, for each round of
 //! reconciles and for each edit (default 300). `cargo bench` builds in release.
 
@@ -28,6 +28,8 @@ const DEFAULT_N: usize = 1000;
 const DEFAULT_WINDOW_SECS: u64 = 20;
 const DEFAULT_EDITS: usize = 50;
 const DEFAULT_TIMEOUT_SECS: u64 = 300;
+/// The cluster on the real clock, as `forklane run` is: what a real cluster's kubelets cost.
+const DEFAULT_SPEED: f64 = 1.0;
 
 fn number<T: std::str::FromStr>(text: &str, what: &str) -> T {
     text.parse().unwrap_or_else(|_| panic!("{what}: not a number: {text:?}"))
@@ -51,7 +53,7 @@ async fn main() -> ExitCode {
         config: scale::Config {
             window: Duration::from_secs(env_or("FORKLANE_SCALE_WINDOW", DEFAULT_WINDOW_SECS)),
             timeout: Duration::from_secs(env_or("FORKLANE_SCALE_TIMEOUT", DEFAULT_TIMEOUT_SECS)),
-            speed: env_or("FORKLANE_SCALE_SPEED", scale::Config::new(n).speed),
+            speed: env_or("FORKLANE_SCALE_SPEED", DEFAULT_SPEED),
             ..scale::Config::new(n)
         },
         edits: env_or("FORKLANE_SCALE_EDITS", DEFAULT_EDITS),

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use forklane_core::api::Experiment;
 use forklane_core::controller::shards::{lease_name, shard_of};
+use forklane_core::istio::VirtualService;
 use forklane_sim::cluster::AuditRecord;
 use forklane_sim::sandbox::Sandbox;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -110,7 +111,8 @@ async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_o
     tokio::time::timeout(Duration::from_secs(600), async {
         let n: usize = std::env::var("SHARDS_N").map_or(N, |v| v.parse().unwrap());
         let config = Config { namespaces: 10, timeout: Duration::from_secs(240), ..Config::new(n) };
-        let env = Sandbox::start(true, 100.0, true).await.expect("sandbox starts");
+        // The cluster on the real clock, as the replicas are (and its kubelets cost no more).
+        let env = Sandbox::start(true, 1.0, true).await.expect("sandbox starts");
         let started = Instant::now();
         let stage = |what: &str| eprintln!("shards: {what} after {:.1?}", started.elapsed());
         workloads(&env, &config).await;
@@ -132,6 +134,7 @@ async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_o
         stage("each replica leads a shard");
 
         env.cluster.audit().clear();
+        let experiments: Api<Experiment> = Api::all(env.client.clone());
         each(n, |i| {
             let client = env.client.clone();
             let config = &config;
@@ -144,20 +147,13 @@ async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_o
             }
         })
         .await;
-        let experiments: Api<Experiment> = Api::all(env.client.clone());
-        let all_paused = |what: &'static str, want: fn(&Experiment) -> bool| {
-            let experiments = experiments.clone();
-            until(what, config.timeout, Duration::from_millis(250), move || {
-                let experiments = experiments.clone();
-                async move {
-                    let list = experiments.list(&ListParams::default()).await.expect("list experiments");
-                    let done = list.items.iter().filter(|e| want(e)).count();
-                    if done == n { Ok(()) } else { Err(where_they_are(&list.items)) }
-                }
-            })
-        };
         stage("experiments created");
-        all_paused("every experiment at its first pause", paused_at_first_pause).await;
+        let list = || async { experiments.list(&ListParams::default()).await.expect("list experiments").items };
+        let label = "at their first pause";
+        if let Err(progress) = scale::until_every(&env, n, config.timeout, label, list, paused_at_first_pause).await {
+            let list = experiments.list(&ListParams::default()).await.expect("list experiments");
+            panic!("{progress}: {}", where_they_are(&list.items));
+        }
         stage("every experiment at its first pause");
         assert_eq!(holders(&leases).await, before, "no shard changed hands while nobody died");
 
@@ -206,27 +202,17 @@ async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_o
             }
         })
         .await;
-        let vs = kube::discovery::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
-            "networking.istio.io",
-            "v1",
-            "VirtualService",
-        ));
-        let services: Api<kube::api::DynamicObject> = Api::all_with(env.client.clone(), &vs);
-        let carried = |o: &kube::api::DynamicObject| {
-            let routes = o.data["spec"]["http"].as_array().cloned().unwrap_or_default();
-            let last = routes.last().cloned().unwrap_or_default();
-            last["route"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|d| d["destination"]["subset"] == "v2" && d["weight"] == 30)
+        let services: Api<VirtualService> = Api::all(env.client.clone());
+        let list = || async { services.list(&ListParams::default()).await.expect("list virtual services").items };
+        let carried = |vs: &VirtualService| {
+            let last = vs.spec.http.iter().flatten().last();
+            let mut route = last.and_then(|h| h.route.as_ref()).into_iter().flatten();
+            route.any(|d| d.destination.subset.as_deref() == Some("v2") && d.weight == Some(30))
         };
-        until("the taken shard's edits routed", config.timeout, Duration::from_millis(250), || async {
-            let list = services.list(&ListParams::default()).await.expect("list virtual services");
-            let done = list.items.iter().filter(|o| carried(o)).count();
-            if done == moved.len() { Ok(()) } else { Err(format!("{done} of {} VirtualServices at 30%", moved.len())) }
-        })
-        .await;
+        let label = "routing the edit";
+        if let Err(progress) = scale::until_every(&env, moved.len(), config.timeout, label, list, carried).await {
+            panic!("the taken shard's edits: {progress}");
+        }
 
         stage("the taken shard's edits routed");
         // After the kill: the taken shard's experiments written by its new holder only, nobody

@@ -328,18 +328,80 @@ pub async fn workloads(env: &Sandbox, config: &Config) {
     })
     .await;
     let all: Api<Deployment> = Api::all(env.client.clone());
-    let wanted = 2 * config.experiments;
-    until("every pod ready", config.timeout, Duration::from_millis(200), || async {
-        let list = all.list(&ListParams::default()).await.expect("list deployments");
-        let ready = list
-            .items
-            .iter()
-            .filter(|d| d.metadata.namespace.as_deref().is_some_and(|n| n.starts_with(NAMESPACE_PREFIX)))
-            .filter(|d| d.status.as_ref().and_then(|s| s.ready_replicas) == Some(1))
-            .count();
-        if ready == wanted { Ok(()) } else { Err(format!("{ready} of {wanted} ready")) }
-    })
-    .await;
+    let list = || async { all.list(&ListParams::default()).await.expect("list deployments").items };
+    let ready = |d: &Deployment| d.status.as_ref().and_then(|s| s.ready_replicas) == Some(1);
+    if let Err(progress) = until_every(env, 2 * config.experiments, config.timeout, "ready", list, ready).await {
+        panic!("timed out after {:?} waiting for every pod ready: {progress}", config.timeout);
+    }
+}
+
+/// Waits until `want` objects of kind `K` in the scale namespaces are `done`, following the
+/// store's change stream: `list` once at the start and again only when the stream dropped
+/// changes, never a poll (a poll of thousands of objects would load the very server it
+/// measures). Reports every 10 s as `label`; after `timeout`, `Err` says how many were done.
+pub async fn until_every<K, L, Fut>(
+    env: &Sandbox,
+    want: usize,
+    timeout: Duration,
+    label: &str,
+    list: L,
+    done: impl Fn(&K) -> bool,
+) -> Result<(), String>
+where
+    K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned,
+    L: Fn() -> Fut,
+    Fut: std::future::Future<Output = Vec<K>>,
+{
+    let plural = K::plural(&());
+    let started = Instant::now();
+    let mut changes = env.cluster.store().changes();
+    // Per object: its resourceVersion and whether it is done (a change older than what the list
+    // showed must not undo it).
+    let mut seen: BTreeMap<(String, String), (u64, bool)> = BTreeMap::new();
+    let key = |m: &kube::api::ObjectMeta| (m.namespace.clone().unwrap_or_default(), m.name.clone().unwrap_or_default());
+    let version = |m: &kube::api::ObjectMeta| m.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut resync = true;
+    let mut last_report = Instant::now();
+    loop {
+        if resync {
+            resync = false;
+            for o in list().await {
+                let (k, rv) = (key(o.meta()), version(o.meta()));
+                if k.0.starts_with(NAMESPACE_PREFIX) && seen.get(&k).is_none_or(|(known, _)| *known < rv) {
+                    seen.insert(k, (rv, done(&o)));
+                }
+            }
+        }
+        let count = seen.values().filter(|(_, d)| *d).count();
+        if count >= want {
+            return Ok(());
+        }
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            last_report = Instant::now();
+            eprintln!("scale: {count} of {want} {plural} {label} after {:.1?}", started.elapsed());
+        }
+        let left = timeout.saturating_sub(started.elapsed());
+        let change = match tokio::time::timeout(left.min(Duration::from_secs(1)), changes.recv()).await {
+            Ok(Ok(change)) => change,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                resync = true;
+                continue;
+            }
+            Ok(Err(e)) => panic!("the store's changes ended: {e}"),
+            Err(_) if left.is_zero() => return Err(format!("{count} of {want} {plural} {label}")),
+            Err(_) => continue,
+        };
+        if change.resource.resource != plural {
+            continue;
+        }
+        let Ok(o) = serde_json::from_value::<K>((*change.object).clone()) else { continue };
+        let (k, rv) = (key(o.meta()), version(o.meta()));
+        if !k.0.starts_with(NAMESPACE_PREFIX) || seen.get(&k).is_some_and(|(known, _)| *known >= rv) {
+            continue;
+        }
+        let deleted = matches!(change.kind, forklane_sim::cluster::store::ChangeKind::Deleted);
+        seen.insert(k, (rv, !deleted && done(&o)));
+    }
 }
 
 pub fn paused_at_first_pause(e: &Experiment) -> bool {

@@ -30,7 +30,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::scale::{self, Config, Requests, each, namespace_of, paused_at_first_pause, until, where_they_are};
+use super::scale::{self, Config, Requests, each, namespace_of, paused_at_first_pause, where_they_are};
 
 /// The controller's name (`POD_NAME`), in its User-Agent.
 const IDENTITY: &str = "forklane-scale";
@@ -527,27 +527,13 @@ pub async fn run(settings: Settings) -> Figures {
     let process = Process::start(&kubeconfig, &settings.args);
     let experiments: Api<Experiment> = Api::all(env.client.clone());
     let n = config.experiments;
-    let mut last_report = Instant::now();
-    until("every experiment Paused at its first pause", config.timeout, Duration::from_millis(100), || {
-        let report = last_report.elapsed() > Duration::from_secs(10);
-        if report {
-            last_report = Instant::now();
-        }
-        let (experiments, env, process) = (&experiments, &env, &process);
-        async move {
-            let list = experiments.list(&ListParams::default()).await.expect("list experiments");
-            let done = list.items.iter().filter(|e| paused_at_first_pause(e)).count();
-            if report {
-                eprintln!("scale: {done} of {n} at their first pause after {:.1?}", started.elapsed());
-            }
-            if done == n {
-                return Ok(());
-            }
-            let (sent, _) = process.requests(&env.cluster.audit().records());
-            Err(format!("{}; the controller sent: {}", where_they_are(&list.items), sent.breakdown()))
-        }
-    })
-    .await;
+    let list = || async { experiments.list(&ListParams::default()).await.expect("list experiments").items };
+    let label = "at their first pause";
+    if let Err(progress) = scale::until_every(&env, n, config.timeout, label, list, paused_at_first_pause).await {
+        let list = experiments.list(&ListParams::default()).await.expect("list experiments");
+        let (sent, _) = process.requests(&env.cluster.audit().records());
+        panic!("{progress}: {}; the controller sent: {}", where_they_are(&list.items), sent.breakdown());
+    }
     let to_first_step = started.elapsed();
     let ramp = Requests::of_agent_where(&env.cluster.audit().records(), &process.agent, |_| true);
     eprintln!("scale: every first step applied after {to_first_step:.2?}; idle window");

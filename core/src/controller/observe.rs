@@ -127,6 +127,9 @@ pub(crate) fn observe(world: &World, exp: &Experiment, namespace: &str) -> Obser
         }
         let matching = world.pods_matching(namespace, &arm.selector);
         let ready = matching.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p)).count() as i32;
+        if ready > 0 && ready >= plan.replicas.get(&arm.name).copied().unwrap_or(1) {
+            plan.serving.insert(arm.name.clone());
+        }
         pods.insert(arm.name.clone(), ArmPods { existing: matching.len() as i32, ready });
     }
     live.service = world.service(namespace, &exp.spec.service.name).and_then(|s| json(s.as_ref()));

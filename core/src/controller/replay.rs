@@ -107,5 +107,5 @@ impl Replay {
 
 /// Two ready replicas per arm and no DestinationRule yet: what the planner needs to route.
 fn observed(exp: &Experiment) -> Observed {
-    Observed { subsets: None, replicas: exp.spec.arms.iter().map(|a| (a.name.clone(), 2)).collect() }
+    Observed { replicas: exp.spec.arms.iter().map(|a| (a.name.clone(), 2)).collect(), ..Default::default() }
 }

@@ -35,6 +35,9 @@ pub struct Observed {
     pub subsets: Option<BTreeSet<String>>,
     /// Current replicas per arm.
     pub replicas: BTreeMap<String, i32>,
+    /// Arms whose pods are all ready (at least one): their subsets can be defined ahead of the
+    /// step that routes to them, the endpoints having reached the proxies with the rule.
+    pub serving: BTreeSet<String>,
 }
 
 /// One object to write, in plan order.

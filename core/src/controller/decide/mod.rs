@@ -122,12 +122,47 @@ pub(crate) fn decide(input: &Input) -> Reconciled {
         stamp_routing(&mut out, input.now);
         return out;
     }
-    let mut out = live::decide(input);
+    let mut out = run_through(input, live::decide(input));
     if !exp.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER) {
         out.finalizer = Some(FinalizerChange::Add);
     }
     stamp_routing(&mut out, input.now);
     out
+}
+
+/// The start state (everything to the control) is not written when the first step moves on from
+/// it at once: when `first` puts it in place and advances to a `setWeight` step, that step is
+/// decided in the same reconcile from the status `first` leaves, and if it rewrites every object
+/// `first` writes, only its writes are sent. Proxies never see a split replaced within the same
+/// second, and the ramp to the first step costs a write and a status less. Every later step is
+/// written as declared.
+fn run_through(input: &Input, first: Reconciled) -> Reconciled {
+    let before = input.exp.status.as_ref().and_then(|s| s.current_step).unwrap_or(0);
+    let from_start = before == 0 && first.status.current_step == Some(1);
+    if !from_start || first.measure.is_some() || !first.deletes.is_empty() || first.status.final_arm.is_some() {
+        return first;
+    }
+    let mut exp = input.exp.clone();
+    exp.status = Some(first.status.clone());
+    let next = live::decide(&Input { exp: &exp, ..*input });
+    let key = |w: &Action| {
+        let object = w.object();
+        (object["kind"].clone(), object["metadata"]["name"].clone())
+    };
+    // Every write of `first` is routing that `next` rewrites, or finds in place (a restart after
+    // the step's routing was written but not its status).
+    let settled = has_condition(&next.status, super::conditions::READY, None);
+    let replaces = first.writes.iter().all(|w| {
+        is_routing(w)
+            && !matches!(w, Action::ServiceSelector(_))
+            && (settled || next.writes.iter().any(|n| key(n) == key(w)))
+    });
+    if next.measure.is_some() || next.status.final_arm.is_some() || !replaces {
+        return first;
+    }
+    let mut events = first.events;
+    events.extend(next.events.iter().filter(|e| !events.contains(e)).cloned().collect::<Vec<_>>());
+    Reconciled { events, clear_promote: first.clear_promote || next.clear_promote, ..next }
 }
 
 /// Records in the status when routing is written, for the delays that count from it.

@@ -47,7 +47,7 @@ impl World {
         let arms: Vec<String> = exp.spec.arms.iter().map(|a| a.name.clone()).collect();
         let obs = Observation {
             mode,
-            plan: Observed { subsets: None, replicas: arms.iter().map(|a| (a.clone(), 2)).collect() },
+            plan: Observed { replicas: arms.iter().map(|a| (a.clone(), 2)).collect(), ..Default::default() },
             routed_subsets: BTreeSet::new(),
             pods: BTreeMap::new(),
             conflicts: vec![],
@@ -76,6 +76,11 @@ impl World {
         for arm in self.exp.spec.arms.iter().map(|a| a.name.clone()).collect::<Vec<_>>() {
             let replicas = self.obs.plan.replicas.get(&arm).copied().unwrap_or(0);
             let n = if self.dead.contains(&arm) { 0 } else { replicas };
+            if n > 0 {
+                self.obs.plan.serving.insert(arm.clone());
+            } else {
+                self.obs.plan.serving.remove(&arm);
+            }
             self.obs.pods.insert(arm, ArmPods { existing: n, ready: n });
         }
     }
@@ -197,6 +202,26 @@ fn canary_paused_at_20() -> World {
 
 fn reasons(events: &[Event]) -> Vec<&str> {
     events.iter().map(|e| e.reason).collect()
+}
+
+#[test]
+fn the_ramp_to_the_first_pause_writes_each_routing_object_once() {
+    let builder = ExperimentBuilder::canary("c").steps([set_weight(20), pause(), set_weight(50)]);
+    let mut world = World::new(builder, Routing::Istio);
+    let mut written = Vec::new();
+    for _ in 0..10 {
+        let out = world.tick();
+        written.extend(out.writes.iter().map(|w| w.object()["kind"].as_str().unwrap_or_default().to_string()));
+        if world.status().phase == Some(Phase::Paused) {
+            break;
+        }
+        world.now += out.requeue.unwrap_or(Duration::from_secs(1));
+    }
+    assert_eq!(world.status().phase, Some(Phase::Paused));
+    assert_eq!(written, ["DestinationRule", "VirtualService"], "the start state (all to v1) lasts no time");
+    assert_eq!(world.obs.plan.subsets, Some(BTreeSet::from(["v1".into(), "v2".into()])), "every arm's subset at once");
+    assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 80), ("v2".into(), 20)]));
+    assert_eq!(reasons(&world.events), ["Progressing", event::STEP_ADVANCED, "Paused"]);
 }
 
 #[test]
