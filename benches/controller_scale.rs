@@ -14,6 +14,9 @@
 //! the workload simulator's probes cost CPU in proportion), `FORKLANE_SCALE_TIMEOUT` the longest wait for pods, for the first steps, for each round of
 //! reconciles and for each edit (default 300). `cargo bench` builds in release.
 
+#[path = "../tests/support/forklane_run.rs"]
+#[allow(dead_code)]
+mod forklane_run;
 #[path = "../tests/support/scale.rs"]
 #[allow(dead_code)]
 mod scale;

@@ -25,6 +25,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use support::e2e::*;
+use support::forklane_run::ForklaneRun;
 use support::refusing::refusing_client;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -193,31 +194,10 @@ async fn a_standby_ignores_the_holders_wall_clock() {
     .expect("bounded");
 }
 
-/// A `forklane run` process, named `identity` (its lease holder name and User-Agent).
-struct Process {
-    child: tokio::process::Child,
-    agent: String,
-}
-
-impl Process {
-    fn start(kubeconfig: &std::path::Path, identity: &str) -> Process {
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_forklane"))
-            .args(["run", "--metrics-addr", "127.0.0.1:0", "--lease-duration", "3", "--lease-namespace", NS])
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .env("POD_NAME", identity)
-            .env("RUST_LOG", "off")
-            .kill_on_drop(true)
-            .spawn()
-            .expect("forklane runs");
-        Process { child, agent: format!("forklane/{} ({identity})", env!("CARGO_PKG_VERSION")) }
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill").args([signal, &pid]).status().expect("kill runs");
-        assert!(status.success(), "kill {signal} {pid}");
-    }
+/// A `forklane run` process with a 3 s lease, named `identity`.
+fn replica(kubeconfig: &std::path::Path, identity: &str) -> ForklaneRun {
+    let args = ["--lease-duration", "3", "--lease-namespace", NS].map(String::from);
+    ForklaneRun::start(kubeconfig, identity, "127.0.0.1:0", &args)
 }
 
 /// Case 8 of the fault suite with real processes: the leader is frozen (SIGSTOP) past its lease
@@ -231,9 +211,9 @@ async fn a_leader_frozen_past_its_lease_writes_nothing_when_it_thaws() {
         two_versions(&env, 1, &[], &[]).await;
         let kubeconfig = std::env::temp_dir().join(format!("forklane-sigstop-{}.kubeconfig", rand::random::<u64>()));
         std::fs::write(&kubeconfig, env.cluster.kubeconfig_yaml()).unwrap();
-        let mut a = Process::start(&kubeconfig, "replica-a");
+        let mut a = replica(&kubeconfig, "replica-a");
         wait_for_holder(&env, "replica-a", Duration::from_secs(20)).await;
-        let mut b = Process::start(&kubeconfig, "replica-b");
+        let mut b = replica(&kubeconfig, "replica-b");
 
         let routes = env.record("virtualservices");
         // The processes run on the real clock: the pause (8 s) outlasts the freeze's handover.
@@ -275,8 +255,7 @@ async fn a_leader_frozen_past_its_lease_writes_nothing_when_it_thaws() {
 
         println!("| {} | 1 | 0 | Succeeded, winner v2 |", support::LEADER_FROZEN);
         for p in [&mut a, &mut b] {
-            p.signal("-TERM");
-            let _ = p.child.wait().await;
+            p.stop("-TERM", Duration::from_secs(10)).await;
         }
         let _ = std::fs::remove_file(&kubeconfig);
         env.shutdown().await;

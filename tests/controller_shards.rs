@@ -20,6 +20,7 @@ use forklane_sim::sandbox::Sandbox;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
+use support::forklane_run::ForklaneRun;
 use support::scale::{
     self, Config, each, experiment, namespace_of, paused_at_first_pause, until, where_they_are, workloads,
 };
@@ -32,36 +33,11 @@ const LEASE_NS: &str = "default";
 const LEASE_DURATION: u64 = 4;
 const LOOK: u64 = LEASE_DURATION / 3;
 
-/// A `forklane run --shards 3` process, named `identity` (its lease holder name and User-Agent).
-struct Replica {
-    child: tokio::process::Child,
-    identity: String,
-    agent: String,
-}
-
-impl Replica {
-    fn start(kubeconfig: &std::path::Path, identity: &str) -> Replica {
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_forklane"))
-            .args(["run", "--metrics-addr", "127.0.0.1:0", "--lease-namespace", LEASE_NS])
-            .args(["--lease-duration", &LEASE_DURATION.to_string(), "--shards", &SHARDS.to_string()])
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .env("POD_NAME", identity)
-            .env("RUST_LOG", "off")
-            .kill_on_drop(true)
-            .spawn()
-            .expect("forklane runs");
-        let agent = format!("forklane/{} ({identity})", env!("CARGO_PKG_VERSION"));
-        Replica { child, identity: identity.into(), agent }
-    }
-
-    async fn signal(&mut self, signal: &str) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill").args([signal, &pid]).status().expect("kill runs");
-        assert!(status.success(), "kill {signal} {pid}");
-        let exited = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await;
-        exited.expect("the replica exits after the signal").expect("waited");
-    }
+/// A `forklane run --shards 3` process, named `identity`.
+fn replica(kubeconfig: &std::path::Path, identity: &str) -> ForklaneRun {
+    let args = ["--lease-namespace", LEASE_NS, "--lease-duration", &LEASE_DURATION.to_string()];
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).chain(["--shards".into(), SHARDS.to_string()]).collect();
+    ForklaneRun::start(kubeconfig, identity, "127.0.0.1:0", &args)
 }
 
 /// The holder of each shard's Lease ("" when none).
@@ -90,7 +66,7 @@ fn written_experiment(r: &AuditRecord) -> Option<(String, String)> {
 }
 
 /// Which replicas wrote for each experiment among `records`, by identity.
-fn writers(records: &[AuditRecord], replicas: &[Replica]) -> BTreeMap<(String, String), BTreeSet<String>> {
+fn writers(records: &[AuditRecord], replicas: &[ForklaneRun]) -> BTreeMap<(String, String), BTreeSet<String>> {
     let mut out: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for r in records {
         let Some(replica) = replicas.iter().find(|p| p.agent == r.user_agent) else { continue };
@@ -106,7 +82,7 @@ fn shard(key: &(String, String)) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "too slow on this 2-core machine in a debug build: at N = 200 the three replicas did not bring every experiment to its first pause within 240 s (issue 13 open); run with --ignored"]
+#[ignore = "not yet passing (issue 13 open): at N = 1,000 in a debug build, 891 of 1,000 experiments reached their first pause within 11 s of their creation, but 66 were never reconciled and 43 never got their second reconcile in the next 4 minutes; the setup alone (2,000 Deployments) takes 160 s in a debug build; run with --ignored"]
 async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_one_survivor() {
     tokio::time::timeout(Duration::from_secs(600), async {
         let n: usize = std::env::var("SHARDS_N").map_or(N, |v| v.parse().unwrap());
@@ -119,8 +95,8 @@ async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_o
         stage("every pod ready");
         let kubeconfig = std::env::temp_dir().join(format!("forklane-shards-{}.kubeconfig", rand::random::<u64>()));
         std::fs::write(&kubeconfig, env.cluster.kubeconfig_yaml()).unwrap();
-        let mut replicas: Vec<Replica> =
-            ["replica-0", "replica-1", "replica-2"].iter().map(|id| Replica::start(&kubeconfig, id)).collect();
+        let mut replicas: Vec<ForklaneRun> =
+            ["replica-0", "replica-1", "replica-2"].iter().map(|id| replica(&kubeconfig, id)).collect();
 
         // Each replica takes one shard: an even split once they count each other.
         let leases: Api<Lease> = Api::namespaced(env.client.clone(), LEASE_NS);
@@ -168,7 +144,7 @@ async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_o
         // SIGKILL the holder of shard 0: its leases stay until they expire.
         let victim = replicas.iter().position(|r| r.identity == before[0]).expect("a replica holds shard 0");
         let killed_at = env.cluster.audit().records().len();
-        replicas[victim].signal("-KILL").await;
+        assert!(replicas[victim].stop("-KILL", Duration::from_secs(20)).await, "the killed replica exits");
         let killed = Instant::now();
         until(
             "a survivor takes the dead replica's shard",
@@ -231,7 +207,7 @@ async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_o
 
         for (k, r) in replicas.iter_mut().enumerate() {
             if k != victim {
-                r.signal("-TERM").await;
+                r.stop("-TERM", Duration::from_secs(20)).await;
             }
         }
         let _ = std::fs::remove_file(&kubeconfig);

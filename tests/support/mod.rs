@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod e2e;
+pub mod forklane_run;
 pub mod istio_schema;
 pub mod kubectl;
 pub mod prometheus;

@@ -155,26 +155,8 @@ impl Figures {
     }
 
     pub fn problems(&self) -> Vec<String> {
-        let n = self.config.experiments as u64;
-        let mut out = Vec::new();
-        if self.steady.reads != 0 || self.steady.writes != 0 {
-            out.push(format!(
-                "the controller made {} reads and {} writes in steady state: {}",
-                self.steady.reads,
-                self.steady.writes,
-                self.steady.breakdown()
-            ));
-        }
-        if self.reconciles_after_experiments < n || self.reconciles_after_deployments < n {
-            out.push(format!(
-                "touching reconciled too little: {} after the Experiments, {} after the Deployments (N = {n})",
-                self.reconciles_after_experiments, self.reconciles_after_deployments
-            ));
-        }
-        if self.errors != 0 {
-            out.push(format!("{} reconciles failed in the window", self.errors));
-        }
-        out
+        let reconciles = (self.reconciles_after_experiments, self.reconciles_after_deployments);
+        quiet_problems(self.config.experiments, &[("steady state", &self.steady)], reconciles, self.errors)
     }
 
     /// The figures as a small plain table.
@@ -220,6 +202,31 @@ impl Figures {
         }
         out
     }
+}
+
+/// What a quiet controller must show, in the in-process run and the process bench alike: no read
+/// and no write in any of `windows`, at least N reconciles after each round of touches
+/// (`reconciles`: after the Experiments, after the Deployments), no failed reconcile.
+pub fn quiet_problems(n: usize, windows: &[(&str, &Requests)], reconciles: (u64, u64), errors: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    for (what, r) in windows {
+        if r.reads != 0 || r.writes != 0 {
+            let (reads, writes, breakdown) = (r.reads, r.writes, r.breakdown());
+            out.push(format!(
+                "the controller made {reads} reads and {writes} writes in the {what} window: {breakdown}"
+            ));
+        }
+    }
+    let (after_experiments, after_deployments) = reconciles;
+    if after_experiments < n as u64 || after_deployments < n as u64 {
+        out.push(format!(
+            "touching reconciled too little: {after_experiments} after the Experiments, {after_deployments} after the Deployments (N = {n})"
+        ));
+    }
+    if errors != 0 {
+        out.push(format!("{errors} reconciles failed in the touch window"));
+    }
+    out
 }
 
 fn secs(d: Duration) -> String {

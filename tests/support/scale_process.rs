@@ -30,6 +30,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::forklane_run::ForklaneRun;
 use super::scale::{self, Config, Requests, each, namespace_of, paused_at_first_pause, where_they_are};
 
 /// The controller's name (`POD_NAME`), in its User-Agent.
@@ -96,18 +97,9 @@ pub struct Figures {
 
 impl Figures {
     pub fn problems(&self) -> Vec<String> {
-        let n = self.settings.config.experiments as u64;
-        let mut out = Vec::new();
-        for (what, r) in [("idle", &self.idle_requests), ("touch", &self.touch_requests)] {
-            if r.reads != 0 || r.writes != 0 {
-                out.push(format!(
-                    "the controller made {} reads and {} writes in the {what} window: {}",
-                    r.reads,
-                    r.writes,
-                    r.breakdown()
-                ));
-            }
-        }
+        let windows = [("idle", &self.idle_requests), ("touch", &self.touch_requests)];
+        let reconciles = (self.reconciles_after_experiments, self.reconciles_after_deployments);
+        let mut out = scale::quiet_problems(self.settings.config.experiments, &windows, reconciles, self.errors);
         // With the default 15 s lease the leader looks (get, patch) every 5 s.
         let looks = (self.idle.as_secs() / DEFAULT_LOOK_SECS).saturating_sub(1);
         let default_lease = !self.settings.args.iter().any(|a| a.starts_with("--lease-duration"));
@@ -116,15 +108,6 @@ impl Figures {
                 "the leader renewed its lease {} times in the idle window ({:.0?}), not at least {looks}",
                 self.idle_leases.writes, self.idle
             ));
-        }
-        if self.reconciles_after_experiments < n || self.reconciles_after_deployments < n {
-            out.push(format!(
-                "touching reconciled too little: {} after the Experiments, {} after the Deployments (N = {n})",
-                self.reconciles_after_experiments, self.reconciles_after_deployments
-            ));
-        }
-        if self.errors != 0 {
-            out.push(format!("{} reconciles failed in the touch window", self.errors));
         }
         out
     }
@@ -324,9 +307,7 @@ pub fn readme_table() -> (String, Vec<String>) {
 
 /// `forklane run` as a child process.
 struct Process {
-    child: tokio::process::Child,
-    pid: u32,
-    agent: String,
+    run: ForklaneRun,
     metrics: std::net::SocketAddr,
 }
 
@@ -334,27 +315,17 @@ impl Process {
     fn start(kubeconfig: &std::path::Path, args: &[String]) -> Process {
         // A free port for its metrics (`/metrics` carries the reconcile counter).
         let metrics = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_forklane"))
-            .args(["run", "--metrics-addr", &metrics.to_string(), "--lease-namespace", LEASE_NAMESPACE])
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(args)
-            .env("POD_NAME", IDENTITY)
-            // Its logs on this process's stderr with `FORKLANE_SCALE_RUST_LOG=info`, say.
-            .env("RUST_LOG", std::env::var("FORKLANE_SCALE_RUST_LOG").unwrap_or_else(|_| "off".into()))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("forklane runs");
-        let pid = child.id().expect("running");
-        Process { child, pid, agent: format!("forklane/{} ({IDENTITY})", env!("CARGO_PKG_VERSION")), metrics }
+        let lease = ["--lease-namespace".to_string(), LEASE_NAMESPACE.to_string()];
+        let args: Vec<String> = lease.into_iter().chain(args.iter().cloned()).collect();
+        Process { run: ForklaneRun::start(kubeconfig, IDENTITY, &metrics.to_string(), &args), metrics }
     }
 
     /// Its requests among `records`, lease requests apart: (the others, the leases').
     fn requests(&self, records: &[AuditRecord]) -> (Requests, Requests) {
         let lease = |r: &AuditRecord| r.group == "coordination.k8s.io";
         (
-            Requests::of_agent_where(records, &self.agent, |r| !lease(r)),
-            Requests::of_agent_where(records, &self.agent, lease),
+            Requests::of_agent_where(records, &self.run.agent, |r| !lease(r)),
+            Requests::of_agent_where(records, &self.run.agent, lease),
         )
     }
 
@@ -373,10 +344,7 @@ impl Process {
     }
 
     async fn stop(mut self) {
-        let _ = std::process::Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
-            let _ = self.child.kill().await;
-        }
+        self.run.stop("-TERM", Duration::from_secs(10)).await;
     }
 }
 
@@ -535,14 +503,14 @@ pub async fn run(settings: Settings) -> Figures {
         panic!("{progress}: {}; the controller sent: {}", where_they_are(&list.items), sent.breakdown());
     }
     let to_first_step = started.elapsed();
-    let ramp = Requests::of_agent_where(&env.cluster.audit().records(), &process.agent, |_| true);
+    let ramp = Requests::of_agent_where(&env.cluster.audit().records(), &process.run.agent, |_| true);
     eprintln!("scale: every first step applied after {to_first_step:.2?}; idle window");
 
     let settle = settle(&env, &process, Duration::from_secs(2), Duration::from_secs(60)).await;
 
     // The idle window: nothing changes.
     env.cluster.audit().clear();
-    let pid = process.pid.to_string();
+    let pid = process.run.pid.to_string();
     let (controller_cpu, server_cpu) = (cpu_seconds(&pid), cpu_seconds("self"));
     let started = Instant::now();
     tokio::time::sleep(config.window).await;
