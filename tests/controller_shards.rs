@@ -1,9 +1,10 @@
 //! Sharding across replicas with real processes: three `forklane run --shards 3` processes share
 //! 1,000 canary experiments on the embedded cluster, each leading one shard through its own
-//! Lease. Every experiment is written by exactly one replica, the holder of its shard. One replica
+//! Lease. Every write for an experiment comes from the replica that holds its shard's Lease at
+//! that moment, by the request audit (leases may move while the replicas starve). One replica
 //! is killed (SIGKILL: no release, no goodbye); a survivor takes its shard within the lease
-//! duration and one look, and then carries an edit of every experiment of that shard. The request
-//! audit shows, per experiment, one writer before the kill and at most the new holder after it.
+//! duration and one look, and then carries an edit of every experiment of that shard, which after
+//! the kill no other replica writes.
 
 // Each test binary uses only some of the shared helpers.
 #[allow(dead_code)]
@@ -77,12 +78,46 @@ fn writers(records: &[AuditRecord], replicas: &[ForklaneRun]) -> BTreeMap<(Strin
     out
 }
 
+/// Writes for an experiment sent by a replica that did not hold its shard's Lease at that moment,
+/// by the audit: a replica holds a shard from its successful write of the shard's Lease (a take or
+/// a renewal) until another replica's; `start` holds when the records begin. Leases may move
+/// while the replicas starve for CPU, and a shard may come back; one writer at a time is what
+/// must hold.
+fn foreign_writes(records: &[AuditRecord], replicas: &[ForklaneRun], start: &[String]) -> Vec<String> {
+    let leases: Vec<String> = (0..SHARDS).map(|k| lease_name(LEASE, k, SHARDS)).collect();
+    let mut holder: Vec<String> = start.to_vec();
+    let mut out = Vec::new();
+    for r in records {
+        let Some(replica) = replicas.iter().find(|p| p.agent == r.user_agent) else { continue };
+        if r.resource == "leases" {
+            let k = leases.iter().position(|l| r.name.as_ref() == Some(l));
+            if let Some(k) = k.filter(|_| r.code < 300 && matches!(r.verb.as_str(), "create" | "update" | "patch")) {
+                holder[k] = replica.identity.clone();
+            }
+            continue;
+        }
+        if let Some(key) = written_experiment(r)
+            && holder[shard(&key)] != replica.identity
+        {
+            out.push(format!(
+                "{} {} {key:?} by {} while {} held shard {}",
+                r.verb,
+                r.resource,
+                replica.identity,
+                holder[shard(&key)],
+                shard(&key)
+            ));
+        }
+    }
+    out
+}
+
 fn shard(key: &(String, String)) -> usize {
     shard_of(&key.0, &key.1, SHARDS)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "not yet passing (issue 13 open): at N = 1,000 in a debug build, 891 of 1,000 experiments reached their first pause within 11 s of their creation, but 66 were never reconciled and 43 never got their second reconcile in the next 4 minutes; the setup alone (2,000 Deployments) takes 160 s in a debug build; run with --ignored"]
+#[ignore = "not yet passing reliably (issue 13 open), and too slow for the suite: in a debug build the setup alone (2,000 Deployments) takes 100-160 s. Since the fence reports work it turned away, every one of the 1,000 experiments reached its first pause within 15 s of its creation in three runs; the last run failed earlier, when the embedded server closed the test client's connection while it created the experiments (unexplained). Run with --ignored"]
 async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_one_survivor() {
     tokio::time::timeout(Duration::from_secs(600), async {
         let n: usize = std::env::var("SHARDS_N").map_or(N, |v| v.parse().unwrap());
@@ -131,18 +166,23 @@ async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_o
             panic!("{progress}: {}", where_they_are(&list.items));
         }
         stage("every experiment at its first pause");
-        assert_eq!(holders(&leases).await, before, "no shard changed hands while nobody died");
+        // Leases may have moved while the debug replicas starved (each replica still leads one).
+        let at_kill = holders(&leases).await;
+        assert_eq!(at_kill.iter().collect::<BTreeSet<_>>().len(), SHARDS, "each replica leads one shard: {at_kill:?}");
 
         // One writer per experiment: the holder of its shard.
         let ramp = writers(&env.cluster.audit().records(), &replicas);
         assert_eq!(ramp.len(), n, "every experiment was written for");
-        for (key, by) in &ramp {
-            let holder = &before[shard(key)];
-            assert_eq!(by, &BTreeSet::from([holder.clone()]), "{key:?} (shard {}) was written by {by:?}", shard(key));
-        }
+        let foreign = foreign_writes(&env.cluster.audit().records(), &replicas, &before);
+        assert!(
+            foreign.is_empty(),
+            "{} writes by a replica not holding the shard: {:?}",
+            foreign.len(),
+            &foreign[..foreign.len().min(5)]
+        );
 
         // SIGKILL the holder of shard 0: its leases stay until they expire.
-        let victim = replicas.iter().position(|r| r.identity == before[0]).expect("a replica holds shard 0");
+        let victim = replicas.iter().position(|r| r.identity == at_kill[0]).expect("a replica holds shard 0");
         let killed_at = env.cluster.audit().records().len();
         assert!(replicas[victim].stop("-KILL", Duration::from_secs(20)).await, "the killed replica exits");
         let killed = Instant::now();
@@ -152,18 +192,18 @@ async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_o
             Duration::from_millis(50),
             || async {
                 let held = holders(&leases).await;
-                if !held[0].is_empty() && held[0] != before[0] { Ok(()) } else { Err(format!("holders {held:?}")) }
+                if !held[0].is_empty() && held[0] != at_kill[0] { Ok(()) } else { Err(format!("holders {held:?}")) }
             },
         )
         .await;
         let takeover = killed.elapsed();
         let after = holders(&leases).await;
-        eprintln!("shards: {before:?} -> {after:?}; shard 0 taken {takeover:.2?} after the kill");
+        eprintln!("shards: {at_kill:?} -> {after:?}; shard 0 taken {takeover:.2?} after the kill");
         assert!(
             takeover <= Duration::from_secs(LEASE_DURATION + LOOK + 2),
             "shard 0 taken {takeover:?} after the kill (lease {LEASE_DURATION} s, look {LOOK} s)"
         );
-        assert_eq!(&after[1..], &before[1..], "the survivors kept their own shards");
+        assert_eq!(&after[1..], &at_kill[1..], "the survivors kept their own shards");
 
         // The new holder carries an edit of every experiment of the taken shard.
         let moved: Vec<usize> =
@@ -195,10 +235,18 @@ async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_o
         // else's touched by anyone but their holder.
         let records = env.cluster.audit().records();
         let since = writers(&records[killed_at..], &replicas);
-        for (key, by) in &since {
-            let holder = &after[shard(key)];
-            assert_eq!(by, &BTreeSet::from([holder.clone()]), "{key:?} (shard {}) was written by {by:?}", shard(key));
-        }
+        let foreign = foreign_writes(&records, &replicas, &before);
+        assert!(
+            foreign.is_empty(),
+            "{} writes by a replica not holding the shard: {:?}",
+            foreign.len(),
+            &foreign[..foreign.len().min(5)]
+        );
+        let taken = since.iter().filter(|(k, _)| shard(k) == 0);
+        assert!(
+            taken.clone().all(|(_, by)| by == &BTreeSet::from([after[0].clone()])),
+            "the taken shard written by its new holder only"
+        );
         assert_eq!(
             since.keys().filter(|k| shard(k) == 0).count(),
             moved.len(),

@@ -76,6 +76,11 @@ impl Election {
         self.fence.is_open()
     }
 
+    /// Whether the fence turned work away since the last call.
+    pub(crate) fn take_turned_away(&self) -> bool {
+        self.fence.take_turned_away()
+    }
+
     /// One attempt to take or renew the Lease; whether this replica holds it. Errors (the API
     /// server unreachable, a conflict with another replica) count as not won: the fence keeps
     /// what it was given and closes by itself.

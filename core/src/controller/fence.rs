@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -18,6 +19,9 @@ use super::throttle::{Throttle, ThrottleLayer};
 #[derive(Debug, Default)]
 pub struct Fence {
     until: Mutex<Option<Instant>>,
+    /// A reconcile or a write found the fence closed since the leader loop last asked: work
+    /// turned away, which the loop hands back once the lease is held again.
+    turned_away: AtomicBool,
 }
 
 impl Fence {
@@ -37,6 +41,22 @@ impl Fence {
 
     pub fn is_open(&self) -> bool {
         self.until.lock().expect("not poisoned").is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Whether work may go ahead now; remembers when it may not (see [`Fence::take_turned_away`]).
+    pub(crate) fn admits(&self) -> bool {
+        let open = self.is_open();
+        if !open {
+            self.turned_away.store(true, Ordering::Relaxed);
+        }
+        open
+    }
+
+    /// Whether work was turned away since the last call. A renewal that arrives after the fence
+    /// closed (a starved process, a slow API server) reopens it with no change of holder: the
+    /// reconciles it turned away meanwhile must be run again, as after a takeover.
+    pub(crate) fn take_turned_away(&self) -> bool {
+        self.turned_away.swap(false, Ordering::Relaxed)
     }
 }
 
@@ -95,7 +115,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let reads = [http::Method::GET, http::Method::HEAD, http::Method::OPTIONS];
-        if !reads.contains(request.method()) && !self.fence.is_open() {
+        if !reads.contains(request.method()) && !self.fence.admits() {
             return Box::pin(std::future::ready(Err(Box::new(NotLeading) as BoxError)));
         }
         let answer = self.inner.call(request);
@@ -125,6 +145,18 @@ mod tests {
         fence.open_until(Instant::now() + Duration::from_secs(60));
         fence.close();
         assert!(!fence.is_open());
+    }
+
+    #[test]
+    fn work_turned_away_while_closed_is_reported_once() {
+        let fence = Fence::new();
+        fence.open_until(Instant::now() + Duration::from_secs(60));
+        assert!(fence.admits() && !fence.take_turned_away(), "nothing turned away while open");
+        fence.open_until(Instant::now() - Duration::from_millis(1));
+        assert!(!fence.admits());
+        fence.open_until(Instant::now() + Duration::from_secs(60));
+        assert!(fence.take_turned_away(), "the lapse is reported after the renewal");
+        assert!(!fence.take_turned_away(), "once");
     }
 
     /// A service that counts what reaches it.

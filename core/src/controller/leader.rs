@@ -133,11 +133,15 @@ impl Campaign {
             if let Err(e) = election.step(free).await {
                 failed = Some(e);
             }
+            let turned_away = election.take_turned_away();
             match (was, election.leading()) {
                 (false, true) => {
                     held += 1;
                     gained.push(index);
                 }
+                // Held throughout by the Lease, but the fence lapsed while the renewal was on its
+                // way, and reconciles were turned away: look at the shard's experiments again.
+                (true, true) if turned_away => gained.push(index),
                 (true, false) => {
                     tracing::info!(shard = index, "lost the shard's lease");
                     held -= 1;

@@ -42,7 +42,7 @@ impl Shard {
 
     /// Whether this replica may write for the shard's experiments now.
     pub(crate) fn held(&self) -> bool {
-        self.fence.as_ref().is_none_or(|f| f.is_open())
+        self.fence.as_ref().is_none_or(|f| f.admits())
     }
 
     pub(crate) fn fence(&self) -> Option<&Arc<Fence>> {
