@@ -22,9 +22,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 use support::forklane_run::ForklaneRun;
-use support::scale::{
-    self, Config, each, experiment, namespace_of, paused_at_first_pause, until, where_they_are, workloads,
-};
+use support::scale::{self, Config, each, experiment, namespace_of, until, workloads};
 
 const N: usize = 1_000;
 const SHARDS: usize = 3;
@@ -145,7 +143,6 @@ async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_o
         stage("each replica leads a shard");
 
         env.cluster.audit().clear();
-        let experiments: Api<Experiment> = Api::all(env.client.clone());
         each(n, |i| {
             let client = env.client.clone();
             let config = &config;
@@ -159,11 +156,8 @@ async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_o
         })
         .await;
         stage("experiments created");
-        let list = || async { experiments.list(&ListParams::default()).await.expect("list experiments").items };
-        let label = "at their first pause";
-        if let Err(progress) = scale::until_every(&env, n, config.timeout, label, list, paused_at_first_pause).await {
-            let list = experiments.list(&ListParams::default()).await.expect("list experiments");
-            panic!("{progress}: {}", where_they_are(&list.items));
+        if let Err(progress) = scale::until_first_pauses(&env, n, config.timeout).await {
+            panic!("{progress}");
         }
         stage("every experiment at its first pause");
         // Leases may have moved while the debug replicas starved (each replica still leads one).

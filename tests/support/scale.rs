@@ -411,6 +411,17 @@ where
     }
 }
 
+/// Waits until all `n` experiments are Paused at their first pause (`until_every`); after
+/// `timeout`, `Err` says how many were and where the others are.
+pub async fn until_first_pauses(env: &Sandbox, n: usize, timeout: Duration) -> Result<(), String> {
+    let experiments: Api<Experiment> = Api::all(env.client.clone());
+    let list = || async { experiments.list(&ListParams::default()).await.expect("list experiments").items };
+    let Err(progress) = until_every(env, n, timeout, "at their first pause", list, paused_at_first_pause).await else {
+        return Ok(());
+    };
+    Err(format!("{progress}: {}", where_they_are(&list().await)))
+}
+
 pub fn paused_at_first_pause(e: &Experiment) -> bool {
     let status = e.status.as_ref();
     status.and_then(|s| s.phase) == Some(Phase::Paused) && status.and_then(|s| s.current_step) == Some(1)
@@ -509,13 +520,10 @@ pub async fn run(config: Config) -> Figures {
     env.start_controller_with(controller_client(&env));
     let experiments: Api<Experiment> = Api::all(env.client.clone());
     let n = config.experiments;
-    until("every experiment Paused at its first pause", config.timeout, Duration::from_millis(100), || async {
-        let list = experiments.list(&ListParams::default()).await.expect("list experiments");
-        let done = list.items.iter().filter(|e| paused_at_first_pause(e)).count();
+    if let Err(progress) = until_first_pauses(&env, n, config.timeout).await {
         let sent = Requests::of_controller(&env.cluster.audit().records()).breakdown();
-        if done == n { Ok(()) } else { Err(format!("{}; the controller sent: {sent}", where_they_are(&list.items))) }
-    })
-    .await;
+        panic!("timed out after {:?}: {progress}; the controller sent: {sent}", config.timeout);
+    }
     let to_first_pause = started.elapsed();
     eprintln!("scale: every experiment at its first pause after {to_first_pause:.2?}; steady-state window");
     let ramp = Requests::of_controller(&env.cluster.audit().records());

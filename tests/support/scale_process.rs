@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::forklane_run::ForklaneRun;
-use super::scale::{self, Config, Requests, each, namespace_of, paused_at_first_pause, where_they_are};
+use super::scale::{self, Config, Requests, each, namespace_of, paused_at_first_pause};
 
 /// The controller's name (`POD_NAME`), in its User-Agent.
 const IDENTITY: &str = "forklane-scale";
@@ -495,12 +495,9 @@ pub async fn run(settings: Settings) -> Figures {
     let process = Process::start(&kubeconfig, &settings.args);
     let experiments: Api<Experiment> = Api::all(env.client.clone());
     let n = config.experiments;
-    let list = || async { experiments.list(&ListParams::default()).await.expect("list experiments").items };
-    let label = "at their first pause";
-    if let Err(progress) = scale::until_every(&env, n, config.timeout, label, list, paused_at_first_pause).await {
-        let list = experiments.list(&ListParams::default()).await.expect("list experiments");
+    if let Err(progress) = scale::until_first_pauses(&env, n, config.timeout).await {
         let (sent, _) = process.requests(&env.cluster.audit().records());
-        panic!("{progress}: {}; the controller sent: {}", where_they_are(&list.items), sent.breakdown());
+        panic!("{progress}; the controller sent: {}", sent.breakdown());
     }
     let to_first_step = started.elapsed();
     let ramp = Requests::of_agent_where(&env.cluster.audit().records(), &process.run.agent, |_| true);

@@ -145,18 +145,14 @@ fn run_through(input: &Input, first: Reconciled) -> Reconciled {
     let mut exp = input.exp.clone();
     exp.status = Some(first.status.clone());
     let next = live::decide(&Input { exp: &exp, ..*input });
-    let key = |w: &Action| {
-        let object = w.object();
-        (object["kind"].clone(), object["metadata"]["name"].clone())
-    };
-    // Every write of `first` is routing that `next` rewrites, or finds in place (a restart after
-    // the step's routing was written but not its status).
+    // Every write of `first` is a VirtualService or DestinationRule that `next` rewrites, or finds
+    // in place (a restart after the step's routing was written but not its status).
     let settled = has_condition(&next.status, super::conditions::READY, None);
-    let replaces = first.writes.iter().all(|w| {
-        is_routing(w)
-            && !matches!(w, Action::ServiceSelector(_))
-            && (settled || next.writes.iter().any(|n| key(n) == key(w)))
-    });
+    let rewrites = |w: &Action| next.writes.iter().any(|n| std::mem::discriminant(n) == std::mem::discriminant(w));
+    let replaces = first
+        .writes
+        .iter()
+        .all(|w| matches!(w, Action::VirtualService(_) | Action::DestinationRule(_)) && (settled || rewrites(w)));
     if next.measure.is_some() || next.status.final_arm.is_some() || !replaces {
         return first;
     }
