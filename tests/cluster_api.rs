@@ -1,9 +1,7 @@
 //! kube-rs against the in-process API server: CRUD, patches, server-side apply, subresources,
 //! finalizers, garbage collection, custom resources.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 use support::cluster::{cluster, dynamic, obj, status, widget_crd};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};

@@ -1,8 +1,6 @@
 //! The request audit records what kube-rs clients ask for, in RBAC's terms.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 use support::cluster::{cluster, obj};
 
 use forklane_sim::cluster::{AuditRecord, Cluster, ClusterConfig};

@@ -1,8 +1,6 @@
 //! Bad requests get the Status a real apiserver answers with, and change nothing.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 use support::cluster::cluster;
 
 use forklane_sim::cluster::{Cluster, FaultSettings};

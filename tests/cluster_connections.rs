@@ -2,10 +2,6 @@
 //! connections are closed after the handshake and header timeouts, and connections beyond the
 //! bound wait until one closes.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
-
 use forklane_sim::cluster::{Cluster, ClusterConfig, ServerLimits};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

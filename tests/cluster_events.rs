@@ -2,9 +2,7 @@
 //! `Recorder` writes (events.k8s.io) is read back as core Events, with field selectors on
 //! `involvedObject.*`, and shown by real kubectl's `describe`.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 use support::cluster::{cluster, obj, status};
 use support::kubectl::{Kubectl, header};
 

@@ -2,9 +2,7 @@
 //! real kubectl for `Terminating`, `--force`, ages on a sped-up clock, and `kubectl delete pod`
 //! waiting for the kubelet (the workload simulator) to finish the pod.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 use support::cluster::{cluster, obj};
 use support::kubectl::Kubectl;
 

@@ -2,9 +2,7 @@
 //! nested document, each sent several times, leave the process's resident set within 50 MB of
 //! where it started. One test in its own binary, so nothing else runs in the process.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 use support::cluster::cluster;
 
 use forklane_sim::cluster::Cluster;

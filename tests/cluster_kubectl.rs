@@ -2,9 +2,7 @@
 //! the manifests in tests/fixtures/seed. kubectl must be on PATH (scripts/install-kubectl);
 //! without it these tests fail, they never skip.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 use support::cluster::{cluster, widget_crd};
 use support::kubectl::{Kubectl, header};
 

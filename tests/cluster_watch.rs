@@ -1,9 +1,7 @@
 //! Watches against the in-process API server: kube-rs watcher + reflector through rapid
 //! updates and a forced 410 restart, streaming lists, bookmarks, timeouts, a Controller.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 use support::cluster::{cluster, obj};
 
 use forklane_sim::cluster::{ClusterConfig, FaultSettings, Gvr};

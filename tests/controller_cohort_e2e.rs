@@ -2,9 +2,7 @@
 //! with heavy-tailed visit counts, and users sent to an arm by a targeting rule. The analysis
 //! must count randomised users, not requests, and never the targeted ones.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -18,9 +18,7 @@
 //! (`tests/support/scale.rs`); each kind of experiment lives in its own namespace, so requests are
 //! told apart by namespace. Every Deployment has one replica and there is no traffic.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

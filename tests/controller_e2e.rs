@@ -3,9 +3,7 @@
 //! every run checks that routing never answered 503 NR/NC/UH/UF and that every VirtualService written
 //! had weights summing to 100.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

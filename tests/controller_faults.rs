@@ -19,12 +19,10 @@
 //! in place, the outage ends as documented, never with a promotion; and a deletion during a hanging
 //! look completes once the look times out.
 //!
-//! `cargo test --test controller_faults -- --nocapture` prints the README's reliability table;
+//! `cargo test --test integration -- --nocapture --test-threads 1 controller_faults::` prints the README's reliability table;
 //! `the_readme_shows_every_fault_of_the_suite` keeps the two in step.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

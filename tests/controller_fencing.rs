@@ -6,9 +6,7 @@
 //! stops. And with real processes: a leader frozen by SIGSTOP past its lease, then thawed, sends
 //! nothing more; the standby finishes the experiment.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

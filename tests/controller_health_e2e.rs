@@ -4,9 +4,7 @@
 //! test asserts on every VirtualService written (with the ready pods of each version at the moment
 //! it was written), the phase, the conditions, the Events and the replicas.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -11,10 +11,9 @@
 //! and A/B tests are promoted to their last arm. Their Deployments are two-replica apps with a
 //! `preStop` sleep, as any zero-downtime Deployment needs against lagging endpoints.
 //!
-//! `cargo test --test controller_lag_e2e -- --nocapture` prints the table the README shows.
+//! `cargo test --test integration -- --nocapture --test-threads 1 controller_lag_e2e::` prints the table the README shows.
 
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

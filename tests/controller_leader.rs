@@ -2,9 +2,7 @@
 //! controller writes, it carries a canary to the end, and when it shuts down mid-experiment the
 //! standby takes the lease and finishes the experiment without losing or repeating a step.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

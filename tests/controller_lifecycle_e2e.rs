@@ -3,9 +3,7 @@
 //! backoff), writes only when the world differs from the plan, and Istio installed while the
 //! controller runs.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,9 +1,7 @@
 //! With a real Prometheus scraping the embedded data plane, an A/B experiment decided through the
 //! Prometheus metric source reaches the same decision as with the embedded source.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

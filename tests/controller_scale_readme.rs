@@ -5,9 +5,7 @@
 //! bench's header, with rows for N = 100 and 1,000 and any larger N in order. The figures
 //! themselves need a release build and minutes; this checks that they can be read as the bench's.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -6,9 +6,7 @@
 //! duration and one look, and then carries an edit of every experiment of that shard, which after
 //! the kill no other replica writes.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -5,9 +5,7 @@
 //! scale, with `forklane run` as a child process, is `cargo bench --bench controller_scale`
 //! (`tests/support/scale_process.rs`).
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,9 +3,7 @@
 //! audit on; the (group, resource, verb) set it used is compared with the rules. The same holds
 //! for the leader-election Role and the Lease requests of two competing replicas.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

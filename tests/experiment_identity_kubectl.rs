@@ -4,9 +4,7 @@
 //! or phase Pending) every edit passes; after it, other edits (steps, split weights) still do.
 //! kubectl must be on PATH (scripts/install-kubectl).
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -1,8 +1,6 @@
 //! Proves the CRD-schema helper accepts valid Istio objects and can fail.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::istio_schema::{assert_valid_istio, istio_schema_errors};

@@ -3,9 +3,7 @@
 //! objects must reach the store as their JSON bodies would have. kubectl must be on PATH
 //! (scripts/install-kubectl); without it these tests fail, they never skip.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 use forklane_sim::cluster::resources::Gvr;
 use serde_json::{Value, json};
 use support::cluster::cluster;

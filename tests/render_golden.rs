@@ -1,9 +1,7 @@
 //! Golden outputs: every example, every state, both routing modes. Every Istio object rendered
 //! here is also checked against the real CRD schema and against istiod's validation rules.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -2,9 +2,7 @@
 //! Istio's CRDs: header values YAML 1.1 reads as booleans, null or numbers must arrive as the
 //! strings they are. kubectl 1.37 on PATH (scripts/install-kubectl).
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 

@@ -8,9 +8,7 @@
 //!
 //! Needs python3 with PyYAML (Debian: python3-yaml; else `pip install pyyaml`): fails without.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

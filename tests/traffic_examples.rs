@@ -2,9 +2,7 @@
 //! shares within 3 standard errors of the weights, rule matches always to their arm, sticky users
 //! never moving, mirrored copies counted at the mirror and never answered.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

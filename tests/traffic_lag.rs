@@ -2,8 +2,7 @@
 //! configuration propagates (NC, UF), kube-proxy's refused connections, and the orders of writes
 //! that avoid them. Time is stepped by hand, so every run is the same; one test runs the sandbox.
 
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,8 +1,6 @@
 //! Istio routing semantics of the simulated mesh and kube-proxy's choice, on hand-made objects.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,8 +1,6 @@
 //! The real NodePort listener on 127.0.0.1, driven by curl and by the HTTP load generator.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

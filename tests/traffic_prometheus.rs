@@ -4,9 +4,7 @@
 //!
 //! Without the `prometheus` binary the test fails (scripts/install-prometheus installs it).
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;

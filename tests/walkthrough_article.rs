@@ -6,9 +6,7 @@
 //! Ordered observations use curl in a loop, as the article does; shares use the HTTP load
 //! generator (one connection per request, like curl) to stay fast.
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 use support::kubectl::Kubectl;
 
 use forklane_core::clock::Clock;

@@ -2,9 +2,7 @@
 //! article's rolling update with `rollout status | pause | resume | history | undo`, using
 //! the manifests in tests/fixtures/seed. kubectl must be on PATH (scripts/install-kubectl).
 
-// Each test binary uses only some of the shared helpers.
-#[allow(dead_code)]
-mod support;
+use crate::support;
 use support::kubectl::kubectl_path;
 
 use forklane_core::clock::Clock;

@@ -1,5 +1,5 @@
-//! The one helper root of the integration tests. Each test binary declares it once,
-//! `#[allow(dead_code)] mod support;`, and imports only the helpers it uses.
+//! The one helper root of the integration tests (`tests/main.rs` declares it; each test module
+//! imports it with `use crate::support;`).
 
 pub mod cluster;
 pub mod e2e;
