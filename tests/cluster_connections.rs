@@ -1,6 +1,7 @@
 //! Clients that hold connections without making requests cannot take the server down: silent
-//! connections are closed after the handshake and header timeouts, and connections beyond the
-//! bound wait until one closes.
+//! connections are closed after the handshake and header timeouts, idle keep-alive connections
+//! after the idle timeout (not the header timeout), and connections beyond the bound wait until
+//! one closes.
 
 use forklane_sim::cluster::{Cluster, ClusterConfig, ServerLimits};
 use std::sync::Arc;
@@ -72,6 +73,81 @@ async fn a_connection_without_a_request_is_closed_after_the_header_timeout() {
         assert!(took >= Duration::from_millis(250), "closed after {took:?}, before the timeout");
     }
     timeout(Duration::from_secs(10), version(&c)).await.unwrap().unwrap();
+    c.shutdown().await;
+}
+
+/// The bearer token of the cluster's kubeconfig.
+fn token(c: &Cluster) -> String {
+    let line = c.kubeconfig_yaml().lines().find_map(|l| l.trim().strip_prefix("token:")).expect("a token");
+    line.trim().trim_matches('"').to_string()
+}
+
+/// Sends `GET /version` with `token` on an HTTP/1.1 `stream` and reads its whole response.
+async fn get_version(stream: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin), token: &str) -> String {
+    let request = format!("GET /version HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = timeout(Duration::from_secs(5), stream.read(&mut buf)).await.expect("a response").unwrap();
+        assert!(n > 0, "closed before the response ended: {}", String::from_utf8_lossy(&response));
+        response.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&response).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>()))
+                .expect("a content length")
+                .unwrap();
+            if body.len() >= length {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_idles_until_the_idle_timeout_and_its_next_headers_have_the_header_timeout() {
+    let limits = ServerLimits {
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(1200),
+        ..Default::default()
+    };
+    let c = cluster_with(limits).await;
+    let connect = || async {
+        let mut roots = rustls::RootCertStore::empty();
+        for der in c.client_config().root_cert.expect("the kubeconfig carries the CA") {
+            roots.add(der.into()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tcp = TcpStream::connect(address(&c)).await.unwrap();
+        let server_name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        timeout(Duration::from_secs(5), connector.connect(server_name, tcp)).await.unwrap().unwrap()
+    };
+    let token = token(&c);
+    // Idle between requests for longer than the header timeout: the next request is served.
+    let mut tls = connect().await;
+    assert!(get_version(&mut tls, &token).await.contains("gitVersion"));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(get_version(&mut tls, &token).await.contains("gitVersion"), "served after idling past the header timeout");
+    // Silent after that: closed once idle for the idle timeout.
+    let took = closed_by_server(&mut tls, Duration::from_secs(5)).await;
+    assert!(took >= Duration::from_millis(1100), "closed after {took:?} idle, before the idle timeout");
+
+    // After an idle pause, a request's headers have the header timeout from their first byte.
+    let mut tls = connect().await;
+    assert!(get_version(&mut tls, &token).await.contains("gitVersion"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tls.write_all(b"GET /version HTTP/1.1\r\n").await.unwrap();
+    tls.flush().await.unwrap();
+    let took = closed_by_server(&mut tls, Duration::from_secs(5)).await;
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(1000),
+        "closed {took:?} after the first byte of slow headers (header timeout 300 ms, idle 1.2 s)"
+    );
     c.shutdown().await;
 }
 

@@ -16,9 +16,13 @@ pub struct ServerLimits {
     /// A connection that has not completed its TLS handshake by then is closed (Go's
     /// `tls.Conn` handshake timeout in kube-apiserver, 10 s).
     pub tls_handshake_timeout: Duration,
-    /// An HTTP/1.1 connection whose request headers have not all arrived by then is closed
+    /// An HTTP/1.1 request whose headers have not all arrived this long after its first byte
+    /// (after the handshake, for a connection's first request) has its connection closed
     /// (kube-apiserver's `ReadHeaderTimeout`, 32 s).
     pub header_read_timeout: Duration,
+    /// A connection with no request for this long after its last response is closed
+    /// (kube-apiserver's `IdleTimeout`, 90 s; clients keep idle connections as long).
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -28,6 +32,7 @@ impl Default for ServerLimits {
             max_connections: 1024,
             tls_handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(32),
+            idle_timeout: Duration::from_secs(90),
         }
     }
 }

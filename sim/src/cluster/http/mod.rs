@@ -4,6 +4,7 @@
 
 mod admin;
 mod body;
+mod clock;
 mod negotiate;
 mod resource;
 pub(crate) mod route;
@@ -22,13 +23,15 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, Version, header};
 use axum::response::Response;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use clock::{Clock, Clocked};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
@@ -87,24 +90,26 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (acceptor, app, mut shutdown) = (acceptor.clone(), app.clone(), shutdown.clone());
-        let (handshake_timeout, header_read_timeout) = (limits.tls_handshake_timeout, limits.header_read_timeout);
+        let (handshake_timeout, header_timeout, idle_timeout) =
+            (limits.tls_handshake_timeout, limits.header_read_timeout, limits.idle_timeout);
         connections.spawn(async move {
             let _slot = slot;
             let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await else { return };
-            // hyper's header timeout starts with the first byte of a request; a client that
-            // sends none after the handshake is given the same time for its first byte.
-            let mut io = BufReader::new(tls);
-            let first = tokio::time::timeout(header_read_timeout, io.fill_buf()).await;
-            if !matches!(first, Ok(Ok(bytes)) if !bytes.is_empty()) {
-                return;
-            }
-            let service = TowerToHyperService::new(app);
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+            let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let clock = Clock::new(header_timeout, idle_timeout, http2);
+            let io = Clocked { inner: tls, clock: clock.clone() };
+            let served = clock.clone();
+            let service = service_fn(move |request: Request<Incoming>| {
+                let (clock, app) = (served.clone(), app.clone());
+                async move { Ok::<_, Infallible>(clock.serving(request.map(Body::new), app).await) }
+            });
+            let builder = auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
+                // Headers too slow, or idle too long: closed as Go's server closes it.
+                _ = clock.expired() => {}
                 _ = shutdown.changed() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
