@@ -3,7 +3,7 @@
 //! [`Snapshot`], and every NodePort Service gets a real listener on 127.0.0.1:<nodePort>.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -12,7 +12,6 @@ use tokio::task::JoinHandle;
 
 use forklane_core::clock::Clock;
 
-use crate::cluster::store::ListParams;
 use crate::cluster::{Gvr, Store};
 
 use super::{Dataplane, NodePort, ServiceKey, Snapshot, SnapshotFeed, serve_nodeport};
@@ -57,9 +56,10 @@ impl Drop for ClusterDataplane {
     }
 }
 
-fn items(store: &Store, group: &str, version: &str, resource: &str) -> Option<Vec<Value>> {
-    let list = store.list(&Gvr::new(group, version, resource), None, &ListParams::default()).ok()?;
-    list.get("items").and_then(Value::as_array).cloned()
+/// The stored objects of a resource, shared rather than copied (a copy of every pod per change
+/// dominated the CPU at 2,000 pods); `None` when the resource is not served.
+fn items(store: &Store, group: &str, version: &str, resource: &str) -> Option<Vec<Arc<Value>>> {
+    store.list_for_controller(&Gvr::new(group, version, resource)).ok()
 }
 
 /// The cluster as the data plane sees it; the mesh is on when Istio's API is served.

@@ -3,6 +3,7 @@
 //! frozen in an immutable [`Snapshot`] that is compiled once (endpoints, subsets, regexes) so that
 //! routing a request is cheap.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -253,17 +254,19 @@ impl Snapshot {
     /// `networking.istio.io` VirtualServices and DestinationRules, `telemetry.istio.io`
     /// Telemetries). Objects that do not parse are skipped with a warning; the mesh is off until
     /// [`Snapshot::with_mesh`].
-    pub(crate) fn from_objects(
-        services: &[Value],
-        pods: &[Value],
-        virtual_services: &[Value],
-        destination_rules: &[Value],
-        telemetries: &[Value],
+    pub(crate) fn from_objects<V: Borrow<Value>>(
+        services: &[V],
+        pods: &[V],
+        virtual_services: &[V],
+        destination_rules: &[V],
+        telemetries: &[V],
     ) -> Self {
         let vs: Vec<VirtualService> = parse_typed(virtual_services);
         let dr: Vec<DestinationRule> = parse_typed(destination_rules);
-        Snapshot::new(services.iter().map(service_from).collect(), pods.iter().map(pod_from).collect(), &vs, &dr)
-            .with_telemetry(telemetries)
+        let services = services.iter().map(|s| service_from(s.borrow())).collect();
+        let pods = pods.iter().map(|p| pod_from(p.borrow())).collect();
+        let telemetries: Vec<Value> = telemetries.iter().map(|t| t.borrow().clone()).collect();
+        Snapshot::new(services, pods, &vs, &dr).with_telemetry(&telemetries)
     }
 
     pub fn service(&self, key: &ServiceKey) -> Option<&ServiceEntry> {
@@ -326,11 +329,12 @@ fn prometheus_label_name(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
 }
 
-fn parse_typed<T: serde::de::DeserializeOwned>(objects: &[Value]) -> Vec<T> {
+fn parse_typed<T: serde::de::DeserializeOwned>(objects: &[impl Borrow<Value>]) -> Vec<T> {
     objects
         .iter()
-        .filter_map(|o| {
-            serde_json::from_value(o.clone())
+        .map(Borrow::borrow)
+        .filter_map(|o: &Value| {
+            T::deserialize(o)
                 .map_err(|e| tracing::warn!(name = %o["metadata"]["name"], "skipping an Istio object that does not parse: {e}"))
                 .ok()
         })

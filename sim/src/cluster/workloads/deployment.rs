@@ -20,21 +20,24 @@ use super::rollout::{
 use super::{CONTROLLER_MANAGER, Kind, Reconciled, Write};
 use forklane_core::clock::Time;
 use serde_json::{Value, json};
+use std::borrow::Borrow;
 
 /// One sync of `deployment`; `replica_sets` and `pods` are those of its namespace, `own` any
 /// replica sets that include those it controls (e.g. `replica_sets`, or the driver's replica
 /// sets grouped by controller).
 pub(crate) fn reconcile_deployment<'o>(
     deployment: &Value,
-    replica_sets: &[Value],
+    replica_sets: &[impl Borrow<Value>],
     own: impl IntoIterator<Item = &'o Value>,
-    pods: &[Value],
+    pods: &[impl Borrow<Value>],
     now: Time,
 ) -> Reconciled {
     if is_deleting(deployment) {
         return Reconciled::default();
     }
-    let mut s = Sync::new(deployment, replica_sets, own, pods, now);
+    let all_rss = replica_sets.iter().map(Borrow::borrow).collect();
+    let pods = pods.iter().map(Borrow::borrow).collect();
+    let mut s = Sync::new(deployment, all_rss, own, pods, now);
     s.check_paused_conditions();
     if deployment["spec"]["paused"] == true || s.is_scaling_event() {
         s.sync();
@@ -52,21 +55,21 @@ struct Sync<'a> {
     /// Working copy: annotations and status change during the sync.
     d: Value,
     /// Every ReplicaSet in the namespace (a new name must not collide).
-    all_rss: &'a [Value],
+    all_rss: Vec<&'a Value>,
     /// The Deployment's ReplicaSets, oldest first; a new one is appended.
     rss: Vec<Value>,
     dirty: Vec<bool>,
     created: Option<usize>,
-    pods: &'a [Value],
+    pods: Vec<&'a Value>,
     deletes: Vec<Write>,
 }
 
 impl<'a> Sync<'a> {
     fn new<'o>(
         d: &'a Value,
-        all_rss: &'a [Value],
+        all_rss: Vec<&'a Value>,
         own: impl IntoIterator<Item = &'o Value>,
-        pods: &'a [Value],
+        pods: Vec<&'a Value>,
         now: Time,
     ) -> Self {
         let mut rss: Vec<Value> = own.into_iter().filter(|rs| controlled_by(rs, uid(d))).cloned().collect();

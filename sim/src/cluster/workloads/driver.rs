@@ -116,8 +116,8 @@ fn gvr(kind: Kind) -> Gvr {
     }
 }
 
-/// Objects by namespace, in the store's order.
-type ByNamespace = BTreeMap<String, Vec<Value>>;
+/// Objects by namespace, in the store's order (the stored objects, shared).
+type ByNamespace = BTreeMap<String, Vec<Arc<Value>>>;
 
 /// The objects a pass reads, listed once and again only after the pass has written that
 /// kind (each stage reads what the previous ones wrote). Others' writes meanwhile are
@@ -160,7 +160,7 @@ impl<'a> Lists<'a> {
 }
 
 /// The objects of one namespace.
-fn of<'a>(by_ns: &'a ByNamespace, ns: &str) -> &'a [Value] {
+fn of<'a>(by_ns: &'a ByNamespace, ns: &str) -> &'a [Arc<Value>] {
     by_ns.get(ns).map_or(&[], Vec::as_slice)
 }
 
@@ -168,7 +168,7 @@ fn of<'a>(by_ns: &'a ByNamespace, ns: &str) -> &'a [Value] {
 /// namespace per owner made a pass quadratic: 1,000 ReplicaSets × 2,000 pods).
 fn by_controller(by_ns: &ByNamespace) -> HashMap<&str, Vec<&Value>> {
     let mut owned: HashMap<&str, Vec<&Value>> = HashMap::new();
-    for obj in by_ns.values().flatten() {
+    for obj in by_ns.values().flatten().map(Arc::as_ref) {
         for uid in super::objects::controller_uids(obj) {
             owned.entry(uid).or_default().push(obj);
         }
@@ -229,14 +229,20 @@ fn pass(store: &Store, now: Time, settings: &KubeletSettings, ips: &mut IpPool) 
     done.requeue_at
 }
 
-/// Sends the writes in order. Successive writes to one object (an update then a status
+/// Sends the writes in order, without the `metadata.managedFields` of the listed objects they
+/// were made from (the store keeps the fields' ownership). Successive writes to one object (an update then a status
 /// update) carry the resourceVersion the previous one produced, so they do not conflict
 /// with each other but still conflict with anyone else's write in between. Failures are
 /// left to the next pass, which starts from fresh state, as a requeue would.
 fn apply(store: &Store, r: Reconciled) -> Reconciled {
     let mut versions: HashMap<(Kind, String, String), String> = HashMap::new();
-    for w in r.writes {
+    for mut w in r.writes {
         let kind = w.kind();
+        if let Write::Create { object, .. } | Write::Update { object, .. } | Write::UpdateStatus { object, .. } = &mut w
+            && let Some(meta) = object["metadata"].as_object_mut()
+        {
+            meta.remove("managedFields");
+        }
         let result = match w {
             Write::Create { object, manager, .. } => {
                 let ns = super::objects::namespace(&object).to_string();

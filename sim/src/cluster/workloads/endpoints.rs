@@ -7,6 +7,7 @@ use super::objects::{controlled_by, controller_ref, is_deleting, is_pod_ready, l
 use super::{CONTROLLER_MANAGER, Kind, Reconciled, Write};
 use forklane_core::clock::Time;
 use serde_json::{Map, Value, json};
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -21,9 +22,9 @@ const MAX_PER_SLICE: usize = 100;
 /// its namespace.
 pub(crate) fn reconcile_service(
     svc: &Value,
-    pods: &[Value],
-    endpoints: &[Value],
-    slices: &[Value],
+    pods: &[impl Borrow<Value>],
+    endpoints: &[impl Borrow<Value>],
+    slices: &[impl Borrow<Value>],
     now: Time,
 ) -> Reconciled {
     let mut out = Reconciled::default();
@@ -36,15 +37,17 @@ pub(crate) fn reconcile_service(
     }
     let selected: Vec<&Value> = pods
         .iter()
+        .map(Borrow::borrow)
         .filter(|p| {
             let l = labels(p);
             selector.iter().all(|(k, v)| l.get(k) == Some(v))
         })
         .collect();
-    let current = endpoints.iter().find(|e| name(e) == name(svc));
+    let current = endpoints.iter().map(Borrow::borrow).find(|e| name(e) == name(svc));
     out.writes.extend(sync_endpoints(svc, &selected, current, now));
     let owned: Vec<&Value> = slices
         .iter()
+        .map(Borrow::borrow)
         .filter(|s| controlled_by(s, uid(svc)) && s["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY)
         .collect();
     out.writes.extend(sync_slices(svc, &selected, &owned, now));
@@ -53,9 +56,9 @@ pub(crate) fn reconcile_service(
 
 /// Endpoints left without their Service are deleted, as the endpoints controller does
 /// (leader-election records excepted).
-pub(crate) fn orphaned_endpoints(endpoints: &Value, services: &[Value]) -> Option<Write> {
+pub(crate) fn orphaned_endpoints(endpoints: &Value, services: &[impl Borrow<Value>]) -> Option<Write> {
     let leader = endpoints["metadata"]["annotations"]["control-plane.alpha.kubernetes.io/leader"].is_string();
-    if leader || services.iter().any(|s| name(s) == name(endpoints)) {
+    if leader || services.iter().any(|s| name(s.borrow()) == name(endpoints)) {
         return None;
     }
     Some(Write::Delete {
@@ -297,6 +300,8 @@ fn sync_slices(svc: &Value, pods: &[&Value], owned: &[&Value], now: Time) -> Vec
 mod tests {
     use super::*;
 
+    const NONE: &[Value] = &[];
+
     fn now() -> Time {
         "2024-01-01T00:00:00Z".parse().unwrap()
     }
@@ -337,7 +342,7 @@ mod tests {
             pod("b", "10.244.0.9", false, false),
             pod("c", "10.244.0.2", true, true),
         ];
-        let r = reconcile_service(&svc(), &pods, &[], &[], now());
+        let r = reconcile_service(&svc(), &pods, NONE, NONE, now());
         let ep = written(&r, Kind::Endpoints)[0];
         assert_eq!(
             ep["subsets"][0]["ports"],
@@ -373,7 +378,7 @@ mod tests {
     #[test]
     fn unchanged_state_writes_nothing_and_selectorless_services_are_left_alone() {
         let pods = [pod("a", "10.244.0.10", true, false)];
-        let first = reconcile_service(&svc(), &pods, &[], &[], now());
+        let first = reconcile_service(&svc(), &pods, NONE, NONE, now());
         let mut ep = written(&first, Kind::Endpoints)[0].clone();
         ep["metadata"]["uid"] = json!("ep");
         let mut slice = written(&first, Kind::EndpointSlice)[0].clone();
@@ -382,6 +387,6 @@ mod tests {
         assert_eq!(again.writes, vec![]);
         let mut manual = svc();
         manual["spec"].as_object_mut().unwrap().remove("selector");
-        assert_eq!(reconcile_service(&manual, &pods, &[], &[], now()).writes, vec![]);
+        assert_eq!(reconcile_service(&manual, &pods, NONE, NONE, now()).writes, vec![]);
     }
 }
