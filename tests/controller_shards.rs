@@ -27,7 +27,7 @@ const SHARDS: usize = 3;
 const LEASE: &str = "forklane-controller";
 const LEASE_NS: &str = "default";
 /// Seconds; a replica renews and looks every third of it (`forklane run` derives the grace).
-const LEASE_DURATION: u64 = 4;
+const LEASE_DURATION: u64 = 6;
 const LOOK: u64 = LEASE_DURATION / 3;
 
 /// A `forklane run --shards 3` process, named `identity`.
@@ -113,7 +113,6 @@ fn shard(key: &(String, String)) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "not yet passing reliably (issue 13 open), and too slow for the suite: in a debug build the setup alone (2,000 Deployments) takes 100-160 s. Since the fence reports work it turned away, every one of the 1,000 experiments reached its first pause within 15 s of its creation in three runs; the last run failed earlier, when the embedded server closed the test client's connection while it created the experiments (unexplained). Run with --ignored"]
 async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_one_survivor() {
     tokio::time::timeout(Duration::from_secs(600), async {
         let n: usize = std::env::var("SHARDS_N").map_or(N, |v| v.parse().unwrap());
@@ -223,6 +222,14 @@ async fn three_replicas_split_the_experiments_and_a_killed_ones_shard_moves_to_o
         }
 
         stage("the taken shard's edits routed");
+        // A write's audit record is appended once its response is sent, after the store (and
+        // so the wait above) has seen it.
+        let audited = || async {
+            let since = writers(&env.cluster.audit().records()[killed_at..], &replicas);
+            let written = since.keys().filter(|k| shard(k) == 0).count();
+            if written == moved.len() { Ok(()) } else { Err(format!("{written} of {} audited", moved.len())) }
+        };
+        until("the edits' writes audited", Duration::from_secs(10), Duration::from_millis(100), audited).await;
         // After the kill: the taken shard's experiments written by its new holder only, nobody
         // else's touched by anyone but their holder.
         let records = env.cluster.audit().records();
