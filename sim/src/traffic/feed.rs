@@ -108,9 +108,13 @@ pub(crate) fn attach(store: Store, dataplane: Dataplane, clock: Clock) -> Cluste
                     Err(RecvError::Closed) => return,
                 }
             }
+            // Proxies' delays count from the change, not from when this task has built the
+            // snapshot: on a fast simulated clock, the real milliseconds of coalescing, building
+            // and waiting for a busy core are seconds, and a proxy would lag past its set delay.
+            let changed = clock.now();
             tokio::time::sleep(COALESCE).await;
             while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) = changes.try_recv() {}
-            fd.publish(snapshot(&store));
+            fd.publish_as_of(snapshot(&store), changed);
         }
     });
     ClusterDataplane { dataplane, feed, store, task, reporter: Mutex::new(None) }

@@ -153,6 +153,8 @@ impl History {
     /// Adds a snapshot published at `at`, and forgets those no proxy delayed by at most `keep`
     /// can see any more (the one in force `keep` ago stays).
     pub(crate) fn push(&mut self, at: Time, snapshot: Arc<Snapshot>, keep: Duration) {
+        // Never before the newest: a snapshot published as of its change stays after the last.
+        let at = self.entries.back().map_or(at, |(last, _)| at.max(*last));
         self.entries.push_back((at, snapshot));
         let horizon = at.checked_sub(keep).unwrap_or(at);
         while self.entries.len() > MAX_HISTORY || self.entries.get(1).is_some_and(|(t, _)| *t <= horizon) {

@@ -80,10 +80,16 @@ impl SnapshotFeed {
 
     /// Replaces the state; listeners re-read it at once, proxies when their delays have passed.
     pub fn publish(&self, snapshot: Snapshot) {
+        self.publish_as_of(snapshot, (self.now)());
+    }
+
+    /// [`SnapshotFeed::publish`] of the state as changed at `changed` (not after `now`): proxies'
+    /// delays count from then.
+    pub(crate) fn publish_as_of(&self, snapshot: Snapshot, changed: Time) {
         let snapshot = Arc::new(snapshot);
         let mut lagging = self.lock();
         let keep = lagging.lag.largest();
-        lagging.history.push((self.now)(), snapshot.clone(), keep);
+        lagging.history.push(changed.min((self.now)()), snapshot.clone(), keep);
         self.current.send_replace(snapshot);
     }
 
