@@ -30,8 +30,16 @@ impl Clock {
     }
 
     pub fn now(&self) -> Time {
-        let elapsed = self.origin_real.elapsed().as_secs_f64() * self.speed;
-        self.origin_sim + SignedDuration::from_secs_f64(elapsed)
+        self.time_at(Instant::now())
+    }
+
+    /// The simulated time at the real instant `at` (before the clock started, too).
+    pub fn time_at(&self, at: Instant) -> Time {
+        let real = match at.checked_duration_since(self.origin_real) {
+            Some(after) => after.as_secs_f64(),
+            None => -self.origin_real.duration_since(at).as_secs_f64(),
+        };
+        self.origin_sim + SignedDuration::from_secs_f64(real * self.speed)
     }
 
     /// The real time to wait until the simulated time `t` (zero if it has passed).
@@ -79,6 +87,17 @@ mod tests {
         assert!(elapsed >= 19.0, "20 ms real at x1000 is ≥ 19 s simulated, got {elapsed}");
         let wait = c.real_until(add_secs(c.now(), 10));
         assert!(wait <= Duration::from_millis(11), "10 s simulated ≈ 10 ms real, got {wait:?}");
+    }
+
+    #[test]
+    fn a_past_instant_maps_to_its_simulated_time() {
+        let c = Clock::scaled(100.0);
+        let before = Instant::now();
+        let at = before + Duration::from_millis(30);
+        let gap = c.time_at(before).duration_until(c.time_at(at)).as_secs_f64();
+        assert!((gap - 3.0).abs() < 1e-6, "30 ms real at x100 is 3 s simulated, got {gap}");
+        let earlier = c.origin_real.checked_sub(Duration::from_millis(10)).expect("the machine has been up 10 ms");
+        assert_eq!(c.time_at(earlier).duration_until(c.origin_sim).as_secs_f64().round(), 1.0, "before the start");
     }
 
     #[test]

@@ -130,13 +130,10 @@ async fn run(exp: &Experiment, shared: &Shared) -> Result<Action> {
         decided = decide(&Input { exp, obs: &obs, now, measured: Some(&measured), routed_at });
     }
     // Remembered before sending: a write that fails half-way may still have reached a proxy.
-    {
-        let mut routed = shared.routed.lock().expect("not poisoned");
-        if decided.routes() {
-            routed.insert(key, now);
-        } else if decided.finalizer == Some(FinalizerChange::Remove) {
-            routed.remove(&key);
-        }
+    if decided.routes() {
+        remember_routing(shared, exp, now);
+    } else if decided.finalizer == Some(FinalizerChange::Remove) {
+        shared.routed.lock().expect("not poisoned").remove(&key);
     }
     tracing::debug!(
         experiment = %exp.name_any(),
@@ -147,6 +144,11 @@ async fn run(exp: &Experiment, shared: &Shared) -> Result<Action> {
         "decided"
     );
     send(exp, shared, &ns, decided).await
+}
+
+/// Remembers `at` as the time of `exp`'s last routing write (what propagation delays count from).
+fn remember_routing(shared: &Shared, exp: &Experiment, at: crate::clock::Time) {
+    shared.routed.lock().expect("not poisoned").insert(ObjectRef::from_obj(exp), at);
 }
 
 /// The version of each experiment that this controller's last write to it replaced. The reconcile
@@ -210,10 +212,19 @@ async fn send(exp: &Experiment, shared: &Shared, ns: &str, decided: Reconciled) 
         let written = api.patch(&exp.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
         shared.superseded.wrote_over(exp, &written);
     }
-    ctx.count_writes(write(&ctx.client, ns, &decided.writes).await?);
-    if !decided.deletes.is_empty() {
-        ctx.count_writes(remove_leftovers(&ctx.client, ns, &decided.deletes).await?);
+    let written = write(&ctx.client, ns, &decided.writes).await;
+    let removed = if decided.deletes.is_empty() || written.is_err() {
+        Ok(0)
+    } else {
+        remove_leftovers(&ctx.client, ns, &decided.deletes).await
+    };
+    if decided.routes() {
+        // And again once answered: the writes landed at some point before their answers (or the
+        // error), which may be well after the reconcile began (a throttled client, a slow server).
+        remember_routing(shared, exp, ctx.clock.now());
     }
+    ctx.count_writes(written?);
+    ctx.count_writes(removed?);
     let before = exp.status.clone().unwrap_or_default();
     if let Some(written) = write_status(exp, ctx, ns, &before, &decided.status).await? {
         shared.superseded.wrote_over(exp, &written);

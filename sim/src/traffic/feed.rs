@@ -99,19 +99,21 @@ pub(crate) fn attach(store: Store, dataplane: Dataplane, clock: Clock) -> Cluste
         let mut listeners: BTreeMap<u16, (ServiceKey, NodePort)> = BTreeMap::new();
         loop {
             sync_listeners(&store, &dp, &fd, &mut listeners).await;
-            // Wait for a change that matters, then let the burst settle.
-            loop {
+            // Wait for a change that matters, then let the burst settle. Proxies' delays count
+            // from the change itself, not from when this task read it or built the snapshot: on
+            // a fast simulated clock, the real milliseconds of waiting for a busy core, coalescing
+            // and building are seconds, and a proxy would lag past its set delay.
+            let changed = loop {
                 match changes.recv().await {
-                    Ok(change) if WATCHED.contains(&change.resource.resource.as_str()) => break,
+                    Ok(change) if WATCHED.contains(&change.resource.resource.as_str()) => {
+                        break clock.time_at(change.at);
+                    }
                     Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => break,
+                    // Changes were missed: the earliest of them is unknown, and now is the latest.
+                    Err(RecvError::Lagged(_)) => break clock.now(),
                     Err(RecvError::Closed) => return,
                 }
-            }
-            // Proxies' delays count from the change, not from when this task has built the
-            // snapshot: on a fast simulated clock, the real milliseconds of coalescing, building
-            // and waiting for a busy core are seconds, and a proxy would lag past its set delay.
-            let changed = clock.now();
+            };
             tokio::time::sleep(COALESCE).await;
             while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) = changes.try_recv() {}
             fd.publish_as_of(snapshot(&store), changed);

@@ -50,6 +50,9 @@ pub struct Change {
     /// The object before the change, used to turn label changes into ADDED/DELETED for
     /// selector-filtered watches, as the watch cache does.
     pub previous: Option<Arc<Value>>,
+    /// When it was made (real time): followers that act after a delay count it from here, not
+    /// from when they got round to reading the change.
+    pub at: std::time::Instant,
 }
 
 /// Sizing of the store.
@@ -246,7 +249,9 @@ impl Store {
         };
         let after = (kind != ChangeKind::Deleted).then_some(&*obj);
         inner.labels.entry(info.storage_resource()).or_default().update(&key, previous.as_deref(), after);
-        let change = Arc::new(Change { rv, kind, resource: info.storage_resource(), object: obj.clone(), previous });
+        let resource = info.storage_resource();
+        let change =
+            Arc::new(Change { rv, kind, resource, object: obj.clone(), previous, at: std::time::Instant::now() });
         inner.history.push_back(change.clone());
         while inner.history.len() > self.0.config.history {
             if let Some(old) = inner.history.pop_front() {
