@@ -35,7 +35,13 @@ const THURSDAY: i64 = 1795687200;
 
 #[test]
 fn example_policies_are_well_formed() {
-    for path in ["policies/production.yaml", "policies/payments-strict.yaml"] {
+    for path in [
+        "policies/production.yaml",
+        "policies/payments-strict.yaml",
+        "policies/team-ownership.yaml",
+        "policies/payments-guardrails.yaml",
+        "policies/business-hours.yaml",
+    ] {
         assert_eq!(check_policy(&policy(path)), vec![], "{path}");
     }
 }
@@ -51,8 +57,8 @@ fn namespace_selector_limits_where_a_policy_applies() {
 #[test]
 fn production_policy_rules_each_fire() {
     let p = policy("policies/production.yaml");
-    let rules = |exp: &Experiment| -> Vec<&'static str> {
-        evaluate(&p, exp, &production_labels(), Some(THURSDAY)).iter().map(|v| v.rule).collect()
+    let rules = |exp: &Experiment| -> Vec<String> {
+        evaluate(&p, exp, &production_labels(), Some(THURSDAY)).into_iter().map(|v| v.rule).collect()
     };
     assert_eq!(
         rules(&experiment("examples/recreate.yaml")),
@@ -146,4 +152,70 @@ fn max_alpha_refuses_bayesian_unless_allowed_and_min_exposure_wants_a_min_durati
     );
     exp.spec.analysis.as_mut().unwrap().min_duration = Some("7d".parse().unwrap());
     assert!(!messages(&p, &exp).iter().any(|m| m.contains("minExposure")));
+}
+
+#[test]
+fn example_rules_judge_labels_guardrails_and_promotion() {
+    let team = policy("policies/team-ownership.yaml");
+    let mut exp = experiment("examples/canary.yaml");
+    let said = |p: &RolloutPolicy, exp: &Experiment, ns: &str| -> Vec<String> {
+        evaluate(p, exp, &default_namespace_labels(ns), Some(THURSDAY)).iter().map(ToString::to_string).collect()
+    };
+    let name = exp.metadata.name.clone().unwrap();
+    assert_eq!(
+        said(&team, &exp, "shop"),
+        [format!(
+            "spec: violates RolloutPolicy \"team-ownership\" (rule team-label): experiment {name} has no team label (metadata.labels.team)"
+        )]
+    );
+    exp.metadata.labels = Some([("team".to_string(), "web".to_string())].into());
+    assert_eq!(
+        said(&team, &exp, "shop"),
+        [
+            "spec: violates RolloutPolicy \"team-ownership\" (rule arms-in-team): every arm's selector must carry team: <the experiment's team label>"
+        ]
+    );
+    for arm in &mut exp.spec.arms {
+        arm.selector.insert("team".into(), "web".into());
+    }
+    assert_eq!(said(&team, &exp, "shop"), Vec::<String>::new());
+
+    let payments = policy("policies/payments-guardrails.yaml");
+    assert_eq!(said(&payments, &exp, "shop"), Vec::<String>::new(), "only the payments namespace");
+    let manual = "spec: violates RolloutPolicy \"payments-guardrails\" (rule manual-promotion): payments experiments are promoted by a person: set spec.promotion.mode: manual";
+    assert_eq!(said(&payments, &exp, "payments"), [manual], "the canary example watches two guardrails");
+    let analysis = exp.spec.analysis.as_mut().unwrap();
+    let first_guardrail = analysis.metrics.iter().position(|m| m.role == forklane_core::api::Role::Guardrail).unwrap();
+    analysis.metrics.remove(first_guardrail);
+    exp.spec.promotion =
+        Some(forklane_core::api::Promotion { mode: forklane_core::api::PromotionMode::Manual, ..Default::default() });
+    assert_eq!(
+        said(&payments, &exp, "payments"),
+        [
+            "spec: violates RolloutPolicy \"payments-guardrails\" (rule two-guardrails): payments experiments watch at least two guardrails; this one watches 1"
+        ]
+    );
+}
+
+#[test]
+fn policy_compile_prints_the_admission_objects_or_names_the_broken_rule() {
+    let yaml = forklane::cli::policy::compile(&root().join("policies/team-ownership.yaml")).unwrap();
+    let docs: Vec<serde_json::Value> = yaml.split("---\n").map(|d| serde_yaml_ng::from_str(d).unwrap()).collect();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]);
+    assert_eq!(docs[0]["spec"]["validations"].as_array().unwrap().len(), 2);
+    assert_eq!(docs[1]["spec"]["validationActions"], serde_json::json!(["Deny"]));
+    let dir = std::env::temp_dir().join(format!("forklane-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken = dir.join("broken.yaml");
+    let text = std::fs::read_to_string(root().join("policies/team-ownership.yaml")).unwrap();
+    std::fs::write(&broken, text.replace("'team' in object.metadata.labels\"", "'team' in object.metadata.labels)\""))
+        .unwrap();
+    let errors = forklane::cli::policy::compile(&broken).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("RolloutPolicy team-ownership: spec.rules[0].expression: ERROR: <input>:1:"),
+        "{errors:#?}"
+    );
 }

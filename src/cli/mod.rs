@@ -3,6 +3,7 @@
 pub(crate) mod cluster;
 pub(crate) mod command;
 pub(crate) mod demo;
+pub mod policy;
 pub mod render;
 pub mod run;
 pub(crate) mod stats;
@@ -37,6 +38,11 @@ enum Command {
     Validate(validate::ValidateCommand),
     /// Print the CustomResourceDefinitions of Forklane's API.
     Crdgen,
+    /// RolloutPolicies as the API server enforces them.
+    Policy {
+        #[command(subcommand)]
+        cmd: policy::PolicyCommand,
+    },
     /// Statistics: reproduce reference vectors, or compare arms by hand.
     Stats {
         #[command(subcommand)]
@@ -70,6 +76,7 @@ pub async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Stats { cmd } => stats::run(cmd),
+        Command::Policy { cmd } => policy::run(cmd),
         Command::Run(args) => run::run(args).await,
         Command::Cluster(args) => cluster::run(args).await,
         Command::Demo(args) => demo::run(args).await,

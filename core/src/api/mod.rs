@@ -15,7 +15,7 @@ pub use analysis::*;
 pub use duration::HumanDuration;
 pub use experiment::*;
 pub use mesh::{MeshMode, Routing};
-pub use policy::{FreezeWindow, RolloutPolicy, RolloutPolicySpec};
+pub use policy::{Enforcement, FreezeWindow, PolicyRule, RolloutPolicy, RolloutPolicySpec, RolloutPolicyStatus};
 pub use strategy::{Strategy, StrategyName};
 
 use kube::CustomResourceExt;

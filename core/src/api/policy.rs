@@ -1,6 +1,6 @@
 //! The `RolloutPolicy` custom resource: constraints that platform teams put on experiments.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -9,12 +9,16 @@ use super::duration::HumanDuration;
 use super::strategy::StrategyName;
 
 /// Constraints for the experiments in the namespaces it selects.
+// kube's `printcolumn(...)` repeats `type_ = "string"` by design; clippy reads it as a duplicate.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "forklane.io",
     version = "v1alpha1",
     kind = "RolloutPolicy",
     shortname = "rp",
+    status = "RolloutPolicyStatus",
+    printcolumn(name = "Admission", type_ = "string", json_path = ".status.conditions[?(@.type=='Admission')].reason"),
     printcolumn(name = "Strategies", type_ = "string", json_path = ".spec.allowedStrategies"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -58,6 +62,43 @@ pub struct RolloutPolicySpec {
     /// Times at which no experiment may change traffic.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub freeze_windows: Vec<FreezeWindow>,
+    /// Rules the fixed fields cannot say, in CEL over the Experiment (`object`, `oldObject`,
+    /// `namespaceObject`): each must evaluate to true.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<PolicyRule>,
+    /// What the API server does with an Experiment that breaks the policy when it is written.
+    #[serde(default)]
+    pub enforcement: Enforcement,
+}
+
+/// One CEL rule of a policy, as a ValidatingAdmissionPolicy validation.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRule {
+    /// Names the rule in violations and conditions.
+    pub name: String,
+    /// CEL that is true when the Experiment meets the rule.
+    pub expression: String,
+    /// Said when the rule is broken; `failed rule: NAME` when neither message is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// CEL giving the message (a string), over the same variables; wins over `message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_expression: Option<String>,
+}
+
+/// What the API server does with a violating write: ValidatingAdmissionPolicyBinding's
+/// `validationActions`. The controller holds a violating experiment's traffic whatever this is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Enforcement {
+    /// Refuses the write, with the policy's message.
+    #[default]
+    Deny,
+    /// Admits the write with a warning the client prints.
+    Warn,
+    /// Admits the write and records the violation in the audit log.
+    Audit,
 }
 
 /// A window that opens at every time the cron schedule matches (UTC) and lasts `duration`.
@@ -69,4 +110,17 @@ pub struct FreezeWindow {
     pub duration: HumanDuration,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// What the controller reports of a policy: whether its admission objects are in place.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutPolicyStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Admission`: True once the ValidatingAdmissionPolicy and its binding say what the policy
+    /// says; False with `InvalidRule` (a rule does not compile: its field and the error) or
+    /// `AdmissionUnavailable` (the cluster has no admissionregistration.k8s.io/v1 policies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
 }

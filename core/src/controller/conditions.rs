@@ -19,6 +19,8 @@ pub(crate) const ARM_UNHEALTHY: &str = "ArmUnhealthy";
 pub(crate) const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
 /// Deletion waits for an arm that can take all traffic.
 pub(crate) const DELETION_BLOCKED: &str = "DeletionBlocked";
+/// A RolloutPolicy's: its ValidatingAdmissionPolicy and binding are in place.
+pub(crate) const ADMISSION: &str = "Admission";
 
 /// Reasons of the conditions (CamelCase, per API conventions). `Progressing` takes the phase's
 /// name as its reason ([`super::progress::phase_reason`]).
@@ -46,6 +48,10 @@ pub(crate) mod reason {
     /// `ArmUnhealthy` and `DeletionBlocked`.
     pub(crate) const NO_READY_PODS: &str = "NoReadyPods";
     pub(crate) const ARMS_READY: &str = "ArmsReady";
+    /// `Admission` (a RolloutPolicy's).
+    pub(crate) const COMPILED: &str = "Compiled";
+    pub(crate) const INVALID_RULE: &str = "InvalidRule";
+    pub(crate) const ADMISSION_UNAVAILABLE: &str = "AdmissionUnavailable";
 }
 
 /// Reasons of the Kubernetes Events the controller publishes (besides the phase names).

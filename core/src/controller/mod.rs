@@ -16,6 +16,7 @@ pub(crate) mod lanes;
 pub mod leader;
 pub(crate) mod members;
 pub(crate) mod observe;
+pub(crate) mod policies;
 pub(crate) mod progress;
 pub(crate) mod reconcile;
 pub mod replay;
@@ -31,7 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::Client;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -181,6 +182,8 @@ pub(crate) async fn run_shards(
 ) {
     let ctx = shards[0].ctx.clone();
     let client = ctx.client.clone();
+    let shutdown = shutdown.shared();
+    let policies = tokio::spawn(policies::run(policies::Writer { shard: shards[0].clone() }, shutdown.clone()));
     let experiments: Api<Experiment> = match &scope.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -250,10 +253,13 @@ pub(crate) async fn run_shards(
             result = results.next() => match result {
                 Some(Err(e)) => tracing::debug!(error = %e, "controller stream"),
                 Some(Ok(_)) => {}
-                None => return,
+                None => break,
             },
             () = heartbeat.tick() => {}
         }
+    }
+    if let Err(e) = policies.await {
+        tracing::warn!(error = %e, "the RolloutPolicy loop ended abnormally");
     }
 }
 

@@ -1,6 +1,8 @@
 //! Pure evaluation of `RolloutPolicy` constraints against an Experiment.
 //! Enforcement (refusing to change traffic) is the controller's; this module only judges.
 
+pub mod admission;
+mod cel;
 pub(crate) mod cron;
 
 use std::collections::BTreeMap;
@@ -8,15 +10,15 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::api::validate::Problem;
-use crate::api::{Experiment, HumanDuration, Role, RolloutPolicy, Strategy};
+use crate::api::{Experiment, HumanDuration, RolloutPolicy, Strategy};
 use crate::plan::steps;
 
 /// One broken rule of one policy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Violation {
     pub policy: String,
-    /// The policy field that was broken, e.g. `maxStepWeight`.
-    pub rule: &'static str,
+    /// The policy field that was broken, e.g. `maxStepWeight`, or `rule NAME` for one of its rules.
+    pub rule: String,
     /// The experiment field at fault.
     pub path: String,
     pub message: String,
@@ -36,19 +38,21 @@ pub fn default_namespace_labels(namespace: &str) -> BTreeMap<String, String> {
 /// Problems of the policy itself (bad cron schedules, bad selectors; durations fail at load).
 pub fn check_policy(policy: &RolloutPolicy) -> Vec<Problem> {
     let mut out = Vec::new();
-    let mut add = |path: String, message: String| out.push(Problem { path, message });
     for (i, w) in policy.spec.freeze_windows.iter().enumerate() {
         if let Err(why) = cron::Schedule::parse(&w.schedule) {
-            add(format!("spec.freezeWindows[{i}].schedule"), why);
+            out.push(Problem { path: format!("spec.freezeWindows[{i}].schedule"), message: why });
         }
+    }
+    if let Err(problems) = admission::compile(policy) {
+        out.extend(problems);
     }
     if let Some(selector) = &policy.spec.namespace_selector {
         for (i, e) in selector.match_expressions.iter().flatten().enumerate() {
             if !["In", "NotIn", "Exists", "DoesNotExist"].contains(&e.operator.as_str()) {
-                add(
-                    format!("spec.namespaceSelector.matchExpressions[{i}].operator"),
-                    format!("{:?} is not In, NotIn, Exists or DoesNotExist", e.operator),
-                );
+                out.push(Problem {
+                    path: format!("spec.namespaceSelector.matchExpressions[{i}].operator"),
+                    message: format!("{:?} is not In, NotIn, Exists or DoesNotExist", e.operator),
+                });
             }
         }
     }
@@ -71,32 +75,92 @@ pub(crate) fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String
     by_labels && by_expressions
 }
 
+/// The policy fields in the order their violations are listed (a policy's rules after its
+/// fixed fields, its freeze last).
+const FIELD_ORDER: [&str; 8] = [
+    "allowedStrategies",
+    "maxStepWeight",
+    "maxWeightWithoutAnalysis",
+    "requiredGuardrails",
+    "maxAlpha",
+    "minExposure",
+    "minAnalysisDuration",
+    "rule",
+];
+
 /// Every violation of `policy` by `exp`; `now` (Unix seconds) enables the freeze-window check.
+/// The checks compiled to CEL ([`admission`]) run as the API server runs them at admission; a
+/// policy whose rules do not compile is itself a violation (admission would refuse too).
 pub fn evaluate(
     policy: &RolloutPolicy,
     exp: &Experiment,
     namespace_labels: &BTreeMap<String, String>,
     now: Option<i64>,
 ) -> Vec<Violation> {
-    let spec = &policy.spec;
-    if !selects(spec.namespace_selector.as_ref(), namespace_labels) {
+    if !selects(policy.spec.namespace_selector.as_ref(), namespace_labels) {
         return vec![];
     }
     let name = policy.metadata.name.clone().unwrap_or_default();
-    let mut out = Vec::new();
-    let mut add = |rule, path: &str, message: String| {
-        out.push(Violation { policy: name.clone(), rule, path: path.into(), message })
+    let mut out = match admission::compile(policy) {
+        Ok(compiled) => compiled.evaluate(&variables(exp, namespace_labels)),
+        Err(problems) => problems
+            .into_iter()
+            .map(|p| Violation {
+                policy: name.clone(),
+                rule: "rules".into(),
+                path: "spec".into(),
+                message: format!("the policy's {} does not compile: {}", p.path, p.message),
+            })
+            .collect(),
     };
-    let exp_spec = &exp.spec;
-    let strategy = exp_spec.strategy.name();
-    if !spec.allowed_strategies.is_empty() && !spec.allowed_strategies.contains(&strategy) {
-        let allowed: Vec<&str> = spec.allowed_strategies.iter().map(|s| s.as_str()).collect();
-        add(
-            "allowedStrategies",
-            &format!("spec.strategy.{}", strategy.as_str()),
-            format!("strategy {} is not allowed (allowed: {})", strategy.as_str(), allowed.join(", ")),
-        );
+    out.extend(plan_checks(policy, exp));
+    let position = |v: &Violation| FIELD_ORDER.iter().position(|f| v.rule.starts_with(f)).unwrap_or(FIELD_ORDER.len());
+    out.sort_by_key(position);
+    if let Some(now) = now
+        && let Some((window, until)) = active_freeze(policy, now)
+    {
+        let reason = window.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+        let message = format!("traffic changes are frozen until {}{reason}", format_unix(until));
+        out.push(Violation { policy: name, rule: "freezeWindows".into(), path: "spec".into(), message });
     }
+    out
+}
+
+/// The violations the API server refuses at admission: the compiled checks, in the policy's
+/// order (the controller's own [`evaluate`] includes them, from the same compiled CEL). Empty
+/// for a policy that does not compile: it has no admission objects.
+pub fn admission_violations(
+    policy: &RolloutPolicy,
+    exp: &Experiment,
+    namespace_labels: &BTreeMap<String, String>,
+) -> Vec<Violation> {
+    if !selects(policy.spec.namespace_selector.as_ref(), namespace_labels) {
+        return vec![];
+    }
+    admission::compile(policy).map(|c| c.evaluate(&variables(exp, namespace_labels))).unwrap_or_default()
+}
+
+/// What the CEL checks read: the Experiment and its Namespace (as much of it as is known here:
+/// its name and labels).
+pub(crate) fn variables(exp: &Experiment, namespace_labels: &BTreeMap<String, String>) -> cel::Variables {
+    let object = serde_json::to_value(exp).unwrap_or_default();
+    let name = namespace_labels.get("kubernetes.io/metadata.name").cloned().or_else(|| exp.metadata.namespace.clone());
+    let namespace = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": namespace_labels},
+    });
+    cel::Variables::new(&object, None, &namespace)
+}
+
+/// The fixed fields that need the plan's states or read durations: the controller's alone.
+fn plan_checks(policy: &RolloutPolicy, exp: &Experiment) -> Vec<Violation> {
+    let spec = &policy.spec;
+    let name = policy.metadata.name.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    let mut add = |rule: &str, path: &str, message: String| {
+        out.push(Violation { policy: name.clone(), rule: rule.into(), path: path.into(), message })
+    };
     let candidate_weights = candidate_weight_path(exp);
     if let Some(max) = spec.max_step_weight {
         let mut previous = 0;
@@ -128,31 +192,7 @@ pub fn evaluate(
             );
         }
     }
-    let analysis = exp_spec.analysis.as_ref();
-    for required in &spec.required_guardrails {
-        let present =
-            analysis.is_some_and(|a| a.metrics.iter().any(|m| &m.name == required && m.role == Role::Guardrail));
-        if !present {
-            add("requiredGuardrails", "spec.analysis.metrics", format!("guardrail metric {required:?} is required"));
-        }
-    }
-    if let (Some(max), Some(a)) = (spec.max_alpha, analysis)
-        && a.alpha() > max
-    {
-        add("maxAlpha", "spec.analysis.alpha", format!("{} is above the allowed {max}", a.alpha()));
-    }
-    if let (Some(max), Some(a)) = (spec.max_alpha, analysis)
-        && a.method == crate::api::Method::Bayesian
-        && !spec.allow_bayesian
-    {
-        add(
-            "maxAlpha",
-            "spec.analysis.method",
-            format!(
-                "bayesian does not hold an error rate of {max} when checked every interval; use sequential (or the policy sets allowBayesian)"
-            ),
-        );
-    }
+    let analysis = exp.spec.analysis.as_ref();
     if let Some(min) = spec.min_exposure {
         match analysis.and_then(|a| a.min_duration) {
             Some(set) if set.get() >= min.get() => {}
@@ -173,12 +213,6 @@ pub fn evaluate(
             ),
             _ => {}
         }
-    }
-    if let Some(now) = now
-        && let Some((window, until)) = active_freeze(policy, now)
-    {
-        let reason = window.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
-        add("freezeWindows", "spec", format!("traffic changes are frozen until {}{reason}", format_unix(until)));
     }
     out
 }
