@@ -10,7 +10,7 @@ import glob, json, os, re, subprocess, sys
 
 # The apiVersions whose kinds are served (sim/src/cluster/resources.rs, CRDs excluded: they
 # have no protobuf encoding).
-SERVED = {"v1", "apps/v1", "discovery.k8s.io/v1", "events.k8s.io/v1", "rbac.authorization.k8s.io/v1",
+SERVED = {"v1", "admissionregistration.k8s.io/v1", "apps/v1", "discovery.k8s.io/v1", "events.k8s.io/v1", "rbac.authorization.k8s.io/v1",
           "coordination.k8s.io/v1", "policy/v1", "scheduling.k8s.io/v1"}
 OPENAPI_VERSION = "v1_37"
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "table.rs")
@@ -77,9 +77,15 @@ def json_names(openapi_src, path):
 
 
 def inline(names, target, messages):
-    """Whether the message `target` is embedded inline: its fields are the outer type's."""
-    fields = [rust for _, rust, *_ in messages[target]]
-    return bool(names) and bool(fields) and all(f in names for f in fields)
+    """Whether the message `target` is embedded inline: its fields are the outer type's, or
+    inline in turn (NamedRuleWithOperations embeds RuleWithOperations, which embeds Rule)."""
+    fields = messages[target]
+
+    def outer(field):
+        _, rust, kind, repeated, sub = field
+        return rust in names or (kind == "message" and not repeated and inline(names, sub, messages))
+
+    return bool(names) and bool(fields) and all(outer(f) for f in fields)
 
 
 def camel(name):

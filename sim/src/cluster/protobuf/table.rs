@@ -5,6 +5,26 @@ use super::schema::{Field, Message, Ty};
 
 /// The protobuf message of each served built-in apiVersion and kind.
 pub(super) const KINDS: &[(&str, &str, &str)] = &[
+    (
+        "admissionregistration.k8s.io/v1",
+        "MutatingWebhookConfiguration",
+        "api::admissionregistration::v1::MutatingWebhookConfiguration",
+    ),
+    (
+        "admissionregistration.k8s.io/v1",
+        "ValidatingAdmissionPolicy",
+        "api::admissionregistration::v1::ValidatingAdmissionPolicy",
+    ),
+    (
+        "admissionregistration.k8s.io/v1",
+        "ValidatingAdmissionPolicyBinding",
+        "api::admissionregistration::v1::ValidatingAdmissionPolicyBinding",
+    ),
+    (
+        "admissionregistration.k8s.io/v1",
+        "ValidatingWebhookConfiguration",
+        "api::admissionregistration::v1::ValidatingWebhookConfiguration",
+    ),
     ("apps/v1", "ControllerRevision", "api::apps::v1::ControllerRevision"),
     ("apps/v1", "DaemonSet", "api::apps::v1::DaemonSet"),
     ("apps/v1", "Deployment", "api::apps::v1::Deployment"),
@@ -40,6 +60,457 @@ pub(super) const KINDS: &[(&str, &str, &str)] = &[
 
 /// Every message reachable from `KINDS`, sorted by name.
 pub(super) const MESSAGES: &[Message] = &[
+    Message {
+        name: "api::admissionregistration::v1::AuditAnnotation",
+        fields: &[
+            Field { tag: 1, json: "key", ty: Ty::String, repeated: false },
+            Field { tag: 2, json: "valueExpression", ty: Ty::String, repeated: false },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::ExpressionWarning",
+        fields: &[
+            Field { tag: 2, json: "fieldRef", ty: Ty::String, repeated: false },
+            Field { tag: 3, json: "warning", ty: Ty::String, repeated: false },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::MatchCondition",
+        fields: &[
+            Field { tag: 1, json: "name", ty: Ty::String, repeated: false },
+            Field { tag: 2, json: "expression", ty: Ty::String, repeated: false },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::MatchResources",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "namespaceSelector",
+                ty: Ty::Message("apimachinery::pkg::apis::meta::v1::LabelSelector"),
+                repeated: false,
+            },
+            Field {
+                tag: 2,
+                json: "objectSelector",
+                ty: Ty::Message("apimachinery::pkg::apis::meta::v1::LabelSelector"),
+                repeated: false,
+            },
+            Field {
+                tag: 3,
+                json: "resourceRules",
+                ty: Ty::Message("api::admissionregistration::v1::NamedRuleWithOperations"),
+                repeated: true,
+            },
+            Field {
+                tag: 4,
+                json: "excludeResourceRules",
+                ty: Ty::Message("api::admissionregistration::v1::NamedRuleWithOperations"),
+                repeated: true,
+            },
+            Field { tag: 7, json: "matchPolicy", ty: Ty::String, repeated: false },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::MutatingWebhook",
+        fields: &[
+            Field { tag: 1, json: "name", ty: Ty::String, repeated: false },
+            Field {
+                tag: 2,
+                json: "clientConfig",
+                ty: Ty::Message("api::admissionregistration::v1::WebhookClientConfig"),
+                repeated: false,
+            },
+            Field {
+                tag: 3,
+                json: "rules",
+                ty: Ty::Message("api::admissionregistration::v1::RuleWithOperations"),
+                repeated: true,
+            },
+            Field { tag: 4, json: "failurePolicy", ty: Ty::String, repeated: false },
+            Field {
+                tag: 5,
+                json: "namespaceSelector",
+                ty: Ty::Message("apimachinery::pkg::apis::meta::v1::LabelSelector"),
+                repeated: false,
+            },
+            Field { tag: 6, json: "sideEffects", ty: Ty::String, repeated: false },
+            Field { tag: 7, json: "timeoutSeconds", ty: Ty::Int32, repeated: false },
+            Field { tag: 8, json: "admissionReviewVersions", ty: Ty::String, repeated: true },
+            Field { tag: 9, json: "matchPolicy", ty: Ty::String, repeated: false },
+            Field { tag: 10, json: "reinvocationPolicy", ty: Ty::String, repeated: false },
+            Field {
+                tag: 11,
+                json: "objectSelector",
+                ty: Ty::Message("apimachinery::pkg::apis::meta::v1::LabelSelector"),
+                repeated: false,
+            },
+            Field {
+                tag: 12,
+                json: "matchConditions",
+                ty: Ty::Message("api::admissionregistration::v1::MatchCondition"),
+                repeated: true,
+            },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::MutatingWebhookConfiguration",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                ty: Ty::Message("apimachinery::pkg::apis::meta::v1::ObjectMeta"),
+                repeated: false,
+            },
+            Field {
+                tag: 2,
+                json: "webhooks",
+                ty: Ty::Message("api::admissionregistration::v1::MutatingWebhook"),
+                repeated: true,
+            },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::MutatingWebhookConfigurationList",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                ty: Ty::Message("apimachinery::pkg::apis::meta::v1::ListMeta"),
+                repeated: false,
+            },
+            Field {
+                tag: 2,
+                json: "items",
+                ty: Ty::Message("api::admissionregistration::v1::MutatingWebhookConfiguration"),
+                repeated: true,
+            },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::NamedRuleWithOperations",
+        fields: &[
+            Field { tag: 1, json: "resourceNames", ty: Ty::String, repeated: true },
+            Field {
+                tag: 2,
+                json: "",
+                ty: Ty::Inline("api::admissionregistration::v1::RuleWithOperations"),
+                repeated: false,
+            },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::ParamKind",
+        fields: &[
+            Field { tag: 1, json: "apiVersion", ty: Ty::String, repeated: false },
+            Field { tag: 2, json: "kind", ty: Ty::String, repeated: false },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::ParamRef",
+        fields: &[
+            Field { tag: 1, json: "name", ty: Ty::String, repeated: false },
+            Field { tag: 2, json: "namespace", ty: Ty::String, repeated: false },
+            Field {
+                tag: 3,
+                json: "selector",
+                ty: Ty::Message("apimachinery::pkg::apis::meta::v1::LabelSelector"),
+                repeated: false,
+            },
+            Field { tag: 4, json: "parameterNotFoundAction", ty: Ty::String, repeated: false },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::Rule",
+        fields: &[
+            Field { tag: 1, json: "apiGroups", ty: Ty::String, repeated: true },
+            Field { tag: 2, json: "apiVersions", ty: Ty::String, repeated: true },
+            Field { tag: 3, json: "resources", ty: Ty::String, repeated: true },
+            Field { tag: 4, json: "scope", ty: Ty::String, repeated: false },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::RuleWithOperations",
+        fields: &[
+            Field { tag: 1, json: "operations", ty: Ty::String, repeated: true },
+            Field { tag: 2, json: "", ty: Ty::Inline("api::admissionregistration::v1::Rule"), repeated: false },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::ServiceReference",
+        fields: &[
+            Field { tag: 1, json: "namespace", ty: Ty::String, repeated: false },
+            Field { tag: 2, json: "name", ty: Ty::String, repeated: false },
+            Field { tag: 3, json: "path", ty: Ty::String, repeated: false },
+            Field { tag: 4, json: "port", ty: Ty::Int32, repeated: false },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::TypeChecking",
+        fields: &[Field {
+            tag: 1,
+            json: "expressionWarnings",
+            ty: Ty::Message("api::admissionregistration::v1::ExpressionWarning"),
+            repeated: true,
+        }],
+    },
+    Message {
+        name: "api::admissionregistration::v1::ValidatingAdmissionPolicy",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                ty: Ty::Message("apimachinery::pkg::apis::meta::v1::ObjectMeta"),
+                repeated: false,
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                ty: Ty::Message("api::admissionregistration::v1::ValidatingAdmissionPolicySpec"),
+                repeated: false,
+            },
+            Field {
+                tag: 3,
+                json: "status",
+                ty: Ty::Message("api::admissionregistration::v1::ValidatingAdmissionPolicyStatus"),
+                repeated: false,
+            },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::ValidatingAdmissionPolicyBinding",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                ty: Ty::Message("apimachinery::pkg::apis::meta::v1::ObjectMeta"),
+                repeated: false,
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                ty: Ty::Message("api::admissionregistration::v1::ValidatingAdmissionPolicyBindingSpec"),
+                repeated: false,
+            },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::ValidatingAdmissionPolicyBindingList",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                ty: Ty::Message("apimachinery::pkg::apis::meta::v1::ListMeta"),
+                repeated: false,
+            },
+            Field {
+                tag: 2,
+                json: "items",
+                ty: Ty::Message("api::admissionregistration::v1::ValidatingAdmissionPolicyBinding"),
+                repeated: true,
+            },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::ValidatingAdmissionPolicyBindingSpec",
+        fields: &[
+            Field { tag: 1, json: "policyName", ty: Ty::String, repeated: false },
+            Field {
+                tag: 2,
+                json: "paramRef",
+                ty: Ty::Message("api::admissionregistration::v1::ParamRef"),
+                repeated: false,
+            },
+            Field {
+                tag: 3,
+                json: "matchResources",
+                ty: Ty::Message("api::admissionregistration::v1::MatchResources"),
+                repeated: false,
+            },
+            Field { tag: 4, json: "validationActions", ty: Ty::String, repeated: true },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::ValidatingAdmissionPolicyList",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                ty: Ty::Message("apimachinery::pkg::apis::meta::v1::ListMeta"),
+                repeated: false,
+            },
+            Field {
+                tag: 2,
+                json: "items",
+                ty: Ty::Message("api::admissionregistration::v1::ValidatingAdmissionPolicy"),
+                repeated: true,
+            },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::ValidatingAdmissionPolicySpec",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "paramKind",
+                ty: Ty::Message("api::admissionregistration::v1::ParamKind"),
+                repeated: false,
+            },
+            Field {
+                tag: 2,
+                json: "matchConstraints",
+                ty: Ty::Message("api::admissionregistration::v1::MatchResources"),
+                repeated: false,
+            },
+            Field {
+                tag: 3,
+                json: "validations",
+                ty: Ty::Message("api::admissionregistration::v1::Validation"),
+                repeated: true,
+            },
+            Field { tag: 4, json: "failurePolicy", ty: Ty::String, repeated: false },
+            Field {
+                tag: 5,
+                json: "auditAnnotations",
+                ty: Ty::Message("api::admissionregistration::v1::AuditAnnotation"),
+                repeated: true,
+            },
+            Field {
+                tag: 6,
+                json: "matchConditions",
+                ty: Ty::Message("api::admissionregistration::v1::MatchCondition"),
+                repeated: true,
+            },
+            Field {
+                tag: 7,
+                json: "variables",
+                ty: Ty::Message("api::admissionregistration::v1::Variable"),
+                repeated: true,
+            },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::ValidatingAdmissionPolicyStatus",
+        fields: &[
+            Field { tag: 1, json: "observedGeneration", ty: Ty::Int64, repeated: false },
+            Field {
+                tag: 2,
+                json: "typeChecking",
+                ty: Ty::Message("api::admissionregistration::v1::TypeChecking"),
+                repeated: false,
+            },
+            Field {
+                tag: 3,
+                json: "conditions",
+                ty: Ty::Message("apimachinery::pkg::apis::meta::v1::Condition"),
+                repeated: true,
+            },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::ValidatingWebhook",
+        fields: &[
+            Field { tag: 1, json: "name", ty: Ty::String, repeated: false },
+            Field {
+                tag: 2,
+                json: "clientConfig",
+                ty: Ty::Message("api::admissionregistration::v1::WebhookClientConfig"),
+                repeated: false,
+            },
+            Field {
+                tag: 3,
+                json: "rules",
+                ty: Ty::Message("api::admissionregistration::v1::RuleWithOperations"),
+                repeated: true,
+            },
+            Field { tag: 4, json: "failurePolicy", ty: Ty::String, repeated: false },
+            Field {
+                tag: 5,
+                json: "namespaceSelector",
+                ty: Ty::Message("apimachinery::pkg::apis::meta::v1::LabelSelector"),
+                repeated: false,
+            },
+            Field { tag: 6, json: "sideEffects", ty: Ty::String, repeated: false },
+            Field { tag: 7, json: "timeoutSeconds", ty: Ty::Int32, repeated: false },
+            Field { tag: 8, json: "admissionReviewVersions", ty: Ty::String, repeated: true },
+            Field { tag: 9, json: "matchPolicy", ty: Ty::String, repeated: false },
+            Field {
+                tag: 10,
+                json: "objectSelector",
+                ty: Ty::Message("apimachinery::pkg::apis::meta::v1::LabelSelector"),
+                repeated: false,
+            },
+            Field {
+                tag: 11,
+                json: "matchConditions",
+                ty: Ty::Message("api::admissionregistration::v1::MatchCondition"),
+                repeated: true,
+            },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::ValidatingWebhookConfiguration",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                ty: Ty::Message("apimachinery::pkg::apis::meta::v1::ObjectMeta"),
+                repeated: false,
+            },
+            Field {
+                tag: 2,
+                json: "webhooks",
+                ty: Ty::Message("api::admissionregistration::v1::ValidatingWebhook"),
+                repeated: true,
+            },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::ValidatingWebhookConfigurationList",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                ty: Ty::Message("apimachinery::pkg::apis::meta::v1::ListMeta"),
+                repeated: false,
+            },
+            Field {
+                tag: 2,
+                json: "items",
+                ty: Ty::Message("api::admissionregistration::v1::ValidatingWebhookConfiguration"),
+                repeated: true,
+            },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::Validation",
+        fields: &[
+            Field { tag: 1, json: "expression", ty: Ty::String, repeated: false },
+            Field { tag: 2, json: "message", ty: Ty::String, repeated: false },
+            Field { tag: 3, json: "reason", ty: Ty::String, repeated: false },
+            Field { tag: 4, json: "messageExpression", ty: Ty::String, repeated: false },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::Variable",
+        fields: &[
+            Field { tag: 1, json: "name", ty: Ty::String, repeated: false },
+            Field { tag: 2, json: "expression", ty: Ty::String, repeated: false },
+        ],
+    },
+    Message {
+        name: "api::admissionregistration::v1::WebhookClientConfig",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "service",
+                ty: Ty::Message("api::admissionregistration::v1::ServiceReference"),
+                repeated: false,
+            },
+            Field { tag: 2, json: "caBundle", ty: Ty::Bytes, repeated: false },
+            Field { tag: 3, json: "url", ty: Ty::String, repeated: false },
+        ],
+    },
     Message {
         name: "api::apps::v1::ControllerRevision",
         fields: &[
