@@ -87,6 +87,7 @@ async fn records_verbs_resources_and_the_user_agent() {
         name: Some("web".into()),
         user_agent: UA.into(),
         code: 200,
+        annotations: Default::default(),
     };
     assert_eq!(status_patch, &expected);
     // Refused requests are recorded too, with their code: they still needed the permission.

@@ -23,7 +23,13 @@ async fn version_and_api_resources() {
     assert!(out.stdout.contains("Server Version: v1.37"), "{}", out.stdout);
     assert!(!out.stderr.contains("WARNING"), "{}", out.stderr);
     let resources = k.ok(&["api-resources"]).await;
-    for line in ["deployments                 deploy       apps/v1", "leases", "customresourcedefinitions   crd,crds"] {
+    // Columns are as wide as the longest name, validatingadmissionpolicybindings.
+    for line in [
+        "deployments                         deploy       apps/v1",
+        "leases",
+        "customresourcedefinitions           crd,crds",
+        "validatingadmissionpolicybindings                admissionregistration.k8s.io/v1   false",
+    ] {
         assert!(resources.contains(line), "{line} missing in\n{resources}");
     }
     assert_eq!(k.ok(&["run", "web", "--image=nginx:1.27"]).await.trim(), "pod/web created");

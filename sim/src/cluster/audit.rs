@@ -5,7 +5,7 @@
 //! Disabled unless `ClusterConfig::audit` is set; a disabled log records nothing.
 
 use crate::cluster::http::Target;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,15 @@ pub struct AuditRecord {
     pub user_agent: String,
     /// HTTP status of the response (for watches, of the response head).
     pub code: u16,
+    /// What admission annotated the request with (the audit event's `annotations`), e.g.
+    /// `validation.policy.admission.k8s.io/validation_failure` from a ValidatingAdmissionPolicy.
+    pub annotations: BTreeMap<String, String>,
 }
+
+/// The audit annotations of a request, carried from its handler to the audit log on the
+/// response's extensions.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Annotations(pub BTreeMap<String, String>);
 
 impl AuditRecord {
     /// `resource` or `resource/subresource`, as written in RBAC rules.
@@ -78,9 +86,10 @@ impl Audit {
         query: &HashMap<String, String>,
         user_agent: &str,
         code: u16,
+        annotations: BTreeMap<String, String>,
     ) {
         let Some(mut log) = self.log() else { return };
-        log.push(record(method, target, query, user_agent, code));
+        log.push(AuditRecord { annotations, ..record(method, target, query, user_agent, code) });
     }
 }
 
@@ -119,6 +128,7 @@ fn record(method: &str, target: &Target, query: &HashMap<String, String>, user_a
         name,
         user_agent: user_agent.into(),
         code,
+        annotations: BTreeMap::new(),
     }
 }
 
@@ -178,10 +188,10 @@ mod tests {
     fn a_disabled_log_records_nothing() {
         let target = route::parse("/api/v1/pods").unwrap();
         let off = Audit::new(false);
-        off.record("GET", &target, &HashMap::new(), "ua", 200);
+        off.record("GET", &target, &HashMap::new(), "ua", 200, BTreeMap::new());
         assert!(off.records().is_empty() && !off.is_enabled());
         let on = Audit::new(true);
-        on.record("GET", &target, &HashMap::new(), "ua", 200);
+        on.record("GET", &target, &HashMap::new(), "ua", 200, BTreeMap::new());
         assert_eq!(on.permissions().into_iter().collect::<Vec<_>>(), [("".into(), "pods".into(), "list".into())]);
         on.clear();
         assert!(on.records().is_empty());

@@ -2,6 +2,7 @@
 //! See docs/cluster.md for what it serves and how faithfully.
 
 pub(crate) mod admission;
+pub(crate) mod admission_policy;
 pub(crate) mod audit;
 pub(crate) mod crd;
 pub(crate) mod defaults;

@@ -154,6 +154,30 @@ const BUILTINS: &[Builtin] = &[
     b("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"], false, true, false, true),
     b("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", false, &["pc"], false, false, false, false),
     b(
+        crate::cluster::admission_policy::GROUP,
+        "v1",
+        "validatingadmissionpolicies",
+        "ValidatingAdmissionPolicy",
+        false,
+        &[],
+        false,
+        true,
+        false,
+        true,
+    ),
+    b(
+        crate::cluster::admission_policy::GROUP,
+        "v1",
+        "validatingadmissionpolicybindings",
+        "ValidatingAdmissionPolicyBinding",
+        false,
+        &[],
+        false,
+        false,
+        false,
+        true,
+    ),
+    b(
         "apiextensions.k8s.io",
         "v1",
         "customresourcedefinitions",
@@ -198,7 +222,13 @@ fn builtin_info(bi: &Builtin) -> ResourceInfo {
         list_kind: format!("{}List", bi.kind),
         namespaced: bi.namespaced,
         short_names: bi.short_names.iter().map(|s| s.to_string()).collect(),
-        categories: if bi.all { vec!["all".into()] } else { vec![] },
+        categories: if bi.all {
+            vec!["all".into()]
+        } else if bi.group == crate::cluster::admission_policy::GROUP {
+            vec!["api-extensions".into()]
+        } else {
+            vec![]
+        },
         verbs,
         versions: vec![VersionInfo {
             name: bi.version.into(),

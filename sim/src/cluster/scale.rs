@@ -89,8 +89,8 @@ impl Store {
         }
         let mut obj = crate::cluster::store::present(&existing, gvr);
         write(&mut obj, &p.spec_replicas, replicas);
-        let opts = WriteOptions { subresource: Default::default(), ..opts.clone() };
-        let updated = self.update_locked(&mut inner, &info, gvr, existing, obj, &opts, false)?;
+        // Written as the main resource, admitted as the scale subresource (`opts.subresource`).
+        let updated = self.update_locked(&mut inner, &info, gvr, existing, obj, opts, false)?;
         to_scale(&info, gvr, &updated)
     }
 }

@@ -6,7 +6,7 @@ use crate::cluster::error::{Error, Result};
 use crate::cluster::resources::ResourceInfo;
 use crate::cluster::semantics::schema::unknown_field_message;
 use crate::cluster::store::FieldValidation;
-use k8s_openapi::api::{apps, coordination, core, discovery, events, policy, rbac, scheduling};
+use k8s_openapi::api::{admissionregistration, apps, coordination, core, discovery, events, policy, rbac, scheduling};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -45,6 +45,12 @@ pub(crate) fn decode(
         ("coordination.k8s.io", "Lease") => round_trip::<coordination::v1::Lease>(&obj),
         ("policy", "PodDisruptionBudget") => round_trip::<policy::v1::PodDisruptionBudget>(&obj),
         ("scheduling.k8s.io", "PriorityClass") => round_trip::<scheduling::v1::PriorityClass>(&obj),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            round_trip::<admissionregistration::v1::ValidatingAdmissionPolicy>(&obj)
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            round_trip::<admissionregistration::v1::ValidatingAdmissionPolicyBinding>(&obj)
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => round_trip::<CustomResourceDefinition>(&obj),
         _ => return Ok((obj, vec![])),
     };

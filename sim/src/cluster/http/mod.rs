@@ -12,7 +12,7 @@ mod yaml;
 
 pub(crate) use route::Target;
 
-use crate::cluster::audit::Audit;
+use crate::cluster::audit::{Annotations, Audit};
 use crate::cluster::discovery;
 use crate::cluster::error::Error;
 use crate::cluster::faults::Faults;
@@ -192,7 +192,8 @@ async fn route(
         if state.audit.is_enabled() {
             let user_agent =
                 headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-            state.audit.record(method.as_str(), &target, query, &user_agent, response.status().as_u16());
+            let annotations = response.extensions().get::<Annotations>().map(|a| a.0.clone()).unwrap_or_default();
+            state.audit.record(method.as_str(), &target, query, &user_agent, response.status().as_u16(), annotations);
         }
         return response;
     }

@@ -4,6 +4,7 @@
 use super::AppState;
 use super::negotiate::{self, Output};
 use super::route::Target;
+use crate::cluster::audit::Annotations;
 use crate::cluster::error::{Error, Result};
 use crate::cluster::events;
 use crate::cluster::meta;
@@ -19,7 +20,8 @@ use axum::response::Response;
 use forklane_core::clock::{Clock, format_time};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -160,7 +162,7 @@ async fn dispatch(
             let obj = negotiate::decode(&body, &negotiate::content_type(headers))?;
             let opts = write_options(query, headers, Subresource::Main)?;
             let created = store.create(gvr, ns, obj, &opts)?;
-            Ok(render_one(&shown, created, output, 201, &opts.warnings.borrow()))
+            Ok(annotated(render_one(&shown, created, output, 201, &opts.warnings.borrow()), &opts.audit_annotations))
         }
         (Method::PUT, Some(name)) => {
             let obj = negotiate::decode(&body, &negotiate::content_type(headers))?;
@@ -174,7 +176,7 @@ async fn dispatch(
             }
             let opts = write_options(query, headers, sub)?;
             let updated = store.update(gvr, ns, name, obj, &opts)?;
-            Ok(render_one(&shown, updated, output, 200, &opts.warnings.borrow()))
+            Ok(annotated(render_one(&shown, updated, output, 200, &opts.warnings.borrow()), &opts.audit_annotations))
         }
         (Method::PATCH, Some(name)) => {
             let media = negotiate::content_type(headers);
@@ -199,7 +201,7 @@ async fn dispatch(
             let existed = store.get(gvr, ns, name).is_ok();
             let patched = store.patch(gvr, ns, name, patch, &opts)?;
             let code = if existed { 200 } else { 201 };
-            Ok(render_one(&shown, patched, output, code, &opts.warnings.borrow()))
+            Ok(annotated(render_one(&shown, patched, output, code, &opts.warnings.borrow()), &opts.audit_annotations))
         }
         (Method::DELETE, Some(name)) => {
             let opts = delete_options(query, &body)?;
@@ -208,17 +210,26 @@ async fn dispatch(
             // legacy `orphanDependents: false` on a held object gets 202 Accepted.
             let held = meta::is_deleting(&obj) && !meta::finalizers(&obj).is_empty();
             let code = if held && orphan_dependents(query, &body) == Some(false) { 202 } else { 200 };
-            Ok(render_one(&shown, obj, output, code, &[]))
+            Ok(annotated(render_one(&shown, obj, output, code, &opts.warnings.borrow()), &opts.audit_annotations))
         }
         (Method::DELETE, None) => {
             let opts = delete_options(query, &body)?;
             let list = store.delete_collection(gvr, ns, &list_params(query)?, &opts)?;
-            Ok(negotiate::json(200, &list, &[]))
+            Ok(annotated(negotiate::json(200, &list, &opts.warnings.borrow()), &opts.audit_annotations))
         }
         _ => Err(Error::MethodNotAllowed(format!(
             "the server does not allow this method on the requested resource ({method})"
         ))),
     }
+}
+
+/// Hands the write's audit annotations to the audit log (see `http::route`).
+fn annotated(mut response: Response, annotations: &RefCell<BTreeMap<String, String>>) -> Response {
+    let annotations = annotations.take();
+    if !annotations.is_empty() {
+        response.extensions_mut().insert(Annotations(annotations));
+    }
+    response
 }
 
 fn delete_body(bytes: &[u8]) -> Result<Value> {
@@ -273,6 +284,7 @@ fn delete_options(query: &Query, bytes: &[u8]) -> Result<DeleteOptions> {
         precondition_resource_version: body["preconditions"]["resourceVersion"].as_str().map(String::from),
         dry_run,
         grace_period_seconds,
+        ..Default::default()
     })
 }
 

@@ -66,6 +66,8 @@ const FIELDS: &[ListField] = &[
     ListField { suffix: "ownerReferences", merge_key: Some("uid"), strategic_merge: true, ssa: || map(&["uid"]) },
     ListField { suffix: "conditions", merge_key: Some("type"), strategic_merge: true, ssa: || map(&["type"]) },
     ListField { suffix: "finalizers", merge_key: None, strategic_merge: true, ssa: || ListType::Set },
+    // ValidatingAdmissionPolicy's; its other lists (validations, variables, rules) are atomic.
+    ListField { suffix: "matchConditions", merge_key: Some("name"), strategic_merge: true, ssa: || map(&["name"]) },
 ];
 
 fn find(path: &str) -> Option<&'static ListField> {
@@ -92,6 +94,7 @@ pub(crate) fn patch_strategy(path: &str) -> Option<Option<&'static str>> {
 /// struct tags, so the apiserver answers strategic merge patches on them with 415.
 const BUILTIN_GROUPS: &[&str] = &[
     "",
+    "admissionregistration.k8s.io",
     "apps",
     "batch",
     "coordination.k8s.io",

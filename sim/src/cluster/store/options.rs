@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Default)]
@@ -63,6 +64,9 @@ pub struct WriteOptions {
     /// Filled by the write with warnings for the client (the `Warning` response header),
     /// e.g. unknown fields dropped under `fieldValidation=Warn`.
     pub warnings: RefCell<Vec<String>>,
+    /// Filled by the write with annotations for the request's audit record, as admission
+    /// plugins annotate it (e.g. ValidatingAdmissionPolicy failures under `Audit`).
+    pub audit_annotations: RefCell<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,4 +99,8 @@ pub struct DeleteOptions {
     /// `terminationGracePeriodSeconds`; 0 removes the pod at once (the kubelet's final delete,
     /// `kubectl delete --force`).
     pub grace_period_seconds: Option<i64>,
+    /// Filled by the delete, as `WriteOptions::warnings`.
+    pub warnings: RefCell<Vec<String>>,
+    /// Filled by the delete, as `WriteOptions::audit_annotations`.
+    pub audit_annotations: RefCell<BTreeMap<String, String>>,
 }

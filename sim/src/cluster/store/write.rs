@@ -2,8 +2,9 @@
 //! optimistic concurrency, status/spec separation, generation, finalizers) ending in one
 //! `commit` per change.
 
-use super::{ChangeKind, Inner, Store, present};
+use super::{ChangeKind, Inner, Store, present, presented};
 use crate::cluster::admission;
+use crate::cluster::admission_policy::{self, Operation};
 use crate::cluster::crd;
 use crate::cluster::error::{Error, Result};
 use crate::cluster::meta;
@@ -165,6 +166,17 @@ impl Store {
         if !applied {
             crate::cluster::fields::record(info, None, &mut obj, opts, gvr, &format_time(self.now()));
         }
+        let request = admission_policy::Request {
+            operation: Operation::Create,
+            info,
+            gvr,
+            subresource: Subresource::Main,
+            object: Some(&obj),
+            old_object: None,
+            dry_run: opts.dry_run,
+            field_manager: opts.field_manager.as_deref(),
+        };
+        admission_policy::admit(inner, &request)?.report(&opts.warnings, &opts.audit_annotations);
         if opts.dry_run {
             return Ok(present(&obj, gvr));
         }
@@ -198,6 +210,9 @@ impl Store {
         }
         if info.group == "apiextensions.k8s.io" && info.resource == "customresourcedefinitions" {
             crd::admit_definition(info, obj, &format_time(self.now()))?;
+        }
+        if info.group == admission_policy::GROUP {
+            admission_policy::admit_definition(info, obj)?;
         }
         if info.crd.is_some() {
             let old_view = old.map(|o| present(o, gvr));
@@ -320,6 +335,17 @@ impl Store {
         if !applied {
             crate::cluster::fields::record(info, Some(&old), &mut new, opts, gvr, &format_time(self.now()));
         }
+        let request = admission_policy::Request {
+            operation: Operation::Update,
+            info,
+            gvr,
+            subresource: opts.subresource,
+            object: Some(&new),
+            old_object: Some(&old),
+            dry_run: opts.dry_run,
+            field_manager: opts.field_manager.as_deref(),
+        };
+        admission_policy::admit(inner, &request)?.report(&opts.warnings, &opts.audit_annotations);
         let mut unchanged = new.clone();
         unchanged["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
         if crate::cluster::fields::same_ignoring_timestamps(&unchanged, &old) {
@@ -446,7 +472,22 @@ impl Store {
             )));
         }
         let mut obj = (*existing).clone();
-        match graceful(info, &obj, opts) {
+        let grace = graceful(info, &obj, opts);
+        // A deletion already pending is not admitted again, as in kube-apiserver.
+        if !matches!(grace, Grace::Pending) {
+            let request = admission_policy::Request {
+                operation: Operation::Delete,
+                info,
+                gvr,
+                subresource: Subresource::Main,
+                object: None,
+                old_object: Some(&presented(&obj, gvr)),
+                dry_run: opts.dry_run,
+                field_manager: None,
+            };
+            admission_policy::admit(inner, &request)?.report(&opts.warnings, &opts.audit_annotations);
+        }
+        match grace {
             Grace::Pending => return Ok(present(&obj, gvr)),
             Grace::Period(seconds) if seconds > 0 || !meta::finalizers(&obj).is_empty() => {
                 return self.delete_gracefully(inner, info, gvr, obj, seconds, opts);

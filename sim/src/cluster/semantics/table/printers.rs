@@ -143,6 +143,17 @@ pub(super) fn printer(kind: &str) -> (&'static [Column], Row) {
             ],
             event,
         ),
+        // Parameter resources are refused by this server: ParamKind and ParamRef are unset.
+        "ValidatingAdmissionPolicy" => {
+            (&[NAME, ("Validations", "integer", "", 0), ("ParamKind", "string", "", 0), AGE], |o, now| {
+                vec![name(o), json!(items(o, "/spec/validations").len()), json!("<unset>"), json!(age(o, now))]
+            })
+        }
+        "ValidatingAdmissionPolicyBinding" => {
+            (&[NAME, ("PolicyName", "string", "", 0), ("ParamRef", "string", "", 0), AGE], |o, now| {
+                vec![name(o), json!(s(o, "/spec/policyName")), json!("<unset>"), json!(age(o, now))]
+            })
+        }
         _ => (&[NAME, ("Created At", "date", "", 0)], |o, _| vec![name(o), json!(s(o, "/metadata/creationTimestamp"))]),
     }
 }
