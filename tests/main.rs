@@ -11,6 +11,7 @@ mod analysis_template;
 mod cli_render_validate;
 mod cli_stats_plan;
 mod cli_traffic;
+mod cluster_admission_policy;
 mod cluster_api;
 mod cluster_audit;
 mod cluster_bad_input;
