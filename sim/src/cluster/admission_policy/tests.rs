@@ -2,6 +2,7 @@ use super::expressions::{self, Activation, Variable};
 use super::*;
 use crate::cluster::store::{DeleteOptions, Patch, Store, WriteOptions};
 use forklane_core::clock::Clock;
+use serde_json::json;
 
 fn eval(object: Value, source: &str) -> std::result::Result<cel::Value, String> {
     let expression = expressions::compile(source, &[]).map_err(|e| e.to_string())?;
