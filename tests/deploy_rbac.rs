@@ -65,6 +65,10 @@ async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
     env.start_traffic(1500.0, 300);
     env.start_controller_with(controller_client);
     let long = Duration::from_secs(90);
+    // A policy (selecting no namespace of the test): compiled into admission objects, its
+    // condition written.
+    env.apply(POLICY).await;
+    admitted(&env, "rbac-test", long).await;
     // Istio routing with an analysis, then deletion (the finalizer restores routing).
     let mesh = ExperimentBuilder::ab_test("mesh").mesh(MeshMode::Istio).split([("v1", 50), ("v2", 50)]);
     env.apply_experiment(mesh.analysis(analysis([conversion()]).min_samples_per_arm(300))).await;
@@ -112,6 +116,30 @@ async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
     let unused: Vec<&Permission> = granted.difference(&used).filter(|p| !optional.contains(*p)).collect();
     assert!(unused.is_empty(), "deploy/rbac.yaml grants permissions the controller never used: {unused:?}");
     env.shutdown().await;
+}
+
+const POLICY: &str = r#"
+apiVersion: forklane.io/v1alpha1
+kind: RolloutPolicy
+metadata: {name: rbac-test}
+spec:
+  namespaceSelector: {matchLabels: {forklane.io/test: none}}
+  rules: [{name: anything, expression: "true"}]
+"#;
+
+/// Waits until the policy's admission objects are in place (its `Admission` condition True).
+async fn admitted(env: &Env, name: &str, timeout: Duration) {
+    let policies: kube::Api<forklane_core::api::RolloutPolicy> = kube::Api::all(env.client.clone());
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let policy = policies.get(name).await.unwrap();
+        let conditions = policy.status.map(|s| s.conditions).unwrap_or_default();
+        if conditions.iter().any(|c| c.type_ == "Admission" && c.status == "True") {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "policy {name} not admitted: {conditions:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The leader-election Role: two replicas split two shards (`--shards 2`: a Lease per shard and

@@ -45,6 +45,7 @@ mod experiment_identity_kubectl;
 mod istio_schema_selfcheck;
 mod kubectl_create;
 mod plan_properties;
+mod policy_admission;
 mod policy_eval;
 mod render_golden;
 mod render_kubectl;
