@@ -68,7 +68,7 @@ async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
     // A policy (selecting no namespace of the test): compiled into admission objects, its
     // condition written.
     env.apply(POLICY).await;
-    admitted(&env, "rbac-test", long).await;
+    env.wait_policy_admitted("rbac-test", long).await;
     // Istio routing with an analysis, then deletion (the finalizer restores routing).
     let mesh = ExperimentBuilder::ab_test("mesh").mesh(MeshMode::Istio).split([("v1", 50), ("v2", 50)]);
     env.apply_experiment(mesh.analysis(analysis([conversion()]).min_samples_per_arm(300))).await;
@@ -126,21 +126,6 @@ spec:
   namespaceSelector: {matchLabels: {forklane.io/test: none}}
   rules: [{name: anything, expression: "true"}]
 "#;
-
-/// Waits until the policy's admission objects are in place (its `Admission` condition True).
-async fn admitted(env: &Env, name: &str, timeout: Duration) {
-    let policies: kube::Api<forklane_core::api::RolloutPolicy> = kube::Api::all(env.client.clone());
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let policy = policies.get(name).await.unwrap();
-        let conditions = policy.status.map(|s| s.conditions).unwrap_or_default();
-        if conditions.iter().any(|c| c.type_ == "Admission" && c.status == "True") {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "policy {name} not admitted: {conditions:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The leader-election Role: two replicas split two shards (`--shards 2`: a Lease per shard and
 /// a member Lease per replica), the first takes both, hands one over when the second joins, and

@@ -33,23 +33,6 @@ fn policy(path: &str) -> RolloutPolicy {
     docs.into_iter().find_map(|d| if let Document::RolloutPolicy(p) = d { Some(*p) } else { None }).unwrap()
 }
 
-/// Waits until the policy's admission objects are in place (its `Admission` condition True for
-/// its current generation).
-async fn admitted(env: &Env, name: &str) {
-    let policies: Api<RolloutPolicy> = Api::all(env.client.clone());
-    let deadline = tokio::time::Instant::now() + LONG;
-    loop {
-        let p = policies.get(name).await.unwrap();
-        let status = p.status.unwrap_or_default();
-        let current = status.observed_generation == p.metadata.generation;
-        if current && status.conditions.iter().any(|c| c.type_ == "Admission" && c.status == "True") {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "policy {name} not admitted: {:?}", status.conditions);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn violation_condition(exp: &Experiment) -> Option<String> {
     let conditions = exp.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     conditions.iter().find(|c| c.type_ == "PolicyViolation" && c.status == "True").map(|c| c.message.clone())
@@ -68,7 +51,7 @@ async fn kubectl_apply_of_a_violating_experiment_is_refused_then_warned_and_the_
         env.wait_for("early", LONG, |e| e.status.as_ref().is_some_and(|s| s.phase.is_some())).await;
 
         kubectl.ok(&["apply", "-f", "policies/team-ownership.yaml"]).await;
-        admitted(&env, "team-ownership").await;
+        env.wait_policy_admitted("team-ownership", LONG).await;
         let held = env.wait_for("early", LONG, |e| violation_condition(e).is_some()).await;
         let said = violation_condition(&held).unwrap();
         assert!(said.contains("(rule team-label): experiment early has no team label"), "{said}");
@@ -91,7 +74,7 @@ async fn kubectl_apply_of_a_violating_experiment_is_refused_then_warned_and_the_
         let text = std::fs::read_to_string(root().join("policies/team-ownership.yaml")).unwrap();
         let warn = kubectl.file("warn.yaml", &text.replace("enforcement: deny", "enforcement: warn"));
         kubectl.ok(&["apply", "-f", &warn]).await;
-        admitted(&env, "team-ownership").await;
+        env.wait_policy_admitted("team-ownership", LONG).await;
         let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(env.client.clone());
         let binding = bindings.get("team-ownership.rolloutpolicy.forklane.io").await.unwrap();
         assert_eq!(binding.spec.unwrap().validation_actions, Some(vec!["Warn".to_string()]));

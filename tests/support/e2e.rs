@@ -86,6 +86,23 @@ impl Env {
     }
 
     /// Waits until the experiment is gone (its finalizer done).
+    /// Waits until RolloutPolicy `name`'s admission objects are in place: its `Admission`
+    /// condition True for its current generation.
+    pub async fn wait_policy_admitted(&self, name: &str, timeout: Duration) {
+        let policies: Api<forklane_core::api::RolloutPolicy> = Api::all(self.client.clone());
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let p = policies.get(name).await.unwrap();
+            let status = p.status.unwrap_or_default();
+            let current = status.observed_generation == p.metadata.generation;
+            if current && status.conditions.iter().any(|c| c.type_ == "Admission" && c.status == "True") {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "policy {name} not admitted: {:?}", status.conditions);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn wait_gone(&self, name: &str, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         while self.experiments().get_opt(name).await.unwrap().is_some() {

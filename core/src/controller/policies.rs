@@ -111,14 +111,8 @@ async fn write_status(
     let before = policy.status.clone().unwrap_or_default();
     let mut status = RolloutPolicyStatus { observed_generation: policy.metadata.generation, ..before.clone() };
     conditions::set(&mut status.conditions, conditions::ADMISSION, ok, why, message, policy.metadata.generation, now);
-    let same = |a: &RolloutPolicyStatus, b: &RolloutPolicyStatus| {
-        a.observed_generation == b.observed_generation
-            && a.conditions
-                .iter()
-                .map(|c| (&c.type_, &c.status, &c.reason, &c.message))
-                .eq(b.conditions.iter().map(|c| (&c.type_, &c.status, &c.reason, &c.message)))
-    };
-    if same(&before, &status) {
+    // `set` keeps the transition time of an unchanged condition: equal means nothing to write.
+    if status == before {
         return Ok(());
     }
     let api: Api<RolloutPolicy> = Api::all(client.clone());
