@@ -12,6 +12,7 @@ pub mod clock;
 pub mod controller;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
+pub mod gateway;
 pub mod istio;
 pub mod plan;
 pub mod policy;
