@@ -113,12 +113,14 @@ fn validate_command_reports_policy_violations_by_name() {
     let args = ValidateArgs {
         file: root().join("examples/recreate.yaml"),
         policies: vec![root().join("policies/payments-strict.yaml")],
+        provider: None,
     };
     // The recreate example lives in `default`, which payments-strict does not select.
     assert_eq!(problems(&args, Some(THURSDAY)), Vec::<String>::new());
     let args = ValidateArgs {
         file: root().join("examples/abn-test.yaml"),
         policies: vec![root().join("policies/production.yaml"), root().join("policies/payments-strict.yaml")],
+        provider: None,
     };
     assert_eq!(
         problems(&args, Some(THURSDAY)),

@@ -23,7 +23,7 @@ fn render_all(path: &Path, mode: Routing) -> String {
     let targets =
         (0..states).map(|n| (Some(n), None)).chain(std::iter::once((None, Some(exp.spec.arms[1].name.clone()))));
     for (step, final_arm) in targets {
-        let args = RenderArgs { file: path.to_path_buf(), step, final_arm, mesh: Some(mode) };
+        let args = RenderArgs { file: path.to_path_buf(), step, final_arm, mesh: None, provider: Some(mode) };
         match render(&args) {
             Ok(yaml) => out.push_str(&yaml),
             Err(errors) => out.push_str(&format!("# error\n{}\n", errors.join("\n"))),

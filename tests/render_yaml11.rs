@@ -62,7 +62,13 @@ fn every_rendered_example_reads_back_identically_in_yaml_1_1_and_1_2() {
             let Ok(start) = plan(&exp, &Target::Step(0), mode, &Observed::default()) else { continue };
             let finals = exp.spec.arms.iter().map(|a| (None, Some(a.name.clone())));
             for (step, final_arm) in (0..start.states).map(|n| (Some(n), None)).chain(finals) {
-                let args = RenderArgs { file: path.clone(), step, final_arm: final_arm.clone(), mesh: Some(mode) };
+                let args = RenderArgs {
+                    file: path.clone(),
+                    step,
+                    final_arm: final_arm.clone(),
+                    mesh: None,
+                    provider: Some(mode),
+                };
                 let Ok(text) = render(&args) else { continue }; // errors: see render_golden
                 let target = final_arm.map_or(Target::Step(step.unwrap_or(0)), Target::Final);
                 objects.extend(

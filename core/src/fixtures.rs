@@ -106,6 +106,12 @@ impl ExperimentBuilder {
         self
     }
 
+    /// `spec.routing.provider`.
+    pub fn provider(mut self, provider: crate::api::Provider) -> Self {
+        self.routing.get_or_insert_with(Default::default).provider = Some(provider);
+        self
+    }
+
     /// The control arm, running the version of its name.
     pub fn control(self, name: &str) -> Self {
         self.control_on(name, name)
@@ -194,6 +200,18 @@ impl ExperimentBuilder {
         self
     }
 
+    /// An A/B rule sending requests with every header of `headers` (exact values) to `arm`.
+    pub fn rule_with_headers(mut self, name: &str, headers: &[(&str, &str)], arm: &str) -> Self {
+        let exact = |v: &str| StringMatch { exact: Some(v.into()), ..Default::default() };
+        let headers = headers.iter().map(|(h, v)| (h.to_string(), exact(v))).collect();
+        let matches = RuleMatch { headers, ..Default::default() };
+        match &mut self.strategy {
+            Strategy::AbTest(a) => a.rules.push(AbRule { name: name.into(), matches, arm: arm.into() }),
+            other => panic!("rules are for A/B tests, not {other:?}"),
+        }
+        self
+    }
+
     /// An A/B rule sending requests whose user agent matches `regex` to `arm`.
     pub fn user_agent_rule(mut self, name: &str, regex: &str, arm: &str) -> Self {
         let user_agent = Some(StringMatch { regex: Some(regex.into()), ..Default::default() });
@@ -248,6 +266,7 @@ impl ExperimentBuilder {
         self.routing = Some(RoutingOptions {
             propagation_delay: Some(duration(propagation)),
             scale_down_delay: Some(duration(scale_down)),
+            ..self.routing.unwrap_or_default()
         });
         self
     }

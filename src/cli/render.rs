@@ -1,4 +1,4 @@
-//! `forklane render -f FILE [--step N | --final ARM] [--mesh istio|none]`
+//! `forklane render -f FILE [--step N | --final ARM] [--provider istio|gateway-api|native]`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,9 +20,14 @@ pub struct RenderArgs {
     /// The final state with all traffic on ARM (promotion or rollback).
     #[arg(long = "final", value_name = "ARM")]
     pub final_arm: Option<String>,
-    /// Routing mode; default spec.mesh (`auto` renders the Istio objects offline).
-    #[arg(long, value_name = "istio|none")]
+    /// Routing mode; default spec.routing.provider, else spec.mesh (`auto` renders the Istio
+    /// objects offline). The older spelling of `--provider`.
+    #[arg(long, value_name = "istio|none", conflicts_with = "provider")]
     pub mesh: Option<Routing>,
+    /// Which API routes the traffic: Istio's VirtualService, the Gateway API's HTTPRoute, or
+    /// native Kubernetes objects; default spec.routing.provider, else spec.mesh.
+    #[arg(long, value_name = "istio|gateway-api|native")]
+    pub provider: Option<Routing>,
 }
 
 /// The rendered YAML of every Experiment in the file, or the errors.
@@ -35,7 +40,8 @@ pub fn render(args: &RenderArgs) -> Result<String, Vec<String>> {
     let mut out = String::new();
     let mut errors = Vec::new();
     for exp in documents.iter().filter_map(|d| if let Document::Experiment(e) = d { Some(e) } else { None }) {
-        let mode = args.mesh.or(exp.spec.mesh.resolve(None)).unwrap_or(defaults::OFFLINE_ROUTING);
+        let requested = args.provider.or(args.mesh);
+        let mode = requested.or(exp.spec.requested_routing().resolve(None)).unwrap_or(defaults::OFFLINE_ROUTING);
         match plan(exp, &target, mode, &Observed::default()) {
             Ok(p) => out.push_str(&to_yaml(exp, &target, &p)),
             Err(e) => errors.extend(e.to_string().lines().map(|l| format!("{}: {l}", display_name(&exp.metadata)))),

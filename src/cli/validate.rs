@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use forklane_core::api::load::Document;
 use forklane_core::api::validate::{validate, warnings};
-use forklane_core::api::{Experiment, RolloutPolicy, defaults};
+use forklane_core::api::{Experiment, RolloutPolicy, Routing, defaults};
 use forklane_core::policy;
 
 use super::{display_name, read_documents, stats_plan};
@@ -18,6 +18,10 @@ pub struct ValidateArgs {
     /// RolloutPolicy files whose constraints the experiments must meet.
     #[arg(long = "policy")]
     pub policies: Vec<PathBuf>,
+    /// Check for this routing provider instead of spec.routing.provider / spec.mesh (`auto`
+    /// checks for Istio offline).
+    #[arg(long, value_name = "istio|gateway-api|native")]
+    pub provider: Option<Routing>,
 }
 
 /// `forklane validate`: the checks, and with `--traffic` the likely time to decision.
@@ -80,7 +84,8 @@ fn report(args: &ValidateArgs, now: Option<i64>) -> (Vec<String>, Vec<String>) {
     for doc in &documents {
         match doc {
             Document::Experiment(exp) => {
-                let routing = exp.spec.mesh.resolve(None).unwrap_or(defaults::OFFLINE_ROUTING);
+                let requested = args.provider.or(exp.spec.requested_routing().resolve(None));
+                let routing = requested.unwrap_or(defaults::OFFLINE_ROUTING);
                 for p in validate(&exp.spec, routing) {
                     report("Experiment", &exp.metadata, p.to_string());
                 }

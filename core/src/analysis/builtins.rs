@@ -8,11 +8,15 @@
 //!   duration histogram: `_count − _bucket{le=B}`, B the smallest bucket bound ≥ the threshold.
 //!
 //! With Istio the destination-reported series are restricted to the analysed cohorts
-//! (`{{ cohort }}`, see `template::Cohorts`).
+//! (`{{ cohort }}`, see `template::Cohorts`); with the Gateway API they cannot be (the mesh's
+//! metrics carry no cohort label).
 //!
 //! With Istio an arm is picked by `destination_version` when its selector has a `version`
 //! label (Istio fills that label from the pod's `version` label), else by
-//! `destination_workload` = the arm's Deployment. Without a mesh, by `namespace` and `version`.
+//! `destination_workload` = the arm's Deployment. With the Gateway API, by the arm's own Service
+//! (`destination_service_name="<service>-<arm>"`), from the series the ambient mesh's waypoint
+//! reports (`reporter="waypoint"`) or a sidecar (`reporter="destination"`; a request is reported by
+//! one or the other). Without a mesh, by `namespace` and `version`.
 
 use crate::api::Routing;
 use crate::api::{Arm, Builtin, Metric};
@@ -64,7 +68,7 @@ fn builtin_name(b: Builtin) -> &'static str {
 /// The smallest bucket bound ≥ `threshold_ms`: a threshold between two bounds is rounded up.
 pub(crate) fn bucket_bound(metric: &Metric, threshold_ms: f64, mode: Routing) -> Result<f64, BuiltinError> {
     let bounds: &[f64] = match mode {
-        Routing::Istio => &ISTIO_BUCKETS_MS,
+        Routing::Istio | Routing::GatewayApi => &ISTIO_BUCKETS_MS,
         Routing::Native => &NATIVE_BUCKETS_MS,
     };
     let max = bounds[bounds.len() - 1];
@@ -94,6 +98,10 @@ fn le_matcher(bound: f64) -> String {
 /// The experiment's Service, as Istio labels the destination.
 const ISTIO_SERVICE: &str =
     r#"destination_service_namespace="{{ namespace }}",destination_service_name="{{ service.name }}""#;
+
+/// The arm's own Service (Gateway API), as Istio labels the destination.
+const ARM_SERVICE: &str =
+    r#"destination_service_namespace="{{ namespace }}",destination_service_name="{{ service.name }}-{{ arm.name }}""#;
 
 /// The arm, as Istio labels the destination: its `version` label, else its Deployment.
 fn istio_arm(arm: &Arm) -> &'static str {
@@ -136,6 +144,14 @@ pub(crate) fn templates(
             let selector = format!(r#"reporter="destination",{ISTIO_SERVICE},{},{{{{ cohort }}}}"#, istio_arm(arm));
             (selector, "istio_request_duration_milliseconds", 1.0)
         }
+        Routing::GatewayApi => {
+            // The client side fails requests for the arm's Service as it does for a subset.
+            source_only = Some(format!(r#"reporter="source",{ARM_SERVICE},response_flags=~"{SOURCE_ONLY_FLAGS}""#));
+            // No Gateway API implementation labels its metrics with the cohort: every request to
+            // the arm's Service counts (validation refuses them where users are the unit).
+            let selector = format!(r#"reporter=~"destination|waypoint",{ARM_SERVICE}"#);
+            (selector, "istio_request_duration_milliseconds", 1.0)
+        }
         Routing::Native => {
             if !arm.selector.contains_key("version") {
                 return Err(BuiltinError::NoVersion {
@@ -157,7 +173,7 @@ pub(crate) fn templates(
     Ok(match builtin {
         Builtin::IstioErrorRate => {
             let (requests, code) = match mode {
-                Routing::Istio => ("istio_requests_total", "response_code"),
+                Routing::Istio | Routing::GatewayApi => ("istio_requests_total", "response_code"),
                 Routing::Native => ("http_requests_total", "code"),
             };
             // One `sum` over the union, so that each half may be empty (no failures yet) and the

@@ -31,8 +31,10 @@ impl Cohorts {
     pub fn analysed(mode: Routing, unit: Unit) -> Self {
         match (mode, unit) {
             (Routing::Native, _) => Cohorts::Unlabelled,
-            (Routing::Istio, Unit::User) => Cohorts::FirstExposures,
-            (Routing::Istio, Unit::Request) => Cohorts::Randomised,
+            // With the Gateway API the routes set the cohort header too (an app that propagates
+            // it labels its metrics); the mesh's own metrics lack it (see `builtins`).
+            (Routing::Istio | Routing::GatewayApi, Unit::User) => Cohorts::FirstExposures,
+            (Routing::Istio | Routing::GatewayApi, Unit::Request) => Cohorts::Randomised,
         }
     }
 

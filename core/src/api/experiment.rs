@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::analysis::{Analysis, Promotion, Unit};
 use super::defaults;
 use super::duration::HumanDuration;
-use super::mesh::{MeshMode, Routing};
+use super::mesh::{MeshMode, Provider, Requested, Routing};
 use super::strategy::{Strategy, StrategyName};
 
 /// One release experiment on one Service.
@@ -103,6 +103,52 @@ pub struct RoutingOptions {
     /// Rollouts' `scaleDownDelaySeconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down_delay: Option<HumanDuration>,
+    /// Which API routes the traffic: `istio`, `gatewayAPI` or `native`; default from `spec.mesh`
+    /// (`auto`: the Gateway API where the Service already has an HTTPRoute or a waypoint, else
+    /// Istio where it is installed, else native).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Provider>,
+    /// Where the HTTPRoute attaches, with `provider: gatewayAPI`.
+    #[serde(default, rename = "gatewayAPI", skip_serializing_if = "Option::is_none")]
+    pub gateway_api: Option<GatewayApiOptions>,
+}
+
+/// `spec.routing.gatewayAPI`: the HTTPRoute's attachment. Without `parentRefs` it attaches to the
+/// experiment's Service (the mesh, GAMMA); with them, to those Gateways (north–south).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayApiOptions {
+    /// Gateways the route attaches to (kind Gateway of group gateway.networking.k8s.io unless set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub parent_refs: Vec<ParentRef>,
+    /// The route's hostnames, for Gateway attachment (the mesh matches the Service's own names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub hostnames: Vec<String>,
+}
+
+/// A Gateway API `parentRef`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentRef {
+    /// Default `gateway.networking.k8s.io`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Default `Gateway`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Default: the experiment's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// A listener of the Gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -124,6 +170,16 @@ impl ExperimentSpec {
     pub(crate) fn propagation_delay(&self) -> std::time::Duration {
         let set = self.routing.as_ref().and_then(|r| r.propagation_delay);
         set.map_or(defaults::PROPAGATION_DELAY, HumanDuration::get)
+    }
+
+    /// What the experiment asks of routing: `spec.routing.provider`, else `spec.mesh`.
+    pub fn requested_routing(&self) -> Requested {
+        Requested { provider: self.routing.as_ref().and_then(|r| r.provider), mesh: self.mesh }
+    }
+
+    /// `spec.routing.gatewayAPI`, or its default (attached to the Service).
+    pub(crate) fn gateway_api(&self) -> GatewayApiOptions {
+        self.routing.as_ref().and_then(|r| r.gateway_api.clone()).unwrap_or_default()
     }
 
     /// `spec.routing.scaleDownDelay`, or its default.

@@ -14,7 +14,7 @@ pub mod validate;
 pub use analysis::*;
 pub use duration::HumanDuration;
 pub use experiment::*;
-pub use mesh::{MeshMode, Routing};
+pub use mesh::{MeshMode, Provider, Requested, Routing};
 pub use policy::{Enforcement, FreezeWindow, PolicyRule, RolloutPolicy, RolloutPolicySpec, RolloutPolicyStatus};
 pub use strategy::{Strategy, StrategyName};
 

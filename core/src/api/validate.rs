@@ -43,8 +43,20 @@ pub fn validate(exp: &ExperimentSpec, routing: Routing) -> Vec<Problem> {
     if let Some(mirror) = &exp.mirror {
         check_mirror(mirror, exp, &arms, routing, &mut p);
     }
+    check_routing(exp, routing, &mut p);
     if let Some(analysis) = &exp.analysis {
         check_analysis(analysis, &mut p);
+        if routing == Routing::GatewayApi && exp.analysis_unit() == super::Unit::User {
+            for (i, m) in analysis.metrics.iter().enumerate().filter(|(_, m)| m.builtin.is_some()) {
+                p.add(
+                    format!("spec.analysis.metrics[{i}].builtin"),
+                    format!(
+                        "metric {:?}: with provider gatewayAPI the mesh's metrics carry no cohort, so a builtin cannot count users' first exposures (unit: user); write successQuery/trialQuery on your app's metrics with {{{{ cohort }}}}, set unit: request, or use provider istio",
+                        m.name
+                    ),
+                );
+            }
+        }
         if routing == Routing::Istio && !exp.arms.is_empty() && shared_labels(&exp.arms).is_empty() {
             p.add(
                 "spec.arms",
@@ -53,6 +65,58 @@ pub fn validate(exp: &ExperimentSpec, routing: Routing) -> Vec<Problem> {
         }
     }
     p.0
+}
+
+/// `spec.routing`: a provider that agrees with `spec.mesh`, and Gateway API attachment only where
+/// it is used.
+fn check_routing(exp: &ExperimentSpec, routing: Routing, p: &mut Problems) {
+    let Some(options) = &exp.routing else { return };
+    let disagree = matches!(
+        (options.provider, exp.mesh),
+        (Some(super::Provider::Istio), super::MeshMode::None)
+            | (Some(super::Provider::Native | super::Provider::GatewayApi), super::MeshMode::Istio)
+    );
+    if let (true, Some(provider)) = (disagree, options.provider) {
+        let mesh = serde_json::to_value(exp.mesh).unwrap_or_default();
+        let provider = serde_json::to_value(provider).unwrap_or_default();
+        p.add(
+            "spec.routing.provider",
+            format!("{provider} contradicts spec.mesh {mesh}: remove spec.mesh (the provider decides)"),
+        );
+    }
+    let Some(gateway) = &options.gateway_api else { return };
+    if routing != Routing::GatewayApi && options.provider.is_some() {
+        p.add("spec.routing.gatewayAPI", "is used only with provider: gatewayAPI");
+    }
+    if gateway.parent_refs.is_empty() && !gateway.hostnames.is_empty() {
+        p.add(
+            "spec.routing.gatewayAPI.hostnames",
+            "needs parentRefs (Gateways): a route attached to the Service (the mesh) matches the Service's own names",
+        );
+    }
+    for (i, parent) in gateway.parent_refs.iter().enumerate() {
+        if !is_dns1123_subdomain(&parent.name) {
+            p.add(
+                format!("spec.routing.gatewayAPI.parentRefs[{i}].name"),
+                format!("{:?} is not a valid object name", parent.name),
+            );
+        }
+        if parent.kind.as_deref() == Some("Service") && parent.name != exp.service.name {
+            p.add(
+                format!("spec.routing.gatewayAPI.parentRefs[{i}]"),
+                format!(
+                    "a Service parent must be the experiment's Service {:?}, not {:?}",
+                    exp.service.name, parent.name
+                ),
+            );
+        }
+    }
+    for (i, host) in gateway.hostnames.iter().enumerate() {
+        let name = host.strip_prefix("*.").unwrap_or(host);
+        if !is_dns1123_subdomain(name) {
+            p.add(format!("spec.routing.gatewayAPI.hostnames[{i}]"), format!("{host:?} is not a valid hostname"));
+        }
+    }
 }
 
 /// The label pairs every arm's selector has.
@@ -70,15 +134,34 @@ pub(crate) fn shared_labels(arms: &[Arm]) -> BTreeMap<String, String> {
 /// restrict themselves; a template does so with `{{ cohort }}` (docs/analysis.md).
 pub fn warnings(exp: &ExperimentSpec, routing: Routing) -> Vec<Problem> {
     let mut p = Problems::default();
+    let srm = exp.analysis.as_ref().and_then(|a| a.srm.as_ref()).is_some_and(|s| s.enabled);
+    if srm && routing == Routing::GatewayApi {
+        p.add(
+            "spec.analysis.srm",
+            "the sample-ratio check counts first exposures by Istio's cohort label, which the Gateway API's metrics lack: it is skipped with provider gatewayAPI",
+        );
+    }
     let rules = exp.strategy.ab_test().is_some_and(|ab| !ab.rules.is_empty());
     let preview = matches!(&exp.strategy, Strategy::BlueGreen(bg) if bg.preview_header.is_some());
     let unrandomised = match (rules || preview, exp.mirror.is_some()) {
         (true, true) => "targeted and mirrored",
         (true, false) => "targeted",
         (false, true) => "mirrored",
-        (false, false) => return Vec::new(),
+        (false, false) => return p.0,
     };
-    let Some(analysis) = exp.analysis.as_ref().filter(|_| routing == Routing::Istio) else { return Vec::new() };
+    let Some(analysis) = exp.analysis.as_ref().filter(|_| routing.routes()) else { return p.0 };
+    if routing == Routing::GatewayApi {
+        // No Gateway API implementation copies the cohort header into the mesh's metrics.
+        for (i, m) in analysis.metrics.iter().enumerate().filter(|(_, m)| m.builtin.is_some()) {
+            p.add(
+                format!("spec.analysis.metrics[{i}].builtin"),
+                format!(
+                    "metric {:?}: with provider gatewayAPI the mesh's metrics of an arm's Service count every request it gets, {unrandomised} requests too, which were not randomised; use your app's metrics with {{{{ cohort }}}}, or provider istio",
+                    m.name
+                ),
+            );
+        }
+    }
     let cohort = Regex::new(r"\{\{\s*cohort\s*\}\}").expect("a valid regex");
     for (i, m) in analysis.metrics.iter().enumerate() {
         for (field, query) in [("successQuery", &m.success_query), ("trialQuery", &m.trial_query)] {
@@ -191,7 +274,7 @@ fn check_strategy(exp: &ExperimentSpec, arms: &[String], routing: Routing, p: &m
             if let Some(h) = &bg.preview_header {
                 check_header_name(&h.name, "spec.strategy.blueGreen.previewHeader.name", p);
                 if routing == Routing::Native {
-                    p.add("spec.strategy.blueGreen.previewHeader", "header-based preview needs a mesh (mesh: istio); without one the Service selector switches all traffic at once");
+                    p.add("spec.strategy.blueGreen.previewHeader", "header-based preview needs a mesh (mesh: istio, or provider: gatewayAPI); without one the Service selector switches all traffic at once");
                 }
             }
         }
@@ -356,9 +439,14 @@ fn check_ab_test(ab: &AbTest, exp: &ExperimentSpec, arms: &[String], routing: Ro
             );
         }
     }
+    if routing == Routing::GatewayApi {
+        for inverted in crate::plan::precedence::inverted(ab) {
+            p.add(format!("{base}.rules[{}]", inverted.later), inverted.message);
+        }
+    }
     if routing == Routing::Native {
         if !ab.rules.is_empty() && !ab.allow_degraded {
-            p.add(format!("{base}.rules"), "header, cookie, user-agent and region rules need a mesh (mesh: istio); set allowDegraded: true to keep only the split");
+            p.add(format!("{base}.rules"), "header, cookie, user-agent and region rules need a mesh (mesh: istio, or provider: gatewayAPI); set allowDegraded: true to keep only the split");
         }
         if ab.total_replicas.is_none() {
             p.add(format!("{base}.totalReplicas"), "required without a mesh: the split becomes replica ratios");
@@ -468,7 +556,7 @@ fn check_mirror(mirror: &Mirror, exp: &ExperimentSpec, arms: &[String], routing:
         p.add("spec.mirror.percent", format!("{} is outside 0..100", mirror.percent));
     }
     if routing == Routing::Native {
-        p.add("spec.mirror", "mirroring needs a mesh (mesh: istio)");
+        p.add("spec.mirror", "mirroring needs a mesh (mesh: istio, or provider: gatewayAPI)");
     }
 }
 

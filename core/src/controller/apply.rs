@@ -14,7 +14,9 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use crate::api::Experiment;
+use crate::gateway::HttpRoute;
 use crate::istio::{DestinationRule, Telemetry, VirtualService};
+use crate::plan::gateway::{self, ARM_LABEL};
 use crate::plan::{Action, Plan};
 
 use super::error::{Error, Result};
@@ -68,6 +70,12 @@ fn in_place(action: &Action, obs: &Observation) -> bool {
         Action::Telemetry(_) => obs.live.telemetry.as_ref(),
         Action::VirtualService(_) => obs.live.virtual_service.as_ref(),
         Action::DestinationRule(_) => obs.live.destination_rule.as_ref(),
+        Action::HttpRoute(_) => obs.live.http_route.as_ref(),
+        Action::ArmService(s) => {
+            let arm = s.metadata.labels.as_ref().and_then(|l| l.get(ARM_LABEL));
+            arm.and_then(|arm| obs.live.arm_services.get(arm))
+        }
+        Action::RemoveArmServices(r) => return r.arms().all(|arm| !obs.live.arm_services.contains_key(arm)),
         Action::ServiceSelector(s) => {
             let selector = obs.live.service.as_ref().and_then(|svc| svc.pointer("/spec/selector"));
             if s.remove.iter().any(|k| selector.and_then(|sel| sel.get(k)).is_some()) {
@@ -87,13 +95,7 @@ pub(crate) fn gate(exp: &Experiment, plan: &Plan, obs: &Observation, detoured: b
     let ready = |arm: &str| obs.ready(arm);
     // The ready pods an arm needs before a step raises its weight: its Deployment's replicas.
     let required = |arm: &str| if detoured { 1 } else { obs.plan.replicas.get(arm).copied().unwrap_or(1).max(1) };
-    let live_weights = obs
-        .live
-        .virtual_service
-        .as_ref()
-        .and_then(|v| serde_json::from_value::<VirtualService>(v.clone()).ok())
-        .map(|vs| weights(&vs))
-        .unwrap_or_default();
+    let live_weights = live_weights(exp, obs);
     let arm_of_deployment =
         |name: &str| exp.spec.arms.iter().find(|a| a.deployment.as_deref() == Some(name)).map(|a| a.name.clone());
     // Replicas this plan sets per arm; arms it does not shrink must be serving before any shrink.
@@ -133,6 +135,20 @@ pub(crate) fn gate(exp: &Experiment, plan: &Plan, obs: &Observation, detoured: b
                     format!("waiting for {} ready pods of arm {arm} before routing more traffic to it", required(&arm))
                 })
             }
+            // The same for an arm's Service: it has ready endpoints before a backendRef gives
+            // it weight (its endpoints are the arm's ready pods).
+            Action::HttpRoute(route) => {
+                let new = gateway::referenced_arms(exp, route).into_iter().filter(|a| !obs.routed_subsets.contains(a));
+                let raised = gateway::weights(exp, route)
+                    .into_iter()
+                    .filter(|(arm, w)| *w > live_weights.get(arm).copied().unwrap_or(0))
+                    .map(|(arm, _)| arm);
+                let mut arms: Vec<String> = new.chain(raised).collect();
+                arms.dedup();
+                arms.into_iter().find(|arm| ready(arm) < required(arm)).map(|arm| {
+                    format!("waiting for {} ready pods of arm {arm} before routing more traffic to it", required(&arm))
+                })
+            }
             Action::ServiceSelector(s) => exp.spec.arms.iter().find(|a| a.selector == s.set).and_then(|arm| {
                 let wanted = obs.plan.replicas.get(&arm.name).copied().unwrap_or(1).max(1);
                 (ready(&arm.name) < wanted).then(|| {
@@ -143,7 +159,11 @@ pub(crate) fn gate(exp: &Experiment, plan: &Plan, obs: &Observation, detoured: b
                 .iter()
                 .find(|(arm, want)| ready(arm) < **want)
                 .map(|(arm, want)| format!("waiting for {want} ready pods of arm {arm} before scaling down")),
-            Action::Scale(_) | Action::DestinationRule(_) | Action::Telemetry(_) => None,
+            Action::Scale(_)
+            | Action::DestinationRule(_)
+            | Action::Telemetry(_)
+            | Action::ArmService(_)
+            | Action::RemoveArmServices(_) => None,
         };
         if let Some(why) = unsafe_step {
             return waiting(writes, why);
@@ -170,6 +190,17 @@ pub(crate) fn gate(exp: &Experiment, plan: &Plan, obs: &Observation, detoured: b
     Gated { writes, applied: Applied::Settled, retry_in: None }
 }
 
+/// The weights the live routes give each arm (VirtualService or HTTPRoute).
+fn live_weights(exp: &Experiment, obs: &Observation) -> BTreeMap<String, i32> {
+    let vs = obs.live.virtual_service.as_ref().and_then(|v| serde_json::from_value::<VirtualService>(v.clone()).ok());
+    let route = obs.live.http_route.as_ref().and_then(|r| serde_json::from_value::<HttpRoute>(r.clone()).ok());
+    match (vs, route) {
+        (Some(vs), _) => weights(&vs),
+        (None, Some(route)) => gateway::weights(exp, &route),
+        (None, None) => BTreeMap::new(),
+    }
+}
+
 fn params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
@@ -194,6 +225,24 @@ pub(crate) async fn write(client: &Client, namespace: &str, writes: &[Action]) -
                 let api: Api<VirtualService> = Api::namespaced(client.clone(), namespace);
                 api.patch(&vs.name_any(), &params(), &Patch::Apply(action.object())).await?;
             }
+            Action::ArmService(s) => {
+                let api: Api<Service> = Api::namespaced(client.clone(), namespace);
+                api.patch(&s.name_any(), &params(), &Patch::Apply(action.object())).await?;
+            }
+            Action::HttpRoute(r) => {
+                let api: Api<HttpRoute> = Api::namespaced(client.clone(), namespace);
+                match api.patch(&r.name_any(), &params(), &Patch::Apply(action.object())).await {
+                    // The resource itself is unknown: no Gateway API in this cluster.
+                    Err(kube::Error::Api(status)) if status.code == 404 => return Err(Error::NoGatewayApi),
+                    other => drop(other?),
+                }
+            }
+            Action::RemoveArmServices(r) => {
+                let api: Api<Service> = Api::namespaced(client.clone(), namespace);
+                for (_, name) in &r.services {
+                    gone(api.delete(name, &DeleteParams::default()).await.map(drop))?;
+                }
+            }
             Action::ServiceSelector(s) => {
                 let api: Api<Service> = Api::namespaced(client.clone(), namespace);
                 api.patch(&s.service, &params(), &Patch::Apply(s.object())).await?;
@@ -217,13 +266,18 @@ pub(crate) async fn write(client: &Client, namespace: &str, writes: &[Action]) -
 pub(crate) async fn remove_leftovers(client: &Client, namespace: &str, leftovers: &Leftovers) -> Result<u32> {
     let vss: Api<VirtualService> = Api::namespaced(client.clone(), namespace);
     let drs: Api<DestinationRule> = Api::namespaced(client.clone(), namespace);
+    let routes: Api<HttpRoute> = Api::namespaced(client.clone(), namespace);
     for name in &leftovers.virtual_services {
         gone(vss.delete(name, &DeleteParams::default()).await.map(drop))?;
     }
     for name in &leftovers.destination_rules {
         gone(drs.delete(name, &DeleteParams::default()).await.map(drop))?;
     }
-    Ok((leftovers.virtual_services.len() + leftovers.destination_rules.len()) as u32)
+    for name in &leftovers.http_routes {
+        gone(routes.delete(name, &DeleteParams::default()).await.map(drop))?;
+    }
+    let count = leftovers.virtual_services.len() + leftovers.destination_rules.len() + leftovers.http_routes.len();
+    Ok(count as u32)
 }
 
 /// A write's result, where "already gone" (404) is success.

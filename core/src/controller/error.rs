@@ -16,6 +16,10 @@ pub enum Error {
         "Istio's Telemetry API is not installed (CRD telemetries.telemetry.istio.io, Istio 1.22 or later): the analysis needs it to count only randomised requests; install it, or remove spec.analysis"
     )]
     NoTelemetryApi,
+    #[error(
+        "the Gateway API is not installed (CRD httproutes.gateway.networking.k8s.io): spec.routing.provider gatewayAPI needs it; install it, or choose another provider"
+    )]
+    NoGatewayApi,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -7,8 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::Experiment;
+use crate::gateway::HttpRoute;
 use crate::istio::{VirtualService, VirtualServiceHttpRoute};
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Plan, gateway};
 
 use super::observe::{Observation, referenced_subsets};
 
@@ -55,12 +56,13 @@ pub(crate) fn weights(vs: &VirtualService) -> BTreeMap<String, i32> {
     out
 }
 
-/// Rewrites `plan` (Istio) so that no arm the live routing already sends traffic to, and the plan
+/// Rewrites `plan` (Istio or the Gateway API) so that no arm the live routing already sends traffic to, and the plan
 /// still does, gets traffic while it has no ready pods (unless the plan scales it to zero). Arms the live routing does not use yet are
 /// the gate's business (it waits before routing to them).
 pub(crate) fn detour(exp: &Experiment, plan: &mut Plan, obs: &Observation) -> Option<Detour> {
-    let vs = plan.actions.iter().find_map(|a| match a {
-        Action::VirtualService(vs) => Some(vs.as_ref()),
+    let routed = plan.actions.iter().find_map(|a| match a {
+        Action::VirtualService(vs) => Some(referenced_subsets(vs)),
+        Action::HttpRoute(route) => Some(gateway::referenced_arms(exp, route)),
         _ => None,
     })?;
     // An arm the plan itself scales to zero (recreate's gap) has no pods by design.
@@ -75,7 +77,7 @@ pub(crate) fn detour(exp: &Experiment, plan: &mut Plan, obs: &Observation) -> Op
         })
         .map(|arm| arm.name.as_str())
         .collect();
-    let unready: BTreeSet<String> = referenced_subsets(vs)
+    let unready: BTreeSet<String> = routed
         .intersection(&obs.routed_subsets)
         .filter(|arm| obs.ready(arm) == 0 && !scaled_away.contains(arm.as_str()))
         .cloned()
@@ -87,13 +89,15 @@ pub(crate) fn detour(exp: &Experiment, plan: &mut Plan, obs: &Observation) -> Op
     match &fallback {
         Some(to) => {
             for action in &mut plan.actions {
-                if let Action::VirtualService(vs) = action {
-                    **vs = avoiding(vs, &unready, to);
+                match action {
+                    Action::VirtualService(vs) => **vs = avoiding(vs, &unready, to),
+                    Action::HttpRoute(route) => **route = avoiding_route(exp, route, &unready, to),
+                    _ => {}
                 }
             }
         }
         // Nothing can serve: write no routing at all rather than move traffic between dead arms.
-        None => plan.actions.retain(|a| !matches!(a, Action::VirtualService(_))),
+        None => plan.actions.retain(|a| !matches!(a, Action::VirtualService(_) | Action::HttpRoute(_))),
     }
     Some(Detour { unready, fallback })
 }
@@ -126,6 +130,43 @@ pub(crate) fn avoiding(vs: &VirtualService, avoid: &BTreeSet<String>, fallback: 
                 to.headers = None;
                 to.weight = Some(moved);
                 routes.push(to);
+            }
+        }
+    }
+    out
+}
+
+/// [`avoiding`] for an HTTPRoute: the avoided arms' backendRefs keep weight 0 and their weight
+/// goes to `fallback`'s Service; a mirror to them is dropped.
+pub(crate) fn avoiding_route(
+    exp: &Experiment,
+    route: &HttpRoute,
+    avoid: &BTreeSet<String>,
+    fallback: &str,
+) -> HttpRoute {
+    let mut out = route.clone();
+    let avoided = |name: &str| gateway::arm_of_service(exp, name).is_some_and(|arm| avoid.contains(arm));
+    let fallback_service = gateway::arm_service_name(&exp.spec.service.name, fallback);
+    for rule in out.spec.rules.iter_mut().flatten() {
+        if let Some(filters) = rule.filters.as_mut() {
+            filters.retain(|f| f.request_mirror.as_ref().is_none_or(|m| !avoided(&m.backend_ref.name)));
+        }
+        let Some(backends) = rule.backend_refs.as_mut() else { continue };
+        let Some(template) = backends.iter().find(|b| avoided(&b.name)).cloned() else { continue };
+        let mut moved = 0;
+        for backend in backends.iter_mut().filter(|b| avoided(&b.name)) {
+            moved += backend.weight.unwrap_or(1);
+            backend.weight = Some(0);
+        }
+        match backends.iter_mut().find(|b| b.name == fallback_service) {
+            Some(existing) => existing.weight = Some(existing.weight.unwrap_or(1) + moved),
+            None => {
+                let mut to = template;
+                to.name = fallback_service.clone();
+                // The avoided arm's own response headers (a sticky cookie naming it) must not follow.
+                to.filters = None;
+                to.weight = Some(moved);
+                backends.push(to);
             }
         }
     }

@@ -192,7 +192,8 @@ pub(crate) async fn run_shards(
     let (world, watches) = World::watch(&client, &scope);
     let controller = Controller::new(experiments, config);
     let store = controller.store();
-    let (s1, s2, s3, s4, s5, s6, s7, s8, s9) = (
+    let (s1, s2, s3, s4, s5, s6, s7, s8, s9, s10) = (
+        store.clone(),
         store.clone(),
         store.clone(),
         store.clone(),
@@ -235,6 +236,7 @@ pub(crate) async fn run_shards(
         .watches_stream(watches.virtual_services, move |v| triggers::virtual_service(&s4, &v))
         .watches_stream(watches.destination_rules, move |d| triggers::destination_rule(&s5, &d))
         .watches_stream(watches.telemetries, move |t| triggers::telemetry(&s9, &t))
+        .watches_stream(watches.http_routes, move |r| triggers::http_route(&s10, &r))
         .watches_stream(watches.namespaces, move |n| triggers::namespace(&s6, &n))
         .watches_stream(watches.policies, move |_| triggers::all(&s7))
         .watches_stream(watches.crds, move |_| triggers::all(&s8))

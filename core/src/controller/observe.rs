@@ -10,8 +10,10 @@ use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
 use crate::api::{Experiment, RolloutPolicy, Routing, defaults};
+use crate::gateway::HttpRoute;
 use crate::istio::VirtualService;
 use crate::plan::Observed;
+use crate::plan::gateway::{ARM_LABEL, arm_service_name, parent_refs, referenced_arms};
 use crate::plan::istio::{object_name, telemetry_name};
 
 use super::distribution::{self, Distribution};
@@ -34,6 +36,10 @@ pub(crate) struct Live {
     /// The Telemetry that labels the experiment's requests by cohort.
     pub telemetry: Option<Value>,
     pub service: Option<Value>,
+    /// Our HTTPRoute (Gateway API).
+    pub http_route: Option<Value>,
+    /// The arms' Services (Gateway API), by arm.
+    pub arm_services: BTreeMap<String, Value>,
     /// Deployments by name.
     pub deployments: BTreeMap<String, Value>,
 }
@@ -42,10 +48,12 @@ pub(crate) struct Live {
 pub(crate) struct Observation {
     pub mode: Routing,
     pub plan: Observed,
-    /// Subsets referenced by the live VirtualService.
+    /// Subsets referenced by the live VirtualService, or arms whose Services the live HTTPRoute
+    /// names.
     pub routed_subsets: BTreeSet<String>,
     pub pods: BTreeMap<String, ArmPods>,
-    /// Other VirtualServices that claim one of our hosts.
+    /// Other VirtualServices that claim one of our hosts, other HTTPRoutes on our parent that
+    /// route our Service, and Services of another owner with an arm Service's name.
     pub conflicts: Vec<String>,
     /// Routing objects a deleted experiment left in place for one of our hosts: removed once our
     /// own routing is in place (see `decide::live::leftovers_to_remove`).
@@ -73,11 +81,12 @@ pub(crate) struct Distributions {
 pub(crate) struct Leftovers {
     pub virtual_services: Vec<String>,
     pub destination_rules: Vec<String>,
+    pub http_routes: Vec<String>,
 }
 
 impl Leftovers {
     pub(crate) fn is_empty(&self) -> bool {
-        self.virtual_services.is_empty() && self.destination_rules.is_empty()
+        self.virtual_services.is_empty() && self.destination_rules.is_empty() && self.http_routes.is_empty()
     }
 }
 
@@ -87,21 +96,49 @@ impl Observation {
     }
 }
 
-/// The routing mode: `spec.mesh`, or for `auto` the mode recorded at start, or what is installed.
+/// The routing mode: `spec.routing.provider` or `spec.mesh`, or for `auto` the mode recorded at
+/// start, or what is installed and in use: the Gateway API where the Service already has an
+/// HTTPRoute or a waypoint, else Istio where it is installed, else native.
 pub(crate) fn mode(world: &World, exp: &Experiment) -> Routing {
     let recorded = exp.status.as_ref().and_then(|s| s.mesh);
-    match exp.spec.mesh.resolve(recorded) {
+    match exp.spec.requested_routing().resolve(recorded) {
         Some(routing) => routing,
+        None if gateway_api_in_use(world, exp) => Routing::GatewayApi,
         None if world.istio_installed() => Routing::Istio,
         None => Routing::Native,
     }
+}
+
+/// Istio ambient's label that sends a Service's (or a namespace's) traffic through a waypoint.
+const USE_WAYPOINT: &str = "istio.io/use-waypoint";
+
+/// Whether the experiment's Service is already routed by the Gateway API: an HTTPRoute attached to
+/// it (GAMMA) or a waypoint for it or its namespace.
+fn gateway_api_in_use(world: &World, exp: &Experiment) -> bool {
+    let Some(namespace) = exp.metadata.namespace.as_deref() else { return false };
+    let service = &exp.spec.service.name;
+    let attached =
+        world.gateway_api_installed() && world.http_routes(namespace).iter().any(|r| attached_to_service(r, service));
+    let labelled = |labels: Option<&BTreeMap<String, String>>| labels.is_some_and(|l| l.contains_key(USE_WAYPOINT));
+    let waypoint = world.service(namespace, service).is_some_and(|s| labelled(s.metadata.labels.as_ref()))
+        || labelled(Some(&world.namespace_labels(namespace)));
+    attached || (world.gateway_api_installed() && waypoint)
+}
+
+/// Whether `route` attaches to the Service `service` (GAMMA).
+fn attached_to_service(route: &HttpRoute, service: &str) -> bool {
+    route.spec.parent_refs.iter().flatten().any(|p| {
+        p.kind.as_deref() == Some("Service")
+            && p.group.as_deref().is_none_or(|g| g.is_empty() || g == "core")
+            && p.name == service
+    })
 }
 
 /// Whether the routing mode is still to be chosen from what is installed (`mesh: auto`, nothing
 /// recorded yet): the first status write records it for good, so it must not come from a cache
 /// that has not yet seen a CRD created just before the experiment.
 pub(crate) fn mode_unsettled(exp: &Experiment) -> bool {
-    exp.spec.mesh.resolve(exp.status.as_ref().and_then(|s| s.mesh)).is_none()
+    exp.spec.requested_routing().resolve(exp.status.as_ref().and_then(|s| s.mesh)).is_none()
 }
 
 fn json<T: serde::Serialize>(obj: &T) -> Option<Value> {
@@ -167,6 +204,17 @@ pub(crate) fn observe(world: &World, exp: &Experiment, namespace: &str) -> Obser
         leftovers.destination_rules = left.map(|dr| dr.name_any()).collect();
         conflicts.sort();
     }
+    if mode == Routing::GatewayApi {
+        let gateway = observe_gateway_api(world, exp, namespace);
+        plan.subsets = (!gateway.arm_services.is_empty()).then(|| gateway.arm_services.keys().cloned().collect());
+        plan.service_ports =
+            world.service(namespace, &exp.spec.service.name).and_then(|s| s.spec.clone()?.ports).unwrap_or_default();
+        routed_subsets = gateway.routed;
+        live.http_route = gateway.route;
+        live.arm_services = gateway.arm_services;
+        conflicts = gateway.conflicts;
+        leftovers.http_routes = gateway.leftovers;
+    }
     Observation {
         mode,
         plan,
@@ -180,6 +228,69 @@ pub(crate) fn observe(world: &World, exp: &Experiment, namespace: &str) -> Obser
         live,
         revisions,
     }
+}
+
+/// What the Gateway API holds for one experiment.
+struct GatewayApiObserved {
+    route: Option<Value>,
+    routed: BTreeSet<String>,
+    arm_services: BTreeMap<String, Value>,
+    conflicts: Vec<String>,
+    leftovers: Vec<String>,
+}
+
+fn observe_gateway_api(world: &World, exp: &Experiment, namespace: &str) -> GatewayApiObserved {
+    let ours = object_name(exp);
+    let service = &exp.spec.service.name;
+    let mut out = GatewayApiObserved {
+        route: None,
+        routed: BTreeSet::new(),
+        arm_services: BTreeMap::new(),
+        conflicts: Vec::new(),
+        leftovers: Vec::new(),
+    };
+    for arm in &exp.spec.arms {
+        let name = arm_service_name(service, &arm.name);
+        let Some(svc) = world.service(namespace, &name) else { continue };
+        let labels = svc.metadata.labels.as_ref();
+        let forklanes = labels.and_then(|l| l.get(ARM_LABEL)).is_some()
+            && labels
+                .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+                .is_some_and(|m| m == crate::plan::istio::MANAGED_BY);
+        if forklanes {
+            out.arm_services.extend(json(svc.as_ref()).map(|v| (arm.name.clone(), v)));
+        } else {
+            // Someone else's Service with an arm Service's name: never taken over.
+            out.conflicts.push(format!("Service {namespace}/{name}"));
+        }
+    }
+    let parents = parent_refs(exp);
+    let shares_parent = |r: &HttpRoute| {
+        r.spec.parent_refs.iter().flatten().any(|p| {
+            parents.iter().any(|ours| {
+                p.kind.as_deref().unwrap_or("Gateway") == ours.kind.as_deref().unwrap_or("Gateway")
+                    && p.namespace.as_deref().unwrap_or(namespace) == ours.namespace.as_deref().unwrap_or(namespace)
+                    && p.name == ours.name
+            })
+        })
+    };
+    let routes_service = |r: &HttpRoute| {
+        r.spec.rules.iter().flatten().flat_map(|rule| rule.backend_refs.iter().flatten()).any(|b| &b.name == service)
+    };
+    for route in world.http_routes(namespace) {
+        if route.name_any() == ours {
+            out.routed = referenced_arms(exp, &route);
+            out.route = json(route.as_ref());
+        } else if attached_to_service(&route, service) || (shares_parent(&route) && routes_service(&route)) {
+            if left_behind(route.meta()) {
+                out.leftovers.push(route.name_any());
+            } else {
+                out.conflicts.push(format!("HTTPRoute {namespace}/{}", route.name_any()));
+            }
+        }
+    }
+    out.conflicts.sort();
+    out
 }
 
 /// A short, stable name of a pod template: FNV-1a over its JSON (serde_json writes map keys in

@@ -48,7 +48,15 @@ pub(crate) struct Hold {
 
 /// Whether `action` is a routing write (what the delays count from).
 pub(crate) fn is_routing(action: &Action) -> bool {
-    matches!(action, Action::VirtualService(_) | Action::DestinationRule(_) | Action::ServiceSelector(_))
+    matches!(
+        action,
+        Action::VirtualService(_)
+            | Action::DestinationRule(_)
+            | Action::HttpRoute(_)
+            | Action::ArmService(_)
+            | Action::RemoveArmServices(_)
+            | Action::ServiceSelector(_)
+    )
 }
 
 /// What a write relies on: the delay it needs after the last routing write, what it waits to do,
@@ -77,6 +85,22 @@ fn relies_on<'o>(exp: &Experiment, action: &Action, obs: &'o Observation, shrink
             let what = format!("removing subset {}", removed.join(", "));
             let on = Some(("VirtualService", &obs.distribution.routes));
             (!removed.is_empty()).then_some(Reliance { delay, what, on })
+        }
+        // The Gateway API's arm Services play the subsets' part: a route names a new one only once
+        // it has reached every proxy, and one goes only once no proxy can still route to it.
+        Action::HttpRoute(route) => {
+            let arms = crate::plan::gateway::referenced_arms(exp, route);
+            let new: Vec<&String> = arms.difference(&obs.routed_subsets).collect();
+            let service = &exp.spec.service.name;
+            let names: Vec<String> =
+                new.iter().map(|arm| crate::plan::gateway::arm_service_name(service, arm)).collect();
+            let what = format!("routing to Service {}", names.join(", "));
+            (!new.is_empty()).then_some(Reliance { delay, what, on: None })
+        }
+        Action::RemoveArmServices(r) => {
+            let names: Vec<&str> = r.services.iter().map(|(_, name)| name.as_str()).collect();
+            let what = format!("removing Service {}", names.join(", "));
+            Some(Reliance { delay, what, on: None })
         }
         Action::Scale(s) if shrinks => {
             let what = format!("scaling down {}", s.deployment);

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
 use crate::api::{Experiment, RolloutPolicy};
+use crate::gateway::HttpRoute;
 use crate::istio::{DestinationRule, Telemetry, VirtualService};
 
 use super::Scope;
@@ -27,6 +28,9 @@ pub(crate) const ISTIO_VIRTUAL_SERVICE_CRD: &str = "virtualservices.networking.i
 
 /// The CRD of Istio's Telemetry API, which labels an analysed experiment's requests by cohort.
 pub(crate) const ISTIO_TELEMETRY_CRD: &str = "telemetries.telemetry.istio.io";
+
+/// The CRD whose presence means the Gateway API's HTTPRoute is installed.
+pub(crate) const HTTPROUTE_CRD: &str = "httproutes.gateway.networking.k8s.io";
 
 /// The caches, one per kind. Cloning is cheap (the stores are shared).
 #[derive(Clone)]
@@ -39,6 +43,7 @@ pub(crate) struct World {
     pub(crate) virtual_services: Store<VirtualService>,
     pub(crate) destination_rules: Store<DestinationRule>,
     pub(crate) telemetries: Store<Telemetry>,
+    pub(crate) http_routes: Store<HttpRoute>,
     pub(crate) crds: Store<PartialObjectMeta<CustomResourceDefinition>>,
     /// Set once every cache but the routing ones has seen its first complete list ([`World::ready`]).
     listed: Arc<OnceCell<()>>,
@@ -47,6 +52,8 @@ pub(crate) struct World {
     /// Set once the Telemetry cache has (waited for once its CRD is installed, which can be
     /// later than, or never with, the networking CRDs).
     telemetry_listed: Arc<OnceCell<()>>,
+    /// Set once the HTTPRoute cache has (waited for once the Gateway API is installed).
+    http_routes_listed: Arc<OnceCell<()>>,
 }
 
 /// A watch stream that fills one cache; its items are the objects that changed.
@@ -62,6 +69,7 @@ pub(crate) struct Watches {
     pub virtual_services: Changes<VirtualService>,
     pub destination_rules: Changes<DestinationRule>,
     pub telemetries: Changes<Telemetry>,
+    pub http_routes: Changes<HttpRoute>,
     pub crds: Changes<PartialObjectMeta<CustomResourceDefinition>>,
 }
 
@@ -165,6 +173,8 @@ impl World {
             });
         let (telemetries, telemetry_changes) =
             reflect(scoped(client, scope), config.clone(), |t: &mut Telemetry| slim_meta(&mut t.metadata));
+        let (http_routes, http_route_changes) =
+            reflect(scoped(client, scope), config.clone(), |r: &mut HttpRoute| slim_routing_meta(&mut r.metadata));
         let (crds, crd_writer) = reflector::store();
         let crd_changes = retried_alone(
             watcher(Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client.clone()), config)
@@ -181,10 +191,12 @@ impl World {
             virtual_services,
             destination_rules,
             telemetries,
+            http_routes,
             crds,
             listed: Default::default(),
             routing_listed: Default::default(),
             telemetry_listed: Default::default(),
+            http_routes_listed: Default::default(),
         };
         let watches = Watches {
             policies: policy_changes,
@@ -195,6 +207,7 @@ impl World {
             virtual_services: vs_changes,
             destination_rules: dr_changes,
             telemetries: telemetry_changes,
+            http_routes: http_route_changes,
             crds: crd_changes,
         };
         (world, watches)
@@ -213,6 +226,9 @@ impl World {
         }
         if self.telemetry_installed() {
             self.telemetry_listed.get_or_init(|| async { drop(self.telemetries.wait_until_ready().await) }).await;
+        }
+        if self.gateway_api_installed() {
+            self.http_routes_listed.get_or_init(|| async { drop(self.http_routes.wait_until_ready().await) }).await;
         }
     }
 
@@ -235,6 +251,15 @@ impl World {
     /// Whether Istio's networking API is installed (watched through the CRDs, not asked).
     pub(crate) fn istio_installed(&self) -> bool {
         self.crds.get(&ObjectRef::new(ISTIO_VIRTUAL_SERVICE_CRD)).is_some()
+    }
+
+    /// Whether the Gateway API's HTTPRoute is installed (watched through the CRDs, not asked).
+    pub(crate) fn gateway_api_installed(&self) -> bool {
+        self.crds.get(&ObjectRef::new(HTTPROUTE_CRD)).is_some()
+    }
+
+    pub(crate) fn http_routes(&self, namespace: &str) -> Vec<std::sync::Arc<HttpRoute>> {
+        self.http_routes.state_filter(|r| r.namespace().as_deref() == Some(namespace))
     }
 
     /// Whether Istio's Telemetry API is installed (watched through the CRDs, not asked).
@@ -358,9 +383,22 @@ pub(crate) mod triggers {
         refs(in_namespace(experiments, t.namespace()).filter(|e| owned_by(t.meta(), e)))
     }
 
+    /// An experiment's Service, or an arm's Service it owns.
     pub(crate) fn service(experiments: &Store<Experiment>, s: &Service) -> Vec<ObjectRef<Experiment>> {
         let name = s.name_any();
-        refs(in_namespace(experiments, s.namespace()).filter(|e| e.spec.service.name == name))
+        refs(in_namespace(experiments, s.namespace()).filter(|e| e.spec.service.name == name || owned_by(s.meta(), e)))
+    }
+
+    /// Our own HTTPRoute and any other attached to, or routing to, an experiment's Service.
+    pub(crate) fn http_route(experiments: &Store<Experiment>, r: &HttpRoute) -> Vec<ObjectRef<Experiment>> {
+        let parents = r.spec.parent_refs.iter().flatten().map(|p| &p.name);
+        let backends =
+            r.spec.rules.iter().flatten().flat_map(|rule| rule.backend_refs.iter().flatten().map(|b| &b.name));
+        let names: BTreeSet<&String> = parents.chain(backends).collect();
+        refs(
+            in_namespace(experiments, r.namespace())
+                .filter(|e| names.contains(&e.spec.service.name) || owned_by(r.meta(), e)),
+        )
     }
 
     pub(crate) fn namespace(experiments: &Store<Experiment>, ns: &Namespace) -> Vec<ObjectRef<Experiment>> {
@@ -372,7 +410,7 @@ pub(crate) mod triggers {
         refs(experiments.state().into_iter())
     }
 
-    fn owned_by(meta: &kube::api::ObjectMeta, exp: &Experiment) -> bool {
+    pub(crate) fn owned_by(meta: &kube::api::ObjectMeta, exp: &Experiment) -> bool {
         let uid = exp.metadata.uid.as_deref();
         meta.owner_references.iter().flatten().any(|o| Some(o.uid.as_str()) == uid)
     }
@@ -420,6 +458,7 @@ mod tests {
         let (virtual_services, virtual_services_w) = reflector::store();
         let (destination_rules, destination_rules_w) = reflector::store();
         let (telemetries, telemetries_w) = reflector::store();
+        let (http_routes, _) = reflector::store();
         let (crds, crds_w) = reflector::store();
         let world = World {
             policies,
@@ -430,10 +469,12 @@ mod tests {
             virtual_services,
             destination_rules,
             telemetries,
+            http_routes,
             crds,
             listed: Default::default(),
             routing_listed: Default::default(),
             telemetry_listed: Default::default(),
+            http_routes_listed: Default::default(),
         };
         Filled {
             world,

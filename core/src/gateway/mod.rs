@@ -2,6 +2,8 @@
 //! of `httproute.rs`) and the vendored CRDs (standard channel v1.6.1, and the experimental
 //! HTTPRoute), for clusters and tests that must serve or check them (see crds/SOURCE.md).
 
+// The field docs are the CRD's descriptions, copied as they are (tabs included).
+#[allow(clippy::tabs_in_doc_comments, clippy::doc_lazy_continuation)]
 pub(crate) mod httproute;
 
 pub use httproute::*;
@@ -16,4 +18,5 @@ pub const GRPCROUTE_CRD: &str = include_str!("crds/standard/grpcroutes.yaml");
 pub const EXPERIMENTAL_HTTPROUTE_CRD: &str = include_str!("crds/experimental/httproutes.yaml");
 
 /// The standard channel, as `kubectl apply -f standard-install.yaml` installs it.
-pub const STANDARD_CRDS: [&str; 5] = [GATEWAY_CLASS_CRD, GATEWAY_CRD, HTTPROUTE_CRD, REFERENCE_GRANT_CRD, GRPCROUTE_CRD];
+pub const STANDARD_CRDS: [&str; 5] =
+    [GATEWAY_CLASS_CRD, GATEWAY_CRD, HTTPROUTE_CRD, REFERENCE_GRANT_CRD, GRPCROUTE_CRD];

@@ -76,7 +76,7 @@ pub(crate) fn actions(exp: &Experiment, state: &State, observed: &Observed) -> V
 }
 
 /// Replica changes of the state (recreate, rolling update): growing arms, then shrinking ones.
-fn scales(exp: &Experiment, state: &State, observed: &Observed) -> (Vec<Action>, Vec<Action>) {
+pub(super) fn scales(exp: &Experiment, state: &State, observed: &Observed) -> (Vec<Action>, Vec<Action>) {
     let (mut grow, mut shrink) = (Vec::new(), Vec::new());
     for (arm, replicas) in state.replicas.iter().flatten() {
         let Some(deployment) = exp.spec.arms.iter().find(|a| &a.name == arm).and_then(|a| a.deployment.clone()) else {
@@ -92,7 +92,7 @@ fn scales(exp: &Experiment, state: &State, observed: &Observed) -> (Vec<Action>,
     (grow, shrink)
 }
 
-fn metadata(exp: &Experiment, object: String) -> ObjectMeta {
+pub(super) fn metadata(exp: &Experiment, object: String) -> ObjectMeta {
     let name = exp.metadata.name.clone().unwrap_or_default();
     ObjectMeta {
         name: Some(object),

@@ -1,8 +1,10 @@
 //! Pure translation: an Experiment, a target state and a routing mode become the ordered list of
 //! objects to apply. No I/O; the controller observes, calls [`plan`], and applies in order.
 
+pub(crate) mod gateway;
 pub(crate) mod istio;
 pub(crate) mod native;
+pub(crate) mod precedence;
 pub(crate) mod routing;
 pub mod steps;
 
@@ -12,8 +14,10 @@ use serde_json::Value;
 
 use crate::api::validate::validate;
 use crate::api::{Experiment, Routing, StrategyName};
+use crate::gateway::HttpRoute;
 use crate::istio::{DestinationRule, Telemetry, VirtualService};
 
+pub(crate) use gateway::RemoveServices;
 pub(crate) use native::{Scale, ServiceSelector};
 pub(crate) use steps::State;
 
@@ -31,8 +35,12 @@ pub enum Target {
 /// What the cluster holds now, as far as the plan depends on it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observed {
-    /// Subsets of the experiment's DestinationRule, if it exists.
+    /// The arms with a routing destination in place: the subsets of the experiment's
+    /// DestinationRule if it exists (Istio), or the arms whose Service exists (Gateway API).
     pub subsets: Option<BTreeSet<String>>,
+    /// The ports of the experiment's Service, which each arm's Service repeats (Gateway API);
+    /// empty when unknown (offline), where `spec.service.port` (or 80) stands in.
+    pub service_ports: Vec<k8s_openapi::api::core::v1::ServicePort>,
     /// Current replicas per arm.
     pub replicas: BTreeMap<String, i32>,
     /// Arms whose pods are all ready (at least one): their subsets can be defined ahead of the
@@ -47,6 +55,11 @@ pub enum Action {
     Telemetry(Box<Telemetry>),
     DestinationRule(Box<DestinationRule>),
     VirtualService(Box<VirtualService>),
+    /// The Service of one arm (Gateway API backends are Services, not subsets).
+    ArmService(Box<k8s_openapi::api::core::v1::Service>),
+    HttpRoute(Box<HttpRoute>),
+    /// Arm Services no route names any more.
+    RemoveArmServices(RemoveServices),
     ServiceSelector(ServiceSelector),
     Scale(Scale),
 }
@@ -58,6 +71,9 @@ impl Action {
             Action::Telemetry(t) => serde_json::to_value(t).expect("typed objects serialise"),
             Action::DestinationRule(dr) => serde_json::to_value(dr).expect("typed objects serialise"),
             Action::VirtualService(vs) => serde_json::to_value(vs).expect("typed objects serialise"),
+            Action::ArmService(s) => gateway::service_object(s),
+            Action::HttpRoute(r) => serde_json::to_value(r).expect("typed objects serialise"),
+            Action::RemoveArmServices(r) => r.object(),
             Action::ServiceSelector(s) => s.object(),
             Action::Scale(s) => s.object(),
         }
@@ -68,6 +84,7 @@ impl Action {
         match self {
             Action::ServiceSelector(s) => Some(s.kubectl()),
             Action::Scale(s) => Some(s.kubectl()),
+            Action::RemoveArmServices(r) => Some(r.kubectl()),
             _ => None,
         }
     }
@@ -123,6 +140,7 @@ pub fn plan(exp: &Experiment, target: &Target, mode: Routing, observed: &Observe
     let actions = match mode {
         Routing::Native => native::actions(spec, &namespace, strategy, &state, observed)?,
         Routing::Istio => istio::actions(exp, &state, observed),
+        Routing::GatewayApi => gateway::actions(exp, &state, observed),
     };
     let replicas = match mode {
         Routing::Native if strategy != StrategyName::BlueGreen => Some(native::replicas(spec, &state)?),

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::api::{BlueGreen, ExperimentSpec, Sticky, Strategy, StringMatch, defaults};
+use crate::api::{BlueGreen, ExperimentSpec, RuleMatch, Sticky, Strategy, StringMatch, defaults};
 
 use super::steps::State;
 
@@ -115,28 +115,10 @@ pub(crate) fn route_table(spec: &ExperimentSpec, state: &State) -> RouteTable {
     let ab = spec.strategy.ab_test().filter(|_| state.experiment_routes);
     let (rules, region_header) = ab.map_or((&[][..], defaults::REGION_HEADER), |a| (&a.rules[..], a.region_header()));
     for rule in rules {
-        let mut headers = BTreeMap::new();
-        for (name, m) in &rule.matches.headers {
-            headers.extend(Matcher::from_string_match(m).map(|m| (name.clone(), m)));
-        }
-        for (name, m) in &rule.matches.cookies {
-            let pattern = match (&m.exact, &m.regex) {
-                (Some(exact), _) => regex::escape(exact),
-                (None, Some(re)) => re.clone(),
-                (None, None) => continue,
-            };
-            headers.insert("cookie".into(), Matcher::Regex(cookie_regex(name, &pattern)));
-        }
-        if let Some(m) = rule.matches.user_agent.as_ref().and_then(Matcher::from_string_match) {
-            headers.insert("user-agent".into(), m);
-        }
-        if let Some(m) = region_matcher(&rule.matches.regions) {
-            headers.insert(region_header.into(), m);
-        }
         routes.push(Route {
             name: rule.name.clone(),
             cohort: Cohort::Targeted,
-            headers,
+            headers: rule_headers(&rule.matches, region_header),
             destinations: to(&rule.arm),
             set_cookie: None,
         });
@@ -192,6 +174,30 @@ pub(crate) fn route_table(spec: &ExperimentSpec, state: &State) -> RouteTable {
     });
     let mirror = spec.mirror.as_ref().filter(|_| state.experiment_routes).map(|m| (m.arm.clone(), m.percent));
     RouteTable { routes, mirror }
+}
+
+/// A targeting rule's conditions as header matchers: its headers, its cookie (a regular expression
+/// on the `cookie` header), its user agent and its regions (the region header).
+pub(crate) fn rule_headers(matches: &RuleMatch, region_header: &str) -> BTreeMap<String, Matcher> {
+    let mut headers = BTreeMap::new();
+    for (name, m) in &matches.headers {
+        headers.extend(Matcher::from_string_match(m).map(|m| (name.clone(), m)));
+    }
+    for (name, m) in &matches.cookies {
+        let pattern = match (&m.exact, &m.regex) {
+            (Some(exact), _) => regex::escape(exact),
+            (None, Some(re)) => re.clone(),
+            (None, None) => continue,
+        };
+        headers.insert("cookie".into(), Matcher::Regex(cookie_regex(name, &pattern)));
+    }
+    if let Some(m) = matches.user_agent.as_ref().and_then(Matcher::from_string_match) {
+        headers.insert("user-agent".into(), m);
+    }
+    if let Some(m) = region_matcher(&matches.regions) {
+        headers.insert(region_header.into(), m);
+    }
+    headers
 }
 
 fn region_matcher(regions: &[String]) -> Option<Matcher> {

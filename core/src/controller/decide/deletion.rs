@@ -13,6 +13,7 @@ use crate::plan::{Action, Plan, Target};
 use kube::api::ObjectMeta;
 
 use crate::istio::DestinationRule;
+use k8s_openapi::api::core::v1::Service;
 
 use super::super::apply::{Applied, gate, holds};
 use super::super::conditions::{self, event, reason, set};
@@ -75,8 +76,13 @@ pub(super) fn decide(input: &Input) -> Reconciled {
             gated.writes
         }
         // A spec that cannot be planned any more: the live routing itself goes to the arm, and
-        // the live DestinationRule that holds its subsets is released with it.
-        Err(_) => released_rule(obs).into_iter().chain(restore_to(exp, obs, &arm, false).unwrap_or_default()).collect(),
+        // the live DestinationRule that holds its subsets (or the arms' Services) is released
+        // with it.
+        Err(_) => released_rule(obs)
+            .into_iter()
+            .chain(released_services(obs))
+            .chain(restore_to(exp, obs, &arm, false).unwrap_or_default())
+            .collect(),
     };
     if !writes.is_empty() {
         out.writes = writes;
@@ -104,6 +110,17 @@ fn wrote_routing(input: &Input, status: &ExperimentStatus) -> bool {
             let exists = input.obs.live.virtual_service.is_some() || input.obs.live.destination_rule.is_some();
             ours(&input.obs.live.virtual_service) || ours(&input.obs.live.destination_rule) || (started && exists)
         }
+        Routing::GatewayApi => {
+            let uid = input.exp.metadata.uid.as_deref();
+            let owned = |object: &serde_json::Value| {
+                let owners = object.pointer("/metadata/ownerReferences").and_then(|o| o.as_array().cloned());
+                owners.unwrap_or_default().iter().any(|o| o["uid"].as_str() == uid)
+            };
+            let live = &input.obs.live;
+            let started = !matches!(status.phase, None | Some(Phase::Pending));
+            let exists = live.http_route.is_some() || !live.arm_services.is_empty();
+            live.http_route.iter().chain(live.arm_services.values()).any(owned) || (started && exists)
+        }
         Routing::Native => !status.weights.is_empty(),
     }
 }
@@ -129,6 +146,32 @@ fn released_rule(obs: &Observation) -> Option<Action> {
     (!holds(live, &action.object())).then_some(action)
 }
 
+/// The live arm Services, without the Experiment as owner, that still have it (Gateway API):
+/// garbage collection would otherwise take the backends of the live route.
+fn released_services(obs: &Observation) -> Vec<Action> {
+    let release = |live: &serde_json::Value| {
+        let service: Service = serde_json::from_value(live.clone()).ok()?;
+        let released = Service {
+            metadata: ObjectMeta {
+                name: service.metadata.name,
+                namespace: service.metadata.namespace,
+                labels: service.metadata.labels,
+                owner_references: Some(vec![]),
+                ..Default::default()
+            },
+            spec: service.spec.map(|spec| k8s_openapi::api::core::v1::ServiceSpec {
+                selector: spec.selector,
+                ports: spec.ports,
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let action = Action::ArmService(Box::new(released));
+        (!holds(live, &action.object())).then_some(action)
+    };
+    obs.live.arm_services.values().filter_map(release).collect()
+}
+
 /// Drops the Experiment as owner of the routing objects (an explicit empty list, so that
 /// server-side apply removes the reference Forklane set). The Telemetry is not written: it stays
 /// owned, and garbage collection removes it with the Experiment (nothing is analysed any more).
@@ -146,7 +189,14 @@ fn release(planned: &mut Plan, exp: &Experiment) {
                 vs.metadata.owner_references = Some(vec![]);
             }
             Action::DestinationRule(dr) => dr.metadata.owner_references = Some(vec![]),
-            Action::Telemetry(_) | Action::ServiceSelector(_) | Action::Scale(_) => {}
+            Action::HttpRoute(route) => {
+                if let Some(plain) = cookie.and_then(|name| crate::plan::gateway::without_cookie_expiry(route, name)) {
+                    **route = plain;
+                }
+                route.metadata.owner_references = Some(vec![]);
+            }
+            Action::ArmService(service) => service.metadata.owner_references = Some(vec![]),
+            Action::Telemetry(_) | Action::ServiceSelector(_) | Action::Scale(_) | Action::RemoveArmServices(_) => {}
         }
     }
 }

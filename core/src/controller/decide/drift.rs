@@ -32,7 +32,15 @@ pub(super) fn corrected(input: &Input, writes: &[Action]) -> Vec<String> {
                 Action::VirtualService(_) => ("VirtualService", live.virtual_service.as_ref(), false),
                 Action::DestinationRule(_) => ("DestinationRule", live.destination_rule.as_ref(), rule_deleted),
                 Action::ServiceSelector(_) => ("Service", live.service.as_ref(), false),
-                Action::Telemetry(_) | Action::Scale(_) => return None,
+                Action::HttpRoute(_) => ("HTTPRoute", live.http_route.as_ref(), false),
+                // An arm's Service is written before any route names it: gone while the live
+                // route names its arm, someone deleted it.
+                Action::ArmService(s) => {
+                    let arm = s.metadata.labels.as_ref().and_then(|l| l.get(crate::plan::gateway::ARM_LABEL));
+                    let routed = arm.is_some_and(|a| input.obs.routed_subsets.contains(a)) && settled_in_cache;
+                    ("Service", arm.and_then(|a| live.arm_services.get(a)), routed)
+                }
+                Action::Telemetry(_) | Action::Scale(_) | Action::RemoveArmServices(_) => return None,
             };
             let name = write.object()["metadata"]["name"].as_str().unwrap_or_default().to_string();
             match object {

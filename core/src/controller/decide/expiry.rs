@@ -40,7 +40,7 @@ pub(super) fn expiry(exp: &Experiment, now: Timestamp) -> Expiry {
     let Some(sticky) = exp.spec.strategy.ab_test().and_then(|ab| ab.sticky.as_ref()) else { return Expiry::None };
     let status = exp.status.as_ref();
     let ended = status.is_some_and(|s| {
-        matches!(s.phase, Some(Phase::Succeeded | Phase::RolledBack)) && s.mesh == Some(Routing::Istio)
+        matches!(s.phase, Some(Phase::Succeeded | Phase::RolledBack)) && s.mesh.is_some_and(Routing::routes)
     });
     if !ended {
         return Expiry::None;
@@ -55,16 +55,44 @@ pub(super) fn expiry(exp: &Experiment, now: Timestamp) -> Expiry {
     }
 }
 
-/// The writes that end the expiry: the live VirtualService without it (only that header goes;
-/// what people changed since the end stays). Empty when it has none (any more).
+/// The writes that end the expiry: the live VirtualService or HTTPRoute without it (only that
+/// header goes; what people changed since the end stays). Empty when it has none (any more).
 pub(super) fn end(exp: &Experiment, obs: &Observation) -> Vec<Action> {
     let Some(sticky) = exp.spec.strategy.ab_test().and_then(|ab| ab.sticky.as_ref()) else { return vec![] };
+    if let Some(live_json) = obs.live.http_route.as_ref() {
+        let Ok(live) = serde_json::from_value::<crate::gateway::HttpRoute>(live_json.clone()) else { return vec![] };
+        return match crate::plan::gateway::without_cookie_expiry(&live, &sticky.cookie_name) {
+            Some(route) => rewritten_route(exp, live_json, &live, route),
+            None => vec![],
+        };
+    }
     let Some(live_json) = obs.live.virtual_service.as_ref() else { return vec![] };
     let Ok(live) = serde_json::from_value::<crate::istio::VirtualService>(live_json.clone()) else { return vec![] };
     match without_cookie_expiry(&live, &sticky.cookie_name) {
         Some(vs) => rewritten(exp, live_json, &live, vs, true),
         None => vec![],
     }
+}
+
+/// `route`, a rewrite of the `live` HTTPRoute, as the write still needed, with the live object's
+/// identity and the Experiment as owner.
+fn rewritten_route(
+    exp: &Experiment,
+    live_json: &serde_json::Value,
+    live: &crate::gateway::HttpRoute,
+    mut route: crate::gateway::HttpRoute,
+) -> Vec<Action> {
+    use kube::Resource;
+    route.metadata = kube::api::ObjectMeta {
+        name: live.metadata.name.clone(),
+        namespace: live.metadata.namespace.clone(),
+        labels: live.metadata.labels.clone(),
+        owner_references: exp.controller_owner_ref(&()).map(|r| vec![r]),
+        ..Default::default()
+    };
+    route.status = None;
+    let action = Action::HttpRoute(Box::new(route));
+    if super::super::apply::holds(live_json, &action.object()) { vec![] } else { vec![action] }
 }
 
 #[cfg(test)]

@@ -471,14 +471,14 @@ fn invalid(input: &Input, mut out: Reconciled, error: &PlanError) -> Reconciled 
 }
 
 /// What a deleted experiment left for our hosts goes once our own routing is in place, make
-/// before break again: first its VirtualServices (a proxy then routes by ours, Istio using the
-/// oldest VirtualService of a host), then, once no proxy can still route by them (the propagation
+/// before break again: first its VirtualServices or HTTPRoutes (a proxy then routes by ours, Istio
+/// using the oldest VirtualService of a host, the Gateway API the oldest route on a tie), then, once no proxy can still route by them (the propagation
 /// delay after the last routing change), its DestinationRules, whose subsets those routes name.
 /// Also how long until the DestinationRules may go.
 fn leftovers_to_remove(input: &Input) -> (Leftovers, Option<Duration>) {
     let left = &input.obs.leftovers;
-    if !left.virtual_services.is_empty() {
-        let routes = Leftovers { virtual_services: left.virtual_services.clone(), destination_rules: Vec::new() };
+    if !left.virtual_services.is_empty() || !left.http_routes.is_empty() {
+        let routes = Leftovers { destination_rules: Vec::new(), ..left.clone() };
         return (routes, None);
     }
     if left.destination_rules.is_empty() {

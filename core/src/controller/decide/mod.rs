@@ -229,7 +229,7 @@ pub(crate) fn measured(answer: std::result::Result<(Decision, Vec<ArmSamples>), 
 pub(crate) fn look_weights(planned: &Plan, mode: Routing) -> Vec<(String, i32)> {
     let share = |w: &crate::plan::ArmWeight| match mode {
         Routing::Native => w.achieved.round() as i32,
-        Routing::Istio => w.desired,
+        Routing::Istio | Routing::GatewayApi => w.desired,
     };
     planned.weights.iter().map(|w| (w.arm.clone(), share(w))).collect()
 }
@@ -280,7 +280,7 @@ fn route(input: &Input, mut planned: Plan) -> Routed {
     let (exp, obs) = (input.exp, input.obs);
     // Without a mesh the endpoints carry only ready pods: no request reaches a dead arm, and a
     // missing arm shows as waiting on its pods (the progress deadline runs).
-    let detoured = if obs.mode == Routing::Istio { detour(exp, &mut planned, obs) } else { None };
+    let detoured = if obs.mode.routes() { detour(exp, &mut planned, obs) } else { None };
     let gated = gate(exp, &planned, obs, detoured.is_some(), input.routing_clock());
     Routed {
         planned,

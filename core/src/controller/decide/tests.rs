@@ -29,6 +29,10 @@ struct World {
     answer: Option<Measured>,
     /// Every VirtualService written, in order.
     routes: Vec<VirtualService>,
+    /// Every HTTPRoute written, in order.
+    http_routes: Vec<crate::gateway::HttpRoute>,
+    /// Every routing write, in order: `(kind, name or arms)`, to check make-before-break.
+    log: Vec<String>,
     events: Vec<Event>,
     /// When routing was last written, as the driver remembers it.
     routed_at: Option<Timestamp>,
@@ -40,8 +44,11 @@ fn start() -> Timestamp {
 
 impl World {
     fn new(builder: ExperimentBuilder, mode: Routing) -> Self {
-        let mesh = if mode == Routing::Istio { MeshMode::Istio } else { MeshMode::None };
-        let mut exp = builder.mesh(mesh).build();
+        let mut exp = match mode {
+            Routing::Istio => builder.mesh(MeshMode::Istio).build(),
+            Routing::GatewayApi => builder.provider(crate::api::Provider::GatewayApi).build(),
+            Routing::Native => builder.mesh(MeshMode::None).build(),
+        };
         exp.metadata.uid = Some("uid-1".into());
         exp.metadata.generation = Some(1);
         let arms: Vec<String> = exp.spec.arms.iter().map(|a| a.name.clone()).collect();
@@ -65,6 +72,8 @@ impl World {
             dead: BTreeSet::new(),
             answer: None,
             routes: vec![],
+            http_routes: vec![],
+            log: vec![],
             events: vec![],
             routed_at: None,
         };
@@ -162,6 +171,25 @@ impl World {
                 self.obs.plan.subsets = Some(dr.spec.subsets.iter().flatten().map(|s| s.name.clone()).collect());
                 self.obs.live.destination_rule = Some(object);
             }
+            Action::HttpRoute(route) => {
+                self.obs.routed_subsets = crate::plan::gateway::referenced_arms(&self.exp, route);
+                self.obs.live.http_route = Some(object);
+                self.http_routes.push(route.as_ref().clone());
+                self.log.push(format!("route {:?}", self.obs.routed_subsets));
+            }
+            Action::ArmService(service) => {
+                let arm = service.metadata.labels.as_ref().unwrap()[crate::plan::gateway::ARM_LABEL].clone();
+                self.log.push(format!("service {arm}"));
+                self.obs.plan.subsets.get_or_insert_with(BTreeSet::new).insert(arm.clone());
+                self.obs.live.arm_services.insert(arm, object);
+            }
+            Action::RemoveArmServices(r) => {
+                for arm in r.arms() {
+                    self.log.push(format!("remove {arm}"));
+                    self.obs.live.arm_services.remove(arm);
+                    self.obs.plan.subsets.get_or_insert_with(BTreeSet::new).remove(arm);
+                }
+            }
             Action::ServiceSelector(_) => self.obs.live.service = Some(object),
             Action::Scale(s) => {
                 let arm = self.exp.spec.arms.iter().find(|a| a.deployment.as_deref() == Some(&s.deployment)).unwrap();
@@ -186,7 +214,10 @@ impl World {
 
     /// The arms the last VirtualService written sends traffic to, with their weights.
     fn last_split(&self) -> BTreeMap<String, i32> {
-        let mut split = weights(self.routes.last().expect("a VirtualService was written"));
+        let mut split = match self.http_routes.last() {
+            Some(route) => crate::plan::gateway::weights(&self.exp, route),
+            None => weights(self.routes.last().expect("a VirtualService was written")),
+        };
         split.retain(|_, w| *w > 0);
         split
     }
@@ -541,7 +572,7 @@ fn a_reconcile_error_condition_is_cleared_by_the_next_success() {
 fn leftovers_of_a_deleted_experiment_go_once_our_routing_is_in_place_routes_before_subsets() {
     let mut world = World::new(ExperimentBuilder::canary("c").steps([set_weight(20), pause()]), Routing::Istio);
     let old = || vec!["old".to_string()];
-    world.obs.leftovers = Leftovers { virtual_services: old(), destination_rules: old() };
+    world.obs.leftovers = Leftovers { virtual_services: old(), destination_rules: old(), http_routes: vec![] };
     let first = world.tick();
     assert!(first.deletes.is_empty() || !first.writes.is_empty());
     for _ in 0..30 {
@@ -829,4 +860,103 @@ fn routing_someone_else_changed_is_put_back_in_one_reconcile_with_an_event() {
     world.now += Duration::from_secs(10);
     let out = world.tick();
     assert!(out.writes.is_empty() && out.events.is_empty(), "{:?} {:?}", out.writes, out.events);
+}
+
+/// The arms an action makes routable (arm Services) or routes to (HTTPRoute), or removes.
+fn gateway_arms(world: &World, action: &Action) -> BTreeSet<String> {
+    match action {
+        Action::ArmService(s) => {
+            BTreeSet::from([s.metadata.labels.as_ref().unwrap()[crate::plan::gateway::ARM_LABEL].clone()])
+        }
+        Action::HttpRoute(route) => crate::plan::gateway::referenced_arms(&world.exp, route),
+        Action::RemoveArmServices(r) => r.arms().map(String::from).collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+#[test]
+fn with_the_gateway_api_a_route_names_an_arm_service_only_once_it_has_propagated_and_it_goes_only_once_no_route_names_it()
+ {
+    let builder = ExperimentBuilder::canary("c").steps([set_weight(20), set_weight(60)]).routing_delays("7s", "30s");
+    let mut world = World::new(builder, Routing::GatewayApi);
+    let written = writes_until(&mut world, Phase::Succeeded);
+    assert!(written.iter().all(|(_, a)| !matches!(a, Action::VirtualService(_) | Action::DestinationRule(_))));
+    let delay = jiff::SignedDuration::from_secs(7);
+    let created: Vec<(Timestamp, String)> = written
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::ArmService(_)))
+        .flat_map(|(t, a)| gateway_arms(&world, a).into_iter().map(|arm| (*t, arm)))
+        .collect();
+    let routed: Vec<(Timestamp, BTreeSet<String>)> = written
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::HttpRoute(_)))
+        .map(|(t, a)| (*t, gateway_arms(&world, a)))
+        .collect();
+    for (at, arms) in &routed {
+        for arm in arms {
+            let since = created.iter().find(|(t, a)| t <= at && a == arm).map(|(t, _)| *t);
+            assert!(since.is_some_and(|t| t + delay <= *at), "Service of {arm} routed at {at} before it settled");
+        }
+    }
+    let removed: Vec<(Timestamp, String)> = written
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::RemoveArmServices(_)))
+        .flat_map(|(t, a)| gateway_arms(&world, a).into_iter().map(|arm| (*t, arm)))
+        .collect();
+    assert_eq!(removed.iter().map(|(_, a)| a.as_str()).collect::<Vec<_>>(), ["v1"], "the loser's Service goes");
+    for (at, arm) in &removed {
+        let left = routed.iter().filter(|(t, s)| t <= at && !s.contains(arm)).map(|(t, _)| *t).next();
+        assert!(left.is_some_and(|t| t + delay <= *at), "{arm}'s Service removed at {at} before routes left it");
+    }
+    let route = world.http_routes.last().unwrap();
+    assert_eq!(crate::plan::gateway::weights(&world.exp, route), BTreeMap::from([("v2".into(), 100)]));
+    assert_eq!(world.obs.live.arm_services.keys().collect::<Vec<_>>(), ["v2"]);
+    assert_eq!(world.status().mesh, Some(Routing::GatewayApi));
+}
+
+#[test]
+fn with_the_gateway_api_deletion_restores_the_control_releases_its_route_and_service_then_lets_go() {
+    let builder = ExperimentBuilder::canary("c").steps([set_weight(20), pause(), set_weight(50)]);
+    let mut world = World::new(builder, Routing::GatewayApi);
+    world.until(Phase::Paused);
+    world.exp.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(world.now));
+    let mut finalized = false;
+    for _ in 0..10 {
+        let out = world.tick();
+        if out.finalizer == Some(FinalizerChange::Remove) {
+            finalized = true;
+            break;
+        }
+        world.now += out.requeue.unwrap_or(Duration::from_secs(1));
+    }
+    assert!(finalized, "{:?}", world.status());
+    let route = world.http_routes.last().unwrap();
+    assert_eq!(crate::plan::gateway::weights(&world.exp, route), BTreeMap::from([("v1".into(), 100)]));
+    let released = |o: &serde_json::Value| o.pointer("/metadata/ownerReferences") == Some(&serde_json::json!([]));
+    assert!(released(world.obs.live.http_route.as_ref().unwrap()), "garbage collection leaves the route");
+    assert!(released(&world.obs.live.arm_services["v1"]), "and the Service it routes to");
+    assert!(!world.obs.live.arm_services.contains_key("v2"), "v2's Service went once no proxy could route to it");
+}
+
+#[test]
+fn with_the_gateway_api_a_routed_candidate_that_loses_its_pods_gets_no_traffic_until_it_recovers() {
+    let builder = ExperimentBuilder::canary("c").steps([set_weight(20), pause(), set_weight(50)]);
+    let mut world = World::new(builder, Routing::GatewayApi);
+    world.until(Phase::Paused);
+    assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 80), ("v2".into(), 20)]));
+    world.events.clear();
+    world.kill("v2");
+    let out = world.tick();
+    assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 100)]), "its 20% goes to the control at once");
+    assert_eq!(reasons(&out.events), [event::ARM_UNHEALTHY]);
+    let route = world.http_routes.last().unwrap();
+    let v2_service = crate::plan::gateway::arm_service_name(&world.exp.spec.service.name, "v2");
+    let backends = route.spec.rules.iter().flatten().flat_map(|r| r.backend_refs.iter().flatten());
+    let v2 = backends.into_iter().find(|b| b.name == v2_service);
+    assert_eq!(v2.and_then(|b| b.weight), Some(0), "still named, so that the detour lasts until it recovers");
+    assert!(world.obs.live.arm_services.contains_key("v2"), "its Service stays");
+    world.revive("v2");
+    world.now += Duration::from_secs(1);
+    world.tick();
+    assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 80), ("v2".into(), 20)]), "back once it recovers");
 }
