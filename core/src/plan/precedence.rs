@@ -31,17 +31,21 @@ pub(crate) fn inverted(ab: &AbTest) -> Vec<Inverted> {
                 out.push(Inverted {
                     later: j,
                     message: format!(
-                        "rule {b:?} ({} header conditions) would take precedence over rule {a:?} listed before it ({} header \
-                         conditions): the Gateway API orders rules by their number of header matches, and a request can \
-                         match both; list {b:?} first or make the two exclusive (provider gatewayAPI)",
-                        later.len(),
-                        earlier.len()
+                        "rule {b:?} ({}) would take precedence over rule {a:?} listed before it ({}): the Gateway API \
+                         orders rules by their number of header matches, and a request can match both; list {b:?} first \
+                         or make the two exclusive (provider gatewayAPI)",
+                        conditions(later.len()),
+                        conditions(earlier.len())
                     ),
                 });
             }
         }
     }
     out
+}
+
+fn conditions(n: usize) -> String {
+    if n == 1 { "1 header condition".into() } else { format!("{n} header conditions") }
 }
 
 /// Whether some value can satisfy both matchers (conservative: `true` unless they surely exclude
