@@ -31,6 +31,58 @@ pub const ISTIO_CRDS: [&str; 3] = [
     forklane_core::istio::TELEMETRY_CRD,
 ];
 
+/// The Gateway API's standard channel (v1.6.1, see `forklane_core::gateway`), in the order of
+/// its `standard-install.yaml`: GatewayClass, Gateway, HTTPRoute, ReferenceGrant, GRPCRoute.
+pub const GATEWAY_API_CRDS: [&str; 5] = forklane_core::gateway::STANDARD_CRDS;
+
+/// The Gateway API CRDs to install: the standard channel, or the standard channel with the
+/// experimental channel's HTTPRoute in place of the standard one (`experimental`).
+pub fn gateway_api_crds(experimental: bool) -> Vec<&'static str> {
+    GATEWAY_API_CRDS
+        .iter()
+        .map(|crd| {
+            if experimental && *crd == forklane_core::gateway::HTTPROUTE_CRD {
+                forklane_core::gateway::EXPERIMENTAL_HTTPROUTE_CRD
+            } else {
+                crd
+            }
+        })
+        .collect()
+}
+
+/// Installs the Gateway API CRDs (see [`gateway_api_crds`]) by server-side apply, as
+/// `kubectl apply --server-side -f` does (the experimental HTTPRoute is too large for a
+/// client-side apply's annotation), and waits until each is `Established` and its kinds are
+/// served. Idempotent: applying again switches the HTTPRoute's channel.
+pub async fn install_gateway_api(client: &kube::Client, experimental: bool) -> Result<(), String> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds = gateway_api_crds(experimental);
+    for crd in &crds {
+        apply_yaml(client, crd, "default").await?;
+    }
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for crd in &crds {
+        let name = serde_yaml_ng::from_str::<Value>(crd).map_err(|e| e.to_string())?["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        loop {
+            let established = api.get(&name).await.map_err(|e| format!("{name}: {e}"))?.status.is_some_and(|s| {
+                s.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Established" && c.status == "True")
+            });
+            if established {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("{name} was not established within 30s"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
 pub struct Sandbox {
     pub cluster: Cluster,
     pub client: kube::Client,

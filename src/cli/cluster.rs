@@ -21,6 +21,18 @@ pub(crate) struct ClusterArgs {
     /// Port on 127.0.0.1 serving the data plane's Prometheus `/metrics` (0 picks a free port).
     #[arg(long, default_value_t = 0)]
     pub metrics_port: u16,
+    /// Install the Gateway API v1.6.1 CRDs (GatewayClass, Gateway, HTTPRoute, ReferenceGrant,
+    /// GRPCRoute), served with their schemas and CEL rules: the standard channel, or with
+    /// `--gateway-api=experimental` the experimental channel's HTTPRoute.
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "standard")]
+    pub gateway_api: Option<GatewayChannel>,
+}
+
+/// A Gateway API release channel, for `--gateway-api`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum GatewayChannel {
+    Standard,
+    Experimental,
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {
@@ -73,6 +85,14 @@ pub(crate) async fn run(args: ClusterArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(channel) = args.gateway_api {
+        let experimental = channel == GatewayChannel::Experimental;
+        if let Err(e) = forklane_sim::sandbox::install_gateway_api(&cluster.client(), experimental).await {
+            eprintln!("forklane cluster: installing the Gateway API CRDs: {e}");
+            cluster.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    }
     if let Err(e) = write_private(&args.kubeconfig, cluster.kubeconfig_yaml()) {
         eprintln!("forklane cluster: writing {}: {e}", args.kubeconfig.display());
         cluster.shutdown().await;
@@ -93,6 +113,10 @@ pub(crate) async fn run(args: ClusterArgs) -> ExitCode {
     println!("    export KUBECONFIG={}", path.display());
     println!("    kubectl get namespaces");
     println!();
+    if let Some(channel) = args.gateway_api {
+        let channel = if channel == GatewayChannel::Experimental { "experimental" } else { "standard" };
+        println!("Gateway API v1.6.1 CRDs installed ({channel} channel).");
+    }
     println!("Workloads run on a clock at {}x; NodePort Services answer on 127.0.0.1:<nodePort>.", args.speed);
     println!("Data plane metrics: http://{}/metrics", metrics.0);
     println!("Fault injection: {}/forklane/faults (same token). Press Ctrl-C to stop.", cluster.url());

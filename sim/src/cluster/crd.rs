@@ -204,17 +204,99 @@ pub(crate) fn admit_custom(
     let Some(schema) = info.version(version).and_then(|v| v.schema.as_ref()) else {
         return Ok(vec![]);
     };
+    match decode_and_validate(schema, obj, old, validation) {
+        Ok(warnings) => Ok(warnings),
+        Err(Refusal::Strict(messages)) => {
+            Err(Error::BadRequest(format!("strict decoding error: {}", messages.join(", "))))
+        }
+        Err(Refusal::Invalid(errors)) => Err(Error::invalid(&info.kind, &info.group, meta::name(obj), &errors)),
+    }
+}
+
+/// Why [`decode_and_validate`] refused an object.
+enum Refusal {
+    /// Unknown fields under `fieldValidation=Strict` (a 400 `strict decoding error`).
+    Strict(Vec<String>),
+    /// Schema or CEL errors (a 422 Invalid).
+    Invalid(Vec<FieldError>),
+}
+
+/// The apiextensions-apiserver's decoding and validation of one custom object against its
+/// version's schema: pruning, defaulting, then OpenAPI and CEL validation. Shared by the
+/// server ([`admit_custom`]) and the offline [`validate_custom_object`].
+fn decode_and_validate(
+    schema: &Value,
+    obj: &mut Value,
+    old: Option<&Value>,
+    validation: FieldValidation,
+) -> std::result::Result<Vec<String>, Refusal> {
     let unknown = schema::prune(schema, obj);
     let messages: Vec<String> = unknown.iter().map(|p| schema::unknown_field_message(p)).collect();
     if validation == FieldValidation::Strict && !messages.is_empty() {
-        return Err(Error::BadRequest(format!("strict decoding error: {}", messages.join(", "))));
+        return Err(Refusal::Strict(messages));
     }
     schema::apply_defaults(schema, obj);
     let errors = schema::validate(schema, obj, old);
     if !errors.is_empty() {
-        return Err(Error::invalid(&info.kind, &info.group, meta::name(obj), &errors));
+        return Err(Refusal::Invalid(errors));
     }
     Ok(if validation == FieldValidation::Warn { messages } else { vec![] })
+}
+
+/// Validates a custom object offline, exactly as the embedded API server (and kube-apiserver)
+/// does when it is created through `kubectl apply` against a cluster where `crd_yaml` is
+/// installed: the same code path as the server's admission of custom objects.
+///
+/// - `crd_yaml` is one `CustomResourceDefinition` document (e.g.
+///   `forklane_core::gateway::HTTPROUTE_CRD`). The definition is checked first as the server
+///   checks it at creation (names, versions, CEL rules that must compile); a broken definition
+///   is refused with its own causes.
+/// - The object's `apiVersion` selects a served version of the CRD (its group must be the
+///   CRD's, its `kind` the CRD's kind).
+/// - Unknown fields are refused as kubectl's default `--validate=strict` makes the server
+///   refuse them (`unknown field "spec.foo"`); pruned fields are never silently dropped.
+/// - Then structural defaults are applied (`default`s, top-down) and the object is validated:
+///   types, formats, enums, patterns, lengths, list sizes, `x-kubernetes-list-type`
+///   uniqueness, and every `x-kubernetes-validations` CEL rule, with ratcheting as for a
+///   create (there is no old object).
+///
+/// Returns the defaulted object, or the causes kube-apiserver would report, one string per
+/// cause as `<field path>: <message>` (the text kubectl prints after `The HTTPRoute "x" is
+/// invalid: `), e.g. `spec.rules[0].backendRefs[0]: Invalid value: "object": Must have port
+/// for Service reference`.
+pub fn validate_custom_object(crd_yaml: &str, object: &Value) -> std::result::Result<Value, Vec<String>> {
+    let crd: Value = serde_yaml_ng::from_str(crd_yaml).map_err(|e| vec![format!("<crd>: {e}")])?;
+    if crd["kind"] != "CustomResourceDefinition" {
+        return Err(vec![format!("<crd>: not a CustomResourceDefinition: kind {}", crd["kind"])]);
+    }
+    let definition_errors = validate_definition(&crd);
+    if !definition_errors.is_empty() {
+        return Err(definition_errors.iter().map(FieldError::message_text).collect());
+    }
+    let info = resource_info(&crd).ok_or_else(|| vec!["<crd>: no served version".to_string()])?;
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    if group != info.group || info.version(version).is_none() {
+        return Err(vec![format!(
+            "apiVersion: Invalid value: {}: not a served version of {}",
+            format!("{:?}", api_version),
+            meta::name(&crd)
+        )]);
+    }
+    if object["kind"].as_str() != Some(info.kind.as_str()) {
+        return Err(vec![format!(
+            "kind: Invalid value: {}: must be {}",
+            format!("{:?}", object["kind"].as_str().unwrap_or_default()),
+            info.kind
+        )]);
+    }
+    let schema = info.version(version).and_then(|v| v.schema.as_ref()).cloned().unwrap_or(Value::Null);
+    let mut obj = object.clone();
+    match decode_and_validate(&schema, &mut obj, None, FieldValidation::Strict) {
+        Ok(_) => Ok(obj),
+        Err(Refusal::Strict(messages)) => Err(messages),
+        Err(Refusal::Invalid(errors)) => Err(errors.iter().map(FieldError::message_text).collect()),
+    }
 }
 
 #[cfg(test)]
@@ -228,3 +310,6 @@ mod tests {
         assert_eq!(v, ["v10", "v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]);
     }
 }
+
+#[cfg(test)]
+mod gateway_tests;

@@ -33,6 +33,7 @@ pub(crate) mod typed;
 pub mod workloads;
 
 pub use audit::{Audit, AuditRecord};
+pub use crd::validate_custom_object;
 pub use error::{Error, Result};
 pub use faults::{FaultSettings, Faults};
 pub use limits::ServerLimits;
