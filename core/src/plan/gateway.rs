@@ -181,8 +181,8 @@ pub(crate) fn http_route(exp: &Experiment, table: &RouteTable) -> HttpRoute {
 
 fn rule(route: &Route, table: &RouteTable, service: &str, port: i32) -> HttpRouteRules {
     let headers: Vec<HttpRouteRulesMatchesHeaders> = route.headers.iter().map(|(n, m)| header_match(n, m)).collect();
-    // Every match says its path: the API server would default it, and what is written must
-    // equal what is read back.
+    // Every match says its path, and every backend its group and kind: the API server would
+    // default them, and what is written must equal what is read back.
     let matches = vec![HttpRouteRulesMatches {
         headers: (!headers.is_empty()).then_some(headers),
         path: Some(HttpRouteRulesMatchesPath {
@@ -230,6 +230,8 @@ fn rule(route: &Route, table: &RouteTable, service: &str, port: i32) -> HttpRout
         .destinations
         .iter()
         .map(|d| HttpRouteRulesBackendRefs {
+            group: Some(String::new()),
+            kind: Some("Service".into()),
             name: arm_service_name(service, &d.arm),
             port: Some(port),
             weight: Some(d.weight),
@@ -264,6 +266,8 @@ fn mirror(backend: &str, port: i32, percent: f64) -> HttpRouteRulesFiltersReques
     let whole = (percent.fract() == 0.0).then_some(percent as i32);
     HttpRouteRulesFiltersRequestMirror {
         backend_ref: HttpRouteRulesFiltersRequestMirrorBackendRef {
+            group: Some(String::new()),
+            kind: Some("Service".into()),
             name: backend.into(),
             port: Some(port),
             ..Default::default()
