@@ -1147,8 +1147,9 @@ pub struct HttpRouteRulesBackendRefsFiltersRequestRedirectPath {
 /// empty, the request path is used as-is.
 ///
 /// Support: Extended
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub enum HttpRouteRulesBackendRefsFiltersRequestRedirectPathType {
+    #[default]
     ReplaceFullPath,
     ReplacePrefixMatch,
 }
@@ -1157,8 +1158,9 @@ pub enum HttpRouteRulesBackendRefsFiltersRequestRedirectPathType {
 /// request with an HTTP redirection.
 ///
 /// Support: Core
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub enum HttpRouteRulesBackendRefsFiltersRequestRedirectScheme {
+    #[default]
     #[serde(rename = "http")]
     Http,
     #[serde(rename = "https")]
@@ -1169,8 +1171,9 @@ pub enum HttpRouteRulesBackendRefsFiltersRequestRedirectScheme {
 /// request with an HTTP redirection.
 ///
 /// Support: Core
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub enum HttpRouteRulesBackendRefsFiltersRequestRedirectStatusCode {
+    #[default]
     #[serde(rename = "301")]
     r#_301,
     #[serde(rename = "302")]
@@ -1283,8 +1286,9 @@ pub struct HttpRouteRulesBackendRefsFiltersResponseHeaderModifierSet {
 /// examples include request or response modification, implementing
 /// authentication strategies, rate-limiting, and traffic shaping. API
 /// guarantee/conformance is defined based on the type of the filter.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub enum HttpRouteRulesBackendRefsFiltersType {
+    #[default]
     RequestHeaderModifier,
     ResponseHeaderModifier,
     RequestMirror,
@@ -1357,8 +1361,9 @@ pub struct HttpRouteRulesBackendRefsFiltersUrlRewritePath {
 /// Path defines a path rewrite.
 ///
 /// Support: Extended
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub enum HttpRouteRulesBackendRefsFiltersUrlRewritePathType {
+    #[default]
     ReplaceFullPath,
     ReplacePrefixMatch,
 }
@@ -2047,8 +2052,9 @@ pub struct HttpRouteRulesFiltersRequestRedirectPath {
 /// empty, the request path is used as-is.
 ///
 /// Support: Extended
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub enum HttpRouteRulesFiltersRequestRedirectPathType {
+    #[default]
     ReplaceFullPath,
     ReplacePrefixMatch,
 }
@@ -2057,8 +2063,9 @@ pub enum HttpRouteRulesFiltersRequestRedirectPathType {
 /// request with an HTTP redirection.
 ///
 /// Support: Core
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub enum HttpRouteRulesFiltersRequestRedirectScheme {
+    #[default]
     #[serde(rename = "http")]
     Http,
     #[serde(rename = "https")]
@@ -2069,8 +2076,9 @@ pub enum HttpRouteRulesFiltersRequestRedirectScheme {
 /// request with an HTTP redirection.
 ///
 /// Support: Core
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub enum HttpRouteRulesFiltersRequestRedirectStatusCode {
+    #[default]
     #[serde(rename = "301")]
     r#_301,
     #[serde(rename = "302")]
@@ -2183,8 +2191,9 @@ pub struct HttpRouteRulesFiltersResponseHeaderModifierSet {
 /// examples include request or response modification, implementing
 /// authentication strategies, rate-limiting, and traffic shaping. API
 /// guarantee/conformance is defined based on the type of the filter.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub enum HttpRouteRulesFiltersType {
+    #[default]
     RequestHeaderModifier,
     ResponseHeaderModifier,
     RequestMirror,
@@ -2257,8 +2266,9 @@ pub struct HttpRouteRulesFiltersUrlRewritePath {
 /// Path defines a path rewrite.
 ///
 /// Support: Extended
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub enum HttpRouteRulesFiltersUrlRewritePathType {
+    #[default]
     ReplaceFullPath,
     ReplacePrefixMatch,
 }
@@ -2344,8 +2354,9 @@ pub struct HttpRouteRulesMatchesHeaders {
 
 /// HTTPHeaderMatch describes how to select a HTTP route by matching HTTP request
 /// headers.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub enum HttpRouteRulesMatchesHeadersType {
+    #[default]
     Exact,
     RegularExpression,
 }
@@ -2367,8 +2378,9 @@ pub enum HttpRouteRulesMatchesHeadersType {
 /// 	  value "v1"
 ///
 /// ```
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub enum HttpRouteRulesMatchesMethod {
+    #[default]
     #[serde(rename = "GET")]
     Get,
     #[serde(rename = "HEAD")]
@@ -2407,8 +2419,9 @@ pub struct HttpRouteRulesMatchesPath {
 
 /// Path specifies a HTTP request path matcher. If this field is not
 /// specified, a default prefix match on the "/" path is provided.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub enum HttpRouteRulesMatchesPathType {
+    #[default]
     Exact,
     PathPrefix,
     RegularExpression,
@@ -2454,8 +2467,9 @@ pub struct HttpRouteRulesMatchesQueryParams {
 
 /// HTTPQueryParamMatch describes how to select a HTTP route by matching HTTP
 /// query parameters.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub enum HttpRouteRulesMatchesQueryParamsType {
+    #[default]
     Exact,
     RegularExpression,
 }
@@ -2606,8 +2620,9 @@ pub struct HttpRouteStatusParentsConditions {
 }
 
 /// Condition contains details for one aspect of the current state of this API Resource.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub enum HttpRouteStatusParentsConditionsStatus {
+    #[default]
     True,
     False,
     Unknown,

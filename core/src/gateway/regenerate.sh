@@ -12,5 +12,12 @@ out="src/gateway/httproute.rs"
     # --no-condition: route status conditions are standard, but Forklane never reads them typed.
     kopium -f src/gateway/crds/standard/httproutes.yaml --api-version v1 --schema=disabled \
         --derive Default --derive PartialEq --docs --no-condition
-} > "$out"
+} | awk '
+    # kopium derives Default on structs but not on enums, and a struct with a required enum
+    # field then fails to compile: give every enum Default, its first variant. It is only a
+    # placeholder for `..Default::default()`: Forklane writes every enum field it sets.
+    /^#\[derive\(.*\)\]$/ && !/Default/ { held = $0; next }
+    held != "" { if ($0 ~ /^pub enum /) { sub(/PartialEq\)\]/, "Default, PartialEq)]", held); print held; print; print "    #[default]" } else { print held; print } held = ""; next }
+    { print }
+' > "$out"
 rustfmt --edition 2024 "$out"
