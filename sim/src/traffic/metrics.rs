@@ -39,12 +39,14 @@ pub(crate) const HTTP_DURATION_BUCKETS_S: [f64; 11] = [0.005, 0.01, 0.025, 0.05,
 
 /// The simulated clients enter the mesh through the ingress gateway.
 const SOURCE_WORKLOAD: &str = "istio-ingressgateway";
-const SOURCE_NAMESPACE: &str = "istio-system";
+pub(crate) const SOURCE_NAMESPACE: &str = "istio-system";
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub(crate) enum Reporter {
     Source,
     Destination,
+    /// The ambient mesh's waypoint, which reports the L7 metrics of requests an HTTPRoute routed.
+    Waypoint,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -69,7 +71,15 @@ impl IstioLabels {
         };
         let source = self.reporter == Reporter::Source;
         [
-            ("reporter", if source { "source" } else { "destination" }.into()),
+            (
+                "reporter",
+                match self.reporter {
+                    Reporter::Source => "source",
+                    Reporter::Destination => "destination",
+                    Reporter::Waypoint => "waypoint",
+                }
+                .into(),
+            ),
             ("source_workload", SOURCE_WORKLOAD.into()),
             ("source_workload_namespace", SOURCE_NAMESPACE.into()),
             ("source_app", SOURCE_WORKLOAD.into()),
