@@ -3,7 +3,9 @@
 //!   `istio_request_duration_milliseconds` (Istio's default buckets), reported by the destination
 //!   sidecar for every request a pod received (mirrored copies included, as Istio counts them) and
 //!   by the source (the ingress gateway all simulated clients come through) for every request a
-//!   client sent, including the proxy's own NR/NC/UH/UF replies; plus `forklane_sim_conversions_total`;
+//!   client sent, including the proxy's own NR/NC/UH/UF replies; what a Gateway API HTTPRoute
+//!   routed is reported by the waypoint (`reporter="waypoint"`) instead of the destination, under
+//!   the backend Service it reached; plus `forklane_sim_conversions_total`;
 //! - the apps (always): `http_requests_total`, `http_request_duration_seconds`, `visits_total`
 //!   and `orders_total`, labelled with `namespace`, `pod`, `version` and the pod's labels, as a
 //!   `kubernetes_sd` scrape with a `labelmap` of pod labels attaches them, and `forklane_cohort`,

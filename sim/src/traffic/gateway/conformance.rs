@@ -519,8 +519,8 @@ fn mesh_frontend() {
 }
 
 #[test]
-fn conformance_answers_are_not_local_replies() {
-    // A sanity check of the harness: the base manifests alone route nothing through the Gateway.
+fn the_base_manifests_alone_route_nothing() {
+    // A check of the harness: without a route, the Gateway's listener answers 404 NR.
     let snap = load(&[BASE]);
     let answer = through_gateway(&snap, &Request::get("/"), 0);
     assert_eq!((answer.response.status, answer.flag), (404, ResponseFlag::NoRoute));
