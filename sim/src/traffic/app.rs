@@ -16,6 +16,21 @@ pub(crate) struct AppAnswer {
     pub body: String,
     pub latency: Duration,
     pub visit: Visit,
+    /// Response headers the request asked for (see [`ECHO_SET_HEADER`]); lowercase names.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Like the Gateway API conformance echo server, a pod answers with the response headers a
+/// request lists in this header: `Name:value,Other:value`.
+pub(crate) const ECHO_SET_HEADER: &str = "x-echo-set-header";
+
+fn echoed_headers(req: &Request) -> Vec<(String, String)> {
+    let Some(list) = req.header_value(ECHO_SET_HEADER) else { return Vec::new() };
+    list.split(',')
+        .filter_map(|h| h.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .filter(|(name, _)| !name.is_empty())
+        .collect()
 }
 
 /// The business outcome of a request, for the conversion metrics.
@@ -33,7 +48,13 @@ pub(crate) enum Visit {
 /// visit: its answer reaches no user, so it can convert no one.
 pub(crate) fn answer(pod: &PodEntry, req: &Request, mirrored: bool, rng: &mut impl Rng) -> AppAnswer {
     if matches!(req.path_only(), "/live" | "/ready") {
-        return AppAnswer { status: 200, body: "OK\n".into(), latency: Duration::ZERO, visit: Visit::NotCounted };
+        return AppAnswer {
+            status: 200,
+            body: "OK\n".into(),
+            latency: Duration::ZERO,
+            visit: Visit::NotCounted,
+            headers: Vec::new(),
+        };
     }
     let b = &pod.behaviour;
     let latency = b.latency.sample(rng);
@@ -45,6 +66,7 @@ pub(crate) fn answer(pod: &PodEntry, req: &Request, mirrored: bool, rng: &mut im
             body: format!("{line}, Error: simulated\n"),
             latency,
             visit: Visit::NotCounted,
+            headers: echoed_headers(req),
         };
     }
     let visit = match (mirrored, rng.random_bool(b.conversion_rate)) {
@@ -52,5 +74,5 @@ pub(crate) fn answer(pod: &PodEntry, req: &Request, mirrored: bool, rng: &mut im
         (false, true) => Visit::Ordered,
         (false, false) => Visit::Viewed,
     };
-    AppAnswer { status: 200, body: line + "\n", latency, visit }
+    AppAnswer { status: 200, body: line + "\n", latency, visit, headers: echoed_headers(req) }
 }

@@ -1,5 +1,6 @@
 //! The data plane attached to the embedded cluster, as kube-proxy and istiod follow a real API
-//! server: every change to Services, Pods, VirtualServices, DestinationRules or Telemetries publishes a new
+//! server: every change to Services, Pods, VirtualServices, DestinationRules, Telemetries, Gateway
+//! API HTTPRoutes or Gateways publishes a new
 //! [`Snapshot`], and every NodePort Service gets a real listener on 127.0.0.1:<nodePort>.
 
 use std::collections::BTreeMap;
@@ -16,8 +17,16 @@ use crate::cluster::{Gvr, Store};
 
 use super::{Dataplane, NodePort, ServiceKey, Snapshot, SnapshotFeed, serve_nodeport};
 
-const WATCHED: [&str; 6] =
-    ["services", "pods", "virtualservices", "destinationrules", "telemetries", "customresourcedefinitions"];
+const WATCHED: [&str; 8] = [
+    "services",
+    "pods",
+    "virtualservices",
+    "destinationrules",
+    "telemetries",
+    "httproutes",
+    "gateways",
+    "customresourcedefinitions",
+];
 
 /// Rebuilds at most this often, so that a burst of writes costs one snapshot.
 const COALESCE: Duration = Duration::from_millis(5);
@@ -62,16 +71,23 @@ fn items(store: &Store, group: &str, version: &str, resource: &str) -> Option<Ve
     store.list_for_controller(&Gvr::new(group, version, resource)).ok()
 }
 
-/// The cluster as the data plane sees it; the mesh is on when Istio's API is served.
+/// The cluster as the data plane sees it; the mesh is on when Istio's VirtualService API or the
+/// Gateway API's HTTPRoute API is served.
 pub(crate) fn snapshot(store: &Store) -> Snapshot {
     let services = items(store, "", "v1", "services").unwrap_or_default();
     let pods = items(store, "", "v1", "pods").unwrap_or_default();
     let vss = items(store, "networking.istio.io", "v1", "virtualservices");
     let drs = items(store, "networking.istio.io", "v1", "destinationrules").unwrap_or_default();
     let telemetries = items(store, "telemetry.istio.io", "v1", "telemetries").unwrap_or_default();
-    let mesh = vss.is_some();
-    Snapshot::from_objects(&services, &pods, &vss.unwrap_or_default(), &drs, &telemetries).with_mesh(mesh)
+    let http_routes = items(store, GATEWAY_API, "v1", "httproutes");
+    let gateways = items(store, GATEWAY_API, "v1", "gateways").unwrap_or_default();
+    let mesh = vss.is_some() || http_routes.is_some();
+    Snapshot::from_objects(&services, &pods, &vss.unwrap_or_default(), &drs, &telemetries)
+        .with_gateway_objects(&http_routes.unwrap_or_default(), &gateways)
+        .with_mesh(mesh)
 }
+
+const GATEWAY_API: &str = "gateway.networking.k8s.io";
 
 /// NodePorts of the snapshot's Services: port → Service.
 fn node_ports(store: &Store) -> BTreeMap<u16, ServiceKey> {

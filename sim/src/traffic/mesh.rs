@@ -26,6 +26,8 @@ pub struct CompiledVirtualService {
     /// Whether the rules apply to sidecar traffic (`gateways` absent or listing `mesh`).
     for_mesh: bool,
     routes: Vec<HttpRoute>,
+    /// Istio's order of configuration: creation time, name, namespace.
+    order: (Option<jiff::Timestamp>, String, String),
 }
 
 #[derive(Debug)]
@@ -100,6 +102,17 @@ impl HeaderOps {
         }
     }
 
+    /// Header changes from lists (names are lowercased): `set` replaces, `add` appends a value
+    /// (kept apart, as repeated headers), `remove` drops; removal and replacement come first.
+    pub(crate) fn new(set: Vec<(String, String)>, add: Vec<(String, String)>, remove: Vec<String>) -> Self {
+        let lower = |v: Vec<(String, String)>| v.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+        HeaderOps {
+            set: lower(set),
+            add: lower(add),
+            remove: remove.into_iter().map(|h| h.to_ascii_lowercase()).collect(),
+        }
+    }
+
     pub(crate) fn apply(&self, headers: &mut Vec<(String, String)>) {
         headers.retain(|(name, _)| !self.remove.contains(name) && !self.set.iter().any(|(s, _)| s == name));
         headers.extend(self.set.iter().cloned());
@@ -110,6 +123,12 @@ impl HeaderOps {
 impl CompiledVirtualService {
     pub(crate) fn applies_to(&self, service: &ServiceKey) -> bool {
         self.for_mesh && self.hosts.contains(service)
+    }
+
+    /// Istio's order (creation time, name, namespace): the older of this and the HTTPRoutes for
+    /// the same host is the one a sidecar uses.
+    pub(crate) fn order(&self) -> crate::traffic::gateway::IstioOrder<'_> {
+        (self.order.0, &self.order.1, &self.order.2)
     }
 }
 
@@ -170,6 +189,11 @@ pub(crate) fn compile(vs: &VirtualService) -> CompiledVirtualService {
         hosts: vs.spec.hosts.iter().flatten().filter_map(|h| ServiceKey::from_host(h, namespace)).collect(),
         for_mesh: vs.spec.gateways.as_ref().is_none_or(|g| g.iter().any(|g| g == "mesh")),
         routes,
+        order: (
+            vs.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            vs.metadata.name.clone().unwrap_or_default(),
+            namespace.to_string(),
+        ),
     }
 }
 
@@ -280,11 +304,14 @@ pub struct Decision<'s> {
     pub request_headers: Vec<&'s HeaderOps>,
     /// Response header changes of the chosen destination, then of the route.
     pub response_headers: Vec<&'s HeaderOps>,
+    /// Whether a Gateway API HTTPRoute (rather than a VirtualService or none) routed the request:
+    /// its L7 metrics are then reported by the waypoint.
+    pub http_route: bool,
 }
 
 impl Decision<'_> {
-    fn reply(primary: Result<Picked, LocalReply>, mirrors: Vec<Picked>) -> Self {
-        Decision { primary, mirrors, request_headers: Vec::new(), response_headers: Vec::new() }
+    pub(crate) fn reply(primary: Result<Picked, LocalReply>, mirrors: Vec<Picked>) -> Self {
+        Decision { primary, mirrors, request_headers: Vec::new(), response_headers: Vec::new(), http_route: false }
     }
 
     /// The request as the proxy forwards it, its header changes applied.
@@ -342,6 +369,7 @@ pub(crate) fn route_in<'s>(
         mirrors,
         request_headers: vec![&destination.request, &route.request],
         response_headers: vec![&destination.response, &route.response],
+        http_route: false,
     }
 }
 
@@ -374,7 +402,7 @@ const CONNECT_ATTEMPTS: usize = 3;
 /// A pod of the cluster (`key`, `port`, `subset`) of the cluster view that still runs: NC when
 /// the proxy knows no such cluster, UH when it has no endpoint, UF when every attempt went to a
 /// pod that is gone.
-fn resolve(
+pub(crate) fn resolve(
     views: Views,
     key: Option<&ServiceKey>,
     subset: Option<&str>,

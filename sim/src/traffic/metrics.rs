@@ -3,7 +3,9 @@
 //!   `istio_request_duration_milliseconds` (Istio's default buckets), reported by the destination
 //!   sidecar for every request a pod received (mirrored copies included, as Istio counts them) and
 //!   by the source (the ingress gateway all simulated clients come through) for every request a
-//!   client sent, including the proxy's own NR/NC/UH/UF replies; plus `forklane_sim_conversions_total`;
+//!   client sent, including the proxy's own NR/NC/UH/UF replies; what a Gateway API HTTPRoute
+//!   routed is reported by the waypoint (`reporter="waypoint"`) instead of the destination, under
+//!   the backend Service it reached; plus `forklane_sim_conversions_total`;
 //! - the apps (always): `http_requests_total`, `http_request_duration_seconds`, `visits_total`
 //!   and `orders_total`, labelled with `namespace`, `pod`, `version` and the pod's labels, as a
 //!   `kubernetes_sd` scrape with a `labelmap` of pod labels attaches them, and `forklane_cohort`,
@@ -39,12 +41,14 @@ pub(crate) const HTTP_DURATION_BUCKETS_S: [f64; 11] = [0.005, 0.01, 0.025, 0.05,
 
 /// The simulated clients enter the mesh through the ingress gateway.
 const SOURCE_WORKLOAD: &str = "istio-ingressgateway";
-const SOURCE_NAMESPACE: &str = "istio-system";
+pub(crate) const SOURCE_NAMESPACE: &str = "istio-system";
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub(crate) enum Reporter {
     Source,
     Destination,
+    /// The ambient mesh's waypoint, which reports the L7 metrics of requests an HTTPRoute routed.
+    Waypoint,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -69,7 +73,15 @@ impl IstioLabels {
         };
         let source = self.reporter == Reporter::Source;
         [
-            ("reporter", if source { "source" } else { "destination" }.into()),
+            (
+                "reporter",
+                match self.reporter {
+                    Reporter::Source => "source",
+                    Reporter::Destination => "destination",
+                    Reporter::Waypoint => "waypoint",
+                }
+                .into(),
+            ),
             ("source_workload", SOURCE_WORKLOAD.into()),
             ("source_workload_namespace", SOURCE_NAMESPACE.into()),
             ("source_app", SOURCE_WORKLOAD.into()),

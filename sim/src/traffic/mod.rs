@@ -12,6 +12,7 @@ pub(crate) mod counters;
 pub(crate) mod dataplane;
 pub(crate) mod distribution;
 pub(crate) mod feed;
+pub(crate) mod gateway;
 pub mod http;
 pub mod lag;
 pub mod loadgen;
@@ -26,6 +27,7 @@ pub(crate) mod telemetry;
 pub(crate) mod view;
 
 pub use dataplane::Dataplane;
+pub use gateway::GatewayKey;
 pub use lag::{Lag, ProxyDelay, ProxyView, Tally};
 pub use loadgen::{LoadSpec, Population, Report};
 pub use metrics::{Metrics, Recorded, VersionCounts};

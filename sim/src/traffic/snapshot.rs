@@ -10,8 +10,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::behaviour::Behaviour;
+use super::gateway::GatewayApi;
 use super::mesh::{self, CompiledVirtualService};
 use super::telemetry::{Tag, Telemetries};
+use forklane_core::gateway::HttpRoute;
 use forklane_core::istio::{DestinationRule, VirtualService};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -153,6 +155,8 @@ pub struct Snapshot {
     /// The generation of each VirtualService and DestinationRule it holds: what a proxy holding
     /// this snapshot has applied (istiod's distribution report counts these).
     generations: HashMap<(ConfigKind, String, String), i64>,
+    /// Gateway API HTTPRoutes, per parent Service and Gateway.
+    gateway_api: GatewayApi,
 }
 
 /// The mesh configuration kinds whose distribution istiod reports: VirtualServices travel as
@@ -230,13 +234,35 @@ impl Snapshot {
         let generations = (virtual_services.iter().map(|vs| generation(ConfigKind::VirtualService, &vs.metadata)))
             .chain(destination_rules.iter().map(|dr| generation(ConfigKind::DestinationRule, &dr.metadata)))
             .collect();
-        Snapshot { mesh: false, pods, pod_indices, services, generations }
+        Snapshot { mesh: false, pods, pod_indices, services, generations, gateway_api: GatewayApi::default() }
     }
 
     /// Turns the simulated mesh on or off (on when the cluster has the Istio CRDs).
     pub fn with_mesh(mut self, mesh: bool) -> Self {
         self.mesh = mesh;
         self
+    }
+
+    /// Adds Gateway API HTTPRoutes and the Gateways (as JSON) they may attach to, replacing any
+    /// added before. Backend references are checked against this snapshot's Services; see
+    /// `gateway/` and docs/traffic.md for what is modelled.
+    pub fn with_gateway_api(mut self, http_routes: &[HttpRoute], gateways: &[Value]) -> Self {
+        let services = &self.services;
+        self.gateway_api =
+            GatewayApi::build(http_routes, gateways, &|key: &ServiceKey| services.get(key).map(|e| e.service.clone()));
+        self
+    }
+
+    /// [`Snapshot::with_gateway_api`] from store objects; HTTPRoutes that do not parse are
+    /// skipped with a warning.
+    pub(crate) fn with_gateway_objects<V: Borrow<Value>>(self, http_routes: &[V], gateways: &[V]) -> Self {
+        let routes: Vec<HttpRoute> = parse_typed(http_routes);
+        let gateways: Vec<Value> = gateways.iter().map(|g| g.borrow().clone()).collect();
+        self.with_gateway_api(&routes, &gateways)
+    }
+
+    pub(crate) fn gateway_api(&self) -> &GatewayApi {
+        &self.gateway_api
     }
 
     /// Applies `telemetry.istio.io` Telemetry objects (as JSON) to the sidecars' metrics of the
@@ -335,7 +361,7 @@ fn parse_typed<T: serde::de::DeserializeOwned>(objects: &[impl Borrow<Value>]) -
         .map(Borrow::borrow)
         .filter_map(|o: &Value| {
             T::deserialize(o)
-                .map_err(|e| tracing::warn!(name = %o["metadata"]["name"], "skipping an Istio object that does not parse: {e}"))
+                .map_err(|e| tracing::warn!(name = %o["metadata"]["name"], "skipping a routing object that does not parse: {e}"))
                 .ok()
         })
         .collect()
