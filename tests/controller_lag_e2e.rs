@@ -5,8 +5,9 @@
 //! no refused connection — except recreate's planned gap, where only what the strategy means
 //! (no version running) may fail.
 //!
-//! The examples run as written (with a mesh, and without: `mesh` set to `istio` or `none`)
-//! except for their analysis (covered by the analysis tests): it is
+//! The examples run as written (with Istio, with the Gateway API's HTTPRoute on a mesh that
+//! implements it, and without a mesh: `routing.provider` set to `istio`, `gatewayAPI` or
+//! `native`) except for their analysis (covered by the analysis tests): it is
 //! dropped, analysis steps go, timed pauses last 20 s and indefinite ones are promoted at once,
 //! and A/B tests are promoted to their last arm. Their Deployments are two-replica apps with a
 //! `preStop` sleep, as any zero-downtime Deployment needs against lagging endpoints.
@@ -18,7 +19,7 @@ use crate::support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use forklane_core::api::{CanaryStep, Experiment, MeshMode, Phase, Strategy};
+use forklane_core::api::{CanaryStep, Experiment, MeshMode, Phase, Provider, Routing, Strategy};
 use forklane_sim::traffic::{Lag, LoadSpec, ResponseFlag, ServiceKey, Tally};
 use kube::api::{Patch, PatchParams};
 use support::e2e::{Env, NS, phase};
@@ -114,16 +115,25 @@ spec:
 "#;
 
 /// Runs `exp` under `lag` to its end, promoting where it waits for a person.
-async fn run(exp: &Experiment, istio: bool, lag: Lag) -> Run {
-    run_reporting(exp, istio, lag, false).await
+async fn run(exp: &Experiment, mode: Routing, lag: Lag) -> Run {
+    run_reporting(exp, mode, lag, false).await
 }
 
 /// [`run`], with istiod reporting distribution in the routing objects' status (`report`).
-async fn run_reporting(exp: &Experiment, istio: bool, lag: Lag, report: bool) -> Run {
+async fn run_reporting(exp: &Experiment, mode: Routing, lag: Lag, report: bool) -> Run {
     let mut exp = exp.clone();
-    exp.spec.mesh = if istio { MeshMode::Istio } else { MeshMode::None };
+    exp.spec.mesh = MeshMode::Auto;
+    exp.spec.routing.get_or_insert_with(Default::default).provider = Some(match mode {
+        Routing::Istio => Provider::Istio,
+        Routing::GatewayApi => Provider::GatewayApi,
+        Routing::Native => Provider::Native,
+    });
     let exp = &exp;
-    let mut env = Env::start_with_speed(istio, false, SPEED).await;
+    // The Gateway API's mesh is one without Istio's CRDs (ambient with HTTPRoute, Linkerd).
+    let mut env = Env::start_with_speed(mode == Routing::Istio, false, SPEED).await;
+    if mode == Routing::GatewayApi {
+        env.install_gateway_api().await;
+    }
     env.set_lag(lag.clone());
     if report {
         // A mesh that reports has reported on routing that was there before (the controller
@@ -203,7 +213,7 @@ async fn every_example_with_a_mesh_costs_no_request_while_proxies_lag() {
     let (lag_name, lag) = Lag::scenarios().pop().unwrap();
     let mut rows = Vec::new();
     for (example, exp) in examples() {
-        let run = run(&exp, true, lag.clone()).await;
+        let run = run(&exp, Routing::Istio, lag.clone()).await;
         rows.push(row(&example, "istio", lag_name, &run));
         println!("{}", rows.last().unwrap());
         assert!(run.tally.requests > 1_000, "{example}: traffic ran");
@@ -216,11 +226,11 @@ async fn every_example_with_a_mesh_costs_no_request_while_proxies_lag() {
 async fn a_canary_costs_no_request_under_every_lag() {
     let (_, canary) = examples().into_iter().find(|(n, _)| n == "canary").unwrap();
     for (lag_name, lag) in Lag::scenarios() {
-        for istio in [true, false] {
-            let run = run(&canary, istio, lag.clone()).await;
-            println!("{}", row("canary", if istio { "istio" } else { "none" }, lag_name, &run));
+        for mode in [Routing::Istio, Routing::GatewayApi, Routing::Native] {
+            let run = run(&canary, mode, lag.clone()).await;
+            println!("{}", row("canary", mode.as_str(), lag_name, &run));
             assert_eq!(run.outcome, Phase::Succeeded, "{lag_name}");
-            assert_eq!(run.tally.failed(), 0, "{lag_name}, istio {istio}: {:?}", run.tally);
+            assert_eq!(run.tally.failed(), 0, "{lag_name}, {mode:?}: {:?}", run.tally);
         }
     }
 }
@@ -234,18 +244,55 @@ async fn the_meshs_distribution_report_covers_a_straggler_slower_than_the_delay(
     let routing = canary.spec.routing.get_or_insert_with(Default::default);
     routing.propagation_delay = Some("1s".parse().unwrap());
     let (lag_name, lag) = Lag::scenarios().pop().unwrap();
-    let reported = run_reporting(&canary, true, lag.clone(), true).await;
+    let reported = run_reporting(&canary, Routing::Istio, lag.clone(), true).await;
     println!("{} (1s delay, distribution reported)", row("canary", "istio", lag_name, &reported));
     assert_eq!(reported.outcome, Phase::Succeeded, "{}", reported.message);
     assert_eq!(reported.tally.failed(), 0, "{:?}", reported.tally);
-    let unreported = run_reporting(&canary, true, lag, false).await;
+    let unreported = run_reporting(&canary, Routing::Istio, lag, false).await;
     println!("{} (1s delay, no report)", row("canary", "istio", lag_name, &unreported));
     assert!(unreported.tally.unavailable(ResponseFlag::NoClusterFound) > 0, "{:?}", unreported.tally);
 }
 
+/// Every example through the Gateway API's HTTPRoute (attached to the Service, GAMMA, with one
+/// Service per arm) on a mesh whose proxies lag: canary steps, A/B with rules and sticky users,
+/// A/B/n, blue/green with its preview, mirroring and dark launch, recreate and rolling update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_through_httproutes_costs_no_request_while_proxies_lag() {
+    let (lag_name, lag) = Lag::scenarios().pop().unwrap();
+    for (example, exp) in examples() {
+        let run = run(&exp, Routing::GatewayApi, lag.clone()).await;
+        println!("{}", row(&example, "gatewayAPI", lag_name, &run));
+        assert!(run.tally.requests > 1_000, "{example}: traffic ran");
+        assert_eq!(run.outcome, Phase::Succeeded, "{example}: {}", run.message);
+        assert_eq!(routing_failures(&example, &run.tally), 0, "{example}: {:?}", run.tally);
+    }
+}
+
+/// The make-before-break is what keeps the HTTPRoute canary clean: with the delays set to 0s, an
+/// arm's Service goes while lagging proxies still route to it, and they answer 503 NC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_delays_an_httproute_canary_loses_requests_to_lagging_proxies() {
+    let (_, mut canary) = examples().into_iter().find(|(n, _)| n == "canary").unwrap();
+    let routing = canary.spec.routing.get_or_insert_with(Default::default);
+    routing.propagation_delay = Some("0s".parse().unwrap());
+    routing.scale_down_delay = Some("0s".parse().unwrap());
+    let (lag_name, lag) = Lag::scenarios().pop().unwrap();
+    let run = run(&canary, Routing::GatewayApi, lag).await;
+    println!("{} (0s delays)", row("canary", "gatewayAPI", lag_name, &run));
+    assert_eq!(run.outcome, Phase::Succeeded, "{}", run.message);
+    assert!(run.tally.unavailable(ResponseFlag::NoClusterFound) > 0, "{:?}", run.tally);
+}
+
 /// Without a mesh, what needs one is refused before anything is routed: rules (unless
-/// `allowDegraded`), mirroring, the blue/green preview header.
-const NEEDS_A_MESH: [&str; 3] = ["abn-test", "dark-launch", "mirror"];
+/// `allowDegraded`), mirroring, the blue/green preview header; and a canary needs its replica
+/// count (the weights become replica ratios). The example and what its refusal says.
+const NEEDS_A_MESH: [(&str, &str); 5] = [
+    ("abn-test", "a mesh (mesh: istio, or provider: gatewayAPI)"),
+    ("dark-launch", "a mesh (mesh: istio, or provider: gatewayAPI)"),
+    ("mirror", "a mesh (mesh: istio, or provider: gatewayAPI)"),
+    ("gateway-api-ambient", "a mesh (mesh: istio, or provider: gatewayAPI)"),
+    ("gateway-api-linkerd", "spec.strategy.canary.totalReplicas: required without a mesh"),
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_without_a_mesh_costs_no_request_while_kube_proxies_lag() {
@@ -255,13 +302,13 @@ async fn every_example_without_a_mesh_costs_no_request_while_kube_proxies_lag() 
             // The Service selector switch itself, without the preview route only a mesh has.
             bg.preview_header = None;
         }
-        let run = run(&exp, false, lag.clone()).await;
+        let run = run(&exp, Routing::Native, lag.clone()).await;
         println!("{}", row(&example, "none", lag_name, &run));
         assert!(run.tally.requests > 1_000, "{example}: traffic ran");
         assert_eq!(routing_failures(&example, &run.tally), 0, "{example}: {:?}", run.tally);
-        if NEEDS_A_MESH.contains(&example.as_str()) {
+        if let Some((_, why)) = NEEDS_A_MESH.iter().find(|(e, _)| *e == example) {
             assert_eq!(run.outcome, Phase::Failed, "{example}: {}", run.message);
-            assert!(run.message.contains("a mesh (mesh: istio)"), "{example}: {}", run.message);
+            assert!(run.message.contains(why), "{example}: {}", run.message);
         } else {
             assert_eq!(run.outcome, Phase::Succeeded, "{example}: {}", run.message);
         }
@@ -273,7 +320,7 @@ async fn every_example_without_a_mesh_costs_no_request_while_kube_proxies_lag() 
 fn the_readme_shows_every_example_under_the_straggler() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     for (example, _) in examples() {
-        for mode in ["istio", "none"] {
+        for mode in ["istio", "gatewayAPI", "none"] {
             let prefix = format!("| {example} | {mode} | 5s straggler | ");
             let row = readme.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no row {prefix}"));
             let failed = row.split(" | ").nth(4).unwrap();

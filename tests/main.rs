@@ -42,6 +42,7 @@ mod dependency_graph;
 mod deploy_rbac;
 mod docs_layout;
 mod experiment_identity_kubectl;
+mod gateway_api_e2e;
 mod istio_schema_selfcheck;
 mod kubectl_create;
 mod plan_properties;

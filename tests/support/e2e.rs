@@ -44,6 +44,12 @@ impl Env {
         Env(Sandbox::start(istio, speed, audit).await.expect("sandbox starts"))
     }
 
+    /// Installs the Gateway API's CRDs (standard channel): the data plane's mesh then routes by
+    /// HTTPRoutes.
+    pub async fn install_gateway_api(&self) {
+        forklane_sim::sandbox::install_gateway_api(&self.client, false).await.expect("the Gateway API installs");
+    }
+
     /// Steady background traffic to my-app.
     pub fn start_traffic(&mut self, rps: f64, users: usize) {
         self.0.start_traffic(ServiceKey::new(NS, "my-app"), rps, users);

@@ -28,6 +28,8 @@ pub(crate) mod reason {
     pub(crate) const ROUTING_APPLIED: &str = "RoutingApplied";
     pub(crate) const WAITING: &str = "Waiting";
     pub(crate) const CONFLICTING_VIRTUAL_SERVICE: &str = "ConflictingVirtualService";
+    /// Gateway API: another HTTPRoute on the Service, or another owner's Service by an arm's name.
+    pub(crate) const CONFLICTING_ROUTE: &str = "ConflictingRoute";
     pub(crate) const POLICY_VIOLATED: &str = "PolicyViolated";
     pub(crate) const COMPLIANT: &str = "Compliant";
     pub(crate) const METRICS_READ: &str = "MetricsRead";

@@ -97,6 +97,32 @@ where
     (reader, retried_alone(stream))
 }
 
+/// [`reflect`], started only once the CRD `crd` is in the CRD cache: in a cluster without it (most
+/// clusters have no Gateway API), a watch retrying its 404 would list the resource every few
+/// minutes for ever, in a steady state that should make no request at all.
+fn reflect_once_installed<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    slim: fn(&mut K),
+    (crds, crd): (Store<PartialObjectMeta<CustomResourceDefinition>>, &'static str),
+) -> (Store<K>, Changes<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let watch = async move {
+        // The CRD cache, not the API server: looking costs nothing.
+        while crds.get(&ObjectRef::new(crd)).is_none() {
+            tokio::time::sleep(INSTALL_POLL).await;
+        }
+        watcher(api, config).default_backoff().modify(slim).reflect(writer).touched_objects()
+    };
+    (reader, retried_alone(futures::stream::once(watch).flatten()))
+}
+
+/// How often a watch waiting for its CRD looks at the CRD cache.
+const INSTALL_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The changes of one watch without its errors: each watch backs off and retries by itself
 /// (`default_backoff`). The controller puts one backoff over all its triggers together, so an
 /// error passed on would pause every watch, the Experiments' own included: without Istio the
@@ -173,9 +199,13 @@ impl World {
             });
         let (telemetries, telemetry_changes) =
             reflect(scoped(client, scope), config.clone(), |t: &mut Telemetry| slim_meta(&mut t.metadata));
-        let (http_routes, http_route_changes) =
-            reflect(scoped(client, scope), config.clone(), |r: &mut HttpRoute| slim_routing_meta(&mut r.metadata));
         let (crds, crd_writer) = reflector::store();
+        let (http_routes, http_route_changes) = reflect_once_installed(
+            scoped(client, scope),
+            config.clone(),
+            |r: &mut HttpRoute| slim_routing_meta(&mut r.metadata),
+            (crds.clone(), HTTPROUTE_CRD),
+        );
         let crd_changes = retried_alone(
             watcher(Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client.clone()), config)
                 .default_backoff()

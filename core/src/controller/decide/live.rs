@@ -40,19 +40,22 @@ pub(super) fn decide(input: &Input) -> Reconciled {
     };
     let started = !matches!(before.phase, None | Some(Phase::Pending));
     if !obs.conflicts.is_empty() && !started {
-        let message = format!(
-            "another VirtualService routes the same host: {}; Istio's choice between them is undefined",
-            obs.conflicts.join(", ")
-        );
-        set(
-            &mut st.conditions,
-            conditions::READY,
-            false,
-            reason::CONFLICTING_VIRTUAL_SERVICE,
-            message.clone(),
-            generation,
-            now,
-        );
+        let conflicts = obs.conflicts.join(", ");
+        let (why, message) = match obs.mode {
+            Routing::GatewayApi => (
+                reason::CONFLICTING_ROUTE,
+                format!(
+                    "another HTTPRoute routes the same Service, or a Service of another owner has an arm Service's name: {conflicts}; the Gateway API would merge their rules with ours by precedence, and Forklane never takes over someone else's object"
+                ),
+            ),
+            _ => (
+                reason::CONFLICTING_VIRTUAL_SERVICE,
+                format!(
+                    "another VirtualService routes the same host: {conflicts}; Istio's choice between them is undefined"
+                ),
+            ),
+        };
+        set(&mut st.conditions, conditions::READY, false, why, message.clone(), generation, now);
         st.phase = Some(Phase::Pending);
         st.message = Some(message);
         out.requeue = Some(WAIT);

@@ -1,0 +1,283 @@
+//! The controller end to end on the Gateway API: the embedded cluster serves the real v1.6.1 CRDs
+//! (no Istio), its data plane routes by HTTPRoutes attached to Services (GAMMA), and the
+//! experiments say `routing.provider: gatewayAPI`. Each test asserts where requests went, not only
+//! what was written: the split's shares, the rules' targets, sticky users who never change arm
+//! while the weights move, the preview, the mirror's copies, and no routing 503 on the way.
+//! Lagging proxies: `controller_lag_e2e::every_example_through_httproutes_costs_no_request_while_proxies_lag`.
+
+use crate::support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use forklane_core::api::{Phase, Provider};
+use forklane_core::fixtures::{ExperimentBuilder, pause, set_weight};
+use forklane_core::gateway::HttpRoute;
+use forklane_sim::traffic::{ClusterView, Outcome, Request, ServiceKey};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, Patch, PatchParams};
+use support::e2e::*;
+
+const LONG: Duration = Duration::from_secs(90);
+
+/// The embedded cluster with the Gateway API and two ready versions of my-app, the controller
+/// running.
+async fn gateway_env() -> Env {
+    let mut env = Env::start(false, false).await;
+    env.install_gateway_api().await;
+    two_versions(&env, 2, &[], &[]).await;
+    env.start_controller();
+    env
+}
+
+fn on_gateway_api(builder: ExperimentBuilder) -> ExperimentBuilder {
+    builder.provider(Provider::GatewayApi)
+}
+
+/// One request to my-app through the data plane: the version that answered (if it answered
+/// without error) and the `Set-Cookie` values of the answer.
+fn ask(env: &Env, headers: &[(&str, &str)]) -> (Option<String>, Vec<String>) {
+    let mut req = Request::get("/");
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let snapshot = env.net().feed.view().snapshot();
+    let mut rng = rand::rng();
+    match env.net().dataplane.handle(&snapshot, &ServiceKey::new(NS, "my-app"), &req, &mut rng) {
+        Outcome::Answered(a) if a.response.status < 500 => (
+            a.response.version().map(str::to_string),
+            a.response.header_values("set-cookie").map(str::to_string).collect(),
+        ),
+        _ => (None, Vec::new()),
+    }
+}
+
+/// Shares of `n` requests per version.
+fn shares(env: &Env, n: usize, headers: &[(&str, &str)]) -> BTreeMap<String, f64> {
+    let mut counts: BTreeMap<String, f64> = BTreeMap::new();
+    for _ in 0..n {
+        *counts.entry(ask(env, headers).0.unwrap_or_else(|| "failed".into())).or_default() += 1.0;
+    }
+    counts.values_mut().for_each(|c| *c /= n as f64);
+    counts
+}
+
+/// `share` is `p` within four standard errors of a binomial share of `n`.
+fn assert_share(share: f64, p: f64, n: usize, what: &str) {
+    let se = (p * (1.0 - p) / n as f64).sqrt();
+    assert!((share - p).abs() <= 4.0 * se, "{what}: {share:.3} is not {p} ± {:.3}", 4.0 * se);
+}
+
+async fn http_route(env: &Env, experiment: &str) -> HttpRoute {
+    let api: Api<HttpRoute> = Api::namespaced(env.client.clone(), NS);
+    api.get(&format!("{experiment}-forklane")).await.expect("the experiment's HTTPRoute")
+}
+
+async fn arm_services(env: &Env) -> Vec<String> {
+    let api: Api<Service> = Api::namespaced(env.client.clone(), NS);
+    let mut names: Vec<String> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .filter(|n| n.starts_with("my-app-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits (real time) until the live routing sends `arm` the weight `weight` in its split.
+async fn wait_split_weight(env: &Env, experiment: &str, arm: &str, weight: i32) {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let route = http_route(env, experiment).await;
+        let split = route.spec.rules.iter().flatten().find(|r| r.name.as_deref() == Some("split"));
+        let backend = format!("my-app-{arm}");
+        let w = split.and_then(|r| r.backend_refs.iter().flatten().find(|b| b.name == backend)).and_then(|b| b.weight);
+        if w == Some(weight) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{arm} never got weight {weight}: {route:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn promote(to: &str) -> Patch<serde_json::Value> {
+    Patch::Merge(serde_json::json!({"metadata": {"annotations": {"forklane.io/promote": to}}}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_through_an_httproute_moves_the_traffic_step_by_step_and_removes_the_losers_service() {
+    let env = gateway_env().await;
+    let canary = on_gateway_api(ExperimentBuilder::canary("steps").steps([set_weight(20), pause(), set_weight(60)]));
+    env.apply_experiment(canary).await;
+    let paused = env.wait_for_phase("steps", LONG, &[Phase::Paused]).await;
+    assert_eq!(paused.status.as_ref().unwrap().mesh, Some(forklane_core::api::Routing::GatewayApi));
+    assert_eq!(arm_services(&env).await, ["my-app-v1", "my-app-v2"], "one Service per arm");
+    let route = http_route(&env, "steps").await;
+    let parent = &route.spec.parent_refs.as_ref().unwrap()[0];
+    assert_eq!((parent.kind.as_deref(), parent.name.as_str()), (Some("Service"), "my-app"), "attached to the Service");
+    let n = 2_000;
+    let at_20 = shares(&env, n, &[]);
+    assert_share(at_20.get("v2").copied().unwrap_or(0.0), 0.2, n, "v2 at step 20");
+    assert_eq!(at_20.get("failed"), None, "{at_20:?}");
+    env.experiments().patch("steps", &PatchParams::default(), &promote("next")).await.unwrap();
+    let done = env.wait_for_phase("steps", LONG, &[Phase::Succeeded]).await;
+    assert_eq!(done.status.unwrap().winner.as_deref(), Some("v2"));
+    wait_split_weight(&env, "steps", "v2", 100).await;
+    let after = shares(&env, 300, &[]);
+    assert_eq!(after, BTreeMap::from([("v2".to_string(), 1.0)]), "everyone on the winner");
+    // The loser's Service goes once no proxy can route to it any more.
+    let deadline = tokio::time::Instant::now() + LONG;
+    while arm_services(&env).await != ["my-app-v2"] {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", arm_services(&env).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    env.assert_no_routing_503();
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ab_test_through_an_httproute_targets_by_rules_and_no_sticky_user_ever_changes_arm() {
+    let env = gateway_env().await;
+    let ab = on_gateway_api(
+        ExperimentBuilder::ab_test("ab")
+            .header_rule("beta", "x-user-group", "beta", "v2")
+            .split([("v1", 50), ("v2", 50)]),
+    )
+    .sticky("forklane-ab");
+    env.apply_experiment(ab).await;
+    env.wait_for("ab", LONG, |e| {
+        e.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    })
+    .await;
+    let beta = shares(&env, 200, &[("x-user-group", "beta")]);
+    assert_eq!(beta, BTreeMap::from([("v2".to_string(), 1.0)]), "the rule sends beta users to v2");
+    // New users: the split assigns them, and the answer's cookie names the arm that answered.
+    let mut users: Vec<(String, String)> = Vec::new();
+    for _ in 0..400 {
+        let (version, cookies) = ask(&env, &[]);
+        let version = version.expect("answered");
+        let cookie = cookies.iter().find(|c| c.starts_with("forklane-ab=")).expect("assigned by a cookie");
+        assert!(cookie.starts_with(&format!("forklane-ab={version};")), "{cookie} for {version}");
+        let cookie = format!("forklane-ab={version}");
+        users.push((version, cookie));
+    }
+    let on_v2 = users.iter().filter(|(v, _)| v == "v2").count();
+    assert_share(on_v2 as f64 / 400.0, 0.5, 400, "new users on v2");
+    // The weights move; returning users stay where they were.
+    let patch = serde_json::json!({"spec": {"strategy": {"abTest": {"split": {"v1": 90, "v2": 10}}}}});
+    env.experiments().patch("ab", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    wait_split_weight(&env, "ab", "v2", 10).await;
+    for (arm, cookie) in &users {
+        for _ in 0..3 {
+            let (version, _) = ask(&env, &[("cookie", &format!("other=1; {cookie}"))]);
+            assert_eq!(version.as_deref(), Some(arm.as_str()), "a returning user of {arm} drifted");
+        }
+    }
+    let fresh = shares(&env, 2_000, &[]);
+    assert_share(fresh.get("v2").copied().unwrap_or(0.0), 0.1, 2_000, "new users on v2 after the edit");
+    env.experiments().patch("ab", &PatchParams::default(), &promote("v2")).await.unwrap();
+    env.wait_for_phase("ab", LONG, &[Phase::Succeeded]).await;
+    wait_split_weight(&env, "ab", "v2", 100).await;
+    // After the end every answer expires the cookie, and a v1 user lands on the winner.
+    let (version, cookies) = ask(&env, &[("cookie", "forklane-ab=v1")]);
+    assert_eq!(version.as_deref(), Some("v2"));
+    assert!(cookies.iter().any(|c| c.starts_with("forklane-ab=;") && c.contains("Max-Age=0")), "{cookies:?}");
+    env.assert_no_routing_503();
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abn_test_through_an_httproute_splits_three_ways() {
+    let env = gateway_env().await;
+    env.apply(&app("v3", 2, &[])).await;
+    env.wait_ready("my-app-v3", 2).await;
+    let abn = on_gateway_api(ExperimentBuilder::ab_test("abn").control("v1").arm("v2").arm("v3").split([
+        ("v1", 50),
+        ("v2", 30),
+        ("v3", 20),
+    ]));
+    env.apply_experiment(abn).await;
+    env.wait_for("abn", LONG, |e| {
+        e.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    })
+    .await;
+    assert_eq!(arm_services(&env).await, ["my-app-v1", "my-app-v2", "my-app-v3"]);
+    let n = 3_000;
+    let split = shares(&env, n, &[]);
+    for (arm, p) in [("v1", 0.5), ("v2", 0.3), ("v3", 0.2)] {
+        assert_share(split.get(arm).copied().unwrap_or(0.0), p, n, arm);
+    }
+    env.assert_no_routing_503();
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_through_an_httproute_previews_by_header_then_switches_everyone() {
+    let env = gateway_env().await;
+    env.apply_experiment(on_gateway_api(ExperimentBuilder::blue_green("bg").preview_header("x-preview", "true"))).await;
+    env.wait_for_phase("bg", LONG, &[Phase::Paused]).await;
+    assert_eq!(shares(&env, 200, &[("x-preview", "true")]), BTreeMap::from([("v2".to_string(), 1.0)]));
+    assert_eq!(shares(&env, 200, &[]), BTreeMap::from([("v1".to_string(), 1.0)]), "everyone else on v1");
+    env.experiments().patch("bg", &PatchParams::default(), &promote("next")).await.unwrap();
+    env.wait_for_phase("bg", LONG, &[Phase::Succeeded]).await;
+    wait_split_weight(&env, "bg", "v2", 100).await;
+    assert_eq!(shares(&env, 200, &[]), BTreeMap::from([("v2".to_string(), 1.0)]), "everyone switched");
+    env.assert_no_routing_503();
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirroring_through_an_httproute_copies_requests_to_v2_without_answering_from_it() {
+    let env = gateway_env().await;
+    env.apply_experiment(on_gateway_api(ExperimentBuilder::blue_green("shadow").mirror("v2", 50.0))).await;
+    env.wait_for_phase("shadow", LONG, &[Phase::Paused]).await;
+    let n = 1_000;
+    assert_eq!(shares(&env, n, &[]), BTreeMap::from([("v1".to_string(), 1.0)]), "only v1 answers");
+    let v2 = env.net().dataplane.metrics.recorded().versions.get("v2").cloned().unwrap_or_default();
+    assert_share(v2.mirrored as f64 / n as f64, 0.5, n, "copies to v2");
+    assert_eq!(v2.visits, 0, "no user saw an answer of v2");
+    env.assert_no_routing_503();
+    env.shutdown().await;
+}
+
+/// Another team's HTTPRoute already attached to the Service: the experiment does not start, says
+/// which route is in the way, and leaves it as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn someone_elses_httproute_on_the_service_blocks_the_start_and_stays_untouched() {
+    let env = gateway_env().await;
+    let theirs = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: team-route, namespace: default}
+spec:
+  parentRefs: [{group: "", kind: Service, name: my-app, port: 80}]
+  rules: [{backendRefs: [{name: my-app, port: 80}]}]
+"#;
+    env.apply(theirs).await;
+    let before = serde_json::to_value(http_route_named(&env, "team-route").await.spec).unwrap();
+    env.apply_experiment(on_gateway_api(ExperimentBuilder::canary("blocked").steps([set_weight(20)]))).await;
+    let blocked = env
+        .wait_for("blocked", LONG, |e| {
+            e.status
+                .as_ref()
+                .and_then(|s| s.message.as_deref())
+                .is_some_and(|m| m.contains("HTTPRoute default/team-route"))
+        })
+        .await;
+    assert_eq!(phase(&blocked), Some(Phase::Pending), "{:?}", blocked.status);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let api: Api<HttpRoute> = Api::namespaced(env.client.clone(), NS);
+    assert!(api.get_opt("blocked-forklane").await.unwrap().is_none(), "no route of ours");
+    let after = serde_json::to_value(http_route_named(&env, "team-route").await.spec).unwrap();
+    assert_eq!(before, after, "their route as it was");
+    env.shutdown().await;
+}
+
+async fn http_route_named(env: &Env, name: &str) -> HttpRoute {
+    let api: Api<HttpRoute> = Api::namespaced(env.client.clone(), NS);
+    api.get(name).await.unwrap()
+}
