@@ -16,4 +16,5 @@ pub const GRPCROUTE_CRD: &str = include_str!("crds/standard/grpcroutes.yaml");
 pub const EXPERIMENTAL_HTTPROUTE_CRD: &str = include_str!("crds/experimental/httproutes.yaml");
 
 /// The standard channel, as `kubectl apply -f standard-install.yaml` installs it.
-pub const STANDARD_CRDS: [&str; 5] = [GATEWAY_CLASS_CRD, GATEWAY_CRD, HTTPROUTE_CRD, REFERENCE_GRANT_CRD, GRPCROUTE_CRD];
+pub const STANDARD_CRDS: [&str; 5] =
+    [GATEWAY_CLASS_CRD, GATEWAY_CRD, HTTPROUTE_CRD, REFERENCE_GRANT_CRD, GRPCROUTE_CRD];

@@ -41,9 +41,15 @@ fn a_valid_httproute_gets_its_defaults() {
         ],
     }));
     let out = validate_custom_object(HTTPROUTE_CRD, &obj).expect("valid");
-    assert_eq!(out["spec"]["parentRefs"][0], json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}));
+    assert_eq!(
+        out["spec"]["parentRefs"][0],
+        json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"})
+    );
     assert_eq!(out["spec"]["rules"][0]["matches"], json!([{"path": {"type": "PathPrefix", "value": "/"}}]));
-    assert_eq!(out["spec"]["rules"][0]["backendRefs"][0], json!({"group": "", "kind": "Service", "name": "a", "port": 80, "weight": 1}));
+    assert_eq!(
+        out["spec"]["rules"][0]["backendRefs"][0],
+        json!({"group": "", "kind": "Service", "name": "a", "port": 80, "weight": 1})
+    );
     assert_eq!(
         out["spec"]["rules"][1]["matches"][0],
         json!({"headers": [{"name": "x-canary", "type": "Exact", "value": "1"}], "path": {"type": "PathPrefix", "value": "/"}})
@@ -74,7 +80,9 @@ fn invalid_httproutes_are_refused_with_the_apiservers_causes() {
     );
     assert_eq!(
         refused(json!({"rules": [{"backendRefs": [{"name": "a", "port": 80, "weight": 1000001}]}]})),
-        [r#"spec.rules[0].backendRefs[0].weight: Invalid value: 1000001: spec.rules[0].backendRefs[0].weight in body should be less than or equal to 1000000"#]
+        [
+            r#"spec.rules[0].backendRefs[0].weight: Invalid value: 1000001: spec.rules[0].backendRefs[0].weight in body should be less than or equal to 1000000"#
+        ]
     );
     let hosts: Vec<String> = (0..17).map(|i| format!("h{i}.example.com")).collect();
     assert_eq!(
@@ -83,76 +91,109 @@ fn invalid_httproutes_are_refused_with_the_apiservers_causes() {
     );
     assert_eq!(
         refused(json!({"parentRefs": [{"name": "gw"}, {"name": "gw"}]})),
-        [r#"spec.parentRefs: Invalid value: "array": sectionName must be unique when parentRefs includes 2 or more references to the same parent"#]
+        [
+            r#"spec.parentRefs: Invalid value: "array": sectionName must be unique when parentRefs includes 2 or more references to the same parent"#
+        ]
     );
     assert_eq!(
         refused(json!({"parentRefs": [{"name": "gw", "sectionName": "http"}, {"name": "gw"}]})),
-        [r#"spec.parentRefs: Invalid value: "array": sectionName must be specified when parentRefs includes 2 or more references to the same parent"#]
+        [
+            r#"spec.parentRefs: Invalid value: "array": sectionName must be specified when parentRefs includes 2 or more references to the same parent"#
+        ]
     );
     // The same parent in two namespaces (`namespace` is escaped as `__namespace__` in CEL).
-    validate_custom_object(HTTPROUTE_CRD, &route(json!({"parentRefs": [{"name": "gw", "namespace": "a"}, {"name": "gw", "namespace": "b"}]})))
-        .expect("distinct parents");
+    validate_custom_object(
+        HTTPROUTE_CRD,
+        &route(json!({"parentRefs": [{"name": "gw", "namespace": "a"}, {"name": "gw", "namespace": "b"}]})),
+    )
+    .expect("distinct parents");
     assert_eq!(
         refused(json!({"rules": [{"filters": [{"type": "RequestMirror", "requestMirror": {
             "backendRef": {"name": "m", "port": 80}, "fraction": {"numerator": 3, "denominator": 2}}}]}]})),
-        [r#"spec.rules[0].filters[0].requestMirror.fraction: Invalid value: "object": numerator must be less than or equal to denominator"#]
+        [
+            r#"spec.rules[0].filters[0].requestMirror.fraction: Invalid value: "object": numerator must be less than or equal to denominator"#
+        ]
     );
     assert_eq!(
-        refused(json!({"rules": [{"filters": [{"type": "CORS", "cors": {"allowOrigins": ["*", "https://a.example"]}}]}]})),
-        [r#"spec.rules[0].filters[0].cors.allowOrigins: Invalid value: "array": AllowOrigins cannot contain '*' alongside other origins"#]
+        refused(
+            json!({"rules": [{"filters": [{"type": "CORS", "cors": {"allowOrigins": ["*", "https://a.example"]}}]}]})
+        ),
+        [
+            r#"spec.rules[0].filters[0].cors.allowOrigins: Invalid value: "array": AllowOrigins cannot contain '*' alongside other origins"#
+        ]
     );
     assert_eq!(
         refused(json!({"rules": [{"filters": [{"type": "RequestRedirect", "requestRedirect": {"port": 8080}}],
                                    "backendRefs": [{"name": "a", "port": 80}]}]})),
-        [r#"spec.rules[0]: Invalid value: "object": RequestRedirect filter must not be used together with backendRefs"#]
+        [
+            r#"spec.rules[0]: Invalid value: "object": RequestRedirect filter must not be used together with backendRefs"#
+        ]
     );
     assert_eq!(
         refused(json!({"rules": [{"matches": [{"path": {"type": "Exact", "value": "/a"}}],
             "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/b"}}}]}]})),
-        [r#"spec.rules[0]: Invalid value: "object": When using URLRewrite filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified"#]
+        [
+            r#"spec.rules[0]: Invalid value: "object": When using URLRewrite filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified"#
+        ]
     );
     assert_eq!(
         refused(json!({"rules": [{"filters": [{"type": "RequestHeaderModifier"}]}]})),
-        [r#"spec.rules[0].filters[0]: Invalid value: "object": filter.requestHeaderModifier must be specified for RequestHeaderModifier filter.type"#]
+        [
+            r#"spec.rules[0].filters[0]: Invalid value: "object": filter.requestHeaderModifier must be specified for RequestHeaderModifier filter.type"#
+        ]
     );
     assert_eq!(
         refused(json!({"rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/a b"}}]}]})),
-        [r#"spec.rules[0].matches[0].path: Invalid value: "object": must only contain valid characters (matching ^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$) for types ['Exact', 'PathPrefix']"#]
+        [
+            r#"spec.rules[0].matches[0].path: Invalid value: "object": must only contain valid characters (matching ^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$) for types ['Exact', 'PathPrefix']"#
+        ]
     );
     let many: Vec<Value> = (0..9).map(|_| json!({"matches": (0..15).map(|i| json!({"path": {"type": "Exact", "value": format!("/{i}")}})).collect::<Vec<_>>()})).collect();
     assert_eq!(
         refused(json!({"rules": many})),
-        [r#"spec.rules: Invalid value: "array": While 16 rules and 64 matches per rule are allowed, the total number of matches across all rules in a route must be less than 128"#]
+        [
+            r#"spec.rules: Invalid value: "array": While 16 rules and 64 matches per rule are allowed, the total number of matches across all rules in a route must be less than 128"#
+        ]
     );
     assert_eq!(
         refused(json!({"rules": [{"matches": [{"path": {"type": "Prefix", "value": "/"}}]}]})),
-        [r#"spec.rules[0].matches[0].path.type: Unsupported value: "Prefix": supported values: "Exact", "PathPrefix", "RegularExpression""#, NOT_CHECKED]
+        [
+            r#"spec.rules[0].matches[0].path.type: Unsupported value: "Prefix": supported values: "Exact", "PathPrefix", "RegularExpression""#,
+            NOT_CHECKED
+        ]
     );
     assert_eq!(
         refused(json!({"hostnames": ["Bad_Host"]})),
-        [r#"spec.hostnames[0]: Invalid value: "Bad_Host": spec.hostnames[0] in body should match '^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'"#]
+        [
+            r#"spec.hostnames[0]: Invalid value: "Bad_Host": spec.hostnames[0] in body should match '^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'"#
+        ]
     );
     assert_eq!(
         refused(json!({"rules": [{"timeouts": {"request": "soon"}}]})),
-        [r#"spec.rules[0].timeouts.request: Invalid value: "soon": spec.rules[0].timeouts.request in body should match '^([0-9]{1,5}(h|m|s|ms)){1,4}$'"#]
+        [
+            r#"spec.rules[0].timeouts.request: Invalid value: "soon": spec.rules[0].timeouts.request in body should match '^([0-9]{1,5}(h|m|s|ms)){1,4}$'"#
+        ]
     );
     assert_eq!(
         refused(json!({"rules": [{"filters": [{"type": "RequestMirror", "requestMirror": {
             "backendRef": {"name": "m", "port": 80}, "percent": 10, "fraction": {"numerator": 1}}}]}]})),
-        [r#"spec.rules[0].filters[0].requestMirror: Invalid value: "object": Only one of percent or fraction may be specified in HTTPRequestMirrorFilter"#]
+        [
+            r#"spec.rules[0].filters[0].requestMirror: Invalid value: "object": Only one of percent or fraction may be specified in HTTPRequestMirrorFilter"#
+        ]
     );
     assert_eq!(
         refused(json!({"rules": [{"timeouts": {"request": "1s", "backendRequest": "2s"}}]})),
-        [r#"spec.rules[0].timeouts: Invalid value: "object": backendRequest timeout cannot be longer than request timeout"#]
+        [
+            r#"spec.rules[0].timeouts: Invalid value: "object": backendRequest timeout cannot be longer than request timeout"#
+        ]
     );
     assert_eq!(
-        refused(json!({"rules": [{"matches": [{"headers": [{"name": "a", "value": "1"}, {"name": "a", "value": "2"}]}]}]})),
+        refused(
+            json!({"rules": [{"matches": [{"headers": [{"name": "a", "value": "1"}, {"name": "a", "value": "2"}]}]}]})
+        ),
         [r#"spec.rules[0].matches[0].headers[1]: Duplicate value: map[string]interface {}{"name":"a"}"#]
     );
-    assert_eq!(
-        refused(json!({"sessionPersistence": {}})),
-        [r#"unknown field "spec.sessionPersistence""#]
-    );
+    assert_eq!(refused(json!({"sessionPersistence": {}})), [r#"unknown field "spec.sessionPersistence""#]);
 }
 
 #[test]
@@ -182,7 +223,8 @@ fn the_other_kinds_validate() {
     let out = validate_custom_object(GATEWAY_CRD, &gw).expect("valid");
     assert_eq!(out["spec"]["listeners"][0]["allowedRoutes"], json!({"namespaces": {"from": "Same"}}));
     let mut dup = gw.clone();
-    dup["spec"]["listeners"] = json!([{"name": "http", "port": 80, "protocol": "HTTP"}, {"name": "http", "port": 81, "protocol": "HTTP"}]);
+    dup["spec"]["listeners"] =
+        json!([{"name": "http", "port": 80, "protocol": "HTTP"}, {"name": "http", "port": 81, "protocol": "HTTP"}]);
     assert_eq!(
         validate_custom_object(GATEWAY_CRD, &dup).unwrap_err(),
         [
@@ -194,7 +236,9 @@ fn the_other_kinds_validate() {
     infra["spec"]["infrastructure"] = json!({"annotations": {"bad key!": "v"}});
     assert_eq!(
         validate_custom_object(GATEWAY_CRD, &infra).unwrap_err(),
-        [r#"spec.infrastructure.annotations: Invalid value: "object": Annotation keys must be in the form of an optional DNS subdomain prefix followed by a required name segment of up to 63 characters."#]
+        [
+            r#"spec.infrastructure.annotations: Invalid value: "object": Annotation keys must be in the form of an optional DNS subdomain prefix followed by a required name segment of up to 63 characters."#
+        ]
     );
     let grpc = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute", "metadata": {"name": "g"},
                     "spec": {"rules": [{"matches": [{"method": {"service": "a.B"}}], "backendRefs": [{"name": "a", "port": 80}]}]}});
@@ -204,7 +248,9 @@ fn the_other_kinds_validate() {
     bad["spec"]["rules"][0]["matches"][0]["method"]["service"] = json!("a..b");
     assert_eq!(
         validate_custom_object(GRPCROUTE_CRD, &bad).unwrap_err(),
-        [r#"spec.rules[0].matches[0].method: Invalid value: "object": service must only contain valid characters (matching ^(?i)\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*$)"#]
+        [
+            r#"spec.rules[0].matches[0].method: Invalid value: "object": service must only contain valid characters (matching ^(?i)\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*$)"#
+        ]
     );
     let rg = json!({"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant", "metadata": {"name": "g"},
                     "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "a"}], "to": [{"group": "", "kind": "Service"}]}});
@@ -220,8 +266,10 @@ fn a_gateway_class_controller_name_is_immutable() {
                      "spec": {"controllerName": "example.com/gw"}});
     let mut new = old.clone();
     new["spec"]["controllerName"] = json!("example.com/other");
-    let errors: Vec<String> =
-        crate::cluster::semantics::schema::validate(&schema, &new, Some(&old)).iter().map(|e| e.message_text()).collect();
+    let errors: Vec<String> = crate::cluster::semantics::schema::validate(&schema, &new, Some(&old))
+        .iter()
+        .map(|e| e.message_text())
+        .collect();
     assert_eq!(errors, [r#"spec.controllerName: Invalid value: "string": Value is immutable"#]);
     new["spec"]["description"] = json!("x");
     new["spec"]["controllerName"] = json!("example.com/gw");
