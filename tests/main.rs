@@ -18,6 +18,7 @@ mod cluster_bad_input;
 mod cluster_connections;
 mod cluster_deploy;
 mod cluster_events;
+mod cluster_gateway_api;
 mod cluster_graceful;
 mod cluster_hostile_memory;
 mod cluster_kubectl;

@@ -181,12 +181,9 @@ pub(crate) fn validate_annotations(annotations: &serde_json::Map<String, Value>,
         total += k.len() + v.as_str().map_or(0, str::len);
     }
     if total > MAX {
-        errs.push(FieldError::new(
-            path,
-            crate::cluster::semantics::FieldErrorReason::TooLong,
-            None,
-            format!("must have at most {MAX} bytes"),
-        ));
+        // `field.TooLong(fldPath, "", TotalAnnotationSizeLimitB)`: since 1.32 "may not be more
+        // than N bytes" (the value omitted), as a client-side apply of a large CRD gets.
+        errs.push(FieldError::too_long(path, json!(""), MAX as i64));
     }
     errs
 }

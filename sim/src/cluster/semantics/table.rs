@@ -96,19 +96,41 @@ fn custom(cols: &[Value], objects: &[Value], now: i64) -> (Vec<Value>, Vec<Vec<V
     (defs, rows)
 }
 
-/// One result is the cell itself; several are printed space-separated, as kubectl's
-/// JSONPath printer does; dates become ages.
+/// One result is the cell, as the apiextensions-apiserver's table convertor makes it: a
+/// `string` column prints the value with the JSONPath printer (strings as they are, lists and
+/// objects as compact JSON, `["a.example.com"]`, numbers and booleans as text), other types
+/// keep a value of their type (`cellForJSONValue`; anything else is an empty cell); dates
+/// become ages. Several results are printed space-separated, as kubectl's JSONPath printer
+/// does.
 fn custom_cell(found: &[&Value], ty: &str, now: i64) -> Value {
     match found {
         [] => Value::Null,
         [one] if ty == "date" => {
             json!(one.as_str().and_then(parse_rfc3339).map_or("<unknown>".into(), |t| human_duration(now - t)))
         }
+        [one] if ty == "string" => match one {
+            Value::Null | Value::String(_) => (*one).clone(),
+            Value::Array(_) | Value::Object(_) => json!(go_json(one)),
+            Value::Number(n) => json!(super::gofmt::number(n)),
+            Value::Bool(b) => json!(b.to_string()),
+        },
+        [one] if ty == "integer" => {
+            one.as_i64().or_else(|| one.as_f64().map(|f| f as i64)).map_or(Value::Null, |i| json!(i))
+        }
+        [one] if ty == "number" => one.as_f64().map_or(Value::Null, |f| json!(f)),
+        [one] if ty == "boolean" => one.as_bool().map_or(Value::Null, |b| json!(b)),
         [one] => (*one).clone(),
         many => json!(
             many.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect::<Vec<_>>().join(" ")
         ),
     }
+}
+
+/// Go's `json.Marshal` of unstructured content: compact, map keys sorted (serde_json's maps
+/// are sorted), and `<`, `>`, `&` escaped as `\u003c`, `\u003e`, `\u0026` (they only occur
+/// inside strings in JSON text).
+fn go_json(v: &Value) -> String {
+    v.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
 }
 
 /// `translateTimestampSince` of an object's creationTimestamp.

@@ -81,6 +81,11 @@ fn labels_and_annotations() {
     assert!(m[1].starts_with(r#"metadata.labels: Invalid value: "-bad": a valid label must be an empty string"#));
     assert_eq!(is_qualified_name("/x"), ["prefix part must be non-empty"]);
     assert_eq!(messages(json!({"metadata": {"name": "p", "annotations": {"a/b/c": "v"}}}), "", "Pod", true).len(), 1);
+    let big = "x".repeat(256 * 1024);
+    assert_eq!(
+        messages(json!({"metadata": {"name": "p", "annotations": {"k": big}}}), "", "Pod", true),
+        ["metadata.annotations: Too long: may not be more than 262144 bytes"]
+    );
 }
 
 #[test]

@@ -151,3 +151,17 @@ fn custom_resource_columns() {
     assert_eq!(names(&plain), ["Name", "Age"]);
     assert_eq!(plain["rows"][0]["cells"], json!(["x", "60s"]));
 }
+
+#[test]
+fn custom_string_columns_print_lists_as_json_and_mistyped_values_as_empty() {
+    // The Gateway API's HTTPRoute prints `.spec.hostnames` in a string column.
+    let cols = [
+        json!({"name": "Hostnames", "type": "string", "jsonPath": ".spec.hostnames"}),
+        json!({"name": "Port", "type": "string", "jsonPath": ".spec.port"}),
+        json!({"name": "Count", "type": "integer", "jsonPath": ".spec.name"}),
+        json!({"name": "On", "type": "boolean", "jsonPath": ".spec.on"}),
+    ];
+    let obj = json!({"metadata": {"name": "r"}, "spec": {"hostnames": ["a.example.com", "<b>&"], "port": 80, "name": "x", "on": true}});
+    let t = table("HTTPRoute", &[obj], Some(&cols), NOW, IncludeObject::None);
+    assert_eq!(t["rows"][0]["cells"], json!(["r", r#"["a.example.com","\u003cb\u003e\u0026"]"#, "80", null, true]));
+}
