@@ -157,3 +157,33 @@ async fn sync_listeners(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::cluster::store::WriteOptions;
+    use crate::traffic::ServiceKey;
+
+    #[test]
+    fn the_mesh_is_on_with_the_httproute_api_and_routes_reach_the_snapshot() {
+        let store = Store::new(Default::default(), Clock::real());
+        let opts = WriteOptions::default();
+        store.create(&Gvr::new("", "v1", "namespaces"), None, json!({"metadata": {"name": "shop"}}), &opts).unwrap();
+        assert!(!snapshot(&store).mesh, "neither Istio's API nor the Gateway API is served");
+        let crd: Value = serde_yaml_ng::from_str(forklane_core::gateway::HTTPROUTE_CRD).unwrap();
+        store.create(&Gvr::new("apiextensions.k8s.io", "v1", "customresourcedefinitions"), None, crd, &opts).unwrap();
+        let service = json!({"metadata": {"name": "my-app", "namespace": "shop"}, "spec": {"selector": {"app": "my-app"}, "ports": [{"port": 80}]}});
+        store.create(&Gvr::new("", "v1", "services"), Some("shop"), service, &opts).unwrap();
+        let route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": "shop"},
+            "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "my-app"}],
+                "rules": [{"backendRefs": [{"name": "my-app", "port": 80}]}]}});
+        store.create(&Gvr::new(GATEWAY_API, "v1", "httproutes"), Some("shop"), route, &opts).unwrap();
+        let snap = snapshot(&store);
+        assert!(snap.mesh, "the HTTPRoute API is served");
+        assert!(snap.gateway_api().mesh(&ServiceKey::new("shop", "my-app"), 80, "shop").is_some());
+        assert!(WATCHED.contains(&"httproutes") && WATCHED.contains(&"gateways"));
+    }
+}
