@@ -10,8 +10,8 @@ use crate::support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use forklane_core::api::{Phase, Provider};
-use forklane_core::fixtures::{ExperimentBuilder, pause, set_weight};
+use forklane_core::api::{Builtin, Phase, Provider};
+use forklane_core::fixtures::{ExperimentBuilder, analysis, analysis_step, guardrail, pause, set_weight};
 use forklane_core::gateway::HttpRoute;
 use forklane_sim::traffic::{ClusterView, Outcome, Request, ServiceKey};
 use k8s_openapi::api::core::v1::Service;
@@ -242,6 +242,34 @@ async fn mirroring_through_an_httproute_copies_requests_to_v2_without_answering_
     assert_eq!(v2.visits, 0, "no user saw an answer of v2");
     env.assert_no_routing_503();
     env.shutdown().await;
+}
+
+/// The builtin error rate on this path reads the waypoint's metrics of each arm's own Service:
+/// v2's breach is seen, and the canary goes back to v1 before its next weight step; a harmless v2
+/// passes the same guardrail and is promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builtin_guardrail_reads_each_arms_service_and_rolls_back_a_breach() {
+    for (v2_errors, expected) in [("0.05", Phase::RolledBack), ("0.01", Phase::Succeeded)] {
+        let mut env = Env::start(false, false).await;
+        env.install_gateway_api().await;
+        two_versions(&env, 2, &[("sim.forklane.io/error-rate", "0.01")], &[("sim.forklane.io/error-rate", v2_errors)])
+            .await;
+        env.start_traffic(1500.0, 300);
+        env.start_controller();
+        let guarded = analysis([guardrail("error-rate", Builtin::IstioErrorRate, 0.02)]);
+        let guarded = guarded.interval("1m").min_samples_per_arm(300).max_duration("1h");
+        let steps = [set_weight(30), analysis_step(), set_weight(60)];
+        env.apply_experiment(on_gateway_api(ExperimentBuilder::canary("guard").steps(steps).analysis(guarded))).await;
+        let exp = env.wait_for_phase("guard", LONG, &[Phase::Succeeded, Phase::RolledBack, Phase::Failed]).await;
+        let status = exp.status.unwrap();
+        assert_eq!(status.phase, Some(expected), "v2 error rate {v2_errors}: {:?}", status.message);
+        let message = status.message.clone().unwrap_or_default();
+        assert!(!message.contains("invalid"), "{message}");
+        let samples: Vec<(String, f64)> = status.samples.iter().map(|s| (s.arm.clone(), s.samples)).collect();
+        assert_eq!(samples.len(), 2, "both arms measured by their Services: {status:?}");
+        env.assert_no_routing_503();
+        env.shutdown().await;
+    }
 }
 
 /// Another team's HTTPRoute already attached to the Service: the experiment does not start, says

@@ -147,3 +147,24 @@ fn srm_units_with_istio_are_first_exposures_of_the_arm() {
     let by_workload = assignment_template(&arm(&[("track", "canary")]));
     assert!(by_workload.contains(r#"destination_workload="{{ arm.deployment }}",forklane_cohort="assigned""#));
 }
+
+#[test]
+fn with_the_gateway_api_an_arm_is_its_own_service_as_the_waypoint_or_a_sidecar_reports_it() {
+    let q = templates(Builtin::IstioErrorRate, &metric(None), Routing::GatewayApi, &arm(&[("version", "v2")])).unwrap();
+    let service = r#"destination_service_namespace="{{ namespace }}",destination_service_name="{{ service.name }}-{{ arm.name }}""#;
+    let answered = format!(r#"reporter=~"destination|waypoint",{service}"#);
+    let failed = format!(r#"reporter="source",{service},response_flags=~"(.*,)?(UF|UH|NR|NC)(,.*)?""#);
+    let union = |answered: &str| {
+        format!(
+            "sum(increase(istio_requests_total{{{answered}}}[{{{{ window }}}}]) or increase(istio_requests_total{{{failed}}}[{{{{ window }}}}]))"
+        )
+    };
+    assert_eq!(q.trial, union(&answered));
+    assert_eq!(q.success, union(&format!(r#"{answered},response_code=~"5..""#)));
+    assert!(!q.trial.contains("cohort"), "the mesh's metrics carry no cohort on this path");
+    let latency =
+        templates(Builtin::IstioLatency, &metric(Some(300.0)), Routing::GatewayApi, &arm(&[("version", "v2")]))
+            .unwrap();
+    assert!(latency.trial.starts_with("sum(increase(istio_request_duration_milliseconds_count{"), "{}", latency.trial);
+    assert!(latency.success.contains(r#"le=~"500|500\\.0""#), "{}", latency.success);
+}

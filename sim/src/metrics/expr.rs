@@ -60,20 +60,17 @@ pub struct Selector {
 }
 
 impl Selector {
-    /// Whether no series can match both: different metrics, or `label="x"` against `label="y"`.
+    /// Whether no series can match both: different metrics, or `label="x"` on one side against a
+    /// matcher of the same label that refuses `x` on the other (`label="y"`, `label=~"y|z"`,
+    /// `label!="x"`).
     fn disjoint(&self, other: &Selector) -> bool {
-        let equal = |s: &Selector| -> Vec<(String, String)> {
-            s.matchers
-                .iter()
-                .filter_map(|m| match &m.op {
-                    MatchOp::Equal(v) => Some((m.label.clone(), v.clone())),
-                    _ => None,
-                })
-                .collect()
+        let excludes = |a: &Selector, b: &Selector| {
+            a.matchers.iter().any(|m| match &m.op {
+                MatchOp::Equal(v) => b.matchers.iter().any(|n| n.label == m.label && !n.matches(v)),
+                _ => false,
+            })
         };
-        let theirs = equal(other);
-        self.metric != other.metric
-            || equal(self).iter().any(|(label, v)| theirs.iter().any(|(l, w)| l == label && w != v))
+        self.metric != other.metric || excludes(self, other) || excludes(other, self)
     }
 }
 

@@ -34,6 +34,13 @@ fn parses_unions_of_disjoint_selectors_inside_a_sum() {
     );
     assert_eq!(terms[0].selectors[1].matchers, vec![eq("r", "s")]);
     assert_eq!(terms[1].selectors.len(), 1);
+    // A value on one side that the other side's regex or `!=` refuses: no series matches both.
+    for query in [
+        r#"sum(increase(a{r=~"d|w"}[5m]) or increase(a{r="s"}[5m]))"#,
+        r#"sum(increase(a{r="s"}[5m]) or increase(a{r!="s"}[5m]))"#,
+    ] {
+        assert_eq!(parse(query).unwrap()[0].selectors.len(), 2, "{query}");
+    }
 }
 
 #[test]
