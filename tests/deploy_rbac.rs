@@ -54,6 +54,7 @@ fn granted(kind: &str) -> BTreeSet<Permission> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
     let mut env = Env::start(true, true).await;
+    env.install_gateway_api().await;
     let mut config = env.cluster.client_config();
     config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(AGENT)));
     let controller_client = kube::Client::try_from(config).unwrap();
@@ -78,6 +79,16 @@ async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
     let vs: kube::Api<forklane_core::istio::VirtualService> = kube::Api::namespaced(env.client.clone(), NS);
     let kept = vs.get("mesh-forklane").await.expect("the routing outlives the experiment");
     assert_eq!(split(&serde_json::to_value(&kept).unwrap()).get("v2"), Some(&100), "the winner keeps the traffic");
+    // The Gateway API: an HTTPRoute and a Service per arm, the loser's Service deleted at the end.
+    let gateway = ExperimentBuilder::canary("gateway").provider(forklane_core::api::Provider::GatewayApi);
+    env.apply_experiment(gateway.steps([set_weight(50)])).await;
+    env.wait_for_phase("gateway", long, &[Phase::Succeeded]).await;
+    let services: kube::Api<k8s_openapi::api::core::v1::Service> = kube::Api::namespaced(env.client.clone(), NS);
+    let deadline = tokio::time::Instant::now() + long;
+    while services.get_opt("my-app-v1").await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the loser's Service is deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Native routing: Service selector and replicas; a command the controller clears. The Service
     // selects v1 only, as before a native canary, so the controller has a selector to change.
     env.apply(&service("{app: my-app, version: v1}")).await;
@@ -110,6 +121,7 @@ async fn the_cluster_role_grants_exactly_what_the_controller_uses() {
         ("events.k8s.io", "events", "patch"),
         ("networking.istio.io", "virtualservices", "delete"),
         ("networking.istio.io", "destinationrules", "delete"),
+        ("gateway.networking.k8s.io", "httproutes", "delete"),
     ]
     .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
     .into();
