@@ -32,6 +32,18 @@ async fn start(speed: f64) -> (Cluster, Kubectl) {
     (cluster, kubectl)
 }
 
+/// Waits until the data plane has `n` ready endpoints behind my-app.
+async fn serving_endpoints(cluster: &Cluster, n: usize) {
+    use forklane_sim::traffic::{ClusterView, ServiceKey};
+    let feed = &cluster.dataplane().expect("the data plane runs").feed;
+    let key = ServiceKey::new("default", "my-app");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while feed.view().snapshot().service(&key).map_or(0, |s| s.endpoints.len()) < n {
+        assert!(tokio::time::Instant::now() < deadline, "the data plane never had {n} endpoints of my-app");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 async fn rolled_out(k: &Kubectl, deployment: &str) {
     let out = k.ok(&["rollout", "status", &format!("deploy/{deployment}"), "--timeout=60s"]).await;
     assert!(out.contains("successfully rolled out"), "{out}");
@@ -294,13 +306,14 @@ async fn blue_green_switches_atomically_at_the_service_patch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_serves_one_in_eleven_then_half_after_scaling() {
-    let (_cluster, k) = start(20.0).await;
+    let (cluster, k) = start(20.0).await;
     k.ok(&["apply", "-f", "app-v1-canary.yaml"]).await;
     rolled_out(&k, "my-app-v1").await;
     let url = service_url(&k).await;
     answered(&url).await;
     k.ok(&["apply", "-f", "app-v2-canary.yaml"]).await;
     rolled_out(&k, "my-app-v2").await;
+    serving_endpoints(&cluster, 11).await;
 
     // 10 v1 pods and 1 v2 pod behind one Service: kube-proxy picks uniformly.
     let canary = load(&url, 2200).await;
@@ -309,6 +322,8 @@ async fn canary_serves_one_in_eleven_then_half_after_scaling() {
 
     k.ok(&["scale", "--replicas=10", "deploy", "my-app-v2"]).await;
     rolled_out(&k, "my-app-v2").await;
+    // The rollout's status can reach kubectl before the last pod's endpoint reaches the data plane.
+    serving_endpoints(&cluster, 20).await;
     let even = load(&url, 2200).await;
     assert_eq!((even.refused, even.failed), (0, 0), "{even}");
     share_within_3se(&even, V2, 0.5);
