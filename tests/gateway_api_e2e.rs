@@ -13,7 +13,6 @@ use std::time::Duration;
 use forklane_core::api::{Builtin, Phase, Provider};
 use forklane_core::fixtures::{ExperimentBuilder, analysis, analysis_step, guardrail, pause, set_weight};
 use forklane_core::gateway::HttpRoute;
-use forklane_sim::traffic::{ClusterView, Outcome, Request, ServiceKey};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams};
 use support::e2e::*;
@@ -34,29 +33,11 @@ fn on_gateway_api(builder: ExperimentBuilder) -> ExperimentBuilder {
     builder.provider(Provider::GatewayApi)
 }
 
-/// One request to my-app through the data plane: the version that answered (if it answered
-/// without error) and the `Set-Cookie` values of the answer.
-fn ask(env: &Env, headers: &[(&str, &str)]) -> (Option<String>, Vec<String>) {
-    let mut req = Request::get("/");
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    let snapshot = env.net().feed.view().snapshot();
-    let mut rng = rand::rng();
-    match env.net().dataplane.handle(&snapshot, &ServiceKey::new(NS, "my-app"), &req, &mut rng) {
-        Outcome::Answered(a) if a.response.status < 500 => (
-            a.response.version().map(str::to_string),
-            a.response.header_values("set-cookie").map(str::to_string).collect(),
-        ),
-        _ => (None, Vec::new()),
-    }
-}
-
 /// Shares of `n` requests per version.
 fn shares(env: &Env, n: usize, headers: &[(&str, &str)]) -> BTreeMap<String, f64> {
     let mut counts: BTreeMap<String, f64> = BTreeMap::new();
     for _ in 0..n {
-        *counts.entry(ask(env, headers).0.unwrap_or_else(|| "failed".into())).or_default() += 1.0;
+        *counts.entry(env.ask(headers).0.unwrap_or_else(|| "failed".into())).or_default() += 1.0;
     }
     counts.values_mut().for_each(|c| *c /= n as f64);
     counts
@@ -158,7 +139,7 @@ async fn an_ab_test_through_an_httproute_targets_by_rules_and_no_sticky_user_eve
     // New users: the split assigns them, and the answer's cookie names the arm that answered.
     let mut users: Vec<(String, String)> = Vec::new();
     for _ in 0..400 {
-        let (version, cookies) = ask(&env, &[]);
+        let (version, cookies) = env.ask(&[]);
         let version = version.expect("answered");
         let cookie = cookies.iter().find(|c| c.starts_with("forklane-ab=")).expect("assigned by a cookie");
         assert!(cookie.starts_with(&format!("forklane-ab={version};")), "{cookie} for {version}");
@@ -173,7 +154,7 @@ async fn an_ab_test_through_an_httproute_targets_by_rules_and_no_sticky_user_eve
     wait_split_weight(&env, "ab", "v2", 10).await;
     for (arm, cookie) in &users {
         for _ in 0..3 {
-            let (version, _) = ask(&env, &[("cookie", &format!("other=1; {cookie}"))]);
+            let (version, _) = env.ask(&[("cookie", &format!("other=1; {cookie}"))]);
             assert_eq!(version.as_deref(), Some(arm.as_str()), "a returning user of {arm} drifted");
         }
     }
@@ -183,7 +164,7 @@ async fn an_ab_test_through_an_httproute_targets_by_rules_and_no_sticky_user_eve
     env.wait_for_phase("ab", LONG, &[Phase::Succeeded]).await;
     wait_split_weight(&env, "ab", "v2", 100).await;
     // After the end every answer expires the cookie, and a v1 user lands on the winner.
-    let (version, cookies) = ask(&env, &[("cookie", "forklane-ab=v1")]);
+    let (version, cookies) = env.ask(&[("cookie", "forklane-ab=v1")]);
     assert_eq!(version.as_deref(), Some("v2"));
     assert!(cookies.iter().any(|c| c.starts_with("forklane-ab=;") && c.contains("Max-Age=0")), "{cookies:?}");
     env.assert_no_routing_503();

@@ -233,6 +233,12 @@ impl Env {
 
     /// One request to my-app through the data plane; the version that answered, if any.
     pub fn request(&self, headers: &[(&str, &str)]) -> Option<String> {
+        self.ask(headers).0
+    }
+
+    /// One request to my-app through the data plane: the version that answered (if it answered
+    /// without error) and the answer's `Set-Cookie` values.
+    pub fn ask(&self, headers: &[(&str, &str)]) -> (Option<String>, Vec<String>) {
         use forklane_sim::traffic::{ClusterView, Outcome, Request};
         let mut req = Request::get("/");
         for (k, v) in headers {
@@ -241,8 +247,11 @@ impl Env {
         let snapshot = self.net().feed.view().snapshot();
         let mut rng = rand::rng();
         match self.net().dataplane.handle(&snapshot, &ServiceKey::new(NS, "my-app"), &req, &mut rng) {
-            Outcome::Answered(a) if a.response.status < 500 => a.response.version().map(str::to_string),
-            _ => None,
+            Outcome::Answered(a) if a.response.status < 500 => (
+                a.response.version().map(str::to_string),
+                a.response.header_values("set-cookie").map(str::to_string).collect(),
+            ),
+            _ => (None, Vec::new()),
         }
     }
 

@@ -205,17 +205,27 @@ fn params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
+/// Server-side apply of `action`'s object. Apply creates what does not exist, so a 404 means the
+/// resource itself is unknown: its API is not installed (`missing` says which).
+async fn apply_installed<K>(api: &Api<K>, name: &str, action: &Action, missing: Error) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.patch(name, &params(), &Patch::Apply(action.object())).await {
+        Err(kube::Error::Api(status)) if status.code == 404 => Err(missing),
+        Err(other) => Err(other.into()),
+        Ok(_) => Ok(()),
+    }
+}
+
 /// Applies the gated writes in order; returns how many objects were written.
 pub(crate) async fn write(client: &Client, namespace: &str, writes: &[Action]) -> Result<u32> {
     for action in writes {
         match action {
+            // Istio without its Telemetry API.
             Action::Telemetry(t) => {
                 let api: Api<Telemetry> = Api::namespaced(client.clone(), namespace);
-                match api.patch(&t.name_any(), &params(), &Patch::Apply(action.object())).await {
-                    // The resource itself is unknown: Istio without its Telemetry API.
-                    Err(kube::Error::Api(status)) if status.code == 404 => return Err(Error::NoTelemetryApi),
-                    other => drop(other?),
-                }
+                apply_installed(&api, &t.name_any(), action, Error::NoTelemetryApi).await?;
             }
             Action::DestinationRule(dr) => {
                 let api: Api<DestinationRule> = Api::namespaced(client.clone(), namespace);
@@ -229,13 +239,10 @@ pub(crate) async fn write(client: &Client, namespace: &str, writes: &[Action]) -
                 let api: Api<Service> = Api::namespaced(client.clone(), namespace);
                 api.patch(&s.name_any(), &params(), &Patch::Apply(action.object())).await?;
             }
+            // No Gateway API in this cluster.
             Action::HttpRoute(r) => {
                 let api: Api<HttpRoute> = Api::namespaced(client.clone(), namespace);
-                match api.patch(&r.name_any(), &params(), &Patch::Apply(action.object())).await {
-                    // The resource itself is unknown: no Gateway API in this cluster.
-                    Err(kube::Error::Api(status)) if status.code == 404 => return Err(Error::NoGatewayApi),
-                    other => drop(other?),
-                }
+                apply_installed(&api, &r.name_any(), action, Error::NoGatewayApi).await?;
             }
             Action::RemoveArmServices(r) => {
                 let api: Api<Service> = Api::namespaced(client.clone(), namespace);

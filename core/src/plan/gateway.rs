@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::api::{Experiment, ParentRef};
 use crate::gateway::*;
 
-use super::istio::{metadata, object_name, scales};
+use super::istio::{destinations, metadata, object_name, scales};
 use super::routing::{COHORT_HEADER, Matcher, Route, RouteTable, is_cookie_expiry, route_table};
 use super::steps::State;
 use super::{Action, Observed};
@@ -73,14 +73,8 @@ pub(crate) fn service_object(service: &Service) -> Value {
 /// routed removed, pods down.
 pub(crate) fn actions(exp: &Experiment, state: &State, observed: &Observed) -> Vec<Action> {
     let table = route_table(&exp.spec, state);
-    // As with Istio's subsets: while the experiment runs, arms already serving keep (or get) their
-    // Service ahead of the step that routes to them, so that the step waits for no propagation.
-    let mut desired = table.referenced_arms();
-    if state.experiment_routes && state.replicas.is_none() {
-        let arms: BTreeSet<&String> = exp.spec.arms.iter().map(|a| &a.name).collect();
-        let kept = observed.subsets.iter().flatten().chain(&observed.serving).filter(|a| arms.contains(a));
-        desired.extend(kept.cloned());
-    }
+    // As Istio's subsets: arms already serving keep (or get) their Service ahead of the step.
+    let desired = destinations(exp, state, observed, &table);
     let (grow, shrink) = scales(exp, state, observed);
     let mut out = grow;
     for arm in exp.spec.arms.iter().filter(|a| desired.contains(&a.name)) {

@@ -41,18 +41,7 @@ pub(crate) const COHORT_EXPRESSION: &str = "request.host.matches('-shadow(:[0-9]
 /// up, subsets added, routes switched, subsets removed, pods down.
 pub(crate) fn actions(exp: &Experiment, state: &State, observed: &Observed) -> Vec<Action> {
     let table = route_table(&exp.spec, state);
-    // While the experiment runs, the DestinationRule also defines the subsets of arms already
-    // serving, and keeps every subset it has: a later step then routes to a subset whose rule and
-    // endpoints every proxy has had for a while, with no propagation delay of its own. An arm
-    // whose pods are still starting gets its subset with the step that routes to it (and waits
-    // for it to propagate). The final state keeps only the arm it routes to, and strategies that
-    // move pods (recreate, rolling update) add each arm's subset with the step that routes to it.
-    let mut desired = table.referenced_arms();
-    if state.experiment_routes && state.replicas.is_none() {
-        let arms: BTreeSet<&String> = exp.spec.arms.iter().map(|a| &a.name).collect();
-        let kept = observed.subsets.iter().flatten().chain(&observed.serving).filter(|a| arms.contains(a));
-        desired.extend(kept.cloned());
-    }
+    let desired = destinations(exp, state, observed, &table);
     let vs = Action::VirtualService(Box::new(virtual_service(exp, &table)));
     let dr = |subsets: &BTreeSet<String>| Action::DestinationRule(Box::new(destination_rule(exp, subsets)));
     let (grow, shrink) = scales(exp, state, observed);
@@ -73,6 +62,28 @@ pub(crate) fn actions(exp: &Experiment, state: &State, observed: &Observed) -> V
     }
     out.extend(shrink);
     out
+}
+
+/// The arms whose routing destination (subset, or arm Service) must exist in `state`. While the
+/// experiment runs, that is also every arm already serving and every destination already there: a
+/// later step then routes to a destination every proxy has had for a while, with no propagation
+/// delay of its own. An arm whose pods are still starting gets its destination with the step that
+/// routes to it (and waits for it to propagate). The final state keeps only the arm it routes to,
+/// and strategies that move pods (recreate, rolling update) add each arm's destination with the
+/// step that routes to it.
+pub(super) fn destinations(
+    exp: &Experiment,
+    state: &State,
+    observed: &Observed,
+    table: &RouteTable,
+) -> BTreeSet<String> {
+    let mut desired = table.referenced_arms();
+    if state.experiment_routes && state.replicas.is_none() {
+        let arms: BTreeSet<&String> = exp.spec.arms.iter().map(|a| &a.name).collect();
+        let kept = observed.subsets.iter().flatten().chain(&observed.serving).filter(|a| arms.contains(a));
+        desired.extend(kept.cloned());
+    }
+    desired
 }
 
 /// Replica changes of the state (recreate, rolling update): growing arms, then shrinking ones.
