@@ -43,6 +43,12 @@ fn shares(env: &Env, n: usize, headers: &[(&str, &str)]) -> BTreeMap<String, f64
     counts
 }
 
+/// The data plane follows the API server within milliseconds (its feed coalesces writes for 5 ms):
+/// a route the status already reports may not have reached it yet.
+async fn data_plane_caught_up() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 /// `share` is `p` within four standard errors of a binomial share of `n`.
 fn assert_share(share: f64, p: f64, n: usize, what: &str) {
     let se = (p * (1.0 - p) / n as f64).sqrt();
@@ -100,6 +106,7 @@ async fn a_canary_through_an_httproute_moves_the_traffic_step_by_step_and_remove
     let route = http_route(&env, "steps").await;
     let parent = &route.spec.parent_refs.as_ref().unwrap()[0];
     assert_eq!((parent.kind.as_deref(), parent.name.as_str()), (Some("Service"), "my-app"), "attached to the Service");
+    data_plane_caught_up().await;
     let n = 2_000;
     let at_20 = shares(&env, n, &[]);
     assert_share(at_20.get("v2").copied().unwrap_or(0.0), 0.2, n, "v2 at step 20");
@@ -108,6 +115,7 @@ async fn a_canary_through_an_httproute_moves_the_traffic_step_by_step_and_remove
     let done = env.wait_for_phase("steps", LONG, &[Phase::Succeeded]).await;
     assert_eq!(done.status.unwrap().winner.as_deref(), Some("v2"));
     wait_split_weight(&env, "steps", "v2", 100).await;
+    data_plane_caught_up().await;
     let after = shares(&env, 300, &[]);
     assert_eq!(after, BTreeMap::from([("v2".to_string(), 1.0)]), "everyone on the winner");
     // The loser's Service goes once no proxy can route to it any more.
@@ -134,6 +142,7 @@ async fn an_ab_test_through_an_httproute_targets_by_rules_and_no_sticky_user_eve
         e.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
     })
     .await;
+    data_plane_caught_up().await;
     let beta = shares(&env, 200, &[("x-user-group", "beta")]);
     assert_eq!(beta, BTreeMap::from([("v2".to_string(), 1.0)]), "the rule sends beta users to v2");
     // New users: the split assigns them, and the answer's cookie names the arm that answered.
@@ -152,6 +161,7 @@ async fn an_ab_test_through_an_httproute_targets_by_rules_and_no_sticky_user_eve
     let patch = serde_json::json!({"spec": {"strategy": {"abTest": {"split": {"v1": 90, "v2": 10}}}}});
     env.experiments().patch("ab", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
     wait_split_weight(&env, "ab", "v2", 10).await;
+    data_plane_caught_up().await;
     for (arm, cookie) in &users {
         for _ in 0..3 {
             let (version, _) = env.ask(&[("cookie", &format!("other=1; {cookie}"))]);
@@ -163,6 +173,7 @@ async fn an_ab_test_through_an_httproute_targets_by_rules_and_no_sticky_user_eve
     env.experiments().patch("ab", &PatchParams::default(), &promote("v2")).await.unwrap();
     env.wait_for_phase("ab", LONG, &[Phase::Succeeded]).await;
     wait_split_weight(&env, "ab", "v2", 100).await;
+    data_plane_caught_up().await;
     // After the end every answer expires the cookie, and a v1 user lands on the winner.
     let (version, cookies) = env.ask(&[("cookie", "forklane-ab=v1")]);
     assert_eq!(version.as_deref(), Some("v2"));
@@ -187,6 +198,7 @@ async fn an_abn_test_through_an_httproute_splits_three_ways() {
     })
     .await;
     assert_eq!(arm_services(&env).await, ["my-app-v1", "my-app-v2", "my-app-v3"]);
+    data_plane_caught_up().await;
     let n = 3_000;
     let split = shares(&env, n, &[]);
     for (arm, p) in [("v1", 0.5), ("v2", 0.3), ("v3", 0.2)] {
@@ -201,11 +213,13 @@ async fn blue_green_through_an_httproute_previews_by_header_then_switches_everyo
     let env = gateway_env().await;
     env.apply_experiment(on_gateway_api(ExperimentBuilder::blue_green("bg").preview_header("x-preview", "true"))).await;
     env.wait_for_phase("bg", LONG, &[Phase::Paused]).await;
+    data_plane_caught_up().await;
     assert_eq!(shares(&env, 200, &[("x-preview", "true")]), BTreeMap::from([("v2".to_string(), 1.0)]));
     assert_eq!(shares(&env, 200, &[]), BTreeMap::from([("v1".to_string(), 1.0)]), "everyone else on v1");
     env.experiments().patch("bg", &PatchParams::default(), &promote("next")).await.unwrap();
     env.wait_for_phase("bg", LONG, &[Phase::Succeeded]).await;
     wait_split_weight(&env, "bg", "v2", 100).await;
+    data_plane_caught_up().await;
     assert_eq!(shares(&env, 200, &[]), BTreeMap::from([("v2".to_string(), 1.0)]), "everyone switched");
     env.assert_no_routing_503();
     env.shutdown().await;
@@ -216,6 +230,7 @@ async fn mirroring_through_an_httproute_copies_requests_to_v2_without_answering_
     let env = gateway_env().await;
     env.apply_experiment(on_gateway_api(ExperimentBuilder::blue_green("shadow").mirror("v2", 50.0))).await;
     env.wait_for_phase("shadow", LONG, &[Phase::Paused]).await;
+    data_plane_caught_up().await;
     let n = 1_000;
     assert_eq!(shares(&env, n, &[]), BTreeMap::from([("v1".to_string(), 1.0)]), "only v1 answers");
     let v2 = env.net().dataplane.metrics.recorded().versions.get("v2").cloned().unwrap_or_default();
@@ -289,4 +304,63 @@ spec:
 async fn http_route_named(env: &Env, name: &str) -> HttpRoute {
     let api: Api<HttpRoute> = Api::namespaced(env.client.clone(), NS);
     api.get(name).await.unwrap()
+}
+
+const GATEWAY: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: public, namespace: default}
+spec:
+  gatewayClassName: sim
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+"#;
+
+/// North–south: the route attaches to a Gateway (`spec.routing.gatewayAPI.parentRefs`) for the
+/// experiment's hostname. Requests entering through the Gateway for that host are split by the
+/// step's weights; another host is not routed by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_attached_to_a_gateway_splits_what_enters_through_it() {
+    use forklane_core::api::{GatewayApiOptions, ParentRef};
+    use forklane_sim::traffic::{ClusterView, GatewayKey, Outcome, Request};
+    let env = gateway_env().await;
+    env.apply(GATEWAY).await;
+    let mut exp = on_gateway_api(ExperimentBuilder::canary("edge").steps([set_weight(30), pause()])).port(80).build();
+    exp.spec.routing.get_or_insert_with(Default::default).gateway_api = Some(GatewayApiOptions {
+        parent_refs: vec![ParentRef {
+            group: None,
+            kind: None,
+            name: "public".into(),
+            namespace: None,
+            section_name: Some("http".into()),
+            port: None,
+        }],
+        hostnames: vec!["shop.example.com".into()],
+    });
+    env.apply(&serde_yaml_ng::to_string(&exp).unwrap()).await;
+    env.wait_for_phase("edge", LONG, &[Phase::Paused]).await;
+    let parent = &http_route(&env, "edge").await.spec.parent_refs.unwrap()[0];
+    assert_eq!((parent.kind.as_deref(), parent.name.as_str()), (Some("Gateway"), "public"));
+    let through = |host: &str| {
+        let snapshot = env.net().feed.view().snapshot();
+        let req = Request { authority: host.into(), ..Request::get("/") };
+        match env.net().dataplane.handle_gateway(&snapshot, &GatewayKey::new(NS, "public"), &req, &mut rand::rng()) {
+            Outcome::Answered(a) if a.response.status < 400 => a.response.version().map(str::to_string),
+            _ => None,
+        }
+    };
+    // The step's route reaches the gateway's proxy moments after the status says Paused.
+    let deadline = tokio::time::Instant::now() + LONG;
+    while (0..50).any(|_| through("shop.example.com").is_none()) {
+        assert!(tokio::time::Instant::now() < deadline, "the Gateway never routed shop.example.com");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = env.net().dataplane.metrics.recorded().local_replies;
+    let n = 2_000;
+    let v2 = (0..n).filter(|_| through("shop.example.com").as_deref() == Some("v2")).count();
+    let v1 = (0..n).filter(|_| through("shop.example.com").as_deref() == Some("v1")).count();
+    assert_share(v2 as f64 / n as f64, 0.3, n, "v2 through the Gateway");
+    assert_share(v1 as f64 / n as f64, 0.7, n, "v1 through the Gateway");
+    assert_eq!(before, env.net().dataplane.metrics.recorded().local_replies, "no local reply once routed");
+    assert_eq!(through("other.example.com"), None, "another host is not ours");
+    env.shutdown().await;
 }

@@ -191,10 +191,14 @@ fn sticky_users_never_change_arm() {
         assert_eq!(report.users_switched(), 0, "{file}: {report}");
         assert_eq!(report.by_version.values().sum::<u64>(), REQUESTS as u64, "{file}: every request answered");
         assert!(report.by_version.len() >= 2, "{file}: users spread over the arms: {report}");
-        // Only users a targeting rule takes (ab-test's mobile users in the EU) go without the
-        // split's assignment cookie.
+        // Only users a targeting rule takes (mobile users in the EU, where a rule says so) go
+        // without the split's assignment cookie.
+        let rules = &exp.spec.strategy.ab_test().unwrap().rules;
+        let mobile_eu = rules
+            .iter()
+            .any(|r| r.matches.user_agent.is_some() && r.matches.regions.iter().any(|region| region == "eu-west-1"));
         for user in population.users() {
-            let targeted = user.mobile && user.region.as_deref() == Some("eu-west-1") && file == "ab-test";
+            let targeted = user.mobile && user.region.as_deref() == Some("eu-west-1") && mobile_eu;
             assert_eq!(user.jar.clone().header("/", report.elapsed).is_some(), !targeted, "{file}: {user:?}");
         }
     }

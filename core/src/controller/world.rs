@@ -476,6 +476,7 @@ mod tests {
         virtual_services: reflector::store::Writer<VirtualService>,
         destination_rules: reflector::store::Writer<DestinationRule>,
         telemetries: reflector::store::Writer<Telemetry>,
+        http_routes: reflector::store::Writer<HttpRoute>,
         crds: reflector::store::Writer<PartialObjectMeta<CustomResourceDefinition>>,
     }
 
@@ -488,7 +489,7 @@ mod tests {
         let (virtual_services, virtual_services_w) = reflector::store();
         let (destination_rules, destination_rules_w) = reflector::store();
         let (telemetries, telemetries_w) = reflector::store();
-        let (http_routes, _) = reflector::store();
+        let (http_routes, http_routes_w) = reflector::store();
         let (crds, crds_w) = reflector::store();
         let world = World {
             policies,
@@ -516,6 +517,7 @@ mod tests {
             virtual_services: virtual_services_w,
             destination_rules: destination_rules_w,
             telemetries: telemetries_w,
+            http_routes: http_routes_w,
             crds: crds_w,
         }
     }
@@ -632,5 +634,40 @@ mod tests {
         assert!(waiters.iter().all(|w| !w.is_finished()), "waiting for the Telemetries");
         list(&mut c.telemetries, vec![]);
         assert_eq!(through(waiters).await, 10);
+    }
+
+    #[test]
+    fn auto_prefers_the_gateway_api_where_the_service_already_uses_it_else_istio() {
+        use crate::api::Routing;
+        use crate::controller::observe::mode;
+        let crd = |name: &str| {
+            let mut crd = PartialObjectMeta::<CustomResourceDefinition>::default();
+            crd.metadata.name = Some(name.into());
+            crd
+        };
+        let mut c = caches();
+        list(&mut c.crds, vec![crd(ISTIO_VIRTUAL_SERVICE_CRD), crd(HTTPROUTE_CRD)]);
+        let mut exp = crate::fixtures::ExperimentBuilder::canary("c").build();
+        exp.metadata.namespace = Some("shop".into());
+        let service = exp.spec.service.name.clone();
+        assert_eq!(mode(&c.world, &exp), Routing::Istio, "both installed, neither in use: Istio");
+        let mut attached: HttpRoute = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "theirs", "namespace": "shop"},
+            "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": service}]}
+        }))
+        .unwrap();
+        list(&mut c.http_routes, vec![attached.clone()]);
+        assert_eq!(mode(&c.world, &exp), Routing::GatewayApi, "an HTTPRoute on the Service");
+        attached.spec.parent_refs.as_mut().unwrap()[0].name = "another".into();
+        list(&mut c.http_routes, vec![attached]);
+        assert_eq!(mode(&c.world, &exp), Routing::Istio, "a route on another Service does not count");
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some("shop".into());
+        ns.metadata.labels = Some(BTreeMap::from([("istio.io/use-waypoint".to_string(), "waypoint".to_string())]));
+        list(&mut c.namespaces, vec![ns]);
+        assert_eq!(mode(&c.world, &exp), Routing::GatewayApi, "a waypoint for the namespace");
+        let mut recorded = exp.clone();
+        recorded.status = Some(crate::api::ExperimentStatus { mesh: Some(Routing::Istio), ..Default::default() });
+        assert_eq!(mode(&c.world, &recorded), Routing::Istio, "chosen once, at the start, for good");
     }
 }
