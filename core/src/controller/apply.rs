@@ -21,7 +21,7 @@ use crate::plan::{Action, Plan};
 
 use super::error::{Error, Result};
 use super::health::weights;
-use super::observe::{Leftovers, Observation, referenced_subsets};
+use super::observe::{Leftovers, Observation};
 use super::settle::{Hold, RoutingClock, hold, is_routing};
 
 pub(crate) const FIELD_MANAGER: &str = "forklane";
@@ -121,28 +121,16 @@ pub(crate) fn gate(exp: &Experiment, plan: &Plan, obs: &Observation, detoured: b
             _ => false,
         };
         let unsafe_step = match action {
-            // A subset the live routes do not use yet gets traffic only once it has ready pods,
-            // and a step raises an arm's weight only once all its pods are ready.
-            Action::VirtualService(vs) => {
-                let new = referenced_subsets(vs).into_iter().filter(|s| !obs.routed_subsets.contains(s));
-                let raised = weights(vs)
-                    .into_iter()
-                    .filter(|(arm, w)| *w > live_weights.get(arm).copied().unwrap_or(0))
-                    .map(|(arm, _)| arm);
-                let mut arms: Vec<String> = new.chain(raised).collect();
-                arms.dedup();
-                arms.into_iter().find(|arm| ready(arm) < required(arm)).map(|arm| {
-                    format!("waiting for {} ready pods of arm {arm} before routing more traffic to it", required(&arm))
-                })
-            }
-            // The same for an arm's Service: it has ready endpoints before a backendRef gives
-            // it weight (its endpoints are the arm's ready pods).
-            Action::HttpRoute(route) => {
-                let new = gateway::referenced_arms(exp, route).into_iter().filter(|a| !obs.routed_subsets.contains(a));
-                let raised = gateway::weights(exp, route)
-                    .into_iter()
-                    .filter(|(arm, w)| *w > live_weights.get(arm).copied().unwrap_or(0))
-                    .map(|(arm, _)| arm);
+            // A subset (or an arm's Service, whose endpoints are the arm's ready pods) the live
+            // routes do not use yet gets traffic only once it has ready pods, and a step raises an
+            // arm's weight only once all its pods are ready.
+            Action::VirtualService(_) | Action::HttpRoute(_) => {
+                let planned = planned_weights(exp, action);
+                let new = planned.keys().filter(|arm| !obs.routed_subsets.contains(*arm)).cloned();
+                let raised = planned
+                    .iter()
+                    .filter(|(arm, w)| **w > live_weights.get(*arm).copied().unwrap_or(0))
+                    .map(|(arm, _)| arm.clone());
                 let mut arms: Vec<String> = new.chain(raised).collect();
                 arms.dedup();
                 arms.into_iter().find(|arm| ready(arm) < required(arm)).map(|arm| {
@@ -188,6 +176,16 @@ pub(crate) fn gate(exp: &Experiment, plan: &Plan, obs: &Observation, detoured: b
     }
     // Every step is safe and every scaled arm is ready: in place once these writes succeed.
     Gated { writes, applied: Applied::Settled, retry_in: None }
+}
+
+/// The weight a routing write (VirtualService or HTTPRoute) gives each arm it names, mirrors
+/// included; empty for any other write.
+fn planned_weights(exp: &Experiment, action: &Action) -> BTreeMap<String, i32> {
+    match action {
+        Action::VirtualService(vs) => weights(vs),
+        Action::HttpRoute(route) => gateway::weights(exp, route),
+        _ => BTreeMap::new(),
+    }
 }
 
 /// The weights the live routes give each arm (VirtualService or HTTPRoute).

@@ -252,12 +252,8 @@ fn observe_gateway_api(world: &World, exp: &Experiment, namespace: &str) -> Gate
     for arm in &exp.spec.arms {
         let name = arm_service_name(service, &arm.name);
         let Some(svc) = world.service(namespace, &name) else { continue };
-        let labels = svc.metadata.labels.as_ref();
-        let forklanes = labels.and_then(|l| l.get(ARM_LABEL)).is_some()
-            && labels
-                .and_then(|l| l.get("app.kubernetes.io/managed-by"))
-                .is_some_and(|m| m == crate::plan::istio::MANAGED_BY);
-        if forklanes {
+        let arm_label = svc.metadata.labels.as_ref().and_then(|l| l.get(ARM_LABEL));
+        if arm_label.is_some() && managed_by_forklane(&svc.metadata) {
             out.arm_services.extend(json(svc.as_ref()).map(|v| (arm.name.clone(), v)));
         } else {
             // Someone else's Service with an arm Service's name: never taken over.
@@ -306,9 +302,13 @@ pub(crate) fn revision(template: &Value) -> String {
 /// A routing object another Experiment of Forklane's left behind (released at deletion, so that
 /// routing stays in place) never blocks the next experiment on the same host.
 fn left_behind(meta: &ObjectMeta) -> bool {
+    managed_by_forklane(meta) && meta.owner_references.as_ref().is_none_or(Vec::is_empty)
+}
+
+/// Whether Forklane wrote the object (its `app.kubernetes.io/managed-by` label).
+fn managed_by_forklane(meta: &ObjectMeta) -> bool {
     let labels = meta.labels.as_ref();
     labels.and_then(|l| l.get("app.kubernetes.io/managed-by")).is_some_and(|m| m == crate::plan::istio::MANAGED_BY)
-        && meta.owner_references.as_ref().is_none_or(Vec::is_empty)
 }
 
 pub(crate) fn referenced_subsets(vs: &VirtualService) -> BTreeSet<String> {

@@ -10,15 +10,13 @@ use crate::api::{Experiment, ExperimentStatus, Phase, Routing};
 use crate::plan::istio::without_cookie_expiry;
 use crate::plan::{Action, Plan, Target};
 
-use kube::api::ObjectMeta;
-
 use crate::istio::DestinationRule;
 use k8s_openapi::api::core::v1::Service;
 
-use super::super::apply::{Applied, gate, holds};
+use super::super::apply::{Applied, gate};
 use super::super::conditions::{self, event, reason, set};
 use super::super::observe::Observation;
-use super::{FINALIZER, FinalizerChange, Input, Reconciled, WAIT, has_condition, restore_to};
+use super::{FINALIZER, FinalizerChange, Input, Reconciled, WAIT, has_condition, identity, restore_to, still_needed};
 
 /// Lets a person release an experiment whose deletion waits for an arm that can take the traffic.
 pub(crate) const FORCE_DELETE: &str = "forklane.io/force-delete";
@@ -131,19 +129,8 @@ fn wrote_routing(input: &Input, status: &ExperimentStatus) -> bool {
 fn released_rule(obs: &Observation) -> Option<Action> {
     let live = obs.live.destination_rule.as_ref()?;
     let rule: DestinationRule = serde_json::from_value(live.clone()).ok()?;
-    let released = DestinationRule {
-        metadata: ObjectMeta {
-            name: rule.metadata.name,
-            namespace: rule.metadata.namespace,
-            labels: rule.metadata.labels,
-            owner_references: Some(vec![]),
-            ..Default::default()
-        },
-        spec: rule.spec,
-        status: None,
-    };
-    let action = Action::DestinationRule(Box::new(released));
-    (!holds(live, &action.object())).then_some(action)
+    let released = DestinationRule { metadata: identity(&rule.metadata, Some(vec![])), spec: rule.spec, status: None };
+    still_needed(live, Action::DestinationRule(Box::new(released))).pop()
 }
 
 /// The live arm Services, without the Experiment as owner, that still have it (Gateway API):
@@ -152,13 +139,7 @@ fn released_services(obs: &Observation) -> Vec<Action> {
     let release = |live: &serde_json::Value| {
         let service: Service = serde_json::from_value(live.clone()).ok()?;
         let released = Service {
-            metadata: ObjectMeta {
-                name: service.metadata.name,
-                namespace: service.metadata.namespace,
-                labels: service.metadata.labels,
-                owner_references: Some(vec![]),
-                ..Default::default()
-            },
+            metadata: identity(&service.metadata, Some(vec![])),
             spec: service.spec.map(|spec| k8s_openapi::api::core::v1::ServiceSpec {
                 selector: spec.selector,
                 ports: spec.ports,
@@ -166,10 +147,9 @@ fn released_services(obs: &Observation) -> Vec<Action> {
             }),
             status: None,
         };
-        let action = Action::ArmService(Box::new(released));
-        (!holds(live, &action.object())).then_some(action)
+        Some(still_needed(live, Action::ArmService(Box::new(released))))
     };
-    obs.live.arm_services.values().filter_map(release).collect()
+    obs.live.arm_services.values().filter_map(release).flatten().collect()
 }
 
 /// Drops the Experiment as owner of the routing objects (an explicit empty list, so that

@@ -15,7 +15,7 @@ use crate::plan::Action;
 use crate::plan::istio::without_cookie_expiry;
 
 use super::super::observe::Observation;
-use super::rewritten;
+use super::{identity, rewritten, still_needed};
 
 /// Where the expiry of the sticky cookie stands for a finished experiment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,10 +61,12 @@ pub(super) fn end(exp: &Experiment, obs: &Observation) -> Vec<Action> {
     let Some(sticky) = exp.spec.strategy.ab_test().and_then(|ab| ab.sticky.as_ref()) else { return vec![] };
     if let Some(live_json) = obs.live.http_route.as_ref() {
         let Ok(live) = serde_json::from_value::<crate::gateway::HttpRoute>(live_json.clone()) else { return vec![] };
-        return match crate::plan::gateway::without_cookie_expiry(&live, &sticky.cookie_name) {
-            Some(route) => rewritten_route(exp, live_json, &live, route),
-            None => vec![],
+        let Some(mut route) = crate::plan::gateway::without_cookie_expiry(&live, &sticky.cookie_name) else {
+            return vec![];
         };
+        route.metadata = identity(&live.metadata, kube::Resource::controller_owner_ref(exp, &()).map(|r| vec![r]));
+        route.status = None;
+        return still_needed(live_json, Action::HttpRoute(Box::new(route)));
     }
     let Some(live_json) = obs.live.virtual_service.as_ref() else { return vec![] };
     let Ok(live) = serde_json::from_value::<crate::istio::VirtualService>(live_json.clone()) else { return vec![] };
@@ -72,27 +74,6 @@ pub(super) fn end(exp: &Experiment, obs: &Observation) -> Vec<Action> {
         Some(vs) => rewritten(exp, live_json, &live, vs, true),
         None => vec![],
     }
-}
-
-/// `route`, a rewrite of the `live` HTTPRoute, as the write still needed, with the live object's
-/// identity and the Experiment as owner.
-fn rewritten_route(
-    exp: &Experiment,
-    live_json: &serde_json::Value,
-    live: &crate::gateway::HttpRoute,
-    mut route: crate::gateway::HttpRoute,
-) -> Vec<Action> {
-    use kube::Resource;
-    route.metadata = kube::api::ObjectMeta {
-        name: live.metadata.name.clone(),
-        namespace: live.metadata.namespace.clone(),
-        labels: live.metadata.labels.clone(),
-        owner_references: exp.controller_owner_ref(&()).map(|r| vec![r]),
-        ..Default::default()
-    };
-    route.status = None;
-    let action = Action::HttpRoute(Box::new(route));
-    if super::super::apply::holds(live_json, &action.object()) { vec![] } else { vec![action] }
 }
 
 #[cfg(test)]

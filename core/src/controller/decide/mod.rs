@@ -313,14 +313,29 @@ fn rewritten(
     owned: bool,
 ) -> Vec<Action> {
     use kube::Resource;
-    vs.metadata = kube::api::ObjectMeta {
-        name: live.metadata.name.clone(),
-        namespace: live.metadata.namespace.clone(),
-        labels: live.metadata.labels.clone(),
-        owner_references: if owned { exp.controller_owner_ref(&()).map(|r| vec![r]) } else { Some(vec![]) },
-        ..Default::default()
-    };
+    let owners = if owned { exp.controller_owner_ref(&()).map(|r| vec![r]) } else { Some(vec![]) };
+    vs.metadata = identity(&live.metadata, owners);
     vs.status = None;
-    let action = Action::VirtualService(Box::new(vs));
+    still_needed(live_json, Action::VirtualService(Box::new(vs)))
+}
+
+/// What a rewrite of a live object keeps of it (name, namespace, labels), with `owners` as its
+/// owner references (`Some(vec![])` releases it from the Experiment).
+pub(super) fn identity(
+    live: &kube::api::ObjectMeta,
+    owners: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+) -> kube::api::ObjectMeta {
+    kube::api::ObjectMeta {
+        name: live.name.clone(),
+        namespace: live.namespace.clone(),
+        labels: live.labels.clone(),
+        owner_references: owners,
+        ..Default::default()
+    }
+}
+
+/// `action`, a rewrite of the live object `live_json`: the write still needed, none when the live
+/// object holds it already.
+pub(super) fn still_needed(live_json: &serde_json::Value, action: Action) -> Vec<Action> {
     if super::apply::holds(live_json, &action.object()) { vec![] } else { vec![action] }
 }
