@@ -348,7 +348,10 @@ async fn a_canary_attached_to_a_gateway_splits_what_enters_through_it() {
             _ => None,
         }
     };
-    // The step's route reaches the gateway's proxy moments after the status says Paused.
+    // The step's route reaches the gateway's proxy moments after the API has it; until then the
+    // proxy may still have the first route (everyone on v1) or none.
+    wait_split_weight(&env, "edge", "v2", 30).await;
+    data_plane_caught_up().await;
     let deadline = tokio::time::Instant::now() + LONG;
     while (0..50).any(|_| through("shop.example.com").is_none()) {
         assert!(tokio::time::Instant::now() < deadline, "the Gateway never routed shop.example.com");
