@@ -527,6 +527,9 @@ pub struct ExperimentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown")]
     pub statistics: Option<serde_json::Value>,
+    /// The looks and routing changes so far, oldest first, thinned as they grow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<super::Look>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -12,6 +12,7 @@ pub(crate) mod election;
 pub(crate) mod error;
 pub mod fence;
 pub(crate) mod health;
+pub mod history;
 pub(crate) mod lanes;
 pub mod leader;
 pub(crate) mod members;

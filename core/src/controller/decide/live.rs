@@ -301,6 +301,7 @@ pub(super) fn decide(input: &Input) -> Reconciled {
     }
     events.extend(transition.events);
     out.events.extend(events);
+    super::super::history::record(&mut next, decision.as_ref(), now);
     out.status = next;
     out.requeue = match (&waiting_for, transition.requeue) {
         // Watches bring pod and routing changes; the timer is the deadline, or once past it

@@ -24,7 +24,7 @@ use crate::api::{ArmSamples, Experiment, ExperimentStatus, Phase, Routing, defau
 use crate::clock::parse_time;
 use crate::plan::{self, Action, Plan, Target};
 use crate::policy;
-use crate::stats::decision::{Decision, Outcome};
+use crate::stats::decision::Decision;
 
 use super::apply::{Applied, gate};
 use super::commands::{Commands, PROMOTE};
@@ -206,13 +206,6 @@ fn record_weights(status: &mut ExperimentStatus, planned: &Plan) {
         Some(planned.weights.iter().map(|w| format!("{}={}", w.arm, w.desired)).collect::<Vec<_>>().join(","));
 }
 
-fn outcome_name(d: &Decision) -> &'static str {
-    match &d.outcome {
-        Outcome::Promote { .. } => "promote",
-        Outcome::Rollback { .. } => "rollback",
-        Outcome::Continue { .. } => "continue",
-    }
-}
 
 /// The analyst's answer as the reconcile takes it: a configuration error ends the analysis, any
 /// other failure means no metrics this time.
@@ -237,7 +230,7 @@ pub(crate) fn look_weights(planned: &Plan, mode: Routing) -> Vec<(String, i32)> 
 /// The outcome the driver counts in `forklane_decisions_total`.
 pub(crate) fn counted_outcome(measured: &Measured) -> Option<&'static str> {
     match measured {
-        Measured::Decided(d, _) => Some(outcome_name(d)),
+        Measured::Decided(d, _) => Some(super::history::outcome_name(&d.outcome)),
         _ => None,
     }
 }
