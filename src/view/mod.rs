@@ -1,0 +1,7 @@
+//! What people see of an experiment: the terminal tree (`forklane get`, `list`), the report
+//! (`forklane report`: HTML with plots, or Markdown) and the read-only dashboard. Everything here
+//! renders an [`Observed`] experiment, read once from the API.
+
+pub mod observed;
+
+pub use observed::{Observed, observe, observe_all};
