@@ -80,13 +80,7 @@ fn show(observed: &Observed, output: Output, style: Style) -> String {
 /// Prints on every change of the experiment (a watch on it) and of its Deployments or Events
 /// (read again every [`REFRESH`]); on a terminal the screen is cleared first, else a separator
 /// line comes between prints.
-async fn watch(
-    client: &Client,
-    namespace: &str,
-    args: &GetArgs,
-    first: Observed,
-    style: Style,
-) -> Result<(), String> {
+async fn watch(client: &Client, namespace: &str, args: &GetArgs, first: Observed, style: Style) -> Result<(), String> {
     let api: Api<Experiment> = Api::namespaced(client.clone(), namespace);
     // Ended server-side well within the client's read timeout; the watcher starts it again.
     let config = watcher::Config::default().fields(&format!("metadata.name={}", args.name)).timeout(20);

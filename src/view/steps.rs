@@ -21,7 +21,9 @@ pub enum StepState {
     Done,
     Current,
     Pending,
-    /// Not run: the experiment ended before it (a rollback, `forklane promote --full`).
+    /// In progress when the experiment ended (a rollback, `forklane promote --full`).
+    Interrupted,
+    /// Not run: the experiment ended before it.
     Skipped,
 }
 
@@ -84,6 +86,8 @@ pub fn steps(exp: &Experiment) -> Vec<Step> {
                 StepState::Done
             } else if is_switch && i == current {
                 last
+            } else if i == current {
+                StepState::Interrupted
             } else {
                 StepState::Skipped
             };

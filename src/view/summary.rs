@@ -232,10 +232,7 @@ fn arms(observed: &Observed) -> Vec<ArmSummary> {
 /// Ready and total pods, as the Deployment's status counts them.
 fn pods(deployment: &Deployment) -> (Option<i32>, Option<i32>) {
     let status = deployment.status.as_ref();
-    (
-        Some(status.and_then(|s| s.ready_replicas).unwrap_or(0)),
-        Some(status.and_then(|s| s.replicas).unwrap_or(0)),
-    )
+    (Some(status.and_then(|s| s.ready_replicas).unwrap_or(0)), Some(status.and_then(|s| s.replicas).unwrap_or(0)))
 }
 
 /// The latest analysis: the last look of the history that analysed (its metrics, or those of the

@@ -3,9 +3,9 @@
 
 use std::fmt::Write;
 
+use super::steps::StepState;
 use super::style::{Cell, Color, Style, plain, table};
 use super::summary::{AnalysisSummary, ArmSummary, Summary};
-use super::steps::StepState;
 
 /// The whole view, ending in a newline.
 pub fn render(summary: &Summary, style: Style) -> String {
@@ -38,6 +38,7 @@ pub fn render(summary: &Summary, style: Style) -> String {
             StepState::Done => ("✔", Color::Green),
             StepState::Current => ("►", Color::Cyan),
             StepState::Pending => ("○", Color::Plain),
+            StepState::Interrupted => ("■", Color::Yellow),
             StepState::Skipped => ("-", Color::Dim),
         };
         let here = if step.state == StepState::Current { "   ← current" } else { "" };
@@ -142,7 +143,12 @@ fn analysis_view(analysis: &AnalysisSummary, style: Style) -> String {
     };
     let _ = writeln!(out, "  latest look{when}: {}", style.paint(outcome, color));
     if analysis.metrics.is_empty() {
-        out.push_str("  no metric compared yet\n");
+        let why = if analysis.srm.as_ref().is_some_and(|s| s.mismatch) {
+            " (the sample ratio mismatch stops a look)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  no metrics compared{why}");
     } else {
         let rows: Vec<Vec<Cell>> = analysis
             .metrics
