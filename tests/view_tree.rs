@@ -187,15 +187,51 @@ fn a_rollback_for_srm_falls_back_to_the_statistics_and_ends_in_the_rollback_step
     insta::assert_snapshot!("srm-rollback", render(&s, PLAIN));
 }
 
+fn states(exp: Experiment) -> Vec<(String, StepState)> {
+    summary(&Observed::of(exp), now()).steps.into_iter().map(|s| (s.description, s.state)).collect()
+}
+
+#[test]
+fn blue_green_previews_then_switches_as_its_final_step() {
+    let bg = || ExperimentBuilder::blue_green("bg").preview_header("x-preview", "yes");
+    let preview = "preview: all traffic on v1, header x-preview: yes to v2".to_string();
+    let switch = "switch: all traffic to v2".to_string();
+    let waiting = states(with_status(bg(), json!({"phase": "Paused", "currentStep": 0})));
+    assert_eq!(waiting, [(preview.clone(), StepState::Current), (switch.clone(), StepState::Pending)]);
+    let switched =
+        states(with_status(bg(), json!({"phase": "Succeeded", "currentStep": 0, "finalArm": "v2", "winner": "v2"})));
+    assert_eq!(switched, [(preview.clone(), StepState::Done), (switch.clone(), StepState::Done)]);
+    let aborted = states(with_status(bg(), json!({"phase": "Progressing", "currentStep": 0, "finalArm": "v1"})));
+    assert_eq!(
+        aborted,
+        [
+            (preview, StepState::Interrupted),
+            (switch, StepState::Skipped),
+            ("rollback: all traffic to v1".into(), StepState::Current)
+        ]
+    );
+}
+
+#[test]
+fn a_canary_promoted_in_full_skips_its_remaining_steps_and_an_unstarted_one_has_none_current() {
+    let canary = || ExperimentBuilder::canary("c").steps([set_weight(20), pause(), set_weight(50)]);
+    let status = json!({"phase": "Promoting", "currentStep": 1, "finalArm": "v2", "winner": "v2"});
+    let got: Vec<StepState> = states(with_status(canary(), status)).into_iter().map(|s| s.1).collect();
+    assert_eq!(got, [StepState::Done, StepState::Interrupted, StepState::Skipped, StepState::Current]);
+    let pending = states(canary().build());
+    assert!(pending.iter().all(|s| s.1 == StepState::Pending), "{pending:?}");
+}
+
 #[test]
 fn colours_only_when_asked_for() {
+    let escape = regex::Regex::new("\x1b\\[[0-9;]*m").unwrap();
     for observed in [paused_canary(), analysing_ab_test(), srm_rollback()] {
         let s = summary(&observed, now());
         assert!(!render(&s, PLAIN).contains('\x1b'), "plain output has no escape codes");
         let coloured = render(&s, COLOR);
         assert!(coloured.contains("\x1b["), "coloured output has them");
         // The same text once the escape codes are gone: colours never change the layout.
-        let stripped = regex::Regex::new("\x1b\\[[0-9;]*m").unwrap().replace_all(&coloured, "");
+        let stripped = escape.replace_all(&coloured, "");
         assert_eq!(stripped, render(&s, PLAIN));
     }
 }
