@@ -85,8 +85,8 @@ async fn watch(client: &Client, namespace: &str, args: &GetArgs, first: Observed
     // Ended server-side well within the client's read timeout; the watcher starts it again.
     let config = watcher::Config::default().fields(&format!("metadata.name={}", args.name)).timeout(20);
     let mut changes = watcher(api, config).boxed();
-    let mut tick = tokio::time::interval(REFRESH);
-    let terminal = style.color || std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + REFRESH, REFRESH);
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut last: Option<Vec<String>> = None;
     let mut observed = first;
     loop {

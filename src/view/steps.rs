@@ -28,7 +28,7 @@ pub enum StepState {
 }
 
 /// The strategy's steps, then the final one (all traffic to one arm) once it is decided.
-pub fn steps(exp: &Experiment) -> Vec<Step> {
+pub(crate) fn steps(exp: &Experiment) -> Vec<Step> {
     let spec = &exp.spec;
     let status = exp.status.clone().unwrap_or_default();
     let finished = matches!(status.phase, Some(Phase::Succeeded | Phase::RolledBack | Phase::Failed));

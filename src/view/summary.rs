@@ -14,7 +14,7 @@ use super::observed::{Observed, event_time};
 use super::steps::{Step, steps};
 
 /// How many of the latest Events the summary keeps.
-pub const EVENTS_SHOWN: usize = 8;
+const EVENTS_SHOWN: usize = 8;
 
 /// The p-value at or below which the SRM check reports a mismatch (the controller's `srmAlpha`).
 const SRM_ALPHA: f64 = 0.001;
@@ -169,7 +169,7 @@ pub fn summary(observed: &Observed, now: Timestamp) -> Summary {
     }
 }
 
-pub fn phase_name(phase: Option<Phase>) -> &'static str {
+pub(crate) fn phase_name(phase: Option<Phase>) -> &'static str {
     match phase {
         None | Some(Phase::Pending) => "Pending",
         Some(Phase::Progressing) => "Progressing",
@@ -182,7 +182,7 @@ pub fn phase_name(phase: Option<Phase>) -> &'static str {
     }
 }
 
-pub fn strategy_name(strategy: &Strategy) -> &'static str {
+pub(crate) fn strategy_name(strategy: &Strategy) -> &'static str {
     match strategy {
         Strategy::Recreate(_) => "recreate",
         Strategy::RollingUpdate(_) => "rollingUpdate",
@@ -194,7 +194,7 @@ pub fn strategy_name(strategy: &Strategy) -> &'static str {
 
 /// How long ago `then` was, as kubectl writes ages (`45s`, `12m`, `3h`, `2d`). A time after `now`
 /// (the controller's clock ahead of ours) is `0s`.
-pub fn age(then: Timestamp, now: Timestamp) -> String {
+pub(crate) fn age(then: Timestamp, now: Timestamp) -> String {
     let s = then.duration_until(now).as_secs().max(0);
     match s {
         0..120 => format!("{s}s"),
@@ -214,7 +214,7 @@ fn arms(observed: &Observed) -> Vec<ArmSummary> {
         .map(|arm| {
             let deployment = observed.deployments.get(&arm.name);
             let weight = status.weights.iter().find(|w| w.arm == arm.name);
-            let (ready_pods, pods) = deployment.map(pods).unwrap_or((None, None));
+            let (ready_pods, pods) = deployment.map(pods).unzip();
             ArmSummary {
                 name: arm.name.clone(),
                 control: arm.control,
@@ -230,9 +230,9 @@ fn arms(observed: &Observed) -> Vec<ArmSummary> {
 }
 
 /// Ready and total pods, as the Deployment's status counts them.
-fn pods(deployment: &Deployment) -> (Option<i32>, Option<i32>) {
+fn pods(deployment: &Deployment) -> (i32, i32) {
     let status = deployment.status.as_ref();
-    (Some(status.and_then(|s| s.ready_replicas).unwrap_or(0)), Some(status.and_then(|s| s.replicas).unwrap_or(0)))
+    (status.and_then(|s| s.ready_replicas).unwrap_or(0), status.and_then(|s| s.replicas).unwrap_or(0))
 }
 
 /// The latest analysis: the last look of the history that analysed (its metrics, or those of the
