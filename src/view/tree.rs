@@ -61,10 +61,9 @@ pub fn render(summary: &Summary, style: Style) -> String {
         let rows: Vec<Vec<Cell>> = summary
             .conditions
             .iter()
-            .map(|c| {
-                let color = if c.status == "True" { Color::Green } else { Color::Yellow };
-                vec![plain(&c.type_), (c.status.clone(), color), plain(&c.reason), plain(&c.message)]
-            })
+            // No colour for the status: for some conditions True is good (Ready), for others bad
+            // (SampleRatioMismatch).
+            .map(|c| vec![plain(&c.type_), plain(&c.status), plain(&c.reason), plain(&c.message)])
             .collect();
         out.push_str(&table(style, "  ", &["TYPE", "STATUS", "REASON", "MESSAGE"], &rows));
     }
