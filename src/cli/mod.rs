@@ -3,6 +3,8 @@
 pub(crate) mod cluster;
 pub(crate) mod command;
 pub(crate) mod demo;
+pub(crate) mod get;
+pub(crate) mod list;
 pub mod policy;
 pub mod render;
 pub mod run;
@@ -60,6 +62,10 @@ enum Command {
     Promote(command::PromoteArgs),
     /// Send all traffic back to the control and stop.
     Abort(command::AbortArgs),
+    /// Show one experiment: steps, arms, analysis, conditions and events (--watch: keep showing).
+    Get(get::GetArgs),
+    /// List experiments: phase, strategy, weights, step and latest decision.
+    List(list::ListArgs),
     /// Hold the experiment where it is.
     Pause(command::Target),
     /// Let a paused experiment go on.
@@ -83,6 +89,8 @@ pub async fn main() -> ExitCode {
         Command::Traffic(args) => traffic::run(args).await,
         Command::Promote(args) => command::send(&args.target, command::promote_command(&args)).await,
         Command::Abort(args) => command::send(&args.target, Cmd::Abort(args.reason.clone())).await,
+        Command::Get(args) => get::run(args).await,
+        Command::List(args) => list::run(args).await,
         Command::Pause(target) => command::send(&target, Cmd::Pause).await,
         Command::Resume(target) => command::send(&target, Cmd::Resume).await,
     }

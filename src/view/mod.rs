@@ -2,6 +2,14 @@
 //! (`forklane report`: HTML with plots, or Markdown) and the read-only dashboard. Everything here
 //! renders an [`Observed`] experiment, read once from the API.
 
+pub mod list;
 pub mod observed;
+pub mod steps;
+pub mod style;
+pub mod summary;
+pub mod tree;
 
 pub use observed::{Observed, observe, observe_all};
+pub use style::Style;
+pub use summary::{Summary, summary};
+pub use tree::render;
