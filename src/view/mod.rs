@@ -3,5 +3,6 @@
 //! renders an [`Observed`] experiment, read once from the API.
 
 pub mod observed;
+pub mod report;
 
 pub use observed::{Observed, observe, observe_all};
