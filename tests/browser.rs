@@ -1,4 +1,4 @@
-//! The report in a real browser (headless Chromium, tests/support/browser.rs):
+//! The report and the dashboard in a real browser (headless Chromium, tests/support/browser.rs):
 //! an A/B test runs to its decision on the sandbox cluster, `forklane report` writes its page, and
 //! Chromium loads it without a console message and with every plot drawn. The harness itself is
 //! checked first: a page that logs an error is reported. Screenshots are kept under
@@ -13,6 +13,7 @@ use forklane_core::api::{Builtin, Experiment, Metric, MetricKind, Phase};
 use forklane_core::fixtures::{self, ExperimentBuilder, analysis, guardrail};
 use support::browser::{self, count, effect_figures, figure};
 use support::e2e::*;
+use support::forklane_run::ForklaneRun;
 
 const ENDED: &[Phase] = &[Phase::Succeeded, Phase::RolledBack, Phase::Failed];
 
@@ -130,3 +131,84 @@ async fn the_report_of_a_decided_ab_test_renders_in_chromium() {
     eprintln!("report browser test: {:?}", started.elapsed());
 }
 
+/// `forklane dashboard --addr 127.0.0.1:0` on the sandbox's API server; the URL it serves.
+async fn dashboard(kubeconfig: &Path) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_forklane"))
+        .args(["dashboard", "--addr", "127.0.0.1:0", "--kubeconfig"])
+        .arg(kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("forklane dashboard runs");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.expect("it says where");
+    let line = first.unwrap().expect("a first line");
+    let url = line.strip_prefix("Forklane dashboard on ").unwrap_or_else(|| panic!("{line}")).to_string();
+    (child, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_lists_and_shows_a_live_experiment_in_chromium() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let started = Instant::now();
+    let mut env = Env::start(true, false).await;
+    let exp = decided_ab_test(&mut env).await;
+    let dir = scratch("dashboard");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, env.cluster.kubeconfig_yaml()).unwrap();
+    let (mut server, url) = dashboard(&kubeconfig).await;
+
+    let list = browser::load(&url, "dashboard-list", Duration::from_secs(2), 600).await;
+    assert!(list.console.is_empty(), "console: {:?}", list.console);
+    let row = list.dom.split("<tr>").find(|r| r.contains("default/ab")).unwrap_or_else(|| panic!("{}", list.dom));
+    assert!(row.contains("<a href=\"/experiments/default/ab\">default/ab</a>"), "{row}");
+    assert!(row.contains("<td>Succeeded</td>") && row.contains("v2 100%") && row.contains("promote at "), "{row}");
+
+    // Long enough for the script to refresh the content twice (every 2 s).
+    let page_url = format!("{url}experiments/default/ab");
+    let page = browser::load(&page_url, "dashboard-experiment", Duration::from_secs(5), 2600).await;
+    assert!(page.console.is_empty(), "console: {:?}", page.console);
+    let refreshes: String =
+        page.dom.split("<span id=\"refreshes\">").nth(1).unwrap().chars().take_while(char::is_ascii_digit).collect();
+    assert!(refreshes.parse::<u32>().unwrap() >= 1, "the script refreshed the content: {refreshes}");
+    let last = page.dom.split("<time id=\"refreshed\">").nth(1).unwrap().split("</time>").next().unwrap();
+    assert!(last.parse::<jiff::Timestamp>().is_ok(), "the last refresh failed: {last}");
+    // The content on the page is the refreshed fragment: its plots are drawn too.
+    assert_plots_drawn(&page.dom, &exp);
+
+    let json =
+        browser::load(&format!("{url}api/experiments/default/ab"), "dashboard-json", Duration::from_secs(1), 300).await;
+    assert!(json.dom.contains("\"winner\":\"v2\""), "{}", json.dom);
+    let missing =
+        browser::load(&format!("{url}experiments/default/nope"), "dashboard-missing", Duration::from_secs(1), 300)
+            .await;
+    assert!(missing.dom.contains("Experiment default/nope not found"), "{}", missing.dom);
+
+    server.kill().await.unwrap();
+
+    // `forklane run --dashboard-addr` serves it beside the controller, for its namespace only.
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let (metrics, addr) = (free(), free());
+    let args = ["-n", "elsewhere", "--dashboard-addr", &addr].map(String::from);
+    let _run = ForklaneRun::start(&kubeconfig, "dashboard-beside", &metrics, &args);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        assert!(Instant::now() < deadline, "forklane run never served the dashboard on {addr}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let scoped = browser::load(&format!("http://{addr}/"), "dashboard-run", Duration::from_secs(1), 300).await;
+    assert!(scoped.dom.contains("No experiments.") && !scoped.dom.contains("default/ab"), "{}", scoped.dom);
+    let outside = browser::load(
+        &format!("http://{addr}/experiments/default/ab"),
+        "dashboard-run-outside",
+        Duration::from_secs(1),
+        300,
+    )
+    .await;
+    assert!(outside.dom.contains("Experiment default/ab not found"), "{}", outside.dom);
+
+    env.shutdown().await;
+    std::fs::remove_dir_all(dir).unwrap();
+    eprintln!("dashboard browser test: {:?}", started.elapsed());
+}

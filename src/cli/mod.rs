@@ -2,6 +2,7 @@
 
 pub(crate) mod cluster;
 pub(crate) mod command;
+pub(crate) mod dashboard;
 pub(crate) mod demo;
 pub mod policy;
 pub mod render;
@@ -59,6 +60,8 @@ enum Command {
     Traffic(traffic::TrafficArgs),
     /// An experiment's report: HTML with plots of its history (or Markdown, --format md).
     Report(report::ReportArgs),
+    /// Serve the read-only dashboard of the experiments locally, from the kubeconfig's cluster.
+    Dashboard(dashboard::DashboardArgs),
     /// Continue past a pause or analysis step (--full: straight to 100%; --arm: pick an A/B arm).
     Promote(command::PromoteArgs),
     /// Send all traffic back to the control and stop.
@@ -85,6 +88,7 @@ pub async fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args).await,
         Command::Traffic(args) => traffic::run(args).await,
         Command::Report(args) => report::run(args).await,
+        Command::Dashboard(args) => dashboard::run(args).await,
         Command::Promote(args) => command::send(&args.target, command::promote_command(&args)).await,
         Command::Abort(args) => command::send(&args.target, Cmd::Abort(args.reason.clone())).await,
         Command::Pause(target) => command::send(&target, Cmd::Pause).await,

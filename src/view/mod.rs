@@ -2,6 +2,7 @@
 //! (`forklane report`: HTML with plots, or Markdown) and the read-only dashboard. Everything here
 //! renders an [`Observed`] experiment, read once from the API.
 
+pub mod dashboard;
 pub mod observed;
 pub mod report;
 

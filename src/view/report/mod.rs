@@ -8,4 +8,5 @@ mod markdown;
 mod plots;
 
 pub use html::html;
+pub(crate) use html::{STYLE, fragment};
 pub use markdown::markdown;
