@@ -70,15 +70,20 @@ async fn decided_ab_test(env: &mut Env) -> Experiment {
     env.wait_for_phase("ab", Duration::from_secs(90), ENDED).await
 }
 
-/// `forklane ARGS…` against the sandbox's API server; its standard output.
-async fn forklane(kubeconfig: &Path, args: &[&str]) -> String {
+/// `forklane ARGS…` against the sandbox's API server, bounded in time.
+async fn forklane_output(kubeconfig: &Path, args: &[&str]) -> std::process::Output {
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_forklane"))
         .args(args)
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), run).await.expect("forklane ends").expect("forklane runs");
+    tokio::time::timeout(Duration::from_secs(30), run).await.expect("forklane ends").expect("forklane runs")
+}
+
+/// `forklane ARGS…`, which must succeed; its standard output.
+async fn forklane(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = forklane_output(kubeconfig, args).await;
     assert!(out.status.success(), "forklane {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -120,6 +125,9 @@ async fn the_report_of_a_decided_ab_test_renders_in_chromium() {
     let report = dir.join("report.html");
     forklane(&kubeconfig, &["report", "ab", "-n", NS, "-o", report.to_str().unwrap()]).await;
     let md = forklane(&kubeconfig, &["report", "ab", "-n", NS, "--format", "md"]).await;
+    let missing = forklane_output(&kubeconfig, &["report", "nope", "-n", NS]).await;
+    let error = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && error.contains("Experiment default/nope not found"), "{error}");
     env.shutdown().await;
     let page = browser::load(&format!("file://{}", report.display()), "report", Duration::from_secs(2), 2600).await;
     assert!(page.console.is_empty(), "console: {:?}", page.console);
