@@ -8,6 +8,7 @@ mod support;
 
 mod analysis_prometheus;
 mod analysis_template;
+mod browser;
 mod cli_render_validate;
 mod cli_stats_plan;
 mod cli_traffic;
@@ -53,6 +54,7 @@ mod policy_eval;
 mod render_golden;
 mod render_kubectl;
 mod render_yaml11;
+mod report_render;
 mod stats_simulation;
 mod stats_study;
 mod stats_vectors;

@@ -2,11 +2,13 @@
 
 pub(crate) mod cluster;
 pub(crate) mod command;
+pub(crate) mod dashboard;
 pub(crate) mod demo;
 pub(crate) mod get;
 pub(crate) mod list;
 pub mod policy;
 pub mod render;
+pub(crate) mod report;
 pub mod run;
 pub(crate) mod stats;
 pub(crate) mod stats_plan;
@@ -58,6 +60,10 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Send synthetic users' requests to a URL and count the answers per version.
     Traffic(traffic::TrafficArgs),
+    /// An experiment's report: HTML with plots of its history (or Markdown, --format md).
+    Report(report::ReportArgs),
+    /// Serve the read-only dashboard of the experiments locally, from the kubeconfig's cluster.
+    Dashboard(dashboard::DashboardArgs),
     /// Continue past a pause or analysis step (--full: straight to 100%; --arm: pick an A/B arm).
     Promote(command::PromoteArgs),
     /// Send all traffic back to the control and stop.
@@ -87,6 +93,8 @@ pub async fn main() -> ExitCode {
         Command::Cluster(args) => cluster::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Traffic(args) => traffic::run(args).await,
+        Command::Report(args) => report::run(args).await,
+        Command::Dashboard(args) => dashboard::run(args).await,
         Command::Promote(args) => command::send(&args.target, command::promote_command(&args)).await,
         Command::Abort(args) => command::send(&args.target, Cmd::Abort(args.reason.clone())).await,
         Command::Get(args) => get::run(args).await,

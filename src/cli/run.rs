@@ -35,6 +35,9 @@ pub(crate) struct RunArgs {
     pub namespace: Option<String>,
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
+    /// Also serve the read-only dashboard of the experiments (of --namespace) here.
+    #[arg(long)]
+    pub dashboard_addr: Option<SocketAddr>,
     /// Log as JSON lines.
     #[arg(long)]
     pub log_json: bool,
@@ -134,6 +137,17 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
     };
     let served = metrics.clone();
     tokio::spawn(async move { axum::serve(listener, router(served, STALE_AFTER)).await });
+    if let Some(addr) = args.dashboard_addr {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("cannot listen on {addr} (--dashboard-addr): {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let dashboard = crate::view::dashboard::router(client.clone(), args.namespace.clone());
+        tokio::spawn(async move { axum::serve(listener, dashboard).await });
+    }
     let lease = LeaseSettings {
         namespace: args
             .lease_namespace

@@ -2,8 +2,10 @@
 //! (`forklane report`: HTML with plots, or Markdown) and the read-only dashboard. Everything here
 //! renders an [`Observed`] experiment, read once from the API.
 
+pub mod dashboard;
 pub mod list;
 pub mod observed;
+pub mod report;
 pub mod steps;
 pub mod style;
 pub mod summary;

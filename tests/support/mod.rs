@@ -1,6 +1,7 @@
 //! The one helper root of the integration tests (`tests/main.rs` declares it; each test module
 //! imports it with `use crate::support;`).
 
+pub mod browser;
 pub mod cluster;
 pub mod e2e;
 pub mod forklane_run;
