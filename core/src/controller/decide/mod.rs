@@ -206,7 +206,6 @@ fn record_weights(status: &mut ExperimentStatus, planned: &Plan) {
         Some(planned.weights.iter().map(|w| format!("{}={}", w.arm, w.desired)).collect::<Vec<_>>().join(","));
 }
 
-
 /// The analyst's answer as the reconcile takes it: a configuration error ends the analysis, any
 /// other failure means no metrics this time.
 pub(crate) fn measured(answer: std::result::Result<(Decision, Vec<ArmSamples>), AnalysisError>) -> Measured {
