@@ -26,6 +26,7 @@ mod cluster_watch;
 mod controller_cohort_e2e;
 mod controller_crowd;
 mod controller_e2e;
+mod controller_experiment_metrics;
 mod controller_faults;
 mod controller_fencing;
 mod controller_health_e2e;
