@@ -41,6 +41,7 @@ mod controller_telemetry;
 mod crds_up_to_date;
 mod demo;
 mod dependency_graph;
+mod deploy_dashboard;
 mod deploy_rbac;
 mod docs_layout;
 mod experiment_identity_kubectl;
