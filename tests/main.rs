@@ -42,6 +42,7 @@ mod crds_up_to_date;
 mod demo;
 mod dependency_graph;
 mod deploy_dashboard;
+mod deploy_image;
 mod deploy_rbac;
 mod docs_layout;
 mod experiment_identity_kubectl;
