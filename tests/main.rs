@@ -43,6 +43,7 @@ mod demo;
 mod dependency_graph;
 mod deploy_dashboard;
 mod deploy_image;
+mod deploy_krew;
 mod deploy_rbac;
 mod docs_layout;
 mod experiment_identity_kubectl;
