@@ -18,32 +18,32 @@ use crate::api::ExperimentStatus;
 type Value = Gauge<f64, AtomicU64>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ArmOf {
-    pub namespace: String,
-    pub name: String,
-    pub arm: String,
+struct ArmOf {
+    namespace: String,
+    name: String,
+    arm: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PhaseOf {
-    pub namespace: String,
-    pub name: String,
-    pub phase: String,
+struct PhaseOf {
+    namespace: String,
+    name: String,
+    phase: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeOf {
-    pub namespace: String,
-    pub name: String,
-    pub outcome: String,
+struct OutcomeOf {
+    namespace: String,
+    name: String,
+    outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MetricOf {
-    pub namespace: String,
-    pub name: String,
-    pub metric: String,
-    pub arm: String,
+struct MetricOf {
+    namespace: String,
+    name: String,
+    metric: String,
+    arm: String,
 }
 
 /// The series of every experiment this replica leads.
