@@ -48,7 +48,8 @@ const CACHE_CATCH_UP: Duration = Duration::from_millis(200);
 pub(crate) async fn reconcile(exp: Arc<Experiment>, shared: Arc<Shared>) -> Result<Action> {
     let shard = shared.shard(&exp);
     if !shard.held() {
-        // Another replica leads this shard; taking it over triggers a look.
+        // Another replica leads this shard (and exports its series); taking it over triggers a look.
+        shard.ctx.metrics.experiment_series.forget(exp.namespace().as_deref().unwrap_or_default(), &exp.name_any());
         return Ok(Action::await_change());
     }
     let _permit = shared.lanes.enter(lane(&exp, &shared)).await;
@@ -229,6 +230,9 @@ async fn send(exp: &Experiment, shared: &Shared, ns: &str, decided: Reconciled) 
     if let Some(written) = write_status(exp, ctx, ns, &before, &decided.status).await? {
         shared.superseded.wrote_over(exp, &written);
     }
+    if !released(exp, &decided) {
+        ctx.metrics.experiment_series.show(ns, &exp.name_any(), &decided.status);
+    }
     for e in &decided.events {
         publish(ctx, exp, e.reason, &e.message, e.warning).await;
     }
@@ -241,10 +245,21 @@ async fn send(exp: &Experiment, shared: &Shared, ns: &str, decided: Reconciled) 
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": exp.resource_version()}});
         gone(api.patch(&exp.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await.map(drop))?;
     }
+    if released(exp, &decided) {
+        ctx.metrics.experiment_series.forget(ns, &exp.name_any());
+    }
     Ok(match decided.requeue {
         Some(d) => requeue(exp, shared, ctx.clock.real_duration(d).clamp(Duration::from_millis(1), SAFETY_NET)),
         None => Action::await_change(),
     })
+}
+
+/// Whether the experiment goes once this decision is sent: its finalizer removed now, or deleted
+/// without it.
+fn released(exp: &Experiment, decided: &Reconciled) -> bool {
+    let deleting_without_finalizer =
+        exp.metadata.deletion_timestamp.is_some() && !exp.finalizers().iter().any(|f| f == FINALIZER);
+    decided.finalizer == Some(FinalizerChange::Remove) || deleting_without_finalizer
 }
 
 /// The failed reconciles of one experiment since its last success.

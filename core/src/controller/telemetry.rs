@@ -1,6 +1,8 @@
 //! The controller's own metrics (prometheus-client), readiness and liveness; `forklane run` serves
 //! them as `/metrics`, `/readyz` and `/healthz`.
 
+mod experiments;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -10,6 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+pub use experiments::ExperimentSeries;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -54,6 +58,8 @@ pub struct Metrics {
     pub decisions: Family<OutcomeLabel, Counter>,
     pub experiments: Family<PhaseLabel, Gauge>,
     pub reconcile_seconds: Histogram,
+    /// Per experiment: weights, phase, last decision.
+    pub experiment_series: ExperimentSeries,
     /// This process has reached the API server and takes part in leader election.
     pub ready: AtomicBool,
     started: Instant,
@@ -74,6 +80,8 @@ impl Default for Metrics {
         registry.register("decisions", "Analysis decisions by outcome", decisions.clone());
         registry.register("experiments", "Experiments by phase", experiments.clone());
         registry.register("reconcile_duration_seconds", "Time of one reconcile", reconcile_seconds.clone());
+        let experiment_series = ExperimentSeries::default();
+        experiment_series.register(&mut registry);
         Metrics {
             registry,
             reconciles,
@@ -81,6 +89,7 @@ impl Default for Metrics {
             decisions,
             experiments,
             reconcile_seconds,
+            experiment_series,
             ready: AtomicBool::new(false),
             started: Instant::now(),
             beats: Default::default(),
