@@ -42,7 +42,7 @@ fn parse_speed(s: &str) -> Result<f64, String> {
     }
 }
 
-fn write_private(path: &PathBuf, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &PathBuf, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

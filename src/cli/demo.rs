@@ -3,6 +3,7 @@
 //! simulated versions differ by a true effect (v2 converts 10% better), synthetic users, the
 //! controller and the embedded metric source — on a sped-up clock.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,8 @@ use kube::api::Api;
 use forklane_core::api::{Experiment, Phase};
 use forklane_sim::sandbox::{Sandbox, apply_yaml};
 use forklane_sim::traffic::ServiceKey;
+
+use crate::view::{Style, observe, render, report, summary};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
@@ -23,6 +26,13 @@ pub(crate) struct DemoArgs {
     /// Give up after this many real seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+    /// Where to write the experiment's report (HTML, as `forklane report` writes it).
+    #[arg(long, default_value = "forklane-demo-report.html")]
+    pub report: PathBuf,
+    /// Keep the embedded cluster serving after the end (until Ctrl-C), with a kubeconfig written
+    /// here, for `kubectl forklane get checkout --kubeconfig FILE` and the dashboard.
+    #[arg(long, value_name = "KUBECONFIG")]
+    pub serve: Option<PathBuf>,
 }
 
 const APP: &str = include_str!("demo/app.yaml");
@@ -73,18 +83,48 @@ async fn demo(args: &DemoArgs) -> Result<bool, String> {
     for (version, counts) in &recorded.versions {
         println!("        {version}: {} requests, {} visits, {} orders", counts.requests, counts.visits, counts.orders);
     }
-    sandbox.shutdown().await;
-    match outcome {
+    let promoted = match &outcome {
         Some(status) if status.winner.as_deref() == Some("v2") && status.phase == Some(Phase::Succeeded) => {
             println!("{} v2 promoted: all traffic on v2", elapsed());
-            Ok(true)
+            true
         }
         Some(status) => {
-            println!("{} ended {:?}: {}", elapsed(), status.phase, status.message.unwrap_or_default());
-            Ok(false)
+            println!("{} ended {:?}: {}", elapsed(), status.phase, status.message.clone().unwrap_or_default());
+            false
         }
-        None => Err(format!("no decision within {} s", args.timeout)),
+        None => {
+            sandbox.shutdown().await;
+            return Err(format!("no decision within {} s", args.timeout));
+        }
+    };
+    let shown = show(&sandbox, &args.report).await;
+    if let (Ok(()), Some(kubeconfig)) = (&shown, &args.serve) {
+        serve(&sandbox, kubeconfig).await?;
     }
+    sandbox.shutdown().await;
+    shown.map(|()| promoted)
+}
+
+/// Prints the experiment as `forklane get` shows it and writes its report to `path`.
+async fn show(sandbox: &Sandbox, path: &Path) -> Result<(), String> {
+    let observed = observe(&sandbox.client, "default", "checkout").await.map_err(|e| e.to_string())?;
+    // The experiment's times are the sandbox's sped-up clock: ages are counted on it.
+    let now = sandbox.clock.now();
+    println!("\nkubectl forklane get checkout:\n{}", render(&summary(&observed, now), Style::for_stdout()));
+    std::fs::write(path, report::html(&observed, now)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    println!("report of the experiment written to {}", shown.display());
+    Ok(())
+}
+
+/// Serves the embedded cluster until Ctrl-C, with its kubeconfig at `path`.
+async fn serve(sandbox: &Sandbox, path: &Path) -> Result<(), String> {
+    super::cluster::write_private(&path.to_path_buf(), sandbox.cluster.kubeconfig_yaml())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("the cluster serves at {} until Ctrl-C; try:", sandbox.cluster.url());
+    println!("  kubectl forklane get checkout --kubeconfig {}", path.display());
+    println!("  kubectl forklane dashboard --kubeconfig {}", path.display());
+    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())
 }
 
 /// One line per state: phase, weights, samples and the latest statistics.

@@ -77,12 +77,18 @@ async fn with_surroundings(client: &Client, experiment: Experiment) -> Result<Ob
     Ok(Observed { experiment, deployments, events })
 }
 
-/// When an event last happened: `lastTimestamp`, else `eventTime`, else its creation.
+/// When an event happened, by the API server's clock: when it was stored (`creationTimestamp`),
+/// or for a repeated event its last occurrence. The reporter's own `eventTime` comes last: it is
+/// the client's clock, which may differ (the sandbox runs its API server on a sped-up clock).
 pub fn event_time(event: &Event) -> Option<jiff::Timestamp> {
-    event
-        .last_timestamp
+    let repeated = event
+        .series
         .as_ref()
+        .and_then(|s| s.last_observed_time.as_ref())
         .map(|t| t.0)
-        .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        .or_else(|| event.last_timestamp.as_ref().filter(|_| event.count.is_some_and(|c| c > 1)).map(|t| t.0));
+    repeated
         .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        .or_else(|| event.last_timestamp.as_ref().map(|t| t.0))
 }
