@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use forklane_core::api::{Builtin, Experiment, Metric, MetricKind, Phase};
-use forklane_core::fixtures::{self, ExperimentBuilder, analysis, guardrail};
+use forklane_core::fixtures::{self, analysis, guardrail};
 use support::browser::{self, count, effect_figures, figure};
 use support::e2e::*;
 use support::forklane_run::ForklaneRun;
@@ -55,18 +55,9 @@ fn conversion() -> Metric {
 
 /// An A/B test on the sandbox where v2 truly converts better, run to its decision.
 async fn decided_ab_test(env: &mut Env) -> Experiment {
-    two_versions(
-        env,
-        2,
-        &[("sim.forklane.io/conversion-rate", "0.20")],
-        &[("sim.forklane.io/conversion-rate", "0.30")],
-    )
-    .await;
-    env.start_traffic(1500.0, 300);
-    env.start_controller();
     let metrics = [conversion(), guardrail("error-rate", Builtin::IstioErrorRate, 0.01)];
     let analysis = analysis(metrics).interval("1m").min_samples_per_arm(500).max_duration("2h").srm();
-    env.apply_experiment(ExperimentBuilder::ab_test("ab").split([("v1", 50), ("v2", 50)]).analysis(analysis)).await;
+    start_ab_test_with_a_true_winner(env, analysis).await;
     env.wait_for_phase("ab", Duration::from_secs(90), ENDED).await
 }
 

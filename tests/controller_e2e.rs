@@ -35,18 +35,9 @@ async fn ab_test_with_a_true_winner_promotes_it() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut env = Env::start(true, false).await;
     let routes = env.record("virtualservices");
-    two_versions(
-        &env,
-        2,
-        &[("sim.forklane.io/conversion-rate", "0.20")],
-        &[("sim.forklane.io/conversion-rate", "0.30")],
-    )
-    .await;
-    env.start_traffic(1500.0, 300);
-    env.start_controller();
     let metrics = [conversion(), guardrail("error-rate", Builtin::IstioErrorRate, 0.01)];
     let analysis = analysis(metrics).interval("1m").min_samples_per_arm(500).max_duration("2h").srm();
-    env.apply_experiment(ExperimentBuilder::ab_test("ab").split([("v1", 50), ("v2", 50)]).analysis(analysis)).await;
+    start_ab_test_with_a_true_winner(&mut env, analysis).await;
     let exp = env.wait_for_phase("ab", LONG, ENDED).await;
     let status = exp.status.unwrap();
     assert_eq!((status.phase, status.winner.as_deref()), (Some(Phase::Succeeded), Some("v2")), "{:?}", status.message);

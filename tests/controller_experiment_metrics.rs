@@ -6,7 +6,7 @@ use crate::support;
 use std::time::Duration;
 
 use forklane_core::api::{Builtin, Metric, MetricKind, Phase};
-use forklane_core::fixtures::{self, ExperimentBuilder, analysis, guardrail};
+use forklane_core::fixtures::{self, analysis, guardrail};
 use kube::api::DeleteParams;
 use support::e2e::*;
 
@@ -25,19 +25,10 @@ fn value(series: &[String], labels: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_experiments_series_show_its_decision_and_go_with_it() {
     let mut env = Env::start(true, false).await;
-    two_versions(
-        &env,
-        2,
-        &[("sim.forklane.io/conversion-rate", "0.20")],
-        &[("sim.forklane.io/conversion-rate", "0.30")],
-    )
-    .await;
-    env.start_traffic(1500.0, 300);
-    env.start_controller();
     let conversion = Metric { kind: Some(MetricKind::Proportion), ..fixtures::conversion() };
     let metrics = [conversion, guardrail("error-rate", Builtin::IstioErrorRate, 0.01)];
     let analysis = analysis(metrics).interval("1m").min_samples_per_arm(500).max_duration("2h");
-    env.apply_experiment(ExperimentBuilder::ab_test("ab").split([("v1", 50), ("v2", 50)]).analysis(analysis)).await;
+    start_ab_test_with_a_true_winner(&mut env, analysis).await;
     let exp = env.wait_for_phase("ab", Duration::from_secs(90), &[Phase::Succeeded, Phase::RolledBack]).await;
     let status = exp.status.unwrap();
     assert_eq!(status.winner.as_deref(), Some("v2"), "{:?}", status.message);

@@ -162,6 +162,21 @@ pub async fn two_versions(env: &Env, replicas: i32, v1: &[(&str, &str)], v2: &[(
     env.wait_ready("my-app-v2", replicas).await;
 }
 
+/// v1 and v2 (two pods each) where v2 truly converts better (30% against 20%), users' traffic
+/// and the controller running, and the A/B test `ab` splitting them 50/50 with `analysis`.
+pub async fn start_ab_test_with_a_true_winner(env: &mut Env, analysis: impl Into<forklane_core::api::Analysis>) {
+    two_versions(
+        env,
+        2,
+        &[("sim.forklane.io/conversion-rate", "0.20")],
+        &[("sim.forklane.io/conversion-rate", "0.30")],
+    )
+    .await;
+    env.start_traffic(1500.0, 300);
+    env.start_controller();
+    env.apply_experiment(ExperimentBuilder::ab_test("ab").split([("v1", 50), ("v2", 50)]).analysis(analysis)).await;
+}
+
 /// The article's app as one Deployment per version, with simulated behaviour.
 pub fn app(version: &str, replicas: i32, annotations: &[(&str, &str)]) -> String {
     let notes: String = annotations.iter().map(|(k, v)| format!("        {k}: \"{v}\"\n")).collect();
