@@ -62,7 +62,8 @@ async fn get(args: &GetArgs) -> Result<(), String> {
     watch(&client, &namespace, args, observed, style).await
 }
 
-async fn read(client: &Client, namespace: &str, name: &str) -> Result<Observed, String> {
+/// The experiment with its surroundings; a missing one is named.
+pub(crate) async fn read(client: &Client, namespace: &str, name: &str) -> Result<Observed, String> {
     observe(client, namespace, name).await.map_err(|e| match e {
         kube::Error::Api(status) if status.code == 404 => format!("Experiment {namespace}/{name} not found"),
         e => format!("reading Experiment {namespace}/{name}: {e}"),

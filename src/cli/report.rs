@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::view::{observe, report};
+use crate::view::report;
 
 use super::command::Target;
 use super::{KUBE_TIMEOUT, connect};
@@ -41,12 +41,7 @@ pub(crate) async fn run(args: ReportArgs) -> ExitCode {
 async fn write(args: &ReportArgs) -> Result<(), String> {
     let target = &args.target;
     let client = connect(target.kubeconfig.as_deref(), KUBE_TIMEOUT).await?;
-    let observed = observe(&client, &target.namespace, &target.name).await.map_err(|e| match e {
-        kube::Error::Api(status) if status.code == 404 => {
-            format!("Experiment {}/{} not found", target.namespace, target.name)
-        }
-        e => e.to_string(),
-    })?;
+    let observed = super::get::read(&client, &target.namespace, &target.name).await?;
     let now = jiff::Timestamp::now();
     let text = match args.format {
         Format::Html => report::html(&observed, now),
