@@ -367,3 +367,76 @@ async fn a_canary_attached_to_a_gateway_splits_what_enters_through_it() {
     assert_eq!(through("other.example.com"), None, "another host is not ours");
     env.shutdown().await;
 }
+
+/// Waits (real time) until `done` holds of the arm Services and HTTPRoutes in the namespace.
+async fn wait_routing(env: &Env, what: &str, done: impl Fn(&[String], &[String]) -> bool) {
+    let routes: Api<HttpRoute> = Api::namespaced(env.client.clone(), NS);
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let services = arm_services(env).await;
+        let mut names: Vec<String> =
+            routes.list(&Default::default()).await.unwrap().items.into_iter().filter_map(|r| r.metadata.name).collect();
+        names.sort();
+        if done(&services, &names) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: Services {services:?}, HTTPRoutes {names:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A finished experiment, deleted, leaves its route and its winner's Service serving. The next
+/// experiment on the Service, with other arm names, takes over without a gap: its route first,
+/// then the old route goes, then (once no proxy can route by it) the old arm Service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_experiment_removes_the_route_and_the_arm_service_a_deleted_one_left() {
+    let env = gateway_env().await;
+    env.apply_experiment(on_gateway_api(ExperimentBuilder::canary("old").steps([set_weight(20), pause()]))).await;
+    env.wait_for_phase("old", LONG, &[Phase::Paused]).await;
+    env.experiments().patch("old", &PatchParams::default(), &promote("next")).await.unwrap();
+    env.wait_for_phase("old", LONG, &[Phase::Succeeded]).await;
+    wait_routing(&env, "the loser's Service goes", |services, _| services == ["my-app-v2"]).await;
+    env.experiments().delete("old", &Default::default()).await.unwrap();
+    env.wait_gone("old", LONG).await;
+    data_plane_caught_up().await;
+    assert_eq!(shares(&env, 200, &[]), BTreeMap::from([("v2".to_string(), 1.0)]), "the released route serves");
+    wait_routing(&env, "released, not removed", |services, routes| {
+        services == ["my-app-v2"] && routes == ["old-forklane"]
+    })
+    .await;
+
+    let next = ExperimentBuilder::canary("next").control_on("stable", "v2").arm_on("canary", "v1");
+    env.apply_experiment(on_gateway_api(next.steps([set_weight(20), pause()]))).await;
+    env.wait_for_phase("next", LONG, &[Phase::Paused]).await;
+    wait_routing(&env, "the old route goes, then the old arm Service", |services, routes| {
+        services == ["my-app-canary", "my-app-stable"] && routes == ["next-forklane"]
+    })
+    .await;
+    data_plane_caught_up().await;
+    let n = 2_000;
+    let at_20 = shares(&env, n, &[]);
+    assert_share(at_20.get("v1").copied().unwrap_or(0.0), 0.2, n, "the canary (v1) at step 20");
+    assert_eq!(at_20.get("failed"), None, "{at_20:?}");
+    env.assert_no_routing_503();
+    env.shutdown().await;
+}
+
+/// `auto` decides once, at the start, from the CRDs the API server has: the Gateway API installed
+/// moments before the experiment (its CRDs' watch events may reach the controller after the
+/// experiment's) is chosen for a Service behind a waypoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_chooses_the_gateway_api_installed_just_before_the_experiment_for_a_service_behind_a_waypoint() {
+    let mut env = Env::start(false, false).await;
+    two_versions(&env, 2, &[], &[]).await;
+    let waypoint = serde_json::json!({"metadata": {"labels": {"istio.io/use-waypoint": "waypoint"}}});
+    let services: Api<Service> = Api::namespaced(env.client.clone(), NS);
+    services.patch("my-app", &PatchParams::default(), &Patch::Merge(waypoint)).await.unwrap();
+    env.start_controller();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.install_gateway_api().await;
+    env.apply_experiment(ExperimentBuilder::canary("auto").steps([set_weight(20), pause()])).await;
+    let paused = env.wait_for_phase("auto", LONG, &[Phase::Paused]).await;
+    assert_eq!(paused.status.unwrap().mesh, Some(forklane_core::api::Routing::GatewayApi));
+    wait_split_weight(&env, "auto", "v2", 20).await;
+    env.shutdown().await;
+}

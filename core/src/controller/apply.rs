@@ -281,8 +281,11 @@ pub(crate) async fn remove_leftovers(client: &Client, namespace: &str, leftovers
     for name in &leftovers.http_routes {
         gone(routes.delete(name, &DeleteParams::default()).await.map(drop))?;
     }
-    let count = leftovers.virtual_services.len() + leftovers.destination_rules.len() + leftovers.http_routes.len();
-    Ok(count as u32)
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    for name in &leftovers.services {
+        gone(services.delete(name, &DeleteParams::default()).await.map(drop))?;
+    }
+    Ok(leftovers.len() as u32)
 }
 
 /// A write's result, where "already gone" (404) is success.

@@ -17,7 +17,7 @@ use crate::plan::gateway::{ARM_LABEL, arm_service_name, parent_refs, referenced_
 use crate::plan::istio::{object_name, telemetry_name};
 
 use super::distribution::{self, Distribution};
-use super::world::World;
+use super::world::{HTTPROUTE_CRD, ISTIO_VIRTUAL_SERVICE_CRD, World};
 
 /// Pods of one arm.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -82,11 +82,37 @@ pub(crate) struct Leftovers {
     pub virtual_services: Vec<String>,
     pub destination_rules: Vec<String>,
     pub http_routes: Vec<String>,
+    /// Arm Services (Gateway API) of arms this experiment does not have; those of arms it has, it
+    /// takes over.
+    pub services: Vec<String>,
 }
 
 impl Leftovers {
     pub(crate) fn is_empty(&self) -> bool {
-        self.virtual_services.is_empty() && self.destination_rules.is_empty() && self.http_routes.is_empty()
+        !self.has_routes() && !self.has_destinations()
+    }
+
+    /// VirtualServices or HTTPRoutes: what proxies route by.
+    pub(crate) fn has_routes(&self) -> bool {
+        !self.virtual_services.is_empty() || !self.http_routes.is_empty()
+    }
+
+    /// DestinationRules or arm Services: what those routes send to.
+    pub(crate) fn has_destinations(&self) -> bool {
+        !self.destination_rules.is_empty() || !self.services.is_empty()
+    }
+
+    /// The routes alone, to remove first.
+    pub(crate) fn routes(&self) -> Leftovers {
+        Leftovers {
+            virtual_services: self.virtual_services.clone(),
+            http_routes: self.http_routes.clone(),
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.virtual_services.len() + self.destination_rules.len() + self.http_routes.len() + self.services.len()
     }
 }
 
@@ -139,6 +165,14 @@ fn attached_to_service(route: &HttpRoute, service: &str) -> bool {
 /// that has not yet seen a CRD created just before the experiment.
 pub(crate) fn mode_unsettled(exp: &Experiment) -> bool {
     exp.spec.requested_routing().resolve(exp.status.as_ref().and_then(|s| s.mesh)).is_none()
+}
+
+/// The CRDs that would change what `auto` chooses over `mode` but that the cache does not have:
+/// Istio's while it chooses native, the Gateway API's HTTPRoute while it chooses another.
+pub(crate) fn uncached_crds(world: &World, mode: Routing) -> Vec<&'static str> {
+    let istio = (mode == Routing::Native && !world.istio_installed()).then_some(ISTIO_VIRTUAL_SERVICE_CRD);
+    let gateway_api = (mode != Routing::GatewayApi && !world.gateway_api_installed()).then_some(HTTPROUTE_CRD);
+    istio.into_iter().chain(gateway_api).collect()
 }
 
 fn json<T: serde::Serialize>(obj: &T) -> Option<Value> {
@@ -213,7 +247,8 @@ pub(crate) fn observe(world: &World, exp: &Experiment, namespace: &str) -> Obser
         live.http_route = gateway.route;
         live.arm_services = gateway.arm_services;
         conflicts = gateway.conflicts;
-        leftovers.http_routes = gateway.leftovers;
+        leftovers.http_routes = gateway.leftover_routes;
+        leftovers.services = gateway.leftover_services;
     }
     Observation {
         mode,
@@ -236,7 +271,8 @@ struct GatewayApiObserved {
     routed: BTreeSet<String>,
     arm_services: BTreeMap<String, Value>,
     conflicts: Vec<String>,
-    leftovers: Vec<String>,
+    leftover_routes: Vec<String>,
+    leftover_services: Vec<String>,
 }
 
 fn observe_gateway_api(world: &World, exp: &Experiment, namespace: &str) -> GatewayApiObserved {
@@ -247,7 +283,8 @@ fn observe_gateway_api(world: &World, exp: &Experiment, namespace: &str) -> Gate
         routed: BTreeSet::new(),
         arm_services: BTreeMap::new(),
         conflicts: Vec::new(),
-        leftovers: Vec::new(),
+        leftover_routes: Vec::new(),
+        leftover_services: Vec::new(),
     };
     for arm in &exp.spec.arms {
         let name = arm_service_name(service, &arm.name);
@@ -260,6 +297,7 @@ fn observe_gateway_api(world: &World, exp: &Experiment, namespace: &str) -> Gate
             out.conflicts.push(format!("Service {namespace}/{name}"));
         }
     }
+    out.leftover_services = left_arm_services(world, exp, namespace);
     let parents = parent_refs(exp);
     let shares_parent = |r: &HttpRoute| {
         r.spec.parent_refs.iter().flatten().any(|p| {
@@ -279,7 +317,7 @@ fn observe_gateway_api(world: &World, exp: &Experiment, namespace: &str) -> Gate
             out.route = json(route.as_ref());
         } else if attached_to_service(&route, service) || (shares_parent(&route) && routes_service(&route)) {
             if left_behind(route.meta()) {
-                out.leftovers.push(route.name_any());
+                out.leftover_routes.push(route.name_any());
             } else {
                 out.conflicts.push(format!("HTTPRoute {namespace}/{}", route.name_any()));
             }
@@ -287,6 +325,25 @@ fn observe_gateway_api(world: &World, exp: &Experiment, namespace: &str) -> Gate
     }
     out.conflicts.sort();
     out
+}
+
+/// The arm Services a deleted experiment on the same Service left behind for arms this one does
+/// not have: released (no owner), labelled with their arm, and named `<service>-<arm>` for it.
+fn left_arm_services(world: &World, exp: &Experiment, namespace: &str) -> Vec<String> {
+    let service = &exp.spec.service.name;
+    let ours = |arm: &str| exp.spec.arms.iter().any(|a| a.name == arm);
+    let mut names: Vec<String> = world
+        .services(namespace)
+        .iter()
+        .filter(|s| left_behind(&s.metadata))
+        .filter_map(|s| {
+            let arm = s.metadata.labels.as_ref()?.get(ARM_LABEL)?;
+            let name = s.name_any();
+            (name == arm_service_name(service, arm) && !ours(arm)).then_some(name)
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 /// A short, stable name of a pod template: FNV-1a over its JSON (serde_json writes map keys in
@@ -324,3 +381,7 @@ fn pod_ready(pod: &Pod) -> bool {
     let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
     conditions.is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
+
+#[cfg(test)]
+#[path = "observe_tests.rs"]
+mod tests;

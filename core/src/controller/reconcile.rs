@@ -13,7 +13,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::api::{Experiment, ExperimentStatus, Routing};
+use crate::api::{Experiment, ExperimentStatus};
 
 use super::apply::{FIELD_MANAGER, gone, remove_leftovers, write};
 use super::commands::clear_one_shot;
@@ -21,9 +21,8 @@ use super::conditions::{self, event, reason, set};
 use super::decide::{FINALIZER, FinalizerChange, Input, Look, Measured, Reconciled, counted_outcome, decide, measured};
 use super::error::{Error, Result};
 use super::lanes::Lane;
-use super::observe::{mode_unsettled, observe};
+use super::observe::{mode_unsettled, observe, uncached_crds};
 use super::telemetry::{OutcomeLabel, PhaseLabel};
-use super::world::ISTIO_VIRTUAL_SERVICE_CRD;
 use super::{Context, Shared};
 
 /// The longest real wait between two looks at an experiment that waits: watches bring every
@@ -114,9 +113,10 @@ async fn run(exp: &Experiment, shared: &Shared) -> Result<Action> {
         return Ok(Action::requeue(CACHE_CATCH_UP));
     }
     let obs = observe(&shared.world, exp, &ns);
-    if obs.mode == Routing::Native && mode_unsettled(exp) && istio_crd_exists(&ctx.client).await? {
-        // Istio was installed just before this experiment and the CRD's watch event is not in
-        // the cache yet: deciding now would record `none` for good. The event brings it back.
+    if mode_unsettled(exp) && any_crd_exists(&ctx.client, &uncached_crds(&shared.world, obs.mode)).await? {
+        // Istio or the Gateway API was installed just before this experiment and the CRD's watch
+        // event is not in the cache yet: deciding now would record another mode for good. The
+        // event brings it back.
         return Ok(Action::requeue(CACHE_CATCH_UP));
     }
     let now = ctx.clock.now();
@@ -189,12 +189,17 @@ impl Superseded {
     }
 }
 
-/// One read, made only while an experiment's mode is still to be chosen and the cache says there
-/// is no Istio: asks the API server, which has every CRD created before the experiment.
-async fn istio_crd_exists(client: &kube::Client) -> Result<bool> {
+/// Reads made only while an experiment's mode is still to be chosen, one per CRD the cache lacks:
+/// asks the API server, which has every CRD created before the experiment.
+async fn any_crd_exists(client: &kube::Client, names: &[&str]) -> Result<bool> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let named = ListParams::default().fields(&format!("metadata.name={ISTIO_VIRTUAL_SERVICE_CRD}"));
-    Ok(!api.list_metadata(&named).await?.items.is_empty())
+    for name in names {
+        let named = ListParams::default().fields(&format!("metadata.name={name}"));
+        if !api.list_metadata(&named).await?.items.is_empty() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 async fn measure(exp: &Experiment, ctx: &Context, look: &Look) -> Measured {

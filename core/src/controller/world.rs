@@ -329,6 +329,10 @@ impl World {
         self.services.get(&ObjectRef::new(name).within(namespace))
     }
 
+    pub(crate) fn services(&self, namespace: &str) -> Vec<std::sync::Arc<Service>> {
+        self.services.state_filter(|s| s.namespace().as_deref() == Some(namespace))
+    }
+
     pub(crate) fn destination_rule(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<DestinationRule>> {
         self.destination_rules.get(&ObjectRef::new(name).within(namespace))
     }
@@ -447,7 +451,7 @@ pub(crate) mod triggers {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
@@ -466,21 +470,21 @@ mod tests {
     }
 
     /// The caches with the writers that fill them, as the watches would.
-    struct Filled {
-        world: World,
-        policies: reflector::store::Writer<RolloutPolicy>,
-        namespaces: reflector::store::Writer<Namespace>,
-        deployments: reflector::store::Writer<Deployment>,
-        pods: reflector::store::Writer<Pod>,
-        services: reflector::store::Writer<Service>,
-        virtual_services: reflector::store::Writer<VirtualService>,
-        destination_rules: reflector::store::Writer<DestinationRule>,
-        telemetries: reflector::store::Writer<Telemetry>,
-        http_routes: reflector::store::Writer<HttpRoute>,
-        crds: reflector::store::Writer<PartialObjectMeta<CustomResourceDefinition>>,
+    pub(crate) struct Filled {
+        pub(crate) world: World,
+        pub(crate) policies: reflector::store::Writer<RolloutPolicy>,
+        pub(crate) namespaces: reflector::store::Writer<Namespace>,
+        pub(crate) deployments: reflector::store::Writer<Deployment>,
+        pub(crate) pods: reflector::store::Writer<Pod>,
+        pub(crate) services: reflector::store::Writer<Service>,
+        pub(crate) virtual_services: reflector::store::Writer<VirtualService>,
+        pub(crate) destination_rules: reflector::store::Writer<DestinationRule>,
+        pub(crate) telemetries: reflector::store::Writer<Telemetry>,
+        pub(crate) http_routes: reflector::store::Writer<HttpRoute>,
+        pub(crate) crds: reflector::store::Writer<PartialObjectMeta<CustomResourceDefinition>>,
     }
 
-    fn caches() -> Filled {
+    pub(crate) fn caches() -> Filled {
         let (policies, policies_w) = reflector::store();
         let (namespaces, namespaces_w) = reflector::store();
         let (deployments, deployments_w) = reflector::store();
@@ -523,7 +527,7 @@ mod tests {
     }
 
     /// A first complete list of `objects`.
-    fn list<K>(writer: &mut reflector::store::Writer<K>, objects: Vec<K>)
+    pub(crate) fn list<K>(writer: &mut reflector::store::Writer<K>, objects: Vec<K>)
     where
         K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
     {
@@ -634,40 +638,5 @@ mod tests {
         assert!(waiters.iter().all(|w| !w.is_finished()), "waiting for the Telemetries");
         list(&mut c.telemetries, vec![]);
         assert_eq!(through(waiters).await, 10);
-    }
-
-    #[test]
-    fn auto_prefers_the_gateway_api_where_the_service_already_uses_it_else_istio() {
-        use crate::api::Routing;
-        use crate::controller::observe::mode;
-        let crd = |name: &str| {
-            let mut crd = PartialObjectMeta::<CustomResourceDefinition>::default();
-            crd.metadata.name = Some(name.into());
-            crd
-        };
-        let mut c = caches();
-        list(&mut c.crds, vec![crd(ISTIO_VIRTUAL_SERVICE_CRD), crd(HTTPROUTE_CRD)]);
-        let mut exp = crate::fixtures::ExperimentBuilder::canary("c").build();
-        exp.metadata.namespace = Some("shop".into());
-        let service = exp.spec.service.name.clone();
-        assert_eq!(mode(&c.world, &exp), Routing::Istio, "both installed, neither in use: Istio");
-        let mut attached: HttpRoute = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "theirs", "namespace": "shop"},
-            "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": service}]}
-        }))
-        .unwrap();
-        list(&mut c.http_routes, vec![attached.clone()]);
-        assert_eq!(mode(&c.world, &exp), Routing::GatewayApi, "an HTTPRoute on the Service");
-        attached.spec.parent_refs.as_mut().unwrap()[0].name = "another".into();
-        list(&mut c.http_routes, vec![attached]);
-        assert_eq!(mode(&c.world, &exp), Routing::Istio, "a route on another Service does not count");
-        let mut ns = Namespace::default();
-        ns.metadata.name = Some("shop".into());
-        ns.metadata.labels = Some(BTreeMap::from([("istio.io/use-waypoint".to_string(), "waypoint".to_string())]));
-        list(&mut c.namespaces, vec![ns]);
-        assert_eq!(mode(&c.world, &exp), Routing::GatewayApi, "a waypoint for the namespace");
-        let mut recorded = exp.clone();
-        recorded.status = Some(crate::api::ExperimentStatus { mesh: Some(Routing::Istio), ..Default::default() });
-        assert_eq!(mode(&c.world, &recorded), Routing::Istio, "chosen once, at the start, for good");
     }
 }

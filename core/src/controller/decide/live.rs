@@ -476,20 +476,24 @@ fn invalid(input: &Input, mut out: Reconciled, error: &PlanError) -> Reconciled 
 
 /// What a deleted experiment left for our hosts goes once our own routing is in place, make
 /// before break again: first its VirtualServices or HTTPRoutes (a proxy then routes by ours, Istio
-/// using the oldest VirtualService of a host, the Gateway API the oldest route on a tie), then, once no proxy can still route by them (the propagation
-/// delay after the last routing change), its DestinationRules, whose subsets those routes name.
-/// Also how long until the DestinationRules may go.
+/// using the oldest VirtualService of a host, the Gateway API the oldest route on a tie), then,
+/// once no proxy can still route by them (the propagation delay after the last routing change),
+/// what those routes send to: its DestinationRules or its arm Services. Also how long until then.
 fn leftovers_to_remove(input: &Input) -> (Leftovers, Option<Duration>) {
     let left = &input.obs.leftovers;
-    if !left.virtual_services.is_empty() || !left.http_routes.is_empty() {
-        let routes = Leftovers { destination_rules: Vec::new(), ..left.clone() };
-        return (routes, None);
+    if left.has_routes() {
+        return (left.routes(), None);
     }
-    if left.destination_rules.is_empty() {
+    if !left.has_destinations() {
         return (Leftovers::default(), None);
     }
     let exp = input.exp;
-    let what = format!("removing DestinationRule {}", left.destination_rules.join(", "));
+    let names = |kind: &str, names: &[String]| (!names.is_empty()).then(|| format!("{kind} {}", names.join(", ")));
+    let objects: Vec<String> = [names("DestinationRule", &left.destination_rules), names("Service", &left.services)]
+        .into_iter()
+        .flatten()
+        .collect();
+    let what = format!("removing {}", objects.join(" and "));
     match settle::wait(exp, exp.spec.propagation_delay(), &what, input.routing_clock(), false) {
         Some(hold) => (Leftovers::default(), Some(hold.left)),
         None => (left.clone(), None),

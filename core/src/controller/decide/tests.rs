@@ -143,6 +143,8 @@ impl World {
         let left = &mut self.obs.leftovers;
         left.virtual_services.retain(|name| !out.deletes.virtual_services.contains(name));
         left.destination_rules.retain(|name| !out.deletes.destination_rules.contains(name));
+        left.http_routes.retain(|name| !out.deletes.http_routes.contains(name));
+        left.services.retain(|name| !out.deletes.services.contains(name));
         for action in &out.writes {
             self.write(action);
         }
@@ -572,7 +574,7 @@ fn a_reconcile_error_condition_is_cleared_by_the_next_success() {
 fn leftovers_of_a_deleted_experiment_go_once_our_routing_is_in_place_routes_before_subsets() {
     let mut world = World::new(ExperimentBuilder::canary("c").steps([set_weight(20), pause()]), Routing::Istio);
     let old = || vec!["old".to_string()];
-    world.obs.leftovers = Leftovers { virtual_services: old(), destination_rules: old(), http_routes: vec![] };
+    world.obs.leftovers = Leftovers { virtual_services: old(), destination_rules: old(), ..Default::default() };
     let first = world.tick();
     assert!(first.deletes.is_empty() || !first.writes.is_empty());
     for _ in 0..30 {
@@ -598,6 +600,36 @@ fn leftovers_of_a_deleted_experiment_go_once_our_routing_is_in_place_routes_befo
         world.now += out.requeue.expect("looks again when the delay is over");
     }
     assert!(world.obs.leftovers.is_empty(), "the DestinationRule went");
+    assert!(world.tick().deletes.is_empty(), "nothing more to delete");
+}
+
+#[test]
+fn with_the_gateway_api_a_deleted_experiments_route_goes_first_then_its_arm_services_once_no_proxy_routes_by_it() {
+    let builder = ExperimentBuilder::canary("c").steps([set_weight(20), pause()]).routing_delays("7s", "30s");
+    let mut world = World::new(builder, Routing::GatewayApi);
+    let old_services = vec!["my-app-green".to_string()];
+    world.obs.leftovers =
+        Leftovers { http_routes: vec!["old-forklane".into()], services: old_services.clone(), ..Default::default() };
+    let mut routes_went = None;
+    for _ in 0..30 {
+        let out = world.tick();
+        if !out.deletes.is_empty() {
+            assert!(world.obs.live.http_route.is_some(), "only once our route is in place");
+            let Some(went) = routes_went else {
+                assert_eq!(out.deletes.http_routes, ["old-forklane"], "the old route goes first");
+                assert!(out.deletes.services.is_empty(), "its Services stay while proxies may route by it");
+                routes_went = Some(world.now);
+                world.now += out.requeue.unwrap_or(Duration::from_secs(1));
+                continue;
+            };
+            assert_eq!(out.deletes.services, old_services);
+            let after = world.now.duration_since(went).as_secs_f64();
+            assert!(after >= 7.0, "{after} s after the route went");
+            break;
+        }
+        world.now += out.requeue.unwrap_or(Duration::from_secs(1));
+    }
+    assert!(routes_went.is_some() && world.obs.leftovers.is_empty(), "{:?}", world.obs.leftovers);
     assert!(world.tick().deletes.is_empty(), "nothing more to delete");
 }
 
