@@ -6,7 +6,7 @@ use crate::support;
 
 use std::time::Duration;
 
-use forklane_core::api::{Builtin, Experiment, MeshMode, Metric, MetricKind, OnInconclusive, Phase};
+use forklane_core::api::{Builtin, Experiment, MeshMode, Metric, MetricKind, OnInconclusive, Phase, Provider};
 use forklane_core::fixtures::{ExperimentBuilder, analysis, goal, guardrail};
 use forklane_sim::traffic::population::Visits;
 use forklane_sim::traffic::{LoadSpec, ServiceKey};
@@ -98,7 +98,21 @@ async fn an_aa_test_with_sticky_heavy_tailed_users_reaches_max_duration_without_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn targeted_users_are_left_out_of_the_arms_counts_and_the_srm_check() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let mut env = Env::start(true, false).await;
+    targeted_users_left_out(Env::start(true, false).await, Provider::Istio).await;
+}
+
+/// The same through HTTPRoutes, whose mesh metrics carry no cohort label: the targeted users reach
+/// v2 through its own `-targeted` Service, returning users through `-returning`, so the builtin
+/// guardrail (unit: user) and the SRM check count the split's Services alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_httproutes_targeted_users_are_left_out_of_the_builtins_and_the_srm_check() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let env = Env::start(false, false).await;
+    env.install_gateway_api().await;
+    targeted_users_left_out(env, Provider::GatewayApi).await;
+}
+
+async fn targeted_users_left_out(mut env: Env, provider: Provider) {
     let same = [("sim.forklane.io/conversion-rate", "0.10")];
     two_versions(&env, 2, &same, &same).await;
     traffic(&mut env, 1000.0, LoadSpec { users: 2000, mobile_share: 0.5, seed: 12, ..Default::default() });
@@ -106,14 +120,16 @@ async fn targeted_users_are_left_out_of_the_arms_counts_and_the_srm_check() {
     let metrics = [conversion(), guardrail("error-rate", Builtin::IstioErrorRate, 0.01)];
     let analysis = analysis(metrics).interval("1m").alpha(0.01).min_samples_per_arm(200).max_duration("10m").srm();
     let ab = ExperimentBuilder::ab_test("rules")
-        .mesh(MeshMode::Istio)
+        .provider(provider)
         .user_agent_rule("mobile", ".*(Mobile|Android).*", "v2")
         .split([("v1", 50), ("v2", 50)])
         .sticky("forklane-rules");
     env.apply_experiment(ab.analysis(analysis).on_inconclusive(OnInconclusive::KeepControl)).await;
     let exp = env.wait_for_phase("rules", LONG, ENDED).await;
     assert_kept_the_control(&exp);
-    assert_eq!(srm(&exp)["mismatch"], false, "{}", srm(&exp));
+    let srm = srm(&exp);
+    assert_eq!(srm["mismatch"], false, "{srm}");
+    assert!(srm["pValue"].as_f64().is_some(), "the check ran: {srm}");
     let recorded = env.net().dataplane.metrics.recorded();
     let served = |v: &str| recorded.versions.get(v).map_or(0, |c| c.requests) as f64;
     assert!(served("v2") > 2.0 * served("v1"), "the rule sends v2 most requests: {recorded:?}");
@@ -121,6 +137,9 @@ async fn targeted_users_are_left_out_of_the_arms_counts_and_the_srm_check() {
     // Only the desktop half is randomised: about 500 users each, not v2's mobile thousand.
     assert!((v2 / v1 - 1.0).abs() < 0.25, "analysed users per arm: v1 {v1}, v2 {v2}");
     assert!(v1 + v2 <= 1000.0 * 1.05, "at most the ~1000 desktop users are analysed: {v1} + {v2}");
+    let history = &exp.status.as_ref().unwrap().history;
+    let measured = history.iter().flat_map(|look| &look.metrics).filter(|m| m.metric == "error-rate");
+    assert!(measured.filter(|m| m.estimate.is_some()).count() > 0, "the builtin guardrail was measured: {history:?}");
     env.assert_no_routing_503();
     env.shutdown().await;
 }

@@ -21,7 +21,8 @@
 use crate::api::Routing;
 use crate::api::{Arm, Builtin, Metric};
 
-use super::template::escape_quoted;
+use super::template::{Cohorts, escape_quoted};
+use crate::plan::routing::Cohort;
 
 /// Istio's default bucket bounds of `istio_request_duration_milliseconds`.
 pub(crate) const ISTIO_BUCKETS_MS: [f64; 19] = [
@@ -99,9 +100,22 @@ fn le_matcher(bound: f64) -> String {
 const ISTIO_SERVICE: &str =
     r#"destination_service_namespace="{{ namespace }}",destination_service_name="{{ service.name }}""#;
 
-/// The arm's own Service (Gateway API), as Istio labels the destination.
+/// The arm's Service for its weighted split (Gateway API), as Istio labels the destination.
 const ARM_SERVICE: &str =
     r#"destination_service_namespace="{{ namespace }}",destination_service_name="{{ service.name }}-{{ arm.name }}""#;
+
+/// The arm's Services (Gateway API) that receive the analysed cohorts: the split's for first
+/// exposures, and for every randomised request the sticky pins' too (one Service per cohort,
+/// `plan::gateway::cohort_service_name`; targeted requests and mirrored copies have their own).
+fn arm_services(cohort: Cohorts) -> String {
+    match cohort {
+        Cohorts::FirstExposures | Cohorts::Unlabelled => ARM_SERVICE.to_string(),
+        Cohorts::Randomised => format!(
+            r#"destination_service_namespace="{{{{ namespace }}}}",destination_service_name=~"{{{{ service.name }}}}-{{{{ arm.name }}}}(-{})?""#,
+            Cohort::Returning.value()
+        ),
+    }
+}
 
 /// The arm, as Istio labels the destination: its `version` label, else its Deployment.
 fn istio_arm(arm: &Arm) -> &'static str {
@@ -112,13 +126,20 @@ fn istio_arm(arm: &Arm) -> &'static str {
     }
 }
 
-/// The SRM check's units of one arm with Istio: first exposures (the weighted split), whatever
-/// the unit of analysis, since only those were assigned by the weights.
-pub(crate) fn assignment_template(arm: &Arm) -> String {
-    format!(
-        r#"sum(increase(istio_requests_total{{reporter="destination",{ISTIO_SERVICE},{},forklane_cohort="assigned"}}[{{{{ window }}}}]))"#,
-        istio_arm(arm)
-    )
+/// The SRM check's units of one arm: first exposures (the weighted split), whatever the unit of
+/// analysis, since only those were assigned by the weights. With Istio its Telemetry's cohort
+/// label tells them; with the Gateway API the split's own Service does.
+pub(crate) fn assignment_template(mode: Routing, arm: &Arm) -> Option<String> {
+    match mode {
+        Routing::Istio => Some(format!(
+            r#"sum(increase(istio_requests_total{{reporter="destination",{ISTIO_SERVICE},{},forklane_cohort="assigned"}}[{{{{ window }}}}]))"#,
+            istio_arm(arm)
+        )),
+        Routing::GatewayApi => Some(format!(
+            r#"sum(increase(istio_requests_total{{reporter=~"destination|waypoint",{ARM_SERVICE}}}[{{{{ window }}}}]))"#
+        )),
+        Routing::Native => None,
+    }
 }
 
 /// The success/trial templates of a builtin metric for one arm.
@@ -126,6 +147,7 @@ pub(crate) fn templates(
     builtin: Builtin,
     metric: &Metric,
     mode: Routing,
+    cohort: Cohorts,
     arm: &Arm,
 ) -> Result<QueryPair, BuiltinError> {
     let name = builtin_name(builtin);
@@ -145,11 +167,12 @@ pub(crate) fn templates(
             (selector, "istio_request_duration_milliseconds", 1.0)
         }
         Routing::GatewayApi => {
-            // The client side fails requests for the arm's Service as it does for a subset.
-            source_only = Some(format!(r#"reporter="source",{ARM_SERVICE},response_flags=~"{SOURCE_ONLY_FLAGS}""#));
-            // No Gateway API implementation labels its metrics with the cohort: every request to
-            // the arm's Service counts (validation refuses them where users are the unit).
-            let selector = format!(r#"reporter=~"destination|waypoint",{ARM_SERVICE}"#);
+            // No Gateway API implementation labels its metrics with the cohort header, but each
+            // cohort has its own Service. The client side fails requests for an arm's Service as
+            // it does for a subset.
+            let services = arm_services(cohort);
+            source_only = Some(format!(r#"reporter="source",{services},response_flags=~"{SOURCE_ONLY_FLAGS}""#));
+            let selector = format!(r#"reporter=~"destination|waypoint",{services}"#);
             (selector, "istio_request_duration_milliseconds", 1.0)
         }
         Routing::Native => {

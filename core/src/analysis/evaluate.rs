@@ -72,7 +72,7 @@ pub fn queries(exp: &Experiment, mode: Routing, since_start: Duration) -> Result
         let mut arms = Vec::with_capacity(exp.spec.arms.len());
         for arm in &exp.spec.arms {
             let pair = match metric.builtin {
-                Some(b) => builtins::templates(b, metric, mode, arm)?,
+                Some(b) => builtins::templates(b, metric, mode, cohort, arm)?,
                 // Validation guarantees both queries when there is no builtin.
                 None => QueryPair {
                     success: metric.success_query.clone().unwrap_or_default(),
@@ -89,27 +89,28 @@ pub fn queries(exp: &Experiment, mode: Routing, since_start: Duration) -> Result
     Ok(out)
 }
 
-/// The SRM check's unit query per arm (in `spec.arms` order) when the check is on and Istio
-/// routes: each arm's first exposures (cohort `assigned`). `None` without a mesh, where the primary
-/// metric's trials are the units, or when the check is off.
+/// The SRM check's unit query per arm (in `spec.arms` order) when the check is on and Istio or the
+/// Gateway API routes: each arm's first exposures (cohort `assigned`). `None` without a mesh, where
+/// the primary metric's trials are the units, or when the check is off.
 pub fn assignment_queries(
     exp: &Experiment,
     mode: Routing,
     since_start: Duration,
 ) -> Result<Option<Vec<(String, String)>>, ConfigError> {
     let srm = analysis(exp)?.srm.as_ref().is_some_and(|s| s.enabled);
-    if !srm || mode != Routing::Istio {
+    if !srm {
         return Ok(None);
     }
     let namespace = exp.metadata.namespace.as_deref().unwrap_or("default");
     let experiment = exp.metadata.name.as_deref().unwrap_or_default();
     let cohort = Cohorts::analysed(mode, exp.spec.analysis_unit());
-    let render = |arm| {
+    let mut queries = Vec::with_capacity(exp.spec.arms.len());
+    for arm in &exp.spec.arms {
+        let Some(template) = builtins::assignment_template(mode, arm) else { return Ok(None) };
         let ctx = Context { arm, service: &exp.spec.service.name, namespace, experiment, window: since_start, cohort };
-        template::render(&builtins::assignment_template(arm), &ctx, SRM)
-    };
-    let queries = exp.spec.arms.iter().map(|arm| Ok((arm.name.clone(), render(arm)?)));
-    queries.collect::<Result<Vec<_>, ConfigError>>().map(Some)
+        queries.push((arm.name.clone(), template::render(&template, &ctx, SRM)?));
+    }
+    Ok(Some(queries))
 }
 
 /// The name the SRM check's reads go by in errors.

@@ -44,19 +44,11 @@ pub fn validate(exp: &ExperimentSpec, routing: Routing) -> Vec<Problem> {
         check_mirror(mirror, exp, &arms, routing, &mut p);
     }
     check_routing(exp, routing, &mut p);
+    if routing == Routing::GatewayApi {
+        check_arm_services(exp, &mut p);
+    }
     if let Some(analysis) = &exp.analysis {
         check_analysis(analysis, &mut p);
-        if routing == Routing::GatewayApi && exp.analysis_unit() == super::Unit::User {
-            for (i, m) in analysis.metrics.iter().enumerate().filter(|(_, m)| m.builtin.is_some()) {
-                p.add(
-                    format!("spec.analysis.metrics[{i}].builtin"),
-                    format!(
-                        "metric {:?}: with provider gatewayAPI the mesh's metrics carry no cohort, so a builtin cannot count users' first exposures (unit: user); write successQuery/trialQuery on your app's metrics with {{{{ cohort }}}}, set unit: request, or use provider istio",
-                        m.name
-                    ),
-                );
-            }
-        }
         if routing == Routing::Istio && !exp.arms.is_empty() && shared_labels(&exp.arms).is_empty() {
             p.add(
                 "spec.arms",
@@ -119,6 +111,34 @@ fn check_routing(exp: &ExperimentSpec, routing: Routing, p: &mut Problems) {
     }
 }
 
+/// With the Gateway API every arm has a Service per cohort (`plan::gateway::arm_services`): each
+/// name must be a valid Service name and no two arms may share one.
+fn check_arm_services(exp: &ExperimentSpec, p: &mut Problems) {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    // An arm name that is no label is reported as such (`check_arms`).
+    for (i, arm) in exp.arms.iter().enumerate().filter(|(_, a)| is_dns1123_label(&a.name)) {
+        for (_, name) in crate::plan::gateway::arm_services(exp, &arm.name) {
+            if !is_dns1123_label(&name) || name.starts_with(|c: char| c.is_ascii_digit()) {
+                p.add(
+                    format!("spec.arms[{i}].name"),
+                    format!(
+                        "with provider gatewayAPI arm {:?} gets the Service {name:?}, which is not a valid Service name (at most 63 characters, starting with a letter): shorten the arm's or the Service's name",
+                        arm.name
+                    ),
+                );
+            } else if let Some(other) = seen.insert(name.clone(), &arm.name) {
+                p.add(
+                    format!("spec.arms[{i}].name"),
+                    format!(
+                        "with provider gatewayAPI arms {other:?} and {:?} would both have the Service {name:?}",
+                        arm.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
 /// The label pairs every arm's selector has.
 pub(crate) fn shared_labels(arms: &[Arm]) -> BTreeMap<String, String> {
     let mut selectors = arms.iter().map(|a| &a.selector);
@@ -134,13 +154,6 @@ pub(crate) fn shared_labels(arms: &[Arm]) -> BTreeMap<String, String> {
 /// restrict themselves; a template does so with `{{ cohort }}` (docs/analysis.md).
 pub fn warnings(exp: &ExperimentSpec, routing: Routing) -> Vec<Problem> {
     let mut p = Problems::default();
-    let srm = exp.analysis.as_ref().and_then(|a| a.srm.as_ref()).is_some_and(|s| s.enabled);
-    if srm && routing == Routing::GatewayApi {
-        p.add(
-            "spec.analysis.srm",
-            "the sample-ratio check counts first exposures by Istio's cohort label, which the Gateway API's metrics lack: it is skipped with provider gatewayAPI",
-        );
-    }
     let rules = exp.strategy.ab_test().is_some_and(|ab| !ab.rules.is_empty());
     let preview = matches!(&exp.strategy, Strategy::BlueGreen(bg) if bg.preview_header.is_some());
     let unrandomised = match (rules || preview, exp.mirror.is_some()) {
@@ -150,18 +163,6 @@ pub fn warnings(exp: &ExperimentSpec, routing: Routing) -> Vec<Problem> {
         (false, false) => return p.0,
     };
     let Some(analysis) = exp.analysis.as_ref().filter(|_| routing.routes()) else { return p.0 };
-    if routing == Routing::GatewayApi {
-        // No Gateway API implementation copies the cohort header into the mesh's metrics.
-        for (i, m) in analysis.metrics.iter().enumerate().filter(|(_, m)| m.builtin.is_some()) {
-            p.add(
-                format!("spec.analysis.metrics[{i}].builtin"),
-                format!(
-                    "metric {:?}: with provider gatewayAPI the mesh's metrics of an arm's Service count every request it gets, {unrandomised} requests too, which were not randomised; use your app's metrics with {{{{ cohort }}}}, or provider istio",
-                    m.name
-                ),
-            );
-        }
-    }
     let cohort = Regex::new(r"\{\{\s*cohort\s*\}\}").expect("a valid regex");
     for (i, m) in analysis.metrics.iter().enumerate() {
         for (field, query) in [("successQuery", &m.success_query), ("trialQuery", &m.trial_query)] {

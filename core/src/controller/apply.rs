@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::api::Experiment;
 use crate::gateway::HttpRoute;
 use crate::istio::{DestinationRule, Telemetry, VirtualService};
-use crate::plan::gateway::{self, ARM_LABEL};
+use crate::plan::gateway;
 use crate::plan::{Action, Plan};
 
 use super::error::{Error, Result};
@@ -71,11 +71,10 @@ fn in_place(action: &Action, obs: &Observation) -> bool {
         Action::VirtualService(_) => obs.live.virtual_service.as_ref(),
         Action::DestinationRule(_) => obs.live.destination_rule.as_ref(),
         Action::HttpRoute(_) => obs.live.http_route.as_ref(),
-        Action::ArmService(s) => {
-            let arm = s.metadata.labels.as_ref().and_then(|l| l.get(ARM_LABEL));
-            arm.and_then(|arm| obs.live.arm_services.get(arm))
+        Action::ArmService(s) => s.metadata.name.as_ref().and_then(|name| obs.live.arm_services.get(name)),
+        Action::RemoveArmServices(r) => {
+            return r.services.iter().all(|(_, name)| !obs.live.arm_services.contains_key(name));
         }
-        Action::RemoveArmServices(r) => return r.arms().all(|arm| !obs.live.arm_services.contains_key(arm)),
         Action::ServiceSelector(s) => {
             let selector = obs.live.service.as_ref().and_then(|svc| svc.pointer("/spec/selector"));
             if s.remove.iter().any(|k| selector.and_then(|sel| sel.get(k)).is_some()) {

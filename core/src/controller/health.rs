@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::api::Experiment;
 use crate::gateway::HttpRoute;
 use crate::istio::{VirtualService, VirtualServiceHttpRoute};
+use crate::plan::routing::Cohort;
 use crate::plan::{Action, Plan, gateway};
 
 use super::observe::{Observation, referenced_subsets};
@@ -146,13 +147,15 @@ pub(crate) fn avoiding_route(
 ) -> HttpRoute {
     let mut out = route.clone();
     let avoided = |name: &str| gateway::arm_of_service(exp, name).is_some_and(|arm| avoid.contains(arm));
-    let fallback_service = gateway::arm_service_name(&exp.spec.service.name, fallback);
     for rule in out.spec.rules.iter_mut().flatten() {
         if let Some(filters) = rule.filters.as_mut() {
             filters.retain(|f| f.request_mirror.as_ref().is_none_or(|m| !avoided(&m.backend_ref.name)));
         }
         let Some(backends) = rule.backend_refs.as_mut() else { continue };
         let Some(template) = backends.iter().find(|b| avoided(&b.name)).cloned() else { continue };
+        // The fallback's Service of the same cohort: a detour keeps each request in its cohort.
+        let cohort = gateway::service_of(exp, &template.name).map_or(Cohort::Assigned, |(_, c)| c);
+        let fallback_service = gateway::cohort_service_name(&exp.spec.service.name, fallback, cohort);
         let mut moved = 0;
         for backend in backends.iter_mut().filter(|b| avoided(&b.name)) {
             moved += backend.weight.unwrap_or(1);

@@ -13,8 +13,11 @@ use crate::api::{Experiment, RolloutPolicy, Routing, defaults};
 use crate::gateway::HttpRoute;
 use crate::istio::VirtualService;
 use crate::plan::Observed;
-use crate::plan::gateway::{ARM_LABEL, arm_service_name, parent_refs, referenced_arms};
+use crate::plan::gateway::{
+    ARM_LABEL, COHORT_LABEL, arm_services, cohort_service_name, parent_refs, referenced_arms, service_of,
+};
 use crate::plan::istio::{object_name, telemetry_name};
+use crate::plan::routing::Cohort;
 
 use super::distribution::{self, Distribution};
 use super::world::{HTTPROUTE_CRD, ISTIO_VIRTUAL_SERVICE_CRD, World};
@@ -38,7 +41,7 @@ pub(crate) struct Live {
     pub service: Option<Value>,
     /// Our HTTPRoute (Gateway API).
     pub http_route: Option<Value>,
-    /// The arms' Services (Gateway API), by arm.
+    /// The arms' Services (Gateway API), by name.
     pub arm_services: BTreeMap<String, Value>,
     /// Deployments by name.
     pub deployments: BTreeMap<String, Value>,
@@ -240,7 +243,7 @@ pub(crate) fn observe(world: &World, exp: &Experiment, namespace: &str) -> Obser
     }
     if mode == Routing::GatewayApi {
         let gateway = observe_gateway_api(world, exp, namespace);
-        plan.subsets = (!gateway.arm_services.is_empty()).then(|| gateway.arm_services.keys().cloned().collect());
+        plan.subsets = (!gateway.arms.is_empty()).then_some(gateway.arms);
         plan.service_ports =
             world.service(namespace, &exp.spec.service.name).and_then(|s| s.spec.clone()?.ports).unwrap_or_default();
         routed_subsets = gateway.routed;
@@ -269,6 +272,8 @@ pub(crate) fn observe(world: &World, exp: &Experiment, namespace: &str) -> Obser
 struct GatewayApiObserved {
     route: Option<Value>,
     routed: BTreeSet<String>,
+    /// Arms with at least one of their Services.
+    arms: BTreeSet<String>,
     arm_services: BTreeMap<String, Value>,
     conflicts: Vec<String>,
     leftover_routes: Vec<String>,
@@ -281,17 +286,20 @@ fn observe_gateway_api(world: &World, exp: &Experiment, namespace: &str) -> Gate
     let mut out = GatewayApiObserved {
         route: None,
         routed: BTreeSet::new(),
+        arms: BTreeSet::new(),
         arm_services: BTreeMap::new(),
         conflicts: Vec::new(),
         leftover_routes: Vec::new(),
         leftover_services: Vec::new(),
     };
-    for arm in &exp.spec.arms {
-        let name = arm_service_name(service, &arm.name);
+    let names =
+        exp.spec.arms.iter().flat_map(|a| arm_services(&exp.spec, &a.name).into_iter().map(|(_, n)| (&a.name, n)));
+    for (arm, name) in names {
         let Some(svc) = world.service(namespace, &name) else { continue };
         let arm_label = svc.metadata.labels.as_ref().and_then(|l| l.get(ARM_LABEL));
         if arm_label.is_some() && managed_by_forklane(&svc.metadata) {
-            out.arm_services.extend(json(svc.as_ref()).map(|v| (arm.name.clone(), v)));
+            out.arms.insert(arm.clone());
+            out.arm_services.extend(json(svc.as_ref()).map(|v| (name, v)));
         } else {
             // Someone else's Service with an arm Service's name: never taken over.
             out.conflicts.push(format!("Service {namespace}/{name}"));
@@ -327,19 +335,21 @@ fn observe_gateway_api(world: &World, exp: &Experiment, namespace: &str) -> Gate
     out
 }
 
-/// The arm Services a deleted experiment on the same Service left behind for arms this one does
-/// not have: released (no owner), labelled with their arm, and named `<service>-<arm>` for it.
+/// The arm Services a deleted experiment on the same Service left behind that this one does not
+/// have: released (no owner), labelled with their arm and cohort, and named for them.
 fn left_arm_services(world: &World, exp: &Experiment, namespace: &str) -> Vec<String> {
     let service = &exp.spec.service.name;
-    let ours = |arm: &str| exp.spec.arms.iter().any(|a| a.name == arm);
     let mut names: Vec<String> = world
         .services(namespace)
         .iter()
         .filter(|s| left_behind(&s.metadata))
         .filter_map(|s| {
-            let arm = s.metadata.labels.as_ref()?.get(ARM_LABEL)?;
+            let labels = s.metadata.labels.as_ref()?;
+            let arm = labels.get(ARM_LABEL)?;
+            // Services written before cohorts had their own carry no cohort label: the split's.
+            let cohort = labels.get(COHORT_LABEL).map_or(Some(Cohort::Assigned), |c| Cohort::parse(c))?;
             let name = s.name_any();
-            (name == arm_service_name(service, arm) && !ours(arm)).then_some(name)
+            (name == cohort_service_name(service, arm, cohort) && service_of(exp, &name).is_none()).then_some(name)
         })
         .collect();
     names.sort();

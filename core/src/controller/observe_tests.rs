@@ -33,6 +33,14 @@ fn route(value: serde_json::Value) -> HttpRoute {
 
 /// A Service Forklane wrote for `arm` of an experiment on `my-app`, owned by `owner` if any.
 fn arm_service(name: &str, arm: &str, owner: Option<&str>) -> Service {
+    cohort_service(name, arm, None, owner)
+}
+
+fn cohort_service(name: &str, arm: &str, cohort: Option<&str>, owner: Option<&str>) -> Service {
+    let mut labels = json!({"app.kubernetes.io/managed-by": "forklane", "forklane.io/arm": arm});
+    if let Some(cohort) = cohort {
+        labels["forklane.io/cohort"] = cohort.into();
+    }
     let owners: Vec<serde_json::Value> = owner
         .iter()
         .map(|uid| json!({"apiVersion": "forklane.io/v1alpha1", "kind": "Experiment", "name": "x", "uid": uid}))
@@ -40,7 +48,7 @@ fn arm_service(name: &str, arm: &str, owner: Option<&str>) -> Service {
     serde_json::from_value(json!({
         "metadata": {
             "name": name, "namespace": "shop", "ownerReferences": owners,
-            "labels": {"app.kubernetes.io/managed-by": "forklane", "forklane.io/arm": arm}
+            "labels": labels
         },
         "spec": {"selector": {"app": "my-app"}}
     }))
@@ -94,12 +102,18 @@ fn the_arm_services_a_deleted_experiment_left_for_other_arms_are_leftovers_its_o
             arm_service("my-app-canary", "canary", Some("another-experiment")),
             arm_service("other-green", "green", None),
             arm_service("my-app-eu-v1", "v1", None),
+            cohort_service("my-app-v2-returning", "v2", Some("returning"), None),
+            cohort_service("my-app-v1-targeted", "v1", Some("returning"), None),
             theirs,
         ],
     );
     let obs = observe(&c.world, &exp, "shop");
-    assert_eq!(obs.leftovers.services, ["my-app-green"], "released, for my-app, of an arm this experiment lacks");
-    assert_eq!(obs.live.arm_services.keys().collect::<Vec<_>>(), ["v2"], "its own arm's Service is taken over");
+    assert_eq!(
+        obs.leftovers.services,
+        ["my-app-green", "my-app-v2-returning"],
+        "released, for my-app, of an arm or a cohort this experiment lacks (a canary has no sticky pins)"
+    );
+    assert_eq!(obs.live.arm_services.keys().collect::<Vec<_>>(), ["my-app-v2"], "its own arm's Service is taken over");
     assert!(obs.conflicts.is_empty(), "{:?}", obs.conflicts);
 }
 

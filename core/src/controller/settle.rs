@@ -91,9 +91,10 @@ fn relies_on<'o>(exp: &Experiment, action: &Action, obs: &'o Observation, shrink
         Action::HttpRoute(route) => {
             let arms = crate::plan::gateway::referenced_arms(exp, route);
             let new: Vec<&String> = arms.difference(&obs.routed_subsets).collect();
-            let service = &exp.spec.service.name;
-            let names: Vec<String> =
-                new.iter().map(|arm| crate::plan::gateway::arm_service_name(service, arm)).collect();
+            let names: Vec<String> = new
+                .iter()
+                .flat_map(|arm| crate::plan::gateway::arm_services(&exp.spec, arm).into_iter().map(|(_, name)| name))
+                .collect();
             let what = format!("routing to Service {}", names.join(", "));
             (!new.is_empty()).then_some(Reliance { delay, what, on: None })
         }

@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use serde_json::{Value, json};
 
-use crate::api::{Experiment, ParentRef};
+use crate::api::{Experiment, ExperimentSpec, ParentRef, Strategy};
 use crate::gateway::*;
 
 use super::istio::{destinations, metadata, object_name, scales};
-use super::routing::{COHORT_HEADER, Matcher, Route, RouteTable, is_cookie_expiry, route_table};
+use super::routing::{COHORT_HEADER, Cohort, Matcher, Route, RouteTable, is_cookie_expiry, route_table};
 use super::steps::State;
 use super::{Action, Observed};
 
@@ -20,16 +20,49 @@ use super::{Action, Observed};
 const SET_COOKIE: &str = "Set-Cookie";
 /// The label naming the arm on each arm's Service.
 pub(crate) const ARM_LABEL: &str = "forklane.io/arm";
+/// The label naming the cohort an arm's Service receives.
+pub(crate) const COHORT_LABEL: &str = "forklane.io/cohort";
 
-/// The Service of `arm`: `<service>-<arm>`.
-pub(crate) fn arm_service_name(service: &str, arm: &str) -> String {
-    format!("{service}-{arm}")
+/// The Service of `arm` for the requests of `cohort`: `<service>-<arm>` for the weighted split,
+/// `<service>-<arm>-<cohort>` for the others. The mesh's metrics carry no cohort header, but they
+/// name the Service a request was sent to, so one Service per cohort keeps them apart: the
+/// analysis counts an arm's first exposures, or its randomised requests, by these names.
+pub(crate) fn cohort_service_name(service: &str, arm: &str, cohort: Cohort) -> String {
+    match cohort {
+        Cohort::Assigned => format!("{service}-{arm}"),
+        other => format!("{service}-{arm}-{}", other.value()),
+    }
+}
+
+/// The cohorts an arm's Services receive, the same for every arm (so that a detour keeps each
+/// request in its cohort): the split, and sticky pins, targeting rules or the preview where the
+/// experiment has them. The mirror's copies go only to the mirrored arm.
+pub(crate) fn cohorts(spec: &ExperimentSpec, arm: &str) -> Vec<Cohort> {
+    let ab = spec.strategy.ab_test();
+    let sticky = ab.is_some_and(|a| a.sticky.is_some());
+    let rules = ab.is_some_and(|a| !a.rules.is_empty());
+    let preview = matches!(&spec.strategy, Strategy::BlueGreen(bg) if bg.preview_header.is_some());
+    let mirrored = spec.mirror.as_ref().is_some_and(|m| m.arm == arm);
+    let wanted = [(Cohort::Assigned, true), (Cohort::Returning, sticky), (Cohort::Targeted, rules || preview)];
+    wanted.into_iter().filter(|(_, on)| *on).map(|(c, _)| c).chain(mirrored.then_some(Cohort::Mirrored)).collect()
+}
+
+/// The Services of `arm`, with the cohort each receives.
+pub(crate) fn arm_services(spec: &ExperimentSpec, arm: &str) -> Vec<(Cohort, String)> {
+    let service = &spec.service.name;
+    cohorts(spec, arm).into_iter().map(|c| (c, cohort_service_name(service, arm, c))).collect()
+}
+
+/// The arm and the cohort of the arm Service `name`, if it is one.
+pub(crate) fn service_of<'e>(exp: &'e Experiment, name: &str) -> Option<(&'e str, Cohort)> {
+    exp.spec.arms.iter().find_map(|a| {
+        arm_services(&exp.spec, &a.name).into_iter().find(|(_, n)| n == name).map(|(c, _)| (a.name.as_str(), c))
+    })
 }
 
 /// The arm whose Service is `name`, if any.
 pub(crate) fn arm_of_service<'e>(exp: &'e Experiment, name: &str) -> Option<&'e str> {
-    let service = &exp.spec.service.name;
-    exp.spec.arms.iter().map(|a| a.name.as_str()).find(|arm| arm_service_name(service, arm) == name)
+    service_of(exp, name).map(|(arm, _)| arm)
 }
 
 /// Arm Services to delete: no route names them any more.
@@ -58,11 +91,6 @@ impl RemoveServices {
         let ns = self.namespace.as_deref().map(|n| format!(" -n {n}")).unwrap_or_default();
         format!("kubectl delete service {}{ns}", names.join(" "))
     }
-
-    /// The arms whose Services go.
-    pub(crate) fn arms(&self) -> impl Iterator<Item = &str> {
-        self.services.iter().map(|(arm, _)| arm.as_str())
-    }
 }
 
 pub(crate) fn service_object(service: &Service) -> Value {
@@ -78,16 +106,17 @@ pub(crate) fn actions(exp: &Experiment, state: &State, observed: &Observed) -> V
     let (grow, shrink) = scales(exp, state, observed);
     let mut out = grow;
     for arm in exp.spec.arms.iter().filter(|a| desired.contains(&a.name)) {
-        out.push(Action::ArmService(Box::new(arm_service(exp, &arm.name, observed))));
+        for (cohort, _) in arm_services(&exp.spec, &arm.name) {
+            out.push(Action::ArmService(Box::new(arm_service(exp, &arm.name, cohort, observed))));
+        }
     }
     out.push(Action::HttpRoute(Box::new(http_route(exp, &table))));
-    let service = &exp.spec.service.name;
     let removed: Vec<(String, String)> = observed
         .subsets
         .iter()
         .flatten()
         .filter(|arm| !desired.contains(*arm))
-        .map(|arm| (arm.clone(), arm_service_name(service, arm)))
+        .flat_map(|arm| arm_services(&exp.spec, arm).into_iter().map(|(_, name)| (arm.clone(), name)))
         .collect();
     if !removed.is_empty() {
         out.push(Action::RemoveArmServices(RemoveServices {
@@ -105,9 +134,9 @@ fn backend_port(exp: &Experiment, observed: &Observed) -> i32 {
     exp.spec.service.port.or(observed.service_ports.first().map(|p| p.port)).unwrap_or(80)
 }
 
-/// The Service of one arm: the arm's pods, on the experiment Service's ports (a ClusterIP
-/// Service: node ports stay on the experiment's own Service).
-pub(crate) fn arm_service(exp: &Experiment, arm: &str, observed: &Observed) -> Service {
+/// The Service of one arm for one cohort: the arm's pods, on the experiment Service's ports (a
+/// ClusterIP Service: node ports stay on the experiment's own Service).
+pub(crate) fn arm_service(exp: &Experiment, arm: &str, cohort: Cohort, observed: &Observed) -> Service {
     let selector = exp.spec.arms.iter().find(|a| a.name == arm).map(|a| a.selector.clone());
     let ports = if observed.service_ports.is_empty() {
         vec![ServicePort { name: Some("http".into()), port: backend_port(exp, observed), ..Default::default() }]
@@ -125,8 +154,10 @@ pub(crate) fn arm_service(exp: &Experiment, arm: &str, observed: &Observed) -> S
             })
             .collect()
     };
-    let mut meta = metadata(exp, arm_service_name(&exp.spec.service.name, arm));
-    meta.labels.get_or_insert_with(BTreeMap::new).insert(ARM_LABEL.into(), arm.into());
+    let mut meta = metadata(exp, cohort_service_name(&exp.spec.service.name, arm, cohort));
+    let labels = meta.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(ARM_LABEL.into(), arm.into());
+    labels.insert(COHORT_LABEL.into(), cohort.value().into());
     Service {
         metadata: meta,
         spec: Some(ServiceSpec { selector, ports: Some(ports), ..Default::default() }),
@@ -216,7 +247,7 @@ fn rule(route: &Route, table: &RouteTable, service: &str, port: i32) -> HttpRout
     {
         filters.push(HttpRouteRulesFilters {
             r#type: HttpRouteRulesFiltersType::RequestMirror,
-            request_mirror: Some(mirror(&arm_service_name(service, arm), port, *percent)),
+            request_mirror: Some(mirror(&cohort_service_name(service, arm, Cohort::Mirrored), port, *percent)),
             ..Default::default()
         });
     }
@@ -226,7 +257,7 @@ fn rule(route: &Route, table: &RouteTable, service: &str, port: i32) -> HttpRout
         .map(|d| HttpRouteRulesBackendRefs {
             group: Some(String::new()),
             kind: Some("Service".into()),
-            name: arm_service_name(service, &d.arm),
+            name: cohort_service_name(service, &d.arm, route.cohort),
             port: Some(port),
             weight: Some(d.weight),
             filters: d.set_cookie.as_ref().map(|cookie| {
@@ -336,3 +367,7 @@ pub(crate) fn without_cookie_expiry(route: &HttpRoute, cookie_name: &str) -> Opt
     }
     found.then_some(out)
 }
+
+#[cfg(test)]
+#[path = "gateway_tests.rs"]
+mod tests;

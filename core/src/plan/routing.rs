@@ -47,6 +47,8 @@ pub(crate) enum Cohort {
     Returning,
     /// A targeting rule or the blue/green preview: chosen, not randomised.
     Targeted,
+    /// A mirror's copy (no route has it; its answers are dropped).
+    Mirrored,
 }
 
 impl Cohort {
@@ -55,7 +57,15 @@ impl Cohort {
             Cohort::Assigned => "assigned",
             Cohort::Returning => "returning",
             Cohort::Targeted => "targeted",
+            Cohort::Mirrored => "mirrored",
         }
+    }
+
+    /// The cohort whose [`value`](Self::value) is `value`.
+    pub(crate) fn parse(value: &str) -> Option<Self> {
+        [Cohort::Assigned, Cohort::Returning, Cohort::Targeted, Cohort::Mirrored]
+            .into_iter()
+            .find(|c| c.value() == value)
     }
 }
 

@@ -38,7 +38,7 @@ pub(super) fn corrected(input: &Input, writes: &[Action]) -> Vec<String> {
                 Action::ArmService(s) => {
                     let arm = s.metadata.labels.as_ref().and_then(|l| l.get(crate::plan::gateway::ARM_LABEL));
                     let routed = arm.is_some_and(|a| input.obs.routed_subsets.contains(a)) && settled_in_cache;
-                    ("Service", arm.and_then(|a| live.arm_services.get(a)), routed)
+                    ("Service", s.metadata.name.as_ref().and_then(|n| live.arm_services.get(n)), routed)
                 }
                 Action::Telemetry(_) | Action::Scale(_) | Action::RemoveArmServices(_) => return None,
             };

@@ -181,14 +181,14 @@ impl World {
             }
             Action::ArmService(service) => {
                 let arm = service.metadata.labels.as_ref().unwrap()[crate::plan::gateway::ARM_LABEL].clone();
-                self.log.push(format!("service {arm}"));
-                self.obs.plan.subsets.get_or_insert_with(BTreeSet::new).insert(arm.clone());
-                self.obs.live.arm_services.insert(arm, object);
+                self.log.push(format!("service {}", service.metadata.name.as_deref().unwrap()));
+                self.obs.plan.subsets.get_or_insert_with(BTreeSet::new).insert(arm);
+                self.obs.live.arm_services.insert(service.metadata.name.clone().unwrap(), object);
             }
             Action::RemoveArmServices(r) => {
-                for arm in r.arms() {
-                    self.log.push(format!("remove {arm}"));
-                    self.obs.live.arm_services.remove(arm);
+                for (arm, name) in &r.services {
+                    self.log.push(format!("remove {name}"));
+                    self.obs.live.arm_services.remove(name);
                     self.obs.plan.subsets.get_or_insert_with(BTreeSet::new).remove(arm);
                 }
             }
@@ -901,7 +901,7 @@ fn gateway_arms(world: &World, action: &Action) -> BTreeSet<String> {
             BTreeSet::from([s.metadata.labels.as_ref().unwrap()[crate::plan::gateway::ARM_LABEL].clone()])
         }
         Action::HttpRoute(route) => crate::plan::gateway::referenced_arms(&world.exp, route),
-        Action::RemoveArmServices(r) => r.arms().map(String::from).collect(),
+        Action::RemoveArmServices(r) => r.services.iter().map(|(arm, _)| arm.clone()).collect(),
         _ => BTreeSet::new(),
     }
 }
@@ -942,7 +942,7 @@ fn with_the_gateway_api_a_route_names_an_arm_service_only_once_it_has_propagated
     }
     let route = world.http_routes.last().unwrap();
     assert_eq!(crate::plan::gateway::weights(&world.exp, route), BTreeMap::from([("v2".into(), 100)]));
-    assert_eq!(world.obs.live.arm_services.keys().collect::<Vec<_>>(), ["v2"]);
+    assert_eq!(world.obs.live.arm_services.keys().collect::<Vec<_>>(), ["my-app-v2"]);
     assert_eq!(world.status().mesh, Some(Routing::GatewayApi));
 }
 
@@ -966,8 +966,11 @@ fn with_the_gateway_api_deletion_restores_the_control_releases_its_route_and_ser
     assert_eq!(crate::plan::gateway::weights(&world.exp, route), BTreeMap::from([("v1".into(), 100)]));
     let released = |o: &serde_json::Value| o.pointer("/metadata/ownerReferences") == Some(&serde_json::json!([]));
     assert!(released(world.obs.live.http_route.as_ref().unwrap()), "garbage collection leaves the route");
-    assert!(released(&world.obs.live.arm_services["v1"]), "and the Service it routes to");
-    assert!(!world.obs.live.arm_services.contains_key("v2"), "v2's Service went once no proxy could route to it");
+    assert!(released(&world.obs.live.arm_services["my-app-v1"]), "and the Service it routes to");
+    assert!(
+        !world.obs.live.arm_services.contains_key("my-app-v2"),
+        "v2's Service went once no proxy could route to it"
+    );
 }
 
 #[test]
@@ -982,11 +985,11 @@ fn with_the_gateway_api_a_routed_candidate_that_loses_its_pods_gets_no_traffic_u
     assert_eq!(world.last_split(), BTreeMap::from([("v1".into(), 100)]), "its 20% goes to the control at once");
     assert_eq!(reasons(&out.events), [event::ARM_UNHEALTHY]);
     let route = world.http_routes.last().unwrap();
-    let v2_service = crate::plan::gateway::arm_service_name(&world.exp.spec.service.name, "v2");
+    let v2_service = "my-app-v2";
     let backends = route.spec.rules.iter().flatten().flat_map(|r| r.backend_refs.iter().flatten());
     let v2 = backends.into_iter().find(|b| b.name == v2_service);
     assert_eq!(v2.and_then(|b| b.weight), Some(0), "still named, so that the detour lasts until it recovers");
-    assert!(world.obs.live.arm_services.contains_key("v2"), "its Service stays");
+    assert!(world.obs.live.arm_services.contains_key(v2_service), "its Service stays");
     world.revive("v2");
     world.now += Duration::from_secs(1);
     world.tick();
