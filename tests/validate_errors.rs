@@ -356,3 +356,32 @@ fn custom_queries_without_the_cohort_are_warned_of_when_some_traffic_is_not_rand
     let randomised = mirrored.replace("  mirror: {arm: v2, percent: 10}\n", "");
     assert_eq!(warned(&randomised, Routing::Istio), Vec::<String>::new(), "only randomised traffic");
 }
+
+/// With the Gateway API each arm has a Service per cohort, `<service>-<arm>[-<cohort>]`: each name
+/// must be a Service name, and no two arms may get the same one. Istio needs neither.
+#[test]
+fn with_the_gateway_api_every_arm_service_is_a_valid_name_of_its_own() {
+    let long_service = "s".repeat(55);
+    let long = edit("service: {name: my-app}", &format!("service: {{name: {long_service}}}"));
+    assert_eq!(problems(&long, Routing::Istio), Vec::<String>::new());
+    assert_eq!(
+        problems(&long, Routing::GatewayApi),
+        [0, 1].map(|i| {
+            let arm = ["v1", "v2"][i];
+            format!(
+                "spec.arms[{i}].name: with provider gatewayAPI arm {arm:?} gets the Service \"{long_service}-{arm}-targeted\", which is not a valid Service name (at most 63 characters, starting with a letter): shorten the arm's or the Service's name"
+            )
+        })
+    );
+    let shared = BASE
+        .replace("name: v2,", "name: v1-targeted,")
+        .replace("arm: v2", "arm: v1-targeted")
+        .replace("v2: 10}", "v1-targeted: 10}");
+    assert_eq!(problems(&shared, Routing::Istio), Vec::<String>::new());
+    assert_eq!(
+        problems(&shared, Routing::GatewayApi),
+        [
+            "spec.arms[1].name: with provider gatewayAPI arms \"v1\" and \"v1-targeted\" would both have the Service \"my-app-v1-targeted\""
+        ]
+    );
+}

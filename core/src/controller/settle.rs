@@ -19,7 +19,8 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::api::{Experiment, duration::HumanDuration};
 use crate::clock::parse_time;
-use crate::plan::Action;
+use crate::gateway::HttpRoute;
+use crate::plan::{Action, gateway};
 
 use super::distribution::Distribution;
 use super::observe::{Observation, referenced_subsets};
@@ -88,14 +89,13 @@ fn relies_on<'o>(exp: &Experiment, action: &Action, obs: &'o Observation, shrink
         }
         // The Gateway API's arm Services play the subsets' part: a route names a new one only once
         // it has reached every proxy, and one goes only once no proxy can still route to it.
+        // By Service, not by arm: an arm already routed may get a Service for another cohort
+        // (an experiment edited to pin users, say).
         Action::HttpRoute(route) => {
-            let arms = crate::plan::gateway::referenced_arms(exp, route);
-            let new: Vec<&String> = arms.difference(&obs.routed_subsets).collect();
-            let names: Vec<String> = new
-                .iter()
-                .flat_map(|arm| crate::plan::gateway::arm_services(&exp.spec, arm).into_iter().map(|(_, name)| name))
-                .collect();
-            let what = format!("routing to Service {}", names.join(", "));
+            let live = obs.live.http_route.as_ref().and_then(|v| serde_json::from_value::<HttpRoute>(v.clone()).ok());
+            let named = live.as_ref().map(gateway::service_names).unwrap_or_default();
+            let new: Vec<String> = gateway::service_names(route).into_iter().filter(|n| !named.contains(n)).collect();
+            let what = format!("routing to Service {}", new.join(", "));
             (!new.is_empty()).then_some(Reliance { delay, what, on: None })
         }
         Action::RemoveArmServices(r) => {

@@ -338,6 +338,18 @@ pub(crate) fn weights(exp: &Experiment, route: &HttpRoute) -> BTreeMap<String, i
     out
 }
 
+/// The Services `route` names: its backendRefs' and its mirrors'.
+pub(crate) fn service_names(route: &HttpRoute) -> BTreeSet<String> {
+    let rules = route.spec.rules.iter().flatten();
+    rules
+        .flat_map(|rule| {
+            let backends = rule.backend_refs.iter().flatten().map(|b| b.name.clone());
+            let filters = rule.filters.iter().flatten();
+            backends.chain(filters.filter_map(|f| f.request_mirror.as_ref().map(|m| m.backend_ref.name.clone())))
+        })
+        .collect()
+}
+
 /// The arms whose Services `route` names (backends and mirrors).
 pub(crate) fn referenced_arms(exp: &Experiment, route: &HttpRoute) -> BTreeSet<String> {
     weights(exp, route).into_keys().collect()

@@ -946,6 +946,39 @@ fn with_the_gateway_api_a_route_names_an_arm_service_only_once_it_has_propagated
     assert_eq!(world.status().mesh, Some(Routing::GatewayApi));
 }
 
+/// An arm already routed can still get a new Service: here the experiment is edited to pin its
+/// users, so each arm gets a `-returning` Service, which a route names only once it has propagated.
+#[test]
+fn with_the_gateway_api_a_routed_arms_new_cohort_service_is_named_only_once_it_has_propagated() {
+    let builder = ExperimentBuilder::ab_test("ab").split([("v1", 50), ("v2", 50)]).routing_delays("7s", "30s");
+    let mut world = World::new(builder, Routing::GatewayApi);
+    world.until(Phase::Paused);
+    let sticky = ExperimentBuilder::ab_test("ab").split([("v1", 50), ("v2", 50)]).sticky("forklane-ab").build();
+    world.exp.spec.strategy = sticky.spec.strategy;
+    let mut written_at = None;
+    for _ in 0..30 {
+        let out = world.tick();
+        for action in &out.writes {
+            match action {
+                Action::ArmService(s) if s.metadata.name.as_deref() == Some("my-app-v1-returning") => {
+                    written_at = Some(world.now);
+                }
+                Action::HttpRoute(route)
+                    if crate::plan::gateway::service_names(route).contains("my-app-v1-returning") =>
+                {
+                    let since = written_at.expect("the Service is written first");
+                    let after = world.now.duration_since(since).as_secs_f64();
+                    assert!(after >= 7.0, "named {after} s after it was written");
+                    return;
+                }
+                _ => {}
+            }
+        }
+        world.now += out.requeue.unwrap_or(Duration::from_secs(1));
+    }
+    panic!("the pins were never routed: {:?}", world.status());
+}
+
 #[test]
 fn with_the_gateway_api_deletion_restores_the_control_releases_its_route_and_service_then_lets_go() {
     let builder = ExperimentBuilder::canary("c").steps([set_weight(20), pause(), set_weight(50)]);
