@@ -206,6 +206,7 @@ mod tests {
             mode: Routing::Istio,
             plan: Observed::default(),
             routed_subsets: routed.iter().map(|s| s.to_string()).collect(),
+            routed_services: Default::default(),
             pods: ready.iter().map(|(a, n)| (a.to_string(), ArmPods { existing: *n, ready: *n })).collect(),
             conflicts: vec![],
             leftovers: Default::default(),

@@ -14,7 +14,7 @@ use crate::gateway::HttpRoute;
 use crate::istio::VirtualService;
 use crate::plan::Observed;
 use crate::plan::gateway::{
-    ARM_LABEL, COHORT_LABEL, arm_services, cohort_service_name, parent_refs, referenced_arms, service_of,
+    ARM_LABEL, COHORT_LABEL, arm_services, cohort_service_name, parent_refs, referenced_arms, service_names, service_of,
 };
 use crate::plan::istio::{object_name, telemetry_name};
 use crate::plan::routing::Cohort;
@@ -54,6 +54,8 @@ pub(crate) struct Observation {
     /// Subsets referenced by the live VirtualService, or arms whose Services the live HTTPRoute
     /// names.
     pub routed_subsets: BTreeSet<String>,
+    /// Services the live HTTPRoute names, backends and mirrors (Gateway API).
+    pub routed_services: BTreeSet<String>,
     pub pods: BTreeMap<String, ArmPods>,
     /// Other VirtualServices that claim one of our hosts, other HTTPRoutes on our parent that
     /// route our Service, and Services of another owner with an arm Service's name.
@@ -208,6 +210,7 @@ pub(crate) fn observe(world: &World, exp: &Experiment, namespace: &str) -> Obser
     }
     live.service = world.service(namespace, &exp.spec.service.name).and_then(|s| json(s.as_ref()));
     let mut routed_subsets = BTreeSet::new();
+    let mut routed_services = BTreeSet::new();
     let mut conflicts = Vec::new();
     let mut leftovers = Leftovers::default();
     let mut distribution = Distributions::default();
@@ -247,6 +250,7 @@ pub(crate) fn observe(world: &World, exp: &Experiment, namespace: &str) -> Obser
         plan.service_ports =
             world.service(namespace, &exp.spec.service.name).and_then(|s| s.spec.clone()?.ports).unwrap_or_default();
         routed_subsets = gateway.routed;
+        routed_services = gateway.routed_services;
         live.http_route = gateway.route;
         live.arm_services = gateway.arm_services;
         conflicts = gateway.conflicts;
@@ -257,6 +261,7 @@ pub(crate) fn observe(world: &World, exp: &Experiment, namespace: &str) -> Obser
         mode,
         plan,
         routed_subsets,
+        routed_services,
         pods,
         conflicts,
         leftovers,
@@ -272,6 +277,7 @@ pub(crate) fn observe(world: &World, exp: &Experiment, namespace: &str) -> Obser
 struct GatewayApiObserved {
     route: Option<Value>,
     routed: BTreeSet<String>,
+    routed_services: BTreeSet<String>,
     /// Arms with at least one of their Services.
     arms: BTreeSet<String>,
     arm_services: BTreeMap<String, Value>,
@@ -286,6 +292,7 @@ fn observe_gateway_api(world: &World, exp: &Experiment, namespace: &str) -> Gate
     let mut out = GatewayApiObserved {
         route: None,
         routed: BTreeSet::new(),
+        routed_services: BTreeSet::new(),
         arms: BTreeSet::new(),
         arm_services: BTreeMap::new(),
         conflicts: Vec::new(),
@@ -322,6 +329,7 @@ fn observe_gateway_api(world: &World, exp: &Experiment, namespace: &str) -> Gate
     for route in world.http_routes(namespace) {
         if route.name_any() == ours {
             out.routed = referenced_arms(exp, &route);
+            out.routed_services = service_names(&route);
             out.route = json(route.as_ref());
         } else if attached_to_service(&route, service) || (shares_parent(&route) && routes_service(&route)) {
             if left_behind(route.meta()) {

@@ -19,7 +19,6 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::api::{Experiment, duration::HumanDuration};
 use crate::clock::parse_time;
-use crate::gateway::HttpRoute;
 use crate::plan::{Action, gateway};
 
 use super::distribution::Distribution;
@@ -92,9 +91,7 @@ fn relies_on<'o>(exp: &Experiment, action: &Action, obs: &'o Observation, shrink
         // By Service, not by arm: an arm already routed may get a Service for another cohort
         // (an experiment edited to pin users, say).
         Action::HttpRoute(route) => {
-            let live = obs.live.http_route.as_ref().and_then(|v| serde_json::from_value::<HttpRoute>(v.clone()).ok());
-            let named = live.as_ref().map(gateway::service_names).unwrap_or_default();
-            let new: Vec<String> = gateway::service_names(route).into_iter().filter(|n| !named.contains(n)).collect();
+            let new: Vec<String> = gateway::service_names(route).difference(&obs.routed_services).cloned().collect();
             let what = format!("routing to Service {}", new.join(", "));
             (!new.is_empty()).then_some(Reliance { delay, what, on: None })
         }

@@ -56,6 +56,7 @@ impl World {
             mode,
             plan: Observed { replicas: arms.iter().map(|a| (a.clone(), 2)).collect(), ..Default::default() },
             routed_subsets: BTreeSet::new(),
+            routed_services: BTreeSet::new(),
             pods: BTreeMap::new(),
             conflicts: vec![],
             leftovers: Default::default(),
@@ -175,6 +176,7 @@ impl World {
             }
             Action::HttpRoute(route) => {
                 self.obs.routed_subsets = crate::plan::gateway::referenced_arms(&self.exp, route);
+                self.obs.routed_services = crate::plan::gateway::service_names(route);
                 self.obs.live.http_route = Some(object);
                 self.http_routes.push(route.as_ref().clone());
                 self.log.push(format!("route {:?}", self.obs.routed_subsets));
